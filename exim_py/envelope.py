@@ -1,0 +1,119 @@
+"""Per-connection and per-transaction state: Session and Envelope.
+
+A Session lives as long as one SMTP connection (or one local submission); an
+Envelope lives for one message transaction.  RSET and the end of DATA replace
+only the Envelope.  The Envelope holds exactly what the spool's -H file
+stores, so receiving code fills it and spool code writes it, and the delivery
+engine reads it back the same way.
+"""
+
+import time
+
+
+class Recipient:
+    """One envelope recipient, with its DSN parameters (RFC 3461)."""
+
+    __slots__ = ("address", "dsn_notify", "orcpt", "errors_to", "pno")
+
+    def __init__(self, address, dsn_notify=None, orcpt=None, errors_to=None, pno=-1):
+        self.address = address
+        self.dsn_notify = dsn_notify   # e.g. "SUCCESS,FAILURE", "NEVER", or None if not given
+        self.orcpt = orcpt             # "rfc822;user@example" or None
+        self.errors_to = errors_to
+        self.pno = pno                 # parent number for one_time redirection (-1: none)
+
+    def __repr__(self):
+        return "Recipient(%r)" % (self.address,)
+
+    def __eq__(self, other):
+        return isinstance(other, Recipient) and self.address == other.address
+
+
+class Header:
+    """One header line as Exim's spool keeps it: its full text and a type flag.
+
+    ``text`` includes the name, the colon and the trailing newline, folded
+    lines included.  ``flag`` is Exim's one-character header type (' ' for
+    an ordinary header, '*' for one that was deleted, 'R' Received,
+    'P' Return-path, 'F' From, 'T' To, 'C' Cc, 'B' Bcc, 'I' Message-id,
+    'S' Sender, 'Y' Reply-to...).
+    """
+
+    __slots__ = ("text", "flag")
+
+    def __init__(self, text, flag=" "):
+        self.text = text
+        self.flag = flag
+
+    @property
+    def name(self):
+        return self.text.split(":", 1)[0].strip()
+
+    @property
+    def value(self):
+        return self.text.split(":", 1)[1] if ":" in self.text else ""
+
+    def __repr__(self):
+        return "Header(%r, %r)" % (self.text, self.flag)
+
+
+class Session:
+    """What is known about the connection (or local caller) a message came from."""
+
+    def __init__(self):
+        self.sender_host_address = None
+        self.sender_host_port = None
+        self.sender_host_name = None
+        self.interface_address = None
+        self.interface_port = None
+        self.sender_ident = None
+        self.helo_name = None
+        self.esmtp = False
+        self.received_protocol = "local"
+        self.authenticated_id = None
+        self.authenticated_sender = None
+        self.authenticated_fail_id = None
+        self.auth_mechanism = None         # name of the authenticator that succeeded
+        self.tls_cipher = None
+        self.tls_version = None
+        self.tls_peerdn = None
+        self.tls_certificate_verified = False
+        self.tls_sni = None
+        self.tls_ocsp = None
+        self.proxy = None                  # set by smtp/proxy.py when Proxy Protocol was used
+        self.acl_c = {}                    # $acl_c... connection variables
+        self.local = True                  # locally submitted (not SMTP from a host)
+        self.caller_uid = None
+        self.caller_gid = None
+        self.caller_name = None
+
+
+class Envelope:
+    """One message transaction: sender, recipients, headers, and the -H metadata."""
+
+    def __init__(self, session=None):
+        self.session = session if session is not None else Session()
+        self.message_id = None
+        self.sender = None                 # "" for the null sender <>
+        self.recipients = []               # list of Recipient
+        self.non_recipients = set()        # addresses already delivered (the -H tree)
+        self.headers = []                  # list of Header
+        self.received_time = time.time()
+        self.body_linecount = 0
+        self.body_zerocount = 0
+        self.max_received_linelength = 0
+        self.size = 0
+        self.body_type = None              # "7BIT" / "8BITMIME" from MAIL BODY=
+        self.smtputf8 = False
+        self.dsn_envid = None
+        self.dsn_ret = None                # "FULL" / "HDRS"
+        self.auth_sender = None            # MAIL AUTH= value, once accepted
+        self.acl_m = {}                    # $acl_m... message variables
+        self.frozen = False
+        self.deliver_firsttime = True
+        self.local_scan_data = None
+        self.host_lookup_failed = False
+        self.manual_thaw = False
+        self.spam_score_int = None
+        self.prdr = False
+        self.flags = set()                 # other -H flags as Exim names them

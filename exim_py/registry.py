@@ -1,0 +1,47 @@
+"""The one place that names every driver exim_py has.
+
+Each entry maps a driver name, as written in the configuration file
+(``driver = redirect``, ``lsearch;``), to the module that implements it.
+Modules are imported only when a configuration uses them.  A driver module
+declares its private options in an ``OPTIONS`` table next to its code and
+provides the class named in its kind's contract (see HACKING.rst).
+
+Adding a driver: write the module, add one line here, add its tests and its
+README section.  ``-bV`` lists exactly what is here and importable.
+"""
+
+import importlib
+import importlib.util
+
+ROUTERS = {
+}
+
+TRANSPORTS = {
+}
+
+AUTHENTICATORS = {
+}
+
+LOOKUPS = {
+}
+
+KINDS = {
+    "router": ROUTERS,
+    "transport": TRANSPORTS,
+    "authenticator": AUTHENTICATORS,
+    "lookup": LOOKUPS,
+}
+
+
+def available(kind):
+    """Names of the drivers of ``kind`` whose module is present, sorted."""
+    table = KINDS[kind]
+    return sorted(n for n, mod in table.items() if importlib.util.find_spec(mod) is not None)
+
+
+def load(kind, name):
+    """The module implementing driver ``name`` of ``kind``, or None if exim_py has none."""
+    mod = KINDS[kind].get(name)
+    if mod is None or importlib.util.find_spec(mod) is None:
+        return None
+    return importlib.import_module(mod)

@@ -1,0 +1,68 @@
+"""Finding the real peers the tests run against (Exim, swaks, openssl ...).
+
+Locally a test whose peer is missing is skipped with a clear reason; with
+CI=true it fails, because CI installs every peer and a missing one is a bug.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from twisted.trial.unittest import SkipTest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_command(name, why=""):
+    """The absolute path of program ``name``; skip (locally) or fail (CI) when absent."""
+    path = shutil.which(name) or (os.path.exists("/usr/sbin/" + name) and "/usr/sbin/" + name)
+    if path:
+        return path
+    reason = "%s is not installed%s" % (name, (": " + why) if why else "")
+    if IN_CI:
+        raise AssertionError(reason + " (CI must install it: see .ci/run)")
+    raise SkipTest(reason)
+
+
+def exim_py_command():
+    """argv prefix that runs exim_py from this checkout with this interpreter."""
+    return [sys.executable, "-m", "exim_py"]
+
+
+def run_exim_py(args, input=None, timeout=60, env=None):
+    """Run exim_py with ``args``; returns CompletedProcess with text stdout/stderr."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    full_env["PYTHONPATH"] = root + os.pathsep + full_env.get("PYTHONPATH", "")
+    return subprocess.run(exim_py_command() + list(args), input=input, capture_output=True,
+                          text=True, timeout=timeout, env=full_env)
+
+
+class RealExim:
+    """Debian's exim4 binary used as an oracle (-be, -bP, -bt, -bh) or as a peer.
+
+    Exim insists that a -C configuration is root-owned and not writable by
+    group or others, so configurations are written into a private directory.
+    """
+
+    def __init__(self):
+        self.binary = require_command("exim4", "Debian package exim4-daemon-heavy")
+        self.dir = tempfile.mkdtemp(prefix="exim4-oracle-")
+        os.chmod(self.dir, 0o755)
+
+    def write_config(self, text, name="exim4.conf"):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o644)
+        return path
+
+    def run(self, config_path, args, input=None, timeout=60):
+        return subprocess.run([self.binary, "-C", config_path] + list(args), input=input,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
