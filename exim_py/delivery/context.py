@@ -1,0 +1,202 @@
+"""What routers and transports are given: the message and the delivery context.
+
+``Message`` is a spooled message as delivery sees it (the envelope read back
+from -H, and a way to read the -D body).  ``DeliveryContext`` carries the
+configuration, the spool, the logger, the retry hints and the mode (normal
+delivery, verification, -bt address testing), and builds the expansion
+context for an address, a transport and a host.
+"""
+
+import os
+import time
+
+
+class Message:
+    """A queued message being delivered."""
+
+    def __init__(self, message_id, envelope, body_path=None):
+        self.id = message_id
+        self.envelope = envelope
+        self.body_path = body_path
+
+    @property
+    def sender(self):
+        return self.envelope.sender
+
+    @property
+    def headers(self):
+        return self.envelope.headers
+
+    def open_body(self):
+        """The -D file opened in binary, positioned after its first line (``<id>-D``)."""
+        f = open(self.body_path, "rb")
+        f.readline()
+        return f
+
+    def body_size(self):
+        """Bytes of body (the -D file without its identifying first line)."""
+        if self.body_path is None:
+            return 0
+        with open(self.body_path, "rb") as f:
+            first = f.readline()
+            return os.fstat(f.fileno()).st_size - len(first)
+
+    def header_size(self):
+        return sum(len(h.text) for h in self.envelope.headers if h.flag != "*")
+
+    def size(self):
+        return self.header_size() + self.body_size()
+
+
+def message_variables(message):
+    """The $message_* family and friends for ``message`` (spec "Expansion variables")."""
+    env = message.envelope
+    sess = env.session
+    now = time.time()
+    return {
+        "message_id": message.id,
+        "message_exim_id": message.id,
+        "sender_address": env.sender or "",
+        "return_path": env.sender or "",
+        "message_size": lambda: str(message.size()),
+        "message_body_size": lambda: str(message.body_size()),
+        "message_linecount": str(env.body_linecount + sum(h.text.count("\n") for h in env.headers)),
+        "body_linecount": str(env.body_linecount),
+        "body_zerocount": str(env.body_zerocount),
+        "message_age": str(int(now - env.received_time)),
+        "received_time": str(int(env.received_time)),
+        "received_protocol": sess.received_protocol or "",
+        "sender_host_address": sess.sender_host_address or "",
+        "sender_host_name": sess.sender_host_name or "",
+        "sender_host_port": str(sess.sender_host_port or 0),
+        "sender_helo_name": sess.helo_name or "",
+        "sender_ident": sess.sender_ident or "",
+        "authenticated_id": sess.authenticated_id or "",
+        "authenticated_sender": env.auth_sender or "",
+        "interface_address": sess.interface_address or "",
+        "interface_port": str(sess.interface_port or 0),
+        "recipients_count": str(len(env.recipients)),
+        "recipients": ", ".join(r.address for r in env.recipients),
+        "dsn_envid": env.dsn_envid or "",
+        "dsn_ret": env.dsn_ret or "",
+    }
+
+
+def address_variables(addr):
+    """$local_part, $domain and the rest of the per-address variables."""
+    top = addr.top
+    variables = {
+        "local_part": addr.local_part,
+        "domain": addr.domain,
+        "local_part_prefix": addr.prefix,
+        "local_part_suffix": addr.suffix,
+        "local_part_prefix_v": addr.prefix_v,
+        "local_part_suffix_v": addr.suffix_v,
+        "original_local_part": top.cc_local_part,
+        "original_domain": top.domain,
+        "address_data": addr.address_data or "",
+        "domain_data": addr.domain_data or "",
+        "local_part_data": addr.local_part_data or "",
+        "router_name": addr.router or "",
+        "self_hostname": addr.self_hostname or "",
+        "home": addr.home_dir or "",
+    }
+    if addr.parent is not None:
+        variables["parent_local_part"] = addr.parent.local_part
+        variables["parent_domain"] = addr.parent.domain
+    if addr.local_user is not None:
+        variables["local_user_uid"] = str(addr.local_user.pw_uid)
+        variables["local_user_gid"] = str(addr.local_user.pw_gid)
+    if addr.is_pipe:
+        variables["address_pipe"] = addr.address
+    if addr.is_file:
+        variables["address_file"] = addr.address
+    return variables
+
+
+class DeliveryContext:
+    """Everything routing and transports need besides the address itself.
+
+    ``mode`` is "deliver", "verify" (ACL verify / -bv) or "test" (-bt);
+    ``verify_kind`` is "recipient" or "sender" when verifying.
+    ``hints`` is a delivery.hints.HintsDB (or None when there is no spool),
+    ``logger`` an exim_py.log.Logger (or None), ``clock`` provides
+    ``seconds()`` (the reactor or a task.Clock).
+    """
+
+    def __init__(self, config, spool=None, logger=None, message=None, hints=None,
+                 mode="deliver", verify_kind=None, clock=None, debug=None):
+        self.config = config
+        self.spool = spool
+        self.logger = logger
+        self.message = message
+        self.hints = hints
+        self.mode = mode
+        self.verify_kind = verify_kind
+        self.clock = clock
+        self.debug = debug                   # a callable taking one line, or None
+
+    def now(self):
+        return self.clock.seconds() if self.clock is not None else time.time()
+
+    @property
+    def verifying(self):
+        return self.mode in ("verify", "test")
+
+    def variables(self, addr=None, transport=None, host=None, extra=None):
+        """The variables for expanding a string about ``addr`` (any may be None)."""
+        variables = {}
+        if self.message is not None:
+            variables.update(message_variables(self.message))
+        if addr is not None:
+            variables.update(address_variables(addr))
+        if transport is not None:
+            variables["transport_name"] = transport.name
+        if host is not None:
+            variables["host"] = host.name or ""
+            variables["host_address"] = host.address or ""
+            variables["host_port"] = str(host.port or 25)
+        if self.verify_kind is not None:
+            variables["verify_mode"] = "R" if self.verify_kind == "recipient" else "S"
+        if extra:
+            variables.update(extra)
+        return variables
+
+    def expand_context(self, addr=None, transport=None, host=None, extra=None):
+        """An exim_py.expand.ExpandContext for ``addr`` (and transport, host)."""
+        from exim_py.expand import ExpandContext
+        headers = self.message.headers if self.message is not None else None
+        ctx = ExpandContext(config=self.config,
+                            variables=self.variables(addr, transport, host, extra),
+                            headers=headers)
+        if self.message is not None and hasattr(ctx, "acl_m"):
+            ctx.acl_m = self.message.envelope.acl_m
+        return ctx
+
+    def expand(self, string, addr=None, transport=None, host=None, extra=None):
+        """Expand ``string`` for ``addr``; None stays None.  Raises ExpansionError."""
+        if string is None:
+            return None
+        from exim_py.expand import expand
+        return expand(string, self.expand_context(addr, transport, host, extra))
+
+    def expand_condition(self, string, addr=None, transport=None):
+        from exim_py.expand import expand_condition
+        return expand_condition(string, self.expand_context(addr, transport))
+
+    def debug_print(self, line):
+        if self.debug is not None:
+            self.debug(line)
+
+    # -- drivers ---------------------------------------------------------
+
+    def transport(self, name):
+        """The transport instance called ``name`` (one per name per context).
+
+        Raises KeyError when the configuration has no such transport.
+        """
+        cache = self.__dict__.setdefault("_transports", {})
+        if name not in cache:
+            from exim_py.delivery.drivers import make_transport
+            cache[name] = make_transport(self.config, name)
+        return cache[name]

@@ -1,0 +1,91 @@
+"""Hints databases: what delivery remembers between attempts (retry records).
+
+Exim keeps DBM files in the spool's db/ directory; exim_py keeps one SQLite
+database per hints kind there (``db/retry.sqlite``).  SQLite's journal makes
+every update atomic across a crash, and each thread gets its own connection,
+so the engine's worker threads and the reactor thread can share one HintsDB.
+A hints database is only ever a cache of advice: losing it costs retries
+being attempted early, never mail.
+"""
+
+import os
+import sqlite3
+import threading
+
+
+class RetryRecord:
+    """One retry hint (Exim's dbdata_retry): how long a key has been failing."""
+
+    __slots__ = ("key", "first_failed", "last_try", "next_try", "expired",
+                 "basic_errno", "more_errno", "text")
+
+    def __init__(self, key, first_failed, last_try, next_try, expired=False,
+                 basic_errno=0, more_errno=0, text=""):
+        self.key = key
+        self.first_failed = first_failed
+        self.last_try = last_try
+        self.next_try = next_try
+        self.expired = expired
+        self.basic_errno = basic_errno
+        self.more_errno = more_errno
+        self.text = text
+
+    def __repr__(self):
+        return "RetryRecord(%r, first=%d, next=%d, expired=%r)" % (
+            self.key, self.first_failed, self.next_try, self.expired)
+
+
+class HintsDB:
+    """The hints databases of one spool directory, safe to share across threads."""
+
+    def __init__(self, spool_directory):
+        self.directory = os.path.join(spool_directory, "db")
+        os.makedirs(self.directory, exist_ok=True)
+        self.path = os.path.join(self.directory, "retry.sqlite")
+        self._local = threading.local()
+        with self._conn() as c:
+            c.execute("CREATE TABLE IF NOT EXISTS retry (key TEXT PRIMARY KEY,"
+                      " first_failed INTEGER, last_try INTEGER, next_try INTEGER,"
+                      " expired INTEGER, basic_errno INTEGER, more_errno INTEGER, text TEXT)")
+
+    def _conn(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def get_retry(self, key):
+        """The RetryRecord for ``key``, or None."""
+        row = self._conn().execute(
+            "SELECT key, first_failed, last_try, next_try, expired, basic_errno,"
+            " more_errno, text FROM retry WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        return RetryRecord(row[0], row[1], row[2], row[3], bool(row[4]), row[5], row[6], row[7])
+
+    def put_retry(self, record):
+        with self._conn() as c:
+            c.execute("INSERT OR REPLACE INTO retry VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      (record.key, int(record.first_failed), int(record.last_try),
+                       int(record.next_try), int(record.expired), record.basic_errno or 0,
+                       record.more_errno or 0, record.text or ""))
+
+    def delete_retry(self, key):
+        with self._conn() as c:
+            c.execute("DELETE FROM retry WHERE key = ?", (key,))
+
+    def retry_records(self):
+        """Every retry record (for exinext-style listing and tests)."""
+        rows = self._conn().execute(
+            "SELECT key, first_failed, last_try, next_try, expired, basic_errno,"
+            " more_errno, text FROM retry ORDER BY key").fetchall()
+        return [RetryRecord(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7]) for r in rows]
+
+    def close(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

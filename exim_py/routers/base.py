@@ -1,0 +1,118 @@
+"""What every router shares: option access and the generic post-routing steps.
+
+The delivery engine (delivery/route.py) checks a router's preconditions
+(domains, local_parts, senders, condition ...) and applies the generic
+options after it; a router module only implements ``route(addr, ctx)`` for
+its own driver (spec chapter "Generic options for routers").  The helpers
+here are the pieces several drivers need: choosing the transport, and
+looking a host list up by name or in the DNS.
+"""
+
+from exim_py.delivery.address import Host, RouterResult, DEFER, FAIL, DECLINE, OK
+from exim_py.errors import ExpansionError, ForcedFail
+
+
+class RouterBase:
+    """Base class for router drivers: ``self.name``, ``self.opt(name)``."""
+
+    def __init__(self, dconf, config):
+        self.dconf = dconf
+        self.config = config
+        self.name = dconf.name
+        self.options = dconf.options
+
+    def opt(self, name):
+        """The raw (unexpanded) value of option ``name``."""
+        return self.options[name]
+
+    def expand_opt(self, name, addr, ctx, forced_none=False):
+        """Option ``name`` expanded for ``addr``; None when unset.
+
+        With ``forced_none`` a forced failure gives None instead of raising.
+        """
+        value = self.options[name]
+        if value is None:
+            return None
+        try:
+            return ctx.expand(value, addr)
+        except ForcedFail:
+            if forced_none:
+                return None
+            raise
+
+    def route(self, addr, ctx):
+        """Route ``addr``; returns a RouterResult.  Drivers override this."""
+        raise NotImplementedError
+
+    # -- helpers for drivers ------------------------------------------------
+
+    def set_transport(self, addr, ctx, option="transport"):
+        """Expand the transport option and attach the transport to ``addr``.
+
+        Returns None on success or a RouterResult(DEFER) saying why not, as
+        Exim defers an address whose transport name does not expand or name
+        a transport (spec: the generic ``transport`` option).
+        """
+        value = self.options[option]
+        if value is None:
+            addr.transport = None
+            return None
+        try:
+            tname = ctx.expand(value, addr).strip()
+        except ExpansionError as e:
+            return RouterResult(DEFER, "failed to expand transport \"%s\" in %s router: %s"
+                                % (value, self.name, e))
+        try:
+            addr.transport = ctx.transport(tname)
+        except KeyError:
+            return RouterResult(DEFER, "transport \"%s\" not found in %s router"
+                                % (tname, self.name))
+        return None
+
+
+def lookup_hosts(hosts, ctx, by="byname", ipv4_only=False):
+    """Fill in the addresses of ``hosts`` (a list of Host) through exim_py.dns.
+
+    Returns (hosts, failed_names): one Host per IP address, in order, and
+    the names that found nothing.  Raises LookupDefer when the DNS could not
+    answer now.  A Host that already has an address is kept as it is.
+    """
+    from exim_py import dns
+    resolver = dns.get_resolver(ctx.config)
+    out = []
+    failed = []
+    for h in hosts:
+        if h.address:
+            out.append(h)
+            continue
+        if _is_ip(h.name):
+            out.append(h.copy(address=h.name.strip("[]")))
+            continue
+        ips = resolver.addresses(h.name, ipv4_only=ipv4_only) if _has_kw(resolver.addresses) \
+            else resolver.addresses(h.name)
+        if not ips:
+            failed.append(h.name)
+            continue
+        for ip in ips:
+            out.append(h.copy(address=ip))
+    return out, failed
+
+
+def _has_kw(func):
+    import inspect
+    try:
+        return "ipv4_only" in inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _is_ip(text):
+    import ipaddress
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
+__all__ = ["RouterBase", "RouterResult", "Host", "lookup_hosts", "OK", "DECLINE", "DEFER", "FAIL"]

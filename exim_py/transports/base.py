@@ -1,0 +1,211 @@
+"""What every transport shares: option access, the generic options, and
+writing a message out with the headers a transport adds or removes.
+
+Contract (HACKING.rst "Delivery"): a transport's ``deliver(message,
+addresses, ctx)`` is called on the reactor thread; it returns None or a
+Deferred, and sets each address's result.  Local transports do their file
+and process work in a thread (``threads.deferToThread``).  The generic
+options are in spec chapter "Generic options for transports".
+"""
+
+import email.utils
+import os
+import time
+
+from exim_py.delivery.address import DEFER
+from exim_py.errors import ExpansionError
+
+
+class TransportBase:
+    """Base class for transport drivers.
+
+    ``remote`` is False for local transports (appendfile, pipe, autoreply:
+    one address per call unless ``batch_max`` says more) and True for the
+    smtp transport (the engine groups addresses with the same host list,
+    up to ``max_addresses()``).
+    """
+
+    remote = False
+
+    def __init__(self, dconf, config):
+        self.dconf = dconf
+        self.config = config
+        self.name = dconf.name
+        self.options = dconf.options
+
+    def opt(self, name):
+        """The raw (unexpanded) value of option ``name``."""
+        return self.options[name]
+
+    def expand_opt(self, name, addr, ctx, host=None):
+        """Option ``name`` expanded for ``addr`` (None when unset)."""
+        value = self.options[name]
+        if value is None:
+            return None
+        return ctx.expand(value, addr, transport=self, host=host)
+
+    def max_addresses(self):
+        """How many addresses one ``deliver()`` call may take."""
+        for name in ("max_rcpt", "batch_max"):
+            if name in _names(self.options):
+                value = self.options[name]
+                if isinstance(value, str):
+                    value = int(value or 1)
+                return max(int(value or 1), 1)
+        return 1
+
+    def deliver(self, message, addresses, ctx):
+        raise NotImplementedError
+
+    # -- helpers ------------------------------------------------------------
+
+    def return_path(self, message, addr, ctx):
+        """The envelope sender for this delivery (generic ``return_path``, errors_to)."""
+        rp = addr.errors_to if addr.errors_to is not None else (message.sender or "")
+        if self.options["return_path"] is not None:
+            rp = ctx.expand(self.options["return_path"], addr, transport=self,
+                            extra={"return_path": rp})
+        return rp
+
+    def fail_all(self, addresses, result, message, errno=None):
+        for a in addresses:
+            a.set_result(result, message, errno)
+
+    def added_headers(self, message, addresses, ctx):
+        """Header lines this delivery adds: Return-path, Envelope-to, Delivery-date,
+        the routers' headers_add and the transport's own headers_add."""
+        addr = addresses[0]
+        top_lines = []
+        if self.options["return_path_add"]:
+            top_lines.append("Return-path: <%s>\n" % self.return_path(message, addr, ctx))
+        if self.options["envelope_to_add"]:
+            seen = []
+            for a in addresses:
+                original = a.top.address
+                if original not in seen:
+                    seen.append(original)
+            top_lines.append("Envelope-to: %s\n" % ", ".join(seen))
+        if self.options["delivery_date_add"]:
+            top_lines.append("Delivery-date: %s\n" % rfc2822_date(ctx.now()))
+        bottom = list(addr.extra_headers)
+        if self.options["headers_add"] is not None:
+            text = ctx.expand(self.options["headers_add"], addr, transport=self)
+            bottom.extend(split_header_lines(text))
+        return top_lines, bottom
+
+    def removed_headers(self, addr, ctx):
+        names = [n.lower() for n in addr.remove_headers]
+        if self.options["headers_remove"] is not None:
+            text = ctx.expand(self.options["headers_remove"], addr, transport=self)
+            names.extend(n.strip().lower() for n in text.split(":") if n.strip())
+        return names
+
+    def message_chunks(self, message, addresses, ctx, eol=b"\n", dot_stuff=False,
+                       check_string=None, escape_string=None):
+        """The message as bytes chunks, ready to write (blocking: runs in a thread).
+
+        ``eol`` is the line ending to use (b"\\r\\n" for SMTP); ``dot_stuff``
+        doubles a leading dot (RFC 5321 4.5.2); ``check_string`` and
+        ``escape_string`` escape body lines that start with check_string
+        (appendfile's "From " handling for mbox files).
+        """
+        addr = addresses[0]
+        top, bottom = self.added_headers(message, addresses, ctx)
+        removed = set(self.removed_headers(addr, ctx))
+        headers_only = self.options["headers_only"]
+        body_only = self.options["body_only"]
+        check = check_string.encode() if check_string else None
+        escape = (escape_string or "").encode()
+
+        def line_out(line):
+            if line.endswith(b"\r\n"):
+                line = line[:-2]
+            elif line.endswith(b"\n"):
+                line = line[:-1]
+            if check and line.startswith(check):
+                line = escape + line[len(check):]
+            if dot_stuff and line.startswith(b"."):
+                line = b"." + line
+            return line + eol
+
+        if not body_only:
+            out = []
+            for text in top:
+                out.extend(line_out(x) for x in _lines(text.encode()))
+            for h in message.headers:
+                if h.flag == "*" or h.name.lower() in removed:
+                    continue
+                out.extend(line_out(x) for x in _lines(h.text.encode("utf-8", "surrogateescape")))
+            for text in bottom:
+                out.extend(line_out(x) for x in _lines(text.encode()))
+            if not headers_only:
+                out.append(eol)
+            yield b"".join(out)
+        if headers_only:
+            return
+        with message.open_body() as body:
+            buf = []
+            size = 0
+            for line in body:
+                piece = line_out(line)
+                buf.append(piece)
+                size += len(piece)
+                if size > 65536:
+                    yield b"".join(buf)
+                    buf, size = [], 0
+            if buf:
+                yield b"".join(buf)
+
+
+def _names(options):
+    try:
+        return options.names()
+    except AttributeError:
+        try:
+            return set(options)
+        except TypeError:
+            return set()
+
+
+def _lines(data):
+    """Split bytes into lines keeping their endings; a last line without one gets one."""
+    lines = data.splitlines(keepends=True)
+    if lines and not lines[-1].endswith(b"\n"):
+        lines[-1] += b"\n"
+    return lines
+
+
+def split_header_lines(text):
+    """headers_add text → header lines, each ending in a newline.
+
+    Exim separates added headers by newlines; an empty result adds nothing.
+    Continuation lines (starting with white space) stay with their header.
+    """
+    out = []
+    for line in text.split("\n"):
+        if not line.strip():
+            continue
+        if line[0] in " \t" and out:
+            out[-1] += line + "\n"
+        else:
+            out.append(line + "\n")
+    return out
+
+
+def rfc2822_date(when=None):
+    """A Date:-style timestamp in local time, as Exim's $tod_full."""
+    return email.utils.formatdate(when if when is not None else time.time(), localtime=True)
+
+
+def defer_on_expansion_error(addresses, what, error):
+    """Mark every address deferred because option ``what`` did not expand."""
+    for a in addresses:
+        a.set_result(DEFER, "Failed to expand %s: %s" % (what, error))
+
+
+def running_as_root():
+    return os.geteuid() == 0
+
+
+__all__ = ["TransportBase", "split_header_lines", "rfc2822_date", "ExpansionError",
+           "defer_on_expansion_error", "running_as_root"]
