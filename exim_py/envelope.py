@@ -117,3 +117,5 @@ class Envelope:
         self.spam_score_int = None
         self.prdr = False
         self.flags = set()                 # other -H flags as Exim names them
+        self.warning_count = 0             # delay warnings sent (-H line 4)
+        self.spool_extra = {}              # other "-name value" -H lines, kept as read

@@ -1,0 +1,314 @@
+"""The message queue on disk, laid out and locked as Exim lays it out and locks it.
+
+``<spool>/input/`` holds ``<id>-D`` (the body, first line its own name) and
+``<id>-H`` (envelope and headers); with split_spool_directory they live in
+``input/<c>/`` where ``c`` is the id's sixth character.  ``msglog/`` holds a
+per-message log and ``db/`` the hints databases.
+
+Durability follows Exim's spool_write_header: the -D file is written and
+fsync'ed under its own name (a -D without a -H is not a message: nothing
+lists or delivers it), then the -H file is written to ``hdr.<id>``,
+fsync'ed and renamed, and the directory is fsync'ed before the caller may
+acknowledge the message.  The message exists from the instant of that
+rename.
+
+Locking follows Exim too: a write lock on the first bytes of the -D file
+(spec chapter "Format of spool files").  exim_py takes it as an
+open-file-description lock, which conflicts with Exim's fcntl() locks and
+also between threads of one process.
+"""
+
+import errno
+import fcntl
+import os
+import struct
+import threading
+import time
+
+from exim_py.errors import EximError
+from exim_py.spool import format as spoolformat
+from exim_py.spool.ids import ID_LENGTH, IdGenerator, id_time, is_message_id, split_subdir
+
+SPOOL_MODE = 0o640
+DIR_MODE = 0o750
+# Exim locks the -D file's first line (the id, "-D" and the newline).
+DATA_START_OFFSET = ID_LENGTH + 3
+_F_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", 37)
+
+
+class MessageLocked(EximError):
+    """Another process or thread holds the message (Exim: "spool file is locked")."""
+
+
+class MessageMissing(EximError):
+    """No such message on the queue (its -H or -D file does not exist)."""
+
+
+class MessageLock:
+    """A held lock on one message; release() (or leaving a with block) frees it."""
+
+    def __init__(self, fd, message_id):
+        self.fd = fd
+        self.message_id = message_id
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)   # closing the description drops its OFD lock
+            self.fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def _fsync_directory(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno != errno.EINVAL:   # some file systems cannot sync directories
+            raise
+    finally:
+        os.close(fd)
+
+
+def _write_new(path, chunks, exclusive=True):
+    """Create ``path`` with ``chunks`` and fsync it."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    try:
+        fd = os.open(path, flags, SPOOL_MODE)
+    except FileExistsError:
+        # A leftover of a crash (Exim's spool_open_temp unlinks it once).
+        os.unlink(path)
+        fd = os.open(path, flags, SPOOL_MODE)
+    try:
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Spool:
+    """One spool directory.  Methods that touch the disk block: call them in a thread."""
+
+    def __init__(self, directory, split=False, localhost_number=None):
+        self.directory = directory
+        self.split = split
+        self.ids = IdGenerator(localhost_number)
+        self._made = set()
+        self._made_lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config):
+        """The spool a configuration names (spool_directory, split_spool_directory, localhost_number)."""
+        main = config.main
+        number = main.localhost_number
+        number = int(number) if isinstance(number, str) and number.strip().isdigit() else number
+        return cls(main.spool_directory, split=bool(main.split_spool_directory),
+                   localhost_number=number)
+
+    # -- paths ------------------------------------------------------------
+
+    def _subdir(self, message_id):
+        return split_subdir(message_id) if self.split else ""
+
+    def input_dir(self, message_id=None):
+        sub = self._subdir(message_id) if message_id else ""
+        return os.path.join(self.directory, "input", sub) if sub else os.path.join(self.directory, "input")
+
+    def msglog_path(self, message_id):
+        sub = self._subdir(message_id)
+        return os.path.join(self.directory, "msglog", sub, message_id) if sub else \
+            os.path.join(self.directory, "msglog", message_id)
+
+    def _find(self, message_id, suffix):
+        """The path of ``<id><suffix>``, looking in the other layout when it is not where expected."""
+        path = os.path.join(self.input_dir(message_id), message_id + suffix)
+        if os.path.exists(path):
+            return path
+        other = os.path.join(self.directory, "input", split_subdir(message_id), message_id + suffix) \
+            if not self.split else os.path.join(self.directory, "input", message_id + suffix)
+        return other if os.path.exists(other) else path
+
+    def body_path(self, message_id):
+        return self._find(message_id, "-D")
+
+    def header_path(self, message_id):
+        return self._find(message_id, "-H")
+
+    def ensure_dir(self, path):
+        if path in self._made:
+            return
+        with self._made_lock:
+            os.makedirs(path, mode=DIR_MODE, exist_ok=True)
+            self._made.add(path)
+
+    def make_directories(self):
+        """Create input/, msglog/ and db/ as Exim does on first use."""
+        for name in ("input", "msglog", "db"):
+            self.ensure_dir(os.path.join(self.directory, name))
+
+    # -- writing ------------------------------------------------------------
+
+    def new_message_id(self):
+        return self.ids.new_id()[0]
+
+    def _prepare(self, envelope, body):
+        """Write -D and hdr.<id> (both fsync'ed); return (temp, final, directory)."""
+        if envelope.message_id is None:
+            envelope.message_id = self.new_message_id()
+        message_id = envelope.message_id
+        directory = self.input_dir(message_id)
+        self.ensure_dir(directory)
+        data_path = os.path.join(directory, message_id + "-D")
+        _write_new(data_path, [b"%s-D\n" % message_id.encode("ascii"), body])
+        temp = os.path.join(directory, "hdr." + message_id)
+        _write_new(temp, [spoolformat.format_header_file(envelope)])
+        return temp, os.path.join(directory, message_id + "-H"), directory
+
+    def _write_msglog(self, message_id, line):
+        if line is None:
+            return
+        path = self.msglog_path(message_id)
+        self.ensure_dir(os.path.dirname(path))
+        with open(path, "ab") as f:
+            f.write(spoolformat.encode(line if line.endswith("\n") else line + "\n"))
+
+    def store(self, envelope, body, msglog_line=None):
+        """Put one message on the queue durably; returns its id.
+
+        ``msglog_line`` is the message log's first line (Exim writes its
+        "Received from ..." record there; see log.msglog_received_line).
+        """
+        return self.store_batch([(envelope, body)], [msglog_line])[0]
+
+    def store_batch(self, messages, msglog_lines=None):
+        """Store many messages with one fsync per directory; returns their ids."""
+        prepared = [self._prepare(env, body) for env, body in messages]
+        directories = set()
+        for temp, final, directory in prepared:
+            os.rename(temp, final)
+            directories.add(directory)
+        for directory in directories:
+            _fsync_directory(directory)
+        ids = [env.message_id for env, _ in messages]
+        for message_id, line in zip(ids, msglog_lines or [None] * len(ids)):
+            self._write_msglog(message_id, line)
+        return ids
+
+    def write_header(self, envelope):
+        """Rewrite a queued message's -H atomically (temporary name, fsync, rename, directory fsync)."""
+        message_id = envelope.message_id
+        final = self.header_path(message_id)
+        directory = os.path.dirname(final)
+        temp = os.path.join(directory, "hdr." + message_id)
+        _write_new(temp, [spoolformat.format_header_file(envelope)])
+        os.rename(temp, final)
+        _fsync_directory(directory)
+        journal = os.path.join(directory, message_id + "-J")
+        if os.path.exists(journal):
+            os.unlink(journal)   # folded into the -H just written
+
+    def mark_delivered(self, message_id, addresses):
+        """Record ``addresses`` (one or a list) as delivered, durably; returns the Envelope."""
+        if isinstance(addresses, str):
+            addresses = [addresses]
+        envelope = self.read(message_id)
+        envelope.non_recipients.update(addresses)
+        envelope.deliver_firsttime = False
+        self.write_header(envelope)
+        return envelope
+
+    def remove(self, message_id):
+        """Take a message off the queue: -H first (then it no longer exists), then the rest."""
+        for path in (self.header_path(message_id), self.body_path(message_id),
+                     self._find(message_id, "-J"), self.msglog_path(message_id)):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        _fsync_directory(self.input_dir(message_id))
+
+    # -- reading ------------------------------------------------------------
+
+    def read(self, message_id):
+        """The Envelope of a queued message, with delivered addresses from any -J journal."""
+        try:
+            with open(self.header_path(message_id), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise MessageMissing("spool file %s-H not found" % message_id)
+        envelope = spoolformat.parse_header_file(data, message_id)
+        journal = self._find(message_id, "-J")
+        if os.path.exists(journal):
+            with open(journal, "rb") as f:
+                for raw in f.read().split(b"\n"):
+                    if raw:
+                        envelope.non_recipients.add(spoolformat.decode(raw))
+        return envelope
+
+    def read_body(self, message_id):
+        """The body bytes (the -D file without its first line)."""
+        with open(self.body_path(message_id), "rb") as f:
+            f.seek(DATA_START_OFFSET)
+            return f.read()
+
+    def message_ids(self):
+        """Ids of queued messages (those with a -H file), yielded as the directory is read."""
+        top = os.path.join(self.directory, "input")
+        yield from self._scan(top)
+        try:
+            entries = os.scandir(top)
+        except FileNotFoundError:
+            return
+        with entries:
+            subdirs = [e.path for e in entries if len(e.name) == 1 and e.is_dir()]
+        for sub in sorted(subdirs):
+            yield from self._scan(sub)
+
+    @staticmethod
+    def _scan(directory):
+        try:
+            entries = os.scandir(directory)
+        except FileNotFoundError:
+            return
+        with entries:
+            for entry in entries:
+                name = entry.name
+                if len(name) == ID_LENGTH + 2 and name.endswith("-H") and is_message_id(name[:-2]):
+                    yield name[:-2]
+
+    # -- locking ------------------------------------------------------------
+
+    def lock(self, message_id):
+        """Lock a message for delivery or change; raises MessageLocked or MessageMissing."""
+        try:
+            fd = os.open(self.body_path(message_id), os.O_RDWR)
+        except FileNotFoundError:
+            raise MessageMissing("spool file %s-D not found" % message_id)
+        flock = struct.pack("hhqqixxxx", fcntl.F_WRLCK, os.SEEK_SET, 0, DATA_START_OFFSET, 0)
+        try:
+            fcntl.fcntl(fd, _F_OFD_SETLK, flock)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EAGAIN, errno.EACCES):
+                raise MessageLocked("spool file is locked (another process is handling this message)")
+            raise
+        return MessageLock(fd, message_id)
+
+    def is_locked(self, message_id):
+        try:
+            self.lock(message_id).release()
+        except MessageLocked:
+            return True
+        return False
+
+    def age(self, message_id, now=None):
+        """Seconds since arrival, from the id as Exim's queue tools compute it."""
+        return int((now if now is not None else time.time()) - id_time(message_id))
+
