@@ -1,0 +1,642 @@
+"""The ESMTP client: one connection to one host, one or more transactions.
+
+This is the piece the smtp transport and the callouts (verify = recipient/
+callout, sender/callout) share.  It knows nothing about configuration: the
+caller gives it ``ClientSettings`` for the host (already expanded and
+matched), a list of ``Transaction`` objects (envelope + message bytes) and a
+host address, and gets back a ``SessionResult`` with an ``Outcome`` for every
+recipient (those classes are in ``outbound.py``).
+
+The protocol is a state machine whose states are methods named
+``smtpState_<what the reply answers>``: every command sent pushes the name of
+the state that will handle its reply, so that pipelined commands (RFC 2920)
+and one-at-a-time commands go through the same code.
+
+How replies map to outcomes follows the spec's "Errors in outgoing SMTP"
+(chapter "SMTP processing"): host errors (connection, banner, EHLO, lost
+connection, timeouts outside MAIL/RCPT/end of data), message errors (MAIL,
+DATA, end of data) and recipient errors (RCPT).  Extensions handled: SIZE,
+8BITMIME, SMTPUTF8, PIPELINING, CHUNKING (RFC 3030), STARTTLS (RFC 3207),
+AUTH (RFC 4954), DSN (RFC 3461) and PRDR (draft-hall-prdr-00).
+"""
+
+import base64
+import binascii
+import errno
+
+from twisted.internet import defer, error, protocol
+from twisted.internet.interfaces import IHandshakeListener, IPullProducer
+from twisted.protocols.basic import LineReceiver
+from zope.interface import implementer
+
+from exim_py.smtp import tls_client
+from exim_py.smtp.outbound import (CHUNK, DEFER, ERRNO_AUTHFAIL, ERRNO_SMTPCLOSED,
+                                   ERRNO_SMTPFORMAT, ERRNO_TIMEOUT, ERRNO_TLSFAILURE,
+                                   ERRNO_TLSREQUIRED, ERRNO_UTF8_FWD, FAIL, OK, ClientSettings,
+                                   Outcome, SessionResult, reply_text, split_by_max_rcpt, to_wire,
+                                   xtext)
+
+@implementer(IHandshakeListener, IPullProducer)
+class ESMTPClient(LineReceiver):
+    """Sends ``transactions`` to the host at the other end; fires ``self.finished``."""
+
+    delimiter = b"\n"
+    MAX_LENGTH = 65536
+
+    def __init__(self, settings, transactions, clock):
+        self.settings = settings
+        transactions = split_by_max_rcpt(transactions, settings.max_rcpt)
+        self.result = SessionResult(transactions)
+        self.clock = clock
+        self.finished = defer.Deferred()
+        self.extensions = {}
+        self._pending = []          # [(state name, argument)] for replies still to come
+        self._reply_lines = []
+        self._timer = None
+        self._stage = "initial connection"
+        self._queue = list(transactions)
+        self._txn = None
+        self._accepted = []         # recipients of the current transaction with 2xx to RCPT
+        self._body = None
+        self._body_pos = 0
+        self._tls = None
+        self._sasl = None
+        self._auth_candidates = []
+        self._done = False
+        self._connected = True
+        self._pipelined = False
+        self._mail_failed = False
+        self._unsent = []
+        self._dot_sent = False
+        self._prdr_waiting = []
+
+    # -- plumbing -------------------------------------------------------
+
+    def _send(self, line, state, arg=None, timeout=None, stage=None):
+        """Write one command and remember which state method handles its reply."""
+        self.transport.write(line.encode("utf-8") + b"\r\n")
+        self._expect(state, arg, timeout, stage or line)
+
+    def _expect(self, state, arg=None, timeout=None, stage=None):
+        self._pending.append((state, arg, stage))
+        if len(self._pending) == 1:
+            self._arm(timeout or self.settings.command_timeout)
+
+    def _arm(self, seconds):
+        self._disarm()
+        self._timer = self.clock.callLater(seconds, self._timed_out)
+
+    def _disarm(self):
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def lineReceived(self, line):
+        if self._done:
+            return
+        line = line.rstrip(b"\r").decode("utf-8", "replace")
+        if len(line) < 3 or not line[:3].isdigit() or (len(line) > 3 and line[3] not in " -"):
+            self._host_error(DEFER, "SMTP error from remote mail server after %s: "
+                             "malformed response: %s" % (self._stage, line[:100]),
+                             ERRNO_SMTPFORMAT)
+            return
+        self._reply_lines.append(line[4:])
+        if len(line) > 3 and line[3] == "-":
+            return
+        code = int(line[:3])
+        lines, self._reply_lines = self._reply_lines, []
+        if not self._pending:
+            return
+        state, arg, stage = self._pending.pop(0)
+        self._stage = stage
+        self._disarm()
+        if self._pending:
+            self._arm(self.settings.command_timeout)
+        getattr(self, "smtpState_" + state)(code, lines, arg)
+
+    def lineLengthExceeded(self, line):
+        self._host_error(DEFER, "SMTP error from remote mail server after %s: response too long"
+                         % (self._stage,), ERRNO_SMTPFORMAT)
+
+    def _timed_out(self):
+        self._timer = None
+        stage = self._pending[0][2] if self._pending else self._stage
+        state = self._pending[0][0] if self._pending else None
+        text = "SMTP timeout after %s" % (stage,)
+        if state in ("mail", "rcpt", "dot", "prdr_rcpt", "prdr_final"):
+            # Timeouts after MAIL, RCPT and the end of data are treated like
+            # 4xx replies to those commands, not as host errors; the other
+            # recipients are deferred without retry data of their own.
+            rcpt = self._pending[0][1] if state == "rcpt" else None
+            self._fail_current(DEFER, text, "recipient" if rcpt else "message",
+                               errno_value=ERRNO_TIMEOUT, rcpt=rcpt)
+            self._host_error(DEFER, text, ERRNO_TIMEOUT, kind=None)
+            return
+        self._host_error(DEFER, text, ERRNO_TIMEOUT)
+
+    def connectionMade(self):
+        self._stage = "initial connection"
+        self._expect("banner", stage="initial connection")
+
+    def connectionLost(self, reason=None):
+        self._disarm()
+        self._connected = False
+        if not self._done:
+            self._lost(reason)
+        self._finish()
+        if not self.finished.called:
+            self.finished.callback(self.result)
+
+    def _lost(self, reason):
+        """The server closed the connection (or TLS broke) before we were done."""
+        where = self._pending[0][2] if self._pending else self._stage
+        if self._tls is not None and self.result.tls is None:
+            self._tls_failed("TLS session: (SSL_connect): %s" % (
+                reason.getErrorMessage() if reason is not None else "connection closed",))
+        elif self._dot_sent and self._txn is not None:
+            # Loss of the connection after the end of data is a message error.
+            text = "Remote host closed connection in response to %s" % (where,)
+            self._fail_current(DEFER, text, "message", errno_value=ERRNO_SMTPCLOSED)
+            self._host_error(DEFER, text, ERRNO_SMTPCLOSED, kind=None)
+        else:
+            text = "Remote host closed connection in response to %s" % (where,)
+            self._host_error(DEFER, text, ERRNO_SMTPCLOSED)
+
+    def _finish(self):
+        """Give every recipient not yet decided a deferral; the session's outcome is final."""
+        if self._done:
+            return
+        self._done = True
+        self._disarm()
+        err = self.result.host_error
+        for txn in self.result.transactions:
+            for rcpt in txn.recipients:
+                if rcpt.address not in txn.outcomes:
+                    txn.outcomes[rcpt.address] = Outcome(
+                        DEFER, err.message if err else "not tried on this connection",
+                        err.kind if err else None, errno=err.errno if err else 0)
+
+    def _host_error(self, status, message, errno_value=0, reply=None, code=None, kind="host"):
+        """A failure of the session: every recipient not yet decided gets ``status``.
+
+        ``kind`` None means the connection is over but no host retry data is
+        due (timeouts after MAIL, RCPT and the end of data).
+        """
+        if self._done:
+            return
+        self.result.host_error = Outcome(status, message, kind, reply, errno_value, code)
+        self._finish()
+        if self._connected:
+            self.transport.abortConnection()
+
+    def _fail_current(self, status, message, kind, errno_value=0, reply=None, code=None,
+                      rcpt=None):
+        """A message or recipient error for the transaction in progress."""
+        txn = self._txn
+        if txn is None:
+            return
+        for r in [rcpt] if rcpt is not None else txn.recipients:
+            if r.address not in txn.outcomes:
+                txn.outcomes[r.address] = Outcome(status, message, kind, reply, errno_value, code)
+
+    def _smtp_error(self, code, lines):
+        return "SMTP error from remote mail server after %s: %s" % (
+            self._stage, reply_text(code, lines))
+
+    # -- greeting, EHLO, STARTTLS, AUTH ------------------------------------
+
+    def smtpState_banner(self, code, lines, arg):
+        self.result.greeting = reply_text(code, lines)
+        if code // 100 != 2:
+            # A permanent error on connection fails every address; a
+            # temporary one defers (spec, "Errors in outgoing SMTP").
+            self._host_error(FAIL if code >= 500 else DEFER, self._smtp_error(code, lines),
+                             reply=reply_text(code, lines), code=code)
+            return
+        self._greet()
+
+    def _greet(self):
+        if self.settings.esmtp:
+            self._send("EHLO " + self.settings.helo_data, "ehlo")
+        else:
+            self._send("HELO " + self.settings.helo_data, "helo")
+
+    def smtpState_ehlo(self, code, lines, arg):
+        if code // 100 != 2:
+            if self._tls is not None:
+                self._host_error(FAIL if code >= 500 else DEFER, self._smtp_error(code, lines),
+                                 reply=reply_text(code, lines), code=code)
+                return
+            self._send("HELO " + self.settings.helo_data, "helo")
+            return
+        self.extensions = {}
+        for line in lines[1:]:
+            words = line.split()
+            if words:
+                self.extensions[words[0].upper()] = words[1:]
+        self.result.extensions = self.extensions
+        self._after_hello()
+
+    def smtpState_helo(self, code, lines, arg):
+        if code // 100 != 2:
+            self._host_error(FAIL if code >= 500 else DEFER, self._smtp_error(code, lines),
+                             reply=reply_text(code, lines), code=code)
+            return
+        self.extensions = {}
+        self._after_hello()
+
+    def _after_hello(self):
+        s = self.settings
+        if self._tls is None and s.tls and "STARTTLS" in self.extensions:
+            self._send("STARTTLS", "starttls")
+            return
+        if self._tls is None and s.tls == "require":
+            self._host_error(DEFER, "a TLS session is required, but the server did not offer "
+                             "TLS support", ERRNO_TLSREQUIRED)
+            return
+        if s.auth and "AUTH" in self.extensions and self.result.authenticated is None:
+            offered = [m.upper() for m in self.extensions["AUTH"]]
+            self._auth_candidates = [a for a in s.authenticators
+                                     if a.public_name.upper() in offered]
+            if self._auth_candidates:
+                self._next_authenticator()
+                return
+        if s.auth == "require" and self.result.authenticated is None:
+            self._host_error(DEFER, "authentication required but %s" % (
+                "authentication attempt(s) failed" if self._auth_candidates else
+                "no mutually supported authenticator"), ERRNO_AUTHFAIL)
+            return
+        self._next_transaction()
+
+    def smtpState_starttls(self, code, lines, arg):
+        if code // 100 != 2:
+            if self.settings.tls == "require" or (code < 500 and
+                                                  not self.settings.tls_tempfail_tryclear):
+                self._host_error(DEFER, self._smtp_error(code, lines),
+                                 reply=reply_text(code, lines), code=code)
+                return
+            # Not required: carry on in clear on this same session.
+            self.settings = _without_tls(self.settings)
+            self._after_hello()
+            return
+        try:
+            self._tls = tls_client.ClientTLS(self.settings.tls_settings)
+        except tls_client.TLSFailure as exc:
+            self._tls_failed("TLS session: %s" % (exc,))
+            return
+        self._expect("handshake", stage="STARTTLS")
+        self.transport.startTLS(self._tls)
+
+    def handshakeCompleted(self):
+        if self._pending and self._pending[0][0] == "handshake":
+            self._pending.pop(0)
+            self._disarm()
+        try:
+            self.result.tls = self._tls.check(self._tls.connection)
+        except tls_client.TLSFailure as exc:
+            self._tls_failed("TLS session: %s" % (exc,), verification=True)
+            return
+        # RFC 3207 4.2: forget what the server said before TLS and ask again.
+        self.extensions = {}
+        self._send("EHLO " + self.settings.helo_data, "ehlo")
+
+    def _tls_failed(self, message, verification=False):
+        """TLS could not be set up: maybe retry in clear (tls_tempfail_tryclear)."""
+        if (not verification and self.settings.tls != "require"
+                and self.settings.tls_tempfail_tryclear):
+            self.result.retry_in_clear = True
+        self._host_error(DEFER, message, ERRNO_TLSFAILURE)
+
+    def _next_authenticator(self):
+        while self._auth_candidates:
+            auth = self._auth_candidates.pop(0)
+            sasl = auth.client_start(self.extensions.get("AUTH", []))
+            if sasl is None:
+                continue
+            self._sasl = (auth, sasl)
+            initial = sasl.initial_response()
+            command = "AUTH " + auth.public_name
+            if initial is not None:
+                command += " " + (base64.b64encode(initial).decode("ascii") or "=")
+            self._send(command, "auth", stage="AUTH " + auth.public_name)
+            return
+        self._sasl = None
+        if self.settings.auth == "require":
+            self._host_error(DEFER, "authentication required but authentication attempt(s) "
+                             "failed", ERRNO_AUTHFAIL)
+            return
+        self._next_transaction()
+
+    def smtpState_auth(self, code, lines, arg):
+        auth, sasl = self._sasl
+        if code == 334:
+            try:
+                challenge = base64.b64decode(lines[0].strip(), validate=True)
+                response = sasl.respond(challenge)
+            except (binascii.Error, ValueError) as exc:
+                self.transport.write(b"*\r\n")
+                self._expect("auth", stage="AUTH " + auth.public_name)
+                sasl.failure = str(exc)
+                return
+            self.transport.write(base64.b64encode(response) + b"\r\n")
+            self._expect("auth", stage="AUTH " + auth.public_name)
+            return
+        if code // 100 == 2:
+            self.result.authenticated = auth.public_name
+            self._auth_candidates = []
+            self._next_transaction()
+            return
+        if code >= 500 or code // 100 == 4:
+            # Try the next mechanism both server and client have.
+            self._next_authenticator()
+            return
+        self._host_error(DEFER, self._smtp_error(code, lines), reply=reply_text(code, lines),
+                         code=code)
+
+    # -- transactions ------------------------------------------------------
+
+    def _next_transaction(self):
+        self._txn = None
+        self._accepted = []
+        self._dot_sent = False
+        if not self._queue:
+            self._quit()
+            return
+        txn = self._queue.pop(0)
+        self._txn = txn
+        if txn.smtputf8 and "SMTPUTF8" not in self.extensions:
+            message = "utf8 support required but not offered for forwarding"
+            for r in txn.recipients:
+                txn.outcomes[r.address] = Outcome(FAIL, message, "message",
+                                                  errno=ERRNO_UTF8_FWD)
+            self._next_transaction()
+            return
+        self._send_envelope(txn)
+
+    def _mail_command(self, txn):
+        ext = self.extensions
+        s = self.settings
+        parts = ["MAIL FROM:<%s>" % (txn.sender,)]
+        if "SIZE" in ext and s.size_addition >= 0 and txn.data is not None:
+            parts.append("SIZE=%d" % (txn.size + s.size_addition,))
+        if txn.body_type == "8BITMIME" and "8BITMIME" in ext:
+            parts.append("BODY=8BITMIME")
+        if txn.smtputf8:
+            parts.append("SMTPUTF8")
+        if txn.auth_sender is not None and "AUTH" in ext and self.result.authenticated:
+            parts.append("AUTH=%s" % (xtext(txn.auth_sender) if txn.auth_sender else "<>",))
+        if "PRDR" in ext and s.prdr and len(txn.recipients) > 1 and txn.data is not None:
+            parts.append("PRDR")
+            txn.prdr_used = True
+        if "DSN" in ext and s.dsn:
+            txn.dsn_passed = True
+            if txn.dsn_ret:
+                parts.append("RET=%s" % (txn.dsn_ret,))
+            if txn.dsn_envid:
+                parts.append("ENVID=%s" % (xtext(txn.dsn_envid),))
+        return " ".join(parts)
+
+    def _rcpt_command(self, txn, rcpt):
+        command = "RCPT TO:<%s>" % (rcpt.address,)
+        if txn.dsn_passed:
+            if rcpt.dsn_notify:
+                command += " NOTIFY=%s" % (rcpt.dsn_notify,)
+            if rcpt.orcpt:
+                kind, _, addr = rcpt.orcpt.partition(";")
+                command += " ORCPT=%s;%s" % (kind, xtext(addr))
+        return command
+
+    def _send_envelope(self, txn):
+        pipelining = "PIPELINING" in self.extensions and self.settings.pipelining
+        self._pipelined = pipelining
+        prefix = "pipelined " if pipelining else ""
+        mail = self._mail_command(txn)
+        commands = [(mail, "mail", None)]
+        commands += [(self._rcpt_command(txn, r), "rcpt", r) for r in txn.recipients]
+        use_bdat = (txn.data is not None and "CHUNKING" in self.extensions
+                    and self.settings.chunking)
+        txn.chunking_used = use_bdat
+        if not pipelining:
+            self._unsent = commands[1:]
+            self._send(mail, "mail", stage=mail)
+            return
+        self._unsent = []
+        out = []
+        for command, state, arg in commands:
+            out.append(command.encode("utf-8") + b"\r\n")
+            self._expect(state, arg, stage=prefix + command)
+        if txn.data is not None and not use_bdat:
+            out.append(b"DATA\r\n")
+            self._expect("data", stage="pipelined DATA")
+        self.transport.write(b"".join(out))
+
+    def _send_next_unsent(self):
+        """Without PIPELINING: send the next RCPT, or move on to the data."""
+        if self._unsent:
+            command, state, arg = self._unsent.pop(0)
+            self._send(command, state, arg, stage=command)
+            return True
+        return False
+
+    def smtpState_mail(self, code, lines, arg):
+        if code // 100 != 2:
+            self._fail_current(FAIL if code >= 500 else DEFER, self._smtp_error(code, lines),
+                               "message", reply=reply_text(code, lines), code=code)
+            self._mail_failed = True
+            if not self._pipelined:
+                self._end_transaction(reset=True)
+            return
+        self._mail_failed = False
+        if not self._pipelined:
+            self._send_next_unsent()
+
+    def smtpState_rcpt(self, code, lines, rcpt):
+        txn = self._txn
+        if not self._mail_failed:
+            if code // 100 == 2:
+                self._accepted.append(rcpt)
+            else:
+                txn.outcomes[rcpt.address] = Outcome(
+                    FAIL if code >= 500 else DEFER, self._smtp_error(code, lines), "recipient",
+                    reply_text(code, lines), code=code)
+        if self._pipelined:
+            if rcpt is txn.recipients[-1] and not (self._pending
+                                               and self._pending[0][0] == "data"):
+                self._after_rcpts()
+            return
+        if not self._send_next_unsent():
+            self._after_rcpts()
+
+    def _after_rcpts(self):
+        """All RCPT replies are in (and DATA's, when it was not pipelined, is not)."""
+        txn = self._txn
+        if self._mail_failed or not self._accepted or txn.data is None:
+            if txn.data is None:
+                for r in self._accepted:
+                    txn.outcomes[r.address] = Outcome(OK, "", "recipient")
+            self._end_transaction(reset=True)
+            return
+        if txn.chunking_used:
+            self._send_bdat(txn)
+        else:
+            self._send("DATA", "data", stage="DATA")
+
+    def smtpState_data(self, code, lines, arg):
+        txn = self._txn
+        if self._pipelined and (self._mail_failed or not self._accepted):
+            if code == 354:
+                # Nothing to deliver, but the server wants data: end it at once.
+                self.transport.write(b".\r\n")
+                self._expect("ignored", stage="end of data")
+            self._end_transaction(reset=True)
+            return
+        if code != 354:
+            self._fail_current(FAIL if code >= 500 else DEFER, self._smtp_error(code, lines),
+                               "message", reply=reply_text(code, lines), code=code)
+            self._end_transaction(reset=True)
+            return
+        self._start_body(to_wire(txn.data), b".\r\n", "dot", "end of data")
+
+    def smtpState_ignored(self, code, lines, arg):
+        """A reply that decides nothing (e.g. to a RSET or to an empty data phase)."""
+
+    def _send_bdat(self, txn):
+        body = to_wire(txn.data, dot_stuff=False)
+        header = ("BDAT %d LAST\r\n" % (len(body),)).encode("ascii")
+        self._start_body(header + body, b"", "dot", "end of data")
+
+    def _start_body(self, body, trailer, state, stage):
+        self._body = body + trailer
+        self._body_pos = 0
+        self._body_state = (state, stage)
+        self._dot_sent = True
+        self._arm(self.settings.data_timeout)
+        self.transport.registerProducer(self, False)
+
+    def resumeProducing(self):
+        if self._body is None:
+            return
+        chunk = self._body[self._body_pos:self._body_pos + CHUNK]
+        self._body_pos += len(chunk)
+        self.transport.write(chunk)
+        self._arm(self.settings.data_timeout)
+        if self._body_pos >= len(self._body):
+            self._body = None
+            self.transport.unregisterProducer()
+            state, stage = self._body_state
+            self._disarm()
+            self._expect(state, stage=stage, timeout=self.settings.final_timeout)
+
+    def stopProducing(self):
+        self._body = None
+
+    def smtpState_dot(self, code, lines, arg):
+        txn = self._txn
+        reply = reply_text(code, lines)
+        if txn.prdr_used and code == 353:
+            # PRDR: one reply per accepted recipient, in RCPT order, then a
+            # reply for the message as a whole.
+            self._prdr_waiting = list(self._accepted)
+            for rcpt in self._accepted:
+                self._expect("prdr_rcpt", rcpt, stage="end of data for <%s>" % (rcpt.address,),
+                             timeout=self.settings.final_timeout)
+            self._expect("prdr_final", stage="end of data")
+            return
+        txn.confirmation = reply
+        status = OK if code // 100 == 2 else FAIL if code >= 500 else DEFER
+        message = "" if status == OK else self._smtp_error(code, lines)
+        for rcpt in self._accepted:
+            txn.outcomes[rcpt.address] = Outcome(status, message,
+                                                 "recipient" if status == OK else "message",
+                                                 reply, code=code)
+        self._end_transaction(reset=status != OK)
+
+    def smtpState_prdr_rcpt(self, code, lines, rcpt):
+        status = OK if code // 100 == 2 else FAIL if code >= 500 else DEFER
+        message = "" if status == OK else self._smtp_error(code, lines)
+        self._txn.outcomes[rcpt.address] = Outcome(status, message, "recipient",
+                                                   reply_text(code, lines), code=code)
+
+    def smtpState_prdr_final(self, code, lines, arg):
+        self._txn.confirmation = reply_text(code, lines)
+        self._end_transaction(reset=code // 100 != 2)
+
+    def _end_transaction(self, reset=False):
+        """Move on; RSET first when the server may still hold transaction state."""
+        self._dot_sent = False
+        if reset and self._queue:
+            self._send("RSET", "rset", stage="RSET")
+            return
+        if self._pending:
+            self._pending.append(("resume", None, "RSET"))
+            return
+        self._next_transaction()
+
+    def smtpState_rset(self, code, lines, arg):
+        if code // 100 != 2:
+            self._host_error(DEFER, self._smtp_error(code, lines), reply=reply_text(code, lines),
+                             code=code)
+            return
+        self._next_transaction()
+
+    def smtpState_resume(self, code, lines, arg):
+        self._next_transaction()
+
+    def _quit(self):
+        """Every transaction is decided: say QUIT and close without waiting for 221."""
+        self._txn = None
+        self._finish()
+        self.transport.write(b"QUIT\r\n")
+        self.transport.loseConnection()
+
+
+def _without_tls(settings):
+    clone = ClientSettings.__new__(ClientSettings)
+    clone.__dict__.update(settings.__dict__)
+    clone.tls = None
+    return clone
+
+
+class _ClientFactory(protocol.ClientFactory):
+    def __init__(self, settings, transactions, clock):
+        self.settings = settings
+        self.transactions = transactions
+        self.clock = clock
+        self.deferred = defer.Deferred()
+
+    def buildProtocol(self, addr):
+        proto = ESMTPClient(self.settings, self.transactions, self.clock)
+        proto.factory = self
+        proto.finished.chainDeferred(self.deferred)
+        return proto
+
+    def clientConnectionFailed(self, connector, reason):
+        result = SessionResult(self.transactions)
+        if reason.check(error.ConnectionRefusedError):
+            outcome = Outcome(DEFER, "Connection refused", "host", errno=errno.ECONNREFUSED)
+        elif reason.check(error.TimeoutError, error.TCPTimedOutError):
+            outcome = Outcome(DEFER, "Connection timed out", "host", errno=errno.ETIMEDOUT)
+        else:
+            exc = reason.value
+            code = getattr(exc, "osError", None) or getattr(exc, "errno", None) or 0
+            text = exc.args[-1] if exc.args and isinstance(exc.args[-1], str) else str(exc)
+            outcome = Outcome(DEFER, text, "host", errno=code if isinstance(code, int) else 0)
+        result.host_error = outcome
+        for txn in self.transactions:
+            for rcpt in txn.recipients:
+                txn.outcomes[rcpt.address] = Outcome(DEFER, outcome.message, "host",
+                                                     errno=outcome.errno)
+        self.deferred.callback(result)
+
+
+def deliver(reactor, address, port, settings, transactions, connect_timeout=300,
+            interface=None):
+    """Connect to ``address``:``port`` and run ``transactions``; Deferred → SessionResult.
+
+    The Deferred never errbacks: every failure becomes an ``Outcome``.
+    """
+    factory = _ClientFactory(settings, transactions, reactor)
+    bind = (interface, 0) if interface else None
+    reactor.connectTCP(address, port, factory, timeout=connect_timeout or 300,
+                       bindAddress=bind)
+    return factory.deferred
