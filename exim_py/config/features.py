@@ -1,0 +1,13 @@
+"""The optional features this exim_py really implements.
+
+Each entry becomes a built-in ``_HAVE_<NAME>`` macro (so that a
+configuration can say ``.ifdef _HAVE_TLS``) and a word on ``-bV``'s
+"Support for:" line, exactly as Exim derives both from its build options.
+Add a line here when a feature works end to end, and not before: a
+configuration that tests ``_HAVE_X`` relies on X being there.
+
+    FEATURES["TLS"] = "TLS"         # name after _HAVE_ -> word shown by -bV
+"""
+
+FEATURES = {
+}

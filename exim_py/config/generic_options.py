@@ -1,0 +1,123 @@
+"""Generic options shared by every router, transport and authenticator.
+
+Spec chapters "Generic options for routers", "Generic options for
+transports" and "SMTP authentication".  A driver declares only its private
+options (``OPTIONS`` in its module); when a driver wants a different default
+for a generic option (Exim's local transports default
+``retry_use_local_part`` to true, for instance) it says so in a
+``GENERIC_DEFAULTS`` dict in its module.  Tables are in alphabetical order,
+which is the order ``-bP`` prints them in.
+"""
+
+from exim_py.config.options import (ADDRESSLIST, BOOL, DOMAINLIST, GID, HOSTLIST, LIST,
+                                    LOCALPARTLIST, STRING, TIME, UID, Option, OptionTable)
+
+ROUTER_OPTIONS = OptionTable([
+    Option("address_data", STRING, None, "data for $address_data, expanded when the router runs", expand=True),
+    Option("address_test", BOOL, True, "run this router when testing addresses with -bt"),
+    Option("cannot_route_message", STRING, None, "the message given when routing fails here", expand=True),
+    Option("caseful_local_part", BOOL, False, "keep the local part's case for this router's tests"),
+    Option("check_local_user", BOOL, False, "the local part must be a local user's login name"),
+    Option("condition", STRING, None, "a final precondition; settings repeated are all required",
+           expand=True, repeat="condition"),
+    Option("debug_print", STRING, None, "a string written when debugging this router", expand=True),
+    Option("disable_logging", BOOL, False, "do not log deliveries or failures through this router"),
+    Option("dnssec_request_domains", DOMAINLIST, "*", "domains for which DNSSEC is requested"),
+    Option("dnssec_require_domains", DOMAINLIST, None, "domains whose DNS answers must be DNSSEC-validated"),
+    Option("domains", DOMAINLIST, None, "precondition: the domain must match this list"),
+    Option("driver", STRING, None, "which router driver this instance uses"),
+    Option("dsn_lasthop", BOOL, False, "act as the last DSN-capable hop for addresses routed here"),
+    Option("errors_to", STRING, None, "where bounces for addresses routed here go", expand=True),
+    Option("expn", BOOL, True, "run this router for SMTP EXPN"),
+    Option("fail_verify", BOOL, hidden=True, synonym_of=("fail_verify_sender", "fail_verify_recipient")),
+    Option("fail_verify_recipient", BOOL, False, "force recipient verification to fail when this router accepts"),
+    Option("fail_verify_sender", BOOL, False, "force sender verification to fail when this router accepts"),
+    Option("fallback_hosts", LIST, None, "hosts to try when the routed hosts fail"),
+    Option("group", GID, None, "group for the transport (name, number, or a string with $)",
+           dollar_string=True),
+    Option("headers_add", STRING, None, "header lines to add; repeated settings accumulate",
+           expand=True, repeat="\n"),
+    Option("headers_remove", STRING, None, "header names to remove; repeated settings accumulate",
+           expand=True, repeat=":"),
+    Option("ignore_target_hosts", HOSTLIST, None, "hosts to ignore when routing to hosts"),
+    Option("initgroups", BOOL, False, "call initgroups() for the transport's user"),
+    Option("local_part_prefix", LIST, None, "prefixes removed from the local part before testing"),
+    Option("local_part_prefix_optional", BOOL, False, "the prefix need not be present"),
+    Option("local_part_suffix", LIST, None, "suffixes removed from the local part before testing"),
+    Option("local_part_suffix_optional", BOOL, False, "the suffix need not be present"),
+    Option("local_parts", LOCALPARTLIST, None, "precondition: the local part must match this list"),
+    Option("log_as_local", BOOL, False, "log deliveries as local (no host in the log line)"),
+    Option("more", BOOL, True, "when false, an address this router declines fails instead",
+           dollar_string=True),
+    Option("pass_on_timeout", BOOL, False, "a DNS timeout passes the address on instead of deferring"),
+    Option("pass_router", STRING, None, "the router to continue at when this one passes"),
+    Option("redirect_router", STRING, None, "the router at which generated addresses start"),
+    Option("require_files", LIST, None, "precondition: files that must (or must not) exist", expand=True),
+    Option("retry_use_local_part", BOOL, False, "retry keys include the local part"),
+    Option("router_home_directory", STRING, None, "$home while this router runs", expand=True),
+    Option("self", STRING, "freeze", "what to do when the routed host is this host"),
+    Option("senders", ADDRESSLIST, None, "precondition: the sender must match this list"),
+    Option("set", STRING, None, "variable assignments made when preconditions pass", repeat=";"),
+    Option("transport", STRING, None, "the transport for addresses accepted here", expand=True),
+    Option("transport_current_directory", STRING, None, "the transport's working directory", expand=True),
+    Option("transport_home_directory", STRING, None, "the transport's home directory", expand=True),
+    Option("unseen", BOOL, False, "deliver a copy here and continue routing the address",
+           dollar_string=True),
+    Option("user", UID, None, "user for the transport (name, number, or a string with $)",
+           dollar_string=True),
+    Option("verify", BOOL, hidden=True, synonym_of=("verify_sender", "verify_recipient")),
+    Option("verify_only", BOOL, False, "run this router only when verifying"),
+    Option("verify_recipient", BOOL, True, "run this router when verifying recipients"),
+    Option("verify_sender", BOOL, True, "run this router when verifying senders"),
+])
+
+TRANSPORT_OPTIONS = OptionTable([
+    Option("body_only", BOOL, False, "deliver only the body"),
+    Option("current_directory", STRING, None, "working directory during delivery", expand=True),
+    Option("debug_print", STRING, None, "a string written when debugging this transport", expand=True),
+    Option("delivery_date_add", BOOL, False, "add a Delivery-date: header"),
+    Option("disable_logging", BOOL, False, "do not log deliveries through this transport"),
+    Option("driver", STRING, None, "which transport driver this instance uses"),
+    Option("envelope_to_add", BOOL, False, "add an Envelope-to: header"),
+    Option("event_action", STRING, None, "expanded for each delivery event", expand=True),
+    Option("group", GID, None, "group to run the delivery as", dollar_string=True),
+    Option("headers_add", STRING, None, "header lines to add; repeated settings accumulate",
+           expand=True, repeat="\n"),
+    Option("headers_only", BOOL, False, "deliver only the header"),
+    Option("headers_remove", STRING, None, "header names to remove; repeated settings accumulate",
+           expand=True, repeat=":"),
+    Option("headers_rewrite", STRING, None, "rewrite rules applied to header addresses"),
+    Option("home_directory", STRING, None, "home directory during delivery", expand=True),
+    Option("initgroups", BOOL, False, "call initgroups() for the delivery user"),
+    Option("max_parallel", STRING, None, "limit on simultaneous deliveries through this transport",
+           expand=True),
+    Option("message_size_limit", STRING, None, "larger messages are not delivered here", expand=True),
+    Option("rcpt_include_affixes", BOOL, False, "keep local part prefixes and suffixes"),
+    Option("retry_use_local_part", BOOL, False, "retry keys include the local part"),
+    Option("return_path", STRING, None, "the envelope sender used for this delivery", expand=True),
+    Option("return_path_add", BOOL, False, "add a Return-path: header"),
+    Option("shadow_condition", STRING, None, "when the shadow transport runs", expand=True),
+    Option("shadow_transport", STRING, None, "a transport run after each successful delivery"),
+    Option("transport_filter", STRING, None, "a command the message is passed through", expand=True),
+    Option("transport_filter_timeout", TIME, 300, "timeout for the transport filter"),
+    Option("user", UID, None, "user to run the delivery as", dollar_string=True),
+])
+
+AUTHENTICATOR_OPTIONS = OptionTable([
+    Option("client_condition", STRING, None, "when the client side may use this authenticator",
+           expand=True),
+    Option("client_set_id", STRING, None, "$authenticated_id after client authentication", expand=True),
+    Option("driver", STRING, None, "which authenticator driver this instance uses"),
+    Option("public_name", STRING, None, "the SASL mechanism name advertised and used"),
+    Option("server_advertise_condition", STRING, None, "when the mechanism is advertised", expand=True),
+    Option("server_condition", STRING, None, "the server's authorization check", expand=True),
+    Option("server_debug_print", STRING, None, "a string written when debugging", expand=True),
+    Option("server_mail_auth_condition", STRING, None, "whether to trust AUTH= on MAIL", expand=True),
+    Option("server_set_id", STRING, None, "$authenticated_id after server authentication", expand=True),
+])
+
+GENERIC = {
+    "router": ROUTER_OPTIONS,
+    "transport": TRANSPORT_OPTIONS,
+    "authenticator": AUTHENTICATOR_OPTIONS,
+}
