@@ -1,0 +1,293 @@
+"""Turning received message bytes into what the spool stores.
+
+Shared by the SMTP server and local (sendmail-style) submission: both hand
+over the message as Exim stores it — dot-unstuffed, lines ending in LF — and
+an Envelope; this module splits the header section from the body, types each
+header line as the -H file does, counts what -H records about the body,
+applies the changes Exim makes on input (spec chapter "Message processing":
+Return-path:/Envelope-to:/Delivery-date: removal, Bcc: removal with -t, the
+Message-ID:/Date:/From:/Sender: fixups for local and submission-mode
+messages) and prepends the Received: header built from received_header_text.
+"""
+
+import email.utils
+import os
+import re
+
+from exim_py.envelope import Header, Recipient
+
+# One-letter header types of the -H file (spec chapter "Format of spool files").
+HEADER_FLAGS = {"bcc": "B", "cc": "C", "from": "F", "message-id": "I", "received": "P",
+                "reply-to": "R", "sender": "S", "to": "T"}
+_HEADER_NAME = re.compile(rb"^[\x21-\x39\x3b-\x7e]+[ \t]*:")
+
+
+def header_flag(name):
+    return HEADER_FLAGS.get(name.strip().lower(), " ")
+
+
+def make_header(text):
+    """A Header for ``text`` (name, colon, value; a final newline is added when missing)."""
+    if not text.endswith("\n"):
+        text += "\n"
+    return Header(text, header_flag(text.split(":", 1)[0]))
+
+
+def split_message(data):
+    """Message bytes → (list of Header, body bytes, longest line length).
+
+    The header section ends at an empty line (which belongs to neither part)
+    or at the first line that is neither a header nor a continuation: that
+    line starts the body, as in Exim.  A missing final newline is supplied.
+    """
+    if data and not data.endswith(b"\n"):
+        data += b"\n"
+    headers = []
+    current = None
+    pos = 0
+    longest = 0
+    n = len(data)
+    while pos < n:
+        end = data.index(b"\n", pos)
+        line = data[pos:end]
+        if current is not None and line[:1] in (b" ", b"\t"):
+            current.append(line)
+        elif line == b"":
+            pos = end + 1
+            break
+        elif _HEADER_NAME.match(line):
+            current = [line]
+            headers.append(current)
+        else:
+            break
+        longest = max(longest, len(line))
+        pos = end + 1
+    body = data[pos:]
+    for line in body.split(b"\n"):
+        if len(line) > longest:
+            longest = len(line)
+    out = [make_header(b"\n".join(lines).decode("utf-8", "surrogateescape")) for lines in headers]
+    return out, body, longest
+
+
+def live_headers(headers, name):
+    """The headers called ``name`` that are not deleted ('*')."""
+    lname = name.lower()
+    return [h for h in headers if h.flag != "*" and h.name.lower() == lname]
+
+
+def addresses_in(headers, names, qualify_domain):
+    """Addresses in the named header lines (for -t), qualified with ``qualify_domain``."""
+    values = [h.value for name in names for h in live_headers(headers, name)]
+    out = []
+    for _, addr in email.utils.getaddresses(values):
+        if not addr:
+            continue
+        if "@" not in addr and qualify_domain:
+            addr = "%s@%s" % (addr, qualify_domain)
+        out.append(addr)
+    return out
+
+
+def host_strings(session, incoming_port=False):
+    """($sender_fullhost, $sender_rcvhost) as Exim builds them for a remote sender.
+
+    The HELO name is shown only when it differs from the looked-up host name
+    (ignoring case) and is not the IP literal of the connection; without a
+    host name, $sender_fullhost shows the HELO name in parentheses.
+    """
+    ip = session.sender_host_address
+    if not ip:
+        return None, None
+    address = "[%s]" % ip
+    if incoming_port and session.sender_host_port is not None:
+        address += ":%d" % session.sender_host_port
+    name, helo, ident = session.sender_host_name, session.helo_name, session.sender_ident
+    if not helo:
+        fullhost = "%s %s" % (name, address) if name else address
+        details = [address] if name else []
+    else:
+        literal = helo.strip("[]").lower().replace("ipv6:", "") == ip.lower() and helo.startswith("[")
+        if name:
+            show = helo.lower() != name.lower() and not literal
+            fullhost = "%s (%s) %s" % (name, helo, address) if show else "%s %s" % (name, address)
+            details = [address] + (["helo=%s" % helo] if show else [])
+        else:
+            fullhost = "(%s) %s" % (helo, address)
+            details = [] if literal else ["helo=%s" % helo]
+    if ident:
+        details.append("ident=%s" % ident)
+    if name:
+        # Exim starts a new line when the comment carries both helo and ident.
+        sep = "\n\t" if len(details) > 2 else " "
+        rcvhost = "%s%s(%s)" % (name, sep, " ".join(details))
+    else:
+        rcvhost = address + (" (%s)" % " ".join(details) if details else "")
+    return fullhost, rcvhost
+
+
+def received_variables(env, incoming_port=False):
+    """The variables received_header_text and the <= log line refer to."""
+    s = env.session
+    fullhost, rcvhost = host_strings(s, incoming_port)
+    values = {
+        "message_exim_id": env.message_id, "message_id": env.message_id,
+        "sender_address": env.sender, "received_protocol": s.received_protocol,
+        "sender_host_address": s.sender_host_address, "sender_host_port": s.sender_host_port,
+        "sender_host_name": s.sender_host_name, "sender_helo_name": s.helo_name,
+        "sender_ident": s.sender_ident, "sender_fullhost": fullhost, "sender_rcvhost": rcvhost,
+        "received_ip_address": s.interface_address, "received_port": s.interface_port,
+        "authenticated_id": s.authenticated_id, "authenticated_sender": env.auth_sender,
+        "sender_host_authenticated": s.auth_mechanism,
+        "tls_in_cipher": s.tls_cipher, "tls_in_cipher_std": s.tls_cipher and _std_cipher(s.tls_cipher),
+        "tls_in_ver": s.tls_version, "tls_in_peerdn": s.tls_peerdn, "tls_in_sni": s.tls_sni,
+        "received_for": env.recipients[0].address if len(env.recipients) == 1 else None,
+        "recipients_count": len(env.recipients),
+    }
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _std_cipher(cipher):
+    # GnuTLS-style names ("TLS1.3:ECDHE_X25519__RSA_PSS_RSAE_SHA256__AES_256_GCM:256")
+    # carry the version first; $tls_in_cipher_std is the cipher part alone.
+    parts = cipher.split(":")
+    return parts[1] if len(parts) >= 2 else cipher
+
+
+def received_header(env, config, now, expand=None, ctx=None):
+    """The Received: header: received_header_text expanded, then ";\\n\\t" and the date."""
+    from exim_py.expand.variables import tod
+    if expand is None:
+        from exim_py.expand import expand
+    if ctx is None:
+        from exim_py.expand import ExpandContext
+        ctx = ExpandContext(config=config, headers=env.headers)
+    for name, value in received_variables(env, _selector(config, "incoming_port")).items():
+        ctx.set(name, value)
+    text = expand(config.main.received_header_text, ctx)
+    if not text:
+        return None   # an empty expansion adds no Received: header (spec, received_header_text)
+    return Header("%s;\n\t%s\n" % (text, tod("full", now)), "P")
+
+
+def _selector(config, name):
+    words = (getattr(config.main, "log_selector", None) or "").split()
+    return ("+" + name) in words or ("+all" in words and ("-" + name) not in words)
+
+
+def count_body(env, body, longest):
+    env.body_linecount = body.count(b"\n")
+    env.body_zerocount = body.count(b"\0")
+    env.max_received_linelength = longest
+
+
+def remove_transit_headers(env, config):
+    """Mark Return-path:, Envelope-to:, Delivery-date: as deleted (spec "Message processing")."""
+    main = config.main
+    doomed = {name for name, option in (("return-path", "return_path_remove"),
+                                        ("envelope-to", "envelope_to_remove"),
+                                        ("delivery-date", "delivery_date_remove"))
+              if getattr(main, option)}
+    for h in env.headers:
+        if h.name.lower() in doomed:
+            h.flag = "*"
+
+
+def extract_recipients(env, config, remove_arguments=None):
+    """-t: recipients from To:/Cc:/Bcc: (or their Resent- forms), then drop Bcc:.
+
+    Addresses given on the command line are, with
+    extract_addresses_remove_arguments (the default), not recipients: they
+    go into the non-recipients tree instead.
+    """
+    resent = any(h.name.lower().startswith("resent-") for h in env.headers if h.flag != "*")
+    prefix = "resent-" if resent else ""
+    qualify = config.main.qualify_recipient or config.main.qualify_domain
+    found = addresses_in(env.headers, [prefix + "to", prefix + "cc", prefix + "bcc"], qualify)
+    arguments = [r.address for r in env.recipients]
+    if remove_arguments is None:
+        remove_arguments = config.main.extract_addresses_remove_arguments
+    if remove_arguments:
+        lowered = {a.lower() for a in arguments}
+        env.non_recipients.update(arguments)
+        new = [a for a in found if a.lower() not in lowered]
+    else:
+        new = arguments + [a for a in found if a not in arguments]
+    seen = set()
+    env.recipients = []
+    for a in new:
+        if a.lower() not in seen:
+            seen.add(a.lower())
+            env.recipients.append(Recipient(a))
+    for h in live_headers(env.headers, prefix + "bcc"):
+        h.flag = "*"
+
+
+def _phrase(name):
+    """A display name, quoted when it holds characters special in RFC 5322 phrases."""
+    if re.search(r'[()<>\[\]:;@\\,."]', name):
+        return '"%s"' % name.replace("\\", "\\\\").replace('"', '\\"')
+    return name
+
+
+def local_fixups(env, config, message_id_domain, now, originator_name=None, submission=False):
+    """Add Message-ID:, From: and Date: when missing (local or submission-mode input).
+
+    Added lines go at the end of the header, Message-ID first, as Exim does;
+    with Resent- headers the Resent- forms are added instead.
+    """
+    from exim_py.expand.variables import tod
+    headers = env.headers
+    resent = any(h.name.lower().startswith("resent-") for h in headers if h.flag != "*")
+    prefix = "Resent-" if resent else ""
+    added_top, added_end = [], []
+    if not live_headers(headers, prefix + "Message-Id"):
+        line = Header("%sMessage-Id: <E%s@%s>\n" % (prefix, env.message_id, message_id_domain),
+                      "I" if not resent else " ")
+        (added_top if resent else added_end).append(line)
+        env.flags.add("message_id_created")
+    if resent and not live_headers(headers, "Resent-Date"):
+        added_top.insert(0, Header("Resent-Date: %s\n" % tod("full", now), " "))
+    if not live_headers(headers, prefix + "From") and (env.sender or not submission):
+        if env.sender:
+            if originator_name:
+                text = "%sFrom: %s <%s>\n" % (prefix, _phrase(originator_name), env.sender)
+            else:
+                text = "%sFrom: %s\n" % (prefix, env.sender)
+            added_end.append(Header(text, "F"))
+    if not resent and not live_headers(headers, "Date"):
+        added_end.append(Header("Date: %s\n" % tod("full", now), " "))
+    env.headers = added_top + headers + added_end
+
+
+def message_size(env, body):
+    """Exim's message_size: live header bytes, one for the blank line, body bytes."""
+    return sum(len(h.text.encode("utf-8", "surrogateescape")) for h in env.headers if h.flag != "*") \
+        + 1 + len(body)
+
+
+def receive(env, data, config, local=False, submission=False, suppress_local_fixups=False,
+            extract=False, originator_name=None, now=None, expand=None, ctx=None):
+    """Build ``env``'s headers and counts from ``data``; returns the body bytes for the -D file.
+
+    ``env.message_id`` must already be set (the Received: and Message-ID:
+    headers carry it); ``env.received_time`` is the time in Received:.
+    """
+    headers, body, longest = split_message(data)
+    env.headers = headers
+    count_body(env, body, longest)
+    remove_transit_headers(env, config)
+    if extract:
+        extract_recipients(env, config)
+    if (local or submission) and not suppress_local_fixups:
+        domain = config.main.message_id_header_domain or _primary_hostname(config)
+        local_fixups(env, config, domain, now or env.received_time, originator_name, submission)
+    received = received_header(env, config, now or env.received_time, expand, ctx)
+    if received is not None:
+        env.headers.insert(0, received)
+    env.size = message_size(env, body)
+    return body
+
+
+def _primary_hostname(config):
+    return config.main.primary_hostname or os.uname().nodename
