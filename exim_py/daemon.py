@@ -1,0 +1,247 @@
+"""The listening daemon: ``exim_py -bd`` / ``-bdf`` and the Twisted service tree.
+
+``build_service`` makes one MultiService holding an SMTP listener per
+interface and port (daemon_smtp_ports, local_interfaces,
+tls_on_connect_ports, or -oX) and, with -q<time>, a periodic queue run.
+``exim_py -bd`` runs it directly and ``twistd exim_py`` (exim_py/tap.py)
+runs the same tree.  Spec chapter "Starting the daemon" and section
+"Starting a listening daemon".
+
+Signals: SIGTERM stops listening, lets messages already being stored reach
+the disk (an acknowledged message is never lost) and exits; SIGHUP reads the
+configuration again and uses it for new connections only if it loads
+without error (listening addresses stay as they were).
+"""
+
+import importlib
+import importlib.util
+import os
+import signal
+import socket
+import sys
+
+from twisted.application import internet, service
+from twisted.internet import defer
+
+from exim_py.cli import config_path
+from exim_py.errors import ConfigError, UsageError
+
+DEFAULT_INTERFACES = "<; ::0 ; 0.0.0.0"
+
+
+def _module(name):
+    return importlib.import_module(name) if importlib.util.find_spec(name) else None
+
+
+def load_config(inv):
+    """Load the configuration named by the command line (raises ConfigError)."""
+    config_mod = _module("exim_py.config")
+    load = getattr(config_mod, "load", None)
+    if load is None:
+        raise UsageError("the configuration reader is not available in this version of exim_py yet")
+    return load(config_path(inv), macros=inv.macros or None)
+
+
+def build_policy(config, inv=None, host_checking=False, reactor=None):
+    """A ServerPolicy for ``config`` with the spool, the logger and delivery wired in."""
+    from exim_py.smtp.policy import ServerPolicy
+    from exim_py.smtp.spoolwriter import SpoolWriter
+    from exim_py.spool import Spool
+
+    spool = Spool.from_config(config)
+    writer = SpoolWriter(spool, reactor=reactor)
+    log_mod = _module("exim_py.log")
+    logger = log_mod.Logger(config) if log_mod is not None and not host_checking else None
+    deliver = None
+    engine = _module("exim_py.delivery.engine")
+    if engine is not None and hasattr(engine, "deliver_later") and not host_checking:
+        deliver = lambda message_id: engine.deliver_later(config, spool, message_id)  # noqa: E731
+    policy = ServerPolicy(config, writer, logger, host_checking=host_checking, deliver=deliver)
+    tls_mod = _module("exim_py.smtp.tls")
+    if tls_mod is not None:
+        policy.tls = tls_mod.ServerTLS.from_config(config, policy)
+    return policy
+
+
+def split_list(text):
+    """An Exim list: ':' separated ('::' is a literal colon), or '<X' to choose X."""
+    text = (text or "").strip()
+    sep = ":"
+    if text.startswith("<") and len(text) > 1 and not text[1].isalnum() and not text[1].isspace():
+        sep, text = text[1], text[2:]
+    if sep == ":":
+        items = text.replace("::", "\0").split(":")
+        items = [i.replace("\0", ":") for i in items]
+    else:
+        items = text.split(sep)
+    return [i.strip() for i in items if i.strip()]
+
+
+def _port(text):
+    if text.isdigit():
+        return int(text)
+    try:
+        return socket.getservbyname(text, "tcp")
+    except OSError:
+        raise ConfigError('TCP port "%s" not found' % text)
+
+
+def _interface(item):
+    """'1.2.3.4', '1.2.3.4.25', '[1.2.3.4]:25', '::1', '::1.25' → (address, port or None)."""
+    if item.startswith("["):
+        address, _, rest = item[1:].partition("]")
+        return address, (int(rest[1:]) if rest.startswith(":") else None)
+    parts = item.rsplit(".", 1)
+    if len(parts) == 2 and parts[1].isdigit():
+        base = parts[0]
+        if base.count(".") == 3 or (":" in base and "." not in base):
+            return base, int(parts[1])
+    return item, None
+
+
+def listen_addresses(config, override=None):
+    """[(address, port, tls_on_connect)] to listen on, from the options and -oX."""
+    ports = split_list(config.main.daemon_smtp_ports or "smtp")
+    interfaces = split_list(config.main.local_interfaces or DEFAULT_INTERFACES)
+    if override:
+        items = split_list(override)
+        port_items = [i for i in items if "." not in i and ":" not in i]
+        if port_items:
+            ports = port_items
+        addr_items = [i for i in items if "." in i or ":" in i]
+        if addr_items:
+            interfaces = addr_items
+    tls_ports = {_port(p) for p in split_list(config.main.tls_on_connect_ports or "")}
+    default_ports = [_port(p) for p in ports]
+    result = []
+    for item in interfaces:
+        address, port = _interface(item)
+        if address in ("0.0.0.0", "::0", "::"):
+            address = "::" if ":" in address else "0.0.0.0"
+        for p in [port] if port is not None else default_ports:
+            if (address, p) not in [(a, q) for a, q, _ in result]:
+                result.append((address, p, p in tls_ports))
+    # A socket on :: also takes IPv4 connections (unless the system says
+    # otherwise), so binding 0.0.0.0 on the same port would fail.
+    if socket.has_ipv6:
+        v6_ports = {p for a, p, _ in result if a == "::"}
+        result = [r for r in result if not (r[0] == "0.0.0.0" and r[1] in v6_ports)]
+    return result
+
+
+class SMTPListeners(service.MultiService):
+    """All SMTP listening ports, sharing one policy and one connection count."""
+
+    def __init__(self, policy, addresses, reactor=None):
+        super().__init__()
+        from exim_py.smtp.server import SMTPServerFactory
+        self.policy = policy
+        self.factories = []
+        self.connections = set()
+        self.ports = []
+        for address, port, tls in addresses:
+            factory = SMTPServerFactory(policy, tls_on_connect=tls, connections=self.connections)
+            self.factories.append(factory)
+            kwargs = {"interface": address, "backlog": 1024}
+            if reactor is not None:
+                kwargs["reactor"] = reactor
+            internet.TCPServer(port, factory, **kwargs).setServiceParent(self)
+
+    def set_policy(self, policy):
+        self.policy = policy
+        for factory in self.factories:
+            factory.policy = policy
+
+    def drain(self, timeout=30.0, reactor=None):
+        """After stopping the listeners: wait (bounded) for open sessions and queued spool writes."""
+        if reactor is None:
+            from twisted.internet import reactor
+        waits = [p.finished for p in list(self.connections)]
+        done = defer.DeferredList(waits) if waits else defer.succeed(None)
+        done.addTimeout(timeout, reactor)
+        done.addErrback(lambda _: None)
+        done.addCallback(lambda _: self.policy.spool_writer.flush())
+        return done
+
+
+def build_service(config, inv, reactor=None):
+    """The daemon's MultiService: SMTP listeners and, with -q<time>, the queue runner."""
+    top = service.MultiService()
+    policy = build_policy(config, inv, reactor=reactor)
+    listeners = SMTPListeners(policy, listen_addresses(config, inv.listen), reactor)
+    listeners.setName("smtp")
+    listeners.setServiceParent(top)
+    if inv.queue_interval:
+        runner = _module("exim_py.delivery.queuerun")
+        if runner is not None and hasattr(runner, "run_queue"):
+            timer = internet.TimerService(inv.queue_interval, runner.run_queue, config, inv)
+            timer.setName("queue")
+            timer.setServiceParent(top)
+    return top
+
+
+def pid_file_path(config, inv):
+    """-oP, else (without -oX) Exim's default in the spool directory."""
+    if inv.pid_file:
+        return inv.pid_file
+    if inv.listen:
+        return None
+    path = getattr(config.main, "pid_file_path", None)
+    return path or os.path.join(config.main.spool_directory, "exim-daemon.pid")
+
+
+def _daemonize():
+    """The classic double fork: the daemon leaves the caller's session and terminal."""
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+
+
+def daemon_mode(inv):
+    """``exim_py -bd`` / ``-bdf``: listen for SMTP until SIGTERM."""
+    from twisted.internet import reactor
+
+    config = load_config(inv)
+    top = build_service(config, inv)
+    listeners = top.getServiceNamed("smtp")
+    top.privilegedStartService()
+    if not inv.daemon_foreground:
+        _daemonize()
+    pid_path = pid_file_path(config, inv)
+    if pid_path:
+        tmp = pid_path + ".tmp%d" % os.getpid()
+        with open(tmp, "w") as f:
+            f.write("%d\n" % os.getpid())
+        os.rename(tmp, pid_path)
+
+    def reload_config():
+        try:
+            new = load_config(inv)
+            policy = build_policy(new, inv)
+        except (ConfigError, UsageError) as e:
+            sys.stderr.write("exim_py: SIGHUP: configuration not reloaded:\n%s\n" % e)
+            return
+        listeners.set_policy(policy)
+
+    def shutdown():
+        d = defer.maybeDeferred(top.stopService)
+        d.addCallback(lambda _: listeners.drain())
+        d.addBoth(lambda _: reactor.stop())
+
+    signal.signal(signal.SIGTERM, lambda *a: reactor.callFromThread(shutdown))
+    signal.signal(signal.SIGINT, lambda *a: reactor.callFromThread(shutdown))
+    signal.signal(signal.SIGHUP, lambda *a: reactor.callFromThread(reload_config))
+    reactor.callWhenRunning(top.startService)
+    reactor.run(installSignalHandlers=False)
+    if pid_path:
+        try:
+            os.unlink(pid_path)
+        except OSError:
+            pass
+    return 0
+

@@ -1,0 +1,174 @@
+"""Message content as it arrives after DATA or BDAT: finding its end and
+turning the wire form into the stored form.
+
+DATA is where SMTP smuggling happens (CVE-2023-51766): a server that ends
+the message at something other than <CR><LF>.<CR><LF> can be made to read
+the rest as new commands that a relay forwarding the message never saw as
+such.  The only terminator here is <CR><LF>.<CR><LF> (with the leading
+<CR><LF> implied at the very start); <LF>.<LF>, <LF>.<CR><LF>, <CR>.<CR>,
+<CR><LF>.<CR> and friends are message content.
+
+Stored form (spec chapter "Message processing", section on line endings):
+lines end in a single LF.  CR is a line ending (a following LF is part of
+it).  If the first line of the message ended with CRLF, a bare LF is
+suspicious: in the header it ends the line but the next line is made a
+continuation (a space is added, as for a bare CR in a header), and in the
+body it becomes a space.  If the first line ended with a bare LF, bare LFs
+are line endings.  RFC 5321 4.5.2: a leading dot is removed from a line
+that follows a real line ending.
+"""
+
+import re
+
+TERMINATOR = b"\r\n.\r\n"
+
+# RFC 5322 field name: printable ASCII except the colon; Exim also allows
+# white space between the name and the colon.
+_HEADER_START = re.compile(rb"[!-9;-~]+[ \t]*:")
+_LINE_SPLIT = re.compile(rb"(\r\n|\r|\n)")
+
+
+class DataCollector:
+    """Collects DATA content until <CR><LF>.<CR><LF>, bounded in size.
+
+    ``feed(data)`` returns ``None`` while the message is not finished, or
+    the bytes that followed the terminator (the next pipelined commands).
+    Content beyond ``limit`` bytes is counted but not kept, so an oversized
+    message costs no memory; ``too_big`` then says so.
+    """
+
+    def __init__(self, limit=0):
+        self.limit = limit
+        self._chunks = []
+        self._kept = 0
+        self.size = 0
+        self.too_big = False
+        # The last few bytes seen, prefixed with the CRLF that precedes the
+        # content, so a terminator split across reads is still found.
+        self._tail = b"\r\n"
+
+    def feed(self, data):
+        window = self._tail + data
+        end = window.find(TERMINATOR)
+        if end < 0:
+            self._keep(data)
+            self._tail = window[-4:]
+            return None
+        # The terminator's CRLF belongs to the last line of content.
+        content_end = end + 2 - len(self._tail)
+        if content_end > 0:
+            self._keep(data[:content_end])
+        elif content_end < 0:
+            # The terminator began in an earlier read, whose '.' (and CR)
+            # were kept as content: take them back.
+            self._trim(-content_end)
+        return data[end + len(TERMINATOR) - len(self._tail):]
+
+    def _keep(self, data):
+        self.size += len(data)
+        if self.limit and self.size > self.limit:
+            self.too_big = True
+            return
+        self._chunks.append(data)
+
+    def _trim(self, count):
+        self.size -= count
+        if not self.too_big:
+            data = b"".join(self._chunks)
+            self._chunks = [data[:len(data) - count]]
+
+    def content(self):
+        """The wire content, without the terminating '.' line."""
+        return b"".join(self._chunks)
+
+
+def unstuff(raw, dot_stuffed=True):
+    """Wire content (CRLF lines, dot-stuffed) → stored content (LF lines).
+
+    Returns ``(data, linecount, zerocount, max_linelength)``.
+    """
+    bare = raw.count(b"\r") != raw.count(b"\r\n") or raw.count(b"\n") != raw.count(b"\r\n")
+    if not bare:
+        data = raw
+        if dot_stuffed:
+            if data.startswith(b"."):
+                data = data[1:]
+            data = data.replace(b"\r\n.", b"\r\n")
+        lines = data.split(b"\r\n")
+        data = b"\n".join(lines)
+    else:
+        data, lines = _normalise_bare(raw, dot_stuffed)
+    linecount = data.count(b"\n")
+    longest = max((len(line) for line in lines), default=0)
+    return data, linecount, data.count(b"\0"), longest
+
+
+def _normalise_bare(raw, dot_stuffed):
+    """The slow path for content with a bare CR or LF (see the module docstring)."""
+    parts = _LINE_SPLIT.split(raw)
+    texts, ends = parts[0::2], parts[1::2] + [b""]
+    crlf_mode = bool(ends) and ends[0] == b"\r\n"
+    out = []
+    in_header = True
+    pending = b""              # text carried over when a bare LF became a space
+    after_real_end = True      # the previous line ended with CRLF (or LF in LF mode)
+    continuation = False
+    for text, end in zip(texts, ends):
+        if after_real_end and dot_stuffed and text.startswith(b"."):
+            text = text[1:]
+        line = pending + text
+        pending = b""
+        if continuation:
+            line = b" " + line
+            continuation = False
+        if end == b"\n" and crlf_mode and not in_header:
+            pending = line + b" "
+            after_real_end = False
+            continue
+        if in_header and line == b"":
+            in_header = False
+        out.append(line)
+        if end == b"\r" or (end == b"\n" and crlf_mode):
+            # a bare CR (or a suspicious bare LF) inside the header must not
+            # end the header line (nor start a new header)
+            continuation = in_header
+            after_real_end = False
+        else:
+            after_real_end = True
+    if pending:
+        out.append(pending)
+    if out and out[-1] == b"" and ends[-1] == b"":
+        out.pop()
+        return b"\n".join(out) + b"\n", out
+    return b"\n".join(out), out
+
+
+def split_message(data):
+    """Stored content → (list of header texts, each ending in LF; body bytes).
+
+    The header ends at the first empty line (which is dropped) or at the
+    first line that is neither a header nor a continuation (which starts the
+    body), as Exim does.
+    """
+    headers = []
+    pos = 0
+    n = len(data)
+    while pos < n:
+        eol = data.find(b"\n", pos)
+        line_end = n if eol < 0 else eol + 1
+        line = data[pos:line_end]
+        if line in (b"\n", b""):
+            pos = line_end
+            break
+        if line[:1] in (b" ", b"\t") and headers:
+            headers[-1] += line
+        elif _HEADER_START.match(line):
+            headers.append(line)
+        else:
+            break
+        pos = line_end
+    texts = []
+    for h in headers:
+        text = h.decode("utf-8", "surrogateescape")
+        texts.append(text if text.endswith("\n") else text + "\n")
+    return texts, data[pos:]

@@ -1,0 +1,512 @@
+"""What the SMTP server asks: the configuration, the ACLs and the spool behind one object.
+
+``ServerPolicy`` answers every question ``SMTPServerProtocol`` asks (the
+banner, the EHLO keywords, each ACL phase, where an accepted message goes).
+It reads the main options of an ``exim_py.config`` Config, runs ACLs with
+``exim_py.acl.run_acl``, and stores messages through a ``SpoolWriter``.
+Spec chapters "SMTP processing" and "Access control lists".
+"""
+
+import importlib
+import importlib.util
+import ipaddress
+import re
+import socket
+import time
+
+from twisted.internet import defer
+
+from exim_py import EXIM_COMPAT_VERSION
+from exim_py.smtp.server import Reply
+
+# Exim's answers when an ACL says no and gives no message (acl.c / smtp_in.c).
+DEFAULT_REFUSALS = {
+    "vrfy": (252, "Administrative prohibition"),
+    "etrn": (458, "Administrative prohibition"),
+}
+
+_HELO_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9_-])?\.?$")
+
+
+class _Host:
+    """What host-list matching needs: ``address`` and ``name``."""
+
+    def __init__(self, address, name=None):
+        self.address = address
+        self.name = name
+
+
+def tod_full(now=None):
+    """Exim's $tod_full: 'Sat, 21 Nov 2026 17:38:28 +0000'."""
+    now = time.time() if now is None else now
+    t = time.localtime(now)
+    offset = t.tm_gmtoff // 60
+    sign = "+" if offset >= 0 else "-"
+    return time.strftime("%a, %d %b %Y %H:%M:%S ", t) + "%s%02d%02d" % (
+        sign, abs(offset) // 60, abs(offset) % 60)
+
+
+def _module(name):
+    """An optional collaborator module, or None while it is not part of this tree."""
+    if importlib.util.find_spec(name) is None:
+        return None
+    return importlib.import_module(name)
+
+
+class ServerPolicy:
+    """The server's decisions for one configuration.
+
+    ``spool_writer`` stores accepted messages (see exim_py.smtp.spoolwriter);
+    ``logger`` is an exim_py.log Logger or None; ``host_checking`` is set for
+    -bh, where nothing is stored and the replies say so.
+    """
+
+    def __init__(self, config, spool_writer=None, logger=None, host_checking=False,
+                 primary_hostname=None, deliver=None):
+        self.config = config
+        self.main = config.main
+        self.spool_writer = spool_writer
+        self.logger = logger
+        self.host_checking = host_checking
+        self.deliver = deliver
+        self.primary_hostname = primary_hostname or self._option("primary_hostname") or socket.gethostname()
+        self.acl = _module("exim_py.acl")
+        self.match = _module("exim_py.match")
+        self.expand_mod = _module("exim_py.expand")
+        if self.expand_mod is not None and not hasattr(self.expand_mod, "ExpandContext"):
+            self.expand_mod = None
+        self.tls = None                      # a tls.ServerTLS when TLS is configured
+        self.smtp_max_synprot_errors = self._option("smtp_max_synprot_errors", 3)
+        self.smtp_max_unknown_commands = self._option("smtp_max_unknown_commands", 3)
+        self.smtp_receive_timeout = self._option("smtp_receive_timeout", 300)
+        self.smtp_accept_max_nonmail = self._option("smtp_accept_max_nonmail", 10)
+        self.smtp_accept_max_per_connection = self._option("smtp_accept_max_per_connection", 1000)
+        self.recipients_max_reject = bool(self._option("recipients_max_reject", False))
+        self.smtp_accept_max = self._option("smtp_accept_max", 20)
+        self.smtp_accept_reserve = self._option("smtp_accept_reserve", 0)
+        self.smtp_accept_max_per_host = self._option("smtp_accept_max_per_host", 0)
+
+    # -- options and lists -------------------------------------------------
+
+    def _option(self, name, default=None):
+        try:
+            value = self.main[name]
+        except (KeyError, AttributeError):
+            return default
+        return default if value is None and default is not None else value
+
+    def _expand(self, text, session, envelope=None):
+        """Expand an option's string for this session; None when the expansion fails."""
+        if text is None:
+            return None
+        if self.expand_mod is None:
+            return text if "$" not in text else None
+        ctx = self.expand_context(session, envelope)
+        try:
+            return self.expand_mod.expand(text, ctx)
+        except Exception:              # ExpansionError, ForcedFail, LookupDefer
+            return None
+
+    def expand_context(self, session, envelope=None):
+        variables = self.session_variables(session, envelope)
+        return self.expand_mod.ExpandContext(config=self.config, variables=variables,
+                                             headers=envelope.headers if envelope else [])
+
+    def session_variables(self, session, envelope=None):
+        if self.acl is not None:
+            from exim_py.acl.context import session_variables
+            values = session_variables(session, envelope)
+        else:
+            values = {}
+        values.setdefault("smtp_active_hostname", self.primary_hostname)
+        values.setdefault("primary_hostname", self.primary_hostname)
+        values.setdefault("version_number", EXIM_COMPAT_VERSION)
+        values["tls_in_ver"] = session.tls_version or ""
+        values["tls_in_certificate_verified"] = "1" if session.tls_certificate_verified else "0"
+        values["received_port"] = str(session.interface_port or 0)
+        values["received_ip_address"] = session.interface_address or ""
+        return values
+
+    def host_in(self, option, session, default=None):
+        """Does the calling host match host-list option ``option``?"""
+        value = self._option(option, default)
+        if value is None or value.strip() in ("", ":"):
+            return False
+        if value.strip() == "*":
+            return True
+        if session.sender_host_address is None or self.match is None or self.expand_mod is None:
+            return False
+        host = _Host(session.sender_host_address, session.sender_host_name)
+        try:
+            return self.match.match_host(host, value, self.expand_context(session))
+        except Exception:              # LookupDefer: Exim treats a DEFER as "not in the list"
+            return False
+
+    # -- connection --------------------------------------------------------
+
+    def fill_session(self, session, transport):
+        peer, host = transport.getPeer(), transport.getHost()
+        session.sender_host_address = getattr(peer, "host", None)
+        session.sender_host_port = getattr(peer, "port", None)
+        session.interface_address = getattr(host, "host", None)
+        session.interface_port = getattr(host, "port", None)
+        session.received_protocol = "smtp"
+        session.smtp_command = None
+
+    def refuse_connection(self, addr, active):
+        """smtp_accept_max, smtp_accept_reserve and smtp_accept_max_per_host.
+
+        ``active`` is the collection of open sessions (each with
+        ``peer_address``).  Returns a Reply refusing the new connection, or None.
+        """
+        count = len(active)
+        address = getattr(addr, "host", None)
+        limit = self.smtp_accept_max
+        if limit and count >= limit:
+            return Reply(421, "Too many concurrent SMTP connections; please try again later.")
+        if limit and self.smtp_accept_reserve and count >= limit - self.smtp_accept_reserve:
+            from exim_py.envelope import Session
+            probe = Session()
+            probe.sender_host_address = address
+            if not self.host_in("smtp_reserve_hosts", probe):
+                return Reply(421, "Too many concurrent SMTP connections; please try again later.")
+        per_host = self.smtp_accept_max_per_host
+        if isinstance(per_host, str):
+            per_host = int(per_host) if per_host.strip().isdigit() else 0
+        if per_host and address is not None:
+            same = sum(1 for p in active if getattr(p, "peer_address", None) == address)
+            if same >= per_host:
+                return Reply(421, "Too many concurrent SMTP connections from this IP address; "
+                                  "please try again later.")
+        return None
+
+    def connect(self, session):
+        if self.host_in("host_reject_connection", session):
+            self.log_main("refused connection from %s (host_reject_connection)" % self.host_text(session))
+            return Reply(554, "SMTP service not available", drop=True)
+        return self._run_acl("connect", "acl_smtp_connect", session)
+
+    def banner(self, session):
+        text = self._option("smtp_banner")
+        expanded = self._expand(text, session) if text and self.expand_mod else None
+        if expanded is None:
+            expanded = "%s ESMTP Exim %s %s" % (self.primary_hostname, EXIM_COMPAT_VERSION, tod_full())
+        return expanded
+
+    def hostname(self, session):
+        return self.primary_hostname
+
+    def enforce_sync(self, session):
+        return bool(self._option("smtp_enforce_sync", True)) and not self.host_checking
+
+    def pipe_connect(self, session):
+        return self.host_in("pipelining_connect_advertise_hosts", session, "*")
+
+    def limit_nonmail(self, session):
+        return bool(self.smtp_accept_max_nonmail) and self.host_in("smtp_accept_max_nonmail_hosts", session, "*")
+
+    # -- HELO / EHLO -------------------------------------------------------
+
+    def helo_syntax_ok(self, session, name):
+        if not name or " " in name:
+            return False
+        if self.host_in("helo_accept_junk_hosts", session):
+            return True
+        if name.startswith("[") and name.endswith("]"):
+            literal = name[1:-1]
+            if literal.lower().startswith("ipv6:"):
+                literal = literal[5:]
+            try:
+                ipaddress.ip_address(literal)
+                return True
+            except ValueError:
+                return False
+        allowed = self._option("helo_allow_chars", "") or ""
+        checked = name.translate({ord(c): "a" for c in allowed}) if allowed else name
+        return bool(_HELO_NAME.match(checked))
+
+    def helo(self, session, verb, name):
+        return self._run_acl("helo", "acl_smtp_helo", session)
+
+    def helo_required(self, session):
+        return self.host_in("helo_verify_hosts", session)
+
+    def protocol_name(self, session, esmtp):
+        name = "esmtp" if esmtp else "smtp"
+        if session.local and session.sender_host_address is None:
+            return "local-" + name
+        if esmtp and session.tls_cipher:
+            name += "s"
+        if esmtp and session.authenticated_id is not None:
+            name += "a"
+        return name
+
+    def helo_greeting(self, session):
+        who = session.sender_host_name or session.helo_name
+        text = "%s Hello %s%s" % (self.primary_hostname,
+                                  session.sender_ident + " at " if session.sender_ident else "", who)
+        if session.sender_host_address:
+            text += " [%s]" % session.sender_host_address
+        return text
+
+    def ehlo_extensions(self, session):
+        """The set of keywords this session is offered (in no order; see ehlo_lines)."""
+        ext = {"SIZE", "HELP"}
+        if self._option("accept_8bitmime", True):
+            ext.add("8BITMIME")
+        if self.host_in("dsn_advertise_hosts", session):
+            ext.add("DSN")
+        for name in ("etrn", "vrfy", "expn"):
+            if self._option("acl_smtp_" + name):
+                ext.add(name.upper())
+        if self.host_in("pipelining_advertise_hosts", session, "*"):
+            ext.add("PIPELINING")
+            if self.pipe_connect(session):
+                ext.add("PIPECONNECT")
+        if self.host_in("chunking_advertise_hosts", session, "*"):
+            ext.add("CHUNKING")
+        if self.auth_mechanisms(session):
+            ext.add("AUTH")
+        if self.tls is not None and session.tls_cipher is None and self.host_in("tls_advertise_hosts", session, "*"):
+            ext.add("STARTTLS")
+        if self._option("prdr_enable", False):
+            ext.add("PRDR")
+        # Exim's I18N support is a build option; a configuration that does
+        # not mention smtputf8_advertise_hosts gets the non-I18N behaviour.
+        if self.main_is_set("smtputf8_advertise_hosts") and self.host_in("smtputf8_advertise_hosts", session):
+            ext.add("SMTPUTF8")
+        return ext
+
+    def main_is_set(self, name):
+        try:
+            return self.main.is_set(name)
+        except AttributeError:
+            return False
+
+    def ehlo_lines(self, session, ext):
+        """EHLO keyword lines in Exim's order."""
+        lines = []
+        if "SIZE" in ext:
+            limit = self.message_size_limit(session)
+            lines.append("SIZE %d" % limit if limit else "SIZE")
+        for word in ("8BITMIME", "DSN", "ETRN", "VRFY", "EXPN", "PIPELINING", "PIPECONNECT", "CHUNKING"):
+            if word in ext:
+                lines.append(word)
+        if "AUTH" in ext:
+            lines.append("AUTH " + " ".join(self.auth_mechanisms(session)))
+        for word in ("STARTTLS", "PRDR", "SMTPUTF8", "HELP"):
+            if word in ext:
+                lines.append(word)
+        return lines
+
+    def help_text(self, session, tls_active):
+        words = ["AUTH"]
+        if self.tls is not None and not tls_active and self.host_in("tls_advertise_hosts", session, "*"):
+            words.append("STARTTLS")
+        words += ["HELO", "EHLO", "MAIL", "RCPT", "DATA", "BDAT"]
+        for name in ("etrn", "expn", "vrfy"):
+            if self._option("acl_smtp_" + name):
+                words.append(name.upper())
+        words += ["NOOP", "QUIT", "RSET", "HELP"]
+        return " ".join(words)
+
+    def auth_mechanisms(self, session):
+        """Public names of the server authenticators this session may use (spec: auth_advertise_hosts)."""
+        auths = getattr(self.config, "authenticators", None) or []
+        if not auths or not self.host_in("auth_advertise_hosts", session, "*"):
+            return []
+        names = []
+        for a in auths:
+            if a.options.get("server_condition") is None and not getattr(a, "server", True):
+                continue
+            names.append((a.options.get("public_name") or a.name).upper())
+        return names
+
+    # -- MAIL / RCPT -------------------------------------------------------
+
+    def mail_params(self, ext):
+        known = {"SIZE", "AUTH"}
+        if "8BITMIME" in ext:
+            known.add("BODY")
+        if "DSN" in ext:
+            known |= {"RET", "ENVID"}
+        if "PRDR" in ext:
+            known.add("PRDR")
+        if "SMTPUTF8" in ext:
+            known.add("SMTPUTF8")
+        return known
+
+    def rcpt_params(self, ext):
+        return {"NOTIFY", "ORCPT"} if "DSN" in ext else set()
+
+    def message_size_limit(self, session):
+        return self._expanded_number("message_size_limit", 50 * 1024 * 1024, session)
+
+    def recipients_max(self, session):
+        return self._expanded_number("recipients_max", 50000, session)
+
+    def _expanded_number(self, option, default, session):
+        """An expandable size/integer option (Exim's "integer*"), with K/M/G suffixes."""
+        value = self._option(option, default)
+        if not isinstance(value, str):
+            return value
+        m = re.match(r"^\s*(\d+)\s*([KkMmGg]?)\s*$", self._expand(value, session) or "")
+        if not m:
+            return default
+        return int(m.group(1)) * {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}[m.group(2).lower()]
+
+    def qualify_sender(self, session, address):
+        if session.sender_host_address and not self.host_in("sender_unqualified_hosts", session):
+            return None
+        return address + "@" + (self._option("qualify_domain") or self.primary_hostname)
+
+    def qualify_recipient(self, session, address):
+        if session.sender_host_address and not self.host_in("recipient_unqualified_hosts", session):
+            return None
+        domain = self._option("qualify_recipient") or self._option("qualify_domain") or self.primary_hostname
+        return address + "@" + domain
+
+    def mail(self, session, envelope):
+        return self._run_acl("mail", "acl_smtp_mail", session, envelope)
+
+    def rcpt(self, session, envelope, recipient):
+        return self._run_acl("rcpt", "acl_smtp_rcpt", session, envelope, recipient.address)
+
+    def predata(self, session, envelope):
+        return self._run_acl("predata", "acl_smtp_predata", session, envelope)
+
+    def vrfy(self, session, arg):
+        return self._run_acl("vrfy", "acl_smtp_vrfy", session, recipient=arg)
+
+    def expn(self, session, arg):
+        return self._run_acl("expn", "acl_smtp_expn", session, recipient=arg)
+
+    def etrn(self, session, arg):
+        return self._run_acl("etrn", "acl_smtp_etrn", session)
+
+    def starttls(self, session):
+        return self._run_acl("starttls", "acl_smtp_starttls", session)
+
+    def quit(self, session):
+        self._run_acl("quit", "acl_smtp_quit", session)
+        return None
+
+    def notquit(self, session, in_data):
+        if self.acl is not None and self._option("acl_smtp_notquit"):
+            self._run_acl("notquit", "acl_smtp_notquit", session)
+
+    def auth_exchange(self, session, arg):
+        return Reply(504, "%s mechanism not supported" % (arg.split() or [""])[0].upper())
+
+    def tls_context(self, session):
+        return self.tls.context_for(session)
+
+    def tls_established(self, session, transport):
+        if self.tls is not None:
+            self.tls.record(session, transport)
+
+    # -- the message -------------------------------------------------------
+
+    def receive(self, session, envelope, headers, body):
+        """After the data: the DATA ACL, then the spool; the reply carries the id."""
+        from exim_py.envelope import Header
+        envelope.headers = [Header(h) for h in headers]
+        reply = self._run_acl("data", "acl_smtp_data", session, envelope)
+        if reply is not None and not reply.ok:
+            return reply
+        if self.host_checking:
+            return Reply(250, "OK id=%s" % self.spool_writer.new_message_id()
+                         if self.spool_writer else "OK")
+        d = self.spool_writer.store(envelope, body)
+
+        def stored(message_id):
+            self.log_main("%s <= %s H=%s P=%s S=%d" % (
+                message_id, envelope.sender or "<>", self.host_text(session),
+                session.received_protocol, envelope.size))
+            if self.deliver is not None and not self._option("queue_only", False):
+                self.deliver(message_id)
+            return Reply(250, "OK id=%s" % message_id)
+
+        return d.addCallback(stored)
+
+    # -- ACLs --------------------------------------------------------------
+
+    def _run_acl(self, where, option, session, envelope=None, recipient=None):
+        """Run one ACL phase; None means "go on with the default reply"."""
+        spec = self._option(option)
+        if self.acl is None:
+            if spec:
+                return Reply(451, "Temporary local problem - please try later")
+            if where in ("rcpt", "expn"):
+                return Reply(550, "Administrative prohibition")
+            if where in DEFAULT_REFUSALS:
+                return Reply(*DEFAULT_REFUSALS[where])
+            return None
+        from exim_py.acl.context import AclContext
+        ctx = AclContext(self.config, session, envelope, recipient, log=self.logger,
+                         host_checking=self.host_checking)
+        result = self.acl.run_acl(where, spec, ctx)
+        return self.acl_reply(where, result)
+
+    def acl_reply(self, where, result):
+        """Map an AclResult to the SMTP reply Exim gives (smtp_handle_acl_fail)."""
+        replies = _module("exim_py.acl.replies")
+        if replies is not None and hasattr(replies, "smtp_reply"):
+            answer = replies.smtp_reply(where, result)
+            if answer is None:
+                return None
+            code, text, drop = answer
+            return Reply(code, text, drop=drop)
+        if result.rc in ("accept", "discard"):
+            if result.user_message:
+                return Reply(250 if where != "predata" else 354, result.user_message)
+            return None
+        code, text = DEFAULT_REFUSALS.get(where, (550, "Administrative prohibition"))
+        if result.rc in ("defer", "error"):
+            code, text = 451, "Temporary local problem - please try later"
+        if result.user_message and (result.rc != "defer" or result.temp_details):
+            text = result.user_message
+            m = re.match(r"^([245]\d\d)[ -](.*)$", text, re.S)
+            if m:
+                code, text = int(m.group(1)), m.group(2)
+        return Reply(code, text, drop=result.rc == "drop")
+
+    # -- logging -----------------------------------------------------------
+
+    def host_text(self, session):
+        """Exim's host_and_ident: '(helo) [ip]' or 'name (helo) [ip]'."""
+        parts = []
+        if session.sender_host_name:
+            parts.append(session.sender_host_name)
+        if session.helo_name and session.helo_name != session.sender_host_name:
+            parts.append("(%s)" % session.helo_name)
+        if session.sender_host_address:
+            parts.append("[%s]" % session.sender_host_address)
+        return " ".join(parts)
+
+    def log_main(self, line):
+        if self.logger is not None:
+            self.logger.main(line)
+
+    def log_sync_error(self, session, why, pending, command=None):
+        text = pending[:150].decode("latin-1")
+        if command is None:
+            self.log_main("SMTP protocol synchronization error (%s): rejected connection from %s input=\"%s\""
+                          % (why, self.host_text(session), text))
+        else:
+            self.log_main("SMTP protocol synchronization error (%s): rejected \"%s\" %s next input=\"%s\""
+                          % (why, command, self.host_text(session), text))
+
+    def log_synprot_drop(self, session):
+        self.log_main("SMTP call from %s dropped: too many syntax or protocol errors (last command was \"%s\")"
+                      % (self.host_text(session), getattr(session, "smtp_command", "")))
+
+    def log_timeout(self, session, mode):
+        if mode in ("data", "bdat"):
+            self.log_main("SMTP data timeout (message abandoned) on connection from %s" % self.host_text(session))
+        else:
+            self.log_main("SMTP command timeout on connection from %s" % self.host_text(session))
+
+    def log_too_big(self, session, envelope, size):
+        self.log_main("rejected from <%s> H=%s: message too big: read=%d max=%d"
+                      % (envelope.sender, self.host_text(session), size, self.message_size_limit(session)))

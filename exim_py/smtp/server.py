@@ -1,0 +1,751 @@
+"""The ESMTP server protocol and its factory.
+
+The protocol parses commands and writes Exim's replies; it decides nothing
+itself.  Each decision (may this host connect, is this recipient acceptable,
+where does an accepted message go) is a call on one policy object, which
+``exim_py.smtp.policy.ServerPolicy`` implements from the configuration and
+the ACLs.  A policy method may return a Deferred; while one is outstanding
+the protocol reads nothing more, so commands are always answered in order.
+
+Commands dispatch by name: ``smtp_MAIL`` answers MAIL.  Spec chapter "SMTP
+processing" describes the behaviour; the reply texts are Exim 4.96's.
+"""
+
+from twisted.internet import defer, error, interfaces, protocol
+from twisted.python import failure, log
+from zope.interface import implementer
+
+from exim_py.envelope import Envelope, Recipient, Session
+from exim_py.smtp import data as smtpdata
+from exim_py.smtp.params import BadAddress, parse_path, split_params, xtext_decode
+
+# Exim reads a command into a buffer of this size; longer lines cannot be
+# recognised commands.
+MAX_COMMAND = 16384
+
+# Which commands must be the last of a pipelined group (Exim's ordering of
+# its command table): with PIPELINING only these; without it, also MAIL,
+# RCPT and RSET.  RFC 2920 3.1.
+SYNC_ALWAYS = frozenset(("HELO", "EHLO", "DATA", "VRFY", "EXPN", "NOOP", "ETRN", "STARTTLS"))
+SYNC_UNLESS_PIPELINING = frozenset(("MAIL", "RCPT", "RSET"))
+# Commands that do not count towards smtp_accept_max_nonmail.
+MAIL_COMMANDS = frozenset(("RSET", "HELO", "EHLO", "AUTH", "MAIL", "RCPT", "DATA", "BDAT", "QUIT", "NOOP"))
+# Commands that take no argument ("501 unexpected argument data").
+NO_ARGUMENT = frozenset(("RSET", "DATA", "QUIT", "STARTTLS"))
+
+
+class Reply:
+    """A policy's answer that replaces the default reply: code, text, and whether to drop."""
+
+    __slots__ = ("code", "text", "drop")
+
+    def __init__(self, code, text, drop=False):
+        self.code = int(code)
+        self.text = text
+        self.drop = drop
+
+    @property
+    def ok(self):
+        return 200 <= self.code < 400
+
+    def __repr__(self):
+        return "Reply(%d, %r%s)" % (self.code, self.text, ", drop" if self.drop else "")
+
+
+def format_reply(code, text):
+    """Exim's multi-line reply: every line but the last has a '-' after the code."""
+    lines = text.split("\n")
+    out = []
+    for i, line in enumerate(lines):
+        out.append("%d%s%s\r\n" % (code, "-" if i < len(lines) - 1 else " ", line))
+    return "".join(out).encode("utf-8", "surrogateescape")
+
+
+@implementer(interfaces.IHandshakeListener)
+class SMTPServerProtocol(protocol.Protocol):
+    """One SMTP connection (or one -bs/-bh session on standard input)."""
+
+    def __init__(self, policy, clock=None, tls_on_connect=False):
+        self.policy = policy
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.clock = clock
+        self.tls_on_connect = tls_on_connect
+        self.session = Session()
+        self.envelope = None
+        self._buffer = b""
+        self._busy = False          # a policy answer is outstanding
+        self._closing = False
+        self._mode = "banner"       # banner, command, data, bdat
+        self._collector = None
+        self._bdat = None           # chunks of a BDAT transfer in progress
+        self._bdat_left = 0
+        self._bdat_last = False
+        self._bdat_discard = False
+        self._auth = None
+        self.helo_seen = False
+        self.esmtp = False
+        self.extensions = set()     # EHLO keywords advertised in this session
+        self.pipelining = False
+        self.tls_active = False
+        self.synprot_errors = 0
+        self.unknown_commands = 0
+        self.nonmail_commands = 0
+        self.rcpt_attempts = 0
+        self.last_rcpt_error = None
+        self.messages = 0
+        self._timeout = None
+        self.finished = defer.Deferred()   # fires when the connection is gone
+
+    # -- connection --------------------------------------------------------
+
+    def connectionMade(self):
+        self.policy.fill_session(self.session, self.transport)
+        self.session.local = False
+        if self.tls_on_connect:
+            self.tls_active = True
+            self.transport.startTLS(self.policy.tls_context(self.session))
+        self._reset_timeout()
+        self._ask(self.policy.connect, self.session, then=self._after_connect)
+
+    def _after_connect(self, reply):
+        if reply is not None:
+            self._send(reply.code, reply.text)
+            if reply.drop or not reply.ok:
+                return self._drop()
+        # Input before the banner is a synchronisation error unless the host
+        # may use PIPECONNECT (spec: smtp_enforce_sync; RFC 2920 has no
+        # early talking).
+        if self._buffer and self.policy.enforce_sync(self.session) and not self.policy.pipe_connect(self.session):
+            self.policy.log_sync_error(self.session, "input sent without waiting for greeting", self._buffer)
+            self._send(554, "SMTP synchronization error")
+            return self._drop()
+        self._send(220, self.policy.banner(self.session))
+        self._mode = "command"
+        self._process()
+
+    def connectionLost(self, reason=failure.Failure(error.ConnectionDone())):
+        self._cancel_timeout()
+        if not self._closing:
+            self.policy.notquit(self.session, self._mode == "data" or self._mode == "bdat")
+        self._collector = None
+        self._bdat = None
+        if not self.finished.called:
+            self.finished.callback(None)
+
+    def handshakeCompleted(self):
+        """IHandshakeListener: TLS is up, record what it negotiated."""
+        self.policy.tls_established(self.session, self.transport)
+
+    # -- input -------------------------------------------------------------
+
+    def dataReceived(self, data):
+        self._reset_timeout()
+        if self._mode == "data" and not self._busy and not self._buffer:
+            rest = self._collector.feed(data)
+            if rest is not None:
+                self._buffer = rest
+                self._end_of_data()
+            return
+        self._buffer += data
+        if not self._busy:
+            self._process()
+
+    def _process(self):
+        """Handle buffered input until it runs out or a policy answer is awaited."""
+        while self._buffer and not self._busy and not self._closing:
+            if self._mode == "command":
+                eol = self._buffer.find(b"\n")
+                if eol < 0:
+                    if len(self._buffer) > MAX_COMMAND:
+                        self._buffer = b""
+                        self._unknown_command("")
+                    return
+                line, self._buffer = self._buffer[:eol], self._buffer[eol + 1:]
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                self._command(line, pending=bool(self._buffer))
+            elif self._mode == "data":
+                data, self._buffer = self._buffer, b""
+                rest = self._collector.feed(data)
+                if rest is not None:
+                    self._buffer = rest
+                    self._end_of_data()
+            elif self._mode == "bdat":
+                take = min(self._bdat_left, len(self._buffer))
+                self._bdat.feed_chunk(self._buffer[:take])
+                self._buffer = self._buffer[take:]
+                self._bdat_left -= take
+                if self._bdat_left == 0:
+                    self._mode = "command"
+                    self._end_of_chunk()
+            elif self._mode == "auth":
+                eol = self._buffer.find(b"\n")
+                if eol < 0:
+                    return
+                line, self._buffer = self._buffer[:eol], self._buffer[eol + 1:]
+                self._auth_step(line.rstrip(b"\r").decode("ascii", "replace"))
+            else:
+                return
+
+    def _command(self, raw, pending):
+        if len(raw) > MAX_COMMAND:
+            return self._unknown_command(raw[:MAX_COMMAND].decode("latin-1"))
+        line = raw.decode("utf-8", "surrogateescape")
+        self.session.smtp_command = line
+        verb, _, arg = line.partition(" ")
+        verb = verb.upper()
+        arg = arg.strip()
+        # MAIL and RCPT are recognised with their "FROM:"/"TO:" (Exim's
+        # command table holds "mail from:" and "rcpt to:").
+        if verb in ("MAIL", "RCPT"):
+            lead = "FROM:" if verb == "MAIL" else "TO:"
+            if not arg.upper().startswith(lead):
+                return self._unknown_command(line)
+            arg = arg[len(lead):].strip()
+        handler = getattr(self, "smtp_" + verb, None) if verb.isalpha() else None
+        if handler is None:
+            return self._unknown_command(line)
+        if "\0" in line:
+            return self._synprot(501, "NUL characters are not allowed in SMTP commands")
+        if self._bdat is not None and verb != "BDAT":
+            return self._synprot(503, "only BDAT permissible after non-LAST BDAT")
+        if pending and self._needs_sync(verb):
+            self.policy.log_sync_error(self.session, "next input sent too soon: pipelining was%s advertised"
+                                       % ("" if self.pipelining else " not"), self._buffer, line)
+            self._send(554, "SMTP synchronization error")
+            return self._drop()
+        if verb not in MAIL_COMMANDS and self.policy.limit_nonmail(self.session):
+            self.nonmail_commands += 1
+            if self.nonmail_commands > self.policy.smtp_accept_max_nonmail:
+                self._send(421, "too many nonmail commands")
+                return self._drop()
+        if verb in NO_ARGUMENT and arg:
+            return self._synprot(501, "unexpected argument data")
+        handler(arg)
+
+    def _needs_sync(self, verb):
+        if not self.policy.enforce_sync(self.session):
+            return False
+        if verb in SYNC_ALWAYS:
+            return True
+        return verb in SYNC_UNLESS_PIPELINING and not self.pipelining
+
+    # -- replies and errors ------------------------------------------------
+
+    def _send(self, code, text):
+        if self._closing:
+            return
+        self.transport.write(format_reply(code, text))
+
+    def _send_reply(self, reply, default_code, default_text):
+        """Send a policy's reply (or the default); returns False if the connection is dropped."""
+        if reply is None:
+            self._send(default_code, default_text)
+            return True
+        self._send(reply.code, reply.text)
+        if reply.drop:
+            self._drop()
+            return False
+        return True
+
+    def _synprot(self, code, text):
+        """A syntax or protocol error; too many of them end the session (smtp_max_synprot_errors)."""
+        self.synprot_errors += 1
+        if self.synprot_errors > self.policy.smtp_max_synprot_errors:
+            self.policy.log_synprot_drop(self.session)
+            self._send(code, text + "\n" + "Too many syntax or protocol errors")
+            self._drop()
+            return
+        self._send(code, text)
+
+    def _unknown_command(self, line):
+        self.unknown_commands += 1
+        if self.unknown_commands > self.policy.smtp_max_unknown_commands:
+            self._send(500, "Too many unrecognized commands")
+            return self._drop()
+        self._synprot(500, "unrecognized command")
+
+    def _drop(self):
+        self._closing = True
+        self._cancel_timeout()
+        self.transport.loseConnection()
+
+    def _ask(self, method, *args, then):
+        """Call a policy method; continue with ``then(result)`` once it answers."""
+        self._busy = True
+        d = defer.maybeDeferred(method, *args)
+
+        def done(result):
+            self._busy = False
+            if self._closing:
+                return
+            then(result)
+            if not self._busy:
+                self._process()
+
+        def failed(f):
+            self._busy = False
+            log.err(f, "exim_py: policy failure")
+            if not self._closing:
+                self._send(451, "Temporary local problem - please try later")
+                if self._mode in ("data", "bdat"):
+                    self._mode = "command"
+                self._process()
+
+        d.addCallback(done).addErrback(failed)
+
+    # -- timeouts (smtp_receive_timeout) -----------------------------------
+
+    def _reset_timeout(self):
+        seconds = self.policy.smtp_receive_timeout
+        if not seconds:
+            return
+        if self._timeout is not None and self._timeout.active():
+            self._timeout.reset(seconds)
+        else:
+            self._timeout = self.clock.callLater(seconds, self._timed_out)
+
+    def _cancel_timeout(self):
+        if self._timeout is not None and self._timeout.active():
+            self._timeout.cancel()
+        self._timeout = None
+
+    def _timed_out(self):
+        host = self.policy.hostname(self.session)
+        if self._mode in ("data", "bdat"):
+            self._send(421, "%s SMTP incoming data timeout - closing connection." % host)
+        else:
+            self._send(421, "%s: SMTP command timeout - closing connection" % host)
+        self.policy.log_timeout(self.session, self._mode)
+        self._drop()
+
+    # -- HELO / EHLO -------------------------------------------------------
+
+    def smtp_HELO(self, arg, verb="HELO"):
+        if not self.policy.helo_syntax_ok(self.session, arg):
+            return self._synprot(501, "Syntactically invalid %s argument(s)" % verb)
+
+        def answered(reply):
+            if reply is not None and not reply.ok:
+                self._send_reply(reply, 0, "")
+                return
+            self.session.helo_name = arg
+            self.helo_seen = True
+            self.esmtp = verb == "EHLO"
+            self.session.esmtp = self.esmtp
+            self.session.received_protocol = self.policy.protocol_name(self.session, self.esmtp)
+            self.envelope = None
+            self._bdat = None
+            greeting = self.policy.helo_greeting(self.session)
+            if reply is not None and reply.text:
+                greeting = reply.text
+            if self.esmtp:
+                self.extensions = self.policy.ehlo_extensions(self.session)
+                self.pipelining = "PIPELINING" in self.extensions
+                lines = [greeting] + self.policy.ehlo_lines(self.session, self.extensions)
+                self._send(250, "\n".join(lines))
+            else:
+                self.extensions = set()
+                self.pipelining = False
+                self._send(250, greeting)
+
+        self._ask(self.policy.helo, self.session, verb, arg, then=answered)
+
+    def smtp_EHLO(self, arg):
+        self.smtp_HELO(arg, verb="EHLO")
+
+    # -- MAIL / RCPT -------------------------------------------------------
+
+    def smtp_MAIL(self, arg):
+        if self.policy.helo_required(self.session) and not self.helo_seen:
+            return self._synprot(503, "HELO or EHLO required")
+        if self.envelope is not None:
+            return self._synprot(503, "sender already given")
+        if not arg:
+            return self._synprot(501, "MAIL must have an address operand")
+        if self.messages >= self.policy.smtp_accept_max_per_connection > 0:
+            self._send(421, "%s too many messages in this connection" % self.policy.hostname(self.session))
+            return self._drop()
+        known = self.policy.mail_params(self.extensions) if self.esmtp else ()
+        operand, params = split_params(arg, known)
+        env = Envelope(self.session)
+        problem = self._mail_params(env, params)
+        if problem:
+            return problem()
+        try:
+            env.sender = parse_path(operand, allow_empty=True)
+        except BadAddress as e:
+            return self._synprot(501, "%s: %s" % (operand, e))
+        if env.sender and "@" not in env.sender:
+            qualified = self.policy.qualify_sender(self.session, env.sender)
+            if qualified is None:
+                return self._send(501, "%s: sender address must contain a domain" % operand)
+            env.sender = qualified
+
+        def answered(reply):
+            if reply is None or reply.ok:
+                self.envelope = env
+                self.rcpt_attempts = 0
+                self.last_rcpt_error = None
+            self._send_reply(reply, 250, "OK")
+
+        self._ask(self.policy.mail, self.session, env, then=answered)
+
+    def _mail_params(self, env, params):
+        """Apply MAIL's ESMTP parameters; returns a callable sending the error, or None."""
+        if "SIZE" in params:
+            value = params["SIZE"] or ""
+            if not value.isdigit():
+                return lambda: self._synprot(501, "invalid data for SIZE")
+            env.size_declared = int(value)
+            limit = self.policy.message_size_limit(self.session)
+            if limit and env.size_declared > limit:
+                return lambda: self._send(552, "Message size exceeds maximum permitted")
+        if "BODY" in params:
+            body = (params["BODY"] or "").upper()
+            if body not in ("7BIT", "8BITMIME"):
+                return lambda: self._synprot(501, "invalid data for BODY")
+            env.body_type = body
+        if "SMTPUTF8" in params:
+            env.smtputf8 = True
+        if "RET" in params:
+            ret = (params["RET"] or "").upper()
+            if ret not in ("FULL", "HDRS"):
+                return lambda: self._synprot(501, "Invalid value for RET parameter")
+            env.dsn_ret = ret
+        if "ENVID" in params:
+            env.dsn_envid = xtext_decode(params["ENVID"] or "")
+        if "AUTH" in params:
+            # RFC 4954 5: honoured only for an authenticated client; the
+            # policy decides (acl_smtp_mailauth).
+            env.auth_param = xtext_decode(params["AUTH"] or "")
+        if "PRDR" in params:
+            env.prdr = True
+        return None
+
+    def smtp_RCPT(self, arg):
+        if self.envelope is None:
+            self.rcpt_attempts += 1
+            self.last_rcpt_error = "503 sender not yet given"
+            return self._synprot(503, "sender not yet given")
+        if not arg:
+            return self._synprot(501, "RCPT must have an address operand")
+        self.rcpt_attempts += 1
+        env = self.envelope
+        known = self.policy.rcpt_params(self.extensions) if self.esmtp else ()
+        operand, params = split_params(arg, known)
+        notify = params.get("NOTIFY")
+        if notify is not None:
+            words = notify.upper().split(",")
+            if "NEVER" in words and len(words) > 1 or not set(words) <= {"NEVER", "SUCCESS", "FAILURE", "DELAY"}:
+                return self._synprot(501, "Invalid value for NOTIFY parameter")
+            notify = ",".join(words)
+        orcpt = params.get("ORCPT")
+        if orcpt is not None:
+            orcpt = xtext_decode(orcpt)
+        try:
+            address = parse_path(operand, allow_empty=False)
+        except BadAddress as e:
+            if operand == "":
+                return self._rcpt_failed(501, "empty address")
+            return self._rcpt_failed(501, "%s: %s" % (operand, e))
+        if "@" not in address:
+            qualified = self.policy.qualify_recipient(self.session, address)
+            if qualified is None:
+                return self._rcpt_failed(501, "%s: recipient address must contain a domain" % operand)
+            address = qualified
+        limit = self.policy.recipients_max(self.session)
+        if limit and len(env.recipients) >= limit:
+            if self.policy.recipients_max_reject:
+                return self._rcpt_failed(552, "too many recipients")
+            return self._rcpt_failed(452, "too many recipients")
+        rcpt = Recipient(address, dsn_notify=notify, orcpt=orcpt)
+
+        def answered(reply):
+            if reply is None or reply.ok:
+                env.recipients.append(rcpt)
+            else:
+                self.last_rcpt_error = "%d %s" % (reply.code, reply.text.split("\n")[-1])
+            self._send_reply(reply, 250, "Accepted")
+
+        self._ask(self.policy.rcpt, self.session, env, rcpt, then=answered)
+
+    def _rcpt_failed(self, code, text):
+        self.last_rcpt_error = "%d %s" % (code, text)
+        self._send(code, text)
+
+    # -- DATA / BDAT -------------------------------------------------------
+
+    def _no_valid_rcpt(self, verb):
+        """Exim's answer to DATA/BDAT without an accepted recipient."""
+        text = "valid RCPT command must precede %s" % verb
+        if self.rcpt_attempts and self.last_rcpt_error:
+            text = "All RCPT commands were rejected with this error:\n%s\n%s" % (self.last_rcpt_error, text)
+        self._synprot(503, text)
+
+    def smtp_DATA(self, arg):
+        if self.envelope is None or not self.envelope.recipients:
+            return self._no_valid_rcpt("DATA")
+
+        def answered(reply):
+            if reply is not None and not reply.ok:
+                self._send_reply(reply, 0, "")
+                return
+            limit = self.policy.message_size_limit(self.session)
+            self._collector = smtpdata.DataCollector(limit)
+            self._mode = "data"
+            self._send(354, 'Enter message, ending with "." on a line by itself')
+
+        self._ask(self.policy.predata, self.session, self.envelope, then=answered)
+
+    def _end_of_data(self):
+        collector, self._collector = self._collector, None
+        self._mode = "command"
+        env = self.envelope
+        if collector.too_big:
+            self.envelope = None
+            self.policy.log_too_big(self.session, env, collector.size)
+            self._send(552, "Message size exceeds maximum permitted")
+            return
+        message, linecount, zerocount, longest = smtpdata.unstuff(collector.content())
+        self._accept_message(env, message, linecount, zerocount, longest)
+
+    def _accept_message(self, env, message, linecount, zerocount, longest):
+        headers, body = smtpdata.split_message(message)
+        env.size = len(message)
+        env.body_linecount = body.count(b"\n")
+        env.body_zerocount = zerocount
+        env.max_received_linelength = longest
+
+        def answered(reply):
+            self.envelope = None
+            if reply is None or reply.ok:
+                self.messages += 1
+            self._send_reply(reply, 250, "OK")
+
+        self._ask(self.policy.receive, self.session, env, headers, body, then=answered)
+
+    def smtp_BDAT(self, arg):
+        if "CHUNKING" not in self.extensions:
+            return self._synprot(503, "BDAT command used when CHUNKING not advertised")
+        words = arg.split()
+        if not words or not words[0].isdigit():
+            return self._synprot(501, "missing size for BDAT command")
+        last = len(words) > 1 and words[1].upper() == "LAST"
+        if len(words) > 2 or (len(words) == 2 and not last):
+            return self._synprot(501, "unexpected argument data")
+        if self.envelope is None or not self.envelope.recipients:
+            # the chunk must still be read and thrown away
+            self._skip_chunk(int(words[0]))
+            return self._no_valid_rcpt("BDAT")
+        if self._bdat is None:
+            self._bdat = BdatCollector(self.policy.message_size_limit(self.session))
+        self._bdat_left = int(words[0])
+        self._bdat_last = last
+        self._mode = "bdat"
+        if self._bdat_left == 0:
+            self._mode = "command"
+            self._end_of_chunk()
+
+    def _skip_chunk(self, size):
+        self._bdat = BdatCollector(1)
+        self._bdat_left = size
+        self._bdat_last = True
+        self._mode = "bdat" if size else "command"
+        self._bdat_discard = True
+
+    def _end_of_chunk(self):
+        chunks = self._bdat
+        chunks.chunk_done()
+        if self._bdat_discard:
+            self._bdat = None
+            self._bdat_discard = False
+            return
+        if not self._bdat_last:
+            self._send(250, "%d byte chunk received" % chunks.last_size)
+            return
+        self._bdat = None
+        env = self.envelope
+        if chunks.too_big:
+            self.envelope = None
+            self.policy.log_too_big(self.session, env, chunks.size)
+            self._send(552, "Message size exceeds maximum permitted")
+            return
+
+        def answered(reply):
+            if reply is not None and not reply.ok:
+                self.envelope = None
+                self._send_reply(reply, 0, "")
+                return
+            message, linecount, zerocount, longest = chunks.content()
+            self._accept_message(env, message, linecount, zerocount, longest)
+
+        # Exim runs the DATA-time checks for BDAT too, after the last chunk.
+        self._ask(self.policy.predata, self.session, env, then=answered)
+
+    # -- the rest ----------------------------------------------------------
+
+    def smtp_RSET(self, arg):
+        self.envelope = None
+        self._bdat = None
+        self._send(250, "Reset OK")
+
+    def smtp_NOOP(self, arg):
+        self._send(250, "OK")
+
+    def smtp_QUIT(self, arg):
+        def answered(reply):
+            self._send_reply(reply, 221, "%s closing connection" % self.policy.hostname(self.session))
+            self._closing = True
+            self._cancel_timeout()
+            self.transport.loseConnection()
+
+        self._ask(self.policy.quit, self.session, then=answered)
+
+    def smtp_HELP(self, arg):
+        self._send(214, "Commands supported:\n" + self.policy.help_text(self.session, self.tls_active))
+
+    def _policy_command(self, method, arg):
+        def answered(reply):
+            self._send_reply(reply, 0, "")
+
+        self._ask(method, self.session, arg, then=answered)
+
+    def smtp_VRFY(self, arg):
+        try:
+            address = parse_path(arg, allow_empty=False)
+        except BadAddress as e:
+            return self._send(501, "%s: %s" % (arg, e) if arg else "empty address")
+        if "@" not in address:
+            return self._send(501, "%s: recipient address must contain a domain" % arg)
+        self._policy_command(self.policy.vrfy, address)
+
+    def smtp_EXPN(self, arg):
+        self._policy_command(self.policy.expn, arg)
+
+    def smtp_ETRN(self, arg):
+        if not arg:
+            return self._synprot(501, "ETRN must have an argument")
+        self._policy_command(self.policy.etrn, arg)
+
+    def smtp_AUTH(self, arg):
+        if "AUTH" not in self.extensions:
+            return self._synprot(503, "AUTH command used when not advertised")
+        if self.session.authenticated_id is not None:
+            return self._synprot(503, "already authenticated")
+        if self.envelope is not None:
+            return self._synprot(503, "not permitted in mail transaction")
+        exchange = self.policy.auth_exchange(self.session, arg)
+        if isinstance(exchange, Reply):
+            return self._send_reply(exchange, 0, "")
+        self._auth = exchange
+        self._mode = "auth"
+        self._auth_step(None)
+
+    def _auth_step(self, line):
+        """Drive an authenticator exchange: it yields 334 challenges and finally a Reply."""
+        def answered(step):
+            if isinstance(step, Reply):
+                self._auth = None
+                self._mode = "command"
+                if step.code == 235:
+                    self.envelope = None
+                if step.code >= 500 and step.code != 535:
+                    self._synprot(step.code, step.text)
+                else:
+                    self._send_reply(step, 0, "")
+            else:
+                self._send(334, step)
+
+        self._ask(self._auth.step, line, then=answered)
+
+    def smtp_STARTTLS(self, arg):
+        if "STARTTLS" not in self.extensions or self.tls_active:
+            return self._synprot(503, "STARTTLS command used when not advertised")
+
+        def answered(reply):
+            if reply is not None and not reply.ok:
+                self._send_reply(reply, 0, "")
+                return
+            # STARTTLS injection (CVE-2011-0411 family): anything the client
+            # pipelined after STARTTLS was sent in clear and is thrown away.
+            self._buffer = b""
+            self._send(220, "TLS go ahead")
+            self.transport.startTLS(self.policy.tls_context(self.session))
+            self.tls_active = True
+            # RFC 3207 4.2: forget everything learnt before TLS.
+            self.helo_seen = False
+            self.esmtp = False
+            self.session.helo_name = None
+            self.extensions = set()
+            self.pipelining = False
+            self.envelope = None
+
+        self._ask(self.policy.starttls, self.session, then=answered)
+
+
+class BdatCollector:
+    """The chunks of one BDAT transfer (RFC 3030), kept until BDAT LAST."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.size = 0
+        self.last_size = 0
+        self.too_big = False
+        self._chunks = []
+        self._this = 0
+
+    def feed_chunk(self, data):
+        self.size += len(data)
+        self._this += len(data)
+        if self.limit and self.size > self.limit:
+            self.too_big = True
+            self._chunks = []
+        else:
+            self._chunks.append(data)
+
+    def chunk_done(self):
+        self.last_size, self._this = self._this, 0
+
+    def content(self):
+        """Stored form: BDAT data is not dot-stuffed; CR, LF and CRLF all end lines."""
+        raw = b"".join(self._chunks)
+        if raw and not raw.endswith((b"\n", b"\r")):
+            raw += b"\r\n"
+        data = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = data.split(b"\n")
+        return data, data.count(b"\n"), data.count(b"\0"), max((len(x) for x in lines), default=0)
+
+
+class SMTPServerFactory(protocol.ServerFactory):
+    """Makes one SMTPServerProtocol per connection, all asking the same policy."""
+
+    def __init__(self, policy, clock=None, tls_on_connect=False, connections=None):
+        self.policy = policy
+        self.clock = clock
+        self.tls_on_connect = tls_on_connect
+        # shared by all the listeners of one daemon (smtp_accept_max counts them all)
+        self.connections = connections if connections is not None else set()
+
+    def buildProtocol(self, addr):
+        refusal = self.policy.refuse_connection(addr, self.connections)
+        if refusal is not None:
+            return _Refuse(refusal)
+        p = SMTPServerProtocol(self.policy, self.clock, self.tls_on_connect)
+        p.factory = self
+        p.peer_address = getattr(addr, "host", None)
+        self.connections.add(p)
+        p.finished.addBoth(lambda _: self.connections.discard(p))
+        return p
+
+
+class _Refuse(protocol.Protocol):
+    """Says one reply and hangs up (smtp_accept_max and friends)."""
+
+    def __init__(self, reply):
+        self.reply = reply
+
+    def connectionMade(self):
+        self.transport.write(format_reply(self.reply.code, self.reply.text))
+        self.transport.loseConnection()

@@ -1,0 +1,119 @@
+"""SMTP on standard input and output: ``-bs`` (a real session from a local
+program, as inetd or a pipe uses it) and ``-bh IP`` / ``-bhc IP`` (a test
+session as if from host IP: the ACLs run and the replies are printed, but
+nothing is delivered).  Spec sections on -bs and -bh in "The Exim command
+line".
+"""
+
+import getpass
+import os
+import sys
+
+from twisted.internet import interfaces, stdio
+from zope.interface import implementer
+
+from exim_py.smtp.server import SMTPServerProtocol
+
+HOST_CHECK_INTRO = (
+    "\n"
+    "**** SMTP testing session as if from host %s\n"
+    "**** but without any ident (RFC 1413) callback.\n"
+    "**** This is not for real!\n"
+    "\n")
+NOT_REAL_ID = "\n**** SMTP testing: that is not a real message id!\n\n"
+
+
+class _StdioAddress:
+    """What getPeer/getHost give for a session on a pipe: no address."""
+
+    host = None
+    port = None
+
+
+@implementer(interfaces.IHalfCloseableProtocol)
+class StdioSMTPProtocol(SMTPServerProtocol):
+    """The server protocol on a pipe: end of input is a lost connection, said aloud."""
+
+    def __init__(self, policy, caller=None, host_address=None, host_checking=False):
+        super().__init__(policy)
+        self.caller = caller
+        self.host_address = host_address
+        self.host_checking = host_checking
+        self.exit_status = 0
+
+    def connectionMade(self):
+        self.transport.getPeer = _StdioAddress
+        self.transport.getHost = _StdioAddress
+        super().connectionMade()
+
+    def _send(self, code, text):
+        super()._send(code, text)
+        if self.host_checking and code == 250 and text.startswith("OK id="):
+            self.transport.write(NOT_REAL_ID.encode("ascii"))
+
+    def readConnectionLost(self):
+        if not self._closing:
+            if self._mode in ("data", "bdat"):
+                self._send(421, "Lost incoming connection")
+            else:
+                self._send(421, "%s lost input connection" % self.policy.hostname(self.session))
+            self.policy.notquit(self.session, self._mode in ("data", "bdat"))
+            self._closing = True
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self):
+        self.transport.loseConnection()
+
+
+def _session_filler(policy, inv, host_address, caller):
+    """Wrap policy.fill_session with what the command line says about the caller."""
+    original = policy.fill_session
+
+    def fill(session, transport):
+        original(session, transport)
+        session.sender_host_address = host_address or inv.sender_host_address
+        session.sender_host_name = inv.sender_host_name
+        if host_address is None:
+            session.sender_ident = inv.sender_ident or caller
+            session.local = True
+        if inv.received_protocol:
+            session.received_protocol = inv.received_protocol
+        elif host_address is None and inv.sender_host_address is None:
+            session.received_protocol = "local-smtp"
+    policy.fill_session = fill
+
+
+def _run(inv, host_checking):
+    from twisted.internet import reactor
+    from exim_py.daemon import build_policy, load_config
+
+    config = load_config(inv)
+    host = inv.host_check_address if host_checking else None
+    policy = build_policy(config, inv, host_checking=host_checking)
+    caller = _caller_name()
+    _session_filler(policy, inv, host, caller)
+    if host_checking:
+        sys.stdout.write(HOST_CHECK_INTRO % host)
+        sys.stdout.flush()
+    proto = StdioSMTPProtocol(policy, caller=caller, host_address=host, host_checking=host_checking)
+    proto.finished.addBoth(lambda _: reactor.callLater(0, reactor.stop))
+    stdio.StandardIO(proto)
+    reactor.run()
+    return proto.exit_status
+
+
+def _caller_name():
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+def smtp_stdio_mode(inv):
+    """``exim_py -bs``: one SMTP session on standard input and output."""
+    return _run(inv, host_checking=False)
+
+
+def host_check_mode(inv):
+    """``exim_py -bh IP`` / ``-bhc IP``: a test session as if from IP; nothing is delivered."""
+    return _run(inv, host_checking=True)
