@@ -1,0 +1,355 @@
+"""ACL conditions: hosts, domains, senders, authenticated, condition, verify ...
+
+Each condition takes the statement's run state, the item and its argument
+(already expanded when the condition table says so; list conditions leave
+expansion to the list matcher) and returns one of the engine's outcomes.
+List matching is exim_py.match's; address verification is delivery's
+(``exim_py.delivery.verify.verify_address``) when that module exists.
+"""
+
+import importlib
+import importlib.util
+import re
+
+from exim_py.acl import dnslists
+from exim_py.acl.phases import VERIFIES, WHERE_NAMES
+from exim_py.errors import ExpansionError
+
+OK, FAIL, DEFER, ERROR = "accept", "deny", "defer", "error"
+
+
+class HostInfo:
+    """The calling host as list matching sees it (``.address``, ``.name``)."""
+
+    __slots__ = ("address", "name")
+
+    def __init__(self, address, name=None):
+        self.address = address
+        self.name = name
+
+
+def _rc(matched):
+    return OK if matched else FAIL
+
+
+def _ectx(run):
+    return run.ctx.expand_ctx
+
+
+def string_list_match(run, value, liststring):
+    """Match ``value`` against a plain string list (authenticated, encrypted).
+
+    As Exim's MCL_STRING lists: the list is expanded, items are compared
+    without regard to case, ``!`` negates, ``^`` starts a regular expression
+    and ``*`` alone matches anything.
+    """
+    text = run.expand(liststring)
+    sep = ":"
+    if text.startswith("<") and len(text) > 1 and not text[1].isalnum() and not text[1].isspace():
+        sep, text = text[1], text[2:]
+    items = [i.strip().replace("\0", sep) for i in text.replace(sep * 2, "\0").split(sep)]
+    for item in items:
+        if not item:
+            continue
+        negated = False
+        while item.startswith("!"):
+            negated = not negated
+            item = item[1:].lstrip()
+        if item.startswith("^"):
+            hit = re.search(item, value, re.IGNORECASE) is not None
+        elif item == "*":
+            hit = True
+        else:
+            hit = item.lower() == value.lower()
+        if hit:
+            return not negated
+    return False
+
+
+def authenticated(run, item, arg):
+    mechanism = run.ctx.session.auth_mechanism
+    if not mechanism:
+        return FAIL
+    return _rc(string_list_match(run, mechanism, arg))
+
+
+def condition(run, item, arg):
+    # Exim's boolean reading: digits (optionally negative) are false when
+    # zero; yes/true and no/false in any case; anything else defers.
+    body = arg[1:] if arg.startswith("-") else arg
+    if body.isdigit() or arg == "":
+        return _rc(int(arg or "0") != 0)
+    low = arg.lower()
+    if low in ("no", "false"):
+        return FAIL
+    if low in ("yes", "true"):
+        return OK
+    run.log = 'invalid "condition" value "%s"' % arg
+    return DEFER
+
+
+def domains(run, item, arg):
+    return _rc(run.ctx.matcher("match_domain")(run.ctx.domain or "", arg, _ectx(run)))
+
+
+def local_parts(run, item, arg):
+    return _rc(run.ctx.matcher("match_localpart")(run.ctx.cc_local_part or "", arg, _ectx(run),
+                                                  caseless=True))
+
+
+def recipients(run, item, arg):
+    return _rc(run.ctx.matcher("match_address")(run.ctx.recipient or "", arg, _ectx(run)))
+
+
+def _sender(run):
+    env = run.ctx.envelope
+    return (env.sender if env is not None else None) or ""
+
+
+def senders(run, item, arg):
+    return _rc(run.ctx.matcher("match_address")(_sender(run), arg, _ectx(run)))
+
+
+def sender_domains(run, item, arg):
+    sender = _sender(run)
+    domain = sender.rsplit("@", 1)[1] if "@" in sender else ""
+    return _rc(run.ctx.matcher("match_domain")(domain, arg, _ectx(run)))
+
+
+def hosts(run, item, arg):
+    session = run.ctx.session
+    host = HostInfo(session.sender_host_address or "", session.sender_host_name)
+    return _rc(run.ctx.matcher("match_host")(host, arg, _ectx(run)))
+
+
+def encrypted(run, item, arg):
+    cipher = run.ctx.session.tls_cipher
+    if not cipher:
+        return FAIL
+    # Exim keeps "TLS1.3:ECDHE_RSA_AES_256_GCM_SHA384:256" and compares the
+    # middle part; a bare cipher name is compared whole.
+    parts = cipher.split(":")
+    name = parts[1] if len(parts) > 1 else parts[0]
+    return _rc(string_list_match(run, name, arg))
+
+
+def ratelimit(run, item, arg):
+    run.log = "ratelimit condition is not supported by exim_py"
+    return ERROR
+
+
+def verify(run, item, arg):
+    """``verify = what[/options]`` (spec "Using verification in ACLs")."""
+    parts = arg.split("/")
+    what = parts[0].strip()
+    key = what.lower()
+    if key.startswith("sender") and key[6:].lstrip().startswith("=") or key == "sender":
+        key = "sender"
+    if key not in VERIFIES:
+        run.log = ('expected "sender[=address]", "recipient", "helo", "header_syntax", '
+                   '"header_sender", "header_names_ascii" or "reverse_host_lookup" at start '
+                   'of ACL condition "verify %s"' % arg)
+        return ERROR
+    allowed, has_options = VERIFIES[key]
+    if not has_options and len(parts) > 1:
+        run.log = ("unexpected '/' found in \"%s\" (this verify item has no options)" % arg)
+        return ERROR
+    if run.where not in allowed:
+        run.log = "cannot verify %s in ACL for %s" % (key, WHERE_NAMES[run.where])
+        return ERROR
+    options = [p.strip() for p in parts[1:]]
+    session = run.ctx.session
+    if key == "certificate":
+        if session.tls_certificate_verified:
+            return OK
+        run.user = "no verified certificate"
+        return FAIL
+    if key == "helo":
+        return _verify_helo(run)
+    if key == "reverse_host_lookup":
+        rc = _verify_reverse(run)
+        if rc == DEFER and "defer_ok" in (o.lower() for o in options):
+            return OK
+        return rc
+    if key == "header_syntax":
+        return _verify_header_syntax(run)
+    if key == "not_blind":
+        return _verify_not_blind(run, options)
+    if key == "header_names_ascii":
+        return _verify_header_names(run)
+    if key == "csa":
+        run.log = "verify = csa is not supported by exim_py"
+        return ERROR
+    return _verify_address(run, key, what, options)
+
+
+def _verify_helo(run):
+    # The server records the outcome of helo_verify_hosts checking as
+    # ``session.helo_verified``; with no record, verify now: the HELO name
+    # must be the host's name or resolve to its address (spec "helo_verify_hosts").
+    session = run.ctx.session
+    known = getattr(session, "helo_verified", None)
+    if known is not None:
+        return _rc(known)
+    helo = session.helo_name
+    address = session.sender_host_address
+    if not helo:
+        return FAIL
+    if address is None:
+        return OK
+    literal = helo[1:-1] if helo.startswith("[") and helo.endswith("]") else None
+    if literal is not None:
+        return _rc(literal.lower().replace("ipv6:", "") == address.lower())
+    if session.sender_host_name and session.sender_host_name.lower() == helo.lower():
+        return OK
+    try:
+        found = dnslists.resolve_addresses(run.ctx, helo)
+    except dnslists.DnsDefer:
+        return FAIL
+    return _rc(address in found)
+
+
+def _verify_reverse(run):
+    session = run.ctx.session
+    address = session.sender_host_address
+    if not address:
+        return OK
+    try:
+        names = dnslists.reverse_names(run.ctx, address)
+    except dnslists.DnsDefer:
+        run.log = "host lookup deferred for reverse lookup check"
+        return DEFER
+    for name in names:
+        try:
+            if address in dnslists.resolve_addresses(run.ctx, name):
+                return OK
+        except dnslists.DnsDefer:
+            run.log = "host lookup deferred for reverse lookup check"
+            return DEFER
+    run.log = ("host name %s does not match the address" % names[0] if names
+               else "no host name found for IP address %s" % address)
+    return FAIL
+
+
+_HEADER_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
+_ADDRESS_HEADERS = ("sender", "reply-to", "from", "to", "cc", "bcc", "resent-sender",
+                    "resent-reply-to", "resent-from", "resent-to", "resent-cc", "resent-bcc")
+
+
+def _headers(run):
+    env = run.ctx.envelope
+    return [h for h in (env.headers if env is not None else []) if h.flag != "*"]
+
+
+def _verify_header_syntax(run):
+    """Address headers must parse as RFC 5322 address lists (spec "verify = header_syntax")."""
+    from email.headerregistry import HeaderRegistry
+    registry = HeaderRegistry()
+    for header in _headers(run):
+        if header.name.lower() not in _ADDRESS_HEADERS:
+            continue
+        value = header.value.strip()
+        problem = None
+        try:
+            parsed = registry(header.name, value)
+            if getattr(parsed, "defects", None):
+                problem = str(parsed.defects[0])
+            for address in getattr(parsed, "addresses", ()):
+                if address.addr_spec and "@" not in address.addr_spec:
+                    problem = "missing or malformed local part"
+        except Exception as e:          # the email package raises several types
+            problem = str(e)
+        if problem is not None:
+            run.log = "syntax error in '%s' header when scanning for sender: %s in \"%s\"" % (
+                header.name, problem, value.replace("\n", ""))
+            run.ctx.set_variable("acl_verify_message", run.log)
+            return FAIL
+    return OK
+
+
+def _verify_header_names(run):
+    for header in _headers(run):
+        if not _HEADER_NAME.match(header.name):
+            run.log = "Invalid character in header \"%s\" found" % header.name
+            return FAIL
+    return OK
+
+
+def _verify_not_blind(run, options):
+    env = run.ctx.envelope
+    if env is None:
+        return OK
+    caseless = "case_insensitive" in options
+    seen = []
+    for header in _headers(run):
+        if header.name.lower() in ("to", "cc", "resent-to", "resent-cc"):
+            seen.append(header.value)
+    text = " ".join(seen)
+    for recipient in env.recipients:
+        haystack, needle = (text.lower(), recipient.address.lower()) if caseless else \
+            (text, recipient.address)
+        lp, _, dom = needle.rpartition("@")
+        if lp + "@" + dom.lower() not in haystack and needle not in haystack:
+            run.log = "bcc recipient detected"
+            return FAIL
+    return OK
+
+
+def _verify_address(run, key, what, options):
+    """verify = sender / recipient / header_sender through delivery's verify_address."""
+    if key == "sender":
+        address = what.split("=", 1)[1].strip() if "=" in what else _sender(run)
+        if address == "":
+            return OK        # a bounce has no sender to verify
+    elif key == "recipient":
+        address = run.ctx.recipient
+    else:
+        run.log = "verify = header_sender is not supported by exim_py"
+        return ERROR
+    defer_ok = any(o.lower() == "defer_ok" for o in options)
+    if importlib.util.find_spec("exim_py.delivery.verify") is None:
+        rc, user, log = DEFER, None, ("address verification is not available "
+                                      "(exim_py.delivery.verify is missing)")
+    else:
+        module = importlib.import_module("exim_py.delivery.verify")
+        outcome = module.verify_address(address, run.ctx.config, is_recipient=(key == "recipient"),
+                                        options=options, ctx=run.ctx)
+        rc = {"ok": OK, "fail": FAIL, "defer": DEFER}[outcome.result]
+        user, log = outcome.user_message, outcome.message
+    if rc == DEFER and defer_ok:
+        return OK
+    if key == "recipient":
+        run.log = log
+        run.user = user if user is not None else log
+        return rc
+    if rc != OK:
+        run.ctx.sender_verify_failed = {"address": address, "result": rc, "message": log,
+                                        "user_message": user}
+        run.log = run.user = ("Sender verify failed" if rc == FAIL
+                              else "Could not complete sender verify")
+    return rc
+
+
+_CHECKS = {
+    "authenticated": authenticated,
+    "condition": condition,
+    "dnslists": dnslists.condition,
+    "domains": domains,
+    "encrypted": encrypted,
+    "hosts": hosts,
+    "local_parts": local_parts,
+    "ratelimit": ratelimit,
+    "recipients": recipients,
+    "sender_domains": sender_domains,
+    "senders": senders,
+    "verify": verify,
+}
+
+
+def check(run, item, arg):
+    """Evaluate condition ``item`` with argument ``arg``; returns an outcome."""
+    try:
+        return _CHECKS[item.name](run, item, arg)
+    except ExpansionError as e:
+        run.log = 'failed to expand ACL string "%s": %s' % (item.value, e)
+        return ERROR

@@ -1,0 +1,160 @@
+"""The state an ACL runs with: AclContext.
+
+An ``AclContext`` is built by the caller (the SMTP server, ``-bh``, the
+non-SMTP receiver) for one ACL run.  It carries the configuration, the
+session and envelope, the recipient being checked at RCPT (which sets
+``$local_part`` and ``$domain``), a logger, and the expansion context that
+``$variables`` are read from.  ``set acl_c...`` writes ``session.acl_c`` and
+``set acl_m...`` writes ``envelope.acl_m`` (keys are the full variable names,
+``acl_c0``, ``acl_m_foo``), and both are mirrored into the expansion context.
+"""
+
+import importlib
+import importlib.util
+
+
+def split_address(address):
+    """(local_part, domain) of an address; the domain is lower-cased as Exim does."""
+    if address is None:
+        return None, None
+    if "@" in address:
+        lp, dom = address.rsplit("@", 1)
+        return lp, dom.lower()
+    return address, ""
+
+
+def session_variables(session, envelope=None):
+    """The ``$sender_host_*`` and ``$sender_address`` family for a session and envelope."""
+    sender = envelope.sender if envelope is not None else None
+    lp, dom = split_address(sender) if sender else ("", "")
+    tls_cipher = session.tls_cipher or ""
+    values = {
+        "sender_host_address": session.sender_host_address or "",
+        "sender_host_name": session.sender_host_name or "",
+        "sender_host_port": str(session.sender_host_port or 0),
+        "sender_helo_name": session.helo_name or "",
+        "sender_ident": session.sender_ident or "",
+        "received_protocol": session.received_protocol or "",
+        "interface_address": session.interface_address or "",
+        "interface_port": str(session.interface_port or 0),
+        "authenticated_id": session.authenticated_id or "",
+        "authenticated_fail_id": session.authenticated_fail_id or "",
+        "sender_host_authenticated": session.auth_mechanism or "",
+        "tls_in_cipher": tls_cipher,
+        "tls_cipher": tls_cipher,
+        "tls_in_peerdn": session.tls_peerdn or "",
+        "tls_in_sni": session.tls_sni or "",
+        "sender_address": sender or "",
+        "sender_address_local_part": lp if sender else "",
+        "sender_address_domain": dom if sender else "",
+    }
+    if envelope is not None:
+        values["authenticated_sender"] = envelope.auth_sender or ""
+        values["recipients_count"] = str(len(envelope.recipients))
+        values["recipients"] = ", ".join(r.address for r in envelope.recipients)
+        values["message_id"] = envelope.message_id or ""
+        values["message_size"] = str(envelope.size if envelope.size else -1)
+        values.update(envelope.acl_m)
+    values.update(session.acl_c)
+    return values
+
+
+def new_expand_context(config, variables, headers):
+    """An ExpandContext from exim_py.expand, or None while that module is absent."""
+    if importlib.util.find_spec("exim_py.expand") is None:
+        return None
+    mod = importlib.import_module("exim_py.expand")
+    factory = getattr(mod, "ExpandContext", None)
+    if factory is None:
+        return None
+    return factory(config=config, variables=variables, headers=headers)
+
+
+class AclContext:
+    """Everything an ACL run reads and writes, apart from the ACL itself.
+
+    ``expand_ctx``: an ``ExpandContext`` to use (the server may share one per
+    session); when omitted one is made from :func:`session_variables`.
+    ``log``: a ``Logger`` (exim_py.log) or None to discard log lines.
+    ``host_checking``: True under ``-bh`` (delays are reported, not applied).
+    ``dns_cache``: a dict kept per session, so a DNS list is asked once per
+    connection (spec: "DNS list lookups are cached ... for the SMTP session").
+    """
+
+    def __init__(self, config, session, envelope=None, recipient=None, log=None,
+                 expand_ctx=None, host_checking=False, dns_cache=None, resolver=None):
+        self.config = config
+        self.session = session
+        self.envelope = envelope
+        self.recipient = recipient
+        self.log = log
+        self.host_checking = host_checking
+        self.dns_cache = dns_cache if dns_cache is not None else {}
+        self.resolver = resolver
+        self.warned = set()
+        # Set by a failed verify = sender, for the extra reply line and log
+        # line replies.py adds (keys: address, result, message, user_message, told).
+        self.sender_verify_failed = None
+        # RCPT: $local_part starts lower-cased; control = caseful_local_part
+        # restores the original (spec "control = caseful_local_part").
+        self.cc_local_part, self.domain = split_address(recipient)
+        self.local_part = self.cc_local_part.lower() if recipient is not None else None
+        if expand_ctx is None:
+            variables = session_variables(session, envelope)
+            headers = envelope.headers if envelope is not None else []
+            expand_ctx = new_expand_context(config, variables, headers)
+        self.expand_ctx = expand_ctx
+        if recipient is not None:
+            self.set_variable("local_part", self.local_part)
+            self.set_variable("domain", self.domain)
+
+    # -- variables ---------------------------------------------------------
+
+    def set_variable(self, name, value):
+        """Set ``$name`` for the expansions that follow (and acl_c/acl_m storage)."""
+        if name.startswith("acl_c"):
+            self.session.acl_c[name] = value
+        elif name.startswith("acl_m") and self.envelope is not None:
+            self.envelope.acl_m[name] = value
+        if self.expand_ctx is not None:
+            self.expand_ctx.set(name, value)
+
+    def get_variable(self, name):
+        if self.expand_ctx is None:
+            return None
+        return self.expand_ctx.get(name)
+
+    # -- services from other parts ----------------------------------------
+
+    def _module(self, name):
+        if importlib.util.find_spec(name) is None:
+            return None
+        return importlib.import_module(name)
+
+    def expand(self, string):
+        """Expand ``string`` (ExpansionError / ForcedFail / LookupDefer propagate)."""
+        mod = self._module("exim_py.expand")
+        if mod is None or self.expand_ctx is None:
+            from exim_py.errors import ExpansionError
+            raise ExpansionError("string expansion is not available (exim_py.expand is missing)")
+        return mod.expand(string, self.expand_ctx)
+
+    def matcher(self, name):
+        """A list matcher from exim_py.match (match_domain, match_host ...)."""
+        mod = self._module("exim_py.match")
+        func = getattr(mod, name, None) if mod is not None else None
+        if func is None:
+            from exim_py.errors import ExpansionError
+            raise ExpansionError("list matching is not available (exim_py.match is missing)")
+        return func
+
+    def write_log(self, line, targets=("main",)):
+        """Write ``line`` to each named log (main, reject, panic), as Exim's log_write."""
+        if self.log is None:
+            return
+        if "main" in targets:
+            self.log.main(line)
+        if "reject" in targets:
+            self.log.reject(line, headers=self.envelope.headers if self.envelope else None)
+        if "panic" in targets:
+            self.log.panic(line)
