@@ -87,7 +87,7 @@ def computed_defaults(main):
     if main["exim_group"] is None:
         out["exim_group"] = os.getegid()
     if main["exim_path"] is None:
-        out["exim_path"] = shutil.which("exim_py") or os.path.abspath(sys.argv[0] or "exim_py")
+        out["exim_path"] = _exim_py_path()
     if main["exim_version"] is None:
         out["exim_version"] = EXIM_COMPAT_VERSION
     spool, log = _default_places()
@@ -99,6 +99,12 @@ def computed_defaults(main):
         spool = out.get("spool_directory", main["spool_directory"])
         out["process_log_path"] = spool + "/exim-process.info"
     return out
+
+
+def _exim_py_path():
+    """The exim_py command, for re-running itself: on $PATH, else next to this Python."""
+    beside = os.path.join(os.path.dirname(sys.executable), "exim_py")
+    return shutil.which("exim_py") or (beside if os.path.exists(beside) else "exim_py")
 
 
 def _default_places():

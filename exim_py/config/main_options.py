@@ -92,6 +92,8 @@ MAIN_OPTIONS = OptionTable([
     Option("dns_csa_use_reverse", BOOL, True, ""),
     Option("dns_dnssec_ok", INT, -1, ""),
     Option("dns_ipv4_lookup", STRING, None, ""),
+    # exim_py extension: the DNS servers to ask (IP or IP.port), instead of resolv.conf.
+    Option("dns_nameservers", LIST, None, "exim_py: DNS servers to query (IP or IP.port)"),
     Option("dns_retrans", TIME, 0, ""),
     Option("dns_retry", INT, 0, ""),
     Option("dns_trust_aa", STRING, None, ""),
@@ -295,6 +297,4 @@ MAIN_OPTIONS = OptionTable([
     # Old names Exim still accepts; -bP does not list them.
     Option("daemon_smtp_port", STRING, hidden=True, synonym_of="daemon_smtp_ports"),
     Option("return_size_limit", SIZE, hidden=True, synonym_of="bounce_return_size_limit"),
-    # exim_py extension: the DNS servers to ask (IP or IP.port), instead of resolv.conf.
-    Option("dns_nameservers", LIST, None, "exim_py: DNS servers to query (IP or IP.port)"),
 ])

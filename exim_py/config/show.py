@@ -1,0 +1,191 @@
+"""``-bV`` (version, features, drivers, configuration check) and ``-bP``
+(print option values), laid out as Exim lays them out (spec chapter "The
+Exim command line", options -bV and -bP).
+"""
+
+import os
+import sys
+
+from exim_py import EXIM_COMPAT_VERSION, __version__, registry
+from exim_py.cli import config_path
+from exim_py.config import features
+from exim_py.config.loader import load, load_collecting
+from exim_py.config.options import format_value, split_colon_list, find_group
+
+
+def version_mode(inv):
+    """-bV: what this exim_py supports, then load the configuration and report every problem."""
+    out = sys.stdout
+    out.write("Exim version %s (exim_py %s)\n" % (EXIM_COMPAT_VERSION, __version__))
+    out.write("Support for:%s\n" % _words(features.FEATURES.values()))
+    out.write("Lookups (built-in):%s\n" % _words(registry.available("lookup")))
+    out.write("Authenticators:%s\n" % _words(registry.available("authenticator")))
+    out.write("Routers:%s\n" % _words(registry.available("router")))
+    out.write("Transports:%s\n" % _words(registry.available("transport")))
+    path = config_path(inv)
+    out.write("Configuration file is %s\n" % path)
+    out.flush()
+    _config, errors = load_collecting(path, inv.macros)
+    for error in errors:
+        sys.stderr.write(one_line(error) + "\n")
+    return 1 if errors else 0
+
+
+def _words(names):
+    return "".join(" " + n for n in names)
+
+
+def one_line(error):
+    """A ConfigError on one line: ``configuration error in line N of FILE: message``."""
+    return str(error).replace(":\n  ", ": ", 1).replace("\n  ", " ")
+
+
+def is_admin(config):
+    """Exim's admin user: root, the Exim user, or a member of admin_groups."""
+    uid = os.geteuid()
+    if uid == 0 or uid == config.main["exim_user"]:
+        return True
+    groups = set(os.getgroups()) | {os.getegid()}
+    admin_groups = config.main["admin_groups"]
+    if admin_groups:
+        return any(find_group(g) in groups for g in split_colon_list(admin_groups))
+    return False
+
+
+class OptionPrinter:
+    """Prints -bP answers for one loaded configuration; ``ok`` goes false on a failed item."""
+
+    def __init__(self, config, out, err, admin):
+        self.config = config
+        self.out = out
+        self.err = err
+        self.admin = admin
+        self.ok = True
+
+    def line(self, text):
+        self.out.write(text + "\n")
+
+    def main_option(self, name):
+        values = self.config.main
+        opt = values.table.get(name)
+        if opt is None:
+            self.line("%s is not a known option" % name)
+            self.ok = False
+            return
+        hidden = values.is_hidden(name) and not self.admin
+        if opt.synonym_of:
+            target = opt.synonym_of if isinstance(opt.synonym_of, str) else opt.synonym_of[0]
+            self.line(format_value(opt, values[target], hidden))
+            return
+        self.line(format_value(opt, values[name], hidden))
+
+    def all_main(self):
+        for opt in self.config.main.table:
+            if not opt.hidden:
+                self.main_option(opt.name)
+
+    def named_list(self, name):
+        found = False
+        for kind in ("address", "domain", "host", "localpart"):
+            entry = self.config.named_lists[kind].get(name)
+            if entry is not None:
+                found = True
+                self.line("%slist %s = %s" % (kind, name, entry.value))
+        if not found:
+            self.line('no address, domain, host, or local part list called "%s" exists' % name)
+            self.ok = False
+
+    def drivers(self, kind, name=None, names_only=False):
+        instances = self._instances(kind)
+        if names_only:
+            for d in instances:
+                self.line(d.name)
+            return
+        for d in instances:
+            if name is None:
+                self.line("\n%s %s:" % (d.name, kind))
+            elif d.name != name:
+                continue
+            for opt in d.options.table:
+                if not opt.hidden:
+                    hidden = d.options.is_hidden(opt.name) and not self.admin
+                    self.line(format_value(opt, d.options[opt.name], hidden))
+            if name is not None:
+                return
+        if name is not None:
+            self.line("%s %s not found" % (kind, name))
+            self.ok = False
+
+    def _instances(self, kind):
+        if kind == "transport":
+            return list(self.config.transports.values())
+        return self.config.routers if kind == "router" else self.config.authenticators
+
+    def macros(self, name=None, names_only=False):
+        if not self.admin:
+            self.err.write("exim: permission denied\n")
+            self.ok = False
+            return
+        for macro, value in self.config.macros.items():
+            if name is None or macro == name:
+                self.line(macro if names_only else "%s=%s" % (macro, value))
+                if name is not None:
+                    return
+        if name is not None:
+            self.line("macro %s not found" % name)
+            self.ok = False
+
+    def environment(self):
+        for key in sorted(os.environ):
+            self.line("%s=%s" % (key, os.environ[key]))
+
+
+_PLURALS = {"routers": "router", "transports": "transport", "authenticators": "authenticator"}
+
+
+def print_options_mode(inv):
+    """-bP [item ...]: print main options, drivers, macros or named lists as Exim does."""
+    path = config_path(inv)
+    args = list(inv.args)
+    if args[:1] in (["config_file"], ["configure_file"]) and len(args) == 1:
+        sys.stdout.write(path + "\n")
+        return 0
+    config = load(path, inv.macros)
+    printer = OptionPrinter(config, sys.stdout, sys.stderr, is_admin(config))
+    if not args:
+        printer.all_main()
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg in ("router", "transport", "authenticator", "macro") and i < len(args):
+            name = args[i]
+            i += 1
+            if arg == "macro":
+                printer.macros(name)
+            else:
+                printer.drivers(arg, name)
+        elif arg.startswith("+"):
+            printer.named_list(arg[1:])
+        elif arg in ("config_file", "configure_file"):
+            printer.line(path)
+        elif arg == "all":
+            printer.all_main()
+        elif arg in _PLURALS:
+            printer.drivers(_PLURALS[arg])
+        elif arg.endswith("_list") and arg[:-5] + "s" in _PLURALS:
+            printer.drivers(_PLURALS[arg[:-5] + "s"], names_only=True)
+        elif arg == "macros":
+            printer.macros()
+        elif arg == "macro_list":
+            printer.macros(names_only=True)
+        elif arg == "environment":
+            printer.environment()
+        elif arg == "local_scan":
+            printer.line("local_scan() options are not supported")
+            printer.ok = False
+        else:
+            printer.main_option(arg)
+    sys.stdout.flush()
+    return 0 if printer.ok else 1
+
