@@ -63,6 +63,7 @@ class ESMTPClient(LineReceiver):
         self._sasl = None
         self._auth_candidates = []
         self._done = False
+        self._quitting = False
         self._connected = True
         self._pipelined = False
         self._mail_failed = False
@@ -92,7 +93,7 @@ class ESMTPClient(LineReceiver):
         self._timer = None
 
     def lineReceived(self, line):
-        if self._done:
+        if self._done and not self._quitting:
             return
         line = line.rstrip(b"\r").decode("utf-8", "replace")
         if len(line) < 3 or not line[:3].isdigit() or (len(line) > 3 and line[3] not in " -"):
@@ -120,6 +121,9 @@ class ESMTPClient(LineReceiver):
 
     def _timed_out(self):
         self._timer = None
+        if self._quitting:
+            self.transport.abortConnection()
+            return
         stage = self._pending[0][2] if self._pending else self._stage
         state = self._pending[0][0] if self._pending else None
         text = "SMTP timeout after %s" % (stage,)
@@ -173,7 +177,8 @@ class ESMTPClient(LineReceiver):
             for rcpt in txn.recipients:
                 if rcpt.address not in txn.outcomes:
                     txn.outcomes[rcpt.address] = Outcome(
-                        DEFER, err.message if err else "not tried on this connection",
+                        err.status if err else DEFER,
+                        err.message if err else "not tried on this connection",
                         err.kind if err else None, errno=err.errno if err else 0)
 
     def _host_error(self, status, message, errno_value=0, reply=None, code=None, kind="host"):
@@ -583,10 +588,13 @@ class ESMTPClient(LineReceiver):
         self._next_transaction()
 
     def _quit(self):
-        """Every transaction is decided: say QUIT and close without waiting for 221."""
+        """Every transaction is decided: say QUIT, and close once it is answered."""
         self._txn = None
         self._finish()
-        self.transport.write(b"QUIT\r\n")
+        self._quitting = True
+        self._send("QUIT", "quit")
+
+    def smtpState_quit(self, code, lines, arg):
         self.transport.loseConnection()
 
 
