@@ -22,9 +22,6 @@ import re
 
 TERMINATOR = b"\r\n.\r\n"
 
-# RFC 5322 field name: printable ASCII except the colon; Exim also allows
-# white space between the name and the colon.
-_HEADER_START = re.compile(rb"[!-9;-~]+[ \t]*:")
 _LINE_SPLIT = re.compile(rb"(\r\n|\r|\n)")
 
 
@@ -141,34 +138,3 @@ def _normalise_bare(raw, dot_stuffed):
         out.pop()
         return b"\n".join(out) + b"\n", out
     return b"\n".join(out), out
-
-
-def split_message(data):
-    """Stored content → (list of header texts, each ending in LF; body bytes).
-
-    The header ends at the first empty line (which is dropped) or at the
-    first line that is neither a header nor a continuation (which starts the
-    body), as Exim does.
-    """
-    headers = []
-    pos = 0
-    n = len(data)
-    while pos < n:
-        eol = data.find(b"\n", pos)
-        line_end = n if eol < 0 else eol + 1
-        line = data[pos:line_end]
-        if line in (b"\n", b""):
-            pos = line_end
-            break
-        if line[:1] in (b" ", b"\t") and headers:
-            headers[-1] += line
-        elif _HEADER_START.match(line):
-            headers.append(line)
-        else:
-            break
-        pos = line_end
-    texts = []
-    for h in headers:
-        text = h.decode("utf-8", "surrogateescape")
-        texts.append(text if text.endswith("\n") else text + "\n")
-    return texts, data[pos:]

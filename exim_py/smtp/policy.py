@@ -188,7 +188,7 @@ class ServerPolicy:
 
     def banner(self, session):
         text = self._option("smtp_banner")
-        expanded = self._expand(text, session) if text and self.expand_mod else None
+        expanded = self._expand(text, session) if text else None
         if expanded is None:
             expanded = "%s ESMTP Exim %s %s" % (self.primary_hostname, EXIM_COMPAT_VERSION, tod_full())
         return expanded
@@ -197,7 +197,10 @@ class ServerPolicy:
         return self.primary_hostname
 
     def enforce_sync(self, session):
-        return bool(self._option("smtp_enforce_sync", True)) and not self.host_checking
+        # Exim checks synchronisation only on a real socket from a host.
+        if self.host_checking or session.sender_host_address is None or getattr(session, "not_socket", False):
+            return False
+        return bool(self._option("smtp_enforce_sync", True))
 
     def pipe_connect(self, session):
         return self.host_in("pipelining_connect_advertise_hosts", session, "*")
@@ -407,22 +410,33 @@ class ServerPolicy:
 
     # -- the message -------------------------------------------------------
 
-    def receive(self, session, envelope, headers, body):
-        """After the data: the DATA ACL, then the spool; the reply carries the id."""
-        from exim_py.envelope import Header
-        envelope.headers = [Header(h) for h in headers]
+    def receive(self, session, envelope, message):
+        """After the data: headers built (exim_py.receive), the DATA ACL, then the spool.
+
+        ``message`` is the stored form (dot-unstuffed, LF line ends).  The
+        reply carries the message id; the 250 is not sent before the
+        message is durable.
+        """
+        from exim_py import receive
+        envelope.message_id = self.spool_writer.new_message_id()
+        if self.expand_mod is not None:
+            ctx = self.expand_context(session, envelope)
+            body = receive.receive(envelope, message, self.config, expand=self.expand_mod.expand, ctx=ctx)
+        else:
+            envelope.headers, body, longest = receive.split_message(message)
+            receive.count_body(envelope, body, longest)
+            envelope.size = receive.message_size(envelope, body)
         reply = self._run_acl("data", "acl_smtp_data", session, envelope)
         if reply is not None and not reply.ok:
             return reply
         if self.host_checking:
-            return Reply(250, "OK id=%s" % self.spool_writer.new_message_id()
-                         if self.spool_writer else "OK")
+            return Reply(250, "OK id=%s" % envelope.message_id)
         d = self.spool_writer.store(envelope, body)
 
         def stored(message_id):
-            self.log_main("%s <= %s H=%s P=%s S=%d" % (
-                message_id, envelope.sender or "<>", self.host_text(session),
-                session.received_protocol, envelope.size))
+            if self.logger is not None:
+                from exim_py.log import received_line
+                self.logger.main(received_line(envelope, self.logger), message_id=message_id)
             if self.deliver is not None and not self._option("queue_only", False):
                 self.deliver(message_id)
             return Reply(250, "OK id=%s" % message_id)

@@ -83,6 +83,7 @@ class SMTPServerProtocol(protocol.Protocol):
         self._bdat_last = False
         self._bdat_discard = False
         self._auth = None
+        self._input_ended = False
         self.helo_seen = False
         self.esmtp = False
         self.extensions = set()     # EHLO keywords advertised in this session
@@ -100,8 +101,8 @@ class SMTPServerProtocol(protocol.Protocol):
     # -- connection --------------------------------------------------------
 
     def connectionMade(self):
-        self.policy.fill_session(self.session, self.transport)
         self.session.local = False
+        self.policy.fill_session(self.session, self.transport)
         if self.tls_on_connect:
             self.tls_active = True
             self.transport.startTLS(self.policy.tls_context(self.session))
@@ -153,6 +154,16 @@ class SMTPServerProtocol(protocol.Protocol):
 
     def _process(self):
         """Handle buffered input until it runs out or a policy answer is awaited."""
+        self._process_buffer()
+        if self._input_ended and not self._busy and not self._closing:
+            self.input_ended()
+
+    def input_ended(self):
+        """The client closed its side and every earlier command has been answered."""
+        self._closing = True
+        self.transport.loseConnection()
+
+    def _process_buffer(self):
         while self._buffer and not self._busy and not self._closing:
             if self._mode == "command":
                 eol = self._buffer.find(b"\n")
@@ -512,19 +523,13 @@ class SMTPServerProtocol(protocol.Protocol):
         self._accept_message(env, message, linecount, zerocount, longest)
 
     def _accept_message(self, env, message, linecount, zerocount, longest):
-        headers, body = smtpdata.split_message(message)
-        env.size = len(message)
-        env.body_linecount = body.count(b"\n")
-        env.body_zerocount = zerocount
-        env.max_received_linelength = longest
-
         def answered(reply):
             self.envelope = None
             if reply is None or reply.ok:
                 self.messages += 1
             self._send_reply(reply, 250, "OK")
 
-        self._ask(self.policy.receive, self.session, env, headers, body, then=answered)
+        self._ask(self.policy.receive, self.session, env, message, then=answered)
 
     def smtp_BDAT(self, arg):
         if "CHUNKING" not in self.extensions:

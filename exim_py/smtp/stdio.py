@@ -52,14 +52,17 @@ class StdioSMTPProtocol(SMTPServerProtocol):
             self.transport.write(NOT_REAL_ID.encode("ascii"))
 
     def readConnectionLost(self):
-        if not self._closing:
-            if self._mode in ("data", "bdat"):
-                self._send(421, "Lost incoming connection")
-            else:
-                self._send(421, "%s lost input connection" % self.policy.hostname(self.session))
-            self.policy.notquit(self.session, self._mode in ("data", "bdat"))
-            self._closing = True
-        self.transport.loseConnection()
+        self._input_ended = True
+        if not self._busy:
+            self._process()
+
+    def input_ended(self):
+        if self._mode in ("data", "bdat"):
+            self._send(421, "Lost incoming connection")
+        else:
+            self._send(421, "%s lost input connection" % self.policy.hostname(self.session))
+        self.policy.notquit(self.session, self._mode in ("data", "bdat"))
+        super().input_ended()
 
     def writeConnectionLost(self):
         self.transport.loseConnection()
@@ -71,6 +74,7 @@ def _session_filler(policy, inv, host_address, caller):
 
     def fill(session, transport):
         original(session, transport)
+        session.not_socket = True
         session.sender_host_address = host_address or inv.sender_host_address
         session.sender_host_name = inv.sender_host_name
         if host_address is None:
