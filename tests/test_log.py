@@ -1,0 +1,209 @@
+"""The logs: file names, line format, log_selector, the <= line, rotation, threads."""
+
+import os
+import re
+import tempfile
+import threading
+
+from twisted.trial.unittest import TestCase
+
+from exim_py.envelope import Envelope, Header, Recipient, Session
+from exim_py.errors import ConfigError
+from exim_py.log import (SELECTORS, Logger, file_name, log_paths, parse_selector, printing,
+                         received_line)
+
+FIXED_TIME = 1795282727.25
+STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
+
+
+def smtp_envelope():
+    s = Session()
+    s.sender_host_address, s.sender_host_port = "10.1.2.3", 4567
+    s.sender_host_name, s.helo_name = "host.name.example", "helo.example"
+    s.received_protocol = "esmtpsa"
+    s.tls_cipher = "TLS1.3:ECDHE_X25519__RSA_PSS_RSAE_SHA256__AES_256_GCM:256"
+    s.tls_peerdn = 'CN=x "y"'
+    s.auth_mechanism, s.authenticated_id = "plain", "joe"
+    s.interface_address, s.interface_port = "10.0.0.1", 25
+    s.local = False
+    env = Envelope(s)
+    env.sender = "s@x.y"
+    env.recipients = [Recipient("a@b.c"), Recipient("d@e.f")]
+    env.headers = [Header("Subject: hello \"there\"\n\tfolded\n"), Header("Message-ID: <abc@d>\n", "I")]
+    env.size = 220
+    return env
+
+
+class SelectorTests(TestCase):
+    """log_selector parsing."""
+
+    def test_defaults(self):
+        """Without log_selector, Exim's default set is on (msg_id, tls_cipher ...), others off."""
+        sel = parse_selector(None)
+        for name in ("msg_id", "tls_cipher", "tls_certificate_verified", "queue_run", "size_reject",
+                     "retry_defer", "rejected_header"):
+            self.assertIn(name, sel)
+        for name in ("subject", "received_recipients", "smtp_connection", "tls_peerdn", "pid"):
+            self.assertNotIn(name, sel)
+
+    def test_plus_minus_all(self):
+        """+name and -name adjust the defaults; +all and -all set or clear everything, in order."""
+        self.assertEqual(parse_selector("+all"), frozenset(SELECTORS))
+        self.assertEqual(parse_selector("-all +subject"), frozenset({"subject"}))
+        sel = parse_selector("+smtp_connection -msg_id")
+        self.assertIn("smtp_connection", sel)
+        self.assertNotIn("msg_id", sel)
+
+    def test_unknown_name(self):
+        """An unknown selector is Exim's configuration error."""
+        e = self.assertRaises(ConfigError, parse_selector, "+connection_id", "/etc/x.conf", 7)
+        self.assertEqual(str(e), "configuration error in line 7 of /etc/x.conf:\n"
+                                 "  unknown log_selector setting: +connection_id")
+
+
+class PathTests(TestCase):
+    """log_file_path."""
+
+    def test_default_is_spool_log(self):
+        """Unset or empty, the logs go to <spool>/log/%slog."""
+        self.assertEqual(log_paths(None, "/s"), (["/s/log/%slog"], False))
+        self.assertEqual(log_paths("", "/s"), (["/s/log/%slog"], False))
+        self.assertEqual(log_paths(":syslog", "/s"), (["/s/log/%slog"], True))
+        self.assertEqual(log_paths("syslog", "/s"), ([], True))
+
+    def test_datestamps(self):
+        """%D and %M are dates in main and reject log names and vanish from the panic log's."""
+        now = 1795282727
+        self.assertEqual(file_name("/var/log/exim/%slog-%D", "main", now), "/var/log/exim/mainlog-20261121")
+        self.assertEqual(file_name("/var/log/exim-%s-%D.log", "reject", now), "/var/log/exim-reject-20261121.log")
+        self.assertEqual(file_name("/var/log/exim/%s.%M", "main", now), "/var/log/exim/main.202611")
+        # The spec's four examples for the panic log.
+        self.assertEqual(file_name("/var/spool/exim/log/%slog-%D", "panic"), "/var/spool/exim/log/paniclog")
+        self.assertEqual(file_name("/var/log/exim-%s-%D.log", "panic"), "/var/log/exim-panic.log")
+        self.assertEqual(file_name("/var/spool/exim/log/%D-%slog", "panic"), "/var/spool/exim/log/paniclog")
+        self.assertEqual(file_name("/var/log/exim/%s.%M", "panic"), "/var/log/exim/panic")
+
+
+class LoggerTests(TestCase):
+    """Writing the logs."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="log-test-")
+        self.path = os.path.join(self.dir, "%slog")
+
+    def read(self, which):
+        with open(os.path.join(self.dir, which + "log")) as f:
+            return f.read()
+
+    def test_line_format(self):
+        """Lines start with the local time stamp, then the message id when there is one."""
+        logger = Logger(log_file_path=self.path, log_selector="", clock=lambda: FIXED_TIME)
+        logger.main("Start queue run: pid=1")
+        logger.main("<= a@b U=x P=local S=1", message_id="1xUp31-0001tl-03")
+        lines = self.read("main").splitlines()
+        self.assertTrue(STAMP.match(lines[0]))
+        self.assertTrue(lines[0].endswith(" Start queue run: pid=1"))
+        self.assertRegex(lines[1], r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d 1xUp31-0001tl-03 <= a@b U=x P=local S=1$")
+
+    def test_millisec_and_pid(self):
+        """+millisec adds .mmm and +pid adds [pid] after the time, as Exim."""
+        logger = Logger(log_file_path=self.path, log_selector="+millisec +pid", clock=lambda: FIXED_TIME)
+        logger.main("x")
+        self.assertRegex(self.read("main"), r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.250 \[%d\] x\n$" % os.getpid())
+
+    def test_reject_log_has_headers(self):
+        """A rejection goes to mainlog and, with the envelope and flagged headers, to rejectlog."""
+        logger = Logger(log_file_path=self.path, log_selector="")
+        env = smtp_envelope()
+        logger.reject("H=[10.1.2.3] F=<s@x.y> rejected after DATA: spam", headers=env.headers,
+                      sender="s@x.y", recipients=env.recipients)
+        self.assertIn("rejected after DATA: spam", self.read("main"))
+        lines = self.read("reject").splitlines()
+        self.assertTrue(lines[0].endswith("H=[10.1.2.3] F=<s@x.y> rejected after DATA: spam"))
+        self.assertEqual(lines[1:], ["Envelope-from: <s@x.y>", "Envelope-to: <a@b.c>", "Envelope-to: <d@e.f>",
+                                     '  Subject: hello "there"', "\tfolded", "I Message-ID: <abc@d>"])
+
+    def test_panic_goes_to_both(self):
+        """A panic is written to the panic log and the main log."""
+        logger = Logger(log_file_path=self.path, log_selector="")
+        logger.panic("something broke")
+        self.assertIn("something broke", self.read("panic"))
+        self.assertIn("something broke", self.read("main"))
+
+    def test_reopens_after_rotation(self):
+        """After the log is renamed (cycled), the next line goes to a new file of the old name."""
+        logger = Logger(log_file_path=self.path, log_selector="")
+        logger.main("before")
+        os.rename(os.path.join(self.dir, "mainlog"), os.path.join(self.dir, "mainlog.0"))
+        logger.main("after")
+        self.assertIn("before", open(os.path.join(self.dir, "mainlog.0")).read())
+        self.assertNotIn("after", open(os.path.join(self.dir, "mainlog.0")).read())
+        self.assertIn("after", self.read("main"))
+
+    def test_threads_never_interleave(self):
+        """Lines written from many threads at once arrive whole."""
+        logger = Logger(log_file_path=self.path, log_selector="")
+
+        def work(n):
+            for i in range(300):
+                logger.main("thread %d line %d %s" % (n, i, "x" * 200))
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        lines = self.read("main").splitlines()
+        self.assertEqual(len(lines), 2400)
+        self.assertTrue(all(re.search(r" thread \d line \d+ x{200}$", line) for line in lines))
+
+
+class ReceivedLineTests(TestCase):
+    """The <= line."""
+
+    def logger(self, selector=""):
+        return Logger(log_file_path=os.path.join(tempfile.mkdtemp(), "%slog"), log_selector=selector)
+
+    def test_default_fields(self):
+        """Default selectors: H= (name, helo, ip), P=, X=, CV=, A=, S=, id=, in Exim's order."""
+        line = received_line(smtp_envelope(), self.logger())
+        self.assertEqual(line, "<= s@x.y H=host.name.example (helo.example) [10.1.2.3] P=esmtpsa "
+                               "X=TLS1.3:ECDHE_X25519__RSA_PSS_RSAE_SHA256__AES_256_GCM:256 CV=no "
+                               "A=plain:joe S=220 id=abc@d")
+
+    def test_all_fields(self):
+        """+all adds I=, the port, DN=, M8S=, RT=, T= (escaped), from and for, in Exim's order."""
+        env = smtp_envelope()
+        env.received_time = 100.0
+        env.spool_extra["received_time_complete"] = "100.25"
+        line = received_line(env, self.logger("+all"))
+        self.assertEqual(line, "<= s@x.y H=host.name.example (helo.example) [10.1.2.3]:4567 "
+                               "I=[10.0.0.1]:25 P=esmtpsa "
+                               "X=TLS1.3:ECDHE_X25519__RSA_PSS_RSAE_SHA256__AES_256_GCM:256 CV=no "
+                               'DN="CN=x \\"y\\"" A=plain:joe S=220 M8S=0 RT=0.250s id=abc@d '
+                               'T="hello \\"there\\"\\n\\tfolded" from <s@x.y> for a@b.c d@e.f')
+
+    def test_local_message(self):
+        """A local message: the null sender as <>, U=, P=local, no H=."""
+        env = Envelope()
+        env.sender = ""
+        env.session.sender_ident = "root"
+        env.session.received_protocol = "local"
+        env.size = 226
+        self.assertEqual(received_line(env, self.logger()), "<= <> U=root P=local S=226")
+
+    def test_created_message_id(self):
+        """A Message-ID exim_py made is logged only with msg_id_created, as id*=."""
+        env = Envelope()
+        env.sender = "a@b"
+        env.session.received_protocol = "local"
+        env.headers = [Header("Message-Id: <E1xUp31-0001tl-03@mx>\n", "I")]
+        env.flags.add("message_id_created")
+        env.size = 1
+        self.assertEqual(received_line(env, self.logger()), "<= a@b P=local S=1")
+        self.assertEqual(received_line(env, self.logger("+msg_id_created")),
+                         "<= a@b P=local S=1 id*=E1xUp31-0001tl-03@mx")
+
+    def test_printing(self):
+        """Control characters are shown as C escapes, as Exim's string_printing does."""
+        self.assertEqual(printing("a\x01b\tc\n"), "a\\001b\\tc\\n")
