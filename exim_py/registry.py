@@ -20,6 +20,8 @@ TRANSPORTS = {
 }
 
 AUTHENTICATORS = {
+    "cram_md5": "exim_py.auths.cram_md5",
+    "plaintext": "exim_py.auths.plaintext",
 }
 
 LOOKUPS = {
