@@ -46,6 +46,13 @@ def tod_full(now=None):
         sign, abs(offset) // 60, abs(offset) % 60)
 
 
+def _unmapped(address):
+    """An IPv4 client on an IPv6 socket shows as ::ffff:a.b.c.d; Exim shows a.b.c.d."""
+    if address and address.lower().startswith("::ffff:") and "." in address:
+        return address[7:]
+    return address
+
+
 def _module(name):
     """An optional collaborator module, or None while it is not part of this tree."""
     if importlib.util.find_spec(name) is None:
@@ -146,9 +153,9 @@ class ServerPolicy:
 
     def fill_session(self, session, transport):
         peer, host = transport.getPeer(), transport.getHost()
-        session.sender_host_address = getattr(peer, "host", None)
+        session.sender_host_address = _unmapped(getattr(peer, "host", None))
         session.sender_host_port = getattr(peer, "port", None)
-        session.interface_address = getattr(host, "host", None)
+        session.interface_address = _unmapped(getattr(host, "host", None))
         session.interface_port = getattr(host, "port", None)
         session.received_protocol = "smtp"
         session.smtp_command = None

@@ -1,0 +1,238 @@
+"""Server-side TLS: pyOpenSSL contexts for STARTTLS and TLS-on-connect.
+
+Spec chapter "Encrypted SMTP connections using TLS/SSL" and the tls_* main
+options.  The certificate options are expanded per connection; when they
+mention $tls_in_sni (or $tls_sni) and the client sends Server Name
+Indication, they are expanded again with the name and the connection moves
+to a context holding the certificate chosen for it.  Client certificates are
+asked for from hosts in tls_verify_hosts (required) and
+tls_try_verify_hosts (optional) and checked against tls_verify_certificates.
+The OCSP staple (tls_ocsp_file) is a later addition; ``_ocsp_hook`` is where
+it goes.
+"""
+
+import datetime
+import os
+import tempfile
+
+from OpenSSL import SSL, crypto
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from zope.interface import implementer
+
+from exim_py.errors import ConfigError
+
+_SNI_VARIABLES = ("$tls_in_sni", "${tls_in_sni}", "$tls_sni", "${tls_sni}", "$tls_out_sni", "${tls_out_sni}")
+
+
+def _split(text):
+    from exim_py.daemon import split_list
+    return split_list(text)
+
+
+def self_signed(hostname):
+    """A throw-away certificate and key (PEM paths) for when tls_certificate is unset."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .sign(key, hashes.SHA256()))
+    fd, path = tempfile.mkstemp(prefix="exim_py-selfsigned-", suffix=".pem")
+    with os.fdopen(fd, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return path
+
+
+def peer_dn(x509name):
+    """Exim's $tls_in_peerdn for an OpenSSL build: '/O=.../CN=...'."""
+    return "".join("/%s=%s" % (k.decode(), v.decode("utf-8", "replace"))
+                   for k, v in x509name.get_components())
+
+
+def cipher_text(connection):
+    """$tls_in_cipher as an OpenSSL-built Exim gives it: 'TLS1.3:TLS_AES_256_GCM_SHA384:256'."""
+    version = connection.get_protocol_version_name().replace("TLSv", "TLS")
+    return "%s:%s:%s" % (version, connection.get_cipher_name(), connection.get_cipher_bits())
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class _Creator:
+    """Gives Twisted a Connection that carries its session (for SNI and verification)."""
+
+    def __init__(self, server_tls, context, session):
+        self.server_tls = server_tls
+        self.context = context
+        self.session = session
+        self.verify_failed = False
+
+    def serverConnectionForTLS(self, tls_protocol):
+        connection = SSL.Connection(self.context, None)
+        connection.set_app_data(self)
+        return connection
+
+
+class ServerTLS:
+    """The server's TLS settings for one configuration."""
+
+    def __init__(self, policy, certificate, privatekey, require_ciphers=None, dhparam=None,
+                 verify_certificates=None):
+        self.policy = policy
+        self.certificate = certificate
+        self.privatekey = privatekey
+        self.require_ciphers = require_ciphers
+        self.dhparam = dhparam
+        self.verify_certificates = verify_certificates
+        self._contexts = {}
+        self._self_signed = None
+
+    @classmethod
+    def from_config(cls, config, policy):
+        main = config.main
+        return cls(policy, main.tls_certificate, main.tls_privatekey,
+                   getattr(main, "tls_require_ciphers", None), getattr(main, "tls_dhparam", None),
+                   getattr(main, "tls_verify_certificates", None))
+
+    # -- choosing files ----------------------------------------------------
+
+    def _expand(self, text, session):
+        if text is None:
+            return None
+        value = self.policy._expand(text, session)
+        if value is None:
+            raise ConfigError("failed to expand TLS option %r" % (text,))
+        return value
+
+    def files(self, session):
+        """[(certificate path, key path)] for this session (several: RSA + ECDSA)."""
+        certs = _split(self._expand(self.certificate, session) or "")
+        if not certs:
+            if self._self_signed is None:
+                self._self_signed = self_signed(self.policy.primary_hostname)
+            return [(self._self_signed, self._self_signed)]
+        keys = _split(self._expand(self.privatekey, session) or "") or certs
+        if len(keys) != len(certs):
+            raise ConfigError("tls_certificate and tls_privatekey lists differ in length")
+        return list(zip(certs, keys))
+
+    def sni_sensitive(self):
+        texts = [self.certificate or "", self.privatekey or "", self.verify_certificates or ""]
+        return any(v in t for t in texts for v in _SNI_VARIABLES)
+
+    def _verify_mode(self, session):
+        if self.policy.host_in("tls_verify_hosts", session):
+            return "require"
+        if self.policy.host_in("tls_try_verify_hosts", session):
+            return "try"
+        return None
+
+    # -- contexts ----------------------------------------------------------
+
+    def context_for(self, session):
+        """What Twisted's startTLS needs for this session."""
+        return _Creator(self, self._context(session), session)
+
+    def _context(self, session):
+        files = tuple(self.files(session))
+        verify = self._verify_mode(session)
+        cas = self._expand(self.verify_certificates, session) if verify else None
+        key = (files, verify, cas)
+        ctx = self._contexts.get(key)
+        if ctx is None:
+            ctx = self._contexts[key] = self._build(files, verify, cas)
+        return ctx
+
+    def _build(self, files, verify, cas):
+        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+        ctx.set_options(SSL.OP_NO_SSLv2 | SSL.OP_NO_SSLv3 | SSL.OP_NO_COMPRESSION)
+        ctx.set_session_id(b"exim_py")
+        for cert_path, key_path in files:
+            try:
+                ctx.use_certificate_chain_file(cert_path)
+                ctx.use_privatekey_file(key_path)
+            except (SSL.Error, OSError) as e:
+                raise ConfigError("TLS error on certificate %s / key %s: %s" % (cert_path, key_path, e))
+        if self.require_ciphers:
+            try:
+                ctx.set_cipher_list(self.require_ciphers.encode("ascii"))
+            except SSL.Error as e:
+                raise ConfigError("tls_require_ciphers: %s" % (e,))
+        if self.dhparam and self.dhparam.startswith("/"):
+            ctx.load_tmp_dh(self.dhparam)
+        if verify:
+            if cas == "system":
+                ctx.set_default_verify_paths()
+            elif cas:
+                if os.path.isdir(cas):
+                    ctx.load_verify_locations(None, cas)
+                else:
+                    ctx.load_verify_locations(cas)
+                    ctx.set_client_ca_list([crypto.load_certificate(crypto.FILETYPE_PEM, pem)
+                                            for pem in _pem_blocks(cas)])
+            mode = SSL.VERIFY_PEER
+            if verify == "require":
+                mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+            ctx.set_verify(mode, _try_verify if verify == "try" else _strict_verify)
+        if self.sni_sensitive():
+            ctx.set_tlsext_servername_callback(self._servername)
+        self._ocsp_hook(ctx)
+        return ctx
+
+    def _ocsp_hook(self, ctx):
+        """Where OCSP stapling (tls_ocsp_file) attaches to a context; not yet offered."""
+
+    def _servername(self, connection):
+        creator = connection.get_app_data()
+        name = connection.get_servername()
+        if name is None:
+            return
+        session = creator.session
+        session.tls_sni = name.decode("ascii", "replace")
+        connection.set_context(self._context(session))
+
+    # -- after the handshake -----------------------------------------------
+
+    def record(self, session, transport):
+        """Fill the $tls_in_* values from the finished handshake."""
+        connection = transport.getHandle()
+        session.tls_cipher = cipher_text(connection)
+        session.tls_version = connection.get_protocol_version_name()
+        name = connection.get_servername()
+        if name is not None:
+            session.tls_sni = name.decode("ascii", "replace")
+        cert = connection.get_peer_certificate()
+        if cert is not None:
+            session.tls_peerdn = peer_dn(cert.get_subject())
+            session.tls_certificate_verified = not connection.get_app_data().verify_failed
+        else:
+            session.tls_peerdn = None
+            session.tls_certificate_verified = False
+
+
+def _strict_verify(connection, cert, errno, depth, ok):
+    """tls_verify_hosts: a certificate that does not verify ends the handshake."""
+    if not ok:
+        connection.get_app_data().verify_failed = True
+    return bool(ok)
+
+
+def _try_verify(connection, cert, errno, depth, ok):
+    """tls_try_verify_hosts: note the failure ($tls_in_certificate_verified) and go on."""
+    if not ok:
+        connection.get_app_data().verify_failed = True
+    return True
+
+
+def _pem_blocks(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    marker = b"-----END CERTIFICATE-----"
+    return [block + marker for block in data.split(marker) if b"-----BEGIN CERTIFICATE-----" in block]
