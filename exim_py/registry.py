@@ -14,9 +14,14 @@ import importlib
 import importlib.util
 
 ROUTERS = {
+    "accept": "exim_py.routers.accept",
+    "manualroute": "exim_py.routers.manualroute",
+    "redirect": "exim_py.routers.redirect",
 }
 
 TRANSPORTS = {
+    "appendfile": "exim_py.transports.appendfile",
+    "pipe": "exim_py.transports.pipe",
 }
 
 AUTHENTICATORS = {
@@ -25,6 +30,13 @@ AUTHENTICATORS = {
 }
 
 LOOKUPS = {
+    "dnsdb": "exim_py.lookups.dnsdb",
+    "dsearch": "exim_py.lookups.dsearch",
+    "iplsearch": "exim_py.lookups.iplsearch",
+    "lmdb": "exim_py.lookups.lmdb",
+    "lsearch": "exim_py.lookups.lsearch",
+    "nwildlsearch": "exim_py.lookups.nwildlsearch",
+    "wildlsearch": "exim_py.lookups.wildlsearch",
 }
 
 KINDS = {

@@ -1,0 +1,119 @@
+"""Domain, host, address and local part lists: is this subject in the list?
+
+Spec chapter "Domain, host, address, and local part lists".  Each public
+function expands the list, walks it (exim_py.match.engine), and answers
+True or False, raising ``LookupDefer`` for Exim's DEFER (a lookup or DNS
+query that could not be answered, an unknown named list).  On a match the
+data of the matching item is stored in the context variable the caller
+names (``$domain_data``, ``$local_part_data``, ``$host_data`` by default;
+``$sender_data`` / ``$recipient_data`` for address lists in ACLs).
+
+``match_list`` returns a ``Match`` carrying that data and the numeric
+variables ($0, $1 …) for callers such as ``${if match_domain}`` that need
+them.  ``split_list`` is Exim's list splitting, for any list option.
+"""
+
+from exim_py.match.engine import check_list
+from exim_py.match.hosts import HostMatcher
+from exim_py.match.items import (AddressMatcher, LocalPartMatcher, StringMatcher,
+                                 match_string_item)
+from exim_py.match.lists import iter_list, join_list, list_separator, split_list
+
+__all__ = ["match_domain", "match_host", "match_address", "match_localpart",
+           "match_list", "match_string_item", "in_list", "split_list", "iter_list",
+           "join_list", "list_separator", "Match"]
+
+
+class Match:
+    """The outcome of one list check: truthy when the subject is in the list."""
+
+    __slots__ = ("matched", "value", "numeric")
+
+    def __init__(self, matched, value=None, numeric=None):
+        self.matched = matched
+        self.value = value
+        self.numeric = numeric
+
+    def __bool__(self):
+        return self.matched
+
+    def __repr__(self):
+        return "Match(%r, value=%r)" % (self.matched, self.value)
+
+
+def _matcher(kind, subject, ctx, caseless):
+    if kind == "domain":
+        return StringMatcher("domain", subject, ctx)
+    if kind == "host":
+        return HostMatcher(subject, ctx)
+    if kind == "address":
+        return AddressMatcher(subject, ctx, caseless=caseless)
+    if kind == "localpart":
+        return LocalPartMatcher(subject, ctx, caseless=caseless)
+    raise ValueError("unknown list kind %r" % kind)
+
+
+def match_list(kind, subject, liststring, ctx, caseless=True, expand=True):
+    """Check ``subject`` against list ``liststring`` of ``kind``.
+
+    ``kind`` is "domain", "host" (subject: an object with ``.address`` and
+    ``.name``), "address" or "localpart".  Returns a ``Match``; raises
+    ``LookupDefer`` for DEFER.  ``expand=False`` takes the list as it is.
+    """
+    m = _matcher(kind, subject, ctx, caseless)
+    matched = check_list(liststring, m, expand=expand)
+    return Match(matched, m.value if matched else None, m.numeric if matched else None)
+
+
+def _set_data(ctx, variable, result):
+    if result and variable and ctx is not None and hasattr(ctx, "set"):
+        ctx.set(variable, result.value)
+
+
+def match_domain(domain, liststring, ctx, data_variable="domain_data"):
+    """Whether ``domain`` is in domain list ``liststring`` (always caseless)."""
+    result = match_list("domain", domain, liststring, ctx)
+    _set_data(ctx, data_variable, result)
+    return result.matched
+
+
+def match_host(host, liststring, ctx, data_variable="host_data"):
+    """Whether ``host`` (``.address``, ``.name`` or None) is in host list ``liststring``.
+
+    ``host.address`` None or "" means no remote host (local submission):
+    only the empty item and ``*`` match it.  ``host.name`` "" restricts
+    matching to addresses (``${if match_ip}``).
+    """
+    result = match_list("host", host, liststring, ctx)
+    _set_data(ctx, data_variable, result)
+    return result.matched
+
+
+def match_address(address, liststring, ctx, caseless=True, data_variable=None):
+    """Whether ``address`` (possibly empty, the bounce sender) is in address list ``liststring``.
+
+    The address is lower-cased first unless ``caseless`` is false (only the
+    domain then); ``+caseful`` in the list restores the local part's case.
+    """
+    result = match_list("address", address, liststring, ctx, caseless=caseless)
+    _set_data(ctx, data_variable, result)
+    return result.matched
+
+
+def match_localpart(lp, liststring, ctx, caseless=False, data_variable="local_part_data"):
+    """Whether local part ``lp`` is in local part list ``liststring``.
+
+    Comparisons respect case unless ``caseless`` (a router without
+    ``caseful_local_part`` passes True); ``+caseful`` switches back.
+    """
+    result = match_list("localpart", lp, liststring, ctx, caseless=caseless)
+    _set_data(ctx, data_variable, result)
+    return result.matched
+
+
+def in_list(subject, liststring, caseless=False):
+    """``${if inlist}``: is ``subject`` equal to an item of plain list ``liststring``?"""
+    if caseless:
+        subject = subject.lower()
+        return any(item.lower() == subject for item in iter_list(liststring))
+    return any(item == subject for item in iter_list(liststring))

@@ -1,0 +1,8 @@
+"""The nwildlsearch lookup: wildlsearch without expanding the keys in the file."""
+
+from exim_py.lookups import wildlsearch
+
+
+class Lookup(wildlsearch.Lookup):
+    type_name = "nwildlsearch"
+    expand_keys = False

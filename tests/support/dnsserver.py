@@ -1,0 +1,233 @@
+"""A real authoritative DNS server for tests (twisted.names), on 127.0.0.1.
+
+It serves the zone files in tests/support/zones/ (standard master-file
+syntax, one zone per file, named after its origin) plus any zones a test
+adds, over UDP and TCP on one free port.  Every name under a "servfail"
+origin (``servfail.test`` by default) is answered SERVFAIL, to exercise
+temporary DNS errors.
+
+The server runs in a child process, so code under test may make blocking
+dnspython queries from the test's own thread.  Use from a trial test::
+
+    from tests.support.dnsserver import DNSServer
+
+    def setUp(self):
+        self.dns = DNSServer(zones={"example.test": ZONE_TEXT})
+        self.dns.start()
+        self.addCleanup(self.dns.stop)
+        # configuration: dns_nameservers = <; 127.0.0.1.PORT
+        self.dns.nameservers     # "127.0.0.1.PORT", for dns_nameservers
+
+``shared_server()`` gives one server with only the stock zones for a whole
+test run (stopped at interpreter exit), which is cheaper when a test needs
+nothing else.  ``python -m tests.support.dnsserver [--port N] [ZONEFILE...]``
+runs it by hand and prints the port.
+"""
+
+import atexit
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+
+ZONE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zones")
+SERVFAIL = ("servfail.test",)
+
+
+class DNSServer:
+    """A child process serving zones on 127.0.0.1:``port`` (UDP and TCP)."""
+
+    def __init__(self, zones=None, servfail=SERVFAIL, stock=True):
+        self.extra_zones = dict(zones or {})
+        self.servfail = tuple(servfail)
+        self.stock = stock
+        self.port = None
+        self._proc = None
+        self._tmp = None
+
+    @property
+    def nameservers(self):
+        """The value for the ``dns_nameservers`` option."""
+        return "127.0.0.1.%d" % self.port
+
+    def zone_files(self):
+        files = []
+        if self.stock:
+            files += [os.path.join(ZONE_DIR, n) for n in sorted(os.listdir(ZONE_DIR))]
+        if self.extra_zones:
+            self._tmp = tempfile.mkdtemp(prefix="exim-py-zones-")
+            for origin, text in self.extra_zones.items():
+                path = os.path.join(self._tmp, origin.rstrip("."))
+                with open(path, "w") as f:
+                    f.write(text)
+                files.append(path)
+        return files
+
+    def start(self):
+        """Start the child and wait until it listens; sets ``port``."""
+        args = [sys.executable, "-m", "tests.support.dnsserver"]
+        for origin in self.servfail:
+            args += ["--servfail", origin]
+        args += self.zone_files()
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True, cwd=root, env=env)
+        line = self._proc.stdout.readline()
+        if not line.startswith("port "):
+            err = self._proc.stderr.read()
+            self._proc.wait()
+            raise RuntimeError("DNS test server did not start: %s%s" % (line, err))
+        self.port = int(line.split()[1])
+        return self
+
+    def stop(self):
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait()
+            self._proc.stdout.close()
+            self._proc.stderr.close()
+            self._proc = None
+        if self._tmp is not None:
+            for name in os.listdir(self._tmp):
+                os.unlink(os.path.join(self._tmp, name))
+            os.rmdir(self._tmp)
+            self._tmp = None
+
+
+_shared = None
+_shared_lock = threading.Lock()
+
+
+def shared_server():
+    """One server with the stock zones for the whole run, started on first use."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = DNSServer().start()
+            atexit.register(_shared.stop)
+        return _shared
+
+
+# ---------------------------------------------------------------------------
+# The server itself (runs in the child process).
+
+def _load_zones(paths):
+    """{origin dns.name.Name: dns.zone.Zone} from master files named after their origin."""
+    import dns.zone
+    zones = {}
+    for path in paths:
+        origin = os.path.basename(path).rstrip(".") + "."
+        zone = dns.zone.from_file(path, origin=origin, relativize=False)
+        zones[zone.origin] = zone
+    return zones
+
+
+def _resolver_class():
+    import dns.name
+    import dns.rdataclass
+    import dns.rdatatype
+    from twisted.internet import defer
+    from twisted.names import common
+    from twisted.names import dns as tdns
+    from twisted.names import error
+
+    class ZoneResolver(common.ResolverBase):
+        """Answers from dnspython zones, with CNAME chasing and SERVFAIL origins."""
+
+        def __init__(self, zones, servfail):
+            super().__init__()
+            self.zones = zones
+            self.servfail = [dns.name.from_text(o) for o in servfail]
+
+        def _zone_for(self, name):
+            best = None
+            for origin, zone in self.zones.items():
+                if name.is_subdomain(origin) and (best is None or origin.is_subdomain(best)):
+                    best = origin
+            return None if best is None else self.zones[best]
+
+        def _rr(self, name, rdataset, rdata):
+            wire = rdata.to_digestable()
+            return tdns.RRHeader(name=name.to_text(omit_final_dot=True).encode(),
+                                 type=rdataset.rdtype, cls=tdns.IN, ttl=rdataset.ttl,
+                                 payload=tdns.UnknownRecord(wire, ttl=rdataset.ttl),
+                                 auth=True)
+
+        def _soa(self, zone):
+            rdataset = zone.find_rdataset(zone.origin, dns.rdatatype.SOA)
+            return [self._rr(zone.origin, rdataset, r) for r in rdataset]
+
+        def _lookup(self, name, cls, qtype, timeout=None):
+            qname = dns.name.from_text(name.decode() if isinstance(name, bytes) else name)
+            if any(qname.is_subdomain(o) for o in self.servfail):
+                return defer.fail(RuntimeError("configured to fail: %s" % qname))
+            answers = []
+            for _ in range(8):
+                zone = self._zone_for(qname)
+                if zone is None:
+                    return defer.fail(error.DomainError(name))
+                node = zone.get_node(qname)
+                if node is None:
+                    if answers:
+                        break
+                    return defer.fail(error.AuthoritativeDomainError(name))
+                found = [rs for rs in node.rdatasets
+                         if qtype in (tdns.ALL_RECORDS, rs.rdtype)]
+                if found:
+                    for rs in found:
+                        answers += [self._rr(qname, rs, r) for r in rs]
+                    break
+                cname = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.CNAME)
+                if cname is None:
+                    break
+                answers += [self._rr(qname, cname, r) for r in cname]
+                qname = list(cname)[0].target
+            authority = [] if answers else self._soa(zone)
+            return defer.succeed((answers, authority, []))
+
+    return ZoneResolver
+
+
+def _serve(zone_paths, servfail, port):
+    from twisted.internet import reactor
+    from twisted.names import dns as tdns
+    from twisted.names import server
+
+    resolver = _resolver_class()(_load_zones(zone_paths), servfail)
+    factory = server.DNSServerFactory(authorities=[resolver])
+    factory.noisy = False
+    # One port number for both transports: bind TCP first (port 0 picks one),
+    # then UDP on the same number; retry if UDP's is taken.
+    for _ in range(20):
+        tcp = reactor.listenTCP(port, factory, interface="127.0.0.1")
+        chosen = tcp.getHost().port
+        try:
+            reactor.listenUDP(chosen, tdns.DNSDatagramProtocol(factory), interface="127.0.0.1")
+            break
+        except Exception:
+            tcp.stopListening()
+            if port:
+                raise
+    sys.stdout.write("port %d\n" % chosen)
+    sys.stdout.flush()
+    reactor.run()
+
+
+def main(argv=None):
+    import argparse
+    parser = argparse.ArgumentParser(description="exim_py test DNS server")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--servfail", action="append", default=[])
+    parser.add_argument("zones", nargs="*")
+    args = parser.parse_args(argv)
+    zones = args.zones or [os.path.join(ZONE_DIR, n) for n in sorted(os.listdir(ZONE_DIR))]
+    _serve(zones, args.servfail or list(SERVFAIL), args.port)
+
+
+if __name__ == "__main__":
+    socket.setdefaulttimeout(None)
+    main()
