@@ -341,6 +341,10 @@ class Loader:
             return
         if module is None:
             return
+        if kind == "router" and not values.is_set("retry_use_local_part") \
+                and values["check_local_user"]:
+            # Exim: unless set, retry_use_local_part follows check_local_user.
+            values._store("retry_use_local_part", True, given=False)
         dconf = DriverConfig(kind, name, values["driver"], values, filename, line)
         check = getattr(module, "validate", None)
         if check is not None:
