@@ -1,0 +1,45 @@
+"""Exim's string expansion language: ``expand()``, ``expand_condition()``.
+
+A string is parsed once into a tree (parser.py) and the tree is cached by
+the string, so configuration strings expanded for every message or every
+recipient cost only the walk.  See HACKING.rst for the contract.
+"""
+
+from exim_py.errors import ExpansionError, ForcedFail
+from exim_py.expand.context import ExpandContext
+from exim_py.expand.parser import parse
+
+__all__ = ["expand", "expand_condition", "ExpandContext", "ExpansionError", "ForcedFail",
+           "parsed"]
+
+_trees = {}
+_MAX_TREES = 20000
+
+
+def parsed(string):
+    """The cached node tree for ``string``."""
+    tree = _trees.get(string)
+    if tree is None:
+        if len(_trees) >= _MAX_TREES:
+            _trees.clear()
+        tree = _trees[string] = parse(string)
+    return tree
+
+
+def expand(string, ctx=None):
+    """Expand ``string`` in ``ctx``; raises ExpansionError (ForcedFail when forced)."""
+    if "$" not in string and "\\" not in string:
+        return string
+    if ctx is None:
+        ctx = ExpandContext()
+    tree = _trees.get(string)
+    if tree is None:
+        tree = parsed(string)
+    return tree.ev(ctx)
+
+
+def expand_condition(string, ctx=None):
+    """A ``condition =`` option: false when the expansion is empty, "0", "no" or
+    "false" (any case), else true.  Expansion errors propagate."""
+    value = expand(string, ctx)
+    return not (value == "" or value == "0" or value.lower() in ("no", "false"))

@@ -1,0 +1,252 @@
+"""Numbers in expansions: ${eval}, integer conversion, time intervals.
+
+Exim does its arithmetic in C's 64-bit signed integers; the results here wrap
+the same way, and the error texts (with the "after processing" position) are
+Exim's (spec section "Expansion operators", ``eval``).
+"""
+
+from exim_py.errors import ExpansionError
+
+INT_MAX = (1 << 63) - 1
+INT_MIN = -(1 << 63)
+_SPACE = " \t\n\r\f\v"
+
+
+def wrap64(x):
+    """Reduce ``x`` to a signed 64-bit value, as C arithmetic overflows."""
+    x &= (1 << 64) - 1
+    return x - (1 << 64) if x > INT_MAX else x
+
+
+class _EvalError(Exception):
+    pass
+
+
+class _Evaluator:
+    """A recursive-descent evaluator mirroring the precedence Exim uses:
+    | then ^ then & then << >> then + - then * / % then unary + - ~."""
+
+    def __init__(self, text, decimal):
+        self.s = text
+        self.i = 0
+        self.decimal = decimal
+
+    def skip(self):
+        s, i = self.s, self.i
+        while i < len(s) and s[i] in _SPACE:
+            i += 1
+        self.i = i
+
+    def peek(self, k=0):
+        j = self.i + k
+        return self.s[j] if j < len(self.s) else ""
+
+    def expr(self, endket):
+        x = self.op_or()
+        if endket:
+            if self.peek() != ")":
+                raise _EvalError("expecting closing parenthesis")
+            self.i += 1
+            self.skip()
+        elif self.i < len(self.s):
+            raise _EvalError("expecting operator")
+        return x
+
+    def number(self):
+        self.skip()
+        c = self.peek()
+        if c.isdigit() and c.isascii():
+            n = self.read_digits()
+            suffix = self.peek().lower()
+            if suffix == "k":
+                n, self.i = wrap64(n * 1024), self.i + 1
+            elif suffix == "m":
+                n, self.i = wrap64(n * 1024 * 1024), self.i + 1
+            elif suffix == "g":
+                n, self.i = wrap64(n * 1024 * 1024 * 1024), self.i + 1
+            self.skip()
+            return n
+        if c == "(":
+            self.i += 1
+            return self.expr(True)
+        raise _EvalError("expecting number or opening parenthesis")
+
+    def read_digits(self):
+        # sscanf %lli / %lld: base prefixes only in the non-decimal form.
+        s, i = self.s, self.i
+        if not self.decimal and s.startswith(("0x", "0X"), i) and i + 2 < len(s) \
+                and s[i + 2] in "0123456789abcdefABCDEF":
+            j = i + 2
+            while j < len(s) and s[j] in "0123456789abcdefABCDEF":
+                j += 1
+            value = int(s[i + 2:j], 16)
+        elif not self.decimal and s[i] == "0":
+            j = i + 1
+            while j < len(s) and s[j] in "01234567":
+                j += 1
+            value = int(s[i:j], 8)
+        else:
+            j = i
+            while j < len(s) and s[j] in "0123456789":
+                j += 1
+            value = int(s[i:j])
+        self.i = j
+        return min(value, INT_MAX)
+
+    def unary(self):
+        self.skip()
+        c = self.peek()
+        if c in ("+", "-", "~") and c:
+            self.i += 1
+            x = self.unary()
+            if c == "-":
+                return wrap64(-x)
+            if c == "~":
+                return ~x
+            return x
+        return self.number()
+
+    def mult(self):
+        x = self.unary()
+        while self.peek() in ("*", "/", "%") and self.peek():
+            op = self.peek()
+            self.i += 1
+            y = self.unary()
+            if y == -1 and x == INT_MIN and op != "*":
+                x = INT_MAX
+                continue
+            if op == "*":
+                x = wrap64(x * y)
+            elif y == 0:
+                raise _EvalError("divide by zero" if op == "/" else "modulo by zero")
+            else:
+                q = abs(x) // abs(y)
+                if (x < 0) != (y < 0):
+                    q = -q
+                x = wrap64(q) if op == "/" else wrap64(x - q * y)
+        return x
+
+    def sum(self):
+        x = self.mult()
+        while self.peek() in ("+", "-") and self.peek():
+            op = self.peek()
+            self.i += 1
+            y = self.mult()
+            # Exim's deliberately conservative overflow test, as written.
+            if x >= INT_MAX // 2 or (x <= -(INT_MAX // 2) and y <= -(INT_MAX // 2)):
+                raise _EvalError("overflow in sum" if op == "+" else "overflow in difference")
+            x = wrap64(x + y if op == "+" else x - y)
+        return x
+
+    def shift(self):
+        x = self.sum()
+        while self.peek() in ("<", ">") and self.peek() and self.peek(1) == self.peek():
+            op = self.peek()
+            self.i += 2
+            y = self.sum() & 63
+            x = wrap64(x << y) if op == "<" else x >> y
+        return x
+
+    def op_and(self):
+        x = self.shift()
+        while self.peek() == "&":
+            self.i += 1
+            x &= self.shift()
+        return x
+
+    def op_xor(self):
+        x = self.op_and()
+        while self.peek() == "^":
+            self.i += 1
+            x ^= self.op_and()
+        return x
+
+    def op_or(self):
+        x = self.op_xor()
+        while self.peek() == "|":
+            self.i += 1
+            x |= self.op_xor()
+        return x
+
+
+def evaluate(text, decimal=False):
+    """The value of arithmetic expression ``text`` (${eval} / ${eval10})."""
+    ev = _Evaluator(text, decimal)
+    try:
+        return ev.expr(False)
+    except _EvalError as e:
+        raise ExpansionError('error in expression evaluation: %s (after processing "%s")'
+                             % (e, text[:ev.i]))
+
+
+def string_integer(s, isplus=False):
+    """Exim's expanded_string_integer(): a decimal with optional K/M/G suffix."""
+    msg = 'invalid integer "%s"'
+    if s[:1] in _SPACE and s:
+        s = s.lstrip(_SPACE)
+        if not s:
+            return 0
+    i = 0
+    n = len(s)
+    while i < n and s[i] in _SPACE:
+        i += 1
+    j = i
+    if j < n and s[j] in "+-":
+        j += 1
+    k = j
+    while k < n and s[k] in "0123456789":
+        k += 1
+    if k == j:
+        raise ExpansionError('integer expected but "%s" found' % s)
+    value = int(s[i:k])
+    overflow = value > INT_MAX or value < INT_MIN
+    if value < 0 and isplus:
+        raise ExpansionError('non-negative integer expected but "%s" found' % s)
+    suffix = s[k:k + 1].lower()
+    mult = {"k": 1024, "m": 1024 * 1024, "g": 1024 * 1024 * 1024}.get(suffix)
+    if mult:
+        if value > INT_MAX // mult or value < INT_MIN // mult:
+            overflow = True
+        else:
+            value *= mult
+        k += 1
+    if overflow:
+        raise ExpansionError('absolute value of integer "%s" is too large (overflow)' % s)
+    if s[k:].strip(_SPACE) == "":
+        return value
+    raise ExpansionError(msg % s)
+
+
+def read_time(s):
+    """Exim's time interval ('1h30m', '2d'): seconds, or -1 if malformed."""
+    units = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+    total = 0
+    i = 0
+    n = len(s)
+    while True:
+        if i >= n or not s[i].isdigit():
+            return -1
+        j = i
+        while j < n and s[j].isdigit():
+            j += 1
+        value = int(s[i:j])
+        if j >= n or s[j] not in units:
+            return -1
+        total += value * units[s[j]]
+        i = j + 1
+        if i >= n:
+            return total
+
+
+def print_time(t):
+    """Exim's readconf_printtime(): seconds as '1w2d3h4m5s' ('0s' for zero)."""
+    if t < 0:
+        return "-" + print_time(-t)
+    if t == 0:
+        return "0s"
+    out = []
+    for unit, size in (("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if t >= size:
+            out.append("%d%s" % (t // size, unit))
+            t %= size
+    return "".join(out)

@@ -1,0 +1,178 @@
+"""``exim_py -be`` / ``-bem FILE``: expansion testing from the command line.
+
+As ``exim -be``: each argument is expanded and printed on its own line
+(``Failed: <message>`` when the expansion fails); without arguments, lines
+are read from standard input, each preceded by a "> " prompt, a trailing
+backslash joining the next line (whose leading white space is dropped).
+Configuration macros are replaced in each line first, and a line starting
+with an upper-case letter defines a macro.  ``-bem`` reads a message (headers
+then body) so that header and body variables have values.  The exit status
+is 0, as Exim's.
+"""
+
+import importlib.util
+import os
+import pwd
+import re
+import sys
+
+from exim_py.errors import ExpansionError
+from exim_py.expand import ExpandContext, expand
+from exim_py.expand.headers import header_type
+
+
+def _load_config(inv):
+    """The configuration for -C (or the default file), or None without one."""
+    if importlib.util.find_spec("exim_py.config.loader") is None:
+        return None
+    from exim_py import config as config_pkg
+    load = getattr(config_pkg, "load", None)
+    if load is None:
+        return None
+    from exim_py.cli import config_path
+    path = config_path(inv)
+    if not inv.config_file and not os.path.exists(path):
+        return None
+    return load(path, inv.macros)
+
+
+def _login():
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
+def build_context(inv, config):
+    """The context -be expands in: the caller as a local sender, -oM* values."""
+    ctx = ExpandContext(config=config)
+    if config is None:
+        ctx.set("config_file", "")
+    from exim_py.expand.variables import qualify_domain
+    login = _login()
+    ctx.set("sender_address", "%s@%s" % (login, qualify_domain(ctx)))
+    ctx.set("sender_ident", login)
+    ctx.set("authenticated_id", login)
+    for attr, name in (("sender_host_address", "sender_host_address"),
+                       ("sender_host_name", "sender_host_name"),
+                       ("received_protocol", "received_protocol"),
+                       ("sender_ident", "sender_ident")):
+        value = getattr(inv, attr, None)
+        if value is not None:
+            ctx.set(name, value)
+    if inv.sender is not None:
+        ctx.set("sender_address", inv.sender)
+    return ctx
+
+
+def load_message(ctx, path):
+    """Read a message file for -bem: header variables, body and size variables."""
+    from exim_py.envelope import Header
+    with open(path, "rb") as f:
+        data = f.read().decode("latin-1")
+    lines = data.split("\n")
+    headers = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.rstrip("\r") == "":
+            i += 1
+            break
+        if line[:1] in (" ", "\t") and headers:
+            headers[-1] += line + "\n"
+        else:
+            headers.append(line + "\n")
+        i += 1
+    body = "\n".join(lines[i:])
+    ctx.headers = [Header(text, header_type(text.split(":", 1)[0].strip()))
+                   for text in headers]
+    ctx.body = body
+    ctx.set("message_size", len(data))
+    ctx.set("message_body_size", len(body))
+    ctx.set("body_linecount", body.count("\n"))
+    ctx.set("message_linecount", data.count("\n"))
+
+
+def _macro_pattern(macros):
+    names = sorted(macros, key=len, reverse=True)
+    if not names:
+        return None
+    return re.compile("|".join(re.escape(n) for n in names))
+
+
+class Tester:
+    """Expands lines as exim -be does, with the configuration's macros."""
+
+    def __init__(self, ctx, macros):
+        self.ctx = ctx
+        self.macros = dict(macros or {})
+        self.pattern = _macro_pattern(self.macros)
+
+    def line(self, text):
+        if self.pattern is not None:
+            text = self.pattern.sub(lambda m: self.macros[m.group(0)], text)
+        if text[:1].isupper() and text[:1].isascii():
+            m = re.match(r"([A-Z][A-Za-z0-9_]*)\s*(==|=)\s*(.*)$", text)
+            if m:
+                self.macros[m.group(1)] = m.group(3)
+                self.pattern = _macro_pattern(self.macros)
+                return "Defined macro '%s'" % m.group(1)
+        try:
+            return expand(text, self.ctx)
+        except ExpansionError as e:
+            return "Failed: %s" % e
+
+
+def _read_logical_line(stream):
+    """One -be input line with continuations joined, or None at end of input."""
+    pieces = []
+    first = True
+    while True:
+        raw = stream.readline()
+        if not raw:
+            return "".join(pieces) if not first else None
+        line = raw.decode("latin-1").rstrip(" \t\n\r\f\v")
+        if not first:
+            line = line.lstrip(" \t\n\r\f\v")
+        first = False
+        pieces.append(line)
+        if not line or not "".join(pieces).endswith("\\"):
+            return "".join(pieces)
+        pieces[-1] = pieces[-1][:-1]
+
+
+def _out(text):
+    try:
+        data = text.encode("latin-1")
+    except UnicodeEncodeError:
+        data = text.encode("utf-8", "surrogateescape")
+    sys.stdout.buffer.write(data)
+
+
+def expand_mode(inv):
+    config = _load_config(inv)
+    ctx = build_context(inv, config)
+    if inv.message_file:
+        try:
+            load_message(ctx, inv.message_file)
+        except OSError as e:
+            sys.stderr.write("exim_py: failed to open %s: %s\n" % (inv.message_file, e.strerror))
+            return 1
+    macros = getattr(config, "macros", None) or dict(inv.macros)
+    tester = Tester(ctx, macros)
+    if inv.args:
+        for arg in inv.args:
+            _out(tester.line(os.fsencode(arg).decode("latin-1")) + "\n")
+        sys.stdout.flush()
+        return 0
+    stdin = sys.stdin.buffer
+    while True:
+        _out("> ")
+        sys.stdout.flush()
+        text = _read_logical_line(stdin)
+        if text is None:
+            _out("\n")
+            break
+        _out(tester.line(text) + "\n")
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,351 @@
+"""Expansion conditions (``${if}``, ``forall``, ``${filter}``...), evaluated.
+
+Spec chapter "String expansions", section "Expansion conditions".  Each
+condition node has ``test(ctx) -> bool``; ``negate`` is the count of ``!``
+in front of it folded into one flag.  Parsing is in parser.py.
+"""
+
+import hashlib
+import ipaddress
+import os
+import base64
+import warnings
+
+from exim_py.errors import ExpansionError, LookupDefer
+from exim_py.expand import arith
+from exim_py.expand.headers import find_header
+from exim_py.expand.lists import iter_list
+from exim_py.expand.regex import compile_regex, set_numeric
+from exim_py.expand.variables import value_of
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:
+        import crypt as _crypt
+    except ImportError:         # Python 3.13 dropped it; crypteq then says so
+        _crypt = None
+
+
+def ip_version(text, allow_mask=False):
+    """4 or 6 if ``text`` is an IP address (as Exim's string_is_ip_address),
+    else 0; with ``allow_mask`` a /bits suffix is accepted."""
+    if allow_mask and "/" in text:
+        text, _, bits = text.partition("/")
+        if not bits.isdigit():
+            return 0
+    if ":" in text:
+        try:
+            ipaddress.IPv6Address(text)
+        except ValueError:
+            return 0
+        return 6
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return 0
+    return 4
+
+
+class Cond:
+    """Base class for conditions."""
+
+    __slots__ = ("negate",)
+
+    def test(self, ctx):
+        return self.check(ctx) != self.negate
+
+
+class DefVar(Cond):
+    """``def:name`` — the variable is set and not empty."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, negate, name):
+        self.negate = negate
+        self.name = name
+
+    def check(self, ctx):
+        return value_of(ctx, self.name) != ""
+
+
+class DefHeader(Cond):
+    """``def:h_name`` — the header exists (possibly empty)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, negate, name):
+        self.negate = negate
+        self.name = name
+
+    def check(self, ctx):
+        return find_header(ctx, self.name, exists_only=True) is not None
+
+
+class Flag(Cond):
+    """``first_delivery`` and ``queue_running``."""
+
+    __slots__ = ("attr",)
+
+    def __init__(self, negate, attr):
+        self.negate = negate
+        self.attr = attr
+
+    def check(self, ctx):
+        return bool(getattr(ctx, self.attr))
+
+
+class OneArg(Cond):
+    """exists, isip, isip4, isip6 (and the authentication tests Exim may lack)."""
+
+    __slots__ = ("name", "arg")
+
+    def __init__(self, negate, name, arg):
+        self.negate = negate
+        self.name = name
+        self.arg = arg
+
+    def check(self, ctx):
+        value = self.arg.ev(ctx)
+        name = self.name
+        if name == "exists":
+            if "exists" in ctx.forbid:
+                raise ExpansionError("File existence tests are not permitted")
+            return os.path.exists(value)
+        if name == "isip":
+            return ip_version(value) != 0
+        if name == "isip4":
+            return ip_version(value) == 4
+        if name == "isip6":
+            return ip_version(value) == 6
+        raise ExpansionError('support for "%s" not compiled' % name)
+
+
+def _num(text):
+    return 0 if text == "" else arith.string_integer(text)
+
+
+_STRCMP = {
+    "eq": lambda a, b: a == b, "lt": lambda a, b: a < b, "le": lambda a, b: a <= b,
+    "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b,
+}
+_NUMCMP = {
+    "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, "=": lambda a, b: a == b,
+    "==": lambda a, b: a == b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
+}
+
+
+class TwoArg(Cond):
+    """The comparisons and the list/regex matches that take two strings."""
+
+    __slots__ = ("name", "a", "b")
+
+    def __init__(self, negate, name, a, b):
+        self.negate = negate
+        self.name = name
+        self.a = a
+        self.b = b
+
+    def check(self, ctx):
+        name = self.name
+        a = self.a.ev(ctx)
+        if name in _NUMCMP:
+            x = _num(a)
+            return _NUMCMP[name](x, _num(self.b.ev(ctx)))
+        b = self.b.ev(ctx)
+        if name in _STRCMP:
+            return _STRCMP[name](a, b)
+        if name[-1] == "i" and name[:-1] in _STRCMP:
+            return _STRCMP[name[:-1]](a.lower(), b.lower())
+        if name == "match":
+            m = compile_regex(b).search(a)
+            if m is None:
+                return False
+            set_numeric(ctx, m)
+            return True
+        if name in ("inlist", "inlisti"):
+            key = a.lower() if name == "inlisti" else a
+            for item in iter_list(b):
+                if (item.lower() if name == "inlisti" else item) == key:
+                    ctx.lookup_value = item
+                    return True
+            return False
+        if name == "crypteq":
+            return crypteq(a, b)
+        return _list_match(ctx, name, a, b)
+
+
+def _list_match(ctx, name, subject, liststring):
+    try:
+        from exim_py import match
+        if name == "match_ip":
+            if subject and not ip_version(subject):
+                raise ExpansionError('"%s" is not an IP address' % subject)
+            return bool(match.match_host(_Host(subject), liststring, ctx))
+        if name == "match_domain":
+            return bool(match.match_domain(subject, liststring, ctx))
+        if name == "match_address":
+            return bool(match.match_address(subject, liststring, ctx))
+        return bool(match.match_localpart(subject, liststring, ctx))
+    except (ImportError, AttributeError):
+        raise ExpansionError('"%s" needs exim_py.match, which is not available yet' % name)
+    except LookupDefer as e:
+        raise ExpansionError('unable to complete match against "%s": %s' % (liststring, e))
+
+
+class _Host:
+    """The host argument match_host() expects, for ${if match_ip}."""
+
+    def __init__(self, address):
+        self.address = address
+        self.name = ""
+
+
+def crypteq(plain, encrypted):
+    """``crypteq``: {md5} and {sha1} in hex or base64, else crypt(3)."""
+    lower = encrypted.lower()
+    for scheme, fn, b64len, hexlen in (("{md5}", hashlib.md5, 24, 32),
+                                       ("{sha1}", hashlib.sha1, 28, 40)):
+        if lower.startswith(scheme):
+            coded = encrypted[len(scheme):]
+            digest = fn(plain.encode("utf-8", "surrogateescape")).digest()
+            if len(coded) == b64len:
+                return base64.b64encode(digest).decode() == coded
+            if len(coded) == hexlen:
+                return digest.hex() == coded.lower()
+            return False
+    if lower.startswith("{crypt}"):
+        encrypted = encrypted[7:]
+    elif lower.startswith("{crypt16}"):
+        raise ExpansionError('crypt16 is not supported by exim_py')
+    elif encrypted.startswith("{"):
+        raise ExpansionError('unknown encryption mechanism in "%s"' % encrypted)
+    if len(encrypted) < 2:
+        return False
+    if _crypt is None:
+        raise ExpansionError("crypt error: crypt() is not available in this Python")
+    coded = _crypt.crypt(plain, encrypted)
+    return coded is not None and coded == encrypted
+
+
+class Combine(Cond):
+    """``and{{c1}{c2}...}`` and ``or{...}``: stop at the first deciding one."""
+
+    __slots__ = ("name", "subs")
+
+    def __init__(self, negate, name, subs):
+        self.negate = negate
+        self.name = name
+        self.subs = subs
+
+    def check(self, ctx):
+        want = self.name == "or"
+        for sub in self.subs:
+            try:
+                result = sub.test(ctx)
+            except ExpansionError as e:
+                raise wrap_error(e, '%s inside "%s{...}" condition' % (e, self.name))
+            if result == want:
+                return want
+        return not want
+
+
+def wrap_error(e, message):
+    """The same kind of error (forced or not) with a longer message."""
+    new = e.__class__(message)
+    return new
+
+
+class ForEach(Cond):
+    """``forall{list}{cond}`` / ``forany{list}{cond}`` with $item set."""
+
+    __slots__ = ("name", "lst", "sub", "any")
+
+    def __init__(self, negate, name, lst, sub):
+        self.negate = negate
+        self.name = name
+        self.lst = lst
+        self.sub = sub
+        self.any = name.startswith("forany")
+
+    def test(self, ctx):
+        # Exim: an empty list gives the opposite of what was asked for.
+        result = self.negate
+        saved = ctx.iterate_item
+        try:
+            for item in iter_list(self.lst.ev(ctx)):
+                ctx.iterate_item = item
+                try:
+                    cond = self.sub.test(ctx)
+                except ExpansionError as e:
+                    raise wrap_error(e, '%s inside "%s" condition' % (e, self.name))
+                result = cond != self.negate
+                if cond == self.any:
+                    break
+        finally:
+            ctx.iterate_item = saved
+        return result
+
+
+class Bool(Cond):
+    """``bool{}`` (strict) and ``bool_lax{}``."""
+
+    __slots__ = ("lax", "arg")
+
+    def __init__(self, negate, lax, arg):
+        self.negate = negate
+        self.lax = lax
+        self.arg = arg
+
+    def check(self, ctx):
+        return bool_value(self.arg.ev(ctx), self.lax)
+
+
+def bool_value(text, lax):
+    """Exim's reading of a string as a boolean (raises for strict nonsense)."""
+    t = text.strip(" \t\n\r\f\v")
+    if not t:
+        return False
+    digits = t[1:] if t[0] == "-" else t
+    if digits.isdigit() and digits.isascii():
+        if lax and len(t) > 1:
+            return True
+        return int(t) != 0
+    low = t.lower()
+    if low in ("true", "yes"):
+        return True
+    if low in ("false", "no"):
+        return False
+    if lax:
+        return True
+    raise ExpansionError('unrecognised boolean value "%s"' % t)
+
+
+class AclCond(Cond):
+    """``acl{{name}{arg}...}``: runs an ACL through the hook the ACL engine sets."""
+
+    __slots__ = ("args",)
+
+    def __init__(self, negate, args):
+        self.negate = negate
+        self.args = args
+
+    def check(self, ctx):
+        args = [a.ev(ctx) for a in self.args if a is not None]
+        from exim_py.expand.items import call_acl
+        ok, message = call_acl(ctx, args)
+        ctx.lookup_value = message
+        return ok
+
+
+class Unsupported(Cond):
+    """A condition exim_py parses but cannot evaluate (saslauthd, inbound_srs...)."""
+
+    __slots__ = ("name", "args")
+
+    def __init__(self, negate, name, args):
+        self.negate = negate
+        self.name = name
+        self.args = args
+
+    def check(self, ctx):
+        raise ExpansionError('support for "%s" not compiled' % self.name)

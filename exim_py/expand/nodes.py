@@ -1,0 +1,193 @@
+"""The parsed form of an expansion string: a tree of nodes with ``ev(ctx)``.
+
+A string is parsed once (parser.py) into these nodes; expanding it again only
+walks the tree.  Literal text is kept as plain ``str`` inside a ``Seq``.
+Exim reads and expands in one pass, so a syntax error is only reported when
+the scan reaches it, after everything before it has been expanded; a
+``Partial`` node keeps the part that was parsed before the error so that the
+same earlier errors win, in the same order.
+"""
+
+from exim_py.errors import ExpansionError, ForcedFail
+from exim_py.expand import variables
+from exim_py.expand.headers import find_header
+
+
+class Node:
+    """Base class: ``ev(ctx)`` returns the expanded text or raises ExpansionError."""
+
+    __slots__ = ()
+
+    def ev(self, ctx):
+        raise NotImplementedError
+
+
+class Seq(Node):
+    """Concatenation of literal strings and nodes."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts):
+        self.parts = tuple(parts)
+
+    def ev(self, ctx):
+        return "".join([p if p.__class__ is str else p.ev(ctx) for p in self.parts])
+
+
+class Text(Node):
+    """A constant string (a Seq made only of literal text)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text):
+        self.text = text
+
+    def ev(self, ctx):
+        return self.text
+
+
+def make_seq(parts):
+    """The smallest node for ``parts``: merged literals, no needless Seq."""
+    merged = []
+    for p in parts:
+        if p.__class__ is str:
+            if not p:
+                continue
+            if merged and merged[-1].__class__ is str:
+                merged[-1] += p
+                continue
+        merged.append(p)
+    if not merged:
+        return Text("")
+    if len(merged) == 1:
+        return Text(merged[0]) if merged[0].__class__ is str else merged[0]
+    if all(p.__class__ is str for p in merged):
+        return Text("".join(merged))
+    return Seq(merged)
+
+
+class Var(Node):
+    """``$name`` / ``${name}`` for a name Exim knows."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def ev(self, ctx):
+        value = ctx.variables.get(self.name)
+        if value is not None and value.__class__ is str:
+            return value
+        return variables.value_of(ctx, self.name)
+
+
+class NumVar(Node):
+    """``$0`` .. ``$n``: the last regex match or partial lookup."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n):
+        self.n = n
+
+    def ev(self, ctx):
+        numeric = ctx.numeric
+        return numeric[self.n] if self.n < len(numeric) else ""
+
+
+class HeaderVar(Node):
+    """``$h_name:`` and its raw (rh), undecoded (bh) and list (lh) forms."""
+
+    __slots__ = ("name", "raw", "as_list", "decode")
+
+    def __init__(self, prefix, name):
+        self.name = name
+        self.raw = prefix in ("r", "l")
+        self.as_list = prefix == "l"
+        self.decode = prefix != "b"
+
+    def ev(self, ctx):
+        if not ctx.headers:
+            return ""
+        value = find_header(ctx, self.name, raw=self.raw, as_list=self.as_list,
+                            decode=self.decode)
+        return value if value is not None else ""
+
+
+class ErrorNode(Node):
+    """A syntax error, raised when the scan reaches it."""
+
+    __slots__ = ("message", "forced")
+
+    def __init__(self, message, forced=False):
+        self.message = message
+        self.forced = forced
+
+    def ev(self, ctx):
+        if self.forced:
+            raise ForcedFail(self.message)
+        raise ExpansionError(self.message)
+
+
+class Partial(Node):
+    """What was parsed before a syntax error: expanded in order, then the error."""
+
+    __slots__ = ("nodes", "error")
+
+    def __init__(self, nodes, error):
+        self.nodes = tuple(nodes)
+        self.error = error
+
+    def ev(self, ctx):
+        for node in self.nodes:
+            node.ev(ctx)
+        return self.error.ev(ctx)
+
+
+class CondNode(Node):
+    """Evaluates a condition for its errors and side effects only (in a Partial)."""
+
+    __slots__ = ("cond",)
+
+    def __init__(self, cond):
+        self.cond = cond
+
+    def ev(self, ctx):
+        self.cond.test(ctx)
+        return ""
+
+
+class YesNo:
+    """The ``{yes}{no}`` / ``fail`` tail shared by if, lookup, extract, run...
+
+    ``kind`` is the item name used in messages; ``${if}`` with no strings
+    yields "true", the others yield ``$value``.
+    """
+
+    __slots__ = ("kind", "yes", "no", "fail", "bare")
+
+    def __init__(self, kind, yes=None, no=None, fail=False, bare=False):
+        self.kind = kind
+        self.yes = yes
+        self.no = no
+        self.fail = fail
+        self.bare = bare
+
+    def choose(self, ctx, ok, saved_value):
+        """The text for outcome ``ok``; puts ``$value`` back to ``saved_value``
+        before the "no" string, as Exim does."""
+        if self.bare:
+            if self.kind == "if":
+                return "true" if ok else ""
+            out = (ctx.lookup_value or "") if ok else ""
+            ctx.lookup_value = saved_value
+            return out
+        if ok:
+            out = self.yes.ev(ctx)
+            ctx.lookup_value = saved_value
+            return out
+        ctx.lookup_value = saved_value
+        if self.no is not None:
+            return self.no.ev(ctx)
+        if self.fail:
+            raise ForcedFail('"%s" failed and "fail" requested' % self.kind)
+        return ""

@@ -1,0 +1,820 @@
+"""Parsing expansion strings into node trees, once per string.
+
+The grammar and every syntax error text follow Exim's expand.c: literal text
+with backslash escapes and ``\\N...\\N``, ``$name``, ``${name}``, header
+variables, ``${op:subject}`` operators and ``${item{arg}...}`` items, and
+the conditions of ``${if}``.  Exim reports a syntax error only when its
+single left-to-right pass reaches it, so a ``_Syntax`` exception collects,
+on its way out, the nodes that Exim would have expanded before the error;
+``parse()`` turns them into a ``Partial`` node.  Unknown variable names are
+errors even in branches that are not taken, so they are found here too.
+"""
+
+from contextlib import contextmanager
+
+from exim_py.expand import conditions as C
+from exim_py.expand import items as I
+from exim_py.expand.nodes import (
+    CondNode, ErrorNode, HeaderVar, Node, NumVar, Partial, Text, Var, YesNo, make_seq)
+from exim_py.expand.operators import find_operator
+from exim_py.expand.strings import interpret_escape
+from exim_py.expand.variables import is_known, unknown_message
+
+_SPACE = " \t\n\r\f\v"
+
+CONDITIONS = frozenset("""
+< <= = == > >= acl and bool bool_lax crypteq def eq eqi exists first_delivery
+forall forall_json forall_jsons forany forany_json forany_jsons ge gei gt gti
+inbound_srs inlist inlisti isip isip4 isip6 ldapauth le lei lt lti match
+match_address match_domain match_ip match_local_part or pam pwcheck
+queue_running radius saslauthd
+""".split())
+_LIST_MATCHES = ("match_address", "match_domain", "match_ip", "match_local_part")
+_TWO_ARGS = frozenset(("<", "<=", "=", "==", ">", ">=", "crypteq", "eq", "eqi", "ge",
+                       "gei", "gt", "gti", "inlist", "inlisti", "le", "lei", "lt", "lti",
+                       "match") + _LIST_MATCHES)
+
+
+class _Syntax(Exception):
+    """A syntax error; ``nodes`` is what Exim expands before reaching it."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.message = message
+        self.nodes = []
+
+
+@contextmanager
+def _before(done):
+    """Nodes in ``done`` are expanded before any syntax error raised inside."""
+    try:
+        yield
+    except _Syntax as e:
+        e.nodes[0:0] = [d for d in done if isinstance(d, Node)]
+        raise
+
+
+def _header_prefix(name):
+    """'h', 'r', 'b' or 'l' if ``name`` starts a header variable, else None."""
+    t = name
+    if t[:1] in ("r", "l", "b") and t[1:2] == "h":
+        kind, t = t[0], t[2:]
+    elif t[:1] == "h":
+        kind, t = "h", t[1:]
+    else:
+        return None
+    return kind if t[:1] == "_" or t.startswith("eader_") else None
+
+
+class Parser:
+    def __init__(self, text):
+        self.s = text
+        self.n = len(text)
+        self.i = 0
+        self.malformed = False     # a header name swallowed a '}'
+
+    # -- low level -------------------------------------------------------
+
+    def ch(self):
+        return self.s[self.i] if self.i < self.n else ""
+
+    def ws(self):
+        s, i, n = self.s, self.i, self.n
+        while i < n and s[i] in _SPACE:
+            i += 1
+        self.i = i
+
+    def name(self, extras):
+        s, i, n = self.s, self.i, self.n
+        start = i
+        while i < n and ((s[i].isalnum() and s[i].isascii()) or s[i] in extras):
+            i += 1
+        self.i = i
+        return s[start:i]
+
+    def number(self):
+        start = self.i
+        while self.i < self.n and "0" <= self.s[self.i] <= "9":
+            self.i += 1
+        return int(self.s[start:self.i])
+
+    def fail(self, message):
+        raise _Syntax(message)
+
+    def curly(self, message=""):
+        if self.malformed:
+            message = "missing or misplaced { or } - could be header name not terminated by colon"
+        elif not message:
+            message = "missing or misplaced { or }"
+        raise _Syntax(message)
+
+    def curly_yesno(self, what):
+        self.curly("curly-bracket problem in conditional yes/no parsing: %s\n"
+                   " remaining string is '%s'" % (what, self.s[self.i:]))
+
+    def braced(self, dollar=True):
+        """An argument ``{...}`` whose '{' has been consumed; eats the '}'."""
+        node = self.seq(True, dollar)
+        self.i += 1
+        return node
+
+    # -- strings ---------------------------------------------------------
+
+    def seq(self, brace_ends, dollar=True):
+        s, n = self.s, self.n
+        parts = []
+        with _before(parts):
+            while self.i < n:
+                c = s[self.i]
+                if c == "\\":
+                    if self.i + 1 >= n:
+                        self.fail("\\ at end of string")
+                    if s[self.i + 1] == "N":
+                        end = s.find("\\N", self.i + 2)
+                        if end < 0:
+                            parts.append(s[self.i + 2:])
+                            self.i = n
+                        else:
+                            parts.append(s[self.i + 2:end])
+                            self.i = end + 2
+                    else:
+                        ch, self.i = interpret_escape(s, self.i)
+                        parts.append(ch)
+                    continue
+                if c == "}" and brace_ends:
+                    return make_seq(parts)
+                if c != "$" or not dollar:
+                    j = self.i + 1
+                    while j < n and s[j] not in "$}\\":
+                        j += 1
+                    parts.append(s[self.i:j])
+                    self.i = j
+                    continue
+                self.i += 1
+                parts.append(self.dollar(parts))
+            if brace_ends:
+                self.fail("missing } at end of string - could be header name not terminated "
+                          "by colon" if self.malformed else "missing } at end of string")
+        return make_seq(parts)
+
+    def dollar(self, done):
+        c = self.ch()
+        if c.isascii() and c.isalpha():
+            name = self.name("_")
+            kind = _header_prefix(name)
+            if kind:
+                return HeaderVar(kind, self.header_name(name))
+            if not is_known(name):
+                self.fail(unknown_message('unknown variable name "%s"' % name, name))
+            return Var(name)
+        if "0" <= c <= "9":
+            return NumVar(self.number())
+        if c != "{":
+            self.fail("$ not followed by letter, digit, or {")
+        self.i += 1
+        c = self.ch()
+        if "0" <= c <= "9":
+            n = self.number()
+            if self.ch() != "}":
+                self.fail("} expected after number")
+            self.i += 1
+            return NumVar(n)
+        if not (c.isascii() and c.isalpha()):
+            self.fail("letter or digit expected after ${")
+        name = self.name("_-")
+        item = ITEMS.get(name)
+        if item is not None:
+            return item(self, name)
+        c = self.ch()
+        if c == ":":
+            return self.operator(name)
+        if c == "}":
+            self.i += 1
+            if not is_known(name):
+                self.fail(unknown_message('unknown variable in "${%s}"' % name, name))
+            return Var(name)
+        self.fail('"${%s" is not a known operator (or a } is missing in a variable '
+                  'reference)' % name)
+
+    def header_name(self, name):
+        """The rest of a header variable's name, up to and including ':'."""
+        rest = name[name.index("_") + 1:]
+        start = self.i
+        while self.i < self.n and "!" <= self.s[self.i] <= "~" and self.s[self.i] != ":":
+            self.i += 1
+        rest += self.s[start:self.i]
+        if self.ch() == ":":
+            self.i += 1
+        if "}" in rest:
+            self.malformed = True
+        return rest + ":"
+
+    def operator(self, name):
+        fn, arg = find_operator(name)
+        self.i += 1
+        subject = self.braced()
+        if fn is None:
+            with _before([subject]):
+                self.fail('unknown expansion operator "%s"' % name)
+        return Op(name, fn, arg, subject)
+
+    # -- argument helpers -----------------------------------------------
+
+    def read_subs(self, n, m, check_end, name, done=None):
+        done = list(done or [])
+        subs = []
+        self.ws()
+        with _before(done):
+            for k in range(n):
+                if self.ch() != "{":
+                    if k < m:
+                        self.curly("Not enough arguments for '%s' (min is %d)" % (name, m))
+                    subs += [None] * (n - k)
+                    break
+                self.i += 1
+                with _before(subs):
+                    subs.append(self.braced())
+                self.ws()
+            if check_end:
+                with _before(subs):
+                    if self.ch() != "}":
+                        if self.ch() == "{":
+                            self.fail("Too many arguments for '%s' (max is %d)" % (name, n))
+                        self.curly("missing '}' after '%s'" % name)
+                self.i += 1
+        return subs
+
+    def yesno(self, kind):
+        self.ws()
+        if self.ch() == "}":
+            self.i += 1
+            return YesNo(kind, bare=True)
+        if self.ch() != "{":
+            self.curly_yesno("'yes' part did not start with '{'")
+        self.i += 1
+        yes = self.braced()
+        self.ws()
+        no = None
+        fail = False
+        if self.ch() == "{":
+            self.i += 1
+            no = self.braced()
+        elif self.ch() != "}":
+            if self.name("_") != "fail":
+                self.fail('syntax error in "%s" item - "fail" expected' % kind)
+            fail = True
+        self.ws()
+        if self.ch() != "}":
+            self.curly_yesno("did not close with '}'")
+        self.i += 1
+        return YesNo(kind, yes, no, fail)
+
+    # -- conditions ------------------------------------------------------
+
+    def condition(self):
+        negate = False
+        while True:
+            self.ws()
+            if self.ch() != "!":
+                break
+            negate = not negate
+            self.i += 1
+        c = self.ch()
+        if c and c in "=<>":
+            name = c
+            self.i += 1
+            if self.ch() == "=":
+                name += "="
+                self.i += 1
+        else:
+            name = self.name("_")
+        if not name:
+            self.fail('condition name expected, but found "%s"' % self.s[self.i:self.i + 16])
+        if name not in CONDITIONS:
+            self.fail('unknown condition "%s"' % name)
+        if name in _TWO_ARGS:
+            return self.cond_two(negate, name)
+        if name == "def":
+            return self.cond_def(negate)
+        if name in ("first_delivery", "queue_running"):
+            return C.Flag(negate, name)
+        if name in ("and", "or"):
+            return self.cond_combine(negate, name)
+        if name.startswith(("forall", "forany")):
+            return self.cond_foreach(negate, name)
+        if name in ("bool", "bool_lax"):
+            self.ws()
+            if self.ch() != "{":
+                self.fail('missing { after "%s"' % name)
+            arg = self.read_subs(1, 1, False, name)[0]
+            return C.Bool(negate, name == "bool_lax", arg)
+        if name in ("acl", "saslauthd"):
+            self.ws()
+            if self.ch() != "{":
+                self.fail('missing { after "%s"' % name)
+            self.i += 1
+            args = self.read_subs(10 if name == "acl" else 4, 1 if name == "acl" else 2,
+                                  True, name)
+            return C.AclCond(negate, args) if name == "acl" else C.Unsupported(negate, name, args)
+        if name == "inbound_srs":
+            return C.Unsupported(negate, name, self.read_subs(2, 2, False, name))
+        self.ws()
+        if self.ch() != "{":
+            self.fail('missing { after "%s"' % name)
+        self.i += 1
+        return C.OneArg(negate, name, self.braced())
+
+    def cond_two(self, negate, name):
+        args = []
+        for k in (0, 1):
+            self.ws()
+            if self.ch() != "{":
+                with _before(args):
+                    self.fail('missing { after "%s"' % name if k == 0 else
+                              'missing 2nd string in {} after "%s"' % name)
+            self.i += 1
+            with _before(args):
+                args.append(self.braced(dollar=not (k == 1 and name in _LIST_MATCHES)))
+        return C.TwoArg(negate, name, args[0], args[1])
+
+    def cond_def(self, negate):
+        if self.ch() != ":":
+            self.fail('":" expected after "def"')
+        self.i += 1
+        name = self.name("_")
+        if _header_prefix(name):
+            return C.DefHeader(negate, self.header_name(name))
+        if not name:
+            self.fail('variable name omitted after "def:"')
+        if not is_known(name):
+            self.fail(unknown_message('unknown variable "%s" after "def:"' % name, name))
+        return C.DefVar(negate, name)
+
+    def cond_combine(self, negate, name):
+        self.ws()
+        if self.ch() != "{":
+            self.fail('missing { after "%s"' % name)
+        self.i += 1
+        subs, done = [], []
+        with _before(done):
+            while True:
+                self.ws()
+                if self.ch() == "}":
+                    break
+                if self.ch() != "{":
+                    self.fail('each subcondition inside an "%s{...}" condition must be in '
+                              'its own {}' % name)
+                self.i += 1
+                try:
+                    sub = self.condition()
+                except _Syntax as e:
+                    e.message = '%s inside "%s{...}" condition' % (e.message, name)
+                    raise
+                self.ws()
+                if self.ch() != "}":
+                    self.fail('missing } at end of condition inside "%s" group' % name)
+                self.i += 1
+                subs.append(sub)
+                done.append(CondNode(sub))
+        self.i += 1
+        return C.Combine(negate, name, subs)
+
+    def cond_foreach(self, negate, name):
+        self.ws()
+        if self.ch() != "{":
+            self.fail('missing { after "%s"' % name)
+        self.i += 1
+        lst = self.braced()
+        with _before([lst]):
+            self.ws()
+            if self.ch() != "{":
+                self.fail('missing { after "%s"' % name)
+            self.i += 1
+            try:
+                sub = self.condition()
+            except _Syntax as e:
+                e.message = '%s inside "%s" condition' % (e.message, name)
+                raise
+            self.ws()
+            if self.ch() != "}":
+                self.fail('missing } at end of condition inside "%s"' % name)
+            self.i += 1
+        if "json" in name:
+            from exim_py.expand.json import JsonForEach
+            return JsonForEach(negate, name, lst, sub)
+        return C.ForEach(negate, name, lst, sub)
+
+
+class Op(Node):
+    """``${name:subject}``."""
+
+    __slots__ = ("name", "fn", "arg", "subject")
+
+    def __init__(self, name, fn, arg, subject):
+        self.name = name
+        self.fn = fn
+        self.arg = arg
+        self.subject = subject
+
+    def ev(self, ctx):
+        return self.fn(self.subject.ev(ctx), self.arg, ctx)
+
+
+# -- items ---------------------------------------------------------------
+
+def _item_if(p, name):
+    p.ws()
+    cond = p.condition()
+    with _before([CondNode(cond)]):
+        return I.If(cond, p.yesno("if"))
+
+
+def _item_lookup(p, name):
+    p.ws()
+    key = None
+    if p.ch() == "{":
+        p.i += 1
+        key = p.braced()
+        p.ws()
+    done = [key] if key else []
+    with _before(done):
+        if not (p.ch().isascii() and p.ch().isalpha()):
+            p.fail("missing lookup type")
+        start = p.i
+        while p.i < p.n and p.s[p.i] != "{" and p.s[p.i] not in _SPACE:
+            p.i += 1
+        ltype = p.s[start:p.i]
+        p.ws()
+        kind = I.lookup_kind(ltype)
+        if kind == "single" and key is None:
+            p.fail('missing {key} for single-key "%s" lookup' % ltype)
+        if kind == "query" and key is not None:
+            p.fail('a single key was given for lookup type "%s", which is not a single-key '
+                   'lookup type' % ltype)
+        if p.ch() != "{":
+            p.curly("missing '{' for lookup file-or-query arg")
+        p.i += 1
+        source = p.braced()
+        done.append(source)
+        p.ws()
+        return I.Lookup(key, ltype, source, p.yesno("lookup"))
+
+
+def _item_extract(p, name):
+    p.ws()
+    json = None
+    if p.ch() != "{" and p.s.startswith("json", p.i):
+        p.i += 4
+        json = "json"
+        if p.ch() == "s":
+            json = "jsons"
+            p.i += 1
+    args, starts = [], []
+    with _before(args):
+        for _ in range(5):
+            if p.ch() != "{":
+                break
+            starts.append(p.i)
+            p.i += 1
+            args.append(p.braced())
+            p.ws()
+        fail_at = None
+        if p.s.startswith("fail", p.i) and p.s[p.i + 4:p.i + 5] in ("}", " ", "\t", ""):
+            fail_at = p.i
+            p.i += 4
+            p.ws()
+        if p.ch() != "}":
+            p.curly("missing '}' closing extract")
+        starts.append(p.i)
+        p.i += 1
+    return Extract(p.s, args, starts, fail_at, json)
+
+
+class Extract(Node):
+    """``${extract}``: whether the first argument is a number decides, at
+    expansion time, how many of the braced strings are arguments."""
+
+    __slots__ = ("text", "args", "starts", "fail_at", "json")
+
+    def __init__(self, text, args, starts, fail_at, json):
+        self.text = text
+        self.args = args
+        self.starts = starts
+        self.fail_at = fail_at
+        self.json = json
+
+    def _curly(self, message):
+        from exim_py.errors import ExpansionError
+        raise ExpansionError(message)
+
+    def ev(self, ctx):
+        from exim_py.errors import ExpansionError
+        args = self.args
+        if not args:
+            self._curly("missing '{' for arg 1 of extract")
+        first = args[0].ev(ctx).strip(_SPACE)
+        if not first:
+            raise ExpansionError('first argument of "extract" must not be empty')
+        digits = first[1:] if first[0] == "-" else first
+        need = 3 if (digits.isdigit() or not digits) and not self.json else 2
+        if len(args) < need:
+            self._curly("missing '{' for arg %d of extract" % (len(args) + 1))
+        extra = len(args) - need
+        if extra == 0 and self.fail_at is not None:
+            self._curly("curly-bracket problem in conditional yes/no parsing: 'yes' part did "
+                        "not start with '{'\n remaining string is '%s'"
+                        % self.text[self.fail_at:])
+        if extra > 2 or (extra == 2 and self.fail_at is not None):
+            at = self.starts[need + 2] if extra > 2 else self.fail_at
+            self._curly("curly-bracket problem in conditional yes/no parsing: did not close "
+                        "with '}'\n remaining string is '%s'" % self.text[at:])
+        if extra == 0:
+            yesno = YesNo("extract", bare=True)
+        else:
+            yesno = YesNo("extract", args[need], args[need + 1] if extra == 2 else None,
+                          self.fail_at is not None)
+        return I.Extract(args[:need], yesno, self.json).ev(ctx)
+
+
+def _item_listextract(p, name):
+    args = []
+    with _before(args):
+        for k in (1, 2):
+            p.ws()
+            if p.ch() != "{":
+                p.curly("missing '{' for arg %d of listextract" % k)
+            p.i += 1
+            args.append(p.braced())
+        return I.ListExtract(args[0], args[1], p.yesno("listextract"))
+
+
+def _item_env(p, name):
+    p.ws()
+    if p.ch() != "{":
+        p.fail("")
+    p.i += 1
+    key = p.braced()
+    with _before([key]):
+        return I.Env(key, p.yesno("env"))
+
+
+def _item_listop(p, name):
+    p.ws()
+    if p.ch() != "{":
+        p.curly("missing '{' for first arg of %s" % name)
+    p.i += 1
+    lst = p.braced()
+    done = [lst]
+    init = None
+    with _before(done):
+        if name == "reduce":
+            p.ws()
+            if p.ch() != "{":
+                p.curly("missing '{' for second arg of reduce")
+            p.i += 1
+            init = p.braced()
+            done.append(init)
+        p.ws()
+        if p.ch() != "{":
+            p.curly("missing '{' for last arg of %s" % name)
+        p.i += 1
+        try:
+            expr = p.condition() if name == "filter" else p.seq(True)
+        except _Syntax as e:
+            e.message = '%s inside "%s" item' % (e.message, name)
+            raise
+        p.ws()
+        if p.ch() != "}":
+            p.fail('missing } at end of condition or expression inside "%s"; could be an '
+                   'unquoted } in the content' % name)
+        p.i += 1
+        p.ws()
+        if p.ch() != "}":
+            p.fail('missing } at end of "%s"' % name)
+        p.i += 1
+    return I.ListOp(name, lst, init, expr)
+
+
+def _item_sort(p, name):
+    parts = []
+    with _before(parts):
+        for what, dollar in (("list", True), ("comparator", False), ("extractor", True)):
+            p.ws()
+            if p.ch() != "{":
+                p.curly("missing '{' for %s arg of sort" % what)
+            p.i += 1
+            start = p.i
+            parts.append(p.braced(dollar))
+        extractor = p.s[start:p.i - 1]
+        if p.ch() != "}":
+            p.fail('missing } at end of "sort"')
+        p.i += 1
+    return Sort(parts[0], parts[1], extractor)
+
+
+class Sort(Node):
+    """``${sort{list}{comparator}{extractor}}``; the comparator is checked when used."""
+
+    __slots__ = ("lst", "comparator", "extractor")
+
+    def __init__(self, lst, comparator, extractor):
+        self.lst = lst
+        self.comparator = comparator
+        self.extractor = extractor
+
+    def ev(self, ctx):
+        from exim_py.errors import ExpansionError
+        text = self.comparator.ev(ctx)
+        p = Parser(text)
+        p.ws()
+        c = p.ch()
+        if c and c in "=<>":
+            op = c
+            p.i += 1
+            if p.ch() == "=":
+                op += "="
+        else:
+            op = p.name("_")
+        if not op:
+            raise ExpansionError('condition name expected, but found "%s"' % text[:16])
+        if op not in CONDITIONS:
+            raise ExpansionError('unknown condition "%s"' % text)
+        if op not in ("<", "<=", ">", ">=", "ge", "gei", "gt", "gti", "le", "lei", "lt",
+                      "lti"):
+            raise ExpansionError("comparator not handled for sort")
+        return I.Sort(self.lst, op, self.extractor).ev(ctx)
+
+
+def _item_run(p, name):
+    preexpand = False
+    while p.ch() == ",":
+        p.i += 1
+        if p.s.startswith("preexpand", p.i):
+            preexpand = True
+            p.i += 9
+        else:
+            t = p.i + 1
+            while t < p.n and p.s[t].isalpha():
+                t += 1
+            p.fail("bad option '%s' for run" % p.s[p.i:t])
+    p.ws()
+    if p.ch() != "{":
+        p.curly("missing '{' for command arg of run")
+    p.i += 1
+    start = p.i
+    command = p.seq(True)
+    if preexpand:
+        p.ws()
+    else:
+        command = p.s[start:p.i]
+    with _before([command] if preexpand else []):
+        if p.ch() != "}":
+            p.curly("missing '}' closing command arg of run")
+        p.i += 1
+        return I.Run(command, preexpand, p.yesno("run"))
+
+
+def _item_readsocket(p, name):
+    args = p.read_subs(4, 2, False, name)
+    fail = None
+    with _before(args):
+        if p.ch() == "{":
+            p.i += 1
+            fail = p.braced()
+            p.ws()
+        if p.ch() != "}":
+            p.curly("missing '}' closing readsocket")
+        p.i += 1
+    from exim_py.expand.readsocket import ReadSocket
+    return ReadSocket(args, fail)
+
+
+def _item_prvscheck(p, name):
+    first = p.read_subs(1, 1, False, name)
+    rest = p.read_subs(2, 1, True, name, done=first)
+    return I.PrvsCheck(first[0], rest[0], rest[1])
+
+
+def _item_certextract(p, name):
+    p.ws()
+    if p.ch() != "{":
+        p.curly("missing '{' for field arg of certextract")
+    p.i += 1
+    field = p.braced()
+    with _before([field]):
+        p.ws()
+        if p.ch() != "{":
+            p.curly("missing '{' for cert variable arg of certextract")
+        p.i += 1
+        if p.ch() != "$":
+            p.fail('second argument of "certextract" must be a certificate variable')
+        p.i += 1
+        var = p.braced(dollar=False)
+        return CertExtract(field, var, p.yesno("certextract"))
+
+
+class CertExtract(Node):
+    """``${certextract}``: exim_py keeps no certificates in variables yet, so an
+    unset certificate gives the "no" string and a set one an error."""
+
+    __slots__ = ("field", "var", "yesno")
+
+    def __init__(self, field, var, yesno):
+        self.field = field
+        self.var = var
+        self.yesno = yesno
+
+    def ev(self, ctx):
+        from exim_py.errors import ExpansionError
+        self.field.ev(ctx)
+        name = self.var.ev(ctx)
+        if not is_known(name):
+            raise ExpansionError('no variable named "%s"' % name)
+        if not name.endswith(("peercert", "ourcert")):
+            raise ExpansionError('"%s" is not a certificate' % name)
+        if ctx.get(name) is not None:
+            raise ExpansionError("certextract is not supported by exim_py")
+        saved = ctx.lookup_value
+        ctx.lookup_value = None
+        return self.yesno.choose(ctx, False, saved)
+
+
+def _subs_item(cls, n, m, with_name=False):
+    def parse(p, name):
+        args = p.read_subs(n, m, True, name)
+        return cls(name, args) if with_name else cls(args)
+    return parse
+
+
+def _item_perl(p, name):
+    p.read_subs(9, 1, True, name)
+    return I.Unsupported("A setting of perl_startup is needed when using the Perl interpreter")
+
+
+def _item_dlfunc(p, name):
+    args = p.read_subs(10, 2, True, name)
+    return DlFunc(args)
+
+
+class DlFunc(Node):
+    __slots__ = ("args",)
+
+    def __init__(self, args):
+        self.args = args
+
+    def ev(self, ctx):
+        from exim_py.errors import ExpansionError
+        path = self.args[0].ev(ctx)
+        raise ExpansionError('dlopen "%s" failed: exim_py cannot load C functions' % path)
+
+
+ITEMS = {
+    "acl": _subs_item(I.Acl, 10, 1),
+    "authresults": _subs_item(I.AuthResults, 1, 1),
+    "certextract": _item_certextract,
+    "dlfunc": _item_dlfunc,
+    "env": _item_env,
+    "extract": _item_extract,
+    "filter": _item_listop,
+    "hash": _subs_item(I.Substr, 3, 2, True),
+    "hmac": _subs_item(I.Hmac, 3, 3),
+    "if": _item_if,
+    "imapfolder": _subs_item(lambda args: I.Unsupported(
+        "imapfolder is not supported by exim_py"), 3, 1),
+    "length": _subs_item(I.Substr, 2, 2, True),
+    "listextract": _item_listextract,
+    "listquote": _subs_item(I.ListQuote, 2, 2),
+    "lookup": _item_lookup,
+    "map": _item_listop,
+    "nhash": _subs_item(I.Substr, 3, 2, True),
+    "perl": _item_perl,
+    "prvs": _subs_item(I.Prvs, 3, 2),
+    "prvscheck": _item_prvscheck,
+    "readfile": _subs_item(I.ReadFile, 2, 1),
+    "readsocket": _item_readsocket,
+    "reduce": _item_listop,
+    "run": _item_run,
+    "sg": _subs_item(I.Sg, 3, 3),
+    "sort": _item_sort,
+    "srs_encode": _subs_item(I.SrsEncode, 3, 3),
+    "substr": _subs_item(I.Substr, 3, 2, True),
+    "tr": _subs_item(I.Tr, 3, 3),
+}
+
+
+def parse(text):
+    """The node tree for expansion string ``text`` (never raises)."""
+    p = Parser(text)
+    try:
+        return p.seq(False)
+    except _Syntax as e:
+        return Partial(e.nodes, ErrorNode(e.message))
+
+
+def parse_condition(text):
+    """A condition on its own (``${if`` without the item), for tests and tools."""
+    p = Parser(text)
+    return p.condition()
+
+
+__all__ = ["parse", "Parser", "Text"]

@@ -1,0 +1,81 @@
+"""${readsocket{spec}{request}{timeout,options}{eol}{fail string}}.
+
+The spec is a Unix socket path or ``inet:host:port``; the request is written,
+the write side shut down (unless ``shutdown=no``), and everything read until
+the peer closes or the timeout (default 5s) passes is the result.  Failures
+give the fail string when one is there, else an expansion error.
+"""
+
+import socket
+
+from exim_py.errors import ExpansionError
+from exim_py.expand.arith import read_time
+from exim_py.expand.lists import iter_list
+from exim_py.expand.nodes import Node
+
+
+class ReadSocket(Node):
+    __slots__ = ("args", "fail")
+
+    def __init__(self, args, fail):
+        self.args = args
+        self.fail = fail
+
+    def ev(self, ctx):
+        if "readsocket" in ctx.forbid:
+            raise ExpansionError("socket insertions are not permitted")
+        spec, request, options, eol = [a.ev(ctx) if a is not None else None
+                                       for a in self.args]
+        try:
+            return exchange(spec, request, options, eol)
+        except ExpansionError:
+            if self.fail is None:
+                raise
+            return self.fail.ev(ctx)
+
+
+def exchange(spec, request, options, eol):
+    timeout = 5
+    shutdown = True
+    if options:
+        for n, item in enumerate(iter_list(options, ",")):
+            if n == 0 and "=" not in item:
+                t = read_time(item) if not item.isdigit() else int(item)
+                if t < 0:
+                    raise ExpansionError('bad time value "%s"' % item)
+                timeout = t
+            elif item == "shutdown=no":
+                shutdown = False
+    try:
+        if spec.startswith("inet:"):
+            host, _, port = spec[5:].rpartition(":")
+            if host.startswith("[") and host.endswith("]"):
+                host = host[1:-1]
+            sock = socket.create_connection((host, int(port)), timeout=timeout or None)
+        else:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout or None)
+            sock.connect(spec)
+    except (OSError, ValueError) as e:
+        raise ExpansionError("failed to connect to socket %s: %s"
+                             % (spec, getattr(e, "strerror", None) or e))
+    chunks = []
+    try:
+        with sock:
+            if request:
+                sock.sendall(request.encode("latin-1", "replace"))
+            if shutdown:
+                sock.shutdown(socket.SHUT_WR)
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+    except socket.timeout:
+        raise ExpansionError("socket read timed out")
+    except OSError as e:
+        raise ExpansionError("error reading from socket: %s" % e.strerror)
+    text = b"".join(chunks).decode("latin-1")
+    if eol is not None:
+        text = text.replace("\n", eol)
+    return text

@@ -1,0 +1,248 @@
+"""RFC 2822 address extraction for ${address}, ${domain}, ${local_part}, ${addresses}.
+
+A port of the behaviour of Exim's parse_extract_address() and
+parse_find_address_end(): phrases and comments are dropped, quoted local
+parts keep their quotes, ``<route,addr>`` source routes are ignored, and
+``group: a, b;`` syntax is accepted when asked for.
+"""
+
+_SPECIALS = '()<>@,;:\\".[]'
+_SPACE = " \t\n\r\f\v"
+
+
+class _Fail(Exception):
+    pass
+
+
+def _is_atom_char(c):
+    return c and c not in _SPECIALS and c not in _SPACE and ord(c) >= 32 and ord(c) != 127
+
+
+class _Parser:
+    def __init__(self, s):
+        self.s = s
+        self.i = 0
+
+    def ch(self, k=0):
+        j = self.i + k
+        return self.s[j] if j < len(self.s) else ""
+
+    def skip_comment(self):
+        s = self.s
+        while True:
+            while self.i < len(s) and s[self.i] in _SPACE:
+                self.i += 1
+            if self.ch() != "(":
+                return
+            level = 1
+            self.i += 1
+            while self.i < len(s) and level > 0:
+                c = s[self.i]
+                if c == "\\" and self.i + 1 < len(s):
+                    self.i += 1
+                elif c == "(":
+                    level += 1
+                elif c == ")":
+                    level -= 1
+                self.i += 1
+
+    def local_part(self):
+        """Dot-separated words (atoms or quoted strings); may be empty."""
+        out = []
+        while True:
+            self.skip_comment()
+            if self.ch() == '"':
+                out.append('"')
+                self.i += 1
+                while self.i < len(self.s) and self.s[self.i] != '"':
+                    c = self.s[self.i]
+                    out.append(c)
+                    if c == "\\" and self.i + 1 < len(self.s):
+                        self.i += 1
+                        out.append(self.s[self.i])
+                    self.i += 1
+                if self.ch() != '"':
+                    raise _Fail("unmatched doublequote in local part")
+                out.append('"')
+                self.i += 1
+            else:
+                while _is_atom_char(self.ch()):
+                    out.append(self.ch())
+                    self.i += 1
+            self.skip_comment()
+            if self.ch() != ".":
+                return "".join(out)
+            out.append(".")
+            self.i += 1
+
+    def domain(self):
+        out = []
+        self.skip_comment()
+        if self.ch() == "[":
+            while self.i < len(self.s) and self.s[self.i] != "]":
+                out.append(self.s[self.i])
+                self.i += 1
+            if self.ch() != "]":
+                raise _Fail("missing ] in domain literal")
+            out.append("]")
+            self.i += 1
+            self.skip_comment()
+            return "".join(out)
+        while True:
+            self.skip_comment()
+            start = len(out)
+            while _is_atom_char(self.ch()):
+                out.append(self.ch())
+                self.i += 1
+            if len(out) == start:
+                raise _Fail("domain missing or malformed")
+            self.skip_comment()
+            if self.ch() != ".":
+                return "".join(out)
+            out.append(".")
+            self.i += 1
+
+    def route(self):
+        while self.ch() == "@":
+            self.i += 1
+            self.domain()
+            self.skip_comment()
+            if self.ch() == ",":
+                self.i += 1
+                self.skip_comment()
+                continue
+            if self.ch() == ":":
+                self.i += 1
+                return
+            raise _Fail("comma or colon expected in route")
+        raise _Fail("@ expected in route")
+
+    def addr_spec(self, term):
+        local = self.local_part()
+        if self.ch() == term and term:
+            return local, 0
+        if self.ch() != "@":
+            raise _Fail('"@" or "." expected after "%s"' % local)
+        self.i += 1
+        domain = self.domain()
+        return local + "@" + domain, len(local) + 1
+
+
+def extract_address(mailbox, state=None, allow_null=False):
+    """(address, domain offset) for ``mailbox`` (offset 0: no domain), or None.
+
+    ``state`` (a dict with ``allow_group`` / ``found_group``) carries group
+    syntax between the pieces of one ${addresses} list.
+    """
+    if state is None:
+        state = {"allow_group": False, "found_group": False}
+    p = _Parser(mailbox)
+    try:
+        while True:
+            p.skip_comment()
+            text = p.local_part()
+            if p.ch() not in ("@", "<") or p.ch() == "":
+                if p.ch() in ("", ";"):
+                    if not text:
+                        raise _Fail("empty address")
+                    result = (text, 0)
+                    break
+                while p.ch() != "<" and not (state["allow_group"] and p.ch() == ":"):
+                    if p.ch() == "" or not p.local_part() and p.ch() not in ("<", ":"):
+                        raise _Fail("expected word or <")
+                if p.ch() == ":":
+                    state["found_group"] = True
+                    state["allow_group"] = False
+                    p.i += 1
+                    continue
+            if p.ch() == "<":
+                p.i += 1
+                brackets = 1
+                while p.ch() == "<":
+                    brackets += 1
+                    if brackets > 5:
+                        raise _Fail("angle-brackets nested too deep")
+                    p.i += 1
+                p.skip_comment()
+                routed = False
+                if p.ch() == "@":
+                    p.route()
+                    routed = True
+                if allow_null and not routed and p.ch() == ">":
+                    result = ("", 0)
+                else:
+                    result = p.addr_spec(">")
+                    if routed and result[1] == 0:
+                        raise _Fail("domain missing in source-routed address")
+                for _ in range(brackets):
+                    if p.ch() != ">":
+                        raise _Fail("'>' missing at end of address")
+                    p.i += 1
+                p.skip_comment()
+            elif not text:
+                p.route()
+                result = p.addr_spec("")
+                if result[1] == 0:
+                    raise _Fail("domain missing in source-routed address")
+            else:
+                p.i += 1
+                domain = p.domain()
+                result = (text + "@" + domain, len(text) + 1)
+            break
+        if p.ch():
+            if state["found_group"] and p.ch() == ";":
+                state["found_group"] = False
+                state["allow_group"] = True
+            else:
+                raise _Fail("malformed address")
+        return result
+    except _Fail:
+        if state["found_group"] and p.ch() == ";":
+            state["found_group"] = False
+            state["allow_group"] = True
+        return None
+
+
+def find_address_end(s, nl_ends=False):
+    """Index of the comma (or end) that ends the first address in ``s``."""
+    i = 0
+    n = len(s)
+    routing = s[:1] == "@"
+    no_term = 1 if routing else 0
+    while i < n and (s[i] != "," or no_term > 0) and (s[i] != "\n" or not nl_ends):
+        c = s[i]
+        if c == "\\" and i + 1 < n:
+            i += 2
+        elif c == '"':
+            i += 1
+            while i < n and (s[i] != "\n" or not nl_ends):
+                if s[i] == "\\" and i + 1 < n:
+                    i += 1
+                elif s[i] == '"':
+                    i += 1
+                    break
+                i += 1
+        elif c == "(":
+            level = 1
+            i += 1
+            while i < n and (s[i] != "\n" or not nl_ends):
+                if s[i] == "\\" and i + 1 < n:
+                    i += 1
+                elif s[i] == "(":
+                    level += 1
+                elif s[i] == ")":
+                    level -= 1
+                    if level <= 0:
+                        i += 1
+                        break
+                i += 1
+        else:
+            if c == "<":
+                routing = s[i + 1:i + 2] == "@"
+                no_term = 2 if routing else 1
+            elif c == ">":
+                no_term -= 1
+            elif routing and c == ":":
+                no_term -= 1
+            i += 1
+    return i

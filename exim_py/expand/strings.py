@@ -1,0 +1,168 @@
+"""String helpers shared by expansion items and operators.
+
+These follow Exim's own helpers (string.c, expand.c): substrings with
+negative offsets, the textual and numeric hashes, printable escaping, and the
+quoting rules of keyed data and of ${run} command lines.
+"""
+
+from exim_py.errors import ExpansionError
+
+_SPACE = " \t\n\r\f\v"
+HASHCODES = "abcdefghijklmnopqrtsuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71,
+          73, 79, 83, 89, 97, 101, 103, 107, 109, 113)
+
+
+def extract_substr(subject, value1, value2):
+    """${substr}: value2 < 0 means "unset" (the rest, or all before)."""
+    sublen = len(subject)
+    if value1 < 0:
+        value1 += sublen
+        if value1 < 0:
+            value2 += value1
+            if value2 < 0:
+                value2 = 0
+            value1 = 0
+        elif value2 < 0:
+            value2 = value1
+            value1 = 0
+    else:
+        if value1 > sublen:
+            value1 = sublen
+            value2 = 0
+        elif value2 < 0:
+            value2 = sublen
+    if value1 + value2 > sublen:
+        value2 = sublen - value1
+    return subject[value1:value1 + value2]
+
+
+def compute_hash(subject, value1, value2):
+    """${hash}: Exim's old textual hash, value1 characters from value2 codes."""
+    if value2 < 0:
+        value2 = 26
+    elif value2 > len(HASHCODES):
+        raise ExpansionError('hash count "%d" too big' % value2)
+    data = bytearray(subject.encode("latin-1", "replace"))
+    sublen = len(data)
+    if value1 >= sublen:
+        return subject
+    i = 0
+    j = value1
+    while j < sublen:
+        c = data[j]
+        shift = (c + j) & 7
+        data[i] = (data[i] ^ ((c << shift) | (c >> (8 - shift)))) & 0xFF
+        j += 1
+        i += 1
+        if i >= value1:
+            i = 0
+    return "".join(HASHCODES[data[k] % value2] for k in range(value1))
+
+
+def compute_nhash(subject, value1, value2):
+    """${nhash}: a number below value1, or "a/b" for a div/mod hash."""
+    total = 0
+    i = 0
+    for c in subject.encode("latin-1", "replace"):
+        if i == 0:
+            i = len(PRIMES) - 1
+        total += PRIMES[i] * c
+        i -= 1
+    total &= (1 << 64) - 1
+    if value2 < 0:
+        if value1 == 0:
+            raise ExpansionError("division by zero in nhash")
+        return "%d" % (total % value1)
+    if value1 * value2 == 0:
+        raise ExpansionError("division by zero in nhash")
+    total %= value1 * value2
+    return "%d/%d" % (total // value2, total % value2)
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\b": "\\b", "\v": "\\v", "\f": "\\f", "\t": "\\t"}
+
+
+def printing(s, tab=False):
+    """Exim's string_printing(): non-printing characters as escapes."""
+    if s.isprintable() and s.isascii():
+        return s
+    out = []
+    for c in s:
+        o = ord(c)
+        if 32 <= o < 127 or (tab and c == "\t"):
+            out.append(c)
+        elif c in _ESCAPES:
+            out.append(_ESCAPES[c])
+        else:
+            out.append("\\%03o" % (o & 0xFF if o < 256 else o))
+    return "".join(out)
+
+
+def interpret_escape(s, i):
+    """The character for the backslash sequence at s[i] ('\\\\'), and the index after it."""
+    i += 1
+    c = s[i]
+    if "0" <= c <= "7":
+        value = ord(c) - 48
+        if i + 1 < len(s) and "0" <= s[i + 1] <= "7":
+            i += 1
+            value = value * 8 + ord(s[i]) - 48
+            if i + 1 < len(s) and "0" <= s[i + 1] <= "7":
+                i += 1
+                value = value * 8 + ord(s[i]) - 48
+        return chr(value & 0xFF), i + 1
+    if c == "x":
+        value = 0
+        if i + 1 < len(s) and s[i + 1] in "0123456789abcdefABCDEF":
+            i += 1
+            value = int(s[i], 16)
+            if i + 1 < len(s) and s[i + 1] in "0123456789abcdefABCDEF":
+                i += 1
+                value = value * 16 + int(s[i], 16)
+        return chr(value), i + 1
+    return {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}.get(c, c), i + 1
+
+
+def dequote(s, i):
+    """Exim's string_dequote(): a word, or a quoted string with escapes, from s[i]."""
+    out = []
+    n = len(s)
+    while i < n and s[i] not in _SPACE:
+        if s[i] == '"':
+            i += 1
+            while i < n and s[i] != '"':
+                if s[i] == "\\" and i + 1 < n:
+                    c, i = interpret_escape(s, i)
+                    out.append(c)
+                else:
+                    out.append(s[i])
+                    i += 1
+            if i < n:
+                i += 1
+        else:
+            out.append(s[i])
+            i += 1
+    return "".join(out), i
+
+
+def split_command(text):
+    """A ${run} / pipe command line split into arguments as Exim does:
+    white space separates, '...' quotes literally, "..." quotes with escapes."""
+    args = []
+    i = 0
+    n = len(text)
+    while True:
+        while i < n and text[i] in _SPACE:
+            i += 1
+        if i >= n:
+            return args
+        if text[i] == "'":
+            j = text.find("'", i + 1)
+            if j < 0:
+                j = n
+            args.append(text[i + 1:j])
+            i = j + 1
+        else:
+            arg, i = dequote(text, i)
+            args.append(arg)
