@@ -150,18 +150,17 @@ def _error(inv, message, logger=None, message_id=None):
 
 
 def _run_not_smtp_acl(config, env, logger):
-    """acl_not_smtp, when the ACL engine is part of this build; returns (ok, message)."""
-    if not config.main.acl_not_smtp or importlib.util.find_spec("exim_py.acl.engine") is None:
-        return True, None
-    engine = importlib.import_module("exim_py.acl.engine")
-    run_acl = getattr(engine, "run_acl", None)
-    if run_acl is None:
-        return True, None
-    result = run_acl("not_smtp", config=config, session=env.session, envelope=env, logger=logger)
-    verdict = getattr(result, "verdict", result)
-    if verdict in ("accept", "discard", True, "OK", 0):
-        return True, None
-    return False, getattr(result, "message", None) or "rejected by non-SMTP ACL"
+    """acl_not_smtp (spec "The non-SMTP ACLs"); returns the ACL result, or None when unset."""
+    if not config.main.acl_not_smtp:
+        return None
+    from exim_py.acl.context import AclContext
+    from exim_py.acl.engine import run_acl
+    from exim_py.receive import make_header
+    result = run_acl("not_smtp", config.main.acl_not_smtp, AclContext(config, env.session, env, log=logger))
+    if result.accepted:
+        for _, text in result.effects.added_headers:
+            env.headers.append(make_header(text))
+    return result
 
 
 def deliver_after_receipt(inv, config, spool, logger, message_id):
@@ -230,11 +229,13 @@ def submit(inv, config, stdin=None, caller=None):
         text = "no recipients found in headers" if inv.extract_recipients else "no recipients in message"
         return _error(inv, text, logger, env.message_id)
 
-    ok, why = _run_not_smtp_acl(config, env, logger)
-    if not ok:
-        logger.reject("F=<%s> rejected by non-SMTP ACL: %s" % (env.sender, why),
-                      headers=env.headers)
-        return _error(inv, why)
+    acl = _run_not_smtp_acl(config, env, logger)
+    if acl is not None and not acl.accepted:
+        logger.reject("F=<%s> rejected by non-SMTP ACL: %s" % (env.sender, acl.log_message or acl.user_message),
+                      env.message_id, headers=env.headers, sender=env.sender, recipients=env.recipients)
+        return _error(inv, "message rejected by non-SMTP ACL: %s" % (acl.user_message or "local configuration problem"))
+    if acl is not None and acl.rc == "discard":
+        return 0   # accepted and thrown away, as "discard" does
 
     env.spool_extra["received_time_complete"] = "%.6f" % time.time()
     message_id = spool.store(env, body, msglog_received_line(env, logger))

@@ -1,0 +1,229 @@
+"""The spool against real Exim 4.96: the same -H files, queue listings, and Exim's queue tools."""
+
+import os
+import pwd
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+
+from twisted.trial.unittest import TestCase
+
+from exim_py.envelope import Envelope, Header, Recipient
+from exim_py.spool import Spool
+from exim_py.spool import format as spoolformat
+from tests.support.peers import RealExim, require_command, run_exim_py
+
+MESSAGE = b"Subject: cross check\nTo: user@localhost,\n  other@example.com\n\nbody line\n\n.\nmore\n"
+
+CONFIG = """\
+spool_directory = {spool}
+log_file_path = {spool}/log/%slog
+keep_environment =
+host_lookup =
+qualify_domain = example.org
+primary_hostname = mx.example.org
+dsn_advertise_hosts = *
+acl_smtp_rcpt = accept_all
+begin acl
+accept_all:
+  accept
+begin routers
+r1:
+  driver = accept
+  transport = t1
+begin transports
+t1:
+  driver = appendfile
+  file = /dev/null
+"""
+
+
+def normalise(data, message_id):
+    """A -H file with what differs between two runs (id, times, dates) replaced by fixed text."""
+    text = data.decode("utf-8", "surrogateescape").replace(message_id, "ID")
+    text = re.sub(r"\w{3}, \d+ \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4}", "DATE", text)
+    lines = text.split("\n")
+    lines[3] = re.sub(r"^\d+", "TIME", lines[3])
+    out = []
+    for line in lines:
+        line = re.sub(r"^(-received_time_usec) .*", r"\1 X", line)
+        line = re.sub(r"^(-received_time_complete) .*", r"\1 X", line)
+        line = re.sub(r"^(--host_address \[[^\]]+\]):\d+", r"\1:PORT", line)
+        out.append(line)
+    # Header sizes change with the length of the date: drop the counts.
+    return [re.sub(r"^\d{3,}(.) ", r"NNN\1 ", line) for line in out]
+
+
+class EximSpool:
+    """A spool directory and configuration for real exim4, and one for exim_py beside it."""
+
+    def __init__(self):
+        self.exim = RealExim()
+        self.spool = os.path.join(self.exim.dir, "spool")
+        os.mkdir(self.spool)
+        exim_user = pwd.getpwnam("Debian-exim")
+        os.chown(self.spool, exim_user.pw_uid, exim_user.pw_gid)
+        self.config = self.exim.write_config(CONFIG.format(spool=self.spool))
+        self.py_spool = tempfile.mkdtemp(prefix="exim-py-spool-")
+        self.py_config = os.path.join(self.py_spool, "exim.conf")
+        with open(self.py_config, "w") as f:
+            f.write(CONFIG.format(spool=self.py_spool))
+
+    def exim_ids(self):
+        return sorted(n[:-2] for n in os.listdir(os.path.join(self.spool, "input")) if n.endswith("-H"))
+
+    def read_exim(self, message_id):
+        with open(os.path.join(self.spool, "input", message_id + "-H"), "rb") as f:
+            return f.read()
+
+    def cleanup(self):
+        self.exim.cleanup()
+        shutil.rmtree(self.py_spool, ignore_errors=True)
+
+
+class CrossCheckTests(TestCase):
+    """exim_py writes and reads the spool as Exim 4.96 does."""
+
+    def setUp(self):
+        self.env = EximSpool()
+        self.addCleanup(self.env.cleanup)
+
+    def exim(self, args, input=MESSAGE):
+        out = subprocess.run([self.env.exim.binary, "-C", self.env.config] + args, input=input,
+                             capture_output=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return out
+
+    def test_local_submission_same_header_file(self):
+        """`-odq -f sender rcpts` gives a -H file identical to Exim's once ids and times are normalised."""
+        args = ["-odq", "-f", "someone@x.example", "user@localhost", "other@example.com"]
+        self.exim(args)
+        [exim_id] = self.env.exim_ids()
+        result = run_exim_py(["-C", self.env.py_config] + args, input=MESSAGE.decode())
+        self.assertEqual(result.returncode, 0, result.stderr)
+        spool = Spool(self.env.py_spool)
+        [py_id] = list(spool.message_ids())
+        with open(spool.header_path(py_id), "rb") as f:
+            ours = f.read()
+        self.assertEqual(normalise(ours, py_id), normalise(self.env.read_exim(exim_id), exim_id))
+        with open(spool.body_path(py_id), "rb") as f:
+            self.assertEqual(f.read(), py_id.encode() + b"-D\nbody line\n\n")
+
+    def test_local_submission_untrusted_style(self):
+        """Without -f: -auth_id, -auth_sender and -local as Exim writes them; -t takes the header's recipients."""
+        args = ["-odq", "-t", "-oi", "extra@example.net"]
+        message = MESSAGE.replace(b"\n\n", b"\nBcc: hidden@example.net\nReturn-path: <x@y>\n\n", 1)
+        self.exim(args, message)
+        [exim_id] = self.env.exim_ids()
+        result = run_exim_py(["-C", self.env.py_config] + args, input=message.decode())
+        self.assertEqual(result.returncode, 0, result.stderr)
+        spool = Spool(self.env.py_spool)
+        [py_id] = list(spool.message_ids())
+        with open(spool.header_path(py_id), "rb") as f:
+            ours = f.read()
+        self.assertEqual(normalise(ours, py_id), normalise(self.env.read_exim(exim_id), exim_id))
+
+    def test_reads_exim_smtp_message(self):
+        """read() understands an SMTP message Exim spooled (host, DSN, ACL variables) and rewrites it unchanged."""
+        session = (b"EHLO helo.example\r\nMAIL FROM:<s@x.y> RET=HDRS ENVID=abc+2Bdef\r\n"
+                   b"RCPT TO:<a@b.c> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;A@B.C\r\n"
+                   b"RCPT TO:<n@b.c> NOTIFY=NEVER\r\nRCPT TO:<p@b.c>\r\nDATA\r\n"
+                   b"From: me\r\n\r\nhello\r\n.\r\nQUIT\r\n")
+        self.exim(["-odq", "-bs", "-oMa", "10.1.2.3.4567", "-oMi", "10.0.0.1.25", "-oMs", "host.example"],
+                  session)
+        [exim_id] = self.env.exim_ids()
+        data = self.env.read_exim(exim_id)
+        env = Spool(self.env.spool).read(exim_id)
+        self.assertEqual(spoolformat.format_header_file(env), data)
+        s = env.session
+        self.assertEqual((s.sender_host_address, s.sender_host_port, s.sender_host_name, s.helo_name),
+                         ("10.1.2.3", 4567, "host.example", "helo.example"))
+        self.assertEqual((s.interface_address, s.interface_port), ("10.0.0.1", 25))
+        self.assertEqual([(r.address, r.dsn_notify, r.orcpt) for r in env.recipients],
+                         [("a@b.c", "SUCCESS,DELAY", "rfc822;A@B.C"), ("n@b.c", "NEVER", None),
+                          ("p@b.c", None, None)])
+        self.assertEqual((env.dsn_envid, env.dsn_ret), ("abc+2Bdef", "HDRS"))
+        self.assertEqual(env.headers[0].flag, "P")
+
+    def test_queue_listing_matches_exim(self):
+        """exim_py -bp, -bpu, -bpa, -bpc on a queue Exim made print what exim4 prints."""
+        self.exim(["-odq", "-f", "", "a@b.c"])
+        self.exim(["-odq", "-t", "-oi", "extra@q.example", "x@y.example"],
+                  b"To: x@y.example, z@w.example\nCc: c@d.example\n\nbody\n")
+        self.exim(["-odq", "-f", "big@example.org", "r1@example.org", "r2@example.org"],
+                  b"Subject: big\n\n" + b"x" * 70 + b"\n" * 1 + (b"y" * 99 + b"\n") * 200)
+        with open(self.env.py_config, "w") as f:
+            f.write(CONFIG.format(spool=self.env.spool))
+        outputs = {}
+        for flag in ("-bp", "-bpu", "-bpa", "-bpc"):
+            theirs = self.exim([flag], b"").stdout.decode()
+            ours = run_exim_py(["-C", self.env.py_config, flag])
+            self.assertEqual(ours.returncode, 0, ours.stderr)
+            self.assertEqual(ours.stdout, theirs, flag)
+            outputs[flag] = ours.stdout
+        self.assertIn("       +D extra@q.example\n", outputs["-bpa"])
+        self.assertIn("K ", outputs["-bp"])   # the big message's size is shown in K
+        self.assertEqual(outputs["-bpc"], "3\n")
+
+
+class QueueToolTests(TestCase):
+    """Exim's exiqgrep and exipick work on a queue exim_py wrote."""
+
+    def setUp(self):
+        require_command("exiqgrep", "Debian package exim4-base")
+        require_command("exipick", "Debian package exim4-base")
+        self.dir = tempfile.mkdtemp(prefix="queue-tools-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.config = os.path.join(self.dir, "exim.conf")
+        with open(self.config, "w") as f:
+            f.write("spool_directory = %s\nqualify_domain = example.org\n" % self.dir)
+        spool = Spool(self.dir)
+        self.ids = []
+        for i in range(100):
+            env = Envelope()
+            env.session.caller_name, env.session.caller_uid, env.session.caller_gid = "root", 0, 0
+            env.session.received_protocol = "local"
+            env.sender = "sender%d@example.org" % (i % 10)
+            env.recipients = [Recipient("rcpt%d@example.net" % i), Recipient("common@example.net")]
+            env.headers = [Header("Subject: message %d\n" % i)]
+            env.frozen = i % 25 == 0
+            if i % 2:
+                env.non_recipients = {"common@example.net"}
+            self.ids.append(spool.store(env, b"body %d\n" % i))
+        # exiqgrep runs "<exim> -bpu -C <config>": point it at exim_py.
+        self.wrapper = os.path.join(self.dir, "exim_py")
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        with open(self.wrapper, "w") as f:
+            f.write("#!/bin/sh\nPYTHONPATH=%s exec %s -m exim_py \"$@\"\n" % (root, sys.executable))
+        os.chmod(self.wrapper, stat.S_IRWXU)
+
+    def exiqgrep(self, *args):
+        out = subprocess.run([shutil.which("exiqgrep") or "/usr/sbin/exiqgrep", "-E", self.wrapper,
+                              "-C", self.config] + list(args), capture_output=True, text=True, timeout=120)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return out.stdout
+
+    def test_exiqgrep(self):
+        """exiqgrep counts, selects by sender and recipient, lists ids and frozen messages."""
+        self.assertIn("100 matches out of 100 messages", self.exiqgrep("-c"))
+        self.assertIn("10 matches out of 100 messages", self.exiqgrep("-c", "-f", "sender3@"))
+        self.assertEqual(self.exiqgrep("-i", "-r", "rcpt42@").split(), [self.ids[42]])
+        self.assertEqual(sorted(self.exiqgrep("-i", "-z").split()), sorted(self.ids[::25]))
+        # -bpu hides delivered recipients: common@ only on even-numbered messages.
+        self.assertIn("50 matches out of 100 messages", self.exiqgrep("-c", "-r", "common@"))
+
+    def test_exipick(self):
+        """exipick reads exim_py's -H files directly."""
+        exipick = shutil.which("exipick") or "/usr/sbin/exipick"
+        out = subprocess.run([exipick, "--spool", self.dir, "-i"], capture_output=True, text=True, timeout=120)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(sorted(out.stdout.split()), sorted(self.ids))
+        out = subprocess.run([exipick, "--spool", self.dir, "-i", "$sender_address eq sender7@example.org"],
+                             capture_output=True, text=True, timeout=120)
+        self.assertEqual(sorted(out.stdout.split()), sorted(self.ids[7::10]))
+        out = subprocess.run([exipick, "--spool", self.dir, "-c", "-z"], capture_output=True, text=True,
+                             timeout=120)
+        self.assertEqual(out.stdout.strip(), "4 matches out of 100 messages")
