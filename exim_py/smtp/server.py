@@ -673,11 +673,17 @@ class SMTPServerProtocol(protocol.Protocol):
             if reply is not None and not reply.ok:
                 self._send_reply(reply, 0, "")
                 return
+            try:
+                context = self.policy.tls_context(self.session)
+            except Exception:
+                log.err(None, "exim_py: TLS setup failed")
+                self._send(454, "TLS currently unavailable")
+                return
             # STARTTLS injection (CVE-2011-0411 family): anything the client
             # pipelined after STARTTLS was sent in clear and is thrown away.
             self._buffer = b""
             self._send(220, "TLS go ahead")
-            self.transport.startTLS(self.policy.tls_context(self.session))
+            self.transport.startTLS(context)
             self.tls_active = True
             # RFC 3207 4.2: forget everything learnt before TLS.
             self.helo_seen = False

@@ -64,19 +64,28 @@ def cipher_text(connection):
     return "%s:%s:%s" % (version, connection.get_cipher_name(), connection.get_cipher_bits())
 
 
+class _Connection(SSL.Connection):
+    """An OpenSSL connection that knows its SMTP session (for SNI and verification).
+
+    (Twisted keeps the connection's app data for itself.)
+    """
+
+    session = None
+    verify_failed = False
+
+
 @implementer(IOpenSSLServerConnectionCreator)
 class _Creator:
-    """Gives Twisted a Connection that carries its session (for SNI and verification)."""
+    """Gives Twisted a connection made from this session's context."""
 
     def __init__(self, server_tls, context, session):
         self.server_tls = server_tls
         self.context = context
         self.session = session
-        self.verify_failed = False
 
     def serverConnectionForTLS(self, tls_protocol):
-        connection = SSL.Connection(self.context, None)
-        connection.set_app_data(self)
+        connection = _Connection(self.context, None)
+        connection.session = self.session
         return connection
 
 
@@ -175,7 +184,7 @@ class ServerTLS:
                     ctx.load_verify_locations(None, cas)
                 else:
                     ctx.load_verify_locations(cas)
-                    ctx.set_client_ca_list([crypto.load_certificate(crypto.FILETYPE_PEM, pem)
+                    ctx.set_client_ca_list([crypto.load_certificate(crypto.FILETYPE_PEM, pem).get_subject()
                                             for pem in _pem_blocks(cas)])
             mode = SSL.VERIFY_PEER
             if verify == "require":
@@ -190,11 +199,10 @@ class ServerTLS:
         """Where OCSP stapling (tls_ocsp_file) attaches to a context; not yet offered."""
 
     def _servername(self, connection):
-        creator = connection.get_app_data()
         name = connection.get_servername()
         if name is None:
             return
-        session = creator.session
+        session = connection.session
         session.tls_sni = name.decode("ascii", "replace")
         connection.set_context(self._context(session))
 
@@ -211,7 +219,7 @@ class ServerTLS:
         cert = connection.get_peer_certificate()
         if cert is not None:
             session.tls_peerdn = peer_dn(cert.get_subject())
-            session.tls_certificate_verified = not connection.get_app_data().verify_failed
+            session.tls_certificate_verified = not connection.verify_failed
         else:
             session.tls_peerdn = None
             session.tls_certificate_verified = False
@@ -220,14 +228,14 @@ class ServerTLS:
 def _strict_verify(connection, cert, errno, depth, ok):
     """tls_verify_hosts: a certificate that does not verify ends the handshake."""
     if not ok:
-        connection.get_app_data().verify_failed = True
+        connection.verify_failed = True
     return bool(ok)
 
 
 def _try_verify(connection, cert, errno, depth, ok):
     """tls_try_verify_hosts: note the failure ($tls_in_certificate_verified) and go on."""
     if not ok:
-        connection.get_app_data().verify_failed = True
+        connection.verify_failed = True
     return True
 
 

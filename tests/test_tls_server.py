@@ -1,0 +1,218 @@
+"""Server-side TLS over loopback: STARTTLS, TLS-on-connect, client certificates,
+the $tls_in_* values, and STARTTLS command injection.
+
+Clients are real: openssl s_client and Python's ssl module.
+"""
+
+import socket
+import ssl
+import subprocess
+
+from twisted.internet import defer, reactor, threads
+from twisted.trial import unittest
+
+from exim_py.smtp.server import SMTPServerFactory
+from exim_py.smtp.tls import ServerTLS
+from tests.support import pki
+from tests.support.peers import require_command
+from tests.test_smtp_server import make_policy
+
+_PKI = None
+
+
+def shared_pki():
+    """One PKI for the whole module (making keys is the slow part)."""
+    global _PKI
+    if _PKI is None:
+        _PKI = pki.standard()
+    return _PKI
+
+
+class Client:
+    """A blocking SMTP client on a raw socket, to control exactly what is sent when."""
+
+    def __init__(self, port, tls_on_connect=False, context=None, server_name=None):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if tls_on_connect:
+            self.sock = context.wrap_socket(self.sock, server_hostname=server_name)
+        self.file = self.sock.makefile("rb")
+
+    def reply(self):
+        lines = []
+        while True:
+            line = self.file.readline().decode()
+            if not line:
+                return lines
+            lines.append(line.rstrip("\r\n"))
+            if line[3:4] != "-":
+                return lines
+
+    def send(self, data):
+        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
+
+    def command(self, line):
+        self.send(line + "\r\n")
+        return self.reply()
+
+    def starttls(self, context, server_name=None):
+        self.sock = context.wrap_socket(self.sock, server_hostname=server_name)
+        self.file = self.sock.makefile("rb")
+
+    def close(self):
+        self.sock.close()
+
+
+def client_context(cert=None):
+    ctx = ssl.create_default_context(cafile=shared_pki().ca_path)
+    if cert is not None:
+        ctx.load_cert_chain(cert.cert_path, cert.key_path)
+    return ctx
+
+
+class TLSServerTests(unittest.TestCase):
+    """STARTTLS and TLS-on-connect with the certificates from tests.support.pki."""
+
+    def start(self, extra="", tls_on_connect=False):
+        p = shared_pki()
+        conf = "tls_certificate = %s\ntls_privatekey = %s\n%s" % (
+            p.ecdsa.chain_path, p.ecdsa.key_path, extra)
+        policy, spool = make_policy(self, conf)
+        policy.tls = ServerTLS.from_config(policy.config, policy)
+        self.policy, self.spool = policy, spool
+        port = reactor.listenTCP(0, SMTPServerFactory(policy, tls_on_connect=tls_on_connect),
+                                 interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        return port.getHost().port
+
+    @defer.inlineCallbacks
+    def test_starttls_then_message(self):
+        """STARTTLS is offered, the chain verifies, and the message records the cipher."""
+        port = self.start()
+
+        def run():
+            c = Client(port)
+            c.reply()
+            ehlo = c.command("EHLO client.example")
+            assert "250-STARTTLS" in ehlo, ehlo
+            assert c.command("STARTTLS") == ["220 TLS go ahead"]
+            c.starttls(client_context(), "mx.test.example")
+            after = c.command("EHLO client.example")
+            out = [c.command("MAIL FROM:<a@b.example>"), c.command("RCPT TO:<c@d.example>"),
+                   c.command("DATA")]
+            c.send("Subject: tls\r\n\r\nsecret\r\n.\r\n")
+            out.append(c.reply())
+            c.command("QUIT")
+            c.close()
+            return after, out
+        after, out = yield threads.deferToThread(run)
+        self.assertNotIn("250-STARTTLS", after)
+        self.assertTrue(out[-1][0].startswith("250 OK id="), out)
+        env = self.spool.read(list(self.spool.message_ids())[0])
+        self.assertEqual(env.session.received_protocol, "esmtps")
+        self.assertTrue(env.session.tls_cipher.startswith("TLS1.3:"), env.session.tls_cipher)
+
+    @defer.inlineCallbacks
+    def test_openssl_s_client_sees_the_chain(self):
+        """openssl s_client -starttls smtp verifies the server's chain against the root."""
+        openssl = require_command("openssl")
+        port = self.start()
+        result = yield threads.deferToThread(
+            subprocess.run, [openssl, "s_client", "-connect", "127.0.0.1:%d" % port, "-starttls", "smtp",
+                             "-CAfile", shared_pki().ca_path, "-verify_return_error", "-brief", "-nocommands", "-ign_eof"],
+            input="QUIT\r\n", capture_output=True, text=True, timeout=20)
+        self.assertIn("Verification: OK", result.stderr)
+        self.assertIn("221 mx.test.example closing connection", result.stdout)
+
+    @defer.inlineCallbacks
+    def test_tls_on_connect(self):
+        """On a tls_on_connect port the banner comes inside TLS."""
+        port = self.start(tls_on_connect=True)
+
+        def run():
+            c = Client(port, tls_on_connect=True, context=client_context(), server_name="mx.test.example")
+            banner = c.reply()
+            ehlo = c.command("EHLO client.example")
+            c.close()
+            return banner, ehlo
+        banner, ehlo = yield threads.deferToThread(run)
+        self.assertEqual(banner, ["220 mx.test.example ESMTP Exim 4.96"])
+        self.assertNotIn("250-STARTTLS", ehlo)
+
+    @defer.inlineCallbacks
+    def test_starttls_injection_is_discarded(self):
+        """Commands pipelined in clear after STARTTLS never run (sync off so they reach us)."""
+        port = self.start("smtp_enforce_sync = false")
+
+        def run():
+            c = Client(port)
+            c.reply()
+            c.command("EHLO client.example")
+            c.send("STARTTLS\r\nMAIL FROM:<injected@evil.example>\r\n")
+            go = c.reply()
+            c.starttls(client_context(), "mx.test.example")
+            c.command("EHLO client.example")
+            # had the injected MAIL run, this would be "503 sender already given"
+            mail = c.command("MAIL FROM:<a@b.example>")
+            c.close()
+            return go, mail
+        go, mail = yield threads.deferToThread(run)
+        self.assertEqual(go, ["220 TLS go ahead"])
+        self.assertEqual(mail, ["250 OK"])
+
+    @defer.inlineCallbacks
+    def test_starttls_injection_with_sync_is_dropped(self):
+        """With smtp_enforce_sync (the default), input after STARTTLS is a sync error."""
+        port = self.start()
+
+        def run():
+            c = Client(port)
+            c.reply()
+            c.command("EHLO client.example")
+            c.send("STARTTLS\r\nMAIL FROM:<injected@evil.example>\r\n")
+            out = c.reply()
+            c.close()
+            return out
+        self.assertEqual((yield threads.deferToThread(run)), ["554 SMTP synchronization error"])
+
+    @defer.inlineCallbacks
+    def test_state_reset_after_starttls(self):
+        """RFC 3207 4.2: a MAIL given before STARTTLS is forgotten."""
+        port = self.start()
+
+        def run():
+            c = Client(port)
+            c.reply()
+            c.command("EHLO client.example")
+            c.command("MAIL FROM:<a@b.example>")
+            c.command("STARTTLS")
+            c.starttls(client_context(), "mx.test.example")
+            c.command("EHLO client.example")
+            out = c.command("RCPT TO:<c@d.example>")
+            c.close()
+            return out
+        self.assertEqual((yield threads.deferToThread(run)), ["503 sender not yet given"])
+
+    @defer.inlineCallbacks
+    def test_client_certificate_verified(self):
+        """tls_verify_hosts: a client certificate from the trusted CA is accepted and recorded."""
+        p = shared_pki()
+        port = self.start("tls_verify_hosts = *\ntls_verify_certificates = %s" % p.ca_path)
+
+        def run(cert):
+            c = Client(port)
+            c.reply()
+            c.command("EHLO client.example")
+            c.command("STARTTLS")
+            try:
+                c.starttls(client_context(cert), "mx.test.example")
+                return c.command("EHLO client.example")
+            except (ssl.SSLError, OSError) as e:
+                return e
+            finally:
+                c.close()
+        good = yield threads.deferToThread(run, p.client)
+        self.assertEqual(good[0], "250-mx.test.example Hello client.example [127.0.0.1]")
+        bad = yield threads.deferToThread(run, None)
+        self.assertIsInstance(bad, (ssl.SSLError, OSError, list))
+        if isinstance(bad, list):
+            self.assertEqual(bad, [], "a client without a certificate must not get an EHLO reply")
