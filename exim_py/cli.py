@@ -139,9 +139,9 @@ def parse_args(argv):
                 raise UsageError("macro name set by -D must start with an upper-case letter: %r" % name)
             inv.macros[name] = value.strip() if eq else ""
         elif a == "-bV":
-            inv.mode = "version"
+            inv.mode, inv.mode_flag = "version", a
         elif a == "-bP":
-            inv.mode = "print_options"
+            inv.mode, inv.mode_flag = "print_options", a
         elif a in ("-be", "-bem"):
             inv.mode, inv.mode_flag = "expand", a
             if a == "-bem":

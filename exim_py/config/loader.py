@@ -33,6 +33,9 @@ from exim_py.errors import ConfigError
 NamedList = collections.namedtuple("NamedList", "kind name value cache filename line")
 DriverConfig = collections.namedtuple("DriverConfig", "kind name driver options filename line")
 
+_LOCAL_PART_PRECONDITIONS = ("local_parts", "condition", "local_part_prefix", "local_part_suffix",
+                             "senders", "require_files")
+
 _LIST_KINDS = (("domainlist", "domain", "domain list"), ("hostlist", "host", "host list"),
                ("addresslist", "address", "address list"),
                ("localpartlist", "localpart", "local part list"))
@@ -341,9 +344,10 @@ class Loader:
             return
         if module is None:
             return
-        if kind == "router" and not values.is_set("retry_use_local_part") \
-                and values["check_local_user"]:
-            # Exim: unless set, retry_use_local_part follows check_local_user.
+        if kind == "router" and not values.is_set("retry_use_local_part") and (
+                values["check_local_user"] or any(values[o] is not None for o in _LOCAL_PART_PRECONDITIONS)):
+            # Spec "Generic options for routers", retry_use_local_part: true
+            # by default when routing may depend on the local part.
             values._store("retry_use_local_part", True, given=False)
         dconf = DriverConfig(kind, name, values["driver"], values, filename, line)
         check = getattr(module, "validate", None)

@@ -186,6 +186,8 @@ class Reader:
     def __iter__(self):
         try:
             f = self._open(self.path)
+        except FileNotFoundError:
+            raise ConfigError("non-existent configuration file(s): %s" % self.path)
         except OSError as e:
             raise ConfigError("failed to open configuration file %s: %s"
                               % (self.path, e.strerror or e))
