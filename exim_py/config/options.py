@@ -14,6 +14,7 @@ import pwd
 import re
 
 from exim_py.errors import ConfigError
+from exim_py.expand.lists import split_list
 
 # Option types (see HACKING.rst for the Python type of each value).
 BOOL = "boolean"
@@ -241,31 +242,6 @@ def format_time(seconds):
     return sign + out
 
 
-def split_colon_list(text):
-    """Split an Exim list with the default ``:`` separator (``<`` changes it, doubled separators escape)."""
-    sep = ":"
-    s = text.strip()
-    if s.startswith("<") and len(s) > 1 and not s[1].isalnum() and not s[1].isspace():
-        sep, s = s[1], s[2:]
-    items = []
-    cur = []
-    i = 0
-    while i < len(s):
-        if s[i] == sep:
-            if s[i + 1:i + 2] == sep:
-                cur.append(sep)
-                i += 2
-                continue
-            items.append("".join(cur).strip())
-            cur = []
-        else:
-            cur.append(s[i])
-        i += 1
-    if "".join(cur).strip() or items:
-        items.append("".join(cur).strip())
-    return [x for x in items if x]
-
-
 def find_user(name):
     """A passwd entry for a user name or number (Exim's route_finduser), or None."""
     if name.isdigit():
@@ -413,11 +389,11 @@ class SettingParser:
         if t == UID or t == GID:
             return self._id(values, opt, name, value)
         if t == UIDLIST:
-            for item in split_colon_list(value):
+            for item in split_list(value):
                 if find_user(item) is None:
                     raise self.error("user %s was not found" % item)
         elif t == GIDLIST:
-            for item in split_colon_list(value):
+            for item in split_list(value):
                 if find_group(item) is None:
                     raise self.error("group %s was not found" % item)
         if opt.repeat and values.is_set(opt.name) and values[opt.name] is not None:
@@ -574,7 +550,7 @@ def format_value(opt, value, hidden=False):
             return "%s = %d" % (name, value)
     if t in (UIDLIST, GIDLIST):
         names = []
-        for item in split_colon_list(value):
+        for item in split_list(value):
             if t == UIDLIST:
                 names.append(_uid_name(find_user(item).pw_uid))
             else:

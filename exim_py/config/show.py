@@ -10,7 +10,8 @@ from exim_py import EXIM_COMPAT_VERSION, __version__, registry
 from exim_py.cli import config_path
 from exim_py.config import features
 from exim_py.config.loader import load, load_collecting
-from exim_py.config.options import format_value, split_colon_list, find_group
+from exim_py.config.options import find_group, format_value
+from exim_py.expand.lists import split_list
 
 
 def version_mode(inv):
@@ -48,7 +49,7 @@ def is_admin(config):
     groups = set(os.getgroups()) | {os.getegid()}
     admin_groups = config.main["admin_groups"]
     if admin_groups:
-        return any(find_group(g) in groups for g in split_colon_list(admin_groups))
+        return any(find_group(g) in groups for g in split_list(admin_groups))
     return False
 
 
