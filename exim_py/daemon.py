@@ -132,10 +132,12 @@ def listen_addresses(config, override=None):
 class SMTPListeners(service.MultiService):
     """All SMTP listening ports, sharing one policy and one connection count."""
 
-    def __init__(self, policy, addresses, reactor=None):
+    def __init__(self, policy, addresses, reactor=None, grace=10.0):
         super().__init__()
         from exim_py.smtp.server import SMTPServerFactory
         self.policy = policy
+        self.reactor = reactor
+        self.grace = grace
         self.factories = []
         self.connections = set()
         self.ports = []
@@ -152,16 +154,63 @@ class SMTPListeners(service.MultiService):
         for factory in self.factories:
             factory.policy = policy
 
-    def drain(self, timeout=30.0, reactor=None):
-        """After stopping the listeners: wait (bounded) for open sessions and queued spool writes."""
-        if reactor is None:
-            from twisted.internet import reactor
+    def stopService(self):
+        """Stop listening, let open sessions finish (bounded), then make queued writes durable.
+
+        A session still open after ``grace`` seconds is told 421 and closed:
+        its message, if any, was not acknowledged, so the client keeps it.
+        Messages already acknowledged are on disk before their 250.
+        """
+        stopped = defer.maybeDeferred(super().stopService)
+        stopped.addCallback(lambda _: self._drain())
+        return stopped
+
+    def _drain(self):
+        from twisted.internet import reactor as default_reactor
+        reactor = self.reactor or default_reactor
         waits = [p.finished for p in list(self.connections)]
-        done = defer.DeferredList(waits) if waits else defer.succeed(None)
-        done.addTimeout(timeout, reactor)
-        done.addErrback(lambda _: None)
-        done.addCallback(lambda _: self.policy.spool_writer.flush())
+        if not waits:
+            return self.policy.spool_writer.flush()
+        done = defer.Deferred()
+        gather = defer.DeferredList(waits)
+        timer = reactor.callLater(self.grace, self._abandon)
+        gather.addCallback(lambda _: timer.active() and timer.cancel())
+        gather.addCallback(lambda _: self.policy.spool_writer.flush())
+        gather.chainDeferred(done)
         return done
+
+    def _abandon(self):
+        for p in list(self.connections):
+            p.shutdown()
+
+
+class ReloadOnHangup(service.Service):
+    """SIGHUP: read the configuration again; use it only if it loads cleanly."""
+
+    def __init__(self, listeners, inv, reactor=None):
+        self.listeners = listeners
+        self.inv = inv
+        self.reactor = reactor
+
+    def startService(self):
+        super().startService()
+        from twisted.internet import reactor as default_reactor
+        reactor = self.reactor or default_reactor
+        self._previous = signal.signal(signal.SIGHUP, lambda *a: reactor.callFromThread(self.reload))
+
+    def stopService(self):
+        super().stopService()
+        signal.signal(signal.SIGHUP, self._previous or signal.SIG_DFL)
+
+    def reload(self):
+        try:
+            new = load_config(self.inv)
+            policy = build_policy(new, self.inv, reactor=self.reactor)
+        except (ConfigError, UsageError, OSError) as e:
+            sys.stderr.write("exim_py: SIGHUP: configuration not reloaded:\n%s\n" % e)
+            return False
+        self.listeners.set_policy(policy)
+        return True
 
 
 def build_service(config, inv, reactor=None):
@@ -171,6 +220,9 @@ def build_service(config, inv, reactor=None):
     listeners = SMTPListeners(policy, listen_addresses(config, inv.listen), reactor)
     listeners.setName("smtp")
     listeners.setServiceParent(top)
+    reloader = ReloadOnHangup(listeners, inv, reactor)
+    reloader.setName("reload")
+    reloader.setServiceParent(top)
     if inv.queue_interval:
         runner = _module("exim_py.delivery.queuerun")
         if runner is not None and hasattr(runner, "run_queue"):
@@ -208,7 +260,6 @@ def daemon_mode(inv):
 
     config = load_config(inv)
     top = build_service(config, inv)
-    listeners = top.getServiceNamed("smtp")
     top.privilegedStartService()
     if not inv.daemon_foreground:
         _daemonize()
@@ -219,23 +270,12 @@ def daemon_mode(inv):
             f.write("%d\n" % os.getpid())
         os.rename(tmp, pid_path)
 
-    def reload_config():
-        try:
-            new = load_config(inv)
-            policy = build_policy(new, inv)
-        except (ConfigError, UsageError) as e:
-            sys.stderr.write("exim_py: SIGHUP: configuration not reloaded:\n%s\n" % e)
-            return
-        listeners.set_policy(policy)
-
     def shutdown():
         d = defer.maybeDeferred(top.stopService)
-        d.addCallback(lambda _: listeners.drain())
         d.addBoth(lambda _: reactor.stop())
 
     signal.signal(signal.SIGTERM, lambda *a: reactor.callFromThread(shutdown))
     signal.signal(signal.SIGINT, lambda *a: reactor.callFromThread(shutdown))
-    signal.signal(signal.SIGHUP, lambda *a: reactor.callFromThread(reload_config))
     reactor.callWhenRunning(top.startService)
     reactor.run(installSignalHandlers=False)
     if pid_path:

@@ -277,6 +277,12 @@ class SMTPServerProtocol(protocol.Protocol):
             return self._drop()
         self._synprot(500, "unrecognized command")
 
+    def shutdown(self):
+        """The daemon is stopping: Exim's 421 and close; an unfinished message is abandoned."""
+        if not self._closing:
+            self._send(421, "%s: Service not available - closing connection" % self.policy.hostname(self.session))
+            self._drop()
+
     def _drop(self):
         self._closing = True
         self._cancel_timeout()
