@@ -306,16 +306,21 @@ def _verify_address(run, key, what, options):
     else:
         run.log = "verify = header_sender is not supported by exim_py"
         return ERROR
-    defer_ok = any(o.lower() == "defer_ok" for o in options)
+    lowered = [o.lower() for o in options]
+    defer_ok = "defer_ok" in lowered
     if importlib.util.find_spec("exim_py.delivery.verify") is None:
         rc, user, log = DEFER, None, ("address verification is not available "
                                       "(exim_py.delivery.verify is missing)")
     else:
         module = importlib.import_module("exim_py.delivery.verify")
-        outcome = module.verify_address(address, run.ctx.config, is_recipient=(key == "recipient"),
-                                        options=options, ctx=run.ctx)
-        rc = {"ok": OK, "fail": FAIL, "defer": DEFER}[outcome.result]
+        outcome = module.verify_address(
+            address, run.ctx.expand_ctx, kind=key,
+            options={"success_on_redirect": "success_on_redirect" in lowered})
+        rc = {"ok": OK, "fail": FAIL}.get(str(outcome.code).lower(), DEFER)
         user, log = outcome.user_message, outcome.message
+        if outcome.address_data is not None:
+            run.ctx.set_variable("address_data" if key == "recipient" else "sender_address_data",
+                                 outcome.address_data)
     if rc == DEFER and defer_ok:
         return OK
     if key == "recipient":

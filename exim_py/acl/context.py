@@ -91,7 +91,6 @@ class AclContext:
         self.host_checking = host_checking
         self.dns_cache = dns_cache if dns_cache is not None else {}
         self.resolver = resolver
-        self.warned = set()
         # Set by a failed verify = sender, for the extra reply line and log
         # line replies.py adds (keys: address, result, message, user_message, told).
         self.sender_verify_failed = None

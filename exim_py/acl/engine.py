@@ -370,8 +370,14 @@ def _warn(run, user, log):
     ctx = run.ctx
     if log is not None and log != user:
         line = "%s Warning: %s" % (host_and_ident(ctx), log)
-        if line not in ctx.warned:
-            ctx.warned.add(line)
+        # Exim logs each distinct warning once per message (per connection
+        # before MAIL), whichever ACL run it comes from.
+        holder = ctx.envelope if ctx.envelope is not None else ctx.session
+        logged = getattr(holder, "acl_warn_logged", None)
+        if logged is None:
+            logged = holder.acl_warn_logged = set()
+        if line not in logged:
+            logged.add(line)
             ctx.write_log(line)
     if user is None:
         return

@@ -10,29 +10,10 @@ import re
 import socket
 
 from exim_py.acl.phases import CONTROLS, WHERE_NAMES
+from exim_py.config.options import read_time
+from exim_py.log import printing
 
 OK, ERROR = "accept", "error"
-
-_TIME_PART = re.compile(r"(\d+)([wdhms]?)")
-_TIME_UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1, "": 1}
-
-
-def read_time(text):
-    """Exim's time value ("1h30m", "45s", "30") in seconds, or None if malformed."""
-    text = text.strip()
-    if not text:
-        return None
-    total, pos = 0, 0
-    while pos < len(text):
-        m = _TIME_PART.match(text, pos)
-        if not m or m.end() == pos:
-            return None
-        total += int(m.group(1)) * _TIME_UNITS[m.group(2)]
-        pos = m.end()
-        if not m.group(2) and pos < len(text):
-            return None
-    return total
-
 
 _POSITIONS = (":after_received:", ":at_start_rfc:", ":at_start:", ":at_end:")
 _HEADER_START = re.compile(r"[\x21-\x39\x3b-\x7e]+:")
@@ -103,25 +84,8 @@ def _logwrite(run, item, arg):
                 text = ':unknown log name in "%s" in "logwrite" in %s ACL' % (
                     arg, WHERE_NAMES[run.where])
                 break
-    run.ctx.write_log(_printing(text.lstrip()), tuple(targets or ["main"]))
+    run.ctx.write_log(printing(text.lstrip()), tuple(targets or ["main"]))
     return OK
-
-
-def _printing(text):
-    """Exim's string_printing: escape non-printing characters for a log line."""
-    out = []
-    for ch in text:
-        if ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 32 or ord(ch) == 127:
-            out.append("\\%03o" % ord(ch))
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 def _log_reject_target(run, item, arg):
@@ -141,8 +105,8 @@ def _log_reject_target(run, item, arg):
 
 
 def _delay(run, item, arg):
-    seconds = read_time(arg)
-    if seconds is None:
+    seconds = read_time(arg.strip())
+    if seconds < 0:
         run.log = ('syntax error in argument for "delay" modifier: "%s" is not a time value'
                    % arg)
         return ERROR

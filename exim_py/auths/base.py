@@ -206,6 +206,19 @@ class AuthenticatorBase:
     def expand(string, ctx):
         return importlib.import_module("exim_py.expand").expand(string, ctx)
 
+    def expand_for(self, string, ctx, exchange):
+        """Expand for a server exchange: (value, None), or (None, FAIL) after a
+        forced failure, or (None, DEFER) with the reason recorded."""
+        try:
+            return self.expand(string, ctx), None
+        except ExpansionError as e:
+            if e.forced:
+                return None, FAIL
+            exchange.defer_message = str(e)
+        except LookupDefer as e:
+            exchange.defer_message = str(e)
+        return None, DEFER
+
     @staticmethod
     def set_auth_vars(ctx, values):
         """$auth1..$auth3 (and $1..$n, for old configurations) from ``values``."""
@@ -227,16 +240,9 @@ class AuthenticatorBase:
         """
         if self.server_condition is None:
             return default
-        try:
-            value = self.expand(self.server_condition, ctx)
-        except ExpansionError as e:
-            if e.forced:
-                return FAIL
-            exchange.defer_message = str(e)
-            return DEFER
-        except LookupDefer as e:
-            exchange.defer_message = str(e)
-            return DEFER
+        value, failed = self.expand_for(self.server_condition, ctx, exchange)
+        if failed:
+            return failed
         low = value.lower()
         if value in ("", "0") or low in ("no", "false"):
             return FAIL

@@ -15,9 +15,8 @@ import os
 import socket
 import time
 
-from exim_py.auths.base import DEFER, FAIL, OK, UNEXPECTED, AuthenticatorBase
+from exim_py.auths.base import FAIL, OK, UNEXPECTED, AuthenticatorBase
 from exim_py.config.options import STRING, Option, OptionTable
-from exim_py.errors import ExpansionError, LookupDefer
 
 OPTIONS = OptionTable([
     Option("client_name", STRING, None, "the name the client sends (default: primary_hostname)",
@@ -68,16 +67,9 @@ class Authenticator(AuthenticatorBase):
         if not space or len(digest) != 32:
             return FAIL
         self.set_auth_vars(ctx, [name])
-        try:
-            secret = self.expand(self.server_secret, ctx)
-        except ExpansionError as e:
-            if e.forced:
-                return FAIL
-            exchange.defer_message = str(e)
-            return DEFER
-        except LookupDefer as e:
-            exchange.defer_message = str(e)
-            return DEFER
+        secret, failed = self.expand_for(self.server_secret, ctx, exchange)
+        if failed:
+            return failed
         # Exim compares against lower-case hex only.
         if not hmac.compare_digest(cram_digest(secret, challenge).encode("ascii"), digest):
             return FAIL

@@ -1,0 +1,139 @@
+"""Differential testing of ACLs: the same configuration and SMTP dialogue through
+real Exim's ``-bh`` host checking and through exim_py's ACL engine.
+
+``exim_dialogue`` returns Exim's replies (one list of lines per command) and
+its rejection log lines; ``our_dialogue`` runs the same commands through
+``run_acl`` and ``replies.rejection`` the way the SMTP server does.  For
+commands the ACL accepts only the first digit of the reply is compared (the
+acceptance texts belong to the SMTP server, not to the ACL engine).
+"""
+
+import re
+
+from exim_py.acl import AclContext, run_acl
+from exim_py.acl import replies
+from exim_py.config import load
+from exim_py.envelope import Envelope, Recipient, Session
+from tests.support.acl import ListLog
+from tests.support.peers import RealExim
+
+EXIM_MAIN = """\
+keep_environment =
+host_lookup =
+rfc1413_hosts =
+primary_hostname = test.example
+tls_advertise_hosts =
+log_selector = -tls_cipher -tls_certificate_verified
+"""
+
+_LOG_KEEP = re.compile(r"rejected|Warning:|configured error code|sender verify")
+
+
+def split_replies(text):
+    """Reply lines grouped per reply (a group ends at a line with a space after the code)."""
+    groups, current = [], []
+    for line in text.splitlines():
+        if not re.match(r"^\d\d\d[ -]", line):
+            continue
+        current.append(line)
+        if line[3] == " ":
+            groups.append(current)
+            current = []
+    return groups
+
+
+def exim_dialogue(testcase, main, acls, commands, address="1.2.3.4"):
+    """(replies after the banner, kept log lines) from ``exim4 -bh``."""
+    exim = RealExim()
+    testcase.addCleanup(exim.cleanup)
+    path = exim.write_config(EXIM_MAIN + main + "\nbegin acl\n" + acls + "\n")
+    out = exim.run(path, ["-bh", address], input="".join(c + "\r\n" for c in commands))
+    groups = split_replies(out.stdout)
+    logs = [line[5:] for line in out.stderr.splitlines()
+            if line.startswith("LOG: ") and _LOG_KEEP.search(line)]
+    if not groups:
+        raise AssertionError("exim4 -bh failed: %s" % out.stderr[-2000:])
+    if groups[0][0].startswith("220"):
+        groups = groups[1:]
+    return groups, logs
+
+
+def our_dialogue(config_path, commands, address="1.2.3.4"):
+    """The same dialogue through exim_py's ACL engine: (replies, kept log lines)."""
+    config = load(config_path)
+    main = config.main
+    log = ListLog(selectors=("sender_verify_fail",))
+    session = Session()
+    session.sender_host_address = address
+    session.local = False
+    envelope = None
+    out = []
+    no_multiline = [False]
+
+    def acl(where, option, command_data, recipient=None, ok="250"):
+        ctx = AclContext(config, session, envelope, recipient, log=log)
+        result = run_acl(where, main[option], ctx)
+        if result.effects.control("no_multiline_responses") is not None:
+            no_multiline[0] = True
+        if result.accepted:
+            if ok:
+                out.append([ok])
+            return True
+        answer = replies.rejection(result, ctx, command_data, no_multiline[0])
+        replies.write_logs(answer, ctx)
+        out.append(answer.lines)
+        if answer.close:
+            raise StopIteration
+        return False
+
+    try:
+        if main["acl_smtp_connect"]:
+            acl("connect", "acl_smtp_connect", None, ok=None)
+            if out:
+                return out, [t for t in log.texts("main") if _LOG_KEEP.search(t)]
+        for command in commands:
+            verb, _, arg = command.partition(" ")
+            verb = verb.upper()
+            if verb in ("HELO", "EHLO"):
+                session.helo_name = arg
+                if not acl("helo", "acl_smtp_helo", arg):
+                    session.helo_name = None
+            elif verb == "MAIL":
+                data = arg.split(":", 1)[1].strip()
+                envelope = Envelope(session)
+                envelope.sender = data.strip("<>")
+                if not acl("mail", "acl_smtp_mail", data):
+                    envelope = None
+            elif verb == "RCPT":
+                data = arg.split(":", 1)[1].strip()
+                if acl("rcpt", "acl_smtp_rcpt", data, recipient=data.strip("<>")):
+                    envelope.recipients.append(Recipient(data.strip("<>")))
+            elif verb == "DATA":
+                acl("predata", "acl_smtp_predata", None, ok="354")
+            elif verb in ("VRFY", "EXPN"):
+                acl(verb.lower(), "acl_smtp_" + verb.lower(), arg, recipient=arg, ok="2")
+            elif verb == "QUIT":
+                ctx = AclContext(config, session, envelope, log=log)
+                result = run_acl("quit", main["acl_smtp_quit"], ctx)
+                if result.rc == "error":
+                    log.main("ACL for QUIT returned ERROR: %s" % result.log_message)
+                out.append(["221"])
+    except StopIteration:
+        pass
+    return out, [t for t in log.texts("main") if _LOG_KEEP.search(t)]
+
+
+def compare(testcase, main, acls, commands):
+    """Assert that exim_py answers and logs ``commands`` as exim4 -bh does."""
+    from tests.support.acl import write_config
+    theirs, their_logs = exim_dialogue(testcase, main, acls, commands)
+    path = write_config(testcase, EXIM_MAIN + main + "\nbegin acl\n" + acls + "\n")
+    ours, our_logs = our_dialogue(path, commands)
+    testcase.assertEqual(len(ours), len(theirs), (ours, theirs))
+    for mine, real in zip(ours, theirs):
+        if len(mine) == 1 and len(mine[0]) < 4:
+            testcase.assertEqual(real[-1][:len(mine[0])], mine[0], (mine, real))
+        else:
+            testcase.assertEqual(mine, real)
+    testcase.assertEqual(our_logs, their_logs)
+    return ours, our_logs

@@ -1,0 +1,170 @@
+"""exim_py's ACL replies and rejection log lines compared with real Exim 4.96.
+
+Each test runs one configuration and one SMTP dialogue through ``exim4 -bh``
+and through exim_py's ACL engine and reply mapping, and requires the same
+reply lines for every rejection and the same log lines.
+"""
+
+from twisted.trial import unittest
+
+from tests.support.acl_exim import compare
+
+
+class RcptReplyTests(unittest.TestCase):
+    """RCPT rejections: default texts, messages, codes, defer, drop."""
+
+    def test_rcpt_messages(self):
+        """deny/defer with and without message and log_message, custom and bad codes."""
+        acls = r"""
+r1:
+  deny local_parts = bad
+  deny message = line1\nline2
+       local_parts = bad2
+  deny log_message = logonly
+       local_parts = bad3
+  deny message = user
+       log_message = logm
+       local_parts = bad4
+  defer local_parts = d1
+  defer message = 4.7.1 try later
+        local_parts = d2
+  deny message = 554 5.7.1 custom code
+       local_parts = c1
+  deny message = 450 wrong class
+       local_parts = c2
+  accept local_parts = ok
+"""
+        commands = ["HELO x", "MAIL FROM:<a@b>"] + [
+            "RCPT TO:<%s@c>" % lp for lp in
+            ("bad", "bad2", "bad3", "bad4", "d1", "d2", "c1", "c2", "ok", "other")] + ["QUIT"]
+        compare(self, "acl_smtp_rcpt = r1", acls, commands)
+
+    def test_drop_closes(self):
+        """drop answers 550 and closes the connection."""
+        compare(self, "acl_smtp_rcpt = r1", "r1:\n  drop message = go away\n",
+                ["HELO x", "MAIL FROM:<a@b>", "RCPT TO:<u@c>", "RCPT TO:<v@c>"])
+
+    def test_unset_rcpt_acl(self):
+        """Without acl_smtp_rcpt every recipient gets 550 Administrative prohibition."""
+        compare(self, "", "", ["HELO x", "MAIL FROM:<a@b>", "RCPT TO:<u@c>", "QUIT"])
+
+    def test_long_message_is_folded(self):
+        """A long message becomes a multi-line reply split where Exim splits it."""
+        text = ("This is a rather long rejection message that goes on and on: "
+                "it has to be folded by the server into several lines of text")
+        compare(self, "acl_smtp_rcpt = r1", "r1:\n  deny message = %s\n" % text,
+                ["HELO x", "MAIL FROM:<a@b>", "RCPT TO:<u@c>", "QUIT"])
+
+    def test_no_multiline_responses(self):
+        """control = no_multiline_responses keeps only the first line."""
+        acls = r"""
+c1:
+  accept control = no_multiline_responses
+r1:
+  deny message = first\nsecond
+"""
+        compare(self, "acl_smtp_connect = c1\nacl_smtp_rcpt = r1", acls,
+                ["HELO x", "MAIL FROM:<a@b>", "RCPT TO:<u@c>", "QUIT"])
+
+
+class PhaseReplyTests(unittest.TestCase):
+    """Rejections in the other phases and their log lines."""
+
+    def test_helo_mail_predata_vrfy_expn(self):
+        """Default codes per phase: 550, VRFY's unchecked custom code, EXPN."""
+        main = """acl_smtp_helo = h
+acl_smtp_mail = m
+acl_smtp_rcpt = accept
+acl_smtp_predata = p
+acl_smtp_vrfy = v
+acl_smtp_expn = e"""
+        acls = """
+h:
+  deny hosts = 1.2.3.4
+       condition = ${if eq{$sender_helo_name}{bad}}
+  accept
+m:
+  deny senders = x@y
+  deny message = 554 5.7.1 custom
+       senders = x2@y
+  accept
+p:
+  deny message = no data today
+v:
+  deny message = 599 vrfy no
+e:
+  deny
+"""
+        compare(self, main, acls, ["HELO bad", "HELO good", "MAIL FROM:<x@y>",
+                                   "MAIL FROM:<x2@y>", "VRFY a@b", "EXPN a@b",
+                                   "MAIL FROM:<ok@y>", "RCPT TO:<u@v>", "DATA", "QUIT"])
+
+    def test_connect_rejection(self):
+        """A connect ACL rejection: 'rejected connection in "connect" ACL'."""
+        compare(self, "acl_smtp_connect = c", "c:\n  deny message = not you\n", [])
+
+    def test_defer_in_mail(self):
+        """defer without a message: 451 Temporary local problem."""
+        compare(self, "acl_smtp_mail = m", "m:\n  defer\n",
+                ["HELO x", "MAIL FROM:<a@b>", "QUIT"])
+
+
+class ErrorTests(unittest.TestCase):
+    """ACL errors become temporary rejections with the reason in the log."""
+
+    def test_condition_in_wrong_phase(self):
+        """domains in the connect ACL: 451 and 'cannot test domains condition'."""
+        compare(self, "acl_smtp_connect = c", "c:\n  accept domains = foo\n", [])
+
+    def test_bad_control_and_verify(self):
+        """Bad control and verify arguments are errors with Exim's texts."""
+        acls = """
+r1:
+  accept local_parts = a
+         control = bogus
+  accept local_parts = b
+         verify = bogus
+  accept local_parts = c
+         condition = maybe
+  accept
+"""
+        compare(self, "acl_smtp_rcpt = r1", acls,
+                ["HELO x", "MAIL FROM:<a@b>", "RCPT TO:<a@c>", "RCPT TO:<b@c>",
+                 "RCPT TO:<c@c>", "QUIT"])
+
+    def test_quit_acl_deny(self):
+        """deny in the QUIT ACL is logged as an error and QUIT still gets 221."""
+        compare(self, "acl_smtp_quit = q", "q:\n  deny\n", ["HELO x", "QUIT"])
+
+
+class SemanticsTests(unittest.TestCase):
+    """Evaluation order, endpass, nesting and warn, as observed through replies."""
+
+    def test_endpass_require_nesting_warn(self):
+        """Message order, endpass, nested messages and warn's one log line per message."""
+        acls = """
+inner_deny:
+  deny message = inner says no
+inner_accept:
+  accept message = inner accepted
+r1:
+  warn log_message = warned
+  accept local_parts = b
+         message = after endpass
+         endpass
+         local_parts = c
+  require condition = ${if eq{$local_part}{late}{no}{yes}}
+          message = never seen
+  deny local_parts = nest1
+       acl = inner_deny
+       message = outer
+  deny local_parts = nest2
+       message = outer2
+       acl = inner_accept
+  accept local_parts = ok
+  deny acl = inner_deny
+"""
+        compare(self, "acl_smtp_rcpt = r1", acls,
+                ["HELO x", "MAIL FROM:<a@b>", "RCPT TO:<b@c>", "RCPT TO:<late@c>",
+                 "RCPT TO:<nest1@c>", "RCPT TO:<nest2@c>", "RCPT TO:<ok@c>",
+                 "RCPT TO:<zzz@c>", "QUIT"])
