@@ -125,8 +125,9 @@ class DeliveryContext:
     """
 
     def __init__(self, config, spool=None, logger=None, message=None, hints=None,
-                 mode="deliver", verify_kind=None, clock=None, debug=None):
+                 mode="deliver", verify_kind=None, clock=None, debug=None, base=None):
         self.config = config
+        self.base = base                     # an ExpandContext to inherit (ACL verify)
         self.spool = spool
         self.logger = logger
         self.message = message
@@ -135,17 +136,22 @@ class DeliveryContext:
         self.verify_kind = verify_kind
         self.clock = clock
         self.debug = debug                   # a callable taking one line, or None
+        self.first_delivery = True
+        self.queue_running = False
+        self.force = False                   # -M / -qf: ignore retry times
 
     def now(self):
         return self.clock.seconds() if self.clock is not None else time.time()
 
     @property
     def verifying(self):
-        return self.mode in ("verify", "test")
+        return self.mode == "verify"
 
     def variables(self, addr=None, transport=None, host=None, extra=None):
         """The variables for expanding a string about ``addr`` (any may be None)."""
         variables = {}
+        if self.base is not None:
+            variables.update(self.base.variables)
         if self.message is not None:
             variables.update(message_variables(self.message))
         if addr is not None:
@@ -163,14 +169,29 @@ class DeliveryContext:
         return variables
 
     def expand_context(self, addr=None, transport=None, host=None, extra=None):
-        """An exim_py.expand.ExpandContext for ``addr`` (and transport, host)."""
+        """An exim_py.expand.ExpandContext for ``addr`` (and transport, host).
+
+        ``extra`` may hold "numeric" ($0, $1 ... as a list) and "value"
+        ($value), which manualroute sets from its domain match.
+        """
         from exim_py.expand import ExpandContext
-        headers = self.message.headers if self.message is not None else None
+        extra = dict(extra or {})
+        numeric = extra.pop("numeric", None)
+        value = extra.pop("value", None)
+        if self.message is not None:
+            headers = self.message.headers
+        elif self.base is not None:
+            headers = self.base.headers
+        else:
+            headers = None
         ctx = ExpandContext(config=self.config,
                             variables=self.variables(addr, transport, host, extra),
-                            headers=headers)
-        if self.message is not None and hasattr(ctx, "acl_m"):
-            ctx.acl_m = self.message.envelope.acl_m
+                            headers=headers, first_delivery=self.first_delivery,
+                            queue_running=self.queue_running)
+        if numeric is not None:
+            ctx.numeric = list(numeric)
+        if value is not None:
+            ctx.lookup_value = value
         return ctx
 
     def expand(self, string, addr=None, transport=None, host=None, extra=None):

@@ -116,3 +116,70 @@ def _is_ip(text):
 
 
 __all__ = ["RouterBase", "RouterResult", "Host", "lookup_hosts", "OK", "DECLINE", "DEFER", "FAIL"]
+
+
+def local_addresses():
+    """The IP addresses of this host's interfaces (Exim's idea of "the local host").
+
+    Read from /proc (IPv4 from fib_trie's LOCAL entries, IPv6 from
+    if_inet6), so that no socket or subprocess is needed.
+    """
+    found = {"127.0.0.1", "::1"}
+    try:
+        with open("/proc/net/fib_trie") as f:
+            lines = f.read().splitlines()
+        for prev, line in zip(lines, lines[1:]):
+            if "/32 host LOCAL" in line:
+                found.add(prev.split()[-1])
+    except OSError:
+        pass
+    try:
+        import ipaddress
+        with open("/proc/net/if_inet6") as f:
+            for line in f:
+                raw = line.split()[0]
+                found.add(str(ipaddress.ip_address(int(raw, 16))))
+    except (OSError, ValueError):
+        pass
+    return found
+
+
+def host_is_local(host, ctx):
+    """Whether ``host`` is this machine: one of our interface addresses, or
+    in hosts_treat_as_local (spec: the generic ``self`` option)."""
+    if host.address and host.address in local_addresses():
+        return True
+    treat = ctx.config.main.get("hosts_treat_as_local") if ctx.config else None
+    if treat and host.name:
+        from exim_py import match
+        return match.match_domain(host.name, treat, ctx.expand_context())
+    return False
+
+
+def apply_self(router, addr, hosts, ctx, why):
+    """Handle a routing whose first host is the local host (generic ``self`` option).
+
+    Returns None to go ahead (``self = send``), or the RouterResult to give.
+    ``why`` is the reason Exim logs, e.g. "lowest numbered MX record points
+    to local host".
+    """
+    from exim_py.delivery.address import PASS, REROUTED, Address
+    setting = (router.options["self"] or "freeze").strip()
+    addr.self_hostname = hosts[0].name if hosts else None
+    if setting == "send":
+        return None
+    if setting == "pass":
+        return RouterResult(PASS)
+    if setting == "fail":
+        return RouterResult(FAIL, why)
+    if setting.startswith("reroute:"):
+        target = setting[len("reroute:"):].strip()
+        rewrite = target.startswith("rewrite:")
+        if rewrite:
+            target = target[len("rewrite:"):]
+        child = Address("%s@%s" % (addr.local_part, target), parent=addr)
+        return RouterResult(REROUTED, new=[child])
+    if setting == "defer":
+        return RouterResult(DEFER, why)
+    addr.special = "freeze"
+    return RouterResult(DEFER, why)

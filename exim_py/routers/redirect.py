@@ -1,0 +1,278 @@
+"""The redirect router: aliasing and forwarding (spec chapter "The redirect router").
+
+The redirection data comes from ``data`` (expanded) or ``file`` (a path,
+expanded, then read).  It is a list of items separated by commas or
+newlines: addresses, ``|command`` pipes, ``/path`` files (``/path/`` a
+directory), and the special items ``:blackhole:``, ``:fail:``, ``:defer:``,
+``:unknown:`` and ``:include:``.  Exim and Sieve filter files are not
+interpreted by exim_py: data that starts with "# Exim filter" or "# Sieve
+filter" defers the address with a message saying so.
+"""
+
+import re
+
+from exim_py.config.options import BOOL, OCTINT, STRING, LIST, Option, OptionTable
+from exim_py.delivery.address import (Address, RouterResult, DECLINE, DEFER, FAIL,
+                                      DISCARD, REROUTED)
+from exim_py.delivery.addrparse import AddressSyntaxError, extract_address
+from exim_py.errors import ExpansionError, ForcedFail
+from exim_py.routers.base import RouterBase
+
+_BOOLS = [
+    ("allow_defer", False), ("allow_fail", False), ("allow_filter", False),
+    ("allow_freeze", False), ("check_ancestor", False), ("check_group", False),
+    ("check_owner", True), ("filter_prepend_home", True), ("forbid_blackhole", False),
+    ("forbid_exim_filter", False), ("forbid_fail", False), ("forbid_file", False),
+    ("forbid_filter_dlfunc", False), ("forbid_filter_existstest", False),
+    ("forbid_filter_logwrite", False), ("forbid_filter_lookup", False),
+    ("forbid_filter_perl", False), ("forbid_filter_readfile", False),
+    ("forbid_filter_readsocket", False), ("forbid_filter_reply", False),
+    ("forbid_filter_run", False), ("forbid_include", False), ("forbid_pipe", False),
+    ("forbid_sieve_filter", False), ("forbid_smtp_code", False),
+    ("hide_child_in_errmsg", False), ("ignore_eacces", False), ("ignore_enotdir", False),
+    ("one_time", False), ("qualify_preserve_domain", False), ("repeat_use", True),
+    ("rewrite", True), ("skip_syntax_errors", False),
+]
+
+OPTIONS = OptionTable(
+    [Option(name, BOOL, default) for name, default in _BOOLS] + [
+        Option("data", STRING, None, "the redirection list", expand=True),
+        Option("directory_transport", STRING, None, "transport for /path/ items", expand=True),
+        Option("file", STRING, None, "file holding the redirection list", expand=True),
+        Option("file_transport", STRING, None, "transport for /path items", expand=True),
+        Option("include_directory", STRING, None, "directory :include: files must be in"),
+        Option("modemask", OCTINT, 0o022, "mode bits the file must not have"),
+        Option("owners", LIST, None, "users who may own the file"),
+        Option("owngroups", LIST, None, "groups that may own the file"),
+        Option("pipe_transport", STRING, None, "transport for |command items", expand=True),
+        Option("qualify_domain", STRING, None, "domain for unqualified addresses", expand=True),
+        Option("reply_transport", STRING, None, "transport for filter replies", expand=True),
+        Option("sieve_enotify_mailto_owner", STRING, None, "", expand=True),
+        Option("sieve_inbox", STRING, "inbox", "", expand=True),
+        Option("sieve_subaddress", STRING, None, "", expand=True),
+        Option("sieve_useraddress", STRING, None, "", expand=True),
+        Option("sieve_vacation_directory", STRING, None, "", expand=True),
+        Option("syntax_errors_text", STRING, None, "text heading syntax error reports", expand=True),
+        Option("syntax_errors_to", STRING, None, "where to report skipped syntax errors"),
+    ])
+
+
+class _Special(Exception):
+    """A :fail:, :defer:, :unknown: or not-permitted item ends list processing."""
+
+    def __init__(self, result):
+        super().__init__(result.message)
+        self.result = result
+
+
+def split_items(text):
+    """Split redirection data into items at commas and newlines outside
+    quotes, angle brackets and parentheses; '#' lines are comments."""
+    lines = [ln for ln in text.split("\n") if not ln.lstrip().startswith("#")]
+    text = "\n".join(lines)
+    items, cur = [], []
+    quote = False
+    depth = angle = 0
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text) and quote:
+            cur.append(text[i:i + 2])
+            i += 2
+            continue
+        if c == '"' and depth == 0:
+            quote = not quote
+        elif not quote:
+            if c == "(":
+                depth += 1
+            elif c == ")" and depth:
+                depth -= 1
+            elif c == "<":
+                angle += 1
+            elif c == ">" and angle:
+                angle -= 1
+            elif c in ",\n" and depth == 0 and angle == 0:
+                items.append("".join(cur).strip())
+                cur = []
+                i += 1
+                continue
+        cur.append(c)
+        i += 1
+    items.append("".join(cur).strip())
+    return [x for x in items if x]
+
+
+class Router(RouterBase):
+    """driver = redirect"""
+
+    def _data(self, addr, ctx):
+        """The redirection text, or None to decline."""
+        if self.options["data"] is not None:
+            try:
+                return ctx.expand(self.options["data"], addr)
+            except ForcedFail:
+                return None
+        if self.options["file"] is not None:
+            try:
+                path = ctx.expand(self.options["file"], addr)
+            except ForcedFail:
+                return None
+            try:
+                with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                    return f.read()
+            except FileNotFoundError:
+                return None
+            except NotADirectoryError:
+                if self.options["ignore_enotdir"]:
+                    return None
+                raise ExpansionError("failed to open %s (error: Not a directory)" % path)
+            except PermissionError:
+                if self.options["ignore_eacces"]:
+                    return None
+                raise ExpansionError("failed to open %s (error: Permission denied)" % path)
+        return None
+
+    def route(self, addr, ctx):
+        try:
+            data = self._data(addr, ctx)
+        except ExpansionError as e:
+            return RouterResult(DEFER, str(e))
+        if data is None or not data.strip():
+            return RouterResult(DECLINE)
+        # Without allow_filter a filter's first line is only a comment.
+        if self.options["allow_filter"] and re.match(r"#\s*(exim|sieve) filter",
+                                                     data.lstrip().lower()):
+            return RouterResult(DEFER, "filter files are not supported by exim_py (%s router)"
+                                % self.name)
+        return self._as_list(addr, ctx, data)
+
+    def _as_list(self, addr, ctx, data):
+        children = []
+        discard = False
+        try:
+            for item in self._expand_items(addr, ctx, data, depth=0):
+                if item == ":blackhole:":
+                    discard = True
+                    continue
+                child = self._child(addr, ctx, item)
+                if child is None:
+                    continue
+                children.append(child)
+        except _Special as special:
+            return special.result
+        if not children:
+            if discard:
+                return RouterResult(DISCARD)
+            return RouterResult(DECLINE)
+        return RouterResult(REROUTED, new=children)
+
+    def _expand_items(self, addr, ctx, data, depth):
+        """Items of the list, with :include: files read in and specials checked."""
+        for item in split_items(data):
+            low = item.lower()
+            if low.startswith(":include:"):
+                if self.options["forbid_include"]:
+                    raise _Special(RouterResult(DEFER, 'error in redirect data: ":include:" '
+                                                'is not permitted'))
+                path = item[len(":include:"):].strip()
+                try:
+                    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                        text = f.read()
+                except OSError as e:
+                    raise _Special(RouterResult(DEFER, "failed to open included file %s: %s"
+                                                % (path, e.strerror)))
+                if depth > 10:
+                    raise _Special(RouterResult(DEFER, "too many nested :include: files"))
+                yield from self._expand_items(addr, ctx, text, depth + 1)
+                continue
+            for word in (":fail:", ":defer:"):
+                if low.startswith(word):
+                    allowed = self.options["allow_fail" if word == ":fail:" else "allow_defer"]
+                    if not allowed:
+                        raise _Special(RouterResult(
+                            DEFER, 'error in redirect data: "%s" is not permitted' % item))
+                    text = item[len(word):].strip() or None
+                    code = FAIL if word == ":fail:" else DEFER
+                    raise _Special(RouterResult(code, text, user_message=text))
+            if low.startswith(":unknown:"):
+                raise _Special(RouterResult(DECLINE))
+            if low == ":blackhole:":
+                if self.options["forbid_blackhole"]:
+                    raise _Special(RouterResult(
+                        DEFER, 'error in redirect data: ":blackhole:" is not permitted'))
+                yield ":blackhole:"
+                continue
+            yield item
+
+    def _child(self, addr, ctx, item):
+        """The Address for one list item (None for a skipped syntax error)."""
+        text = item
+        if len(text) >= 2 and text[0] == '"' and text[-1] == '"' and text[1] in "|/":
+            text = text[1:-1]
+        if text.startswith("|"):
+            return self._pfr(addr, ctx, text, "pipe")
+        if text.startswith("/"):
+            return self._pfr(addr, ctx, text, "directory" if text.endswith("/") else "file")
+        no_repeat = text.startswith("\\")
+        if no_repeat:
+            text = text[1:]
+        try:
+            address = extract_address(text)
+        except AddressSyntaxError as e:
+            if self.options["skip_syntax_errors"]:
+                if ctx.logger is not None:
+                    ctx.logger.main("%s router: syntax error in redirection data: %s in \"%s\""
+                                    % (self.name, e, item))
+                return None
+            raise _Special(RouterResult(DEFER, 'error in redirect data: %s in "%s"' % (e, item)))
+        if "@" not in address or address.endswith("@"):
+            address = "%s@%s" % (address, self._qualify_domain(addr, ctx))
+        if self.options["check_ancestor"]:
+            lowered = address.lower()
+            if any(a.address.lower() == lowered for a in addr.ancestors()):
+                address = addr.address
+        child = Address(address, parent=addr)
+        if no_repeat:
+            child.skip_routers.add(self.name)
+        return child
+
+    def _qualify_domain(self, addr, ctx):
+        if self.options["qualify_preserve_domain"]:
+            return addr.domain
+        if self.options["qualify_domain"] is not None:
+            return ctx.expand(self.options["qualify_domain"], addr)
+        main = ctx.config.main
+        return main.get("qualify_recipient") or main.get("qualify_domain") or \
+            main.get("primary_hostname")
+
+    def _pfr(self, addr, ctx, text, kind):
+        """A pipe, file or directory delivery generated by this router."""
+        forbid = "forbid_pipe" if kind == "pipe" else "forbid_file"
+        if self.options[forbid] or self.options["one_time"]:
+            raise _Special(RouterResult(DEFER, 'error in redirect data: %s "%s" is not permitted'
+                                        % ("pipe" if kind == "pipe" else "file", text)))
+        child = Address(text, parent=addr)
+        child.local_part = child.cc_local_part = text
+        child.domain = addr.domain
+        child.is_pipe = kind == "pipe"
+        child.is_file = kind != "pipe"
+        child.directory = kind == "directory"
+        child.router = self.name
+        child.address_data = addr.address_data
+        option = {"pipe": "pipe_transport", "file": "file_transport",
+                  "directory": "directory_transport"}[kind]
+        child.setup_error = None
+        if self.options[option] is None:
+            child.setup_error = "%s unset in %s router" % (option, self.name)
+            return child
+        try:
+            name = ctx.expand(self.options[option], child).strip()
+            child.transport = ctx.transport(name)
+        except ExpansionError as e:
+            child.setup_error = "failed to expand %s in %s router: %s" % (option, self.name, e)
+        except KeyError:
+            child.setup_error = "%s transport %s not found in %s router" % (option, name, self.name)
+        return child
+
+
+__all__ = ["Router", "OPTIONS", "split_items"]
