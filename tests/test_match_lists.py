@@ -343,6 +343,6 @@ class HostListAddressTests(unittest.TestCase):
     def test_local_interfaces(self):
         """@[] matches the addresses of this host's interfaces (loopback included)."""
         self.assertTrue(match.match_host(Host("127.0.0.1"), "@[]", self.ctx))
-        self.assertFalse(match.match_host(Host("192.0.2.200"), "@[]", self.ctx))
+        self.assertFalse(match.match_host(Host("203.0.113.254"), "@[]", self.ctx))
         self.assertTrue(match.match_domain("[127.0.0.1]", "@[]", self.ctx))
-        self.assertFalse(match.match_domain("[192.0.2.200]", "@[]", self.ctx))
+        self.assertFalse(match.match_domain("[203.0.113.254]", "@[]", self.ctx))
