@@ -358,8 +358,8 @@ class Loader:
                 self.fail(e)
                 return
         if kind == "authenticator" and values["public_name"] is None:
-            self.fail(ConfigError("no public name specified for the %s authenticator" % name))
-            return
+            # Exim: an authenticator without public_name is advertised under its own name.
+            values._store("public_name", name, given=False)
         if kind == "router":
             self.routers.append(dconf)
         elif kind == "transport":

@@ -9,6 +9,7 @@ import sys
 from exim_py import EXIM_COMPAT_VERSION, __version__, registry
 from exim_py.cli import config_path
 from exim_py.config import features
+from exim_py.config.generic_options import GENERIC
 from exim_py.config.loader import load, load_collecting
 from exim_py.config.options import find_group, format_value
 from exim_py.expand.lists import split_list
@@ -107,7 +108,7 @@ class OptionPrinter:
                 self.line("\n%s %s:" % (d.name, kind))
             elif d.name != name:
                 continue
-            for opt in d.options.table:
+            for opt in self._driver_table(kind, d):
                 if not opt.hidden:
                     hidden = d.options.is_hidden(opt.name) and not self.admin
                     self.line(format_value(opt, d.options[opt.name], hidden))
@@ -116,6 +117,13 @@ class OptionPrinter:
         if name is not None:
             self.line("%s %s not found" % (kind, name))
             self.ok = False
+
+    @staticmethod
+    def _driver_table(kind, dconf):
+        """Generic options, then private ones in name order, as Exim's sorted tables print."""
+        generic = GENERIC[kind]
+        private = [opt for opt in dconf.options.table if opt.name not in generic]
+        return list(generic) + sorted(private, key=lambda opt: opt.name)
 
     def _instances(self, kind):
         if kind == "transport":
