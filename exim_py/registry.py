@@ -22,6 +22,7 @@ ROUTERS = {
 TRANSPORTS = {
     "appendfile": "exim_py.transports.appendfile",
     "pipe": "exim_py.transports.pipe",
+    "smtp": "exim_py.transports.smtp",
 }
 
 AUTHENTICATORS = {

@@ -29,6 +29,7 @@ from twisted.internet.interfaces import IHandshakeListener, IPullProducer
 from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
+from exim_py.errors import EximError
 from exim_py.smtp import tls_client
 from exim_py.smtp.outbound import (CHUNK, DEFER, ERRNO_AUTHFAIL, ERRNO_SMTPCLOSED,
                                    ERRNO_SMTPFORMAT, ERRNO_TIMEOUT, ERRNO_TLSFAILURE,
@@ -63,6 +64,7 @@ class ESMTPClient(LineReceiver):
         self._sasl = None
         self._auth_candidates = []
         self._done = False
+        self._state = None
         self._quitting = False
         self._connected = True
         self._pipelined = False
@@ -110,6 +112,7 @@ class ESMTPClient(LineReceiver):
             return
         state, arg, stage = self._pending.pop(0)
         self._stage = stage
+        self._state = state
         self._disarm()
         if self._pending:
             self._arm(self.settings.command_timeout)
@@ -126,6 +129,7 @@ class ESMTPClient(LineReceiver):
             return
         stage = self._pending[0][2] if self._pending else self._stage
         state = self._pending[0][0] if self._pending else None
+        self._state = state
         text = "SMTP timeout after %s" % (stage,)
         if state in ("mail", "rcpt", "dot", "prdr_rcpt", "prdr_final"):
             # Timeouts after MAIL, RCPT and the end of data are treated like
@@ -179,7 +183,8 @@ class ESMTPClient(LineReceiver):
                     txn.outcomes[rcpt.address] = Outcome(
                         err.status if err else DEFER,
                         err.message if err else "not tried on this connection",
-                        err.kind if err else None, errno=err.errno if err else 0)
+                        err.kind if err else None, errno=err.errno if err else 0,
+                        code=err.code if err else None, stage=err.stage if err else None)
 
     def _host_error(self, status, message, errno_value=0, reply=None, code=None, kind="host"):
         """A failure of the session: every recipient not yet decided gets ``status``.
@@ -189,7 +194,8 @@ class ESMTPClient(LineReceiver):
         """
         if self._done:
             return
-        self.result.host_error = Outcome(status, message, kind, reply, errno_value, code)
+        self.result.host_error = Outcome(status, message, kind, reply, errno_value, code,
+                                         self._state)
         self._finish()
         if self._connected:
             self.transport.abortConnection()
@@ -202,7 +208,8 @@ class ESMTPClient(LineReceiver):
             return
         for r in [rcpt] if rcpt is not None else txn.recipients:
             if r.address not in txn.outcomes:
-                txn.outcomes[r.address] = Outcome(status, message, kind, reply, errno_value, code)
+                txn.outcomes[r.address] = Outcome(status, message, kind, reply, errno_value, code,
+                                                  self._state)
 
     def _smtp_error(self, code, lines):
         return "SMTP error from remote mail server after %s: %s" % (
@@ -338,7 +345,7 @@ class ESMTPClient(LineReceiver):
             try:
                 challenge = base64.b64decode(lines[0].strip(), validate=True)
                 response = sasl.respond(challenge)
-            except (binascii.Error, ValueError) as exc:
+            except (binascii.Error, ValueError, EximError) as exc:
                 self.transport.write(b"*\r\n")
                 self._expect("auth", stage="AUTH " + auth.public_name)
                 sasl.failure = str(exc)
@@ -348,6 +355,7 @@ class ESMTPClient(LineReceiver):
             return
         if code // 100 == 2:
             self.result.authenticated = auth.public_name
+            self.result.authenticator = auth
             self._auth_candidates = []
             self._next_transaction()
             return
@@ -463,7 +471,7 @@ class ESMTPClient(LineReceiver):
             else:
                 txn.outcomes[rcpt.address] = Outcome(
                     FAIL if code >= 500 else DEFER, self._smtp_error(code, lines), "recipient",
-                    reply_text(code, lines), code=code)
+                    reply_text(code, lines), code=code, stage="rcpt")
         if self._pipelined:
             if rcpt is txn.recipients[-1] and not (self._pending
                                                and self._pending[0][0] == "data"):
@@ -553,14 +561,15 @@ class ESMTPClient(LineReceiver):
         for rcpt in self._accepted:
             txn.outcomes[rcpt.address] = Outcome(status, message,
                                                  "recipient" if status == OK else "message",
-                                                 reply, code=code)
+                                                 reply, code=code, stage="dot")
         self._end_transaction(reset=status != OK)
 
     def smtpState_prdr_rcpt(self, code, lines, rcpt):
         status = OK if code // 100 == 2 else FAIL if code >= 500 else DEFER
         message = "" if status == OK else self._smtp_error(code, lines)
         self._txn.outcomes[rcpt.address] = Outcome(status, message, "recipient",
-                                                   reply_text(code, lines), code=code)
+                                                   reply_text(code, lines), code=code,
+                                                   stage="prdr_rcpt")
 
     def smtpState_prdr_final(self, code, lines, arg):
         self._txn.confirmation = reply_text(code, lines)
@@ -621,19 +630,22 @@ class _ClientFactory(protocol.ClientFactory):
     def clientConnectionFailed(self, connector, reason):
         result = SessionResult(self.transactions)
         if reason.check(error.ConnectionRefusedError):
-            outcome = Outcome(DEFER, "Connection refused", "host", errno=errno.ECONNREFUSED)
+            outcome = Outcome(DEFER, "Connection refused", "host", errno=errno.ECONNREFUSED,
+                              stage="connect")
         elif reason.check(error.TimeoutError, error.TCPTimedOutError):
-            outcome = Outcome(DEFER, "Connection timed out", "host", errno=errno.ETIMEDOUT)
+            outcome = Outcome(DEFER, "Connection timed out", "host", errno=errno.ETIMEDOUT,
+                              stage="connect")
         else:
             exc = reason.value
             code = getattr(exc, "osError", None) or getattr(exc, "errno", None) or 0
             text = exc.args[-1] if exc.args and isinstance(exc.args[-1], str) else str(exc)
-            outcome = Outcome(DEFER, text, "host", errno=code if isinstance(code, int) else 0)
+            outcome = Outcome(DEFER, text, "host", errno=code if isinstance(code, int) else 0,
+                              stage="connect")
         result.host_error = outcome
         for txn in self.transactions:
             for rcpt in txn.recipients:
                 txn.outcomes[rcpt.address] = Outcome(DEFER, outcome.message, "host",
-                                                     errno=outcome.errno)
+                                                     errno=outcome.errno, stage="connect")
         self.deferred.callback(result)
 
 

@@ -95,12 +95,15 @@ class Outcome:
     """What happened to one recipient on this host.
 
     ``kind`` tells the retry logic which hint to write: "host", "message"
-    or "recipient" (spec, "Errors in outgoing SMTP").  ``reply`` is the
+    or "recipient" (spec, "Errors in outgoing SMTP"); ``stage`` which
+    command's reply (or timeout) decided.  ``reply`` is the
     server's reply text, when there was one.
     """
 
-    def __init__(self, status, message="", kind=None, reply=None, errno=0, code=None):
+    def __init__(self, status, message="", kind=None, reply=None, errno=0, code=None,
+                 stage=None):
         self.status = status
+        self.stage = stage          # the reply that decided: "mail", "rcpt", "dot" ...
         self.message = message
         self.kind = kind
         self.reply = reply
@@ -153,6 +156,7 @@ class SessionResult:
         self.tls = None             # tls_client.TLSState once TLS is up
         self.retry_in_clear = False  # TLS negotiation failed; tls_tempfail_tryclear says retry
         self.authenticated = None   # public name of the mechanism that succeeded
+        self.authenticator = None   # the authenticator object that succeeded
         self.extensions = {}
         self.greeting = None
 

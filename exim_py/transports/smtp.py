@@ -1,0 +1,254 @@
+"""The smtp transport: delivering to other mail servers (spec chapter "The smtp transport").
+
+This module is glue.  It works out which hosts to try (the router's list, or
+``hosts`` / ``fallback_hosts``), skips hosts whose retry time has not come,
+decides per host how to talk to it (TLS, verification, OCSP, AUTH, PRDR,
+CHUNKING: ``smtp_settings.py``), runs the ESMTP client (``smtp/client.py``)
+and turns its per-recipient outcomes into address results, retry hints and
+log fields.  Addresses deferred on one host are tried on the next, as the
+spec's "Errors in outgoing SMTP" describes; ``hosts_max_try`` and
+``hosts_max_try_hardlimit`` bound how many IP addresses are tried.
+"""
+
+import errno
+import ipaddress
+
+from twisted.internet import defer, reactor, threads
+
+from exim_py.delivery import retry
+from exim_py.delivery.address import DEFER, FAIL, OK
+from exim_py.errors import ExpansionError, LookupDefer
+from exim_py.smtp import client
+from exim_py.smtp.outbound import Recipient, Transaction
+from exim_py.transports import smtp_settings
+from exim_py.transports.base import TransportBase
+from exim_py.transports.smtp_settings import OPTIONS
+
+__all__ = ["OPTIONS", "Transport"]
+
+# Exim's error numbers for SMTP replies that defer (shown as "defer (-44)").
+ERRNO_RCPT4XX = -44
+ERRNO_MAIL4XX = -45
+ERRNO_DATA4XX = -46
+
+
+def _retry_error(outcome):
+    """The retry-rule error name for a host-level failure (spec "Retry rules")."""
+    if outcome.errno == errno.ECONNREFUSED:
+        return "refused"
+    if outcome.errno == errno.ETIMEDOUT:
+        return "timeout_connect" if outcome.stage == "connect" else "timeout"
+    if outcome.errno == client.ERRNO_SMTPCLOSED:
+        return "lost_connection"
+    if outcome.errno == client.ERRNO_TLSREQUIRED:
+        return "tls_required"
+    if outcome.errno == client.ERRNO_AUTHFAIL:
+        return "auth_failed"
+    return None
+
+
+def _is_local(address):
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def _quote_log(text):
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class Transport(TransportBase):
+    """Exim's smtp transport driver."""
+
+    remote = True
+
+    def max_addresses(self):
+        # max_rcpt 0 means no limit; the client splits a large batch into
+        # several transactions on one connection.
+        value = self.options["max_rcpt"]
+        try:
+            value = int(value)
+        except (TypeError, ValueError):
+            value = 100
+        return value if value > 0 else 1 << 30
+
+    # -- entry point ---------------------------------------------------------
+
+    def deliver(self, message, addresses, ctx):
+        return defer.ensureDeferred(self._deliver(message, addresses, ctx))
+
+    async def _deliver(self, message, addresses, ctx):
+        addr = addresses[0]
+        try:
+            hosts = await threads.deferToThread(smtp_settings.host_list, self, addr, ctx)
+            txn = await threads.deferToThread(self._transaction, message, addresses, ctx)
+        except (ExpansionError, LookupDefer) as exc:
+            for a in addresses:
+                a.set_result(DEFER, str(exc))
+            return
+        if not hosts:
+            for a in addresses:
+                a.set_result(DEFER, "no hosts found for %s transport" % (self.name,))
+            return
+        pending = list(addresses)
+        tried = skipped = 0
+        max_try = self.options["hosts_max_try"]
+        hardlimit = self.options["hosts_max_try_hardlimit"]
+        last_mx = None
+        mx_extra = set()
+        last = None
+        for host in hosts:
+            if not pending:
+                break
+            if not retry.host_usable(ctx, host):
+                skipped += 1
+                continue
+            if tried >= hardlimit:
+                break
+            if tried >= max_try:
+                # Past hosts_max_try, one address of each further MX value is
+                # still tried, uncounted (spec "How the limits ... are used").
+                if host.mx is None or host.mx == last_mx or host.mx in mx_extra:
+                    continue
+                mx_extra.add(host.mx)
+            else:
+                tried += 1
+            last_mx = host.mx
+            if _is_local(host.address) and not self.options["allow_localhost"]:
+                last = "remote host address is the local host"
+                for a in pending:
+                    a.set_result(DEFER, last)
+                continue
+            pending = await self._try_host(host, message, pending, txn, ctx)
+            last = host
+        if pending and last is None and skipped:
+            for a in pending:
+                a.set_result(DEFER, "retry time not reached for any host for '%s'" % (a.domain,))
+                a.retry_skipped = True
+
+    # -- one host ------------------------------------------------------------
+
+    async def _try_host(self, host, message, addresses, txn, ctx):
+        """Deliver ``addresses`` to ``host``; returns those still deferred."""
+        addr = addresses[0]
+        try:
+            settings, port, interface, connect_timeout = smtp_settings.for_host(
+                self, host, addr, ctx)
+            auth_sender = smtp_settings.authenticated_sender(self, host, addr, ctx)
+        except (ExpansionError, LookupDefer) as exc:
+            for a in addresses:
+                a.set_result(DEFER, str(exc))
+            return []
+        by_address = {a.address: a for a in addresses}
+        this = Transaction.__new__(Transaction)
+        this.__dict__.update(txn.__dict__)
+        this.recipients = [r for r in txn.recipients if r.address in by_address]
+        this.outcomes = {}
+        this.auth_sender = auth_sender
+        result = await client.deliver(reactor, host.address, port, settings, [this],
+                                      connect_timeout, interface)
+        if result.retry_in_clear:
+            # tls_tempfail_tryclear: TLS broke after STARTTLS was accepted, so
+            # Exim opens a new connection to the same host and goes in clear.
+            settings.tls = None
+            this.outcomes = {}
+            result = await client.deliver(reactor, host.address, port, settings, [this],
+                                          connect_timeout, interface)
+        return self._record(result, host, port, by_address, message, ctx)
+
+    def _record(self, result, host, port, by_address, message, ctx):
+        """Outcomes → address results, retry hints and log fields; returns the deferred."""
+        still = []
+        host_text = "H=%s [%s]" % (host.name or host.address, host.address)
+        if port != 25 and self._selector(ctx, "outgoing_port"):
+            host_text += ":%d" % (port,)
+        host_key = retry.host_key(host.copy(port=port))
+        err = result.host_error
+        reached = err is None or err.stage not in ("connect",)
+        for address, outcome in result.outcomes():
+            addr = by_address.get(address)
+            if addr is None:
+                continue
+            fields = [host_text] if reached else []
+            if outcome.status == client.OK:
+                addr.set_result(OK, None)
+                addr.host_used = host
+                addr.log_fields = fields + self._success_fields(result, ctx)
+                addr.dsn_aware = any(t.dsn_passed for t in result.transactions)
+                addr.add_retry(host_key, delete=True)
+                continue
+            addr.log_fields = fields
+            addr.host_used = host if reached else None
+            if outcome.status == client.FAIL:
+                addr.set_result(FAIL, outcome.message, more_errno=outcome.code)
+                continue
+            addr.set_result(DEFER, outcome.message, self._errno(outcome),
+                            more_errno=outcome.code)
+            if outcome.kind == "host":
+                addr.add_retry(host_key, error=_retry_error(outcome),
+                               more_errno=outcome.code, message=outcome.message)
+            elif outcome.kind == "message" and message is not None:
+                error = "mail_4xx" if outcome.stage == "mail" else "data_4xx"
+                addr.add_retry("%s:%s" % (host_key, message.id), error=error,
+                               more_errno=outcome.code, message=outcome.message)
+            elif outcome.kind == "recipient":
+                key = addr.address_retry_key
+                if self.options["address_retry_include_sender"] and message is not None:
+                    key = "%s:<%s>" % (key, message.sender or "")
+                addr.add_retry(key, error="rcpt_4xx", more_errno=outcome.code,
+                               message=outcome.message)
+            still.append(addr)
+        return still
+
+    def _errno(self, outcome):
+        if outcome.kind == "recipient":
+            return ERRNO_RCPT4XX
+        if outcome.kind == "message" and outcome.reply is not None:
+            return ERRNO_MAIL4XX if outcome.stage == "mail" else ERRNO_DATA4XX
+        return outcome.errno or None
+
+    def _selector(self, ctx, name):
+        logger = getattr(ctx, "logger", None)
+        if logger is None:
+            return name in ("tls_cipher", "tls_certificate_verified", "smtp_confirmation")
+        return logger.selector(name)
+
+    def _success_fields(self, result, ctx):
+        fields = []
+        if result.tls is not None:
+            if self._selector(ctx, "tls_cipher"):
+                fields.append("X=%s" % (result.tls.cipher,))
+            if self._selector(ctx, "tls_certificate_verified"):
+                fields.append("CV=%s" % ("yes" if result.tls.certificate_verified else "no",))
+            if self._selector(ctx, "tls_peerdn") and result.tls.peerdn:
+                fields.append('DN="%s"' % (_quote_log(result.tls.peerdn),))
+        if result.authenticator is not None:
+            # A= names the client authenticator that succeeded (its driver
+            # instance name, as on Exim's delivery lines).
+            fields.append("A=%s" % (getattr(result.authenticator, "name", None)
+                                    or result.authenticated,))
+        txn = result.transactions[0] if result.transactions else None
+        if txn is not None:
+            if txn.prdr_used:
+                fields.append("PRDR")
+            if txn.chunking_used:
+                fields.append("K")
+            if txn.confirmation and self._selector(ctx, "smtp_confirmation"):
+                fields.append('C="%s"' % (_quote_log(txn.confirmation),))
+        return fields
+
+    # -- the message ---------------------------------------------------------
+
+    def _transaction(self, message, addresses, ctx):
+        """The envelope and bytes to send (blocking: reads the spool's -D file)."""
+        addr = addresses[0]
+        sender = self.return_path(message, addr, ctx)
+        data = b"".join(self.message_chunks(message, addresses, ctx, eol=b"\n"))
+        envelope = message.envelope
+        recipients = [Recipient(a.address, a.top.dsn_notify, a.top.dsn_orcpt) for a in addresses]
+        return Transaction(sender, recipients, data=data, size=message.size(),
+                           body_type=getattr(envelope, "body_type", None),
+                           smtputf8=getattr(envelope, "smtputf8", False),
+                           dsn_envid=getattr(envelope, "dsn_envid", None),
+                           dsn_ret=getattr(envelope, "dsn_ret", None))

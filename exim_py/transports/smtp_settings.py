@@ -1,0 +1,246 @@
+"""The smtp transport's options, and what they decide for one host.
+
+``OPTIONS`` is the transport's private option table (spec chapter "The smtp
+transport", "Private options for smtp").  ``host_list`` picks the hosts to
+try; ``for_host`` turns the options into ``ClientSettings`` for one host,
+with ``$host`` and ``$host_address`` set while expanding and matching, as the
+spec says they are for helo_data, interface, hosts_try_auth and the TLS
+options.
+"""
+
+import ipaddress
+import socket
+
+from exim_py.config.options import BOOL, HOSTLIST, INT, LIST, STRING, TIME, Option, OptionTable
+from exim_py.errors import ExpansionError, ForcedFail, LookupDefer
+from exim_py.smtp.outbound import ClientSettings
+from exim_py.smtp.tls_client import TLSClientSettings
+
+OPTIONS = OptionTable([
+    Option("address_retry_include_sender", BOOL, True, "4xx to RCPT delays sender+recipient"),
+    Option("allow_localhost", BOOL, False, "allow delivery to the local host"),
+    Option("authenticated_sender", STRING, None, "AUTH= value on MAIL", expand=True),
+    Option("authenticated_sender_force", BOOL, False, "send AUTH= even unauthenticated"),
+    Option("command_timeout", TIME, 300, "timeout for replies to commands"),
+    Option("connect_timeout", TIME, 300, "timeout for connecting"),
+    Option("connection_max_messages", INT, 500, "messages per connection"),
+    Option("data_timeout", TIME, 300, "timeout for sending each data block"),
+    Option("delay_after_cutoff", BOOL, True, "skip hosts past their retry cutoff"),
+    Option("dns_qualify_single", BOOL, True, "qualify single-component names"),
+    Option("dns_search_parents", BOOL, False, "search parent domains"),
+    Option("dnssec_request_domains", STRING, "*", "request DNSSEC for these domains",
+           expand=True),
+    Option("dnssec_require_domains", STRING, None, "require DNSSEC for these domains",
+           expand=True),
+    Option("dscp", STRING, None, "DSCP value for the connection", expand=True),
+    Option("fallback_hosts", LIST, None, "hosts to try when the others fail", expand=True),
+    Option("final_timeout", TIME, 600, "timeout for the reply to the end of data"),
+    Option("gethostbyname", BOOL, False, "look host names up with the system resolver"),
+    Option("helo_data", STRING, "$primary_hostname", "the argument of EHLO/HELO", expand=True),
+    Option("hosts", LIST, None, "hosts to deliver to", expand=True),
+    Option("hosts_avoid_esmtp", HOSTLIST, None, "send HELO, not EHLO", expand=True),
+    Option("hosts_avoid_pipelining", HOSTLIST, None, "do not pipeline", expand=True),
+    Option("hosts_avoid_tls", HOSTLIST, None, "do not use STARTTLS", expand=True),
+    Option("hosts_max_try", INT, 5, "IP addresses tried per delivery"),
+    Option("hosts_max_try_hardlimit", INT, 50, "absolute limit on IP addresses tried"),
+    Option("hosts_nopass_tls", HOSTLIST, None, "do not pass TLS connections on", expand=True),
+    Option("hosts_noproxy_tls", HOSTLIST, None, "do not proxy TLS connections", expand=True),
+    Option("hosts_override", BOOL, False, "hosts replaces the router's host list"),
+    Option("hosts_randomize", BOOL, False, "randomize the host list"),
+    Option("hosts_request_ocsp", HOSTLIST, "*", "ask for an OCSP staple", expand=True),
+    Option("hosts_require_auth", HOSTLIST, None, "authentication must succeed", expand=True),
+    Option("hosts_require_ocsp", HOSTLIST, None, "a valid OCSP staple is required",
+           expand=True),
+    Option("hosts_require_tls", HOSTLIST, None, "TLS must be used", expand=True),
+    Option("hosts_try_auth", HOSTLIST, None, "authenticate when offered", expand=True),
+    Option("hosts_try_chunking", HOSTLIST, "*", "use BDAT when CHUNKING is offered",
+           expand=True),
+    Option("hosts_try_fastopen", HOSTLIST, "*", "use TCP Fast Open", expand=True),
+    Option("hosts_try_prdr", HOSTLIST, "*", "use PRDR when offered", expand=True),
+    Option("hosts_verify_avoid_tls", HOSTLIST, None, "no STARTTLS for callouts", expand=True),
+    Option("interface", LIST, None, "local IP address to connect from", expand=True),
+    Option("keepalive", BOOL, True, "set SO_KEEPALIVE"),
+    Option("max_rcpt", STRING, "100", "RCPT commands per transaction", expand=True),
+    Option("message_linelength_limit", INT, 998, "longest line allowed"),
+    Option("multi_domain", BOOL, True, "one delivery may cover several domains"),
+    Option("port", STRING, None, "the port to connect to", expand=True),
+    Option("protocol", STRING, "smtp", "smtp, lmtp or smtps"),
+    Option("retry_include_ip_address", BOOL, True, "retry keys include the IP address"),
+    Option("serialize_hosts", HOSTLIST, None, "one connection at a time to these",
+           expand=True),
+    Option("size_addition", INT, 1024, "added to SIZE= (negative: no SIZE)"),
+    Option("tls_certificate", STRING, None, "client certificate", expand=True),
+    Option("tls_crl", STRING, None, "certificate revocation list", expand=True),
+    Option("tls_dh_min_bits", INT, 1024, "smallest acceptable DH group"),
+    Option("tls_privatekey", STRING, None, "client certificate's key", expand=True),
+    Option("tls_require_ciphers", STRING, None, "allowed ciphers", expand=True),
+    Option("tls_resumption_hosts", HOSTLIST, None, "resume TLS sessions", expand=True),
+    Option("tls_sni", STRING, None, "server name indication", expand=True),
+    Option("tls_tempfail_tryclear", BOOL, True, "after a TLS problem, try in clear"),
+    Option("tls_try_verify_hosts", HOSTLIST, "*", "verify, but do not insist", expand=True),
+    Option("tls_verify_cert_hostnames", HOSTLIST, "*", "check the certificate's names",
+           expand=True),
+    # exim_py extension: the name the option had while experimental.
+    Option("tls_verify_cert_hostname", HOSTLIST, None, "synonym of tls_verify_cert_hostnames",
+           expand=True, hidden=True, synonym_of="tls_verify_cert_hostnames"),
+    Option("tls_verify_certificates", STRING, "system", "trusted CA certificates",
+           expand=True),
+    Option("tls_verify_hosts", HOSTLIST, None, "verification must succeed", expand=True),
+    Option("utf8_downconvert", STRING, "-1", "convert UTF-8 addresses to A-labels",
+           expand=True),
+])
+
+
+def _match(transport, option, host, addr, ctx):
+    """Whether ``host`` is in host-list option ``option`` (unset or empty: no)."""
+    value = transport.options[option]
+    if not value:
+        return False
+    from exim_py.match import match_host
+    mctx = ctx.expand_context(addr, transport, host)
+    return match_host(host, value, mctx)
+
+
+def _expand(transport, option, host, addr, ctx):
+    """Option ``option`` expanded with $host set; a forced failure counts as unset."""
+    value = transport.options[option]
+    if value is None:
+        return None
+    try:
+        return ctx.expand(value, addr, transport=transport, host=host)
+    except ForcedFail:
+        return None
+    except ExpansionError as exc:
+        raise ExpansionError('failed to expand "%s" in %s transport: %s'
+                             % (option, transport.name, exc)) from None
+
+
+def _port(transport, host, addr, ctx):
+    if host.port:
+        return host.port
+    text = _expand(transport, "port", host, addr, ctx)
+    if not text:
+        return 465 if transport.options["protocol"] == "smtps" else 25
+    if text.isdigit():
+        return int(text)
+    try:
+        return socket.getservbyname(text, "tcp")
+    except OSError:
+        raise ExpansionError('invalid port "%s" in %s transport' % (text, transport.name))
+
+
+def _interface(transport, host, addr, ctx):
+    """The first address in ``interface`` of the same family as the host's."""
+    text = _expand(transport, "interface", host, addr, ctx)
+    if not text:
+        return None
+    want = ipaddress.ip_address(host.address).version
+    sep = ":"
+    if text.startswith("<") and len(text) > 1:
+        # "<;" changes the separator so that IPv6 addresses can be listed.
+        sep, text = text[1], text[2:]
+    for item in text.split(sep):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            if ipaddress.ip_address(item).version == want:
+                return item
+        except ValueError:
+            raise ExpansionError('"%s" is not a valid IP address for the "interface" option '
+                                 'for %s transport' % (item, transport.name)) from None
+    return None
+
+
+def for_host(transport, host, addr, ctx, callout=False):
+    """(ClientSettings, port, interface, connect_timeout) for delivering to ``host``."""
+    opts = transport.options
+
+    def match(option):
+        return _match(transport, option, host, addr, ctx)
+
+    def expand(option):
+        return _expand(transport, option, host, addr, ctx)
+
+    if match("hosts_avoid_tls") or (callout and match("hosts_verify_avoid_tls")):
+        tls = None
+    elif match("hosts_require_tls"):
+        tls = "require"
+    else:
+        tls = "try"
+    tls_settings = None
+    if tls:
+        verify = "require" if match("tls_verify_hosts") else \
+            "try" if match("tls_try_verify_hosts") else None
+        names = None
+        if verify and match("tls_verify_cert_hostnames"):
+            names = [getattr(host, "certname", None) or host.name or host.address]
+        tls_settings = TLSClientSettings(
+            verify=verify, verify_certificates=expand("tls_verify_certificates") or "system",
+            verify_names=names, crl=expand("tls_crl"), certificate=expand("tls_certificate"),
+            privatekey=expand("tls_privatekey"), sni=expand("tls_sni"),
+            require_ciphers=expand("tls_require_ciphers"),
+            request_ocsp=match("hosts_request_ocsp"), require_ocsp=match("hosts_require_ocsp"))
+    auth = "require" if match("hosts_require_auth") else "try" if match("hosts_try_auth") else None
+    authenticators = []
+    if auth:
+        from exim_py.auths.base import load_authenticators
+        from exim_py.smtp import sasl_client
+        authenticators = sasl_client.for_transport(load_authenticators(transport.config),
+                                                   ctx.expand_context(addr, transport, host))
+    max_rcpt = expand("max_rcpt") or "100"
+    try:
+        max_rcpt = int(max_rcpt)
+    except ValueError:
+        raise ExpansionError('invalid max_rcpt "%s" in %s transport'
+                             % (max_rcpt, transport.name)) from None
+    settings = ClientSettings(
+        helo_data=expand("helo_data") or "localhost",
+        command_timeout=opts["command_timeout"], data_timeout=opts["data_timeout"],
+        final_timeout=opts["final_timeout"], esmtp=not match("hosts_avoid_esmtp"),
+        pipelining=not match("hosts_avoid_pipelining"), chunking=match("hosts_try_chunking"),
+        prdr=match("hosts_try_prdr"), size_addition=opts["size_addition"], tls=tls,
+        tls_settings=tls_settings, tls_tempfail_tryclear=opts["tls_tempfail_tryclear"],
+        auth=auth, authenticators=authenticators, max_rcpt=max_rcpt, callout=callout)
+    return (settings, _port(transport, host, addr, ctx), _interface(transport, host, addr, ctx),
+            opts["connect_timeout"])
+
+
+def authenticated_sender(transport, host, addr, ctx):
+    """The AUTH= value for MAIL, or None (spec, option authenticated_sender)."""
+    value = _expand(transport, "authenticated_sender", host, addr, ctx)
+    return value or None
+
+
+def host_list(transport, addr, ctx):
+    """The hosts (one per IP address) to try, in order, fallback hosts last.
+
+    Blocking (DNS): run it in a thread.  The transport's ``hosts`` replaces
+    the router's list when the router gave none or ``hosts_override`` is set.
+    """
+    from exim_py.routers import hostlist
+    opts = transport.options
+    hosts = list(addr.host_list)
+    from_option = False
+    if opts["hosts"] is not None and (not hosts or opts["hosts_override"]):
+        text = ctx.expand(opts["hosts"], addr, transport=transport)
+        hosts = hostlist.parse(text)
+        from_option = True
+    fallback = list(getattr(addr, "fallback_hosts", None) or [])
+    if opts["fallback_hosts"] is not None:
+        fallback += hostlist.parse(ctx.expand(opts["fallback_hosts"], addr, transport=transport))
+    if from_option and opts["hosts_randomize"]:
+        hosts = hostlist.randomize_groups(hosts)
+    lookup = "byname" if opts["gethostbyname"] else None
+    out = []
+    for host in hosts + fallback:
+        if host is hostlist.GROUP_BREAK:
+            continue
+        if host.address:
+            out.append(host)
+            continue
+        try:
+            out.extend(hostlist.resolve(host, ctx, lookup))
+        except LookupDefer:
+            continue
+    return out
