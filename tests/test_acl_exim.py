@@ -168,3 +168,24 @@ r1:
                 ["HELO x", "MAIL FROM:<a@b>", "RCPT TO:<b@c>", "RCPT TO:<late@c>",
                  "RCPT TO:<nest1@c>", "RCPT TO:<nest2@c>", "RCPT TO:<ok@c>",
                  "RCPT TO:<zzz@c>", "QUIT"])
+
+    def test_nested_arguments_and_verify_message(self):
+        """$acl_arg/$acl_narg in a nested ACL and $acl_verify_message in the caller."""
+        acls = """
+check_arg:
+  accept condition = ${if eq{$acl_arg1}{$acl_arg2}}
+         message = $acl_narg:$acl_arg1:$acl_arg2
+  deny message = $acl_narg:$acl_arg1:$acl_arg2
+r1:
+  deny local_parts = same
+       acl = check_arg "two words" "${lc:TWO} words"
+       message = matched ($acl_verify_message)
+  accept local_parts = diff
+         acl = check_arg a b
+  deny local_parts = diff
+       message = no [$acl_narg] $acl_verify_message
+  deny message = $local_part@$domain
+"""
+        compare(self, "acl_smtp_rcpt = r1", acls,
+                ["HELO x", "MAIL FROM:<a@b>", "RCPT TO:<same@c>", "RCPT TO:<diff@c>",
+                 "RCPT TO:<Other@C.Example>", "QUIT"])

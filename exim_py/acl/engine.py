@@ -422,7 +422,19 @@ def _nested(run, arg):
     words = dequote_words(arg)
     if not words:
         return FAIL
-    name, args = words[0], words[1:10]
+    # The name and each argument are expanded separately, after splitting.
+    expanded = []
+    for word in words[:10]:
+        try:
+            expanded.append(run.expand(word))
+        except ExpansionError as e:
+            if not e.forced:
+                run.log = 'failed to expand ACL string "%s": %s' % (word, e)
+            return ERROR
+        except LookupDefer as e:
+            run.log = 'failed to expand ACL string "%s": %s' % (word, e)
+            return DEFER
+    name, args = expanded[0], expanded[1:]
     saved = (run.narg, list(run.args))
     run.narg = len(args)
     run.args = args + [""] * (9 - len(args))
