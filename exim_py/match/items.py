@@ -105,7 +105,10 @@ class StringMatcher(Matcher):
             self.numeric = [s, s[:len(s) - len(suffix)]]
             return True
         if pattern.startswith("^"):
-            found = regex_match(pattern, s, self.caseless)
+            # Exim matches regexes against the subject as given (caselessly
+            # unless +caseful or (?-i)), but everything else against its
+            # lower-cased copy: ${if match_domain{X.C.D}{^x\.(c)} sets $1 to "C".
+            found = regex_match(pattern, self.origsubject, self.caseless)
             if found is None:
                 return False
             self.value = pattern
@@ -176,10 +179,8 @@ class AddressMatcher(Matcher):
         self.caseless = False
 
     def _string(self, subject, caseless, use_partial=True):
-        m = StringMatcher("string", subject, self.ctx, caseless=caseless,
-                          use_partial=use_partial)
-        m.subject = subject
-        return m
+        return StringMatcher("string", subject, self.ctx, caseless=caseless,
+                             use_partial=use_partial)
 
     def check(self, pattern):
         subject = self.address
