@@ -55,7 +55,8 @@ def build_policy(config, inv=None, host_checking=False, reactor=None):
     deliver = None
     engine = _module("exim_py.delivery.engine")
     if engine is not None and hasattr(engine, "deliver_later") and not host_checking:
-        deliver = lambda message_id: engine.deliver_later(config, spool, message_id)  # noqa: E731
+        def deliver(message_id):
+            engine.deliver_later(config, spool, message_id, logger)
     policy = ServerPolicy(config, writer, logger, host_checking=host_checking, deliver=deliver)
     tls_mod = _module("exim_py.smtp.tls")
     if tls_mod is not None:

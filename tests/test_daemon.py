@@ -1,0 +1,277 @@
+"""The daemon: listening addresses, -bdf with a pid file, signals, connection
+limits, the twistd plugin, and crash safety (SIGKILL never loses a message
+that was acknowledged).
+"""
+
+import os
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from twisted.application import service
+from twisted.internet import defer, reactor, threads
+from twisted.trial import unittest
+
+from exim_py.cli import parse_args
+from exim_py.daemon import listen_addresses, split_list
+from exim_py.smtp.server import SMTPServerFactory
+from exim_py.spool import Spool
+from tests.test_smtp_server import make_config, make_policy
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ListenAddressTests(unittest.TestCase):
+    """daemon_smtp_ports, local_interfaces, tls_on_connect_ports and -oX (spec "Starting the daemon")."""
+
+    def addresses(self, extra, override=None):
+        config, _ = make_config(self, extra)
+        return listen_addresses(config, override)
+
+    def test_ports_times_interfaces(self):
+        """Each interface without its own port listens on every daemon_smtp_ports port."""
+        got = self.addresses("daemon_smtp_ports = 2525 : 2526\nlocal_interfaces = 127.0.0.1 : 127.0.0.2")
+        self.assertEqual(got, [("127.0.0.1", 2525, False), ("127.0.0.1", 2526, False),
+                               ("127.0.0.2", 2525, False), ("127.0.0.2", 2526, False)])
+
+    def test_interface_port_syntaxes(self):
+        """'address.port' and '[address]:port' both give an interface its own port."""
+        got = self.addresses("local_interfaces = <; 127.0.0.1.2600 ; [127.0.0.2]:2601 ; ::1.2602")
+        self.assertEqual(got, [("127.0.0.1", 2600, False), ("127.0.0.2", 2601, False), ("::1", 2602, False)])
+
+    def test_ox_port_only_overrides_ports(self):
+        """-oX 1225 replaces daemon_smtp_ports and keeps local_interfaces."""
+        got = self.addresses("local_interfaces = 127.0.0.1", "1225")
+        self.assertEqual(got, [("127.0.0.1", 1225, False)])
+
+    def test_ox_address_overrides_interfaces(self):
+        """-oX with an address replaces local_interfaces."""
+        got = self.addresses("daemon_smtp_ports = 25", "<; 127.0.0.3.1125 ; 127.0.0.4")
+        self.assertEqual(got, [("127.0.0.3", 1125, False), ("127.0.0.4", 25, False)])
+
+    def test_tls_on_connect_ports_are_marked(self):
+        """A port in tls_on_connect_ports gets TLS before the banner."""
+        got = self.addresses("daemon_smtp_ports = 25 : 465\ntls_on_connect_ports = 465\n"
+                             "local_interfaces = 127.0.0.1")
+        self.assertEqual(got, [("127.0.0.1", 25, False), ("127.0.0.1", 465, True)])
+
+    def test_list_separators(self):
+        """Exim lists: ':' with '::' as a literal colon, or '<X' to choose the separator."""
+        self.assertEqual(split_list("a : b::c : d"), ["a", "b:c", "d"])
+        self.assertEqual(split_list("<; ::1 ; 127.0.0.1"), ["::1", "127.0.0.1"])
+
+
+class ConnectionLimitTests(unittest.TestCase):
+    """smtp_accept_max and smtp_accept_max_per_host refuse extra connections with 421."""
+
+    @defer.inlineCallbacks
+    def test_accept_max(self):
+        """With smtp_accept_max = 2 the third simultaneous connection is refused."""
+        policy, _ = make_policy(self, "smtp_accept_max = 2")
+        port = reactor.listenTCP(0, SMTPServerFactory(policy), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+
+        def run():
+            socks = [socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10) for _ in range(3)]
+            lines = [s.makefile("rb").readline().decode() for s in socks]
+            for s in socks:
+                s.close()
+            return lines
+        lines = yield threads.deferToThread(run)
+        self.assertTrue(lines[0].startswith("220 ") and lines[1].startswith("220 "), lines)
+        self.assertEqual(lines[2], "421 Too many concurrent SMTP connections; please try again later.\r\n")
+
+    @defer.inlineCallbacks
+    def test_accept_max_per_host(self):
+        """smtp_accept_max_per_host = 1: a second connection from the same address is refused."""
+        policy, _ = make_policy(self, "smtp_accept_max_per_host = 1")
+        port = reactor.listenTCP(0, SMTPServerFactory(policy), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+
+        def run():
+            socks = [socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10) for _ in range(2)]
+            lines = [s.makefile("rb").readline().decode() for s in socks]
+            for s in socks:
+                s.close()
+            return lines
+        lines = yield threads.deferToThread(run)
+        self.assertEqual(lines[1], "421 Too many concurrent SMTP connections from this IP address; "
+                                   "please try again later.\r\n")
+
+
+class DaemonProcess:
+    """``python -m exim_py -bdf -oX PORT -oP PIDFILE -C conf`` as the conformance harness starts it."""
+
+    def __init__(self, testcase, extra=""):
+        self.config, self.spool_dir = make_config(testcase, extra)
+        self.conf_path = self.config.filename
+        self.port = free_port()
+        self.pid_file = os.path.join(self.spool_dir, "exim.pid")
+        self.process = None
+
+    def start(self, timeout=20):
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "exim_py", "-C", self.conf_path, "-bdf", "-oX", str(self.port),
+             "-oP", self.pid_file], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if os.path.exists(self.pid_file):
+                return self
+            if self.process.poll() is not None:
+                raise AssertionError("daemon exited: %s" % self.process.stderr.read().decode())
+            time.sleep(0.02)
+        raise AssertionError("no pid file after %ss" % timeout)
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self.process is not None:
+            self.process.stdout.close()
+            self.process.stderr.close()
+
+
+class DaemonProcessTests(unittest.TestCase):
+    """The real command line: pid file, SIGTERM, SIGHUP."""
+
+    def daemon(self, extra="queue_only"):
+        d = DaemonProcess(self, extra).start()
+        self.addCleanup(d.stop)
+        return d
+
+    def test_pid_file_and_sigterm(self):
+        """The pid file names the daemon; SIGTERM ends it cleanly and removes the file."""
+        d = self.daemon()
+        with open(d.pid_file) as f:
+            self.assertEqual(int(f.read()), d.process.pid)
+        with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
+            s.sendmail("a@b.example", ["c@d.example"], "Subject: x\r\n\r\nhi\r\n")
+        d.process.send_signal(signal.SIGTERM)
+        self.assertEqual(d.process.wait(timeout=20), 0)
+        self.assertFalse(os.path.exists(d.pid_file))
+        self.assertEqual(len(list(Spool(d.spool_dir).message_ids())), 1)
+
+    def test_sighup_applies_only_a_clean_configuration(self):
+        """SIGHUP: a broken file is ignored; a good one changes what new sessions see."""
+        d = self.daemon()
+
+        def banner():
+            with socket.create_connection(("127.0.0.1", d.port), timeout=10) as s:
+                return s.makefile("rb").readline().decode().strip()
+
+        def wait_for(predicate):
+            for _ in range(200):
+                value = banner()
+                if predicate(value):
+                    return value
+                time.sleep(0.05)
+            return value
+
+        self.assertEqual(banner(), "220 mx.test.example ESMTP Exim 4.96")
+        with open(d.conf_path) as f:
+            original = f.read()
+        with open(d.conf_path, "w") as f:
+            f.write(original + "\nno_such_option = 1\n")
+        d.process.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        self.assertEqual(banner(), "220 mx.test.example ESMTP Exim 4.96")
+        self.assertIsNone(d.process.poll())
+        with open(d.conf_path, "w") as f:
+            f.write(original.replace("ESMTP Exim 4.96", "reloaded banner"))
+        d.process.send_signal(signal.SIGHUP)
+        self.assertEqual(wait_for(lambda b: "reloaded" in b), "220 mx.test.example reloaded banner")
+
+
+class CrashSafetyTests(unittest.TestCase):
+    """SIGKILL mid-stream: every message that got its 250 is on the spool, intact."""
+
+    def test_sigkill_loses_no_acknowledged_message(self):
+        """200 messages over 20 connections, the daemon killed part way, then restarted."""
+        d = DaemonProcess(self, "queue_only").start()
+        self.addCleanup(d.stop)
+        acked = {}
+        lock = threading.Lock()
+        enough = threading.Event()
+
+        def client(n):
+            try:
+                s = smtplib.SMTP("127.0.0.1", d.port, timeout=10)
+                s.ehlo("c%d.example" % n)
+                for i in range(10):
+                    body = "Subject: m %d/%d\r\n\r\n%s\r\n" % (n, i, ("line %d %d\r\n" % (n, i)) * 20)
+                    s.mail("a@b.example")
+                    s.rcpt("c@d.example")
+                    code, text = s.data(body)
+                    if code == 250:
+                        with lock:
+                            acked[text.decode().split("id=")[1]] = body
+                            if len(acked) >= 80:
+                                enough.set()
+            except (smtplib.SMTPException, OSError):
+                pass
+
+        workers = [threading.Thread(target=client, args=(n,)) for n in range(20)]
+        for w in workers:
+            w.start()
+        enough.wait(60)
+        d.process.send_signal(signal.SIGKILL)
+        d.process.wait()
+        for w in workers:
+            w.join(30)
+        with lock:
+            snapshot = dict(acked)
+        self.assertGreaterEqual(len(snapshot), 80)
+        os.unlink(d.pid_file)
+        restarted = DaemonProcess.__new__(DaemonProcess)
+        restarted.__dict__.update(d.__dict__)
+        restarted.start()
+        self.addCleanup(restarted.stop)
+        spool = Spool(d.spool_dir)
+        on_disk = set(spool.message_ids())
+        for message_id, body in snapshot.items():
+            self.assertIn(message_id, on_disk)
+            stored = spool.read_body(message_id)
+            expected = body.split("\r\n\r\n", 1)[1].replace("\r\n", "\n").encode()
+            self.assertEqual(stored, expected, message_id)
+            self.assertEqual([r.address for r in spool.read(message_id).recipients], ["c@d.example"])
+
+
+class TwistdPluginTests(unittest.TestCase):
+    """``twistd exim_py`` builds the same tree as ``exim_py -bd``."""
+
+    def test_make_service(self):
+        """makeService gives a MultiService with the SMTP listeners on the -oX port."""
+        from exim_py import tap
+        config, _ = make_config(self, "local_interfaces = 127.0.0.1")
+        options = tap.Options()
+        options.parseOptions(["-C", config.filename, "--listen", "2625", "-D", "X=1"])
+        inv = tap.invocation(options)
+        self.assertEqual((inv.listen, inv.macros), ("2625", {"X": "1"}))
+        top = tap.makeService(options)
+        self.assertIsInstance(top, service.MultiService)
+        listeners = top.getServiceNamed("smtp")
+        self.assertEqual([(s.args[0], s.kwargs["interface"]) for s in listeners], [(2625, "127.0.0.1")])
+
+    def test_dropin_is_found(self):
+        """The dropin in twisted/plugins is found when the checkout is on the path."""
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        out = subprocess.run([sys.executable, "-m", "twisted", "--help"], capture_output=True, text=True,
+                             env=env, cwd=tempfile.gettempdir(), timeout=60).stdout
+        self.assertIn("exim_py", out)
+
+    def test_cli_daemon_flags(self):
+        """-bdf -oX -oP -q30m are what daemon_mode reads."""
+        inv = parse_args(["-bdf", "-oX", "2525", "-oP", "/tmp/p", "-q30m"])
+        self.assertEqual((inv.mode, inv.listen, inv.pid_file, inv.queue_interval), ("daemon", "2525", "/tmp/p", 1800))
