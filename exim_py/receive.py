@@ -230,11 +230,14 @@ def _phrase(name):
     return name
 
 
-def local_fixups(env, config, message_id_domain, now, originator_name=None, submission=False):
+def local_fixups(env, config, message_id_domain, now, originator_name=None, submission=False,
+                 untrusted_login=None):
     """Add Message-ID:, From: and Date: when missing (local or submission-mode input).
 
     Added lines go at the end of the header, Message-ID first, as Exim does;
-    with Resent- headers the Resent- forms are added instead.
+    with Resent- headers the Resent- forms are added instead.  ``submission``
+    is True or the domain of ``control = submission/domain=...``.  For an
+    untrusted local caller (``untrusted_login``) the Sender: rules apply too.
     """
     from exim_py.expand.variables import tod
     headers = env.headers
@@ -242,22 +245,65 @@ def local_fixups(env, config, message_id_domain, now, originator_name=None, subm
     prefix = "Resent-" if resent else ""
     added_top, added_end = [], []
     if not live_headers(headers, prefix + "Message-Id"):
-        line = Header("%sMessage-Id: <E%s@%s>\n" % (prefix, env.message_id, message_id_domain),
-                      "I" if not resent else " ")
+        line = Header("%sMessage-Id: <E%s@%s>\n" % (prefix, env.message_id, message_id_domain), "I")
         (added_top if resent else added_end).append(line)
         env.flags.add("message_id_created")
     if resent and not live_headers(headers, "Resent-Date"):
         added_top.insert(0, Header("Resent-Date: %s\n" % tod("full", now), " "))
-    if not live_headers(headers, prefix + "From") and (env.sender or not submission):
-        if env.sender:
-            if originator_name:
-                text = "%sFrom: %s <%s>\n" % (prefix, _phrase(originator_name), env.sender)
-            else:
-                text = "%sFrom: %s\n" % (prefix, env.sender)
-            added_end.append(Header(text, "F"))
+    if not live_headers(headers, prefix + "From"):
+        author = env.sender or (submission and _submission_address(env, config, submission))
+        if author:
+            added_end.append(Header("%sFrom: %s\n" % (prefix, mailbox(originator_name, author)), "F"))
+    if untrusted_login is not None:
+        _untrusted_sender(env, config, headers, added_end, prefix, untrusted_login, originator_name)
     if not resent and not live_headers(headers, "Date"):
         added_end.append(Header("Date: %s\n" % tod("full", now), " "))
     env.headers = added_top + headers + added_end
+
+
+def _submission_address(env, config, submission):
+    """$authenticated_id made an address as ``control = submission/domain=`` says (spec "From:")."""
+    auth_id = env.session.authenticated_id
+    if not auth_id:
+        return None
+    if isinstance(submission, str):
+        return "%s@%s" % (auth_id, submission) if submission else auth_id
+    return "%s@%s" % (auth_id, config.main.qualify_domain or _primary_hostname(config))
+
+
+def mailbox(name, address):
+    """``Name <address>``, or the bare address when there is no name."""
+    return "%s <%s>" % (_phrase(name), address) if name else address
+
+
+def _untrusted_sender(env, config, headers, added_end, prefix, login, full_name):
+    """Sender: rules for an untrusted local caller (spec "Sender:" and local_from_check)."""
+    main = config.main
+    own = "%s@%s" % (login, main.qualify_domain or _primary_hostname(config))
+    # Sendmail compatibility: a From: holding just the caller's login becomes
+    # their full address; the old line is kept as deleted.
+    for i, h in enumerate(headers):
+        if h.flag != "*" and h.name.lower() == prefix.lower() + "from" and h.value.strip() == login:
+            h.flag = "*"
+            headers.insert(i + 1, Header("%sFrom: %s\n" % (prefix, mailbox(full_name, own)), "F"))
+            break
+    if not main.local_sender_retain:
+        for h in live_headers(headers, "Sender") + live_headers(headers, "Resent-Sender"):
+            h.flag = "*"
+    if not main.local_from_check:
+        return
+    froms = live_headers(headers + added_end, prefix + "From")
+    found = [a for _, a in email.utils.getaddresses([h.value for h in froms])]
+    if froms and (len(found) != 1 or not _same_address(found[0], own)):
+        added_end.append(Header("%sSender: %s\n" % (prefix, mailbox(full_name, own)), "S"))
+        env.sender = own   # a created Sender: becomes the return path too
+
+
+def _same_address(a, b):
+    """Local parts compare exactly, domains without regard to case."""
+    la, _, da = a.rpartition("@")
+    lb, _, db = b.rpartition("@")
+    return la == lb and da.lower() == db.lower()
 
 
 def message_size(env, body):
@@ -267,7 +313,7 @@ def message_size(env, body):
 
 
 def receive(env, data, config, local=False, submission=False, suppress_local_fixups=False,
-            extract=False, originator_name=None, now=None, expand=None, ctx=None):
+            extract=False, originator_name=None, now=None, expand=None, ctx=None, untrusted_login=None):
     """Build ``env``'s headers and counts from ``data``; returns the body bytes for the -D file.
 
     ``env.message_id`` must already be set (the Received: and Message-ID:
@@ -281,7 +327,8 @@ def receive(env, data, config, local=False, submission=False, suppress_local_fix
         extract_recipients(env, config)
     if (local or submission) and not suppress_local_fixups:
         domain = config.main.message_id_header_domain or _primary_hostname(config)
-        local_fixups(env, config, domain, now or env.received_time, originator_name, submission)
+        local_fixups(env, config, domain, now or env.received_time, originator_name, submission,
+                     untrusted_login)
     received = received_header(env, config, now or env.received_time, expand, ctx)
     if received is not None:
         env.headers.insert(0, received)

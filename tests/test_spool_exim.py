@@ -97,25 +97,8 @@ class CrossCheckTests(TestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         return out
 
-    def test_local_submission_same_header_file(self):
-        """`-odq -f sender rcpts` gives a -H file identical to Exim's once ids and times are normalised."""
-        args = ["-odq", "-f", "someone@x.example", "user@localhost", "other@example.com"]
-        self.exim(args)
-        [exim_id] = self.env.exim_ids()
-        result = run_exim_py(["-C", self.env.py_config] + args, input=MESSAGE.decode())
-        self.assertEqual(result.returncode, 0, result.stderr)
-        spool = Spool(self.env.py_spool)
-        [py_id] = list(spool.message_ids())
-        with open(spool.header_path(py_id), "rb") as f:
-            ours = f.read()
-        self.assertEqual(normalise(ours, py_id), normalise(self.env.read_exim(exim_id), exim_id))
-        with open(spool.body_path(py_id), "rb") as f:
-            self.assertEqual(f.read(), py_id.encode() + b"-D\nbody line\n\n")
-
-    def test_local_submission_untrusted_style(self):
-        """Without -f: -auth_id, -auth_sender and -local as Exim writes them; -t takes the header's recipients."""
-        args = ["-odq", "-t", "-oi", "extra@example.net"]
-        message = MESSAGE.replace(b"\n\n", b"\nBcc: hidden@example.net\nReturn-path: <x@y>\n\n", 1)
+    def submit_both(self, args, message=MESSAGE):
+        """Submit ``message`` to exim4 and to exim_py; returns both -H files normalised, and our id."""
         self.exim(args, message)
         [exim_id] = self.env.exim_ids()
         result = run_exim_py(["-C", self.env.py_config] + args, input=message.decode())
@@ -124,7 +107,27 @@ class CrossCheckTests(TestCase):
         [py_id] = list(spool.message_ids())
         with open(spool.header_path(py_id), "rb") as f:
             ours = f.read()
-        self.assertEqual(normalise(ours, py_id), normalise(self.env.read_exim(exim_id), exim_id))
+        return normalise(ours, py_id), normalise(self.env.read_exim(exim_id), exim_id), py_id
+
+    def test_local_submission_same_header_file(self):
+        """`-odq -f sender rcpts` gives a -H file identical to Exim's once ids and times are normalised."""
+        ours, theirs, py_id = self.submit_both(["-odq", "-f", "someone@x.example", "user@localhost",
+                                                "other@example.com"])
+        self.assertEqual(ours, theirs)
+        with open(Spool(self.env.py_spool).body_path(py_id), "rb") as f:
+            self.assertEqual(f.read(), py_id.encode() + b"-D\nbody line\n\n")
+
+    def test_local_submission_untrusted_style(self):
+        """Without -f: -auth_id, -auth_sender and -local as Exim writes them; -t takes the header's recipients."""
+        message = MESSAGE.replace(b"\n\n", b"\nBcc: hidden@example.net\nReturn-path: <x@y>\n\n", 1)
+        ours, theirs, _ = self.submit_both(["-odq", "-t", "-oi", "extra@example.net"], message)
+        self.assertEqual(ours, theirs)
+
+    def test_uucp_from_line(self):
+        """A leading "From sender date" line is taken as Exim takes it."""
+        message = b"From fred@x.example Fri Jan  5 12:55 GMT 1997\n" + MESSAGE
+        ours, theirs, _ = self.submit_both(["-odq", "a@b.example"], message)
+        self.assertEqual(ours, theirs)
 
     def test_reads_exim_smtp_message(self):
         """read() understands an SMTP message Exim spooled (host, DSN, ACL variables) and rewrites it unchanged."""

@@ -12,11 +12,13 @@ import importlib
 import importlib.util
 import os
 import pwd
+import re
 import subprocess
 import sys
 import time
 
-from exim_py.config.options import find_group, find_user, split_colon_list
+from exim_py.config.options import find_group, find_user
+from exim_py.match.lists import split_list
 from exim_py.envelope import Envelope, Recipient, Session
 from exim_py.log import Logger, msglog_received_line, received_line
 from exim_py.receive import receive
@@ -49,7 +51,7 @@ class Caller:
         exim_user = main.exim_user
         if exim_user is not None and getattr(exim_user, "pw_uid", exim_user) == self.uid:
             return True
-        for item in split_colon_list(main.trusted_users or ""):
+        for item in split_list(main.trusted_users or ""):
             pw = find_user(item)
             if pw is not None and pw.pw_uid == self.uid:
                 return True
@@ -58,7 +60,7 @@ class Caller:
             groups.update(g.gr_gid for g in grp.getgrall() if self.login in g.gr_mem)
         except KeyError:
             pass
-        return any(find_group(item) in groups for item in split_colon_list(main.trusted_groups or ""))
+        return any(find_group(item) in groups for item in split_list(main.trusted_groups or ""))
 
 
 def _qualify(address, domain):
@@ -104,6 +106,26 @@ def read_message(stream, dot_ends):
         elif data.endswith(b"\n."):
             data = data[:-1]
     return data
+
+
+def strip_uucp_from(data, config):
+    """Remove a leading "From sender date" line (uucp_from_pattern).
+
+    Returns (the rest of the data, the sender it names or None, its length).
+    """
+    pattern = config.main.uucp_from_pattern
+    if not pattern or not data.startswith(b"From "):
+        return data, None, 0
+    end = data.find(b"\n")
+    first = data[:end if end >= 0 else len(data)].decode("utf-8", "surrogateescape")
+    m = re.match(pattern, first)
+    if not m:
+        return data, None, 0
+    from exim_py.expand import ExpandContext, expand
+    ctx = ExpandContext(config=config)
+    ctx.numeric = [m.group(0)] + list(m.groups())
+    sender = _strip_brackets(expand(config.main.uucp_from_sender or "$1", ctx))
+    return (data[end + 1:] if end >= 0 else b""), sender, len(first)
 
 
 def choose_sender(inv, config, caller, env):
@@ -221,10 +243,18 @@ def submit(inv, config, stdin=None, caller=None):
     env.recipients = command_line_recipients(inv.args, main.qualify_recipient or domain)
 
     data = read_message(stdin, inv.dot_ends and inv.argv0 != "rmail")
+    data, uucp_sender, uucp_length = strip_uucp_from(data, config)
+    if uucp_sender is not None and inv.sender is None and caller.trusted:
+        # A trusted caller's "From sender date" line sets the sender as -f
+        # would; Exim keeps $authenticated_id, drops the rest (checked with exim4).
+        env.sender, set_by_f = uucp_sender, True
+        env.flags.discard("local")
+        env.auth_sender = None
     env.message_id, env.received_time = spool.ids.new_id()
     originator = inv.sender_name if inv.sender_name is not None else ("" if set_by_f else caller.full_name)
     body = receive(env, data, config, local=True, extract=inv.extract_recipients,
-                   originator_name=originator)
+                   originator_name=originator, untrusted_login=None if caller.trusted else caller.login)
+    env.max_received_linelength = max(env.max_received_linelength, uucp_length)
     if not env.recipients:
         text = "no recipients found in headers" if inv.extract_recipients else "no recipients in message"
         return _error(inv, text, logger, env.message_id)

@@ -265,6 +265,14 @@ def headers_size(env):
     return sum(len(encode(h.text)) for h in env.headers if h.flag != "*")
 
 
+# "-name" lines that set an Envelope attribute to True, and "-name value" lines
+# stored as they are.
+_TRUE_ATTRIBUTES = {"deliver_firsttime": "deliver_firsttime", "manual_thaw": "manual_thaw",
+                    "host_lookup_failed": "host_lookup_failed", "smtputf8": "smtputf8"}
+_VALUE_ATTRIBUTES = {"local_scan": "local_scan_data", "spam_score_int": "spam_score_int",
+                     "dsn_envid": "dsn_envid"}
+
+
 def _apply_option(env, name, value):
     """Set what one "-name value" line of the -H file says."""
     s = env.session
@@ -286,25 +294,15 @@ def _apply_option(env, name, value):
         setattr(env, name, int(value))
     elif name == "received_time_usec":
         env.received_time = int(env.received_time) + float(value or 0)
-    elif name == "deliver_firsttime":
-        env.deliver_firsttime = True
+    elif name in _TRUE_ATTRIBUTES:
+        setattr(env, _TRUE_ATTRIBUTES[name], True)
+    elif name in _VALUE_ATTRIBUTES:
+        setattr(env, _VALUE_ATTRIBUTES[name], value)
     elif name == "frozen":
         env.frozen = True
         env.spool_extra["frozen"] = value
-    elif name == "manual_thaw":
-        env.manual_thaw = True
-    elif name == "host_lookup_failed":
-        env.host_lookup_failed = True
-    elif name == "local_scan":
-        env.local_scan_data = value
-    elif name == "spam_score_int":
-        env.spam_score_int = value
     elif name == "tls_certificate_verified":
         s.tls_certificate_verified = True
-    elif name == "smtputf8":
-        env.smtputf8 = True
-    elif name == "dsn_envid":
-        env.dsn_envid = value
     elif name == "dsn_ret":
         env.dsn_ret = {1: "FULL", 2: "HDRS"}.get(int(value or 0))
     elif value is None and name in (_EARLY_FLAGS + _LATE_FLAGS + _LOCAL_FLAGS + _TRAILING_FLAGS

@@ -1,0 +1,192 @@
+"""Local submission (exim_py as sendmail): recipients, -t, -i, -f, -F, errors, acl_not_smtp."""
+
+import contextlib
+import io
+import os
+import re
+import shutil
+import tempfile
+
+from twisted.trial.unittest import TestCase
+
+from exim_py import cli
+from exim_py import config as config_module
+from exim_py.delivery.submit import Caller, read_message, submit
+from exim_py.spool import Spool
+from tests.support.peers import run_exim_py
+
+BASE_CONFIG = """\
+spool_directory = {dir}/spool
+log_file_path = {dir}/log/%slog
+qualify_domain = example.org
+primary_hostname = mx.example.org
+{extra}
+"""
+
+
+class SubmitTests(TestCase):
+    """What a local submission leaves on the queue and in the logs."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="submit-test-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+
+    def config(self, extra=""):
+        path = os.path.join(self.dir, "exim.conf")
+        with open(path, "w") as f:
+            f.write(BASE_CONFIG.format(dir=self.dir, extra=extra))
+        return path
+
+    def submit(self, args, data, extra="", uid=None):
+        """Run submit() in this process; returns (status, stderr, [envelopes])."""
+        path = self.config(extra)
+        inv = cli.parse_args(["-C", path, "-odq"] + args)
+        config = config_module.load(path)
+        caller = Caller(config, uid=uid, gid=uid) if uid is not None else None
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            status = submit(inv, config, stdin=io.BytesIO(data), caller=caller)
+        spool = Spool(os.path.join(self.dir, "spool"))
+        return status, err.getvalue(), [spool.read(i) for i in spool.message_ids()]
+
+    def mainlog(self):
+        with open(os.path.join(self.dir, "log", "mainlog")) as f:
+            return f.read()
+
+    def test_command_line_queues_message(self):
+        """`echo test | exim_py -C conf -odq user@localhost` leaves a complete message and logs <=."""
+        path = self.config()
+        result = run_exim_py(["-C", path, "-odq", "user@localhost"], input="test\n")
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+        spool = Spool(os.path.join(self.dir, "spool"))
+        [message_id] = list(spool.message_ids())
+        env = spool.read(message_id)
+        self.assertEqual(env.sender, "root@example.org")
+        self.assertEqual([r.address for r in env.recipients], ["user@localhost"])
+        self.assertEqual([h.name for h in env.headers], ["Received", "Message-Id", "From", "Date"])
+        self.assertEqual(spool.read_body(message_id), b"test\n")
+        self.assertRegex(self.mainlog(), r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d %s <= root@example.org U=root "
+                                         r"P=local S=\d+\n$" % message_id)
+        with open(os.path.join(self.dir, "spool", "msglog", message_id)) as f:
+            self.assertRegex(f.read(), r" Received from root@example.org U=root P=local S=\d+\n$")
+        listing = run_exim_py(["-C", path, "-bp"])
+        self.assertIn("%s <root@example.org>\n          user@localhost\n" % message_id, listing.stdout)
+
+    def test_dot_ends_message_unless_i(self):
+        """A line holding only "." ends the message, except with -i / -oi."""
+        self.assertEqual(read_message(io.BytesIO(b"a\n.\nb\n"), True), b"a\n")
+        self.assertEqual(read_message(io.BytesIO(b"a\n.\nb\n"), False), b"a\n.\nb\n")
+        self.assertEqual(read_message(io.BytesIO(b"a\r\nb\rc\r\n"), False), b"a\nb\nc\n")
+        status, _, [env] = self.submit(["-oi", "a@b.example"], b"Subject: x\n\none\n.\ntwo\n")
+        self.assertEqual(env.body_linecount, 3)
+
+    def test_recipient_arguments(self):
+        """Arguments may hold several comma-separated addresses; unqualified ones get qualify_domain."""
+        status, _, [env] = self.submit(["a@b.example,c@d.example", "local"], b"x\n")
+        self.assertEqual([r.address for r in env.recipients], ["a@b.example", "c@d.example", "local@example.org"])
+
+    def test_extract_recipients(self):
+        """-t takes To:/Cc:/Bcc:, keeps Bcc: only as deleted, and sends the command-line ones to the tree."""
+        status, _, [env] = self.submit(["-t", "x@y.example"],
+                                       b"To: x@y.example, z@w.example\nBcc: hidden@example.net\n\nb\n")
+        self.assertEqual(status, 0)
+        self.assertEqual([r.address for r in env.recipients], ["z@w.example", "hidden@example.net"])
+        self.assertEqual(env.non_recipients, {"x@y.example"})
+        self.assertEqual([h.flag for h in env.headers if h.name == "Bcc"], ["*"])
+
+    def test_trusted_sender(self):
+        """A trusted caller's -f sets the sender; no From: name is taken from the password file."""
+        status, _, [env] = self.submit(["-f", "someone@x.example", "a@b.example"], b"x\n")
+        self.assertEqual(env.sender, "someone@x.example")
+        self.assertIn("From: someone@x.example\n", [h.text for h in env.headers])
+        self.assertNotIn("local", env.flags)
+        self.assertIsNone(env.session.authenticated_id)
+
+    def test_full_name(self):
+        """-F gives the From: name, quoted when it has special characters."""
+        status, _, [env] = self.submit(["-F", "Joe Q. Public", "a@b.example"], b"x\n")
+        self.assertIn('From: "Joe Q. Public" <root@example.org>\n', [h.text for h in env.headers])
+        self.assertEqual(env.session.authenticated_id, "root")
+        self.assertEqual(env.auth_sender, "root@example.org")
+
+    def test_untrusted_sender_is_ignored(self):
+        """An untrusted caller's -f is ignored, except -f <>; a From: not theirs gets a Sender:."""
+        status, _, [env] = self.submit(["-f", "boss@example.org", "a@b.example"],
+                                       b"From: boss@example.org\nSender: fake@x\n\nb\n", uid=65534)
+        self.assertEqual(env.sender, "nobody@example.org")
+        live = [(h.flag, h.text) for h in env.headers if h.flag != "*"]
+        self.assertIn(("S", "Sender: nobody <nobody@example.org>\n"), live)
+        self.assertIn(("*", "Sender: fake@x\n"), [(h.flag, h.text) for h in env.headers])
+        shutil.rmtree(os.path.join(self.dir, "spool"))
+        status, _, [env] = self.submit(["-f", "<>", "a@b.example"], b"x\n", uid=65534)
+        self.assertEqual(env.sender, "")
+
+    def test_untrusted_set_sender(self):
+        """untrusted_set_sender lets an untrusted caller choose a sender; -bp then shows the login."""
+        status, _, [env] = self.submit(["-f", "nobody-list@example.org", "a@b.example"],
+                                       b"From: nobody@example.org\n\nb\n", uid=65534,
+                                       extra="untrusted_set_sender = ^nobody-")
+        self.assertEqual(env.sender, "nobody-list@example.org")
+        self.assertIn("sender_set_untrusted", env.flags)
+        listing = run_exim_py(["-C", os.path.join(self.dir, "exim.conf"), "-bp"])
+        self.assertIn("<nobody-list@example.org> (nobody)\n", listing.stdout)
+
+    def test_uucp_from_line(self):
+        """A leading "From sender date" line from a trusted caller sets the sender and is removed."""
+        status, _, [env] = self.submit(["a@b.example"],
+                                       b"From fred@x.example Fri Jan  5 12:55 GMT 1997\nSubject: s\n\nb\n")
+        self.assertEqual(env.sender, "fred@x.example")
+        self.assertEqual(env.headers[1].text, "Subject: s\n")
+        self.assertEqual(env.max_received_linelength, len("From fred@x.example Fri Jan  5 12:55 GMT 1997"))
+
+    def test_no_recipients(self):
+        """No recipients is an error: logged with the id, told on stderr, status 1 (0 with -oee)."""
+        status, err, envs = self.submit(["-t"], b"Subject: x\n\nb\n")
+        self.assertEqual((status, err, envs), (1, "exim: no recipients found in headers\n", []))
+        self.assertRegex(self.mainlog(), r" (\S+) \1 no recipients found in headers\n$")
+        status, err, envs = self.submit(["-t", "-oee"], b"Subject: x\n\nb\n")
+        self.assertEqual(status, 0)
+
+    def test_acl_not_smtp_rejects(self):
+        """acl_not_smtp can refuse a message: nothing is queued, the reject log has it."""
+        extra = ("acl_not_smtp = check\nbegin acl\ncheck:\n  deny message = no way\n"
+                 "       log_message = logged reason\n  accept\n")
+        status, err, envs = self.submit(["a@b.example"], b"Subject: x\n\nb\n", extra=extra)
+        self.assertEqual((status, err, envs), (1, "exim: message rejected by non-SMTP ACL: no way\n", []))
+        self.assertIn("F=<root@example.org> rejected by non-SMTP ACL: logged reason", self.mainlog())
+        with open(os.path.join(self.dir, "log", "rejectlog")) as f:
+            reject = f.read()
+        self.assertIn("Envelope-from: <root@example.org>\nEnvelope-to: <a@b.example>\nP Received: ", reject)
+
+    def test_acl_not_smtp_variables(self):
+        """Message variables set by acl_not_smtp are stored in the -H file."""
+        extra = "acl_not_smtp = check\nbegin acl\ncheck:\n  warn set acl_m_foo = bar\n  accept\n"
+        status, err, [env] = self.submit(["a@b.example"], b"x\n", extra=extra)
+        self.assertEqual(env.acl_m, {"acl_m_foo": "bar"})
+
+
+class ArgvZeroTests(TestCase):
+    """The names exim_py answers to."""
+
+    def test_newaliases(self):
+        """newaliases (-bi) does nothing and succeeds when bi_command is unset, as Exim."""
+        d = tempfile.mkdtemp()
+        path = os.path.join(d, "exim.conf")
+        with open(path, "w") as f:
+            f.write("spool_directory = %s\n" % d)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            self.assertEqual(cli.main(["newaliases", "-C", path]), 0)
+        self.assertEqual(out.getvalue(), "")
+
+    def test_mailq(self):
+        """mailq lists the queue (-bp)."""
+        d = tempfile.mkdtemp()
+        path = os.path.join(d, "exim.conf")
+        with open(path, "w") as f:
+            f.write("spool_directory = %s\nlog_file_path = %s/%%slog\n" % (d, d))
+        run_exim_py(["-C", path, "-odq", "-f", "s@x.example", "r@y.example"], input="hello\n")
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            self.assertEqual(cli.main(["mailq", "-C", path]), 0)
+        self.assertRegex(out.getvalue(), r"^ 0m +\d+ \S{16} <s@x.example>\n          r@y.example\n\n$")
