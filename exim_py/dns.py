@@ -141,15 +141,16 @@ class Resolver:
         records.sort(key=lambda mx: mx.preference)
         return records
 
-    def addresses(self, name):
+    def addresses(self, name, ipv4_only=False):
         """IPv6 then IPv4 addresses of ``name`` as text; [] when there is none.
 
-        Raises ``LookupDefer`` only when one type deferred and the other found
-        nothing, as Exim does when looking up host addresses.
+        ``ipv4_only`` skips the AAAA question (``dns_ipv4_lookup``).  Raises
+        ``LookupDefer`` only when a question deferred and nothing was found,
+        as Exim does when looking up host addresses.
         """
         out = []
         deferred = False
-        for rdtype in ("AAAA", "A"):
+        for rdtype in ("A",) if ipv4_only else ("AAAA", "A"):
             ans = self.query(name, rdtype)
             if ans.status == AGAIN:
                 deferred = True

@@ -79,6 +79,8 @@ class ResolverTests(unittest.TestCase):
     def test_addresses_and_reverse(self):
         """addresses gives IPv6 then IPv4; reverse gives the PTR names."""
         self.assertEqual(self.resolver.addresses("both.host.test"), ["2001:db8::4", "203.0.113.4"])
+        self.assertEqual(self.resolver.addresses("both.host.test", ipv4_only=True),
+                         ["203.0.113.4"])
         self.assertEqual(self.resolver.addresses("nothere.test"), [])
         self.assertEqual(sorted(self.resolver.reverse("203.0.113.20")),
                          ["alias-of-friend.test", "friend.test"])

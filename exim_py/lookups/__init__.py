@@ -13,6 +13,7 @@ Errors are Exim's: a bad type or a file that cannot be opened raises
 does); a lookup that cannot be completed now raises ``LookupDefer``.
 """
 
+import functools
 import re
 from collections import namedtuple
 
@@ -27,7 +28,6 @@ __all__ = ["search", "search_wild", "quote", "is_query_style", "parse_type",
 # ``star`` is None, "*" or "*@", ``options`` the text after the first comma.
 LookupType = namedtuple("LookupType", "name partial affix star options")
 
-_TYPE_NAME = re.compile(r"[A-Za-z0-9_+]*")
 _instances = {}
 
 
@@ -35,6 +35,7 @@ def _ispunct(c):
     return "!" <= c <= "~" and not c.isalnum()
 
 
+@functools.lru_cache(maxsize=2048)
 def parse_type(text):
     """Parse a lookup type as written (``partial2-lsearch*@,ret=key``).
 
@@ -97,6 +98,7 @@ def _lookup(name):
     return inst
 
 
+@functools.lru_cache(maxsize=256)
 def is_query_style(name):
     """True when lookup type ``name`` (bare name) takes a query, not a file and key."""
     module = registry.load("lookup", name)
