@@ -182,6 +182,7 @@ class Address:
         self.child_list = []                 # addresses generated from this one
         self.clones = []                     # copies made by "unseen", routed further
         self.duplicate_of = None
+        self.finished = False                # a final outcome the spool will record
 
     # -- convenience ---------------------------------------------------
 

@@ -139,6 +139,8 @@ class _Delivery:
             self.log.main("Unfrozen by forced delivery")
 
         plan = yield threads.deferToThread(self._route_all)
+        if plan is not None:
+            yield threads.deferToThread(self._record_routing, plan)
         yield self._transport_all(plan)
         yield threads.deferToThread(self._finish, plan)
 
@@ -229,7 +231,6 @@ class _Delivery:
                 plan.discarded.append(addr)
             elif code is FAIL:
                 addr.set_result(FAIL, outcome.message, user_message=outcome.user_message)
-                addr.router = None
                 plan.route_failed.append(addr)
             else:
                 addr.set_result(DEFER, outcome.message, errno=-1,
@@ -287,16 +288,37 @@ class _Delivery:
                     a.set_result(DEFER, "transport error: %s" % e)
         yield threads.deferToThread(self._record, batch)
 
-    def _record(self, batch):
+    def _record_routing(self, plan):
+        """Record and log what routing settled by itself (failures, deferrals, discards)."""
+        pending = plan.route_failed + plan.route_deferred
+        if pending:
+            self._record(pending, routing=True)
+        for a in plan.discarded:
+            a.finished = True
+            self.log.discarded(a)
+        if plan.discarded:
+            uniques = [unique_of(a) for a in plan.discarded]
+            self.spool.mark_delivered(self.message_id, uniques)
+            self.envelope.non_recipients.update(uniques)
+
+    def _bounceable(self, addr):
+        """A failure from the null sender with nowhere to send it freezes the
+        message instead of being recorded (Exim never bounces a bounce)."""
+        return addr.ignore_error or addr.errors_to or self.envelope.sender != ""
+
+    def _record(self, batch, routing=False):
         """Apply retry rules, record finished addresses durably, then log them."""
         retry.update(self.ctx, batch)
-        finished = [unique_of(a) for a in batch if a.result in (OK, FAIL)]
+        # Failures are recorded in _finish, once their bounce is on the queue.
+        finished = [unique_of(a) for a in batch if a.result is OK]
+        for a in batch:
+            a.finished = a.result is OK or (a.result is FAIL and self._bounceable(a))
         if finished:
             self.spool.mark_delivered(self.message_id, finished)
             self.envelope.non_recipients.update(finished)
         first = True
         for a in batch:
-            self.log.result(a, first)
+            self.log.result(a, first or routing)
             if a.result is OK:
                 first = False
                 self.outcome.delivered.append(a)
@@ -312,24 +334,13 @@ class _Delivery:
     def _finish(self, plan):
         if plan is None:
             return
-        ctx = self.ctx
-        # Routing outcomes that need no transport.
-        pending = plan.route_failed + plan.route_deferred
-        if pending:
-            retry.update(ctx, pending)
-            finished = [unique_of(a) for a in pending if a.result is FAIL]
-            if finished:
-                self.spool.mark_delivered(self.message_id, finished)
-                self.envelope.non_recipients.update(finished)
-            for a in pending:
-                self.log.result(a, True)
-                (self.outcome.failed if a.result is FAIL else self.outcome.deferred).append(a)
-                if a.special == "freeze":
-                    self.envelope.frozen = True
-        for a in plan.discarded:
-            self.log.discarded(a)
-            self.spool.mark_delivered(self.message_id, [unique_of(a)])
-            self.envelope.non_recipients.add(unique_of(a))
+        failed = [a for a in self.outcome.failed if not a.ignore_error]
+        if failed:
+            self._bounce(failed)
+        finished = [unique_of(a) for a in self.outcome.failed if a.finished]
+        if finished:
+            self.spool.mark_delivered(self.message_id, finished)
+            self.envelope.non_recipients.update(finished)
         # An original recipient is done when nothing it generated is pending.
         done_tops = [t.address for t in plan.top
                      if t.address not in self.envelope.non_recipients and is_final(t)]
@@ -340,9 +351,6 @@ class _Delivery:
             if parent.parent is not None and is_final(parent):
                 self.log.msglog("%s: children all complete" % parent.address)
 
-        failed = [a for a in self.outcome.failed if not a.ignore_error]
-        if failed:
-            self._bounce(failed)
         remaining = [r for r in self.envelope.recipients
                      if r.address not in self.envelope.non_recipients]
         if not remaining:
@@ -359,12 +367,11 @@ class _Delivery:
 
     def _bounce(self, failed):
         """Send failure reports for ``failed`` (grouped by where errors go)."""
-        if self.envelope.sender == "":
+        if any(not self._bounceable(a) for a in failed):
             # A bounce that cannot be delivered is frozen, not bounced again.
-            if not any(a.errors_to for a in failed):
-                self.envelope.frozen = True
-                self.log.main("Frozen (delivery error message)")
-                return
+            self.envelope.frozen = True
+            self.envelope.spool_extra["frozen"] = int(self.ctx.now())
+            self.log.main("Frozen (delivery error message)")
         groups = {}
         for a in failed:
             target = a.errors_to if a.errors_to is not None else self.envelope.sender
@@ -413,7 +420,7 @@ def is_final(addr):
     elif addr.state == "rerouted":
         done = all(is_final(c) for c in addr.child_list)
     else:
-        done = addr.result in (OK, FAIL)
+        done = addr.finished
     return done and all(is_final(c) for c in addr.clones)
 
 
@@ -439,4 +446,53 @@ def _group(addresses, ctx):
     return local, remote
 
 
-__all__ = ["deliver_message", "DeliveryOutcome", "unique_of", "is_final"]
+
+
+
+def deliver_later(config, spool, message_id, logger=None):
+    """Start delivering a just-received message from the reactor thread
+    (the daemon's immediate delivery): returns the Deferred, whose failure
+    is logged to the panic log instead of being lost."""
+    d = deliver_message(config, spool, message_id, logger)
+
+    def failed(f):
+        log = logger
+        if log is None:
+            from exim_py.log import Logger
+            log = Logger(config)
+        log.panic("delivery failed unexpectedly: %s" % f.getErrorMessage(), message_id)
+    d.addErrback(failed)
+    return d
+
+
+def run_blocking(make_deferred):
+    """Run the reactor until the Deferred from ``make_deferred()`` fires; return its result.
+
+    Only for command-line processes (-M, -q, -odi) in which no reactor is
+    running yet.  Raises what the Deferred failed with.
+    """
+    from twisted.internet import reactor
+    box = {}
+
+    def start():
+        d = defer.maybeDeferred(make_deferred)
+
+        def done(result):
+            box["result"] = result
+            reactor.stop()
+        d.addBoth(done)
+    reactor.callWhenRunning(start)
+    reactor.run(installSignalHandlers=False)
+    result = box.get("result")
+    if hasattr(result, "raiseException"):
+        result.raiseException()
+    return result
+
+
+def deliver_now(config, spool, message_id, logger=None, **options):
+    """deliver_message made blocking: for command-line processes only (see run_blocking)."""
+    return run_blocking(lambda: deliver_message(config, spool, message_id, logger, **options))
+
+
+__all__ = ["deliver_message", "deliver_later", "deliver_now", "run_blocking",
+           "DeliveryOutcome", "unique_of", "is_final"]

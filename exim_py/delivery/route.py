@@ -345,6 +345,7 @@ def route_address(addr, ctx, routers=None):
         return result
 
     # Every router declined (or one with no_more did): the address is unroutable.
+    addr.router = None
     message = "Unrouteable address"
     user_message = None
     if last is not None and last.options["cannot_route_message"] is not None:
