@@ -11,6 +11,8 @@ import re
 
 from twisted.mail.smtp import xtext_decode as _twisted_xtext_decode
 
+from exim_py.delivery.addrparse import AddressSyntaxError, extract_address
+
 _PARAM = re.compile(r"\s+([A-Za-z0-9][A-Za-z0-9-]*)(?:=(\S*))?$")
 
 
@@ -43,64 +45,33 @@ def parse_path(operand, allow_empty):
     """Extract the mailbox from a MAIL/RCPT operand: ``<a@b>``, ``a@b``, ``<@r1,@r2:a@b>``.
 
     Returns the address ('' for ``<>`` when ``allow_empty``).  Raises
-    BadAddress with Exim's explanation otherwise.
+    BadAddress with Exim's explanation otherwise.  The address itself is
+    checked by the same parser -bt and redirection use.
     """
     text = operand.strip()
-    if text.startswith("<"):
-        close = _find_close(text)
-        if close < 0:
-            raise BadAddress("'>' missing at end of address")
-        inner, trailing = text[1:close].strip(), text[close + 1:].strip()
-        if trailing:
-            raise BadAddress("malformed address: %s may not follow %s " % (trailing, text[:close + 1]))
+    m = _ROUTE_ADDR.match(text)
+    if m:
+        path, trailing = m.group(1), m.group(2).strip()
+    elif text.startswith("<"):
+        raise BadAddress("'>' missing at end of address")
     else:
-        inner = text
-        if " " in _unquoted(inner):
-            first = inner.split(None, 1)
-            raise BadAddress("malformed address: %s may not follow %s " % (first[1], first[0]))
-    # RFC 5321 4.1.2: a source route is accepted and ignored
-    if inner.startswith("@"):
-        colon = inner.find(":")
-        if colon < 0:
-            raise BadAddress("malformed address: source route without a mailbox")
-        inner = inner[colon + 1:]
-    if inner == "":
-        if allow_empty:
-            return ""
+        words = _BARE_ADDR.match(text)
+        path, trailing = words.group(1), words.group(2).strip()
+    if trailing:
+        raise BadAddress("malformed address: %s may not follow %s " % (trailing, path))
+    try:
+        address = extract_address(path)
+    except AddressSyntaxError as e:
+        raise BadAddress(str(e).split(" (expected")[0])
+    if address == "" and not allow_empty:
         raise BadAddress("missing or malformed local part")
-    local, at, domain = inner.rpartition("@")
-    if not at:
-        local, domain = inner, ""
-    if local == "" and at:
-        raise BadAddress("missing or malformed local part")
-    if at and domain == "":
-        raise BadAddress("domain missing or malformed")
-    if local.startswith('"'):
-        if not local.endswith('"') or len(local) < 2:
-            raise BadAddress("missing or malformed local part")
-    return inner
+    return address
 
 
-def _find_close(text):
-    """Index of the '>' closing the leading '<', skipping quoted strings."""
-    quoted = False
-    i = 1
-    while i < len(text):
-        c = text[i]
-        if c == "\\" and quoted:
-            i += 2
-            continue
-        if c == '"':
-            quoted = not quoted
-        elif c == ">" and not quoted:
-            return i
-        i += 1
-    return -1
-
-
-def _unquoted(text):
-    """``text`` with quoted strings blanked out (to look for bare spaces)."""
-    return re.sub(r'"(?:[^"\\]|\\.)*"', "q", text)
+# "<...>" (quoted strings may hold '>') and whatever follows it
+_ROUTE_ADDR = re.compile(r'^(<(?:[^<>"]|"(?:[^"\\]|\\.)*")*>)(.*)$')
+# a bare address: up to the first unquoted space
+_BARE_ADDR = re.compile(r'^((?:[^\s"]|"(?:[^"\\]|\\.)*")*)(.*)$')
 
 
 def xtext_decode(value):
