@@ -63,7 +63,8 @@ class AclParser:
             if statements is None:
                 if not complained:
                     complained = True
-                    self.fail(ConfigError("missing or malformed ACL name", item.filename, item.line))
+                    self.fail(ConfigError("missing or malformed ACL name",
+                                          item.filename, item.line))
                 continue
             try:
                 self._statement_line(statements, item)
@@ -77,7 +78,8 @@ class AclParser:
             self.fail(ConfigError("missing or malformed ACL name", item.filename, item.line))
             return None
         if word in self.acls:
-            self.fail(ConfigError('there are two ACLs called "%s"' % word, item.filename, item.line))
+            self.fail(ConfigError('there are two ACLs called "%s"' % word,
+                                  item.filename, item.line))
             return None
         statements = []
         self.acls[word] = Acl(word, statements, item.filename, item.line)

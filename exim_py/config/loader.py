@@ -13,8 +13,6 @@ import collections
 import importlib
 import importlib.util
 import os
-import pwd
-import grp
 import re
 import shutil
 import socket
@@ -26,7 +24,7 @@ from exim_py.config.acl_syntax import AclParser
 from exim_py.config.generic_options import GENERIC
 from exim_py.config.main_options import MAIN_OPTIONS
 from exim_py.config.options import OptionTable, OptionValues, SettingParser, dequote
-from exim_py.config.reader import LogicalLine, Reader, Section
+from exim_py.config.reader import Reader, Section
 from exim_py.config.retry_rewrite import parse_retry, parse_rewrite
 from exim_py.errors import ConfigError
 
@@ -71,7 +69,8 @@ def builtin_macros():
             module = registry.load(kind, driver)
             for opt in getattr(module, "OPTIONS", ()):
                 if not opt.hidden:
-                    macros["_OPT_%s_%s_%s" % (kind.upper(), driver.upper(), opt.name.upper())] = "y"
+                    name = "_OPT_%s_%s_%s" % (kind.upper(), driver.upper(), opt.name.upper())
+                    macros[name] = "y"
     return macros
 
 
@@ -118,7 +117,8 @@ def _default_places():
     """
     if os.geteuid() == 0:
         return "/var/spool/exim_py", "/var/log/exim_py/%slog"
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    base = (os.environ.get("XDG_STATE_HOME")
+            or os.path.join(os.path.expanduser("~"), ".local", "state"))
     state = os.path.join(base, "exim_py")
     return os.path.join(state, "spool"), os.path.join(state, "log", "%slog")
 
@@ -219,7 +219,8 @@ class Loader:
                 raise ConfigError("missing quote at end of string value for %s" % name,
                                   item.filename, item.line)
         cache = force_cache or "$" not in value
-        self.named_lists[kind][name] = NamedList(kind, name, value, cache, item.filename, item.line)
+        self.named_lists[kind][name] = NamedList(kind, name, value, cache,
+                                                 item.filename, item.line)
 
     def _finish_main(self):
         main = self.main
@@ -300,7 +301,8 @@ class Loader:
     def _driver_named(self, kind, name):
         if kind == "transport":
             return name in self.transports
-        return any(d.name == name for d in (self.routers if kind == "router" else self.authenticators))
+        instances = self.routers if kind == "router" else self.authenticators
+        return any(d.name == name for d in instances)
 
     def _driver_option(self, kind, current, item):
         parser = SettingParser(item.filename, item.line)
@@ -317,8 +319,8 @@ class Loader:
             return
         module = registry.load(kind, driver)
         if module is None:
-            raise ConfigError('%s %s: cannot find %s driver "%s"' % (kind, current[0], kind, driver),
-                              item.filename, item.line)
+            raise ConfigError('%s %s: cannot find %s driver "%s"'
+                              % (kind, current[0], kind, driver), item.filename, item.line)
         # Rebuild the values over the generic + private tables, keeping what
         # was set so far, with the driver's own generic defaults.
         table = OptionTable(list(GENERIC[kind]) + list(getattr(module, "OPTIONS", ())))
@@ -345,7 +347,8 @@ class Loader:
         if module is None:
             return
         if kind == "router" and not values.is_set("retry_use_local_part") and (
-                values["check_local_user"] or any(values[o] is not None for o in _LOCAL_PART_PRECONDITIONS)):
+                values["check_local_user"]
+                or any(values[o] is not None for o in _LOCAL_PART_PRECONDITIONS)):
             # Spec "Generic options for routers", retry_use_local_part: true
             # by default when routing may depend on the local part.
             values._store("retry_use_local_part", True, given=False)

@@ -41,6 +41,9 @@ STRING_TYPES = frozenset({STRING, LIST, HOSTLIST, DOMAINLIST, ADDRESSLIST,
                           LOCALPARTLIST, UIDLIST, GIDLIST})
 
 _INT_MAX = 2 ** 31 - 1
+# What C's strtol accepts: base 0 (0x hex, leading-0 octal, decimal) or base 8.
+_C_INTEGER = r"\s*[+-]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)"
+_OCTAL = r"\s*[+-]?[0-7]+"
 _UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
@@ -405,8 +408,7 @@ class SettingParser:
 
     def _integer(self, s, name, octal=False):
         kind = "octal " if octal else ""
-        pattern = r"\s*[+-]?[0-7]+" if octal else r"\s*[+-]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)"
-        m = re.match(pattern, s)
+        m = re.match(_OCTAL if octal else _C_INTEGER, s)
         if not m:
             raise self.error("%sinteger expected for %s" % (kind, name))
         value = _strtol(m.group(0).strip(), octal)
@@ -422,7 +424,7 @@ class SettingParser:
         return value
 
     def _ksize(self, s, name):
-        m = re.match(r"\s*[+-]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)", s)
+        m = re.match(_C_INTEGER, s)
         if not m:
             raise self.error("integer expected for %s" % name)
         kilobytes = _strtol(m.group(0).strip())
