@@ -37,6 +37,7 @@ LOOKUPS = {
     "lmdb": "exim_py.lookups.lmdb",
     "lsearch": "exim_py.lookups.lsearch",
     "nwildlsearch": "exim_py.lookups.nwildlsearch",
+    "passwd": "exim_py.lookups.passwd",
     "wildlsearch": "exim_py.lookups.wildlsearch",
 }
 

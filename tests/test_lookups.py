@@ -272,3 +272,11 @@ class LmdbTests(unittest.TestCase):
         e = self.assertRaises(ExpansionError, lookups.search, "lmdb", self.path + "x", "key")
         self.assertEqual(str(e), "LMDB: Unable to open environment with %sx: "
                                  "No such file or directory" % self.path)
+
+
+class PasswdTests(unittest.TestCase):
+    def test_user(self):
+        """passwd gives *:uid:gid:gecos:home:shell for a user, None for no user."""
+        self.assertTrue(lookups.search("passwd", None, "root").startswith("*:0:0:"))
+        self.assertIsNone(lookups.search("passwd", None, "no-such-user-exim-py"))
+        self.assertTrue(lookups.is_query_style("passwd"))

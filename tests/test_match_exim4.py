@@ -151,3 +151,10 @@ class CompareWithExim(unittest.TestCase):
                      lambda k, t: "${lookup{%s}%s{%s}{<$value>}{NOTFOUND}}" % (k, t, self.ls),
                      lambda k, t: (lambda v: "NOTFOUND" if v is None else "<%s>" % v)(
                          lookups.search(t, self.ls, k, ExpandContext())))
+
+    def test_passwd_lookup(self):
+        """The passwd lookup formats a user as Exim does."""
+        rows = [("root",), ("nosuchuser-exim-py",)]
+        self.compare(rows, lambda u: "${lookup passwd{%s}{<$value>}{NOTFOUND}}" % u,
+                     lambda u: (lambda v: "NOTFOUND" if v is None else "<%s>" % v)(
+                         lookups.search("passwd", None, u, ExpandContext())))
