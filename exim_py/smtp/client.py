@@ -71,7 +71,6 @@ class ESMTPClient(LineReceiver):
         self._mail_failed = False
         self._unsent = []
         self._dot_sent = False
-        self._prdr_waiting = []
 
     # -- plumbing -------------------------------------------------------
 
@@ -400,7 +399,7 @@ class ESMTPClient(LineReceiver):
             parts.append("AUTH=%s" % (xtext(txn.auth_sender) if txn.auth_sender else "<>",))
         if "PRDR" in ext and s.prdr and len(txn.recipients) > 1 and txn.data is not None:
             parts.append("PRDR")
-            txn.prdr_used = True
+            txn.prdr_requested = True
         if "DSN" in ext and s.dsn:
             txn.dsn_passed = True
             if txn.dsn_ret:
@@ -422,7 +421,6 @@ class ESMTPClient(LineReceiver):
     def _send_envelope(self, txn):
         pipelining = "PIPELINING" in self.extensions and self.settings.pipelining
         self._pipelined = pipelining
-        prefix = "pipelined " if pipelining else ""
         mail = self._mail_command(txn)
         commands = [(mail, "mail", None)]
         commands += [(self._rcpt_command(txn, r), "rcpt", r) for r in txn.recipients]
@@ -437,10 +435,10 @@ class ESMTPClient(LineReceiver):
         out = []
         for command, state, arg in commands:
             out.append(command.encode("utf-8") + b"\r\n")
-            self._expect(state, arg, stage=prefix + command)
+            self._expect(state, arg, stage=command)
         if txn.data is not None and not use_bdat:
             out.append(b"DATA\r\n")
-            self._expect("data", stage="pipelined DATA")
+            self._expect("data", stage="DATA")
         self.transport.write(b"".join(out))
 
     def _send_next_unsent(self):
@@ -515,8 +513,8 @@ class ESMTPClient(LineReceiver):
 
     def _send_bdat(self, txn):
         body = to_wire(txn.data, dot_stuff=False)
-        header = ("BDAT %d LAST\r\n" % (len(body),)).encode("ascii")
-        self._start_body(header + body, b"", "dot", "end of data")
+        command = "BDAT %d LAST" % (len(body),)
+        self._start_body(command.encode("ascii") + b"\r\n" + body, b"", "dot", command)
 
     def _start_body(self, body, trailer, state, stage):
         self._body = body + trailer
@@ -546,14 +544,14 @@ class ESMTPClient(LineReceiver):
     def smtpState_dot(self, code, lines, arg):
         txn = self._txn
         reply = reply_text(code, lines)
-        if txn.prdr_used and code == 353:
+        if txn.prdr_requested and code == 353:
             # PRDR: one reply per accepted recipient, in RCPT order, then a
             # reply for the message as a whole.
-            self._prdr_waiting = list(self._accepted)
+            txn.prdr_used = True
             for rcpt in self._accepted:
-                self._expect("prdr_rcpt", rcpt, stage="end of data for <%s>" % (rcpt.address,),
+                self._expect("prdr_rcpt", rcpt, stage=self._stage,
                              timeout=self.settings.final_timeout)
-            self._expect("prdr_final", stage="end of data")
+            self._expect("prdr_final", stage=self._stage)
             return
         txn.confirmation = reply
         status = OK if code // 100 == 2 else FAIL if code >= 500 else DEFER
@@ -566,7 +564,8 @@ class ESMTPClient(LineReceiver):
 
     def smtpState_prdr_rcpt(self, code, lines, rcpt):
         status = OK if code // 100 == 2 else FAIL if code >= 500 else DEFER
-        message = "" if status == OK else self._smtp_error(code, lines)
+        message = "" if status == OK else "PRDR error after %s: %s" % (
+            self._stage, reply_text(code, lines))
         self._txn.outcomes[rcpt.address] = Outcome(status, message, "recipient",
                                                    reply_text(code, lines), code=code,
                                                    stage="prdr_rcpt")

@@ -86,7 +86,8 @@ class Transaction:
         self.auth_sender = auth_sender
         self.outcomes = {}          # address -> Outcome
         self.confirmation = None    # the reply to the end of data, for C= in the log
-        self.prdr_used = False
+        self.prdr_requested = False  # PRDR was on the MAIL command
+        self.prdr_used = False      # ... and the server answered the data with 353
         self.chunking_used = False
         self.dsn_passed = False     # DSN parameters were forwarded to the server
 

@@ -55,7 +55,15 @@ def _is_local(address):
 
 
 def _quote_log(text):
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    """A reply for a log field: newlines shown as \\n and then backslashes doubled,
+    as Exim's string_printing followed by its quoting does."""
+    return text.replace("\n", "\\n").replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _outcomes(result):
+    for txn in result.transactions:
+        for rcpt in txn.recipients:
+            yield txn, rcpt.address, txn.outcomes.get(rcpt.address)
 
 
 class Transport(TransportBase):
@@ -166,7 +174,7 @@ class Transport(TransportBase):
         host_key = retry.host_key(host.copy(port=port))
         err = result.host_error
         reached = err is None or err.stage not in ("connect",)
-        for address, outcome in result.outcomes():
+        for txn, address, outcome in _outcomes(result):
             addr = by_address.get(address)
             if addr is None:
                 continue
@@ -174,13 +182,16 @@ class Transport(TransportBase):
             if outcome.status == client.OK:
                 addr.set_result(OK, None)
                 addr.host_used = host
-                addr.log_fields = fields + self._success_fields(result, ctx)
-                addr.dsn_aware = any(t.dsn_passed for t in result.transactions)
+                addr.log_fields = fields + self._tls_fields(result, ctx) + \
+                    self._success_fields(result, txn, outcome, ctx)
+                addr.dsn_aware = txn.dsn_passed
                 addr.add_retry(host_key, delete=True)
                 continue
             addr.log_fields = fields
             addr.host_used = host if reached else None
             if outcome.status == client.FAIL:
+                # Exim's ** lines carry the TLS fields too; its == lines do not.
+                addr.log_fields = fields + self._tls_fields(result, ctx)
                 addr.set_result(FAIL, outcome.message, more_errno=outcome.code)
                 continue
             addr.set_result(DEFER, outcome.message, self._errno(outcome),
@@ -202,6 +213,8 @@ class Transport(TransportBase):
         return still
 
     def _errno(self, outcome):
+        if outcome.stage == "prdr_rcpt":
+            return 0
         if outcome.kind == "recipient":
             return ERRNO_RCPT4XX
         if outcome.kind == "message" and outcome.reply is not None:
@@ -214,7 +227,7 @@ class Transport(TransportBase):
             return name in ("tls_cipher", "tls_certificate_verified", "smtp_confirmation")
         return logger.selector(name)
 
-    def _success_fields(self, result, ctx):
+    def _tls_fields(self, result, ctx):
         fields = []
         if result.tls is not None:
             if self._selector(ctx, "tls_cipher"):
@@ -223,19 +236,25 @@ class Transport(TransportBase):
                 fields.append("CV=%s" % ("yes" if result.tls.certificate_verified else "no",))
             if self._selector(ctx, "tls_peerdn") and result.tls.peerdn:
                 fields.append('DN="%s"' % (_quote_log(result.tls.peerdn),))
+        return fields
+
+    def _success_fields(self, result, txn, outcome, ctx):
+        fields = []
         if result.authenticator is not None:
             # A= names the client authenticator that succeeded (its driver
             # instance name, as on Exim's delivery lines).
             fields.append("A=%s" % (getattr(result.authenticator, "name", None)
                                     or result.authenticated,))
-        txn = result.transactions[0] if result.transactions else None
-        if txn is not None:
-            if txn.prdr_used:
-                fields.append("PRDR")
-            if txn.chunking_used:
-                fields.append("K")
-            if txn.confirmation and self._selector(ctx, "smtp_confirmation"):
-                fields.append('C="%s"' % (_quote_log(txn.confirmation),))
+        if txn.prdr_used:
+            fields.append("PRDR")
+        if txn.chunking_used:
+            fields.append("K")
+        confirmation = txn.confirmation
+        if txn.prdr_used and outcome.reply:
+            # With PRDR the recipient's own reply comes first.
+            confirmation = outcome.reply + "\n" + (confirmation or "")
+        if confirmation and self._selector(ctx, "smtp_confirmation"):
+            fields.append('C="%s"' % (_quote_log(confirmation),))
         return fields
 
     # -- the message ---------------------------------------------------------
