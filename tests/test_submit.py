@@ -165,6 +165,36 @@ class SubmitTests(TestCase):
         self.assertEqual(env.acl_m, {"acl_m_foo": "bar"})
 
 
+class DeliveryModeTests(TestCase):
+    """-odi delivers before exim_py returns; -odq only queues."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="submit-odi-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.config = os.path.join(self.dir, "exim.conf")
+        with open(self.config, "w") as f:
+            f.write(BASE_CONFIG.format(dir=self.dir, extra="") +
+                    "begin routers\nr1:\n  driver = accept\n  transport = t1\n"
+                    "begin transports\nt1:\n  driver = appendfile\n  file = %s/mbox\n  user = root\n"
+                    % self.dir)
+
+    def test_odi_delivers_at_once(self):
+        """With -odi the message is in the mailbox and off the queue when exim_py exits."""
+        result = run_exim_py(["-C", self.config, "-odi", "u@example.org"], input="Subject: now\n\nbody\n")
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+        with open(os.path.join(self.dir, "mbox")) as f:
+            self.assertIn("Subject: now\n", f.read())
+        self.assertEqual(list(Spool(os.path.join(self.dir, "spool")).message_ids()), [])
+        with open(os.path.join(self.dir, "log", "mainlog")) as f:
+            self.assertEqual([line.split()[3] for line in f], ["<=", "=>", "Completed"])
+
+    def test_odq_only_queues(self):
+        """With -odq nothing is delivered."""
+        run_exim_py(["-C", self.config, "-odq", "u@example.org"], input="x\n")
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "mbox")))
+        self.assertEqual(len(list(Spool(os.path.join(self.dir, "spool")).message_ids())), 1)
+
+
 class ArgvZeroTests(TestCase):
     """The names exim_py answers to."""
 

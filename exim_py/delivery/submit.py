@@ -186,23 +186,29 @@ def _run_not_smtp_acl(config, env, logger):
 
 
 def deliver_after_receipt(inv, config, spool, logger, message_id):
-    """Start delivery as -od asks: -odi/-odf now, -odb (the default) in the background."""
+    """Start delivery as -od asks: -odi/-odf now, -odb (the default) in a child process."""
     mode = inv.delivery_mode or ("q" if config.main.queue_only else "b")
     if mode.startswith("q"):
         return 0
     if importlib.util.find_spec("exim_py.delivery.engine") is None:
         return 0   # no delivery engine in this build: the message waits for a queue runner
-    if mode == "b":
-        # Exim forks; a new process delivering this one message is the same thing.
-        from exim_py.cli import config_path
-        cmd = [sys.executable, "-m", "exim_py", "-C", config_path(inv)]
-        for name, value in inv.macros.items():
-            cmd.append("-D%s=%s" % (name, value))
-        subprocess.Popen(cmd + ["-M", message_id], start_new_session=True,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return 0
     engine = importlib.import_module("exim_py.delivery.engine")
-    engine.deliver_message(config, message_id, spool=spool, logger=logger)
+    if mode == "b":
+        # As Exim: a child process delivers while the caller goes on.
+        if os.fork() != 0:
+            return 0
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        status = 0
+        try:
+            engine.deliver_now(config, spool, message_id, logger, dont_deliver=inv.dont_deliver)
+        except Exception as e:
+            logger.panic("delivery failed unexpectedly: %s" % e, message_id)
+            status = 1
+        os._exit(status)
+    engine.deliver_now(config, spool, message_id, logger, dont_deliver=inv.dont_deliver)
     return 0
 
 
@@ -270,8 +276,6 @@ def submit(inv, config, stdin=None, caller=None):
     env.spool_extra["received_time_complete"] = "%.6f" % time.time()
     message_id = spool.store(env, body, msglog_received_line(env, logger))
     logger.main(received_line(env, logger), message_id)
-    if inv.dont_deliver:
-        return 0
     return deliver_after_receipt(inv, config, spool, logger, message_id)
 
 
