@@ -15,6 +15,7 @@ import importlib.util
 
 ROUTERS = {
     "accept": "exim_py.routers.accept",
+    "dnslookup": "exim_py.routers.dnslookup",
     "manualroute": "exim_py.routers.manualroute",
     "redirect": "exim_py.routers.redirect",
 }
@@ -31,6 +32,7 @@ AUTHENTICATORS = {
 }
 
 LOOKUPS = {
+    "cdb": "exim_py.lookups.cdb",
     "dnsdb": "exim_py.lookups.dnsdb",
     "dsearch": "exim_py.lookups.dsearch",
     "iplsearch": "exim_py.lookups.iplsearch",
