@@ -6,6 +6,7 @@ tests/test_match_exim4.py).
 """
 
 import os
+import subprocess
 
 import lmdb
 from twisted.trial import unittest
@@ -13,6 +14,7 @@ from twisted.trial import unittest
 from exim_py import lookups
 from exim_py.errors import ExpansionError, LookupDefer
 from exim_py.expand.context import ExpandContext
+from tests.support.peers import require_command
 
 LSEARCH = """\
 # a comment
@@ -280,3 +282,31 @@ class PasswdTests(unittest.TestCase):
         self.assertTrue(lookups.search("passwd", None, "root").startswith("*:0:0:"))
         self.assertIsNone(lookups.search("passwd", None, "no-such-user-exim-py"))
         self.assertTrue(lookups.is_query_style("passwd"))
+
+
+class CdbTests(unittest.TestCase):
+    def setUp(self):
+        cdb = require_command("cdb", "Debian package tinycdb")
+        self.path = os.path.abspath(self.mktemp())
+        entries = "key1 value one\nKey2 v2\n*.example.com wild\n"
+        entries += "".join("filler%d data%d\n" % (i, i) for i in range(500))
+        subprocess.run([cdb, "-c", "-m", self.path], input=entries, text=True, check=True)
+
+    def test_lookup(self):
+        """cdb files made by tinycdb are read; keys are compared exactly."""
+        table = [("cdb", "key1", "value one"), ("cdb", "Key2", "v2"), ("cdb", "key2", None),
+                 ("cdb", "filler321", "data321"), ("cdb", "filler500", None),
+                 ("partial-cdb", "a.example.com", "wild")]
+        for ltype, key, expected in table:
+            self.assertEqual(lookups.search(ltype, self.path, key), expected, key)
+
+    def test_bad_files(self):
+        """Missing and too-short files are refused with Exim's words."""
+        e = self.assertRaises(ExpansionError, lookups.search, "cdb", self.path + "x", "k")
+        self.assertEqual(str(e), "failed to open %sx for cdb lookup: No such file or directory"
+                         % self.path)
+        short = os.path.abspath(self.mktemp())
+        with open(short, "w") as f:
+            f.write("tiny")
+        e = self.assertRaises(ExpansionError, lookups.search, "cdb", short, "k")
+        self.assertEqual(str(e), "failed to open %s too short for cdb lookup" % short)

@@ -6,13 +6,14 @@ Each table row is run through exim_py and through Exim's own
 """
 
 import os
+import subprocess
 
 from twisted.trial import unittest
 
 from exim_py import config as configmod
 from exim_py import lookups, match
 from exim_py.expand.context import ExpandContext
-from tests.support.peers import RealExim
+from tests.support.peers import RealExim, require_command
 
 CONFIG = """\
 keep_environment =
@@ -158,3 +159,19 @@ class CompareWithExim(unittest.TestCase):
         self.compare(rows, lambda u: "${lookup passwd{%s}{<$value>}{NOTFOUND}}" % u,
                      lambda u: (lambda v: "NOTFOUND" if v is None else "<%s>" % v)(
                          lookups.search("passwd", None, u, ExpandContext())))
+
+    def test_cdb_lookup(self):
+        """cdb lookups, in ${lookup} and as domain list items, agree with Exim."""
+        cdb = require_command("cdb", "Debian package tinycdb")
+        path = os.path.join(self.exim.dir, "t.cdb")
+        subprocess.run([cdb, "-c", "-m", path], check=True, text=True,
+                       input="key1 value one\nKey2 v2\n*.example.com wild\n")
+        os.chmod(path, 0o644)
+        rows = [("key1", "cdb"), ("key2", "cdb"), ("Key2", "cdb"),
+                ("a.example.com", "partial-cdb"), ("example.com", "partial-cdb")]
+        self.compare(rows, lambda k, t: "${lookup{%s}%s{%s}{<$value>}{NOTFOUND}}" % (k, t, path),
+                     lambda k, t: (lambda v: "NOTFOUND" if v is None else "<%s>" % v)(
+                         lookups.search(t, path, k, ExpandContext())))
+        rows = [("KEY1", "cdb;" + path), ("x.example.com", "partial-cdb;" + path)]
+        self.compare(rows, lambda s, l: "${if match_domain{%s}{%s}{yes}{no}}" % (s, l),
+                     lambda s, l: "yes" if match.match_domain(s, l, self.ctx) else "no")
