@@ -172,6 +172,21 @@ class CrossCheckTests(TestCase):
         self.assertEqual(outputs["-bpc"], "3\n")
 
 
+    def test_queue_listing_of_broken_files(self):
+        """A -H file that cannot be parsed is listed as Exim lists it."""
+        self.exim(["-odq", "a@b.c"], b"x\n")
+        [message_id] = self.env.exim_ids()
+        path = os.path.join(self.env.spool, "input", message_id + "-H")
+        with open(self.env.py_config, "w") as f:
+            f.write(CONFIG.format(spool=self.env.spool))
+        for content in (b"garbage\n", self.env.read_exim(message_id)[:60]):
+            with open(path, "wb") as f:
+                f.write(content)
+            theirs = self.exim(["-bp"], b"").stdout.decode()
+            self.assertEqual(run_exim_py(["-C", self.env.py_config, "-bp"]).stdout, theirs)
+            self.assertIn("*** spool format error: size=%d ***" % len(content), theirs)
+
+
 class QueueToolTests(TestCase):
     """Exim's exiqgrep and exipick work on a queue exim_py wrote."""
 

@@ -51,19 +51,19 @@ def format_size(size):
 
 def list_message(spool, message_id, option, now, out):
     """Write one message's entry."""
-    header_path = spool.header_path(message_id)
     try:
         env = spool.read(message_id)
     except (SpoolFormatError, ValueError, UnicodeError):
+        # Exim shows no age and an empty size for a file it cannot parse.
         try:
-            size = os.stat(header_path).st_size
-            problem = "*** spool format error: size=%d ***" % size
+            problem = "*** spool format error: size=%d ***" % os.stat(spool.header_path(message_id)).st_size
         except OSError:
             problem = "*** spool format error ***"
-        out.write("    %s %s\n    %s\n\n" % (format_age(0), message_id, problem))
+        out.write("%s %s\n    %s\n\n" % (format_size(0), message_id, problem))
         return
     except (MessageMissing, OSError) as e:
-        out.write("    %s\n    *** spool read error: %s ***\n\n" % (message_id, getattr(e, "strerror", e)))
+        problem = "*** spool read error: %s ***" % (getattr(e, "strerror", None) or e)
+        out.write("%s %s\n    %s\n\n" % (format_size(0), message_id, problem))
         return
     size = headers_size(env)
     try:
