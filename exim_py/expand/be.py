@@ -45,7 +45,7 @@ def _login():
 
 def build_context(inv, config):
     """The context -be expands in: the caller as a local sender, -oM* values."""
-    ctx = ExpandContext(config=config)
+    ctx = ExpandContext(config=config, first_delivery=False)
     if config is None:
         ctx.set("config_file", "")
     from exim_py.expand.variables import qualify_domain
@@ -53,6 +53,7 @@ def build_context(inv, config):
     ctx.set("sender_address", "%s@%s" % (login, qualify_domain(ctx)))
     ctx.set("sender_ident", login)
     ctx.set("authenticated_id", login)
+    ctx.set("authenticated_sender", "%s@%s" % (login, qualify_domain(ctx)))
     for attr, name in (("sender_host_address", "sender_host_address"),
                        ("sender_host_name", "sender_host_name"),
                        ("received_protocol", "received_protocol"),
@@ -142,6 +143,9 @@ def _read_logical_line(stream):
 
 
 def _out(text):
+    # Exim prints C strings: a NUL produced by an escape ends the output line.
+    if "\0" in text:
+        text = text.split("\0", 1)[0] + ("\n" if text.endswith("\n") else "")
     try:
         data = text.encode("latin-1")
     except UnicodeEncodeError:

@@ -175,21 +175,29 @@ class TwoArg(Cond):
 
 
 def _list_match(ctx, name, subject, liststring):
+    """match_domain / match_address / match_local_part / match_ip: the list is
+    taken as it is (not expanded again), caselessly, and the matching item's
+    data becomes $value."""
     try:
-        from exim_py import match
-        if name == "match_ip":
-            if subject and not ip_version(subject):
-                raise ExpansionError('"%s" is not an IP address' % subject)
-            return bool(match.match_host(_Host(subject), liststring, ctx))
-        if name == "match_domain":
-            return bool(match.match_domain(subject, liststring, ctx))
-        if name == "match_address":
-            return bool(match.match_address(subject, liststring, ctx))
-        return bool(match.match_localpart(subject, liststring, ctx))
-    except (ImportError, AttributeError):
-        raise ExpansionError('"%s" needs exim_py.match, which is not available yet' % name)
+        from exim_py.match import match_list
+    except ImportError:
+        raise ExpansionError('"%s" needs exim_py.match, which is not available' % name)
+    if name == "match_ip":
+        if subject and not ip_version(subject):
+            raise ExpansionError('"%s" is not an IP address' % subject)
+        kind, subject = "host", _Host(subject)
+    else:
+        kind = {"match_domain": "domain", "match_address": "address",
+                "match_local_part": "localpart"}[name]
+    try:
+        result = match_list(kind, subject, liststring, ctx, caseless=True, expand=False)
     except LookupDefer as e:
         raise ExpansionError('unable to complete match against "%s": %s' % (liststring, e))
+    if result:
+        ctx.lookup_value = result.value
+        if result.numeric:
+            ctx.numeric = list(result.numeric)
+    return bool(result)
 
 
 class _Host:

@@ -8,7 +8,9 @@ the raw form is asked for, and RFC 2047 encoded words are decoded except for
 the ``$bh_`` form.
 """
 
-import email.header
+import base64
+import binascii
+import re
 
 # Headers deleted by an ACL or a router keep their place with this flag.
 _DELETED = "*"
@@ -62,7 +64,7 @@ def find_header(ctx, name, raw=False, as_list=False, decode=True, exists_only=Fa
         return "".join(pieces)[:HEADER_INSERT_MAXLEN]
     text = (",\n" if comma else "\n").join(p for p in pieces if p)
     text = text[:HEADER_INSERT_MAXLEN]
-    return decode_2047(text) if decode else text
+    return decode_2047(text, translate=decode)
 
 
 def all_headers(ctx, raw):
@@ -79,20 +81,41 @@ def all_headers(ctx, raw):
     return decode_2047("\n".join(pieces))
 
 
-def decode_2047(text):
-    """Decode RFC 2047 encoded words; text that does not decode is kept as is."""
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=")
+_BETWEEN_WORDS = re.compile(r"(\?=)[ \t\r\n]+(?==\?)")
+
+
+def _word_bytes(m):
+    encoding, data = m.group(2).upper(), m.group(3)
+    if encoding == "B":
+        return base64.b64decode(data + "=" * (-len(data) % 4))
+    data = data.replace("_", " ")
+    return re.sub(r"=([0-9A-Fa-f]{2})", lambda h: chr(int(h.group(1), 16)),
+                  data).encode("latin-1")
+
+
+def decode_2047(text, translate=True):
+    """Decode RFC 2047 encoded words (strings hold one byte per character).
+
+    With ``translate`` the decoded text is converted to UTF-8 (Exim's
+    headers_charset in Debian's build); without it (``$bh_``) the bytes of
+    the declared charset are kept.  Malformed words are left as they are.
+    """
     if "=?" not in text:
         return text
-    try:
-        parts = email.header.decode_header(text)
-    except (ValueError, LookupError):
-        return text
-    out = []
-    for data, charset in parts:
-        if isinstance(data, bytes):
+    text = _BETWEEN_WORDS.sub(r"\1", text)
+
+    def replace(m):
+        try:
+            data = _word_bytes(m)
+        except (ValueError, binascii.Error):
+            return m.group(0)
+        if translate:
+            charset = m.group(1).split("*", 1)[0]
             try:
-                data = data.decode(charset or "latin-1", "replace")
+                data = data.decode(charset, "replace").encode("utf-8")
             except LookupError:
-                data = data.decode("latin-1")
-        out.append(data)
-    return "".join(out)
+                pass
+        return data.decode("latin-1")
+
+    return _ENCODED_WORD.sub(replace, text)

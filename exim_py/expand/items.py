@@ -72,43 +72,36 @@ class Lookup(Node):
 def _lookups():
     try:
         from exim_py import lookups
-        lookups.search
-    except (ImportError, AttributeError):
+    except ImportError:
         return None
     return lookups
 
 
 def do_lookup(ctx, ltype, source, key):
-    """One lookup through exim_py.lookups, cached in the context."""
-    cache_key = (ltype, source, key)
-    cache = ctx.lookup_cache
-    if cache_key in cache:
-        return cache[cache_key]
+    """One lookup through exim_py.lookups (which caches in the context); a
+    partial or default match sets $1 and $2."""
     lookups = _lookups()
     if lookups is None:
         raise ExpansionError('lookup type "%s" is not available in this version of exim_py'
                              % ltype)
     try:
-        result = lookups.search(ltype, source, key, ctx)
+        result, parts = lookups.search_wild(ltype, source, key, ctx)
     except LookupDefer as e:
         raise ExpansionError('lookup of "%s" gave DEFER: %s' % (printing(key, tab=True), e))
-    cache[cache_key] = result
+    if parts is not None:
+        ctx.numeric = [ctx.numeric[0] if ctx.numeric else "", parts[0], parts[1]]
     return result
 
 
 def lookup_kind(ltype):
-    """'query', 'single' or None (unknown type) for lookup type text ``ltype``."""
+    """'query' or 'single' for lookup type text ``ltype``; None when the
+    lookups package is absent.  A malformed or unknown type raises
+    ExpansionError with Exim's text."""
     lookups = _lookups()
-    if lookups is None or not hasattr(lookups, "is_query_style"):
+    if lookups is None:
         return None
-    base = ltype.split(",", 1)[0]
-    if base.startswith("partial"):
-        base = base.partition("-")[2]
-    base = base.rstrip("@").rstrip("*")
-    try:
-        return "query" if lookups.is_query_style(base) else "single"
-    except (KeyError, ValueError, ExpansionError):
-        return None
+    parsed = lookups.parse_type(ltype)
+    return "query" if lookups.is_query_style(parsed.name) else "single"
 
 
 class Extract(Node):
@@ -241,7 +234,7 @@ class Substr(Args):
         self.name = name
 
     def ev(self, ctx):
-        sub = self.values(ctx)
+        sub = self.values(ctx) + [None]
         if sub[2] is None:
             sub[2], sub[1] = sub[1], None
             if self.name == "length":
@@ -389,7 +382,7 @@ class PrvsCheck(Node):
             if self.result is not None:
                 self.result.ev(ctx)
             return ""
-        saved = ctx.numeric
+        # As Exim, the match's $1..$5 stay set after the item.
         ctx.numeric = [m.group(0)] + list(m.groups())
         keynum, daystamp, digest = m.group(1), m.group(2), m.group(3)
         address = "%s@%s" % (m.group(4), m.group(5))
@@ -405,7 +398,6 @@ class PrvsCheck(Node):
             if expire >= now:
                 ctx.set("prvscheck_result", "1")
         result = self.result.ev(ctx) if self.result is not None else ""
-        ctx.numeric = saved
         out = result or address
         ctx.unset("prvscheck_address")
         ctx.unset("prvscheck_keynum")
@@ -429,17 +421,19 @@ class Run(Node):
             argv = split_command(self.command.ev(ctx))
         else:
             argv = []
-            for n, arg in enumerate(split_command(self.command)):
+            for arg in split_command(self.command):
                 try:
                     argv.append(_expand_again(arg, ctx))
                 except ExpansionError as e:
-                    raise wrap_error(e, 'Expansion of "%s" (argument %d) in ${run} expansion '
-                                        'failed: %s' % (arg, n, e))
+                    raise wrap_error(e, 'Expansion of "%s" from command "%s" in ${run} '
+                                        'expansion failed: %s' % (arg, self.command, e))
         if not argv:
             raise ExpansionError("missing command name in ${run} expansion")
+        if "/" not in argv[0]:
+            argv[0] = "./" + argv[0]      # execv(): no search of $PATH
         try:
             proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  timeout=60, start_new_session=True,
+                                  timeout=60, start_new_session=True, env=environment(ctx),
                                   preexec_fn=lambda: os.umask(0o077))
             output, rc = proc.stdout.decode("latin-1"), proc.returncode
         except FileNotFoundError:
@@ -518,7 +512,14 @@ class Sort(Node):
         op = self.op
         numeric = not op[0].isalpha()
         if numeric:
-            before = _NUMCMP[op]
+            base_num = _NUMCMP[op]
+
+            def before(a, b):
+                # Exim converts when comparing; a bad number compares false.
+                try:
+                    return base_num(arith.string_integer(a), arith.string_integer(b))
+                except ExpansionError:
+                    return False
         elif op[-1] == "i" and op[:-1] in _STRCMP:
             base = _STRCMP[op[:-1]]
             before = lambda a, b: base(a.lower(), b.lower())  # noqa: E731
@@ -532,7 +533,7 @@ class Sort(Node):
                 field = _expand_again(self.extractor, ctx)
                 if not field:
                     raise ExpansionError('field-extract in sort: "%s"' % self.extractor)
-                key = arith.string_integer(field) if numeric else field
+                key = field
                 # Insertion sort, as Exim: stable for equal keys.
                 pos = len(keyed)
                 for k, (other, _) in enumerate(keyed):
@@ -548,6 +549,34 @@ class Sort(Node):
         return sep.join(out)
 
 
+def environment(ctx):
+    """The environment Exim keeps: keep_environment patterns (empty by
+    default) plus add_environment settings (spec: main option keep_environment)."""
+    keep = ctx.main_option("keep_environment") or ""
+    env = {}
+    patterns = list(iter_list(keep))
+    for name, value in os.environ.items():
+        for pattern in patterns:
+            if _name_matches(name, pattern):
+                env[name] = value
+                break
+    for item in iter_list(ctx.main_option("add_environment") or ""):
+        name, eq, value = item.partition("=")
+        if eq:
+            env[name] = value
+    return env
+
+
+def _name_matches(name, pattern):
+    if pattern.startswith("^"):
+        return compile_regex(pattern).search(name) is not None
+    if pattern.startswith("*"):
+        return name.endswith(pattern[1:])
+    if pattern.endswith("*"):
+        return name.startswith(pattern[:-1])
+    return name == pattern
+
+
 class Env(Node):
     __slots__ = ("name", "yesno")
 
@@ -557,7 +586,7 @@ class Env(Node):
 
     def ev(self, ctx):
         saved = ctx.lookup_value
-        ctx.lookup_value = os.environ.get(self.name.ev(ctx))
+        ctx.lookup_value = environment(ctx).get(self.name.ev(ctx))
         return self.yesno.choose(ctx, ctx.lookup_value is not None, saved)
 
 

@@ -33,7 +33,8 @@ def dewrap(s, wrap):
                     return s[start:j]
                 depth -= 1
             j += 1
-    raise ExpansionError("missing '%s'" % closer)
+        raise ExpansionError("missing '%s'" % closer)
+    raise ExpansionError("missing '%s'" % opener)
 
 
 def elements(s):

@@ -16,7 +16,7 @@ def list_separator(text):
     n = len(text)
     while i < n and text[i] in _SPACE:
         i += 1
-    if i < n and text[i] == "<" and i + 1 < n and _ispunct(text[i + 1]):
+    if i < n and text[i] == "<" and i + 1 < n and _ispunct_or_cntrl(text[i + 1]):
         sep = text[i + 1]
         i += 2
         while i < n and text[i] in _SPACE and text[i] != sep:
@@ -25,8 +25,8 @@ def list_separator(text):
     return ":", 0
 
 
-def _ispunct(c):
-    return "!" <= c <= "~" and not c.isalnum()
+def _ispunct_or_cntrl(c):
+    return ("!" <= c <= "~" and not c.isalnum()) or ord(c) < 32 or ord(c) == 127
 
 
 def iter_list(text, sep=None):
@@ -47,6 +47,12 @@ def iter_list(text, sep=None):
             i += 1
         if i >= n:
             return
+        if text[i] == sep:
+            # A separator first: an empty item, unless doubled (then data).
+            i += 1
+            if i >= n or text[i] != sep or special:
+                yield ""
+                continue
         parts = []
         while True:
             j = text.find(sep, i + 1)

@@ -103,7 +103,7 @@ class HeaderVar(Node):
         self.name = name
         self.raw = prefix in ("r", "l")
         self.as_list = prefix == "l"
-        self.decode = prefix != "b"
+        self.decode = prefix != "b"   # $bh_: decoded but not translated
 
     def ev(self, ctx):
         if not ctx.headers:

@@ -317,6 +317,8 @@ def _ipv6_compressed(words):
             k += 1
     if best < 0:
         return ":".join("%x" % g for g in groups)
+    if best_len == 8:
+        return ":"
     left = ":".join("%x" % g for g in groups[:best])
     right = ":".join("%x" % g for g in groups[best + best_len:])
     return left + "::" + right

@@ -12,6 +12,7 @@ errors even in branches that are not taken, so they are found here too.
 
 from contextlib import contextmanager
 
+from exim_py.errors import ExpansionError
 from exim_py.expand import conditions as C
 from exim_py.expand import items as I
 from exim_py.expand.nodes import (
@@ -220,7 +221,7 @@ class Parser:
 
     # -- argument helpers -----------------------------------------------
 
-    def read_subs(self, n, m, check_end, name, done=None):
+    def read_subs(self, n, m, check_end, name, done=None, few=None):
         done = list(done or [])
         subs = []
         self.ws()
@@ -228,7 +229,8 @@ class Parser:
             for k in range(n):
                 if self.ch() != "{":
                     if k < m:
-                        self.curly("Not enough arguments for '%s' (min is %d)" % (name, m))
+                        self.curly(few or "Not enough arguments for '%s' (min is %d)"
+                                   % (name, m))
                     subs += [None] * (n - k)
                     break
                 self.i += 1
@@ -244,7 +246,11 @@ class Parser:
                 self.i += 1
         return subs
 
-    def yesno(self, kind):
+    def yesno(self, kind, progress=None):
+        """The {yes}{no} / fail tail; ``progress`` (a dict) records the
+        strings read so far, for an error found after them."""
+        if progress is None:
+            progress = {}
         self.ws()
         if self.ch() == "}":
             self.i += 1
@@ -252,13 +258,13 @@ class Parser:
         if self.ch() != "{":
             self.curly_yesno("'yes' part did not start with '{'")
         self.i += 1
-        yes = self.braced()
+        yes = progress["yes"] = self.braced()
         self.ws()
         no = None
         fail = False
         if self.ch() == "{":
             self.i += 1
-            no = self.braced()
+            no = progress["no"] = self.braced()
         elif self.ch() != "}":
             if self.name("_") != "fail":
                 self.fail('syntax error in "%s" item - "fail" expected' % kind)
@@ -306,7 +312,8 @@ class Parser:
             self.ws()
             if self.ch() != "{":
                 self.fail('missing { after "%s"' % name)
-            arg = self.read_subs(1, 1, False, name)[0]
+            arg = self.read_subs(1, 1, False, name,
+                                 few="too few arguments or bracketing error for %s" % name)[0]
             return C.Bool(negate, name == "bool_lax", arg)
         if name in ("acl", "saslauthd"):
             self.ws()
@@ -314,10 +321,12 @@ class Parser:
                 self.fail('missing { after "%s"' % name)
             self.i += 1
             args = self.read_subs(10 if name == "acl" else 4, 1 if name == "acl" else 2,
-                                  True, name)
+                                  True, name,
+                                  few="too few arguments or bracketing error for %s" % name)
             return C.AclCond(negate, args) if name == "acl" else C.Unsupported(negate, name, args)
         if name == "inbound_srs":
-            return C.Unsupported(negate, name, self.read_subs(2, 2, False, name))
+            return C.Unsupported(negate, name, self.read_subs(
+            2, 2, False, name, few="too few arguments or bracketing error for inbound_srs"))
         self.ws()
         if self.ch() != "{":
             self.fail('missing { after "%s"' % name)
@@ -425,8 +434,28 @@ class Op(Node):
 def _item_if(p, name):
     p.ws()
     cond = p.condition()
-    with _before([CondNode(cond)]):
-        return I.If(cond, p.yesno("if"))
+    progress = {}
+    try:
+        return I.If(cond, p.yesno("if", progress))
+    except _Syntax as e:
+        e.nodes[0:0] = [IfBranch(cond, progress.get("yes"), progress.get("no"))]
+        raise
+
+
+class IfBranch(Node):
+    """An ``${if}`` cut short by a syntax error: Exim still tests the
+    condition and expands the branch it chose, if that branch was complete."""
+
+    __slots__ = ("cond", "yes", "no")
+
+    def __init__(self, cond, yes, no):
+        self.cond = cond
+        self.yes = yes
+        self.no = no
+
+    def ev(self, ctx):
+        branch = self.yes if self.cond.test(ctx) else self.no
+        return branch.ev(ctx) if branch is not None else ""
 
 
 def _item_lookup(p, name):
@@ -445,7 +474,10 @@ def _item_lookup(p, name):
             p.i += 1
         ltype = p.s[start:p.i]
         p.ws()
-        kind = I.lookup_kind(ltype)
+        try:
+            kind = I.lookup_kind(ltype)
+        except ExpansionError as e:
+            p.fail(str(e))
         if kind == "single" and key is None:
             p.fail('missing {key} for single-key "%s" lookup' % ltype)
         if kind == "query" and key is not None:
@@ -471,7 +503,7 @@ def _item_extract(p, name):
             p.i += 1
     args, starts = [], []
     with _before(args):
-        for _ in range(5):
+        while True:
             if p.ch() != "{":
                 break
             starts.append(p.i)
@@ -504,11 +536,9 @@ class Extract(Node):
         self.json = json
 
     def _curly(self, message):
-        from exim_py.errors import ExpansionError
         raise ExpansionError(message)
 
     def ev(self, ctx):
-        from exim_py.errors import ExpansionError
         args = self.args
         if not args:
             self._curly("missing '{' for arg 1 of extract")
@@ -623,7 +653,6 @@ class Sort(Node):
         self.extractor = extractor
 
     def ev(self, ctx):
-        from exim_py.errors import ExpansionError
         text = self.comparator.ev(ctx)
         p = Parser(text)
         p.ws()
@@ -638,7 +667,7 @@ class Sort(Node):
         if not op:
             raise ExpansionError('condition name expected, but found "%s"' % text[:16])
         if op not in CONDITIONS:
-            raise ExpansionError('unknown condition "%s"' % text)
+            raise ExpansionError("")
         if op not in ("<", "<=", ">", ">=", "ge", "gei", "gt", "gti", "le", "lei", "lt",
                       "lti"):
             raise ExpansionError("comparator not handled for sort")
@@ -662,10 +691,16 @@ def _item_run(p, name):
         p.curly("missing '{' for command arg of run")
     p.i += 1
     start = p.i
-    command = p.seq(True)
     if preexpand:
+        command = p.seq(True)
         p.ws()
     else:
+        # Exim only scans for the end here (errors show when each argument
+        # is expanded), stopping where the scan stopped.
+        try:
+            p.seq(True)
+        except _Syntax:
+            pass
         command = p.s[start:p.i]
     with _before([command] if preexpand else []):
         if p.ch() != "}":
@@ -725,7 +760,6 @@ class CertExtract(Node):
         self.yesno = yesno
 
     def ev(self, ctx):
-        from exim_py.errors import ExpansionError
         self.field.ev(ctx)
         name = self.var.ev(ctx)
         if not is_known(name):
@@ -763,7 +797,6 @@ class DlFunc(Node):
         self.args = args
 
     def ev(self, ctx):
-        from exim_py.errors import ExpansionError
         path = self.args[0].ev(ctx)
         raise ExpansionError('dlopen "%s" failed: exim_py cannot load C functions' % path)
 

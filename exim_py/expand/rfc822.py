@@ -157,12 +157,9 @@ def extract_address(mailbox, state=None, allow_null=False):
                     continue
             if p.ch() == "<":
                 p.i += 1
+                # Extra <<...>> pairs are accepted only with the (default
+                # false) strip_excess_angle_brackets option.
                 brackets = 1
-                while p.ch() == "<":
-                    brackets += 1
-                    if brackets > 5:
-                        raise _Fail("angle-brackets nested too deep")
-                    p.i += 1
                 p.skip_comment()
                 routed = False
                 if p.ch() == "@":
