@@ -184,3 +184,18 @@ class EximComparisonTests(TestCase):
         status, out, _err = capture(print_options_mode, parse_args(["-C", path] + args))
         self.assertEqual(out, expected.stdout)
         self.assertEqual(status, expected.returncode)
+
+    def test_same_parsed_config(self):
+        """-bP config prints the file as read (macros replaced, includes marked) as Exim does."""
+        self.exim.write_config("INCMACRO = 1\nsmtp_accept_max = 0x10\n", name="inc.conf")
+        path = self.exim.write_config(
+            "keep_environment =\nDOMAC = example\nqualify_domain = mail.DOMAC\n"
+            "domainlist   local  =  @ : DOMAC\n.include inc.conf\n"
+            "primary_hostname = a.\\\n   DOMAC\n"
+            "begin acl\ncheck:\n  deny  message =  \"two  spaces\"\n        hosts = !   :\n"
+            "  accept  condition =  ${if eq{1}{1}}\n"
+            "begin retry\n*   *   F,2h,15m\nbegin rewrite\n*@x  $1@y   Ffr\n")
+        expected = self.exim.run(path, ["-bP", "config"])
+        status, out, _err = capture(print_options_mode, parse_args(["-C", path, "-bP", "config"]))
+        self.assertEqual(out, expected.stdout)
+        self.assertEqual(status, 0)

@@ -137,11 +137,11 @@ def _host_name():
 class Loader:
     """Reads one configuration file.  ``load()`` returns a Config or raises ConfigError."""
 
-    def __init__(self, path, macros=None, collect=False):
+    def __init__(self, path, macros=None, collect=False, record=False):
         self.path = path
         self.collect = collect
         self.errors = []
-        self.reader = Reader(path, macros, builtin_macros)
+        self.reader = Reader(path, macros, builtin_macros, record)
         self.main = OptionValues(MAIN_OPTIONS)
         self.named_lists = {kind: {} for _, kind, _ in _LIST_KINDS}
         self.acls = {}
@@ -167,7 +167,7 @@ class Loader:
             filename=self.path, macros=self.reader.macro_dict(), main=self.main,
             named_lists=self.named_lists, acls=self.acls, routers=self.routers,
             transports=self.transports, authenticators=self.authenticators,
-            retry=self.retry, rewrite=self.rewrite)
+            retry=self.retry, rewrite=self.rewrite, parsed_lines=self.reader.saved)
         self._check_routers()
         self._validate_acls(config)
         return config
@@ -420,9 +420,13 @@ class Loader:
                 self.fail(e)
 
 
-def load(path, macros=None):
-    """Read, check and return the configuration in ``path`` (``macros``: -D settings)."""
-    return Loader(path, macros).load()
+def load(path, macros=None, record=False):
+    """Read, check and return the configuration in ``path`` (``macros``: -D settings).
+
+    With ``record``, ``Config.parsed_lines`` keeps the logical lines as read
+    (after macro substitution) for ``-bP config``; otherwise it is None.
+    """
+    return Loader(path, macros, record=record).load()
 
 
 def load_collecting(path, macros=None):

@@ -67,8 +67,11 @@ class Reader:
     the definition takes effect from the next line on, as in Exim.
     """
 
-    def __init__(self, path, command_line_macros=None, builtin_macros=None):
+    def __init__(self, path, command_line_macros=None, builtin_macros=None, record=False):
         self.path = path
+        # With ``record``, every logical line and "# N "file"" position mark
+        # is kept in ``saved``, for -bP config (readconf.c save_config_line).
+        self.saved = [] if record else None
         # Built-in macros come first (Exim prepends them), then -D macros,
         # then file macros in the order of definition: that order is the
         # order in which they are substituted.  Built-ins (a dict, or a
@@ -210,6 +213,8 @@ class Reader:
             raw = self._current[0].readline()
             if raw:
                 self.lineno += 1
+                if self.lineno == 1:
+                    self._save_position()
                 return raw.rstrip("\n")
             if not self._stack:
                 return None
@@ -217,6 +222,7 @@ class Reader:
             f, name, directory, lineno = self._stack.pop()
             self._current = [f, name, directory]
             self.filename, self.lineno = name, lineno
+            self._save_position()
 
     def _logical_lines(self):
         parts = []
@@ -255,7 +261,13 @@ class Reader:
                 continue
             yield from self._finish(logical)
 
+    def _save_position(self):
+        if self.saved is not None:
+            self.saved.append('# %d "%s"' % (self.lineno, self.filename))
+
     def _finish(self, logical):
+        if self.saved is not None:
+            self.saved.append(logical)
         if logical[:6].lower() == "begin ":
             name = logical[6:].strip()[:22]
             plural = name if name[-1:].lower() == "s" else name + "s"
@@ -313,6 +325,7 @@ class Reader:
             f = self._open(path)
         except OSError:
             raise self._error("failed to open included configuration file %s" % path)
+        self._save_position()
         self._stack.append((self._current[0], self._current[1], self._current[2], self.lineno))
         self._current = [f, path, os.path.dirname(path)]
         self.filename, self.lineno = path, 0

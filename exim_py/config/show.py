@@ -4,6 +4,7 @@ Exim command line", options -bV and -bP).
 """
 
 import os
+import re
 import sys
 
 from exim_py import EXIM_COMPAT_VERSION, __version__, registry
@@ -144,9 +145,64 @@ class OptionPrinter:
             self.line("macro %s not found" % name)
             self.ok = False
 
+    def parsed_config(self):
+        """-bP config: the configuration as read, laid out as Exim's print_config does."""
+        self.line("# Exim Configuration (%s)" % EXIM_COMPAT_VERSION)
+        indent = 0
+        for raw in self.config.parsed_lines:
+            text = _collapse_spaces(raw.lstrip())
+            if not text:
+                continue
+            if text.startswith("#"):
+                self.line(text)
+            elif text.startswith("begin") and text[5:6].isspace():
+                self.line("")
+                self.line(text)
+                indent = 2
+            elif text.endswith(":") and "=" not in text:
+                self.line("")
+                self.line("  " + text)
+                indent = 4
+            elif not self.admin and (text[0].isupper() or re.match(r"hide\s", text)):
+                name, equals, _value = text.partition("=")
+                if equals:
+                    self.line("%s%s= %s" % (" " * indent, name, _HIDDEN))
+                else:
+                    self.line("%s%s" % (" " * indent, _HIDDEN))
+            else:
+                self.line(" " * indent + text)
+
     def environment(self):
         for key in sorted(os.environ):
             self.line("%s=%s" % (key, os.environ[key]))
+
+
+_HIDDEN = "<value not displayable>"
+
+
+def _collapse_spaces(text):
+    """Runs of white space become one space, up to a quote or $ (which may be deliberate layout)."""
+    out = []
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if not c.isspace():
+            out.append(c)
+            i += 1
+            continue
+        j = i
+        while j < len(text) and text[j].isspace():
+            j += 1
+        out.append(" ")
+        # Exim looks for the quote or $ where the next character was before
+        # it closed the gap, so after a run of n spaces it tests the
+        # character n-1 places further on; the layout follows that.
+        probe = j + (j - i - 1)
+        if probe < len(text) and text[probe] in "\"'$":
+            out.append(text[j:])
+            return "".join(out)
+        i = j
+    return "".join(out)
 
 
 _PLURALS = {"routers": "router", "transports": "transport", "authenticators": "authenticator"}
@@ -159,7 +215,7 @@ def print_options_mode(inv):
     if args[:1] in (["config_file"], ["configure_file"]) and len(args) == 1:
         sys.stdout.write(path + "\n")
         return 0
-    config = load(path, inv.macros)
+    config = load(path, inv.macros, record="config" in args)
     printer = OptionPrinter(config, sys.stdout, sys.stderr, is_admin(config))
     if not args:
         printer.all_main()
@@ -188,6 +244,8 @@ def print_options_mode(inv):
             printer.macros()
         elif arg == "macro_list":
             printer.macros(names_only=True)
+        elif arg == "config":
+            printer.parsed_config()
         elif arg == "environment":
             printer.environment()
         elif arg == "local_scan":
