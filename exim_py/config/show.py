@@ -181,7 +181,7 @@ _HIDDEN = "<value not displayable>"
 
 
 def _collapse_spaces(text):
-    """Runs of white space become one space, up to a quote or $ (which may be deliberate layout)."""
+    """Runs of white space become one space, up to a quote or $ (deliberate layout may follow)."""
     out = []
     i = 0
     while i < len(text):
