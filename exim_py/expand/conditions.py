@@ -280,7 +280,7 @@ class ForEach(Cond):
         result = self.negate
         saved = ctx.iterate_item
         try:
-            for item in iter_list(self.lst.ev(ctx)):
+            for item in self.items(ctx):
                 ctx.iterate_item = item
                 try:
                     cond = self.sub.test(ctx)
@@ -292,6 +292,10 @@ class ForEach(Cond):
         finally:
             ctx.iterate_item = saved
         return result
+
+
+    def items(self, ctx):
+        return iter_list(self.lst.ev(ctx))
 
 
 class Bool(Cond):

@@ -6,7 +6,7 @@ expand.c).  The same shallow reading is kept here so that results match.
 """
 
 from exim_py.errors import ExpansionError
-from exim_py.expand.conditions import Cond, wrap_error
+from exim_py.expand.conditions import ForEach
 
 _SPACE = " \t\n\r\f\v"
 
@@ -100,37 +100,16 @@ def extract_json(key, numbered, text, strings):
     return value
 
 
-class JsonForEach(Cond):
+class JsonForEach(ForEach):
     """forall_json / forany_json / the _jsons forms over a JSON array."""
 
-    __slots__ = ("name", "lst", "sub", "any", "strings")
+    __slots__ = ()
 
-    def __init__(self, negate, name, lst, sub):
-        self.negate = negate
-        self.name = name
-        self.lst = lst
-        self.sub = sub
-        self.any = name.startswith("forany")
-        self.strings = name.endswith("jsons")
-
-    def test(self, ctx):
-        result = self.negate
-        saved = ctx.iterate_item
-        try:
-            for item in elements(dewrap(self.lst.ev(ctx), "[]")):
-                if self.strings:
-                    try:
-                        item = dewrap(item, '""')
-                    except ExpansionError as e:
-                        raise ExpansionError("%s wrapping string result for extract jsons" % e)
-                ctx.iterate_item = item
+    def items(self, ctx):
+        for item in elements(dewrap(self.lst.ev(ctx), "[]")):
+            if self.name.endswith("jsons"):
                 try:
-                    cond = self.sub.test(ctx)
+                    item = dewrap(item, '""')
                 except ExpansionError as e:
-                    raise wrap_error(e, '%s inside "%s" condition' % (e, self.name))
-                result = cond != self.negate
-                if cond == self.any:
-                    break
-        finally:
-            ctx.iterate_item = saved
-        return result
+                    raise ExpansionError("%s wrapping string result for extract jsons" % e)
+            yield item

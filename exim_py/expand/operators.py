@@ -116,15 +116,19 @@ def op_base32(s, arg, ctx):
     return "".join(reversed(out))
 
 
-def op_base32d(s, arg, ctx):
+def _decode_base(s, alphabet, name):
     n = 0
     for c in s:
-        k = _B32.find(c)
+        k = alphabet.find(c)
         if k < 0:
-            raise ExpansionError('argument for base32d operator is "%s", which is not a base 32 '
-                                 'number' % s)
-        n = n * 32 + k
+            raise ExpansionError('argument for %s operator is "%s", which is not a base %d '
+                                 'number' % (name, s, len(alphabet)))
+        n = n * len(alphabet) + k
     return "%d" % n
+
+
+def op_base32d(s, arg, ctx):
+    return _decode_base(s, _B32, "base32d")
 
 
 def op_base62(s, arg, ctx):
@@ -137,14 +141,7 @@ def op_base62(s, arg, ctx):
 
 
 def op_base62d(s, arg, ctx):
-    n = 0
-    for c in s:
-        k = _B62.find(c)
-        if k < 0:
-            raise ExpansionError('argument for base62d operator is "%s", which is not a base 62 '
-                                 'number' % s)
-        n = n * 62 + k
-    return "%d" % n
+    return _decode_base(s, _B62, "base62d")
 
 
 def op_address(s, arg, ctx):
