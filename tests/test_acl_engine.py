@@ -367,3 +367,31 @@ lookup:
         """An ACL in a file may need reading from disk."""
         from exim_py.acl import acl_may_block
         self.assertTrue(acl_may_block(self.config, os.path.join("/", "etc", "acl")))
+
+
+class SmtpReplyTests(unittest.TestCase):
+    """replies.smtp_reply: the code/text form used by the SMTP server."""
+
+    def setUp(self):
+        self.config = config_from(self, "r:\n  deny message = 554 5.7.1 one\\ntwo\n")
+
+    def test_rejection_text(self):
+        """A multi-line message with a code: the lines keep the enhanced code."""
+        from exim_py.acl.replies import smtp_reply
+        result, _ = run(self.config, "rcpt", "r", recipient="u@d")
+        self.assertEqual(smtp_reply("rcpt", result), (554, "5.7.1 one\n5.7.1 two", False))
+
+    def test_accepted_is_none(self):
+        """An accepting ACL leaves the reply to the server."""
+        from exim_py.acl.replies import smtp_reply
+        result, _ = run(self.config, "mail", "accept")
+        self.assertIsNone(smtp_reply("mail", result))
+
+    def test_accept_with_message(self):
+        """accept with a message at RCPT replaces the 250 text (code may be given)."""
+        from exim_py.acl.replies import smtp_reply
+        config = config_from(self, "r:\n  accept message = 251 forwarded\nm:\n  accept message = ok then\n")
+        result, _ = run(config, "rcpt", "r", recipient="u@d")
+        self.assertEqual(smtp_reply("rcpt", result), (251, "forwarded", False))
+        result, _ = run(config, "mail", "m")
+        self.assertEqual(smtp_reply("mail", result), (250, "ok then", False))

@@ -140,7 +140,7 @@ def _sender_info(ctx, where):
 
 
 def rejection(result, ctx, command_data=None, no_multiline=False):
-    """The AclReply for a result that is not an acceptance.
+    """The AclReply for a result that is not an acceptance (``ctx`` None: no logs).
 
     ``command_data`` is the command's argument as received (``<a@b>`` for
     MAIL and RCPT, the HELO name, the VRFY argument ...; None at connect).
@@ -160,7 +160,7 @@ def rejection(result, ctx, command_data=None, no_multiline=False):
         logs.append((panic, ("main", "panic")))
 
     lines = []
-    failed = getattr(ctx, "sender_verify_failed", None)
+    failed = getattr(ctx, "sender_verify_failed", None) if ctx is not None else None
     if failed is not None and not failed.get("told"):
         failed["told"] = True
         log = ctx.log
@@ -184,7 +184,7 @@ def rejection(result, ctx, command_data=None, no_multiline=False):
     lines.extend(respond_lines(code, text, no_multiline))
 
     targets = result.effects.log_reject_target
-    if targets:
+    if targets and ctx is not None:
         log_text = ": %s" % log_msg.split("\n", 1)[0] if log_msg else ""
         logs.append(("%s%s%s %srejected %s%s" % (
             host_and_ident(ctx), _tls_info(ctx), _sender_info(ctx, where),
@@ -198,3 +198,31 @@ def write_logs(reply, ctx):
     """Write a reply's log lines through the context's logger."""
     for line, targets in reply.logs:
         ctx.write_log(line, targets)
+
+
+def smtp_reply(where, result):
+    """(code, text, close) for a rejection, or for an acceptance with a message;
+    None when the server's own acceptance reply applies.
+
+    For callers that format replies themselves: ``text`` holds one line per
+    reply line (enhanced code included), as ``rejection`` would send it.
+    ``rejection`` is the full form, with the log lines.
+    """
+    if result.accepted:
+        return acceptance(result)
+    answer = rejection(result, None)
+    return int(answer.code), "\n".join(line[4:] for line in answer.lines), answer.close
+
+
+# Phases where an accepting ACL's message replaces the positive reply text.
+_ACCEPT_CODES = {"mail": "250", "rcpt": "250", "predata": "354", "data": "250",
+                 "data_prdr": "250"}
+
+
+def acceptance(result):
+    """(code, text, False) when ``accept message = ...`` replaces the positive reply."""
+    default = _ACCEPT_CODES.get(result.where)
+    if default is None or not result.user_message:
+        return None
+    code, text, _, _ = message_code(default, result.user_message, None, False)
+    return int(code[:3]), "\n".join(line[4:] for line in respond_lines(code, text)), False
