@@ -80,6 +80,20 @@ BROKEN = [
     "begin rewrite\n*@a b@c Z\n",
     "begin rewrite\n*@a b@c S\n",
     "begin local_scan\n",
+    "syslog_facility = foo\n",
+    "smtp_ratelimit_mail = 1,2\n",
+    "errors_reply_to = foo\n",
+    "localhost_number = 300\n",
+    "localhost_number = x\n",
+    "log_file_path = /tmp/%s/%x\n",
+    "delay_warning = 1h:2h:3h:4h:5h:6h:7h:8h:9h:10h:11h\n",
+    "local_from_check\nlocal_sender_retain\n",
+    "log_file_path = /tmp/x\n",
+    "begin transports\nt:\n driver = pipe\n headers_rewrite = a@b c@d E\n",
+    "begin transports\nt:\n driver = pipe\n headers_rewrite = a@b c@d h : x@y\n",
+    "begin transports\nt:\n driver = pipe\n body_only\n headers_only\n",
+    "begin authenticators\na:\n driver = plaintext\n server_condition = y\n"
+    "b:\n driver = plaintext\n public_name = A\n server_condition = y\n",
 ]
 
 # Options whose -bP text is the same in Exim and exim_py for these settings.

@@ -21,6 +21,8 @@ import sys
 from exim_py import EXIM_COMPAT_VERSION, registry
 from exim_py.config import features
 from exim_py.config.acl_syntax import AclParser
+from exim_py.config.checks import (check_authenticators, check_headers_rewrite, check_main,
+                                   check_transport)
 from exim_py.config.generic_options import GENERIC
 from exim_py.config.main_options import MAIN_OPTIONS
 from exim_py.config.options import OptionTable, OptionValues, SettingParser, dequote
@@ -226,25 +228,7 @@ class Loader:
         main = self.main
         for name, value in computed_defaults(main).items():
             main._store(name, value, given=False)
-        if main["local_sender_retain"] and main["local_from_check"]:
-            self.fail(ConfigError("both local_from_check and local_sender_retain are set; "
-                                  "this combination is not allowed"))
-        if main["retry_interval_max"] > 86400:
-            main._store("retry_interval_max", 86400, given=main.is_set("retry_interval_max"))
-        if main["remote_max_parallel"] <= 0:
-            main._store("remote_max_parallel", 1, given=main.is_set("remote_max_parallel"))
-        if main["smtp_accept_max"] == 0 and (main["smtp_accept_queue"] > 0
-                                             or main["smtp_accept_max_per_host"] is not None):
-            self.fail(ConfigError("smtp_accept_max must be set if smtp_accept_queue or "
-                                  "smtp_accept_max_per_host is set"))
-        for path in (main["log_file_path"] or "").split(":"):
-            path = path.strip()
-            if path and path != "syslog" and "$" not in path:
-                if "%s" not in path:
-                    self.fail(ConfigError('log_file_path "%s" does not contain "%%s"' % path))
-                elif re.search(r"%[^DM]", path.replace("%s", "", 1)):
-                    self.fail(ConfigError('log_file_path "%s" contains unexpected "%%" character'
-                                          % path))
+        check_main(main, self.fail)
 
     # -- driver sections ------------------------------------------------------
 
@@ -255,7 +239,9 @@ class Loader:
         return self._read_drivers(lines, "transport")
 
     def _read_authenticators(self, lines, section):
-        return self._read_drivers(lines, "authenticator")
+        following = self._read_drivers(lines, "authenticator")
+        check_authenticators(self.authenticators, self.fail)
+        return following
 
     def _read_drivers(self, lines, kind):
         current = None      # [name, values, filename, line, module, broken]
@@ -309,11 +295,13 @@ class Loader:
         values = current[1]
         if current[4] is not None:
             parser.apply(values, item.text, 'option "%s" unknown')
+            self._check_setting(kind, values, item)
             return
         if not parser.apply(values, item.text, None):
             name = re.match(r"\s*(?:hide\s+)?([A-Za-z0-9_]*)", item.text).group(1)
             raise ConfigError('option "%s" unknown ("driver" must be specified before any '
                               'private options)' % name, item.filename, item.line)
+        self._check_setting(kind, values, item)
         driver = values["driver"]
         if driver is None:
             return
@@ -334,6 +322,12 @@ class Loader:
                 merged._secure.add(name)
         current[1] = merged
         current[4] = module
+
+    @staticmethod
+    def _check_setting(kind, values, item):
+        """Settings Exim checks as soon as they are read."""
+        if kind == "transport" and re.match(r"\s*(hide\s+)?headers_rewrite\b", item.text):
+            check_headers_rewrite(values["headers_rewrite"], item.filename, item.line)
 
     def _finish_driver(self, kind, current):
         if current is None:
@@ -366,6 +360,7 @@ class Loader:
         if kind == "router":
             self.routers.append(dconf)
         elif kind == "transport":
+            check_transport(dconf, self.fail)
             self.transports[name] = dconf
         else:
             self.authenticators.append(dconf)
