@@ -25,7 +25,7 @@ DEFAULT_REFUSALS = {
     "etrn": (458, "Administrative prohibition"),
 }
 
-_HELO_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9_-])?\.?$")
+_HELO_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9-])?\.?$")
 
 
 class _Host:

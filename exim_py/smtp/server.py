@@ -92,8 +92,10 @@ class SMTPServerProtocol(protocol.Protocol):
         self.synprot_errors = 0
         self.unknown_commands = 0
         self.nonmail_commands = 0
-        self.rcpt_attempts = 0
-        self.last_rcpt_error = None
+        self.rcpt_response = None       # the first reply to a RCPT of this transaction
+        self.rcpt_response_same = True  # ... and every later RCPT got the same one
+        self._was_rcpt = self._last_was_rcpt = False
+        self._was_rej_mail = self._last_was_rej_mail = False
         self.messages = 0
         self._timeout = None
         self.finished = defer.Deferred()   # fires when the connection is gone
@@ -204,6 +206,9 @@ class SMTPServerProtocol(protocol.Protocol):
             return self._unknown_command(raw[:MAX_COMMAND].decode("latin-1"))
         line = raw.decode("utf-8", "surrogateescape")
         self.session.smtp_command = line
+        # Exim's last_was_rcpt / last_was_rej_mail: what the previous command was
+        self._last_was_rcpt, self._was_rcpt = self._was_rcpt, False
+        self._last_was_rej_mail, self._was_rej_mail = self._was_rej_mail, False
         verb, _, arg = line.partition(" ")
         verb = verb.upper()
         arg = arg.strip()
@@ -403,8 +408,10 @@ class SMTPServerProtocol(protocol.Protocol):
         def answered(reply):
             if reply is None or reply.ok:
                 self.envelope = env
-                self.rcpt_attempts = 0
-                self.last_rcpt_error = None
+                self.rcpt_response = None
+                self.rcpt_response_same = True
+            else:
+                self._was_rej_mail = True
             self._send_reply(reply, 250, "OK")
 
         self._ask(self.policy.mail, self.session, env, then=answered)
@@ -442,13 +449,19 @@ class SMTPServerProtocol(protocol.Protocol):
         return None
 
     def smtp_RCPT(self, arg):
+        self._was_rcpt = True
         if self.envelope is None:
-            self.rcpt_attempts += 1
-            self.last_rcpt_error = "503 sender not yet given"
+            # After a rejected MAIL a pipelining client's RCPTs are not its fault.
+            self._note_rcpt_response("503 sender not yet given")
+            if self.pipelining and self._last_was_rej_mail:
+                self._was_rej_mail = True
+                return self._send(503, "sender not yet given")
+            self._was_rcpt = False
             return self._synprot(503, "sender not yet given")
         if not arg:
+            self._was_rcpt = False
+            self._note_rcpt_response("501 RCPT must have an address operand")
             return self._synprot(501, "RCPT must have an address operand")
-        self.rcpt_attempts += 1
         env = self.envelope
         known = self.policy.rcpt_params(self.extensions) if self.esmtp else ()
         operand, params = split_params(arg, known)
@@ -482,24 +495,37 @@ class SMTPServerProtocol(protocol.Protocol):
         def answered(reply):
             if reply is None or reply.ok:
                 env.recipients.append(rcpt)
+                self._note_rcpt_response("250 Accepted" if reply is None else reply.text)
             else:
-                self.last_rcpt_error = "%d %s" % (reply.code, reply.text.split("\n")[-1])
+                self._note_rcpt_response(reply.text)
             self._send_reply(reply, 250, "Accepted")
 
         self._ask(self.policy.rcpt, self.session, env, rcpt, then=answered)
 
     def _rcpt_failed(self, code, text):
-        self.last_rcpt_error = "%d %s" % (code, text)
+        self._note_rcpt_response("%d %s" % (code, text))
         self._send(code, text)
+
+    def _note_rcpt_response(self, text):
+        """Remember RCPT replies: a reply Exim formats itself is kept with its
+        code, an ACL's message without it (as Exim's rcpt_smtp_response)."""
+        if self.rcpt_response is None:
+            self.rcpt_response = text
+        elif self.rcpt_response != text:
+            self.rcpt_response_same = False
 
     # -- DATA / BDAT -------------------------------------------------------
 
     def _no_valid_rcpt(self, verb):
         """Exim's answer to DATA/BDAT without an accepted recipient."""
-        text = "valid RCPT command must precede %s" % verb
-        if self.rcpt_attempts and self.last_rcpt_error:
-            text = "All RCPT commands were rejected with this error:\n%s\n%s" % (self.last_rcpt_error, text)
-        self._synprot(503, text)
+        lines = []
+        if self.rcpt_response is not None and self.rcpt_response_same:
+            lines = ["All RCPT commands were rejected with this error:", self.rcpt_response]
+        if self.pipelining and self._last_was_rcpt:
+            # a pipelining client could not know: not counted as an error
+            self._send(503, "\n".join(lines + ["Valid RCPT command must precede %s" % verb]))
+        else:
+            self._synprot(503, "\n".join(lines + ["valid RCPT command must precede %s" % verb]))
 
     def smtp_DATA(self, arg):
         if self.envelope is None or not self.envelope.recipients:
@@ -531,6 +557,8 @@ class SMTPServerProtocol(protocol.Protocol):
     def _accept_message(self, env, message, linecount, zerocount, longest):
         def answered(reply):
             self.envelope = None
+            self.rcpt_response = None
+            self.rcpt_response_same = True
             if reply is None or reply.ok:
                 self.messages += 1
             self._send_reply(reply, 250, "OK")
@@ -599,6 +627,8 @@ class SMTPServerProtocol(protocol.Protocol):
 
     def smtp_RSET(self, arg):
         self.envelope = None
+        self.rcpt_response = None
+        self.rcpt_response_same = True
         self._bdat = None
         self._send(250, "Reset OK")
 

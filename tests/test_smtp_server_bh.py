@@ -1,0 +1,124 @@
+"""-bh and -bs: the same dialogue through ``exim4 -bh`` and ``exim_py -bh``
+gives the same reply lines (dates and message ids normalised), and -bs
+accepts a message from standard input.
+"""
+
+import os
+import re
+import shutil
+import tempfile
+
+from twisted.trial import unittest
+
+from tests.support.peers import RealExim, run_exim_py
+
+CONF = """\
+primary_hostname = mx.test.example
+keep_environment =
+host_lookup =
+spool_directory = {spool}
+log_file_path = {spool}/%slog
+pipelining_connect_advertise_hosts = :
+smtputf8_advertise_hosts =
+tls_advertise_hosts =
+{extra}
+begin acl
+accept_all:
+  accept
+deny_all:
+  deny    message = no such user here
+"""
+
+DIALOGUES = {
+    "basic": ["EHLO client.example", "MAIL FROM:<a@b.example> SIZE=100 BODY=8BITMIME",
+              "RCPT TO:<c@d.example>", "DATA", "Subject: hi", "", "body", "..dot", ".",
+              "FOO", "VRFY x", "VRFY x@y.example", "EXPN x", "HELP", "ETRN x", "NOOP extra",
+              "MAIL FROM:<>", "RSET", "RCPT TO:<a@b>", "DATA", "BDAT 10", "NOOP"],
+    "helo": ["HELO", "EHLO", "HELO a_b", "HELO [192.0.2.1]", "MAIL FROM:<a@b> SIZE=10",
+             "MAIL FROM:<x@y.example>", "MAIL FROM:<x@y.example>", "QUIT"],
+    "addresses": ["EHLO client.example", "MAIL FROM:<x>", "MAIL FROM: <x@y.example>",
+                  "RCPT TO:<x>", "RCPT TO:<>", "RCPT TO:<@r1,@r2:u@v.example>", "RCPT TO:",
+                  "RSET", "MAIL FROM:<a@b> FOO=bar", "QUIT"],
+    "rcpt_denied": ["EHLO client.example", "MAIL FROM:<a@b.example>", "RCPT TO:<c@d.example>",
+                    "DATA", "QUIT"],
+    "bdat": ["HELO client.example", "MAIL FROM:<a@b.example>", "RCPT TO:<c@d.example>",
+             "BDAT 0 LAST", "EHLO client.example", "MAIL FROM:<a@b.example>", "BDAT x", "QUIT"],
+    "unknown": ["HELO c", "A", "B", "C", "D", "E"],
+}
+EXTRA = {
+    "rcpt_denied": "acl_smtp_rcpt = deny_all",
+    "unknown": "smtp_max_synprot_errors = 10",
+}
+
+
+def normalise(text):
+    text = re.sub(r"\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4}", "DATE", text)
+    text = re.sub(r"id=\w{6}-\w{6}-\w{2}", "id=ID", text)
+    return text
+
+
+class HostCheckDifferentialTests(unittest.TestCase):
+    """exim_py -bh answers every line exactly as exim4 -bh does."""
+
+    def setUp(self):
+        self.exim = RealExim()
+        self.addCleanup(self.exim.cleanup)
+        self.spool = tempfile.mkdtemp(prefix="exim_py-bh-")
+        os.chmod(self.spool, 0o777)
+        self.addCleanup(shutil.rmtree, self.spool, True)
+
+    def compare(self, name):
+        extra = EXTRA.get(name, "acl_smtp_rcpt = accept_all")
+        text = CONF.format(spool=self.spool, extra=extra)
+        path = self.exim.write_config(text, name + ".conf")
+        dialogue = "".join(line + "\r\n" for line in DIALOGUES[name])
+        theirs = self.exim.run(path, ["-bh", "192.0.2.9"], input=dialogue)
+        ours = run_exim_py(["-C", path, "-bh", "192.0.2.9"], input=dialogue)
+        self.assertEqual(normalise(ours.stdout), normalise(theirs.stdout),
+                         "dialogue %s; exim_py stderr: %s" % (name, ours.stderr))
+
+    def test_basic(self):
+        """EHLO keywords, a message, the commands without ACLs, sequence errors, the drop."""
+        self.compare("basic")
+
+    def test_helo(self):
+        """HELO/EHLO syntax errors and the parameters a HELO session may not use."""
+        self.compare("helo")
+
+    def test_addresses(self):
+        """Unqualified, empty, source-routed and malformed addresses."""
+        self.compare("addresses")
+
+    def test_rcpt_denied(self):
+        """An ACL denial's message, and DATA's summary of it."""
+        self.compare("rcpt_denied")
+
+    def test_bdat(self):
+        """BDAT syntax, chunk replies and the only-BDAT rule."""
+        self.compare("bdat")
+
+    def test_unknown_commands(self):
+        """The unknown-command limit (smtp_max_unknown_commands)."""
+        self.compare("unknown")
+
+
+class StdioSessionTests(unittest.TestCase):
+    """exim_py -bs: an SMTP session from a local program."""
+
+    def test_bs_accepts_a_message(self):
+        """A message given over -bs is stored, with protocol local-smtp."""
+        spool = tempfile.mkdtemp(prefix="exim_py-bs-")
+        self.addCleanup(shutil.rmtree, spool, True)
+        conf = os.path.join(spool, "exim.conf")
+        with open(conf, "w") as f:
+            f.write(CONF.format(spool=spool, extra="acl_smtp_rcpt = accept_all\nqueue_only"))
+        dialogue = "HELO me\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n" \
+                   "Subject: bs\r\n\r\nhello\r\n.\r\nQUIT\r\n"
+        out = run_exim_py(["-C", conf, "-bs"], input=dialogue)
+        lines = normalise(out.stdout).splitlines()
+        self.assertTrue(lines[1].startswith("250 mx.test.example Hello ") and lines[1].endswith(" at me"), lines)
+        self.assertEqual(lines[5:], ["250 OK id=ID", "221 mx.test.example closing connection"])
+        headers = [n for n in os.listdir(os.path.join(spool, "input")) if n.endswith("-H")]
+        self.assertEqual(len(headers), 1)
+        with open(os.path.join(spool, "input", headers[0])) as f:
+            self.assertIn("-received_protocol local-smtp", f.read())
