@@ -189,3 +189,35 @@ r1:
         compare(self, "acl_smtp_rcpt = r1", acls,
                 ["HELO x", "MAIL FROM:<a@b>", "RCPT TO:<same@c>", "RCPT TO:<diff@c>",
                  "RCPT TO:<Other@C.Example>", "QUIT"])
+
+
+class VerifyTests(unittest.TestCase):
+    """verify = recipient / sender through the routers, as Exim answers and logs."""
+
+    def test_recipient_and_sender_verification(self):
+        """Routing failures give the router's message; a failed sender is explained once."""
+        acls = """
+r:
+  require verify = recipient
+  require verify = sender
+  accept
+begin routers
+good:
+  driver = accept
+  domains = good.example
+  transport = t
+failer:
+  driver = redirect
+  domains = fail.example
+  allow_fail
+  data = :fail: no such user here
+begin transports
+t:
+  driver = appendfile
+  file = /dev/null
+"""
+        compare(self, "acl_smtp_rcpt = r", acls,
+                ["HELO x", "MAIL FROM:<a@good.example>", "RCPT TO:<u@good.example>",
+                 "RCPT TO:<u@fail.example>", "RCPT TO:<u@other.example>", "RSET",
+                 "MAIL FROM:<a@other.example>", "RCPT TO:<u@good.example>",
+                 "RCPT TO:<v@good.example>", "QUIT"])

@@ -295,41 +295,68 @@ def _verify_not_blind(run, options):
     return OK
 
 
+_VERIFY_OPTIONS = ("defer_ok", "no_details", "success_on_redirect")
+
+
+def _route(run, key, address, lowered):
+    """(outcome, user message, log message, address_data) from delivery's verify_address."""
+    if importlib.util.find_spec("exim_py.delivery.verify") is None:
+        return DEFER, None, ("address verification is not available "
+                             "(exim_py.delivery.verify is missing)"), None
+    module = importlib.import_module("exim_py.delivery.verify")
+    outcome = module.verify_address(
+        address, run.ctx.expand_ctx, kind=key,
+        options={"success_on_redirect": "success_on_redirect" in lowered})
+    rc = {"ok": OK, "fail": FAIL}.get(str(outcome.code).lower(), DEFER)
+    return rc, outcome.user_message, outcome.message, outcome.address_data
+
+
 def _verify_address(run, key, what, options):
-    """verify = sender / recipient / header_sender through delivery's verify_address."""
-    if key == "sender":
-        address = what.split("=", 1)[1].strip() if "=" in what else _sender(run)
-        if address == "":
-            return OK        # a bounce has no sender to verify
-    elif key == "recipient":
-        address = run.ctx.recipient
-    else:
+    """verify = sender / recipient through delivery's verify_address (no callouts)."""
+    lowered = [o.lower() for o in options]
+    for option in lowered:
+        if option.startswith(("callout", "check_postmaster")):
+            run.log = "callout verification is not supported by exim_py"
+            return ERROR
+        if option not in _VERIFY_OPTIONS:
+            run.log = 'unknown option "%s" in ACL condition "verify %s"' % (
+                option, "/".join([what] + options))
+            return ERROR
+    if key == "header_sender":
         run.log = "verify = header_sender is not supported by exim_py"
         return ERROR
-    lowered = [o.lower() for o in options]
     defer_ok = "defer_ok" in lowered
-    if importlib.util.find_spec("exim_py.delivery.verify") is None:
-        rc, user, log = DEFER, None, ("address verification is not available "
-                                      "(exim_py.delivery.verify is missing)")
-    else:
-        module = importlib.import_module("exim_py.delivery.verify")
-        outcome = module.verify_address(
-            address, run.ctx.expand_ctx, kind=key,
-            options={"success_on_redirect": "success_on_redirect" in lowered})
-        rc = {"ok": OK, "fail": FAIL}.get(str(outcome.code).lower(), DEFER)
-        user, log = outcome.user_message, outcome.message
-        if outcome.address_data is not None:
-            run.ctx.set_variable("address_data" if key == "recipient" else "sender_address_data",
-                                 outcome.address_data)
-    if rc == DEFER and defer_ok:
-        return OK
     if key == "recipient":
+        rc, user, log, data = _route(run, key, run.ctx.recipient, lowered)
+        if data is not None:
+            run.ctx.set_variable("address_data", data)
+        if rc == DEFER and defer_ok:
+            return OK
         run.log = log
         run.user = user if user is not None else log
         return rc
+    address = what.split("=", 1)[1].strip() if "=" in what else _sender(run)
+    if address == "":
+        return OK        # a bounce has no sender to verify
+    # Exim verifies a sender once per message and tells the client the
+    # details of a failure once (sender_verified_list, af_sverify_told).
+    holder = run.ctx.envelope if run.ctx.envelope is not None else run.ctx.session
+    cache = getattr(holder, "acl_sender_verified", None)
+    if cache is None:
+        cache = holder.acl_sender_verified = {}
+    entry = cache.get(address)
+    if entry is None:
+        rc, user, log, data = _route(run, key, address, lowered)
+        entry = cache[address] = {"address": address, "result": rc, "message": log,
+                                  "user_message": user if user is not None else log,
+                                  "told": "no_details" in lowered, "data": data}
+    if entry["data"] is not None:
+        run.ctx.set_variable("sender_address_data", entry["data"])
+    rc = entry["result"]
+    if rc == DEFER and defer_ok:
+        return OK
     if rc != OK:
-        run.ctx.sender_verify_failed = {"address": address, "result": rc, "message": log,
-                                        "user_message": user}
+        run.ctx.sender_verify_failed = entry
         run.log = run.user = ("Sender verify failed" if rc == FAIL
                               else "Could not complete sender verify")
     return rc

@@ -108,6 +108,9 @@ def our_dialogue(config_path, commands, address="1.2.3.4"):
                 data = arg.split(":", 1)[1].strip()
                 if acl("rcpt", "acl_smtp_rcpt", data, recipient=data.strip("<>")):
                     envelope.recipients.append(Recipient(data.strip("<>")))
+            elif verb == "RSET":
+                envelope = None
+                out.append(["250"])
             elif verb == "DATA":
                 acl("predata", "acl_smtp_predata", None, ok="354")
             elif verb in ("VRFY", "EXPN"):
