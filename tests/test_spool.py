@@ -231,33 +231,44 @@ class SpoolTests(TestCase):
         self.assertEqual(leftovers, ["%s-D" % env.message_id, "hdr.%s" % env.message_id])
         self.assertEqual(list(self.spool.message_ids()), [])
 
-    def test_fsync_order(self):
-        """-D and hdr.<id> are fsync'ed before the rename to -H, the directory after it (strace)."""
+    def traced_store(self, statement):
+        """Run ``statement`` (which prints ids) under strace; returns (ids, list of sync/rename events)."""
         strace = require_command("strace", "Debian package strace")
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         code = ("import sys; sys.path.insert(0, %r)\n"
                 "from tests.test_spool import sample_envelope\n"
                 "from exim_py.spool import Spool\n"
-                "e = sample_envelope(); e.message_id = None\n"
-                "print(Spool(%r).store(e, b'x\\n'))\n") % (os.getcwd(), self.dir)
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        out = subprocess.run([strace, "-f", "-e", "trace=openat,fsync,rename,close", sys.executable, "-c",
-                              code.replace(repr(os.getcwd()), repr(root))],
-                             capture_output=True, text=True, timeout=60)
+                "spool = Spool(%r)\n"
+                "def env():\n    e = sample_envelope(); e.message_id = None; return e\n"
+                "%s\n") % (root, self.dir, statement)
+        out = subprocess.run([strace, "-f", "-e", "trace=openat,fsync,syncfs,rename,close", sys.executable,
+                              "-c", code], capture_output=True, text=True, timeout=60)
         self.assertEqual(out.returncode, 0, out.stderr[-2000:])
-        message_id = out.stdout.strip()
         fds, events = {}, []
         for line in out.stderr.splitlines():
             m = re.search(r'openat\(AT_FDCWD, "([^"]+)".*= (\d+)$', line)
             if m:
                 fds[m.group(2)] = os.path.basename(m.group(1))
-            m = re.search(r"fsync\((\d+)\)", line)
+            m = re.search(r"(fsync|syncfs)\((\d+)\)", line)
             if m:
-                events.append("fsync " + fds.get(m.group(1), "?"))
+                events.append("%s %s" % (m.group(1), fds.get(m.group(2), "?")))
             m = re.search(r'rename\("[^"]*/([^"/]+)", "[^"]*/([^"/]+)"\)', line)
             if m:
                 events.append("rename %s %s" % m.groups())
+        return out.stdout.split(), events
+
+    def test_fsync_order(self):
+        """-D and hdr.<id> are fsync'ed before the rename to -H, the directory after it (strace)."""
+        [message_id], events = self.traced_store("print(spool.store(env(), b'x\\n'))")
         self.assertEqual(events, ["fsync %s-D" % message_id, "fsync hdr.%s" % message_id,
                                   "rename hdr.%s %s-H" % (message_id, message_id), "fsync input"])
+
+    def test_batch_sync_order(self):
+        """store_batch makes every file durable with one syncfs before the first -H rename."""
+        ids, events = self.traced_store("print(*spool.store_batch([(env(), b'x\\n') for _ in range(5)]))")
+        self.assertEqual(len(ids), 5)
+        self.assertEqual(events, ["syncfs %s" % os.path.basename(self.dir)] +
+                         ["rename hdr.%s %s-H" % (i, i) for i in ids] + ["fsync input"])
 
     def test_store_batch_one_directory_sync(self):
         """store_batch stores every message and syncs the directory once."""

@@ -18,6 +18,8 @@ open-file-description lock, which conflicts with Exim's fcntl() locks and
 also between threads of one process.
 """
 
+import ctypes
+import ctypes.util
 import errno
 import fcntl
 import os
@@ -74,8 +76,33 @@ def _fsync_directory(path):
         os.close(fd)
 
 
-def _write_new(path, chunks, exclusive=True):
-    """Create ``path`` with ``chunks`` and fsync it."""
+def _syncfs_function():
+    """Linux syncfs(2): flushes one file system in one call (None where unavailable)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.syncfs
+    except (OSError, AttributeError):
+        return None
+
+
+_syncfs = _syncfs_function()
+
+
+def _sync_file_system(directory):
+    """Make everything written under ``directory`` durable; False when syncfs is not available."""
+    if _syncfs is None:
+        return False
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _syncfs(fd) != 0:
+            raise OSError(ctypes.get_errno(), "syncfs failed", directory)
+    finally:
+        os.close(fd)
+    return True
+
+
+def _write_new(path, chunks, exclusive=True, sync=True):
+    """Create ``path`` with ``chunks`` and (unless ``sync`` is false) fsync it."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
     try:
         fd = os.open(path, flags, SPOOL_MODE)
@@ -88,7 +115,8 @@ def _write_new(path, chunks, exclusive=True):
             view = memoryview(chunk)
             while view:
                 view = view[os.write(fd, view):]
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -158,17 +186,17 @@ class Spool:
     def new_message_id(self):
         return self.ids.new_id()[0]
 
-    def _prepare(self, envelope, body):
-        """Write -D and hdr.<id> (both fsync'ed); return (temp, final, directory)."""
+    def _prepare(self, envelope, body, sync=True):
+        """Write -D and hdr.<id> (fsync'ed when ``sync``); return (temp, final, directory)."""
         if envelope.message_id is None:
             envelope.message_id = self.new_message_id()
         message_id = envelope.message_id
         directory = self.input_dir(message_id)
         self.ensure_dir(directory)
         data_path = os.path.join(directory, message_id + "-D")
-        _write_new(data_path, [b"%s-D\n" % message_id.encode("ascii"), body])
+        _write_new(data_path, [b"%s-D\n" % message_id.encode("ascii"), body], sync=sync)
         temp = os.path.join(directory, "hdr." + message_id)
-        _write_new(temp, [spoolformat.format_header_file(envelope)])
+        _write_new(temp, [spoolformat.format_header_file(envelope)], sync=sync)
         return temp, os.path.join(directory, message_id + "-H"), directory
 
     def _write_msglog(self, message_id, line):
@@ -188,8 +216,16 @@ class Spool:
         return self.store_batch([(envelope, body)], [msglog_line])[0]
 
     def store_batch(self, messages, msglog_lines=None):
-        """Store many messages with one fsync per directory; returns their ids."""
-        prepared = [self._prepare(env, body) for env, body in messages]
+        """Store many messages with one fsync per directory; returns their ids.
+
+        For more than one message the files are not fsync'ed one by one: a
+        single syncfs() makes them all durable before any -H is renamed
+        into place, which keeps Exim's order at a fraction of the cost.
+        """
+        batched = len(messages) > 1 and _syncfs is not None
+        prepared = [self._prepare(env, body, sync=not batched) for env, body in messages]
+        if batched:
+            _sync_file_system(self.directory)
         directories = set()
         for temp, final, directory in prepared:
             os.rename(temp, final)
