@@ -131,7 +131,7 @@ class DialogueTests(unittest.TestCase):
         result = yield self.send(server, [txn])
         for _, outcome in result.outcomes():
             self.assertEqual((outcome.status, outcome.kind), (FAIL, "message"))
-            self.assertIn("after MAIL FROM:<s@x.example> SIZE=1062: 550 sender refused",
+            self.assertIn("after pipelined MAIL FROM:<s@x.example> SIZE=1062: 550 sender refused",
                           outcome.message)
         self.assertEqual(server.messages, [])
 
@@ -244,7 +244,7 @@ class FailureModeTests(unittest.TestCase):
         outcome = dict(result.outcomes())["a@y.example"]
         self.assertEqual((outcome.status, outcome.kind), (DEFER, "message"))
         self.assertEqual(outcome.message,
-                         "SMTP timeout after MAIL FROM:<s@x.example> SIZE=1062")
+                         "SMTP timeout after pipelined MAIL FROM:<s@x.example> SIZE=1062")
         self.assertIsNone(result.host_error.kind)
 
     @defer.inlineCallbacks

@@ -435,10 +435,11 @@ class ESMTPClient(LineReceiver):
         out = []
         for command, state, arg in commands:
             out.append(command.encode("utf-8") + b"\r\n")
-            self._expect(state, arg, stage=command)
+            # Exim's error texts say "pipelined" for MAIL and DATA (not RCPT).
+            self._expect(state, arg, stage=("pipelined " if state == "mail" else "") + command)
         if txn.data is not None and not use_bdat:
             out.append(b"DATA\r\n")
-            self._expect("data", stage="DATA")
+            self._expect("data", stage="pipelined DATA")
         self.transport.write(b"".join(out))
 
     def _send_next_unsent(self):

@@ -194,8 +194,9 @@ class Transport(TransportBase):
                 addr.log_fields = fields + self._tls_fields(result, ctx)
                 addr.set_result(FAIL, outcome.message, more_errno=outcome.code)
                 continue
-            addr.set_result(DEFER, outcome.message, self._errno(outcome),
-                            more_errno=outcome.code)
+            # A failed connect is logged as just its errno's text, as Exim does.
+            text = None if outcome.stage == "connect" and outcome.errno > 0 else outcome.message
+            addr.set_result(DEFER, text, self._errno(outcome), more_errno=outcome.code)
             if outcome.kind == "host":
                 addr.add_retry(host_key, error=_retry_error(outcome),
                                more_errno=outcome.code, message=outcome.message)
@@ -215,7 +216,7 @@ class Transport(TransportBase):
     def _errno(self, outcome):
         if outcome.stage == "prdr_rcpt":
             return 0
-        if outcome.kind == "recipient":
+        if outcome.kind == "recipient" and outcome.reply is not None:
             return ERRNO_RCPT4XX
         if outcome.kind == "message" and outcome.reply is not None:
             return ERRNO_MAIL4XX if outcome.stage == "mail" else ERRNO_DATA4XX

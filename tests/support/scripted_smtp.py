@@ -8,7 +8,9 @@ with ``replies(line)``: a reply string, ``STALL`` (never answer) or ``DROP``
 """
 
 from twisted.internet import protocol, reactor
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.protocols.basic import LineReceiver
+from zope.interface import implementer
 
 STALL = object()
 DROP = object()
@@ -25,8 +27,17 @@ def default_reply(line):
     }.get(verb, "500 unrecognized command")
 
 
+@implementer(IHalfCloseableProtocol)
 class _ScriptedProtocol(LineReceiver):
     delimiter = b"\r\n"
+
+    def readConnectionLost(self):
+        # Exim sends QUIT right after the final dot and then shuts down its
+        # side: the replies already written must still reach it.
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self):
+        self.transport.loseConnection()
 
     def connectionMade(self):
         self.factory.connections.append(self)

@@ -1,0 +1,232 @@
+"""The smtp transport end to end: exim_py's delivery engine sending to a real Exim.
+
+The same scenario is run twice against the same receiving exim4: once with
+real Exim 4.96 as the sender and once with exim_py, from configurations
+made from one template.  The delivery log lines (=>, **, ==) must agree once
+message ids, byte counts, SIZE= values and the TLS cipher name (GnuTLS and OpenSSL name
+ciphers differently) are normalised.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+from twisted.internet import defer, threads
+from twisted.trial import unittest
+
+from exim_py import config as exim_config
+from exim_py.delivery import engine
+from exim_py.envelope import Envelope, Header, Recipient
+from exim_py.log import Logger
+from exim_py.spool import Spool
+from tests.support.exim_peer import EximPeer, free_port
+from tests.support.peers import require_command
+from tests.support.pki_client import TestPKI
+from tests.support.scripted_smtp import STALL, ScriptedSMTPServer
+
+TEMPLATE = """\
+primary_hostname = client.example
+spool_directory = {dir}/spool
+log_file_path = {dir}/log/%slog
+keep_environment =
+host_lookup =
+
+begin routers
+
+r:
+  driver = manualroute
+  route_list = * 127.0.0.1::{port}
+  self = send
+  transport = t
+
+begin transports
+
+t:
+  driver = smtp
+  allow_localhost
+  tls_verify_certificates = {ca}
+{transport_options}
+
+begin retry
+
+* * F,1h,10m
+"""
+
+BODY = b".dot line\nbody\n"
+
+
+def delivery_lines(log_text):
+    """The =>, ->, ** and == lines of a mainlog for non-bounce recipients, normalised."""
+    out = []
+    for line in log_text.splitlines():
+        m = re.match(r"^\S+ \S+ \S+ (=>|->|\*\*|==) (\S+) (.*)$", line)
+        if not m or m.group(2).startswith("s@"):
+            continue
+        rest = m.group(3)
+        rest = re.sub(r"id=[0-9A-Za-z]{6}-[0-9A-Za-z]{6}-[0-9A-Za-z]{2}", "id=ID", rest)
+        rest = re.sub(r"\d+ byte chunk, total \d+", "N byte chunk, total N", rest)
+        rest = re.sub(r"BDAT \d+ LAST", "BDAT N LAST", rest)
+        # Exim's own submission adds headers ours (stored directly) lacks.
+        rest = re.sub(r"SIZE=\d+", "SIZE=N", rest)
+        rest = re.sub(r"X=\S+", "X=CIPHER", rest)
+        out.append("%s %s %s" % (m.group(1), m.group(2), rest))
+    return sorted(out)
+
+
+class SenderComparisonTests(unittest.TestCase):
+    """exim_py's smtp transport logs what Exim's logs, for the same deliveries."""
+
+    def setUp(self):
+        self.exim = require_command("exim4", "Debian package exim4-daemon-heavy")
+        self.pki = TestPKI()
+        self.addCleanup(shutil.rmtree, self.pki.dir, True)
+        server = self.pki.issue("server", "mx.test.example", sans=["mx.test.example"])
+        self.peer = EximPeer(tls_certificate=server.cert_path,
+                             tls_privatekey=server.key_path).start()
+        self.addCleanup(self.peer.stop)
+
+    def config_text(self, directory, transport_options="", port=None):
+        return TEMPLATE.format(dir=directory, port=port or self.peer.port, ca=self.pki.ca.cert_path,
+                               transport_options=transport_options)
+
+    def run_real_exim(self, recipients, transport_options="", port=None):
+        directory = tempfile.mkdtemp(prefix="exim-sender-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        os.chmod(directory, 0o755)
+        for sub in ("spool", "log"):
+            os.mkdir(os.path.join(directory, sub))
+            shutil.chown(os.path.join(directory, sub), "Debian-exim", "Debian-exim")
+        path = os.path.join(directory, "exim.conf")
+        with open(path, "w") as f:
+            f.write(self.config_text(directory, transport_options, port))
+        os.chmod(path, 0o644)
+        subprocess.run([self.exim, "-C", path, "-odi", "-f", "s@client.example"] + recipients,
+                       input=b"Subject: test\n\n" + BODY, capture_output=True, timeout=60)
+        with open(os.path.join(directory, "log", "mainlog")) as f:
+            return f.read()
+
+    @defer.inlineCallbacks
+    def run_exim_py(self, recipients, transport_options="", port=None):
+        directory = tempfile.mkdtemp(prefix="exim-py-sender-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "exim.conf")
+        with open(path, "w") as f:
+            f.write(self.config_text(directory, transport_options, port))
+        config = exim_config.load(path)
+        spool = Spool(os.path.join(directory, "spool"))
+        envelope = Envelope()
+        envelope.sender = "s@client.example"
+        envelope.recipients = [Recipient(r) for r in recipients]
+        envelope.headers = [Header("Subject: test\n")]
+        message_id = spool.store(envelope, BODY)
+        yield engine.deliver_message(config, spool, message_id, logger=Logger(config))
+        with open(os.path.join(directory, "log", "mainlog")) as f:
+            defer.returnValue(f.read())
+
+    @defer.inlineCallbacks
+    def compare(self, recipients, transport_options="", port=None):
+        # Real Exim runs in a thread: the receiving side may be in this reactor.
+        theirs = delivery_lines((yield threads.deferToThread(
+            self.run_real_exim, recipients, transport_options, port)))
+        ours = delivery_lines((yield self.run_exim_py(recipients, transport_options, port)))
+        self.assertEqual(ours, theirs)
+        defer.returnValue(ours)
+
+    @defer.inlineCallbacks
+    def test_rcpt_outcomes_over_tls(self):
+        """Accepted, rejected and deferred RCPTs over STARTTLS: same => ** == lines."""
+        lines = yield self.compare(["ok@test.example", "reject1@test.example",
+                                    "defer1@test.example"])
+        self.assertEqual(len(lines), 3)
+
+    @defer.inlineCallbacks
+    def test_prdr_outcomes(self):
+        """PRDR with per-recipient accept, reject and defer: same lines as Exim."""
+        lines = yield self.compare(["ok@test.example", "prdrreject@test.example",
+                                    "prdrdefer@test.example"])
+        self.assertTrue(any(" PRDR " in line for line in lines), lines)
+
+    @defer.inlineCallbacks
+    def test_without_tls_and_chunking(self):
+        """hosts_avoid_tls and hosts_try_chunking empty: DATA in clear, same lines."""
+        lines = yield self.compare(["ok@test.example", "reject1@test.example"],
+                                   "  hosts_avoid_tls = *\n  hosts_try_chunking =")
+        self.assertNotIn("X=", " ".join(lines))
+
+    @defer.inlineCallbacks
+    def test_connection_refused(self):
+        """Nobody listening: the deferral is logged as Exim logs it."""
+        yield self.compare(["ok@test.example"], port=free_port())
+
+    @defer.inlineCallbacks
+    def test_tls_required_name_mismatch(self):
+        """hosts_require_tls + tls_verify_hosts with a certificate for another name:
+        deferred, nothing delivered (Exim's exact text differs, the outcome not)."""
+        ours = delivery_lines((yield self.run_exim_py(
+            ["ok@test.example"],
+            "  hosts_require_tls = *\n  tls_verify_hosts = *\n  tls_verify_cert_hostname = *")))
+        self.assertEqual(len(ours), 1)
+        self.assertTrue(ours[0].startswith("== ok@test.example R=r T=t defer (-37)"), ours)
+        self.assertEqual(self.peer.messages(), [])
+
+
+class FailureComparisonTests(SenderComparisonTests):
+    """Errors at each stage from a scripted server: Exim's texts and error numbers."""
+
+    @defer.inlineCallbacks
+    def compare_scripted(self, **overrides):
+        server = ScriptedSMTPServer(overrides=overrides)
+        self.addCleanup(server.stop)
+        lines = yield self.compare(["a@test.example"], "  command_timeout = 1s",
+                                   port=server.port_number)
+        defer.returnValue(lines)
+
+    @defer.inlineCallbacks
+    def test_mail_rejected(self):
+        """550 to a pipelined MAIL: ** with "after pipelined MAIL FROM:<...> SIZE=n"."""
+        lines = yield self.compare_scripted(MAIL="550 no sender")
+        self.assertIn("after pipelined MAIL FROM:<s@client.example>", lines[0])
+
+    @defer.inlineCallbacks
+    def test_data_deferred(self):
+        """450 to a pipelined DATA: defer (-46)."""
+        lines = yield self.compare_scripted(DATA="450 no data now")
+        self.assertIn("defer (-46)", lines[0])
+
+    @defer.inlineCallbacks
+    def test_end_of_data_deferred(self):
+        """451 to the final dot: defer (-46) "after end of data"."""
+        lines = yield self.compare_scripted(**{".": "451 later"})
+        self.assertIn("after end of data: 451 later", lines[0])
+
+    @defer.inlineCallbacks
+    def test_end_of_data_rejected(self):
+        """550 to the final dot: the recipient fails."""
+        lines = yield self.compare_scripted(**{".": "550 rejected content"})
+        self.assertTrue(lines[0].startswith("** a@test.example"))
+
+    @defer.inlineCallbacks
+    def test_helo_temporary_error(self):
+        """EHLO and HELO both 421: host error, defer (0)."""
+        lines = yield self.compare_scripted(EHLO="421 closing", HELO="421 closing")
+        self.assertIn("defer (0)", lines[0])
+
+    @defer.inlineCallbacks
+    def test_helo_permanent_error(self):
+        """EHLO and HELO both 554: every address fails."""
+        lines = yield self.compare_scripted(EHLO="554 no", HELO="554 no")
+        self.assertIn("after HELO client.example: 554 no", lines[0])
+
+    @defer.inlineCallbacks
+    def test_rcpt_timeout_text(self):
+        """A stall after RCPT: deferred with errno 110 and Exim's timeout text."""
+        server = ScriptedSMTPServer(overrides={"RCPT": STALL})
+        self.addCleanup(server.stop)
+        ours = delivery_lines((yield self.run_exim_py(["a@test.example"],
+                                                      "  command_timeout = 1s",
+                                                      port=server.port_number)))
+        self.assertEqual(len(ours), 1)
+        self.assertIn("defer (110)", ours[0])
+        self.assertTrue(ours[0].endswith(": SMTP timeout after RCPT TO:<a@test.example>"), ours)
