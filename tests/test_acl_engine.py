@@ -343,8 +343,14 @@ class MayBlockTests(unittest.TestCase):
     def setUp(self):
         self.config = config_from(self, """
 simple:
-  accept hosts = 127.0.0.1
+  accept hosts = 127.0.0.1 : +relay : ::::1
+  accept hosts = <; 2001:db8::/32 ; ::1
   deny local_parts = x
+  deny domains = +local
+named_names:
+  accept hosts = +names
+mx:
+  accept domains = @mx_any
 dns:
   deny dnslists = bl.example
 verify:
@@ -353,14 +359,15 @@ nested:
   accept acl = dns
 lookup:
   accept condition = ${lookup{$sender_address}lsearch{/etc/x}}
-""")
+""", main="hostlist relay = 10.0.0.0/8 : 192.0.2.1\nhostlist names = mail.example\n"
+          "domainlist local = example.com")
 
     def test_classification(self):
         """IP lists and local parts are inline; dnslists, verify, lookups, nesting block."""
         from exim_py.acl import acl_may_block
         self.assertFalse(acl_may_block(self.config, "simple"))
         self.assertFalse(acl_may_block(self.config, None))
-        for name in ("dns", "verify", "nested", "lookup"):
+        for name in ("dns", "verify", "nested", "lookup", "named_names", "mx"):
             self.assertTrue(acl_may_block(self.config, name), name)
 
     def test_file_acl_blocks(self):

@@ -6,9 +6,10 @@ log line for a result that is not an acceptance; ``acl_may_block(config,
 acl_spec)`` tells whether an ACL may wait on DNS or disk.  See HACKING.rst.
 """
 
+from exim_py.acl.blocking import acl_may_block
 from exim_py.acl.context import AclContext
 from exim_py.acl.engine import (DEFER, DISCARD, ERROR, FAIL, FAIL_DROP, OK, AclResult,
-                                acl_may_block, run_acl)
+                                run_acl)
 
 __all__ = ["AclContext", "AclResult", "run_acl", "acl_may_block",
            "OK", "DISCARD", "FAIL", "FAIL_DROP", "DEFER", "ERROR"]
