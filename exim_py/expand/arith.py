@@ -23,47 +23,42 @@ class _EvalError(Exception):
 
 
 class _Evaluator:
-    """A recursive-descent evaluator mirroring the precedence Exim uses:
-    | then ^ then & then << >> then + - then * / % then unary + - ~."""
+    """A recursive-descent evaluator with Exim's precedence: | then ^ then &
+    then << >> then + - then * / % then unary + - ~.  ``i`` is the position
+    reached, which Exim quotes in its error messages."""
 
     def __init__(self, text, decimal):
-        self.s = text
+        # A NUL sentinel saves a bounds check on every peek.
+        self.s = text + "\0"
         self.i = 0
         self.decimal = decimal
 
     def skip(self):
         s, i = self.s, self.i
-        while i < len(s) and s[i] in _SPACE:
+        while s[i] in _SPACE:
             i += 1
         self.i = i
-
-    def peek(self, k=0):
-        j = self.i + k
-        return self.s[j] if j < len(self.s) else ""
 
     def expr(self, endket):
         x = self.op_or()
         if endket:
-            if self.peek() != ")":
+            if self.s[self.i] != ")":
                 raise _EvalError("expecting closing parenthesis")
             self.i += 1
             self.skip()
-        elif self.i < len(self.s):
+        elif self.i < len(self.s) - 1:
             raise _EvalError("expecting operator")
         return x
 
     def number(self):
         self.skip()
-        c = self.peek()
-        if c.isdigit() and c.isascii():
+        c = self.s[self.i]
+        if "0" <= c <= "9":
             n = self.read_digits()
-            suffix = self.peek().lower()
-            if suffix == "k":
-                n, self.i = wrap64(n * 1024), self.i + 1
-            elif suffix == "m":
-                n, self.i = wrap64(n * 1024 * 1024), self.i + 1
-            elif suffix == "g":
-                n, self.i = wrap64(n * 1024 * 1024 * 1024), self.i + 1
+            mult = _SUFFIX.get(self.s[self.i])
+            if mult:
+                n = wrap64(n * mult)
+                self.i += 1
             self.skip()
             return n
         if c == "(":
@@ -74,20 +69,20 @@ class _Evaluator:
     def read_digits(self):
         # sscanf %lli / %lld: base prefixes only in the non-decimal form.
         s, i = self.s, self.i
-        if not self.decimal and s.startswith(("0x", "0X"), i) and i + 2 < len(s) \
-                and s[i + 2] in "0123456789abcdefABCDEF":
-            j = i + 2
-            while j < len(s) and s[j] in "0123456789abcdefABCDEF":
-                j += 1
-            value = int(s[i + 2:j], 16)
-        elif not self.decimal and s[i] == "0":
-            j = i + 1
-            while j < len(s) and s[j] in "01234567":
-                j += 1
-            value = int(s[i:j], 8)
+        if not self.decimal and s[i] == "0":
+            if s[i + 1] in "xX" and s[i + 2] in _HEX:
+                j = i + 2
+                while s[j] in _HEX:
+                    j += 1
+                value = int(s[i + 2:j], 16)
+            else:
+                j = i + 1
+                while s[j] in "01234567":
+                    j += 1
+                value = int(s[i:j], 8)
         else:
             j = i
-            while j < len(s) and s[j] in "0123456789":
+            while "0" <= s[j] <= "9":
                 j += 1
             value = int(s[i:j])
         self.i = j
@@ -95,78 +90,87 @@ class _Evaluator:
 
     def unary(self):
         self.skip()
-        c = self.peek()
-        if c in ("+", "-", "~") and c:
+        c = self.s[self.i]
+        if c == "-":
             self.i += 1
-            x = self.unary()
-            if c == "-":
-                return wrap64(-x)
-            if c == "~":
-                return ~x
-            return x
+            return wrap64(-self.unary())
+        if c == "~":
+            self.i += 1
+            return ~self.unary()
+        if c == "+":
+            self.i += 1
+            return self.unary()
         return self.number()
 
     def mult(self):
         x = self.unary()
-        while self.peek() in ("*", "/", "%") and self.peek():
-            op = self.peek()
+        while True:
+            op = self.s[self.i]
+            if op not in "*/%":
+                return x
             self.i += 1
             y = self.unary()
             if y == -1 and x == INT_MIN and op != "*":
                 x = INT_MAX
-                continue
-            if op == "*":
+            elif op == "*":
                 x = wrap64(x * y)
             elif y == 0:
                 raise _EvalError("divide by zero" if op == "/" else "modulo by zero")
             else:
+                # C truncates towards zero.
                 q = abs(x) // abs(y)
                 if (x < 0) != (y < 0):
                     q = -q
                 x = wrap64(q) if op == "/" else wrap64(x - q * y)
-        return x
 
     def sum(self):
         x = self.mult()
-        while self.peek() in ("+", "-") and self.peek():
-            op = self.peek()
+        while True:
+            op = self.s[self.i]
+            if op != "+" and op != "-":
+                return x
             self.i += 1
             y = self.mult()
             # Exim's deliberately conservative overflow test, as written.
             if x >= INT_MAX // 2 or (x <= -(INT_MAX // 2) and y <= -(INT_MAX // 2)):
                 raise _EvalError("overflow in sum" if op == "+" else "overflow in difference")
             x = wrap64(x + y if op == "+" else x - y)
-        return x
 
     def shift(self):
         x = self.sum()
-        while self.peek() in ("<", ">") and self.peek() and self.peek(1) == self.peek():
-            op = self.peek()
+        while True:
+            op = self.s[self.i]
+            if (op != "<" and op != ">") or self.s[self.i + 1] != op:
+                return x
             self.i += 2
             y = self.sum() & 63
             x = wrap64(x << y) if op == "<" else x >> y
-        return x
 
     def op_and(self):
         x = self.shift()
-        while self.peek() == "&":
+        while self.s[self.i] == "&":
             self.i += 1
             x &= self.shift()
         return x
 
     def op_xor(self):
         x = self.op_and()
-        while self.peek() == "^":
+        while self.s[self.i] == "^":
             self.i += 1
             x ^= self.op_and()
         return x
 
     def op_or(self):
         x = self.op_xor()
-        while self.peek() == "|":
+        while self.s[self.i] == "|":
             self.i += 1
             x |= self.op_xor()
         return x
+
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+_SUFFIX = {"k": 1024, "K": 1024, "m": 1024 * 1024, "M": 1024 * 1024,
+           "g": 1024 * 1024 * 1024, "G": 1024 * 1024 * 1024}
 
 
 def evaluate(text, decimal=False):

@@ -5,9 +5,24 @@ list matching; this module adds how ${map} and ${filter} build their output
 list (spec chapter "String expansions", ``${map``).
 """
 
-from exim_py.match.lists import iter_list, list_separator, split_list
+from exim_py.match import lists as _lists
+from exim_py.match.lists import list_separator, split_list
 
 __all__ = ["iter_list", "list_separator", "split_list", "append_item"]
+
+_SPACE = " \t\n\r\f\v"
+
+
+def iter_list(text, sep=None):
+    """The items of Exim list ``text``.  A plain colon list with no doubled
+    colons (the usual case) is split directly; anything else goes through
+    exim_py.match.lists, which knows every rule."""
+    if sep is None and "::" not in text and not text.lstrip(_SPACE).startswith("<"):
+        parts = text.split(":")
+        if not parts[-1].strip(_SPACE):
+            parts.pop()
+        return [p.strip(_SPACE) for p in parts]
+    return _lists.iter_list(text, sep)
 
 
 def append_item(out, item, sep):

@@ -526,9 +526,10 @@ class Extract(Node):
     """``${extract}``: whether the first argument is a number decides, at
     expansion time, how many of the braced strings are arguments."""
 
-    __slots__ = ("text", "args", "starts", "fail_at", "json")
+    __slots__ = ("text", "args", "starts", "fail_at", "json", "variants")
 
     def __init__(self, text, args, starts, fail_at, json):
+        self.variants = {}       # the item for 2 or 3 arguments, built once
         self.text = text
         self.args = args
         self.starts = starts
@@ -558,12 +559,15 @@ class Extract(Node):
             at = self.starts[need + 2] if extra > 2 else self.fail_at
             self._curly("curly-bracket problem in conditional yes/no parsing: did not close "
                         "with '}'\n remaining string is '%s'" % self.text[at:])
-        if extra == 0:
-            yesno = YesNo("extract", bare=True)
-        else:
-            yesno = YesNo("extract", args[need], args[need + 1] if extra == 2 else None,
-                          self.fail_at is not None)
-        return I.Extract(args[:need], yesno, self.json).ev(ctx)
+        item = self.variants.get(need)
+        if item is None:
+            if extra == 0:
+                yesno = YesNo("extract", bare=True)
+            else:
+                yesno = YesNo("extract", args[need], args[need + 1] if extra == 2 else None,
+                              self.fail_at is not None)
+            item = self.variants[need] = I.Extract(args[:need], yesno, self.json)
+        return item.ev(ctx)
 
 
 def _item_listextract(p, name):

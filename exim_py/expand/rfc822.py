@@ -6,8 +6,13 @@ parts keep their quotes, ``<route,addr>`` source routes are ignored, and
 ``group: a, b;`` syntax is accepted when asked for.
 """
 
+import re
+
 _SPECIALS = '()<>@,;:\\".[]'
 _SPACE = " \t\n\r\f\v"
+# The common case, a bare local@domain made of atoms, needs no parser.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_SIMPLE = re.compile(r"(%s(?:\.+%s)*)@(%s(?:\.%s)*)\Z" % (_ATOM, _ATOM, _ATOM, _ATOM))
 
 
 class _Fail(Exception):
@@ -135,6 +140,9 @@ def extract_address(mailbox, state=None, allow_null=False):
     syntax between the pieces of one ${addresses} list.
     """
     if state is None:
+        m = _SIMPLE.match(mailbox)
+        if m:
+            return mailbox, m.end(1) + 1
         state = {"allow_group": False, "found_group": False}
     p = _Parser(mailbox)
     try:

@@ -1,0 +1,175 @@
+"""The expansion API other parts call: expand(), expand_condition(), ExpandContext.
+
+The language itself is pinned against real Exim in
+test_expand_differential; these tests cover what -be cannot show: lazy
+variables, context state, header variables from Header objects, error
+classes, the parse cache and the ``condition =`` rule.
+"""
+
+from twisted.trial import unittest
+
+from exim_py.envelope import Header
+from exim_py.errors import ExpansionError, ForcedFail
+from exim_py.expand import ExpandContext, expand, expand_condition, parsed
+
+
+class ExpandApiTests(unittest.TestCase):
+    """expand() and its context."""
+
+    def test_plain_string_returned_unchanged(self):
+        """A string without $ or backslash is returned as it is, not copied."""
+        s = "no expansion here"
+        self.assertIs(expand(s, ExpandContext()), s)
+
+    def test_variables_from_context(self):
+        """Variables come from the context's mapping."""
+        ctx = ExpandContext(variables={"local_part": "fred", "domain": "example.com"})
+        self.assertEqual(expand("$local_part@${domain}", ctx), "fred@example.com")
+
+    def test_lazy_variable_computed_once(self):
+        """A callable value is called on first use only, and its result kept."""
+        calls = []
+
+        def lookup():
+            calls.append(1)
+            return "host.example"
+        ctx = ExpandContext(variables={"sender_host_name": lookup})
+        self.assertEqual(expand("$sender_host_name $sender_host_name", ctx),
+                         "host.example host.example")
+        self.assertEqual(expand("$sender_host_name", ctx), "host.example")
+        self.assertEqual(len(calls), 1)
+
+    def test_set_and_integer_values(self):
+        """ctx.set() values are used; integers print as numbers, booleans as yes/no."""
+        ctx = ExpandContext()
+        ctx.set("rcpt_count", 3)
+        ctx.set("prdr_requested", True)
+        self.assertEqual(expand("$rcpt_count/$prdr_requested", ctx), "3/yes")
+
+    def test_unset_known_variable_is_empty(self):
+        """A variable Exim knows but the context lacks expands to nothing."""
+        self.assertEqual(expand("[$sender_helo_name]", ExpandContext()), "[]")
+
+    def test_acl_variables(self):
+        """$acl_c and $acl_m variables are read from the context; unset ones are empty."""
+        ctx = ExpandContext(variables={"acl_m_flag": "on"})
+        self.assertEqual(expand("$acl_m_flag/$acl_c0/", ctx), "on//")
+
+    def test_unknown_variable_is_error(self):
+        """An unknown name fails with Exim's message, even in a branch not taken."""
+        with self.assertRaises(ExpansionError) as cm:
+            expand("${if eq{a}{b}{$nosuch}}", ExpandContext())
+        self.assertEqual(str(cm.exception), 'unknown variable name "nosuch"')
+
+    def test_forced_failure_class(self):
+        """A forced failure raises ForcedFail (a subclass of ExpansionError)."""
+        with self.assertRaises(ForcedFail) as cm:
+            expand("${if eq{a}{b}{x}fail}", ExpandContext())
+        self.assertTrue(cm.exception.forced)
+        self.assertEqual(str(cm.exception), '"if" failed and "fail" requested')
+
+    def test_error_is_not_forced(self):
+        """An ordinary expansion error is not a ForcedFail."""
+        with self.assertRaises(ExpansionError) as cm:
+            expand("${eval:1/0}", ExpandContext())
+        self.assertFalse(isinstance(cm.exception, ForcedFail))
+
+    def test_parse_cached(self):
+        """The same string is parsed once: the same tree comes back."""
+        s = "${lc:$domain}-cache-test"
+        self.assertIs(parsed(s), parsed(s))
+
+    def test_syntax_error_reported_each_time(self):
+        """A string with a syntax error fails on every expansion, not only the first."""
+        for _ in range(2):
+            with self.assertRaises(ExpansionError):
+                expand("${lc:x", ExpandContext())
+
+    def test_numeric_variables_restored_after_if(self):
+        """$1 set by a match inside ${if} is visible in the branch but not after it."""
+        ctx = ExpandContext()
+        self.assertEqual(expand("${if match{abc}{(b)}{[$1]}}<$1>", ctx), "[b]<>")
+
+    def test_value_after_lookup_restored(self):
+        """$value from ${extract} is visible in its yes string only."""
+        ctx = ExpandContext()
+        self.assertEqual(expand("${extract{a}{a=1}{<$value>}}[$value]", ctx), "<1>[]")
+
+    def test_item_variable_in_map(self):
+        """$item is set for each list element, and unset afterwards."""
+        ctx = ExpandContext()
+        self.assertEqual(expand("${map{a:b}{$item$item}}[$item]", ctx), "aa:bb[]")
+
+
+class ExpandConditionTests(unittest.TestCase):
+    """expand_condition(): the rule for ``condition =`` in ACLs and routers."""
+
+    def test_false_values(self):
+        """Empty, 0, no and false (any case) are false."""
+        ctx = ExpandContext()
+        for text in ("", "0", "no", "NO", "false", "False", "${if eq{a}{b}}"):
+            self.assertFalse(expand_condition(text, ctx), text)
+
+    def test_true_values(self):
+        """Anything else is true, including 00, yes and arbitrary text."""
+        ctx = ExpandContext()
+        for text in ("1", "00", "yes", "anything", "${if eq{a}{a}}", " "):
+            self.assertTrue(expand_condition(text, ctx), text)
+
+    def test_errors_propagate(self):
+        """An expansion failure is raised for the caller to handle (defer)."""
+        with self.assertRaises(ExpansionError):
+            expand_condition("${lookup{x}nosuchtype{y}}", ExpandContext())
+
+
+class HeaderVariableTests(unittest.TestCase):
+    """Header variables over envelope.Header objects."""
+
+    def setUp(self):
+        self.ctx = ExpandContext(headers=[
+            Header("Subject: =?UTF-8?Q?caf=C3=A9?= time\n"),
+            Header("To: a@example.com\n", "T"),
+            Header("To: b@example.com\n", "T"),
+            Header("X-Old: gone\n", "*"),
+            Header("X-Tag:  one\n"),
+            Header("X-Tag: two\n"),
+        ])
+
+    def test_decoded_header(self):
+        """$h_ decodes RFC 2047 words (to UTF-8, one byte per character)."""
+        self.assertEqual(expand("$h_subject:", self.ctx).encode("latin-1").decode("utf-8"),
+                         "café time")
+
+    def test_address_headers_joined_with_comma(self):
+        """Several address headers are joined with a comma and newline."""
+        self.assertEqual(expand("$h_to:", self.ctx), "a@example.com,\nb@example.com")
+
+    def test_other_headers_joined_with_newline(self):
+        """Other repeated headers are joined with a newline; $rh_ keeps white space."""
+        self.assertEqual(expand("$h_x-tag:", self.ctx), "one\ntwo")
+        self.assertEqual(expand("$rh_x-tag:", self.ctx), "  one\n two\n")
+
+    def test_deleted_header_invisible(self):
+        """A header marked deleted ('*') does not exist any more."""
+        self.assertEqual(expand("${if def:h_x-old:{y}{n}}", self.ctx), "n")
+
+    def test_list_form(self):
+        """$lh_ gives a colon list of the raw values."""
+        self.assertEqual(expand("$lh_to:", self.ctx), " a@example.com: b@example.com")
+
+
+class BeModeTests(unittest.TestCase):
+    """The -be tester as a function (its output is compared with Exim elsewhere)."""
+
+    def test_macro_definition_line(self):
+        """A line starting with an upper-case letter defines a macro used later."""
+        from exim_py.expand.be import Tester
+        tester = Tester(ExpandContext(), {})
+        self.assertEqual(tester.line("ABC = hello"), "Defined macro 'ABC'")
+        self.assertEqual(tester.line("[ABC]"), "[hello]")
+
+    def test_failure_line(self):
+        """A failing expansion prints Exim's Failed: line."""
+        from exim_py.expand.be import Tester
+        tester = Tester(ExpandContext(), {})
+        self.assertEqual(tester.line("${lc:"), "Failed: missing } at end of string")
