@@ -69,9 +69,15 @@ def format_hosts(addr):
     return lines
 
 
-def format_test(top_address, result):
-    """-bt output for one address, as a list of lines."""
+def format_test(top_address, result, seen=None):
+    """-bt output for one address, as a list of lines.
+
+    ``seen`` holds the addresses already shown in this run: as in Exim, an
+    address routed a second time, even for another argument, is marked as
+    a duplicate.
+    """
     out = []
+    seen = set() if seen is None else seen
     for kind, addr in result.events:
         if kind == "pfr":
             line = "%s -> %s" % (addr.parent.address, addr.address)
@@ -92,7 +98,6 @@ def format_test(top_address, result):
     if result.discarded:
         out.append("mail to %s is discarded" % top_address)
         return out
-    seen = set()
     for addr in result.routed:
         line = addr.address
         if not addr.is_pfr:
@@ -114,6 +119,7 @@ def _run(inv, full):
     qualify_domain = (main.get("qualify_recipient") if kind == "recipient" else None) \
         or main.get("qualify_domain") or main.get("primary_hostname")
     status = 0
+    seen = set()
     for raw in _addresses(inv):
         if not raw.strip():
             continue
@@ -125,13 +131,14 @@ def _run(inv, full):
             continue
         if address == "":
             continue
+        given = address
         address = qualify(address, qualify_domain)
         ctx = DeliveryContext(config, mode="test" if full else "verify")
         if inv.sender is not None:
             ctx.base = _sender_context(config, inv.sender)
-        result = verify_address(address, ctx, kind, full=full)
+        result = verify_address(address, ctx, kind, full=full, unique=given)
         if full:
-            lines = format_test(address, result)
+            lines = format_test(address, result, seen)
         else:
             lines = [_verdict(address, result)]
         sys.stdout.write("".join(line + "\n" for line in lines))

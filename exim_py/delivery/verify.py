@@ -50,20 +50,24 @@ def _delivery_context(ctx, kind, mode):
                            base=ctx)
 
 
-def verify_address(address, ctx, kind="recipient", options=None, full=False):
+def verify_address(address, ctx, kind="recipient", options=None, full=False, unique=None):
     """Route ``address`` for verification; returns a VerifyResult.
 
     ``ctx`` is a DeliveryContext, or any context with ``config`` and
     ``variables`` (the ACL's ExpandContext), whose variables the routers
     then see.  ``kind`` is "recipient" or "sender".  ``options`` may hold
     ``success_on_redirect``.  With ``full`` (used by -bt) every generated
-    address is routed and the result lists them all.
+    address is routed and the result lists them all.  ``unique`` is the
+    top address's key for duplicate detection (-bt uses the address as
+    given, before qualification, as Exim does).
     """
     options = options or {}
     mode = "test" if full else "verify"
     dctx = _delivery_context(ctx, kind, mode)
     result = VerifyResult()
     top = Address(address)
+    if unique is not None:
+        top.unique = unique
     stack = [top]
     local, remote = [], []
     allok = True

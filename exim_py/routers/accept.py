@@ -12,6 +12,13 @@ OPTIONS = OptionTable()
 GENERIC_DEFAULTS = {"log_as_local": True}
 
 
+def validate(dconf):
+    """Exim refuses an accept router without a transport when it starts."""
+    if dconf.options["transport"] is None and not dconf.options["verify_only"]:
+        from exim_py.errors import ConfigError
+        raise ConfigError("%s router:\n  a transport is required for this router" % dconf.name)
+
+
 class Router(RouterBase):
     """driver = accept"""
 

@@ -1,0 +1,147 @@
+"""exim_py -bt / -bv against real Exim 4.96 on the same configuration.
+
+One configuration with redirect (aliases, :fail:, :defer:, :blackhole:,
+:unknown:, :include:, pipes, files, backslashed addresses, loops),
+manualroute (remote and local transports, ports, byname) and accept
+(prefixes, cannot_route_message, no_more) is given to both programs; for
+each address the output and the exit status must be identical.
+"""
+
+import os
+
+from twisted.trial import unittest
+
+from tests.support.peers import RealExim, run_exim_py
+
+ALIASES = """\
+fl: :fail: nope
+df: :defer: wait
+pp: |/bin/cat
+bh: :blackhole:
+bad: a b c
+bad2: user1, <<x
+mix: user1, "Fred Bloggs" <user2>, user1 (comment)
+unk: :unknown:
+inc: :include:DIR/inc
+self: self, user1
+dir: /tmp/dir/
+file: /tmp/somefile
+two: user1, fl, user3
+chain: two
+remote: someone@remote.example, x@other.example
+bs: \\user1, \\bs
+quoted: "|/bin/echo hello"
+deep: chain, remote
+empty:
+"""
+
+CONFIG = """\
+primary_hostname = myhost.test
+qualify_domain = localdomain
+keep_environment =
+begin routers
+alias:
+  driver = redirect
+  domains = localdomain
+  local_parts = ! user1 : ! user2 : ! user3 : ! pfx-user1
+  data = ${lookup{$local_part}lsearch{DIR/aliases}}
+  allow_fail
+  allow_defer
+  pipe_transport = p
+  file_transport = f
+nopipes:
+  driver = redirect
+  domains = np.example
+  data = |/bin/true, user1@localdomain
+mr:
+  driver = manualroute
+  domains = remote.example : other.example : third.example
+  route_list = remote.example 127.0.0.1:127.0.0.2 ; \\
+               other.example "127.0.0.3::2525 : 127.0.0.4" ; \\
+               third.example localhost byname
+  transport = smtp
+  self = send
+mrlocal:
+  driver = manualroute
+  domains = local.example
+  route_list = * "h1.example : h2.example::25"
+  transport = lt
+prefixed:
+  driver = accept
+  domains = localdomain
+  local_part_prefix = pfx-
+  transport = lt
+local:
+  driver = accept
+  domains = localdomain
+  local_parts = user1 : user2
+  transport = lt
+  cannot_route_message = no such user here
+last:
+  driver = accept
+  domains = nomore.example
+  condition = ${if eq{$local_part}{ok}}
+  no_more
+  transport = lt
+begin transports
+lt:
+  driver = appendfile
+  file = /tmp/mail/$local_part
+p:
+  driver = pipe
+f:
+  driver = appendfile
+smtp:
+  driver = smtp
+"""
+
+ADDRESSES = [
+    "user1", "User1", "user1@LocalDomain", "fl", "df", "pp", "bh", "bad", "bad2", "mix",
+    "unk", "inc", "self", "dir", "file", "two", "chain", "remote", "bs", "quoted", "deep",
+    "empty", "x@remote.example", "y@other.example", "z@third.example", "q@local.example",
+    "pfx-user1", "pfx-zz", "nobody", "ok@nomore.example", "no@nomore.example",
+    "a@np.example", "a b@c", "<user1@localdomain>", '"quoted x"@localdomain',
+    "Name <user2@localdomain>", "user1@localdomain (a comment)",
+]
+
+
+class AddressTestTests(unittest.TestCase):
+    """-bt and -bv print what real Exim prints, address by address."""
+
+    def setUp(self):
+        self.exim = RealExim()
+        self.addCleanup(self.exim.cleanup)
+        d = self.exim.dir
+        with open(os.path.join(d, "aliases"), "w") as f:
+            f.write(ALIASES.replace("DIR", d))
+        with open(os.path.join(d, "inc"), "w") as f:
+            f.write("user2\n# comment\nuser1@localdomain\n")
+        for name in ("aliases", "inc"):
+            os.chmod(os.path.join(d, name), 0o644)
+        self.conf = self.exim.write_config(CONFIG.replace("DIR", d))
+
+    def compare(self, flag, address):
+        real = self.exim.run(self.conf, [flag, address])
+        ours = run_exim_py(["-C", self.conf, flag, address])
+        self.assertEqual((ours.stdout, ours.returncode), (real.stdout, real.returncode),
+                         "%s %s differs (stderr: %s)" % (flag, address, ours.stderr))
+
+    def compare_all(self, args):
+        real = self.exim.run(self.conf, args)
+        ours = run_exim_py(["-C", self.conf] + args)
+        self.assertEqual(ours.stdout.splitlines(), real.stdout.splitlines(), ours.stderr)
+        self.assertEqual(ours.returncode, real.returncode)
+
+    def test_bt_matches_real_exim(self):
+        """Every address in ADDRESSES routes as in Exim (one run, addresses in turn)."""
+        self.compare_all(["-bt"] + ADDRESSES)
+
+    def test_bv_matches_real_exim(self):
+        """-bv gives Exim's one-line verdicts, following a single redirection."""
+        self.compare_all(["-bv", "user1", "fl", "chain", "bh", "nobody", "pp", "remote",
+                          "x@remote.example", "pfx-zz", "df"])
+
+    def test_exit_status(self):
+        """-bt exits 0 when routable, 2 when an address fails, 1 when one defers."""
+        for address in ("user1", "fl", "df"):
+            self.compare("-bt", address)
