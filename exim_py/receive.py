@@ -154,20 +154,51 @@ def _std_cipher(cipher):
     return parts[1] if len(parts) >= 2 else cipher
 
 
-def received_header(env, config, now, expand=None, ctx=None):
-    """The Received: header: received_header_text expanded, then ";\\n\\t" and the date."""
-    from exim_py.expand.variables import tod
-    if expand is None:
-        from exim_py.expand import expand
+def expansion_context(env, config, ctx=None):
+    """An ExpandContext holding the variables of the message being received."""
     if ctx is None:
         from exim_py.expand import ExpandContext
         ctx = ExpandContext(config=config, headers=env.headers)
     for name, value in received_variables(env, _selector(config, "incoming_port")).items():
         ctx.set(name, value)
-    text = expand(config.main.received_header_text, ctx)
+    return ctx
+
+
+def received_header(env, config, now, expand=None, ctx=None):
+    """The Received: header: received_header_text expanded, then ";\\n\\t" and the date."""
+    from exim_py.expand.variables import tod
+    if expand is None:
+        from exim_py.expand import expand
+    text = expand(config.main.received_header_text, expansion_context(env, config, ctx))
     if not text:
         return None   # an empty expansion adds no Received: header (spec, received_header_text)
     return Header("%s;\n\t%s\n" % (text, tod("full", now)), "P")
+
+
+def _optional_expansion(option, expand, ctx):
+    """An expandable option's value; unset, empty or forced failure give None."""
+    from exim_py.errors import ForcedFail
+    if not option:
+        return None
+    try:
+        return expand(option, ctx) or None
+    except ForcedFail:
+        return None
+
+
+def message_id_text(env, config, expand=None, ctx=None):
+    """What goes between the brackets of a created Message-ID: (spec message_id_header_text/domain)."""
+    if expand is None:
+        from exim_py.expand import expand
+    ctx = expansion_context(env, config, ctx)
+    main = config.main
+    domain = _optional_expansion(main.message_id_header_domain, expand, ctx)
+    domain = re.sub(r"[^A-Za-z0-9.-]", "-", domain) if domain else _primary_hostname(config)
+    text = _optional_expansion(main.message_id_header_text, expand, ctx)
+    local = "E" + env.message_id
+    if text:
+        local += "." + re.sub(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]", "-", text)
+    return "%s@%s" % (local, domain)
 
 
 def _selector(config, name):
@@ -230,7 +261,7 @@ def _phrase(name):
     return name
 
 
-def local_fixups(env, config, message_id_domain, now, originator_name=None, submission=False,
+def local_fixups(env, config, message_id, now, originator_name=None, submission=False,
                  untrusted_login=None):
     """Add Message-ID:, From: and Date: when missing (local or submission-mode input).
 
@@ -245,7 +276,7 @@ def local_fixups(env, config, message_id_domain, now, originator_name=None, subm
     prefix = "Resent-" if resent else ""
     added_top, added_end = [], []
     if not live_headers(headers, prefix + "Message-Id"):
-        line = Header("%sMessage-Id: <E%s@%s>\n" % (prefix, env.message_id, message_id_domain), "I")
+        line = Header("%sMessage-Id: <%s>\n" % (prefix, message_id), "I")
         (added_top if resent else added_end).append(line)
         env.flags.add("message_id_created")
     if resent and not live_headers(headers, "Resent-Date"):
@@ -325,10 +356,13 @@ def receive(env, data, config, local=False, submission=False, suppress_local_fix
     remove_transit_headers(env, config)
     if extract:
         extract_recipients(env, config)
+    if expand is None:
+        from exim_py.expand import expand
+    ctx = expansion_context(env, config, ctx)
     if (local or submission) and not suppress_local_fixups:
-        domain = config.main.message_id_header_domain or _primary_hostname(config)
-        local_fixups(env, config, domain, now or env.received_time, originator_name, submission,
-                     untrusted_login)
+        local_fixups(env, config, message_id_text(env, config, expand, ctx), now or env.received_time,
+                     originator_name, submission, untrusted_login)
+    ctx.headers = env.headers
     received = received_header(env, config, now or env.received_time, expand, ctx)
     if received is not None:
         env.headers.insert(0, received)

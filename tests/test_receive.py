@@ -101,7 +101,8 @@ class FixupTests(TestCase):
         env.message_id = "1xUp55-00036Y-0V"
         env.sender = "root@example.org"
         env.headers = [Header("Subject: x\n")]
-        local_fixups(env, self.config, "mx.example.org", 1795282855, originator_name="Joe Q. Public")
+        local_fixups(env, self.config, "E1xUp55-00036Y-0V@mx.example.org", 1795282855,
+                     originator_name="Joe Q. Public")
         texts = [h.text for h in env.headers]
         self.assertEqual(texts[:3], ["Subject: x\n", "Message-Id: <E1xUp55-00036Y-0V@mx.example.org>\n",
                                      'From: "Joe Q. Public" <root@example.org>\n'])
@@ -114,7 +115,7 @@ class FixupTests(TestCase):
         env.message_id = "1xUp55-00036Y-0V"
         env.sender = ""
         env.headers, _, _ = split_message(b"Message-ID: <a@b>\nDate: Mon, 1 Jan 2024 00:00:00 +0000\n\n")
-        local_fixups(env, self.config, "mx.example.org", 0)
+        local_fixups(env, self.config, "E1xUp55-00036Y-0V@mx.example.org", 0)
         self.assertEqual(len(env.headers), 2)
 
 

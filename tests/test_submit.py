@@ -139,6 +139,14 @@ class SubmitTests(TestCase):
         self.assertEqual(env.headers[1].text, "Subject: s\n")
         self.assertEqual(env.max_received_linelength, len("From fred@x.example Fri Jan  5 12:55 GMT 1997"))
 
+    def test_message_id_options(self):
+        """message_id_header_text and _domain shape a created Message-ID:, bad characters made hyphens."""
+        status, _, [env] = self.submit(["a@b.example"], b"x\n",
+                                       extra="message_id_header_text = t:1 x\n"
+                                             "message_id_header_domain = ${lc:EX_AMPLE.org}\n")
+        [mid] = [h.text for h in env.headers if h.flag == "I"]
+        self.assertEqual(mid, "Message-Id: <E%s.t-1-x@ex-ample.org>\n" % env.message_id)
+
     def test_no_recipients(self):
         """No recipients is an error: logged with the id, told on stderr, status 1 (0 with -oee)."""
         status, err, envs = self.submit(["-t"], b"Subject: x\n\nb\n")

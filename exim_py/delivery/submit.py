@@ -274,7 +274,8 @@ def submit(inv, config, stdin=None, caller=None):
         return 0   # accepted and thrown away, as "discard" does
 
     env.spool_extra["received_time_complete"] = "%.6f" % time.time()
-    message_id = spool.store(env, body, msglog_received_line(env, logger))
+    msglog = msglog_received_line(env, logger) if config.main.message_logs else None
+    message_id = spool.store(env, body, msglog)
     logger.main(received_line(env, logger), message_id)
     return deliver_after_receipt(inv, config, spool, logger, message_id)
 
