@@ -221,3 +221,41 @@ t:
                  "RCPT TO:<u@fail.example>", "RCPT TO:<u@other.example>", "RSET",
                  "MAIL FROM:<a@other.example>", "RCPT TO:<u@good.example>",
                  "RCPT TO:<v@good.example>", "QUIT"])
+
+
+class RatelimitTests(unittest.TestCase):
+    """ratelimit: the same rates, limits and variables as Exim, from empty hints."""
+
+    def test_per_rcpt_strict_and_readonly(self):
+        """A burst of recipients crosses the limit at the same recipient as in Exim."""
+        acls = """
+r:
+  deny message = rate $sender_rate/$sender_rate_period limit $sender_rate_limit
+       ratelimit = 2 / 1h / per_rcpt / strict
+  warn log_message = rate now $sender_rate
+       ratelimit = 0 / 1h / per_rcpt / readonly / foo
+  accept
+"""
+        compare(self, "acl_smtp_rcpt = r", acls,
+                ["HELO x", "MAIL FROM:<a@b>", "RCPT TO:<a@c>", "RCPT TO:<b@c>",
+                 "RCPT TO:<c@c>", "RCPT TO:<d@c>", "QUIT"], spool=True)
+
+    def test_per_addr_and_errors(self):
+        """per_addr counts each address once; bad arguments are errors with Exim's text."""
+        acls = """
+r:
+  deny local_parts = bad1
+       ratelimit = x / 1h
+  deny local_parts = bad2
+       ratelimit = 1 / never
+  deny local_parts = bad3
+       ratelimit = 1 / 1h / per_mail / per_cmd
+  defer message = addr rate $sender_rate
+        ratelimit = 2 / 1d / per_addr / strict
+  accept
+"""
+        compare(self, "acl_smtp_rcpt = r", acls,
+                ["HELO x", "MAIL FROM:<a@b>", "RCPT TO:<a@c>", "RCPT TO:<a@c>",
+                 "RCPT TO:<A@c>", "RCPT TO:<b@c>", "RSET", "MAIL FROM:<a@b>",
+                 "RCPT TO:<bad1@c>", "RCPT TO:<bad2@c>", "RCPT TO:<bad3@c>", "QUIT"],
+                spool=True)

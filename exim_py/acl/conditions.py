@@ -11,7 +11,7 @@ import importlib
 import importlib.util
 import re
 
-from exim_py.acl import dnslists
+from exim_py.acl import dnslists, ratelimit
 from exim_py.acl.phases import VERIFIES, WHERE_NAMES
 from exim_py.errors import ExpansionError
 
@@ -131,11 +131,6 @@ def encrypted(run, item, arg):
     parts = cipher.split(":")
     name = parts[1] if len(parts) > 1 else parts[0]
     return _rc(string_list_match(run, name, arg))
-
-
-def ratelimit(run, item, arg):
-    run.log = "ratelimit condition is not supported by exim_py"
-    return ERROR
 
 
 def verify(run, item, arg):
@@ -370,7 +365,7 @@ _CHECKS = {
     "encrypted": encrypted,
     "hosts": hosts,
     "local_parts": local_parts,
-    "ratelimit": ratelimit,
+    "ratelimit": ratelimit.condition,
     "recipients": recipients,
     "sender_domains": sender_domains,
     "senders": senders,

@@ -8,7 +8,11 @@ commands the ACL accepts only the first digit of the reply is compared (the
 acceptance texts belong to the SMTP server, not to the ACL engine).
 """
 
+import os
+import pwd
 import re
+import shutil
+import tempfile
 
 from exim_py.acl import AclContext, run_acl
 from exim_py.acl import replies
@@ -126,11 +130,28 @@ def our_dialogue(config_path, commands, address="1.2.3.4"):
     return out, [t for t in log.texts("main") if _LOG_KEEP.search(t)]
 
 
-def compare(testcase, main, acls, commands):
-    """Assert that exim_py answers and logs ``commands`` as exim4 -bh does."""
+def _spool(testcase, owner=None):
+    """A fresh spool directory (owned by ``owner`` for Exim, which drops privilege)."""
+    directory = tempfile.mkdtemp(prefix="exim_py-acl-spool-")
+    testcase.addCleanup(shutil.rmtree, directory, True)
+    if owner is not None:
+        os.chown(directory, pwd.getpwnam(owner).pw_uid, -1)
+    return directory
+
+
+def compare(testcase, main, acls, commands, spool=False):
+    """Assert that exim_py answers and logs ``commands`` as exim4 -bh does.
+
+    With ``spool``, each side gets its own empty spool directory (for hints
+    such as ratelimit's).
+    """
     from tests.support.acl import write_config
-    theirs, their_logs = exim_dialogue(testcase, main, acls, commands)
-    path = write_config(testcase, EXIM_MAIN + main + "\nbegin acl\n" + acls + "\n")
+    their_main = our_main = main
+    if spool:
+        their_main += "\nspool_directory = %s" % _spool(testcase, "Debian-exim")
+        our_main += "\nspool_directory = %s" % _spool(testcase)
+    theirs, their_logs = exim_dialogue(testcase, their_main, acls, commands)
+    path = write_config(testcase, EXIM_MAIN + our_main + "\nbegin acl\n" + acls + "\n")
     ours, our_logs = our_dialogue(path, commands)
     testcase.assertEqual(len(ours), len(theirs), (ours, theirs))
     for mine, real in zip(ours, theirs):
