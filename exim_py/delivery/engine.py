@@ -275,6 +275,7 @@ class _Delivery:
                 if a not in usable:
                     a.set_result(DEFER, "retry time not reached")
                     a.retry_skipped = True
+                    self.outcome.deferred.append(a)
             batch = usable
             if not batch:
                 return

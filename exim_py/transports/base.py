@@ -47,7 +47,7 @@ class TransportBase:
     def max_addresses(self):
         """How many addresses one ``deliver()`` call may take."""
         for name in ("max_rcpt", "batch_max"):
-            if name in _names(self.options):
+            if name in self.options:
                 value = self.options[name]
                 if isinstance(value, str):
                     value = int(value or 1)
@@ -155,16 +155,6 @@ class TransportBase:
                     buf, size = [], 0
             if buf:
                 yield b"".join(buf)
-
-
-def _names(options):
-    try:
-        return options.names()
-    except AttributeError:
-        try:
-            return set(options)
-        except TypeError:
-            return set()
 
 
 def _lines(data):
