@@ -259,3 +259,31 @@ r:
                  "RCPT TO:<A@c>", "RCPT TO:<b@c>", "RSET", "MAIL FROM:<a@b>",
                  "RCPT TO:<bad1@c>", "RCPT TO:<bad2@c>", "RCPT TO:<bad3@c>", "QUIT"],
                 spool=True)
+
+
+class DiscardAndLogTests(unittest.TestCase):
+    """discard at MAIL and RCPT, log_reject_target and logwrite."""
+
+    def test_discard_and_logs(self):
+        """Discarded recipients get 250 and Exim's "discarded by" lines; discard at
+        PREDATA is an error; an empty log_reject_target logs nothing."""
+        main = "acl_smtp_rcpt = r\nacl_smtp_mail = m\nacl_smtp_predata = p"
+        acls = """
+m:
+  discard senders = d@b
+          log_message = mail discard reason
+  accept
+r:
+  discard local_parts = d
+          log_message = why
+  discard local_parts = e
+  deny log_reject_target =
+       local_parts = quiet
+  accept logwrite = :reject: wrote $local_part
+p:
+  discard
+"""
+        compare(self, main, acls,
+                ["HELO x", "MAIL FROM:<a@b>", "RCPT TO:<d@c>", "RCPT TO:<e@c>",
+                 "RCPT TO:<quiet@c>", "RCPT TO:<ok@c>", "RSET", "MAIL FROM:<d@b>",
+                 "RCPT TO:<x@c>", "DATA", "QUIT"])

@@ -226,3 +226,17 @@ def acceptance(result):
         return None
     code, text, _, _ = message_code(default, result.user_message, None, False)
     return int(code[:3]), "\n".join(line[4:] for line in respond_lines(code, text)), False
+
+
+def discard_line(ctx, command_data, where, log_message=None):
+    """The log line for a recipient accepted but dropped by ``discard``.
+
+    ``where`` is "rcpt" for a discard by the RCPT ACL, or "mail" for each
+    recipient of a transaction whose MAIL ACL discarded (the server keeps
+    that result's ``log_message`` for them).  ``command_data`` is the RCPT
+    argument as received.
+    """
+    env = ctx.envelope
+    return "%s F=<%s> RCPT %s: discarded by %s ACL%s" % (
+        host_and_ident(ctx), (env.sender if env is not None else None) or "", command_data,
+        WHERE_NAMES[where], ": " + log_message if log_message else "")

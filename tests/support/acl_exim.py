@@ -30,7 +30,7 @@ tls_advertise_hosts =
 log_selector = -tls_cipher -tls_certificate_verified
 """
 
-_LOG_KEEP = re.compile(r"rejected|Warning:|configured error code|sender verify")
+_LOG_KEEP = re.compile(r"rejected|Warning:|configured error code|sender verify|discard|wrote")
 
 
 def split_replies(text):
@@ -73,6 +73,7 @@ def our_dialogue(config_path, commands, address="1.2.3.4"):
     envelope = None
     out = []
     no_multiline = [False]
+    discards = {}
 
     def acl(where, option, command_data, recipient=None, ok="250"):
         ctx = AclContext(config, session, envelope, recipient, log=log)
@@ -82,6 +83,8 @@ def our_dialogue(config_path, commands, address="1.2.3.4"):
         if result.accepted:
             if ok:
                 out.append([ok])
+            if result.rc == "discard" and where in ("mail", "rcpt"):
+                discards[where] = result.log_message or ""
             return True
         answer = replies.rejection(result, ctx, command_data, no_multiline[0])
         replies.write_logs(answer, ctx)
@@ -94,7 +97,7 @@ def our_dialogue(config_path, commands, address="1.2.3.4"):
         if main["acl_smtp_connect"]:
             acl("connect", "acl_smtp_connect", None, ok=None)
             if out:
-                return out, [t for t in log.texts("main") if _LOG_KEEP.search(t)]
+                return out, _kept(log)
         for command in commands:
             verb, _, arg = command.partition(" ")
             verb = verb.upper()
@@ -110,13 +113,31 @@ def our_dialogue(config_path, commands, address="1.2.3.4"):
                     envelope = None
             elif verb == "RCPT":
                 data = arg.split(":", 1)[1].strip()
-                if acl("rcpt", "acl_smtp_rcpt", data, recipient=data.strip("<>")):
-                    envelope.recipients.append(Recipient(data.strip("<>")))
+                discards.pop("rcpt", None)
+                if "mail" in discards:
+                    # After a MAIL discard Exim does not run the RCPT ACL.
+                    out.append(["250"])
+                    ctx = AclContext(config, session, envelope, log=log)
+                    log.main(replies.discard_line(ctx, data, "mail", discards["mail"]))
+                elif acl("rcpt", "acl_smtp_rcpt", data, recipient=data.strip("<>")):
+                    if "rcpt" in discards:
+                        ctx = AclContext(config, session, envelope, log=log)
+                        log.main(replies.discard_line(ctx, data, "rcpt", discards["rcpt"]))
+                    else:
+                        envelope.recipients.append(Recipient(data.strip("<>")))
             elif verb == "RSET":
                 envelope = None
+                discards.clear()
                 out.append(["250"])
             elif verb == "DATA":
-                acl("predata", "acl_smtp_predata", None, ok="354")
+                ctx = AclContext(config, session, envelope, log=log)
+                result = run_acl("predata", main["acl_smtp_predata"], ctx)
+                if result.accepted and result.rc != "discard":
+                    out.append(["354"])
+                else:
+                    answer = replies.rejection(result, ctx, None, no_multiline[0])
+                    replies.write_logs(answer, ctx)
+                    out.append(answer.lines)
             elif verb in ("VRFY", "EXPN"):
                 acl(verb.lower(), "acl_smtp_" + verb.lower(), arg, recipient=arg, ok="2")
             elif verb == "QUIT":
@@ -127,7 +148,16 @@ def our_dialogue(config_path, commands, address="1.2.3.4"):
                 out.append(["221"])
     except StopIteration:
         pass
-    return out, [t for t in log.texts("main") if _LOG_KEEP.search(t)]
+    return out, _kept(log)
+
+
+def _kept(log):
+    """Log lines in order, one per write (Exim -bh shows a line once whatever its logs)."""
+    lines = []
+    for _, text in log.lines:
+        if _LOG_KEEP.search(text) and (not lines or lines[-1] != text):
+            lines.append(text)
+    return lines
 
 
 def _spool(testcase, owner=None):
