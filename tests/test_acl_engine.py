@@ -402,3 +402,26 @@ class SmtpReplyTests(unittest.TestCase):
         self.assertEqual(smtp_reply("rcpt", result), (251, "forwarded", False))
         result, _ = run(config, "mail", "m")
         self.assertEqual(smtp_reply("mail", result), (250, "ok then", False))
+
+
+class DataLogTests(unittest.TestCase):
+    """Log lines written during the DATA ACL carry the message id, as Exim's do."""
+
+    def test_message_id_on_data_rejection(self):
+        """The rejection and warn lines of the DATA ACL go out with the message id."""
+        from exim_py.acl import replies
+
+        class IdLog(ListLog):
+            def main(self, text, message_id=None):
+                self.lines.append(("main", "%s %s" % (message_id, text)))
+
+        config = config_from(self, "d:\n  warn log_message = data warn\n  deny message = no thanks\n")
+        sess = session()
+        env = envelope(sess, recipients=["u@c"])
+        env.message_id = "1xUpCt-000363-0x"
+        log = IdLog()
+        result, ctx = run(config, "data", "d", sess=sess, env=env, log=log)
+        replies.write_logs(replies.rejection(result, ctx), ctx)
+        self.assertEqual(log.texts(), [
+            "1xUpCt-000363-0x H=(x) [1.2.3.4] Warning: data warn",
+            "1xUpCt-000363-0x H=(x) [1.2.3.4] F=<a@b.example> rejected after DATA: no thanks"])

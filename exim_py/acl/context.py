@@ -151,9 +151,12 @@ class AclContext:
         """Write ``line`` to each named log (main, reject, panic), as Exim's log_write."""
         if self.log is None:
             return
+        # Once a message has an id (from DATA on), Exim puts it on every line.
+        message_id = self.envelope.message_id if self.envelope is not None else None
         if "main" in targets:
-            self.log.main(line)
+            self.log.main(line, message_id=message_id)
         if "reject" in targets:
-            self.log.reject(line, headers=self.envelope.headers if self.envelope else None)
+            self.log.reject(line, message_id=message_id,
+                            headers=self.envelope.headers if self.envelope else None)
         if "panic" in targets:
-            self.log.panic(line)
+            self.log.panic(line, message_id=message_id)
