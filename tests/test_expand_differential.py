@@ -141,6 +141,14 @@ class ExpandDifferentialTests(unittest.TestCase):
         """Syntax errors: the same message as Exim, found in the same order."""
         self.check_group("errors", expand_cases.ERRORS)
 
+    def test_semantics(self):
+        """Branches not taken, $value and $1 scoping, sg matching, numeric edge cases."""
+        self.check_group("semantics", expand_cases.SEMANTICS)
+
+    def test_prvscheck(self):
+        """${prvscheck} on plain and prvs-signed addresses, and its variables."""
+        self.check_group("prvscheck", expand_cases.PRVSCHECK)
+
     def test_headers(self):
         """Header and body variables over a message read with -bem."""
         _, _, message = _setup()

@@ -314,6 +314,12 @@ class Parser:
                 self.fail('missing { after "%s"' % name)
             arg = self.read_subs(1, 1, False, name,
                                  few="too few arguments or bracketing error for %s" % name)[0]
+            if isinstance(arg, Text):
+                # A literal is checked even in a branch that is not taken.
+                try:
+                    C.bool_value(arg.text, name == "bool_lax")
+                except ExpansionError as e:
+                    self.fail(str(e))
             return C.Bool(negate, name == "bool_lax", arg)
         if name in ("acl", "saslauthd"):
             self.ws()
@@ -579,6 +585,12 @@ def _item_listextract(p, name):
                 p.curly("missing '{' for arg %d of listextract" % k)
             p.i += 1
             args.append(p.braced())
+            if k == 1 and isinstance(args[0], Text):
+                # Exim checks a literal number even where it is not used.
+                first = args[0].text.strip(_SPACE)
+                digits = first[1:] if first[:1] == "-" else first
+                if digits and not digits.isdigit():
+                    p.fail('first argument of "listextract" must be numeric')
         return I.ListExtract(args[0], args[1], p.yesno("listextract"))
 
 
@@ -639,43 +651,38 @@ def _item_sort(p, name):
             p.i += 1
             start = p.i
             parts.append(p.braced(dollar))
+            if what == "comparator":
+                # The comparator is never $-expanded: check it now, as Exim does.
+                try:
+                    op = sort_operator(parts[1].ev(None))
+                except ExpansionError as e:
+                    p.fail(str(e))
         extractor = p.s[start:p.i - 1]
         if p.ch() != "}":
             p.fail('missing } at end of "sort"')
         p.i += 1
-    return Sort(parts[0], parts[1], extractor)
+    return I.Sort(parts[0], op, extractor)
 
 
-class Sort(Node):
-    """``${sort{list}{comparator}{extractor}}``; the comparator is checked when used."""
-
-    __slots__ = ("lst", "comparator", "extractor")
-
-    def __init__(self, lst, comparator, extractor):
-        self.lst = lst
-        self.comparator = comparator
-        self.extractor = extractor
-
-    def ev(self, ctx):
-        text = self.comparator.ev(ctx)
-        p = Parser(text)
-        p.ws()
-        c = p.ch()
-        if c and c in "=<>":
-            op = c
-            p.i += 1
-            if p.ch() == "=":
-                op += "="
-        else:
-            op = p.name("_")
-        if not op:
-            raise ExpansionError('condition name expected, but found "%s"' % text[:16])
-        if op not in CONDITIONS:
-            raise ExpansionError("")
-        if op not in ("<", "<=", ">", ">=", "ge", "gei", "gt", "gti", "le", "lei", "lt",
-                      "lti"):
-            raise ExpansionError("comparator not handled for sort")
-        return I.Sort(self.lst, op, self.extractor).ev(ctx)
+def sort_operator(text):
+    """The comparison a ${sort} comparator names, or Exim's error."""
+    p = Parser(text)
+    p.ws()
+    c = p.ch()
+    if c and c in "=<>":
+        op = c
+        p.i += 1
+        if p.ch() == "=":
+            op += "="
+    else:
+        op = p.name("_")
+    if not op:
+        raise ExpansionError('condition name expected, but found "%s"' % text[:16])
+    if op not in CONDITIONS:
+        raise ExpansionError("")
+    if op not in ("<", "<=", ">", ">=", "ge", "gei", "gt", "gti", "le", "lei", "lt", "lti"):
+        raise ExpansionError("comparator not handled for sort")
+    return op
 
 
 def _item_run(p, name):
