@@ -307,6 +307,19 @@ queue_acl:
         self.assertEqual(result.effects.control("freeze"), "/no_tell")
         self.assertIsNone(result.effects.control("fakereject"))
 
+    def test_fake_responses(self):
+        """fakereject / fakedefer: the text given, or Exim's default."""
+        config = config_from(self, "a:\n  accept control = fakereject\n"
+                                   "b:\n  accept control = fakedefer/later, maybe\n")
+        result, _ = run(config, "data", "a")
+        self.assertEqual(result.effects.fake_response[0], FAIL)
+        self.assertTrue(result.effects.fake_response[1].startswith(
+            "Your message has been rejected but is being kept for evaluation.\n"))
+        result, _ = run(config, "data", "b")
+        self.assertEqual(result.effects.fake_response, (DEFER, "later, maybe"))
+        result, _ = run(config, "data", "accept")
+        self.assertIsNone(result.effects.fake_response)
+
     def test_bad_controls(self):
         """Unknown controls and bad options are errors."""
         for acl, text in (("bad_control", 'syntax error in "control=bogus"'),

@@ -44,6 +44,10 @@ _MESSAGE_WHEN = {
 
 MAX_NESTING = 20
 
+FAKE_REJECT_TEXT = ("Your message has been rejected but is being kept for evaluation.\n"
+                    "If it was a legitimate message, it may still be delivered to the "
+                    "target recipient(s).")
+
 
 class Effects:
     """What an ACL run asks the caller to do besides answering."""
@@ -61,6 +65,20 @@ class Effects:
         for cname, options in reversed(self.controls):
             if cname == name:
                 return options
+        return None
+
+    @property
+    def fake_response(self):
+        """(FAIL or DEFER, text) after control = fakereject / fakedefer, else None.
+
+        The message is accepted, but the client is told this instead (spec
+        "control = fakereject"); the text is the control's option or Exim's
+        default.
+        """
+        for cname, options in reversed(self.controls):
+            if cname in ("fakereject", "fakedefer"):
+                text = options[1:] if options.startswith("/") else FAKE_REJECT_TEXT
+                return (FAIL if cname == "fakereject" else DEFER), text
         return None
 
 

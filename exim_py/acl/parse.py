@@ -130,26 +130,25 @@ def logical_lines(text):
 _WORD = re.compile(r"[A-Za-z0-9_]*")
 
 
-def parse_line(line, current_verb):
-    """Split one logical line into (verb or None, negated, name, value or None, rest)."""
-    s = line
-    negated = False
-    if s.startswith("!"):
-        negated = True
+def _take_word(s):
+    """(negated, word, rest) from text that may start with ``!``."""
+    negated = s.startswith("!")
+    if negated:
         s = s[1:].lstrip()
     word = _WORD.match(s).group(0)
-    s = s[len(word):].lstrip()
+    return negated, word, s[len(word):].lstrip()
+
+
+def parse_line(line, current_verb):
+    """Split one logical line into (verb or None, negated, name, rest)."""
+    negated, word, rest = _take_word(line)
     verb = None
     if word in VERBS and not negated:
         verb = word
-        if s.startswith("!"):
-            negated = True
-            s = s[1:].lstrip()
-        word = _WORD.match(s).group(0)
-        s = s[len(word):].lstrip()
+        negated, word, rest = _take_word(rest)
     elif current_verb is None:
         raise AclError('unknown ACL verb "%s" in "%s"' % (word, line))
-    return verb, negated, word, s
+    return verb, negated, word, rest
 
 
 def parse_acl_text(text, filename=None):
