@@ -65,7 +65,7 @@ class DeliveryLog:
             tname = addr.transport.name if addr.transport is not None else ""
             self.msglog("%s: %s transport succeeded" % (log_address(addr, True), tname))
             return
-        if addr.retry_skipped:
+        if addr.retry_skipped and not self.logger.selector("retry_defer"):
             return
         if addr.result.value == "FAIL":
             head = log_address(addr, False)

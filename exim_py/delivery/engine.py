@@ -292,6 +292,11 @@ class _Delivery:
     def _record_routing(self, plan):
         """Record and log what routing settled by itself (failures, deferrals, discards)."""
         pending = plan.route_failed + plan.route_deferred
+        for a in plan.route_deferred:
+            # Routing deferrals are timed by the retry rules too (key R:domain).
+            key = "R:%s@%s" % (a.local_part, a.domain) if a.retry_use_local_part \
+                else "R:%s" % a.domain
+            a.add_retry(key, error="*", message=a.message)
         if pending:
             self._record(pending, routing=True)
         for a in plan.discarded:

@@ -60,7 +60,7 @@ class QueueRunner(service.Service):
     """The daemon's queue runner: periodic scans plus immediate work on arrivals."""
 
     def __init__(self, config, spool, interval=None, clock=None, logger=None,
-                 selection=None, deliver=deliver_message):
+                 selection=None, deliver=deliver_message, reader=None):
         self.config = config
         self.spool = spool
         self.interval = interval
@@ -73,6 +73,8 @@ class QueueRunner(service.Service):
         self.logger = logger
         self.selection = selection or Selection()
         self.deliver = deliver
+        # Reading a -H file blocks, so by default it happens in a thread.
+        self.reader = reader or (lambda message_id: threads.deferToThread(spool.read, message_id))
         self.max_active = max(int(config.main.get("queue_run_max") or 5), 1)
         self.hints = HintsDB(spool.directory)
         self.active = set()           # message ids being delivered now
@@ -184,7 +186,7 @@ class QueueRunner(service.Service):
         sel = self.selection
         try:
             if from_scan:
-                envelope = yield threads.deferToThread(self.spool.read, message_id)
+                envelope = yield self.reader(message_id)
                 if not sel.wants(envelope):
                     return None
                 if envelope.frozen and not sel.thaw:

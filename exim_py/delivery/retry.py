@@ -47,13 +47,19 @@ def _error_matches(rule_error, error, more_errno):
     return False
 
 
-def find_rule(config, key, error=None, more_errno=None, sender=None, ctx=None):
-    """The first retry rule that applies to ``key`` and ``error``, or None."""
-    domain, address = _domain_of_key(key)
+def find_rule(config, key, error=None, more_errno=None, sender=None, ctx=None, domain=None):
+    """The first retry rule that applies to ``key`` and ``error``, or None.
+
+    For a host key the rule's pattern is tried against the host's name and
+    then against ``domain`` (the domain of the address being delivered), as
+    Exim's retry_find_config does.
+    """
+    name, address = _domain_of_key(key)
+    candidates = [name] + ([domain] if domain and domain != name else [])
     for rule in getattr(config, "retry", None) or []:
         if not _error_matches(rule.error, error, more_errno):
             continue
-        if not _pattern_matches(rule.pattern, domain, address, ctx, config):
+        if not any(_pattern_matches(rule.pattern, d, address, ctx, config) for d in candidates):
             continue
         if rule.senders and sender is not None:
             from exim_py.match import match_address
@@ -112,14 +118,15 @@ def _interval_max(config):
         return 24 * 3600
 
 
-def record_failure(ctx, key, error=None, more_errno=None, message=None, sender=None):
+def record_failure(ctx, key, error=None, more_errno=None, message=None, sender=None,
+                   domain=None):
     """Update the retry record of ``key`` after a temporary failure.
 
     Returns the new RetryRecord, or None when no retry rule applies (the
     caller then treats the error as permanent).
     """
     now = int(ctx.now())
-    rule = find_rule(ctx.config, key, error, more_errno, sender, ctx)
+    rule = find_rule(ctx.config, key, error, more_errno, sender, ctx, domain)
     if rule is None or not rule.rules:
         return None
     hints = ctx.hints
@@ -192,7 +199,7 @@ def update(ctx, addresses):
             else:
                 record = done[item.key] = record_failure(
                     ctx, item.key, item.error, item.more_errno,
-                    item.message or addr.message, sender)
+                    item.message or addr.message, sender, addr.domain)
                 if record is None:
                     done[item.key] = "permanent"
             if addr.result is not DEFER or item.delete:
