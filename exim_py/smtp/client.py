@@ -305,16 +305,16 @@ class ESMTPClient(LineReceiver):
         try:
             self.result.tls = self._tls.check(self._tls.connection)
         except tls_client.TLSFailure as exc:
-            self._tls_failed("TLS session: %s" % (exc,), verification=True)
+            self._tls_failed("TLS session: %s" % (exc,))
             return
         # RFC 3207 4.2: forget what the server said before TLS and ask again.
         self.extensions = {}
         self._send("EHLO " + self.settings.helo_data, "ehlo")
 
-    def _tls_failed(self, message, verification=False):
-        """TLS could not be set up: maybe retry in clear (tls_tempfail_tryclear)."""
-        if (not verification and self.settings.tls != "require"
-                and self.settings.tls_tempfail_tryclear):
+    def _tls_failed(self, message):
+        """TLS could not be set up (handshake, verification or OCSP): unless TLS is
+        required, tls_tempfail_tryclear asks for a new connection in clear."""
+        if self.settings.tls != "require" and self.settings.tls_tempfail_tryclear:
             self.result.retry_in_clear = True
         self._host_error(DEFER, message, ERRNO_TLSFAILURE)
 

@@ -123,6 +123,7 @@ class ClientTLS:
         self.verify_errors = []     # (errno, depth) from OpenSSL's chain check
         self.staple = None          # bytes of the stapled OCSP response, if any
         self.connection = None      # the pyOpenSSL connection, once made
+        self.problem = None         # why verification failed, for debugging
         self.context = self._make_context()
 
     def _make_context(self):
@@ -196,7 +197,9 @@ class ClientTLS:
             if problem is None:
                 state.certificate_verified = True
             elif s.verify == "require":
-                raise TLSFailure("(certificate verification failed): %s" % (problem,))
+                # Exim says no more than this; the detail is in ``problem``.
+                self.problem = problem
+                raise TLSFailure("(certificate verification failed)")
 
         if s.request_ocsp:
             state.ocsp = self._ocsp_state(conn, peer)
