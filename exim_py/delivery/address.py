@@ -234,13 +234,9 @@ class Address:
         return "Address(%r, result=%s)" % (self.address, self.result)
 
 
-def split_address(address):
-    """(local_part, domain) of an address; the domain is "" when there is none.
-
-    The split is at the last '@' that is not inside a quoted local part.
-    """
-    if address.startswith(("|", "/")):
-        return address, ""
+def find_at(address):
+    """Index of the '@' that separates local part and domain (the last one
+    outside a quoted local part), or -1."""
     in_quote = False
     at = -1
     i = 0
@@ -254,6 +250,14 @@ def split_address(address):
         elif c == "@" and not in_quote:
             at = i
         i += 1
+    return at
+
+
+def split_address(address):
+    """(local_part, domain) of an address; the domain is "" when there is none."""
+    if address.startswith(("|", "/")):
+        return address, ""
+    at = find_at(address)
     if at < 0:
         return address, ""
     return address[:at], address[at + 1:]

@@ -8,6 +8,8 @@ word or "<")"), because -bt prints them and bounces quote them.
 
 import re
 
+from exim_py.delivery.address import find_at
+
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+"
 _LOCAL_RE = re.compile(r'^(?:%s(?:\.%s)*|"(?:[^"\\]|\\.)*")(?:\.(?:%s|"(?:[^"\\]|\\.)*"))*$'
                        % (_ATOM, _ATOM, _ATOM))
@@ -78,19 +80,7 @@ def extract_address(text, allow_unqualified=True):
 
 
 def _split(text):
-    in_quote = False
-    at = -1
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if c == "\\" and in_quote:
-            i += 2
-            continue
-        if c == '"':
-            in_quote = not in_quote
-        elif c == "@" and not in_quote:
-            at = i
-        i += 1
+    at = find_at(text)
     if at < 0:
         return text.strip(), "", ""
     return text[:at].strip(), "@", text[at + 1:].strip()

@@ -11,6 +11,20 @@ import weakref
 from exim_py import registry
 from exim_py.errors import ConfigError
 
+class DriverBase:
+    """What router and transport instances share: their name and options."""
+
+    def __init__(self, dconf, config):
+        self.dconf = dconf
+        self.config = config
+        self.name = dconf.name
+        self.options = dconf.options
+
+    def opt(self, name):
+        """The raw (unexpanded) value of option ``name``."""
+        return self.options[name]
+
+
 _routers = weakref.WeakKeyDictionary()
 _transports = weakref.WeakKeyDictionary()
 

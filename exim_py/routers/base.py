@@ -8,22 +8,13 @@ here are the pieces several drivers need: choosing the transport, and
 looking a host list up by name or in the DNS.
 """
 
-from exim_py.delivery.address import Host, RouterResult, DEFER, FAIL, DECLINE, OK
+from exim_py.delivery.drivers import DriverBase
+from exim_py.delivery.address import RouterResult, DEFER, FAIL
 from exim_py.errors import ExpansionError, ForcedFail
 
 
-class RouterBase:
+class RouterBase(DriverBase):
     """Base class for router drivers: ``self.name``, ``self.opt(name)``."""
-
-    def __init__(self, dconf, config):
-        self.dconf = dconf
-        self.config = config
-        self.name = dconf.name
-        self.options = dconf.options
-
-    def opt(self, name):
-        """The raw (unexpanded) value of option ``name``."""
-        return self.options[name]
 
     def expand_opt(self, name, addr, ctx, forced_none=False):
         """Option ``name`` expanded for ``addr``; None when unset.
@@ -68,54 +59,6 @@ class RouterBase:
             return RouterResult(DEFER, "transport \"%s\" not found in %s router"
                                 % (tname, self.name))
         return None
-
-
-def lookup_hosts(hosts, ctx, by="byname", ipv4_only=False):
-    """Fill in the addresses of ``hosts`` (a list of Host) through exim_py.dns.
-
-    Returns (hosts, failed_names): one Host per IP address, in order, and
-    the names that found nothing.  Raises LookupDefer when the DNS could not
-    answer now.  A Host that already has an address is kept as it is.
-    """
-    from exim_py import dns
-    resolver = dns.get_resolver(ctx.config)
-    out = []
-    failed = []
-    for h in hosts:
-        if h.address:
-            out.append(h)
-            continue
-        if _is_ip(h.name):
-            out.append(h.copy(address=h.name.strip("[]")))
-            continue
-        ips = resolver.addresses(h.name, ipv4_only=ipv4_only) if _has_kw(resolver.addresses) \
-            else resolver.addresses(h.name)
-        if not ips:
-            failed.append(h.name)
-            continue
-        for ip in ips:
-            out.append(h.copy(address=ip))
-    return out, failed
-
-
-def _has_kw(func):
-    import inspect
-    try:
-        return "ipv4_only" in inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _is_ip(text):
-    import ipaddress
-    try:
-        ipaddress.ip_address(text.strip("[]"))
-        return True
-    except ValueError:
-        return False
-
-
-__all__ = ["RouterBase", "RouterResult", "Host", "lookup_hosts", "OK", "DECLINE", "DEFER", "FAIL"]
 
 
 def local_addresses():

@@ -15,27 +15,15 @@ from exim_py.delivery.address import Host
 GROUP_BREAK = Host("+")
 
 
-def _split_list(text):
-    """A colon list with '::' for a literal colon and '<x' separator change."""
-    text = text.strip()
-    sep = ":"
-    if text.startswith("<") and len(text) > 1 and not text[1].isspace():
-        sep, text = text[1], text[2:]
-    items, cur, i = [], [], 0
-    while i < len(text):
-        c = text[i]
-        if c == sep:
-            if text[i + 1:i + 2] == sep:
-                cur.append(sep)
-                i += 2
-                continue
-            items.append("".join(cur).strip())
-            cur = []
-        else:
-            cur.append(c)
-        i += 1
-    items.append("".join(cur).strip())
-    return [x for x in items if x]
+def split_items(text, default_sep=":"):
+    """The non-empty items of an Exim list whose default separator is
+    ``default_sep`` (a leading ``<x`` still changes it; doubled separators
+    stand for themselves)."""
+    from exim_py.match.lists import list_separator, split_list
+    sep, start = list_separator(text)
+    if start == 0:
+        sep = default_sep
+    return [item.strip() for item in split_list(text[start:], sep) if item.strip()]
 
 
 def parse(text):
@@ -45,7 +33,7 @@ def parse(text):
     a '/MX' suffix, or a lone '+' (a randomisation group break).
     """
     hosts = []
-    for item in _split_list(text):
+    for item in split_items(text):
         if item == "+":
             hosts.append(GROUP_BREAK)
             continue

@@ -28,27 +28,8 @@ _FAILED_ACTIONS = ("decline", "defer", "fail", "freeze", "ignore", "pass")
 
 
 def split_rules(text):
-    """route_list → rules: semicolon-separated, ';;' is a literal ';' (or a
-    different separator given as '<x' at the start), empty rules skipped."""
-    text = text.lstrip()
-    sep = ";"
-    if text.startswith("<") and len(text) > 1 and not text[1].isspace():
-        sep, text = text[1], text[2:]
-    rules, cur, i = [], [], 0
-    while i < len(text):
-        c = text[i]
-        if c == sep:
-            if text[i + 1:i + 2] == sep:
-                cur.append(sep)
-                i += 2
-                continue
-            rules.append("".join(cur))
-            cur = []
-        else:
-            cur.append(c)
-        i += 1
-    rules.append("".join(cur))
-    return [r.strip() for r in rules if r.strip()]
+    """route_list → rules, separated by semicolons (';;' is a literal ';')."""
+    return hostlist.split_items(text, ";")
 
 
 def split_words(text):

@@ -12,11 +12,12 @@ import email.utils
 import os
 import time
 
+from exim_py.delivery.drivers import DriverBase
 from exim_py.delivery.address import DEFER
 from exim_py.errors import ExpansionError
 
 
-class TransportBase:
+class TransportBase(DriverBase):
     """Base class for transport drivers.
 
     ``remote`` is False for local transports (appendfile, pipe, autoreply:
@@ -26,16 +27,6 @@ class TransportBase:
     """
 
     remote = False
-
-    def __init__(self, dconf, config):
-        self.dconf = dconf
-        self.config = config
-        self.name = dconf.name
-        self.options = dconf.options
-
-    def opt(self, name):
-        """The raw (unexpanded) value of option ``name``."""
-        return self.options[name]
 
     def expand_opt(self, name, addr, ctx, host=None):
         """Option ``name`` expanded for ``addr`` (None when unset)."""
