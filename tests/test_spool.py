@@ -124,7 +124,8 @@ class HeaderFormatTests(TestCase):
                                      "-received_time_complete 1795282727.016933"])
         for expected in ("--helo_name helo.example", "--host_address [192.0.2.7]:41234",
                          "--interface_address [192.0.2.1]:25", "-aclc 0 4", "-aclc _flag 10",
-                         "-aclm _score 2", "-auth_id joe", "-host_auth plain",
+                         "-aclm _score 2", "--auth_id joe", "--auth_sender joe@example.org",
+                         "-host_auth plain",
                          "-dsn_envid abc+2Bdef", "-dsn_ret 2", "-tls_certificate_verified",
                          "a@b.example rfc822;A@B.example 18,20  0,-1#3",
                          "n@b.example  0,2  0,-1#3", "p@b.example",

@@ -151,6 +151,28 @@ class CrossCheckTests(TestCase):
         self.assertEqual((env.dsn_envid, env.dsn_ret), ("abc+2Bdef", "HDRS"))
         self.assertEqual(env.headers[0].flag, "P")
 
+    def test_reads_exim_authenticated_message(self):
+        """An SMTP AUTH message: host_auth, its public name and the tainted auth lines survive a round trip."""
+        main, rest = CONFIG.split("begin acl")
+        config = self.env.exim.write_config(
+            main.format(spool=self.env.spool) + "auth_advertise_hosts = *\nacl_smtp_mailauth = accept_all\n"
+            "begin acl" + rest.split("begin routers")[0] + "begin authenticators\nplain:\n"
+            "  driver = plaintext\n  public_name = PLAIN\n  server_condition = true\n"
+            "  server_set_id = $auth2\n", "auth.conf")
+        session = (b"EHLO helo.example\r\nAUTH PLAIN AGpvZQBzZWNyZXQ=\r\n"
+                   b"MAIL FROM:<s@x.y> AUTH=<joe@x.y>\r\nRCPT TO:<a@b.c>\r\nDATA\r\n"
+                   b"From: me\r\n\r\nhello\r\n.\r\nQUIT\r\n")
+        out = subprocess.run([self.env.exim.binary, "-C", config, "-odq", "-bs", "-oMa", "10.1.2.3.4567"],
+                             input=session, capture_output=True, timeout=60)
+        self.assertIn(b"250 OK id=", out.stdout)
+        [exim_id] = self.env.exim_ids()
+        data = self.env.read_exim(exim_id)
+        self.assertIn(b"\n-host_auth plain\n-host_auth_pubname PLAIN\n", data)
+        self.assertIn(b"\n--auth_id joe\n--auth_sender <joe@x.y>\n", data)
+        env = Spool(self.env.spool).read(exim_id)
+        self.assertEqual((env.session.auth_mechanism, env.session.authenticated_id), ("plain", "joe"))
+        self.assertEqual(spoolformat.format_header_file(env), data)
+
     def test_queue_listing_matches_exim(self):
         """exim_py -bp, -bpu, -bpa, -bpc on a queue Exim made print what exim4 prints."""
         self.exim(["-odq", "-f", "", "a@b.c"])

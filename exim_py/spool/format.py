@@ -172,6 +172,9 @@ def format_header_file(env):
             lines += _value_lines("host_name", s.sender_host_name, True)
         if s.auth_mechanism:
             lines += _value_lines("host_auth", s.auth_mechanism)
+            pubname = getattr(s, "auth_public_name", None) or env.spool_extra.get("host_auth_pubname")
+            if pubname:
+                lines += _value_lines("host_auth_pubname", pubname)
     if s.interface_address:
         lines += _value_lines("interface_address", _address(s.interface_address, s.interface_port), True)
     if "active_hostname" in env.spool_extra:
@@ -194,11 +197,13 @@ def format_header_file(env):
     lines.append("-max_received_linelength %d" % env.max_received_linelength)
     if env.body_zerocount > 0:
         lines.append("-body_zerocount %d" % env.body_zerocount)
+    # AUTH data that came over SMTP is tainted; a local caller's login is not.
+    smtp_auth = s.received_protocol not in (None, "local")
     if s.authenticated_id:
-        lines += _value_lines("auth_id", s.authenticated_id)
+        lines += _value_lines("auth_id", s.authenticated_id, smtp_auth)
     sender_auth = env.auth_sender or s.authenticated_sender
     if sender_auth:
-        lines += _value_lines("auth_sender", sender_auth)
+        lines += _value_lines("auth_sender", sender_auth, smtp_auth)
     lines += ["-" + f for f in _EARLY_FLAGS if f in env.flags]
     if env.deliver_firsttime:
         lines.append("-deliver_firsttime")
@@ -256,7 +261,7 @@ def format_header_file(env):
     return b"".join(out)
 
 
-_WRITTEN_EXTRAS = {"received_time_complete", "active_hostname", "frozen", "spam_bar", "spam_score",
+_WRITTEN_EXTRAS = {"received_time_complete", "active_hostname", "host_auth_pubname", "frozen", "spam_bar", "spam_score",
                    "tls_peercert", "tls_ourcert", "tls_resumption"}
 
 
