@@ -109,7 +109,14 @@ class Transport(TransportBase):
         for host in hosts:
             if not pending:
                 break
-            if not retry.host_usable(ctx, host):
+            try:
+                port = smtp_settings.port_for(self, host, addr, ctx)
+            except ExpansionError as exc:
+                for a in pending:
+                    a.set_result(DEFER, str(exc))
+                return
+            # Retry hints are keyed on the port too when it is not 25.
+            if not retry.host_usable(ctx, host.copy(port=port)):
                 skipped += 1
                 continue
             if tried >= hardlimit:

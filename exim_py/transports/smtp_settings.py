@@ -115,7 +115,8 @@ def _expand(transport, option, host, addr, ctx):
                              % (option, transport.name, exc)) from None
 
 
-def _port(transport, host, addr, ctx):
+def port_for(transport, host, addr, ctx):
+    """The TCP port for ``host``: its own, else the ``port`` option, else 25 (465 for smtps)."""
     if host.port:
         return host.port
     text = _expand(transport, "port", host, addr, ctx)
@@ -202,7 +203,7 @@ def for_host(transport, host, addr, ctx, callout=False):
         prdr=match("hosts_try_prdr"), size_addition=opts["size_addition"], tls=tls,
         tls_settings=tls_settings, tls_tempfail_tryclear=opts["tls_tempfail_tryclear"],
         auth=auth, authenticators=authenticators, max_rcpt=max_rcpt, callout=callout)
-    return (settings, _port(transport, host, addr, ctx), _interface(transport, host, addr, ctx),
+    return (settings, port_for(transport, host, addr, ctx), _interface(transport, host, addr, ctx),
             opts["connect_timeout"])
 
 

@@ -1,0 +1,127 @@
+"""Host selection in the smtp transport: MX order, fallback, retry hints, limits.
+
+A real DNS server (tests/support/dnsserver.py) serves MX records whose first
+host (127.0.0.2) has nobody listening and whose second (127.0.0.1) is a real
+exim4; exim_py's delivery engine routes with manualroute's ``/MX`` items.
+"""
+
+import os
+import shutil
+import tempfile
+
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from exim_py import config as exim_config
+from exim_py.delivery import engine
+from exim_py.envelope import Envelope, Header, Recipient
+from exim_py.log import Logger
+from exim_py.spool import Spool
+from tests.support.dnsserver import DNSServer
+from tests.support.exim_peer import EximPeer
+
+ZONE = """\
+$ORIGIN mxtest.test.
+$TTL 300
+@       SOA   ns.test. hostmaster.test. 1 3600 600 86400 300
+@       NS    ns.test.
+@       MX    10 mx1
+@       MX    20 mx2
+mx1     A     127.0.0.2
+mx2     A     127.0.0.1
+"""
+
+CONFIG = """\
+primary_hostname = client.example
+spool_directory = {dir}/spool
+log_file_path = {dir}/log/%slog
+dns_nameservers = <; {nameservers}
+
+begin routers
+
+r:
+  driver = manualroute
+  route_list = * mxtest.test/MX
+  self = send
+  transport = t
+
+begin transports
+
+t:
+  driver = smtp
+  port = {port}
+  allow_localhost
+  hosts_avoid_tls = *
+{options}
+
+begin retry
+
+* * F,1h,10m
+"""
+
+
+class MXFallbackTests(unittest.TestCase):
+    """The first MX refuses, the second answers."""
+
+    def setUp(self):
+        self.dns = DNSServer(zones={"mxtest.test": ZONE}, stock=False)
+        self.dns.start()
+        self.addCleanup(self.dns.stop)
+        self.peer = EximPeer().start()
+        self.addCleanup(self.peer.stop)
+        self.dir = tempfile.mkdtemp(prefix="exim-py-mx-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+
+    def load(self, options=""):
+        path = os.path.join(self.dir, "exim.conf")
+        with open(path, "w") as f:
+            f.write(CONFIG.format(dir=self.dir, nameservers=self.dns.nameservers,
+                                  port=self.peer.port, options=options))
+        return exim_config.load(path)
+
+    @defer.inlineCallbacks
+    def deliver(self, options=""):
+        config = self.load(options)
+        spool = Spool(os.path.join(self.dir, "spool"))
+        envelope = Envelope()
+        envelope.sender = "s@client.example"
+        envelope.recipients = [Recipient("user@mxtest.test")]
+        envelope.headers = [Header("Subject: mx\n")]
+        message_id = spool.store(envelope, b"body\n")
+        yield engine.deliver_message(config, spool, message_id, logger=Logger(config))
+        with open(os.path.join(self.dir, "log", "mainlog")) as f:
+            defer.returnValue([line for line in f.read().splitlines()
+                               if message_id in line and " user@mxtest.test " in line])
+
+    @defer.inlineCallbacks
+    def test_second_mx_used_after_refusal(self):
+        """mx1 refuses; the message goes to mx2, and Exim's peer has it."""
+        lines = yield self.deliver()
+        self.assertEqual(len(lines), 1)
+        self.assertIn("=> user@mxtest.test R=r T=t H=mx2.mxtest.test [127.0.0.1]", lines[0])
+        self.assertEqual(len(self.peer.messages()), 1)
+
+    @defer.inlineCallbacks
+    def test_refused_host_skipped_until_retry_time(self):
+        """After mx1 refused, its retry hint makes the next delivery skip it without
+        counting it, so even with hosts_max_try_hardlimit = 1 mx2 is reached."""
+        yield self.deliver()
+        lines = yield self.deliver("  hosts_max_try_hardlimit = 1")
+        self.assertEqual(len(lines), 1)
+        self.assertIn("=> user@mxtest.test", lines[0])
+        self.assertIn("H=mx2.mxtest.test", lines[0])
+
+    @defer.inlineCallbacks
+    def test_hardlimit_stops_before_second_mx(self):
+        """hosts_max_try_hardlimit = 1: only mx1 is tried, the address is deferred."""
+        lines = yield self.deliver("  hosts_max_try_hardlimit = 1")
+        self.assertEqual(len(lines), 1)
+        self.assertIn("== user@mxtest.test R=r T=t defer (111)", lines[0])
+        self.assertEqual(self.peer.messages(), [])
+
+    @defer.inlineCallbacks
+    def test_max_try_still_tries_next_mx_value(self):
+        """hosts_max_try = 1 is not a hard limit: one host of the next MX value is
+        still tried (spec "How the limits for the number of hosts to try are used")."""
+        lines = yield self.deliver("  hosts_max_try = 1")
+        self.assertIn("=> user@mxtest.test", lines[0])
