@@ -6,15 +6,17 @@ exim_py must give the same error (line and message) or the same -bP text.
 
 import os
 import re
+import subprocess
 
 from twisted.trial.unittest import TestCase
 
 from exim_py.cli import parse_args
 from exim_py.config import load
+from exim_py.config import show
 from exim_py.config.show import print_options_mode
 from exim_py.errors import ConfigError
-from tests.support.configs import capture
-from tests.support.peers import RealExim
+from tests.support.configs import capture, register_plain_router
+from tests.support.peers import RealExim, require_command
 
 _EXIM_ERROR = re.compile(r"Exim configuration error(?: in line (\d+) of \S+)?:\n {2}(.*)")
 
@@ -213,3 +215,19 @@ class EximComparisonTests(TestCase):
         status, out, _err = capture(print_options_mode, parse_args(["-C", path, "-bP", "config"]))
         self.assertEqual(out, expected.stdout)
         self.assertEqual(status, 0)
+
+    def test_hidden_values_for_non_admin_callers(self):
+        """Values set with hide, macros and hidden config lines are withheld from non-admins."""
+        runuser = require_command("runuser")
+        path = self.exim.write_config(
+            "keep_environment =\nhide tls_privatekey = /x\nqualify_domain = q\n"
+            "SECRETMAC = s\nbegin routers\nr:\n driver = accept\n hide address_data = secret\n"
+            " transport = t\n")
+        register_plain_router(self, "accept", {"log_as_local": True})
+        self.patch(show, "is_admin", lambda config: False)
+        for args in (["tls_privatekey", "qualify_domain", "macro", "SECRETMAC"],
+                     ["router", "r"], ["config"]):
+            expected = subprocess.run([runuser, "-u", "nobody", "--", self.exim.binary, "-C", path,
+                                       "-bP"] + args, capture_output=True, text=True)
+            status, out, err = capture(print_options_mode, parse_args(["-C", path, "-bP"] + args))
+            self.assertEqual((out, err), (expected.stdout, expected.stderr), args)

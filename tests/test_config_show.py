@@ -6,9 +6,9 @@ import re
 from twisted.trial.unittest import TestCase
 
 from exim_py.cli import parse_args
-from exim_py.config.options import OptionTable
 from exim_py.config.show import print_options_mode, version_mode
-from tests.support.configs import capture, register_test_router, write_config
+from tests.support.configs import (capture, register_plain_router, register_test_router,
+                                   write_config)
 from tests.support.peers import RealExim, run_exim_py
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,11 +52,8 @@ class DriverPrintingTests(TestCase):
         self.path = self.exim.write_config(ROUTERS)
 
     def accept_router(self):
-        """The test driver registered as "accept" with Exim's accept defaults."""
-        module = register_test_router(self, "accept")
-        module.OPTIONS = OptionTable()
-        module.GENERIC_DEFAULTS = {"log_as_local": True}
-        module.validate = lambda dconf: None
+        """A test driver registered as "accept", with Exim's accept defaults."""
+        register_plain_router(self, "accept", {"log_as_local": True})
 
     def test_router_named(self):
         """-bP router NAME prints every generic option as Exim does."""

@@ -150,7 +150,7 @@ class SubmitTests(TestCase):
     def test_no_recipients(self):
         """No recipients is an error: logged with the id, told on stderr, status 1 (0 with -oee)."""
         status, err, envs = self.submit(["-t"], b"Subject: x\n\nb\n")
-        self.assertEqual((status, err, envs), (1, "exim: no recipients found in headers\n", []))
+        self.assertEqual((status, err, envs), (1, "exim: no recipients in message\n", []))
         self.assertRegex(self.mainlog(), r" (\S+) \1 no recipients found in headers\n$")
         status, err, envs = self.submit(["-t", "-oee"], b"Subject: x\n\nb\n")
         self.assertEqual(status, 0)

@@ -52,6 +52,7 @@ t:
 begin retry
 
 * * F,1h,10m
+{authenticators}
 """
 
 BODY = b".dot line\nbody\n"
@@ -91,9 +92,12 @@ class SenderComparisonTests(unittest.TestCase):
                              tls_privatekey=server.key_path).start()
         self.addCleanup(self.peer.stop)
 
+    authenticators = ""
+
     def config_text(self, directory, transport_options="", port=None):
         return TEMPLATE.format(dir=directory, port=port or self.peer.port, ca=self.pki.ca.cert_path,
-                               transport_options=transport_options)
+                               transport_options=transport_options,
+                               authenticators=self.authenticators)
 
     def run_real_exim(self, recipients, transport_options="", port=None):
         directory = tempfile.mkdtemp(prefix="exim-sender-")
@@ -257,3 +261,46 @@ class FailureComparisonTests(SenderComparisonTests):
         self.assertEqual(len(ours), 1)
         self.assertIn("defer (110)", ours[0])
         self.assertTrue(ours[0].endswith(": SMTP timeout after RCPT TO:<a@test.example>"), ours)
+
+
+class AuthComparisonTests(SenderComparisonTests):
+    """The client side of the plaintext and cram_md5 authenticators, as Exim uses them."""
+
+    AUTHS = {
+        "PLAIN": "  driver = plaintext\n  public_name = PLAIN\n  client_send = ^fred^secret\n",
+        "LOGIN": "  driver = plaintext\n  public_name = LOGIN\n"
+                 "  client_send = : fred : secret\n",
+        "CRAM-MD5": "  driver = cram_md5\n  public_name = CRAM-MD5\n  client_name = fred\n"
+                    "  client_secret = secret\n",
+    }
+
+    @defer.inlineCallbacks
+    def check(self, mechanism):
+        self.authenticators = "\nbegin authenticators\n\nclient_auth:\n" + self.AUTHS[mechanism]
+        lines = yield self.compare(["ok@test.example"], "  hosts_require_auth = *")
+        self.assertTrue(lines[0].startswith("=> ok@test.example"), lines)
+        self.assertIn("A=client_auth", lines[0])
+        self.assertIn("A=%s:fred" % (mechanism.lower().replace("-", "_")
+                                     if mechanism != "CRAM-MD5" else "cram",),
+                      self.peer.mainlog())
+
+    def test_plain(self):
+        """AUTH PLAIN from client_send = ^fred^secret."""
+        return self.check("PLAIN")
+
+    def test_login(self):
+        """AUTH LOGIN answering the server's two prompts from client_send."""
+        return self.check("LOGIN")
+
+    def test_cram_md5(self):
+        """AUTH CRAM-MD5 with client_name and client_secret."""
+        return self.check("CRAM-MD5")
+
+    @defer.inlineCallbacks
+    def test_required_auth_fails(self):
+        """A wrong password with hosts_require_auth: deferred as Exim defers it."""
+        self.authenticators = ("\nbegin authenticators\n\nclient_auth:\n"
+                               "  driver = plaintext\n  public_name = PLAIN\n"
+                               "  client_send = ^fred^wrong\n")
+        lines = yield self.compare(["ok@test.example"], "  hosts_require_auth = *")
+        self.assertTrue(lines[0].startswith("== ok@test.example"), lines)

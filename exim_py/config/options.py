@@ -538,14 +538,14 @@ def format_value(opt, value, hidden=False):
         return "%s = %s" % (name, ":".join(format_time(v) for v in value))
     if t == UID:
         if isinstance(value, str):
-            return "%s = %s" % (name, value)
+            return "%s = %s" % (name, printing(value))
         try:
             return "%s = %s" % (name, pwd.getpwuid(value).pw_name)
         except KeyError:
             return "%s = %d" % (name, value)
     if t == GID:
         if isinstance(value, str):
-            return "%s = %s" % (name, value)
+            return "%s = %s" % (name, printing(value))
         try:
             return "%s = %s" % (name, grp.getgrgid(value).gr_name)
         except KeyError:

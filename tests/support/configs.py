@@ -38,22 +38,30 @@ def _validate(dconf):
         raise ConfigError("%s router:\n  testdrv_limit must not be negative" % dconf.name)
 
 
-def register_test_router(test, name="testdrv"):
-    """Register a router driver called ``name`` until ``test`` ends; return its module."""
+def register_plain_router(test, name, generic_defaults=None):
+    """Register a router ``name`` with no private options (like Exim's accept) until ``test`` ends."""
     module = types.ModuleType("exim_py_test_router_" + name)
     module.__spec__ = importlib.machinery.ModuleSpec(module.__name__, None)
-    module.OPTIONS = OptionTable([
-        Option("testdrv_flag", BOOL, False, "a private boolean"),
-        Option("testdrv_limit", INT, 10, "a private integer"),
-        Option("testdrv_text", STRING, None, "a private string", expand=True),
-    ])
-    module.GENERIC_DEFAULTS = {"retry_use_local_part": True}
-    module.validate = _validate
+    module.OPTIONS = OptionTable()
+    module.GENERIC_DEFAULTS = dict(generic_defaults or {})
     sys.modules[module.__name__] = module
     test.addCleanup(sys.modules.pop, module.__name__, None)
     routers = dict(registry.ROUTERS, **{name: module.__name__})
     test.patch(registry, "ROUTERS", routers)
     test.patch(registry, "KINDS", dict(registry.KINDS, router=routers))
+    return module
+
+
+def register_test_router(test, name="testdrv"):
+    """Register a router driver called ``name`` with private options, a driver default
+    and a validate() hook, until ``test`` ends; return its module."""
+    module = register_plain_router(test, name, {"retry_use_local_part": True})
+    module.OPTIONS = OptionTable([
+        Option("testdrv_flag", BOOL, False, "a private boolean"),
+        Option("testdrv_limit", INT, 10, "a private integer"),
+        Option("testdrv_text", STRING, None, "a private string", expand=True),
+    ])
+    module.validate = _validate
     return module
 
 

@@ -10,7 +10,8 @@ The configuration's policy is driven by local parts, so one peer serves many
 tests: RCPT rejects ``reject*`` (550) and defers ``defer*`` (451); the PRDR
 ACL rejects ``prdrreject*`` and defers ``prdrdefer*``; MAIL rejects the
 sender ``bad@sender.example``; the DATA ACL rejects bodies containing
-``REJECT-THIS-MESSAGE``.  AUTH PLAIN accepts user ``fred`` / ``secret``.
+``REJECT-THIS-MESSAGE``.  AUTH PLAIN, LOGIN and CRAM-MD5 accept user
+``fred`` with password ``secret``.
 """
 
 import glob
@@ -89,6 +90,19 @@ plain:
   public_name = PLAIN
   server_condition = ${{if and {{{{eq{{$auth2}}{{fred}}}}{{eq{{$auth3}}{{secret}}}}}}}}
   server_set_id = $auth2
+
+login:
+  driver = plaintext
+  public_name = LOGIN
+  server_prompts = Username:: : Password::
+  server_condition = ${{if and {{{{eq{{$auth1}}{{fred}}}}{{eq{{$auth2}}{{secret}}}}}}}}
+  server_set_id = $auth1
+
+cram:
+  driver = cram_md5
+  public_name = CRAM-MD5
+  server_secret = ${{if eq{{$auth1}}{{fred}}{{secret}}fail}}
+  server_set_id = $auth1
 """
 
 
