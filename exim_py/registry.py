@@ -22,6 +22,7 @@ ROUTERS = {
 
 TRANSPORTS = {
     "appendfile": "exim_py.transports.appendfile",
+    "autoreply": "exim_py.transports.autoreply",
     "pipe": "exim_py.transports.pipe",
     "smtp": "exim_py.transports.smtp",
 }

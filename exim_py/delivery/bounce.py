@@ -202,21 +202,32 @@ def _message_id_header(job):
     return None
 
 
-def inject(job, target, text, flags=("localerror",)):
-    """Put a generated message from <> to ``target`` on the queue; returns its id."""
+def inject_message(config, spool, logger, parent_id, recipients, text, flags=()):
+    """Queue a generated message from <> (a bounce, a warning, an autoreply).
+
+    ``text`` is the whole message (headers, blank line, body) with LF line
+    ends; it goes through the same input processing as local submissions
+    (Received:, Message-Id:, Date:).  Returns the new message id.
+    """
     from exim_py import receive
     env = Envelope()
     env.sender = ""
-    env.recipients = [Recipient(target)]
+    env.recipients = [Recipient(r) for r in recipients]
     env.session.received_protocol = "local"
     env.session.sender_ident = os.environ.get("USER") or "root"
-    env.message_id = job.spool.new_message_id()
+    env.message_id = spool.new_message_id()
     env.flags.update(flags)
-    body = receive.receive(env, text.encode("utf-8", "surrogateescape"), job.config, local=True)
-    new_id = job.spool.store(env, body)
-    job.logger.main("<= <> R=%s U=%s P=local S=%d" % (job.message_id, env.session.sender_ident,
-                                                       env.size), new_id)
+    body = receive.receive(env, text.encode("utf-8", "surrogateescape"), config, local=True)
+    new_id = spool.store(env, body)
+    logger.main("<= <> R=%s U=%s P=local S=%d" % (parent_id, env.session.sender_ident, env.size),
+                new_id)
     return new_id
+
+
+def inject(job, target, text):
+    """Queue a report about ``job``'s message to ``target``; returns its id."""
+    return inject_message(job.config, job.spool, job.logger, job.message_id, [target], text,
+                          flags=("localerror",))
 
 
 def send_bounce(job, target, failed):
@@ -253,7 +264,7 @@ def maybe_delay_warning(job, remaining):
             return None
     addresses = [r.address for r in remaining]
     text = build_warning(job, env.sender, addresses, _delay_text(due), job.ctx.now())
-    new_id = inject(job, env.sender, text, flags=("localerror",))
+    new_id = inject(job, env.sender, text)
     env.warning_count = count + 1
     job.outcome.bounces.append(new_id)
     return new_id

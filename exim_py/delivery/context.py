@@ -139,6 +139,7 @@ class DeliveryContext:
         self.first_delivery = True
         self.queue_running = False
         self.force = False                   # -M / -qf: ignore retry times
+        self.created = []                    # ids of messages transports queued (autoreply)
 
     def now(self):
         return self.clock.seconds() if self.clock is not None else time.time()

@@ -143,6 +143,7 @@ class _Delivery:
             yield threads.deferToThread(self._record_routing, plan)
         yield self._transport_all(plan)
         yield threads.deferToThread(self._finish, plan)
+        self.outcome.bounces.extend(ctx.created)
 
     # -- frozen messages ------------------------------------------------------
 
