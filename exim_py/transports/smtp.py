@@ -185,7 +185,9 @@ class Transport(TransportBase):
             addr = by_address.get(address)
             if addr is None:
                 continue
-            fields = [host_text] if reached else []
+            # Exim names the host on every line except for a failed
+            # connection and a failed (required) authentication.
+            fields = [host_text] if reached and outcome.errno != client.ERRNO_AUTHFAIL else []
             if outcome.status == client.OK:
                 addr.set_result(OK, None)
                 addr.host_used = host
