@@ -116,6 +116,7 @@ queue_only_load = 3
 smtp_accept_max = 017
 smtp_banner = $smtp_active_hostname ESMTP
 timeout_frozen_after = 90m
+smtp_receive_timeout = ${if eq{1}{1}{5m}{1m}}
 domainlist local_domains = @ : localhost
 hostlist relay_hosts = 127.0.0.1
 """

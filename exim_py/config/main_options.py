@@ -322,7 +322,9 @@ MAIN_OPTIONS = OptionTable([
     Option("smtp_ratelimit_hosts", HOSTLIST, None, "hosts whose MAIL and RCPT are rate limited"),
     Option("smtp_ratelimit_mail", STRING, None, "rate limit parameters for MAIL"),
     Option("smtp_ratelimit_rcpt", STRING, None, "rate limit parameters for RCPT"),
-    Option("smtp_receive_timeout", TIME, 300, "time limit for each SMTP command or data line"),
+    # A value starting with $ is kept as a string and expanded per connection.
+    Option("smtp_receive_timeout", TIME, 300, "time limit for each SMTP command or data line",
+           dollar_string=True),
     Option("smtp_reserve_hosts", HOSTLIST, None, "hosts served from the reserved connections"),
     Option("smtp_return_error_details", BOOL, False, "give details in SMTP error replies"),
     Option("smtputf8_advertise_hosts", STRING, '*', "hosts to which SMTPUTF8 is advertised"),
