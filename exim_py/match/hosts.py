@@ -14,6 +14,7 @@ as ``${if match_ip}`` requires; single-key lookups then behave as ``net-``.
 """
 
 import fcntl
+import functools
 import ipaddress
 import re
 import socket
@@ -30,6 +31,7 @@ _SIOCGIFADDR = 0x8915
 _MALFORMED_V4 = re.compile(r"[0-9.]*(/.*)?$")
 
 
+@functools.lru_cache(maxsize=4096)
 def ip_and_mask(text):
     """``ip_network`` for an IP address with optional ``/bits``, else None."""
     if not text or not (text[0].isdigit() or text[0] in ":abcdefABCDEF"):
@@ -220,6 +222,10 @@ class HostMatcher(Matcher):
         self.iponly = getattr(host, "name", None) == ""
         self.subject = self.address
 
+    @functools.cached_property
+    def ip(self):
+        return ipaddress.ip_address(self.address)
+
     def check(self, ss):
         if ss == "*":
             return True
@@ -236,7 +242,7 @@ class HostMatcher(Matcher):
                 return self.address in local_addresses(self.ctx)
         net = ip_and_mask(ss)
         if net is not None:
-            ip = ipaddress.ip_address(self.address)
+            ip = self.ip
             return ip.version == net.version and ip in net
         semicolon = ss.find(";")
         if semicolon < 0:

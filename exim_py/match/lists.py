@@ -9,6 +9,8 @@ item at the very end is ignored, so ``:`` alone is one empty item.
 This is Exim's string_nextinlist.
 """
 
+import functools
+
 _SPACE = " \t\n\r\f\v"
 
 
@@ -37,28 +39,41 @@ def iter_list(text, sep=None):
     """Yield the items of Exim list ``text``; ``sep`` fixes the separator
     (no ``<`` change is then recognised)."""
     if not text:
-        return
+        return iter(())
+    return iter(_split(text, sep))
+
+
+@functools.lru_cache(maxsize=4096)
+def _split(text, sep):
+    """The items of ``text`` as a tuple; lists are re-read often, so cached."""
     if sep is None:
         sep, i = list_separator(text)
     else:
         i = 0
     n = len(text)
     special = ord(sep) < 32 or ord(sep) == 127
+    items = []
     while True:
         while i < n and text[i] in _SPACE and text[i] != sep:
             i += 1
         if i >= n:
-            return
+            return tuple(items)
         out = []
-        while i < n:
-            c = text[i]
-            if c == sep:
+        while True:
+            j = text.find(sep, i)
+            if j < 0:
+                out.append(text[i:])
+                i = n
+                break
+            out.append(text[i:j])
+            i = j + 1
+            if i < n and text[i] == sep and not special:
+                # A doubled separator is one literal separator character.
+                out.append(sep)
                 i += 1
-                if i >= n or text[i] != sep or special:
-                    break
-            out.append(text[i] if c == sep else c)
-            i += 1
-        yield "".join(out).rstrip(_SPACE)
+                continue
+            break
+        items.append("".join(out).rstrip(_SPACE))
 
 
 def split_list(text, sep=None):
