@@ -57,6 +57,14 @@ def normalise(data, message_id):
     return [re.sub(r"^\d{3,}(.) ", r"NNN\1 ", line) for line in out]
 
 
+def normalise_ids(data):
+    """``normalise`` for a file naming several message ids (all become ID)."""
+    text = re.sub(rb"[0-9A-Za-z]{6}-[0-9A-Za-z]{6}-[0-9A-Za-z]{2}", b"ID", data)
+    if text.startswith(b"ID-H\n"):
+        return normalise(text, "ID")
+    return re.sub(rb"\w{3}, \d+ \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4}", b"DATE", text)
+
+
 class EximSpool:
     """A spool directory and configuration for real exim4, and one for exim_py beside it."""
 
@@ -128,6 +136,30 @@ class CrossCheckTests(TestCase):
         message = b"From fred@x.example Fri Jan  5 12:55 GMT 1997\n" + MESSAGE
         ours, theirs, _ = self.submit_both(["-odq", "a@b.example"], message)
         self.assertEqual(ours, theirs)
+
+    def test_error_message_same_as_exim(self):
+        """The error message mailed for "no recipients" (-oem) is the one Exim queues, -H and -D."""
+        for path in (self.env.config, self.env.py_config):
+            with open(path) as f:
+                text = f.read()
+            extra = "queue_only = true\n" + ("exim_user = Debian-exim\n" if path == self.env.py_config else "")
+            with open(path, "w") as f:
+                f.write(text.replace("keep_environment =\n", "keep_environment =\n" + extra))
+        message = b"Subject: x\nX-Other: y\n\nbody text\n"
+        out = subprocess.run([self.env.exim.binary, "-C", self.env.config, "-t"], input=message,
+                             capture_output=True, timeout=60)
+        self.assertEqual(out.returncode, 1)
+        ours = run_exim_py(["-C", self.env.py_config, "-t"], input=message.decode())
+        self.assertEqual(ours.returncode, 1)
+        [exim_id] = self.env.exim_ids()
+        spool = Spool(self.env.py_spool)
+        [py_id] = list(spool.message_ids())
+        with open(spool.header_path(py_id), "rb") as f:
+            self.assertEqual(normalise_ids(f.read()), normalise_ids(self.env.read_exim(exim_id)))
+        with open(os.path.join(self.env.spool, "input", exim_id + "-D"), "rb") as f:
+            theirs = f.read()
+        with open(spool.body_path(py_id), "rb") as f:
+            self.assertEqual(normalise_ids(f.read()), normalise_ids(theirs))
 
     def test_reads_exim_smtp_message(self):
         """read() understands an SMTP message Exim spooled (host, DSN, ACL variables) and rewrites it unchanged."""

@@ -148,18 +148,46 @@ class SubmitTests(TestCase):
         self.assertEqual(mid, "Message-Id: <E%s.t-1-x@ex-ample.org>\n" % env.message_id)
 
     def test_no_recipients(self):
-        """No recipients is an error: logged with the id, told on stderr, status 1 (0 with -oee)."""
-        status, err, envs = self.submit(["-t"], b"Subject: x\n\nb\n")
+        """No recipients: logged with the id; -oep tells stderr (status 1), -oee mails and exits 0."""
+        status, err, envs = self.submit(["-t", "-oep"], b"Subject: x\n\nb\n")
         self.assertEqual((status, err, envs), (1, "exim: no recipients in message\n", []))
         self.assertRegex(self.mainlog(), r" (\S+) \1 no recipients found in headers\n$")
-        status, err, envs = self.submit(["-t", "-oee"], b"Subject: x\n\nb\n")
-        self.assertEqual(status, 0)
+        status, err, envs = self.submit(["-t", "-oee"], b"Subject: x\n\nb\n", extra="queue_only = true")
+        self.assertEqual((status, err, len(envs)), (0, "", 1))
+
+    def test_error_message_to_sender(self):
+        """By default (-oem) the sender is mailed Exim's error message, from <>, with a copy of the message."""
+        status, err, [env] = self.submit(["-t"], b"Subject: x\n\nbody text\n", extra="queue_only = true")
+        self.assertEqual((status, err), (1, ""))
+        self.assertEqual((env.sender, [r.address for r in env.recipients]), ("", ["root@example.org"]))
+        texts = [h.text for h in env.headers]
+        self.assertEqual(texts[1:4], ["Auto-Submitted: auto-replied\n",
+                                      "From: Mail Delivery System <Mailer-Daemon@example.org>\n",
+                                      "To: root@example.org\n"])
+        self.assertRegex(texts[4], r"^References: <E\S+@mx.example.org>\n$")
+        self.assertEqual(texts[5], "Subject: Mail failure - no recipient addresses\n")
+        body = Spool(os.path.join(self.dir, "spool")).read_body(env.message_id)
+        self.assertTrue(body.startswith(b"A message that you sent contained no recipient addresses, and therefore "
+                                        b"no\ndelivery could be attempted.\n\n------ This is a copy of your "
+                                        b"message, including all the headers. ------\n\nSubject: x\n"))
+        self.assertTrue(body.endswith(b"\n\nbody text\n"))
+
+    def test_bad_recipient(self):
+        """A malformed recipient refuses the whole message with Exim's reason."""
+        status, err, envs = self.submit(["-oep", "bad address<", "good@example.org"], b"x\n")
+        self.assertEqual((status, err, envs),
+                         (1, 'exim: bad recipient address "bad address<": missing or malformed local part\n', []))
+        status, err, [env] = self.submit(["x@"], b"Subject: s\n\nb\n", extra="queue_only = true")
+        body = Spool(os.path.join(self.dir, "spool")).read_body(env.message_id)
+        self.assertIn(b"constructed:\n\n  x@  domain missing or malformed\n\nThe message has not been "
+                      b"delivered to any recipients.\n\n", body)
+        self.assertTrue(body.endswith(b"------\n\n\nSubject: s\n\nb\n"))
 
     def test_acl_not_smtp_rejects(self):
         """acl_not_smtp can refuse a message: nothing is queued, the reject log has it."""
         extra = ("acl_not_smtp = check\nbegin acl\ncheck:\n  deny message = no way\n"
                  "       log_message = logged reason\n  accept\n")
-        status, err, envs = self.submit(["a@b.example"], b"Subject: x\n\nb\n", extra=extra)
+        status, err, envs = self.submit(["-oep", "a@b.example"], b"Subject: x\n\nb\n", extra=extra)
         self.assertEqual((status, err, envs), (1, "exim: message rejected by non-SMTP ACL: no way\n", []))
         self.assertIn("F=<root@example.org> rejected by non-SMTP ACL: logged reason", self.mainlog())
         with open(os.path.join(self.dir, "log", "rejectlog")) as f:

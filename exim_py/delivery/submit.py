@@ -19,6 +19,7 @@ import time
 
 from exim_py.config.options import find_group, find_user
 from exim_py.match.lists import split_list
+from exim_py.delivery.addrparse import AddressSyntaxError, extract_address, qualify
 from exim_py.envelope import Envelope, Recipient, Session
 from exim_py.log import Logger, msglog_received_line, received_line
 from exim_py.receive import receive
@@ -63,10 +64,6 @@ class Caller:
         return any(find_group(item) in groups for item in split_list(main.trusted_groups or ""))
 
 
-def _qualify(address, domain):
-    return address if "@" in address or not address else "%s@%s" % (address, domain)
-
-
 def _strip_brackets(address):
     address = address.strip()
     if address.startswith("<") and address.endswith(">"):
@@ -82,14 +79,22 @@ def split_host_port(text):
     return text, None
 
 
+class BadRecipient(ValueError):
+    """A command-line recipient that does not parse: (address, Exim's reason)."""
+
+
 def command_line_recipients(args, domain):
     """Recipients from arguments: each may hold several, separated by commas."""
     out = []
     for arg in args:
         for item in arg.split(","):
-            item = _strip_brackets(item)
-            if item:
-                out.append(Recipient(_qualify(item, domain)))
+            if not item.strip():
+                continue
+            try:
+                address = extract_address(item)
+            except AddressSyntaxError as e:
+                raise BadRecipient(item.strip(), str(e))
+            out.append(Recipient(qualify(address, domain) if address else address))
     return out
 
 
@@ -134,7 +139,7 @@ def choose_sender(inv, config, caller, env):
     own = "%s@%s" % (caller.login, domain)
     if inv.sender is not None:
         wanted = _strip_brackets(inv.sender)
-        wanted = _qualify(wanted, domain)
+        wanted = qualify(wanted, domain) if wanted else wanted
         if caller.trusted or wanted == "":
             env.sender = wanted
             return True
@@ -159,16 +164,43 @@ def _untrusted_may_set(config, address):
     return match_address(address, pattern, ExpandContext(config=config))
 
 
-def _error(inv, message, logger=None, message_id=None):
-    """Report a submission error as the -oe mode asks; returns the exit status.
+# The explanations of Exim's error messages to the sender of a local message
+# (its moan_to_sender), by the reason for refusing the message.
+_COPY_LINE = "------ This is a copy of your message, including all the headers. ------"
+_EXPLANATIONS = {
+    "no recipient addresses":
+        "A message that you sent contained no recipient addresses, and therefore no\n"
+        "delivery could be attempted.\n",
+    "malformed recipient address":
+        "A message that you sent contained a recipient address that was incorrectly\n"
+        "constructed:\n\n  %s\n\nThe message has not been delivered to any recipients.\n",
+    "rejected by local scanning code":
+        "A message that you sent was rejected by the local scanning code that\n"
+        "checks incoming messages on this system. The following error was given:\n\n  %s\n",
+}
 
-    -oeq/-oep write to standard error; the mailing modes (-oem, the default,
-    -oee and -oew) also write it there here, -oee then exits 0.
+
+def _error(job, stderr_text, subject, detail=None, copy=b"", references=None):
+    """Report a refused message as the -oe mode asks; returns the exit status.
+
+    -oep and -oeq write ``stderr_text`` to standard error; -oem (the
+    default), -oew and -oee mail an error message to the sender instead
+    (Exim writes to the terminal for -oew only when it can: it mails here),
+    and -oee then exits 0.
     """
-    if logger is not None and message_id:
-        logger.main("%s %s" % (message_id, message), message_id)
-    sys.stderr.write("exim: %s\n" % message)
-    return 0 if inv.error_mode == "e" else 1
+    inv, env = job.inv, job.env
+    mode = inv.error_mode or "m"
+    if mode in "pq" or not env.sender:
+        sys.stderr.write("exim: %s\n" % stderr_text)
+        return 1
+    explanation = _EXPLANATIONS[subject] % detail if detail is not None else _EXPLANATIONS[subject]
+    header = ["Auto-Submitted: auto-replied", "From: %s" % job.dsn_from(), "To: %s" % env.sender]
+    if references:
+        header.append("References: <%s>" % references)
+    header.append("Subject: Mail failure - %s" % subject)
+    text = "%s\n\n%s\n%s\n\n" % ("\n".join(header), explanation, _COPY_LINE)
+    job.send_error(text.encode("utf-8", "surrogateescape") + copy, env.sender)
+    return 0 if mode == "e" else 1
 
 
 def _run_not_smtp_acl(config, env, logger):
@@ -185,9 +217,9 @@ def _run_not_smtp_acl(config, env, logger):
     return result
 
 
-def deliver_after_receipt(inv, config, spool, logger, message_id):
+def deliver_after_receipt(config, spool, logger, message_id, mode, dont_deliver=False):
     """Start delivery as -od asks: -odi/-odf now, -odb (the default) in a child process."""
-    mode = inv.delivery_mode or ("q" if config.main.queue_only else "b")
+    mode = mode or ("q" if config.main.queue_only else "b")
     if mode.startswith("q"):
         return 0
     if importlib.util.find_spec("exim_py.delivery.engine") is None:
@@ -203,32 +235,40 @@ def deliver_after_receipt(inv, config, spool, logger, message_id):
             os.dup2(null, fd)
         status = 0
         try:
-            engine.deliver_now(config, spool, message_id, logger, dont_deliver=inv.dont_deliver)
+            engine.deliver_now(config, spool, message_id, logger, dont_deliver=dont_deliver)
         except Exception as e:
             logger.panic("delivery failed unexpectedly: %s" % e, message_id)
             status = 1
         os._exit(status)
-    engine.deliver_now(config, spool, message_id, logger, dont_deliver=inv.dont_deliver)
+    engine.deliver_now(config, spool, message_id, logger, dont_deliver=dont_deliver)
     return 0
 
 
-def submit(inv, config, stdin=None, caller=None):
-    """Receive one message from ``stdin`` as the command line describes; returns the exit status."""
-    stdin = stdin if stdin is not None else sys.stdin.buffer
-    caller = caller or Caller(config)
-    logger = Logger(config)
-    spool = Spool.from_config(config)
-    spool.make_directories()
-    main = config.main
-    domain = main.qualify_domain or main.primary_hostname or os.uname().nodename
+class Submission:
+    """One local submission: the command line, the caller, and the message being received."""
 
-    session = Session()
-    session.local = True
-    session.caller_name, session.caller_uid, session.caller_gid = caller.login, caller.uid, caller.gid
-    session.sender_ident = caller.login
-    session.received_protocol = "local"
-    if caller.trusted:
-        # -oMa, -oMs, -oMr, -oMt: a trusted caller may describe where the message came from.
+    def __init__(self, inv, config, caller=None):
+        self.inv = inv
+        self.config = config
+        self.caller = caller or Caller(config)
+        self.logger = Logger(config)
+        self.spool = Spool.from_config(config)
+        self.spool.make_directories()
+        main = config.main
+        self.domain = main.qualify_domain or main.primary_hostname or os.uname().nodename
+        self.env = None
+
+    def new_envelope(self, login, uid, gid):
+        session = Session()
+        session.local = True
+        session.caller_name, session.caller_uid, session.caller_gid = login, uid, gid
+        session.sender_ident = login
+        session.received_protocol = "local"
+        return Envelope(session)
+
+    def describe_origin(self, session):
+        """-oMa, -oMs, -oMr, -oMt: a trusted caller may say where the message came from."""
+        inv = self.inv
         if inv.sender_host_address:
             session.sender_host_address, session.sender_host_port = split_host_port(inv.sender_host_address)
             session.local = False
@@ -238,46 +278,103 @@ def submit(inv, config, stdin=None, caller=None):
         if inv.sender_ident is not None:
             session.sender_ident = inv.sender_ident or None
 
-    env = Envelope(session)
-    set_by_f = choose_sender(inv, config, caller, env)
-    if not set_by_f:
-        # The caller's own address: Exim records it as an authenticated local sender.
-        env.flags.add("local")
-        session.authenticated_id = caller.login
-        env.auth_sender = env.sender
-    env.flags.update(("allow_unqualified_recipient", "allow_unqualified_sender"))
-    env.recipients = command_line_recipients(inv.args, main.qualify_recipient or domain)
+    def run(self, stdin):
+        inv, config, caller = self.inv, self.config, self.caller
+        self.env = env = self.new_envelope(caller.login, caller.uid, caller.gid)
+        if caller.trusted:
+            self.describe_origin(env.session)
+        set_by_f = choose_sender(inv, config, caller, env)
+        if not set_by_f:
+            # The caller's own address: Exim records it as an authenticated local sender.
+            env.flags.add("local")
+            env.session.authenticated_id = caller.login
+            env.auth_sender = env.sender
+        env.flags.update(("allow_unqualified_recipient", "allow_unqualified_sender"))
+        data = read_message(stdin, inv.dot_ends and inv.argv0 != "rmail")
+        try:
+            env.recipients = command_line_recipients(inv.args, config.main.qualify_recipient or self.domain)
+        except BadRecipient as e:
+            address, reason = e.args
+            return _error(self, 'bad recipient address "%s": %s' % (address, reason),
+                          "malformed recipient address", "%s  %s" % (address, reason), b"\n" + data)
+        data, uucp_sender, uucp_length = strip_uucp_from(data, config)
+        if uucp_sender is not None and inv.sender is None and caller.trusted:
+            # A trusted caller's "From sender date" line sets the sender as -f
+            # would; Exim keeps $authenticated_id, drops the rest (checked with exim4).
+            env.sender, set_by_f = uucp_sender, True
+            env.flags.discard("local")
+            env.auth_sender = None
+        env.message_id, env.received_time = self.spool.ids.new_id()
+        originator = inv.sender_name if inv.sender_name is not None else ("" if set_by_f else caller.full_name)
+        body = receive(env, data, config, local=True, extract=inv.extract_recipients,
+                       originator_name=originator, untrusted_login=None if caller.trusted else caller.login)
+        env.max_received_linelength = max(env.max_received_linelength, uucp_length)
+        if not env.recipients:
+            self.logger.main("%s no recipients found in headers" % env.message_id, env.message_id)
+            # The copy is the message before its Received: header was added.
+            return _error(self, "no recipients in message", "no recipient addresses",
+                          copy=self.copy(env.headers[1:], body), references=self.message_id_value())
+        acl = _run_not_smtp_acl(config, env, self.logger)
+        if acl is not None and not acl.accepted:
+            self.logger.reject("F=<%s> rejected by non-SMTP ACL: %s"
+                               % (env.sender, acl.log_message or acl.user_message), env.message_id,
+                               headers=env.headers, sender=env.sender, recipients=env.recipients)
+            why = acl.user_message or "local configuration problem"
+            return _error(self, "message rejected by non-SMTP ACL: %s" % why, "rejected by local scanning code",
+                          why, self.copy(env.headers, body), self.message_id_value())
+        if acl is not None and acl.rc == "discard":
+            return 0   # accepted and thrown away, as "discard" does
+        message_id = self.store(env, body)
+        return deliver_after_receipt(config, self.spool, self.logger, message_id, inv.delivery_mode,
+                                     inv.dont_deliver)
 
-    data = read_message(stdin, inv.dot_ends and inv.argv0 != "rmail")
-    data, uucp_sender, uucp_length = strip_uucp_from(data, config)
-    if uucp_sender is not None and inv.sender is None and caller.trusted:
-        # A trusted caller's "From sender date" line sets the sender as -f
-        # would; Exim keeps $authenticated_id, drops the rest (checked with exim4).
-        env.sender, set_by_f = uucp_sender, True
-        env.flags.discard("local")
-        env.auth_sender = None
-    env.message_id, env.received_time = spool.ids.new_id()
-    originator = inv.sender_name if inv.sender_name is not None else ("" if set_by_f else caller.full_name)
-    body = receive(env, data, config, local=True, extract=inv.extract_recipients,
-                   originator_name=originator, untrusted_login=None if caller.trusted else caller.login)
-    env.max_received_linelength = max(env.max_received_linelength, uucp_length)
-    if not env.recipients:
-        text = "no recipients found in headers" if inv.extract_recipients else "no recipients in message"
-        return _error(inv, text, logger, env.message_id)
+    def store(self, env, body):
+        env.spool_extra["received_time_complete"] = "%.6f" % time.time()
+        msglog = msglog_received_line(env, self.logger) if self.config.main.message_logs else None
+        message_id = self.spool.store(env, body, msglog)
+        self.logger.main(received_line(env, self.logger), message_id)
+        return message_id
 
-    acl = _run_not_smtp_acl(config, env, logger)
-    if acl is not None and not acl.accepted:
-        logger.reject("F=<%s> rejected by non-SMTP ACL: %s" % (env.sender, acl.log_message or acl.user_message),
-                      env.message_id, headers=env.headers, sender=env.sender, recipients=env.recipients)
-        return _error(inv, "message rejected by non-SMTP ACL: %s" % (acl.user_message or "local configuration problem"))
-    if acl is not None and acl.rc == "discard":
-        return 0   # accepted and thrown away, as "discard" does
+    @staticmethod
+    def copy(headers, body):
+        """The message as an error message quotes it: its live headers, a blank line, the body."""
+        text = "".join(h.text for h in headers if h.flag != "*")
+        return text.encode("utf-8", "surrogateescape") + b"\n" + body
 
-    env.spool_extra["received_time_complete"] = "%.6f" % time.time()
-    msglog = msglog_received_line(env, logger) if config.main.message_logs else None
-    message_id = spool.store(env, body, msglog)
-    logger.main(received_line(env, logger), message_id)
-    return deliver_after_receipt(inv, config, spool, logger, message_id)
+    def message_id_value(self):
+        ids = [h.value.strip() for h in self.env.headers if h.flag == "I"]
+        return ids[0].strip("<>") if ids else None
+
+    def dsn_from(self):
+        from exim_py.expand import ExpandContext, expand
+        return expand(self.config.main.dsn_from, ExpandContext(config=self.config))
+
+    def exim_identity(self):
+        """(login, uid, gid) of exim_user, which sends error messages; the caller's when unset."""
+        uid = self.config.main.exim_user
+        try:
+            pw = pwd.getpwuid(uid) if uid is not None else None
+        except KeyError:
+            pw = None
+        if pw is None:
+            return self.caller.login, self.caller.uid, self.caller.gid
+        return pw.pw_name, pw.pw_uid, pw.pw_gid
+
+    def send_error(self, data, recipient):
+        """Queue an error message from <> to ``recipient`` as the Exim user, and start its delivery."""
+        env = self.new_envelope(*self.exim_identity())
+        env.sender = ""
+        env.recipients = [Recipient(recipient)]
+        env.flags.update(("allow_unqualified_recipient", "allow_unqualified_sender", "localerror"))
+        env.message_id, env.received_time = self.spool.ids.new_id()
+        body = receive(env, data, self.config, local=True)
+        message_id = self.store(env, body)
+        deliver_after_receipt(self.config, self.spool, self.logger, message_id, None)
+
+
+def submit(inv, config, stdin=None, caller=None):
+    """Receive one message from ``stdin`` as the command line describes; returns the exit status."""
+    return Submission(inv, config, caller).run(stdin if stdin is not None else sys.stdin.buffer)
 
 
 def receive_mode(inv):
