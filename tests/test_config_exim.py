@@ -83,6 +83,8 @@ BROKEN = [
     "begin rewrite\n*@a b@c S\n",
     "begin local_scan\n",
     "syslog_facility = foo\n",
+    "log_selector = +nosuch\n",
+    "never_users = ${if eq{1}{1}{games}\n",
     "smtp_ratelimit_mail = 1,2\n",
     "errors_reply_to = foo\n",
     "localhost_number = 300\n",
@@ -111,6 +113,7 @@ deliver_queue_load_max = 1.25
 dns_dnssec_ok = 0x10
 hide tls_privatekey = /secret/key
 never_users = root : daemon
+admin_groups = ${if eq{1}{1}{tty}{root}}
 qualify_domain = "tab\\there"
 queue_only_load = 3
 smtp_accept_max = 017

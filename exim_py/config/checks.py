@@ -11,6 +11,7 @@ from exim_py.config.retry_rewrite import parse_rewrite
 from exim_py.config.reader import LogicalLine
 from exim_py.errors import ConfigError
 from exim_py.expand.lists import split_list
+from exim_py.log import parse_selector
 
 _SYSLOG_FACILITIES = ("mail", "user", "news", "uucp", "local0", "local1", "local2", "local3",
                       "local4", "local5", "local6", "local7", "daemon")
@@ -45,6 +46,11 @@ def check_main(main, fail):
     if reply_to is not None and "$" not in reply_to and "@" not in reply_to:
         fail(ConfigError("errors_reply_to (%s) does not contain a domain" % reply_to))
     _check_localhost_number(main["localhost_number"], fail)
+    if main["log_selector"]:
+        try:
+            parse_selector(main["log_selector"])
+        except ConfigError as e:
+            fail(e)
 
 
 def _check_log_file_path(value, fail):

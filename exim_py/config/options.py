@@ -13,7 +13,7 @@ import grp
 import pwd
 import re
 
-from exim_py.errors import ConfigError
+from exim_py.errors import ConfigError, ExpansionError
 from exim_py.expand.lists import split_list
 
 # Option types (see HACKING.rst for the Python type of each value).
@@ -391,6 +391,13 @@ class SettingParser:
         value = self._string(s, name)
         if t == UID or t == GID:
             return self._id(values, opt, name, value)
+        if t in (UIDLIST, GIDLIST) and "$" in value:
+            # Exim expands these lists once, when it reads them.
+            from exim_py.expand import expand
+            try:
+                value = expand(value)
+            except ExpansionError as e:
+                raise self.error("failed to expand %s: %s" % (name, e))
         if t == UIDLIST:
             for item in split_list(value):
                 if find_user(item) is None:
