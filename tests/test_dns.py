@@ -7,6 +7,7 @@ tests/support/zones/ on 127.0.0.1; names under servfail.test. get SERVFAIL.
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+import dns.flags
 from twisted.trial import unittest
 
 from exim_py import config as configmod
@@ -14,7 +15,7 @@ from exim_py import dns as edns
 from exim_py import lookups
 from exim_py.errors import LookupDefer
 from exim_py.expand.context import ExpandContext
-from tests.support.dnsserver import shared_server
+from tests.support.dnsserver import DNSServer, shared_server
 
 
 def dns_context(test, extra=""):
@@ -176,3 +177,37 @@ class DnsdbTests(unittest.TestCase):
         for query, message in table:
             e = self.assertRaises(LookupDefer, self.find, query)
             self.assertEqual(str(e), message)
+
+
+class DNSServerTests(unittest.TestCase):
+    """The test fixture itself: extra zones, UDP and TCP, SERVFAIL origins."""
+
+    ZONE = """\
+$TTL 60
+@     SOA  ns.example.org. hostmaster.example.org. 1 3600 600 86400 60
+@     NS   ns.example.org.
+@     MX   10 mail.example.org.
+mail  A    127.0.0.1
+"""
+
+    def setUp(self):
+        self.server = DNSServer(zones={"example.org": self.ZONE},
+                                servfail=("broken.example.org",), stock=False).start()
+        self.addCleanup(self.server.stop)
+
+    def test_extra_zone_over_udp_and_tcp(self):
+        """A zone given as text is served over UDP and TCP on the same port."""
+        import dns.message
+        import dns.query
+        query = dns.message.make_query("mail.example.org", "A")
+        for send in (dns.query.udp, dns.query.tcp):
+            response = send(query, "127.0.0.1", port=self.server.port, timeout=5)
+            self.assertEqual([r.to_text() for r in response.answer[0]], ["127.0.0.1"])
+            self.assertTrue(response.flags & dns.flags.AA)
+
+    def test_through_the_resolver(self):
+        """dns_nameservers-style settings reach the server; SERVFAIL origins fail."""
+        resolver = edns.Resolver(edns.parse_nameservers(self.server.nameservers), 2, 1)
+        self.assertEqual(resolver.mx_hosts("example.org"), [edns.MX(10, "mail.example.org")])
+        self.assertEqual(resolver.query("x.broken.example.org", "A").status, edns.AGAIN)
+        self.assertEqual(resolver.query("a.host.test", "A").status, edns.NXDOMAIN)
