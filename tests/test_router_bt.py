@@ -1,10 +1,11 @@
-"""exim_py -bt / -bv against real Exim 4.96 on the same configuration.
+"""exim_py -bt / -bv against real Exim 4.96 on the same configurations.
 
-One configuration with redirect (aliases, :fail:, :defer:, :blackhole:,
-:unknown:, :include:, pipes, files, backslashed addresses, loops),
-manualroute (remote and local transports, ports, byname) and accept
-(prefixes, cannot_route_message, no_more) is given to both programs; for
-each address the output and the exit status must be identical.
+The first configuration has redirect (aliases, :fail:, :defer:,
+:blackhole:, :unknown:, :include:, pipes, files, backslashed addresses,
+loops), manualroute (remote and local transports, ports, byname) and accept
+(prefixes, cannot_route_message, no_more); the second exercises the generic
+router options.  Each is given to both programs; for each address the
+output and the exit status must be identical.
 """
 
 import os
@@ -105,6 +106,122 @@ ADDRESSES = [
 ]
 
 
+GENERIC_CONFIG = """\
+primary_hostname = myhost.test
+qualify_domain = localdomain
+keep_environment =
+begin routers
+vonly:
+  driver = accept
+  domains = v.example
+  verify_only
+  transport = lt
+notest:
+  driver = accept
+  domains = v.example : nt.example
+  address_test = false
+  transport = lt
+unseen1:
+  driver = accept
+  domains = unseen.example
+  transport = lt
+  unseen
+unseen2:
+  driver = accept
+  domains = unseen.example
+  transport = lt2
+suffixed:
+  driver = accept
+  domains = sfx.example
+  local_part_suffix = -* : +*
+  local_part_suffix_optional
+  local_parts = bob
+  transport = lt
+files:
+  driver = accept
+  domains = rf.example
+  require_files = /etc/passwd : !/nonexistent/file
+  transport = lt
+files2:
+  driver = accept
+  domains = rf2.example
+  require_files = /nonexistent/file
+  transport = lt
+users:
+  driver = accept
+  domains = lu.example
+  check_local_user
+  transport = lt
+caseful:
+  driver = accept
+  domains = cf.example
+  caseful_local_part
+  local_parts = Mixed
+  transport = lt
+selfish:
+  driver = manualroute
+  domains = self.example
+  route_list = * 127.0.0.1
+  transport = smtp
+selfpass:
+  driver = manualroute
+  domains = selfpass.example
+  route_list = * 127.0.0.1
+  transport = smtp
+  self = pass
+  pass_router = passed
+selffail:
+  driver = manualroute
+  domains = selffail.example
+  route_list = * 127.0.0.1
+  transport = smtp
+  self = fail
+hff:
+  driver = manualroute
+  domains = hff.example
+  route_list = * no-such-host.invalid
+  transport = smtp
+  host_find_failed = decline
+hffpass:
+  driver = manualroute
+  domains = hffpass.example
+  route_list = * no-such-host.invalid
+  transport = smtp
+  host_find_failed = pass
+  pass_router = passed
+cond:
+  driver = redirect
+  domains = cond.example
+  condition = ${if eq{$local_part}{yes}}
+  data = ${local_part}@unseen.example
+passed:
+  driver = accept
+  domains = selfpass.example : hffpass.example
+  transport = lt2
+catch:
+  driver = accept
+  domains = ! v.example
+  transport = lt
+begin transports
+lt:
+  driver = appendfile
+  file = /tmp/mail/$local_part
+lt2:
+  driver = appendfile
+  file = /tmp/mail2/$local_part
+smtp:
+  driver = smtp
+"""
+
+GENERIC_ADDRESSES = [
+    "x@v.example", "x@nt.example", "x@unseen.example", "bob@sfx.example",
+    "bob-foo@sfx.example", "bob+bar@sfx.example", "bob@SFX.example", "x@rf.example",
+    "x@rf2.example", "root@lu.example", "nosuchuser@lu.example", "Mixed@cf.example",
+    "mixed@cf.example", "x@self.example", "x@selfpass.example", "x@selffail.example",
+    "x@hff.example", "x@hffpass.example", "yes@cond.example", "no@cond.example",
+]
+
+
 class AddressTestTests(unittest.TestCase):
     """-bt and -bv print what real Exim prints, address by address."""
 
@@ -140,6 +257,14 @@ class AddressTestTests(unittest.TestCase):
         """-bv gives Exim's one-line verdicts, following a single redirection."""
         self.compare_all(["-bv", "user1", "fl", "chain", "bh", "nobody", "pp", "remote",
                           "x@remote.example", "pfx-zz", "df"])
+
+    def test_generic_router_options(self):
+        """verify_only, address_test, unseen, suffixes, require_files,
+        check_local_user, caseful_local_part, self, pass_router,
+        host_find_failed and condition route as in Exim."""
+        self.conf = self.exim.write_config(GENERIC_CONFIG, "generic.conf")
+        self.compare_all(["-bt"] + GENERIC_ADDRESSES)
+        self.compare_all(["-bv", "x@v.example", "x@nt.example", "x@unseen.example"])
 
     def test_exit_status(self):
         """-bt exits 0 when routable, 2 when an address fails, 1 when one defers."""

@@ -163,6 +163,7 @@ class Address:
         self.dsn_orcpt = None
         self.dsn_orig = None                 # original envelope recipient (for DSN)
         self.retry_use_local_part = True
+        self.log_as_local = False
         self.verify_only = False
         # results
         self.result = DEFER
@@ -180,9 +181,9 @@ class Address:
         # engine bookkeeping: "rerouted", "discarded", "duplicate", "already" or None
         self.state = None
         self.child_list = []                 # addresses generated from this one
-        self.clones = []                     # copies made by "unseen", routed further
         self.duplicate_of = None
         self.finished = False                # a final outcome the spool will record
+        self.routed = False                  # routing already done (unseen's delivered copy)
 
     # -- convenience ---------------------------------------------------
 
@@ -209,6 +210,26 @@ class Address:
         while a is not None:
             yield a
             a = a.parent
+
+    _ROUTING_FIELDS = ("cc_local_part", "local_part", "prefix", "suffix", "prefix_v", "suffix_v",
+                       "router", "transport", "host_list", "fallback_hosts", "errors_to",
+                       "extra_headers", "remove_headers", "address_data", "domain_data",
+                       "local_part_data", "self_hostname", "uid", "gid", "home_dir",
+                       "current_dir", "local_user", "retry_use_local_part", "log_as_local")
+
+    def routed_child(self):
+        """A child carrying this address's routing (unseen's delivered copy).
+
+        Its unique key differs from the address's own, so it never counts as
+        a duplicate of the clone that is routed further.
+        """
+        child = Address(self.address, parent=self)
+        for name in self._ROUTING_FIELDS:
+            if hasattr(self, name):
+                setattr(child, name, getattr(self, name))
+        child.routed = True
+        child.unique = "\\" + self.address
+        return child
 
     def add_retry(self, key, error=None, more_errno=None, message=None, delete=False):
         """Ask the engine to update (or delete) retry hint ``key`` after this delivery."""

@@ -208,16 +208,12 @@ class _Delivery:
             code = outcome.code
             if code is REROUTED:
                 addr.state = "rerouted"
-                # The clone made by "unseen" is routed on as a sibling.
-                addr.child_list = [c for c in outcome.new if not c.unseen]
-                addr.clones = [c for c in outcome.new if c.unseen]
+                addr.child_list = list(outcome.new)
                 stack[:0] = outcome.new
                 continue
             if code is OK:
-                addr.clones = list(outcome.new)
-                stack[:0] = outcome.new
-                key = (addr.address.lower(), addr.is_pfr)
-                if key in seen and not addr.unseen:
+                key = (addr.unique.lower(), addr.is_pfr)
+                if key in seen:
                     addr.state = "duplicate"
                     addr.duplicate_of = seen[key]
                     continue
@@ -408,10 +404,7 @@ class _Plan:
         def walk(a):
             if a.state == "rerouted":
                 out.append(a)
-                for c in a.child_list + a.clones:
-                    walk(c)
-            else:
-                for c in a.clones:
+                for c in a.child_list:
                     walk(c)
         for t in self.top:
             walk(t)
@@ -428,7 +421,7 @@ def is_final(addr):
         done = all(is_final(c) for c in addr.child_list)
     else:
         done = addr.finished
-    return done and all(is_final(c) for c in addr.clones)
+    return done
 
 
 def _group(addresses, ctx):

@@ -116,7 +116,7 @@ def _preconditions(router, addr, ctx):
             raise _Skip("not used when verifying recipients")
     if ctx.mode == "test" and not opts["address_test"]:
         raise _Skip("address_test is false")
-    if ctx.mode == "deliver" and opts["verify_only"]:
+    if ctx.mode != "verify" and opts["verify_only"]:
         raise _Skip("verify_only set")
 
     mctx = ctx.expand_context(addr)
@@ -248,11 +248,14 @@ def route_address(addr, ctx, routers=None):
     """Route ``addr`` through the configured routers; returns a RouterResult.
 
     On OK, ``addr.router``/``addr.transport``/``addr.host_list`` are set; on
-    REROUTED the result's ``new`` holds the addresses to route next (children
-    of a redirection, or the clone made by ``unseen``, possibly both).
+    REROUTED the result's ``new`` holds the addresses to route next: children
+    of a redirection, or for ``unseen`` an already routed copy and a clone
+    for the following routers.
     """
     if routers is None:
         routers = drivers.routers(ctx.config)
+    if addr.routed:
+        return RouterResult(OK)
     i = addr.start_router
     last = None
     extra = []
@@ -325,22 +328,23 @@ def route_address(addr, ctx, routers=None):
             if router.options[kind]:
                 return RouterResult(FAIL, "%s router forced verify failure" % router.name)
 
-        if unseen:
-            clone = Address(addr.address, parent=addr.parent)
-            clone.cc_local_part = addr.cc_local_part
-            clone.unique = addr.unique
-            clone.start_router = i + 1
-            clone.unseen = True
-            extra.append(clone)
-
         if code is OK:
             addr.log_as_local = bool(router.options["log_as_local"])
+        if unseen:
+            # The address becomes the parent of two children: one delivered as
+            # this router says, and a clone, without the headers added so far,
+            # that goes on to the next router (spec: the unseen option).
+            clone = Address(addr.address, parent=addr)
+            clone.cc_local_part = addr.cc_local_part
+            clone.start_router = i + 1
+            clone.unseen = True
+            if code is OK:
+                result = RouterResult(REROUTED, new=[addr.routed_child()])
+                code = REROUTED
+            extra.append(clone)
         if code is REROUTED:
             for child in result.new:
                 _child_of(addr, child)
-            result.new.extend(extra)
-            return result
-        if extra:
             result.new.extend(extra)
         return result
 

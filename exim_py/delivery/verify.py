@@ -115,9 +115,6 @@ def verify_address(address, ctx, kind="recipient", options=None, full=False, uni
             if not full:
                 break
             continue
-        # OK: an unseen clone comes back in outcome.new to be routed further.
-        if outcome.new:
-            stack[:0] = outcome.new
         if addr.transport is not None and addr.transport.remote:
             remote.insert(0, addr)
         else:

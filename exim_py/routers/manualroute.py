@@ -140,6 +140,9 @@ class Router(RouterBase):
 
     def _resolve(self, addr, ctx, items, lookup_type):
         """Look up each host's addresses, applying host_find_failed and self."""
+        # As in Exim, the unresolved list stays on the address even when the
+        # router then declines, and a later router may show it (-bt does).
+        addr.host_list = [h.copy() for h in items]
         hosts = []
         for index, item in enumerate(items):
             try:
@@ -161,6 +164,7 @@ class Router(RouterBase):
                     why = "remote host address is the local host"
                     outcome = apply_self(self, addr, found, ctx, why)
                     if outcome is not None:
+                        addr.host_list = []
                         return outcome
                 else:
                     break   # the local host and everything after it are dropped
