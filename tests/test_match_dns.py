@@ -6,8 +6,11 @@ zones are in tests/support/zones/.
 
 from twisted.trial import unittest
 
+from exim_py import config as configmod
 from exim_py import match
 from exim_py.errors import LookupDefer
+from exim_py.expand.context import ExpandContext
+from tests.support.dnsserver import DNSServer
 from tests.test_dns import dns_context
 from tests.test_match_lists import Host
 
@@ -121,3 +124,17 @@ class MxItemTests(unittest.TestCase):
         """A dnsdb item in a domain list; its data lands in $domain_data."""
         self.assertTrue(match.match_domain("any.example", "dnsdb;mxh=onemx.test", self.ctx))
         self.assertEqual(self.ctx.get("domain_data"), "a.host.test")
+
+
+class HostsFileTests(unittest.TestCase):
+    def test_hosts_file_fallback(self):
+        """With no PTR record, names come from /etc/hosts, as Exim's byaddr does."""
+        server = DNSServer(stock=False).start()
+        self.addCleanup(server.stop)
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("dns_nameservers = %s\n" % server.nameservers)
+        ctx = ExpandContext(config=configmod.load(path))
+        self.assertTrue(match.match_host(Host("127.0.0.1"), "localhost", ctx))
+        self.assertTrue(match.match_host(Host("127.0.0.1"), "^localhost", ctx))
+        self.assertFalse(match.match_host(Host("127.0.0.2"), "^localhost", ctx))

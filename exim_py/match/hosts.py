@@ -197,18 +197,29 @@ class _AddressOnly:
         self.name = ""
 
 
-def _read_etc_hosts(name):
-    """Addresses /etc/hosts gives ``name`` (the system resolver looks there first)."""
+def _etc_hosts():
+    """(address, [names]) for each line of /etc/hosts."""
     out = []
     try:
         with open("/etc/hosts") as f:
             for line in f:
                 fields = line.split("#", 1)[0].split()
-                if len(fields) > 1 and name.lower() in (n.lower() for n in fields[1:]):
-                    out.append(fields[0])
+                if len(fields) > 1:
+                    out.append((normalise_address(fields[0]), fields[1:]))
     except OSError:
         pass
     return out
+
+
+def host_addresses(name, ctx):
+    """Addresses of host ``name``: /etc/hosts first, as the system resolver
+    does, then the DNS.  LookupDefer on a temporary DNS error."""
+    low = name.lower()
+    found = [a for a, names in _etc_hosts() if low in (n.lower() for n in names)]
+    if found:
+        return found
+    resolver = get_resolver(getattr(ctx, "config", None))
+    return [normalise_address(a) for a in resolver.addresses(name)]
 
 
 class HostMatcher(Matcher):
@@ -279,12 +290,10 @@ class HostMatcher(Matcher):
 
     def _by_address_of(self, name):
         """A plain host name: does it resolve to the host's address?"""
-        addresses = _read_etc_hosts(name)
-        if not addresses:
-            addresses = get_resolver(getattr(self.ctx, "config", None)).addresses(name)
+        addresses = host_addresses(name, self.ctx)
         if not addresses:
             raise Unknown("failed to find IP address for %s" % name)
-        return self.address in {normalise_address(a) for a in addresses}
+        return self.address in addresses
 
     def _by_name(self, pattern):
         """``*suffix``, ``^regex``, ``type;file``: tried on every name of the host."""
@@ -314,8 +323,10 @@ class HostMatcher(Matcher):
 
 
 def host_names(address, ctx):
-    """Names of ``address`` from its PTR records, kept only when they resolve
-    back to it (Exim's host_name_lookup); cached in the context."""
+    """Names of ``address``, kept only when they resolve back to it (Exim's
+    host_name_lookup with host_lookup_order bydns:byaddr): PTR records,
+    else /etc/hosts.  A failed lookup, temporary or not, finds no name, as
+    in Exim.  Cached in the context."""
     cache = getattr(ctx, "match_cache", None)
     if cache is None:
         cache = {}
@@ -326,14 +337,18 @@ def host_names(address, ctx):
     key = ("host-names", address)
     if key in cache:
         return cache[key]
-    resolver = get_resolver(getattr(ctx, "config", None))
+    try:
+        candidates = get_resolver(getattr(ctx, "config", None)).reverse(address)
+    except LookupDefer:
+        candidates = []
+    if not candidates:
+        candidates = [n for a, names in _etc_hosts() if a == address for n in names]
     confirmed = []
-    for name in resolver.reverse(address):
+    for name in candidates:
         try:
-            forward = resolver.addresses(name)
+            if address in host_addresses(name, ctx):
+                confirmed.append(name)
         except LookupDefer:
             continue
-        if address in {normalise_address(a) for a in forward}:
-            confirmed.append(name)
     cache[key] = confirmed
     return confirmed

@@ -70,7 +70,8 @@ class DNSServer:
         args = [sys.executable, "-m", "tests.support.dnsserver"]
         for origin in self.servfail:
             args += ["--servfail", origin]
-        args += self.zone_files()
+        files = self.zone_files()
+        args += files if files else ["--no-zones"]
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(os.environ)
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
@@ -222,9 +223,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="exim_py test DNS server")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--servfail", action="append", default=[])
-    parser.add_argument("zones", nargs="*")
+    parser.add_argument("--no-zones", action="store_true", help="serve nothing at all")
+    parser.add_argument("zones", nargs="*", help="zone files (default: the stock zones)")
     args = parser.parse_args(argv)
-    zones = args.zones or [os.path.join(ZONE_DIR, n) for n in sorted(os.listdir(ZONE_DIR))]
+    zones = args.zones
+    if not zones and not args.no_zones:
+        zones = [os.path.join(ZONE_DIR, n) for n in sorted(os.listdir(ZONE_DIR))]
     _serve(zones, args.servfail or list(SERVFAIL), args.port)
 
 
