@@ -148,10 +148,7 @@ class CompareWithExim(unittest.TestCase):
             ("nothing", "lsearch*"), ("user@dom.example", "lsearch*@"),
             ("user@other.example", "lsearch*@"), ("FOO", "lsearch,ret=key"),
         ]
-        self.compare(rows,
-                     lambda k, t: "${lookup{%s}%s{%s}{<$value>}{NOTFOUND}}" % (k, t, self.ls),
-                     lambda k, t: (lambda v: "NOTFOUND" if v is None else "<%s>" % v)(
-                         lookups.search(t, self.ls, k, ExpandContext())))
+        self.lookup_rows([row + (self.ls,) for row in rows])
 
     def test_passwd_lookup(self):
         """The passwd lookup formats a user as Exim does."""
@@ -169,9 +166,47 @@ class CompareWithExim(unittest.TestCase):
         os.chmod(path, 0o644)
         rows = [("key1", "cdb"), ("key2", "cdb"), ("Key2", "cdb"),
                 ("a.example.com", "partial-cdb"), ("example.com", "partial-cdb")]
-        self.compare(rows, lambda k, t: "${lookup{%s}%s{%s}{<$value>}{NOTFOUND}}" % (k, t, path),
-                     lambda k, t: (lambda v: "NOTFOUND" if v is None else "<%s>" % v)(
-                         lookups.search(t, path, k, ExpandContext())))
+        self.lookup_rows([row + (path,) for row in rows])
         rows = [("KEY1", "cdb;" + path), ("x.example.com", "partial-cdb;" + path)]
         self.compare(rows, lambda s, l: "${if match_domain{%s}{%s}{yes}{no}}" % (s, l),
                      lambda s, l: "yes" if match.match_domain(s, l, self.ctx) else "no")
+
+    def lookup_rows(self, rows):
+        """Compare ``${lookup{key}type{file}}`` for (key, type, file) rows."""
+        self.compare(rows,
+                     lambda k, t, f: "${lookup{%s}%s{%s}{<$value>}{NOTFOUND}}" % (k, t, f),
+                     lambda k, t, f: (lambda v: "NOTFOUND" if v is None else "<%s>" % v)(
+                         lookups.search(t, f, k, ExpandContext())))
+
+    def fixture(self, name, text):
+        path = os.path.join(self.exim.dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o644)
+        return path
+
+    def test_wild_and_ip_lookups(self):
+        """nwildlsearch patterns (negation included) and iplsearch agree with Exim."""
+        wild = self.fixture("wild", "*.a.b   star\n^\\d+\\.c$  regex\n\"^x y\"  quoted regex\n"
+                                    "Literal.Example  literal\n*fish   fish\n"
+                                    "!neg.example negated\n")
+        ips = self.fixture("ips", '192.0.2.0/24: net\n10.1.2.3 single\n"2001:db8::/32": six\n'
+                                  '*: default\n')
+        rows = [(k, "nwildlsearch", wild) for k in
+                ("x.a.b", "123.c", "X Yz", "literal.EXAMPLE", "catfish", "other", "neg.example")]
+        rows += [(k, t, ips) for k, t in
+                 (("192.0.2.77", "iplsearch"), ("10.1.2.3", "iplsearch"), ("10.1.2.4", "iplsearch"),
+                  ("2001:db8::1", "iplsearch"), ("*", "iplsearch"),
+                  ("192.0.2.1", "iplsearch,ret=full"))]
+        self.lookup_rows(rows)
+
+    def test_dsearch(self):
+        """dsearch and its ret/filter options agree with Exim."""
+        os.mkdir(os.path.join(self.exim.dir, "subdir"))
+        self.fixture("afile", "")
+        d = self.exim.dir
+        rows = [("afile", "dsearch", d), ("nothing", "dsearch", d), ("afile", "dsearch,ret=full", d),
+                ("subdir", "dsearch,filter=file", d), ("subdir", "dsearch,filter=dir", d),
+                ("..", "dsearch,filter=dir", d), ("..", "dsearch,filter=subdir", d),
+                ("AFILE", "dsearch", d)]
+        self.lookup_rows(rows)
