@@ -59,6 +59,12 @@ class HostNameTests(unittest.TestCase):
         for address, liststring, expected in table:
             self.assertEqual(self.check(address, liststring), expected, (address, liststring))
 
+    def test_primary_hostname_item(self):
+        """@ in a host list is the primary host name, looked up forwards."""
+        ctx = dns_context(self, "primary_hostname = a.host.test\n")
+        self.assertTrue(match.match_host(Host("203.0.113.1"), "@", ctx))
+        self.assertFalse(match.match_host(Host("203.0.113.2"), "@", ctx))
+
     def test_known_name_is_used(self):
         """A host whose name is already known is not looked up again."""
         self.assertTrue(self.check("203.0.113.30", "*.given.example", name="h.given.example"))

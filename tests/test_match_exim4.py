@@ -119,7 +119,15 @@ class CompareWithExim(unittest.TestCase):
             ("12345678x@spam.example", "\\N^\\d{8}\\w@\\N"),
             ("X@Y", "\\N^(?-i)X@\\N"), ("X@Y", "\\N^(?-i)x@\\N"),
             ("foo@x", "lsearch;" + self.ls), ("u@dom.example", "lsearch*@;" + self.ls),
+            ("postmaster@me.example", "postmaster@@"), ("postmaster@other", "postmaster@@"),
+            ("x@[127.0.0.1]", "*@@[]"), ("x@[192.0.2.254]", "*@@[]"),
         ]
+        split = self.fixture("split", "bad.example:  !postmaster : *\n"
+                                      "chain.example: one : >next\nnext: two : ^t.*e$\n")
+        rows += [(a, "@@lsearch;" + split) for a in
+                 ("anyone@bad.example", "postmaster@bad.example", "one@chain.example",
+                  "two@chain.example", "three@chain.example", "four@chain.example",
+                  "x@nowhere.example")]
         self.compare(rows, lambda s, l: "${if match_address{%s}{%s}{yes}{no}}" % (s, l),
                      lambda s, l: "yes" if match.match_address(s, l, self.ctx) else "no")
 
