@@ -27,10 +27,8 @@ def _networks(entries):
 class Lookup(lsearch.Lookup):
     type_name = "iplsearch"
 
-    def entries(self, path):
-        return lsearch.FILES.get(path, self.type_name, _networks)
-
-    def first_match(self, entries, key, ctx):
+    def find_entry(self, path, key, ctx):
+        entries = lsearch.FILES.get(path, self.type_name, _networks)
         if key == "*":
             return next((e for e, _ in entries if e.key == "*"), None)
         try:

@@ -114,31 +114,21 @@ class Lookup:
     single_key = True
     type_name = "lsearch"
 
-    def entries(self, path):
-        return FILES.get(path, self.type_name, _as_list)
-
     def find(self, path, key, options, ctx):
-        if self.type_name == "lsearch":
-            index = FILES.get(path, self.type_name, _as_index)
-            entry = index.get(key.lower())
-        else:
-            entry = self.first_match(self.entries(path), key, ctx)
+        entry = self.find_entry(path, key, ctx)
         if entry is None:
             return None
         if options.get("ret") == "full":
             return entry.key + entry.tail
         return entry.data
 
-    def first_match(self, entries, key, ctx):
-        """The first entry whose key matches ``key`` (subclasses)."""
-        lowered = key.lower()
-        for entry in entries:
-            if entry.key.lower() == lowered:
-                return entry
-        return None
+    def find_entry(self, path, key, ctx):
+        """The first entry of file ``path`` whose key matches ``key``, or None."""
+        return FILES.get(path, self.type_name, _as_index).get(key.lower())
 
 
-def _as_list(entries):
+def as_list(entries):
+    """The entries as they are, for lookups that try every key in order."""
     return entries
 
 

@@ -13,9 +13,9 @@ class Lookup(lsearch.Lookup):
     type_name = "wildlsearch"
     expand_keys = True
 
-    def first_match(self, entries, key, ctx):
+    def find_entry(self, path, key, ctx):
         from exim_py.match import match_string_item
-        for entry in entries:
+        for entry in lsearch.FILES.get(path, self.type_name, lsearch.as_list):
             if match_string_item(key, entry.key, ctx, expand=self.expand_keys):
                 return entry
         return None
