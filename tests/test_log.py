@@ -2,10 +2,11 @@
 
 import os
 import re
+import socket
 import tempfile
 import threading
 
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
 from exim_py.envelope import Envelope, Header, Recipient, Session
 from exim_py.errors import ConfigError
@@ -207,3 +208,41 @@ class ReceivedLineTests(TestCase):
     def test_printing(self):
         """Control characters are shown as C escapes, as Exim's string_printing does."""
         self.assertEqual(printing("a\x01b\tc\n"), "a\\001b\\tc\\n")
+
+
+class SyslogTests(TestCase):
+    """log_file_path = syslog: lines go to the system log, split as Exim splits them."""
+
+    def setUp(self):
+        if os.path.exists("/dev/log"):
+            raise SkipTest("a system logger owns /dev/log; this test listens there itself")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            self.sock.bind("/dev/log")
+        except OSError as e:
+            raise SkipTest("cannot listen on /dev/log: %s" % e)
+        self.addCleanup(os.unlink, "/dev/log")
+        self.addCleanup(self.sock.close)
+        self.sock.settimeout(10)
+
+    def receive(self, count):
+        return [self.sock.recv(65536).decode() for _ in range(count)]
+
+    def test_main_reject_and_split_lines(self):
+        """Main lines at LOG_MAIL|LOG_INFO; reject log lines split at newlines as [n\\m]; long lines as [n/m]."""
+        logger = Logger(log_file_path="syslog", log_selector="", clock=lambda: FIXED_TIME)
+        logger.main("hello syslog", message_id="1xUp31-0001tl-03")
+        [line] = self.receive(1)
+        self.assertRegex(line, r"^<22>.*exim\[%d\]: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
+                               r"1xUp31-0001tl-03 hello syslog$" % os.getpid())
+        logger.reject("rejected", headers=[Header("Subject: s\n")], sender="a@b")
+        main, first, second, third = self.receive(4)
+        self.assertTrue(main.startswith("<22>") and main.endswith(" rejected"))
+        self.assertTrue(first.startswith("<21>") and first.endswith(" rejected"))
+        self.assertIn("[1/3] ", first)
+        self.assertTrue(second.endswith("[2\\3] Envelope-from: <a@b>"))
+        self.assertTrue(third.endswith("[3\\3]   Subject: s"))
+        logger.main("x" * 1000)
+        parts = self.receive(2)
+        self.assertIn("[1/2] ", parts[0])
+        self.assertIn("[2/2] ", parts[1])
