@@ -128,6 +128,8 @@ class DnsdbTests(unittest.TestCase):
             (">\n,: srv=_smtp._tcp.srv.test", "10:20:25:a.host.test"),
             ("tlsa=_25._tcp.tlsa.test", "3 1 1 " + tlsa),
             ("ptr=203.0.113.1", "a.host.test"),
+            ("ptr=2001:db8::4", "both.host.test"),
+            ("ptr=<; 203.0.113.1 ; 2001:db8::4", "a.host.test\nboth.host.test"),
             ("cname=alias.test", "a.host.test"),
             ("ns=test", "ns.test"),
             ("zns=deep.sub.zone.test", "ns.test"),

@@ -55,6 +55,7 @@ class HostNameTests(unittest.TestCase):
             ("203.0.113.99", "+include_unknown : *.nomatch", True),
             # The address items before the name item need no lookup.
             ("203.0.113.30", "203.0.113.30 : *.test", True),
+            ("2001:db8::4", "*.host.test", True),
         ]
         for address, liststring, expected in table:
             self.assertEqual(self.check(address, liststring), expected, (address, liststring))
