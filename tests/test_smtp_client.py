@@ -187,6 +187,42 @@ class DialogueTests(unittest.TestCase):
         self.assertFalse(txn.dsn_passed)
 
     @defer.inlineCallbacks
+    def test_negative_size_addition_sends_no_size(self):
+        """size_addition below zero turns SIZE= off even when SIZE is advertised."""
+        server = self.serve()
+        yield self.send(server, [Transaction("s@x.example", ["a@y.example"], data=MESSAGE)],
+                        size_addition=-1)
+        self.assertEqual(server.commands[1], b"MAIL FROM:<s@x.example>")
+
+    @defer.inlineCallbacks
+    def test_8bitmime_passed_on(self):
+        """A message received with BODY=8BITMIME keeps it when the server offers it."""
+        server = self.serve()
+        txn = Transaction("s@x.example", ["a@y.example"], data=MESSAGE, body_type="8BITMIME")
+        yield self.send(server, [txn])
+        self.assertEqual(server.commands[1], b"MAIL FROM:<s@x.example> SIZE=1062 BODY=8BITMIME")
+
+    @defer.inlineCallbacks
+    def test_smtputf8_required_but_not_offered(self):
+        """An SMTPUTF8 message to a server without SMTPUTF8 fails, as Exim fails it
+        (no downconversion), and nothing is sent for it."""
+        server = self.serve()
+        txn = Transaction("s@x.example", ["a@y.example"], data=MESSAGE, smtputf8=True)
+        result = yield self.send(server, [txn])
+        outcome = dict(result.outcomes())["a@y.example"]
+        self.assertEqual(outcome.status, FAIL)
+        self.assertEqual(outcome.message, "utf8 support required but not offered for forwarding")
+        self.assertNotIn(b"MAIL", b" ".join(server.commands))
+
+    @defer.inlineCallbacks
+    def test_avoid_esmtp_sends_helo(self):
+        """hosts_avoid_esmtp: HELO only, so no extensions are used."""
+        server = self.serve()
+        yield self.send(server, [Transaction("s@x.example", ["a@y.example"], data=MESSAGE)],
+                        esmtp=False)
+        self.assertEqual(server.commands[:2], [b"HELO client.example", b"MAIL FROM:<s@x.example>"])
+
+    @defer.inlineCallbacks
     def test_callout_stops_after_rcpt(self):
         """A transaction without data (a callout) sends MAIL and RCPT only, then QUIT."""
         server = self.serve({"RCPT TO:<no@y.example>": "550 unknown"})

@@ -124,6 +124,48 @@ class VerificationTests(TLSTestCase):
         self.assertIsNone(result.tls)
 
 
+class ClientOptionTests(TLSTestCase):
+    """CRL checking, SNI and a client certificate, seen from the Exim side too."""
+
+    @defer.inlineCallbacks
+    def test_crl_revokes_server_certificate(self):
+        """tls_crl listing the server's certificate makes verification fail."""
+        peer = self.start()
+        result = yield self.send(peer, verify="require",
+                                 crl=self.pki.crl("revoked", revoked=[self.server]))
+        self.assertEqual(self.outcome(result).message,
+                         "TLS session: (certificate verification failed)")
+
+    @defer.inlineCallbacks
+    def test_crl_without_the_certificate(self):
+        """A CRL that does not list the server's certificate changes nothing."""
+        peer = self.start()
+        result = yield self.send(peer, verify="require", crl=self.pki.crl("empty"))
+        self.assertEqual(self.outcome(result).status, OK)
+        self.assertTrue(result.tls.certificate_verified)
+
+    @defer.inlineCallbacks
+    def test_sni_reaches_server(self):
+        """tls_sni is sent: Exim logs it (log_selector +tls_sni) and $tls_out_sni has it."""
+        peer = self.start(extra="log_selector = +tls_sni")
+        result = yield self.send(peer, verify="require", sni=HOST)
+        self.assertEqual(result.tls.variables()["tls_out_sni"], HOST)
+        self.assertIn("SNI=" + HOST, peer.mainlog())
+
+    @defer.inlineCallbacks
+    def test_client_certificate(self):
+        """tls_certificate/tls_privatekey present a certificate that Exim verifies
+        (its log shows CV=yes and the certificate's DN)."""
+        client_cert = self.pki.issue("client", "client.example", sans=["client.example"])
+        peer = self.start(extra="tls_verify_hosts = 127.0.0.1\n"
+                                "tls_verify_certificates = %s\n"
+                                "log_selector = +tls_peerdn" % (self.pki.ca.cert_path,))
+        result = yield self.send(peer, verify="require", certificate=client_cert.cert_path,
+                                 privatekey=client_cert.key_path)
+        self.assertEqual(self.outcome(result).status, OK)
+        self.assertRegex(peer.mainlog(), r"<= s@client.example .*CV=yes DN=\"[^\"]*client.example")
+
+
 class OCSPStaplingTests(TLSTestCase):
     """hosts_require_ocsp against Exim's tls_ocsp_file staples."""
 

@@ -124,3 +124,19 @@ class TestPKI:
             f.write(response.public_bytes(serialization.Encoding.DER))
         os.chmod(path, 0o644)
         return path
+
+    def crl(self, stem, revoked=()):
+        """Write a PEM CRL revoking the ``Issued`` certificates in ``revoked``; returns its path."""
+        builder = (x509.CertificateRevocationListBuilder()
+                   .issuer_name(self.ca.cert.subject)
+                   .last_update(_now() - ONE_DAY).next_update(_now() + ONE_DAY))
+        for issued in revoked:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(issued.cert.serial_number)
+                .revocation_date(_now() - ONE_DAY).build())
+        crl = builder.sign(self.ca.key, hashes.SHA256())
+        path = os.path.join(self.dir, stem + ".crl")
+        with open(path, "wb") as f:
+            f.write(crl.public_bytes(serialization.Encoding.PEM))
+        os.chmod(path, 0o644)
+        return path
