@@ -79,6 +79,20 @@ class MessageIdTests(TestCase):
         self.assertTrue(all(is_message_id(i) for i in ids))
         self.assertEqual(len({i[14:] for i in ids}), 2)   # ran out of sequence numbers once
 
+    def test_forked_child_uses_its_own_pid(self):
+        """After a fork the child's ids carry the child's pid, so they cannot repeat the parent's."""
+        gen = IdGenerator(clock=lambda: 1795282716.0)
+        parent = gen.new_id()[0]
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:
+            os.write(write, gen.new_id()[0].encode())
+            os._exit(0)
+        os.waitpid(child, 0)
+        child_id = os.read(read, 100).decode()
+        self.assertEqual(parent[7:13], base62(os.getpid()))
+        self.assertEqual(child_id[7:13], base62(child))
+
     def test_unique_across_threads(self):
         """Ids handed out concurrently from many threads never collide."""
         gen = IdGenerator()

@@ -68,9 +68,10 @@ class IdGenerator:
     def __init__(self, localhost_number=None, clock=time.time, pid=None):
         self.localhost_number = localhost_number
         self.clock = clock
-        self.pid = os.getpid() if pid is None else pid
+        self.pid = pid               # None: the current process's, looked up each time
         self._lock = threading.Lock()
         self._last_step = None
+        self._last_pid = None
         self._sequence = 0
 
     def new_id(self):
@@ -78,6 +79,10 @@ class IdGenerator:
         with self._lock:
             now = self.clock()
             step = int(now * STEPS_PER_SECOND)
+            # A forked child (exim_py -odb delivering) has a new pid and its own sequence.
+            pid = os.getpid() if self.pid is None else self.pid
+            if pid != self._last_pid:
+                self._last_pid, self._last_step = pid, None
             if self._last_step is not None and step <= self._last_step:
                 self._sequence += 1
                 if self._sequence >= _MAX_SEQUENCE:
@@ -92,6 +97,6 @@ class IdGenerator:
             seconds, fraction = divmod(step, STEPS_PER_SECOND)
             if self.localhost_number is not None:
                 fraction += self.localhost_number * STEPS_PER_SECOND
-            middle = self.pid % PID_SPAN + self._sequence * PID_SPAN
+            middle = pid % PID_SPAN + self._sequence * PID_SPAN
             message_id = "%s-%s-%s" % (base62(seconds), base62(middle), base62(fraction, 2))
             return message_id, max(now, float(seconds))
