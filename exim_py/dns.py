@@ -76,11 +76,35 @@ def parse_nameservers(value):
 
 
 class Resolver:
-    """Queries with caching; safe to call from many threads at once."""
+    """Queries with caching; safe to call from many threads at once.
 
-    def __init__(self, nameservers=None, timeout=None, retries=None):
+    The optional policies are Exim's main options of the same names:
+    ``check_names_pattern`` (names that do not match are "not found"
+    without asking, except for PTR and TXT questions),
+    ``again_means_nonexist`` (a domain list: a temporary failure for a
+    matching name, TLSA excepted, counts as "not found") and
+    ``ipv4_lookup`` (a domain list: no AAAA question for matching names).
+    """
+
+    def __init__(self, nameservers=None, timeout=None, retries=None,
+                 check_names_pattern=None, again_means_nonexist=None, ipv4_lookup=None):
         self._plain = self._make(nameservers, timeout, retries, dnssec=False)
         self._dnssec = self._make(nameservers, timeout, retries, dnssec=True)
+        self._check_names = None
+        if check_names_pattern:
+            from exim_py.expand.regex import compile_regex
+            self._check_names = compile_regex(check_names_pattern)
+        self._again_means_nonexist = again_means_nonexist
+        self._ipv4_lookup = ipv4_lookup
+
+    def _in_domain_list(self, name, liststring):
+        if not liststring:
+            return False
+        from exim_py.match import match_list
+        try:
+            return bool(match_list("domain", name, liststring, None))
+        except LookupDefer:
+            return False
 
     @staticmethod
     def _make(nameservers, timeout, retries, dnssec):
@@ -99,6 +123,16 @@ class Resolver:
 
     def query(self, name, rdtype, dnssec=False):
         """Ask for records of ``rdtype`` ("A", "MX" …) at ``name``; an ``Answer``."""
+        if (self._check_names is not None and rdtype not in ("PTR", "TXT")
+                and not self._check_names.search(name)):
+            return Answer(NXDOMAIN, [], 0, False, name)
+        ans = self._query(name, rdtype, dnssec)
+        if (ans.status == AGAIN and rdtype != "TLSA"
+                and self._in_domain_list(name, self._again_means_nonexist)):
+            return Answer(NXDOMAIN, [], 0, False, name)
+        return ans
+
+    def _query(self, name, rdtype, dnssec):
         resolver = self._dnssec if dnssec else self._plain
         try:
             qname = dns.name.from_text(name.rstrip(".") + ".") if name not in ("", ".") \
@@ -150,6 +184,7 @@ class Resolver:
         """
         out = []
         deferred = False
+        ipv4_only = ipv4_only or self._in_domain_list(name, self._ipv4_lookup)
         for rdtype in ("A",) if ipv4_only else ("AAAA", "A"):
             ans = self.query(name, rdtype)
             if ans.status == AGAIN:
@@ -196,15 +231,19 @@ def get_resolver(config=None, retrans=None, retry=None):
 
     ``dns_nameservers`` chooses the servers (default: /etc/resolv.conf),
     ``dns_retrans`` and ``dns_retry`` the timeout and retries; ``retrans``
-    and ``retry`` override those two (dnsdb's modifiers).
+    and ``retry`` override those two (dnsdb's modifiers).  The
+    ``dns_check_names_pattern``, ``dns_again_means_nonexist`` and
+    ``dns_ipv4_lookup`` options apply too.
     """
     servers = _main_option(config, "dns_nameservers")
     timeout = retrans or _main_option(config, "dns_retrans") or None
     retries = retry if retry is not None else (_main_option(config, "dns_retry") or None)
-    key = (servers, timeout, retries)
+    policies = tuple(_main_option(config, name) for name in (
+        "dns_check_names_pattern", "dns_again_means_nonexist", "dns_ipv4_lookup"))
+    key = (servers, timeout, retries) + policies
     with _resolvers_lock:
         resolver = _resolvers.get(key)
         if resolver is None:
             resolver = _resolvers[key] = Resolver(parse_nameservers(servers) or None,
-                                                  timeout, retries)
+                                                  timeout, retries, *policies)
         return resolver

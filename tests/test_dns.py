@@ -103,6 +103,33 @@ class ResolverTests(unittest.TestCase):
             self.assertEqual(sorted(result), expected[name])
 
 
+class ResolverPolicyTests(unittest.TestCase):
+    def test_check_names_pattern(self):
+        """A name failing dns_check_names_pattern is not found, without asking
+        (a SERVFAIL name would otherwise defer); PTR questions are not checked."""
+        resolver = edns.get_resolver(dns_context(self).config)
+        self.assertEqual(resolver.query("bad!name.servfail.test", "A").status, edns.NXDOMAIN)
+        self.assertEqual(resolver.query("ok.servfail.test", "A").status, edns.AGAIN)
+        ctx = dns_context(self, "dns_check_names_pattern =\n")
+        resolver = edns.get_resolver(ctx.config)
+        self.assertEqual(resolver.query("bad!name.servfail.test", "A").status, edns.AGAIN)
+
+    def test_again_means_nonexist(self):
+        """dns_again_means_nonexist turns a temporary failure into "not found"."""
+        ctx = dns_context(self, "dns_again_means_nonexist = *.servfail.test\n")
+        resolver = edns.get_resolver(ctx.config)
+        self.assertEqual(resolver.query("x.servfail.test", "A").status, edns.NXDOMAIN)
+        self.assertEqual(resolver.addresses("x.servfail.test"), [])
+        self.assertEqual(resolver.query("x.servfail.test", "TLSA").status, edns.AGAIN)
+
+    def test_ipv4_lookup(self):
+        """dns_ipv4_lookup domains get no AAAA question."""
+        ctx = dns_context(self, "dns_ipv4_lookup = *.host.test\n")
+        resolver = edns.get_resolver(ctx.config)
+        self.assertEqual(resolver.addresses("both.host.test"), ["203.0.113.4"])
+        self.assertEqual(resolver.addresses("localhost.test"), ["::1", "127.0.0.1"])
+
+
 class DnsdbTests(unittest.TestCase):
     def setUp(self):
         self.ctx = dns_context(self)
