@@ -104,6 +104,19 @@ class RealEximDeliveryTests(unittest.TestCase):
                          ["a@test.example", "b@test.example"])
 
     @defer.inlineCallbacks
+    def test_large_message_streams_intact(self):
+        """A 4 MB message, sent in chunks as the socket drains, arrives byte for byte
+        (with DATA and with BDAT)."""
+        body = b"".join(b"%07d .line with a dot inside\n" % i for i in range(130000))
+        for chunking in (False, True):
+            peer = start_peer(self, chunking=chunking)
+            txn = Transaction("s@client.example", ["ok@test.example"],
+                              data=b"Subject: big\n\n" + body)
+            result = yield send(peer, [txn])
+            self.assertEqual(dict(result.outcomes())["ok@test.example"].status, OK)
+            self.assertEqual(peer.messages()[0][1], body)
+
+    @defer.inlineCallbacks
     def test_mail_rejected(self):
         """Exim's 550 to MAIL fails every recipient (a message error)."""
         peer = start_peer(self)

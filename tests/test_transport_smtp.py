@@ -150,6 +150,12 @@ class SenderComparisonTests(unittest.TestCase):
         self.assertEqual(len(lines), 3)
 
     @defer.inlineCallbacks
+    def test_two_recipients_one_delivery(self):
+        """Two accepted recipients in one delivery: => for the first, -> for the next."""
+        lines = yield self.compare(["ok@test.example", "ok2@test.example"])
+        self.assertEqual([line[:2] for line in lines], ["->", "=>"])
+
+    @defer.inlineCallbacks
     def test_prdr_outcomes(self):
         """PRDR with per-recipient accept, reject and defer: same lines as Exim."""
         lines = yield self.compare(["ok@test.example", "prdrreject@test.example",
