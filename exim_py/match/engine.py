@@ -123,6 +123,7 @@ def check_list(text, m, expand=True, named=True, whole=False):
     """
     if text is None:
         return False
+    original = text
     if expand:
         text = expand_list(text, m.ctx, m.kind, getattr(m, "subject", None))
         if text is None:
@@ -148,7 +149,7 @@ def check_list(text, m, expand=True, named=True, whole=False):
             positive = True
             pattern = item
         if pattern.startswith("/"):
-            outcome, positive = _check_file(pattern, m, positive, unknown, defer)
+            outcome, positive = _check_file(pattern, m, positive, unknown, defer, original)
             if outcome is not None:
                 return outcome
             continue
@@ -199,14 +200,14 @@ def _check_named(name, m):
     return result
 
 
-def _check_file(filename, m, positive, unknown, defer):
+def _check_file(filename, m, positive, unknown, defer, listtext):
     """Items read from ``filename``: (verdict or None, the negation in force)."""
     try:
         with open(filename, "rb") as f:
             lines = f.read().decode("utf-8", "surrogateescape").split("\n")
     except OSError as e:
-        raise LookupDefer("failed to open %s when checking a%s list: %s"
-                          % (filename, _KIND_WORDS.get(m.kind, ""), e.strerror))
+        raise LookupDefer('failed to open %s when checking "%s": %s'
+                          % (filename, listtext, e.strerror))
     file_positive = positive
     for line in lines:
         line = _strip_comment(line, m.kind in ("address", "localpart")).strip(_SPACE)
