@@ -115,7 +115,11 @@ def build_bounce(job, target, failed, now=None):
     boundary = _boundary(now)
     hostname = main.get("primary_hostname") or os.uname().nodename
     mid = _message_id_header(job)
-    out = ["X-Failed-Recipients: " + ",\n  ".join(a.address for a in failed) + "\n",
+    # Exim lists the most recent failure first (its failed-address chain).
+    failed = list(reversed(failed))
+    shown = [a.parent.address if a.is_pfr and a.parent is not None else a.address
+             for a in failed]
+    out = ["X-Failed-Recipients: " + ",\n  ".join(shown) + "\n",
            "Auto-Submitted: auto-replied\n",
            "From: %s\n" % _dsn_from(job),
            "To: %s\n" % target]

@@ -1,0 +1,127 @@
+"""Local delivery compared with real Exim 4.96: the same message to the same
+recipients under the same configuration must give the same main log
+lines, in the same order, and the same bounce message.
+
+Exim runs as Debian-exim with a -C configuration, so its spool, log and
+mail directories belong to that user, and the transports run as it.
+"""
+
+import os
+import pwd
+import re
+
+from twisted.trial import unittest
+
+from tests.support.peers import RealExim, run_exim_py
+
+TEMPLATE = """\
+primary_hostname = myhost.test
+qualify_domain = localdomain
+keep_environment =
+spool_directory = DIR/spool
+log_file_path = DIR/log/%slog
+begin routers
+alias:
+  driver = redirect
+  domains = localdomain
+  local_parts = ! user1 : ! user2 : ! user3
+  data = ${lookup{$local_part}lsearch{DIR/aliases}}
+  allow_fail
+  allow_defer
+  pipe_transport = p
+  file_transport = f
+local:
+  driver = accept
+  domains = localdomain
+  local_parts = user1 : user2
+  transport = lt
+begin transports
+lt:
+  driver = appendfile
+  file = DIR/mail/$local_part_data
+  user = Debian-exim
+p:
+  driver = pipe
+  user = Debian-exim
+f:
+  driver = appendfile
+  user = Debian-exim
+begin retry
+* * F,1h,10m
+"""
+
+ALIASES = """\
+fl: :fail: nope
+df: :defer: wait
+two: user1, fl, user3
+pp: |/bin/cat
+pf: |/bin/false
+ff: DIR/mail/ff
+bh: :blackhole:
+both: user1, user2
+"""
+
+RECIPIENTS = ["user1", "two", "df", "pp", "pf", "ff", "bh", "both", "user2"]
+MESSAGE = "Subject: hi\n\nbody\n"
+_ID = re.compile(r"[0-9A-Za-z]{6}-[0-9A-Za-z]{6}-[0-9A-Za-z]{2}\b")
+
+
+class DifferentialDeliveryTests(unittest.TestCase):
+    """exim_py and exim4 deliver one message the same way."""
+
+    def setUp(self):
+        self.exim = RealExim()
+        self.addCleanup(self.exim.cleanup)
+        try:
+            self.exim_user = pwd.getpwnam("Debian-exim")
+        except KeyError:
+            raise unittest.SkipTest("no Debian-exim user")
+
+    def prepare(self, name):
+        d = os.path.join(self.exim.dir, name)
+        for sub in ("spool", "log", "mail"):
+            os.makedirs(os.path.join(d, sub))
+            os.chown(os.path.join(d, sub), self.exim_user.pw_uid, self.exim_user.pw_gid)
+        os.chmod(d, 0o755)
+        with open(os.path.join(d, "aliases"), "w") as f:
+            f.write(ALIASES.replace("DIR", d))
+        os.chmod(os.path.join(d, "aliases"), 0o644)
+        return d, self.exim.write_config(TEMPLATE.replace("DIR", d), name + ".conf")
+
+    @staticmethod
+    def log_lines(d):
+        with open(os.path.join(d, "log", "mainlog")) as f:
+            lines = [ln[20:].rstrip("\n") for ln in f if "lost privilege" not in ln]
+        return [_ID.sub("ID", ln).replace(d, "DIR") for ln in lines]
+
+    @staticmethod
+    def bounce_body(d):
+        inp = os.path.join(d, "spool", "input")
+        for name in sorted(os.listdir(inp)):
+            if name.endswith("-H"):
+                with open(os.path.join(inp, name)) as f:
+                    if "\n<>\n" not in f.read():
+                        continue
+                with open(os.path.join(inp, name[:-2] + "-D")) as f:
+                    text = f.read()
+                text = _ID.sub("ID", text)
+                text = re.sub(r"\d+-eximdsn-\d+", "BOUNDARY", text)
+                return re.sub(r"\d\d:\d\d:\d\d [+-]\d{4}", "TIME", text)
+        return None
+
+    def test_same_log_and_bounce(self):
+        """Log lines (=>, **, ==, <= of the bounce, Frozen) come out as Exim's,
+        in Exim's order, and the bounce body is Exim's byte for byte."""
+        ex_dir, ex_conf = self.prepare("ex")
+        py_dir, py_conf = self.prepare("py")
+        args = ["-odi", "-f", "sender@x.example"] + RECIPIENTS
+        real = self.exim.run(ex_conf, args, input=MESSAGE)
+        self.assertEqual(real.returncode, 0, real.stderr)
+        ours = run_exim_py(["-C", py_conf] + args, input=MESSAGE)
+        self.assertEqual(ours.returncode, 0, ours.stderr)
+        norm = [re.sub(r" U=\S+ P=local S=\d+", " U=* P=local S=*", ln)
+                for ln in self.log_lines(ex_dir)]
+        mine = [re.sub(r" U=\S+ P=local S=\d+", " U=* P=local S=*", ln)
+                for ln in self.log_lines(py_dir)]
+        self.assertEqual(mine, norm)
+        self.assertEqual(self.bounce_body(py_dir), self.bounce_body(ex_dir))
