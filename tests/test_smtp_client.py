@@ -328,3 +328,17 @@ class FailureModeTests(unittest.TestCase):
         self.assertEqual(result.host_error.message,
                          "a TLS session is required, but the server did not offer TLS support")
         self.assertEqual(server.messages, [])
+
+    @defer.inlineCallbacks
+    def test_starttls_response_injection_ignored(self):
+        """Regression (STARTTLS response injection, CVE-2011-0411 class): lines sent
+        in clear after "220" are discarded, never read as replies; the failed
+        handshake then asks for a retry in clear."""
+        from exim_py.smtp.tls_client import TLSClientSettings
+        server = self.serve(EHLO="250-test.example\r\n250 STARTTLS",
+                            STARTTLS="220 go ahead\r\n250 injected reply")
+        result = yield self.send(server.port_number, tls="try",
+                                 tls_settings=TLSClientSettings())
+        self.assertEqual(result.host_error.message, "TLS session: (SSL_connect): timed out")
+        self.assertTrue(result.retry_in_clear)
+        self.assertEqual(server.messages, [])

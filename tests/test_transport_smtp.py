@@ -257,6 +257,19 @@ class FailureComparisonTests(SenderComparisonTests):
         self.assertIn("after HELO client.example: 554 no", lines[0])
 
     @defer.inlineCallbacks
+    def test_broken_tls_retried_in_clear(self):
+        """STARTTLS accepted but no TLS follows: tls_tempfail_tryclear makes a second
+        connection that sends the message in clear, as Exim does."""
+        server = ScriptedSMTPServer(overrides={
+            "EHLO": "250-test.example\r\n250-STARTTLS\r\n250 PIPELINING",
+            "STARTTLS": "220 go ahead\r\nthis is not a TLS handshake"})
+        self.addCleanup(server.stop)
+        lines = yield self.compare(["a@test.example"], "  command_timeout = 2s",
+                                   port=server.port_number)
+        self.assertTrue(lines[0].startswith("=> a@test.example"), lines)
+        self.assertEqual(len(server.messages), 2)
+
+    @defer.inlineCallbacks
     def test_rcpt_timeout_text(self):
         """A stall after RCPT: deferred with errno 110 and Exim's timeout text."""
         server = ScriptedSMTPServer(overrides={"RCPT": STALL})

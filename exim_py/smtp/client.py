@@ -129,6 +129,9 @@ class ESMTPClient(LineReceiver):
         stage = self._pending[0][2] if self._pending else self._stage
         state = self._pending[0][0] if self._pending else None
         self._state = state
+        if state == "handshake":
+            self._tls_failed("TLS session: (SSL_connect): timed out")
+            return
         text = "SMTP timeout after %s" % (stage,)
         if state in ("mail", "rcpt", "dot", "prdr_rcpt", "prdr_final"):
             # Timeouts after MAIL, RCPT and the end of data are treated like
@@ -296,6 +299,9 @@ class ESMTPClient(LineReceiver):
             self._tls_failed("TLS session: %s" % (exc,))
             return
         self._expect("handshake", stage="STARTTLS")
+        # Anything that came in clear after the 220 must not be read as if it
+        # had come over TLS (the STARTTLS response injection attack).
+        self.clearLineBuffer()
         self.transport.startTLS(self._tls)
 
     def handshakeCompleted(self):
