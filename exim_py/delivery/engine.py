@@ -92,6 +92,7 @@ class _Delivery:
         self.debug = debug
         self.outcome = DeliveryOutcome(message_id)
         self.lock = None
+        self.cancelled = None         # why every recipient fails now (timeout_frozen_after)
 
     @defer.inlineCallbacks
     def run(self):
@@ -150,15 +151,19 @@ class _Delivery:
     def _frozen_timeouts(self):
         """timeout_frozen_after and ignore_bounce_errors_after (spec, main options).
 
-        Returns True when the message was dealt with (and removed or to be
-        delivered), False to leave it frozen.
+        Returns True when the frozen message is to be processed now, False
+        to leave it frozen.  A message frozen for longer than
+        timeout_frozen_after has every undelivered recipient failed (and
+        bounced, unless it is itself a bounce).
         """
         main = self.config.main
         age = self.ctx.now() - self.envelope.received_time
         limit = main.get("timeout_frozen_after") or 0
         if limit and age > limit:
-            self._cancel_frozen("cancelled by timeout_frozen_after")
-            return "removed"
+            self.log.main("cancelled by timeout_frozen_after")
+            self.cancelled = "delivery cancelled; message timed out"
+            self.envelope.frozen = False
+            return True
         if self.envelope.sender == "":
             ignore = main.get("ignore_bounce_errors_after")
             if ignore is not None and age > ignore:
@@ -166,14 +171,6 @@ class _Delivery:
                 self.envelope.frozen = False
                 return True
         return False
-
-    def _cancel_frozen(self, why):
-        for r in self.envelope.recipients:
-            if r.address not in self.envelope.non_recipients:
-                self.log.main("** %s: %s" % (r.address, why))
-        self.log.main("Completed")
-        self.spool.remove(self.message_id)
-        self.outcome.completed = True
 
     # -- routing ----------------------------------------------------------------
 
@@ -200,6 +197,11 @@ class _Delivery:
             if r.errors_to:
                 a.errors_to = r.errors_to
             plan.top.append(a)
+        if self.cancelled is not None:
+            for a in plan.top:
+                a.set_result(FAIL, self.cancelled)
+                plan.events.append(a)
+            return plan
         routers = drivers.routers(self.config)
         local, remote = [], []
         new = list(plan.top)
@@ -315,9 +317,16 @@ class _Delivery:
             self._record([a], routing=True)
 
     def _bounceable(self, addr):
-        """A failure from the null sender with nowhere to send it freezes the
-        message instead of being recorded (Exim never bounces a bounce)."""
-        return addr.ignore_error or addr.errors_to or self.envelope.sender != ""
+        """Whether a failure can be recorded (and reported, if there is anyone
+        to report it to).  A failure from the null sender with nowhere to send
+        it freezes the message instead (Exim never bounces a bounce), unless
+        the message is older than ignore_bounce_errors_after: then the
+        failure is just recorded and the bounce discarded."""
+        if addr.ignore_error or addr.errors_to or self.envelope.sender != "":
+            return True
+        ignore = self.config.main.get("ignore_bounce_errors_after")
+        return ignore is not None and \
+            self.ctx.now() - self.envelope.received_time > ignore
 
     def _record(self, batch, routing=False):
         """Apply retry rules, record finished addresses durably, then log them."""
