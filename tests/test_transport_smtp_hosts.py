@@ -60,7 +60,25 @@ begin retry
 """
 
 
-class MXFallbackTests(unittest.TestCase):
+class _Deliveries(unittest.TestCase):
+    """Stores one message and runs exim_py's delivery engine on it."""
+
+    @defer.inlineCallbacks
+    def deliver(self, options=""):
+        config = self.load(options)
+        spool = Spool(os.path.join(self.dir, "spool"))
+        envelope = Envelope()
+        envelope.sender = "s@client.example"
+        envelope.recipients = [Recipient("user@mxtest.test")]
+        envelope.headers = [Header("Subject: mx\n")]
+        message_id = spool.store(envelope, b"body\n")
+        yield engine.deliver_message(config, spool, message_id, logger=Logger(config))
+        with open(os.path.join(self.dir, "log", "mainlog")) as f:
+            defer.returnValue([line for line in f.read().splitlines()
+                               if message_id in line and " user@mxtest.test " in line])
+
+
+class MXFallbackTests(_Deliveries):
     """The first MX refuses, the second answers."""
 
     def setUp(self):
@@ -78,20 +96,6 @@ class MXFallbackTests(unittest.TestCase):
             f.write(CONFIG.format(dir=self.dir, nameservers=self.dns.nameservers,
                                   port=self.peer.port, options=options))
         return exim_config.load(path)
-
-    @defer.inlineCallbacks
-    def deliver(self, options=""):
-        config = self.load(options)
-        spool = Spool(os.path.join(self.dir, "spool"))
-        envelope = Envelope()
-        envelope.sender = "s@client.example"
-        envelope.recipients = [Recipient("user@mxtest.test")]
-        envelope.headers = [Header("Subject: mx\n")]
-        message_id = spool.store(envelope, b"body\n")
-        yield engine.deliver_message(config, spool, message_id, logger=Logger(config))
-        with open(os.path.join(self.dir, "log", "mainlog")) as f:
-            defer.returnValue([line for line in f.read().splitlines()
-                               if message_id in line and " user@mxtest.test " in line])
 
     @defer.inlineCallbacks
     def test_second_mx_used_after_refusal(self):
@@ -125,3 +129,68 @@ class MXFallbackTests(unittest.TestCase):
         still tried (spec "How the limits for the number of hosts to try are used")."""
         lines = yield self.deliver("  hosts_max_try = 1")
         self.assertIn("=> user@mxtest.test", lines[0])
+
+
+STATIC = """\
+primary_hostname = client.example
+spool_directory = {dir}/spool
+log_file_path = {dir}/log/%slog
+
+begin routers
+
+r:
+  driver = manualroute
+  route_list = * {route}
+  self = send
+  transport = t
+
+begin transports
+
+t:
+  driver = smtp
+  allow_localhost
+  hosts_avoid_tls = *
+{options}
+
+begin retry
+
+* * F,1h,10m
+"""
+
+
+class TransportHostOptionTests(_Deliveries):
+    """fallback_hosts, hosts with hosts_override, and "retry time not reached"."""
+
+    def setUp(self):
+        self.peer = EximPeer().start()
+        self.addCleanup(self.peer.stop)
+        self.dir = tempfile.mkdtemp(prefix="exim-py-hosts-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.route = "127.0.0.2::%d" % (self.peer.port,)
+
+    def load(self, options=""):
+        path = os.path.join(self.dir, "exim.conf")
+        with open(path, "w") as f:
+            f.write(STATIC.format(dir=self.dir, route=self.route, options=options))
+        return exim_config.load(path)
+
+    @defer.inlineCallbacks
+    def test_fallback_hosts_used(self):
+        """The router's host refuses; the transport's fallback_hosts takes the message."""
+        lines = yield self.deliver("  fallback_hosts = 127.0.0.1::%d" % (self.peer.port,))
+        self.assertIn("=> user@mxtest.test R=r T=t H=127.0.0.1 [127.0.0.1]", lines[0])
+
+    @defer.inlineCallbacks
+    def test_hosts_override(self):
+        """hosts with hosts_override replaces the router's (refusing) host."""
+        lines = yield self.deliver("  hosts = 127.0.0.1\n  hosts_override\n  port = %d"
+                                   % (self.peer.port,))
+        self.assertIn("=> user@mxtest.test R=r T=t H=127.0.0.1 [127.0.0.1]", lines[0])
+
+    @defer.inlineCallbacks
+    def test_retry_time_not_reached(self):
+        """A second attempt before the host's retry time tries nothing, with Exim's text."""
+        yield self.deliver()
+        lines = yield self.deliver()
+        self.assertIn("defer (-54): retry time not reached for any host for 'mxtest.test'",
+                      lines[0])

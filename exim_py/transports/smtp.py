@@ -30,6 +30,7 @@ __all__ = ["OPTIONS", "Transport"]
 ERRNO_RCPT4XX = -44
 ERRNO_MAIL4XX = -45
 ERRNO_DATA4XX = -46
+ERRNO_HRETRY = -54
 
 
 def _retry_error(outcome):
@@ -139,7 +140,8 @@ class Transport(TransportBase):
             last = host
         if pending and last is None and skipped:
             for a in pending:
-                a.set_result(DEFER, "retry time not reached for any host for '%s'" % (a.domain,))
+                a.set_result(DEFER, "retry time not reached for any host for '%s'" % (a.domain,),
+                             ERRNO_HRETRY)
                 a.retry_skipped = True
 
     # -- one host ------------------------------------------------------------
