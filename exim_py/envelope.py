@@ -81,6 +81,7 @@ class Session:
         self.tls_sni = None
         self.tls_ocsp = None
         self.proxy = None                  # set by smtp/proxy.py when Proxy Protocol was used
+        self.origin_tainted = False        # addresses came from -oMa/-oMi: -H marks them tainted
         self.acl_c = {}                    # $acl_c... connection variables
         self.local = True                  # locally submitted (not SMTP from a host)
         self.caller_uid = None
@@ -119,3 +120,4 @@ class Envelope:
         self.flags = set()                 # other -H flags as Exim names them
         self.warning_count = 0             # delay warnings sent (-H line 4)
         self.spool_extra = {}              # other "-name value" -H lines, kept as read
+        self.spool_tainted = set()         # names in spool_extra read as tainted ("--name")

@@ -136,8 +136,8 @@ class HeaderFormatTests(TestCase):
         self.assertEqual(lines[:6], ["1xUp31-0001tl-03-H", "Debian-exim 102 105", "<joe@example.org>",
                                      "1795282727 0", "-received_time_usec .016192",
                                      "-received_time_complete 1795282727.016933"])
-        for expected in ("--helo_name helo.example", "--host_address [192.0.2.7]:41234",
-                         "--interface_address [192.0.2.1]:25", "-aclc 0 4", "-aclc _flag 10",
+        for expected in ("--helo_name helo.example", "-host_address [192.0.2.7]:41234",
+                         "-interface_address [192.0.2.1]:25", "-aclc 0 4", "-aclc _flag 10",
                          "-aclm _score 2", "--auth_id joe", "--auth_sender joe@example.org",
                          "-host_auth plain",
                          "-dsn_envid abc+2Bdef", "-dsn_ret 2", "-tls_certificate_verified",

@@ -299,3 +299,43 @@ class QueueToolTests(TestCase):
         out = subprocess.run([exipick, "--spool", self.dir, "-c", "-z"], capture_output=True, text=True,
                              timeout=120)
         self.assertEqual(out.stdout.strip(), "4 matches out of 100 messages")
+
+
+class DaemonSpoolTests(TestCase):
+    """A message the exim4 daemon received over TLS with AUTH and a client certificate."""
+
+    def test_reads_tls_authenticated_message(self):
+        """read() takes every TLS, AUTH and connection line of Exim's -H and writes the same file back."""
+        from tests.support import pki
+        from tests.support.exim_peer import EximPeer
+        swaks = require_command("swaks", "Debian package swaks")
+        certs = pki.standard()
+        shutil.chown(certs.ecdsa.key_path, group="Debian-exim")
+        os.chmod(certs.ecdsa.key_path, 0o640)
+        peer = EximPeer(tls_certificate=certs.ecdsa.chain_path, tls_privatekey=certs.ecdsa.key_path,
+                        extra="tls_verify_certificates = %s\ntls_try_verify_hosts = *\n" % certs.ca_path)
+        peer.start()
+        self.addCleanup(peer.stop)
+        out = subprocess.run([swaks, "-s", "127.0.0.1", "-p", str(peer.port), "-tls",
+                              "--tls-cert", certs.client.cert_path, "--tls-key", certs.client.key_path,
+                              "--helo", "client.example", "-f", "a@b.example", "-t", "x@y.example",
+                              "-au", "fred", "-ap", "secret"],
+                             capture_output=True, text=True, timeout=60)
+        self.assertIn("250 OK id=", out.stdout)
+        spool = Spool(os.path.join(peer.dir, "spool"))
+        [message_id] = list(spool.message_ids())
+        with open(spool.header_path(message_id), "rb") as f:
+            data = f.read()
+        env = spool.read(message_id)
+        self.assertEqual(spoolformat.format_header_file(env), data)
+        s = env.session
+        self.assertEqual((s.sender_host_address, s.helo_name, s.interface_address),
+                         ("127.0.0.1", "client.example", "127.0.0.1"))
+        self.assertTrue(s.tls_cipher.startswith("TLS1.3:"))
+        self.assertEqual(s.tls_version, "TLS1.3")
+        self.assertTrue(s.tls_certificate_verified)
+        self.assertIn("CN=client.test.example", s.tls_peerdn)
+        self.assertEqual((s.auth_mechanism, s.authenticated_id), ("cram", "fred"))
+        self.assertIn(b"\n-host_address [127.0.0.1]:", data)
+        self.assertIn(b"\n--tls_peerdn ", data)
+        self.assertIn(b"\n--tls_peercert -----BEGIN CERTIFICATE-----", data)

@@ -272,6 +272,7 @@ class Submission:
         if inv.sender_host_address:
             session.sender_host_address, session.sender_host_port = split_host_port(inv.sender_host_address)
             session.local = False
+            session.origin_tainted = True
         session.sender_host_name = inv.sender_host_name
         if inv.received_protocol:
             session.received_protocol = inv.received_protocol

@@ -164,10 +164,14 @@ def format_header_file(env):
         complete = "%.6f" % max(time.time(), rt)
     lines.append("-received_time_complete %s" % complete)
     # Values that came from the network are tainted: Exim marks them "--".
+    # The connection's addresses are not, unless they were given on the
+    # command line (-oMa, -oMi: Session.origin_tainted).
+    origin_tainted = getattr(s, "origin_tainted", False)
     if s.helo_name:
         lines += _value_lines("helo_name", s.helo_name, True)
     if s.sender_host_address:
-        lines += _value_lines("host_address", _address(s.sender_host_address, s.sender_host_port), True)
+        lines += _value_lines("host_address", _address(s.sender_host_address, s.sender_host_port),
+                              origin_tainted)
         if s.sender_host_name:
             lines += _value_lines("host_name", s.sender_host_name, True)
         if s.auth_mechanism:
@@ -176,7 +180,8 @@ def format_header_file(env):
             if pubname:
                 lines += _value_lines("host_auth_pubname", pubname)
     if s.interface_address:
-        lines += _value_lines("interface_address", _address(s.interface_address, s.interface_port), True)
+        lines += _value_lines("interface_address", _address(s.interface_address, s.interface_port),
+                              origin_tainted)
     if "active_hostname" in env.spool_extra:
         lines += _value_lines("active_hostname", env.spool_extra["active_hostname"])
     if s.sender_ident:
@@ -227,17 +232,20 @@ def format_header_file(env):
         lines.append("-tls_certificate_verified")
     if s.tls_cipher:
         lines += _value_lines("tls_cipher", s.tls_cipher)
+    # What the client sent in TLS (its certificate, its DN, SNI) is tainted.
     if "tls_peercert" in env.spool_extra:
-        lines += _value_lines("tls_peercert", env.spool_extra["tls_peercert"])
+        lines += _value_lines("tls_peercert", env.spool_extra["tls_peercert"], True)
     if s.tls_peerdn:
-        lines += _value_lines("tls_peerdn", s.tls_peerdn)
+        lines += _value_lines("tls_peerdn", s.tls_peerdn, True)
     if s.tls_sni:
-        lines += _value_lines("tls_sni", s.tls_sni)
+        lines += _value_lines("tls_sni", s.tls_sni, True)
     if "tls_ourcert" in env.spool_extra:
         lines += _value_lines("tls_ourcert", env.spool_extra["tls_ourcert"])
     if s.tls_ocsp:
         lines += _value_lines("tls_ocsp", s.tls_ocsp)
     lines.append("-tls_resumption %s" % env.spool_extra.get("tls_resumption", "A"))
+    if s.tls_cipher and s.tls_version:
+        lines += _value_lines("tls_ver", s.tls_version)
     if env.smtputf8:
         lines.append("-smtputf8")
         for f in ("utf8_downcvt", "utf8_optdowncvt"):
@@ -249,7 +257,9 @@ def format_header_file(env):
         lines.append("-dsn_ret %d" % DSN_RET.get(str(env.dsn_ret).upper(), 0))
     for name, value in env.spool_extra.items():
         if name not in _WRITTEN_EXTRAS:
-            lines += _value_lines(name, value) if value is not None else ["-" + name]
+            tainted = name in env.spool_tainted
+            lines += _value_lines(name, value, tainted) if value is not None else \
+                ["%s%s" % ("--" if tainted else "-", name)]
     lines += tree_lines(env.non_recipients)
     lines.append("%d" % len(env.recipients))
     lines += [recipient_line(r) for r in env.recipients]
@@ -284,7 +294,7 @@ def _apply_option(env, name, value):
     simple_session = {"helo_name": "helo_name", "host_name": "sender_host_name",
                       "ident": "sender_ident", "received_protocol": "received_protocol",
                       "auth_id": "authenticated_id", "host_auth": "auth_mechanism",
-                      "tls_cipher": "tls_cipher", "tls_peerdn": "tls_peerdn",
+                      "tls_cipher": "tls_cipher", "tls_peerdn": "tls_peerdn", "tls_ver": "tls_version",
                       "tls_sni": "tls_sni", "tls_ocsp": "tls_ocsp"}
     if name in simple_session:
         setattr(s, simple_session[name], value)
@@ -373,6 +383,10 @@ def parse_header_file(data, message_id=None):
             target[key] = decode(raw)
             continue
         _apply_option(env, name, value if sep else None)
+        if tainted and name in env.spool_extra:
+            env.spool_tainted.add(name)
+        if name in ("host_address", "interface_address") and tainted:
+            s.origin_tainted = True
     env.non_recipients = set()
     if text != "XX":
         _read_tree(text, line, env.non_recipients)
