@@ -213,7 +213,8 @@ def format_header_file(env):
     if env.deliver_firsttime:
         lines.append("-deliver_firsttime")
     if env.frozen:
-        lines.append("-frozen %d" % int(env.spool_extra.get("frozen", 0) or 0))
+        # The time of freezing; a message frozen just now has none recorded yet.
+        lines.append("-frozen %d" % int(env.spool_extra.get("frozen") or time.time()))
     lines += ["-" + f for f in _LATE_FLAGS if f in env.flags]
     if env.host_lookup_failed:
         lines.append("-host_lookup_failed")
