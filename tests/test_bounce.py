@@ -126,7 +126,7 @@ class TimerPolicyTests(unittest.TestCase):
         self.assertEqual(len(outcome.bounces), 1)
         env, warning = self.env.read_queued(outcome.bounces[0])
         self.assertEqual(env.sender, "")
-        self.assertEqual(warning["Subject"], "Warning: message %s delayed 4h" % mid)
+        self.assertEqual(warning["Subject"], "Warning: message %s delayed 4 hours" % mid)
         self.assertEqual(warning.get_content_type(), "multipart/report")
         status = warning.get_payload()[1].get_payload()
         self.assertEqual(status[1]["Action"], "delayed")

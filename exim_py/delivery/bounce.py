@@ -14,6 +14,7 @@ import os
 import random
 import time
 
+from exim_py.delivery.address import DEFER
 from exim_py.envelope import Envelope, Recipient
 
 
@@ -177,12 +178,18 @@ def build_warning(job, target, deferred, delay_text, now=None):
             "A message that you sent has not yet been delivered to one or more of its\n"
             "recipients after more than %s on the queue on %s.\n\n" % (delay_text, hostname),
             "The message identifier is:     %s\n" % job.message_id]
-    subject = [h for h in job.message.headers if h.flag != "*" and h.name.lower() == "subject"]
-    if subject:
-        out.append("The subject of the message is: %s\n" % subject[0].value.strip())
-    out.append("\nThe address(es) which have not yet been delivered are:\n\n")
+    for name, label in (("subject", "The subject of the message is: "),
+                        ("date", "The date of the message is:    ")):
+        found = [h for h in job.message.headers if h.flag != "*" and h.name.lower() == name]
+        if found:
+            out.append("%s%s\n" % (label, found[0].value.strip()))
+    out.append("\nThe address to which the message has not yet been delivered is:\n\n"
+               if len(deferred) == 1 else
+               "\nThe addresses to which the message has not yet been delivered are:\n\n")
     for a in deferred:
-        out.append("  %s\n" % a)
+        out.append("  %s\n" % a.address)
+        if a.message:
+            out.append("    Delay reason: %s\n" % a.message)
     out += ["\nNo action is required on your part. Delivery attempts will continue for\n"
             "some time, and this warning may be repeated at intervals if the message\n"
             "remains undelivered. Eventually the mail delivery software will give up,\n"
@@ -191,11 +198,13 @@ def build_warning(job, target, deferred, delay_text, now=None):
             "Content-type: message/delivery-status\n\n",
             "Reporting-MTA: dns; %s\n\n" % hostname]
     for a in deferred:
-        out.append("Action: delayed\nFinal-Recipient: rfc822;%s\nStatus: 4.0.0\n\n" % a)
+        out.append("Action: delayed\nFinal-Recipient: rfc822;%s\nStatus: 4.0.0\n\n"
+                   % a.top.address)
     out += ["--%s\n" % boundary,
             "Content-type: text/rfc822-headers\n\n",
+            "Return-path: <%s>\n" % (job.envelope.sender or ""),
             "".join(h.text for h in job.message.headers if h.flag != "*"),
-            "\n--%s--\n" % boundary]
+            "\n\n--%s--\n" % boundary]
     return "".join(out)
 
 
@@ -240,7 +249,7 @@ def send_bounce(job, target, failed):
     return inject(job, target, text)
 
 
-def maybe_delay_warning(job, remaining):
+def maybe_delay_warning(job):
     """Send a delay warning when the next delay_warning time has passed."""
     main = job.config.main
     env = job.envelope
@@ -266,8 +275,8 @@ def maybe_delay_warning(job, remaining):
                 return None
         except Exception:
             return None
-    addresses = [r.address for r in remaining]
-    text = build_warning(job, env.sender, addresses, _delay_text(due), job.ctx.now())
+    deferred = [a for a in job.outcome.deferred if a.result is DEFER]
+    text = build_warning(job, env.sender, deferred, _delay_text(due), job.ctx.now())
     new_id = inject(job, env.sender, text)
     env.warning_count = count + 1
     job.outcome.bounces.append(new_id)
@@ -275,10 +284,7 @@ def maybe_delay_warning(job, remaining):
 
 
 def _delay_text(seconds):
-    units = [("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)]
-    out = ""
-    for name, size in units:
-        if seconds >= size:
-            out += "%d%s" % (seconds // size, name)
-            seconds %= size
-    return out or "0s"
+    """$warn_message_delay: the delay_warning time passed, in minutes or hours."""
+    if seconds < 2 * 3600:
+        return "%d minutes" % (seconds // 60)
+    return "%d hours" % (seconds // 3600)

@@ -381,7 +381,7 @@ class _Delivery:
             self.outcome.completed = True
             return
         if self.outcome.deferred and not self.envelope.frozen:
-            bounce.maybe_delay_warning(self, remaining)
+            bounce.maybe_delay_warning(self)
         self.envelope.deliver_firsttime = False
         if self.envelope.frozen:
             self.outcome.frozen = True

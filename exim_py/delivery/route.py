@@ -200,8 +200,11 @@ def _add_headers(router, addr, ctx):
             value = ctx.expand(opts["errors_to"], addr).strip()
         except ForcedFail:
             value = None
-        if value is not None:
-            # An empty errors_to means "no bounces": the null sender.
+        # An empty errors_to means "no bounces": the null sender.  Any other
+        # address is used only if it verifies (spec: errors_to); when only
+        # routing is being tested or verified it does not matter.
+        if value == "" or (value is not None and ctx.mode == "deliver"
+                           and _errors_to_verifies(value, ctx)):
             addr.errors_to = value
     if opts["headers_add"] is not None:
         try:
@@ -217,6 +220,13 @@ def _add_headers(router, addr, ctx):
             text = ""
         addr.remove_headers = addr.remove_headers + [n.strip() for n in text.split(":")
                                                      if n.strip()]
+
+
+def _errors_to_verifies(address, ctx):
+    from exim_py.delivery.context import DeliveryContext
+    from exim_py.delivery.verify import verify_address
+    vctx = DeliveryContext(ctx.config, mode="verify", verify_kind="recipient")
+    return verify_address(address, vctx, "recipient").code is OK
 
 
 def _router_index(routers, name):
