@@ -71,6 +71,16 @@ class BouncePolicyTests(unittest.TestCase):
         self.assertEqual(report["To"], "owner@localdomain")
 
     @defer.inlineCallbacks
+    def test_report_to_other_than_sender(self):
+        """A report to an errors_to address names the sender instead of "you"."""
+        mid = self.env.submit(["list"])
+        outcome = yield self.env.deliver(mid, deliver_bounces=False)
+        _, report = self.env.read_queued(outcome.bounces[0])
+        self.assertEqual(report["Subject"], "Mail delivery failed")
+        self.assertIn("A message sent by\n\n  <sender@x.example>\n\ncould not be delivered",
+                      report.get_payload()[0].get_payload())
+
+    @defer.inlineCallbacks
     def test_return_size_limit(self):
         """Only about bounce_return_size_limit bytes of the body are returned,
         with Exim's note saying so."""
@@ -165,3 +175,39 @@ class TimerPolicyTests(unittest.TestCase):
         self.assertTrue(outcome.completed)
         self.assertIn("Unfrozen by errmsg timer", self.env.mainlog())
         self.assertEqual(self.env.queued(), [])
+
+
+TEMPLATE = """\
+Subject: Undeliverable mail for $bounce_recipient
+X-Template: yes
+****
+Sorry, your message could not be delivered.
+Limit: $bounce_return_size_limit
+****
+"""
+
+
+class TemplateTests(unittest.TestCase):
+    """bounce_message_file replaces the default header and introduction."""
+
+    def setUp(self):
+        config = CONFIG.replace("delay_warning = 4h : 8h\n",
+                                "delay_warning = 4h : 8h\nbounce_message_file = VAR/bounce.tmpl\n")
+        self.env = MailEnv(self, config_text=config, aliases="")
+        with open(self.env.path("bounce.tmpl"), "w") as f:
+            f.write(TEMPLATE)
+
+    @defer.inlineCallbacks
+    def test_bounce_message_file(self):
+        """The template's headers and text are expanded and used; the failed
+        addresses and the DSN part follow as usual."""
+        mid = self.env.submit(["fails"])
+        outcome = yield self.env.deliver(mid, deliver_bounces=False)
+        _, report = self.env.read_queued(outcome.bounces[0])
+        self.assertEqual(report["Subject"], "Undeliverable mail for sender@x.example")
+        self.assertEqual(report["X-Template"], "yes")
+        text = report.get_payload()[0].get_payload()
+        self.assertTrue(text.startswith("Sorry, your message could not be delivered.\n"
+                                        "Limit: 200\n"), text)
+        self.assertIn("  fails@localdomain\n    gone", text)
+        self.assertEqual(report.get_payload()[1].get_content_type(), "message/delivery-status")

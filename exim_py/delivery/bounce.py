@@ -37,6 +37,36 @@ def _dsn_from(job):
         main.get("qualify_domain") or main.get("primary_hostname"))
 
 
+def _template(job, option, extra):
+    """The expanded items of bounce_message_file / warn_message_file, or None.
+
+    Items are separated by lines of exactly four asterisks; an item that is
+    empty (or does not expand) means "use the default text" and is None.
+    """
+    path = job.config.main.get(option)
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            text = f.read()
+    except OSError as e:
+        job.logger.panic("failed to open %s for %s: %s" % (path, option, e.strerror))
+        return None
+    items = []
+    for raw in text.split("\n****\n"):
+        raw = raw[:-5] if raw.endswith("\n****") else raw
+        value = _expand(job, raw, extra) if raw.strip() else None
+        items.append(value if value and value.strip() else None)
+    return items
+
+
+def _item(items, index, default):
+    if items is None or index >= len(items) or items[index] is None:
+        return default
+    text = items[index]
+    return text if text.endswith("\n") else text + "\n"
+
+
 def _describe(addr):
     """The lines about one failed address in the human-readable part."""
     lines = []
@@ -128,15 +158,30 @@ def build_bounce(job, target, failed, now=None):
         out.append("Reply-To: %s\n" % main["errors_reply_to"])
     if mid:
         out.append("References: %s\n" % mid)
+    to_sender = target == job.envelope.sender
+    items = _template(job, "bounce_message_file", {
+        "bounce_recipient": target,
+        "bounce_return_size_limit": str(main.get("bounce_return_size_limit") or 0)})
+    default_intro = "This message was created automatically by mail delivery software.\n"
+    if main.get("bounce_message_text"):
+        default_intro += main["bounce_message_text"] + "\n"
+    if to_sender:
+        default_intro += ("\nA message that you sent could not be delivered to one or more of "
+                          "its\nrecipients. This is a permanent error. The following "
+                          "address(es) failed:\n")
+    else:
+        default_intro += ("\nA message sent by\n\n  <%s>\n\ncould not be delivered to one or "
+                          "more of its recipients. The following\naddress(es) failed:\n"
+                          % job.envelope.sender)
     out += ["Content-Type: multipart/report; report-type=delivery-status; boundary=%s\n" % boundary,
             "MIME-Version: 1.0\n",
-            "Subject: Mail delivery failed: returning message to sender\n",
+            _item(items, 0, "Subject: Mail delivery failed%s\n"
+                  % (": returning message to sender" if to_sender else "")),
             "\n",
             "--%s\n" % boundary,
             "Content-type: text/plain; charset=us-ascii\n\n",
-            "This message was created automatically by mail delivery software.\n\n",
-            "A message that you sent could not be delivered to one or more of its\n"
-            "recipients. This is a permanent error. The following address(es) failed:\n\n"]
+            _item(items, 1, default_intro),
+            "\n"]
     for a in failed:
         out.append("".join(line + "\n" for line in _describe(a)))
     out += ["\n--%s\n" % boundary,
@@ -168,32 +213,38 @@ def build_warning(job, target, deferred, delay_text, now=None):
            "To: %s\n" % target]
     if mid:
         out.append("References: %s\n" % mid)
-    out += ["Content-Type: multipart/report; report-type=delivery-status; boundary=%s\n" % boundary,
-            "MIME-Version: 1.0\n",
-            "Subject: Warning: message %s delayed %s\n" % (job.message_id, delay_text),
-            "\n",
-            "--%s\n" % boundary,
-            "Content-type: text/plain; charset=us-ascii\n\n",
-            "This message was created automatically by mail delivery software.\n"
-            "A message that you sent has not yet been delivered to one or more of its\n"
-            "recipients after more than %s on the queue on %s.\n\n" % (delay_text, hostname),
-            "The message identifier is:     %s\n" % job.message_id]
+    items = _template(job, "warn_message_file", {"warn_message_delay": delay_text,
+                                                 "warn_message_recipients": target})
+    intro = ["This message was created automatically by mail delivery software.\n"
+             "A message that you sent has not yet been delivered to one or more of its\n"
+             "recipients after more than %s on the queue on %s.\n\n" % (delay_text, hostname),
+             "The message identifier is:     %s\n" % job.message_id]
     for name, label in (("subject", "The subject of the message is: "),
                         ("date", "The date of the message is:    ")):
         found = [h for h in job.message.headers if h.flag != "*" and h.name.lower() == name]
         if found:
-            out.append("%s%s\n" % (label, found[0].value.strip()))
-    out.append("\nThe address to which the message has not yet been delivered is:\n\n"
-               if len(deferred) == 1 else
-               "\nThe addresses to which the message has not yet been delivered are:\n\n")
+            intro.append("%s%s\n" % (label, found[0].value.strip()))
+    intro.append("\nThe address to which the message has not yet been delivered is:\n"
+                 if len(deferred) == 1 else
+                 "\nThe addresses to which the message has not yet been delivered are:\n")
+    out += ["Content-Type: multipart/report; report-type=delivery-status; boundary=%s\n" % boundary,
+            "MIME-Version: 1.0\n",
+            _item(items, 0, "Subject: Warning: message %s delayed %s\n"
+                  % (job.message_id, delay_text)),
+            "\n",
+            "--%s\n" % boundary,
+            "Content-type: text/plain; charset=us-ascii\n\n",
+            _item(items, 1, "".join(intro)),
+            "\n"]
     for a in deferred:
         out.append("  %s\n" % a.address)
         if a.message:
             out.append("    Delay reason: %s\n" % a.message)
-    out += ["\nNo action is required on your part. Delivery attempts will continue for\n"
-            "some time, and this warning may be repeated at intervals if the message\n"
-            "remains undelivered. Eventually the mail delivery software will give up,\n"
-            "and when that happens, the message will be returned to you.\n",
+    out += ["\n", _item(items, 2,
+                        "No action is required on your part. Delivery attempts will continue for\n"
+                        "some time, and this warning may be repeated at intervals if the message\n"
+                        "remains undelivered. Eventually the mail delivery software will give up,\n"
+                        "and when that happens, the message will be returned to you.\n"),
             "\n--%s\n" % boundary,
             "Content-type: message/delivery-status\n\n",
             "Reporting-MTA: dns; %s\n\n" % hostname]
