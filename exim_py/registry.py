@@ -41,6 +41,7 @@ LOOKUPS = {
     "lsearch": "exim_py.lookups.lsearch",
     "nwildlsearch": "exim_py.lookups.nwildlsearch",
     "passwd": "exim_py.lookups.passwd",
+    "sqlite": "exim_py.lookups.sqlite",
     "wildlsearch": "exim_py.lookups.wildlsearch",
 }
 

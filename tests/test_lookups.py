@@ -310,3 +310,33 @@ class CdbTests(unittest.TestCase):
             f.write("tiny")
         e = self.assertRaises(ExpansionError, lookups.search, "cdb", short, "k")
         self.assertEqual(str(e), "failed to open %s too short for cdb lookup" % short)
+
+
+class SqliteTests(unittest.TestCase):
+    def setUp(self):
+        import sqlite3
+        self.path = os.path.abspath(self.mktemp())
+        conn = sqlite3.connect(self.path)
+        conn.execute("create table users (name text, home text)")
+        conn.execute("insert into users values ('fred', '/home/fred')")
+        conn.commit()
+        conn.close()
+
+    def test_file_from_query_or_option(self):
+        """The database is the query's first word, the file= option, or sqlite_dbfile."""
+        query = "select home from users where name='%s'" % lookups.quote("sqlite", "fred")
+        self.assertEqual(lookups.search("sqlite", None, self.path + " " + query), "/home/fred")
+        self.assertEqual(lookups.search("sqlite,file=" + self.path, None, query), "/home/fred")
+        conf = os.path.abspath(self.mktemp())
+        with open(conf, "w") as f:
+            f.write("sqlite_dbfile = %s\n" % self.path)
+        from exim_py import config as configmod
+        ctx = ExpandContext(config=configmod.load(conf))
+        self.assertEqual(lookups.search("sqlite", None, query, ctx), "/home/fred")
+
+    def test_errors(self):
+        """No absolute file is an error; a failing statement is "not found"."""
+        e = self.assertRaises(ExpansionError, lookups.search, "sqlite", None, "select 1")
+        self.assertEqual(str(e), 'absolute file name expected for "sqlite" lookup')
+        self.assertIsNone(lookups.search("sqlite", None, self.path + " select nosuch from users"))
+        self.assertEqual(lookups.quote("sqlite", "it's"), "it''s")

@@ -6,6 +6,7 @@ Each table row is run through exim_py and through Exim's own
 """
 
 import os
+import sqlite3
 import subprocess
 
 from twisted.trial import unittest
@@ -218,3 +219,23 @@ class CompareWithExim(unittest.TestCase):
                 ("..", "dsearch,filter=dir", d), ("..", "dsearch,filter=subdir", d),
                 ("AFILE", "dsearch", d)]
         self.lookup_rows(rows)
+
+    def test_sqlite_lookup(self):
+        """sqlite results (one column, several columns, NULL, quoting) agree with Exim."""
+        path = os.path.join(self.exim.dir, "t.db")
+        conn = sqlite3.connect(path)
+        conn.execute("create table t (k text, v text, n int)")
+        conn.executemany("insert into t values (?, ?, ?)",
+                         [("a", "one", 1), ("b", "two words", 2), ("c", None, 3), ("d", "", 4),
+                          ("e", 'q"uote', 5), ("f", '"lead', 6)])
+        conn.commit()
+        conn.close()
+        os.chmod(path, 0o644)
+        rows = [("%s select v from t where k='a'" % path,), ("%s select k,v,n from t" % path,),
+                ("%s select v from t where k='c'" % path,), ("%s select v from t where k='z'" % path,),
+                ("%s select nosuch from t" % path,), ("%s select v from t where k='d'" % path,),
+                ("%s select n, v from t where k='f'" % path,)]
+        # Rows are joined with "|" so that each answer is one line of -be output.
+        self.compare(rows, lambda q: "${lookup sqlite{%s}{<${sg{$value}{\\n}{|}}>}{NOTFOUND}}" % q,
+                     lambda q: (lambda v: "NOTFOUND" if v is None else "<%s>" % v.replace("\n", "|"))(
+                         lookups.search("sqlite", None, q, ExpandContext())))
