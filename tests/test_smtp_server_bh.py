@@ -44,8 +44,24 @@ DIALOGUES = {
     "bdat": ["HELO client.example", "MAIL FROM:<a@b.example>", "RCPT TO:<c@d.example>",
              "BDAT 0 LAST", "EHLO client.example", "MAIL FROM:<a@b.example>", "BDAT x", "QUIT"],
     "unknown": ["HELO c", "A", "B", "C", "D", "E"],
+    "extensions": ["EHLO client.example", "HELP", "MAIL FROM:<a@b.example> RET=HDRS ENVID=x+2By",
+                   "RCPT TO:<c@d.example> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;c@d.example",
+                   "RCPT TO:<e@d.example> NOTIFY=NEVER,DELAY", "VRFY c@d.example", "ETRN #queue", "QUIT"],
+    "auth": ["EHLO client.example", "AUTH LOGIN", "AUTH PLAIN AGZyZWQAd3Jvbmc=", "AUTH PLAIN",
+             "AGZyZWQAc2VjcmV0", "AUTH PLAIN", "MAIL FROM:<a@b.example> AUTH=<>", "QUIT"],
 }
+AUTHENTICATORS = """
+begin authenticators
+plain:
+  driver = plaintext
+  public_name = PLAIN
+  server_prompts = :
+  server_condition = ${if and {{eq{$auth2}{fred}}{eq{$auth3}{secret}}}}
+  server_set_id = $auth2
+"""
 EXTRA = {
+    "extensions": "acl_smtp_rcpt = accept_all\ndsn_advertise_hosts = *\nprdr_enable\n"
+                  "acl_smtp_etrn = accept_all\nacl_smtp_vrfy = accept_all",
     "rcpt_denied": "acl_smtp_rcpt = deny_all",
     "unknown": "smtp_max_synprot_errors = 10",
 }
@@ -70,6 +86,8 @@ class HostCheckDifferentialTests(unittest.TestCase):
     def compare(self, name):
         extra = EXTRA.get(name, "acl_smtp_rcpt = accept_all")
         text = CONF.format(spool=self.spool, extra=extra)
+        if name == "auth":
+            text += AUTHENTICATORS
         path = self.exim.write_config(text, name + ".conf")
         dialogue = "".join(line + "\r\n" for line in DIALOGUES[name])
         theirs = self.exim.run(path, ["-bh", "192.0.2.9"], input=dialogue)
@@ -96,6 +114,14 @@ class HostCheckDifferentialTests(unittest.TestCase):
     def test_bdat(self):
         """BDAT syntax, chunk replies and the only-BDAT rule."""
         self.compare("bdat")
+
+    def test_extensions(self):
+        """DSN, PRDR, ETRN, VRFY advertised in Exim's order; DSN parameters accepted."""
+        self.compare("extensions")
+
+    def test_auth(self):
+        """AUTH: unsupported mechanism, failure, success over a 334 exchange, already authenticated."""
+        self.compare("auth")
 
     def test_unknown_commands(self):
         """The unknown-command limit (smtp_max_unknown_commands)."""

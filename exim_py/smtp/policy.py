@@ -83,6 +83,9 @@ class ServerPolicy:
         if self.expand_mod is not None and not hasattr(self.expand_mod, "ExpandContext"):
             self.expand_mod = None
         self.tls = None                      # a tls.ServerTLS when TLS is configured
+        auths = _module("exim_py.auths.base")
+        self.auths_base = auths
+        self.authenticators = auths.load_authenticators(config) if auths is not None else []
         self.smtp_max_synprot_errors = self._option("smtp_max_synprot_errors", 3)
         self.smtp_max_unknown_commands = self._option("smtp_max_unknown_commands", 3)
         self.smtp_receive_timeout = self._option("smtp_receive_timeout", 300)
@@ -299,12 +302,12 @@ class ServerPolicy:
         if "SIZE" in ext:
             limit = self.message_size_limit(session)
             lines.append("SIZE %d" % limit if limit else "SIZE")
-        for word in ("8BITMIME", "DSN", "ETRN", "VRFY", "EXPN", "PIPELINING", "PIPECONNECT", "CHUNKING"):
+        for word in ("8BITMIME", "DSN", "ETRN", "VRFY", "EXPN", "PIPELINING", "PIPECONNECT"):
             if word in ext:
                 lines.append(word)
         if "AUTH" in ext:
             lines.append("AUTH " + " ".join(self.auth_mechanisms(session)))
-        for word in ("STARTTLS", "PRDR", "SMTPUTF8", "HELP"):
+        for word in ("CHUNKING", "STARTTLS", "PRDR", "SMTPUTF8", "HELP"):
             if word in ext:
                 lines.append(word)
         return lines
@@ -313,24 +316,27 @@ class ServerPolicy:
         words = ["AUTH"]
         if self.tls is not None and not tls_active and self.host_in("tls_advertise_hosts", session, "*"):
             words.append("STARTTLS")
-        words += ["HELO", "EHLO", "MAIL", "RCPT", "DATA", "BDAT"]
+        words += ["HELO", "EHLO", "MAIL", "RCPT", "DATA", "BDAT", "NOOP", "QUIT", "RSET", "HELP"]
         for name in ("etrn", "expn", "vrfy"):
             if self._option("acl_smtp_" + name):
                 words.append(name.upper())
-        words += ["NOOP", "QUIT", "RSET", "HELP"]
         return " ".join(words)
 
     def auth_mechanisms(self, session):
-        """Public names of the server authenticators this session may use (spec: auth_advertise_hosts)."""
-        auths = getattr(self.config, "authenticators", None) or []
-        if not auths or not self.host_in("auth_advertise_hosts", session, "*"):
+        """Names for 250-AUTH (spec "Advertising AUTH"): auth_advertise_hosts, then each
+        authenticator's server_advertise_condition."""
+        if not self.authenticators:
             return []
-        names = []
-        for a in auths:
-            if a.options.get("server_condition") is None and not getattr(a, "server", True):
-                continue
-            names.append((a.options.get("public_name") or a.name).upper())
-        return names
+        allowed = self.host_in("auth_advertise_hosts", session, "*")
+        return self.auths_base.advertised(self.authenticators, allowed, self._auth_context(session))
+
+    def _auth_context(self, session):
+        if self.expand_mod is None:
+            return None
+        ctx = getattr(session, "auth_expand_ctx", None)
+        if ctx is None:
+            ctx = session.auth_expand_ctx = self.expand_context(session)
+        return ctx
 
     # -- MAIL / RCPT -------------------------------------------------------
 
@@ -386,13 +392,40 @@ class ServerPolicy:
         return self._run_acl("predata", "acl_smtp_predata", session, envelope)
 
     def vrfy(self, session, arg):
-        return self._run_acl("vrfy", "acl_smtp_vrfy", session, recipient=arg)
+        """VRFY: the ACL, then routing the address as verification does."""
+        reply = self._run_acl("vrfy", "acl_smtp_vrfy", session, recipient=arg)
+        if reply is not None:
+            return reply
+        from exim_py.delivery.verify import verify_address
+        from exim_py.delivery.address import DEFER, OK
+        result = verify_address(arg, self.expand_context(session), kind="recipient")
+        if result.code is OK:
+            return Reply(250, "<%s> is deliverable" % arg)
+        if result.code is DEFER:
+            return Reply(451, "<%s> cannot be verified at this time" % arg)
+        return Reply(550, "<%s> %s" % (arg, result.user_message or "Unrouteable address"))
 
     def expn(self, session, arg):
         return self._run_acl("expn", "acl_smtp_expn", session, recipient=arg)
 
     def etrn(self, session, arg):
-        return self._run_acl("etrn", "acl_smtp_etrn", session)
+        """ETRN: the ACL, then smtp_etrn_command (or, without one, a '#' argument is just noted)."""
+        reply = self._run_acl("etrn", "acl_smtp_etrn", session)
+        if reply is not None:
+            return reply
+        command = self._option("smtp_etrn_command")
+        if not command:
+            if not arg.startswith("#"):
+                return Reply(501, "argument must begin with #")
+            return Reply(250, "OK")
+        session.etrn_domain = arg
+        argv = self._expand(command, session)
+        if argv is None:
+            return Reply(458, "Unable to run ETRN command")
+        import shlex
+        import subprocess
+        subprocess.Popen(shlex.split(argv), stdin=subprocess.DEVNULL, start_new_session=True)
+        return Reply(250, "OK")
 
     def starttls(self, session):
         return self._run_acl("starttls", "acl_smtp_starttls", session)
@@ -406,7 +439,19 @@ class ServerPolicy:
             self._run_acl("notquit", "acl_smtp_notquit", session)
 
     def auth_exchange(self, session, arg):
-        return Reply(504, "%s mechanism not supported" % (arg.split() or [""])[0].upper())
+        """An AUTH command: a Reply refusing it, or an _AuthDialogue to run (RFC 4954)."""
+        words = arg.split()
+        if not words:
+            return Reply(501, "AUTH must be followed by an authentication mechanism name", drop=False)
+        mechanism = words[0]
+        reply = self._run_acl("auth", "acl_smtp_auth", session)
+        if reply is not None and not reply.ok:
+            return reply
+        auth = self.auths_base.find_server(self.authenticators, mechanism, self.auth_mechanisms(session))
+        if auth is None:
+            code, text = self.auths_base.unsupported_reply(mechanism).split(" ", 1)
+            return Reply(int(code), text)
+        return _AuthDialogue(self, session, auth, words[1] if len(words) > 1 else None)
 
     def tls_context(self, session):
         return self.tls.context_for(session)
@@ -531,3 +576,32 @@ class ServerPolicy:
     def log_too_big(self, session, envelope, size):
         self.log_main("rejected from <%s> H=%s: message too big: read=%d max=%d"
                       % (envelope.sender, self.host_text(session), size, self.message_size_limit(session)))
+
+
+class _AuthDialogue:
+    """One AUTH exchange: ``step(line)`` gives the next base64 challenge or the final Reply."""
+
+    def __init__(self, policy, session, auth, initial):
+        self.policy = policy
+        self.session = session
+        self.auth = auth
+        self.initial = initial
+        self.exchange = None
+
+    def step(self, line):
+        base = self.policy.auths_base
+        if self.exchange is None:
+            self.exchange = self.auth.server_start(self.initial, self.policy._auth_context(self.session))
+        else:
+            self.exchange.server_step(line)
+        if self.exchange.result is None:
+            return base.encode64(self.exchange.challenge or b"")
+        result = self.exchange.result
+        result.apply(self.session, self.auth.name)
+        failure = result.log_line(self.auth.name, self.policy.host_text(self.session))
+        if failure is not None:
+            self.policy.log_main(failure)
+        code, _, text = result.reply.partition(" ")
+        if int(code) == 235:
+            self.session.received_protocol = self.policy.protocol_name(self.session, self.session.esmtp)
+        return Reply(int(code), text)

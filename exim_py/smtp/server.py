@@ -666,6 +666,8 @@ class SMTPServerProtocol(protocol.Protocol):
         self._policy_command(self.policy.expn, arg)
 
     def smtp_ETRN(self, arg):
+        if self.envelope is not None:
+            return self._synprot(503, "ETRN is not permitted inside a transaction")
         if not arg:
             return self._synprot(501, "ETRN must have an argument")
         self._policy_command(self.policy.etrn, arg)
