@@ -77,8 +77,9 @@ class AclContext:
     session); when omitted one is made from :func:`session_variables`.
     ``log``: a ``Logger`` (exim_py.log) or None to discard log lines.
     ``host_checking``: True under ``-bh`` (delays are reported, not applied).
-    ``dns_cache``: a dict kept per session, so a DNS list is asked once per
-    connection (spec: "DNS list lookups are cached ... for the SMTP session").
+    ``dns_cache``: a dict kept per connection (by default on the session), so a
+    DNS list is asked once per connection (spec: "DNS list lookups are cached
+    ... for the SMTP session").
     """
 
     def __init__(self, config, session, envelope=None, recipient=None, log=None,
@@ -89,7 +90,12 @@ class AclContext:
         self.recipient = recipient
         self.log = log
         self.host_checking = host_checking
-        self.dns_cache = dns_cache if dns_cache is not None else {}
+        if dns_cache is None:
+            # One cache per connection: kept on the session unless given.
+            dns_cache = getattr(session, "acl_dns_cache", None)
+            if dns_cache is None:
+                dns_cache = session.acl_dns_cache = {}
+        self.dns_cache = dns_cache
         self.resolver = resolver
         # Set by a failed verify = sender, for the extra reply line and log
         # line replies.py adds (keys: address, result, message, user_message, told).
