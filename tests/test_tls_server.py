@@ -216,3 +216,68 @@ class TLSServerTests(unittest.TestCase):
         self.assertIsInstance(bad, (ssl.SSLError, OSError, list))
         if isinstance(bad, list):
             self.assertEqual(bad, [], "a client without a certificate must not get an EHLO reply")
+
+
+class CertificateSelectionTests(unittest.TestCase):
+    """Which certificate the server shows: SNI re-expansion and RSA + ECDSA lists."""
+
+    def start(self, conf):
+        policy, spool = make_policy(self, conf)
+        policy.tls = ServerTLS.from_config(policy.config, policy)
+        self.spool = spool
+        port = reactor.listenTCP(0, SMTPServerFactory(policy), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        return port.getHost().port
+
+    def peer_cn(self, port, server_name, context):
+        c = Client(port)
+        c.reply()
+        c.command("EHLO client.example")
+        c.command("STARTTLS")
+        c.starttls(context, server_name)
+        cert = c.sock.getpeercert()
+        c.command("EHLO client.example")
+        c.command("MAIL FROM:<a@b.example>")
+        c.command("RCPT TO:<c@d.example>")
+        c.command("DATA")
+        c.send("Subject: sni\r\n\r\nx\r\n.\r\n")
+        c.reply()
+        c.close()
+        return dict(x[0] for x in cert["subject"])["commonName"]
+
+    @defer.inlineCallbacks
+    def test_sni_selects_certificate(self):
+        """tls_certificate mentioning $tls_in_sni is re-expanded for the name the client asks."""
+        p = shared_pki()
+        port = self.start(
+            "tls_certificate = ${if eq{$tls_in_sni}{alt.test.example}{%s}{%s}}\n"
+            "tls_privatekey = ${if eq{$tls_in_sni}{alt.test.example}{%s}{%s}}\n"
+            % (p.alt.chain_path, p.ecdsa.chain_path, p.alt.key_path, p.ecdsa.key_path))
+        default = yield threads.deferToThread(self.peer_cn, port, "mx.test.example", client_context())
+        alt = yield threads.deferToThread(self.peer_cn, port, "alt.test.example", client_context())
+        self.assertEqual((default, alt), ("mx.test.example", "alt.test.example"))
+        snis = sorted(self.spool.read(i).session.tls_sni for i in self.spool.message_ids())
+        self.assertEqual(snis, ["alt.test.example", "mx.test.example"])
+
+    @defer.inlineCallbacks
+    def test_rsa_and_ecdsa_list(self):
+        """With RSA and ECDSA certificates listed, an RSA-only client gets the RSA one."""
+        p = shared_pki()
+        port = self.start("tls_certificate = %s : %s\ntls_privatekey = %s : %s\n"
+                          % (p.ecdsa.chain_path, p.rsa.chain_path, p.ecdsa.key_path, p.rsa.key_path))
+        rsa_only = client_context()
+        rsa_only.maximum_version = ssl.TLSVersion.TLSv1_2
+        rsa_only.set_ciphers("ECDHE-RSA-AES128-GCM-SHA256")
+
+        def key_type():
+            c = Client(port)
+            c.reply()
+            c.command("EHLO client.example")
+            c.command("STARTTLS")
+            c.starttls(rsa_only, "mx.test.example")
+            cipher = c.sock.cipher()[0]
+            c.close()
+            return cipher
+        self.assertEqual((yield threads.deferToThread(key_type)), "ECDHE-RSA-AES128-GCM-SHA256")
+        cn = yield threads.deferToThread(self.peer_cn, port, "mx.test.example", client_context())
+        self.assertEqual(cn, "mx.test.example")
