@@ -84,7 +84,7 @@ class ResolverTests(unittest.TestCase):
                          ["203.0.113.4"])
         self.assertEqual(self.resolver.addresses("nothere.test"), [])
         self.assertEqual(sorted(self.resolver.reverse("203.0.113.20")),
-                         ["alias-of-friend.test", "friend.test"])
+                         ["alias-of-friend.test", "friend-alias.test", "friend.test"])
 
     def test_temporary_errors_defer(self):
         """SERVFAIL raises LookupDefer from the helpers."""

@@ -76,6 +76,14 @@ class HostNameTests(unittest.TestCase):
         self.assertTrue(match.match_host(host, "*.host.test", self.ctx))
         self.assertEqual(host.name, "a.host.test")
 
+    def test_aliases_kept(self):
+        """Every confirmed name is tried, also after the first was stored on the host."""
+        host = Host("203.0.113.20")
+        self.assertFalse(match.match_host(host, "*.nomatch.test", self.ctx))
+        self.assertIn(host.name, ("friend.test", "friend-alias.test"))
+        self.assertTrue(match.match_host(host, "^friend-alias", self.ctx))
+        self.assertTrue(match.match_host(host, "\\N^friend\\.test$\\N", self.ctx))
+
     def test_name_lookup_by_key(self):
         """A single-key lookup item in a host list uses the host name as key."""
         path = self.mktemp()
@@ -93,6 +101,7 @@ class HostNameTests(unittest.TestCase):
     def test_query_style_item(self):
         """A query-style lookup item matches when the query finds something."""
         self.assertTrue(self.check("203.0.113.1", "dnsdb;a=a.host.test"))
+        self.assertEqual(self.ctx.get("host_data"), "203.0.113.1")
         self.assertFalse(self.check("203.0.113.1", "dnsdb;a=nothere.test"))
 
 

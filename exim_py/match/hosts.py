@@ -253,7 +253,10 @@ class HostMatcher(Matcher):
                 return self.address in local_addresses(self.ctx)
         net = ip_and_mask(ss)
         if net is not None:
-            ip = self.ip
+            try:
+                ip = self.ip
+            except ValueError:
+                return False
             return ip.version == net.version and ip in net
         semicolon = ss.find(";")
         if semicolon < 0:
@@ -270,7 +273,7 @@ class HostMatcher(Matcher):
             return self._net_lookup(ss[netm.end():semicolon], ss[semicolon + 1:], bits)
         ltype = lookups.parse_type(ss[:semicolon])
         if lookups.is_query_style(ltype.name):
-            return lookups.search(ltype, None, ss[semicolon + 1:], self.ctx) is not None
+            return self._found(lookups.search(ltype, None, ss[semicolon + 1:], self.ctx))
         if self.iponly:
             return self._net_lookup(ss[:semicolon], ss[semicolon + 1:], None)
         return self._by_name(ss)
@@ -283,6 +286,10 @@ class HostMatcher(Matcher):
         else:
             key = masked_key(self.address, bits, ":" if ltype.name == "iplsearch" else ".")
             value = lookups.search(ltype, data, key, self.ctx)
+        return self._found(value)
+
+    def _found(self, value):
+        """A lookup item's verdict; its data becomes the match value."""
         if value is None:
             return False
         self.value = value
@@ -311,6 +318,11 @@ class HostMatcher(Matcher):
             raise Unknown("host name not permitted in an IP-only list")
         name = getattr(self.host, "name", None)
         if name:
+            # Aliases found by an earlier reverse lookup are in the cache.
+            cached = (getattr(self.ctx, "match_cache", None) or {}).get(
+                ("host-names", self.address))
+            if cached and cached[0] == name:
+                return cached
             return [name] + list(getattr(self.host, "aliases", None) or [])
         names = host_names(self.address, self.ctx)
         if not names:
