@@ -19,6 +19,7 @@ import ipaddress
 import re
 import socket
 import struct
+import time
 
 from exim_py import lookups
 from exim_py.dns import get_resolver
@@ -72,8 +73,19 @@ def masked_key(address, bits, sep):
     return text if bits is None else "%s/%d" % (text, bits)
 
 
+_interfaces = (0.0, frozenset())
+
+
 def _interface_addresses():
-    """Every IP address configured on this host's interfaces."""
+    """Every IP address on this host's interfaces, re-read at most once a minute."""
+    global _interfaces
+    now = time.monotonic()
+    if now - _interfaces[0] > 60 or not _interfaces[1]:
+        _interfaces = (now, frozenset(_read_interface_addresses()))
+    return _interfaces[1]
+
+
+def _read_interface_addresses():
     out = set()
     for _, name in socket.if_nameindex():
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
