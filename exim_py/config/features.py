@@ -10,4 +10,5 @@ configuration that tests ``_HAVE_X`` relies on X being there.
 """
 
 FEATURES = {
+    "PIPE_CONNECT": "PIPECONNECT",      # smtp/server.py: PIPECONNECT (pipelining_connect_advertise_hosts)
 }
