@@ -145,6 +145,10 @@ class ExpandDifferentialTests(unittest.TestCase):
         """Branches not taken, $value and $1 scoping, sg matching, numeric edge cases."""
         self.check_group("semantics", expand_cases.SEMANTICS)
 
+    def test_more(self):
+        """Lookups in lists and items, ${run} argument splitting, RFC 2822 addresses."""
+        self.check_group("more", expand_cases.MORE)
+
     def test_prvscheck(self):
         """${prvscheck} on plain and prvs-signed addresses, and its variables."""
         self.check_group("prvscheck", expand_cases.PRVSCHECK)

@@ -192,7 +192,10 @@ def _list_match(ctx, name, subject, liststring):
     try:
         result = match_list(kind, subject, liststring, ctx, caseless=True, expand=False)
     except LookupDefer as e:
-        raise ExpansionError('unable to complete match against "%s": %s' % (liststring, e))
+        # Exim has no text for an unknown named list here.
+        reason = "" if str(e).startswith("unknown named") else str(e)
+        raise ExpansionError('unable to complete match against "%s": %s'
+                             % (liststring, reason))
     if result:
         ctx.lookup_value = result.value
         if result.numeric:

@@ -29,6 +29,9 @@ class ExpandContext:
         self.lookup_cache = {}
         # Items that may not be used here (filters: ${run}, ${readfile} ...).
         self.forbid = frozenset()
+        # Exim's address parser remembers an unfinished "group:" between
+        # expansions (its parse_found_group flag); ${addresses} can leave it set.
+        self.parse_found_group = False
 
     def get(self, name, default=None):
         """The value of variable ``name`` (lazy values computed once)."""

@@ -328,6 +328,8 @@ class ReadFile(Args):
         try:
             with open(path, "rb") as f:
                 data = f.read().decode("latin-1")
+        except IsADirectoryError:
+            data = ""       # fopen() works on a directory; reading gives nothing
         except OSError as e:
             raise ExpansionError("failed to open %s: %s" % (path, e.strerror))
         if eol is not None:
@@ -427,13 +429,16 @@ class Run(Node):
                 except ExpansionError as e:
                     raise wrap_error(e, 'Expansion of "%s" from command "%s" in ${run} '
                                         'expansion failed: %s' % (arg, self.command, e))
-        if not argv:
-            raise ExpansionError("missing command name in ${run} expansion")
-        if "/" not in argv[0]:
-            argv[0] = "./" + argv[0]      # execv(): no search of $PATH
+        spool = ctx.main_option("spool_directory") or "/"
+        cwd = spool if os.path.isdir(spool) else "/"
         try:
-            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            if not argv:
+                raise FileNotFoundError("")      # nothing to run: exec fails
+            # Exim uses execv(): no search of $PATH, relative to the spool.
+            proc = subprocess.run(argv, executable=os.path.join(cwd, argv[0]),
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   timeout=60, start_new_session=True, env=environment(ctx),
+                                  cwd=cwd,
                                   preexec_fn=lambda: os.umask(0o077))
             output, rc = proc.stdout.decode("latin-1"), proc.returncode
         except FileNotFoundError:

@@ -144,13 +144,21 @@ def op_base62d(s, arg, ctx):
     return _decode_base(s, _B62, "base62d")
 
 
+def _extract(s, ctx, allow_group=False):
+    state = {"allow_group": allow_group, "found_group": ctx.parse_found_group}
+    try:
+        return extract_address(s, state=state)
+    finally:
+        ctx.parse_found_group = state["found_group"]
+
+
 def op_address(s, arg, ctx):
-    parsed = extract_address(s)
+    parsed = _extract(s, ctx)
     return parsed[0] if parsed else ""
 
 
 def op_local_part(s, arg, ctx):
-    parsed = extract_address(s)
+    parsed = _extract(s, ctx)
     if not parsed:
         return ""
     address, domain = parsed
@@ -158,7 +166,7 @@ def op_local_part(s, arg, ctx):
 
 
 def op_domain(s, arg, ctx):
-    parsed = extract_address(s)
+    parsed = _extract(s, ctx)
     if not parsed or parsed[1] <= 0:
         return ""
     return parsed[0][parsed[1]:]
@@ -172,7 +180,7 @@ def op_addresses(s, arg, ctx):
             raise ExpansionError("output separator missing in expanding ${addresses:%s}" % t)
         outsep, t = t[1], t[2:]
     out = []
-    state = {"allow_group": True, "found_group": False}
+    state = {"allow_group": True, "found_group": ctx.parse_found_group}
     while True:
         end = find_address_end(t)
         parsed = extract_address(t[:end], state=state)
@@ -184,6 +192,7 @@ def op_addresses(s, arg, ctx):
         if end >= len(t):
             break
         t = t[end + 1:]
+    ctx.parse_found_group = state["found_group"]
     return outsep.join(out)
 
 
@@ -217,11 +226,17 @@ def quote_lookup(s, arg):
     try:
         from exim_py import lookups
         quote = lookups.quote
-    except (ImportError, AttributeError):
+    except ImportError:
         raise ExpansionError('unknown lookup type "%s"' % name)
-    result = quote(name, s) if not opt else quote(name + "_" + opt, s)
-    if result is None:
-        raise ExpansionError('"%s" unrecognized after "${quote_%s"' % (opt, name))
+    result = quote(name, s)
+    if opt:
+        # Only lookups with their own quoting take an option after the name.
+        try:
+            quoter = getattr(lookups._lookup(name), "quote", None)
+        except (AttributeError, ExpansionError):
+            quoter = None
+        if quoter is None:
+            raise ExpansionError('"%s" unrecognized after "${quote_%s"' % (opt, name))
     return result
 
 

@@ -12,7 +12,8 @@ _SPECIALS = '()<>@,;:\\".[]'
 _SPACE = " \t\n\r\f\v"
 # The common case, a bare local@domain made of atoms, needs no parser.
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_SIMPLE = re.compile(r"(%s(?:\.+%s)*)@(%s(?:\.%s)*)\Z" % (_ATOM, _ATOM, _ATOM, _ATOM))
+_LABEL = r"[A-Za-z0-9][A-Za-z0-9-]*"
+_SIMPLE = re.compile(r"(%s(?:\.+%s)*)@(%s(?:\.%s)*)\Z" % (_ATOM, _ATOM, _LABEL, _LABEL))
 
 
 class _Fail(Exception):
@@ -96,9 +97,12 @@ class _Parser:
         while True:
             self.skip_comment()
             start = len(out)
-            while _is_atom_char(self.ch()):
-                out.append(self.ch())
-                self.i += 1
+            # RFC 821 rule, as Exim applies it here: letters, digits and
+            # hyphens, not starting with a hyphen.
+            if self.ch() != "-":
+                while self.ch().isalnum() and self.ch().isascii() or self.ch() == "-":
+                    out.append(self.ch())
+                    self.i += 1
             if len(out) == start:
                 raise _Fail("domain missing or malformed")
             self.skip_comment()
@@ -139,10 +143,10 @@ def extract_address(mailbox, state=None, allow_null=False):
     ``state`` (a dict with ``allow_group`` / ``found_group``) carries group
     syntax between the pieces of one ${addresses} list.
     """
+    m = _SIMPLE.match(mailbox)
+    if m:
+        return mailbox, m.end(1) + 1
     if state is None:
-        m = _SIMPLE.match(mailbox)
-        if m:
-            return mailbox, m.end(1) + 1
         state = {"allow_group": False, "found_group": False}
     p = _Parser(mailbox)
     try:
@@ -156,7 +160,9 @@ def extract_address(mailbox, state=None, allow_null=False):
                     result = (text, 0)
                     break
                 while p.ch() != "<" and not (state["allow_group"] and p.ch() == ":"):
-                    if p.ch() == "" or not p.local_part() and p.ch() not in ("<", ":"):
+                    # Each phrase word must be there: an empty one (at the
+                    # end, or at a special character) fails the address.
+                    if not p.local_part():
                         raise _Fail("expected word or <")
                 if p.ch() == ":":
                     state["found_group"] = True

@@ -125,24 +125,26 @@ def interpret_escape(s, i):
 
 
 def dequote(s, i):
-    """Exim's string_dequote(): a word, or a quoted string with escapes, from s[i]."""
-    out = []
+    """Exim's string_dequote() from s[i]: a word up to white space taken as
+    it is, or, when it starts with a double quote, a quoted string with
+    backslash escapes.  Returns (text, index after it)."""
     n = len(s)
-    while i < n and s[i] not in _SPACE:
-        if s[i] == '"':
-            i += 1
-            while i < n and s[i] != '"':
-                if s[i] == "\\" and i + 1 < n:
-                    c, i = interpret_escape(s, i)
-                    out.append(c)
-                else:
-                    out.append(s[i])
-                    i += 1
-            if i < n:
-                i += 1
+    if i >= n or s[i] != '"':
+        j = i
+        while j < n and s[j] not in _SPACE:
+            j += 1
+        return s[i:j], j
+    out = []
+    i += 1
+    while i < n and s[i] != '"':
+        if s[i] == "\\" and i + 1 < n:
+            c, i = interpret_escape(s, i)
+            out.append(c)
         else:
             out.append(s[i])
             i += 1
+    if i < n:
+        i += 1
     return "".join(out), i
 
 
