@@ -47,6 +47,8 @@ DIALOGUES = {
     "extensions": ["EHLO client.example", "HELP", "MAIL FROM:<a@b.example> RET=HDRS ENVID=x+2By",
                    "RCPT TO:<c@d.example> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;c@d.example",
                    "RCPT TO:<e@d.example> NOTIFY=NEVER,DELAY", "VRFY c@d.example", "ETRN #queue", "QUIT"],
+    "expn": ["EHLO client.example", "EXPN postmaster", "EXPN rhubarb", "EXPN a", "VRFY a@mx.test.example",
+             "VRFY rhubarb@mx.test.example", "QUIT"],
     "auth": ["EHLO client.example", "AUTH LOGIN", "AUTH PLAIN AGZyZWQAd3Jvbmc=", "AUTH PLAIN",
              "AGZyZWQAc2VjcmV0", "AUTH PLAIN", "MAIL FROM:<a@b.example> AUTH=<>", "QUIT"],
 }
@@ -59,7 +61,23 @@ plain:
   server_condition = ${if and {{eq{$auth2}{fred}}{eq{$auth3}{secret}}}}
   server_set_id = $auth2
 """
+ROUTERS = """
+begin routers
+alias:
+  driver = redirect
+  data = a, b, c
+  local_parts = postmaster
+abc:
+  driver = accept
+  local_parts = a:b:c
+  transport = local_delivery
+begin transports
+local_delivery:
+  driver = appendfile
+  file = /dev/null
+"""
 EXTRA = {
+    "expn": "acl_smtp_expn = accept_all\nacl_smtp_vrfy = accept_all",
     "extensions": "acl_smtp_rcpt = accept_all\ndsn_advertise_hosts = *\nprdr_enable\n"
                   "acl_smtp_etrn = accept_all\nacl_smtp_vrfy = accept_all",
     "rcpt_denied": "acl_smtp_rcpt = deny_all",
@@ -88,6 +106,8 @@ class HostCheckDifferentialTests(unittest.TestCase):
         text = CONF.format(spool=self.spool, extra=extra)
         if name == "auth":
             text += AUTHENTICATORS
+        if name == "expn":
+            text += ROUTERS
         path = self.exim.write_config(text, name + ".conf")
         dialogue = "".join(line + "\r\n" for line in DIALOGUES[name])
         theirs = self.exim.run(path, ["-bh", "192.0.2.9"], input=dialogue)
@@ -118,6 +138,10 @@ class HostCheckDifferentialTests(unittest.TestCase):
     def test_extensions(self):
         """DSN, PRDR, ETRN, VRFY advertised in Exim's order; DSN parameters accepted."""
         self.compare("extensions")
+
+    def test_expn_and_vrfy(self):
+        """EXPN lists what a redirection generates; VRFY routes the address."""
+        self.compare("expn")
 
     def test_auth(self):
         """AUTH: unsupported mechanism, failure, success over a 334 exchange, already authenticated."""

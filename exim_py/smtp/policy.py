@@ -379,8 +379,10 @@ class ServerPolicy:
     def qualify_recipient(self, session, address):
         if session.sender_host_address and not self.host_in("recipient_unqualified_hosts", session):
             return None
-        domain = self._option("qualify_recipient") or self._option("qualify_domain") or self.primary_hostname
-        return address + "@" + domain
+        return address + "@" + self._recipient_domain()
+
+    def _recipient_domain(self):
+        return self._option("qualify_recipient") or self._option("qualify_domain") or self.primary_hostname
 
     def mail(self, session, envelope):
         return self._run_acl("mail", "acl_smtp_mail", session, envelope)
@@ -406,7 +408,22 @@ class ServerPolicy:
         return Reply(550, "<%s> %s" % (arg, result.user_message or "Unrouteable address"))
 
     def expn(self, session, arg):
-        return self._run_acl("expn", "acl_smtp_expn", session, recipient=arg)
+        """EXPN: the ACL, then one level of routing; a redirection lists what it generated."""
+        reply = self._run_acl("expn", "acl_smtp_expn", session, recipient=arg)
+        if reply is not None:
+            return reply
+        from exim_py.delivery.address import REROUTED, OK, Address
+        from exim_py.delivery.context import DeliveryContext
+        from exim_py.delivery.route import route_address
+        address = arg if "@" in arg else arg + "@" + self._recipient_domain()
+        ctx = DeliveryContext(self.config, mode="verify", verify_kind="recipient",
+                              base=self.expand_context(session))
+        outcome = route_address(Address(address), ctx)
+        if outcome.code is REROUTED and outcome.new:
+            return Reply(250, "\n".join("<%s>" % a.address for a in outcome.new))
+        if outcome.code is OK:
+            return Reply(250, "<%s>" % address)
+        return Reply(553, "%s is undeliverable" % address)
 
     def etrn(self, session, arg):
         """ETRN: the ACL, then smtp_etrn_command (or, without one, a '#' argument is just noted)."""
