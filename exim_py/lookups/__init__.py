@@ -168,6 +168,8 @@ def search_wild(ltype, source, key, ctx=None):
     # The key must be non-empty for a single-key lookup to succeed.
     if key == "":
         return None, None
+    if source is None:
+        source = ""
     value, parts = _single_key(ltype, source, key, ctx)
     if value is not None and parse_options(ltype.options).get("ret") == "key":
         value = key

@@ -29,7 +29,7 @@ class Lookup:
         path = os.path.join(directory, key)
         try:
             st = os.lstat(path)
-        except OSError:
+        except (OSError, ValueError):
             return None
         wanted = options.get("filter")
         if wanted == "file" and not stat.S_ISREG(st.st_mode):
