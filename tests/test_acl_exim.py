@@ -287,3 +287,27 @@ p:
                 ["HELO x", "MAIL FROM:<a@b>", "RCPT TO:<d@c>", "RCPT TO:<e@c>",
                  "RCPT TO:<quiet@c>", "RCPT TO:<ok@c>", "RSET", "MAIL FROM:<d@b>",
                  "RCPT TO:<x@c>", "DATA", "QUIT"])
+
+
+HEADER_CASES = [
+    "To: undisclosed-recipients:;", "From: (just a comment)", "From: <>",
+    'From: "quoted local"@example.com', "From: a@b.c (Comment)",
+    "From: Joe Bloggs <joe@example.com>, Other <o@x.y>", "To: a@b.c d@e.f", "From: joe@",
+    "From: @example.com", "From: Joe <>", "From: a.@b.c", "From: a@[1.2.3.4]", "From: a@b..c",
+    'From: "unterminated <a@b.c>', "From: Joe <joe@example.com> junk", "From: <a@b.c",
+    "To: group: a@b.c, d@e.f;", "Reply-To: a b@c.d", "Cc: a@b.c,", "Subject: not checked <",
+    "Sender: x", "To: x@y, , z", "From: a@b@c@@",
+]
+
+
+class HeaderSyntaxTests(unittest.TestCase):
+    """verify = header_syntax: what passes and the exact failure texts."""
+
+    def test_header_syntax_cases(self):
+        """Each header line is judged and described as Exim does."""
+        main = "acl_smtp_rcpt = accept\nacl_smtp_data = d"
+        acls = "d:\n  deny !verify = header_syntax\n  accept\n"
+        commands = ["HELO x"]
+        for header in HEADER_CASES:
+            commands += ["MAIL FROM:<a@b>", "RCPT TO:<u@c>", "DATA", header, "", "body", "."]
+        compare(self, main, acls, commands + ["QUIT"])

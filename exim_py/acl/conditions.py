@@ -11,7 +11,7 @@ import importlib
 import importlib.util
 import re
 
-from exim_py.acl import dnslists, ratelimit
+from exim_py.acl import dnslists, headers, ratelimit
 from exim_py.acl.phases import VERIFIES, WHERE_NAMES
 from exim_py.errors import ExpansionError
 
@@ -167,11 +167,11 @@ def verify(run, item, arg):
             return OK
         return rc
     if key == "header_syntax":
-        return _verify_header_syntax(run)
+        return headers.header_syntax(run)
     if key == "not_blind":
-        return _verify_not_blind(run, options)
+        return headers.not_blind(run, options)
     if key == "header_names_ascii":
-        return _verify_header_names(run)
+        return headers.header_names_ascii(run)
     if key == "csa":
         run.log = "verify = csa is not supported by exim_py"
         return ERROR
@@ -224,70 +224,6 @@ def _verify_reverse(run):
     run.log = ("host name %s does not match the address" % names[0] if names
                else "no host name found for IP address %s" % address)
     return FAIL
-
-
-_HEADER_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
-_ADDRESS_HEADERS = ("sender", "reply-to", "from", "to", "cc", "bcc", "resent-sender",
-                    "resent-reply-to", "resent-from", "resent-to", "resent-cc", "resent-bcc")
-
-
-def _headers(run):
-    env = run.ctx.envelope
-    return [h for h in (env.headers if env is not None else []) if h.flag != "*"]
-
-
-def _verify_header_syntax(run):
-    """Address headers must parse as RFC 5322 address lists (spec "verify = header_syntax")."""
-    from email.headerregistry import HeaderRegistry
-    registry = HeaderRegistry()
-    for header in _headers(run):
-        if header.name.lower() not in _ADDRESS_HEADERS:
-            continue
-        value = header.value.strip()
-        problem = None
-        try:
-            parsed = registry(header.name, value)
-            if getattr(parsed, "defects", None):
-                problem = str(parsed.defects[0])
-            for address in getattr(parsed, "addresses", ()):
-                if address.addr_spec and "@" not in address.addr_spec:
-                    problem = "missing or malformed local part"
-        except Exception as e:          # the email package raises several types
-            problem = str(e)
-        if problem is not None:
-            run.log = "syntax error in '%s' header when scanning for sender: %s in \"%s\"" % (
-                header.name, problem, value.replace("\n", ""))
-            run.ctx.set_variable("acl_verify_message", run.log)
-            return FAIL
-    return OK
-
-
-def _verify_header_names(run):
-    for header in _headers(run):
-        if not _HEADER_NAME.match(header.name):
-            run.log = "Invalid character in header \"%s\" found" % header.name
-            return FAIL
-    return OK
-
-
-def _verify_not_blind(run, options):
-    env = run.ctx.envelope
-    if env is None:
-        return OK
-    caseless = "case_insensitive" in options
-    seen = []
-    for header in _headers(run):
-        if header.name.lower() in ("to", "cc", "resent-to", "resent-cc"):
-            seen.append(header.value)
-    text = " ".join(seen)
-    for recipient in env.recipients:
-        haystack, needle = (text.lower(), recipient.address.lower()) if caseless else \
-            (text, recipient.address)
-        lp, _, dom = needle.rpartition("@")
-        if lp + "@" + dom.lower() not in haystack and needle not in haystack:
-            run.log = "bcc recipient detected"
-            return FAIL
-    return OK
 
 
 _VERIFY_OPTIONS = ("defer_ok", "no_details", "success_on_redirect")

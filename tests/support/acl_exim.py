@@ -18,6 +18,7 @@ from exim_py.acl import AclContext, run_acl
 from exim_py.acl import replies
 from exim_py.config import load
 from exim_py.envelope import Envelope, Recipient, Session
+from exim_py.receive import split_message
 from tests.support.acl import ListLog
 from tests.support.peers import RealExim
 
@@ -30,6 +31,7 @@ tls_advertise_hosts =
 log_selector = -tls_cipher -tls_certificate_verified
 """
 
+_MESSAGE_ID = re.compile(r"^\w{6}-\w{6}-\w{2} ")
 _LOG_KEEP = re.compile(r"rejected|Warning:|configured error code|sender verify|discard|wrote")
 
 
@@ -53,7 +55,7 @@ def exim_dialogue(testcase, main, acls, commands, address="1.2.3.4"):
     path = exim.write_config(EXIM_MAIN + main + "\nbegin acl\n" + acls + "\n")
     out = exim.run(path, ["-bh", address], input="".join(c + "\r\n" for c in commands))
     groups = split_replies(out.stdout)
-    logs = [line[5:] for line in out.stderr.splitlines()
+    logs = [_MESSAGE_ID.sub("", line[5:]) for line in out.stderr.splitlines()
             if line.startswith("LOG: ") and _LOG_KEEP.search(line)]
     if not groups:
         raise AssertionError("exim4 -bh failed: %s" % out.stderr[-2000:])
@@ -98,7 +100,10 @@ def our_dialogue(config_path, commands, address="1.2.3.4"):
             acl("connect", "acl_smtp_connect", None, ok=None)
             if out:
                 return out, _kept(log)
-        for command in commands:
+        skip_to = -1
+        for index, command in enumerate(commands):
+            if index <= skip_to:
+                continue
             verb, _, arg = command.partition(" ")
             verb = verb.upper()
             if verb in ("HELO", "EHLO"):
@@ -134,6 +139,13 @@ def our_dialogue(config_path, commands, address="1.2.3.4"):
                 result = run_acl("predata", main["acl_smtp_predata"], ctx)
                 if result.accepted and result.rc != "discard":
                     out.append(["354"])
+                    end = commands.index(".", index)
+                    body = "".join(line + "\n" for line in commands[index + 1:end])
+                    envelope.headers = split_message(body.encode())[0]
+                    envelope.message_id = "1xUpNQ-0002ZN-1n"
+                    skip_to = end
+                    acl("data", "acl_smtp_data", None)
+                    envelope = None
                 else:
                     answer = replies.rejection(result, ctx, None, no_multiline[0])
                     replies.write_logs(answer, ctx)
