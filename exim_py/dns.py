@@ -195,8 +195,12 @@ class Resolver:
         return out
 
     def reverse(self, ip):
-        """Host names in the PTR records for address ``ip`` (no final dot)."""
-        rname = dns.reversename.from_address(ip).to_text()
+        """Host names in the PTR records for address ``ip`` (no final dot);
+        [] when ``ip`` is not an IP address."""
+        try:
+            rname = dns.reversename.from_address(ip).to_text()
+        except (dns.exception.SyntaxError, ValueError):
+            return []
         return [r.target.to_text(omit_final_dot=True) for r in self._checked(rname, "PTR")]
 
 

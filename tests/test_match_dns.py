@@ -66,6 +66,13 @@ class HostNameTests(unittest.TestCase):
         self.assertTrue(match.match_host(Host("203.0.113.1"), "@", ctx))
         self.assertFalse(match.match_host(Host("203.0.113.2"), "@", ctx))
 
+    def test_not_an_address(self):
+        """A host whose address is not an IP address matches no address item
+        and finds no name, without a traceback."""
+        self.assertFalse(self.check("not-an-ip", "203.0.113.0/24 : *.test"))
+        self.assertFalse(self.check("not-an-ip", "net24-lsearch;/etc/hosts"))
+        self.assertTrue(self.check("not-an-ip", "+ignore_unknown : *.test : *"))
+
     def test_known_name_is_used(self):
         """A host whose name is already known is not looked up again."""
         self.assertTrue(self.check("203.0.113.30", "*.given.example", name="h.given.example"))

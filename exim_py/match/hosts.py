@@ -296,7 +296,10 @@ class HostMatcher(Matcher):
         if lookups.is_query_style(ltype.name):
             value = lookups.search(ltype, None, data, self.ctx)
         else:
-            key = masked_key(self.address, bits, ":" if ltype.name == "iplsearch" else ".")
+            try:
+                key = masked_key(self.address, bits, ":" if ltype.name == "iplsearch" else ".")
+            except ValueError:
+                raise Unknown("%s is not an IP address" % self.address)
             value = lookups.search(ltype, data, key, self.ctx)
         return self._found(value)
 
