@@ -16,6 +16,7 @@ import threading
 import time
 
 from exim_py.errors import ConfigError
+from exim_py.spool.owner import make_dirs
 
 # Every log_selector name Exim 4.96 (Debian's build) accepts, with its default.
 SELECTORS = {
@@ -116,8 +117,10 @@ class _LogFile:
             if self.fd is None or current != self.inode:
                 if self.fd is not None:
                     os.close(self.fd)
-                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+                owner = make_dirs(os.path.dirname(self.path) or ".", 0o750)
                 self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+                if current is None and owner is not None:
+                    os.fchown(self.fd, *owner)   # Exim, running as its user, must append too
                 st = os.fstat(self.fd)
                 self.inode = (st.st_dev, st.st_ino)
             os.write(self.fd, data)

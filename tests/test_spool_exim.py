@@ -226,6 +226,44 @@ class CrossCheckTests(TestCase):
         self.assertEqual(outputs["-bpc"], "3\n")
 
 
+    def test_exim_reads_our_journal(self):
+        """A delivery exim_py records (as root, in Exim's spool) shows as delivered in exim4 -bp."""
+        self.exim(["-odq", "-f", "s@x.example", "one@example.org", "two@example.org"], b"x\n")
+        [message_id] = self.env.exim_ids()
+        Spool(self.env.spool).mark_delivered(message_id, "two@example.org")
+        journal = os.path.join(self.env.spool, "input", message_id + "-J")
+        self.assertEqual(os.stat(journal).st_uid, pwd.getpwnam("Debian-exim").pw_uid)
+        theirs = self.exim(["-bp"], b"").stdout.decode()
+        self.assertIn("          one@example.org\n        D two@example.org\n", theirs)
+        with open(self.env.py_config, "w") as f:
+            f.write(CONFIG.format(spool=self.env.spool))
+        self.assertEqual(run_exim_py(["-C", self.env.py_config, "-bp"]).stdout, theirs)
+
+    def test_exim_delivers_what_we_queued(self):
+        """A message exim_py queued in Exim's spool is delivered by exim4 -M, unchanged."""
+        mail_dir = os.path.join(self.env.exim.dir, "mail")
+        os.mkdir(mail_dir)
+        shutil.chown(mail_dir, "Debian-exim", "Debian-exim")
+        config = CONFIG.format(spool=self.env.spool).replace("file = /dev/null", "file = %s/mbox" % mail_dir)
+        exim_config = self.env.exim.write_config(config, "deliver.conf")
+        with open(self.env.py_config, "w") as f:
+            f.write(config)
+        result = run_exim_py(["-C", self.env.py_config, "-odq", "-f", "s@x.example", "rcpt@example.org"],
+                             input=MESSAGE.decode())
+        self.assertEqual(result.returncode, 0, result.stderr)
+        [message_id] = self.env.exim_ids()
+        out = subprocess.run([self.env.exim.binary, "-C", exim_config, "-M", message_id],
+                             capture_output=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        with open(os.path.join(mail_dir, "mbox"), "rb") as f:
+            delivered = f.read()
+        self.assertIn(b"\tid %s\n" % message_id.encode(), delivered)
+        self.assertIn(b"Subject: cross check\n", delivered)
+        self.assertRegex(delivered, rb"\nDate: [^\n]+\n\nbody line\n\n")
+        self.assertEqual(self.env.exim_ids(), [])
+        with open(os.path.join(self.env.spool, "log", "mainlog")) as f:
+            self.assertIn("%s Completed" % message_id, f.read())
+
     def test_queue_listing_of_broken_files(self):
         """A -H file that cannot be parsed is listed as Exim lists it."""
         self.exim(["-odq", "a@b.c"], b"x\n")

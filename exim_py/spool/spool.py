@@ -30,6 +30,7 @@ import time
 from exim_py.errors import EximError
 from exim_py.spool import format as spoolformat
 from exim_py.spool.ids import ID_LENGTH, IdGenerator, id_time, is_message_id, split_subdir
+from exim_py.spool.owner import inherited_owner, make_dirs
 
 SPOOL_MODE = 0o640
 DIR_MODE = 0o750
@@ -101,8 +102,8 @@ def _sync_file_system(directory):
     return True
 
 
-def _write_new(path, chunks, exclusive=True, sync=True):
-    """Create ``path`` with ``chunks`` and (unless ``sync`` is false) fsync it."""
+def _write_new(path, chunks, exclusive=True, sync=True, owner=None):
+    """Create ``path`` with ``chunks`` and (unless ``sync`` is false) fsync it; chown it to ``owner``."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
     try:
         fd = os.open(path, flags, SPOOL_MODE)
@@ -111,6 +112,8 @@ def _write_new(path, chunks, exclusive=True, sync=True):
         os.unlink(path)
         fd = os.open(path, flags, SPOOL_MODE)
     try:
+        if owner is not None:
+            os.fchown(fd, *owner)
         for chunk in chunks:
             view = memoryview(chunk)
             while view:
@@ -130,6 +133,7 @@ class Spool:
         self.ids = IdGenerator(localhost_number)
         self._made = set()
         self._made_lock = threading.Lock()
+        self._owner = False   # not looked at yet
 
     @classmethod
     def from_config(cls, config):
@@ -169,11 +173,21 @@ class Spool:
     def header_path(self, message_id):
         return self._find(message_id, "-H")
 
+    @property
+    def owner(self):
+        """(uid, gid) for new spool files when root writes into a spool owned by
+        another user (see spool/owner.py); else None."""
+        if self._owner is False:
+            if not os.path.isdir(self.directory):
+                return inherited_owner(self.directory)   # decide once it exists
+            self._owner = inherited_owner(self.directory)
+        return self._owner
+
     def ensure_dir(self, path):
         if path in self._made:
             return
         with self._made_lock:
-            os.makedirs(path, mode=DIR_MODE, exist_ok=True)
+            make_dirs(path, DIR_MODE, self.owner)
             self._made.add(path)
 
     def make_directories(self):
@@ -194,9 +208,9 @@ class Spool:
         directory = self.input_dir(message_id)
         self.ensure_dir(directory)
         data_path = os.path.join(directory, message_id + "-D")
-        _write_new(data_path, [b"%s-D\n" % message_id.encode("ascii"), body], sync=sync)
+        _write_new(data_path, [b"%s-D\n" % message_id.encode("ascii"), body], sync=sync, owner=self.owner)
         temp = os.path.join(directory, "hdr." + message_id)
-        _write_new(temp, [spoolformat.format_header_file(envelope)], sync=sync)
+        _write_new(temp, [spoolformat.format_header_file(envelope)], sync=sync, owner=self.owner)
         return temp, os.path.join(directory, message_id + "-H"), directory
 
     def _write_msglog(self, message_id, line):
@@ -205,6 +219,8 @@ class Spool:
         path = self.msglog_path(message_id)
         self.ensure_dir(os.path.dirname(path))
         with open(path, "ab") as f:
+            if self.owner is not None:
+                os.fchown(f.fileno(), *self.owner)
             f.write(spoolformat.encode(line if line.endswith("\n") else line + "\n"))
 
     def store(self, envelope, body, msglog_line=None):
@@ -243,7 +259,7 @@ class Spool:
         final = self.header_path(message_id)
         directory = os.path.dirname(final)
         temp = os.path.join(directory, "hdr." + message_id)
-        _write_new(temp, [spoolformat.format_header_file(envelope)])
+        _write_new(temp, [spoolformat.format_header_file(envelope)], owner=self.owner)
         os.rename(temp, final)
         _fsync_directory(directory)
         journal = os.path.join(directory, message_id + "-J")
@@ -251,14 +267,26 @@ class Spool:
             os.unlink(journal)   # folded into the -H just written
 
     def mark_delivered(self, message_id, addresses):
-        """Record ``addresses`` (one or a list) as delivered, durably; returns the Envelope."""
+        """Record ``addresses`` (one or a list) as delivered, durably, in the -J journal.
+
+        As Exim during a delivery: the lines are appended and fsync'ed (the
+        directory too when the journal is new); read() applies them and
+        write_header() folds them into -H and deletes the journal.
+        """
         if isinstance(addresses, str):
             addresses = [addresses]
-        envelope = self.read(message_id)
-        envelope.non_recipients.update(addresses)
-        envelope.deliver_firsttime = False
-        self.write_header(envelope)
-        return envelope
+        path = os.path.join(os.path.dirname(self.header_path(message_id)), message_id + "-J")
+        new = not os.path.exists(path)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, SPOOL_MODE)
+        try:
+            if new and self.owner is not None:
+                os.fchown(fd, *self.owner)
+            os.write(fd, b"".join(spoolformat.encode(a) + b"\n" for a in addresses))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if new:
+            _fsync_directory(os.path.dirname(path))
 
     def remove(self, message_id):
         """Take a message off the queue: -H first (then it no longer exists), then the rest."""
