@@ -311,3 +311,33 @@ class HeaderSyntaxTests(unittest.TestCase):
         for header in HEADER_CASES:
             commands += ["MAIL FROM:<a@b>", "RCPT TO:<u@c>", "DATA", header, "", "body", "."]
         compare(self, main, acls, commands + ["QUIT"])
+
+
+class HeaderSenderTests(unittest.TestCase):
+    """verify = header_sender through the routers."""
+
+    def test_header_sender(self):
+        """Some header sender must route; Sender: is tried before From:; syntax errors fail."""
+        main = "acl_smtp_rcpt = accept\nacl_smtp_data = d"
+        acls = """
+d:
+  deny !verify = header_sender
+       message = hs: $acl_verify_message
+  accept
+begin routers
+good:
+  driver = accept
+  domains = good.example
+  transport = t
+begin transports
+t:
+  driver = appendfile
+  file = /dev/null
+"""
+        commands = ["HELO x"]
+        for lines in (["From: a@good.example"], ["From: a@bad.example"], ["Subject: none"],
+                      ["Sender: a@bad.example", "From: b@good.example"],
+                      ["From: a@bad.example, b@good.example"], ["Reply-To: junk <"],
+                      ["From: x"]):
+            commands += ["MAIL FROM:<a@b>", "RCPT TO:<u@c>", "DATA"] + lines + ["", "b", "."]
+        compare(self, main, acls, commands + ["QUIT"])

@@ -253,10 +253,11 @@ def _verify_address(run, key, what, options):
             run.log = 'unknown option "%s" in ACL condition "verify %s"' % (
                 option, "/".join([what] + options))
             return ERROR
-    if key == "header_sender":
-        run.log = "verify = header_sender is not supported by exim_py"
-        return ERROR
     defer_ok = "defer_ok" in lowered
+    if key == "header_sender":
+        rc = headers.header_sender(
+            run, lambda address: _route(run, "sender", address, lowered)[0])
+        return OK if rc == DEFER and defer_ok else rc
     if key == "recipient":
         rc, user, log, data = _route(run, key, run.ctx.recipient, lowered)
         if data is not None:

@@ -261,3 +261,57 @@ def not_blind(run, options):
             run.log = "bcc recipient detected"
             return FAIL
     return OK
+
+
+_SENDER_ORDER = ("sender", "reply-to", "from")
+
+
+def header_sender(run, verify):
+    """verify = header_sender: some address in Sender:, Reply-To: or From: (in that
+    order of headers) must verify as a sender; ``verify(address)`` routes one.
+
+    A syntax error in one of those headers fails at once, with Exim's text.
+    """
+    env = run.ctx.envelope
+    qualify = _qualify_domain(run.ctx.config)
+    deferred = False
+    for wanted in _SENDER_ORDER:
+        for header in _live(env):
+            name, _, value = header.text.partition(":")
+            if name.strip().lower() != wanted:
+                continue
+            in_group = False
+            for item in split_items(value):
+                text = item.strip()
+                if not text:
+                    continue
+                try:
+                    address, qualified, in_group = extract(text, in_group)
+                except _Bad as e:
+                    run.log = printing("syntax error in '%s:' header when scanning for sender: "
+                                       "%s in \"%s\"" % (name, e, text))
+                    return FAIL
+                if address is None:
+                    continue
+                if not qualified:
+                    address = "%s@%s" % (address, qualify)
+                rc = verify(address)
+                if rc == OK:
+                    return OK
+                deferred = deferred or rc == "defer"
+    if deferred:
+        run.log = "all attempts to verify a sender in a header line deferred"
+        return "defer"
+    run.log = "there is no valid sender in any header line"
+    return FAIL
+
+
+def _qualify_domain(config):
+    for option in ("qualify_domain", "primary_hostname"):
+        try:
+            value = config.main[option]
+        except (KeyError, TypeError, AttributeError):
+            value = None
+        if value:
+            return value
+    return "localhost"

@@ -166,9 +166,12 @@ def our_dialogue(config_path, commands, address="1.2.3.4"):
 def _kept(log):
     """Log lines in order, one per write (Exim -bh shows a line once whatever its logs)."""
     lines = []
-    for _, text in log.lines:
-        if _LOG_KEEP.search(text) and (not lines or lines[-1] != text):
+    previous = None
+    for which, text in log.lines:
+        duplicate = which != "main" and previous is not None and previous[1] == text
+        if _LOG_KEEP.search(text) and not duplicate:
             lines.append(text)
+        previous = (which, text)
     return lines
 
 
