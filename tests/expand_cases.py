@@ -975,6 +975,34 @@ MORE = [
     '${local_part:A.B@c}',
 ]
 
+# Regular expressions (PCRE spellings Python's re lacks are translated).
+REGEX = [
+    '${if match{ab1}{\\N^[[:alpha:]]+[[:digit:]]$\\N}{y}{n}}',
+    '${sg{a b}{\\N[[:space:]]\\N}{_}}',
+    '${if match{x}{\\N[[:punct:]]\\N}{y}{n}}',
+    '${if match{a.b}{\\N[[:alnum:]]\\.[[:lower:]]\\N}{y}{n}}',
+    '${if match{AbC}{\\N^[[:upper:]][[:lower:]][[:upper:]]$\\N}{y}{n}}',
+    '${if match{foo@bar.com}{\\N^([^@]+)@(.+)$\\N}{$2:$1}}',
+    '${if match{abc}{\\N(?<first>a)\\N}{$1}}',
+    '${if match{a+b}{\\N\\Qa+b\\E\\N}{y}{n}}',
+    '${if match{ab\\n}{\\Nb\\z\\N}{y}{n}}',
+    '${if match{ab\\n}{\\Nb\\Z\\N}{y}{n}}',
+    '${if match{ab\\n}{\\Nb$\\N}{y}{n}}',
+    '${if match{AB}{\\N(?i)ab\\N}{y}{n}}',
+    '${if match{aaa}{\\Na{2,}\\N}{y}{n}}',
+    '${if match{aaa}{\\N^a++$\\N}{y}{n}}',
+    '${if match{ab}{\\N(?:a|b)+\\N}{$0}}',
+    '${if match{\\xe9}{\\N\\w\\N}{y}{n}}',
+    '${if match{x y}{\\N\\s\\N}{y}{n}}',
+    '${if match{x9}{\\N\\d\\N}{$0}}',
+    '${sg{hello world}{\\N(\\w+) (\\w+)\\N}{\\$2 \\$1}}',
+    '${sg{a1b22c333}{\\N\\d+\\N}{<\\$0>}}',
+    '${sg{aaa}{\\N^a\\N}{b}}',
+    '${sg{a-b_c}{\\N[-_]\\N}{.}}',
+    '${if match{}{\\N^$\\N}{empty}{no}}',
+    '${if match{abc}{}{y}{n}}',
+]
+
 # ${prvscheck} leaves $1..$5 pointing into memory Exim later reuses, so
 # these run last, where nothing after them reads $0..$9.
 PRVSCHECK = [
@@ -995,6 +1023,7 @@ GROUPS = [
     ("errors", ERRORS),
     ("semantics", SEMANTICS),
     ("more", MORE),
+    ("regex", REGEX),
     ("prvscheck", PRVSCHECK),
 ]
 

@@ -149,6 +149,10 @@ class ExpandDifferentialTests(unittest.TestCase):
         """Lookups in lists and items, ${run} argument splitting, RFC 2822 addresses."""
         self.check_group("more", expand_cases.MORE)
 
+    def test_regex(self):
+        """Regular expressions: POSIX classes, \\Q..\\E, named groups, anchors, flags."""
+        self.check_group("regex", expand_cases.REGEX)
+
     def test_prvscheck(self):
         """${prvscheck} on plain and prvs-signed addresses, and its variables."""
         self.check_group("prvscheck", expand_cases.PRVSCHECK)

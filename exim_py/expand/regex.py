@@ -13,7 +13,20 @@ from exim_py.errors import ExpansionError
 _cache = {}
 
 
+_POSIX = {
+    "alpha": "a-zA-Z", "digit": "0-9", "alnum": "a-zA-Z0-9", "upper": "A-Z",
+    "lower": "a-z", "space": "\\s", "xdigit": "0-9A-Fa-f", "word": "\\w",
+    "punct": "!-/:-@\\[-`{-~", "blank": " \\t", "cntrl": "\\x00-\\x1f\\x7f",
+    "print": " -~", "graph": "!-~", "ascii": "\\x00-\\x7f",
+}
+_POSIX_RE = re.compile(r"\[:(\^?)([a-z]+):\]")
+
+
 def _translate(pattern):
+    if "[:" in pattern:
+        # POSIX classes inside brackets ([[:alpha:]]); negated ones are left alone.
+        pattern = _POSIX_RE.sub(lambda m: _POSIX.get(m.group(2), m.group(0))
+                                if not m.group(1) else m.group(0), pattern)
     out = []
     i = 0
     n = len(pattern)
