@@ -227,7 +227,7 @@ class ServerPolicy:
             return True
         if name.startswith("[") and name.endswith("]"):
             literal = name[1:-1]
-            if literal.lower().startswith("ipv6:"):
+            if literal.lower().startswith(("ipv6:", "ipv4:")):
                 literal = literal[5:]
             try:
                 ipaddress.ip_address(literal)
