@@ -142,10 +142,12 @@ def _read_logical_line(stream):
         pieces[-1] = pieces[-1][:-1]
 
 
+def _c_string(text):
+    """Exim prints C strings: a NUL produced by an escape ends the result."""
+    return text.split("\0", 1)[0] if "\0" in text else text
+
+
 def _out(text):
-    # Exim prints C strings: a NUL produced by an escape ends the output line.
-    if "\0" in text:
-        text = text.split("\0", 1)[0] + ("\n" if text.endswith("\n") else "")
     try:
         data = text.encode("latin-1")
     except UnicodeEncodeError:
@@ -166,17 +168,17 @@ def expand_mode(inv):
     tester = Tester(ctx, macros)
     if inv.args:
         for arg in inv.args:
-            _out(tester.line(os.fsencode(arg).decode("latin-1")) + "\n")
+            _out(_c_string(tester.line(os.fsencode(arg).decode("latin-1"))) + "\n")
         sys.stdout.flush()
         return 0
     stdin = sys.stdin.buffer
+    _out("> ")
     while True:
-        _out("> ")
-        sys.stdout.flush()
+        sys.stdout.flush()      # the prompt is seen before input is read
         text = _read_logical_line(stdin)
         if text is None:
             _out("\n")
             break
-        _out(tester.line(text) + "\n")
+        _out(_c_string(tester.line(text)) + "\n> ")
     sys.stdout.flush()
     return 0
