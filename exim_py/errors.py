@@ -19,13 +19,16 @@ class ConfigError(EximError):
           main option "foo" unknown
     """
 
-    def __init__(self, message, filename=None, line=None):
+    def __init__(self, message, filename=None, line=None, driver=None):
         super().__init__(message)
         self.message = message
         self.filename = filename
         self.line = line
+        self.driver = driver        # e.g. "r router": Exim's "configuration error for r router:"
 
     def __str__(self):
+        if self.driver is not None:
+            return "configuration error for %s:\n  %s" % (self.driver, self.message)
         if self.filename is not None and self.line is not None:
             return "configuration error in line %d of %s:\n  %s" % (
                 self.line, self.filename, self.message)

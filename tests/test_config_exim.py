@@ -18,7 +18,7 @@ from exim_py.errors import ConfigError
 from tests.support.configs import capture, register_plain_router
 from tests.support.peers import RealExim, require_command
 
-_EXIM_ERROR = re.compile(r"Exim configuration error(?: in line (\d+) of \S+)?:\n {2}(.*)")
+_EXIM_ERROR = re.compile(r"Exim configuration error(?: in line (\d+) of \S+| for ([^:]+))?:\n {2}(.*)")
 
 # Configurations Exim refuses; every one must fail the same way in exim_py.
 BROKEN = [
@@ -96,6 +96,8 @@ BROKEN = [
     "begin transports\nt:\n driver = pipe\n headers_rewrite = a@b c@d E\n",
     "begin transports\nt:\n driver = pipe\n headers_rewrite = a@b c@d h : x@y\n",
     "begin transports\nt:\n driver = pipe\n body_only\n headers_only\n",
+    "begin transports\nt:\n driver = pipe\n user = 2048\n",
+    "begin routers\nr:\n driver = accept\n transport = t\n self = abc\n",
     "begin authenticators\na:\n driver = plaintext\n server_condition = y\n"
     "b:\n driver = plaintext\n public_name = A\n server_condition = y\n",
 ]
@@ -149,7 +151,8 @@ class EximComparisonTests(TestCase):
         result = self.exim.run(path, ["-bV"])
         m = _EXIM_ERROR.search(result.stderr)
         if m:
-            return (int(m.group(1)) if m.group(1) else None), m.group(2)
+            prefix = "for %s: " % m.group(2) if m.group(2) else ""
+            return (int(m.group(1)) if m.group(1) else None), prefix + m.group(3)
         lines = [re.sub(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", "", line)
                  for line in result.stderr.splitlines() if "environment" not in line
                  and "keep_environment" not in line and line.strip()]
@@ -162,7 +165,7 @@ class EximComparisonTests(TestCase):
         try:
             load(path)
         except ConfigError as e:
-            return e.line, e.message
+            return e.line, ("for %s: " % e.driver if e.driver else "") + e.message
         return None
 
     def test_same_errors(self):

@@ -92,9 +92,24 @@ def check_headers_rewrite(value, filename, line):
 
 def check_transport(dconf, fail):
     """Rules Exim's transport init applies to every transport's generic options."""
-    if dconf.options["body_only"] and dconf.options["headers_only"]:
+    options = dconf.options
+    if options["body_only"] and options["headers_only"]:
         fail(ConfigError("%s transport: body_only and headers_only are mutually exclusive"
                          % dconf.name))
+    if isinstance(options["user"], int) and options["group"] is None:
+        # A user given as a number has no passwd entry to take the group from.
+        fail(ConfigError("user set without group for the %s transport" % dconf.name))
+
+
+_SELF = ("freeze", "defer", "fail", "send", "pass")
+
+
+def check_router(dconf, fail):
+    """Rules Exim's router init applies to every router's generic options."""
+    value = dconf.options["self"]
+    if value not in _SELF and not value.startswith("reroute:"):
+        fail(ConfigError("%s is not valid for the self option" % value,
+                         driver="%s router" % dconf.name))
 
 
 def _sides(dconf):

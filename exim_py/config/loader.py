@@ -22,7 +22,7 @@ from exim_py import EXIM_COMPAT_VERSION, registry
 from exim_py.config import features
 from exim_py.config.acl_syntax import AclParser
 from exim_py.config.checks import (check_authenticators, check_headers_rewrite, check_main,
-                                   check_transport)
+                                   check_router, check_transport)
 from exim_py.config.generic_options import GENERIC
 from exim_py.config.main_options import MAIN_OPTIONS
 from exim_py.config.options import OptionTable, OptionValues, SettingParser, dequote
@@ -358,6 +358,7 @@ class Loader:
             # Exim: an authenticator without public_name is advertised under its own name.
             values._store("public_name", name, given=False)
         if kind == "router":
+            check_router(dconf, self.fail)
             self.routers.append(dconf)
         elif kind == "transport":
             check_transport(dconf, self.fail)
