@@ -18,12 +18,12 @@ from exim_py.expand.context import ExpandContext
 from tests.support.dnsserver import DNSServer, shared_server
 
 
-def dns_context(test, extra=""):
+def dns_context(test, extra="", retrans="2s", retry=1):
     """An ExpandContext whose configuration points DNS at the test server."""
     path = os.path.abspath(test.mktemp())
     with open(path, "w") as f:
-        f.write("dns_nameservers = %s\ndns_retrans = 2s\ndns_retry = 1\n%s"
-                % (shared_server().nameservers, extra))
+        f.write("dns_nameservers = %s\ndns_retrans = %s\ndns_retry = %d\n%s"
+                % (shared_server().nameservers, retrans, retry, extra))
     return ExpandContext(config=configmod.load(path))
 
 
@@ -90,6 +90,12 @@ class ResolverTests(unittest.TestCase):
         """SERVFAIL raises LookupDefer from the helpers."""
         self.assertRaises(LookupDefer, self.resolver.mx_hosts, "x.servfail.test")
         self.assertRaises(LookupDefer, self.resolver.addresses, "x.servfail.test")
+
+    def test_timeout(self):
+        """A server that does not answer within dns_retrans is a temporary error."""
+        ctx = dns_context(self, retrans="1s", retry=0)
+        resolver = edns.get_resolver(ctx.config)
+        self.assertRaises(LookupDefer, resolver.mx_hosts, "x.timeout.test")
 
     def test_thread_safe(self):
         """Many threads querying at once all get the right answers."""

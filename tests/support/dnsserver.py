@@ -4,7 +4,8 @@ It serves the zone files in tests/support/zones/ (standard master-file
 syntax, one zone per file, named after its origin) plus any zones a test
 adds, over UDP and TCP on one free port.  Every name under a "servfail"
 origin (``servfail.test`` by default) is answered SERVFAIL, to exercise
-temporary DNS errors.
+temporary DNS errors, and names under a "silent" origin (``timeout.test``)
+are never answered, for timeouts.
 
 The server runs in a child process, so code under test may make blocking
 dnspython queries from the test's own thread.  Use from a trial test::
@@ -34,14 +35,16 @@ import threading
 
 ZONE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zones")
 SERVFAIL = ("servfail.test",)
+SILENT = ("timeout.test",)
 
 
 class DNSServer:
     """A child process serving zones on 127.0.0.1:``port`` (UDP and TCP)."""
 
-    def __init__(self, zones=None, servfail=SERVFAIL, stock=True):
+    def __init__(self, zones=None, servfail=SERVFAIL, silent=SILENT, stock=True):
         self.extra_zones = dict(zones or {})
         self.servfail = tuple(servfail)
+        self.silent = tuple(silent)
         self.stock = stock
         self.port = None
         self._proc = None
@@ -70,6 +73,8 @@ class DNSServer:
         args = [sys.executable, "-m", "tests.support.dnsserver"]
         for origin in self.servfail:
             args += ["--servfail", origin]
+        for origin in self.silent:
+            args += ["--silent", origin]
         files = self.zone_files()
         args += files if files else ["--no-zones"]
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -137,12 +142,13 @@ def _resolver_class():
     from twisted.names import error
 
     class ZoneResolver(common.ResolverBase):
-        """Answers from dnspython zones, with CNAME chasing and SERVFAIL origins."""
+        """Answers from dnspython zones, with CNAME chasing, SERVFAIL and silent origins."""
 
-        def __init__(self, zones, servfail):
+        def __init__(self, zones, servfail, silent):
             super().__init__()
             self.zones = zones
             self.servfail = [dns.name.from_text(o) for o in servfail]
+            self.silent = [dns.name.from_text(o) for o in silent]
 
         def _zone_for(self, name):
             best = None
@@ -166,6 +172,8 @@ def _resolver_class():
             qname = dns.name.from_text(name.decode() if isinstance(name, bytes) else name)
             if any(qname.is_subdomain(o) for o in self.servfail):
                 return defer.fail(RuntimeError("configured to fail: %s" % qname))
+            if any(qname.is_subdomain(o) for o in self.silent):
+                return defer.Deferred()
             answers = []
             for _ in range(8):
                 zone = self._zone_for(qname)
@@ -193,12 +201,12 @@ def _resolver_class():
     return ZoneResolver
 
 
-def _serve(zone_paths, servfail, port):
+def _serve(zone_paths, servfail, silent, port):
     from twisted.internet import reactor
     from twisted.names import dns as tdns
     from twisted.names import server
 
-    resolver = _resolver_class()(_load_zones(zone_paths), servfail)
+    resolver = _resolver_class()(_load_zones(zone_paths), servfail, silent)
     factory = server.DNSServerFactory(authorities=[resolver])
     factory.noisy = False
     # One port number for both transports: bind TCP first (port 0 picks one),
@@ -223,13 +231,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="exim_py test DNS server")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--servfail", action="append", default=[])
+    parser.add_argument("--silent", action="append", default=[])
     parser.add_argument("--no-zones", action="store_true", help="serve nothing at all")
     parser.add_argument("zones", nargs="*", help="zone files (default: the stock zones)")
     args = parser.parse_args(argv)
     zones = args.zones
     if not zones and not args.no_zones:
         zones = [os.path.join(ZONE_DIR, n) for n in sorted(os.listdir(ZONE_DIR))]
-    _serve(zones, args.servfail or list(SERVFAIL), args.port)
+    _serve(zones, args.servfail or list(SERVFAIL), args.silent or list(SILENT), args.port)
 
 
 if __name__ == "__main__":
