@@ -7,11 +7,10 @@ List matching is exim_py.match's; address verification is delivery's
 (``exim_py.delivery.verify.verify_address``) when that module exists.
 """
 
-import importlib
-import importlib.util
 import re
 
 from exim_py.acl import dnslists, headers, ratelimit
+from exim_py.acl.context import optional_module
 from exim_py.acl.phases import VERIFIES, WHERE_NAMES
 from exim_py.errors import ExpansionError
 
@@ -231,10 +230,10 @@ _VERIFY_OPTIONS = ("defer_ok", "no_details", "success_on_redirect")
 
 def _route(run, key, address, lowered):
     """(outcome, user message, log message, address_data) from delivery's verify_address."""
-    if importlib.util.find_spec("exim_py.delivery.verify") is None:
+    module = optional_module("exim_py.delivery.verify")
+    if module is None:
         return DEFER, None, ("address verification is not available "
                              "(exim_py.delivery.verify is missing)"), None
-    module = importlib.import_module("exim_py.delivery.verify")
     outcome = module.verify_address(
         address, run.ctx.expand_ctx, kind=key,
         options={"success_on_redirect": "success_on_redirect" in lowered})

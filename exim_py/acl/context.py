@@ -59,12 +59,21 @@ def session_variables(session, envelope=None):
     return values
 
 
+_modules = {}
+
+
+def optional_module(name):
+    """The module ``name``, or None while it does not exist (found modules are kept)."""
+    mod = _modules.get(name)
+    if mod is None and importlib.util.find_spec(name) is not None:
+        mod = _modules[name] = importlib.import_module(name)
+    return mod
+
+
 def new_expand_context(config, variables, headers):
     """An ExpandContext from exim_py.expand, or None while that module is absent."""
-    if importlib.util.find_spec("exim_py.expand") is None:
-        return None
-    mod = importlib.import_module("exim_py.expand")
-    factory = getattr(mod, "ExpandContext", None)
+    mod = optional_module("exim_py.expand")
+    factory = getattr(mod, "ExpandContext", None) if mod is not None else None
     if factory is None:
         return None
     return factory(config=config, variables=variables, headers=headers)
@@ -131,10 +140,9 @@ class AclContext:
 
     # -- services from other parts ----------------------------------------
 
-    def _module(self, name):
-        if importlib.util.find_spec(name) is None:
-            return None
-        return importlib.import_module(name)
+    @staticmethod
+    def _module(name):
+        return optional_module(name)
 
     def expand(self, string):
         """Expand ``string`` (ExpansionError / ForcedFail / LookupDefer propagate)."""

@@ -6,9 +6,10 @@ are kept in the context's ``dns_cache`` for the rest of the connection, so a
 list is asked about a host once per session, as Exim does.
 """
 
-import importlib
 import ipaddress
 import re
+
+from exim_py import dns
 
 OK, FAIL, DEFER, ERROR = "accept", "deny", "defer", "error"
 
@@ -19,7 +20,7 @@ class DnsDefer(Exception):
 
 def _resolver(ctx):
     if ctx.resolver is None:
-        ctx.resolver = importlib.import_module("exim_py.dns").get_resolver(ctx.config)
+        ctx.resolver = dns.get_resolver(ctx.config)
     return ctx.resolver
 
 
@@ -40,7 +41,6 @@ def query(ctx, name, rtype):
     key = (name.lower(), rtype)
     cached = ctx.dns_cache.get(key)
     if cached is None:
-        dns = importlib.import_module("exim_py.dns")
         answer = _resolver(ctx).query(name, rtype)
         if answer.status in (dns.AGAIN, dns.FAIL):
             cached = DnsDefer("DNS lookup of %s (%s) gave %s" % (name, rtype, answer.status))
