@@ -8,6 +8,7 @@ come from the ExpandContext first; the few that Exim computes on demand
 """
 
 import os
+import shutil
 import socket
 import sys
 import time
@@ -252,14 +253,15 @@ BUILTIN = {
     "primary_hostname": primary_hostname,
     "qualify_domain": qualify_domain,
     "qualify_recipient": qualify_recipient,
-    "exim_version": lambda ctx: EXIM_COMPAT_VERSION,
-    "version_number": lambda ctx: EXIM_COMPAT_VERSION,
+    "exim_version": lambda ctx: ctx.main_option("exim_version", EXIM_COMPAT_VERSION),
+    "version_number": lambda ctx: ctx.main_option("exim_version", EXIM_COMPAT_VERSION),
     "compile_number": lambda ctx: COMPILE_NUMBER,
     "pid": lambda ctx: "%d" % os.getpid(),
     "config_file": _config_file,
     "config_dir": lambda ctx: os.path.dirname(_config_file(ctx)),
     "spool_directory": lambda ctx: ctx.main_option("spool_directory", ""),
-    "exim_path": lambda ctx: ctx.main_option("exim_path") or os.path.abspath(sys.argv[0]),
+    "exim_path": lambda ctx: (ctx.main_option("exim_path") or shutil.which("exim_py")
+                              or os.path.abspath(sys.argv[0])),
     "caller_uid": lambda ctx: "%d" % os.getuid(),
     "caller_gid": lambda ctx: "%d" % os.getgid(),
     "originator_uid": lambda ctx: "%d" % os.getuid(),
