@@ -14,14 +14,14 @@ them.  ``split_list`` is Exim's list splitting, for any list option.
 """
 
 from exim_py.match.engine import check_list
-from exim_py.match.hosts import HostMatcher
+from exim_py.match.hosts import HostMatcher, host_names
 from exim_py.match.items import (AddressMatcher, LocalPartMatcher, StringMatcher,
                                  match_string_item)
 from exim_py.match.lists import iter_list, join_list, list_separator, split_list
 
 __all__ = ["match_domain", "match_host", "match_address", "match_localpart",
            "match_list", "match_string_item", "in_list", "split_list", "iter_list",
-           "join_list", "list_separator", "Match"]
+           "join_list", "list_separator", "Match", "host_names"]
 
 
 class Match:
