@@ -122,6 +122,27 @@ class ExpandConditionTests(unittest.TestCase):
             expand_condition("${lookup{x}nosuchtype{y}}", ExpandContext())
 
 
+class ExpandIntegerTests(unittest.TestCase):
+    """expand_integer(): numeric options that are expanded (Exim's expand_string_integer)."""
+
+    def test_suffixes_and_spaces(self):
+        """K and M multiply by 1024 and 1024*1024; white space round the number is allowed."""
+        from exim_py.expand import expand_integer
+        ctx = ExpandContext(variables={"message_size": 10})
+        self.assertEqual(expand_integer(" ${eval:$message_size*2}K ", ctx), 20480)
+        self.assertEqual(expand_integer("1M", ctx), 1048576)
+
+    def test_bad_integer(self):
+        """A non-number fails with Exim's message; a negative one too when isplus."""
+        from exim_py.expand import expand_integer
+        with self.assertRaises(ExpansionError) as cm:
+            expand_integer("ten", ExpandContext())
+        self.assertEqual(str(cm.exception), 'integer expected but "ten" found')
+        with self.assertRaises(ExpansionError) as cm:
+            expand_integer("-1", ExpandContext(), isplus=True)
+        self.assertEqual(str(cm.exception), 'non-negative integer expected but "-1" found')
+
+
 class HeaderVariableTests(unittest.TestCase):
     """Header variables over envelope.Header objects."""
 

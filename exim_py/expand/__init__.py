@@ -9,8 +9,8 @@ from exim_py.errors import ExpansionError, ForcedFail
 from exim_py.expand.context import ExpandContext
 from exim_py.expand.parser import parse
 
-__all__ = ["expand", "expand_condition", "ExpandContext", "ExpansionError", "ForcedFail",
-           "parsed"]
+__all__ = ["expand", "expand_condition", "expand_integer", "ExpandContext",
+           "ExpansionError", "ForcedFail", "parsed"]
 
 _trees = {}
 _MAX_TREES = 20000
@@ -36,6 +36,14 @@ def expand(string, ctx=None):
     if tree is None:
         tree = parsed(string)
     return tree.ev(ctx)
+
+
+def expand_integer(string, ctx=None, isplus=False):
+    """Expand ``string`` and read it as Exim's expand_string_integer() does:
+    a decimal with an optional K/M/G suffix, surrounding white space allowed;
+    ExpansionError with Exim's text otherwise ("integer expected but ...")."""
+    from exim_py.expand.arith import string_integer
+    return string_integer(expand(string, ctx), isplus)
 
 
 def expand_condition(string, ctx=None):
