@@ -25,6 +25,14 @@ class NamedListTests(TestCase):
         self.assertEqual((lists["localpart"]["admins"].filename, lists["localpart"]["admins"].line),
                          (path, 4))
 
+    def test_at_most_32_of_each_kind(self):
+        """A 33rd named list of one kind is refused, as in Exim 4.96."""
+        text = "".join("domainlist d%d = a\n" % i for i in range(33))
+        e = self.assertRaises(ConfigError, load, write_config(self, text))
+        self.assertEqual((e.line, e.message), (33, "too many named domain lists (max is 32)"))
+        text = "".join("domainlist d%d = a\nhostlist h%d = b\n" % (i, i) for i in range(32))
+        self.assertEqual(len(load(write_config(self, text)).named_lists["host"]), 32)
+
     def test_cache_flag(self):
         """A list with $ in it is not cached unless declared with _cache."""
         path = write_config(self, "domainlist plain = a\ndomainlist dyn = $primary_hostname\n"

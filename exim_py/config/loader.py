@@ -36,6 +36,8 @@ DriverConfig = collections.namedtuple("DriverConfig", "kind name driver options 
 _LOCAL_PART_PRECONDITIONS = ("local_parts", "condition", "local_part_prefix", "local_part_suffix",
                              "senders", "require_files")
 
+_MAX_NAMED_LISTS = 32      # of each kind, as Exim 4.96 is built
+
 _LIST_KINDS = (("domainlist", "domain", "domain list"), ("hostlist", "host", "host list"),
                ("addresslist", "address", "address list"),
                ("localpartlist", "localpart", "local part list"))
@@ -209,6 +211,9 @@ class Loader:
         m = re.match(r"[A-Za-z0-9_]*", rest)
         name = m.group(0)
         rest = rest[m.end():].lstrip()
+        if len(self.named_lists[kind]) >= _MAX_NAMED_LISTS:
+            raise ConfigError("too many named %ss (max is %d)" % (description, _MAX_NAMED_LISTS),
+                              item.filename, item.line)
         if name in self.named_lists[kind]:
             raise ConfigError('duplicate name "%s" for a named %s' % (name, description),
                               item.filename, item.line)
