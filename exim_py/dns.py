@@ -108,7 +108,12 @@ class Resolver:
 
     @staticmethod
     def _make(nameservers, timeout, retries, dnssec):
-        r = dns.resolver.Resolver(configure=not nameservers)
+        try:
+            r = dns.resolver.Resolver(configure=not nameservers)
+        except dns.resolver.NoResolverConfiguration:
+            # No usable /etc/resolv.conf: the C resolver then asks the local host.
+            r = dns.resolver.Resolver(configure=False)
+            nameservers = [("127.0.0.1", 53)]
         if nameservers:
             r.nameservers = [dns.nameserver.Do53Nameserver(a, p) for a, p in nameservers]
         # dns_retrans / dns_retry: 0 means the resolver's defaults (5s, 2 tries).
