@@ -15,6 +15,7 @@ import re
 import sys
 
 from exim_py import EXIM_COMPAT_VERSION, __version__
+from exim_py.config.options import read_time
 from exim_py.errors import ConfigError, UsageError
 
 DEFAULT_CONFIG = "/etc/exim_py/exim.conf"
@@ -90,17 +91,12 @@ MODES = {
     "newaliases": ("exim_py.delivery.submit", "newaliases_mode"),
 }
 
-_TIME_RE = re.compile(r"^(\d+[wdhms])+$")
-
-
 def parse_time(text):
-    """Exim's time value ('1d2h30m', '90s', '15m'); a bare number is seconds."""
-    if text.isdigit():
-        return int(text)
-    if not _TIME_RE.match(text):
+    """A -q<time> value as Exim reads it ('30m', '1h30m'): every number needs a unit."""
+    seconds = read_time(text)
+    if seconds < 0:
         raise UsageError("bad time value %r" % (text,))
-    units = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
-    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([wdhms])", text))
+    return seconds
 
 
 def parse_args(argv):
