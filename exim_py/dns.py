@@ -253,6 +253,11 @@ def get_resolver(config=None, retrans=None, retry=None):
     with _resolvers_lock:
         resolver = _resolvers.get(key)
         if resolver is None:
-            resolver = _resolvers[key] = Resolver(parse_nameservers(servers) or None,
-                                                  timeout, retries, *policies)
+            try:
+                nameservers = parse_nameservers(servers)
+            except ValueError as e:
+                # Reported where DNS is needed, as a temporary error with the reason.
+                raise LookupDefer(str(e))
+            resolver = _resolvers[key] = Resolver(nameservers or None, timeout, retries,
+                                                  *policies)
         return resolver

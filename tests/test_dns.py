@@ -40,6 +40,14 @@ class NameserverOptionTests(unittest.TestCase):
             self.assertEqual(edns.parse_nameservers(text), expected)
         self.assertRaises(ValueError, edns.parse_nameservers, "ns.example")
 
+    def test_bad_setting_defers(self):
+        """A bad dns_nameservers makes DNS questions defer with the reason."""
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write("dns_nameservers = ns.example\n")
+        e = self.assertRaises(LookupDefer, edns.get_resolver, configmod.load(path))
+        self.assertIn("ns.example", str(e))
+
     def test_one_resolver_per_setting(self):
         """get_resolver returns the same shared Resolver for the same settings."""
         ctx = dns_context(self)
