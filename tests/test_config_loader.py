@@ -1,9 +1,12 @@
 """Tests for exim_py.config.loader: named lists, ACLs, drivers, retry and rewrite rules."""
 
+import os
 import pwd
+import sys
 
 from twisted.trial.unittest import TestCase
 
+from exim_py import registry
 from exim_py.config import load, load_collecting
 from exim_py.errors import ConfigError
 from tests.support.configs import register_test_router, write_config
@@ -163,6 +166,22 @@ class DriverTests(TestCase):
         register_test_router(self, "plain")
         routers = self.routers("a:\n driver = plain\n check_local_user\n")
         self.assertTrue(routers[0].options.retry_use_local_part)
+
+    def test_driver_module_that_fails_to_import(self):
+        """A registered driver whose module does not import is a configuration error, not a crash."""
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        with open(os.path.join(directory, "exim_py_broken_router.py"), "w") as f:
+            f.write("raise ImportError('half written')\n")
+        sys.path.insert(0, directory)
+        self.addCleanup(sys.path.remove, directory)
+        routers = dict(registry.ROUTERS, broken="exim_py_broken_router")
+        self.patch(registry, "ROUTERS", routers)
+        self.patch(registry, "KINDS", dict(registry.KINDS, router=routers))
+        e = self.assertRaises(ConfigError, self.routers,
+                              "a:\n driver = broken\n.ifdef _OPT_ROUTERS_DOMAINS\n.endif\n")
+        self.assertEqual(e.message, 'router a: cannot load router driver "broken": '
+                                    'ImportError: half written')
 
     def test_unknown_pass_router(self):
         """pass_router must name a router of this configuration."""

@@ -70,12 +70,20 @@ def builtin_macros():
             if not opt.hidden:
                 macros["_OPT_%sS_%s" % (kind.upper(), opt.name.upper())] = "y"
         for driver in registry.available(kind):
-            module = registry.load(kind, driver)
+            module = _load_driver(kind, driver)
             for opt in getattr(module, "OPTIONS", ()):
                 if not opt.hidden:
                     name = "_OPT_%s_%s_%s" % (kind.upper(), driver.upper(), opt.name.upper())
                     macros[name] = "y"
     return macros
+
+
+def _load_driver(kind, name):
+    """The driver's module, or None when it cannot be imported (reported when it is used)."""
+    try:
+        return registry.load(kind, name)
+    except Exception:
+        return None
 
 
 def computed_defaults(main):
@@ -310,7 +318,12 @@ class Loader:
         driver = values["driver"]
         if driver is None:
             return
-        module = registry.load(kind, driver)
+        try:
+            module = registry.load(kind, driver)
+        except Exception as e:      # a driver module that does not import is a bug: say which
+            raise ConfigError('%s %s: cannot load %s driver "%s": %s: %s'
+                              % (kind, current[0], kind, driver, type(e).__name__, e),
+                              item.filename, item.line)
         if module is None:
             raise ConfigError('%s %s: cannot find %s driver "%s"'
                               % (kind, current[0], kind, driver), item.filename, item.line)
