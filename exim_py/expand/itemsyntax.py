@@ -1,0 +1,423 @@
+"""Parsing the items with braced arguments: ${if}, ${lookup}, ${extract}...
+
+Each ``_item_*`` function is called by the Parser (parser.py) after the item
+name, reads the item's arguments with Exim's syntax rules and error texts,
+and returns the node that expands it (items.py); the few nodes that only
+exist because of how an item is parsed (an ``${extract}`` whose argument
+count is decided when it is expanded, an ``${if}`` cut short by a syntax
+error) are defined here.
+"""
+
+from exim_py.errors import ExpansionError
+from exim_py.expand import items as I
+from exim_py.expand.nodes import Node, Text, YesNo
+from exim_py.expand.parser import CONDITIONS, ITEMS, Parser, _SPACE, _Syntax, _before, is_known
+
+
+def _item_if(p, name):
+    p.ws()
+    cond = p.condition()
+    progress = {}
+    try:
+        return I.If(cond, p.yesno("if", progress))
+    except _Syntax as e:
+        e.nodes[0:0] = [IfBranch(cond, progress.get("yes"), progress.get("no"))]
+        raise
+
+
+class IfBranch(Node):
+    """An ``${if}`` cut short by a syntax error: Exim still tests the
+    condition and expands the branch it chose, if that branch was complete."""
+
+    __slots__ = ("cond", "yes", "no")
+
+    def __init__(self, cond, yes, no):
+        self.cond = cond
+        self.yes = yes
+        self.no = no
+
+    def ev(self, ctx):
+        branch = self.yes if self.cond.test(ctx) else self.no
+        return branch.ev(ctx) if branch is not None else ""
+
+
+def _item_lookup(p, name):
+    p.ws()
+    key = None
+    if p.ch() == "{":
+        p.i += 1
+        key = p.braced()
+        p.ws()
+    done = [key] if key else []
+    with _before(done):
+        if not (p.ch().isascii() and p.ch().isalpha()):
+            p.fail("missing lookup type")
+        start = p.i
+        while p.i < p.n and p.s[p.i] != "{" and p.s[p.i] not in _SPACE:
+            p.i += 1
+        ltype = p.s[start:p.i]
+        p.ws()
+        try:
+            kind = I.lookup_kind(ltype)
+        except ExpansionError as e:
+            p.fail(str(e))
+        if kind == "single" and key is None:
+            p.fail('missing {key} for single-key "%s" lookup' % ltype)
+        if kind == "query" and key is not None:
+            p.fail('a single key was given for lookup type "%s", which is not a single-key '
+                   'lookup type' % ltype)
+        if p.ch() != "{":
+            p.curly("missing '{' for lookup file-or-query arg")
+        p.i += 1
+        source = p.braced()
+        done.append(source)
+        p.ws()
+        return I.Lookup(key, ltype, source, p.yesno("lookup"))
+
+
+def _item_extract(p, name):
+    p.ws()
+    json = None
+    if p.ch() != "{" and p.s.startswith("json", p.i):
+        p.i += 4
+        json = "json"
+        if p.ch() == "s":
+            json = "jsons"
+            p.i += 1
+    args, starts = [], []
+    with _before(args):
+        while True:
+            if p.ch() != "{":
+                break
+            starts.append(p.i)
+            p.i += 1
+            args.append(p.braced())
+            p.ws()
+        fail_at = None
+        if p.s.startswith("fail", p.i) and p.s[p.i + 4:p.i + 5] in ("}", " ", "\t", ""):
+            fail_at = p.i
+            p.i += 4
+            p.ws()
+        if p.ch() != "}":
+            p.curly("missing '}' closing extract")
+        starts.append(p.i)
+        p.i += 1
+    return Extract(p.s, args, starts, fail_at, json)
+
+
+class Extract(Node):
+    """``${extract}``: whether the first argument is a number decides, at
+    expansion time, how many of the braced strings are arguments."""
+
+    __slots__ = ("text", "args", "starts", "fail_at", "json", "variants")
+
+    def __init__(self, text, args, starts, fail_at, json):
+        self.variants = {}       # the item for 2 or 3 arguments, built once
+        self.text = text
+        self.args = args
+        self.starts = starts
+        self.fail_at = fail_at
+        self.json = json
+
+    def _curly(self, message):
+        raise ExpansionError(message)
+
+    def ev(self, ctx):
+        args = self.args
+        if not args:
+            self._curly("missing '{' for arg 1 of extract")
+        first = args[0].ev(ctx).strip(_SPACE)
+        if not first:
+            raise ExpansionError('first argument of "extract" must not be empty')
+        digits = first[1:] if first[0] == "-" else first
+        need = 3 if (digits.isdigit() or not digits) and not self.json else 2
+        if len(args) < need:
+            self._curly("missing '{' for arg %d of extract" % (len(args) + 1))
+        extra = len(args) - need
+        if extra == 0 and self.fail_at is not None:
+            self._curly("curly-bracket problem in conditional yes/no parsing: 'yes' part did "
+                        "not start with '{'\n remaining string is '%s'"
+                        % self.text[self.fail_at:])
+        if extra > 2 or (extra == 2 and self.fail_at is not None):
+            at = self.starts[need + 2] if extra > 2 else self.fail_at
+            self._curly("curly-bracket problem in conditional yes/no parsing: did not close "
+                        "with '}'\n remaining string is '%s'" % self.text[at:])
+        item = self.variants.get(need)
+        if item is None:
+            if extra == 0:
+                yesno = YesNo("extract", bare=True)
+            else:
+                yesno = YesNo("extract", args[need], args[need + 1] if extra == 2 else None,
+                              self.fail_at is not None)
+            item = self.variants[need] = I.Extract(args[:need], yesno, self.json)
+        return item.ev(ctx)
+
+
+def _item_listextract(p, name):
+    args = []
+    with _before(args):
+        for k in (1, 2):
+            p.ws()
+            if p.ch() != "{":
+                p.curly("missing '{' for arg %d of listextract" % k)
+            p.i += 1
+            args.append(p.braced())
+            if k == 1 and isinstance(args[0], Text):
+                # Exim checks a literal number even where it is not used.
+                first = args[0].text.strip(_SPACE)
+                digits = first[1:] if first[:1] == "-" else first
+                if digits and not digits.isdigit():
+                    p.fail('first argument of "listextract" must be numeric')
+        return I.ListExtract(args[0], args[1], p.yesno("listextract"))
+
+
+def _item_env(p, name):
+    p.ws()
+    if p.ch() != "{":
+        p.fail("")
+    p.i += 1
+    key = p.braced()
+    with _before([key]):
+        return I.Env(key, p.yesno("env"))
+
+
+def _item_listop(p, name):
+    p.ws()
+    if p.ch() != "{":
+        p.curly("missing '{' for first arg of %s" % name)
+    p.i += 1
+    lst = p.braced()
+    done = [lst]
+    init = None
+    with _before(done):
+        if name == "reduce":
+            p.ws()
+            if p.ch() != "{":
+                p.curly("missing '{' for second arg of reduce")
+            p.i += 1
+            init = p.braced()
+            done.append(init)
+        p.ws()
+        if p.ch() != "{":
+            p.curly("missing '{' for last arg of %s" % name)
+        p.i += 1
+        try:
+            expr = p.condition() if name == "filter" else p.seq(True)
+        except _Syntax as e:
+            e.message = '%s inside "%s" item' % (e.message, name)
+            raise
+        p.ws()
+        if p.ch() != "}":
+            p.fail('missing } at end of condition or expression inside "%s"; could be an '
+                   'unquoted } in the content' % name)
+        p.i += 1
+        p.ws()
+        if p.ch() != "}":
+            p.fail('missing } at end of "%s"' % name)
+        p.i += 1
+    return I.ListOp(name, lst, init, expr)
+
+
+def _item_sort(p, name):
+    parts = []
+    with _before(parts):
+        for what, dollar in (("list", True), ("comparator", False), ("extractor", True)):
+            p.ws()
+            if p.ch() != "{":
+                p.curly("missing '{' for %s arg of sort" % what)
+            p.i += 1
+            start = p.i
+            parts.append(p.braced(dollar))
+            if what == "comparator":
+                # The comparator is never $-expanded: check it now, as Exim does.
+                try:
+                    op = sort_operator(parts[1].ev(None))
+                except ExpansionError as e:
+                    p.fail(str(e))
+        extractor = p.s[start:p.i - 1]
+        if p.ch() != "}":
+            p.fail('missing } at end of "sort"')
+        p.i += 1
+    return I.Sort(parts[0], op, extractor)
+
+
+def sort_operator(text):
+    """The comparison a ${sort} comparator names, or Exim's error."""
+    p = Parser(text)
+    p.ws()
+    c = p.ch()
+    if c and c in "=<>":
+        op = c
+        p.i += 1
+        if p.ch() == "=":
+            op += "="
+    else:
+        op = p.name("_")
+    if not op:
+        raise ExpansionError('condition name expected, but found "%s"' % text[:16])
+    if op not in CONDITIONS:
+        raise ExpansionError("")
+    if op not in ("<", "<=", ">", ">=", "ge", "gei", "gt", "gti", "le", "lei", "lt", "lti"):
+        raise ExpansionError("comparator not handled for sort")
+    return op
+
+
+def _item_run(p, name):
+    preexpand = False
+    while p.ch() == ",":
+        p.i += 1
+        if p.s.startswith("preexpand", p.i):
+            preexpand = True
+            p.i += 9
+        else:
+            t = p.i + 1
+            while t < p.n and p.s[t].isalpha():
+                t += 1
+            p.fail("bad option '%s' for run" % p.s[p.i:t])
+    p.ws()
+    if p.ch() != "{":
+        p.curly("missing '{' for command arg of run")
+    p.i += 1
+    start = p.i
+    if preexpand:
+        command = p.seq(True)
+        p.ws()
+    else:
+        # Exim only scans for the end here (errors show when each argument
+        # is expanded), stopping where the scan stopped.
+        try:
+            p.seq(True)
+        except _Syntax:
+            pass
+        command = p.s[start:p.i]
+    with _before([command] if preexpand else []):
+        if p.ch() != "}":
+            p.curly("missing '}' closing command arg of run")
+        p.i += 1
+        return I.Run(command, preexpand, p.yesno("run"))
+
+
+def _item_readsocket(p, name):
+    args = p.read_subs(4, 2, False, name)
+    fail = None
+    with _before(args):
+        if p.ch() == "{":
+            p.i += 1
+            fail = p.braced()
+            p.ws()
+        if p.ch() != "}":
+            p.curly("missing '}' closing readsocket")
+        p.i += 1
+    from exim_py.expand.readsocket import ReadSocket
+    return ReadSocket(args, fail)
+
+
+def _item_prvscheck(p, name):
+    first = p.read_subs(1, 1, False, name)
+    rest = p.read_subs(2, 1, True, name, done=first)
+    return I.PrvsCheck(first[0], rest[0], rest[1])
+
+
+def _item_certextract(p, name):
+    p.ws()
+    if p.ch() != "{":
+        p.curly("missing '{' for field arg of certextract")
+    p.i += 1
+    field = p.braced()
+    with _before([field]):
+        p.ws()
+        if p.ch() != "{":
+            p.curly("missing '{' for cert variable arg of certextract")
+        p.i += 1
+        if p.ch() != "$":
+            p.fail('second argument of "certextract" must be a certificate variable')
+        p.i += 1
+        var = p.braced(dollar=False)
+        return CertExtract(field, var, p.yesno("certextract"))
+
+
+class CertExtract(Node):
+    """``${certextract}``: exim_py keeps no certificates in variables yet, so an
+    unset certificate gives the "no" string and a set one an error."""
+
+    __slots__ = ("field", "var", "yesno")
+
+    def __init__(self, field, var, yesno):
+        self.field = field
+        self.var = var
+        self.yesno = yesno
+
+    def ev(self, ctx):
+        self.field.ev(ctx)
+        name = self.var.ev(ctx)
+        if not is_known(name):
+            raise ExpansionError('no variable named "%s"' % name)
+        if not name.endswith(("peercert", "ourcert")):
+            raise ExpansionError('"%s" is not a certificate' % name)
+        if ctx.get(name) is not None:
+            raise ExpansionError("certextract is not supported by exim_py")
+        saved = ctx.lookup_value
+        ctx.lookup_value = None
+        return self.yesno.choose(ctx, False, saved)
+
+
+def _subs_item(cls, n, m, with_name=False):
+    def parse(p, name):
+        args = p.read_subs(n, m, True, name)
+        return cls(name, args) if with_name else cls(args)
+    return parse
+
+
+def _item_perl(p, name):
+    p.read_subs(9, 1, True, name)
+    return I.Unsupported("A setting of perl_startup is needed when using the Perl interpreter")
+
+
+def _item_dlfunc(p, name):
+    args = p.read_subs(10, 2, True, name)
+    return DlFunc(args)
+
+
+class DlFunc(Node):
+    __slots__ = ("args",)
+
+    def __init__(self, args):
+        self.args = args
+
+    def ev(self, ctx):
+        path = self.args[0].ev(ctx)
+        raise ExpansionError('dlopen "%s" failed: exim_py cannot load C functions' % path)
+
+
+ITEMS.update({
+    "acl": _subs_item(I.Acl, 10, 1),
+    "authresults": _subs_item(I.AuthResults, 1, 1),
+    "certextract": _item_certextract,
+    "dlfunc": _item_dlfunc,
+    "env": _item_env,
+    "extract": _item_extract,
+    "filter": _item_listop,
+    "hash": _subs_item(I.Substr, 3, 2, True),
+    "hmac": _subs_item(I.Hmac, 3, 3),
+    "if": _item_if,
+    "imapfolder": _subs_item(lambda args: I.Unsupported(
+        "imapfolder is not supported by exim_py"), 3, 1),
+    "length": _subs_item(I.Substr, 2, 2, True),
+    "listextract": _item_listextract,
+    "listquote": _subs_item(I.ListQuote, 2, 2),
+    "lookup": _item_lookup,
+    "map": _item_listop,
+    "nhash": _subs_item(I.Substr, 3, 2, True),
+    "perl": _item_perl,
+    "prvs": _subs_item(I.Prvs, 3, 2),
+    "prvscheck": _item_prvscheck,
+    "readfile": _subs_item(I.ReadFile, 2, 1),
+    "readsocket": _item_readsocket,
+    "reduce": _item_listop,
+    "run": _item_run,
+    "sg": _subs_item(I.Sg, 3, 3),
+    "sort": _item_sort,
+    "srs_encode": _subs_item(I.SrsEncode, 3, 3),
+    "substr": _subs_item(I.Substr, 3, 2, True),
+    "tr": _subs_item(I.Tr, 3, 3),
+})
