@@ -238,3 +238,19 @@ class EximComparisonTests(TestCase):
                                        "-bP"] + args, capture_output=True, text=True)
             status, out, err = capture(print_options_mode, parse_args(["-C", path, "-bP"] + args))
             self.assertEqual((out, err), (expected.stdout, expected.stderr), args)
+
+    def test_same_reading_of_awkward_lines(self):
+        """Trailing spaces, continuations ending in blank lines or at the end of the file,
+        comment lines inside continuations and macros inside words read as in Exim."""
+        path = self.exim.write_config(
+            "keep_environment =\nMAC_A = a=b  \nMAC_B=  spaced value   \n"
+            "qualify_domain = x.MAC_A.MAC_B.y\nprimary_hostname = one \\\n\n"
+            "smtp_banner = two \\\n   # not a comment? \\\n   three\n    \n  # comment\n"
+            "helo_allow_chars = _MAC_A_\nmessage_id_header_text = \\\n")
+        names = ["qualify_domain", "primary_hostname", "smtp_banner", "helo_allow_chars",
+                 "message_id_header_text", "macros"]
+        expected = self.exim.run(path, ["-bP"] + names)
+        _status, out, _err = capture(print_options_mode, parse_args(["-C", path, "-bP"] + names))
+        ours = [line for line in out.splitlines() if not line.startswith("_")]
+        self.assertEqual(ours, [line for line in expected.stdout.splitlines()
+                                if not line.startswith("_")])

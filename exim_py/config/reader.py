@@ -225,18 +225,18 @@ class Reader:
             self._save_position()
 
     def _logical_lines(self):
-        parts = []
+        pending = ""       # the logical line read so far (continuations joined)
         while True:
             raw = self._physical()
             if raw is None:
                 if self._state_stack:
                     raise self._error("Unexpected end of configuration file: .endif missing")
-                if parts:
-                    yield from self._finish("".join(parts))
+                if pending:
+                    yield from self._finish(pending)
                 return
             if self.lineno == 1 and raw.startswith("\ufeff") and not self._stack:
                 raise self._error("found unexpected BOM (Byte Order Mark)")
-            text, found = self._expand_macros(raw, not parts)
+            text, found = self._expand_macros(raw, not pending)
             if text.startswith("#"):
                 continue
             if text.startswith(".") and self._conditional(text, found):
@@ -245,21 +245,16 @@ class Reader:
                 continue
             if self._include(text):
                 continue
-            text = text.rstrip()
-            if parts:
-                parts.append(text)
-            elif text:
-                parts.append(text)
-            else:
+            # As readconf.c: trailing white space goes from the whole line so
+            # far, so a continuation that ends in an empty line loses the
+            # spaces before its backslash.
+            pending = (pending + text).rstrip()
+            if pending.endswith("\\"):
+                pending = pending[:-1]
                 continue
-            if text.endswith("\\"):
-                parts[-1] = text[:-1]
-                continue
-            logical = "".join(parts)
-            parts = []
-            if not logical:
-                continue
-            yield from self._finish(logical)
+            if pending:
+                logical, pending = pending, ""
+                yield from self._finish(logical)
 
     def _save_position(self):
         if self.saved is not None:
