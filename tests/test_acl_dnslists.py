@@ -157,7 +157,20 @@ helo:
         self.assertEqual(result.rc, OK)
         result, _ = run(self.config, "mail", "reverse", sess=session("203.0.113.99"))
         self.assertEqual((result.rc, result.log_message),
-                         (FAIL, "host name notreally.test does not match the address"))
+                         (FAIL, "host lookup failed for reverse lookup check (203.0.113.99 "
+                                "does not match any IP address for notreally.test)"))
+        log = ListLog()
+        result, _ = run(self.config, "mail", "reverse", sess=session("203.0.113.77"), log=log)
+        self.assertEqual((result.rc, result.log_message),
+                         (FAIL, "host lookup failed for reverse lookup check (failed to find "
+                                "host name from IP address)"))
+        self.assertEqual(log.texts(), ["no host name found for IP address 203.0.113.77"])
+
+    def test_reverse_lookup_sets_host_name(self):
+        """A verified name becomes the session's host name."""
+        sess = session("203.0.113.1")
+        run(self.config, "mail", "reverse", sess=sess)
+        self.assertEqual(sess.sender_host_name, "a.host.test")
 
     def test_helo_name_resolves(self):
         """verify = helo: the HELO name must resolve to the client's address."""

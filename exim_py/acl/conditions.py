@@ -204,24 +204,28 @@ def _verify_helo(run):
 
 
 def _verify_reverse(run):
+    """verify = reverse_host_lookup: a PTR name of the client must resolve back to it."""
     session = run.ctx.session
     address = session.sender_host_address
-    if not address:
+    if not address or session.sender_host_name:
         return OK
+    failed = "host lookup failed for reverse lookup check (%s)"
     try:
         names = dnslists.reverse_names(run.ctx, address)
+        for name in names:
+            if address in dnslists.resolve_addresses(run.ctx, name):
+                # As in Exim, the verified name becomes $sender_host_name.
+                session.sender_host_name = name
+                run.ctx.set_variable("sender_host_name", name)
+                return OK
     except dnslists.DnsDefer:
         run.log = "host lookup deferred for reverse lookup check"
         return DEFER
-    for name in names:
-        try:
-            if address in dnslists.resolve_addresses(run.ctx, name):
-                return OK
-        except dnslists.DnsDefer:
-            run.log = "host lookup deferred for reverse lookup check"
-            return DEFER
-    run.log = ("host name %s does not match the address" % names[0] if names
-               else "no host name found for IP address %s" % address)
+    if not names:
+        run.ctx.write_log("no host name found for IP address %s" % address)
+        run.log = failed % "failed to find host name from IP address"
+    else:
+        run.log = failed % ("%s does not match any IP address for %s" % (address, names[0]))
     return FAIL
 
 
