@@ -156,6 +156,20 @@ class ConditionalTests(TestCase):
         self.assertEqual(self.value(text, {"OUTERMAC": ""}), "outer")
         self.assertEqual(self.value(text, {"OUTERMAC": "", "INNERMAC": ""}), "both")
 
+    def test_ten_levels_of_nesting(self):
+        """Conditionals nest ten deep; the eleventh level is an error, as in Exim."""
+        deep = ".ifndef NOPE\n" * 10 + "qualify_domain = deep\n" + ".endif\n" * 10
+        self.assertEqual(self.value(deep), "deep")
+        e = self.assertRaises(ConfigError, load, write_config(self, ".ifndef NOPE\n" * 11))
+        self.assertEqual((e.line, e.message), (11, ".ifndef nested too deeply"))
+
+    def test_directive_word_must_be_followed_by_a_space(self):
+        """A line such as ".ifdef<TAB>X" or ".ifdefX" is dropped, as readconf.c drops it."""
+        self.assertEqual(self.value(".ifdefNOPE\nqualify_domain = kept\n"), "kept")
+        e = self.assertRaises(ConfigError, load,
+                              write_config(self, ".ifdef\tNOPE\nqualify_domain = x\n.endif\n"))
+        self.assertEqual((e.line, e.message), (3, ".endif without matching .ifdef"))
+
     def test_unbalanced_conditionals(self):
         """A missing .endif, or .endif without .ifdef, is an error with Exim's text."""
         e = self.assertRaises(ConfigError, load, write_config(self, ".ifdef X\n"))

@@ -278,14 +278,17 @@ class Reader:
 
     def _conditional(self, text, found):
         """Handle .ifdef/.ifndef/.elifdef/.elifndef/.else/.endif; True when the line was one."""
-        for index, word in enumerate(_CONDITIONALS):
+        for word in _CONDITIONALS:
             if not text.startswith(word, 1):
                 continue
             following = text[1 + len(word):2 + len(word)]
-            if following not in ("", " ", "\t"):
-                return False
+            if following not in ("", " ", "t"):
+                # readconf.c accepts only a space (or, by a slip, the letter
+                # t) after the word; any other line that starts with one of
+                # these words is dropped without effect.  Do the same.
+                return True
             if word in ("ifdef", "ifndef"):
-                if len(self._state_stack) >= _MAX_NESTING - 1:
+                if len(self._state_stack) >= _MAX_NESTING:
                     raise self._error(".%s nested too deeply" % word)
                 self._state_stack.append(self._state)
                 true_col = 0 if word == "ifdef" else 1
@@ -303,13 +306,15 @@ class Reader:
         return False
 
     def _include(self, text):
-        m = re.match(r"\.include(_if_exists)?\s+(.*)$", text)
+        m = re.match(r"\.include(_if_exists)?(?:\s+(.*))?$", text)
         if not m:
             return False
-        path = m.group(2).strip()
+        path = (m.group(2) or "").strip()
         if len(path) > 1 and path.startswith('"') and path.endswith('"'):
             path = path[1:-1]
         if_exists = bool(m.group(1))
+        if not path and not if_exists:
+            return True         # Exim opens the directory itself, which reads as empty
         if not path.startswith("/"):
             if if_exists:
                 raise self._error('.include specifies a non-absolute path "%s"' % path)
