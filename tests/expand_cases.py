@@ -1003,6 +1003,56 @@ REGEX = [
     '${if match{abc}{}{y}{n}}',
 ]
 
+# Sender and host variables from -oMa/-oMs/-oMr/-f (HOST_ARGS), and 8-bit data.
+HOST_ARGS = ["-oMa", "192.0.2.5", "-oMs", "host.example", "-oMr", "esmtp",
+             "-f", "Fred@Example.COM"]
+HOST = [
+    '$sender_host_address',
+    '$sender_host_name',
+    '$received_protocol',
+    '$sender_address',
+    '$sender_address_domain',
+    '$sender_ident',
+    '$authenticated_id',
+    '$authenticated_sender',
+    '$sender_fullhost',
+    '$sender_rcvhost',
+    '$sender_host_port',
+    '$interface_address',
+    '$host_lookup_failed',
+    '${if def:sender_host_address{remote}{local}}',
+    '${if match_ip{$sender_host_address}{192.0.2.0/24}{in}{out}}',
+    '${authresults{mx.example}}',
+    '${srs_encode{secret}{user@example.com}{fwd.example}}',
+    '${srs_encode{secret}{"x y"@example.com}{fwd.example}}',
+    '${srs_encode{secret}{}{fwd.example}}',
+    '${md5:\\xe9}',
+    '${sha1:\\xe9\\xff}',
+    '${base64:\\xe9\\xff}',
+    '${escape:é}',
+    '${escape8bit:é}',
+    '${hexquote:é}',
+    '${strlen:é}',
+    '${length_1:é}',
+    '${uc:é}',
+    '${lc:É}',
+    '${rxquote:é}',
+    '${quote:é}',
+    '${hash_3:é€}',
+    '${nhash_100:é}',
+    '${hmac{md5}{é}{é}}',
+    '${tr{é}{\\xa9}{x}}',
+    '${utf8clean:é€\\xff}',
+    '${from_utf8:€}',
+    '${listquote{é}{aéb}}',
+    '${if eqi{É}{é}}',
+    '${if eq{a}{A}{y}{n}}',
+    '${if lt{B}{a}}',
+    '${if lti{B}{a}}',
+    '${addresses:é@x}',
+    '${address:"é" <a@b>}',
+]
+
 # ${prvscheck} leaves $1..$5 pointing into memory Exim later reuses, so
 # these run last, where nothing after them reads $0..$9.
 PRVSCHECK = [

@@ -163,9 +163,18 @@ class ExpandDifferentialTests(unittest.TestCase):
         self.check_group("headers", expand_cases.HEADERS, key="headers",
                          cases=expand_cases.HEADERS, extra_args=["-bem", message])
 
+    def test_host_and_sender(self):
+        """Variables set by -oMa, -oMs, -oMr and -f; operators on 8-bit data."""
+        self.check_group("host", expand_cases.HOST, key="host", cases=expand_cases.HOST,
+                         extra_args=expand_cases.HOST_ARGS)
+
+    def test_local_caller(self):
+        """The same strings for a local caller: $authenticated_id and friends."""
+        self.check_group("local", expand_cases.HOST, key="local", cases=expand_cases.HOST)
+
     def test_case_count(self):
         """The table covers at least 400 strings (the acceptance criterion)."""
-        total = len(_all_cases()) + len(expand_cases.HEADERS)
+        total = len(_all_cases()) + len(expand_cases.HEADERS) + len(expand_cases.HOST)
         self.assertGreaterEqual(total, 400)
 
 

@@ -52,8 +52,10 @@ def build_context(inv, config):
     login = _login()
     ctx.set("sender_address", "%s@%s" % (login, qualify_domain(ctx)))
     ctx.set("sender_ident", login)
-    ctx.set("authenticated_id", login)
-    ctx.set("authenticated_sender", "%s@%s" % (login, qualify_domain(ctx)))
+    if getattr(inv, "sender_host_address", None) is None:
+        # A local caller counts as authenticated by its login (spec: $authenticated_id).
+        ctx.set("authenticated_id", login)
+        ctx.set("authenticated_sender", "%s@%s" % (login, qualify_domain(ctx)))
     for attr, name in (("sender_host_address", "sender_host_address"),
                        ("sender_host_name", "sender_host_name"),
                        ("received_protocol", "received_protocol"),

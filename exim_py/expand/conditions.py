@@ -16,6 +16,7 @@ from exim_py.expand import arith
 from exim_py.expand.headers import find_header
 from exim_py.expand.lists import iter_list
 from exim_py.expand.regex import compile_regex, set_numeric
+from exim_py.expand.strings import to_bytes
 from exim_py.expand.variables import value_of
 
 with warnings.catch_warnings():
@@ -218,7 +219,7 @@ def crypteq(plain, encrypted):
                                        ("{sha1}", hashlib.sha1, 28, 40)):
         if lower.startswith(scheme):
             coded = encrypted[len(scheme):]
-            digest = fn(plain.encode("utf-8", "surrogateescape")).digest()
+            digest = fn(to_bytes(plain)).digest()
             if len(coded) == b64len:
                 return base64.b64encode(digest).decode() == coded
             if len(coded) == hexlen:

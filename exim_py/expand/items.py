@@ -19,7 +19,7 @@ from exim_py.expand.lists import append_item, iter_list, list_separator
 from exim_py.expand.nodes import Node
 from exim_py.expand.regex import compile_regex
 from exim_py.expand.strings import (
-    compute_hash, compute_nhash, extract_substr, printing, split_command)
+    compute_hash, compute_nhash, extract_substr, printing, split_command, to_bytes)
 
 
 def _expand_again(text, ctx):
@@ -285,9 +285,7 @@ class Hmac(Args):
             fn = hashlib.sha1
         else:
             raise ExpansionError('hmac algorithm "%s" is not recognised' % algo)
-        enc = "surrogateescape"
-        return _hmac.new(key.encode("latin-1", enc) if key.isascii() else key.encode("utf-8", enc),
-                         text.encode("utf-8", enc), fn).hexdigest()
+        return _hmac.new(to_bytes(key), to_bytes(text), fn).hexdigest()
 
 
 class Sg(Args):
@@ -361,7 +359,7 @@ def prvs_hmac(address, key, keynum, daystamp):
     if len(key) > 64:
         return None
     source = (keynum or "0")[:1] + daystamp[:3] + address
-    return _hmac.new(key.encode("latin-1", "replace"), source.encode("latin-1", "replace"),
+    return _hmac.new(to_bytes(key), to_bytes(source),
                      hashlib.sha1).hexdigest()[:6]
 
 
@@ -627,8 +625,7 @@ class SrsEncode(Args):
         if not return_path:
             return ""
         from exim_py.expand.rfc822 import extract_address
-        digest = _hmac.new(secret.encode("latin-1", "replace"),
-                           return_path.lower().encode("latin-1", "replace"),
+        digest = _hmac.new(to_bytes(secret), to_bytes(return_path.lower()),
                            hashlib.md5).hexdigest()[:4]
         day = (int(time.time()) // 86400) & 0x3FF
         b32 = "abcdefghijklmnopqrstuvwxyz234567"

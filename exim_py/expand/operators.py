@@ -20,7 +20,7 @@ from exim_py.expand.conditions import ip_version
 from exim_py.expand.lists import iter_list
 from exim_py.expand.rfc822 import extract_address, find_address_end
 from exim_py.expand.strings import (
-    compute_hash, compute_nhash, extract_substr, printing)
+    compute_hash, compute_nhash, extract_substr, printing, to_bytes)
 
 # Names that contain an underscore; any other underscore introduces arguments.
 UNDERSCORE_NAMES = frozenset((
@@ -30,14 +30,6 @@ UNDERSCORE_NAMES = frozenset((
 
 _LOWER = {c: c + 32 for c in range(65, 91)}
 _UPPER = {c + 32: c for c in range(65, 91)}
-
-
-def _bytes(s):
-    return s.encode("latin-1", "surrogateescape") if _is_latin1(s) else s.encode("utf-8")
-
-
-def _is_latin1(s):
-    return s.isascii() or max(map(ord, s)) < 256
 
 
 def _str(b):
@@ -54,7 +46,7 @@ def op_uc(s, arg, ctx):
 
 def _digest(fn, upper):
     def op(s, arg, ctx):
-        d = fn(_bytes(s)).hexdigest()
+        d = fn(to_bytes(s)).hexdigest()
         return d.upper() if upper else d
     return op
 
@@ -64,7 +56,7 @@ def op_sha2(s, arg, ctx):
           "512": hashlib.sha512}.get(arg)
     if fn is None:
         raise ExpansionError("unrecognised sha2 variant")
-    return fn(_bytes(s)).hexdigest().upper()
+    return fn(to_bytes(s)).hexdigest().upper()
 
 
 def op_sha3(s, arg, ctx):
@@ -72,11 +64,11 @@ def op_sha3(s, arg, ctx):
           "384": hashlib.sha3_384, "512": hashlib.sha3_512}.get(arg)
     if fn is None:
         raise ExpansionError("unrecognised sha3 variant")
-    return fn(_bytes(s)).hexdigest().upper()
+    return fn(to_bytes(s)).hexdigest().upper()
 
 
 def op_base64(s, arg, ctx):
-    return _str(base64.b64encode(_bytes(s)))
+    return _str(base64.b64encode(to_bytes(s)))
 
 
 def op_base64d(s, arg, ctx):
@@ -403,7 +395,7 @@ def op_time_interval(s, arg, ctx):
 
 def op_from_utf8(s, arg, ctx):
     out = []
-    data = _bytes(s)
+    data = to_bytes(s)
     i = 0
     n = len(data)
     while i < n:
@@ -430,7 +422,7 @@ def op_utf8clean(s, arg, ctx):
     seq = []
     left = 0
     code = 0
-    for b in _bytes(s):
+    for b in to_bytes(s):
         bad = 0
         if left:
             if b & 0xC0 != 0x80:

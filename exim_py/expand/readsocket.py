@@ -12,6 +12,7 @@ from exim_py.errors import ExpansionError
 from exim_py.expand.arith import read_time
 from exim_py.expand.lists import iter_list
 from exim_py.expand.nodes import Node
+from exim_py.expand.strings import to_bytes
 
 
 class ReadSocket(Node):
@@ -63,7 +64,7 @@ def exchange(spec, request, options, eol):
     try:
         with sock:
             if request:
-                sock.sendall(request.encode("latin-1", "replace"))
+                sock.sendall(to_bytes(request))
             if shutdown:
                 sock.shutdown(socket.SHUT_WR)
             while True:

@@ -13,6 +13,16 @@ PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67
           73, 79, 83, 89, 97, 101, 103, 107, 109, 113)
 
 
+def to_bytes(s):
+    """The bytes a string stands for: strings hold one character per byte
+    (latin-1) as Exim's do; text from elsewhere with wider characters is
+    taken as UTF-8."""
+    try:
+        return s.encode("latin-1")
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "surrogateescape")
+
+
 def extract_substr(subject, value1, value2):
     """${substr}: value2 < 0 means "unset" (the rest, or all before)."""
     sublen = len(subject)
@@ -43,7 +53,7 @@ def compute_hash(subject, value1, value2):
         value2 = 26
     elif value2 > len(HASHCODES):
         raise ExpansionError('hash count "%d" too big' % value2)
-    data = bytearray(subject.encode("latin-1", "replace"))
+    data = bytearray(to_bytes(subject))
     sublen = len(data)
     if value1 >= sublen:
         return subject
@@ -64,7 +74,7 @@ def compute_nhash(subject, value1, value2):
     """${nhash}: a number below value1, or "a/b" for a div/mod hash."""
     total = 0
     i = 0
-    for c in subject.encode("latin-1", "replace"):
+    for c in to_bytes(subject):
         if i == 0:
             i = len(PRIMES) - 1
         total += PRIMES[i] * c
