@@ -180,3 +180,9 @@ helo:
         result, _ = run(self.config, "mail", "helo",
                         sess=session("203.0.113.21", helo="friend.test"))
         self.assertEqual(result.rc, FAIL)
+
+    def test_helo_name_from_reverse_lookup(self):
+        """A HELO name equal to the client's verified PTR name is accepted."""
+        result, _ = run(self.config, "mail", "helo",
+                        sess=session("203.0.113.1", helo="A.HOST.TEST"))
+        self.assertEqual(result.rc, OK)

@@ -341,3 +341,14 @@ t:
                       ["From: x"]):
             commands += ["MAIL FROM:<a@b>", "RCPT TO:<u@c>", "DATA"] + lines + ["", "b", "."]
         compare(self, main, acls, commands + ["QUIT"])
+
+
+class HeloVerifyTests(unittest.TestCase):
+    """verify = helo with address literals (no DNS needed), as Exim judges them."""
+
+    def test_literals(self):
+        """The literal must start with the client's address (Exim's prefix check)."""
+        acls = "m:\n  require verify = helo\n  accept\n"
+        compare(self, "acl_smtp_mail = m", acls,
+                ["HELO [1.2.3.4]", "MAIL FROM:<a@b>", "RSET", "HELO [1.2.3.45]",
+                 "MAIL FROM:<a@b>", "RSET", "HELO [9.9.9.9]", "MAIL FROM:<a@b>", "QUIT"])

@@ -178,9 +178,8 @@ def verify(run, item, arg):
 
 
 def _verify_helo(run):
-    # The server records the outcome of helo_verify_hosts checking as
-    # ``session.helo_verified``; with no record, verify now: the HELO name
-    # must be the host's name or resolve to its address (spec "helo_verify_hosts").
+    """verify = helo, as Exim's smtp_verify_helo (the server may have recorded the
+    outcome of helo_verify_hosts checking as ``session.helo_verified``)."""
     session = run.ctx.session
     known = getattr(session, "helo_verified", None)
     if known is not None:
@@ -191,16 +190,21 @@ def _verify_helo(run):
         return FAIL
     if address is None:
         return OK
-    literal = helo[1:-1] if helo.startswith("[") and helo.endswith("]") else None
-    if literal is not None:
-        return _rc(literal.lower().replace("ipv6:", "") == address.lower())
-    if session.sender_host_name and session.sender_host_name.lower() == helo.lower():
-        return OK
+    if helo.startswith("["):
+        # Exim compares the start of the literal with the address.
+        body = helo[1:]
+        plain = address[7:] if address.lower().startswith("::ffff:") else None
+        return _rc(body.startswith(address) or (plain is not None and body.startswith(plain)))
+    names = [session.sender_host_name] if session.sender_host_name else []
     try:
-        found = dnslists.resolve_addresses(run.ctx, helo)
+        if not names:
+            names = [n for n in dnslists.reverse_names(run.ctx, address)
+                     if address in dnslists.resolve_addresses(run.ctx, n)]
+        if any(n.lower() == helo.lower() for n in names):
+            return OK
+        return _rc(address in dnslists.resolve_addresses(run.ctx, helo))
     except dnslists.DnsDefer:
         return FAIL
-    return _rc(address in found)
 
 
 def _verify_reverse(run):
