@@ -17,13 +17,8 @@ import time
 from twisted.internet import defer
 
 from exim_py import EXIM_COMPAT_VERSION
+from exim_py.smtp import acl_phase
 from exim_py.smtp.server import Reply
-
-# Exim's answers when an ACL says no and gives no message (acl.c / smtp_in.c).
-DEFAULT_REFUSALS = {
-    "vrfy": (252, "Administrative prohibition"),
-    "etrn": (458, "Administrative prohibition"),
-}
 
 _HELO_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9-])?\.?$")
 
@@ -77,7 +72,6 @@ class ServerPolicy:
         self.host_checking = host_checking
         self.deliver = deliver
         self.primary_hostname = primary_hostname or self._option("primary_hostname") or socket.gethostname()
-        self.acl = _module("exim_py.acl")
         self.match = _module("exim_py.match")
         self.expand_mod = _module("exim_py.expand")
         if self.expand_mod is not None and not hasattr(self.expand_mod, "ExpandContext"):
@@ -123,11 +117,8 @@ class ServerPolicy:
                                              headers=envelope.headers if envelope else [])
 
     def session_variables(self, session, envelope=None):
-        if self.acl is not None:
-            from exim_py.acl.context import session_variables
-            values = session_variables(session, envelope)
-        else:
-            values = {}
+        from exim_py.acl.context import session_variables
+        values = session_variables(session, envelope)
         values.setdefault("smtp_active_hostname", self.primary_hostname)
         values.setdefault("primary_hostname", self.primary_hostname)
         values.setdefault("version_number", EXIM_COMPAT_VERSION)
@@ -207,9 +198,13 @@ class ServerPolicy:
         return self.primary_hostname
 
     def enforce_sync(self, session):
-        # Exim checks synchronisation only on a real socket from a host.
+        # Exim checks synchronisation only on a real socket from a host;
+        # "control = (no_)enforce_sync" in an ACL overrides the option.
         if self.host_checking or session.sender_host_address is None or getattr(session, "not_socket", False):
             return False
+        override = getattr(session, "enforce_sync", None)
+        if override is not None:
+            return override
         return bool(self._option("smtp_enforce_sync", True))
 
     def pipe_connect(self, session):
@@ -239,7 +234,7 @@ class ServerPolicy:
         return bool(_HELO_NAME.match(checked))
 
     def helo(self, session, verb, name):
-        return self._run_acl("helo", "acl_smtp_helo", session)
+        return self._run_acl("helo", "acl_smtp_helo", session, command_data=name)
 
     def helo_required(self, session):
         return self.host_in("helo_verify_hosts", session)
@@ -385,10 +380,12 @@ class ServerPolicy:
         return self._option("qualify_recipient") or self._option("qualify_domain") or self.primary_hostname
 
     def mail(self, session, envelope):
-        return self._run_acl("mail", "acl_smtp_mail", session, envelope)
+        return self._run_acl("mail", "acl_smtp_mail", session, envelope,
+                             command_data="<%s>" % envelope.sender)
 
     def rcpt(self, session, envelope, recipient):
-        return self._run_acl("rcpt", "acl_smtp_rcpt", session, envelope, recipient.address)
+        return self._run_acl("rcpt", "acl_smtp_rcpt", session, envelope, recipient.address,
+                             command_data="<%s>" % recipient.address)
 
     def predata(self, session, envelope):
         return self._run_acl("predata", "acl_smtp_predata", session, envelope)
@@ -452,7 +449,7 @@ class ServerPolicy:
         return None
 
     def notquit(self, session, in_data):
-        if self.acl is not None and self._option("acl_smtp_notquit"):
+        if self._option("acl_smtp_notquit"):
             self._run_acl("notquit", "acl_smtp_notquit", session)
 
     def auth_exchange(self, session, arg):
@@ -488,16 +485,26 @@ class ServerPolicy:
         """
         from exim_py import receive
         envelope.message_id = self.spool_writer.new_message_id()
-        if self.expand_mod is not None:
-            ctx = self.expand_context(session, envelope)
-            body = receive.receive(envelope, message, self.config, expand=self.expand_mod.expand, ctx=ctx)
-        else:
-            envelope.headers, body, longest = receive.split_message(message)
-            receive.count_body(envelope, body, longest)
-            envelope.size = receive.message_size(envelope, body)
+        controls = acl_phase.message_controls(session, envelope)
+        ctx = self.expand_context(session, envelope)
+        body = receive.receive(envelope, message, self.config, submission="submission" in controls,
+                               suppress_local_fixups="suppress_local_fixups" in controls,
+                               expand=self.expand_mod.expand, ctx=ctx)
+        acl_phase.add_acl_headers(envelope, session)
         reply = self._run_acl("data", "acl_smtp_data", session, envelope)
+        if isinstance(reply, defer.Deferred):
+            return reply.addCallback(self._after_data_acl, session, envelope, body)
+        return self._after_data_acl(reply, session, envelope, body)
+
+    def _after_data_acl(self, reply, session, envelope, body):
         if reply is not None and not reply.ok:
             return reply
+        acl_phase.add_acl_headers(envelope, session)
+        controls = acl_phase.message_controls(session, envelope)
+        if "freeze" in controls:
+            envelope.frozen = True
+        if getattr(envelope, "discarded", False) and not envelope.recipients:
+            return Reply(250, "OK")
         if self.host_checking:
             return Reply(250, "OK id=%s" % envelope.message_id)
         d = self.spool_writer.store(envelope, body)
@@ -506,53 +513,25 @@ class ServerPolicy:
             if self.logger is not None:
                 from exim_py.log import received_line
                 self.logger.main(received_line(envelope, self.logger), message_id=message_id)
-            if self.deliver is not None and not self._option("queue_only", False):
+            if self.deliver is not None and not self._option("queue_only", False) \
+                    and "queue_only" not in controls and not envelope.frozen:
                 self.deliver(message_id)
+            fake = controls.get("fakereject"), controls.get("fakedefer")
+            if fake[0] is not None or fake[1] is not None:
+                options = fake[0] if fake[0] is not None else fake[1]
+                text = options[1:] if options.startswith("/") else \
+                    "Your message has been rejected but is being kept for evaluation.\n" \
+                    "If it was a legitimate message, it may still be delivered to the target recipient(s)."
+                return Reply(550 if fake[0] is not None else 450, text)
             return Reply(250, "OK id=%s" % message_id)
 
         return d.addCallback(stored)
 
     # -- ACLs --------------------------------------------------------------
 
-    def _run_acl(self, where, option, session, envelope=None, recipient=None):
-        """Run one ACL phase; None means "go on with the default reply"."""
-        spec = self._option(option)
-        if self.acl is None:
-            if spec:
-                return Reply(451, "Temporary local problem - please try later")
-            if where in ("rcpt", "expn"):
-                return Reply(550, "Administrative prohibition")
-            if where in DEFAULT_REFUSALS:
-                return Reply(*DEFAULT_REFUSALS[where])
-            return None
-        from exim_py.acl.context import AclContext
-        ctx = AclContext(self.config, session, envelope, recipient, log=self.logger,
-                         host_checking=self.host_checking)
-        result = self.acl.run_acl(where, spec, ctx)
-        return self.acl_reply(where, result)
-
-    def acl_reply(self, where, result):
-        """Map an AclResult to the SMTP reply Exim gives (smtp_handle_acl_fail)."""
-        replies = _module("exim_py.acl.replies")
-        if replies is not None and hasattr(replies, "smtp_reply"):
-            answer = replies.smtp_reply(where, result)
-            if answer is None:
-                return None
-            code, text, drop = answer
-            return Reply(code, text, drop=drop)
-        if result.rc in ("accept", "discard"):
-            if result.user_message:
-                return Reply(250 if where != "predata" else 354, result.user_message)
-            return None
-        code, text = DEFAULT_REFUSALS.get(where, (550, "Administrative prohibition"))
-        if result.rc in ("defer", "error"):
-            code, text = 451, "Temporary local problem - please try later"
-        if result.user_message and (result.rc != "defer" or result.temp_details):
-            text = result.user_message
-            m = re.match(r"^([245]\d\d)[ -](.*)$", text, re.S)
-            if m:
-                code, text = int(m.group(1)), m.group(2)
-        return Reply(code, text, drop=result.rc == "drop")
+    def _run_acl(self, where, option, session, envelope=None, recipient=None, command_data=None):
+        """Run one ACL phase; None means "go on with the default reply" (see acl_phase)."""
+        return acl_phase.run_phase(self, where, option, session, envelope, recipient, command_data)
 
     # -- logging -----------------------------------------------------------
 

@@ -35,14 +35,16 @@ NO_ARGUMENT = frozenset(("RSET", "DATA", "QUIT", "STARTTLS"))
 
 
 class Reply:
-    """A policy's answer that replaces the default reply: code, text, and whether to drop."""
+    """A policy's answer that replaces the default reply: code, text, whether to drop,
+    and optionally the exact ``lines`` to send (when they carry more than code and text)."""
 
-    __slots__ = ("code", "text", "drop")
+    __slots__ = ("code", "text", "drop", "lines")
 
-    def __init__(self, code, text, drop=False):
+    def __init__(self, code, text, drop=False, lines=None):
         self.code = int(code)
         self.text = text
         self.drop = drop
+        self.lines = lines
 
     @property
     def ok(self):
@@ -112,10 +114,9 @@ class SMTPServerProtocol(protocol.Protocol):
         self._ask(self.policy.connect, self.session, then=self._after_connect)
 
     def _after_connect(self, reply):
-        if reply is not None:
-            self._send(reply.code, reply.text)
-            if reply.drop or not reply.ok:
-                return self._drop()
+        if reply is not None and not reply.ok:
+            self._send_reply(reply, 0, "")
+            return self._drop()
         # Input before the banner is a synchronisation error unless the host
         # may use PIPECONNECT (spec: smtp_enforce_sync; RFC 2920 has no
         # early talking).
@@ -221,16 +222,16 @@ class SMTPServerProtocol(protocol.Protocol):
             arg = arg[len(lead):].strip()
         handler = getattr(self, "smtp_" + verb, None) if verb.isalpha() else None
         if handler is None:
+            if pending and self.policy.enforce_sync(self.session):
+                # Exim enforces synchronisation after unknown commands too
+                return self._sync_error(line)
             return self._unknown_command(line)
         if "\0" in line:
             return self._synprot(501, "NUL characters are not allowed in SMTP commands")
         if self._bdat is not None and verb != "BDAT":
             return self._synprot(503, "only BDAT permissible after non-LAST BDAT")
         if pending and self._needs_sync(verb):
-            self.policy.log_sync_error(self.session, "next input sent too soon: pipelining was%s advertised"
-                                       % ("" if self.pipelining else " not"), self._buffer, line)
-            self._send(554, "SMTP synchronization error")
-            return self._drop()
+            return self._sync_error(line)
         if verb not in MAIL_COMMANDS and self.policy.limit_nonmail(self.session):
             self.nonmail_commands += 1
             if self.nonmail_commands > self.policy.smtp_accept_max_nonmail:
@@ -239,6 +240,12 @@ class SMTPServerProtocol(protocol.Protocol):
         if verb in NO_ARGUMENT and arg:
             return self._synprot(501, "unexpected argument data")
         handler(arg)
+
+    def _sync_error(self, line):
+        self.policy.log_sync_error(self.session, "next input sent too soon: pipelining was%s advertised"
+                                   % ("" if self.pipelining else " not"), self._buffer, line)
+        self._send(554, "SMTP synchronization error")
+        self._drop()
 
     def _needs_sync(self, verb):
         if not self.policy.enforce_sync(self.session):
@@ -259,7 +266,12 @@ class SMTPServerProtocol(protocol.Protocol):
         if reply is None:
             self._send(default_code, default_text)
             return True
-        self._send(reply.code, reply.text)
+        if reply.lines:
+            if not self._closing:
+                self.transport.write("".join(line + "\r\n" for line in reply.lines)
+                                     .encode("utf-8", "surrogateescape"))
+        else:
+            self._send(reply.code, reply.text)
         if reply.drop:
             self._drop()
             return False
@@ -348,11 +360,13 @@ class SMTPServerProtocol(protocol.Protocol):
         if not self.policy.helo_syntax_ok(self.session, arg):
             return self._synprot(501, "Syntactically invalid %s argument(s)" % verb)
 
+        previous = self.session.helo_name
+
         def answered(reply):
             if reply is not None and not reply.ok:
+                self.session.helo_name = previous
                 self._send_reply(reply, 0, "")
                 return
-            self.session.helo_name = arg
             self.helo_seen = True
             self.esmtp = verb == "EHLO"
             self.session.esmtp = self.esmtp
@@ -372,6 +386,8 @@ class SMTPServerProtocol(protocol.Protocol):
                 self.pipelining = False
                 self._send(250, greeting)
 
+        # the HELO ACL sees the new name as $sender_helo_name
+        self.session.helo_name = arg
         self._ask(self.policy.helo, self.session, verb, arg, then=answered)
 
     def smtp_EHLO(self, arg):

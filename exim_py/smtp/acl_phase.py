@@ -1,0 +1,133 @@
+"""Running one ACL phase for the SMTP server, and applying what it asked for.
+
+The ACL engine (exim_py.acl) decides and collects side effects; this module
+turns its result into what the server does: the reply (through
+``acl.replies``, so texts and reject-log lines are Exim's), the delay
+(waited for without blocking the reactor), the controls that change the
+session or the message (enforce_sync, submission, queue_only, freeze,
+suppress_local_fixups, no_multiline_responses, fakereject/fakedefer) and
+the header lines to add or remove when the message arrives.
+"""
+
+from twisted.internet import task
+
+from exim_py.acl import DISCARD, OK, run_acl
+from exim_py.acl import replies
+from exim_py.acl.context import AclContext
+
+# controls that belong to the message, kept on the envelope until it is stored
+MESSAGE_CONTROLS = ("submission", "queue_only", "freeze", "suppress_local_fixups",
+                    "fakereject", "fakedefer", "no_delay_flush", "dkim_disable_verify")
+
+
+def run_phase(policy, where, option, session, envelope=None, recipient=None, command_data=None):
+    """Run acl_smtp_<where>; returns None (go on with the default reply), a Reply,
+    or a Deferred firing with one of those after an ACL ``delay``."""
+    from exim_py.smtp.server import Reply
+
+    spec = policy._option(option)
+    ctx = AclContext(policy.config, session, envelope, recipient, log=policy.logger,
+                     host_checking=policy.host_checking, dns_cache=_dns_cache(session))
+    result = run_acl(where, spec, ctx)
+    apply_effects(result, session, envelope)
+    reply = _reply(where, result, ctx, command_data, session, Reply)
+    delay = result.effects.delay
+    if delay and not policy.host_checking:
+        from twisted.internet import reactor
+        return task.deferLater(reactor, delay, lambda: reply)
+    return reply
+
+
+def _dns_cache(session):
+    cache = getattr(session, "dns_cache", None)
+    if cache is None:
+        cache = session.dns_cache = {}
+    return cache
+
+
+def _reply(where, result, ctx, command_data, session, Reply):
+    if result.rc in (OK, DISCARD):
+        if result.rc == DISCARD and ctx.envelope is not None and where == "rcpt":
+            ctx.envelope.discarded = True
+        if result.user_message and where not in ("predata",):
+            return Reply(250, result.user_message)
+        return None
+    reply = replies.rejection(result, ctx, command_data,
+                              no_multiline=getattr(session, "no_multiline", False))
+    replies.write_logs(reply, ctx)
+    return Reply(int(reply.code), reply.text, drop=reply.close, lines=reply.lines)
+
+
+def apply_effects(result, session, envelope):
+    """Controls and header changes an ACL asked for."""
+    effects = result.effects
+    for name, options in effects.controls:
+        if name == "enforce_sync":
+            session.enforce_sync = True
+        elif name == "no_enforce_sync":
+            session.enforce_sync = False
+        elif name == "no_multiline_responses":
+            session.no_multiline = True
+        elif name in MESSAGE_CONTROLS:
+            target = envelope if envelope is not None else session
+            controls = getattr(target, "acl_controls", None)
+            if controls is None:
+                controls = target.acl_controls = {}
+            controls[name] = options
+    if effects.added_headers or effects.removed_headers:
+        target = envelope if envelope is not None else session
+        added = getattr(target, "acl_added_headers", None)
+        if added is None:
+            added = target.acl_added_headers = []
+        for entry in effects.added_headers:
+            if entry not in added:
+                added.append(entry)
+        removed = getattr(target, "acl_removed_headers", None)
+        if removed is None:
+            removed = target.acl_removed_headers = []
+        removed.extend(effects.removed_headers)
+
+
+def message_controls(session, envelope):
+    """The controls in force for a message: from the connection, then the message."""
+    merged = dict(getattr(session, "acl_controls", None) or {})
+    merged.update(getattr(envelope, "acl_controls", None) or {})
+    return merged
+
+
+def add_acl_headers(envelope, session=None):
+    """Put the headers ACLs added into the message (spec: add_header positions) and
+    mark the removed ones deleted, as Exim does before and after the DATA ACL."""
+    from exim_py.receive import make_header
+    added = []
+    for holder in (session, envelope):
+        if holder is not None:
+            added.extend(getattr(holder, "acl_added_headers", None) or [])
+            holder.acl_added_headers = []
+    removed = []
+    for holder in (session, envelope):
+        if holder is not None:
+            removed.extend(getattr(holder, "acl_removed_headers", None) or [])
+            holder.acl_removed_headers = []
+    headers = envelope.headers
+    for name in removed:
+        for h in headers:
+            if h.flag != "*" and h.name.lower() == name.lower():
+                h.flag = "*"
+    for position, text in added:
+        header = make_header(text)
+        if position == ":at_start:":
+            headers.insert(0, header)
+        elif position == ":after_received:":
+            i = 0
+            while i < len(headers) and headers[i].name.lower() == "received":
+                i += 1
+            headers.insert(max(i, 1) if headers else 0, header)
+        elif position == ":at_start_rfc:":
+            i = 0
+            while i < len(headers) and (headers[i].name.lower() == "received"
+                                        or headers[i].name.lower().startswith("resent-")):
+                i += 1
+            headers.insert(i, header)
+        else:
+            headers.append(header)
