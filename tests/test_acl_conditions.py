@@ -383,3 +383,30 @@ outer_diff:
         starts with no message, so $acl_verify_message is empty)."""
         result, _ = run(self.config, "mail", "outer_diff")
         self.assertEqual(result.user_message, "no [0] ")
+
+
+class UdpsendAndContinueTests(unittest.TestCase):
+    """udpsend sends one datagram; continue only expands."""
+
+    def test_udpsend(self):
+        """The payload arrives at the named host and port."""
+        import socket
+        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(receiver.close)
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(10)
+        port = receiver.getsockname()[1]
+        config = config_from(self, "u:\n  accept udpsend = 127.0.0.1 : %d : hello $sender_host_address\n"
+                             "bad:\n  accept udpsend = 127.0.0.1 : x : hi\n" % port)
+        result, _ = run(config, "mail", "u")
+        self.assertEqual((result.rc, receiver.recv(100)), (OK, b"hello 1.2.3.4"))
+        result, _ = run(config, "mail", "bad")
+        self.assertEqual((result.rc, result.log_message),
+                         (ERROR, 'bad destination port in "udpsend" modifier'))
+
+    def test_continue(self):
+        """continue has no effect on the outcome; a forced failure is skipped."""
+        config = config_from(self, "c:\n  accept continue = ${if eq{1}{2}{x}fail}\n"
+                                   "         continue = anything\n")
+        result, _ = run(config, "mail", "c")
+        self.assertEqual(result.rc, OK)
