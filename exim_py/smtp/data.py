@@ -138,3 +138,36 @@ def _normalise_bare(raw, dot_stuffed):
         out.pop()
         return b"\n".join(out) + b"\n", out
     return b"\n".join(out), out
+
+
+class BdatCollector:
+    """The chunks of one BDAT transfer (RFC 3030), kept until BDAT LAST."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.size = 0
+        self.last_size = 0
+        self.too_big = False
+        self._chunks = []
+        self._this = 0
+
+    def feed_chunk(self, data):
+        self.size += len(data)
+        self._this += len(data)
+        if self.limit and self.size > self.limit:
+            self.too_big = True
+            self._chunks = []
+        else:
+            self._chunks.append(data)
+
+    def chunk_done(self):
+        self.last_size, self._this = self._this, 0
+
+    def content(self):
+        """Stored form: BDAT data is not dot-stuffed; CR, LF and CRLF all end lines."""
+        raw = b"".join(self._chunks)
+        if raw and not raw.endswith((b"\n", b"\r")):
+            raw += b"\r\n"
+        data = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = data.split(b"\n")
+        return data, data.count(b"\n"), data.count(b"\0"), max((len(x) for x in lines), default=0)

@@ -595,7 +595,7 @@ class SMTPServerProtocol(protocol.Protocol):
             self._skip_chunk(int(words[0]))
             return self._no_valid_rcpt("BDAT")
         if self._bdat is None:
-            self._bdat = BdatCollector(self.policy.message_size_limit(self.session))
+            self._bdat = smtpdata.BdatCollector(self.policy.message_size_limit(self.session))
         self._bdat_left = int(words[0])
         self._bdat_last = last
         self._mode = "bdat"
@@ -604,7 +604,7 @@ class SMTPServerProtocol(protocol.Protocol):
             self._end_of_chunk()
 
     def _skip_chunk(self, size):
-        self._bdat = BdatCollector(1)
+        self._bdat = smtpdata.BdatCollector(1)
         self._bdat_left = size
         self._bdat_last = True
         self._mode = "bdat" if size else "command"
@@ -748,39 +748,6 @@ class SMTPServerProtocol(protocol.Protocol):
             self.envelope = None
 
         self._ask(self.policy.starttls, self.session, then=answered)
-
-
-class BdatCollector:
-    """The chunks of one BDAT transfer (RFC 3030), kept until BDAT LAST."""
-
-    def __init__(self, limit):
-        self.limit = limit
-        self.size = 0
-        self.last_size = 0
-        self.too_big = False
-        self._chunks = []
-        self._this = 0
-
-    def feed_chunk(self, data):
-        self.size += len(data)
-        self._this += len(data)
-        if self.limit and self.size > self.limit:
-            self.too_big = True
-            self._chunks = []
-        else:
-            self._chunks.append(data)
-
-    def chunk_done(self):
-        self.last_size, self._this = self._this, 0
-
-    def content(self):
-        """Stored form: BDAT data is not dot-stuffed; CR, LF and CRLF all end lines."""
-        raw = b"".join(self._chunks)
-        if raw and not raw.endswith((b"\n", b"\r")):
-            raw += b"\r\n"
-        data = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        lines = data.split(b"\n")
-        return data, data.count(b"\n"), data.count(b"\0"), max((len(x) for x in lines), default=0)
 
 
 class SMTPServerFactory(protocol.ServerFactory):
