@@ -425,3 +425,14 @@ class DataLogTests(unittest.TestCase):
         self.assertEqual(log.texts(), [
             "1xUpCt-000363-0x H=(x) [1.2.3.4] Warning: data warn",
             "1xUpCt-000363-0x H=(x) [1.2.3.4] F=<a@b.example> rejected after DATA: no thanks"])
+
+    def test_auth_rejection_hides_credentials(self):
+        """An AUTH ACL rejection: 503, and the log names only the mechanism (as exim4 -bh)."""
+        from exim_py.acl import replies
+        config = config_from(self, "a:\n  deny hosts = 1.2.3.4\n  accept\n")
+        log = ListLog()
+        result, ctx = run(config, "auth", "a", log=log)
+        answer = replies.rejection(result, ctx, "PLAIN AHVzZXIAc2VjcmV0")
+        replies.write_logs(answer, ctx)
+        self.assertEqual(answer.lines, ["503 Administrative prohibition"])
+        self.assertEqual(log.texts(), ["H=(x) [1.2.3.4] rejected AUTH PLAIN"])
