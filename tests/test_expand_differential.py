@@ -9,7 +9,9 @@ failure names the group and lists every string whose output differs.
 import atexit
 import os
 import re
+import socket
 import subprocess
+import threading
 
 from twisted.trial import unittest
 
@@ -190,3 +192,69 @@ class ExpandStdinTests(unittest.TestCase):
     def test_empty_input(self):
         """End of input at once: one prompt and a newline."""
         self.assertEqual(our_exim(["-be"], ""), real_exim(["-be"], ""))
+
+
+class _Responder:
+    """A Unix and a TCP socket that answer each connection with what they read."""
+
+    def __init__(self, directory):
+        self.path = os.path.join(directory, "sock")
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        self.unix = socket.socket(socket.AF_UNIX)
+        self.unix.bind(self.path)
+        os.chmod(self.path, 0o777)      # real Exim connects as its own user
+        self.tcp = socket.socket()
+        self.tcp.bind(("127.0.0.1", 0))
+        self.port = self.tcp.getsockname()[1]
+        for srv in (self.unix, self.tcp):
+            srv.listen(5)
+            threading.Thread(target=self.serve, args=(srv,), daemon=True).start()
+
+    def serve(self, srv):
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(1)
+                data = b""
+                try:
+                    while True:
+                        chunk = conn.recv(1024)
+                        if not chunk:
+                            break
+                        data += chunk
+                except OSError:
+                    pass
+                conn.sendall(b"got:" + data + b"\nline2\n")
+
+    def close(self):
+        self.unix.close()
+        self.tcp.close()
+        os.unlink(self.path)
+
+
+class ReadSocketTests(unittest.TestCase):
+    """${readsocket} against Unix and TCP sockets, with Exim's results and errors."""
+
+    def test_readsocket(self):
+        """Requests, end-of-line replacement, options and failure strings."""
+        exim, _, _ = _setup()
+        responder = _Responder(exim.dir)
+        self.addCleanup(responder.close)
+        sock, port = responder.path, responder.port
+        cases = [
+            "${readsocket{%s}{hello}}" % sock,
+            "${readsocket{%s}{hello}{5s}{|}}" % sock,
+            "${readsocket{%s}{}}" % sock,
+            "${readsocket{inet:127.0.0.1:%d}{hi}}" % port,
+            "${readsocket{inet:127.0.0.1:%d}{hi}{3s}{}}" % port,
+            "${readsocket{%s.none}{hello}}" % sock,
+            "${readsocket{%s.none}{hello}{5s}{}{fallback}}" % sock,
+            "${readsocket{x}}",
+        ]
+        real, ours = _run_both("readsocket", cases)
+        self.assertEqual(ours, real)
+

@@ -47,19 +47,23 @@ def exchange(spec, request, options, eol):
                 timeout = t
             elif item == "shutdown=no":
                 shutdown = False
-    try:
-        if spec.startswith("inet:"):
-            host, _, port = spec[5:].rpartition(":")
-            if host.startswith("[") and host.endswith("]"):
-                host = host[1:-1]
+    if spec.startswith("inet:"):
+        host, _, port = spec[5:].rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        try:
             sock = socket.create_connection((host, int(port)), timeout=timeout or None)
-        else:
+        except (OSError, ValueError) as e:
+            raise ExpansionError("failed to connect to any address for %s: %s"
+                                 % (host, getattr(e, "strerror", None) or e))
+    else:
+        try:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(timeout or None)
             sock.connect(spec)
-    except (OSError, ValueError) as e:
-        raise ExpansionError("failed to connect to socket %s: %s"
-                             % (spec, getattr(e, "strerror", None) or e))
+        except OSError as e:
+            sock.close()
+            raise ExpansionError("failed to connect to socket %s: %s" % (spec, e.strerror))
     chunks = []
     try:
         with sock:
@@ -77,6 +81,6 @@ def exchange(spec, request, options, eol):
     except OSError as e:
         raise ExpansionError("error reading from socket: %s" % e.strerror)
     text = b"".join(chunks).decode("latin-1")
-    if eol is not None:
+    if eol:
         text = text.replace("\n", eol)
     return text
