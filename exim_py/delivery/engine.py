@@ -18,6 +18,8 @@ but skips what is recorded, so a crash means a retry, never a loss, and at
 worst one duplicate of the delivery that was in flight.
 """
 
+import os
+
 from twisted.internet import defer, threads
 
 from exim_py.delivery import bounce, drivers, retry
@@ -466,10 +468,25 @@ def _group(addresses, ctx):
 
 
 
+def load_too_high(config, option):
+    """Whether the load average exceeds main option ``option`` (queue_only_load,
+    deliver_queue_load_max); False when it is unset or unknown."""
+    limit = config.main.get(option)
+    if limit is None:
+        return False
+    try:
+        return os.getloadavg()[0] > float(limit)
+    except OSError:
+        return False
+
+
 def deliver_later(config, spool, message_id, logger=None):
     """Start delivering a just-received message from the reactor thread
     (the daemon's immediate delivery): returns the Deferred, whose failure
-    is logged to the panic log instead of being lost."""
+    is logged to the panic log instead of being lost.  Above queue_only_load
+    the message is left for a queue runner, as Exim does."""
+    if load_too_high(config, "queue_only_load"):
+        return defer.succeed(None)
     d = deliver_message(config, spool, message_id, logger)
 
     def failed(f):

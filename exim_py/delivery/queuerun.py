@@ -18,7 +18,7 @@ import os
 from twisted.application import service
 from twisted.internet import defer, threads
 
-from exim_py.delivery.engine import deliver_message, run_blocking
+from exim_py.delivery.engine import deliver_message, load_too_high, run_blocking
 from exim_py.delivery.hints import HintsDB
 
 
@@ -124,13 +124,7 @@ class QueueRunner(service.Service):
             self._timer = self.clock.callLater(self.interval, self.scan)
 
     def _load_too_high(self):
-        limit = self.config.main.get("deliver_queue_load_max")
-        if limit is None:
-            return False
-        try:
-            return os.getloadavg()[0] > float(limit)
-        except OSError:
-            return False
+        return load_too_high(self.config, "deliver_queue_load_max")
 
     def _fill(self):
         """Start deliveries until the active set is full or there is no work."""
