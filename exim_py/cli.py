@@ -71,6 +71,7 @@ class Invocation:
         self.sender_host_name = None   # -oMs
         self.oM = {}                   # every -oM? value, keyed by the letter(s)
         self.argv0 = "exim_py"
+        self.no_labels = False         # -n with -bP
 
 
 # mode -> (module, function).  A mode whose module is not part of this build
@@ -223,7 +224,9 @@ def parse_args(argv):
             inv.verbose = True
         elif a.startswith("-d"):
             inv.debug = a[2:]
-        elif a in ("-m", "-om", "-oo", "-n", "-x", "-U", "-Ac", "-Am", "-oA", "-oB", "-odb"):
+        elif a == "-n":
+            inv.no_labels = True       # -bP: values only; for sendmail, "no aliasing" (ignored)
+        elif a in ("-m", "-om", "-oo", "-x", "-U", "-Ac", "-Am", "-oA", "-oB", "-odb"):
             pass  # sendmail flags Exim accepts and ignores
         elif a.startswith(("-oB", "-oL", "-ov", "-B", "-L", "-h", "-X")):
             pass  # likewise ignored; -B/-X/-h take their values attached

@@ -185,6 +185,14 @@ class EximComparisonTests(TestCase):
         self.assertEqual(out, expected.stdout)
         self.assertEqual(status, 1 if expected.returncode else 0)
 
+    def test_same_values_without_labels(self):
+        """-bP -n prints only the values, where Exim drops the labels."""
+        path = self.exim.write_config(SETTINGS + "NAMEDMAC = macro value\n")
+        args = ["-bP", "-n"] + PRINTED + ["macro", "NAMEDMAC"]
+        expected = self.exim.run(path, args)
+        _status, out, _err = capture(print_options_mode, parse_args(["-C", path] + args))
+        self.assertEqual(out, expected.stdout)
+
     def test_same_main_option_list(self):
         """-bP with no names lists the same options, with the same defaults where they are fixed."""
         path = self.exim.write_config("keep_environment =\n")

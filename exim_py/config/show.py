@@ -12,7 +12,7 @@ from exim_py.cli import config_path
 from exim_py.config import features
 from exim_py.config.generic_options import GENERIC
 from exim_py.config.loader import load, load_collecting
-from exim_py.config.options import find_group, format_value
+from exim_py.config.options import GIDLIST, UIDLIST, find_group, format_value
 from exim_py.expand.lists import split_list
 
 
@@ -58,15 +58,26 @@ def is_admin(config):
 class OptionPrinter:
     """Prints -bP answers for one loaded configuration; ``ok`` goes false on a failed item."""
 
-    def __init__(self, config, out, err, admin):
+    def __init__(self, config, out, err, admin, no_labels=False):
         self.config = config
         self.out = out
         self.err = err
         self.admin = admin
+        self.no_labels = no_labels
         self.ok = True
 
     def line(self, text):
         self.out.write(text + "\n")
+
+    def option(self, opt, value, hidden):
+        """One option's line; with -n only its value, where Exim drops the label."""
+        text = format_value(opt, value, hidden)
+        if self.no_labels:
+            if text.startswith(opt.name + " = "):
+                text = text[len(opt.name) + 3:]
+            elif opt.type in (UIDLIST, GIDLIST):
+                text = ""
+        self.line(text)
 
     def main_option(self, name):
         values = self.config.main
@@ -78,9 +89,9 @@ class OptionPrinter:
         hidden = values.is_hidden(name) and not self.admin
         if opt.synonym_of:
             target = opt.synonym_of if isinstance(opt.synonym_of, str) else opt.synonym_of[0]
-            self.line(format_value(opt, values[target], hidden))
+            self.option(opt, values[target], hidden)
             return
-        self.line(format_value(opt, values[name], hidden))
+        self.option(opt, values[name], hidden)
 
     def all_main(self):
         for opt in self.config.main.table:
@@ -93,7 +104,8 @@ class OptionPrinter:
             entry = self.config.named_lists[kind].get(name)
             if entry is not None:
                 found = True
-                self.line("%slist %s = %s" % (kind, name, entry.value))
+                self.line(entry.value if self.no_labels
+                          else "%slist %s = %s" % (kind, name, entry.value))
         if not found:
             self.line('no address, domain, host, or local part list called "%s" exists' % name)
             self.ok = False
@@ -112,7 +124,7 @@ class OptionPrinter:
             for opt in self._driver_table(kind, d):
                 if not opt.hidden:
                     hidden = d.options.is_hidden(opt.name) and not self.admin
-                    self.line(format_value(opt, d.options[opt.name], hidden))
+                    self.option(opt, d.options[opt.name], hidden)
             if name is not None:
                 return
         if name is not None:
@@ -138,7 +150,10 @@ class OptionPrinter:
             return
         for macro, value in self.config.macros.items():
             if name is None or macro == name:
-                self.line(macro if names_only else "%s=%s" % (macro, value))
+                if names_only:
+                    self.line(macro)
+                else:
+                    self.line(value if self.no_labels else "%s=%s" % (macro, value))
                 if name is not None:
                     return
         if name is not None:
@@ -216,7 +231,8 @@ def print_options_mode(inv):
         sys.stdout.write(path + "\n")
         return 0
     config = load(path, inv.macros, record="config" in args)
-    printer = OptionPrinter(config, sys.stdout, sys.stderr, is_admin(config))
+    printer = OptionPrinter(config, sys.stdout, sys.stderr, is_admin(config),
+                            getattr(inv, "no_labels", False))
     if not args:
         printer.all_main()
     i = 0
