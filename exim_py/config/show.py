@@ -189,7 +189,7 @@ class OptionPrinter:
 
     def environment(self):
         for key in sorted(os.environ):
-            self.line("%s=%s" % (key, os.environ[key]))
+            self.line(key if self.no_labels else "%s=%s" % (key, os.environ[key]))
 
 
 _HIDDEN = "<value not displayable>"
