@@ -14,6 +14,7 @@ import pwd
 import re
 
 from exim_py.errors import ConfigError, ExpansionError
+from exim_py.expand import expand
 from exim_py.expand.lists import split_list
 
 # Option types (see HACKING.rst for the Python type of each value).
@@ -393,7 +394,6 @@ class SettingParser:
             return self._id(values, opt, name, value)
         if t in (UIDLIST, GIDLIST) and "$" in value:
             # Exim expands these lists once, when it reads them.
-            from exim_py.expand import expand
             try:
                 value = expand(value)
             except ExpansionError as e:
