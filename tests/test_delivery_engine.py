@@ -374,3 +374,39 @@ class FailureTests(unittest.TestCase):
         outcome = yield self.env.deliver(mid)
         self.assertTrue(outcome.frozen)
         self.assertEqual(outcome.failed, [])
+
+
+ONE_TIME_CONFIG = BASE_CONFIG.replace("""maildir_users:""", """onetime:
+  driver = redirect
+  local_parts = club
+  data = mb1@localdomain, later@localdomain
+  one_time
+maildir_users:""")
+
+
+class OneTimeTests(unittest.TestCase):
+    """redirect's one_time."""
+
+    @defer.inlineCallbacks
+    def test_pending_children_become_recipients(self):
+        """After the first attempt the deferred child is a recipient of its own,
+        logged with the original address in <>, and the alias is not expanded
+        again (mb1 is not delivered twice)."""
+        env = MailEnv(self, config_text=ONE_TIME_CONFIG)
+        mid = env.submit(["club"])
+        outcome = yield env.deliver(mid)
+        self.assertFalse(outcome.completed)
+        spool_env = env.spool.read(mid)
+        self.assertIn("club@localdomain", spool_env.non_recipients)
+        self.assertEqual([r.address for r in spool_env.recipients],
+                         ["club@localdomain", "later@localdomain"])
+        self.assertEqual(spool_env.recipients[1].pno, 0)
+        with open(env.path("aliases")) as f:
+            text = f.read().replace("later: :defer: not now", "later: mb2")
+        with open(env.path("aliases"), "w") as f:
+            f.write(text)
+        outcome = yield env.deliver(mid, force=True)
+        self.assertTrue(outcome.completed)
+        self.assertEqual(len(mailbox.mbox(env.path("mail", "mb1"))), 1)
+        self.assertEqual(len(mailbox.mbox(env.path("mail", "mb2"))), 1)
+        self.assertIn("=> mb2 <club@localdomain> R=mbox_users T=mbox", env.mainlog())

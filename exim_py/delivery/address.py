@@ -184,6 +184,7 @@ class Address:
         self.duplicate_of = None
         self.finished = False                # a final outcome the spool will record
         self.routed = False                  # routing already done (unseen's delivered copy)
+        self.onetime_parent = None           # the original recipient of a one_time address
 
     # -- convenience ---------------------------------------------------
 

@@ -28,6 +28,7 @@ from exim_py.delivery.context import DeliveryContext, Message
 from exim_py.delivery.hints import HintsDB
 from exim_py.delivery.deliverylog import DeliveryLog
 from exim_py.delivery.route import route_address
+from exim_py.envelope import Recipient
 
 
 class DeliveryOutcome:
@@ -194,6 +195,8 @@ class _Delivery:
             if r.address in done:
                 continue
             a = Address(r.address)
+            if r.pno is not None and 0 <= r.pno < len(self.envelope.recipients):
+                a.onetime_parent = self.envelope.recipients[r.pno].address
             a.dsn_notify = r.dsn_notify
             a.dsn_orcpt = r.orcpt
             if r.errors_to:
@@ -365,6 +368,7 @@ class _Delivery:
         if finished:
             self.spool.mark_delivered(self.message_id, finished)
             self.envelope.non_recipients.update(finished)
+        self._one_time(plan)
         # An original recipient is done when nothing it generated is pending.
         done_tops = [t.address for t in plan.top
                      if t.address not in self.envelope.non_recipients and is_final(t)]
@@ -388,6 +392,35 @@ class _Delivery:
         if self.envelope.frozen:
             self.outcome.frozen = True
         self.spool.write_header(self.envelope)
+
+    def _one_time(self, plan):
+        """redirect's one_time: addresses a one_time router generated that are
+        still pending become recipients of their own (remembering their
+        parent), and the parent counts as delivered, so the redirection is
+        not done again at the next attempt (spec: one_time)."""
+        one_time = {r.name for r in drivers.routers(self.config)
+                    if "one_time" in r.options and r.options["one_time"]}
+        if not one_time:
+            return
+        added = False
+        for parent in plan.parents:
+            if parent.router not in one_time or is_final(parent):
+                continue
+            top = parent.top
+            pno = next((i for i, r in enumerate(self.envelope.recipients)
+                        if r.address == top.address), -1)
+            for child in parent.child_list:
+                if is_final(child):
+                    continue
+                self.envelope.recipients.append(Recipient(child.address, pno=pno))
+                added = True
+            parent.state = "already"
+            if parent.parent is None:
+                self.envelope.non_recipients.add(parent.address)
+            else:
+                self.envelope.non_recipients.add(unique_of(parent))
+        if added:
+            self.spool.write_header(self.envelope)
 
     def _bounce(self, failed):
         """Send failure reports for ``failed`` (grouped by where errors go)."""

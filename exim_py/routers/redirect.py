@@ -57,6 +57,17 @@ OPTIONS = OptionTable(
     ])
 
 
+def validate(dconf):
+    """one_time excludes header changes and unseen (spec: one_time)."""
+    from exim_py.errors import ConfigError
+    opts = dconf.options
+    if opts["one_time"]:
+        for name in ("headers_add", "headers_remove", "unseen"):
+            if opts[name] not in (None, False):
+                raise ConfigError('"%s" may not be set with "one_time" in the %s router'
+                                  % (name, dconf.name), dconf.filename, dconf.line)
+
+
 class _Special(Exception):
     """A :fail:, :defer:, :unknown: or not-permitted item ends list processing."""
 
