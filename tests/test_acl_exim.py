@@ -352,3 +352,69 @@ class HeloVerifyTests(unittest.TestCase):
         compare(self, "acl_smtp_mail = m", acls,
                 ["HELO [1.2.3.4]", "MAIL FROM:<a@b>", "RSET", "HELO [1.2.3.45]",
                  "MAIL FROM:<a@b>", "RSET", "HELO [9.9.9.9]", "MAIL FROM:<a@b>", "QUIT"])
+
+
+class CalloutTests(unittest.TestCase):
+    """verify = sender/callout and recipient/callout against a real exim4 next hop."""
+
+    def setUp(self):
+        from tests.support.exim_peer import EximPeer
+        self.peer = EximPeer().start()
+        self.addCleanup(self.peer.stop)
+
+    def test_callouts(self):
+        """Accepted, refused and deferred callouts: the replies and logs exim4 -bhc gives."""
+        acls = """
+m:
+  require verify = sender/callout
+  accept
+r:
+  require verify = recipient/callout=10s
+  accept
+begin routers
+out:
+  driver = manualroute
+  route_list = * 127.0.0.1
+  self = send
+  transport = t
+begin transports
+t:
+  driver = smtp
+  port = %d
+""" % self.peer.port
+        compare(self, "acl_smtp_rcpt = r\nacl_smtp_mail = m", acls,
+                ["HELO x", "MAIL FROM:<rejectme@x.example>", "MAIL FROM:<ok@x.example>",
+                 "RCPT TO:<good@y.example>", "RCPT TO:<rejectuser@y.example>",
+                 "RCPT TO:<deferuser@y.example>", "QUIT"], spool=True, mode="-bhc")
+
+    def test_callout_defer_ok_and_no_host(self):
+        """defer_ok turns a deferred callout into success; an unreachable host defers."""
+        acls = """
+r:
+  accept local_parts = deferok
+         verify = recipient/callout=5s,defer_ok
+  require verify = recipient/callout=5s
+  accept
+begin routers
+out:
+  driver = manualroute
+  domains = y.example
+  route_list = * 127.0.0.1
+  self = send
+  transport = t
+dead:
+  driver = manualroute
+  route_list = * 127.0.0.1
+  self = send
+  transport = nowhere
+begin transports
+t:
+  driver = smtp
+  port = %d
+nowhere:
+  driver = smtp
+  port = 1
+""" % self.peer.port
+        compare(self, "acl_smtp_rcpt = r", acls,
+                ["HELO x", "MAIL FROM:<a@b>", "RCPT TO:<deferok@y.example>",
+                 "RCPT TO:<x@z.example>", "QUIT"], spool=True, mode="-bhc")

@@ -9,9 +9,10 @@ List matching is exim_py.match's; address verification is delivery's
 
 import re
 
-from exim_py.acl import dnslists, headers, ratelimit
+from exim_py.acl import callout, dnslists, headers, ratelimit
 from exim_py.acl.context import optional_module
 from exim_py.acl.phases import VERIFIES, WHERE_NAMES
+from exim_py.config.options import read_time
 from exim_py.errors import ExpansionError
 
 OK, FAIL, DEFER, ERROR = "accept", "deny", "defer", "error"
@@ -236,37 +237,62 @@ def _verify_reverse(run):
 _VERIFY_OPTIONS = ("defer_ok", "no_details", "success_on_redirect")
 
 
-def _route(run, key, address, lowered):
-    """(outcome, user message, log message, address_data) from delivery's verify_address."""
+def _route(run, key, address, lowered, co=None):
+    """Route ``address`` (delivery's verify_address), then call out if asked.
+
+    Returns (outcome, user message, log message, address_data).
+    """
     module = optional_module("exim_py.delivery.verify")
     if module is None:
         return DEFER, None, ("address verification is not available "
                              "(exim_py.delivery.verify is missing)"), None
     outcome = module.verify_address(
-        address, run.ctx.expand_ctx, kind=key,
+        address, run.ctx.expand_ctx, kind="sender" if key != "recipient" else key,
         options={"success_on_redirect": "success_on_redirect" in lowered})
     rc = {"ok": OK, "fail": FAIL}.get(str(outcome.code).lower(), DEFER)
-    return rc, outcome.user_message, outcome.message, outcome.address_data
+    user, log = outcome.user_message, outcome.message
+    if rc == OK and co is not None and co.enabled and outcome.address is not None:
+        result = callout.run(run.ctx.config, run.ctx.expand_ctx, outcome.address,
+                             "recipient" if key == "recipient" else "sender",
+                             _callout_sender(run, key, co), co)
+        rc, user, log = result.rc, result.user_message, result.message
+        if rc == DEFER:
+            if co.defer_ok:
+                rc = OK
+            else:
+                run.temp_details = True       # Exim's ERRNO_CALLOUTDEFER
+    return rc, user, log, outcome.address_data
+
+
+def _callout_sender(run, key, co):
+    """MAIL FROM for a callout: <> unless use_sender / use_postmaster (recipients only)."""
+    if key == "recipient" and co.use_sender:
+        return _sender(run)
+    if key == "recipient" and co.use_postmaster:
+        return "postmaster@%s" % headers.qualify_domain(run.ctx.config)
+    return ""
 
 
 def _verify_address(run, key, what, options):
-    """verify = sender / recipient through delivery's verify_address (no callouts)."""
+    """verify = sender / recipient / header_sender: routing, and callouts when asked."""
     lowered = [o.lower() for o in options]
+    co, problem = callout.parse_options(options, read_time)
+    if problem is not None:
+        run.log = problem
+        return ERROR
     for option in lowered:
-        if option.startswith(("callout", "check_postmaster")):
-            run.log = "callout verification is not supported by exim_py"
-            return ERROR
-        if option not in _VERIFY_OPTIONS:
+        if option not in _VERIFY_OPTIONS and not option.startswith("callout") and \
+                option != "check_postmaster":
             run.log = 'unknown option "%s" in ACL condition "verify %s"' % (
                 option, "/".join([what] + options))
             return ERROR
     defer_ok = "defer_ok" in lowered
     if key == "header_sender":
         rc = headers.header_sender(
-            run, lambda address: _route(run, "sender", address, lowered)[0])
+            run, lambda address: _route(run, "sender", address, lowered, co)[0])
         return OK if rc == DEFER and defer_ok else rc
     if key == "recipient":
-        rc, user, log, data = _route(run, key, run.ctx.recipient, lowered)
+        rc, user, log, data = _route(run, key, run.ctx.recipient, lowered, co)
         if data is not None:
             run.ctx.set_variable("address_data", data)
         if rc == DEFER and defer_ok:
@@ -278,14 +304,15 @@ def _verify_address(run, key, what, options):
     if address == "":
         return OK        # a bounce has no sender to verify
     # Exim verifies a sender once per message and tells the client the
-    # details of a failure once (sender_verified_list, af_sverify_told).
+    # details of a failure once (sender_verified_list, af_sverify_told);
+    # a callout is always made afresh.
     holder = run.ctx.envelope if run.ctx.envelope is not None else run.ctx.session
     cache = getattr(holder, "acl_sender_verified", None)
     if cache is None:
         cache = holder.acl_sender_verified = {}
-    entry = cache.get(address)
+    entry = None if co.enabled else cache.get(address)
     if entry is None:
-        rc, user, log, data = _route(run, key, address, lowered)
+        rc, user, log, data = _route(run, key, address, lowered, co)
         entry = cache[address] = {"address": address, "result": rc, "message": log,
                                   "user_message": user if user is not None else log,
                                   "told": "no_details" in lowered, "data": data}
@@ -296,8 +323,12 @@ def _verify_address(run, key, what, options):
         return OK
     if rc != OK:
         run.ctx.sender_verify_failed = entry
-        run.log = run.user = ("Sender verify failed" if rc == FAIL
-                              else "Could not complete sender verify")
+        if rc == FAIL:
+            run.log = run.user = "Sender verify failed"
+        elif (entry["message"] or "").startswith("Could not complete sender verify callout"):
+            run.log = run.user = "Could not complete sender verify callout"
+        else:
+            run.log = run.user = "Could not complete sender verify"
     return rc
 
 

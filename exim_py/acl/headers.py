@@ -273,7 +273,7 @@ def header_sender(run, verify):
     A syntax error in one of those headers fails at once, with Exim's text.
     """
     env = run.ctx.envelope
-    qualify = _qualify_domain(run.ctx.config)
+    qualify = qualify_domain(run.ctx.config)
     deferred = False
     for wanted in _SENDER_ORDER:
         for header in _live(env):
@@ -306,7 +306,7 @@ def header_sender(run, verify):
     return FAIL
 
 
-def _qualify_domain(config):
+def qualify_domain(config):
     for option in ("qualify_domain", "primary_hostname"):
         try:
             value = config.main[option]

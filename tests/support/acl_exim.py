@@ -48,12 +48,12 @@ def split_replies(text):
     return groups
 
 
-def exim_dialogue(testcase, main, acls, commands, address="1.2.3.4"):
-    """(replies after the banner, kept log lines) from ``exim4 -bh``."""
+def exim_dialogue(testcase, main, acls, commands, address="1.2.3.4", mode="-bh"):
+    """(replies after the banner, kept log lines) from ``exim4 -bh`` (or ``-bhc``)."""
     exim = RealExim()
     testcase.addCleanup(exim.cleanup)
     path = exim.write_config(EXIM_MAIN + main + "\nbegin acl\n" + acls + "\n")
-    out = exim.run(path, ["-bh", address], input="".join(c + "\r\n" for c in commands))
+    out = exim.run(path, [mode, address], input="".join(c + "\r\n" for c in commands))
     groups = split_replies(out.stdout)
     logs = [_MESSAGE_ID.sub("", line[5:]) for line in out.stderr.splitlines()
             if line.startswith("LOG: ") and _LOG_KEEP.search(line)]
@@ -184,18 +184,19 @@ def _spool(testcase, owner=None):
     return directory
 
 
-def compare(testcase, main, acls, commands, spool=False):
+def compare(testcase, main, acls, commands, spool=False, mode="-bh"):
     """Assert that exim_py answers and logs ``commands`` as exim4 -bh does.
 
     With ``spool``, each side gets its own empty spool directory (for hints
-    such as ratelimit's).
+    such as ratelimit's and callout caches).  ``mode="-bhc"`` lets Exim make
+    callouts.
     """
     from tests.support.acl import write_config
     their_main = our_main = main
     if spool:
         their_main += "\nspool_directory = %s" % _spool(testcase, "Debian-exim")
         our_main += "\nspool_directory = %s" % _spool(testcase)
-    theirs, their_logs = exim_dialogue(testcase, their_main, acls, commands)
+    theirs, their_logs = exim_dialogue(testcase, their_main, acls, commands, mode=mode)
     path = write_config(testcase, EXIM_MAIN + our_main + "\nbegin acl\n" + acls + "\n")
     ours, our_logs = our_dialogue(path, commands)
     testcase.assertEqual(len(ours), len(theirs), (ours, theirs))
