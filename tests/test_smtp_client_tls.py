@@ -14,7 +14,7 @@ from twisted.internet.interfaces import IHandshakeListener
 from twisted.trial import unittest
 from zope.interface import implementer
 
-from exim_py.smtp import client, ocsp_verify
+from exim_py.smtp import client, ocsp_verify, tls_client
 from exim_py.smtp.outbound import DEFER, OK, ClientSettings, Transaction
 from exim_py.smtp.tls_client import ClientTLS, TLSClientSettings, TLSFailure
 from tests.support.exim_peer import EximPeer
@@ -164,6 +164,46 @@ class ClientOptionTests(TLSTestCase):
                                  privatekey=client_cert.key_path)
         self.assertEqual(self.outcome(result).status, OK)
         self.assertRegex(peer.mainlog(), r"<= s@client.example .*CV=yes DN=\"[^\"]*client.example")
+
+
+class ResumptionTests(TLSTestCase):
+    """tls_resumption_hosts: the second connection resumes the first one's session."""
+
+    @defer.inlineCallbacks
+    def test_second_session_resumed(self):
+        """Exim (tls_resumption_hosts = *) gives a ticket; the next connection offers it,
+        the session is resumed, and both sides say so."""
+        peer = self.start(extra="tls_resumption_hosts = *\nlog_selector = +tls_resumption")
+        first = yield self.send(peer, verify="require", resume_key=("mx", peer.port))
+        self.assertFalse(first.tls.resumption & tls_client.RESUME_USED)
+        second = yield self.send(peer, verify="require", resume_key=("mx", peer.port))
+        self.assertEqual(self.outcome(second).status, OK)
+        self.assertEqual(second.tls.resumption,
+                         tls_client.RESUME_SUPPORTED | tls_client.RESUME_REQUESTED
+                         | tls_client.RESUME_OFFERED | tls_client.RESUME_USED)
+        self.assertTrue(second.tls.certificate_verified)
+        self.assertRegex(peer.mainlog(), r"<= s@client.example .*X=\S+:\d+\* ")
+
+    @defer.inlineCallbacks
+    def test_resumed_session_keeps_failed_verdict(self):
+        """A session whose certificate did not verify (a "try" host) is not taken as
+        verified when it is resumed."""
+        stranger = TestPKI()
+        self.addCleanup(shutil.rmtree, stranger.dir, True)
+        peer = self.start(cert=stranger.issue("s", HOST, sans=[HOST]),
+                          extra="tls_resumption_hosts = *")
+        yield self.send(peer, verify="try", resume_key=("try", peer.port))
+        second = yield self.send(peer, verify="try", resume_key=("try", peer.port))
+        self.assertTrue(second.tls.resumption & tls_client.RESUME_USED)
+        self.assertFalse(second.tls.certificate_verified)
+
+    @defer.inlineCallbacks
+    def test_no_resumption_without_key(self):
+        """Hosts outside tls_resumption_hosts never offer a session."""
+        peer = self.start(extra="tls_resumption_hosts = *")
+        yield self.send(peer, verify="require")
+        second = yield self.send(peer, verify="require")
+        self.assertEqual(second.tls.resumption, 0)
 
 
 class OCSPStaplingTests(TLSTestCase):

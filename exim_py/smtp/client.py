@@ -178,6 +178,8 @@ class ESMTPClient(LineReceiver):
             return
         self._done = True
         self._disarm()
+        if self._tls is not None and self.result.tls is not None and self.result.host_error is None:
+            self._tls.remember(self.result.tls.certificate_verified)
         err = self.result.host_error
         for txn in self.result.transactions:
             for rcpt in txn.recipients:
@@ -302,7 +304,10 @@ class ESMTPClient(LineReceiver):
         # Anything that came in clear after the 220 must not be read as if it
         # had come over TLS (the STARTTLS response injection attack).
         self.clearLineBuffer()
-        self.transport.startTLS(self._tls)
+        try:
+            self.transport.startTLS(self._tls)
+        except (tls_client.SSL.Error, ValueError) as exc:
+            self._tls_failed("TLS session: (SSL_connect): %s" % (exc,))
 
     def handshakeCompleted(self):
         if self._pending and self._pending[0][0] == "handshake":

@@ -10,14 +10,21 @@ transport" and "Encrypted SMTP connections using TLS/SSL"):
   ``tls_verify_cert_hostnames``, the certificate must name the host);
 - ``tls_try_verify_hosts``: the same checks are made, but a failure only
   leaves ``$tls_out_certificate_verified`` at 0;
-- ``hosts_request_ocsp`` / ``hosts_require_ocsp``: see ``ocsp_verify``.
+- ``hosts_request_ocsp`` / ``hosts_require_ocsp``: see ``ocsp_verify``;
+- ``tls_resumption_hosts``: a session the server gave a ticket for is kept
+  (in memory, per process, keyed on the host and the TLS settings) and
+  offered on the next connection (spec section "TLS Resumption").  Exim
+  keeps them in its "tls" hints database so that its many processes share
+  them; exim_py's deliveries run in one process.
 
 Verification happens after the handshake rather than inside OpenSSL's
 callbacks, so that every outcome (and its log text) is decided in one place;
 nothing is sent on the session before ``check()`` has passed.
 """
 
+import collections
 import os
+import weakref
 
 from OpenSSL import SSL
 from OpenSSL.crypto import X509StoreFlags
@@ -38,7 +45,7 @@ class TLSClientSettings:
 
     def __init__(self, verify=None, verify_certificates="system", verify_names=None, crl=None,
                  certificate=None, privatekey=None, sni=None, require_ciphers=None,
-                 request_ocsp=False, require_ocsp=False):
+                 request_ocsp=False, require_ocsp=False, resume_key=None):
         self.verify = verify
         self.verify_certificates = verify_certificates
         self.verify_names = verify_names
@@ -49,6 +56,47 @@ class TLSClientSettings:
         self.require_ciphers = require_ciphers
         self.request_ocsp = request_ocsp or require_ocsp
         self.require_ocsp = require_ocsp
+        # Where to keep a resumable session (None: host not in
+        # tls_resumption_hosts).  The settings are part of the key so that
+        # a session is only resumed under the same verification rules.
+        self.resume_key = None if resume_key is None else (
+            resume_key, verify, verify_certificates, tuple(verify_names or ()), crl,
+            certificate, sni, require_ciphers)
+
+
+# $tls_out_resumption bits (spec "TLS Resumption"): support built, ticket
+# requested, session offered, session resumed.  Bit 3 (the server issued a
+# ticket) is not visible through pyOpenSSL and stays clear.
+RESUME_SUPPORTED, RESUME_REQUESTED, RESUME_OFFERED, RESUME_USED = 1, 2, 4, 16
+
+
+class SessionCache:
+    """The most recent sessions, one per key, oldest dropped first.
+
+    Each entry is ``(context, session, verified)``: OpenSSL resumes a
+    session only on a connection made from the context that made it, the
+    key covers every setting the context was built from, and ``verified``
+    is the certificate verdict of the full handshake.
+    """
+
+    def __init__(self, size=1000):
+        self.size = size
+        self._sessions = collections.OrderedDict()
+
+    def get(self, key):
+        return self._sessions.get(key)
+
+    def put(self, key, session):
+        self._sessions[key] = session
+        self._sessions.move_to_end(key)
+        while len(self._sessions) > self.size:
+            self._sessions.popitem(last=False)
+
+    def discard(self, key):
+        self._sessions.pop(key, None)
+
+
+SESSIONS = SessionCache()
 
 
 class TLSFailure(Exception):
@@ -68,6 +116,7 @@ class TLSState:
         self.certificate_verified = False
         self.ocsp = ocsp_verify.OCSP_NOT_REQUESTED
         self.sni = None
+        self.resumption = 0         # $tls_out_resumption bits
 
     def variables(self):
         """The ``$tls_out_*`` variables (and the deprecated ``$tls_*`` aliases)."""
@@ -80,6 +129,7 @@ class TLSState:
             "tls_out_certificate_verified": "1" if self.certificate_verified else "0",
             "tls_out_ocsp": str(self.ocsp),
             "tls_out_sni": self.sni or "",
+            "tls_out_resumption": str(self.resumption),
         }
         for name in ("cipher", "bits", "peerdn", "sni", "certificate_verified"):
             values["tls_" + name] = values["tls_out_" + name]
@@ -118,13 +168,17 @@ def _load_crl(ctx, path):
 class ClientTLS:
     """Makes the client connection for one STARTTLS and judges it afterwards."""
 
-    def __init__(self, settings):
+    def __init__(self, settings, sessions=SESSIONS):
         self.settings = settings
+        self.sessions = sessions
         self.verify_errors = []     # (errno, depth) from OpenSSL's chain check
         self.staple = None          # bytes of the stapled OCSP response, if any
         self.connection = None      # the pyOpenSSL connection, once made
         self.problem = None         # why verification failed, for debugging
-        self.context = self._make_context()
+        self.offered = False        # a stored session was offered for resumption
+        self.certificates_seen = False  # the verify callback ran (not a resumption)
+        cached = sessions.get(settings.resume_key) if settings.resume_key is not None else None
+        self.context = cached[0] if cached else self._make_context()
 
     def _make_context(self):
         s = self.settings
@@ -139,9 +193,11 @@ class ClientTLS:
                 raise TLSFailure("setting up trust anchors: %s" % (exc,)) from None
             # Accept every chain during the handshake and remember what was
             # wrong: check() decides, so that "try" hosts can carry on.
-            ctx.set_verify(SSL.VERIFY_PEER, self._verify_callback)
+            ctx.set_verify(SSL.VERIFY_PEER, _verify_callback)
         else:
-            ctx.set_verify(SSL.VERIFY_NONE, lambda *args: True)
+            # Still asked for (and still accepting) every certificate, so
+            # that a full handshake can be told from a resumed one.
+            ctx.set_verify(SSL.VERIFY_PEER, _verify_callback)
         if s.certificate:
             try:
                 ctx.use_certificate_chain_file(s.certificate)
@@ -154,17 +210,9 @@ class ClientTLS:
             except (SSL.Error, UnicodeEncodeError) as exc:
                 raise TLSFailure("tls_require_ciphers: %s" % (exc,)) from None
         if s.request_ocsp:
-            ctx.set_ocsp_client_callback(self._ocsp_callback)
+            ctx.set_ocsp_client_callback(_ocsp_callback)
         return ctx
 
-    def _verify_callback(self, conn, cert, errno, depth, ok):
-        if not ok:
-            self.verify_errors.append((errno, depth))
-        return True
-
-    def _ocsp_callback(self, conn, data, userdata):
-        self.staple = data or None
-        return True
 
     def clientConnectionForTLS(self, tlsProtocol):
         conn = SSL.Connection(self.context, None)
@@ -172,7 +220,14 @@ class ClientTLS:
             conn.set_tlsext_host_name(self.settings.sni.encode("idna"))
         if self.settings.request_ocsp:
             conn.request_ocsp()
-        conn.set_app_data(tlsProtocol)
+        # The context's callbacks find this object through the connection, so
+        # that a context kept for resumption serves later connections too.
+        _OWNERS[conn] = self
+        key = self.settings.resume_key
+        cached = self.sessions.get(key) if key is not None else None
+        if cached is not None and cached[0] is self.context:
+            conn.set_session(cached[1])
+            self.offered = True
         conn.set_connect_state()
         self.connection = conn
         return conn
@@ -188,12 +243,26 @@ class ClientTLS:
         name = conn.get_cipher_name()
         state.cipher = "%s:%s:%d" % (version.replace("TLSv", "TLS"), name, state.bits)
         state.cipher_std = name
+        if s.resume_key is not None:
+            state.resumption = RESUME_SUPPORTED | RESUME_REQUESTED
+            if self.offered:
+                state.resumption |= RESUME_OFFERED
+            # A resumed session has no certificate exchange, so OpenSSL never
+            # asked the verify callback about a certificate.
+            if self.offered and not self.certificates_seen:
+                state.resumption |= RESUME_USED
+        resumed = bool(state.resumption & RESUME_USED)
         peer = conn.get_peer_certificate(as_cryptography=True)
         state.peercert = peer
         state.peerdn = oneline_dn(peer.subject) if peer is not None else None
 
         if s.verify:
-            problem = self._verification_problem(peer)
+            if resumed:
+                # Nothing was verified now: the session inherits the verdict
+                # given when it was first made.
+                problem = None if self.sessions.get(s.resume_key)[2] else "certificate invalid"
+            else:
+                problem = self._verification_problem(peer)
             if problem is None:
                 state.certificate_verified = True
             elif s.verify == "require":
@@ -206,6 +275,19 @@ class ClientTLS:
             if s.require_ocsp and state.ocsp != ocsp_verify.OCSP_VERIFIED:
                 raise TLSFailure("(certificate status check failed)")
         return state
+
+    def remember(self, verified):
+        """Keep the session for next time, if the server issued a ticket for it.
+
+        Called when the SMTP dialogue is over: with TLS 1.3 the tickets come
+        after the handshake, so they have been read by then.
+        """
+        key = self.settings.resume_key
+        if key is None or self.connection is None:
+            return
+        session = self.connection.get_session()
+        if session is not None:
+            self.sessions.put(key, (self.context, session, verified))
 
     def _verification_problem(self, peer):
         if peer is None:
@@ -235,3 +317,21 @@ class ClientTLS:
             if cert.subject == peer.issuer and cert != peer:
                 return cert
         return None
+
+
+# pyOpenSSL connection → the ClientTLS that made it (Twisted owns app_data).
+_OWNERS = weakref.WeakKeyDictionary()
+
+
+def _verify_callback(conn, cert, errno, depth, ok):
+    """Accept every chain during the handshake, noting what was wrong (see check())."""
+    tls = _OWNERS[conn]
+    tls.certificates_seen = True
+    if not ok:
+        tls.verify_errors.append((errno, depth))
+    return True
+
+
+def _ocsp_callback(conn, data, userdata):
+    _OWNERS[conn].staple = data or None
+    return True

@@ -18,7 +18,7 @@ from twisted.internet import defer, reactor, threads
 from exim_py.delivery import retry
 from exim_py.delivery.address import DEFER, FAIL, OK
 from exim_py.errors import ExpansionError, LookupDefer
-from exim_py.smtp import client
+from exim_py.smtp import client, tls_client
 from exim_py.smtp.outbound import Recipient, Transaction
 from exim_py.transports import smtp_settings
 from exim_py.transports.base import TransportBase
@@ -243,7 +243,9 @@ class Transport(TransportBase):
         fields = []
         if result.tls is not None:
             if self._selector(ctx, "tls_cipher"):
-                fields.append("X=%s" % (result.tls.cipher,))
+                resumed = result.tls.resumption & tls_client.RESUME_USED
+                fields.append("X=%s%s" % (result.tls.cipher, "*" if resumed and self._selector(
+                    ctx, "tls_resumption") else ""))
             if self._selector(ctx, "tls_certificate_verified"):
                 fields.append("CV=%s" % ("yes" if result.tls.certificate_verified else "no",))
             if self._selector(ctx, "tls_peerdn") and result.tls.peerdn:

@@ -181,7 +181,9 @@ def for_host(transport, host, addr, ctx, callout=False):
             verify_names=names, crl=expand("tls_crl"), certificate=expand("tls_certificate"),
             privatekey=expand("tls_privatekey"), sni=expand("tls_sni"),
             require_ciphers=expand("tls_require_ciphers"),
-            request_ocsp=match("hosts_request_ocsp"), require_ocsp=match("hosts_require_ocsp"))
+            request_ocsp=match("hosts_request_ocsp"), require_ocsp=match("hosts_require_ocsp"),
+            resume_key=((host.name, host.address, port_for(transport, host, addr, ctx))
+                        if match("tls_resumption_hosts") else None))
     auth = "require" if match("hosts_require_auth") else "try" if match("hosts_try_auth") else None
     authenticators = []
     if auth:
