@@ -1053,6 +1053,34 @@ HOST = [
     '${address:"é" <a@b>}',
 ]
 
+# A configuration with options that change expansions, and strings for it
+# (expanded with -bem, for the header variables).
+OPTIONS_CONFIG = """\
+keep_environment = PATH : ^HOM[E]$
+add_environment = EXTRA=added : PATH=/bin
+strict_acl_vars = true
+print_topbitchars = true
+headers_charset = ISO-8859-1
+message_body_visible = 10
+"""
+OPTIONS = [
+    "$acl_m_x",
+    "$acl_c9",
+    "${if def:acl_m_x{y}{n}}",
+    "${if eq{a}{b}{$acl_m_unset}{skipped}}",
+    "${escape:\\xe9\\x01\\t}",
+    "$h_subject:",
+    "$bh_subject:",
+    "$h_x-encoded:",
+    "$message_body",
+    "[$message_body_end]",
+    "${env{EXTRA}{$value}{unset}}",
+    "${env{PATH}}",
+    "${env{HOME}{set}{unset}}",
+    "${env{USER}{set}{unset}}",
+    "${run{/bin/sh -c 'echo \\$EXTRA'}}",
+]
+
 # ${prvscheck} leaves $1..$5 pointing into memory Exim later reuses, so
 # these run last, where nothing after them reads $0..$9.
 PRVSCHECK = [

@@ -52,14 +52,14 @@ def _run(argv, input_text=None):
     return proc.returncode, proc.stdout.decode("latin-1")
 
 
-def real_exim(args, input_text=None):
-    exim, conf, _ = _setup()
-    return _run([exim.binary, "-C", conf] + list(args), input_text)
+def real_exim(args, input_text=None, conf=None):
+    exim, default, _ = _setup()
+    return _run([exim.binary, "-C", conf or default] + list(args), input_text)
 
 
-def our_exim(args, input_text=None):
-    _, conf, _ = _setup()
-    return _run(exim_py_command() + ["-C", conf] + list(args), input_text)
+def our_exim(args, input_text=None, conf=None):
+    _, default, _ = _setup()
+    return _run(exim_py_command() + ["-C", conf or default] + list(args), input_text)
 
 
 def _split(output, count):
@@ -72,17 +72,17 @@ def _split(output, count):
     return [results.get(k) for k in range(count)]
 
 
-def _run_both(key, cases, extra_args=()):
+def _run_both(key, cases, extra_args=(), conf=None):
     """(exim outputs, exim_py outputs) for ``cases``, one process each."""
     if key in _runs:
         return _runs[key]
-    exim, conf, message = _setup()
+    exim, _, message = _setup()
     args = []
     for k, case in enumerate(cases):
         args += [_MARK % k, case]
     common = ["-DFX=" + exim.dir] + list(extra_args) + ["-be"] + args
-    real_rc, real = real_exim(common)
-    our_rc, ours = our_exim(common)
+    real_rc, real = real_exim(common, conf=conf)
+    our_rc, ours = our_exim(common, conf=conf)
     if our_rc != real_rc:
         raise AssertionError("exit status %d, Exim's %d" % (our_rc, real_rc))
     _runs[key] = (_split(real, len(cases)), _split(ours, len(cases)))
@@ -178,6 +178,18 @@ class ExpandDifferentialTests(unittest.TestCase):
         """The table covers at least 400 strings (the acceptance criterion)."""
         total = len(_all_cases()) + len(expand_cases.HEADERS) + len(expand_cases.HOST)
         self.assertGreaterEqual(total, 400)
+
+
+class ExpandOptionTests(unittest.TestCase):
+    """Main options that change expansions: strict_acl_vars, print_topbitchars,
+    headers_charset, keep_environment / add_environment."""
+
+    def test_options(self):
+        """The same strings under a configuration that sets those options."""
+        exim, _, message = _setup()
+        conf = exim.write_config(expand_cases.OPTIONS_CONFIG, name="options.conf")
+        real, ours = _run_both("options", expand_cases.OPTIONS, ["-bem", message], conf=conf)
+        self.assertEqual(ours, real)
 
 
 class ExpandStdinTests(unittest.TestCase):

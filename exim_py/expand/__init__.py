@@ -8,11 +8,13 @@ recipient cost only the walk.  See HACKING.rst for the contract.
 from exim_py.errors import ExpansionError, ForcedFail
 from exim_py.expand.context import ExpandContext
 from exim_py.expand.parser import parse
+from exim_py.expand.variables import unknown_message
 
 __all__ = ["expand", "expand_condition", "expand_integer", "ExpandContext",
            "ExpansionError", "ForcedFail", "parsed"]
 
 _trees = {}
+_acl_refs = {}
 _MAX_TREES = 20000
 
 
@@ -22,8 +24,20 @@ def parsed(string):
     if tree is None:
         if len(_trees) >= _MAX_TREES:
             _trees.clear()
-        tree = _trees[string] = parse(string)
+            _acl_refs.clear()
+        tree, acl_vars = parse(string)
+        _trees[string] = tree
+        if acl_vars:
+            _acl_refs[string] = acl_vars
     return tree
+
+
+def _check_acl_vars(string, ctx):
+    """strict_acl_vars: an unset ACL variable anywhere in the string is an
+    error, even in a branch that is not taken (Exim finds it while scanning)."""
+    for name in _acl_refs[string]:
+        if ctx.get(name) is None and ctx.main_option("strict_acl_vars", False):
+            raise ExpansionError(unknown_message('unknown variable name "%s"' % name, name))
 
 
 def expand(string, ctx=None):
@@ -35,6 +49,8 @@ def expand(string, ctx=None):
     tree = _trees.get(string)
     if tree is None:
         tree = parsed(string)
+    if string in _acl_refs:
+        _check_acl_vars(string, ctx)
     return tree.ev(ctx)
 
 

@@ -17,7 +17,7 @@ from exim_py.expand.headers import find_header
 from exim_py.expand.lists import iter_list
 from exim_py.expand.regex import compile_regex, set_numeric
 from exim_py.expand.strings import to_bytes
-from exim_py.expand.variables import value_of
+from exim_py.expand.variables import unknown_message, value_of
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -66,7 +66,11 @@ class DefVar(Cond):
         self.name = name
 
     def check(self, ctx):
-        return value_of(ctx, self.name) != ""
+        try:
+            return value_of(ctx, self.name) != ""
+        except ExpansionError:      # an unset ACL variable with strict_acl_vars
+            raise ExpansionError(unknown_message(
+                'unknown variable "%s" after "def:"' % self.name, self.name))
 
 
 class DefHeader(Cond):

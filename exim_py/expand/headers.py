@@ -64,7 +64,7 @@ def find_header(ctx, name, raw=False, as_list=False, decode=True, exists_only=Fa
         return "".join(pieces)[:HEADER_INSERT_MAXLEN]
     text = (",\n" if comma else "\n").join(p for p in pieces if p)
     text = text[:HEADER_INSERT_MAXLEN]
-    return decode_2047(text, translate=decode)
+    return decode_2047(text, ctx.main_option("headers_charset", "UTF-8") if decode else None)
 
 
 def all_headers(ctx, raw):
@@ -78,7 +78,7 @@ def all_headers(ctx, raw):
             pieces.append(s)
     if raw:
         return "".join(pieces)
-    return decode_2047("\n".join(pieces))
+    return decode_2047("\n".join(pieces), ctx.main_option("headers_charset", "UTF-8"))
 
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=")
@@ -94,12 +94,12 @@ def _word_bytes(m):
                   data).encode("latin-1")
 
 
-def decode_2047(text, translate=True):
+def decode_2047(text, charset="UTF-8"):
     """Decode RFC 2047 encoded words (strings hold one byte per character).
 
-    With ``translate`` the decoded text is converted to UTF-8 (Exim's
-    headers_charset in Debian's build); without it (``$bh_``) the bytes of
-    the declared charset are kept.  Malformed words are left as they are.
+    The decoded text is converted to ``charset`` (the headers_charset
+    option); with None (``$bh_``) the bytes of the declared charset are
+    kept.  Malformed words are left as they are.
     """
     if "=?" not in text:
         return text
@@ -110,10 +110,10 @@ def decode_2047(text, translate=True):
             data = _word_bytes(m)
         except (ValueError, binascii.Error):
             return m.group(0)
-        if translate:
-            charset = m.group(1).split("*", 1)[0]
+        if charset:
+            declared = m.group(1).split("*", 1)[0]
             try:
-                data = data.decode(charset, "replace").encode("utf-8")
+                data = data.decode(declared, "replace").encode(charset, "replace")
             except LookupError:
                 pass
         return data.decode("latin-1")

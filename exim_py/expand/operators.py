@@ -237,7 +237,7 @@ def op_rxquote(s, arg, ctx):
 
 
 def op_escape(s, arg, ctx):
-    return printing(s, tab=True)
+    return printing(s, tab=True, topbit=ctx.main_option("print_topbitchars", False))
 
 
 def op_escape8bit(s, arg, ctx):

@@ -76,6 +76,7 @@ class Parser:
         self.n = len(text)
         self.i = 0
         self.malformed = False     # a header name swallowed a '}'
+        self.acl_vars = []         # ACL variables named, for strict_acl_vars
 
     # -- low level -------------------------------------------------------
 
@@ -170,6 +171,8 @@ class Parser:
                 return HeaderVar(kind, self.header_name(name))
             if not is_known(name):
                 self.fail(unknown_message('unknown variable name "%s"' % name, name))
+            if name.startswith(("acl_c", "acl_m")):
+                self.acl_vars.append(name)
             return Var(name)
         if "0" <= c <= "9":
             return NumVar(self.number())
@@ -196,6 +199,8 @@ class Parser:
             self.i += 1
             if not is_known(name):
                 self.fail(unknown_message('unknown variable in "${%s}"' % name, name))
+            if name.startswith(("acl_c", "acl_m")):
+                self.acl_vars.append(name)
             return Var(name)
         self.fail('"${%s" is not a known operator (or a } is missing in a variable '
                   'reference)' % name)
@@ -439,12 +444,14 @@ class Op(Node):
 
 
 def parse(text):
-    """The node tree for expansion string ``text`` (never raises)."""
+    """(node tree, ACL variable names used) for expansion string ``text``;
+    never raises: a syntax error becomes a node that raises it."""
     p = Parser(text)
     try:
-        return p.seq(False)
+        tree = p.seq(False)
     except _Syntax as e:
-        return Partial(e.nodes, ErrorNode(e.message))
+        tree = Partial(e.nodes, ErrorNode(e.message))
+    return tree, tuple(p.acl_vars)
 
 
 def parse_condition(text):

@@ -93,14 +93,15 @@ def compute_nhash(subject, value1, value2):
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\b": "\\b", "\v": "\\v", "\f": "\\f", "\t": "\\t"}
 
 
-def printing(s, tab=False):
-    """Exim's string_printing(): non-printing characters as escapes."""
+def printing(s, tab=False, topbit=False):
+    """Exim's string_printing(): non-printing characters as escapes
+    (characters above 127 too, unless ``topbit``: print_topbitchars)."""
     if s.isprintable() and s.isascii():
         return s
     out = []
     for c in s:
         o = ord(c)
-        if 32 <= o < 127 or (tab and c == "\t"):
+        if 32 <= o < 127 or (tab and c == "\t") or (topbit and o > 127):
             out.append(c)
         elif c in _ESCAPES:
             out.append(_ESCAPES[c])

@@ -301,6 +301,9 @@ def value_of(ctx, name):
     value = ctx.get(name)
     if value is not None:
         return format_value(value)
+    if name.startswith(("acl_c", "acl_m")) and ctx.main_option("strict_acl_vars", False):
+        from exim_py.errors import ExpansionError
+        raise ExpansionError(unknown_message('unknown variable name "%s"' % name, name))
     fn = BUILTIN.get(name)
     if fn is not None:
         return fn(ctx)
