@@ -9,6 +9,19 @@ from twisted.trial import unittest
 
 from tests.support.acl_exim import compare
 
+# A router that accepts good.example, and the transport it names.
+GOOD_ROUTER = """begin routers
+good:
+  driver = accept
+  domains = good.example
+  transport = t
+"""
+DEVNULL_TRANSPORT = """begin transports
+t:
+  driver = appendfile
+  file = /dev/null
+"""
+
 
 class RcptReplyTests(unittest.TestCase):
     """RCPT rejections: default texts, messages, codes, defer, drop."""
@@ -201,21 +214,12 @@ r:
   require verify = recipient
   require verify = sender
   accept
-begin routers
-good:
-  driver = accept
-  domains = good.example
-  transport = t
-failer:
+""" + GOOD_ROUTER + """failer:
   driver = redirect
   domains = fail.example
   allow_fail
   data = :fail: no such user here
-begin transports
-t:
-  driver = appendfile
-  file = /dev/null
-"""
+""" + DEVNULL_TRANSPORT
         compare(self, "acl_smtp_rcpt = r", acls,
                 ["HELO x", "MAIL FROM:<a@good.example>", "RCPT TO:<u@good.example>",
                  "RCPT TO:<u@fail.example>", "RCPT TO:<u@other.example>", "RSET",
@@ -324,16 +328,7 @@ d:
   deny !verify = header_sender
        message = hs: $acl_verify_message
   accept
-begin routers
-good:
-  driver = accept
-  domains = good.example
-  transport = t
-begin transports
-t:
-  driver = appendfile
-  file = /dev/null
-"""
+""" + GOOD_ROUTER + DEVNULL_TRANSPORT
         commands = ["HELO x"]
         for lines in (["From: a@good.example"], ["From: a@bad.example"], ["Subject: none"],
                       ["Sender: a@bad.example", "From: b@good.example"],
