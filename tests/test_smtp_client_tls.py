@@ -166,6 +166,26 @@ class ClientOptionTests(TLSTestCase):
         self.assertRegex(peer.mainlog(), r"<= s@client.example .*CV=yes DN=\"[^\"]*client.example")
 
 
+class TLSOnConnectTests(TLSTestCase):
+    """protocol = smtps: TLS from the first byte (Exim's tls_on_connect_ports)."""
+
+    @defer.inlineCallbacks
+    def test_smtps_delivery(self):
+        """The greeting comes over TLS; no STARTTLS; Exim logs the TLS session."""
+        peer = self.start(tls_on_connect=True)
+        settings = ClientSettings(helo_data="client.example", command_timeout=10,
+                                  tls="require", tls_on_connect=True,
+                                  tls_settings=TLSClientSettings(
+                                      verify="require",
+                                      verify_certificates=self.pki.ca.cert_path))
+        txn = Transaction("s@client.example", ["a@test.example"], data=BODY)
+        result = yield client.deliver(reactor, "127.0.0.1", peer.port, settings, [txn])
+        self.assertEqual(dict(result.outcomes())["a@test.example"].status, OK)
+        self.assertTrue(result.tls.certificate_verified)
+        self.assertNotIn("STARTTLS", result.extensions)
+        self.assertRegex(peer.mainlog(), r"<= s@client.example .*P=esmtps X=TLS")
+
+
 class ResumptionTests(TLSTestCase):
     """tls_resumption_hosts: the second connection resumes the first one's session."""
 

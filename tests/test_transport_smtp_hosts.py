@@ -194,3 +194,11 @@ class TransportHostOptionTests(_Deliveries):
         lines = yield self.deliver()
         self.assertIn("defer (-54): retry time not reached for any host for 'mxtest.test'",
                       lines[0])
+
+    @defer.inlineCallbacks
+    def test_interface_and_helo_data(self):
+        """interface binds the outgoing side; helo_data is expanded with $host_address."""
+        yield self.deliver("  hosts = 127.0.0.1\n  hosts_override\n  port = %d\n"
+                           "  interface = 127.0.0.2\n  helo_data = ${lc:HELO-$host_address}"
+                           % (self.peer.port,))
+        self.assertIn("H=(helo-127.0.0.1) [127.0.0.2]", self.peer.mainlog())

@@ -146,6 +146,10 @@ class ESMTPClient(LineReceiver):
 
     def connectionMade(self):
         self._stage = "initial connection"
+        if self.settings.tls_on_connect:
+            # protocol = smtps (RFC 8314): TLS first, then the greeting.
+            self._start_tls()
+            return
         self._expect("banner", stage="initial connection")
 
     def connectionLost(self, reason=None):
@@ -295,12 +299,16 @@ class ESMTPClient(LineReceiver):
             self.settings = _without_tls(self.settings)
             self._after_hello()
             return
+        self._start_tls()
+
+    def _start_tls(self):
         try:
             self._tls = tls_client.ClientTLS(self.settings.tls_settings)
         except tls_client.TLSFailure as exc:
             self._tls_failed("TLS session: %s" % (exc,))
             return
-        self._expect("handshake", stage="STARTTLS")
+        self._expect("handshake", stage="initial connection" if self.settings.tls_on_connect
+                     else "STARTTLS")
         # Anything that came in clear after the 220 must not be read as if it
         # had come over TLS (the STARTTLS response injection attack).
         self.clearLineBuffer()
@@ -317,6 +325,9 @@ class ESMTPClient(LineReceiver):
             self.result.tls = self._tls.check(self._tls.connection)
         except tls_client.TLSFailure as exc:
             self._tls_failed("TLS session: %s" % (exc,))
+            return
+        if self.settings.tls_on_connect:
+            self._expect("banner", stage="initial connection")
             return
         # RFC 3207 4.2: forget what the server said before TLS and ask again.
         self.extensions = {}

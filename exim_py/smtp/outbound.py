@@ -119,7 +119,8 @@ class ClientSettings:
     """Everything about how to talk to one host, decided before connecting.
 
     ``tls`` is None (no STARTTLS), "try" or "require"; ``tls_settings`` a
-    ``tls_client.TLSClientSettings``.  ``auth`` is None, "try" or "require";
+    ``tls_client.TLSClientSettings``; ``tls_on_connect`` starts TLS before
+    the greeting (protocol = smtps) and requires it.  ``auth`` is None, "try" or "require";
     ``authenticators`` an ordered list of objects with ``public_name`` and
     ``client_start(server_mechanisms)`` returning a ``SASLClient`` (see
     ``smtp/sasl_client.py``) or None.
@@ -128,7 +129,8 @@ class ClientSettings:
     def __init__(self, helo_data="localhost", command_timeout=300, data_timeout=300,
                  final_timeout=600, esmtp=True, pipelining=True, chunking=True, prdr=True,
                  size_addition=1024, tls=None, tls_settings=None, tls_tempfail_tryclear=True,
-                 auth=None, authenticators=(), max_rcpt=100, dsn=True, callout=False):
+                 auth=None, authenticators=(), max_rcpt=100, dsn=True, callout=False,
+                 tls_on_connect=False):
         self.helo_data = helo_data
         self.command_timeout = command_timeout
         self.data_timeout = data_timeout
@@ -146,6 +148,7 @@ class ClientSettings:
         self.max_rcpt = max_rcpt
         self.dsn = dsn
         self.callout = callout
+        self.tls_on_connect = tls_on_connect   # protocol = smtps
 
 
 class SessionResult:

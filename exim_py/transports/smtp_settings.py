@@ -163,7 +163,10 @@ def for_host(transport, host, addr, ctx, callout=False):
     def expand(option):
         return _expand(transport, option, host, addr, ctx)
 
-    if match("hosts_avoid_tls") or (callout and match("hosts_verify_avoid_tls")):
+    smtps = opts["protocol"] == "smtps"
+    if smtps:
+        tls = "require"
+    elif match("hosts_avoid_tls") or (callout and match("hosts_verify_avoid_tls")):
         tls = None
     elif match("hosts_require_tls"):
         tls = "require"
@@ -204,7 +207,8 @@ def for_host(transport, host, addr, ctx, callout=False):
         pipelining=not match("hosts_avoid_pipelining"), chunking=match("hosts_try_chunking"),
         prdr=match("hosts_try_prdr"), size_addition=opts["size_addition"], tls=tls,
         tls_settings=tls_settings, tls_tempfail_tryclear=opts["tls_tempfail_tryclear"],
-        auth=auth, authenticators=authenticators, max_rcpt=max_rcpt, callout=callout)
+        auth=auth, authenticators=authenticators, max_rcpt=max_rcpt, callout=callout,
+        tls_on_connect=smtps)
     return (settings, port_for(transport, host, addr, ctx), _interface(transport, host, addr, ctx),
             opts["connect_timeout"])
 

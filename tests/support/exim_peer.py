@@ -117,7 +117,8 @@ class EximPeer:
     """A running exim4 daemon; call ``stop()`` (tests use ``addCleanup``)."""
 
     def __init__(self, tls_certificate=None, tls_privatekey=None, tls_ocsp_file=None,
-                 pipelining=True, chunking=True, dsn=True, tls=True, extra=""):
+                 pipelining=True, chunking=True, dsn=True, tls=True, extra="",
+                 tls_on_connect=False):
         self.binary = require_command("exim4", "Debian package exim4-daemon-heavy")
         self.dir = tempfile.mkdtemp(prefix="exim-peer-")
         os.chmod(self.dir, 0o755)
@@ -128,6 +129,8 @@ class EximPeer:
             tls_lines.append("tls_privatekey = %s" % (tls_privatekey or tls_certificate,))
         if tls_ocsp_file:
             tls_lines.append("tls_ocsp_file = %s" % (tls_ocsp_file,))
+        if tls_on_connect:
+            tls_lines.append("tls_on_connect_ports = %d" % (self.port,))
         self.config = os.path.join(self.dir, "exim.conf")
         with open(self.config, "w") as f:
             f.write(CONFIG.format(
