@@ -57,6 +57,7 @@ tlsonly:
   public_name = TLSONLY
   server_condition = yes
   server_advertise_condition = ${{if def:tls_in_cipher}}
+  server_mail_auth_condition = ${{if eq{{$authenticated_id}}{{trusted}}}}
 client_plain:
   driver = plaintext
   public_name = XPLAIN
@@ -254,6 +255,15 @@ class AdvertiseAndClientTests(unittest.TestCase):
         self.assertIsNone(find_server(self.all, "CRAM-MD5", names))
         self.assertEqual(base.unsupported_reply("FOO"),
                          "504 FOO authentication mechanism not supported")
+
+    def test_mail_auth_condition(self):
+        """server_mail_auth_condition decides whether AUTH= on MAIL is trusted; unset: yes."""
+        sess = session()
+        sess.authenticated_id = "trusted"
+        self.assertTrue(self.auths["tlsonly"].mail_auth_allowed(expand_ctx(self.config, sess)))
+        sess.authenticated_id = "someone"
+        self.assertFalse(self.auths["tlsonly"].mail_auth_allowed(expand_ctx(self.config, sess)))
+        self.assertTrue(self.auths["plain_server"].mail_auth_allowed(expand_ctx(self.config, sess)))
 
     def test_plaintext_client(self):
         """client_send: ^ is a binary zero, ^^ a caret; an empty first item sends no data."""

@@ -264,12 +264,20 @@ class AuthenticatorBase:
 
     def advertise(self, ctx):
         """Whether to list this mechanism after EHLO (server_advertise_condition)."""
-        if not self.server_enabled:
-            return False
-        if self.server_advertise_condition is None:
+        return self.server_enabled and self._condition(self.server_advertise_condition, ctx)
+
+    def mail_auth_allowed(self, ctx):
+        """Whether MAIL's AUTH= may be trusted after this authenticator succeeded
+        (server_mail_auth_condition; unset: yes)."""
+        return self._condition(self.server_mail_auth_condition, ctx)
+
+    def _condition(self, option, ctx):
+        """An optional yes/no option: unset is yes; empty, 0, no, false or a
+        failed expansion is no."""
+        if option is None:
             return True
         try:
-            value = self.expand(self.server_advertise_condition, ctx)
+            value = self.expand(option, ctx)
         except (ExpansionError, LookupDefer):
             return False
         return not (value in ("", "0") or value.lower() in ("no", "false"))
