@@ -172,7 +172,8 @@ class DialogueTests(unittest.TestCase):
         yield self.send(server, [txn])
         self.assertEqual(server.commands[1], b"MAIL FROM:<s@x.example> RET=HDRS ENVID=id+201")
         self.assertEqual(server.commands[2],
-                         b"RCPT TO:<a@y.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a+2B1@y.example")
+                         b"RCPT TO:<a@y.example> NOTIFY=SUCCESS,FAILURE "
+                         b"ORCPT=rfc822;a+2B1@y.example")
         self.assertTrue(txn.dsn_passed)
 
     @defer.inlineCallbacks
@@ -291,7 +292,8 @@ class FailureModeTests(unittest.TestCase):
         outcomes = dict(result.outcomes())
         self.assertEqual((outcomes["b@y.example"].status, outcomes["b@y.example"].kind),
                          (DEFER, "recipient"))
-        self.assertEqual(outcomes["b@y.example"].message, "SMTP timeout after RCPT TO:<b@y.example>")
+        self.assertEqual(outcomes["b@y.example"].message,
+                         "SMTP timeout after RCPT TO:<b@y.example>")
         self.assertEqual(outcomes["a@y.example"].status, DEFER)
 
     @defer.inlineCallbacks

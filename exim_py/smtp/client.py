@@ -37,6 +37,7 @@ from exim_py.smtp.outbound import (CHUNK, DEFER, ERRNO_AUTHFAIL, ERRNO_SMTPCLOSE
                                    Outcome, SessionResult, reply_text, split_by_max_rcpt, to_wire,
                                    xtext)
 
+
 @implementer(IHandshakeListener, IPullProducer)
 class ESMTPClient(LineReceiver):
     """Sends ``transactions`` to the host at the other end; fires ``self.finished``."""
@@ -51,7 +52,7 @@ class ESMTPClient(LineReceiver):
         self.clock = clock
         self.finished = defer.Deferred()
         self.extensions = {}
-        self._pending = []          # [(state name, argument)] for replies still to come
+        self._pending = []          # [(state, argument, stage text)] for replies to come
         self._reply_lines = []
         self._timer = None
         self._stage = "initial connection"
@@ -494,8 +495,8 @@ class ESMTPClient(LineReceiver):
                     FAIL if code >= 500 else DEFER, self._smtp_error(code, lines), "recipient",
                     reply_text(code, lines), code=code, stage="rcpt")
         if self._pipelined:
-            if rcpt is txn.recipients[-1] and not (self._pending
-                                               and self._pending[0][0] == "data"):
+            data_pipelined = bool(self._pending) and self._pending[0][0] == "data"
+            if rcpt is txn.recipients[-1] and not data_pipelined:
                 self._after_rcpts()
             return
         if not self._send_next_unsent():

@@ -213,7 +213,6 @@ class ClientTLS:
             ctx.set_ocsp_client_callback(_ocsp_callback)
         return ctx
 
-
     def clientConnectionForTLS(self, tlsProtocol):
         conn = SSL.Connection(self.context, None)
         if self.settings.sni:
@@ -233,7 +232,7 @@ class ClientTLS:
         return conn
 
     def check(self, conn):
-        """Judge the finished handshake on ``conn``; returns a ``TLSState`` or raises ``TLSFailure``."""
+        """Judge the finished handshake on ``conn``: a ``TLSState``, or ``TLSFailure``."""
         s = self.settings
         state = TLSState()
         state.sni = s.sni
@@ -295,7 +294,8 @@ class ClientTLS:
         if self.verify_errors:
             return "certificate invalid"
         if self.settings.verify_names is not None:
-            if not any(certnames.certificate_matches_name(peer, n) for n in self.settings.verify_names):
+            names = self.settings.verify_names
+            if not any(certnames.certificate_matches_name(peer, n) for n in names):
                 return "certificate name mismatch"
         return None
 
