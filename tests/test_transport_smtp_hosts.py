@@ -64,12 +64,13 @@ class _Deliveries(unittest.TestCase):
     """Stores one message and runs exim_py's delivery engine on it."""
 
     @defer.inlineCallbacks
-    def deliver(self, options=""):
+    def deliver(self, options="", recipient=None, envid=None):
         config = self.load(options)
         spool = Spool(os.path.join(self.dir, "spool"))
         envelope = Envelope()
         envelope.sender = "s@client.example"
-        envelope.recipients = [Recipient("user@mxtest.test")]
+        envelope.recipients = [recipient or Recipient("user@mxtest.test")]
+        envelope.dsn_envid = envid
         envelope.headers = [Header("Subject: mx\n")]
         message_id = spool.store(envelope, b"body\n")
         yield engine.deliver_message(config, spool, message_id, logger=Logger(config))
@@ -202,3 +203,15 @@ class TransportHostOptionTests(_Deliveries):
                            "  interface = 127.0.0.2\n  helo_data = ${lc:HELO-$host_address}"
                            % (self.peer.port,))
         self.assertIn("H=(helo-127.0.0.1) [127.0.0.2]", self.peer.mainlog())
+
+    @defer.inlineCallbacks
+    def test_dsn_parameters_reach_next_hop(self):
+        """NOTIFY, ORCPT and ENVID from the spool go on to a DSN-capable next hop."""
+        yield self.deliver("  hosts = 127.0.0.1\n  hosts_override\n  port = %d"
+                           % (self.peer.port,),
+                           recipient=Recipient("user@mxtest.test", dsn_notify="SUCCESS,DELAY",
+                                               orcpt="rfc822;first@mxtest.test"),
+                           envid="abc123")
+        header = self.peer.messages()[0][0]
+        self.assertIn("-dsn_envid abc123", header)
+        self.assertIn("\nuser@mxtest.test rfc822;first@mxtest.test ", header)
