@@ -358,7 +358,8 @@ class CalloutTests(unittest.TestCase):
         self.addCleanup(self.peer.stop)
 
     def test_callouts(self):
-        """Accepted, refused and deferred callouts: the replies and logs exim4 -bhc gives."""
+        """Accepted, refused and deferred callouts, and answers from the callout cache:
+        the replies and logs exim4 -bhc gives."""
         acls = """
 m:
   require verify = sender/callout
@@ -378,9 +379,11 @@ t:
   port = %d
 """ % self.peer.port
         compare(self, "acl_smtp_rcpt = r\nacl_smtp_mail = m", acls,
-                ["HELO x", "MAIL FROM:<rejectme@x.example>", "MAIL FROM:<ok@x.example>",
-                 "RCPT TO:<good@y.example>", "RCPT TO:<rejectuser@y.example>",
-                 "RCPT TO:<deferuser@y.example>", "QUIT"], spool=True, mode="-bhc")
+                ["HELO x", "MAIL FROM:<rejectme@x.example>", "MAIL FROM:<rejectme@x.example>",
+                 "MAIL FROM:<ok@x.example>", "RCPT TO:<good@y.example>",
+                 "RCPT TO:<rejectuser@y.example>", "RCPT TO:<rejectuser@y.example>",
+                 "RCPT TO:<deferuser@y.example>", "RCPT TO:<deferuser@y.example>", "QUIT"],
+                spool=True, mode="-bhc")
 
     def test_callout_defer_ok_and_no_host(self):
         """defer_ok turns a deferred callout into success; an unreachable host defers."""

@@ -6,15 +6,21 @@ FROM:<> (or the sender, or postmaster), RCPT TO:<address>, QUIT (spec
 section "Callout verification").  The ACL engine is synchronous code (run in
 the server's thread pool when it may block), so the dialogue is a plain
 blocking client here; hosts, port, interface and HELO name come from the
-transport's settings, as for a delivery.  Results are not cached (as with
-``no_cache``), and STARTTLS is not used for callouts.
+transport's settings, as for a delivery.  Accepted and refused addresses are
+remembered in ``db/callout.sqlite`` for ``callout_positive_expire`` /
+``callout_negative_expire`` (not with ``no_cache``); STARTTLS is not used.
 """
 
 import smtplib
+import sqlite3
+import time
 
+from exim_py.acl.hints import hints_file
 from exim_py.errors import ExpansionError, LookupDefer
 
 OK, FAIL, DEFER, ERROR = "accept", "deny", "defer", "error"
+
+CACHED_FAILURE = "Previous (cached) callout verification failure"
 
 DEFAULT_TIMEOUT = 30
 
@@ -32,6 +38,7 @@ class CalloutOptions:
         self.defer_ok = False
         self.use_sender = False
         self.use_postmaster = False
+        self.cache = True
 
 
 def parse_options(options, read_time):
@@ -73,6 +80,8 @@ def parse_options(options, read_time):
                         co.connect_timeout = seconds
                 elif name == "defer_ok":
                     co.defer_ok = True
+                elif name == "no_cache":
+                    co.cache = False
                 elif name == "use_sender":
                     co.use_sender = True
                 elif name == "use_postmaster":
@@ -106,8 +115,56 @@ def run(config, expand_ctx, routed, kind, sender, co):
     transport = getattr(routed, "transport", None)
     if transport is None or not getattr(transport, "remote", False):
         return CalloutResult(OK)
+    cache, key = _cache(config, co), routed.address
+    if co.use_sender or co.use_postmaster:
+        key = "%s/<%s>" % (key, sender)
+    cached = _cached(config, cache, key)
+    if cached == OK:
+        return CalloutResult(OK)
+    if cached == FAIL:
+        return CalloutResult(FAIL, None if kind == "sender" else CACHED_FAILURE, CACHED_FAILURE)
+    result = _call(config, expand_ctx, routed, kind, sender, co)
+    if cache is not None and result.rc in (OK, FAIL):
+        try:
+            cache.put(key, {"result": result.rc, "time": time.time()})
+        except sqlite3.Error:
+            pass
+    return result
+
+
+def _cache(config, co):
+    if not co.cache:
+        return None
+    try:
+        return hints_file(config, "callout")
+    except (OSError, sqlite3.Error):
+        return None
+
+
+def _cached(config, cache, key):
+    """OK or FAIL from a callout remembered within callout_positive_expire /
+    callout_negative_expire, else None."""
+    if cache is None:
+        return None
+    try:
+        record = cache.get(key)
+    except (sqlite3.Error, ValueError):
+        return None
+    if record is None:
+        return None
+    option = "callout_positive_expire" if record["result"] == OK else "callout_negative_expire"
+    try:
+        lifetime = config.main[option]
+    except (KeyError, TypeError, AttributeError):
+        lifetime = 7200
+    return record["result"] if time.time() - record["time"] < lifetime else None
+
+
+def _call(config, expand_ctx, routed, kind, sender, co):
+    """Ask the transport's hosts in turn; the first that answers decides."""
     from exim_py.delivery.context import DeliveryContext
     from exim_py.transports import smtp_settings
+    transport = routed.transport
     dctx = DeliveryContext(config, mode="verify", verify_kind=kind, base=expand_ctx)
     could_not = "Could not complete %s verify callout" % kind
     try:

@@ -1,21 +1,21 @@
 """The ``ratelimit`` ACL condition (spec section "Rate limiting incoming messages").
 
 A client's rate is an exponentially weighted moving average of its events
-per period, kept in a hints database (``db/ratelimit.sqlite`` in the spool
-directory) and remembered for the rest of the command, message or
+per period, kept in a hints file (``db/ratelimit.sqlite`` in the spool
+directory, see hints.py) and remembered for the rest of the command, message or
 connection as Exim does.  The condition is true when the rate is at or over
 the limit.  ``unique=`` / ``per_addr`` count each distinct event once per
 period with a Bloom filter, as Exim does.
 """
 
+import base64
 import hashlib
 import math
-import os
 import re
 import sqlite3
-import threading
 import time
 
+from exim_py.acl.hints import hints_file
 from exim_py.acl.phases import WHERE_NAMES, WHERES
 from exim_py.config.options import read_time
 
@@ -26,54 +26,6 @@ _MULTIPLIERS = {"": 1.0, "k": 1024.0, "m": 1024.0 ** 2, "g": 1024.0 ** 3}
 _BLOOM_MIN = 40
 _NOT_SMTP = WHERES.index("not_smtp")
 _PREDATA = WHERES.index("predata")
-
-
-class RateStore:
-    """The ratelimit hints database of one spool directory (SQLite, one connection per thread)."""
-
-    def __init__(self, spool_directory):
-        directory = os.path.join(spool_directory, "db")
-        os.makedirs(directory, exist_ok=True)
-        self.path = os.path.join(directory, "ratelimit.sqlite")
-        self._local = threading.local()
-        with self._conn() as c:
-            c.execute("CREATE TABLE IF NOT EXISTS ratelimit (key TEXT PRIMARY KEY,"
-                      " time REAL, rate REAL, bloom_epoch INTEGER, bloom BLOB)")
-
-    def _conn(self):
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")
-            self._local.conn = conn
-        return conn
-
-    def get(self, key):
-        row = self._conn().execute("SELECT time, rate, bloom_epoch, bloom FROM ratelimit"
-                                   " WHERE key = ?", (key,)).fetchone()
-        return list(row) if row is not None else None
-
-    def put(self, key, record):
-        with self._conn() as c:
-            c.execute("INSERT OR REPLACE INTO ratelimit VALUES (?, ?, ?, ?, ?)",
-                      (key,) + tuple(record))
-
-
-_stores = {}
-_stores_lock = threading.Lock()
-
-
-def _store(config):
-    try:
-        spool = config.main["spool_directory"]
-    except (KeyError, TypeError, AttributeError):
-        spool = None
-    if not spool:
-        raise OSError("no spool directory")
-    with _stores_lock:
-        if spool not in _stores:
-            _stores[spool] = RateStore(spool)
-        return _stores[spool]
 
 
 def _error(run, text):
@@ -207,9 +159,9 @@ def condition(run, item, arg):
         return FAIL if rate < limit else OK
 
     try:
-        store = _store(ctx.config)
-        record = store.get(dbkey)
-    except (OSError, sqlite3.Error):
+        store = hints_file(ctx.config, "ratelimit")
+        record = _load(store.get(dbkey))
+    except (OSError, sqlite3.Error, ValueError):
         ctx.set_variable("sender_rate", "")
         run.log = "ratelimit database not available"
         return DEFER
@@ -235,12 +187,26 @@ def condition(run, item, arg):
     rc = FAIL if rate < limit else OK
     if (rc == FAIL and leaky) or strict:
         try:
-            store.put(dbkey, record)
+            store.put(dbkey, _dump(record))
         except sqlite3.Error:
             pass
     cache[dbkey] = rate
     ctx.set_variable("sender_rate", "%.1f" % rate)
     return rc
+
+
+def _load(stored):
+    """[time, rate, bloom_epoch, bloom bytes or None] from a stored record."""
+    if stored is None:
+        return None
+    bloom = stored.get("bloom")
+    return [stored["time"], stored["rate"], stored.get("bloom_epoch", 0),
+            base64.b64decode(bloom) if bloom else None]
+
+
+def _dump(record):
+    return {"time": record[0], "rate": record[1], "bloom_epoch": record[2],
+            "bloom": base64.b64encode(record[3]).decode("ascii") if record[3] else None}
 
 
 def _mode_name(mode):
