@@ -5,9 +5,14 @@ and through exim_py's ACL engine and reply mapping, and requires the same
 reply lines for every rejection and the same log lines.
 """
 
+import os
+
 from twisted.trial import unittest
 
-from tests.support.acl_exim import compare
+from tests.support.acl_exim import compare, compare_texts
+
+# Exim's configure.default, as Debian's exim4-base installs it.
+EXAMPLE_CONF = "/usr/share/doc/exim4-base/examples/example.conf"
 
 # A router that accepts good.example, and the transport it names.
 GOOD_ROUTER = """begin routers
@@ -416,3 +421,20 @@ nowhere:
         compare(self, "acl_smtp_rcpt = r", acls,
                 ["HELO x", "MAIL FROM:<a@b>", "RCPT TO:<deferok@y.example>",
                  "RCPT TO:<x@z.example>", "QUIT"], spool=True, mode="-bhc")
+
+
+class DefaultConfigurationTests(unittest.TestCase):
+    """Exim's own configure.default: its RCPT ACL end to end through routing."""
+
+    def test_configure_default_rcpt_acl(self):
+        """Restricted characters, relaying, unknown users, postmaster, sender verify."""
+        if not os.path.exists(EXAMPLE_CONF):
+            raise unittest.SkipTest("%s is not installed" % EXAMPLE_CONF)
+        with open(EXAMPLE_CONF) as f:
+            text = f.read().replace("# primary_hostname =",
+                                    "primary_hostname = test.example\n#")
+        compare_texts(self, text, text, [
+            "HELO x", "MAIL FROM:<root@test.example>", "RCPT TO:<root@test.example>",
+            "RCPT TO:<.dot@test.example>", "RCPT TO:<x@other.example>",
+            "RCPT TO:<postmaster@test.example>", "RCPT TO:<bad|pipe@test.example>",
+            "RCPT TO:<a/../b@other.example>", "QUIT"], address="10.9.9.9")

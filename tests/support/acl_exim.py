@@ -19,7 +19,7 @@ from exim_py.acl import replies
 from exim_py.config import load
 from exim_py.envelope import Envelope, Recipient, Session
 from exim_py.receive import split_message
-from tests.support.acl import ListLog
+from tests.support.acl import ListLog, write_config
 from tests.support.peers import RealExim
 
 EXIM_MAIN = """\
@@ -48,11 +48,12 @@ def split_replies(text):
     return groups
 
 
-def exim_dialogue(testcase, main, acls, commands, address="1.2.3.4", mode="-bh"):
-    """(replies after the banner, kept log lines) from ``exim4 -bh`` (or ``-bhc``)."""
+def exim_dialogue(testcase, text, commands, address="1.2.3.4", mode="-bh"):
+    """(replies after the banner, kept log lines) from ``exim4 -bh`` (or ``-bhc``)
+    with the configuration ``text``."""
     exim = RealExim()
     testcase.addCleanup(exim.cleanup)
-    path = exim.write_config(EXIM_MAIN + main + "\nbegin acl\n" + acls + "\n")
+    path = exim.write_config(text)
     out = exim.run(path, [mode, address], input="".join(c + "\r\n" for c in commands))
     groups = split_replies(out.stdout)
     logs = [_MESSAGE_ID.sub("", line[5:]) for line in out.stderr.splitlines()
@@ -191,14 +192,19 @@ def compare(testcase, main, acls, commands, spool=False, mode="-bh"):
     such as ratelimit's and callout caches).  ``mode="-bhc"`` lets Exim make
     callouts.
     """
-    from tests.support.acl import write_config
     their_main = our_main = main
     if spool:
         their_main += "\nspool_directory = %s" % _spool(testcase, "Debian-exim")
         our_main += "\nspool_directory = %s" % _spool(testcase)
-    theirs, their_logs = exim_dialogue(testcase, their_main, acls, commands, mode=mode)
-    path = write_config(testcase, EXIM_MAIN + our_main + "\nbegin acl\n" + acls + "\n")
-    ours, our_logs = our_dialogue(path, commands)
+    return compare_texts(testcase, EXIM_MAIN + their_main + "\nbegin acl\n" + acls + "\n",
+                         EXIM_MAIN + our_main + "\nbegin acl\n" + acls + "\n", commands,
+                         mode=mode)
+
+
+def compare_texts(testcase, their_text, our_text, commands, address="1.2.3.4", mode="-bh"):
+    """As ``compare``, for whole configuration files (one for each side)."""
+    theirs, their_logs = exim_dialogue(testcase, their_text, commands, address, mode)
+    ours, our_logs = our_dialogue(write_config(testcase, our_text), commands, address)
     testcase.assertEqual(len(ours), len(theirs), (ours, theirs))
     for mine, real in zip(ours, theirs):
         if len(mine) == 1 and len(mine[0]) < 4:
