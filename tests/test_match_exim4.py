@@ -239,3 +239,27 @@ class CompareWithExim(unittest.TestCase):
         self.compare(rows, lambda q: "${lookup sqlite{%s}{<${sg{$value}{\\n}{|}}>}{NOTFOUND}}" % q,
                      lambda q: (lambda v: "NOTFOUND" if v is None else "<%s>" % v.replace("\n", "|"))(
                          lookups.search("sqlite", None, q, ExpandContext())))
+
+    def test_match_values(self):
+        """The value a match leaves ($value after ${if match_*}) agrees with Exim."""
+        domains = self.fixture("doms", "x.c.d: domdata\n")
+        split = self.fixture("lps", "x.c.d: b : a : c\n")
+        rows = [
+            ("address", "a@x.c.d", "a@*.c.d"), ("address", "xa@x.c.d", "*a@x.c.d"),
+            ("address", "a@x.c.d", "*.c.d"), ("address", "a@x.c.d", "x.c.d"),
+            ("address", "A@X.c.d", "a@lsearch;" + domains), ("address", "a@b", "\\N^a@(b)\\N"),
+            ("address", "a@b", "a@b"), ("address", "a@x.c.d", "@@lsearch;" + split),
+            ("address", "u@b.example", "*@+local"),
+            ("domain", "x.c.d", "lsearch;" + domains), ("domain", "x.c.d", "*.c.d"),
+            ("domain", "b.example", "+refs"), ("domain", "me.example", "@"),
+            ("localpart", "abc", "\\N^a(b)c\\N"), ("localpart", "abc", "*bc"),
+        ]
+        conditions = {"address": "match_address", "domain": "match_domain",
+                      "localpart": "match_local_part"}
+
+        def ours(kind, subject, liststring):
+            result = match.match_list(kind, subject, liststring, self.ctx)
+            return "y<%s>" % (result.value or "") if result else "n"
+
+        self.compare(rows, lambda k, s, l: "${if %s{%s}{%s}{y<$value>}{n}}" % (conditions[k], s, l),
+                     ours)

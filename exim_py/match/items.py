@@ -189,7 +189,8 @@ class AddressMatcher(Matcher):
             # Exim logs this to the panic log: a non-empty subject needs a domain.
             return False
         if pattern.startswith("^"):
-            return self._delegate(self._string(subject, self.caseless), pattern)
+            # Exim keeps neither a value nor $1… from a whole-address regex.
+            return self._string(subject, self.caseless).check_pattern(pattern)
         # A lookup of the whole address: type name, optional * or *@, then ";".
         i = 0
         while i < len(pattern) and (pattern[i].isalnum() or pattern[i] == "-"):
@@ -201,20 +202,15 @@ class AddressMatcher(Matcher):
         if pattern[i:i + 1] == ";":
             # Partial matching makes no sense for whole addresses; Exim ignores it.
             m = self._string(subject, self.caseless, use_partial=False)
-            return self._delegate(m, pattern, numeric=False)
+            if not m.check_pattern(pattern):
+                return False
+            self.value = m.value
+            return True
         if not subject:
             return not pattern
         if pattern.startswith("@@"):
             return self._check_split(pattern[2:], subject, at)
         return self._check_parts(pattern, subject, at)
-
-    def _delegate(self, m, pattern, numeric=True):
-        if not m.check_pattern(pattern):
-            return False
-        self.value = m.value
-        if numeric:
-            self.numeric = m.numeric
-        return True
 
     def _check_split(self, lookup_item, subject, at):
         """``@@type;file``: the domain's data lists the local parts that match."""
@@ -251,7 +247,7 @@ class AddressMatcher(Matcher):
     def _check_parts(self, pattern, subject, at):
         """``local@domain`` and friends; a pattern without @ is ``*@pattern``."""
         pat_at = pattern.rfind("@")
-        value = None
+        plocal = ""
         if pat_at >= 0:
             # "x@@", "x@@[]", "x@@mx_any" …: the domain item is "@", "@[]" …
             if pat_at > 0 and pattern[pat_at - 1] == "@" and pattern[pat_at + 1:] in (
@@ -265,18 +261,17 @@ class AddressMatcher(Matcher):
                 if len(slocal) < len(suffix) or fold(slocal[len(slocal) - len(suffix):]) \
                         != fold(suffix):
                     return False
-                value = suffix
-            else:
-                if fold(slocal) != fold(plocal):
-                    return False
-                value = plocal
+            elif fold(slocal) != fold(plocal):
+                return False
             domain_item = pattern[pat_at + 1:]
         else:
             domain_item = pattern
         dm = StringMatcher("domain", subject[at + 1:], self.ctx)
         if not check_list(domain_item, dm, expand=False, whole=True):
             return False
-        self.value = dm.value if dm.value is not None else value
+        # The value is the local part as the pattern wrote it, "@", and the
+        # domain item's value: "*@*.example", "a@<looked-up data>".
+        self.value = "%s@%s" % (plocal, dm.value or "")
         return True
 
 
