@@ -14,9 +14,12 @@ from twisted.trial import unittest
 
 from exim_py import config as exim_config
 from exim_py.delivery import engine
+from exim_py.delivery.address import OK, Address
+from exim_py.delivery.context import DeliveryContext, Message
 from exim_py.envelope import Envelope, Header, Recipient
 from exim_py.log import Logger
 from exim_py.spool import Spool
+from exim_py.transports.smtp import Transport
 from tests.support.dnsserver import DNSServer
 from tests.support.exim_peer import EximPeer
 
@@ -215,3 +218,28 @@ class TransportHostOptionTests(_Deliveries):
         header = self.peer.messages()[0][0]
         self.assertIn("-dsn_envid abc123", header)
         self.assertIn("\nuser@mxtest.test rfc822;first@mxtest.test ", header)
+
+    @defer.inlineCallbacks
+    def test_max_rcpt_and_connection_max_messages(self):
+        """Given more addresses than max_rcpt, the transport sends one copy per
+        max_rcpt recipients, at most connection_max_messages copies per
+        connection (the peer logs each connection with +smtp_connection)."""
+        self.peer.stop()
+        self.peer = EximPeer(extra="log_selector = +smtp_connection").start()
+        self.addCleanup(self.peer.stop)
+        config = self.load("  hosts = 127.0.0.1\n  hosts_override\n  port = %d\n"
+                           "  max_rcpt = 1\n  connection_max_messages = 2" % (self.peer.port,))
+        spool = Spool(os.path.join(self.dir, "spool"))
+        envelope = Envelope()
+        envelope.sender = "s@client.example"
+        envelope.recipients = [Recipient("u%d@mxtest.test" % i) for i in range(3)]
+        envelope.headers = [Header("Subject: copies\n")]
+        message_id = spool.store(envelope, b"body\n")
+        message = Message(message_id, spool.read(message_id), spool.body_path(message_id))
+        transport = Transport(config.transports["t"], config)
+        addresses = [Address(r.address) for r in envelope.recipients]
+        yield transport.deliver(message, addresses, DeliveryContext(config))
+        self.assertEqual([a.result for a in addresses], [OK, OK, OK])
+        self.assertEqual(len(self.peer.messages()), 3)
+        # Two connections (the fixture's readiness probe makes a third line).
+        self.assertEqual(self.peer.mainlog().count("closed by QUIT"), 2)

@@ -10,6 +10,7 @@ spec's "Errors in outgoing SMTP" describes; ``hosts_max_try`` and
 ``hosts_max_try_hardlimit`` bound how many IP addresses are tried.
 """
 
+import copy
 import errno
 import ipaddress
 
@@ -163,16 +164,31 @@ class Transport(TransportBase):
         this.recipients = [r for r in txn.recipients if r.address in by_address]
         this.outcomes = {}
         this.auth_sender = auth_sender
-        result = await client.deliver(reactor, host.address, port, settings, [this],
+        # More recipients than max_rcpt make several copies of the message;
+        # one connection carries at most connection_max_messages of them.
+        parts = client.split_by_max_rcpt([this], settings.max_rcpt)
+        limit = self.options["connection_max_messages"] or len(parts)
+        still = []
+        for i in range(0, len(parts), limit):
+            result = await self._session(host, port, settings, parts[i:i + limit],
+                                         connect_timeout, interface)
+            still.extend(self._record(result, host, port, by_address, message, ctx))
+        return still
+
+    async def _session(self, host, port, settings, transactions, connect_timeout, interface):
+        """One connection; a second one in clear when TLS broke (tls_tempfail_tryclear)."""
+        result = await client.deliver(reactor, host.address, port, settings, transactions,
                                       connect_timeout, interface)
         if result.retry_in_clear:
-            # tls_tempfail_tryclear: TLS broke after STARTTLS was accepted, so
-            # Exim opens a new connection to the same host and goes in clear.
-            settings.tls = None
-            this.outcomes = {}
-            result = await client.deliver(reactor, host.address, port, settings, [this],
+            # TLS failed after STARTTLS was accepted: Exim opens a new
+            # connection to the same host and sends in clear.
+            clear = copy.copy(settings)
+            clear.tls = None
+            for txn in transactions:
+                txn.outcomes = {}
+            result = await client.deliver(reactor, host.address, port, clear, transactions,
                                           connect_timeout, interface)
-        return self._record(result, host, port, by_address, message, ctx)
+        return result
 
     def _record(self, result, host, port, by_address, message, ctx):
         """Outcomes → address results, retry hints and log fields; returns the deferred."""
