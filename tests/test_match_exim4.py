@@ -253,11 +253,16 @@ class CompareWithExim(unittest.TestCase):
             ("domain", "x.c.d", "lsearch;" + domains), ("domain", "x.c.d", "*.c.d"),
             ("domain", "b.example", "+refs"), ("domain", "me.example", "@"),
             ("localpart", "abc", "\\N^a(b)c\\N"), ("localpart", "abc", "*bc"),
+            ("ip", "192.0.2.4", "192.0.2.0/24"), ("ip", "192.0.2.4", "*"), ("ip", "", ":"),
+            ("ip", "192.0.2.4", "iplsearch;" + self.fixture("ipl", "192.0.2.0/24: net\n")),
+            ("ip", "192.0.2.4", "net24-lsearch;" + self.fixture("n24", "192.0.2.0/24 v4\n")),
         ]
         conditions = {"address": "match_address", "domain": "match_domain",
-                      "localpart": "match_local_part"}
+                      "localpart": "match_local_part", "ip": "match_ip"}
 
         def ours(kind, subject, liststring):
+            if kind == "ip":
+                kind, subject = "host", Host(subject, "")
             result = match.match_list(kind, subject, liststring, self.ctx)
             return "y<%s>" % (result.value or "") if result else "n"
 
