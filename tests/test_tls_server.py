@@ -281,3 +281,39 @@ class CertificateSelectionTests(unittest.TestCase):
         self.assertEqual((yield threads.deferToThread(key_type)), "ECDHE-RSA-AES128-GCM-SHA256")
         cn = yield threads.deferToThread(self.peer_cn, port, "mx.test.example", client_context())
         self.assertEqual(cn, "mx.test.example")
+
+
+class TLSVariableTests(unittest.TestCase):
+    """$tls_in_* as an ACL sees them after the handshake."""
+
+    @defer.inlineCallbacks
+    def test_variables_in_acl(self):
+        """cipher, version, SNI, peer DN and certificate_verified reach the MAIL ACL."""
+        p = shared_pki()
+        conf = ("tls_certificate = %s\ntls_privatekey = %s\ntls_try_verify_hosts = *\n"
+                "tls_verify_certificates = %s\n"
+                "acl_smtp_mail = deny message = cv=$tls_in_certificate_verified dn=$tls_in_peerdn "
+                "ver=$tls_in_ver sni=$tls_in_sni cipher=${if def:tls_in_cipher{yes}{no}}\n"
+                % (p.ecdsa.chain_path, p.ecdsa.key_path, p.ca_path))
+        policy, _ = make_policy(self, conf)
+        policy.tls = ServerTLS.from_config(policy.config, policy)
+        port = reactor.listenTCP(0, SMTPServerFactory(policy), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+
+        def run(cert):
+            c = Client(port.getHost().port)
+            c.reply()
+            c.command("EHLO client.example")
+            c.command("STARTTLS")
+            c.starttls(client_context(cert), "mx.test.example")
+            c.command("EHLO client.example")
+            out = c.command("MAIL FROM:<a@b.example>")
+            c.close()
+            # a long ACL message is folded over several lines, as Exim does
+            return " ".join(line[4:] for line in out)
+        with_cert = yield threads.deferToThread(run, p.client)
+        self.assertEqual(with_cert, "cv=1 dn=/O=exim_py tests/CN=client.test.example ver=TLSv1.3 "
+                                    "sni=mx.test.example cipher=yes")
+        stranger = yield threads.deferToThread(run, p.stranger)
+        self.assertEqual(stranger, "cv=0 dn=/O=exim_py tests/CN=stranger.example ver=TLSv1.3 "
+                                   "sni=mx.test.example cipher=yes")

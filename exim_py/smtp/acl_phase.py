@@ -27,6 +27,7 @@ def run_phase(policy, where, option, session, envelope=None, recipient=None, com
 
     spec = policy._option(option)
     ctx = AclContext(policy.config, session, envelope, recipient, log=policy.logger,
+                     expand_ctx=policy.expand_context(session, envelope),
                      host_checking=policy.host_checking, dns_cache=_dns_cache(session))
     result = run_acl(where, spec, ctx)
     apply_effects(result, session, envelope)

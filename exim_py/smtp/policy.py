@@ -513,8 +513,14 @@ class ServerPolicy:
             if self.logger is not None:
                 from exim_py.log import received_line
                 self.logger.main(received_line(envelope, self.logger), message_id=message_id)
+            # smtp_accept_queue_per_connection: beyond that many messages in
+            # one session, leave them for the queue runner
+            count = getattr(session, "message_count", 0) + 1
+            session.message_count = count
+            per_connection = self._option("smtp_accept_queue_per_connection", 10)
+            busy = per_connection and count > per_connection
             if self.deliver is not None and not self._option("queue_only", False) \
-                    and "queue_only" not in controls and not envelope.frozen:
+                    and "queue_only" not in controls and not envelope.frozen and not busy:
                 self.deliver(message_id)
             fake = controls.get("fakereject"), controls.get("fakedefer")
             if fake[0] is not None or fake[1] is not None:
