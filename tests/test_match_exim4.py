@@ -268,3 +268,17 @@ class CompareWithExim(unittest.TestCase):
 
         self.compare(rows, lambda k, s, l: "${if %s{%s}{%s}{y<$value>}{n}}" % (conditions[k], s, l),
                      ours)
+
+    def test_lookup_wild_parts(self):
+        """$1 and $2 after partial and default matches agree with Exim."""
+        path = self.fixture("d", "*@dom.example: at\n*: star\n*.b.c: wild\n")
+        rows = [("user@dom.example", "lsearch*@"), ("user@x.example", "lsearch*@"),
+                ("nothing", "lsearch*"), ("a.b.c", "partial0-lsearch"),
+                ("x.y.z", "partial0-lsearch"), ("b.c", "partial-lsearch")]
+
+        def ours(key, ltype):
+            value, parts = lookups.search_wild(ltype, path, key, ExpandContext())
+            return "<%s><%s><%s>" % ((value,) + (parts or ("", "")))
+
+        self.compare(rows, lambda k, t: "${lookup{%s}%s{%s}{<$value><$1><$2>}}" % (k, t, path),
+                     ours)
