@@ -17,6 +17,7 @@ import fcntl
 import os
 import re
 import socket
+import threading
 import time
 
 from twisted.internet import threads
@@ -236,6 +237,12 @@ class Transport(TransportBase):
             local.give(d, uid, gid)
 
     def _mbox(self, path, data, uid, gid):
+        # fcntl locks do not exclude other threads of this process, and a
+        # lock file may be turned off: one process-wide lock per mailbox.
+        with _path_lock(path):
+            self._mbox_locked(path, data, uid, gid)
+
+    def _mbox_locked(self, path, data, uid, gid):
         opts = self.options
         self._make_dirs(os.path.dirname(path), uid, gid)
         if os.path.islink(path) and not opts["allow_symlink"]:
@@ -277,7 +284,8 @@ class Transport(TransportBase):
         """Take ``path.lock`` the NFS-safe way: link a unique file to the lock name."""
         opts = self.options
         lockname = path + ".lock"
-        hitch = "%s.%s.%x.%d" % (lockname, socket.gethostname(), int(time.time()), os.getpid())
+        hitch = "%s.%s.%x.%d.%d" % (lockname, socket.gethostname(), int(time.time()),
+                                    os.getpid(), threading.get_ident())
         for _attempt in range(max(opts["lock_retries"], 1)):
             fd = os.open(hitch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, opts["lockfile_mode"])
             os.close(fd)
@@ -360,6 +368,15 @@ class Transport(TransportBase):
                           extra={"inode": str(inode)})
         os.rename(tmp, os.path.join(path, name))
         local.fsync_dir(path)
+
+
+# A fixed set of locks, chosen by the mailbox's path: bounded memory, and two
+# deliveries to one mailbox always meet on the same lock.
+_PATH_LOCKS = [threading.Lock() for _ in range(64)]
+
+
+def _path_lock(path):
+    return _PATH_LOCKS[hash(path) % len(_PATH_LOCKS)]
 
 
 def _write_all(fd, data):
