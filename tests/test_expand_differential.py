@@ -198,7 +198,8 @@ class ExpandStdinTests(unittest.TestCase):
     def test_stdin_dialogue(self):
         """Prompts, continuation lines, macro definitions and the final newline."""
         text = ("plain\n${uc:x}\\\n   y\n\n$nosuch\nMYMAC = macro value\n"
-                "[MYMAC]\n${if eq{a}{a}\\\n  {yes}{no}}\n  leading spaces kept  \n")
+                "[MYMAC]\n${if eq{a}{a}\\\n  {yes}{no}}\n  leading spaces kept  \n"
+                "Not a definition\nMYMACRO2 = two\n<MYMACRO2>\n")
         self.assertEqual(our_exim(["-be"], text), real_exim(["-be"], text))
 
     def test_empty_input(self):

@@ -96,34 +96,100 @@ def load_message(ctx, path):
     ctx.set("message_linecount", data.count("\n"))
 
 
-def _macro_pattern(macros):
-    names = sorted(macros, key=len, reverse=True)
-    if not names:
-        return None
-    return re.compile("|".join(re.escape(n) for n in names))
+_NAME_START = re.compile(r"[A-Z_]")
+
+
+class Macros:
+    """Replace configuration macros in a line, as Exim does in -be input: a
+    macro name is replaced wherever it appears, the longest name first."""
+
+    def __init__(self, macros):
+        self.values = dict(macros or {})
+        self._index()
+
+    def _index(self):
+        # Names grouped by their first two characters: a line is scanned once.
+        self.by_prefix = {}
+        for name in sorted(self.values, key=len, reverse=True):
+            self.by_prefix.setdefault(name[:2], []).append(name)
+
+    def define(self, name, value):
+        self.values[name] = value
+        self._index()
+
+    def replace(self, text):
+        if not self.values or not _NAME_START.search(text):
+            return text
+        out = []
+        i = 0
+        n = len(text)
+        while i < n:
+            m = _NAME_START.search(text, i)
+            if m is None:
+                break
+            j = m.start()
+            for name in self.by_prefix.get(text[j:j + 2], []) + \
+                    self.by_prefix.get(text[j:j + 1], []):
+                if text.startswith(name, j):
+                    out.append(text[i:j])
+                    out.append(self.values[name])
+                    i = j + len(name)
+                    break
+            else:
+                out.append(text[i:j + 1])
+                i = j + 1
+        out.append(text[i:])
+        return "".join(out)
 
 
 class Tester:
-    """Expands lines as exim -be does, with the configuration's macros."""
+    """Expands lines as exim -be does, with the configuration's macros.
+
+    A line starting with an upper-case letter (before or after macro
+    replacement) is a macro definition; a malformed one, or one whose name
+    overlaps an existing macro's, is reported on standard error only.
+    """
 
     def __init__(self, ctx, macros):
         self.ctx = ctx
-        self.macros = dict(macros or {})
-        self.pattern = _macro_pattern(self.macros)
+        self.macros = Macros(macros)
 
     def line(self, text):
-        if self.pattern is not None:
-            text = self.pattern.sub(lambda m: self.macros[m.group(0)], text)
+        """The output line for input ``text``, or None when it prints nothing
+        (a malformed macro definition: Exim reports it on standard error)."""
         if text[:1].isupper() and text[:1].isascii():
-            m = re.match(r"([A-Z][A-Za-z0-9_]*)\s*(==|=)\s*(.*)$", text)
-            if m:
-                self.macros[m.group(1)] = m.group(3)
-                self.pattern = _macro_pattern(self.macros)
-                return "Defined macro '%s'" % m.group(1)
+            return self.define(text)
+        text = self.macros.replace(text)
+        if text[:1].isupper() and text[:1].isascii():
+            return self.define(text)
         try:
             return expand(text, self.ctx)
         except ExpansionError as e:
             return "Failed: %s" % e
+
+    def define(self, text):
+        m = re.match(r"([A-Z][A-Za-z0-9_]*)\s*(==|=)\s*(.*)$", text)
+        if not m:
+            return self._error("malformed macro definition")
+        name, op, value = m.groups()
+        for other in self.macros.values:
+            if other == name:
+                if op == "=":
+                    return self._error('macro "%s" is already defined (use "==" if you want '
+                                       'to redefine it' % name)
+            elif other in name:
+                return self._error('"%s" cannot be defined as a macro because previously '
+                                   'defined macro "%s" is a substring' % (name, other))
+            elif name in other:
+                return self._error('"%s" cannot be defined as a macro because it is a '
+                                   'substring of previously defined macro "%s"' % (name, other))
+        self.macros.define(name, self.macros.replace(value))
+        return "Defined macro '%s'" % name
+
+    @staticmethod
+    def _error(message):
+        sys.stderr.write("exim_py: %s\n" % message)
+        return None
 
 
 def _read_logical_line(stream):
@@ -170,7 +236,9 @@ def expand_mode(inv):
     tester = Tester(ctx, macros)
     if inv.args:
         for arg in inv.args:
-            _out(_c_string(tester.line(os.fsencode(arg).decode("latin-1"))) + "\n")
+            result = tester.line(os.fsencode(arg).decode("latin-1"))
+            if result is not None:
+                _out(_c_string(result) + "\n")
         sys.stdout.flush()
         return 0
     stdin = sys.stdin.buffer
@@ -181,6 +249,7 @@ def expand_mode(inv):
         if text is None:
             _out("\n")
             break
-        _out(_c_string(tester.line(text)) + "\n> ")
+        result = tester.line(text)
+        _out("> " if result is None else _c_string(result) + "\n> ")
     sys.stdout.flush()
     return 0
