@@ -162,6 +162,17 @@ class AppendfileTests(unittest.TestCase):
         self.assertEqual(len(mailbox.mbox(path)), 1)
 
     @defer.inlineCallbacks
+    def test_concurrent_deliveries_to_one_mbox(self):
+        """Ten deliveries to one mbox at once all land, each message intact."""
+        ids = [self.env.submit(["shared"], subject="n%d" % i, body="line\n" * 200)
+               for i in range(10)]
+        outcomes = yield defer.gatherResults([self.env.deliver(mid) for mid in ids])
+        self.assertTrue(all(o.completed for o in outcomes))
+        box = mailbox.mbox(self.env.path("mail", "shared"))
+        self.assertEqual(sorted(m["Subject"] for m in box), sorted("n%d" % i for i in range(10)))
+        self.assertTrue(all(m.get_payload() == "line\n" * 200 for m in box))
+
+    @defer.inlineCallbacks
     def test_from_lines_escaped(self):
         """Body lines starting "From " are written as ">From " in an mbox."""
         mid = self.env.submit(["plain"], body="From here\nnot From\n")
