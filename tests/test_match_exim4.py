@@ -42,6 +42,11 @@ endsatblank: one
 """
 
 
+def shown(value, newline="\n"):
+    """A lookup result as the -be strings of these tests print it."""
+    return "NOTFOUND" if value is None else "<%s>" % value.replace("\n", newline)
+
+
 class Host:
     def __init__(self, address, name=None):
         self.address = address
@@ -71,9 +76,15 @@ class CompareWithExim(unittest.TestCase):
         return answers[:len(expressions)]
 
     def compare(self, rows, exim_expr, ours):
+        """Each row through ``exim_expr`` (a -be string) and ``ours`` must agree."""
         answers = self.exim_answers([exim_expr(*row) for row in rows])
         for row, answer in zip(rows, answers):
             self.assertEqual(ours(*row), answer, row)
+
+    def compare_condition(self, condition, rows, matches):
+        """(subject, list) rows: ``${if CONDITION{subject}{list}}`` against ``matches``."""
+        self.compare(rows, lambda s, lst: "${if %s{%s}{%s}{yes}{no}}" % (condition, s, lst),
+                     lambda s, lst: "yes" if matches(s, lst) else "no")
 
     def test_domain_lists(self):
         """match_domain agrees with Exim on literal, *, regex, @, named, negated,
@@ -92,8 +103,8 @@ class CompareWithExim(unittest.TestCase):
             ("x.wild.example", "partial-lsearch;" + self.ls),
             ("x.y.example", "partial1-lsearch;" + self.ls),
         ]
-        self.compare(rows, lambda s, l: "${if match_domain{%s}{%s}{yes}{no}}" % (s, l),
-                     lambda s, l: "yes" if match.match_domain(s, l, self.ctx) else "no")
+        self.compare_condition("match_domain", rows,
+                               lambda s, lst: match.match_domain(s, lst, self.ctx))
 
     def test_local_part_lists(self):
         """match_local_part (caseless in ${if}) agrees with Exim, +caseful included."""
@@ -103,20 +114,22 @@ class CompareWithExim(unittest.TestCase):
             ("me.example", "@"), ("abc", "!abc"), ("abd", "!abc"),
             ("ABC", "\\N^(?-i)abc\\N"), ("ABC", "\\N^(?-i)ABC\\N"),
         ]
-        self.compare(rows, lambda s, l: "${if match_local_part{%s}{%s}{yes}{no}}" % (s, l),
-                     lambda s, l: "yes" if match.match_localpart(s, l, self.ctx, caseless=True)
-                     else "no")
+        self.compare_condition("match_local_part", rows,
+                               lambda s, lst: match.match_localpart(s, lst, self.ctx,
+                                                                    caseless=True))
 
     def test_address_lists(self):
         """match_address agrees with Exim on address items."""
         rows = [
-            ("jbc@askone.example", "jbc@askone.example"), ("JBC@AskOne.Example", "jbc@askone.example"),
+            ("jbc@askone.example", "jbc@askone.example"),
+            ("JBC@AskOne.Example", "jbc@askone.example"),
             ("x@a.spamming.site", "*@*.spamming.site"), ("x@spamming.site", "*@*.spamming.site"),
             ("list-admin@x.example", "*-admin@x.example"), ("user@enemy.domain", "enemy.domain"),
             ("user@sub.enemy.domain", "*.enemy.domain"), ("a@b.example", ":"),
             ("any@bad.example", "+bad"), ("SPAMMER@X.example", "+bad"),
             ("u@a.example", "*@+local"), ("u@z.example", "*@+local"),
-            ("Joe@x.example", "+caseful : joe@x.example"), ("Joe@X.example", "+caseful : Joe@x.example"),
+            ("Joe@x.example", "+caseful : joe@x.example"),
+            ("Joe@X.example", "+caseful : Joe@x.example"),
             ("12345678x@spam.example", "\\N^\\d{8}\\w@\\N"),
             ("X@Y", "\\N^(?-i)X@\\N"), ("X@Y", "\\N^(?-i)x@\\N"),
             ("foo@x", "lsearch;" + self.ls), ("u@dom.example", "lsearch*@;" + self.ls),
@@ -129,13 +142,14 @@ class CompareWithExim(unittest.TestCase):
                  ("anyone@bad.example", "postmaster@bad.example", "one@chain.example",
                   "two@chain.example", "three@chain.example", "four@chain.example",
                   "x@nowhere.example")]
-        self.compare(rows, lambda s, l: "${if match_address{%s}{%s}{yes}{no}}" % (s, l),
-                     lambda s, l: "yes" if match.match_address(s, l, self.ctx) else "no")
+        self.compare_condition("match_address", rows,
+                               lambda s, lst: match.match_address(s, lst, self.ctx))
 
     def test_ip_lists(self):
         """match_ip (host lists by address only) agrees with Exim."""
         rows = [
-            ("192.0.2.1", "192.0.2.1"), ("192.0.2.1", "192.0.2.0/24"), ("192.0.3.1", "192.0.2.0/24"),
+            ("192.0.2.1", "192.0.2.1"), ("192.0.2.1", "192.0.2.0/24"),
+            ("192.0.3.1", "192.0.2.0/24"),
             ("::ffff:192.0.2.1", "192.0.2.0/24"), ("2001:db8::1", "<; 2001:db8::/32"),
             ("2001:db8::1", "2001::db8::::/32"), ("", ":"), ("", "*"), ("192.0.2.1", ":"),
             ("192.0.2.1", ": 192.0.2.1"), ("192.0.2.1", "1.2.3 : 192.0.2.1"),
@@ -143,8 +157,8 @@ class CompareWithExim(unittest.TestCase):
             ("192.0.2.1", "foo.example : 192.0.2.1"), ("192.0.2.2", "!192.0.2.1 : 192.0.2.0/24"),
             ("127.0.0.1", "@[]"),
         ]
-        self.compare(rows, lambda s, l: "${if match_ip{%s}{%s}{yes}{no}}" % (s, l),
-                     lambda s, l: "yes" if match.match_host(Host(s, ""), l, self.ctx) else "no")
+        self.compare_condition("match_ip", rows,
+                               lambda s, lst: match.match_host(Host(s, ""), lst, self.ctx))
 
     def test_lsearch_lookups(self):
         """lsearch results, partial matching and defaults agree with Exim."""
@@ -163,8 +177,7 @@ class CompareWithExim(unittest.TestCase):
         """The passwd lookup formats a user as Exim does."""
         rows = [("root",), ("nosuchuser-exim-py",)]
         self.compare(rows, lambda u: "${lookup passwd{%s}{<$value>}{NOTFOUND}}" % u,
-                     lambda u: (lambda v: "NOTFOUND" if v is None else "<%s>" % v)(
-                         lookups.search("passwd", None, u, ExpandContext())))
+                     lambda u: shown(lookups.search("passwd", None, u, ExpandContext())))
 
     def test_cdb_lookup(self):
         """cdb lookups, in ${lookup} and as domain list items, agree with Exim."""
@@ -177,15 +190,14 @@ class CompareWithExim(unittest.TestCase):
                 ("a.example.com", "partial-cdb"), ("example.com", "partial-cdb")]
         self.lookup_rows([row + (path,) for row in rows])
         rows = [("KEY1", "cdb;" + path), ("x.example.com", "partial-cdb;" + path)]
-        self.compare(rows, lambda s, l: "${if match_domain{%s}{%s}{yes}{no}}" % (s, l),
-                     lambda s, l: "yes" if match.match_domain(s, l, self.ctx) else "no")
+        self.compare_condition("match_domain", rows,
+                               lambda s, lst: match.match_domain(s, lst, self.ctx))
 
     def lookup_rows(self, rows):
         """Compare ``${lookup{key}type{file}}`` for (key, type, file) rows."""
         self.compare(rows,
                      lambda k, t, f: "${lookup{%s}%s{%s}{<$value>}{NOTFOUND}}" % (k, t, f),
-                     lambda k, t, f: (lambda v: "NOTFOUND" if v is None else "<%s>" % v)(
-                         lookups.search(t, f, k, ExpandContext())))
+                     lambda k, t, f: shown(lookups.search(t, f, k, ExpandContext())))
 
     def fixture(self, name, text):
         path = os.path.join(self.exim.dir, name)
@@ -214,7 +226,8 @@ class CompareWithExim(unittest.TestCase):
         os.mkdir(os.path.join(self.exim.dir, "subdir"))
         self.fixture("afile", "")
         d = self.exim.dir
-        rows = [("afile", "dsearch", d), ("nothing", "dsearch", d), ("afile", "dsearch,ret=full", d),
+        rows = [("afile", "dsearch", d), ("nothing", "dsearch", d),
+                ("afile", "dsearch,ret=full", d),
                 ("subdir", "dsearch,filter=file", d), ("subdir", "dsearch,filter=dir", d),
                 ("..", "dsearch,filter=dir", d), ("..", "dsearch,filter=subdir", d),
                 ("AFILE", "dsearch", d)]
@@ -231,14 +244,13 @@ class CompareWithExim(unittest.TestCase):
         conn.commit()
         conn.close()
         os.chmod(path, 0o644)
-        rows = [("%s select v from t where k='a'" % path,), ("%s select k,v,n from t" % path,),
-                ("%s select v from t where k='c'" % path,), ("%s select v from t where k='z'" % path,),
-                ("%s select nosuch from t" % path,), ("%s select v from t where k='d'" % path,),
-                ("%s select n, v from t where k='f'" % path,)]
+        rows = [("%s %s" % (path, query),) for query in (
+            "select v from t where k='a'", "select k,v,n from t", "select v from t where k='c'",
+            "select v from t where k='z'", "select nosuch from t", "select v from t where k='d'",
+            "select n, v from t where k='f'")]
         # Rows are joined with "|" so that each answer is one line of -be output.
         self.compare(rows, lambda q: "${lookup sqlite{%s}{<${sg{$value}{\\n}{|}}>}{NOTFOUND}}" % q,
-                     lambda q: (lambda v: "NOTFOUND" if v is None else "<%s>" % v.replace("\n", "|"))(
-                         lookups.search("sqlite", None, q, ExpandContext())))
+                     lambda q: shown(lookups.search("sqlite", None, q, ExpandContext()), "|"))
 
     def test_match_values(self):
         """The value a match leaves ($value after ${if match_*}) agrees with Exim."""
@@ -266,7 +278,8 @@ class CompareWithExim(unittest.TestCase):
             result = match.match_list(kind, subject, liststring, self.ctx)
             return "y<%s>" % (result.value or "") if result else "n"
 
-        self.compare(rows, lambda k, s, l: "${if %s{%s}{%s}{y<$value>}{n}}" % (conditions[k], s, l),
+        self.compare(rows,
+                     lambda k, s, lst: "${if %s{%s}{%s}{y<$value>}{n}}" % (conditions[k], s, lst),
                      ours)
 
     def test_lookup_wild_parts(self):
