@@ -709,6 +709,11 @@ LISTS = [
 ]
 
 ERRORS = [
+    '${lookup{x}lsearch{/nonexist}{y}{n}',
+    '${lookup{alpha}lsearch{FX/ls}{${eval:1/0}}{n}',
+    '${lookup{zz}lsearch{FX/ls}{${eval:1/0}}{n',
+    '${lookup{zz}lsearch{FX/ls}{y}{${eval:1/0}}',
+    '${lookup{alpha}lsearch{FX/ls}{y}{n}{z}}',
     "${lc:${uc:x}",
     "${lc:x}}",
     "${foo x}",

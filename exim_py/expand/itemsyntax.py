@@ -72,7 +72,16 @@ def _item_lookup(p, name):
         source = p.braced()
         done.append(source)
         p.ws()
-        return I.Lookup(key, ltype, source, p.yesno("lookup"))
+    progress = {}
+    try:
+        return I.Lookup(key, ltype, source, p.yesno("lookup", progress))
+    except _Syntax as e:
+        # Exim has done the lookup, and expanded the string it chose if that
+        # string was complete, before it reaches the error.
+        yes, no = progress.get("yes"), progress.get("no")
+        tail = YesNo("lookup", bare=True) if yes is None else YesNo("lookup", yes, no)
+        e.nodes[0:0] = [I.Lookup(key, ltype, source, tail)]
+        raise
 
 
 def _item_extract(p, name):
