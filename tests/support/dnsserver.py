@@ -80,13 +80,15 @@ class DNSServer:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(os.environ)
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-        self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True, cwd=root, env=env)
+        # The child stops when its standard input closes, so a test run that
+        # dies without cleaning up leaves no server behind.
+        self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL, text=True, cwd=root, env=env)
         line = self._proc.stdout.readline()
         if not line.startswith("port "):
-            err = self._proc.stderr.read()
             self._proc.wait()
-            raise RuntimeError("DNS test server did not start: %s%s" % (line, err))
+            raise RuntimeError("DNS test server did not start (exit status %s): %s"
+                               % (self._proc.returncode, line))
         self.port = int(line.split()[1])
         return self
 
@@ -94,8 +96,8 @@ class DNSServer:
         if self._proc is not None:
             self._proc.terminate()
             self._proc.wait()
+            self._proc.stdin.close()
             self._proc.stdout.close()
-            self._proc.stderr.close()
             self._proc = None
         if self._tmp is not None:
             for name in os.listdir(self._tmp):
@@ -223,7 +225,14 @@ def _serve(zone_paths, servfail, silent, port):
                 raise
     sys.stdout.write("port %d\n" % chosen)
     sys.stdout.flush()
+    threading.Thread(target=_stop_at_eof, args=(reactor,), daemon=True).start()
     reactor.run()
+
+
+def _stop_at_eof(reactor):
+    """Stop serving when standard input closes (the test process went away)."""
+    sys.stdin.read()
+    reactor.callFromThread(reactor.stop)
 
 
 def main(argv=None):
