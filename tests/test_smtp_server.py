@@ -36,6 +36,10 @@ accept_all:
   accept
 deny_all:
   deny    message = no such user here
+prdr_check:
+  deny    local_parts = ^prdrreject
+          message = this recipient does not want it
+  accept
 """
 
 

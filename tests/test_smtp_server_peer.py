@@ -147,6 +147,22 @@ class EximClientTests(unittest.TestCase):
         self.assertIn("** nobody@dest.example", self._log())
         self.assertIn("550 no such user here", self._log())
 
+    @defer.inlineCallbacks
+    def test_prdr(self):
+        """exim4 uses PRDR: one recipient refused by acl_smtp_data_prdr, the other gets the message."""
+        port, spool = self.serve("prdr_enable\nacl_smtp_data_prdr = prdr_check")
+        yield self.send(port, "Subject: prdr\n\nbody\n",
+                        recipients=("ok@dest.example", "prdrreject@dest.example"))
+        # the bounce for the refused recipient comes to us too: look at the original only
+        originals = [spool.read(i) for i in spool.message_ids()]
+        originals = [env for env in originals if env.sender]
+        self.assertEqual(len(originals), 1, self._log())
+        self.assertEqual([r.address for r in originals[0].recipients], ["ok@dest.example"])
+        log = self._log()
+        self.assertIn("** prdrreject@dest.example", log)
+        self.assertIn("550 this recipient does not want it", log)
+        self.assertRegex(log, r"=> ok@dest.example .* PRDR ")
+
     def _log(self):
         path = os.path.join(self.client_dir, "log", "mainlog")
         if not os.path.exists(path):

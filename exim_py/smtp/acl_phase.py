@@ -132,3 +132,40 @@ def add_acl_headers(envelope, session=None):
             headers.insert(i, header)
         else:
             headers.append(header)
+
+
+def run_prdr(policy, session, envelope):
+    """PRDR (RFC draft "SMTP Service Extension for Per-Recipient Data Responses"):
+    acl_smtp_data_prdr once per recipient, in order.
+
+    Returns the reply lines to send after "353" (one complete reply per
+    recipient) and the final reply's text, or None when PRDR does not apply.
+    Recipients refused here are removed from the envelope.
+    """
+    if not envelope.prdr or len(envelope.recipients) < 2 or not policy._option("acl_smtp_data_prdr"):
+        return None
+    lines = []
+    all_pass, all_fail, kept = True, True, []
+    for rcpt in list(envelope.recipients):
+        ctx = AclContext(policy.config, session, envelope, rcpt.address, log=policy.logger,
+                         expand_ctx=policy.expand_context(session, envelope),
+                         host_checking=policy.host_checking, dns_cache=_dns_cache(session))
+        result = run_acl("data_prdr", policy._option("acl_smtp_data_prdr"), ctx)
+        apply_effects(result, session, envelope)
+        ok = result.rc in (OK, DISCARD)
+        code = "250" if ok else "450" if result.rc == "defer" else "550"
+        all_pass = all_pass and ok
+        all_fail = all_fail and result.rc not in (OK, DISCARD, "defer")
+        what = "acceptance" if ok else "temporary refusal" if result.rc == "defer" else "refusal"
+        text = result.user_message or "PRDR R=<%s> %s" % (rcpt.address, what)
+        lines.extend(replies.respond_lines(code, text))
+        if policy.logger is not None:
+            policy.logger.main(("PRDR %s %s" % (rcpt.address, result.log_message or result.user_message))
+                               if (result.log_message or result.user_message) else text,
+                               message_id=envelope.message_id)
+        if ok:
+            kept.append(rcpt)
+    envelope.recipients = kept
+    if all_fail:
+        return lines, "550", "message rejected for all recipients"
+    return lines, "250", "message accepted" if all_pass else "message accepted for some recipients"

@@ -491,12 +491,20 @@ class ServerPolicy:
                                suppress_local_fixups="suppress_local_fixups" in controls,
                                expand=self.expand_mod.expand, ctx=ctx)
         acl_phase.add_acl_headers(envelope, session)
+        prdr = acl_phase.run_prdr(self, session, envelope)
+        if prdr is not None and prdr[1] == "550":
+            return Reply(550, "", lines=["353 PRDR content analysis beginning"] + prdr[0]
+                         + ["550 id=%s %s" % (envelope.message_id, prdr[2])])
         reply = self._run_acl("data", "acl_smtp_data", session, envelope)
         if isinstance(reply, defer.Deferred):
-            return reply.addCallback(self._after_data_acl, session, envelope, body)
-        return self._after_data_acl(reply, session, envelope, body)
+            return reply.addCallback(self._after_data_acl, session, envelope, body, prdr)
+        return self._after_data_acl(reply, session, envelope, body, prdr)
 
-    def _after_data_acl(self, reply, session, envelope, body):
+    def _after_data_acl(self, reply, session, envelope, body, prdr=None):
+        if prdr is not None:
+            # the per-recipient replies go first, whatever the DATA ACL says
+            final = self._after_data_acl(reply, session, envelope, body)
+            return defer.maybeDeferred(lambda: final).addCallback(self._prdr_reply, envelope, prdr)
         if reply is not None and not reply.ok:
             return reply
         acl_phase.add_acl_headers(envelope, session)
@@ -532,6 +540,15 @@ class ServerPolicy:
             return Reply(250, "OK id=%s" % message_id)
 
         return d.addCallback(stored)
+
+    @staticmethod
+    def _prdr_reply(final, envelope, prdr):
+        lines = ["353 PRDR content analysis beginning"] + prdr[0]
+        if final.ok and final.text.startswith("OK id="):
+            lines.append("%s id=%s %s" % (prdr[1], envelope.message_id, prdr[2]))
+        else:
+            lines.extend(final.lines or ["%d %s" % (final.code, final.text)])
+        return Reply(final.code, final.text, drop=final.drop, lines=lines)
 
     # -- ACLs --------------------------------------------------------------
 
