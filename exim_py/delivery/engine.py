@@ -81,6 +81,7 @@ class _Delivery:
         self.config = config
         self.spool = spool
         self.message_id = message_id
+        self.own_logger = logger is None
         if logger is None:
             from exim_py.log import Logger
             logger = Logger(config)
@@ -99,6 +100,15 @@ class _Delivery:
 
     @defer.inlineCallbacks
     def run(self):
+        try:
+            outcome = yield self._run()
+        finally:
+            if self.own_logger:
+                self.logger.close()     # files opened for this delivery only
+        return outcome
+
+    @defer.inlineCallbacks
+    def _run(self):
         from exim_py.spool import MessageLocked, MessageMissing
         try:
             self.lock = yield threads.deferToThread(self.spool.lock, self.message_id)

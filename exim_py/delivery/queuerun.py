@@ -205,12 +205,20 @@ def run_queue(config, inv, spool=None, logger=None):
 
     The daemon's -q<time> timer calls this too.
     """
+    from exim_py.log import Logger
     from exim_py.spool import Spool
     spool = spool or Spool.from_config(config)
     selection = Selection(inv.queue_flags or "", inv.queue_select_recipient,
                           inv.queue_select_sender)
-    runner = QueueRunner(config, spool, logger=logger, selection=selection)
-    return runner.scan()
+    own_logger = logger is None
+    runner = QueueRunner(config, spool, logger=logger or Logger(config), selection=selection)
+    d = runner.scan()
+    if own_logger:
+        def close(result):
+            runner.logger.close()
+            return result
+        d.addBoth(close)
+    return d
 
 
 def queue_run_mode(inv):
