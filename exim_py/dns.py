@@ -172,7 +172,8 @@ class Resolver:
 
         Hosts of equal preference come in random order, as Exim randomises
         them (spec "The dnslookup router").  [] when there is no MX record;
-        ``LookupDefer`` on a temporary error.
+        a "null MX" (RFC 7505) is ``MX(0, ".")``; ``LookupDefer`` on a
+        temporary error.
         """
         records = [MX(r.preference, r.exchange.to_text(omit_final_dot=True))
                    for r in self._checked(domain, "MX")]

@@ -84,6 +84,7 @@ class ResolverTests(unittest.TestCase):
             firsts.add(mxs[0].host)
         self.assertEqual(firsts, {"a.host.test", "b.host.test", "c.host.test"})
         self.assertEqual(self.resolver.mx_hosts("nomx.test"), [])
+        self.assertEqual(self.resolver.mx_hosts("nullmx.test"), [edns.MX(0, ".")])
 
     def test_addresses_and_reverse(self):
         """addresses gives IPv6 then IPv4; reverse gives the PTR names."""
