@@ -1012,6 +1012,12 @@ REGEX = [
 HOST_ARGS = ["-oMa", "192.0.2.5", "-oMs", "host.example", "-oMr", "esmtp",
              "-f", "Fred@Example.COM"]
 HOST = [
+    '${if eqi{\\xc0}{\\xe0}{y}{n}}',
+    '${if inlisti{\\xc0}{\\xe0:b}{y}{n}}',
+    '${extract{\\xc0}{\\xe0=1}{y}{n}}',
+    '${lc:\\xc0}',
+    '${uc:\\xe0}',
+    '${sort{\\xe0:\\xc0:a:B}{lti}{$item}}',
     '$sender_host_address',
     '$sender_host_name',
     '$received_protocol',

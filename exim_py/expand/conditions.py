@@ -16,7 +16,7 @@ from exim_py.expand import arith
 from exim_py.expand.headers import find_header
 from exim_py.expand.lists import iter_list
 from exim_py.expand.regex import compile_regex, set_numeric
-from exim_py.expand.strings import to_bytes
+from exim_py.expand.strings import ascii_lower, to_bytes
 from exim_py.expand.variables import unknown_message, value_of
 
 with warnings.catch_warnings():
@@ -160,7 +160,7 @@ class TwoArg(Cond):
         if name in _STRCMP:
             return _STRCMP[name](a, b)
         if name[-1] == "i" and name[:-1] in _STRCMP:
-            return _STRCMP[name[:-1]](a.lower(), b.lower())
+            return _STRCMP[name[:-1]](ascii_lower(a), ascii_lower(b))
         if name == "match":
             m = compile_regex(b).search(a)
             if m is None:
@@ -168,9 +168,10 @@ class TwoArg(Cond):
             set_numeric(ctx, m)
             return True
         if name in ("inlist", "inlisti"):
-            key = a.lower() if name == "inlisti" else a
+            fold = ascii_lower if name == "inlisti" else str
+            key = fold(a)
             for item in iter_list(b):
-                if (item.lower() if name == "inlisti" else item) == key:
+                if fold(item) == key:
                     ctx.lookup_value = item
                     return True
             return False

@@ -19,7 +19,8 @@ from exim_py.expand.lists import append_item, iter_list, list_separator
 from exim_py.expand.nodes import Node
 from exim_py.expand.regex import compile_regex
 from exim_py.expand.strings import (
-    compute_hash, compute_nhash, extract_substr, printing, split_command, to_bytes)
+    ascii_lower, compute_hash, compute_nhash, extract_substr, printing, split_command,
+    to_bytes)
 
 
 def _expand_again(text, ctx):
@@ -140,7 +141,7 @@ class Extract(Node):
 def get_keyed(key, s):
     """Exim's expand_getkeyed(): ``key=value`` pairs, values maybe quoted."""
     from exim_py.expand.strings import dequote
-    key = key.lower()
+    key = ascii_lower(key)
     i = 0
     n = len(s)
     space = " \t\n\r\f\v"
@@ -159,7 +160,7 @@ def get_keyed(key, s):
             while i < n and s[i] in space:
                 i += 1
         data, i = dequote(s, i)
-        if dkey.lower() == key:
+        if ascii_lower(dkey) == key:
             return data
         while i < n and s[i] in space:
             i += 1
@@ -525,7 +526,7 @@ class Sort(Node):
                     return False
         elif op[-1] == "i" and op[:-1] in _STRCMP:
             base = _STRCMP[op[:-1]]
-            before = lambda a, b: base(a.lower(), b.lower())  # noqa: E731
+            before = lambda a, b: base(ascii_lower(a), ascii_lower(b))  # noqa: E731
         else:
             before = _STRCMP[op]
         saved = ctx.iterate_item

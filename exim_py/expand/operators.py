@@ -20,7 +20,7 @@ from exim_py.expand.conditions import ip_version
 from exim_py.expand.lists import iter_list
 from exim_py.expand.rfc822 import extract_address, find_address_end
 from exim_py.expand.strings import (
-    compute_hash, compute_nhash, extract_substr, printing, to_bytes)
+    ascii_lower, ascii_upper, compute_hash, compute_nhash, extract_substr, printing, to_bytes)
 
 # Names that contain an underscore; any other underscore introduces arguments.
 UNDERSCORE_NAMES = frozenset((
@@ -28,20 +28,16 @@ UNDERSCORE_NAMES = frozenset((
     "time_interval", "utf8_domain_from_alabel", "utf8_domain_to_alabel",
     "utf8_localpart_from_alabel", "utf8_localpart_to_alabel"))
 
-_LOWER = {c: c + 32 for c in range(65, 91)}
-_UPPER = {c + 32: c for c in range(65, 91)}
-
-
 def _str(b):
     return b.decode("latin-1")
 
 
 def op_lc(s, arg, ctx):
-    return s.lower() if s.isascii() else s.translate(_LOWER)
+    return ascii_lower(s)
 
 
 def op_uc(s, arg, ctx):
-    return s.upper() if s.isascii() else s.translate(_UPPER)
+    return ascii_upper(s)
 
 
 def _digest(fn, upper):

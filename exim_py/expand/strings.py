@@ -13,6 +13,19 @@ PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67
           73, 79, 83, 89, 97, 101, 103, 107, 109, 113)
 
 
+_LOWER = {c: c + 32 for c in range(65, 91)}
+_UPPER = {c + 32: c for c in range(65, 91)}
+
+
+def ascii_lower(s):
+    """Lower case as C's tolower() in Exim: ASCII letters only."""
+    return s.lower() if s.isascii() else s.translate(_LOWER)
+
+
+def ascii_upper(s):
+    return s.upper() if s.isascii() else s.translate(_UPPER)
+
+
 def to_bytes(s):
     """The bytes a string stands for: strings hold one character per byte
     (latin-1) as Exim's do; text from elsewhere with wider characters is
