@@ -22,7 +22,7 @@ from exim_py.envelope import Envelope, Header, Recipient
 from exim_py.log import Logger
 from exim_py.spool import Spool
 from tests.support.exim_peer import EximPeer, free_port
-from tests.support.peers import require_command
+from tests.support.peers import RealExim, require_command, run_exim_py
 from tests.support.pki_client import TestPKI
 from tests.support.scripted_smtp import STALL, ScriptedSMTPServer
 
@@ -323,3 +323,58 @@ class AuthComparisonTests(SenderComparisonTests):
                                "  client_send = ^fred^wrong\n")
         lines = yield self.compare(["ok@test.example"], "  hosts_require_auth = *")
         self.assertTrue(lines[0].startswith("== ok@test.example"), lines)
+
+
+class OptionTableTests(unittest.TestCase):
+    """The smtp transport's options as -bP shows them, and those it cannot honour."""
+
+    CONF = ("primary_hostname = client.example\nkeep_environment =\n"
+            "begin transports\nt:\n  driver = smtp\n  hosts_require_tls = *\n"
+            "  tls_verify_cert_hostnames = mx.example\n")
+
+    def test_bP_transport_matches_exim(self):
+        """exim_py -bP transport t prints exactly what exim4 prints (every option,
+        defaults included)."""
+        exim = RealExim()
+        self.addCleanup(exim.cleanup)
+        path = exim.write_config(self.CONF)
+        theirs = exim.run(path, ["-bP", "transport", "t"]).stdout
+        ours = run_exim_py(["-C", path, "-bP", "transport", "t"]).stdout
+        self.assertEqual(ours, theirs)
+        self.assertIn("tls_verify_cert_hostnames = mx.example\n", ours)
+
+    def test_synonym_sets_the_current_option(self):
+        """tls_verify_cert_hostname (exim_py extension) sets tls_verify_cert_hostnames."""
+        directory = tempfile.mkdtemp(prefix="exim-py-bp-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "exim.conf")
+        with open(path, "w") as f:
+            f.write(self.CONF.replace("tls_verify_cert_hostnames", "tls_verify_cert_hostname"))
+        ours = run_exim_py(["-C", path, "-bP", "transport", "t"]).stdout
+        self.assertIn("tls_verify_cert_hostnames = mx.example\n", ours)
+
+    @defer.inlineCallbacks
+    def test_unsupported_option_defers(self):
+        """A transport that needs DKIM signing defers instead of sending unsigned."""
+        directory = tempfile.mkdtemp(prefix="exim-py-unsup-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "exim.conf")
+        with open(path, "w") as f:
+            f.write("primary_hostname = client.example\nspool_directory = %s/spool\n"
+                    "log_file_path = %s/log/%%slog\n"
+                    "begin routers\nr:\n  driver = manualroute\n  route_list = * 127.0.0.1\n"
+                    "  self = send\n  transport = t\n"
+                    "begin transports\nt:\n  driver = smtp\n  allow_localhost\n"
+                    "  dkim_domain = client.example\n  dkim_selector = s\n"
+                    "  dkim_private_key = /nonexistent.key\n" % (directory, directory))
+        config = exim_config.load(path)
+        spool = Spool(os.path.join(directory, "spool"))
+        envelope = Envelope()
+        envelope.sender = "s@client.example"
+        envelope.recipients = [Recipient("a@test.example")]
+        message_id = spool.store(envelope, b"body\n")
+        yield engine.deliver_message(config, spool, message_id, logger=Logger(config))
+        with open(os.path.join(directory, "log", "mainlog")) as f:
+            log = f.read()
+        self.assertIn("== a@test.example R=r T=t defer (0): t transport: dkim_private_key = "
+                      "/nonexistent.key is not supported by exim_py", log)

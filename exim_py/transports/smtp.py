@@ -90,6 +90,12 @@ class Transport(TransportBase):
 
     async def _deliver(self, message, addresses, ctx):
         addr = addresses[0]
+        missing = smtp_settings.unsupported(self)
+        if missing is not None:
+            for a in addresses:
+                a.set_result(DEFER, "%s transport: %s = %s is not supported by exim_py" % (
+                    self.name, missing, self.options[missing]))
+            return
         try:
             hosts = await threads.deferToThread(smtp_settings.host_list, self, addr, ctx)
             txn = await threads.deferToThread(self._transaction, message, addresses, ctx)

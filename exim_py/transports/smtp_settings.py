@@ -24,8 +24,19 @@ OPTIONS = OptionTable([
     Option("command_timeout", TIME, 300, "timeout for replies to commands"),
     Option("connect_timeout", TIME, 300, "timeout for connecting"),
     Option("connection_max_messages", INT, 500, "messages per connection"),
+    Option("dane_require_tls_ciphers", STRING, None, "ciphers when DANE is in use (no DANE)",
+           expand=True),
     Option("data_timeout", TIME, 300, "timeout for sending each data block"),
     Option("delay_after_cutoff", BOOL, True, "skip hosts past their retry cutoff"),
+    Option("dkim_canon", STRING, None, "DKIM canonicalization", expand=True),
+    Option("dkim_domain", LIST, None, "DKIM signing domains", expand=True),
+    Option("dkim_hash", STRING, "sha256", "DKIM hash", expand=True),
+    Option("dkim_identity", STRING, None, "DKIM identity", expand=True),
+    Option("dkim_private_key", STRING, None, "DKIM signing key (not supported)", expand=True),
+    Option("dkim_selector", STRING, None, "DKIM selector", expand=True),
+    Option("dkim_sign_headers", STRING, None, "headers to sign", expand=True),
+    Option("dkim_strict", STRING, None, "defer when signing fails", expand=True),
+    Option("dkim_timestamps", STRING, None, "DKIM signature lifetime", expand=True),
     Option("dns_qualify_single", BOOL, True, "qualify single-component names"),
     Option("dns_search_parents", BOOL, False, "search parent domains"),
     Option("dnssec_request_domains", STRING, "*", "request DNSSEC for these domains",
@@ -37,6 +48,10 @@ OPTIONS = OptionTable([
     Option("final_timeout", TIME, 600, "timeout for the reply to the end of data"),
     Option("gethostbyname", BOOL, False, "look host names up with the system resolver"),
     Option("helo_data", STRING, "$primary_hostname", "the argument of EHLO/HELO", expand=True),
+    Option("host_name_extract", LIST,
+           "${if and {{match{$host}{.outlook.com\\$}} "
+           "{match{$item}{\\N^250-([\\w.]+)\\s\\N}}} {$1}}",
+           "how to name a host for connection reuse", expand=True),
     Option("hosts", LIST, None, "hosts to deliver to", expand=True),
     Option("hosts_avoid_esmtp", HOSTLIST, None, "send HELO, not EHLO", expand=True),
     Option("hosts_avoid_pipelining", HOSTLIST, None, "do not pipeline", expand=True),
@@ -46,29 +61,39 @@ OPTIONS = OptionTable([
     Option("hosts_nopass_tls", HOSTLIST, None, "do not pass TLS connections on", expand=True),
     Option("hosts_noproxy_tls", HOSTLIST, None, "do not proxy TLS connections", expand=True),
     Option("hosts_override", BOOL, False, "hosts replaces the router's host list"),
+    Option("hosts_pipe_connect", HOSTLIST, None, "early pipelining (not used)", expand=True),
     Option("hosts_randomize", BOOL, False, "randomize the host list"),
     Option("hosts_request_ocsp", HOSTLIST, "*", "ask for an OCSP staple", expand=True),
+    Option("hosts_require_alpn", HOSTLIST, None, "ALPN must succeed (not supported)",
+           expand=True),
     Option("hosts_require_auth", HOSTLIST, None, "authentication must succeed", expand=True),
+    Option("hosts_require_dane", HOSTLIST, None, "DANE must be used (not supported)",
+           expand=True),
     Option("hosts_require_ocsp", HOSTLIST, None, "a valid OCSP staple is required",
            expand=True),
     Option("hosts_require_tls", HOSTLIST, None, "TLS must be used", expand=True),
     Option("hosts_try_auth", HOSTLIST, None, "authenticate when offered", expand=True),
     Option("hosts_try_chunking", HOSTLIST, "*", "use BDAT when CHUNKING is offered",
            expand=True),
+    Option("hosts_try_dane", HOSTLIST, "*", "use DANE when TLSA records exist (none looked up)",
+           expand=True),
     Option("hosts_try_fastopen", HOSTLIST, "*", "use TCP Fast Open", expand=True),
     Option("hosts_try_prdr", HOSTLIST, "*", "use PRDR when offered", expand=True),
     Option("hosts_verify_avoid_tls", HOSTLIST, None, "no STARTTLS for callouts", expand=True),
     Option("interface", LIST, None, "local IP address to connect from", expand=True),
     Option("keepalive", BOOL, True, "set SO_KEEPALIVE"),
+    Option("lmtp_ignore_quota", BOOL, False, "LMTP IGNOREQUOTA"),
     Option("max_rcpt", STRING, "100", "RCPT commands per transaction", expand=True),
     Option("message_linelength_limit", INT, 998, "longest line allowed"),
     Option("multi_domain", BOOL, True, "one delivery may cover several domains"),
-    Option("port", STRING, None, "the port to connect to", expand=True),
+    Option("port", STRING, "smtp", "the port to connect to", expand=True),
     Option("protocol", STRING, "smtp", "smtp, lmtp or smtps"),
     Option("retry_include_ip_address", BOOL, True, "retry keys include the IP address"),
     Option("serialize_hosts", HOSTLIST, None, "one connection at a time to these",
            expand=True),
     Option("size_addition", INT, 1024, "added to SIZE= (negative: no SIZE)"),
+    Option("socks_proxy", STRING, None, "SOCKS proxy (not supported)", expand=True),
+    Option("tls_alpn", STRING, None, "ALPN names to offer (not offered)", expand=True),
     Option("tls_certificate", STRING, None, "client certificate", expand=True),
     Option("tls_crl", STRING, None, "certificate revocation list", expand=True),
     Option("tls_dh_min_bits", INT, 1024, "smallest acceptable DH group"),
@@ -89,6 +114,21 @@ OPTIONS = OptionTable([
     Option("utf8_downconvert", STRING, "-1", "convert UTF-8 addresses to A-labels",
            expand=True),
 ])
+
+
+# Options whose setting exim_py cannot honour: a delivery that would need
+# them is deferred rather than made without them.
+UNSUPPORTED = ("dkim_private_key", "hosts_require_dane", "hosts_require_alpn", "socks_proxy")
+
+
+def unsupported(transport):
+    """The first option set that this smtp transport cannot honour, or None."""
+    for name in UNSUPPORTED:
+        if transport.options[name]:
+            return name
+    if transport.options["protocol"] == "lmtp":
+        return "protocol"
+    return None
 
 
 def _match(transport, option, host, addr, ctx):
@@ -116,9 +156,12 @@ def _expand(transport, option, host, addr, ctx):
 
 
 def port_for(transport, host, addr, ctx):
-    """The TCP port for ``host``: its own, else the ``port`` option, else 25 (465 for smtps)."""
+    """The TCP port for ``host``: its own, else the ``port`` option ("smtp", or 465
+    for protocol smtps when port is not set)."""
     if host.port:
         return host.port
+    if transport.options["protocol"] == "smtps" and not transport.options.is_set("port"):
+        return 465
     text = _expand(transport, "port", host, addr, ctx)
     if not text:
         return 465 if transport.options["protocol"] == "smtps" else 25
