@@ -108,12 +108,11 @@ class Transport(TransportBase):
                 a.set_result(DEFER, "no hosts found for %s transport" % (self.name,))
             return
         pending = list(addresses)
-        tried = skipped = 0
+        tried = skipped = attempts = 0
         max_try = self.options["hosts_max_try"]
         hardlimit = self.options["hosts_max_try_hardlimit"]
         last_mx = None
         mx_extra = set()
-        last = None
         for host in hosts:
             if not pending:
                 break
@@ -124,28 +123,32 @@ class Transport(TransportBase):
                     a.set_result(DEFER, str(exc))
                 return
             # Retry hints are keyed on the port too when it is not 25.
-            if not retry.host_usable(ctx, host.copy(port=port)):
+            probe = host.copy(port=port)
+            if not retry.host_usable(ctx, probe):
                 skipped += 1
                 continue
-            if tried >= hardlimit:
+            if attempts >= hardlimit:
                 break
-            if tried >= max_try:
+            if probe.status == "expired":
+                # Past its retry cut-off: tried, but not counted against
+                # hosts_max_try (spec "How the limits ... are used").
+                pass
+            elif tried >= max_try:
                 # Past hosts_max_try, one address of each further MX value is
-                # still tried, uncounted (spec "How the limits ... are used").
+                # still tried, uncounted.
                 if host.mx is None or host.mx == last_mx or host.mx in mx_extra:
                     continue
                 mx_extra.add(host.mx)
             else:
                 tried += 1
             last_mx = host.mx
+            attempts += 1
             if _is_local(host.address) and not self.options["allow_localhost"]:
-                last = "remote host address is the local host"
                 for a in pending:
-                    a.set_result(DEFER, last)
+                    a.set_result(DEFER, "remote host address is the local host")
                 continue
             pending = await self._try_host(host, message, pending, txn, ctx)
-            last = host
-        if pending and last is None and skipped:
+        if pending and not attempts and skipped:
             for a in pending:
                 a.set_result(DEFER, "retry time not reached for any host for '%s'" % (a.domain,),
                              ERRNO_HRETRY)
