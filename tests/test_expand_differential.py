@@ -202,6 +202,16 @@ class ExpandStdinTests(unittest.TestCase):
                 "Not a definition\nMYMACRO2 = two\n<MYMACRO2>\n")
         self.assertEqual(our_exim(["-be"], text), real_exim(["-be"], text))
 
+    def test_long_lines(self):
+        """Lines longer than Exim's 1024-byte buffer are read in pieces, as Exim does."""
+        text = "x" * 1500 + "\n${lc:" + "A" * 1100 + "}\n"
+        self.assertEqual(our_exim(["-be"], text)[1], real_exim(["-be"], text)[1])
+
+    def test_long_argument(self):
+        """An argument over 256 bytes stops -be with status 1, after the earlier ones."""
+        args = ["-be", "first", "a" * 257, "never"]
+        self.assertEqual(our_exim(args), real_exim(args))
+
     def test_empty_input(self):
         """End of input at once: one prompt and a newline."""
         self.assertEqual(our_exim(["-be"], ""), real_exim(["-be"], ""))

@@ -7,7 +7,7 @@ recipient cost only the walk.  See HACKING.rst for the contract.
 
 from exim_py.errors import ExpansionError, ForcedFail
 from exim_py.expand.context import ExpandContext
-from exim_py.expand.parser import parse
+from exim_py.expand.parser import NESTED_TOO_DEEPLY, parse
 from exim_py.expand.variables import unknown_message
 
 __all__ = ["expand", "expand_condition", "expand_integer", "ExpandContext",
@@ -51,7 +51,10 @@ def expand(string, ctx=None):
         tree = parsed(string)
     if string in _acl_refs:
         _check_acl_vars(string, ctx)
-    return tree.ev(ctx)
+    try:
+        return tree.ev(ctx)
+    except RecursionError:
+        raise ExpansionError(NESTED_TOO_DEEPLY)
 
 
 def expand_integer(string, ctx=None, isplus=False):

@@ -192,12 +192,18 @@ class Tester:
         return None
 
 
+# Exim reads -be arguments as if they were recipients (at most 256 bytes)
+# and standard input through a 1024-byte buffer (longer lines are split).
+ARG_MAX = 256
+LINE_MAX = 1023
+
+
 def _read_logical_line(stream):
     """One -be input line with continuations joined, or None at end of input."""
     pieces = []
     first = True
     while True:
-        raw = stream.readline()
+        raw = stream.readline(LINE_MAX)
         if not raw:
             return "".join(pieces) if not first else None
         line = raw.decode("latin-1").rstrip(" \t\n\r\f\v")
@@ -236,7 +242,13 @@ def expand_mode(inv):
     tester = Tester(ctx, macros)
     if inv.args:
         for arg in inv.args:
-            result = tester.line(os.fsencode(arg).decode("latin-1"))
+            data = os.fsencode(arg)
+            if len(data) > ARG_MAX:
+                sys.stdout.flush()
+                sys.stderr.write("exim_py: length limit exceeded (%d > %d) for: recipient\n"
+                                 % (len(data), ARG_MAX))
+                return 1
+            result = tester.line(data.decode("latin-1"))
             if result is not None:
                 _out(_c_string(result) + "\n")
         sys.stdout.flush()

@@ -66,6 +66,8 @@ def _header_prefix(name):
     return kind if t[:1] == "_" or t.startswith("eader_") else None
 
 
+NESTED_TOO_DEEPLY = "expansion items nested too deeply"
+
 # Item name -> function(parser, name) -> node; filled in by itemsyntax.py.
 ITEMS = {}
 
@@ -451,6 +453,8 @@ def parse(text):
         tree = p.seq(False)
     except _Syntax as e:
         tree = Partial(e.nodes, ErrorNode(e.message))
+    except RecursionError:
+        tree = ErrorNode(NESTED_TOO_DEEPLY)
     return tree, tuple(p.acl_vars)
 
 

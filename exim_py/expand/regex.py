@@ -7,6 +7,7 @@ Compiled patterns are cached by their text.
 """
 
 import re
+import warnings
 
 from exim_py.errors import ExpansionError
 
@@ -62,7 +63,10 @@ def compile_regex(pattern):
     compiled = _cache.get(pattern)
     if compiled is None:
         try:
-            compiled = re.compile(_translate(pattern), re.ASCII)
+            with warnings.catch_warnings():
+                # "[[" and the like are valid PCRE; Python only warns.
+                warnings.simplefilter("ignore", FutureWarning)
+                compiled = re.compile(_translate(pattern), re.ASCII)
         except re.error as e:
             raise ExpansionError('regular expression error in "%s": %s at offset %d'
                                  % (pattern, e.msg, e.pos or 0))

@@ -64,6 +64,8 @@ def compute_hash(subject, value1, value2):
     """${hash}: Exim's old textual hash, value1 characters from value2 codes."""
     if value2 < 0:
         value2 = 26
+    elif value2 == 0:
+        raise ExpansionError("hash count 0 is not valid")   # Exim itself crashes
     elif value2 > len(HASHCODES):
         raise ExpansionError('hash count "%d" too big' % value2)
     data = bytearray(to_bytes(subject))
