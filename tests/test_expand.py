@@ -194,3 +194,37 @@ class BeModeTests(unittest.TestCase):
         from exim_py.expand.be import Tester
         tester = Tester(ExpandContext(), {})
         self.assertEqual(tester.line("${lc:"), "Failed: missing } at end of string")
+
+
+class RobustnessTests(unittest.TestCase):
+    """Malformed strings fail with ExpansionError, never with another exception."""
+
+    def test_mutated_strings(self):
+        """Random edits of the differential table's strings raise only ExpansionError."""
+        import random
+        from tests import expand_cases
+        seeds = [s for _, group in expand_cases.GROUPS for s in group
+                 if "run" not in s and "readsocket" not in s and "FX" not in s]
+        alphabet = "${}:\\abc01_-<>=!\"' ,;@.N"
+        rng = random.Random(4)
+        for _ in range(3000):
+            s = list(rng.choice(seeds))
+            for _ in range(rng.randint(1, 4)):
+                pos = rng.randrange(len(s) + 1)
+                if rng.random() < 0.4 and s:
+                    del s[min(pos, len(s) - 1)]
+                else:
+                    s.insert(pos, rng.choice(alphabet))
+            text = "".join(s)
+            try:
+                expand(text, ExpandContext())
+            except ExpansionError:
+                pass
+            except Exception as e:      # noqa: B902 - the point of the test
+                self.fail("%r raised %r" % (text, e))
+
+    def test_deep_nesting(self):
+        """Nesting deeper than Python's stack gives an expansion error."""
+        text = "${lc:" * 2000 + "x" + "}" * 2000
+        with self.assertRaises(ExpansionError):
+            expand(text, ExpandContext())
