@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import threading
 
-from twisted.internet import task
+from twisted.internet import defer, task
 from twisted.trial import unittest
 
 from exim_py import config as configmod
@@ -222,3 +222,29 @@ class HintsDBTests(unittest.TestCase):
         rec = HintsDB(d).get_retry("R:x@y")
         self.assertEqual((rec.first_failed, rec.next_try, rec.expired, rec.text),
                          (10, 30, True, "later"))
+
+
+class CutoffEndToEndTests(unittest.TestCase):
+    """A delivery that keeps deferring fails with a bounce after the cut-off."""
+
+    @defer.inlineCallbacks
+    def test_deferral_becomes_bounce_after_cutoff(self):
+        """Exit status 75 defers at first; past the retry rule's 10 minute
+        cut-off the next failure is permanent and the sender gets a bounce."""
+        from tests.test_delivery_engine import MailEnv, BASE_CONFIG
+        env = MailEnv(self, config_text=BASE_CONFIG.replace("* * F,1h,10m", "* * F,10m,1m"))
+        mid = env.submit(["tempfail"])
+        received = env.spool.read(mid).received_time
+        clock = task.Clock()
+        clock.advance(received + 1)
+        outcome = yield env.deliver(mid, clock=clock, deliver_bounces=False)
+        self.assertEqual(len(outcome.deferred), 1)
+        clock.advance(5 * 60)
+        outcome = yield env.deliver(mid, clock=clock, deliver_bounces=False)
+        self.assertEqual(len(outcome.deferred), 1)
+        clock.advance(10 * 60)
+        outcome = yield env.deliver(mid, clock=clock, deliver_bounces=False)
+        self.assertTrue(outcome.completed)
+        self.assertEqual(len(outcome.failed), 1)
+        self.assertIn("retry timeout exceeded", outcome.failed[0].message)
+        self.assertEqual(len(outcome.bounces), 1)
