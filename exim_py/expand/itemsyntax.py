@@ -254,14 +254,7 @@ def sort_operator(text):
     """The comparison a ${sort} comparator names, or Exim's error."""
     p = Parser(text)
     p.ws()
-    c = p.ch()
-    if c and c in "=<>":
-        op = c
-        p.i += 1
-        if p.ch() == "=":
-            op += "="
-    else:
-        op = p.name("_")
+    op = p.condition_name()
     if not op:
         raise ExpansionError('condition name expected, but found "%s"' % text[:16])
     if op not in CONDITIONS:

@@ -287,6 +287,17 @@ class Parser:
 
     # -- conditions ------------------------------------------------------
 
+    def condition_name(self):
+        """A condition's name: a symbol (< <= = == > >=) or a word."""
+        c = self.ch()
+        if c and c in "=<>":
+            self.i += 1
+            if self.ch() == "=":
+                self.i += 1
+                return c + "="
+            return c
+        return self.name("_")
+
     def condition(self):
         negate = False
         while True:
@@ -295,15 +306,7 @@ class Parser:
                 break
             negate = not negate
             self.i += 1
-        c = self.ch()
-        if c and c in "=<>":
-            name = c
-            self.i += 1
-            if self.ch() == "=":
-                name += "="
-                self.i += 1
-        else:
-            name = self.name("_")
+        name = self.condition_name()
         if not name:
             self.fail('condition name expected, but found "%s"' % self.s[self.i:self.i + 16])
         if name not in CONDITIONS:
