@@ -347,12 +347,14 @@ class FailureTests(unittest.TestCase):
         outcome = yield self.env.deliver(mid)
         self.assertEqual(len(outcome.deferred), 1)
         self.assertIn("defer (0): Child process of pipe transport returned 75 (could mean "
-                      "temporary failure)", self.env.mainlog())
+                      "temporary error)", self.env.mainlog())
         from exim_py.delivery.hints import HintsDB
         keys = [r.key for r in HintsDB(self.env.spool.directory).retry_records()]
         self.assertIn("T:|/bin/sh -c \"exit 75\"@localdomain", keys)
         outcome = yield self.env.deliver(mid)
         self.assertTrue(outcome.deferred[0].retry_skipped)
+        self.assertIn("R=alias T=pipe defer (-53): Retry time not yet reached",
+                      self.env.mainlog())
 
     @defer.inlineCallbacks
     def test_quota_defers(self):

@@ -296,11 +296,13 @@ class _Delivery:
         if not self.force and not transport.remote:
             usable = [a for a in batch if retry.retry_time_reached(
                 self.ctx, "T:%s@%s" % (a.local_part, a.domain))]
-            for a in batch:
-                if a not in usable:
-                    a.set_result(DEFER, "retry time not reached")
-                    a.retry_skipped = True
-                    self.outcome.deferred.append(a)
+            skipped = [a for a in batch if a not in usable]
+            for a in skipped:
+                a.set_result(DEFER, "Retry time not yet reached", errno=-53)
+                a.retry_skipped = True
+                self.outcome.deferred.append(a)
+            if skipped:
+                yield threads.deferToThread(lambda: [self.log.result(a) for a in skipped])
             batch = usable
             if not batch:
                 return

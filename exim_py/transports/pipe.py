@@ -261,18 +261,15 @@ class Transport(TransportBase):
 
 
 def _meaning(status):
-    """Exim adds the sysexits meaning of common statuses."""
-    meanings = {64: "usage or syntax error", 65: "error in user data",
-                66: "input file not found", 67: "unknown user", 68: "unknown host",
-                69: "service unavailable", 70: "internal software error",
-                71: "system error", 72: "critical OS file problem",
-                73: "cannot create output file", 74: "input/output error",
-                75: "temporary failure", 76: "remote protocol error",
-                77: "permission denied", 78: "configuration error"}
+    """Exim adds what a sysexits.h status could mean."""
+    meanings = {64: "usage or syntax error", 65: "error in input data",
+                66: "input data missing", 67: "user nonexistent",
+                68: "host nonexistent", 69: "service unavailable",
+                70: "internal software error", 71: "internal OS error",
+                72: "system file missing", 73: "cannot create output file",
+                74: "input/output error", 75: "temporary error",
+                76: "protocol error", 77: "permission denied",
+                78: "configuration error"}
     if status in meanings:
         return " (could mean %s)" % meanings[status]
-    if status == 127:
-        return " (could mean unable to exec or command does not exist)"
-    if status == 126:
-        return " (could mean command not executable)"
     return ""
