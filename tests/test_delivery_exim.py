@@ -66,8 +66,8 @@ MESSAGE = "Subject: hi\n\nbody\n"
 _ID = re.compile(r"[0-9A-Za-z]{6}-[0-9A-Za-z]{6}-[0-9A-Za-z]{2}\b")
 
 
-class DifferentialDeliveryTests(unittest.TestCase):
-    """exim_py and exim4 deliver one message the same way."""
+class _EximComparison(unittest.TestCase):
+    """Helpers: a private directory per MTA, owned as Exim needs it."""
 
     def setUp(self):
         self.exim = RealExim()
@@ -109,6 +109,10 @@ class DifferentialDeliveryTests(unittest.TestCase):
                 return re.sub(r"\d\d:\d\d:\d\d [+-]\d{4}", "TIME", text)
         return None
 
+
+class DifferentialDeliveryTests(_EximComparison):
+    """exim_py and exim4 deliver one message the same way."""
+
     def test_same_log_and_bounce(self):
         """Log lines (=>, **, ==, <= of the bounce, Frozen) come out as Exim's,
         in Exim's order, and the bounce body is Exim's byte for byte."""
@@ -125,3 +129,52 @@ class DifferentialDeliveryTests(unittest.TestCase):
                 for ln in self.log_lines(py_dir)]
         self.assertEqual(mine, norm)
         self.assertEqual(self.bounce_body(py_dir), self.bounce_body(ex_dir))
+
+
+RETRY_TEMPLATE = """\
+primary_hostname = myhost.test
+qualify_domain = localdomain
+keep_environment =
+spool_directory = DIR/spool
+log_file_path = DIR/log/%slog
+begin routers
+r:
+  driver = accept
+  transport = p
+begin transports
+p:
+  driver = pipe
+  command = /bin/sh -c "exit 75"
+  user = Debian-exim
+begin retry
+* * F,1h,10m
+"""
+
+
+class DifferentialRetryTests(_EximComparison):
+    """A temporary failure, a queue run before its retry time, and -M."""
+
+    def test_retry_log_lines(self):
+        """defer (0) with the pipe's exit text, then defer (-53) "Retry time not
+        yet reached" in a queue run, then a forced -M attempt, as Exim logs them."""
+        results = []
+        for name in ("ex", "py"):
+            d = os.path.join(self.exim.dir, name)
+            for sub in ("spool", "log"):
+                os.makedirs(os.path.join(d, sub))
+                os.chown(os.path.join(d, sub), self.exim_user.pw_uid, self.exim_user.pw_gid)
+            os.chmod(d, 0o755)
+            conf = self.exim.write_config(RETRY_TEMPLATE.replace("DIR", d), name + ".conf")
+            if name == "ex":
+                def run(args, input=None, conf=conf):
+                    return self.exim.run(conf, args, input=input)
+            else:
+                def run(args, input=None, conf=conf):
+                    return run_exim_py(["-C", conf] + args, input=input)
+            run(["-odi", "-f", "sender@x.example", "tf"], input=MESSAGE)
+            run(["-q"])
+            ids = [n[:-2] for n in os.listdir(os.path.join(d, "spool", "input"))
+                   if n.endswith("-H")]
+            run(["-M"] + ids)
+            results.append([re.sub(r"pid=\d+", "pid=N", ln) for ln in self.log_lines(d)])
+        self.assertEqual(results[1], results[0])
