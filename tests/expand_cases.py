@@ -500,6 +500,16 @@ ITEMS = [
     "${authresults{x}}",
     "${certextract{subject}{$tls_in_peercert}{y}{n}}",
     "${srs_encode{s}{}{c}}",
+    '${srs_encode{secret}{User@Example.com}{fwd.example}}',
+    '${if inbound_srs{${local_part:${srs_encode{secret}{User@Example.com}{fwd.example}}}}{secret}{$srs_recipient}{no}}',
+    '${if inbound_srs{${local_part:${srs_encode{secret}{user@example.com}{fwd.example}}}}{other}{$srs_recipient}{no}}',
+    '${if inbound_srs{${local_part:${srs_encode{secret}{user@example.com}{fwd.example}}}}{}{yes $srs_recipient}{no}}',
+    '${if inbound_srs{SRS0=abcd=aa=example.com=user}{}{yes $srs_recipient}{no}}',
+    '${if inbound_srs{SRS0=abcd=aa=example.com=user}{secret}{yes}{no}}',
+    '${if inbound_srs{plain}{secret}{yes}{no}}',
+    '${if inbound_srs{SRS0=ab=zz=x=y}{s}{yes}{no}}',
+    '${if !inbound_srs{plain}{secret}{yes}{no}}',
+    '${if inbound_srs{x}}',
 ]
 
 CONDITIONS = [

@@ -358,6 +358,44 @@ class AclCond(Cond):
         return ok
 
 
+class InboundSrs(Cond):
+    """``inbound_srs{local part}{secret}``: is the local part a valid SRS0
+    address made with ``secret`` in the last ten days?  Sets $srs_recipient."""
+
+    __slots__ = ("local_part", "secret")
+
+    def __init__(self, negate, args):
+        self.negate = negate
+        self.local_part, self.secret = args
+
+    def check(self, ctx):
+        import hmac
+        import re
+        import time
+        local_part, secret = self.local_part.ev(ctx), self.secret.ev(ctx)
+        m = re.match(r"(?i)^SRS0=([^=]+)=([A-Z2-7]{2})=([^=]*)=(.*)$", local_part)
+        if not m:
+            return False
+        quote = '"' if local_part.startswith('"') or any(
+            not (c.isalnum() and c.isascii()) and c not in "!#$%&'*+-/=?^_`{|}~.="
+            for c in local_part) else ""
+        recipient = "%s%s%s@%s" % (quote, ascii_lower(m.group(4)), quote,
+                                   ascii_lower(m.group(3)))
+        ctx.set("srs_recipient", recipient)
+        if not secret:
+            return True
+        b32 = "abcdefghijklmnopqrstuvwxyz234567"
+        stamp = 0
+        for c in m.group(2):
+            stamp = stamp * 32 + b32.index(c.lower())
+        if ((int(time.time()) // 86400 - stamp) & 0x3FF) > 10:
+            return False
+        if len(m.group(1)) != 4:
+            return False
+        digest = hmac.new(to_bytes(secret), to_bytes(recipient), hashlib.md5).hexdigest()
+        return digest[:4] == m.group(1)
+
+
 class Unsupported(Cond):
     """A condition exim_py parses but cannot evaluate (saslauthd, inbound_srs...)."""
 

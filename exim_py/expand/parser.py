@@ -344,8 +344,8 @@ class Parser:
                                   few="too few arguments or bracketing error for %s" % name)
             return C.AclCond(negate, args) if name == "acl" else C.Unsupported(negate, name, args)
         if name == "inbound_srs":
-            return C.Unsupported(negate, name, self.read_subs(
-            2, 2, False, name, few="too few arguments or bracketing error for inbound_srs"))
+            return C.InboundSrs(negate, self.read_subs(
+                2, 2, False, name, few="too few arguments or bracketing error for inbound_srs"))
         self.ws()
         if self.ch() != "{":
             self.fail('missing { after "%s"' % name)
