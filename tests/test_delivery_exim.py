@@ -115,7 +115,8 @@ class DifferentialDeliveryTests(_EximComparison):
 
     def test_same_log_and_bounce(self):
         """Log lines (=>, **, ==, <= of the bounce, Frozen) come out as Exim's,
-        in Exim's order, and the bounce body is Exim's byte for byte."""
+        in Exim's order; the bounce body and the mbox files are Exim's byte
+        for byte."""
         ex_dir, ex_conf = self.prepare("ex")
         py_dir, py_conf = self.prepare("py")
         args = ["-odi", "-f", "sender@x.example"] + RECIPIENTS
@@ -129,6 +130,16 @@ class DifferentialDeliveryTests(_EximComparison):
                 for ln in self.log_lines(py_dir)]
         self.assertEqual(mine, norm)
         self.assertEqual(self.bounce_body(py_dir), self.bounce_body(ex_dir))
+        for mailbox_name in ("user1", "user2", "ff"):
+            self.assertEqual(self.mailbox(py_dir, mailbox_name),
+                             self.mailbox(ex_dir, mailbox_name))
+
+    @staticmethod
+    def mailbox(d, name):
+        """A delivered mbox with ids and times normalised."""
+        with open(os.path.join(d, "mail", name)) as f:
+            text = _ID.sub("ID", f.read()).replace(d, "DIR")
+        return re.sub(r"\d\d:\d\d:\d\d", "TIME", text)
 
 
 RETRY_TEMPLATE = """\
