@@ -397,7 +397,7 @@ class InboundSrs(Cond):
 
 
 class Unsupported(Cond):
-    """A condition exim_py parses but cannot evaluate (saslauthd, inbound_srs...)."""
+    """A condition exim_py parses but cannot evaluate (saslauthd, pam, radius...)."""
 
     __slots__ = ("name", "args")
 
