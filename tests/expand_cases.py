@@ -107,6 +107,14 @@ VARIABLES = [
 ]
 
 OPERATORS = [
+    '${md5:$tls_in_peercert}',
+    '${sha1:$tls_in_peercert}',
+    '${sha256:$tls_out_ourcert}',
+    '${base64:$tls_in_peercert}',
+    '${md5:$tls_in_peercert x}',
+    '${md5:$tls_in_cipher}',
+    '${sha256:$tls_in_peercert',
+    '${str2b64:$tls_in_peercert}',
     "${lc:ABC def}",
     "${uc:abc DEF}",
     "${lc:}",

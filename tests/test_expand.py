@@ -228,3 +228,36 @@ class RobustnessTests(unittest.TestCase):
         text = "${lc:" * 2000 + "x" + "}" * 2000
         with self.assertRaises(ExpansionError):
             expand(text, ExpandContext())
+
+
+class CertificateOperatorTests(unittest.TestCase):
+    """md5, sha1, sha256 and base64 of a certificate variable."""
+
+    def test_fingerprints_of_certificate(self):
+        """With a certificate set, the operators give its fingerprints and DER in base64."""
+        import base64
+        import datetime
+        import hashlib
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "peer.example")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                .public_key(key.public_key()).serial_number(1)
+                .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+                .sign(key, hashes.SHA256()))
+        der = cert.public_bytes(serialization.Encoding.DER)
+        ctx = ExpandContext(variables={"tls_in_peercert": cert})
+        self.assertEqual(expand("${sha256:$tls_in_peercert}", ctx),
+                         hashlib.sha256(der).hexdigest().upper())
+        self.assertEqual(expand("${md5:$tls_in_peercert}", ctx), hashlib.md5(der).hexdigest().upper())
+        self.assertEqual(expand("${base64:$tls_in_peercert}", ctx), base64.b64encode(der).decode())
+
+    def test_no_certificate_hashes_the_name(self):
+        """Without a certificate Exim hashes the variable's name; so does exim_py."""
+        import hashlib
+        self.assertEqual(expand("${md5:$tls_in_peercert}", ExpandContext()),
+                         hashlib.md5(b"tls_in_peercert").hexdigest())

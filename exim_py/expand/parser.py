@@ -223,6 +223,14 @@ class Parser:
     def operator(self, name):
         fn, arg = find_operator(name)
         self.i += 1
+        base = name.partition("_")[0]
+        if base in CERT_OPERATORS and self.ch() == "$":
+            end = self.s.find("}", self.i)
+            var = self.s[self.i + 1:end] if end > 0 else ""
+            if var in CERT_VARIABLES:
+                # ${md5:$tls_in_peercert}: the certificate, not a string.
+                self.i = end + 1
+                return CertOp(fn, arg, var)
         subject = self.braced()
         if fn is None:
             with _before([subject]):
@@ -431,6 +439,48 @@ class Parser:
             from exim_py.expand.json import JsonForEach
             return JsonForEach(negate, name, lst, sub)
         return C.ForEach(negate, name, lst, sub)
+
+
+CERT_OPERATORS = frozenset(("md5", "sha1", "sha256", "base64"))
+CERT_VARIABLES = frozenset(("tls_in_ourcert", "tls_in_peercert", "tls_out_ourcert",
+                            "tls_out_peercert"))
+
+
+class CertOp(Node):
+    """md5, sha1, sha256 or base64 of a certificate variable: the fingerprint
+    or the DER encoding.  With no certificate Exim works on the variable's
+    name instead, and so does this."""
+
+    __slots__ = ("fn", "arg", "var")
+
+    def __init__(self, fn, arg, var):
+        self.fn = fn
+        self.arg = arg
+        self.var = var
+
+    def ev(self, ctx):
+        cert = ctx.get(self.var)
+        if not cert:
+            return self.fn(self.var, self.arg, ctx)
+        import base64
+        import hashlib
+        der = cert_der(cert)
+        if self.fn is find_operator("base64")[0]:
+            return base64.b64encode(der).decode("ascii")
+        algorithm = {find_operator("md5")[0]: hashlib.md5,
+                     find_operator("sha1")[0]: hashlib.sha1}.get(self.fn, hashlib.sha256)
+        return algorithm(der).hexdigest().upper()
+
+
+def cert_der(cert):
+    """DER bytes of a certificate given as bytes, a pyOpenSSL X509 or a
+    cryptography Certificate."""
+    if isinstance(cert, (bytes, bytearray)):
+        return bytes(cert)
+    if hasattr(cert, "to_cryptography"):
+        cert = cert.to_cryptography()
+    from cryptography.hazmat.primitives.serialization import Encoding
+    return cert.public_bytes(Encoding.DER)
 
 
 class Op(Node):
