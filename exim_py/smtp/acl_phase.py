@@ -14,6 +14,7 @@ from twisted.internet import task
 from exim_py.acl import DISCARD, OK, run_acl
 from exim_py.acl import replies
 from exim_py.acl.context import AclContext
+from exim_py.acl.phases import DENY_WHEN_UNSET
 
 # controls that belong to the message, kept on the envelope until it is stored
 MESSAGE_CONTROLS = ("submission", "queue_only", "freeze", "suppress_local_fixups",
@@ -26,6 +27,8 @@ def run_phase(policy, where, option, session, envelope=None, recipient=None, com
     from exim_py.smtp.server import Reply
 
     spec = policy._option(option)
+    if not spec and where not in DENY_WHEN_UNSET:
+        return None          # an unset ACL accepts here, with no side effects
     ctx = AclContext(policy.config, session, envelope, recipient, log=policy.logger,
                      expand_ctx=policy.expand_context(session, envelope),
                      host_checking=policy.host_checking, dns_cache=_dns_cache(session))

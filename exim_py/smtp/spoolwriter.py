@@ -15,9 +15,11 @@ from twisted.internet import defer, threads
 class SpoolWriter:
     """Stores (envelope, body) pairs through a Spool, in parallel and in batches."""
 
-    def __init__(self, spool, reactor=None, max_batch=64, max_parallel=8):
+    def __init__(self, spool, reactor=None, max_batch=64, max_parallel=16):
         if reactor is None:
             from twisted.internet import reactor
+        # the writers block in fsync, not on the GIL: let enough of them run
+        reactor.suggestThreadPoolSize(max(10, max_parallel + 4))
         self.spool = spool
         self.reactor = reactor
         self.max_batch = max_batch
