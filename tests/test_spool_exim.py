@@ -279,6 +279,43 @@ class CrossCheckTests(TestCase):
             self.assertIn("*** spool format error: size=%d ***" % len(content), theirs)
 
 
+class QueueListPermissionTests(TestCase):
+    """Who may list the queue."""
+
+    def test_admin_users(self):
+        """queue_list_requires_admin: root, exim_user and admin_groups may list; others are refused."""
+        from exim_py import config as config_module
+        from exim_py.spool.listing import is_admin
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d, True)
+        path = os.path.join(d, "exim.conf")
+        with open(path, "w") as f:
+            f.write("spool_directory = %s\nexim_user = Debian-exim\nadmin_groups = adm\n" % d)
+        config = config_module.load(path)
+        exim_uid = pwd.getpwnam("Debian-exim").pw_uid
+        adm = __import__("grp").getgrnam("adm").gr_gid
+        self.assertTrue(is_admin(config, uid=0, groups=[0]))
+        self.assertTrue(is_admin(config, uid=exim_uid, groups=[]))
+        self.assertTrue(is_admin(config, uid=65534, groups=[adm]))
+        self.assertFalse(is_admin(config, uid=65534, groups=[65534]))
+        # A user who is not an admin gets Exim's refusal (a child process that became nobody).
+        os.chmod(d, 0o755)
+        os.chmod(path, 0o644)
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:
+            from exim_py import cli
+            os.dup2(write, 2)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            os._exit(cli.main(["exim_py", "-C", path, "-bp"]))
+        os.close(write)
+        _, status = os.waitpid(child, 0)
+        self.assertEqual((os.waitstatus_to_exitcode(status), os.read(read, 1000)),
+                         (1, b"exim: permission denied\n"))
+
+
 class QueueToolTests(TestCase):
     """Exim's exiqgrep and exipick work on a queue exim_py wrote."""
 

@@ -107,10 +107,24 @@ def queue_list(spool, flag="-bp", selected=None, out=None, now=None):
     return 0
 
 
+def is_admin(config, uid=None, groups=None):
+    """Root, the Exim user and members of admin_groups are admin users (spec "Trusted and admin users")."""
+    from exim_py.config.options import find_group
+    from exim_py.match.lists import split_list
+    uid = os.getuid() if uid is None else uid
+    if uid == 0 or uid == config.main.exim_user:
+        return True
+    groups = set(os.getgroups()) | {os.getgid()} if groups is None else set(groups)
+    return any(find_group(g) in groups for g in split_list(config.main.admin_groups or ""))
+
+
 def queue_list_mode(inv):
     """``exim_py -bp...``: the mode function named in cli.MODES."""
     from exim_py import config as config_module
     from exim_py.cli import config_path
     config = config_module.load(config_path(inv), inv.macros)
+    if config.main.queue_list_requires_admin and not is_admin(config):
+        sys.stderr.write("exim: permission denied\n")
+        return 1
     spool = Spool.from_config(config)
     return queue_list(spool, inv.mode_flag or "-bp", inv.args)
