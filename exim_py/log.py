@@ -132,12 +132,27 @@ class _LogFile:
                 self.fd = None
 
 
+def apply_timezone(config):
+    """Set TZ from the timezone option, for every timestamp (spec: timezone); "" removes TZ."""
+    zone = _main_value(config, "timezone")
+    if zone is None or os.environ.get("TZ") == zone:
+        return
+    if zone == "":
+        if "TZ" not in os.environ:
+            return
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = zone
+    time.tzset()
+
+
 class Logger:
     """The three logs of one configuration; safe to use from several threads."""
 
     def __init__(self, config=None, log_file_path=None, log_selector=None, spool_directory=None,
                  clock=time.time):
         self.config = config
+        apply_timezone(config)
         self.clock = clock
         spool_directory = spool_directory or _main_value(config, "spool_directory", ".")
         if log_file_path is None:

@@ -5,6 +5,7 @@ import re
 import socket
 import tempfile
 import threading
+import time
 
 from twisted.trial.unittest import SkipTest, TestCase
 
@@ -105,6 +106,25 @@ class LoggerTests(TestCase):
         self.assertTrue(STAMP.match(lines[0]))
         self.assertTrue(lines[0].endswith(" Start queue run: pid=1"))
         self.assertRegex(lines[1], r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d 1xUp31-0001tl-03 <= a@b U=x P=local S=1$")
+
+    def test_timezone_option(self):
+        """timezone = sets TZ for the log's time stamps (and every other one)."""
+        from exim_py import config as config_module
+        saved = os.environ.get("TZ")
+
+        def restore():
+            if saved is None:
+                os.environ.pop("TZ", None)
+            else:
+                os.environ["TZ"] = saved
+            time.tzset()
+        self.addCleanup(restore)
+        path = os.path.join(self.dir, "exim.conf")
+        with open(path, "w") as f:
+            f.write("spool_directory = %s\nlog_file_path = %s\ntimezone = Asia/Kolkata\n" % (self.dir, self.path))
+        logger = Logger(config_module.load(path), clock=lambda: 1795282727)
+        logger.main("x")
+        self.assertEqual(self.read("main"), "2026-11-21 23:08:47 x\n")   # 17:38:47 UTC + 5:30
 
     def test_millisec_and_pid(self):
         """+millisec adds .mmm and +pid adds [pid] after the time, as Exim."""
