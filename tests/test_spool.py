@@ -285,6 +285,32 @@ class SpoolTests(TestCase):
         self.assertEqual(events, ["syncfs %s" % os.path.basename(self.dir)] +
                          ["rename hdr.%s %s-H" % (i, i) for i in ids] + ["fsync input"])
 
+    def test_killed_writer_loses_nothing_acknowledged(self):
+        """SIGKILL a process in the middle of storing: every id it reported is complete, nothing half-written is listed."""
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        code = ("import sys; sys.path.insert(0, %r)\n"
+                "from tests.test_spool import sample_envelope\n"
+                "from exim_py.spool import Spool\n"
+                "spool = Spool(%r)\n"
+                "def env():\n    e = sample_envelope(); e.message_id = None; return e\n"
+                "while True:\n"
+                "    print(spool.store(env(), b'x\\n' * 1000), flush=True)\n"
+                "    print(*spool.store_batch([(env(), b'y\\n' * 1000) for _ in range(5)]), flush=True)\n"
+                ) % (root, self.dir)
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        acknowledged = []
+        while len(acknowledged) < 30:
+            acknowledged.extend(proc.stdout.readline().split())
+        proc.kill()
+        acknowledged.extend(proc.stdout.read().split())
+        proc.wait()
+        listed = set(self.spool.message_ids())
+        self.assertTrue(set(acknowledged) <= listed)
+        for message_id in listed:
+            env = self.spool.read(message_id)
+            self.assertEqual(len(env.recipients), 4)
+            self.assertIn(self.spool.read_body(message_id), (b"x\n" * 1000, b"y\n" * 1000))
+
     def test_store_batch_one_directory_sync(self):
         """store_batch stores every message and syncs the directory once."""
         envs = []
