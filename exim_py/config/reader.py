@@ -19,6 +19,7 @@ _CONDITIONALS = ("ifdef", "ifndef", "elifdef", "elifndef", "else", "endif")
 # elifdef-true (or .else), elifdef-false.
 _NEXT_STATE = ((0, 1, 2, 2), (2, 2, 0, 1), (2, 2, 2, 2))
 _MAX_NESTING = 10
+_CANDIDATE = re.compile(r"[A-Z]|_(?=[A-Z])")
 
 SECTIONS = ("acls", "authenticators", "local_scans", "retrys", "rewrites", "routers", "transports")
 
@@ -78,9 +79,9 @@ class Reader:
         # function returning one) are made only when a line could use them,
         # as Exim does, since finding them imports every driver.
         self._builtin_source = builtin_macros
-        self.macros = []
-        for name, value in (command_line_macros or {}).items():
-            self.macros.append(Macro(name, value, command_line=True))
+        self._builtins = []
+        self._user = [Macro(name, value, command_line=True)
+                      for name, value in (command_line_macros or {}).items()]
         self._stack = []           # (file object, filename, directory, line number)
         self._state = 0
         self._state_stack = []
@@ -93,7 +94,12 @@ class Reader:
         if callable(source):
             source = source()
         if source:
-            self.macros[:0] = [Macro(n, v, builtin=True) for n, v in source.items()]
+            self._builtins = [Macro(n, v, builtin=True) for n, v in source.items()]
+
+    @property
+    def macros(self):
+        """Every macro made so far, in the order they are substituted."""
+        return self._builtins + self._user
 
     def macro_dict(self):
         """Every macro, built-ins included, in substitution order."""
@@ -136,18 +142,13 @@ class Reader:
                 raise ConfigError("can't redefine an undefined macro \"%s\"" % name)
             existing.value = value
         else:
-            self.macros.append(Macro(name, value))
+            self._user.append(Macro(name, value))
 
     @staticmethod
     def _candidate(text, pos):
         """Index of the next character that could start a macro name (upper case, or _ + upper)."""
-        n = len(text)
-        while pos < n:
-            c = text[pos]
-            if c.isupper() or (c == "_" and pos + 1 < n and text[pos + 1].isupper()):
-                return pos
-            pos += 1
-        return n
+        m = _CANDIDATE.search(text, pos)
+        return m.start() if m else len(text)
 
     def _expand_macros(self, line, start_of_logical):
         """Substitute macros in one physical line; returns (line, any_found)."""
@@ -165,9 +166,11 @@ class Reader:
             self._create_builtins()
             macros = self.macros
         else:
-            macros = [m for m in self.macros if not m.builtin]
+            macros = self._user
         found = False
         for macro in macros:
+            if macro.name not in body:
+                continue
             pos = self._candidate(body, pos)
             if pos >= len(body):
                 break
