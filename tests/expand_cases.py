@@ -1110,6 +1110,20 @@ OPTIONS = [
     "${run{/bin/sh -c 'echo \\$EXTRA'}}",
 ]
 
+# -oM options: host and interface addresses with ports, authentication, ident.
+OM_ARGS = ["-oMa", "192.0.2.5.1234", "-oMi", "[2001:db8::25]:587", "-oMaa", "plain",
+           "-oMai", "joe", "-oMas", "joe@example.net", "-oMt", "ident1", "-oMr", "esmtpa"]
+OM = [
+    "$sender_host_address|$sender_host_port",
+    "$interface_address|$interface_port",
+    "$received_ip_address|$received_port",
+    "$sender_host_authenticated|$authenticated_id|$authenticated_sender",
+    "$sender_ident|$received_protocol",
+    "${if match_ip{$sender_host_address}{192.0.2.0/24}{ours}{theirs}}",
+    "${if isip6{$interface_address}{v6}{v4}}",
+    "${mask:$sender_host_address/16}",
+]
+
 # ${prvscheck} leaves $1..$5 pointing into memory Exim later reuses, so
 # these run last, where nothing after them reads $0..$9.
 PRVSCHECK = [

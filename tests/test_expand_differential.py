@@ -170,6 +170,11 @@ class ExpandDifferentialTests(unittest.TestCase):
         self.check_group("host", expand_cases.HOST, key="host", cases=expand_cases.HOST,
                          extra_args=expand_cases.HOST_ARGS)
 
+    def test_om_options(self):
+        """-oMa/-oMi with ports, -oMaa/-oMai/-oMas, -oMt and -oMr."""
+        self.check_group("om", expand_cases.OM, key="om", cases=expand_cases.OM,
+                         extra_args=expand_cases.OM_ARGS)
+
     def test_local_caller(self):
         """The same strings for a local caller: $authenticated_id and friends."""
         self.check_group("local", expand_cases.HOST, key="local", cases=expand_cases.HOST)

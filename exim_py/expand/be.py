@@ -43,6 +43,25 @@ def _login():
         return str(os.getuid())
 
 
+# -oM<key> value -> the variables it sets (Exim's "-oM" options).
+_OM_VARIABLES = {
+    "s": ("sender_host_name",), "r": ("received_protocol",), "t": ("sender_ident",),
+    "aa": ("sender_host_authenticated",), "ai": ("authenticated_id",),
+    "as": ("authenticated_sender",),
+}
+
+
+def split_host_port(text):
+    """(address, port or None) from -oMa / -oMi: "[ip]:port", "ip.port" or "ip"."""
+    if text.startswith("[") and "]" in text:
+        address, _, rest = text[1:].partition("]")
+        return address, rest[1:] if rest.startswith(":") and rest[1:].isdigit() else None
+    head, dot, tail = text.rpartition(".")
+    if dot and tail.isdigit() and (head.count(".") == 3 or ":" in head):
+        return head, tail
+    return text, None
+
+
 def build_context(inv, config):
     """The context -be expands in: the caller as a local sender, -oM* values."""
     ctx = ExpandContext(config=config, first_delivery=False)
@@ -50,19 +69,28 @@ def build_context(inv, config):
         ctx.set("config_file", "")
     from exim_py.expand.variables import qualify_domain
     login = _login()
+    oM = getattr(inv, "oM", {}) or {}
     ctx.set("sender_address", "%s@%s" % (login, qualify_domain(ctx)))
     ctx.set("sender_ident", login)
-    if getattr(inv, "sender_host_address", None) is None:
+    if "a" not in oM:
         # A local caller counts as authenticated by its login (spec: $authenticated_id).
         ctx.set("authenticated_id", login)
         ctx.set("authenticated_sender", "%s@%s" % (login, qualify_domain(ctx)))
-    for attr, name in (("sender_host_address", "sender_host_address"),
-                       ("sender_host_name", "sender_host_name"),
-                       ("received_protocol", "received_protocol"),
-                       ("sender_ident", "sender_ident")):
-        value = getattr(inv, attr, None)
-        if value is not None:
-            ctx.set(name, value)
+    for key, names in ((("a",), ("sender_host_address", "sender_host_port")),
+                       (("i",), ("interface_address", "interface_port"))):
+        if key[0] in oM:
+            address, port = split_host_port(oM[key[0]])
+            ctx.set(names[0], address)
+            if port is not None:
+                ctx.set(names[1], int(port))
+            if key[0] == "i":
+                ctx.set("received_ip_address", address)
+                if port is not None:
+                    ctx.set("received_port", int(port))
+    for key, names in _OM_VARIABLES.items():
+        if key in oM:
+            for name in names:
+                ctx.set(name, oM[key])
     if inv.sender is not None:
         ctx.set("sender_address", inv.sender)
     return ctx
