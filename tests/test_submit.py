@@ -72,6 +72,20 @@ class SubmitTests(TestCase):
         listing = run_exim_py(["-C", path, "-bp"])
         self.assertIn("%s <root@example.org>\n          user@localhost\n" % message_id, listing.stdout)
 
+    def test_default_configuration(self):
+        """With the project's etc/exim.conf, `echo test | exim_py -odq user@localhost` queues the message."""
+        conf = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "etc", "exim.conf")
+        result = run_exim_py(["-C", conf, "-DEXIM_PY_VAR=%s" % self.dir, "-odq", "user@localhost"],
+                             input="test\n")
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+        spool = Spool(os.path.join(self.dir, "spool"))
+        [message_id] = list(spool.message_ids())
+        env = spool.read(message_id)
+        self.assertEqual([r.address for r in env.recipients], ["user@localhost"])
+        self.assertEqual(spool.read_body(message_id), b"test\n")
+        listing = run_exim_py(["-C", conf, "-DEXIM_PY_VAR=%s" % self.dir, "-bp"])
+        self.assertIn(" %s <%s>\n          user@localhost\n" % (message_id, env.sender), listing.stdout)
+
     def test_dot_ends_message_unless_i(self):
         """A line holding only "." ends the message, except with -i / -oi."""
         self.assertEqual(read_message(io.BytesIO(b"a\n.\nb\n"), True), b"a\n")
