@@ -202,8 +202,9 @@ def message_id_text(env, config, expand=None, ctx=None):
 
 
 def _selector(config, name):
-    words = (getattr(config.main, "log_selector", None) or "").split()
-    return ("+" + name) in words or ("+all" in words and ("-" + name) not in words)
+    """Whether log_selector turns ``name`` on (incoming_port changes $sender_rcvhost too)."""
+    from exim_py.log import parse_selector
+    return name in parse_selector(config.main.log_selector)
 
 
 def count_body(env, body, longest):
