@@ -54,8 +54,11 @@ class Config:
         raise AttributeError("a loaded configuration is read-only")
 
 
-def builtin_macros():
-    """Exim's built-in macros for what this exim_py has: _HAVE_*, _DRIVER_*, _OPT_*."""
+def builtin_macros(driver_options=True):
+    """Exim's built-in macros for what this exim_py has: _HAVE_*, _DRIVER_*, _OPT_*.
+
+    ``driver_options`` adds _OPT_<KIND>_<DRIVER>_<NAME>, which imports every driver.
+    """
     macros = {}
     for name in features.FEATURES:
         macros["_HAVE_" + name.upper()] = "y"
@@ -69,7 +72,7 @@ def builtin_macros():
         for opt in table:
             if not opt.hidden:
                 macros["_OPT_%sS_%s" % (kind.upper(), opt.name.upper())] = "y"
-        for driver in registry.available(kind):
+        for driver in registry.available(kind) if driver_options else ():
             module = _load_driver(kind, driver)
             for opt in getattr(module, "OPTIONS", ()):
                 if not opt.hidden:

@@ -20,6 +20,7 @@ _CONDITIONALS = ("ifdef", "ifndef", "elifdef", "elifndef", "else", "endif")
 _NEXT_STATE = ((0, 1, 2, 2), (2, 2, 0, 1), (2, 2, 2, 2))
 _MAX_NESTING = 10
 _CANDIDATE = re.compile(r"[A-Z]|_(?=[A-Z])")
+_DRIVER_OPTION_MACRO = re.compile(r"_OPT_(ROUTER|TRANSPORT|AUTHENTICATOR)_")
 
 SECTIONS = ("acls", "authenticators", "local_scans", "retrys", "rewrites", "routers", "transports")
 
@@ -80,6 +81,7 @@ class Reader:
         # as Exim does, since finding them imports every driver.
         self._builtin_source = builtin_macros
         self._builtins = []
+        self._builtins_full = False
         self._user = [Macro(name, value, command_line=True)
                       for name, value in (command_line_macros or {}).items()]
         self._stack = []           # (file object, filename, directory, line number)
@@ -89,12 +91,17 @@ class Reader:
         self.filename = path
         self.lineno = 0
 
-    def _create_builtins(self):
-        source, self._builtin_source = self._builtin_source, None
+    def _create_builtins(self, full=True):
+        """Make the built-in macros (``full``: with the driver option ones, which
+        need every driver module imported, so they are made only when a line
+        could use them)."""
+        if self._builtins_full or (self._builtins and not full):
+            return
+        source = self._builtin_source
         if callable(source):
-            source = source()
-        if source:
-            self._builtins = [Macro(n, v, builtin=True) for n, v in source.items()]
+            source = source(full)
+        self._builtins = [Macro(n, v, builtin=True) for n, v in (source or {}).items()]
+        self._builtins_full = full
 
     @property
     def macros(self):
@@ -163,7 +170,7 @@ class Reader:
             return body, False
         # As Exim: built-ins are considered only when the first candidate is "_".
         if body[pos] == "_":
-            self._create_builtins()
+            self._create_builtins(_DRIVER_OPTION_MACRO.search(body) is not None)
             macros = self.macros
         else:
             macros = self._user
