@@ -727,6 +727,16 @@ LISTS = [
 ]
 
 ERRORS = [
+    '${if eq{a}{b}{${eval:1/0} ${lc:x}',
+    '${if eq{a}{a}{${eval:1/0} ${lc:x}',
+    '${if eq{a}{b}{y}{${eval:1/0} ${lc:x}',
+    '${if eq{a}{a}{y}{${eval:1/0} ${lc:x}',
+    '${if eq{a}{a}{${eval:2/0}}{y}',
+    '${lookup{alpha}lsearch{FX/ls}{${eval:1/0} ${lc:x}',
+    '${lookup{zz}lsearch{FX/ls}{${eval:1/0} ${lc:x}',
+    '${lookup{zz}lsearch{FX/ls}{y}{${eval:1/0} ${lc:x}',
+    '${lookup{alpha}lsearch{FX/ls}{y}{${eval:1/0} ${lc:x}',
+    '${if eq{a}{b}{${if eq{c}{c}{${eval:1/0}}}}{${lc:x}',
     '${lookup{x}lsearch{/nonexist}{y}{n}',
     '${lookup{alpha}lsearch{FX/ls}{${eval:1/0}}{n}',
     '${lookup{zz}lsearch{FX/ls}{${eval:1/0}}{n',

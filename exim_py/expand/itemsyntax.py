@@ -10,7 +10,7 @@ error) are defined here.
 
 from exim_py.errors import ExpansionError
 from exim_py.expand import items as I
-from exim_py.expand.nodes import Node, Text, YesNo
+from exim_py.expand.nodes import Node, Steps, Text, YesNo
 from exim_py.expand.parser import CONDITIONS, ITEMS, Parser, _SPACE, _Syntax, _before, is_known
 
 
@@ -21,8 +21,22 @@ def _item_if(p, name):
     try:
         return I.If(cond, p.yesno("if", progress))
     except _Syntax as e:
-        e.nodes[0:0] = [IfBranch(cond, progress.get("yes"), progress.get("no"))]
+        yes, no = _branches(progress, e)
+        e.nodes = [IfBranch(cond, yes, no)]
         raise
+
+
+def _branches(progress, e):
+    """The yes/no strings of an item cut short by syntax error ``e``: those
+    that were complete, and the part read of the one the error is in (Exim
+    expands it only if it is the chosen one; the other is only scanned)."""
+    yes, no = progress.get("yes"), progress.get("no")
+    partial = Steps(e.nodes) if e.nodes else None
+    if yes is None:
+        return partial, None
+    if no is None:
+        return yes, partial
+    return yes, no
 
 
 class IfBranch(Node):
@@ -78,9 +92,10 @@ def _item_lookup(p, name):
     except _Syntax as e:
         # Exim has done the lookup, and expanded the string it chose if that
         # string was complete, before it reaches the error.
-        yes, no = progress.get("yes"), progress.get("no")
-        tail = YesNo("lookup", bare=True) if yes is None else YesNo("lookup", yes, no)
-        e.nodes[0:0] = [I.Lookup(key, ltype, source, tail)]
+        yes, no = _branches(progress, e)
+        tail = YesNo("lookup", bare=True) if yes is None and no is None \
+            else YesNo("lookup", yes or Steps(()), no)
+        e.nodes = [I.Lookup(key, ltype, source, tail)]
         raise
 
 

@@ -143,6 +143,21 @@ class Partial(Node):
         return self.error.ev(ctx)
 
 
+class Steps(Node):
+    """Nodes expanded one after the other for their errors only (the part of
+    a string read before a syntax error)."""
+
+    __slots__ = ("nodes",)
+
+    def __init__(self, nodes):
+        self.nodes = tuple(nodes)
+
+    def ev(self, ctx):
+        for node in self.nodes:
+            node.ev(ctx)
+        return ""
+
+
 class CondNode(Node):
     """Evaluates a condition for its errors and side effects only (in a Partial)."""
 
