@@ -262,3 +262,15 @@ class EximComparisonTests(TestCase):
         ours = [line for line in out.splitlines() if not line.startswith("_")]
         self.assertEqual(ours, [line for line in expected.stdout.splitlines()
                                 if not line.startswith("_")])
+
+    def test_same_environment(self):
+        """-bP environment shows what keep_environment keeps and add_environment adds."""
+        path = self.exim.write_config("keep_environment = PATH : ^LANG : *_HOME\n"
+                                      "add_environment = FOO=bar : PATH=/x\n")
+        self.patch(os, "environ", dict(os.environ, LANGUAGE="c", JAVA_HOME="/j", OTHER="no"))
+        expected = subprocess.run([self.exim.binary, "-C", path, "-bP", "environment"],
+                                  capture_output=True, text=True, env=os.environ)
+        _status, out, _err = capture(print_options_mode,
+                                     parse_args(["-C", path, "-bP", "environment"]))
+        self.assertEqual(out, expected.stdout)
+        self.assertIn("JAVA_HOME=/j\n", out)

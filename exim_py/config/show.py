@@ -188,8 +188,28 @@ class OptionPrinter:
                 self.line(" " * indent + text)
 
     def environment(self):
-        for key in sorted(os.environ):
-            self.line(key if self.no_labels else "%s=%s" % (key, os.environ[key]))
+        """The environment Exim keeps for itself: keep_environment, then add_environment."""
+        environment = kept_environment(self.config.main)
+        for key in sorted(environment):
+            self.line(key if self.no_labels else "%s=%s" % (key, environment[key]))
+
+
+def kept_environment(main):
+    """os.environ filtered by keep_environment (names, ^regexes, *wildcards; not
+    expanded), plus the NAME=value items of add_environment."""
+    patterns = split_list(main["keep_environment"] or "")
+    kept = {}
+    for name, value in os.environ.items():
+        for pattern in patterns:
+            if (pattern == name or (pattern.startswith("^") and re.search(pattern, name))
+                    or (pattern.startswith("*") and name.endswith(pattern[1:]))):
+                kept[name] = value
+                break
+    for item in split_list(main["add_environment"] or ""):
+        name, equals, value = item.partition("=")
+        if equals:
+            kept[name] = value
+    return kept
 
 
 _HIDDEN = "<value not displayable>"
