@@ -543,20 +543,10 @@ def format_value(opt, value, hidden=False):
         return "%s = %s" % (name, format_time(value))
     if t == TIMELIST:
         return "%s = %s" % (name, ":".join(format_time(v) for v in value))
-    if t == UID:
+    if t in (UID, GID):
         if isinstance(value, str):
             return "%s = %s" % (name, printing(value))
-        try:
-            return "%s = %s" % (name, pwd.getpwuid(value).pw_name)
-        except KeyError:
-            return "%s = %d" % (name, value)
-    if t == GID:
-        if isinstance(value, str):
-            return "%s = %s" % (name, printing(value))
-        try:
-            return "%s = %s" % (name, grp.getgrgid(value).gr_name)
-        except KeyError:
-            return "%s = %d" % (name, value)
+        return "%s = %s" % (name, _uid_name(value) if t == UID else _gid_name(value))
     if t in (UIDLIST, GIDLIST):
         names = []
         for item in split_list(value):
