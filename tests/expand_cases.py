@@ -727,6 +727,11 @@ LISTS = [
 ]
 
 ERRORS = [
+    '${if <{x}{$nosuch}}',
+    '${if <{1}{$nosuch}}',
+    '${if <{x}{1}',
+    '${if eq{x}{$nosuch}}',
+    '${if >{${eval:1/0}}{$nosuch}}',
     '${if eq{a}{b}{${eval:1/0} ${lc:x}',
     '${if eq{a}{a}{${eval:1/0} ${lc:x}',
     '${if eq{a}{b}{y}{${eval:1/0} ${lc:x}',

@@ -15,6 +15,7 @@ from exim_py.errors import ExpansionError, LookupDefer
 from exim_py.expand import arith
 from exim_py.expand.headers import find_header
 from exim_py.expand.lists import iter_list
+from exim_py.expand.nodes import Node
 from exim_py.expand.regex import compile_regex, set_numeric
 from exim_py.expand.strings import ascii_lower, to_bytes
 from exim_py.expand.variables import unknown_message, value_of
@@ -137,6 +138,23 @@ _NUMCMP = {
     "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, "=": lambda a, b: a == b,
     "==": lambda a, b: a == b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
 }
+
+
+NUMERIC = frozenset(_NUMCMP)
+
+
+class Number(Node):
+    """A numeric comparison's first string, read as a number (which can fail)
+    before Exim reads the second: for the part parsed before a syntax error."""
+
+    __slots__ = ("arg",)
+
+    def __init__(self, arg):
+        self.arg = arg
+
+    def ev(self, ctx):
+        _num(self.arg.ev(ctx))
+        return ""
 
 
 class TwoArg(Cond):

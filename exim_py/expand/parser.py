@@ -362,15 +362,17 @@ class Parser:
 
     def cond_two(self, negate, name):
         args = []
+        done = []       # what Exim has expanded (and made a number) so far
         for k in (0, 1):
             self.ws()
             if self.ch() != "{":
-                with _before(args):
+                with _before(done):
                     self.fail('missing { after "%s"' % name if k == 0 else
                               'missing 2nd string in {} after "%s"' % name)
             self.i += 1
-            with _before(args):
+            with _before(done):
                 args.append(self.braced(dollar=not (k == 1 and name in _LIST_MATCHES)))
+            done.append(C.Number(args[0]) if name in C.NUMERIC else args[0])
         return C.TwoArg(negate, name, args[0], args[1])
 
     def cond_def(self, negate):
