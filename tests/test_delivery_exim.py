@@ -104,7 +104,7 @@ class _EximComparison(unittest.TestCase):
                         continue
                 with open(os.path.join(inp, name[:-2] + "-D")) as f:
                     text = f.read()
-                text = _ID.sub("ID", text)
+                text = _ID.sub("ID", text).replace(d, "DIR")
                 text = re.sub(r"\d+-eximdsn-\d+", "BOUNDARY", text)
                 return re.sub(r"\d\d:\d\d:\d\d [+-]\d{4}", "TIME", text)
         return None
@@ -189,3 +189,50 @@ class DifferentialRetryTests(_EximComparison):
             run(["-M"] + ids)
             results.append([re.sub(r"pid=\d+", "pid=N", ln) for ln in self.log_lines(d)])
         self.assertEqual(results[1], results[0])
+
+
+FORBID_TEMPLATE = """\
+primary_hostname = myhost.test
+qualify_domain = localdomain
+keep_environment =
+spool_directory = DIR/spool
+log_file_path = DIR/log/%slog
+begin routers
+nopipe:
+  driver = redirect
+  local_parts = np
+  data = |/bin/true, DIR/mail/file
+  forbid_pipe
+  forbid_file
+  pipe_transport = p
+  file_transport = f
+begin transports
+p:
+  driver = pipe
+  user = Debian-exim
+f:
+  driver = appendfile
+  user = Debian-exim
+"""
+
+
+class DifferentialForbiddenTests(_EximComparison):
+    """Forbidden pipes and files fail at delivery, bounce, then Completed."""
+
+    def test_forbidden_pipe_and_file(self):
+        """The ** lines, the bounce's own delivery before "Completed", and the
+        bounce text (no reason shown for a local failure) match exim4."""
+        logs, bounces = [], []
+        for name in ("ex", "py"):
+            d, _ = self.prepare(name)
+            conf = self.exim.write_config(FORBID_TEMPLATE.replace("DIR", d), name + "-f.conf")
+            args = ["-odi", "-f", "sender@x.example", "np"]
+            if name == "ex":
+                self.exim.run(conf, args, input=MESSAGE)
+            else:
+                run_exim_py(["-C", conf] + args, input=MESSAGE)
+            logs.append([re.sub(r" U=\S+ P=local S=\d+", " U=* P=local S=*", ln)
+                         for ln in self.log_lines(d)])
+            bounces.append(self.bounce_body(d))
+        self.assertEqual(logs[1], logs[0])
+        self.assertEqual(bounces[1], bounces[0])

@@ -4,7 +4,8 @@ The first configuration has redirect (aliases, :fail:, :defer:,
 :blackhole:, :unknown:, :include:, pipes, files, backslashed addresses,
 loops), manualroute (remote and local transports, ports, byname) and accept
 (prefixes, cannot_route_message, no_more); the second exercises the generic
-router options.  Each is given to both programs; for each address the
+router options, the third the redirect router's own options.  Each is
+given to both programs; for each address the
 output and the exit status must be identical.
 """
 
@@ -222,6 +223,90 @@ GENERIC_ADDRESSES = [
 ]
 
 
+REDIRECT_CONFIG = """\
+primary_hostname = myhost.test
+qualify_domain = localdomain
+keep_environment =
+begin routers
+nopipe:
+  driver = redirect
+  domains = np.example
+  data = |/bin/true, user1@localdomain
+  forbid_pipe
+nofile:
+  driver = redirect
+  domains = nf.example
+  data = /tmp/x, user1@localdomain
+  forbid_file
+noinc:
+  driver = redirect
+  domains = ni.example
+  data = :include:/etc/hostname
+  forbid_include
+missinc:
+  driver = redirect
+  domains = mi.example
+  data = :include:/nonexistent/file
+preserve:
+  driver = redirect
+  domains = qp.example
+  data = unqualified
+  qualify_preserve_domain
+qualify:
+  driver = redirect
+  domains = qd.example
+  data = unq
+  qualify_domain = other.example
+skip:
+  driver = redirect
+  domains = sk.example
+  data = user1@localdomain, bad address here, user2@localdomain
+  skip_syntax_errors
+skipall:
+  driver = redirect
+  domains = ska.example
+  data = bad address here
+  skip_syntax_errors
+nofail:
+  driver = redirect
+  domains = nofail.example
+  data = :fail: not allowed here
+ancestor:
+  driver = redirect
+  domains = anc.example
+  local_parts = a : b
+  data = ${if eq{$local_part}{a}{b@anc.example}{a@anc.example, user1@localdomain}}
+  check_ancestor
+  allow_defer
+named:
+  driver = redirect
+  domains = nm.example
+  data = Some One <user1@localdomain>, "Other" <user2@localdomain>
+empty:
+  driver = redirect
+  domains = em.example
+  data = ${if eq{$local_part}{empty}{}{# only a comment}}
+forced:
+  driver = redirect
+  domains = ff.example
+  data = ${if eq{1}{1}{fail}{x}}
+local:
+  driver = accept
+  domains = localdomain : other.example : qp.example : anc.example : em.example : ff.example
+  transport = lt
+begin transports
+lt:
+  driver = appendfile
+  file = /tmp/mail/$local_part
+"""
+
+REDIRECT_ADDRESSES = [
+    "x@np.example", "x@nf.example", "x@ni.example", "x@mi.example", "x@qp.example",
+    "x@qd.example", "x@sk.example", "x@ska.example", "x@nofail.example", "a@anc.example",
+    "b@anc.example", "x@nm.example", "empty@em.example", "other@em.example", "x@ff.example",
+]
+
+
 class AddressTestTests(unittest.TestCase):
     """-bt and -bv print what real Exim prints, address by address."""
 
@@ -265,6 +350,13 @@ class AddressTestTests(unittest.TestCase):
         self.conf = self.exim.write_config(GENERIC_CONFIG, "generic.conf")
         self.compare_all(["-bt"] + GENERIC_ADDRESSES)
         self.compare_all(["-bv", "x@v.example", "x@nt.example", "x@unseen.example"])
+
+    def test_redirect_options(self):
+        """forbid_pipe/file/include, missing :include: files, qualify_domain,
+        qualify_preserve_domain, skip_syntax_errors, :fail: without allow_fail,
+        check_ancestor, named addresses, empty and forced-fail data."""
+        self.conf = self.exim.write_config(REDIRECT_CONFIG, "redirect.conf")
+        self.compare_all(["-bt"] + REDIRECT_ADDRESSES)
 
     def test_exit_status(self):
         """-bt exits 0 when routable, 2 when an address fails, 1 when one defers."""

@@ -137,6 +137,7 @@ class Address:
         self.start_router = 0                # index for pass_router / redirect
         self.skip_routers = set()            # router names not to use ("\\local" items)
         self.setup_error = None              # why a generated pipe/file has no transport
+        self.forbidden = False               # a pipe/file its router may not generate
         self.transport = None
         self.host_list = []
         self.fallback_hosts = []

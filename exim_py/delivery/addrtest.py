@@ -85,6 +85,8 @@ def format_test(top_address, result, seen=None):
                 out.append(line)
                 out.append("*** Error in setting up pipe, file, or autoreply:")
                 out.append(addr.setup_error)
+            elif addr.forbidden:
+                out.append(line + " *** forbidden ***")
             else:
                 out.append(line)
                 out.append("  transport = %s" % addr.transport.name)

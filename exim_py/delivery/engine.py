@@ -97,6 +97,7 @@ class _Delivery:
         self.outcome = DeliveryOutcome(message_id)
         self.lock = None
         self.cancelled = None         # why every recipient fails now (timeout_frozen_after)
+        self.complete = False         # every recipient done: log Completed and remove
 
     @defer.inlineCallbacks
     def run(self):
@@ -120,13 +121,23 @@ class _Delivery:
             return self.outcome
         try:
             yield self._run_locked()
+            # Reports are delivered before this message is finished with, as
+            # Exim's child process delivers them before its parent logs
+            # "Completed"; failures were recorded once the reports were queued.
+            if self.deliver_bounces:
+                for bounce_id in self.outcome.bounces:
+                    yield deliver_message(self.config, self.spool, bounce_id, self.logger,
+                                          self.hints, clock=self.clock)
+            if self.complete:
+                yield threads.deferToThread(self._complete)
         finally:
             self.lock.release()
-        if self.deliver_bounces:
-            for bounce_id in self.outcome.bounces:
-                yield deliver_message(self.config, self.spool, bounce_id, self.logger,
-                                      self.hints, clock=self.clock)
         return self.outcome
+
+    def _complete(self):
+        self.log.main("Completed")
+        self.spool.remove(self.message_id)
+        self.outcome.completed = True
 
     @defer.inlineCallbacks
     def _run_locked(self):
@@ -197,8 +208,6 @@ class _Delivery:
         remote delivery list, and of two deliveries to one address the
         first in that list is made.
         """
-        if self.outcome.completed:
-            return None
         done = self.envelope.non_recipients
         plan = _Plan()
         for r in self.envelope.recipients:
@@ -222,6 +231,7 @@ class _Delivery:
         new = list(plan.top)
         while new:
             to_route = []
+            pfr_blocks = []       # siblings stay in the order they were generated
             for addr in new:
                 if addr.parent is not None and unique_of(addr) in done:
                     addr.state = "already"
@@ -229,10 +239,14 @@ class _Delivery:
                     if addr.setup_error is not None:
                         addr.set_result(DEFER, addr.setup_error)
                         plan.events.append(addr)
+                    elif pfr_blocks and pfr_blocks[-1][0].parent is addr.parent:
+                        pfr_blocks[-1].append(addr)
                     else:
-                        local.insert(0, addr)
+                        pfr_blocks.append([addr])
                 else:
                     to_route.insert(0, addr)
+            for block in pfr_blocks:
+                local[0:0] = block
             new = []
             for addr in to_route:
                 outcome = route_address(addr, self.ctx, routers)
@@ -287,6 +301,14 @@ class _Delivery:
     @defer.inlineCallbacks
     def _one_batch(self, batch):
         transport = batch[0].transport
+        forbidden = [a for a in batch if a.forbidden]
+        if forbidden:
+            for a in forbidden:
+                a.set_result(FAIL, "delivery to %s forbidden" % ("pipe" if a.is_pipe else "file"))
+            yield threads.deferToThread(self._record, forbidden)
+            batch = [a for a in batch if not a.forbidden]
+            if not batch:
+                return
         if self.dont_deliver:
             for a in batch:
                 a.set_result(OK)
@@ -314,6 +336,11 @@ class _Delivery:
             for a in batch:
                 if a.result is not OK:
                     a.set_result(DEFER, "transport error: %s" % e)
+        if not transport.remote:
+            # Bounces do not reveal why a local delivery failed (as Exim).
+            for a in batch:
+                if a.result is FAIL and a.user_message is None:
+                    a.user_message = "local delivery failed"
         yield threads.deferToThread(self._record, batch)
 
     def _record_routing(self, plan):
@@ -394,9 +421,7 @@ class _Delivery:
         remaining = [r for r in self.envelope.recipients
                      if r.address not in self.envelope.non_recipients]
         if not remaining:
-            self.log.main("Completed")
-            self.spool.remove(self.message_id)
-            self.outcome.completed = True
+            self.complete = True
             return
         if self.outcome.deferred and not self.envelope.frozen:
             bounce.maybe_delay_warning(self)
