@@ -277,7 +277,6 @@ class Logger:
             self._files.clear()
 
 
-
 def _quoted(text):
     """A value in double quotes with \\ and \" escaped, as Exim logs T= and DN=."""
     return '"%s"' % text.replace("\\", "\\\\").replace('"', '\\"')
@@ -349,8 +348,8 @@ def received_fields(env, logger, incoming_port=None):
     if sel("8bitmime"):
         out.append("M8S=%s" % {"7BIT": "7", "8BITMIME": "8"}.get((env.body_type or "").upper(), "0"))
     if sel("receive_time"):
-        out.append("RT=%.3fs" % max(0.0, float(env.spool_extra.get("received_time_complete", env.received_time))
-                                     - env.received_time))
+        complete = float(env.spool_extra.get("received_time_complete", env.received_time))
+        out.append("RT=%.3fs" % max(0.0, complete - env.received_time))
     msgid = _message_id(env)
     if msgid:
         created = "message_id_created" in env.flags
@@ -388,6 +387,7 @@ def received_line(env, logger):
 def msglog_received_line(env, logger):
     """The first line of the per-message log: "Received from" and the same fields."""
     return "%s Received from %s" % (logger.timestamp(), received_fields(env, logger))
+
 
 def _expand_path(value, config, spool_directory):
     """log_file_path is expanded (spec: "Where the logs are written")."""

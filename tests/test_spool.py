@@ -286,7 +286,7 @@ class SpoolTests(TestCase):
                          ["rename hdr.%s %s-H" % (i, i) for i in ids] + ["fsync input"])
 
     def test_killed_writer_loses_nothing_acknowledged(self):
-        """SIGKILL a process in the middle of storing: every id it reported is complete, nothing half-written is listed."""
+        """SIGKILL a process while it stores: every id it reported is complete, nothing half-written is listed."""
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         code = ("import sys; sys.path.insert(0, %r)\n"
                 "from tests.test_spool import sample_envelope\n"
@@ -342,8 +342,11 @@ class SpoolTests(TestCase):
                  "try:\n    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 19, 0)\n"
                  "except OSError:\n    print('locked')\nelse:\n    print('free')\n")
         path = self.spool.body_path(message_id)
-        run = lambda: subprocess.run([sys.executable, "-c", probe, path], capture_output=True,
-                                     text=True).stdout.strip()
+
+        def run():
+            return subprocess.run([sys.executable, "-c", probe, path], capture_output=True,
+                                  text=True).stdout.strip()
+
         self.assertEqual(run(), "locked")
         lock.release()
         self.assertEqual(run(), "free")

@@ -225,7 +225,6 @@ class CrossCheckTests(TestCase):
         self.assertIn("K ", outputs["-bp"])   # the big message's size is shown in K
         self.assertEqual(outputs["-bpc"], "3\n")
 
-
     def test_exim_reads_our_journal(self):
         """A delivery exim_py records (as root, in Exim's spool) shows as delivered in exim4 -bp."""
         self.exim(["-odq", "-f", "s@x.example", "one@example.org", "two@example.org"], b"x\n")

@@ -105,7 +105,7 @@ def recipient_line(r):
     orcpt = r.orcpt or ""
     errors_to = r.errors_to or ""
     return "%s %s %d,%d %s %d,%d#3" % (r.address, orcpt, len(encode(orcpt)), flags,
-                                      errors_to, len(encode(errors_to)), r.pno)
+                                       errors_to, len(encode(errors_to)), r.pno)
 
 
 def parse_recipient(line):
@@ -163,6 +163,26 @@ def format_header_file(env):
     if complete is None:
         complete = "%.6f" % max(time.time(), rt)
     lines.append("-received_time_complete %s" % complete)
+    lines += _connection_lines(env)
+    lines += _acl_variable_lines(env)
+    lines += _status_lines(env)
+    lines += _tls_lines(env)
+    lines += _message_option_lines(env)
+    lines += tree_lines(env.non_recipients)
+    lines.append("%d" % len(env.recipients))
+    lines += [recipient_line(r) for r in env.recipients]
+    lines.append("")
+    out = [encode("\n".join(lines) + "\n")]
+    for h in env.headers:
+        data = encode(h.text)
+        out.append(b"%03d%s %s" % (len(data), encode(h.flag or " "), data))
+    return b"".join(out)
+
+
+def _connection_lines(env):
+    """Where the message came from: HELO, addresses, authenticator, ident, protocol."""
+    s = env.session
+    lines = []
     # Values that came from the network are tainted: Exim marks them "--".
     # The connection's addresses are not, unless they were given on the
     # command line (-oMa, -oMi: Session.origin_tainted).
@@ -188,6 +208,13 @@ def format_header_file(env):
         lines += _value_lines("ident", s.sender_ident)
     if s.received_protocol:
         lines += _value_lines("received_protocol", s.received_protocol)
+    return lines
+
+
+def _acl_variable_lines(env):
+    """ACL variables: a name and length line, then the value (which may hold newlines)."""
+    s = env.session
+    lines = []
     for kind, variables in (("aclc", s.acl_c), ("aclm", env.acl_m)):
         prefix = "acl_" + kind[-1]
         for name in sorted(variables, key=lambda n: _short_acl_name(n, prefix)):
@@ -195,6 +222,13 @@ def format_header_file(env):
             value = "" if value is None else str(value)
             lines.append("-%s %s %d" % (kind, _short_acl_name(name, prefix), len(encode(value))))
             lines.append(value)
+    return lines
+
+
+def _status_lines(env):
+    """Body counts, AUTH identities and the boolean and scanning flags."""
+    s = env.session
+    lines = []
     if "spool_file_wireformat" in env.flags:
         lines.append("-spool_file_wireformat")
     else:
@@ -229,6 +263,13 @@ def format_header_file(env):
     if env.manual_thaw:
         lines.append("-manual_thaw")
     lines += ["-" + f for f in _TRAILING_FLAGS if f in env.flags]
+    return lines
+
+
+def _tls_lines(env):
+    """The TLS session the message arrived over."""
+    s = env.session
+    lines = []
     if s.tls_certificate_verified:
         lines.append("-tls_certificate_verified")
     if s.tls_cipher:
@@ -247,6 +288,12 @@ def format_header_file(env):
     lines.append("-tls_resumption %s" % env.spool_extra.get("tls_resumption", "A"))
     if s.tls_cipher and s.tls_version:
         lines += _value_lines("tls_ver", s.tls_version)
+    return lines
+
+
+def _message_option_lines(env):
+    """SMTPUTF8, DSN and the unknown lines kept from a file that was read."""
+    lines = []
     if env.smtputf8:
         lines.append("-smtputf8")
         for f in ("utf8_downcvt", "utf8_optdowncvt"):
@@ -261,15 +308,7 @@ def format_header_file(env):
             tainted = name in env.spool_tainted
             lines += _value_lines(name, value, tainted) if value is not None else \
                 ["%s%s" % ("--" if tainted else "-", name)]
-    lines += tree_lines(env.non_recipients)
-    lines.append("%d" % len(env.recipients))
-    lines += [recipient_line(r) for r in env.recipients]
-    lines.append("")
-    out = [encode("\n".join(lines) + "\n")]
-    for h in env.headers:
-        data = encode(h.text)
-        out.append(b"%03d%s %s" % (len(data), encode(h.flag or " "), data))
-    return b"".join(out)
+    return lines
 
 
 _WRITTEN_EXTRAS = {"received_time_complete", "active_hostname", "host_auth_pubname", "frozen", "spam_bar", "spam_score",

@@ -375,4 +375,3 @@ class Spool:
     def age(self, message_id, now=None):
         """Seconds since arrival, from the id as Exim's queue tools compute it."""
         return int((now if now is not None else time.time()) - id_time(message_id))
-
