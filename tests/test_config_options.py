@@ -5,7 +5,9 @@ import pwd
 
 from twisted.trial.unittest import TestCase
 
-from exim_py.config import load
+from exim_py import registry
+from exim_py.config import load, options
+from exim_py.config.generic_options import GENERIC
 from exim_py.config.main_options import MAIN_OPTIONS
 from exim_py.config.options import (BOOL, FIXED, INT, KSIZE, OCTINT, SIZE, STRING, TIME,
                                     TIMELIST, GID, UID, UIDLIST, Option, OptionTable,
@@ -251,3 +253,23 @@ class MainTableTests(TestCase):
         """dns_nameservers (exim_py extension) is a list kept as written."""
         config = load(write_config(self, "dns_nameservers = 127.0.0.1.5353 : 10.0.0.1\n"))
         self.assertEqual(config.main.dns_nameservers, "127.0.0.1.5353 : 10.0.0.1")
+
+
+class DriverTableTests(TestCase):
+    """Every registered driver's OPTIONS table fits the contract the loader relies on."""
+
+    def test_every_driver_option_is_well_formed(self):
+        """Known types, no generic option declared again, defaults -bP can print."""
+        known = {BOOL, INT, OCTINT, FIXED, TIME, SIZE, KSIZE, STRING, UID, GID, UIDLIST,
+                 options.GIDLIST, options.LIST, options.HOSTLIST, options.DOMAINLIST,
+                 options.ADDRESSLIST, options.LOCALPARTLIST, TIMELIST}
+        for kind, generic in GENERIC.items():
+            for driver in registry.available(kind):
+                table = getattr(registry.load(kind, driver), "OPTIONS", None)
+                self.assertIsInstance(table, OptionTable, "%s %s" % (kind, driver))
+                for opt in table:
+                    where = "%s %s: %s" % (kind, driver, opt.name)
+                    self.assertIn(opt.type, known, where)
+                    self.assertNotIn(opt.name, generic, where)
+                    line = format_value(opt, opt.default)
+                    self.assertTrue(line.startswith((opt.name, "no_" + opt.name)), where)
