@@ -33,15 +33,15 @@ def _read_name(text):
 class AclParser:
     """Reads ACLs into ``acls`` ({name: Acl}).
 
-    ``fail`` records or raises an error; with ``collect`` set, lines after a
-    broken ACL header are skipped up to the next header instead of stopping.
+    ``fail`` records an error or raises it; when it records (the loader's
+    collecting mode), the lines after a broken ACL header are skipped up to
+    the next header.
     """
 
-    def __init__(self, reader, acls, fail, collect=False):
+    def __init__(self, reader, acls, fail):
         self.reader = reader
         self.acls = acls
         self.fail = fail
-        self.collect = collect
 
     def read(self, lines):
         """Read up to the next section; return its Section, or None at the end of the file."""

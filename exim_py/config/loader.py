@@ -399,7 +399,7 @@ class Loader:
     # -- other sections -------------------------------------------------------
 
     def _read_acls(self, lines, section):
-        parser = AclParser(self.reader, self.acls, self.fail, self.collect)
+        parser = AclParser(self.reader, self.acls, self.fail)
         return parser.read(lines)
 
     def _read_retrys(self, lines, section):
