@@ -232,6 +232,18 @@ class CollectingTests(TestCase):
             (12, 'transport t: cannot find transport driver "nosuch3"'),
         ])
 
+    def test_acl_errors_are_all_listed(self):
+        """A broken ACL header skips to the next ACL; each broken statement is listed."""
+        path = write_config(self, "begin acl\n  accept\n  deny\na:\n  frob x = 1\n"
+                                  "b:\n  accept hosts\n  deny !message = x\n")
+        _config, errors = load_collecting(path)
+        self.assertEqual([(e.line, e.message) for e in errors], [
+            (2, "missing or malformed ACL name"),
+            (5, 'error in ACL: unknown ACL verb "frob" in "frob x = 1"'),
+            (7, 'error in ACL: "=" missing after ACL "hosts" condition'),
+            (8, 'error in ACL: ACL error: negation is not allowed with "message"'),
+        ])
+
     def test_clean_file_has_no_errors(self):
         """A good file gives its Config and no errors."""
         config, errors = load_collecting(write_config(self, "qualify_domain = a\n"))
