@@ -14,12 +14,15 @@ from twisted.trial import unittest
 
 from tests.support.peers import RealExim, run_exim_py
 
-TEMPLATE = """\
+HEAD = """\
 primary_hostname = myhost.test
 qualify_domain = localdomain
 keep_environment =
 spool_directory = DIR/spool
 log_file_path = DIR/log/%slog
+"""
+
+TEMPLATE = HEAD + """\
 begin routers
 alias:
   driver = redirect
@@ -142,12 +145,7 @@ class DifferentialDeliveryTests(_EximComparison):
         return re.sub(r"\d\d:\d\d:\d\d", "TIME", text)
 
 
-RETRY_TEMPLATE = """\
-primary_hostname = myhost.test
-qualify_domain = localdomain
-keep_environment =
-spool_directory = DIR/spool
-log_file_path = DIR/log/%slog
+RETRY_TEMPLATE = HEAD + """\
 begin routers
 r:
   driver = accept
@@ -191,12 +189,7 @@ class DifferentialRetryTests(_EximComparison):
         self.assertEqual(results[1], results[0])
 
 
-FORBID_TEMPLATE = """\
-primary_hostname = myhost.test
-qualify_domain = localdomain
-keep_environment =
-spool_directory = DIR/spool
-log_file_path = DIR/log/%slog
+FORBID_TEMPLATE = HEAD + """\
 begin routers
 nopipe:
   driver = redirect

@@ -12,6 +12,7 @@ import getpass
 import os
 import re
 import sys
+import time
 
 from exim_py.delivery.engine import deliver_message, run_blocking
 
@@ -77,6 +78,20 @@ def _deliver(config, spool, logger, ids, force):
     return 0
 
 
+def _with_envelope(action):
+    """Run ``action(config, spool, logger, message_id, addresses, envelope)`` with
+    the message locked and read; print why not (exit status 1) if it cannot be."""
+    def run(config, spool, logger, message_id, addresses):
+        lock, env = _locked_envelope(spool, message_id)
+        if lock is None:
+            sys.stdout.write(env + "\n")
+            return 1
+        with lock:
+            return action(config, spool, logger, message_id, addresses, env)
+    run.__doc__ = action.__doc__
+    return run
+
+
 def _locked_envelope(spool, message_id):
     """(lock, envelope) or (None, message) when the message cannot be had."""
     from exim_py.spool import MessageLocked, MessageMissing
@@ -94,36 +109,27 @@ def _locked_envelope(spool, message_id):
         return None, "Spool read error for %s-H: %s" % (message_id, e)
 
 
-def _freeze(config, spool, logger, message_id, addresses):
-    lock, env = _locked_envelope(spool, message_id)
-    if lock is None:
-        sys.stdout.write(env + "\n")
+@_with_envelope
+def _freeze(config, spool, logger, message_id, addresses, env):
+    if env.frozen:
+        sys.stdout.write("Message %s is already frozen\n" % message_id)
         return 1
-    with lock:
-        if env.frozen:
-            sys.stdout.write("Message %s is already frozen\n" % message_id)
-            return 1
-        import time
-        env.frozen = True
-        env.spool_extra["frozen"] = int(time.time())
-        spool.write_header(env)
+    env.frozen = True
+    env.spool_extra["frozen"] = int(time.time())
+    spool.write_header(env)
     logger.main("frozen by %s" % _who(), message_id)
     sys.stdout.write("Message %s is now frozen\n" % message_id)
     return 0
 
 
-def _thaw(config, spool, logger, message_id, addresses):
-    lock, env = _locked_envelope(spool, message_id)
-    if lock is None:
-        sys.stdout.write(env + "\n")
+@_with_envelope
+def _thaw(config, spool, logger, message_id, addresses, env):
+    if not env.frozen:
+        sys.stdout.write("Message %s is not frozen\n" % message_id)
         return 1
-    with lock:
-        if not env.frozen:
-            sys.stdout.write("Message %s is not frozen\n" % message_id)
-            return 1
-        env.frozen = False
-        env.manual_thaw = True
-        spool.write_header(env)
+    env.frozen = False
+    env.manual_thaw = True
+    spool.write_header(env)
     logger.main("unfrozen by %s" % _who(), message_id)
     sys.stdout.write("Message %s is no longer frozen\n" % message_id)
     return 0
@@ -155,66 +161,57 @@ def _remove(config, spool, logger, message_id, addresses):
     return 1
 
 
-def _modify(config, spool, logger, message_id, addresses, mark):
+def _modify(config, spool, logger, message_id, addresses, env, mark):
     from exim_py.envelope import Recipient
-    lock, env = _locked_envelope(spool, message_id)
-    if lock is None:
-        sys.stdout.write(env + "\n")
-        return 1
-    with lock:
-        qualify = config.main.get("qualify_recipient") or config.main.get("qualify_domain") \
-            or config.main.get("primary_hostname")
-        for a in addresses:
-            address = a if "@" in a else "%s@%s" % (a, qualify)
-            if mark:
-                if not any(r.address == address for r in env.recipients):
-                    sys.stdout.write("Address %s not found in message %s\n" % (address, message_id))
-                    continue
-                env.non_recipients.add(address)
-                logger.main("address <%s> marked delivered by %s" % (address, _who()), message_id)
-            else:
-                env.recipients.append(Recipient(address))
-                logger.main("recipient <%s> added by %s" % (address, _who()), message_id)
-        spool.write_header(env)
+    qualify = config.main.get("qualify_recipient") or config.main.get("qualify_domain") \
+        or config.main.get("primary_hostname")
+    for a in addresses:
+        address = a if "@" in a else "%s@%s" % (a, qualify)
+        if mark:
+            if not any(r.address == address for r in env.recipients):
+                sys.stdout.write("Address %s not found in message %s\n" % (address, message_id))
+                continue
+            env.non_recipients.add(address)
+            logger.main("address <%s> marked delivered by %s" % (address, _who()), message_id)
+        else:
+            env.recipients.append(Recipient(address))
+            logger.main("recipient <%s> added by %s" % (address, _who()), message_id)
+    spool.write_header(env)
     sys.stdout.write("Message %s has been modified\n" % message_id)
     return 0
 
 
-def _add_recipients(config, spool, logger, message_id, addresses):
-    return _modify(config, spool, logger, message_id, addresses, mark=False)
+@_with_envelope
+def _add_recipients(config, spool, logger, message_id, addresses, env):
+    return _modify(config, spool, logger, message_id, addresses, env, mark=False)
 
 
-def _mark_delivered(config, spool, logger, message_id, addresses):
-    return _modify(config, spool, logger, message_id, addresses, mark=True)
+@_with_envelope
+def _mark_delivered(config, spool, logger, message_id, addresses, env):
+    return _modify(config, spool, logger, message_id, addresses, env, mark=True)
 
 
-def _give_up(config, spool, logger, message_id, addresses):
+@_with_envelope
+def _give_up(config, spool, logger, message_id, addresses, env):
     """-Mg: fail every undelivered recipient, bouncing them, as Exim's cancel."""
     from exim_py.delivery import bounce
     from exim_py.delivery.address import Address, FAIL
     from exim_py.delivery.context import DeliveryContext, Message
-    from exim_py.delivery.deliverylog import DeliveryLog
-    lock, env = _locked_envelope(spool, message_id)
-    if lock is None:
-        sys.stdout.write(env + "\n")
-        return 1
-    with lock:
-        logger.main("cancelled by %s" % _who(), message_id)
-        failed = []
-        for r in env.recipients:
-            if r.address in env.non_recipients:
-                continue
-            a = Address(r.address)
-            a.set_result(FAIL, "delivery cancelled by administrator")
-            failed.append(a)
-        message = Message(message_id, env, spool.body_path(message_id))
-        job = _CancelJob(config, spool, logger, message, env)
-        job.ctx = DeliveryContext(config, spool=spool, logger=logger, message=message)
-        job.log = DeliveryLog(logger, spool, message_id, config)
-        if failed and env.sender:
-            bounce.send_bounce(job, env.sender, failed)
-        logger.main("Completed", message_id)
-        spool.remove(message_id)
+    logger.main("cancelled by %s" % _who(), message_id)
+    failed = []
+    for r in env.recipients:
+        if r.address in env.non_recipients:
+            continue
+        a = Address(r.address)
+        a.set_result(FAIL, "delivery cancelled by administrator")
+        failed.append(a)
+    message = Message(message_id, env, spool.body_path(message_id))
+    job = _CancelJob(config, spool, logger, message, env)
+    job.ctx = DeliveryContext(config, spool=spool, logger=logger, message=message)
+    if failed and env.sender:
+        bounce.send_bounce(job, env.sender, failed)
+    logger.main("Completed", message_id)
+    spool.remove(message_id)
     return 0
 
 
