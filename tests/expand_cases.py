@@ -727,6 +727,13 @@ LISTS = [
 ]
 
 ERRORS = [
+    '${extract jsn{c}"{\\{"a": 1\\}}{y}{n}}',
+    '${if and{{eq{a}{a}}{<{x}{1$}}}{t}{f}}',
+    '${if or{{<{x}{1}}{eq{a}{$}}}}',
+    '${if forall{a:b}{<{x}{$}}}',
+    '${map{a:b}{${eval:1/0}$}}',
+    '${filter{a:b}{<{x}{$}}}',
+    '${if forany{a}{and{{<{x}{1}}{${eval:1/0}}}}}',
     '${if <{x}{$nosuch}}',
     '${if <{1}{$nosuch}}',
     '${if <{x}{1}',

@@ -123,6 +123,9 @@ def _item_extract(p, name):
             p.i += 4
             p.ws()
         if p.ch() != "}":
+            if len(args) < 2:
+                # As Exim when the item is expanded (not merely scanned).
+                p.curly("missing '{' for arg %d of extract" % (len(args) + 1))
             p.curly("missing '}' closing extract")
         starts.append(p.i)
         p.i += 1
@@ -228,7 +231,9 @@ def _item_listop(p, name):
         try:
             expr = p.condition() if name == "filter" else p.seq(True)
         except _Syntax as e:
+            # Exim only scans the expression here: nothing in it is expanded.
             e.message = '%s inside "%s" item' % (e.message, name)
+            e.nodes = []
             raise
         p.ws()
         if p.ch() != "}":

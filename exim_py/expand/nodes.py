@@ -158,6 +158,22 @@ class Steps(Node):
         return ""
 
 
+class WrapErrors(Node):
+    """Expands ``node``, adding ``suffix`` to the message of any error."""
+
+    __slots__ = ("node", "suffix")
+
+    def __init__(self, node, suffix):
+        self.node = node
+        self.suffix = suffix
+
+    def ev(self, ctx):
+        try:
+            return self.node.ev(ctx)
+        except ExpansionError as e:
+            raise e.__class__(str(e) + self.suffix)
+
+
 class CondNode(Node):
     """Evaluates a condition for its errors and side effects only (in a Partial)."""
 

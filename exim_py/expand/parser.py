@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from exim_py.errors import ExpansionError
 from exim_py.expand import conditions as C
 from exim_py.expand.nodes import (
-    CondNode, ErrorNode, HeaderVar, Node, NumVar, Partial, Text, Var, YesNo, make_seq)
+    CondNode, ErrorNode, HeaderVar, Node, NumVar, Partial, Steps, Text, Var, WrapErrors, YesNo,
+    make_seq)
 from exim_py.expand.operators import find_operator
 from exim_py.expand.strings import interpret_escape
 from exim_py.expand.variables import is_known, unknown_message
@@ -394,6 +395,16 @@ class Parser:
             self.fail('missing { after "%s"' % name)
         self.i += 1
         subs, done = [], []
+        try:
+            self._subconditions(name, subs, done)
+        except _Syntax as e:
+            # Errors from the subconditions Exim expands first get the same suffix.
+            e.nodes = [WrapErrors(Steps(e.nodes), ' inside "%s{...}" condition' % name)]
+            raise
+        self.i += 1
+        return C.Combine(negate, name, subs)
+
+    def _subconditions(self, name, subs, done):
         with _before(done):
             while True:
                 self.ws()
@@ -414,8 +425,6 @@ class Parser:
                 self.i += 1
                 subs.append(sub)
                 done.append(CondNode(sub))
-        self.i += 1
-        return C.Combine(negate, name, subs)
 
     def cond_foreach(self, negate, name):
         self.ws()
@@ -431,7 +440,9 @@ class Parser:
             try:
                 sub = self.condition()
             except _Syntax as e:
+                # Exim only scans the condition here: nothing in it is expanded.
                 e.message = '%s inside "%s" condition' % (e.message, name)
+                e.nodes = []
                 raise
             self.ws()
             if self.ch() != "}":
