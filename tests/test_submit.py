@@ -207,6 +207,15 @@ class SubmitTests(TestCase):
             reject = f.read()
         self.assertIn("Envelope-from: <root@example.org>\nEnvelope-to: <a@b.example>\nP Received: ", reject)
 
+    def test_acl_not_smtp_start_suppresses_fixups(self):
+        """control = suppress_local_fixups in acl_not_smtp_start: no Message-Id:, From: or Date: is added."""
+        extra = ("acl_not_smtp_start = start\nacl_not_smtp = ns\nbegin acl\nstart:\n"
+                 "  accept control = suppress_local_fixups\n          add_header = X-Start: yes\n"
+                 "ns:\n  accept add_header = X-NS: yes\n")
+        status, err, [env] = self.submit(["a@b.example"], b"Subject: s\n\nb\n", extra=extra)
+        # As exim4 gives it: Received:, the message's header, then the ACLs' additions in order.
+        self.assertEqual([h.text for h in env.headers][1:], ["Subject: s\n", "X-Start: yes\n", "X-NS: yes\n"])
+
     def test_acl_not_smtp_variables(self):
         """Message variables set by acl_not_smtp are stored in the -H file."""
         extra = "acl_not_smtp = check\nbegin acl\ncheck:\n  warn set acl_m_foo = bar\n  accept\n"

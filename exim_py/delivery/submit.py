@@ -22,7 +22,7 @@ from exim_py.match.lists import split_list
 from exim_py.delivery.addrparse import AddressSyntaxError, extract_address, qualify
 from exim_py.envelope import Envelope, Recipient, Session
 from exim_py.log import Logger, msglog_received_line, received_line
-from exim_py.receive import receive
+from exim_py.receive import make_header, receive
 from exim_py.spool import Spool
 
 
@@ -203,18 +203,21 @@ def _error(job, stderr_text, subject, detail=None, copy=b"", references=None):
     return 0 if mode == "e" else 1
 
 
-def _run_not_smtp_acl(config, env, logger):
-    """acl_not_smtp (spec "The non-SMTP ACLs"); returns the ACL result, or None when unset."""
-    if not config.main.acl_not_smtp:
+def _run_not_smtp_acl(config, env, logger, where="not_smtp"):
+    """acl_not_smtp or acl_not_smtp_start (spec "The non-SMTP ACLs"); the result, or None when unset."""
+    spec = config.main.acl_not_smtp if where == "not_smtp" else config.main.acl_not_smtp_start
+    if not spec:
         return None
     from exim_py.acl.context import AclContext
     from exim_py.acl.engine import run_acl
-    from exim_py.receive import make_header
-    result = run_acl("not_smtp", config.main.acl_not_smtp, AclContext(config, env.session, env, log=logger))
-    if result.accepted:
-        for _, text in result.effects.added_headers:
-            env.headers.append(make_header(text))
-    return result
+    return run_acl(where, spec, AclContext(config, env.session, env, log=logger))
+
+
+def _add_acl_headers(env, *results):
+    """Headers the ACLs added (add_header) go at the end of the message's header."""
+    for result in results:
+        if result is not None and result.accepted:
+            env.headers.extend(make_header(text) for _, text in result.effects.added_headers)
 
 
 def deliver_after_receipt(config, spool, logger, message_id, mode, dont_deliver=False):
@@ -291,6 +294,11 @@ class Submission:
             env.session.authenticated_id = caller.login
             env.auth_sender = env.sender
         env.flags.update(("allow_unqualified_recipient", "allow_unqualified_sender"))
+        # acl_not_smtp_start runs before the message is read; its verdict is
+        # ignored, but its controls (suppress_local_fixups) and variables count.
+        start = _run_not_smtp_acl(config, env, self.logger, "not_smtp_start")
+        suppress = start is not None and any(name == "suppress_local_fixups"
+                                             for name, _ in start.effects.controls)
         data = read_message(stdin, inv.dot_ends and inv.argv0 != "rmail")
         try:
             env.recipients = command_line_recipients(inv.args, config.main.qualify_recipient or self.domain)
@@ -308,7 +316,8 @@ class Submission:
         env.message_id, env.received_time = self.spool.ids.new_id()
         originator = inv.sender_name if inv.sender_name is not None else ("" if set_by_f else caller.full_name)
         body = receive(env, data, config, local=True, extract=inv.extract_recipients,
-                       originator_name=originator, untrusted_login=None if caller.trusted else caller.login)
+                       suppress_local_fixups=suppress, originator_name=originator,
+                       untrusted_login=None if caller.trusted else caller.login)
         env.max_received_linelength = max(env.max_received_linelength, uucp_length)
         if not env.recipients:
             self.logger.main("%s no recipients found in headers" % env.message_id, env.message_id)
@@ -316,6 +325,7 @@ class Submission:
             return _error(self, "no recipients in message", "no recipient addresses",
                           copy=self.copy(env.headers[1:], body), references=self.message_id_value())
         acl = _run_not_smtp_acl(config, env, self.logger)
+        _add_acl_headers(env, start, acl)
         if acl is not None and not acl.accepted:
             self.logger.reject("F=<%s> rejected by non-SMTP ACL: %s"
                                % (env.sender, acl.log_message or acl.user_message), env.message_id,
