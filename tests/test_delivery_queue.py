@@ -256,3 +256,16 @@ class CommandLineTests(unittest.TestCase):
         self.assertEqual(self.env.queued(), [])
         self.assertEqual(len(mailbox.mbox(self.env.path("mail", "mb1"))), 3)
         self.assertIn("Start queue run: pid=", self.env.mainlog())
+
+
+class EmptyQueueTests(unittest.TestCase):
+    """A queue run over an empty queue."""
+
+    def test_empty_queue_run_finishes(self):
+        """scan() of an empty spool returns a Deferred that has already fired,
+        and the run is logged as started and ended."""
+        env = MailEnv(self)
+        runner = QueueRunner(env.config, env.spool, logger=env.logger)
+        d = runner.scan()
+        self.assertTrue(d.called)
+        self.assertIn("End queue run: pid=", env.mainlog())

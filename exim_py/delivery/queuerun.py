@@ -115,9 +115,9 @@ class QueueRunner(service.Service):
             return self._scan_done
         self.logger.main("Start queue run: pid=%d%s" % (os.getpid(), self.selection.describe()))
         self._scan = iter(self.spool.message_ids())
-        self._scan_done = defer.Deferred()
+        done = self._scan_done = defer.Deferred()
         self._fill()
-        return self._scan_done
+        return done
 
     def _schedule_next(self):
         if self.interval and self.running:
