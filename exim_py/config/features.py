@@ -10,5 +10,6 @@ configuration that tests ``_HAVE_X`` relies on X being there.
 """
 
 FEATURES = {
+    "TLS": "OpenSSL",                   # smtp/tls.py (server) and smtp/tls_client.py, on pyOpenSSL
     "PIPE_CONNECT": "PIPECONNECT",      # smtp/server.py: PIPECONNECT (pipelining_connect_advertise_hosts)
 }
