@@ -185,6 +185,14 @@ class SubmitTests(TestCase):
                                         b"message, including all the headers. ------\n\nSubject: x\n"))
         self.assertTrue(body.endswith(b"\n\nbody text\n"))
 
+    def test_message_too_big(self):
+        """Over message_size_limit: refused with Exim's log and standard error texts, nothing queued."""
+        status, err, envs = self.submit(["a@b.example"], b"Subject: big\n\n" + b"x" * 2000 + b"\n",
+                                        extra="message_size_limit = 1K")
+        self.assertEqual((status, err, envs), (1, "exim: message rejected: message too big (max=1024)\n", []))
+        self.assertRegex(self.mainlog(), r" \S{16} rejected from <root@example.org> U=root: message too big: "
+                                         r"read=1025 max=1024\n$")
+
     def test_bad_recipient(self):
         """A malformed recipient refuses the whole message with Exim's reason."""
         status, err, envs = self.submit(["-oep", "bad address<", "good@example.org"], b"x\n")

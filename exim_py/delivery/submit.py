@@ -22,7 +22,7 @@ from exim_py.match.lists import split_list
 from exim_py.delivery.addrparse import AddressSyntaxError, extract_address, qualify
 from exim_py.envelope import Envelope, Recipient, Session
 from exim_py.log import Logger, msglog_received_line, received_line
-from exim_py.receive import make_header, receive
+from exim_py.receive import make_header, receive, split_message
 from exim_py.spool import Spool
 
 
@@ -203,6 +203,21 @@ def _error(job, stderr_text, subject, detail=None, copy=b"", references=None):
     return 0 if mode == "e" else 1
 
 
+def size_limit(config):
+    """message_size_limit in bytes (expanded; K, M, G suffixes), or None for no limit."""
+    text = config.main.message_size_limit
+    if not text:
+        return None
+    if "$" in text:
+        from exim_py.expand import ExpandContext, expand
+        text = expand(text, ExpandContext(config=config))
+    m = re.match(r"^\s*(\d+)\s*([KkMmGg]?)\s*$", text or "")
+    if not m:
+        return None
+    value = int(m.group(1)) * 1024 ** " KMG".index((m.group(2) or " ").upper())
+    return value or None
+
+
 def _run_not_smtp_acl(config, env, logger, where="not_smtp"):
     """acl_not_smtp or acl_not_smtp_start (spec "The non-SMTP ACLs"); the result, or None when unset."""
     spec = config.main.acl_not_smtp if where == "not_smtp" else config.main.acl_not_smtp_start
@@ -306,6 +321,16 @@ class Submission:
             address, reason = e.args
             return _error(self, 'bad recipient address "%s": %s' % (address, reason),
                           "malformed recipient address", "%s  %s" % (address, reason), b"\n" + data)
+        limit = size_limit(config)
+        if limit is not None and len(data) > limit:
+            # Exim stops reading one byte past the limit.
+            env.message_id, env.received_time = self.spool.ids.new_id()
+            env.headers = split_message(data[:limit + 1])[0]
+            self.logger.reject("rejected from <%s> U=%s: message too big: read=%d max=%d"
+                               % (env.sender, env.session.sender_ident, limit + 1, limit), env.message_id,
+                               headers=env.headers, sender=env.sender, recipients=env.recipients)
+            sys.stderr.write("exim: message rejected: message too big (max=%d)\n" % limit)
+            return 1
         data, uucp_sender, uucp_length = strip_uucp_from(data, config)
         if uucp_sender is not None and inv.sender is None and caller.trusted:
             # A trusted caller's "From sender date" line sets the sender as -f
