@@ -307,6 +307,34 @@ REDIRECT_ADDRESSES = [
 ]
 
 
+SENDERS_CONFIG = """\
+qualify_domain = localdomain
+keep_environment =
+begin routers
+s1:
+  driver = accept
+  senders = root@localdomain
+  transport = t1
+s2:
+  driver = accept
+  senders = *@x.example
+  transport = t2
+s3:
+  driver = accept
+  transport = t3
+begin transports
+t1:
+  driver = appendfile
+  file = /dev/null
+t2:
+  driver = appendfile
+  file = /dev/null
+t3:
+  driver = appendfile
+  file = /dev/null
+"""
+
+
 class AddressTestTests(unittest.TestCase):
     """-bt and -bv print what real Exim prints, address by address."""
 
@@ -357,6 +385,12 @@ class AddressTestTests(unittest.TestCase):
         check_ancestor, named addresses, empty and forced-fail data."""
         self.conf = self.exim.write_config(REDIRECT_CONFIG, "redirect.conf")
         self.compare_all(["-bt"] + REDIRECT_ADDRESSES)
+
+    def test_senders_precondition(self):
+        """-bt checks senders against the caller's address, or -f's."""
+        self.conf = self.exim.write_config(SENDERS_CONFIG, "senders.conf")
+        for extra in ([], ["-f", "a@x.example"], ["-f", "b@y.example"]):
+            self.compare_all(extra + ["-bt", "u@z.example"])
 
     def test_exit_status(self):
         """-bt exits 0 when routable, 2 when an address fails, 1 when one defers."""

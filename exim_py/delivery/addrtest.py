@@ -120,6 +120,7 @@ def _run(inv, full):
     main = config.main
     qualify_domain = (main.get("qualify_recipient") if kind == "recipient" else None) \
         or main.get("qualify_domain") or main.get("primary_hostname")
+    qualify_sender = main.get("qualify_domain") or main.get("primary_hostname")
     status = 0
     seen = set()
     for raw in _addresses(inv):
@@ -136,8 +137,8 @@ def _run(inv, full):
         given = address
         address = qualify(address, qualify_domain)
         ctx = DeliveryContext(config, mode="test" if full else "verify")
-        if inv.sender is not None:
-            ctx.base = _sender_context(config, inv.sender)
+        ctx.base = _sender_context(config, inv.sender if inv.sender is not None
+                                   else "%s@%s" % (_login(), qualify_sender))
         result = verify_address(address, ctx, kind, full=full, unique=given)
         if full:
             lines = format_test(address, result, seen)
@@ -150,6 +151,14 @@ def _run(inv, full):
             status = 1
     sys.stdout.flush()
     return status
+
+
+def _login():
+    import pwd
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
 
 
 def _sender_context(config, sender):

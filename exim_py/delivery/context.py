@@ -141,6 +141,16 @@ class DeliveryContext:
         self.force = False                   # -M / -qf: ignore retry times
         self.created = []                    # ids of messages transports queued (autoreply)
 
+    def sender(self):
+        """The envelope sender routers see: the message's, else $sender_address
+        of the context this one inherits (-bt -f, ACL verification); None
+        when there is none."""
+        if self.message is not None:
+            return self.message.sender or ""
+        if self.base is not None:
+            return self.base.get("sender_address")
+        return None
+
     def now(self):
         return self.clock.seconds() if self.clock is not None else time.time()
 

@@ -140,8 +140,8 @@ def _preconditions(router, addr, ctx):
         addr.local_part_data = addr.local_part
     if opts["router_home_directory"] is not None:
         addr.home_dir = ctx.expand(opts["router_home_directory"], addr)
-    if opts["senders"] is not None and ctx.message is not None:
-        sender = ctx.message.sender or ""
+    sender = ctx.sender() if opts["senders"] is not None else None
+    if sender is not None:
         if not match.match_address(sender, opts["senders"], ctx.expand_context(addr)):
             raise _Skip("senders mismatch")
     if opts["require_files"] is not None:
