@@ -225,6 +225,27 @@ class CrossCheckTests(TestCase):
         self.assertIn("K ", outputs["-bp"])   # the big message's size is shown in K
         self.assertEqual(outputs["-bpc"], "3\n")
 
+    def test_split_spool_directory(self):
+        """With split_spool_directory, both put a message in input/<c>/ and list each other's queue alike."""
+        split = CONFIG.replace("keep_environment =\n", "keep_environment =\nsplit_spool_directory = true\n")
+        exim_config = self.env.exim.write_config(split.format(spool=self.env.spool), "split.conf")
+        with open(self.env.py_config, "w") as f:
+            f.write(split.format(spool=self.env.spool))
+        out = subprocess.run([self.env.exim.binary, "-C", exim_config, "-odq", "a@b.example"], input=b"x\n",
+                             capture_output=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        result = run_exim_py(["-C", self.env.py_config, "-odq", "c@d.example"], input="y\n")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        spool = Spool(self.env.spool, split=True)
+        ids = list(spool.message_ids())
+        self.assertEqual(len(ids), 2)
+        for message_id in ids:
+            self.assertTrue(os.path.exists(os.path.join(self.env.spool, "input", message_id[5], message_id + "-H")))
+        theirs = subprocess.run([self.env.exim.binary, "-C", exim_config, "-bp"], capture_output=True,
+                                text=True, timeout=60).stdout
+        self.assertEqual(run_exim_py(["-C", self.env.py_config, "-bp"]).stdout, theirs)
+        self.assertIn("c@d.example", theirs)
+
     def test_exim_reads_our_journal(self):
         """A delivery exim_py records (as root, in Exim's spool) shows as delivered in exim4 -bp."""
         self.exim(["-odq", "-f", "s@x.example", "one@example.org", "two@example.org"], b"x\n")
