@@ -727,6 +727,22 @@ LISTS = [
 ]
 
 ERRORS = [
+    '${extract{2}{:}{,a::c}',
+    '${extract{a}{a=1}',
+    '${extract{a}{a=1}{y}',
+    '${extract{a}{a=1}{y}{n}',
+    '${extract{a}{a=1}{y}x}',
+    '${extract{2}{:}{a:b}{y}{n}{z}x',
+    '${extract{a}{a=1} x}',
+    '${extract{a}{a=1}{y}fail x}',
+    '${extract{z}{a=1}{y}fail x}',
+    '${extract{a}{a=1}fail x}',
+    '${map{a}{${extract{a}{a=1}x}}}',
+    '${if eq{a}{b}{${extract{a}{a=1}x}}{y}}',
+    '${if eq{a}{a}{${extract{a}{a=1}x}}{y}}',
+    '${if eq{a}{a}{y}{${extract{a}{a=1}x}}}',
+    '${if eq{a}{b}{y}{${extract{a}{a=1}x}}}',
+    '${if forall{a}{eq{${extract{a}{a=1}x}}{a}}}',
     '${extract jsn{c}"{\\{"a": 1\\}}{y}{n}}',
     '${if and{{eq{a}{a}}{<{x}{1$}}}{t}{f}}',
     '${if or{{<{x}{1}}{eq{a}{$}}}}',

@@ -10,7 +10,7 @@ error) are defined here.
 
 from exim_py.errors import ExpansionError
 from exim_py.expand import items as I
-from exim_py.expand.nodes import Node, Steps, Text, YesNo
+from exim_py.expand.nodes import ErrorNode, Node, Steps, Text, YesNo
 from exim_py.expand.parser import CONDITIONS, ITEMS, Parser, _SPACE, _Syntax, _before, is_known
 
 
@@ -31,12 +31,19 @@ def _branches(progress, e):
     that were complete, and the part read of the one the error is in (Exim
     expands it only if it is the chosen one; the other is only scanned)."""
     yes, no = progress.get("yes"), progress.get("no")
-    partial = Steps(e.nodes) if e.nodes else None
+    if yes is not None and no is not None:
+        return yes, no
+    if e.error is None:
+        partial = Steps(e.nodes) if e.nodes else None
+        return (partial, None) if yes is None else (yes, partial)
+    # The error's text depends on whether Exim expands or only scans the
+    # string it is in: expanded if chosen, else scanned.
+    expanded = Steps(list(e.nodes) + [e.error])
+    scanned = ErrorNode(e.message)
+    e.error = None
     if yes is None:
-        return partial, None
-    if no is None:
-        return yes, partial
-    return yes, no
+        return expanded, scanned
+    return Steps([yes, scanned]), expanded
 
 
 class IfBranch(Node):
@@ -123,10 +130,12 @@ def _item_extract(p, name):
             p.i += 4
             p.ws()
         if p.ch() != "}":
+            # Reported as Exim does when the item is expanded (not merely
+            # scanned): which text is wrong depends on the first argument.
             if len(args) < 2:
-                # As Exim when the item is expanded (not merely scanned).
                 p.curly("missing '{' for arg %d of extract" % (len(args) + 1))
-            p.curly("missing '}' closing extract")
+            raise _Syntax("missing '}' closing extract",
+                          Extract(p.s, args, starts, fail_at, json, garbage_at=p.i))
         starts.append(p.i)
         p.i += 1
     return Extract(p.s, args, starts, fail_at, json)
@@ -136,15 +145,41 @@ class Extract(Node):
     """``${extract}``: whether the first argument is a number decides, at
     expansion time, how many of the braced strings are arguments."""
 
-    __slots__ = ("text", "args", "starts", "fail_at", "json", "variants")
+    __slots__ = ("text", "args", "starts", "fail_at", "json", "variants", "garbage_at")
 
-    def __init__(self, text, args, starts, fail_at, json):
+    def __init__(self, text, args, starts, fail_at, json, garbage_at=None):
         self.variants = {}       # the item for 2 or 3 arguments, built once
+        self.garbage_at = garbage_at   # where text that cannot follow begins
         self.text = text
         self.args = args
         self.starts = starts
         self.fail_at = fail_at
         self.json = json
+
+    def tail_error(self, ctx, need, extra):
+        """Exim's error for what follows the arguments when it is not '}'."""
+        for arg in self.args[1:need]:
+            arg.ev(ctx)
+        rest = self.text[self.garbage_at:]
+        if extra == 0:
+            if self.fail_at is not None:
+                rest = self.text[self.fail_at:]
+            self._curly("curly-bracket problem in conditional yes/no parsing: 'yes' part did "
+                        "not start with '{'\n remaining string is '%s'" % rest)
+        if extra == 1 and self.fail_at is None:
+            raise ExpansionError('syntax error in "extract" item - "fail" expected')
+        if extra == 1 and not self.found(ctx, need):
+            self._curly("curly-bracket problem in conditional yes/no parsing: did not close "
+                        "with '}' after forcedfail\n remaining string is '%s'" % rest)
+        if extra > 2:
+            rest = self.text[self.starts[need + 2]:]
+        self._curly("curly-bracket problem in conditional yes/no parsing: did not close "
+                    "with '}'\n remaining string is '%s'" % rest)
+
+    def found(self, ctx, need):
+        """Whether the extraction finds something ($value is left as it was)."""
+        probe = YesNo("extract", Text("1"), Text(""))
+        return I.Extract(self.args[:need], probe, self.json).ev(ctx) == "1"
 
     def _curly(self, message):
         raise ExpansionError(message)
@@ -161,6 +196,8 @@ class Extract(Node):
         if len(args) < need:
             self._curly("missing '{' for arg %d of extract" % (len(args) + 1))
         extra = len(args) - need
+        if self.garbage_at is not None:
+            self.tail_error(ctx, need, extra)
         if extra == 0 and self.fail_at is not None:
             self._curly("curly-bracket problem in conditional yes/no parsing: 'yes' part did "
                         "not start with '{'\n remaining string is '%s'"
@@ -232,7 +269,8 @@ def _item_listop(p, name):
             expr = p.condition() if name == "filter" else p.seq(True)
         except _Syntax as e:
             # Exim only scans the expression here: nothing in it is expanded.
-            e.message = '%s inside "%s" item' % (e.message, name)
+            e.error = None
+            e.add_suffix(' inside "%s" item' % name)
             e.nodes = []
             raise
         p.ws()

@@ -39,10 +39,16 @@ _TWO_ARGS = frozenset(("<", "<=", "=", "==", ">", ">=", "crypteq", "eq", "eqi", 
 class _Syntax(Exception):
     """A syntax error; ``nodes`` is what Exim expands before reaching it."""
 
-    def __init__(self, message):
+    def __init__(self, message, error=None):
         super().__init__(message)
         self.message = message
         self.nodes = []
+        self.error = error      # a node raising the error, when it depends on values
+
+    def add_suffix(self, suffix):
+        self.message += suffix
+        if self.error is not None:
+            self.error = WrapErrors(self.error, suffix)
 
 
 @contextmanager
@@ -417,7 +423,7 @@ class Parser:
                 try:
                     sub = self.condition()
                 except _Syntax as e:
-                    e.message = '%s inside "%s{...}" condition' % (e.message, name)
+                    e.add_suffix(' inside "%s{...}" condition' % name)
                     raise
                 self.ws()
                 if self.ch() != "}":
@@ -441,7 +447,8 @@ class Parser:
                 sub = self.condition()
             except _Syntax as e:
                 # Exim only scans the condition here: nothing in it is expanded.
-                e.message = '%s inside "%s" condition' % (e.message, name)
+                e.error = None
+                e.add_suffix(' inside "%s" condition' % name)
                 e.nodes = []
                 raise
             self.ws()
@@ -518,7 +525,7 @@ def parse(text):
     try:
         tree = p.seq(False)
     except _Syntax as e:
-        tree = Partial(e.nodes, ErrorNode(e.message))
+        tree = Partial(e.nodes, e.error or ErrorNode(e.message))
     except RecursionError:
         tree = ErrorNode(NESTED_TOO_DEEPLY)
     return tree, tuple(p.acl_vars)
