@@ -727,6 +727,10 @@ LISTS = [
 ]
 
 ERRORS = [
+    '${sha1:$tls_in_peercet>',
+    '${if def:acl_m\\_xy}{n}}!',
+    '$acl_m',
+    '${acl_c}',
     '${extract{2}{:}{,a::c}',
     '${extract{a}{a=1}',
     '${extract{a}{a=1}{y}',
@@ -1038,6 +1042,11 @@ MORE = [
 
 # Regular expressions (PCRE spellings Python's re lacks are translated).
 REGEX = [
+    '${if match{ab1}{\\N^[[:alpha:]]+[[:diit:]:]\\$\\N}{y}{n}}',
+    '${if match{a.b}{\\N[:alnum:]\\.[[:lower:]]\\N}{y}{n}}',
+    '${if match{a]}{\\N[]a]+\\N}{$0}}',
+    '${if match{x:}{\\N[^]:]+\\N}{$0}}',
+    '${if match{x}{\\N[\\[:x:]]\\N}{$0}{n}}',
     '${if match{ab1}{\\N^[[:alpha:]]+[[:digit:]]$\\N}{y}{n}}',
     '${sg{a b}{\\N[[:space:]]\\N}{_}}',
     '${if match{x}{\\N[[:punct:]]\\N}{y}{n}}',

@@ -233,7 +233,9 @@ class Parser:
         base = name.partition("_")[0]
         if base in CERT_OPERATORS and self.ch() == "$":
             end = self.s.find("}", self.i)
-            var = self.s[self.i + 1:end] if end > 0 else ""
+            if end < 0:
+                self.fail("missing } at end of string")
+            var = self.s[self.i + 1:end]
             if var in CERT_VARIABLES:
                 # ${md5:$tls_in_peercert}: the certificate, not a string.
                 self.i = end + 1

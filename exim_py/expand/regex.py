@@ -20,14 +20,62 @@ _POSIX = {
     "punct": "!-/:-@\\[-`{-~", "blank": " \\t", "cntrl": "\\x00-\\x1f\\x7f",
     "print": " -~", "graph": "!-~", "ascii": "\\x00-\\x7f",
 }
-_POSIX_RE = re.compile(r"\[:(\^?)([a-z]+):\]")
+_POSIX_RE = re.compile(r"\[:(\^?)([a-z]*):\]")
+
+
+class _PcreError(Exception):
+    def __init__(self, message, offset):
+        super().__init__(message)
+        self.message = message
+        self.offset = offset
+
+
+def _posix_classes(pattern):
+    """Rewrite [[:name:]] inside bracket expressions for Python; refuse what
+    PCRE refuses (an unknown name, a class outside brackets)."""
+    out = []
+    i = 0
+    n = len(pattern)
+    in_class = False
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            out.append(pattern[i:i + 2])
+            i += 2
+            continue
+        m = _POSIX_RE.match(pattern, i) if c == "[" else None
+        if m:
+            if not in_class:
+                raise _PcreError("POSIX named classes are supported only within a class", i)
+            if m.group(2) not in _POSIX:
+                raise _PcreError("unknown POSIX class name", i + 2)
+            # A negated class ([:^alpha:]) is left for Python to refuse.
+            out.append(m.group(0) if m.group(1) else _POSIX[m.group(2)])
+            i = m.end()
+            continue
+        if in_class:
+            if c == "]":
+                in_class = False
+        elif c == "[":
+            in_class = True
+            out.append(c)
+            i += 1
+            # A ']' first in a class (after an optional '^') is a literal.
+            if pattern[i:i + 1] == "^":
+                out.append("^")
+                i += 1
+            if pattern[i:i + 1] == "]":
+                out.append("]")
+                i += 1
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
 
 
 def _translate(pattern):
     if "[:" in pattern:
-        # POSIX classes inside brackets ([[:alpha:]]); negated ones are left alone.
-        pattern = _POSIX_RE.sub(lambda m: _POSIX.get(m.group(2), m.group(0))
-                                if not m.group(1) else m.group(0), pattern)
+        pattern = _posix_classes(pattern)
     out = []
     i = 0
     n = len(pattern)
@@ -70,6 +118,9 @@ def compile_regex(pattern):
         except re.error as e:
             raise ExpansionError('regular expression error in "%s": %s at offset %d'
                                  % (pattern, e.msg, e.pos or 0))
+        except _PcreError as e:
+            raise ExpansionError('regular expression error in "%s": %s at offset %d'
+                                 % (pattern, e.message, e.offset))
         if len(_cache) > 5000:
             _cache.clear()
         _cache[pattern] = compiled

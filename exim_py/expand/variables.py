@@ -103,7 +103,7 @@ def is_known(name):
     if name in KNOWN:
         return True
     if name.startswith(("acl_c", "acl_m")) and not name[5:6].isalpha():
-        return len(name) > 5
+        return True
     if name.startswith("r_"):
         return True
     if name.startswith("auth") and name[4:].isdigit() and 1 <= int(name[4:]) <= 4:
