@@ -166,6 +166,7 @@ class Logger:
         self.syslog_timestamp = bool(_main_value(config, "syslog_timestamp", True))
         self.syslog_duplication = bool(_main_value(config, "syslog_duplication", True))
         self._syslog_ident = _main_value(config, "syslog_processname", "exim")
+        self._syslog_pid = bool(_main_value(config, "syslog_pid", True))
         self._syslog_facility = _main_value(config, "syslog_facility", "mail")
         self._syslog_open = False
         self._files = {}
@@ -214,7 +215,8 @@ class Logger:
     def _syslog(self, which, line):
         if not self._syslog_open:
             facility = getattr(syslog, "LOG_" + str(self._syslog_facility).upper(), syslog.LOG_MAIL)
-            syslog.openlog(self._syslog_ident, syslog.LOG_PID | syslog.LOG_CONS, facility)
+            options = syslog.LOG_CONS | (syslog.LOG_PID if self._syslog_pid else 0)
+            syslog.openlog(self._syslog_ident, options, facility)
             self._syslog_open = True
         if not self.syslog_timestamp:
             line = line.split(" ", 2)[2] if line.count(" ") >= 2 else line
