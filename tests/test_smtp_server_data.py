@@ -155,11 +155,20 @@ class BdatTests(unittest.TestCase):
         self.assertEqual(self.d.send("BDAT\r\n"), "501 missing size for BDAT command\r\n")
 
     def test_chunks_then_only_bdat(self):
-        """After a non-LAST chunk, any other command is refused until BDAT LAST."""
+        """After a non-LAST chunk NOOP is allowed; any other command is refused and
+        abandons the message (Exim's bdat_getc)."""
         self.d.send("MAIL FROM:<a@b.example>\r\n")
         self.d.send("RCPT TO:<c@d.example>\r\n")
         self.assertEqual(self.d.send("BDAT 12\r\nSubject: a\r\n"), "250 12 byte chunk received\r\n")
-        self.assertEqual(self.d.send("NOOP\r\n"), "503 only BDAT permissible after non-LAST BDAT\r\n")
+        self.assertEqual(self.d.send("NOOP\r\n"), "250 OK\r\n")
+        self.assertEqual(self.d.send("DATA\r\n"), "503 only BDAT permissible after non-LAST BDAT\r\n")
+        self.assertEqual(self.d.send("BDAT 1 LAST\r\nx"), "503 valid RCPT command must precede BDAT\r\n")
+
+    def test_zero_size_chunk(self):
+        """A zero-size chunk that is not LAST is refused with 504."""
+        self.d.send("MAIL FROM:<a@b.example>\r\n")
+        self.d.send("RCPT TO:<c@d.example>\r\n")
+        self.assertEqual(self.d.send("BDAT 0\r\n"), "504 zero size for BDAT command\r\n")
 
     def test_bdat_data_is_not_dot_unstuffed(self):
         """A '.' line inside a chunk is content, not an end marker."""
@@ -175,7 +184,8 @@ class BdatTests(unittest.TestCase):
                 if self.d.transport.value():
                     break
                 yield task.deferLater(reactor, 0.01, lambda: None)
-            self.assertTrue(self.d.take().startswith("250 OK id="))
+            out = self.d.take()
+            self.assertRegex(out, r"^250- 22 byte chunk, total 22\r\n250 OK id=\S+\r\n$")
             ids = list(self.spool.message_ids())
             self.assertEqual(self.spool.read_body(ids[0]), b".\n..x\n")
         return wait()

@@ -220,6 +220,11 @@ class SMTPServerProtocol(protocol.Protocol):
             if not arg.upper().startswith(lead):
                 return self._unknown_command(line)
             arg = arg[len(lead):].strip()
+        if self._bdat is not None and verb not in ("BDAT", "NOOP"):
+            # RFC 3030 and Exim: between chunks only BDAT (and NOOP); anything
+            # else abandons the message
+            self._reset_transaction()
+            return self._synprot(503, "only BDAT permissible after non-LAST BDAT")
         handler = getattr(self, "smtp_" + verb, None) if verb.isalpha() else None
         if handler is None:
             if pending and self.policy.enforce_sync(self.session):
@@ -228,8 +233,6 @@ class SMTPServerProtocol(protocol.Protocol):
             return self._unknown_command(line)
         if "\0" in line:
             return self._synprot(501, "NUL characters are not allowed in SMTP commands")
-        if self._bdat is not None and verb != "BDAT":
-            return self._synprot(503, "only BDAT permissible after non-LAST BDAT")
         if pending and self._needs_sync(verb):
             return self._sync_error(line)
         if verb not in MAIL_COMMANDS and self.policy.limit_nonmail(self.session):
@@ -570,8 +573,12 @@ class SMTPServerProtocol(protocol.Protocol):
         message, linecount, zerocount, longest = smtpdata.unstuff(collector.content())
         self._accept_message(env, message, linecount, zerocount, longest)
 
-    def _accept_message(self, env, message, linecount, zerocount, longest):
+    def _accept_message(self, env, message, linecount, zerocount, longest, first_line=None):
         def answered(reply):
+            if first_line is not None and reply is not None and reply.ok and not reply.lines:
+                # BDAT LAST: Exim acknowledges the chunk, then the message
+                reply = Reply(reply.code, reply.text, reply.drop,
+                              lines=[first_line, "%d %s" % (reply.code, reply.text)])
             self.envelope = None
             self.rcpt_response = None
             self.rcpt_response_same = True
@@ -590,6 +597,8 @@ class SMTPServerProtocol(protocol.Protocol):
         last = len(words) > 1 and words[1].upper() == "LAST"
         if len(words) > 2 or (len(words) == 2 and not last):
             return self._synprot(501, "unexpected argument data")
+        if int(words[0]) == 0 and not last:
+            return self._synprot(504, "zero size for BDAT command")
         if self.envelope is None or not self.envelope.recipients:
             # the chunk must still be read and thrown away
             self._skip_chunk(int(words[0]))
@@ -618,6 +627,9 @@ class SMTPServerProtocol(protocol.Protocol):
             self._bdat_discard = False
             return
         if not self._bdat_last:
+            # without PIPELINING the next BDAT must wait for this reply
+            if self._buffer and not self.pipelining and self.policy.enforce_sync(self.session):
+                return self._sync_error("BDAT")
             self._send(250, "%d byte chunk received" % chunks.last_size)
             return
         self._bdat = None
@@ -634,18 +646,22 @@ class SMTPServerProtocol(protocol.Protocol):
                 self._send_reply(reply, 0, "")
                 return
             message, linecount, zerocount, longest = chunks.content()
-            self._accept_message(env, message, linecount, zerocount, longest)
+            self._accept_message(env, message, linecount, zerocount, longest,
+                                 first_line="250- %d byte chunk, total %d" % (chunks.last_size, chunks.size))
 
         # Exim runs the DATA-time checks for BDAT too, after the last chunk.
         self._ask(self.policy.predata, self.session, env, then=answered)
 
     # -- the rest ----------------------------------------------------------
 
-    def smtp_RSET(self, arg):
+    def _reset_transaction(self):
         self.envelope = None
+        self._bdat = None
         self.rcpt_response = None
         self.rcpt_response_same = True
-        self._bdat = None
+
+    def smtp_RSET(self, arg):
+        self._reset_transaction()
         self._send(250, "Reset OK")
 
     def smtp_NOOP(self, arg):
