@@ -727,6 +727,13 @@ LISTS = [
 ]
 
 ERRORS = [
+    '${if match{ab1}{\\N^[[:al pha:]]+[[:digit:]]$\\N}{y:}{n}}',
+    '${if match{a.b}{\\N[[:alnum:]]\\.[[:lower-:]]\\N}{y}{n}}',
+    '${if match{ab1}{\\N^[[:alpha:]]+[}[:dii1t:]:]\\$\\N}{y}{n}}',
+    '${if forall{_a}{eq{${extract{}a}{a=1}x},}{a}}}',
+    '${extract{}a}{a=1}x}',
+    '${if match{a:b}{\\N[a:b]+\\N}{$0}}',
+    '${if match{a:}{\\N[:a]+\\N}{$0}}',
     '${sha1:$tls_in_peercet>',
     '${if def:acl_m\\_xy}{n}}!',
     '$acl_m',

@@ -132,9 +132,7 @@ def _item_extract(p, name):
         if p.ch() != "}":
             # Reported as Exim does when the item is expanded (not merely
             # scanned): which text is wrong depends on the first argument.
-            if len(args) < 2:
-                p.curly("missing '{' for arg %d of extract" % (len(args) + 1))
-            raise _Syntax("missing '}' closing extract",
+            raise _Syntax(p.curly_text("missing '}' closing extract"),
                           Extract(p.s, args, starts, fail_at, json, garbage_at=p.i))
         starts.append(p.i)
         p.i += 1

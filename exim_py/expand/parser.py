@@ -116,11 +116,13 @@ class Parser:
         raise _Syntax(message)
 
     def curly(self, message=""):
+        raise _Syntax(self.curly_text(message))
+
+    def curly_text(self, message):
+        """Exim's text for a bracketing error (EXPAND_FAILED_CURLY)."""
         if self.malformed:
-            message = "missing or misplaced { or } - could be header name not terminated by colon"
-        elif not message:
-            message = "missing or misplaced { or }"
-        raise _Syntax(message)
+            return "missing or misplaced { or } - could be header name not terminated by colon"
+        return message or "missing or misplaced { or }"
 
     def curly_yesno(self, what):
         self.curly("curly-bracket problem in conditional yes/no parsing: %s\n"

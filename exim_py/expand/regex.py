@@ -20,7 +20,7 @@ _POSIX = {
     "punct": "!-/:-@\\[-`{-~", "blank": " \\t", "cntrl": "\\x00-\\x1f\\x7f",
     "print": " -~", "graph": "!-~", "ascii": "\\x00-\\x7f",
 }
-_POSIX_RE = re.compile(r"\[:(\^?)([a-z]*):\]")
+_POSIX_RE = re.compile(r"\[:(\^?)([^\\\]\[]*?):\]")
 
 
 class _PcreError(Exception):
