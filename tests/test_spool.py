@@ -210,6 +210,25 @@ class SpoolTests(TestCase):
         self.assertEqual(oct(os.stat(os.path.join(self.dir, "input", message_id + "-H")).st_mode & 0o777),
                          "0o640")
 
+    def test_msglog_received_line(self):
+        """A spool made from a configuration starts each message's msglog as Exim does (message_logs)."""
+        from exim_py import config as config_module
+        path = os.path.join(self.dir, "exim.conf")
+        with open(path, "w") as f:
+            f.write("spool_directory = %s\nlog_file_path = %s/%%slog\n" % (self.dir, self.dir))
+        spool = Spool.from_config(config_module.load(path))
+        env = sample_envelope()
+        env.message_id, env.size = None, 1234
+        message_id = spool.store_batch([(env, b"x\n")])[0]
+        with open(spool.msglog_path(message_id)) as f:
+            self.assertRegex(f.read(), r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d Received from joe@example.org "
+                                       r"H=client.example \(helo.example\) \[192.0.2.7\] P=esmtpsa .* S=1234\n$")
+        with open(path, "a") as f:
+            f.write("message_logs = false\n")
+        env.message_id = None
+        message_id = Spool.from_config(config_module.load(path)).store(env, b"x\n")
+        self.assertFalse(os.path.exists(spool.msglog_path(message_id)))
+
     def test_split_spool_directory(self):
         """With split_spool_directory the files go to input/<sixth id character>/."""
         spool = Spool(self.dir, split=True)

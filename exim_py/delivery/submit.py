@@ -21,7 +21,7 @@ from exim_py.config.options import find_group, find_user
 from exim_py.match.lists import split_list
 from exim_py.delivery.addrparse import AddressSyntaxError, extract_address, qualify
 from exim_py.envelope import Envelope, Recipient, Session
-from exim_py.log import Logger, msglog_received_line, received_line
+from exim_py.log import Logger, received_line
 from exim_py.receive import make_header, receive, split_message
 from exim_py.spool import Spool
 
@@ -366,8 +366,7 @@ class Submission:
 
     def store(self, env, body):
         env.spool_extra["received_time_complete"] = "%.6f" % time.time()
-        msglog = msglog_received_line(env, self.logger) if self.config.main.message_logs else None
-        message_id = self.spool.store(env, body, msglog)
+        message_id = self.spool.store(env, body)   # the spool writes the msglog's first line
         self.logger.main(received_line(env, self.logger), message_id)
         return message_id
 

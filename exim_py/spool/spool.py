@@ -134,6 +134,9 @@ class Spool:
         self._made = set()
         self._made_lock = threading.Lock()
         self._owner = False   # not looked at yet
+        # With a Logger here, each stored message's msglog starts with its
+        # "Received from" line (message_logs; set by from_config).
+        self.msglog_logger = None
 
     @classmethod
     def from_config(cls, config):
@@ -141,8 +144,11 @@ class Spool:
         main = config.main
         number = main.localhost_number
         number = int(number) if isinstance(number, str) and number.strip().isdigit() else number
-        return cls(main.spool_directory, split=bool(main.split_spool_directory),
-                   localhost_number=number)
+        spool = cls(main.spool_directory, split=bool(main.split_spool_directory), localhost_number=number)
+        if main.message_logs:
+            from exim_py.log import Logger
+            spool.msglog_logger = Logger(config)
+        return spool
 
     # -- paths ------------------------------------------------------------
 
@@ -213,6 +219,12 @@ class Spool:
         _write_new(temp, [spoolformat.format_header_file(envelope)], sync=sync, owner=self.owner)
         return temp, os.path.join(directory, message_id + "-H"), directory
 
+    def _received_line(self, envelope):
+        if self.msglog_logger is None:
+            return None
+        from exim_py.log import msglog_received_line
+        return msglog_received_line(envelope, self.msglog_logger)
+
     def _write_msglog(self, message_id, line):
         if line is None:
             return
@@ -226,8 +238,8 @@ class Spool:
     def store(self, envelope, body, msglog_line=None):
         """Put one message on the queue durably; returns its id.
 
-        ``msglog_line`` is the message log's first line (Exim writes its
-        "Received from ..." record there; see log.msglog_received_line).
+        ``msglog_line`` is the message log's first line; without it, and with
+        ``msglog_logger`` set, Exim's "Received from ..." record is written.
         """
         return self.store_batch([(envelope, body)], [msglog_line])[0]
 
@@ -249,7 +261,9 @@ class Spool:
         for directory in directories:
             _fsync_directory(directory)
         ids = [env.message_id for env, _ in messages]
-        for message_id, line in zip(ids, msglog_lines or [None] * len(ids)):
+        if msglog_lines is None or msglog_lines == [None]:
+            msglog_lines = [self._received_line(env) for env, _ in messages]
+        for message_id, line in zip(ids, msglog_lines):
             self._write_msglog(message_id, line)
         return ids
 
