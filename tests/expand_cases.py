@@ -727,6 +727,17 @@ LISTS = [
 ]
 
 ERRORS = [
+    '${if and{{eq{a}{b}}{<{x}1}}}{t}{f}}',
+    '${if or{{eq{a}{a}}{<{x}1}}}{t}{f}}',
+    '${if and{{eq{a}{a}}{<{x}1}}}{t}{f}}',
+    '${extract json{1}{no array}"}',
+    '${listcount:<\\x01 a\\x,01\\x01b}',
+    '${sg{a1b22c3}{\\N\\d+\\N}{<\\0>}}',
+    '${lc:A\\0B}C',
+    'x\\x00y',
+    '${if eq{a\\0b}{a}{y}{n}}',
+    '${if and{{eq{a}{a}}{eq{b}{${extract{}a}{a=1}x}}}}}',
+    '${if and{{eq{a}{b}}{eq{b}{${extract{}a}{a=1}x}}}}}',
     '${if match{ab1}{\\N^[[:al pha:]]+[[:digit:]]$\\N}{y:}{n}}',
     '${if match{a.b}{\\N[[:alnum:]]\\.[[:lower-:]]\\N}{y}{n}}',
     '${if match{ab1}{\\N^[[:alpha:]]+[}[:dii1t:]:]\\$\\N}{y}{n}}',

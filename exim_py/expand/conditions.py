@@ -284,6 +284,33 @@ class Combine(Cond):
         return not want
 
 
+class CombinePartial(Node):
+    """An and{}/or{} cut short by a syntax error: its complete subconditions
+    are tested until one decides; only if none does is the part read of the
+    next one expanded (``rest``) and its expansion-time error (``error``)
+    raised.  Otherwise the caller's scan-time error follows."""
+
+    __slots__ = ("combine", "rest", "error")
+
+    def __init__(self, combine, rest, error):
+        self.combine = combine
+        self.rest = rest
+        self.error = error
+
+    def ev(self, ctx):
+        want = self.combine.name == "or"
+        for sub in self.combine.subs:
+            try:
+                if sub.test(ctx) == want:
+                    return ""
+            except ExpansionError as e:
+                raise wrap_error(e, '%s inside "%s{...}" condition' % (e, self.combine.name))
+        self.rest.ev(ctx)
+        if self.error is not None:
+            self.error.ev(ctx)
+        return ""
+
+
 def wrap_error(e, message):
     """The same kind of error (forced or not) with a longer message."""
     new = e.__class__(message)

@@ -155,9 +155,9 @@ class Extract(Node):
         self.json = json
 
     def tail_error(self, ctx, need, extra):
-        """Exim's error for what follows the arguments when it is not '}'."""
-        for arg in self.args[1:need]:
-            arg.ev(ctx)
+        """Exim's error for what follows the arguments when it is not '}'
+        (after the extraction, whose own errors come first)."""
+        found = self.found(ctx, need)
         rest = self.text[self.garbage_at:]
         if extra == 0:
             if self.fail_at is not None:
@@ -166,7 +166,7 @@ class Extract(Node):
                         "not start with '{'\n remaining string is '%s'" % rest)
         if extra == 1 and self.fail_at is None:
             raise ExpansionError('syntax error in "extract" item - "fail" expected')
-        if extra == 1 and not self.found(ctx, need):
+        if extra == 1 and not found:
             self._curly("curly-bracket problem in conditional yes/no parsing: did not close "
                         "with '}' after forcedfail\n remaining string is '%s'" % rest)
         if extra > 2:

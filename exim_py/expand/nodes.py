@@ -31,7 +31,11 @@ class Seq(Node):
         self.parts = tuple(parts)
 
     def ev(self, ctx):
-        return "".join([p if p.__class__ is str else p.ev(ctx) for p in self.parts])
+        text = "".join([p if p.__class__ is str else p.ev(ctx) for p in self.parts])
+        if "\0" in text:
+            # Exim's strings end at a NUL (from a \0 or \x escape).
+            return text[:text.index("\0")]
+        return text
 
 
 class Text(Node):
@@ -59,6 +63,8 @@ def make_seq(parts):
         merged.append(p)
     if not merged:
         return Text("")
+    if len(merged) == 1 and merged[0].__class__ is str and "\0" in merged[0]:
+        return Text(merged[0][:merged[0].index("\0")])
     if len(merged) == 1:
         return Text(merged[0]) if merged[0].__class__ is str else merged[0]
     if all(p.__class__ is str for p in merged):
@@ -172,19 +178,6 @@ class WrapErrors(Node):
             return self.node.ev(ctx)
         except ExpansionError as e:
             raise e.__class__(str(e) + self.suffix)
-
-
-class CondNode(Node):
-    """Evaluates a condition for its errors and side effects only (in a Partial)."""
-
-    __slots__ = ("cond",)
-
-    def __init__(self, cond):
-        self.cond = cond
-
-    def ev(self, ctx):
-        self.cond.test(ctx)
-        return ""
 
 
 class YesNo:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from exim_py.errors import ExpansionError
 from exim_py.expand import conditions as C
 from exim_py.expand.nodes import (
-    CondNode, ErrorNode, HeaderVar, Node, NumVar, Partial, Steps, Text, Var, WrapErrors, YesNo,
+    ErrorNode, HeaderVar, Node, NumVar, Partial, Steps, Text, Var, WrapErrors, YesNo,
     make_seq)
 from exim_py.expand.operators import find_operator
 from exim_py.expand.strings import interpret_escape
@@ -404,37 +404,39 @@ class Parser:
         if self.ch() != "{":
             self.fail('missing { after "%s"' % name)
         self.i += 1
-        subs, done = [], []
+        subs = []
         try:
-            self._subconditions(name, subs, done)
+            self._subconditions(name, subs)
         except _Syntax as e:
-            # Errors from the subconditions Exim expands first get the same suffix.
-            e.nodes = [WrapErrors(Steps(e.nodes), ' inside "%s{...}" condition' % name)]
+            # Exim tests the complete subconditions until one decides, then
+            # only scans; errors from what it expands get the same suffix.
+            suffix = ' inside "%s{...}" condition' % name
+            e.nodes = [C.CombinePartial(C.Combine(False, name, list(subs)),
+                                        WrapErrors(Steps(e.nodes), suffix), e.error)]
+            e.error = None
             raise
         self.i += 1
         return C.Combine(negate, name, subs)
 
-    def _subconditions(self, name, subs, done):
-        with _before(done):
-            while True:
-                self.ws()
-                if self.ch() == "}":
-                    break
-                if self.ch() != "{":
-                    self.fail('each subcondition inside an "%s{...}" condition must be in '
-                              'its own {}' % name)
-                self.i += 1
-                try:
-                    sub = self.condition()
-                except _Syntax as e:
-                    e.add_suffix(' inside "%s{...}" condition' % name)
-                    raise
-                self.ws()
-                if self.ch() != "}":
-                    self.fail('missing } at end of condition inside "%s" group' % name)
-                self.i += 1
-                subs.append(sub)
-                done.append(CondNode(sub))
+    def _subconditions(self, name, subs):
+        while True:
+            self.ws()
+            if self.ch() == "}":
+                break
+            if self.ch() != "{":
+                self.fail('each subcondition inside an "%s{...}" condition must be in '
+                          'its own {}' % name)
+            self.i += 1
+            try:
+                sub = self.condition()
+            except _Syntax as e:
+                e.add_suffix(' inside "%s{...}" condition' % name)
+                raise
+            self.ws()
+            if self.ch() != "}":
+                self.fail('missing } at end of condition inside "%s" group' % name)
+            self.i += 1
+            subs.append(sub)
 
     def cond_foreach(self, negate, name):
         self.ws()
