@@ -284,6 +284,26 @@ class CrossCheckTests(TestCase):
         with open(os.path.join(self.env.spool, "log", "mainlog")) as f:
             self.assertIn("%s Completed" % message_id, f.read())
 
+    def test_queue_listing_ages(self):
+        """Old messages show their age in minutes, hours or days exactly as exim4 -bp shows them."""
+        import time
+        for _ in range(6):
+            self.exim(["-odq", "a@b.example"], b"x\n")
+        now = int(time.time())
+        for message_id, age in zip(self.env.exim_ids(), (89 * 60, 95 * 60, 150 * 60, 71 * 3600, 80 * 3600,
+                                                          30 * 86400)):
+            path = os.path.join(self.env.spool, "input", message_id + "-H")
+            lines = self.env.read_exim(message_id).split(b"\n")
+            lines[3] = b"%d 0" % (now - age)
+            with open(path, "wb") as f:
+                f.write(b"\n".join(lines))
+        with open(self.env.py_config, "w") as f:
+            f.write(CONFIG.format(spool=self.env.spool))
+        theirs = self.exim(["-bp"], b"").stdout.decode()
+        self.assertEqual(run_exim_py(["-C", self.env.py_config, "-bp"]).stdout, theirs)
+        ages = [line[:3] for line in theirs.splitlines() if line and not line.startswith("    ")]
+        self.assertEqual(ages, ["89m", " 2h", " 3h", "71h", " 3d", "30d"])
+
     def test_queue_listing_of_broken_files(self):
         """A -H file that cannot be parsed is listed as Exim lists it."""
         self.exim(["-odq", "a@b.c"], b"x\n")
