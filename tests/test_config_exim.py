@@ -84,6 +84,8 @@ BROKEN = [
     "begin local_scan\n",
     "syslog_facility = foo\n",
     "log_selector = +nosuch\n",
+    "log_selector = + smtp_connection\n",
+    "log_selector = +smtp_connection,+x\n",
     "never_users = ${if eq{1}{1}{games}\n",
     "smtp_ratelimit_mail = 1,2\n",
     "errors_reply_to = foo\n",
@@ -121,6 +123,7 @@ queue_only_load = 3
 smtp_accept_max = 017
 smtp_banner = $smtp_active_hostname ESMTP
 timeout_frozen_after = 90m
+log_selector = +smtp_connection+incoming_port -retry_defer
 smtp_receive_timeout = ${if eq{1}{1}{5m}{1m}}
 domainlist local_domains = @ : localhost
 hostlist relay_hosts = 127.0.0.1

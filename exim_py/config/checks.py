@@ -11,7 +11,7 @@ from exim_py.config.retry_rewrite import parse_rewrite
 from exim_py.config.reader import LogicalLine
 from exim_py.errors import ConfigError
 from exim_py.expand.lists import split_list
-from exim_py.log import parse_selector
+from exim_py.log import SELECTORS
 
 _SYSLOG_FACILITIES = ("mail", "user", "news", "uucp", "local0", "local1", "local2", "local3",
                       "local4", "local5", "local6", "local7", "daemon")
@@ -47,10 +47,27 @@ def check_main(main, fail):
         fail(ConfigError("errors_reply_to (%s) does not contain a domain" % reply_to))
     _check_localhost_number(main["localhost_number"], fail)
     if main["log_selector"]:
-        try:
-            parse_selector(main["log_selector"])
-        except ConfigError as e:
-            fail(e)
+        _check_log_selector(main["log_selector"], fail)
+
+
+def _check_log_selector(value, fail):
+    """+name / -name items, adjacent or spaced (readconf.c decode_bits), names from log.py."""
+    pos = 0
+    while True:
+        while pos < len(value) and value[pos].isspace():
+            pos += 1
+        if pos >= len(value):
+            return
+        if value[pos] not in "+-":
+            fail(ConfigError('malformed log_selector setting: + or - expected but found "%s"'
+                             % value[pos:]))
+            return
+        m = re.compile(r"[A-Za-z0-9_]*").match(value, pos + 1)
+        name = m.group(0)
+        if name != "all" and name not in SELECTORS:
+            fail(ConfigError("unknown log_selector setting: %s" % value[pos:m.end()]))
+            return
+        pos = m.end()
 
 
 def _check_log_file_path(value, fail):

@@ -25,12 +25,13 @@ from exim_py.config.checks import (check_authenticators, check_headers_rewrite, 
                                    check_router, check_transport)
 from exim_py.config.generic_options import GENERIC
 from exim_py.config.main_options import MAIN_OPTIONS
-from exim_py.config.options import OptionTable, OptionValues, SettingParser, dequote
+from exim_py.config.options import OptionTable, OptionValues, SettingParser
 from exim_py.config.reader import Reader, Section
 from exim_py.config.retry_rewrite import parse_retry, parse_rewrite
 from exim_py.errors import ConfigError
 
-NamedList = collections.namedtuple("NamedList", "kind name value cache filename line")
+NamedList = collections.namedtuple("NamedList", "kind name value cache filename line hidden",
+                                   defaults=(False,))
 DriverConfig = collections.namedtuple("DriverConfig", "kind name driver options filename line")
 
 _LOCAL_PART_PRECONDITIONS = ("local_parts", "condition", "local_part_prefix", "local_part_suffix",
@@ -206,13 +207,16 @@ class Loader:
         if text[0].isupper():
             self.reader.define_macro(item)
             return
+        # "hide " (one space, as readconf.c tests it) may precede a named list.
+        hidden = text.startswith("hide ")
+        listed = text[5:] if hidden else text
         for prefix, kind, description in _LIST_KINDS:
-            if text.startswith(prefix):
-                self._named_list(item, text[len(prefix):], kind, description)
+            if listed.startswith(prefix):
+                self._named_list(item, listed[len(prefix):], kind, description, hidden)
                 return
         SettingParser(item.filename, item.line).apply(self.main, text, 'main option "%s" unknown')
 
-    def _named_list(self, item, rest, kind, description):
+    def _named_list(self, item, rest, kind, description, hidden):
         force_cache = rest.startswith("_cache")
         if force_cache:
             rest = rest[6:]
@@ -230,15 +234,10 @@ class Loader:
                               item.filename, item.line)
         if not rest.startswith("="):
             raise ConfigError("missing '=' after \"%s\"" % name, item.filename, item.line)
-        value = rest[1:].lstrip()
-        if value.startswith('"'):
-            value, tail, closed = dequote(value)
-            if not closed:
-                raise ConfigError("missing quote at end of string value for %s" % name,
-                                  item.filename, item.line)
+        value = SettingParser(item.filename, item.line).read_string(rest[1:].lstrip(), name)
         cache = force_cache or "$" not in value
         self.named_lists[kind][name] = NamedList(kind, name, value, cache,
-                                                 item.filename, item.line)
+                                                 item.filename, item.line, hidden)
 
     def _finish_main(self):
         main = self.main
@@ -341,6 +340,7 @@ class Loader:
                 merged._store(name, values[name], given=False)   # e.g. group set by user
             if values.is_hidden(name):
                 merged._secure.add(name)
+        merged._written.update(values._written)
         current[1] = merged
         current[4] = module
 

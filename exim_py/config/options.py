@@ -125,6 +125,7 @@ class OptionValues:
         values.update(defaults or {})
         object.__setattr__(self, "_values", values)
         object.__setattr__(self, "_given", set())
+        object.__setattr__(self, "_written", set())     # option names as the file wrote them
         object.__setattr__(self, "_secure", set())
 
     def __getitem__(self, name):
@@ -320,13 +321,17 @@ class SettingParser:
             if unknown is None:
                 return False
             raise self.error(unknown % name)
+        # Exim keeps one "set" flag per table entry, so an old synonym and the
+        # option it stands for may each be set once.
+        written = opt.name
+        if written in values._written and opt.repeat is None:
+            raise self.error('"%s" option set for the second time' % name)
+        values._written.add(written)
         targets = [opt]
         if opt.synonym_of:
             names = opt.synonym_of if isinstance(opt.synonym_of, tuple) else (opt.synonym_of,)
             targets = [values.table.get(n) for n in names]
             opt = targets[0]
-        if values.is_set(opt.name) and opt.repeat is None:
-            raise self.error('"%s" option set for the second time' % name)
         if secure:
             values._secure.add(opt.name)
         if opt.type != BOOL:
@@ -345,7 +350,8 @@ class SettingParser:
             values._store(target.name, value)
         return True
 
-    def _string(self, s, name):
+    def read_string(self, s, name):
+        """A string value: verbatim, or quoted with escapes (readconf.c read_string)."""
         if not s.startswith('"'):
             return s
         value, rest, closed = dequote(s)
@@ -359,7 +365,7 @@ class SettingParser:
         t = opt.type
         if t == BOOL:
             if opt.dollar_string and "$" in s:
-                return self._string(s, name)
+                return self.read_string(s, name)
             if not s:
                 return positive
             m = re.match(r"[A-Za-z][A-Za-z0-9_]*|", s)
@@ -389,7 +395,7 @@ class SettingParser:
             return value
         if t == TIMELIST:
             return self._timelist(opt, s, name)
-        value = self._string(s, name)
+        value = self.read_string(s, name)
         if t == UID or t == GID:
             return self._id(values, opt, name, value)
         if t in (UIDLIST, GIDLIST) and "$" in value:

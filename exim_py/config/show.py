@@ -104,8 +104,9 @@ class OptionPrinter:
             entry = self.config.named_lists[kind].get(name)
             if entry is not None:
                 found = True
-                self.line(entry.value if self.no_labels
-                          else "%slist %s = %s" % (kind, name, entry.value))
+                # A list declared with "hide" is never shown, even to admin users.
+                value = _HIDDEN if entry.hidden else entry.value
+                self.line(value if self.no_labels else "%slist %s = %s" % (kind, name, value))
         if not found:
             self.line('no address, domain, host, or local part list called "%s" exists' % name)
             self.ok = False
