@@ -1060,6 +1060,13 @@ MORE = [
 
 # Regular expressions (PCRE spellings Python's re lacks are translated).
 REGEX = [
+    '${sg{Hello World}{\\N(?)o\\N}{0}}',
+    '${sg{abc}{\\NQb\\E\\N}{B}}',
+    '${if match{ab1}{\\N^[[:alpha:]]+[[:di\\it:]:]\\$\\N}{y}{}}',
+    '${address:a@[1.2.\\3.4]}',
+    '${address:a@[1.2.3.4]}',
+    '${address:a@[IPv6:::1]}',
+    '${sg{a.b}{\\N\\Q.\\E\\N}{x}}',
     '${if match{ab1}{\\N^[[:alpha:]]+[[:diit:]:]\\$\\N}{y}{n}}',
     '${if match{a.b}{\\N[:alnum:]\\.[[:lower:]]\\N}{y}{n}}',
     '${if match{a]}{\\N[]a]+\\N}{$0}}',

@@ -20,7 +20,7 @@ _POSIX = {
     "punct": "!-/:-@\\[-`{-~", "blank": " \\t", "cntrl": "\\x00-\\x1f\\x7f",
     "print": " -~", "graph": "!-~", "ascii": "\\x00-\\x7f",
 }
-_POSIX_RE = re.compile(r"\[:(\^?)([^\\\]\[]*?):\]")
+_POSIX_RE = re.compile(r"\[:(\^?)([^\]\[]*?):\]")
 
 
 class _PcreError(Exception):
@@ -89,13 +89,18 @@ def _translate(pattern):
                 out.append(re.escape(literal))
                 i = n if end < 0 else end + 2
                 continue
-            if d == "z":
+            if d == "E":
+                pass                    # \E without \Q: PCRE ignores it
+            elif d == "z":
                 out.append("\\Z")
             elif d == "Z":
                 out.append("(?=\\n?\\Z)")
             else:
                 out.append(pattern[i:i + 2])
             i += 2
+            continue
+        if pattern.startswith("(?)", i):
+            i += 3                      # an empty option setting
             continue
         if pattern.startswith("(?<", i) and i + 3 < n and pattern[i + 3] not in "=!":
             out.append("(?P<")

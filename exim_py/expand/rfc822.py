@@ -86,6 +86,8 @@ class _Parser:
         self.skip_comment()
         if self.ch() == "[":
             while self.i < len(self.s) and self.s[self.i] != "]":
+                if ord(self.s[self.i]) < 32 or ord(self.s[self.i]) == 127:
+                    raise _Fail("malformed domain literal")
                 out.append(self.s[self.i])
                 self.i += 1
             if self.ch() != "]":
