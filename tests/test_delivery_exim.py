@@ -229,3 +229,85 @@ class DifferentialForbiddenTests(_EximComparison):
             bounces.append(self.bounce_body(d))
         self.assertEqual(logs[1], logs[0])
         self.assertEqual(bounces[1], bounces[0])
+
+
+SELECTOR_TEMPLATE = HEAD + """\
+log_selector = +delivery_size +sender_on_delivery +return_path_on_delivery
+begin routers
+viahost:
+  driver = manualroute
+  local_parts = viahost
+  route_list = * "h1.example : h2.example"
+  transport = lt
+alias:
+  driver = redirect
+  local_parts = ff
+  data = DIR/mail/ff
+  file_transport = f
+  errors_to = user1@localdomain
+local:
+  driver = accept
+  local_parts = user1 : user2
+  transport = lt
+begin transports
+lt:
+  driver = appendfile
+  file = DIR/mail/$local_part_data
+  user = Debian-exim
+f:
+  driver = appendfile
+  user = Debian-exim
+"""
+
+
+class DifferentialSelectorTests(_EximComparison):
+    """Optional delivery-line fields, for a local transport with a host list too."""
+
+    def test_optional_fields(self):
+        """S=, F=, P= and a local delivery's H= appear as in Exim's lines."""
+        logs = []
+        for name in ("ex", "py"):
+            d, _ = self.prepare(name)
+            conf = self.exim.write_config(SELECTOR_TEMPLATE.replace("DIR", d), name + "-s.conf")
+            args = ["-odi", "-f", "sender@x.example", "viahost", "ff", "user2"]
+            if name == "ex":
+                self.exim.run(conf, args, input=MESSAGE)
+            else:
+                run_exim_py(["-C", conf] + args, input=MESSAGE)
+            logs.append([re.sub(r" U=\S+ P=local S=\d+", " U=* P=local S=*", ln)
+                         for ln in self.log_lines(d)])
+        self.assertEqual(logs[1], logs[0])
+
+
+NORETRY_TEMPLATE = HEAD + """\
+begin routers
+local:
+  driver = accept
+  transport = lt
+begin transports
+lt:
+  driver = appendfile
+  file = DIR/mail/$local_part_data
+  user = Debian-exim
+"""
+
+
+class DifferentialNoRetryRuleTests(_EximComparison):
+    """With no retry rules a temporary error is final at once."""
+
+    def test_deferral_without_rules(self):
+        """The deferral is logged, then "retry timeout exceeded"; the bounce
+        meets the same error and is given up ("error ignored"), as in Exim."""
+        logs = []
+        for name in ("ex", "py"):
+            d, _ = self.prepare(name)
+            conf = self.exim.write_config(NORETRY_TEMPLATE.replace("DIR", d), name + "-n.conf")
+            args = ["-odi", "-f", "sender@x.example", "user2"]
+            if name == "ex":
+                self.exim.run(conf, args, input=MESSAGE)
+            else:
+                run_exim_py(["-C", conf] + args, input=MESSAGE)
+            logs.append([re.sub(r" U=\S+ P=local S=\d+", " U=* P=local S=*", ln)
+                         for ln in self.log_lines(d)])
+        self.assertEqual(logs[1], logs[0])
+        self.assertIn("ID sender@x.example: error ignored", logs[0])

@@ -176,7 +176,11 @@ class Address:
         self.log_fields = []                 # what the transport adds after T=name on log lines
         self.retries = []
         self.special = None
-        self.delivery_time = None
+        self.delivery_started = None         # when the transport was called
+        self.delivery_time = None            # when it finished
+        self.transport_count = None          # bytes the transport wrote (S=)
+        self.return_path = None              # the envelope sender it used (P=)
+        self.timed_out_defer = None          # (message, errno) of a deferral past its retry time
         self.retry_skipped = False           # deferred without an attempt (retry time not reached)
         self.suppressed = False              # -N: delivery suppressed
         # engine bookkeeping: "rerouted", "discarded", "duplicate", "already" or None

@@ -38,10 +38,12 @@ def log_address(addr, success):
 class DeliveryLog:
     """Writes one message's delivery lines to the main log and its msglog."""
 
-    def __init__(self, logger, spool, message_id, config):
+    def __init__(self, logger, spool, message_id, config, envelope=None):
         self.logger = logger
         self.spool = spool
         self.message_id = message_id
+        self.sender = envelope.sender if envelope is not None else None
+        self.received_time = envelope.received_time if envelope is not None else None
         self.keep_msglog = bool(config.main.get("message_logs", True))
 
     def main(self, text, msglog=True):
@@ -61,12 +63,19 @@ class DeliveryLog:
         """Log the outcome of one address (after the spool records it)."""
         if addr.result.value == "OK":
             mark = "*>" if addr.suppressed else ("=>" if first else "->")
-            text = log_address(addr, True) + _router_transport(addr) + _fields(addr)
+            text = log_address(addr, True) + self._delivery_fields(addr)
             self.logger.main("%s %s" % (mark, text), self.message_id)
             tname = addr.transport.name if addr.transport is not None else ""
             self.msglog("%s: %s transport succeeded" % (log_address(addr, True), tname))
             return
         if addr.retry_skipped and not self.logger.selector("retry_defer"):
+            return
+        if addr.result.value == "FAIL" and addr.timed_out_defer is not None:
+            message, errno_ = addr.timed_out_defer
+            self._deferred(addr, message, errno_)
+            text = "%s: %s" % (log_address(addr, False), addr.message)
+            self.logger.main("** " + text, self.message_id)
+            self.msglog(text)
             return
         if addr.result.value == "FAIL":
             head = log_address(addr, False)
@@ -78,17 +87,56 @@ class DeliveryLog:
             body = head + _router_transport(addr) + _fields(addr) + _reason(addr)
             self.main("** " + body)
             return
-        errno_ = addr.basic_errno if addr.basic_errno is not None else 0
-        body = "%s%s defer (%d)%s%s" % (log_address(addr, False), _router_transport(addr), errno_,
-                                         _fields(addr), _reason(addr))
+        self._deferred(addr, addr.message, addr.basic_errno)
+
+    def _deferred(self, addr, message, errno_):
+        reason = (": " + os.strerror(errno_) if errno_ is not None and errno_ > 0 else "") + \
+            (": " + message if message else "")
+        body = "%s%s defer (%d)%s%s" % (log_address(addr, False), _router_transport(addr),
+                                         errno_ if errno_ is not None else 0, _fields(addr), reason)
         self.logger.main("== " + body, self.message_id)
         self.msglog(body)
+
+    def _delivery_fields(self, addr):
+        """What follows the address on a delivery line, with the optional
+        fields log_selector asks for (F=, P=, S=, QT=, DT=) where Exim puts them."""
+        sel = self.logger.selector
+        text = ""
+        if sel("sender_on_delivery"):
+            text += " F=<%s>" % (self.sender or "")
+        if sel("return_path_on_delivery"):
+            text += " P=<%s>" % (addr.return_path if addr.return_path is not None
+                                 else self.sender or "")
+        text += _router_transport(addr)
+        if sel("delivery_size"):
+            text += " S=%d" % (addr.transport_count or 0)
+        if addr.transport is not None and not addr.transport.remote and addr.host_list:
+            text += " H=%s" % addr.host_list[0].name
+        text += _fields(addr)
+        if sel("queue_time") and self.received_time is not None and addr.delivery_time:
+            text += " QT=%s" % print_time(addr.delivery_time - self.received_time)
+        if sel("deliver_time") and addr.delivery_started and addr.delivery_time:
+            text += " DT=%s" % print_time(addr.delivery_time - addr.delivery_started)
+        return text
 
     def discarded(self, addr):
         """A redirection to :blackhole: is logged as a delivery to it."""
         text = ":blackhole: <%s> R=%s" % (addr.address, addr.router)
         self.logger.main("=> " + text, self.message_id)
         self.msglog(text)
+
+
+def print_time(seconds):
+    """A duration as Exim prints times: 1w2d3h4m5s, zero parts left out, "0s" for none."""
+    seconds = int(seconds)
+    if seconds <= 0:
+        return "0s"
+    out = ""
+    for name, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            out += "%d%s" % (seconds // size, name)
+            seconds %= size
+    return out
 
 
 def _router_transport(addr):

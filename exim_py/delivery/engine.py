@@ -152,7 +152,7 @@ class _Delivery:
         self.ctx = ctx
         self.message = message
         self.envelope = envelope
-        self.log = DeliveryLog(self.logger, self.spool, self.message_id, self.config)
+        self.log = DeliveryLog(self.logger, self.spool, self.message_id, self.config, envelope)
 
         if envelope.frozen and not self.thaw:
             expired = yield threads.deferToThread(self._frozen_timeouts)
@@ -328,6 +328,9 @@ class _Delivery:
             batch = usable
             if not batch:
                 return
+        started = self.ctx.now()
+        for a in batch:
+            a.delivery_started = started
         try:
             yield defer.maybeDeferred(transport.deliver, self.message, batch, self.ctx)
         except Exception as e:   # a transport bug must not lose the message
@@ -336,6 +339,9 @@ class _Delivery:
             for a in batch:
                 if a.result is not OK:
                     a.set_result(DEFER, "transport error: %s" % e)
+        finished = self.ctx.now()
+        for a in batch:
+            a.delivery_time = finished
         if not transport.remote:
             # Bounces do not reveal why a local delivery failed (as Exim).
             for a in batch:
@@ -360,13 +366,20 @@ class _Delivery:
                 a.add_retry(key, error="*", message=a.message)
             self._record([a], routing=True)
 
+    def _error_ignored(self, addr):
+        """A bounce whose delivery timed out is given up quietly (Exim logs
+        "error ignored") rather than frozen."""
+        return self.envelope.sender == "" and addr.timed_out_defer is not None \
+            and not addr.errors_to
+
     def _bounceable(self, addr):
         """Whether a failure can be recorded (and reported, if there is anyone
         to report it to).  A failure from the null sender with nowhere to send
         it freezes the message instead (Exim never bounces a bounce), unless
         the message is older than ignore_bounce_errors_after: then the
         failure is just recorded and the bounce discarded."""
-        if addr.ignore_error or addr.errors_to or self.envelope.sender != "":
+        if addr.ignore_error or addr.errors_to or self.envelope.sender != "" \
+                or self._error_ignored(addr):
             return True
         ignore = self.config.main.get("ignore_bounce_errors_after")
         return ignore is not None and \
@@ -400,6 +413,10 @@ class _Delivery:
     def _finish(self, plan):
         if plan is None:
             return
+        for a in self.outcome.failed:
+            if self._error_ignored(a):
+                a.ignore_error = True
+                self.log.main("%s: error ignored" % a.address)
         failed = [a for a in self.outcome.failed if not a.ignore_error]
         if failed:
             self._bounce(failed)

@@ -204,10 +204,9 @@ def update(ctx, addresses):
                     done[item.key] = "permanent"
             if addr.result is not DEFER or item.delete:
                 continue
-            if done[item.key] == "permanent":
-                addr.set_result(FAIL, addr.message, addr.basic_errno)
-            elif record is not None and record.expired:
-                addr.set_result(FAIL, "retry timeout exceeded" if not addr.message
-                                else addr.message + ": retry timeout exceeded",
-                                addr.basic_errno)
+            if done[item.key] == "permanent" or (record is not None and record.expired):
+                # Exim logs the deferral, then fails the address with
+                # "retry timeout exceeded" (with no rule at all, at once).
+                addr.timed_out_defer = (addr.message, addr.basic_errno)
+                addr.set_result(FAIL, "retry timeout exceeded")
 

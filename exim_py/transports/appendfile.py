@@ -131,7 +131,9 @@ class Transport(TransportBase):
             self.fail_all(addresses, DEFER, str(e))
             return
         except OSError as e:
-            self.fail_all(addresses, DEFER, "%s: %s" % (e.filename or "", e.strerror), e.errno)
+            # The log line shows strerror from the errno, then this text.
+            self.fail_all(addresses, DEFER, "while delivering to %s" % (e.filename or "mailbox"),
+                          e.errno)
             for a in addresses:
                 a.add_retry("T:%s" % _key(a), error="*", message=a.message)
             return
@@ -174,6 +176,9 @@ class Transport(TransportBase):
         chunks = [prefix] + list(self.message_chunks(
             message, addresses, ctx, eol=eol, check_string=check, escape_string=escape)) + [suffix]
         data = b"".join(c for c in chunks if c)
+        for a in addresses:
+            a.transport_count = len(data)
+            a.return_path = self.return_path(message, a, ctx)
         self._check_quota(path, is_dir, len(data), addr, ctx)
         if maildir:
             self._maildir(path, data, addr, ctx, uid, gid)
@@ -249,6 +254,14 @@ class Transport(TransportBase):
             raise _Failure(DEFER, "mailbox %s is a symbolic link" % path)
         if opts["file_must_exist"] and not os.path.exists(path):
             raise _Failure(DEFER, "file %s does not exist" % path, errno.ENOENT)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            st = None
+        if st is not None and st.st_nlink != 1:
+            # Exim's check on an existing mailbox (a directory counts too).
+            raise _Failure(DEFER, "mailbox %s has too many links (%d)" % (path, st.st_nlink),
+                           -4)
         lockfile = None
         if opts["use_lockfile"]:
             lockfile = self._dotlock(path)

@@ -181,6 +181,9 @@ class Transport(TransportBase):
         except ExpansionError as e:
             self.fail_all(addresses, DEFER, str(e))
             return
+        for a in addresses:
+            a.transport_count = len(data)
+            a.return_path = self.return_path(message, a, ctx)
         outcome, text, errno_ = self._run(argv, shown, env, uid, gid, addr, data)
         for a in addresses:
             a.set_result(outcome, text, errno_)
