@@ -59,6 +59,9 @@ BROKEN = [
     "domainlist a = x\ndomainlist a = y\n",
     "domainlist a x\n",
     "domainlistx a = x\n",
+    'hostlist relay_hosts = "XXXX" and junk\n',
+    "hide  hostlist h = a\n",
+    "return_size_limit = 1K\nreturn_size_limit = 2K\n",
     "smtp_accept_max = 0\nsmtp_accept_queue = 3\n",
     "begin acl\n  accept\n",
     "begin acl\na:\n accept\na:\n accept\n",
@@ -109,6 +112,7 @@ SETTINGS = """\
 keep_environment =
 accept_8bitmime = false
 auto_thaw = 1d2h3m4s
+return_size_limit = 12K
 bounce_return_size_limit = 2048
 check_spool_space = 10000
 check_log_space = 2G
@@ -127,13 +131,14 @@ log_selector = +smtp_connection+incoming_port -retry_defer
 smtp_receive_timeout = ${if eq{1}{1}{5m}{1m}}
 domainlist local_domains = @ : localhost
 hostlist relay_hosts = 127.0.0.1
+hide addresslist secret_senders = "a@b.example : c@d.example"
 """
 
 PRINTED = ("accept_8bitmime auto_thaw bounce_return_size_limit check_spool_space check_log_space "
            "delay_warning deliver_queue_load_max dns_dnssec_ok tls_privatekey never_users "
            "qualify_domain queue_only_load smtp_accept_max smtp_banner timeout_frozen_after "
            "smtp_load_reserve admin_groups smtp_receive_timeout no_such_option "
-           "+local_domains +relay_hosts +missing").split()
+           "+local_domains +relay_hosts +secret_senders +missing").split()
 
 # Main options whose defaults Exim fixes when it is built, and exim_py at run
 # time (README.rst, "Configuration"), and exim_py's own extension.
