@@ -32,8 +32,10 @@ mbox:
 begin transports
 env_pipe:
   driver = pipe
-  command = /bin/sh -c "env > VAR/env.out"
+  command = /bin/sh -c "env > VAR/env.out; pwd >> VAR/env.out"
   environment = EXTRA=yes
+  home_directory = VAR/home
+  current_directory = VAR
 quoted_pipe:
   driver = pipe
   command = VAR/args.sh "$local_part with spaces" 'literal $sender_address' $sender_address
@@ -95,13 +97,15 @@ class PipeTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_environment(self):
-        """The command sees Exim's variables and the environment option."""
+        """The command sees Exim's variables, the environment option,
+        home_directory as $HOME and runs in current_directory."""
         mid = self.env.submit(["env"])
         yield self.env.deliver(mid)
         with open(self.env.path("env.out")) as f:
             lines = set(f.read().splitlines())
         for expected in ("LOCAL_PART=env", "DOMAIN=localdomain", "SENDER=sender@x.example",
-                         "RECIPIENT=env@localdomain", "MESSAGE_ID=%s" % mid, "EXTRA=yes"):
+                         "RECIPIENT=env@localdomain", "MESSAGE_ID=%s" % mid, "EXTRA=yes",
+                         "HOME=%s" % self.env.path("home"), self.env.dir):
             self.assertIn(expected, lines)
 
     @defer.inlineCallbacks

@@ -136,10 +136,20 @@ class Transport(TransportBase):
                 return candidate
         return None
 
+    def _home(self, addr, ctx):
+        """The transport's home_directory, else the router's (spec chapter
+        "Environment for running local transports")."""
+        return self.expand_opt("home_directory", addr, ctx) or addr.home_dir or ""
+
+    def _cwd(self, addr, ctx):
+        cwd = self.expand_opt("current_directory", addr, ctx) or addr.current_dir \
+            or self._home(addr, ctx) or "/"
+        return cwd if os.path.isdir(cwd) else "/"
+
     def _environment(self, message, addr, ctx, uid):
         import pwd
         main = ctx.config.main
-        home = addr.home_dir or ""
+        home = self._home(addr, ctx)
         env = {
             "LOCAL_PART": addr.local_part,
             "LOGNAME": addr.local_part,
@@ -178,13 +188,14 @@ class Transport(TransportBase):
             uid, gid = local.delivery_ids(self, addr, ctx)
             env = self._environment(message, addr, ctx, uid)
             data = self._input(message, addresses, ctx)
+            cwd = self._cwd(addr, ctx)
         except ExpansionError as e:
             self.fail_all(addresses, DEFER, str(e))
             return
         for a in addresses:
             a.transport_count = len(data)
             a.return_path = self.return_path(message, a, ctx)
-        outcome, text, errno_ = self._run(argv, shown, env, uid, gid, addr, data)
+        outcome, text, errno_ = self._run(argv, shown, env, uid, gid, addr, data, cwd)
         for a in addresses:
             a.set_result(outcome, text, errno_)
             if outcome is DEFER:
@@ -211,12 +222,9 @@ class Transport(TransportBase):
                                             escape_string=self.options["escape_string"]))
         return parts[0] + body + parts[1]
 
-    def _run(self, argv, shown, env, uid, gid, addr, data):
-        """Run the command; returns (Result, message, errno)."""
+    def _run(self, argv, shown, env, uid, gid, addr, data, cwd):
+        """Run the command in ``cwd``; returns (Result, message, errno)."""
         opts = self.options
-        cwd = addr.current_dir or addr.home_dir or "/"
-        if not os.path.isdir(cwd):
-            cwd = "/"
         kwargs = {}
         if uid is not None and os.geteuid() == 0:
             kwargs["user"] = uid
