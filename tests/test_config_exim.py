@@ -86,6 +86,7 @@ BROKEN = [
     "begin rewrite\n*@a b@c S\n",
     "begin local_scan\n",
     "syslog_facility = foo\n",
+    "spool_directory = /var/spool/${if eq{1}{1}{x}\n",
     "log_selector = +nosuch\n",
     "log_selector = + smtp_connection\n",
     "log_selector = +smtp_connection,+x\n",
@@ -284,3 +285,14 @@ class EximComparisonTests(TestCase):
                                      parse_args(["-C", path, "-bP", "environment"]))
         self.assertEqual(out, expected.stdout)
         self.assertIn("JAVA_HOME=/j\n", out)
+
+    def test_same_expanded_paths(self):
+        """spool_directory, log_file_path and pid_file_path are expanded once, when read."""
+        path = self.exim.write_config(
+            "keep_environment =\nprimary_hostname = ph.example\n"
+            "spool_directory = /var/spool/${primary_hostname}/x\n"
+            "log_file_path = ${if eq{1}{1}{/tmp/log/%slog}}\npid_file_path = ${spool_directory}/p\n")
+        names = ["spool_directory", "log_file_path", "pid_file_path", "process_log_path"]
+        expected = self.exim.run(path, ["-bP"] + names)
+        _status, out, _err = capture(print_options_mode, parse_args(["-C", path, "-bP"] + names))
+        self.assertEqual(out, expected.stdout)

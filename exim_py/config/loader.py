@@ -28,7 +28,8 @@ from exim_py.config.main_options import MAIN_OPTIONS
 from exim_py.config.options import OptionTable, OptionValues, SettingParser
 from exim_py.config.reader import Reader, Section
 from exim_py.config.retry_rewrite import parse_retry, parse_rewrite
-from exim_py.errors import ConfigError
+from exim_py.errors import ConfigError, ExpansionError
+from exim_py.expand import ExpandContext, expand
 
 NamedList = collections.namedtuple("NamedList", "kind name value cache filename line hidden",
                                    defaults=(False,))
@@ -42,6 +43,15 @@ _MAX_NAMED_LISTS = 32      # of each kind, as Exim 4.96 is built
 _LIST_KINDS = (("domainlist", "domain", "domain list"), ("hostlist", "host", "host list"),
                ("addresslist", "address", "address list"),
                ("localpartlist", "localpart", "local part list"))
+
+
+class _Partial:
+    """The part of a Config that exists once the main section is read (for expansions)."""
+
+    def __init__(self, main, named_lists):
+        self.main = main
+        self.named_lists = named_lists
+        self.filename = None
 
 
 class Config:
@@ -113,9 +123,6 @@ def computed_defaults(main):
         out["spool_directory"] = spool
     if main["log_file_path"] is None:
         out["log_file_path"] = log
-    if not main["process_log_path"]:
-        spool = out.get("spool_directory", main["spool_directory"])
-        out["process_log_path"] = spool + "/exim-process.info"
     return out
 
 
@@ -243,6 +250,18 @@ class Loader:
         main = self.main
         for name, value in computed_defaults(main).items():
             main._store(name, value, given=False)
+        # Exim expands these three once, at start-up, and keeps the results.
+        context = ExpandContext(config=_Partial(main, self.named_lists))
+        for name in ("spool_directory", "log_file_path", "pid_file_path"):
+            value = main[name]
+            if value and ("$" in value or "\\" in value):
+                try:
+                    main._store(name, expand(value, context), given=main.is_set(name))
+                except ExpansionError as e:
+                    self.fail(ConfigError('failed to expand %s "%s": %s' % (name, value, e)))
+        if not main["process_log_path"]:
+            main._store("process_log_path", main["spool_directory"] + "/exim-process.info",
+                        given=False)
         check_main(main, self.fail)
 
     # -- driver sections ------------------------------------------------------

@@ -17,7 +17,7 @@ from exim_py.config.options import (BOOL, DOMAINLIST, FIXED, GIDLIST, HOSTLIST, 
 #: exim_py runs as and where it is installed.
 COMPUTED_DEFAULTS = (
     "exim_group", "exim_path", "exim_user", "log_file_path", "primary_hostname",
-    "process_log_path", "qualify_domain", "qualify_recipient",
+    "qualify_domain", "qualify_recipient",
     "spool_directory",
 )
 
