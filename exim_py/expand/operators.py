@@ -8,7 +8,6 @@ underscore (``substr_1_2`` → ``"1_2"``), or None.
 """
 
 import base64
-import binascii
 import hashlib
 import os
 import random
@@ -67,17 +66,42 @@ def op_base64(s, arg, ctx):
     return _str(base64.b64encode(to_bytes(s)))
 
 
+_B64 = {c: i for i, c in enumerate(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")}
+
+
 def op_base64d(s, arg, ctx):
-    # Exim decodes in groups of four; padding may be omitted only at the end.
-    t = s.strip()
-    try:
-        data = base64.b64decode(t + "=" * (-len(t) % 4) if len(t) % 4 != 1 else t,
-                                validate=True)
-    except (binascii.Error, ValueError):
-        raise ExpansionError('string "%s" is not well-formed for "base64d" operator' % s)
-    if len(t) % 4 and not s.endswith("="):
-        raise ExpansionError('string "%s" is not well-formed for "base64d" operator' % s)
-    return _str(data)
+    """Exim's b64decode(): white space is skipped, '=' padding may only end
+    the string, and a final incomplete group is an error."""
+    chars = [c for c in s if c not in " \t\n\r\f\v"] + [""]
+    out = bytearray()
+    i = 0
+    bad = ExpansionError('string "%s" is not well-formed for "base64d" operator' % s)
+    while chars[i]:
+        x, y = _B64.get(chars[i]), _B64.get(chars[i + 1])
+        if x is None or y is None:
+            raise bad
+        out.append(((x << 2) | (y >> 4)) & 0xFF)
+        c3 = chars[i + 2] if i + 2 < len(chars) else ""
+        if c3 == "=":
+            if chars[i + 3:i + 5] != ["=", ""]:
+                raise bad
+            break
+        x = _B64.get(c3)
+        if x is None:
+            raise bad
+        out.append(((y << 4) | (x >> 2)) & 0xFF)
+        c4 = chars[i + 3] if i + 3 < len(chars) else ""
+        if c4 == "=":
+            if chars[i + 4:i + 5] != [""]:
+                raise bad
+            break
+        y = _B64.get(c4)
+        if y is None:
+            raise bad
+        out.append(((x << 6) | y) & 0xFF)
+        i += 4
+    return out.decode("latin-1")
 
 
 _B32 = "abcdefghijklmnopqrstuvwxyz234567"

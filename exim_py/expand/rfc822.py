@@ -85,8 +85,11 @@ class _Parser:
         out = []
         self.skip_comment()
         if self.ch() == "[":
+            out.append("[")
+            self.i += 1
             while self.i < len(self.s) and self.s[self.i] != "]":
-                if ord(self.s[self.i]) < 32 or ord(self.s[self.i]) == 127:
+                c = self.s[self.i]
+                if ord(c) <= 32 or ord(c) == 127 or c in "[\\":
                     raise _Fail("malformed domain literal")
                 out.append(self.s[self.i])
                 self.i += 1
