@@ -26,10 +26,22 @@ reply:
   local_parts = vacation
   transport = vacation
   unseen
+filtered:
+  driver = accept
+  local_parts = filtered : badfilter
+  transport = ${local_part}_mbox
 mbox:
   driver = accept
   transport = mbox
 begin transports
+filtered_mbox:
+  driver = appendfile
+  file = VAR/mail/$local_part
+  transport_filter = /bin/sed -e "s/hello/HELLO/" -e "s/^Subject: .*/Subject: $local_part/"
+badfilter_mbox:
+  driver = appendfile
+  file = VAR/mail/$local_part
+  transport_filter = /bin/false
 env_pipe:
   driver = pipe
   command = /bin/sh -c "env > VAR/env.out; pwd >> VAR/env.out"
@@ -175,6 +187,25 @@ class AppendfileTests(unittest.TestCase):
         box = mailbox.mbox(self.env.path("mail", "shared"))
         self.assertEqual(sorted(m["Subject"] for m in box), sorted("n%d" % i for i in range(10)))
         self.assertTrue(all(m.get_payload() == "line\n" * 200 for m in box))
+
+    @defer.inlineCallbacks
+    def test_transport_filter(self):
+        """transport_filter rewrites the message (headers and body) before it is
+        written; its arguments are expanded."""
+        mid = self.env.submit(["filtered"], body="hello world\n")
+        yield self.env.deliver(mid)
+        msg = mailbox.mbox(self.env.path("mail", "filtered"))[0]
+        self.assertEqual(msg["Subject"], "filtered")
+        self.assertEqual(msg.get_payload(), "HELLO world\n")
+
+    @defer.inlineCallbacks
+    def test_failing_transport_filter_defers(self):
+        """A filter that exits non-zero defers the delivery; nothing is written."""
+        mid = self.env.submit(["badfilter"])
+        outcome = yield self.env.deliver(mid)
+        self.assertEqual(len(outcome.deferred), 1)
+        self.assertIn("transport filter process failed (1)", self.env.mainlog())
+        self.assertFalse(os.path.exists(self.env.path("mail", "badfilter")))
 
     @defer.inlineCallbacks
     def test_from_lines_escaped(self):

@@ -97,14 +97,11 @@ class TransportBase(DriverBase):
 
         ``eol`` is the line ending to use (b"\\r\\n" for SMTP); ``dot_stuff``
         doubles a leading dot (RFC 5321 4.5.2); ``check_string`` and
-        ``escape_string`` escape body lines that start with check_string
-        (appendfile's "From " handling for mbox files).
+        ``escape_string`` escape lines that start with check_string
+        (appendfile's "From " handling for mbox files).  With the generic
+        ``transport_filter`` option the message passes through that command
+        first; a failing filter raises ExpansionError (the delivery defers).
         """
-        addr = addresses[0]
-        top, bottom = self.added_headers(message, addresses, ctx)
-        removed = set(self.removed_headers(addr, ctx))
-        headers_only = self.options["headers_only"]
-        body_only = self.options["body_only"]
         check = check_string.encode() if check_string else None
         escape = (escape_string or "").encode()
 
@@ -119,33 +116,58 @@ class TransportBase(DriverBase):
                 line = b"." + line
             return line + eol
 
-        if not body_only:
-            out = []
+        lines = self._raw_lines(message, addresses, ctx)
+        if self.options["transport_filter"] is not None:
+            lines = self._filtered(b"".join(lines), addresses[0], ctx)
+        buf, size = [], 0
+        for line in lines:
+            piece = line_out(line)
+            buf.append(piece)
+            size += len(piece)
+            if size > 65536:
+                yield b"".join(buf)
+                buf, size = [], 0
+        if buf:
+            yield b"".join(buf)
+
+    def _raw_lines(self, message, addresses, ctx):
+        """The message's lines as the transport sends it, LF-terminated."""
+        addr = addresses[0]
+        headers_only = self.options["headers_only"]
+        if not self.options["body_only"]:
+            top, bottom = self.added_headers(message, addresses, ctx)
+            removed = set(self.removed_headers(addr, ctx))
             for text in top:
-                out.extend(line_out(x) for x in _lines(text.encode()))
+                yield from _lines(text.encode())
             for h in message.headers:
                 if h.flag == "*" or h.name.lower() in removed:
                     continue
-                out.extend(line_out(x) for x in _lines(h.text.encode("utf-8", "surrogateescape")))
+                yield from _lines(h.text.encode("utf-8", "surrogateescape"))
             for text in bottom:
-                out.extend(line_out(x) for x in _lines(text.encode()))
+                yield from _lines(text.encode())
             if not headers_only:
-                out.append(eol)
-            yield b"".join(out)
+                yield b"\n"
         if headers_only:
             return
         with message.open_body() as body:
-            buf = []
-            size = 0
-            for line in body:
-                piece = line_out(line)
-                buf.append(piece)
-                size += len(piece)
-                if size > 65536:
-                    yield b"".join(buf)
-                    buf, size = [], 0
-            if buf:
-                yield b"".join(buf)
+            yield from body
+
+    def _filtered(self, data, addr, ctx):
+        """Lines of ``data`` after transport_filter (each argument expanded
+        separately, as for the pipe transport's command)."""
+        import subprocess
+        argv = [ctx.expand(a, addr, transport=self)
+                for a in split_command(self.options["transport_filter"])]
+        try:
+            done = subprocess.run(argv, input=data, capture_output=True,
+                                  timeout=self.options["transport_filter_timeout"] or None)
+        except subprocess.TimeoutExpired:
+            raise ExpansionError("transport filter timed out")
+        except OSError as e:
+            raise ExpansionError("failed to run transport filter %s: %s" % (argv[0], e.strerror))
+        if done.returncode != 0:
+            raise ExpansionError("transport filter process failed (%d)" % done.returncode)
+        return _lines(done.stdout)
 
 
 def _lines(data):
@@ -154,6 +176,38 @@ def _lines(data):
     if lines and not lines[-1].endswith(b"\n"):
         lines[-1] += b"\n"
     return lines
+
+
+def split_command(text):
+    """Split a command line into arguments as Exim's transport_set_up_command:
+    white space separates, '...' is literal, "..." allows backslash escapes."""
+    args = []
+    i, n = 0, len(text)
+    while True:
+        while i < n and text[i].isspace():
+            i += 1
+        if i >= n:
+            return args
+        cur = []
+        while i < n and not text[i].isspace():
+            c = text[i]
+            if c == "'":
+                j = text.find("'", i + 1)
+                j = n if j < 0 else j
+                cur.append(text[i + 1:j])
+                i = j + 1
+            elif c == '"':
+                i += 1
+                while i < n and text[i] != '"':
+                    if text[i] == "\\" and i + 1 < n:
+                        i += 1
+                    cur.append(text[i])
+                    i += 1
+                i += 1
+            else:
+                cur.append(c)
+                i += 1
+        args.append("".join(cur))
 
 
 def split_header_lines(text):
@@ -188,5 +242,5 @@ def running_as_root():
     return os.geteuid() == 0
 
 
-__all__ = ["TransportBase", "split_header_lines", "rfc2822_date", "ExpansionError",
+__all__ = ["TransportBase", "split_command", "split_header_lines", "rfc2822_date", "ExpansionError",
            "defer_on_expansion_error", "running_as_root"]

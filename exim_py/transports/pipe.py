@@ -21,7 +21,7 @@ from exim_py.config.options import BOOL, INT, OCTINT, STRING, TIME, Option, Opti
 from exim_py.delivery.address import OK, DEFER, FAIL
 from exim_py.errors import ExpansionError, ForcedFail
 from exim_py.transports import local
-from exim_py.transports.base import TransportBase
+from exim_py.transports.base import TransportBase, split_command
 
 OPTIONS = OptionTable([
     Option("allow_commands", STRING, None, "commands a pipe address may run", expand=True),
@@ -60,38 +60,6 @@ OPTIONS = OptionTable([
 GENERIC_DEFAULTS = {"retry_use_local_part": True}
 
 DEFAULT_PREFIX = "From ${if def:return_path{$return_path}{MAILER-DAEMON}} ${tod_bsdinbox}\n"
-
-
-def split_command(text):
-    """Split a command line into arguments as Exim's transport_set_up_command:
-    white space separates, '...' is literal, "..." allows backslash escapes."""
-    args = []
-    i, n = 0, len(text)
-    while True:
-        while i < n and text[i].isspace():
-            i += 1
-        if i >= n:
-            return args
-        cur = []
-        while i < n and not text[i].isspace():
-            c = text[i]
-            if c == "'":
-                j = text.find("'", i + 1)
-                j = n if j < 0 else j
-                cur.append(text[i + 1:j])
-                i = j + 1
-            elif c == '"':
-                i += 1
-                while i < n and text[i] != '"':
-                    if text[i] == "\\" and i + 1 < n:
-                        i += 1
-                    cur.append(text[i])
-                    i += 1
-                i += 1
-            else:
-                cur.append(c)
-                i += 1
-        args.append("".join(cur))
 
 
 class Transport(TransportBase):
