@@ -954,6 +954,17 @@ SEMANTICS = [
 
 # Lookups, list matches, ${run} argument splitting, address parsing.
 MORE = [
+    '${if gei{}{x}{y}{n}}',
+    '${if lti{}{x}{y}{n}}',
+    '${if gti{ab}{a}{y}{n}}',
+    '${if lti{a}{AB}{y}{n}}',
+    '${if eqi{}{}{y}{n}}',
+    '${sort{b:a::c}{lti}{$item}}',
+    '${sort{B:a:}{gei}{$item}}',
+    '${addresses:\\]1h\\=\\"}',
+    '${address:a\\\\b@c}',
+    '${local_part:\\}a}',
+    '${address:\\\\}',
     '${address:a@[]}',
     '${address:a@[abc]}',
     '${address:a@[1.2.3]}',

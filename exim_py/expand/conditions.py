@@ -134,6 +134,26 @@ _STRCMP = {
     "eq": lambda a, b: a == b, "lt": lambda a, b: a < b, "le": lambda a, b: a <= b,
     "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b,
 }
+_SIGN = {"eq": lambda c: c == 0, "lt": lambda c: c < 0, "le": lambda c: c <= 0,
+         "gt": lambda c: c > 0, "ge": lambda c: c >= 0}
+
+
+def strcmpic(s, t):
+    """Exim's strcmpic(), quirk included: when ``s`` is a prefix of ``t`` the
+    result is positive, so "" sorts after "x" in the caseless comparisons."""
+    s, t = ascii_lower(s), ascii_lower(t)
+    for i, c in enumerate(s):
+        d = ord(c) - (ord(t[i]) if i < len(t) else 0)
+        if d:
+            return d
+    return ord(t[len(s)]) if len(t) > len(s) else 0
+
+
+def string_compare(op, a, b):
+    """eq, lt, le, gt, ge and their caseless forms eqi, lti ..."""
+    if op in _STRCMP:
+        return _STRCMP[op](a, b)
+    return _SIGN[op[:-1]](strcmpic(a, b))
 _NUMCMP = {
     "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, "=": lambda a, b: a == b,
     "==": lambda a, b: a == b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
@@ -175,10 +195,8 @@ class TwoArg(Cond):
             x = _num(a)
             return _NUMCMP[name](x, _num(self.b.ev(ctx)))
         b = self.b.ev(ctx)
-        if name in _STRCMP:
-            return _STRCMP[name](a, b)
-        if name[-1] == "i" and name[:-1] in _STRCMP:
-            return _STRCMP[name[:-1]](ascii_lower(a), ascii_lower(b))
+        if name in _STRCMP or name[:-1] in _STRCMP:
+            return string_compare(name, a, b)
         if name == "match":
             m = compile_regex(b).search(a)
             if m is None:

@@ -510,7 +510,7 @@ class Sort(Node):
         self.extractor = extractor
 
     def ev(self, ctx):
-        from exim_py.expand.conditions import _NUMCMP, _STRCMP
+        from exim_py.expand.conditions import _NUMCMP, string_compare
         text = self.lst.ev(ctx)
         sep = list_separator(text)[0]
         op = self.op
@@ -524,11 +524,9 @@ class Sort(Node):
                     return base_num(arith.string_integer(a), arith.string_integer(b))
                 except ExpansionError:
                     return False
-        elif op[-1] == "i" and op[:-1] in _STRCMP:
-            base = _STRCMP[op[:-1]]
-            before = lambda a, b: base(ascii_lower(a), ascii_lower(b))  # noqa: E731
         else:
-            before = _STRCMP[op]
+            def before(a, b):
+                return string_compare(op, a, b)
         saved = ctx.iterate_item
         keyed = []
         try:

@@ -72,7 +72,12 @@ class _Parser:
                 out.append('"')
                 self.i += 1
             else:
-                while _is_atom_char(self.ch()):
+                # Exim also takes RFC 821 quoted pairs (\x) in a local part.
+                while _is_atom_char(self.ch()) or (self.ch() == "\\"
+                                                   and self.i + 1 < len(self.s)):
+                    if self.ch() == "\\":
+                        out.append(self.ch())
+                        self.i += 1
                     out.append(self.ch())
                     self.i += 1
             self.skip_comment()
