@@ -26,6 +26,10 @@ reply:
   local_parts = vacation
   transport = vacation
   unseen
+shadowed:
+  driver = accept
+  local_parts = shadowed
+  transport = shadowed_mbox
 filtered:
   driver = accept
   local_parts = filtered : badfilter
@@ -38,6 +42,13 @@ filtered_mbox:
   driver = appendfile
   file = VAR/mail/$local_part
   transport_filter = /bin/sed -e "s/hello/HELLO/" -e "s/^Subject: .*/Subject: $local_part/"
+shadowed_mbox:
+  driver = appendfile
+  file = VAR/mail/$local_part
+  shadow_transport = shadow_copy
+shadow_copy:
+  driver = appendfile
+  file = VAR/mail/shadow-copy
 badfilter_mbox:
   driver = appendfile
   file = VAR/mail/$local_part
@@ -187,6 +198,16 @@ class AppendfileTests(unittest.TestCase):
         box = mailbox.mbox(self.env.path("mail", "shared"))
         self.assertEqual(sorted(m["Subject"] for m in box), sorted("n%d" % i for i in range(10)))
         self.assertTrue(all(m.get_payload() == "line\n" * 200 for m in box))
+
+    @defer.inlineCallbacks
+    def test_shadow_transport(self):
+        """A successful delivery also runs the shadow transport, logged as ST=."""
+        mid = self.env.submit(["shadowed"])
+        yield self.env.deliver(mid)
+        self.assertEqual(len(mailbox.mbox(self.env.path("mail", "shadowed"))), 1)
+        self.assertEqual(len(mailbox.mbox(self.env.path("mail", "shadow-copy"))), 1)
+        self.assertIn("=> shadowed <shadowed@localdomain> R=shadowed T=shadowed_mbox "
+                      "ST=shadow_copy", self.env.mainlog())
 
     @defer.inlineCallbacks
     def test_transport_filter(self):

@@ -339,6 +339,8 @@ class _Delivery:
             for a in batch:
                 if a.result is not OK:
                     a.set_result(DEFER, "transport error: %s" % e)
+        if not transport.remote and transport.options["shadow_transport"]:
+            yield self._shadow(transport, batch)
         finished = self.ctx.now()
         for a in batch:
             a.delivery_time = finished
@@ -348,6 +350,41 @@ class _Delivery:
                 if a.result is FAIL and a.user_message is None:
                     a.user_message = "local delivery failed"
         yield threads.deferToThread(self._record, batch)
+
+    @defer.inlineCallbacks
+    def _shadow(self, transport, batch):
+        """Run a local transport's shadow_transport for what it delivered
+        (if shadow_condition allows); its outcome only adds ST= to the log."""
+        name = transport.options["shadow_transport"]
+        try:
+            shadow = self.ctx.transport(name)
+        except KeyError:
+            self.logger.panic("shadow transport %s not found for %s transport"
+                              % (name, transport.name), self.message_id)
+            return
+        cond = transport.options["shadow_condition"]
+        copies = []
+        for a in batch:
+            if a.result is not OK:
+                continue
+            if cond is not None:
+                try:
+                    if not self.ctx.expand_condition(cond, a, transport):
+                        continue
+                except Exception:
+                    continue
+            copy = a.routed_child()
+            copy.parent = a.parent
+            copy.transport = shadow
+            copies.append((a, copy))
+        for original, copy in copies:
+            try:
+                yield defer.maybeDeferred(shadow.deliver, self.message, [copy], self.ctx)
+            except Exception as e:
+                self.logger.panic("shadow transport %s failed: %s" % (name, e), self.message_id)
+                continue
+            if copy.result is OK:
+                original.log_fields = original.log_fields + ["ST=%s" % name]
 
     def _record_routing(self, plan):
         """Record and log, in routing order, what routing settled by itself:
