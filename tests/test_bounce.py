@@ -211,3 +211,42 @@ class TemplateTests(unittest.TestCase):
                                         "Limit: 200\n"), text)
         self.assertIn("  fails@localdomain\n    gone", text)
         self.assertEqual(report.get_payload()[1].get_content_type(), "message/delivery-status")
+
+
+class DSNTests(unittest.TestCase):
+    """RFC 3461 NOTIFY decides which reports are sent."""
+
+    def setUp(self):
+        self.env = MailEnv(self, config_text=CONFIG, aliases="")
+
+    def submit_with_notify(self, recipient, notify):
+        mid = self.env.submit([recipient])
+        env = self.env.spool.read(mid)
+        env.recipients[0].dsn_notify = notify
+        self.env.spool.write_header(env)
+        return mid
+
+    @defer.inlineCallbacks
+    def test_notify_never_suppresses_bounce(self):
+        """NOTIFY=NEVER: the failure is logged but no report is sent."""
+        mid = self.submit_with_notify("fails", "NEVER")
+        outcome = yield self.env.deliver(mid, deliver_bounces=False)
+        self.assertTrue(outcome.completed)
+        self.assertEqual(outcome.bounces, [])
+        self.assertIn("** fails@localdomain", self.env.mainlog())
+
+    @defer.inlineCallbacks
+    def test_notify_failure_bounces(self):
+        """NOTIFY=FAILURE: the failure is reported."""
+        mid = self.submit_with_notify("fails", "FAILURE")
+        outcome = yield self.env.deliver(mid, deliver_bounces=False)
+        self.assertEqual(len(outcome.bounces), 1)
+
+    @defer.inlineCallbacks
+    def test_notify_without_delay_suppresses_warning(self):
+        """NOTIFY=FAILURE (no DELAY): no delay warning is sent."""
+        mid = self.submit_with_notify("later", "FAILURE")
+        clock = task.Clock()
+        clock.advance(self.env.spool.read(mid).received_time + 5 * 3600)
+        outcome = yield self.env.deliver(mid, deliver_bounces=False, clock=clock)
+        self.assertEqual(outcome.bounces, [])

@@ -18,6 +18,15 @@ from exim_py.delivery.address import DEFER
 from exim_py.envelope import Envelope, Recipient
 
 
+def dsn_wants(top, event):
+    """RFC 3461: with NOTIFY given, only the events it names are reported
+    (NEVER names none); without it, failures and delays are."""
+    notify = (top.dsn_notify or "").upper()
+    if not notify:
+        return event in ("FAILURE", "DELAY")
+    return event in [n.strip() for n in notify.split(",")]
+
+
 def _expand(job, text, extra=None):
     from exim_py.errors import ExpansionError
     try:
@@ -322,7 +331,10 @@ def maybe_delay_warning(job):
                 return None
         except Exception:
             return None
-    deferred = [a for a in job.outcome.deferred if a.result is DEFER]
+    deferred = [a for a in job.outcome.deferred
+                if a.result is DEFER and dsn_wants(a.top, "DELAY")]
+    if not deferred:
+        return None
     text = build_warning(job, env.sender, deferred, _delay_text(due), job.ctx.now())
     new_id = inject(job, env.sender, text)
     env.warning_count = count + 1

@@ -523,7 +523,7 @@ class _Delivery:
         groups = {}
         for a in failed:
             target = a.errors_to if a.errors_to is not None else self.envelope.sender
-            if target == "":
+            if target == "" or not bounce.dsn_wants(a.top, "FAILURE"):
                 continue
             groups.setdefault(target, []).append(a)
         for target, addrs in groups.items():
