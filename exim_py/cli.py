@@ -50,6 +50,7 @@ class Invocation:
         self.daemon_foreground = False
         self.listen = None             # -oX
         self.pid_file = None           # -oP
+        self.tls_on_connect = False    # -tls-on-connect: every daemon port starts with TLS
         self.queue_interval = None     # -q<time> with -bd, in seconds
         self.queue_flags = ""          # the q/i/f/ff/l part of -q...
         self.queue_select_recipient = None   # -R
@@ -192,6 +193,8 @@ def parse_args(argv):
             inv.listen = take(a)
         elif a == "-oP":
             inv.pid_file = take(a)
+        elif a == "-tls-on-connect":
+            inv.tls_on_connect = True
         elif a in ("-oi", "-i"):
             inv.dot_ends = False
         elif re.match(r"^-oe[empqw]$", a):

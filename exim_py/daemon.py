@@ -100,8 +100,9 @@ def _interface(item):
     return item, None
 
 
-def listen_addresses(config, override=None):
-    """[(address, port, tls_on_connect)] to listen on, from the options and -oX."""
+def listen_addresses(config, override=None, all_tls=False):
+    """[(address, port, tls_on_connect)] to listen on, from the options and -oX
+    (``all_tls``: -tls-on-connect, every port starts with TLS)."""
     ports = split_list(config.main.daemon_smtp_ports or "smtp")
     interfaces = split_list(config.main.local_interfaces or DEFAULT_INTERFACES)
     if override:
@@ -121,7 +122,7 @@ def listen_addresses(config, override=None):
             address = "::" if ":" in address else "0.0.0.0"
         for p in [port] if port is not None else default_ports:
             if (address, p) not in [(a, q) for a, q, _ in result]:
-                result.append((address, p, p in tls_ports))
+                result.append((address, p, all_tls or p in tls_ports))
     # A socket on :: also takes IPv4 connections (unless the system says
     # otherwise), so binding 0.0.0.0 on the same port would fail.
     if socket.has_ipv6:
@@ -218,7 +219,8 @@ def build_service(config, inv, reactor=None):
     """The daemon's MultiService: SMTP listeners and, with -q<time>, the queue runner."""
     top = service.MultiService()
     policy = build_policy(config, inv, reactor=reactor)
-    listeners = SMTPListeners(policy, listen_addresses(config, inv.listen), reactor)
+    listeners = SMTPListeners(policy, listen_addresses(config, inv.listen,
+                                                       getattr(inv, "tls_on_connect", False)), reactor)
     listeners.setName("smtp")
     listeners.setServiceParent(top)
     reloader = ReloadOnHangup(listeners, inv, reactor)

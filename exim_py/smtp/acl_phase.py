@@ -9,7 +9,7 @@ suppress_local_fixups, no_multiline_responses, fakereject/fakedefer) and
 the header lines to add or remove when the message arrives.
 """
 
-from twisted.internet import task
+from twisted.internet import task, threads
 
 from exim_py.acl import DISCARD, OK, run_acl
 from exim_py.acl import replies
@@ -23,16 +23,27 @@ MESSAGE_CONTROLS = ("submission", "queue_only", "freeze", "suppress_local_fixups
 
 def run_phase(policy, where, option, session, envelope=None, recipient=None, command_data=None):
     """Run acl_smtp_<where>; returns None (go on with the default reply), a Reply,
-    or a Deferred firing with one of those after an ACL ``delay``."""
-    from exim_py.smtp.server import Reply
+    or a Deferred firing with one of those.
 
+    An ACL that may wait on the network or the disk (acl_may_block: DNS
+    lists, callouts, lookups...) runs in the thread pool, so the reactor
+    keeps serving other sessions (and a callout to this very daemon works).
+    """
     spec = policy._option(option)
     if not spec and where not in DENY_WHEN_UNSET:
         return None          # an unset ACL accepts here, with no side effects
     ctx = AclContext(policy.config, session, envelope, recipient, log=policy.logger,
                      expand_ctx=policy.expand_context(session, envelope),
                      host_checking=policy.host_checking, dns_cache=_dns_cache(session))
-    result = run_acl(where, spec, ctx)
+    if policy.acl_blocks(spec):
+        d = threads.deferToThread(run_acl, where, spec, ctx)
+        return d.addCallback(_finish, policy, where, ctx, command_data, session, envelope)
+    return _finish(run_acl(where, spec, ctx), policy, where, ctx, command_data, session, envelope)
+
+
+def _finish(result, policy, where, ctx, command_data, session, envelope):
+    from exim_py.smtp.server import Reply
+
     apply_effects(result, session, envelope)
     reply = _reply(where, result, ctx, command_data, session, Reply)
     delay = result.effects.delay
@@ -72,6 +83,8 @@ def apply_effects(result, session, envelope):
             session.enforce_sync = False
         elif name == "no_multiline_responses":
             session.no_multiline = True
+        elif name == "no_pipelining":
+            session.no_pipelining = True
         elif name in MESSAGE_CONTROLS:
             target = envelope if envelope is not None else session
             controls = getattr(target, "acl_controls", None)

@@ -77,6 +77,8 @@ class ServerPolicy:
         if self.expand_mod is not None and not hasattr(self.expand_mod, "ExpandContext"):
             self.expand_mod = None
         self.tls = None                      # a tls.ServerTLS when TLS is configured
+        self._may_block = {}
+        self._etrn_running = {}             # ETRN argument -> the command started for it
         auths = _module("exim_py.auths.base")
         self.auths_base = auths
         self.authenticators = auths.load_authenticators(config) if auths is not None else []
@@ -126,6 +128,8 @@ class ServerPolicy:
         values["tls_in_certificate_verified"] = "1" if session.tls_certificate_verified else "0"
         values["received_port"] = str(session.interface_port or 0)
         values["received_ip_address"] = session.interface_address or ""
+        if getattr(session, "etrn_domain", None) is not None:
+            values["domain"] = session.etrn_domain       # smtp_etrn_command sees the argument
         return values
 
     def host_in(self, option, session, default=None):
@@ -267,7 +271,7 @@ class ServerPolicy:
         for name in ("etrn", "vrfy", "expn"):
             if self._option("acl_smtp_" + name):
                 ext.add(name.upper())
-        if self.host_in("pipelining_advertise_hosts", session, "*"):
+        if self.host_in("pipelining_advertise_hosts", session, "*") and not getattr(session, "no_pipelining", False):
             ext.add("PIPELINING")
             if self.pipe_connect(session):
                 ext.add("PIPECONNECT")
@@ -432,13 +436,18 @@ class ServerPolicy:
             if not arg.startswith("#"):
                 return Reply(501, "argument must begin with #")
             return Reply(250, "OK")
+        # smtp_etrn_serialize: one command per argument at a time
+        running = self._etrn_running.get(arg)
+        if running is not None and running.poll() is None and self._option("smtp_etrn_serialize", True):
+            return Reply(458, "Already processing %s" % arg)
         session.etrn_domain = arg
         argv = self._expand(command, session)
         if argv is None:
             return Reply(458, "Unable to run ETRN command")
         import shlex
         import subprocess
-        subprocess.Popen(shlex.split(argv), stdin=subprocess.DEVNULL, start_new_session=True)
+        self._etrn_running[arg] = subprocess.Popen(shlex.split(argv), stdin=subprocess.DEVNULL,
+                                                   start_new_session=True)
         return Reply(250, "OK")
 
     def starttls(self, session):
@@ -551,6 +560,14 @@ class ServerPolicy:
         return Reply(final.code, final.text, drop=final.drop, lines=lines)
 
     # -- ACLs --------------------------------------------------------------
+
+    def acl_blocks(self, spec):
+        """Whether ACL ``spec`` may block (cached per configuration)."""
+        answer = self._may_block.get(spec)
+        if answer is None:
+            from exim_py.acl import acl_may_block
+            answer = self._may_block[spec] = acl_may_block(self.config, spec)
+        return answer
 
     def _run_acl(self, where, option, session, envelope=None, recipient=None, command_data=None):
         """Run one ACL phase; None means "go on with the default reply" (see acl_phase)."""

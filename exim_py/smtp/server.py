@@ -238,7 +238,7 @@ class SMTPServerProtocol(protocol.Protocol):
         if verb not in MAIL_COMMANDS and self.policy.limit_nonmail(self.session):
             self.nonmail_commands += 1
             if self.nonmail_commands > self.policy.smtp_accept_max_nonmail:
-                self._send(421, "too many nonmail commands")
+                self._send(554, "Too many nonmail commands")
                 return self._drop()
         if verb in NO_ARGUMENT and arg:
             return self._synprot(501, "unexpected argument data")
@@ -308,8 +308,13 @@ class SMTPServerProtocol(protocol.Protocol):
         self._cancel_timeout()
         self.transport.loseConnection()
 
-    def _ask(self, method, *args, then):
-        """Call a policy method; continue with ``then(result)`` once it answers."""
+    def _ask(self, method, *args, then, sync=None):
+        """Call a policy method; continue with ``then(result)`` once it answers.
+
+        ``sync``: the command's verb, when input that arrived while the
+        policy was thinking (an ACL delay) is a synchronisation error, as
+        Exim checks again after the ACL.
+        """
         self._busy = True
         d = defer.maybeDeferred(method, *args)
 
@@ -317,6 +322,8 @@ class SMTPServerProtocol(protocol.Protocol):
             self._busy = False
             if self._closing:
                 return
+            if sync is not None and self._buffer and self._needs_sync(sync):
+                return self._sync_error(sync)
             then(result)
             if not self._busy:
                 self._process()
@@ -391,7 +398,7 @@ class SMTPServerProtocol(protocol.Protocol):
 
         # the HELO ACL sees the new name as $sender_helo_name
         self.session.helo_name = arg
-        self._ask(self.policy.helo, self.session, verb, arg, then=answered)
+        self._ask(self.policy.helo, self.session, verb, arg, then=answered, sync=verb)
 
     def smtp_EHLO(self, arg):
         self.smtp_HELO(arg, verb="EHLO")
@@ -433,7 +440,7 @@ class SMTPServerProtocol(protocol.Protocol):
                 self._was_rej_mail = True
             self._send_reply(reply, 250, "OK")
 
-        self._ask(self.policy.mail, self.session, env, then=answered)
+        self._ask(self.policy.mail, self.session, env, then=answered, sync="MAIL")
 
     def _mail_params(self, env, params):
         """Apply MAIL's ESMTP parameters; returns a callable sending the error, or None."""
@@ -519,7 +526,7 @@ class SMTPServerProtocol(protocol.Protocol):
                 self._note_rcpt_response(reply.text)
             self._send_reply(reply, 250, "Accepted")
 
-        self._ask(self.policy.rcpt, self.session, env, rcpt, then=answered)
+        self._ask(self.policy.rcpt, self.session, env, rcpt, then=answered, sync="RCPT")
 
     def _rcpt_failed(self, code, text):
         self._note_rcpt_response("%d %s" % (code, text))
@@ -559,7 +566,7 @@ class SMTPServerProtocol(protocol.Protocol):
             self._mode = "data"
             self._send(354, 'Enter message, ending with "." on a line by itself')
 
-        self._ask(self.policy.predata, self.session, self.envelope, then=answered)
+        self._ask(self.policy.predata, self.session, self.envelope, then=answered, sync="DATA")
 
     def _end_of_data(self):
         collector, self._collector = self._collector, None
@@ -598,6 +605,7 @@ class SMTPServerProtocol(protocol.Protocol):
         if len(words) > 2 or (len(words) == 2 and not last):
             return self._synprot(501, "unexpected argument data")
         if int(words[0]) == 0 and not last:
+            self._reset_transaction()
             return self._synprot(504, "zero size for BDAT command")
         if self.envelope is None or not self.envelope.recipients:
             # the chunk must still be read and thrown away
