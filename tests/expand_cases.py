@@ -727,6 +727,15 @@ LISTS = [
 ]
 
 ERRORS = [
+    '${extract{b}{,}{${sg{${if >={:k1}{::1B}{y}{n}}}{$}{<\\$0>}}}{[$value]}{none}}',
+    '${extract{a}{a=1}{${sg{${if >={:k1}{::1B}{y}{n}}}{$}{<\\$0>}}}{[$value]}{none}}',
+    '${extract{a}{a=1}{y}{${if >={x}{1}}$}}',
+    '${extract{b}{a=1}{y}{${if >={x}{1}}$}}',
+    '${extract{1}{:}{${if >={x}{1}}$}}',
+    '${extract{${if >={x}{1}}}{$}}',
+    '${extract{}{$}}',
+    '${extract{b}{a=1}{y}{${extract{}a}{a=1}x}}}',
+    '${extract{a}{a=1}{y}{${extract{}a}{a=1}x}}}',
     '${if and{{eq{a}{b}}{<{x}1}}}{t}{f}}',
     '${if or{{eq{a}{a}}{<{x}1}}}{t}{f}}',
     '${if and{{eq{a}{a}}{<{x}1}}}{t}{f}}',

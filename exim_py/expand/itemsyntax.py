@@ -116,14 +116,23 @@ def _item_extract(p, name):
             json = "jsons"
             p.i += 1
     args, starts = [], []
-    with _before(args):
-        while True:
-            if p.ch() != "{":
-                break
-            starts.append(p.i)
-            p.i += 1
+    while True:
+        if p.ch() != "{":
+            break
+        starts.append(p.i)
+        p.i += 1
+        try:
             args.append(p.braced())
-            p.ws()
+        except _Syntax as e:
+            # Whether the string being read is an argument (expanded), the
+            # chosen yes/no string (expanded) or the other (scanned) is only
+            # known when the first argument is.
+            e.nodes = [ExtractPartial(Extract(p.s, list(args), starts, None, json),
+                                      Steps(e.nodes), e.error, e.message)]
+            e.error = None
+            raise
+        p.ws()
+    with _before(args):
         fail_at = None
         if p.s.startswith("fail", p.i) and p.s[p.i + 4:p.i + 5] in ("}", " ", "\t", ""):
             fail_at = p.i
@@ -137,6 +146,43 @@ def _item_extract(p, name):
         starts.append(p.i)
         p.i += 1
     return Extract(p.s, args, starts, fail_at, json)
+
+
+class ExtractPartial(Node):
+    """An ``${extract}`` cut short by a syntax error in its braced string
+    number len(done.args): expands what Exim expands before the error, then
+    raises the error as Exim words it when expanding, or when scanning."""
+
+    __slots__ = ("done", "prefix", "error", "scan_message")
+
+    def __init__(self, done, prefix, error, scan_message):
+        self.done = done
+        self.prefix = prefix
+        self.error = error
+        self.scan_message = scan_message
+
+    def ev(self, ctx):
+        args = self.done.args
+        k = len(args)                   # the string the error is in
+        expanded = True
+        if args:
+            first = args[0].ev(ctx).strip(_SPACE)
+            if not first:
+                raise ExpansionError('first argument of "extract" must not be empty')
+            digits = first[1:] if first[0] == "-" else first
+            need = 3 if (digits.isdigit() or not digits) and not self.done.json else 2
+            for arg in args[1:min(k, need)]:
+                arg.ev(ctx)
+            if k >= need:
+                found = self.done.found(ctx, need)
+                if k == need + 1 and found:
+                    args[need].ev(ctx)
+                expanded = (k == need and found) or (k == need + 1 and not found)
+        if expanded:
+            self.prefix.ev(ctx)
+            if self.error is not None:
+                self.error.ev(ctx)
+        raise ExpansionError(self.scan_message)
 
 
 class Extract(Node):

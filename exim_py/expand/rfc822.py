@@ -73,9 +73,8 @@ class _Parser:
                 self.i += 1
             else:
                 # Exim also takes RFC 821 quoted pairs (\x) in a local part.
-                while _is_atom_char(self.ch()) or (self.ch() == "\\"
-                                                   and self.i + 1 < len(self.s)):
-                    if self.ch() == "\\":
+                while _is_atom_char(self.ch()) or self.ch() == "\\":
+                    if self.ch() == "\\" and self.i + 1 < len(self.s):
                         out.append(self.ch())
                         self.i += 1
                     out.append(self.ch())
