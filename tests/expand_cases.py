@@ -107,6 +107,9 @@ VARIABLES = [
 ]
 
 OPERATORS = [
+    '${base62d:${sha3:A@B.cb="x y"}}',
+    '${base32d:abcdefghijklmnopqrstuvwxyz}',
+    '${base62d:zzzzzzzzzzzz}',
     '${md5:$tls_in_peercert}',
     '${sha1:$tls_in_peercert}',
     '${sha256:$tls_out_ourcert}',

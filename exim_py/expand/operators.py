@@ -135,8 +135,9 @@ def _decode_base(s, alphabet, name):
         if k < 0:
             raise ExpansionError('argument for %s operator is "%s", which is not a base %d '
                                  'number' % (name, s, len(alphabet)))
-        n = n * len(alphabet) + k
-    return "%d" % n
+        n = (n * len(alphabet) + k) & 0xFFFFFFFFFFFFFFFF
+    # An unsigned long that wraps, printed with %ld as Exim does.
+    return "%d" % arith.wrap64(n)
 
 
 def op_base32d(s, arg, ctx):
