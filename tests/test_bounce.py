@@ -250,3 +250,25 @@ class DSNTests(unittest.TestCase):
         clock.advance(self.env.spool.read(mid).received_time + 5 * 3600)
         outcome = yield self.env.deliver(mid, deliver_bounces=False, clock=clock)
         self.assertEqual(outcome.bounces, [])
+
+    @defer.inlineCallbacks
+    def test_notify_success_reports_delivery(self):
+        """NOTIFY=SUCCESS: a local delivery produces Exim's success notification,
+        with the ORCPT and ENVID the client gave."""
+        mid = self.submit_with_notify("user1", "SUCCESS")
+        env = self.env.spool.read(mid)
+        env.recipients[0].orcpt = "rfc822;orig@example.org"
+        env.dsn_envid = "abc123"
+        self.env.spool.write_header(env)
+        outcome = yield self.env.deliver(mid, deliver_bounces=False)
+        self.assertEqual(len(outcome.bounces), 1)
+        _, report = self.env.read_queued(outcome.bounces[0])
+        self.assertEqual(report["Subject"], "Delivery Status Notification")
+        self.assertEqual(report["Auto-Submitted"], "auto-generated")
+        text = report.get_payload()[0].get_payload()
+        self.assertIn('<user1@localdomain> (relayed via non "Remote SMTP" router)', text)
+        status = report.get_payload()[1].get_payload()
+        self.assertEqual(status[0]["Original-Envelope-ID"], "abc123")
+        self.assertEqual(status[1]["Original-Recipient"], "rfc822;orig@example.org")
+        self.assertEqual(status[1]["Action"], "delivered")
+        self.assertEqual(status[1]["Status"], "2.0.0")

@@ -98,9 +98,10 @@ def _describe(addr):
 
 
 def _status_block(addr, action, status):
-    lines = ["Action: %s" % action]
+    lines = []
     if addr.top.dsn_orcpt:
         lines.append("Original-Recipient: %s" % addr.top.dsn_orcpt)
+    lines.append("Action: %s" % action)
     lines.append("Final-Recipient: rfc822;%s" % addr.top.address)
     lines.append("Status: %s" % status)
     if addr.host_used is not None:
@@ -262,6 +263,55 @@ def build_warning(job, target, deferred, delay_text, now=None):
             "".join(h.text for h in job.message.headers if h.flag != "*"),
             "\n\n--%s--\n" % boundary]
     return "".join(out)
+
+
+def build_success(job, target, delivered, now=None):
+    """The text of a success notification (RFC 3461 NOTIFY=SUCCESS) for
+    addresses delivered here, as Exim words it."""
+    now = now if now is not None else time.time()
+    boundary = _boundary(now)
+    main = job.config.main
+    hostname = main.get("primary_hostname") or os.uname().nodename
+    mid = _message_id_header(job)
+    out = ["From: %s\n" % _dsn_from(job),
+           "Auto-Submitted: auto-generated\n",
+           "To: %s\n" % target,
+           "Subject: Delivery Status Notification\n"]
+    if mid:
+        out.append("References: %s\n" % mid)
+    out += ["Content-Type: multipart/report; report-type=delivery-status; boundary=%s\n" % boundary,
+            "MIME-Version: 1.0\n",
+            "\n",
+            "--%s\n" % boundary,
+            "Content-type: text/plain; charset=us-ascii\n\n",
+            "This message was created automatically by mail delivery software.\n",
+            " ----- The following addresses had successful delivery notifications -----\n"]
+    for a in delivered:
+        out.append('<%s> (relayed via non "Remote SMTP" router)\n' % a.top.address)
+    out += ["\n--%s\n" % boundary,
+            "Content-type: message/delivery-status\n\n",
+            "Reporting-MTA: dns; %s\n" % hostname]
+    if job.envelope.dsn_envid:
+        out.append("Original-Envelope-ID: %s\n" % job.envelope.dsn_envid)
+    out.append("\n")
+    for a in delivered:
+        block = [ln for ln in _status_block(a, "delivered", "2.0.0")
+                 if not ln.startswith(("Remote-MTA", "Diagnostic-Code"))]
+        block.append("Diagnostic-Code: X-Exim; relayed via non SMTP router")
+        out.append("".join(line + "\n" for line in block) + "\n")
+    out += ["--%s\n" % boundary,
+            "Content-type: text/rfc822-headers\n\n",
+            "Return-path: <%s>\n" % (job.envelope.sender or ""),
+            "".join(h.text for h in job.message.headers if h.flag != "*"),
+            "\n\n--%s--\n" % boundary]
+    return "".join(out)
+
+
+def send_success(job, delivered):
+    """Queue a success notification to the sender for ``delivered``; its id."""
+    text = build_success(job, job.envelope.sender, delivered, job.ctx.now())
+    return inject_message(job.config, job.spool, job.logger, job.message_id,
+                          [job.envelope.sender], text)
 
 
 def _message_id_header(job):

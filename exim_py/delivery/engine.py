@@ -450,6 +450,11 @@ class _Delivery:
     def _finish(self, plan):
         if plan is None:
             return
+        succeeded = [a for a in self.outcome.delivered
+                     if not a.transport.remote and a.top.dsn_notify
+                     and bounce.dsn_wants(a.top, "SUCCESS")]
+        if succeeded and self.envelope.sender:
+            self.outcome.bounces.append(bounce.send_success(self, succeeded))
         for a in self.outcome.failed:
             if self._error_ignored(a):
                 a.ignore_error = True
