@@ -23,7 +23,7 @@ import os
 from twisted.internet import defer, threads
 
 from exim_py.delivery import bounce, drivers, retry
-from exim_py.delivery.address import Address, OK, DEFER, FAIL, DISCARD, REROUTED
+from exim_py.delivery.address import Address, RouterResult, OK, DEFER, FAIL, DISCARD, REROUTED
 from exim_py.delivery.context import DeliveryContext, Message
 from exim_py.delivery.hints import HintsDB
 from exim_py.delivery.deliverylog import DeliveryLog
@@ -249,7 +249,12 @@ class _Delivery:
                 local[0:0] = block
             new = []
             for addr in to_route:
-                outcome = route_address(addr, self.ctx, routers)
+                try:
+                    outcome = route_address(addr, self.ctx, routers)
+                except Exception as e:   # a bug must defer the address, not lose it
+                    self.logger.panic("routing %s failed unexpectedly: %r" % (addr.address, e),
+                                      self.message_id)
+                    outcome = RouterResult(DEFER, "internal error while routing")
                 code = outcome.code
                 if code is REROUTED:
                     addr.state = "rerouted"
