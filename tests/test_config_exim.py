@@ -11,7 +11,7 @@ import subprocess
 from twisted.trial.unittest import SkipTest, TestCase
 
 from exim_py.cli import parse_args
-from exim_py.config import load
+from exim_py.config import load, load_collecting
 from exim_py.config import show
 from exim_py.config.show import print_options_mode
 from exim_py.errors import ConfigError
@@ -296,3 +296,87 @@ class EximComparisonTests(TestCase):
         expected = self.exim.run(path, ["-bP"] + names)
         _status, out, _err = capture(print_options_mode, parse_args(["-C", path, "-bP"] + names))
         self.assertEqual(out, expected.stdout)
+
+
+EXIM_TESTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "shared", "exim-test")
+
+# Samples of Exim's own test-suite configurations: ones that load, and ones
+# that Exim refuses (unset macros, options of other builds...).
+CORPUS_LOADING = ["0000", "0009", "0019", "0028", "0038", "0047", "0056", "0065", "0075",
+                  "0085", "0095", "0105", "0115", "0125", "0145", "0154", "0163", "0178",
+                  "0190", "0199", "0208", "0217", "0226", "0237", "0249"]
+CORPUS_REFUSED = ["0001", "0135", "0442", "1023", "3407", "3828", "4017", "4033", "4202",
+                  "4213", "4510", "4531", "4608", "5408", "5680", "5801", "5861",
+                  "5900"]
+
+
+class EximTestSuiteConfigurationTests(TestCase):
+    """Configurations from Exim's own test suite read as Exim reads them."""
+
+    def setUp(self):
+        confs = os.path.join(EXIM_TESTS, "confs")
+        if not os.path.isdir(confs):
+            raise SkipTest("Exim's test suite is not at %s" % EXIM_TESTS)
+        self.confs = confs
+        # The harness's DIR, with the two files every configuration includes.
+        self.dir = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(self.dir, "aux-var"))
+        for name in ("std_conf_prefix", "tls_conf_prefix"):
+            with open(os.path.join(EXIM_TESTS, "aux-var-src", name)) as f:
+                text = f.read()
+            with open(os.path.join(self.dir, "aux-var", name), "w") as f:
+                f.write(text)
+        os.symlink(os.path.join(EXIM_TESTS, "aux-fixed"), os.path.join(self.dir, "aux-fixed"))
+        os.chmod(self.dir, 0o755)
+        # The harness edits these names into each file; -D does the same here
+        # (longer names first: a macro is replaced inside longer words).
+        self.macros = [("CALLER_NAME", "Root User"), ("CALLER_UID", "0"), ("CALLER_GID", "0"),
+                       ("CALLER", "root"), ("EXIM_PATH", "/usr/sbin/exim4"), ("DIR", self.dir),
+                       ("HOSTIPV4", "127.0.0.1"), ("HOSTNAME", "vm"), ("PORT_D", "1225"),
+                       ("MAILGROUP", "mail")]
+
+    def test_no_configuration_crashes_the_loader(self):
+        """Every configuration of the suite loads or gives ConfigErrors, nothing else."""
+        count = 0
+        for name in sorted(os.listdir(self.confs)):
+            path = os.path.join(self.confs, name)
+            if os.path.isfile(path):
+                config, errors = load_collecting(path, dict(self.macros))
+                self.assertTrue(config is not None or errors, name)
+                self.assertTrue(all(isinstance(e, ConfigError) for e in errors), name)
+                count += 1
+        self.assertGreater(count, 1000)
+
+    def test_same_main_options_as_exim(self):
+        """-bP of every main option matches Exim's, apart from build-dependent defaults."""
+        exim = RealExim()
+        self.addCleanup(exim.cleanup)
+        defines = ["-D%s=%s" % m for m in self.macros]
+        for name in CORPUS_LOADING:
+            path = os.path.join(self.confs, name)
+            expected = exim.run(path, defines + ["-bP"])
+            _status, out, _err = capture(print_options_mode,
+                                         parse_args(["-C", path] + defines + ["-bP"]))
+
+            def kept(text):
+                return [line for line in text.splitlines()
+                        if re.match(r"(?:no_)?(\w+)", line).group(1) not in BUILD_DEPENDENT]
+            self.assertEqual(kept(out), kept(expected.stdout), name)
+
+    def test_same_refusals_as_exim(self):
+        """Files Exim refuses are refused with the same line and message."""
+        exim = RealExim()
+        self.addCleanup(exim.cleanup)
+        defines = ["-D%s=%s" % m for m in self.macros]
+        for name in CORPUS_REFUSED:
+            expected = exim.run(os.path.join(self.confs, name), defines + ["-bV"])
+            m = _EXIM_ERROR.search(expected.stderr)
+            self.assertIsNotNone(m, name)
+            try:
+                load(os.path.join(self.confs, name), dict(self.macros))
+            except ConfigError as e:
+                self.assertEqual((e.line, e.message),
+                                 (int(m.group(1)) if m.group(1) else None, m.group(3)), name)
+            else:
+                self.fail("%s loaded, Exim said: %s" % (name, m.group(3)))
