@@ -107,6 +107,14 @@ VARIABLES = [
 ]
 
 OPERATORS = [
+    '${base62:18446744073709551615}',
+    '${base62:4294967296}',
+    '${base62:99999999999}',
+    '${base62:-5}',
+    '${base62:99999999999999999999999}',
+    '${base32:-1}',
+    '${base32:99999999999999999999999}',
+    '${base62:+7}',
     '${base62d:${sha3:A@B.cb="x y"}}',
     '${base32d:abcdefghijklmnopqrstuvwxyz}',
     '${base62d:zzzzzzzzzzzz}',

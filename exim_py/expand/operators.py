@@ -116,7 +116,9 @@ def _decimal(s, name):
             return 0
         raise ExpansionError('argument for %s operator is "%s", which is not a decimal number'
                              % (name, s))
-    return int(t) & ((1 << 64) - 1)
+    # strtoul(): too big saturates; a minus sign negates modulo 2**64.
+    value = min(int(body), (1 << 64) - 1)
+    return (-value if t.startswith("-") else value) & ((1 << 64) - 1)
 
 
 def op_base32(s, arg, ctx):
@@ -145,7 +147,7 @@ def op_base32d(s, arg, ctx):
 
 
 def op_base62(s, arg, ctx):
-    n = _decimal(s, "base62") & 0xFFFFFFFF
+    n = _decimal(s, "base62")
     out = []
     for _ in range(6):
         out.append(_B62[n % 62])
