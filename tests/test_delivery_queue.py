@@ -215,11 +215,14 @@ class CommandLineTests(unittest.TestCase):
         self.assertEqual(self.env.queued(), [])
         self.assertIn("%s removed by" % mid, self.env.mainlog())
 
-    def test_view_header_body(self):
-        """-Mvh and -Mvb show the spool files."""
-        mid = self.env.submit(["mb1"], body="the body text\n")
+    def test_view_header_body_log(self):
+        """-Mvh, -Mvb and -Mvl show the spool files and the message log."""
+        mid = self.env.submit(["later"], body="the body text\n")
         self.assertTrue(self.run_cli("-Mvh", mid).stdout.startswith("%s-H\n" % mid))
         self.assertEqual(self.run_cli("-Mvb", mid).stdout, "%s-D\nthe body text\n" % mid)
+        self.run_cli("-M", mid)
+        self.assertIn("later@localdomain R=alias defer (-1): not now",
+                      self.run_cli("-Mvl", mid).stdout)
 
     def test_add_and_mark_recipients(self):
         """-Mar adds a recipient, -Mmd marks one delivered; -M then delivers the rest."""

@@ -140,6 +140,7 @@ class DeliveryContext:
         self.queue_running = False
         self.force = False                   # -M / -qf: ignore retry times
         self.created = []                    # ids of messages transports queued (autoreply)
+        self.overrides = {}                  # variables forced for this routing (verify)
 
     def sender(self):
         """The envelope sender routers see: the message's, else $sender_address
@@ -147,6 +148,8 @@ class DeliveryContext:
         when there is none."""
         if self.message is not None:
             return self.message.sender or ""
+        if "sender_address" in self.overrides:
+            return self.overrides["sender_address"]
         if self.base is not None:
             return self.base.get("sender_address")
         return None
@@ -175,6 +178,7 @@ class DeliveryContext:
             variables["host_port"] = str(host.port or 25)
         if self.verify_kind is not None:
             variables["verify_mode"] = "R" if self.verify_kind == "recipient" else "S"
+        variables.update(self.overrides)
         if extra:
             variables.update(extra)
         return variables

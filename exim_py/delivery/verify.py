@@ -64,6 +64,9 @@ def verify_address(address, ctx, kind="recipient", options=None, full=False, uni
     options = options or {}
     mode = "test" if full else "verify"
     dctx = _delivery_context(ctx, kind, mode)
+    if kind == "sender" and not full:
+        # A sender is routed as a bounce to it would be: from <> (as Exim).
+        dctx.overrides = dict(dctx.overrides, sender_address="")
     result = VerifyResult()
     top = Address(address)
     if unique is not None:
