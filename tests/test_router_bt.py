@@ -335,6 +335,54 @@ t3:
 """
 
 
+SELF_CONFIG = """\
+primary_hostname = myhost.test
+qualify_domain = localdomain
+keep_environment =
+begin routers
+selfre:
+  driver = manualroute
+  domains = re.example
+  route_list = * 127.0.0.1
+  transport = smtp
+  self = reroute:other.example
+selfrw:
+  driver = manualroute
+  domains = rw.example
+  route_list = * 127.0.0.1
+  transport = smtp
+  self = reroute:rewrite:other.example
+selfdefer:
+  driver = manualroute
+  domains = def.example
+  route_list = * "127.0.0.1 : 127.0.0.2"
+  transport = smtp
+  self = defer
+second:
+  driver = manualroute
+  domains = second.example
+  route_list = * "127.0.0.2 : 127.0.0.1 : 127.0.0.3"
+  transport = smtp
+mx:
+  driver = manualroute
+  domains = mxa.example
+  route_list = * "localhost/MX"
+  transport = smtp
+rand:
+  driver = manualroute
+  domains = rand.example
+  route_list = * "127.0.0.5:127.0.0.6:+:127.0.0.7" randomize
+  transport = smtp
+other:
+  driver = accept
+  domains = other.example
+  transport = smtp
+begin transports
+smtp:
+  driver = smtp
+"""
+
+
 class AddressTestTests(unittest.TestCase):
     """-bt and -bv print what real Exim prints, address by address."""
 
@@ -391,6 +439,13 @@ class AddressTestTests(unittest.TestCase):
         self.conf = self.exim.write_config(SENDERS_CONFIG, "senders.conf")
         for extra in ([], ["-f", "a@x.example"], ["-f", "b@y.example"]):
             self.compare_all(extra + ["-bt", "u@z.example"])
+
+    def test_self_options(self):
+        """self = reroute:, reroute:rewrite:, defer, and the local host later in
+        a host list (dropped with what follows it)."""
+        self.conf = self.exim.write_config(SELF_CONFIG, "self.conf")
+        self.compare_all(["-bt", "x@re.example", "x@rw.example", "x@def.example",
+                          "x@second.example", "y@other.example"])
 
     def test_exit_status(self):
         """-bt exits 0 when routable, 2 when an address fails, 1 when one defers."""
