@@ -361,6 +361,14 @@ OPERATORS = [
 ]
 
 ITEMS = [
+    '${nhash{-1}{1.2.3.4}}',
+    '${nhash{-1}{-3}{abc}}',
+    '${nhash{7}{-1}{abc}}',
+    '${nhash{70000}{70000}{hello}}',
+    '${length_2:${map{${hash_3:<}}{<$item>}}}',
+    '${listcount:<}',
+    '${listcount: <}',
+    '${map{<}{x}}',
     "${substr{1}{2}{abcdef}}",
     "${substr{-2}{abcdef}}",
     "${substr{2}{abcdef}}",

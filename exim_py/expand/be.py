@@ -194,6 +194,10 @@ class Tester:
             return expand(text, self.ctx)
         except ExpansionError as e:
             return "Failed: %s" % e
+        except Exception as e:      # a bug in exim_py: report it, carry on
+            import traceback
+            traceback.print_exc()
+            return "Failed: internal error in exim_py: %r" % (e,)
 
     def define(self, text):
         m = re.match(r"([A-Z][A-Za-z0-9_]*)\s*(==|=)\s*(.*)$", text)

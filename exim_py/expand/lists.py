@@ -17,11 +17,15 @@ def iter_list(text, sep=None):
     """The items of Exim list ``text``.  A plain colon list with no doubled
     colons (the usual case) is split directly; anything else goes through
     exim_py.match.lists, which knows every rule."""
-    if sep is None and "::" not in text and not text.lstrip(_SPACE).startswith("<"):
-        parts = text.split(":")
-        if not parts[-1].strip(_SPACE):
-            parts.pop()
-        return [p.strip(_SPACE) for p in parts]
+    if sep is None:
+        stripped = text.lstrip(_SPACE)
+        if stripped == "<":
+            return []       # '<' then the end: the NUL is taken as the separator
+        if "::" not in text and not stripped.startswith("<"):
+            parts = text.split(":")
+            if not parts[-1].strip(_SPACE):
+                parts.pop()
+            return [p.strip(_SPACE) for p in parts]
     return _lists.iter_list(text, sep)
 
 

@@ -68,6 +68,8 @@ def compute_hash(subject, value1, value2):
         raise ExpansionError("hash count 0 is not valid")   # Exim itself crashes
     elif value2 > len(HASHCODES):
         raise ExpansionError('hash count "%d" too big' % value2)
+    if value1 < 0:
+        raise ExpansionError("hash length %d is not valid" % value1)   # Exim misbehaves
     data = bytearray(to_bytes(subject))
     sublen = len(data)
     if value1 >= sublen:
@@ -85,6 +87,9 @@ def compute_hash(subject, value1, value2):
     return "".join(HASHCODES[data[k] % value2] for k in range(value1))
 
 
+_ULONG = (1 << 64) - 1
+
+
 def compute_nhash(subject, value1, value2):
     """${nhash}: a number below value1, or "a/b" for a div/mod hash."""
     total = 0
@@ -94,15 +99,18 @@ def compute_nhash(subject, value1, value2):
             i = len(PRIMES) - 1
         total += PRIMES[i] * c
         i -= 1
-    total &= (1 << 64) - 1
+    total &= _ULONG
+    # C: the int operands convert to unsigned long (a negative one is huge),
+    # and value1 * value2 is an int product that may wrap.
     if value2 < 0:
         if value1 == 0:
-            raise ExpansionError("division by zero in nhash")
-        return "%d" % (total % value1)
-    if value1 * value2 == 0:
+            raise ExpansionError("division by zero in nhash")   # Exim itself crashes
+        return "%d" % (total % (value1 & _ULONG))
+    product = ((value1 * value2 + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+    if product == 0 or value2 == 0:
         raise ExpansionError("division by zero in nhash")
-    total %= value1 * value2
-    return "%d/%d" % (total // value2, total % value2)
+    total %= product & _ULONG
+    return "%d/%d" % (total // (value2 & _ULONG), total % (value2 & _ULONG))
 
 
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\b": "\\b", "\v": "\\v", "\f": "\\f", "\t": "\\t"}
