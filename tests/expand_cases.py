@@ -361,6 +361,25 @@ OPERATORS = [
 ]
 
 ITEMS = [
+    '${imapfolder{a.b}}',
+    '${imapfolder{Inbox/Sent}}',
+    '${imapfolder{Entwürfe}}',
+    '${imapfolder{a&b}}',
+    '${imapfolder{x.y}{.}}',
+    '${imapfolder{a/b.c}{/}{.}}',
+    '${imapfolder{a}{xy}}',
+    '${imapfolder{~a}}',
+    '${imapfolder{日本語}}',
+    '${imapfolder{/lead/trail/}}',
+    '${imapfolder{a//b}}',
+    '${imapfolder{plain}}',
+    '${imapfolder{}}',
+    '${imapfolder{Entwürfe/Archiv 2020/Über}}',
+    '${imapfolder{a b}{/}{ }}',
+    '${imapfolder{a\\tb}}',
+    '${imapfolder{x.y}{.}{xy}}',
+    '${imapfolder{&&}}',
+    '${imapfolder{é}{/}}',
     '${nhash{-1}{1.2.3.4}}',
     '${nhash{-1}{-3}{abc}}',
     '${nhash{7}{-1}{abc}}',
@@ -1364,6 +1383,6 @@ EXCLUDED = {
     "${headerwrap}, ${crc32}": "not in Exim 4.96 (later releases)",
     "regular expression syntax errors":
         "exim_py uses Python's re: the error texts differ from PCRE2's",
-    "${perl}, ${dlfunc}, ${imapfolder}, ldapauth, pam, radius, pwcheck, saslauthd":
+    "${perl}, ${dlfunc}, ldapauth, pam, radius, pwcheck, saslauthd":
         "need facilities exim_py does not provide",
 }

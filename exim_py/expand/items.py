@@ -6,6 +6,7 @@ change ``$0..$9`` or ``$value`` save and restore them as Exim does, so that
 the text after the item sees the values from before it.
 """
 
+import base64
 import hashlib
 import hmac as _hmac
 import os
@@ -670,6 +671,65 @@ class AuthResults(Args):
         if spf:
             out += ";\n\tspf=%s smtp.mailfrom=%s" % (spf, value_of(ctx, "sender_address_domain"))
         return out
+
+
+class ImapFolder(Args):
+    """``${imapfolder{name}{sep}{specials}}``: a folder name in IMAP's
+    modified UTF-7 (RFC 3501 5.1.3), ``sep`` in the name becoming '.'."""
+
+    def ev(self, ctx):
+        name, sep, specials = self.values(ctx)
+        if sep is None:
+            sep, specials = "/", None
+        elif len(sep) != 1:
+            raise ExpansionError('IMAP folder separator must be one character, found "%s"'
+                                 % sep)
+        return imap_utf7(name, sep, specials or "",
+                         ctx.main_option("headers_charset", "UTF-8"))
+
+
+def imap_utf7(name, sep, specials, charset):
+    if name[:1] == sep:
+        name = name[1:]
+    if not any(ord(c) >= 0x7F or ord(c) < 0x20 or c in "./&" or c == sep or c in specials
+               for c in name):
+        return name
+    try:
+        units = to_bytes(name).decode(charset).encode("utf-16-be")
+    except (UnicodeError, LookupError) as e:
+        raise ExpansionError("imapfolder: iconv() failed to convert from %s: %s"
+                             % (charset, e))
+    out = []
+    pending = bytearray()       # UTF-16 units waiting to be base64-encoded
+    last_sep = False
+
+    def flush():
+        if pending:
+            out.append("&" + base64.b64encode(bytes(pending)).decode("ascii")
+                       .rstrip("=").replace("/", ",") + "-")
+            pending.clear()
+
+    for k in range(0, len(units), 2):
+        high, low = units[k], units[k + 1]
+        c = chr(low)
+        if high or low >= 0x7F or low < 0x20 or (c in specials and c != sep):
+            last_sep = False
+            pending += units[k:k + 2]
+            continue
+        if c not in "./" or c == sep:
+            flush()
+            if c == sep:
+                if not last_sep:
+                    out.append(".")
+                    last_sep = True
+            else:
+                out.append("&-" if c == "&" else c)
+                last_sep = False
+            continue
+        raise ExpansionError("imapfolder: illegal character '%s'" % c)
+    flush()
+    text = "".join(out)
+    return text[:-1] if text.endswith(".") else text
 
 
 class Unsupported(Node):

@@ -504,8 +504,7 @@ ITEMS.update({
     "hash": _subs_item(I.Substr, 3, 2, True),
     "hmac": _subs_item(I.Hmac, 3, 3),
     "if": _item_if,
-    "imapfolder": _subs_item(lambda args: I.Unsupported(
-        "imapfolder is not supported by exim_py"), 3, 1),
+    "imapfolder": _subs_item(I.ImapFolder, 3, 1),
     "length": _subs_item(I.Substr, 2, 2, True),
     "listextract": _item_listextract,
     "listquote": _subs_item(I.ListQuote, 2, 2),
