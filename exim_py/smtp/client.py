@@ -67,6 +67,7 @@ class ESMTPClient(LineReceiver):
         self._done = False
         self._state = None
         self._quitting = False
+        self._quit_sent = False
         self._connected = True
         self._pipelined = False
         self._mail_failed = False
@@ -541,6 +542,11 @@ class ESMTPClient(LineReceiver):
         self._start_body(command.encode("ascii") + b"\r\n" + body, b"", "dot", command)
 
     def _start_body(self, body, trailer, state, stage):
+        if self._pipelined and not self._queue:
+            # Nothing else will go down this connection: QUIT travels with
+            # the end of the data, as Exim sends it ("will pipeline QUIT").
+            trailer += b"QUIT\r\n"
+            self._quit_sent = True
         self._body = body + trailer
         self._body_pos = 0
         self._body_state = (state, stage)
@@ -624,7 +630,10 @@ class ESMTPClient(LineReceiver):
         self._txn = None
         self._finish()
         self._quitting = True
-        self._send("QUIT", "quit")
+        if self._quit_sent:
+            self._expect("quit", stage="QUIT")
+        else:
+            self._send("QUIT", "quit")
 
     def smtpState_quit(self, code, lines, arg):
         self.transport.loseConnection()
