@@ -311,3 +311,62 @@ class DifferentialNoRetryRuleTests(_EximComparison):
                          for ln in self.log_lines(d)])
         self.assertEqual(logs[1], logs[0])
         self.assertIn("ID sender@x.example: error ignored", logs[0])
+
+
+REMOTE_TEMPLATE = HEAD + """\
+host_lookup =
+begin routers
+r:
+  driver = manualroute
+  route_list = * 127.0.0.1::PORT
+  self = send
+  transport = t
+begin transports
+t:
+  driver = smtp
+  allow_localhost
+  hosts_avoid_tls = *
+begin retry
+* * F,1h,10m
+"""
+
+
+class DifferentialRemoteBounceTests(_EximComparison):
+    """A remote 550 to RCPT: the ** line and the bounce (Remote-MTA,
+    Diagnostic-Code, the SMTP error in the text) as exim4 sends them."""
+
+    def test_remote_rejection_bounce(self):
+        """Both senders deliver to the same receiving exim4; the one good
+        recipient is delivered, the rejected one bounced identically."""
+        from tests.support.exim_peer import EximPeer
+        peer = EximPeer(dsn=False).start()
+        self.addCleanup(peer.stop)
+        logs, bounces = [], []
+        for name in ("ex", "py"):
+            d, _ = self.prepare(name)
+            conf = self.exim.write_config(
+                REMOTE_TEMPLATE.replace("DIR", d).replace("PORT", str(peer.port)),
+                name + "-r.conf")
+            args = ["-odi", "-f", "sender@x.example", "reject1@test.example",
+                    "good@test.example"]
+            if name == "ex":
+                self.exim.run(conf, args, input=MESSAGE)
+            else:
+                run_exim_py(["-C", conf] + args, input=MESSAGE)
+            lines = [re.sub(r" U=\S+ P=local S=\d+", " U=* P=local S=*", ln)
+                     for ln in self.log_lines(d)]
+            logs.append([re.sub(r'C="[^"]*"', 'C="..."', ln) for ln in lines])
+            # The bounce goes through the same router: it is on the peer's queue.
+            found = [body for header, body in peer.messages()
+                     if "\n<>\n" in header and body not in bounces]
+            self.assertEqual(len(found), 1, peer.mainlog())
+            bounces.append(found[0])
+        self.assertEqual(logs[1], logs[0])
+        self.assertEqual(self.normalise(bounces[1]), self.normalise(bounces[0]))
+
+    @staticmethod
+    def normalise(body):
+        text = _ID.sub("ID", body.decode("utf-8", "replace"))
+        text = re.sub(r"\d+-eximdsn-\d+", "BOUNDARY", text)
+        text = re.sub(r"\d\d:\d\d:\d\d [+-]\d{4}", "TIME", text)
+        return re.sub(r"127\.0\.0\.1\]:\d+|port \d+", "PORT", text)
