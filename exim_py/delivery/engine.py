@@ -155,8 +155,8 @@ class _Delivery:
         self.log = DeliveryLog(self.logger, self.spool, self.message_id, self.config, envelope)
 
         if envelope.frozen and not self.thaw:
-            expired = yield threads.deferToThread(self._frozen_timeouts)
-            if not expired:
+            process = yield threads.deferToThread(self._frozen_timeouts)
+            if not process:
                 self.outcome.frozen = True
                 return
         if envelope.frozen and self.thaw:
@@ -164,8 +164,7 @@ class _Delivery:
             self.log.main("Unfrozen by forced delivery")
 
         plan = yield threads.deferToThread(self._route_all)
-        if plan is not None:
-            yield threads.deferToThread(self._record_routing, plan)
+        yield threads.deferToThread(self._record_routing, plan)
         yield self._transport_all(plan)
         yield threads.deferToThread(self._finish, plan)
         self.outcome.bounces.extend(ctx.created)
@@ -293,8 +292,6 @@ class _Delivery:
 
     @defer.inlineCallbacks
     def _transport_all(self, plan):
-        if plan is None:
-            return
         local, remote = _group(plan.routed, self.ctx)
         for batch in local:
             yield self._one_batch(batch)
@@ -329,7 +326,7 @@ class _Delivery:
                 a.retry_skipped = True
                 self.outcome.deferred.append(a)
             if skipped:
-                yield threads.deferToThread(lambda: [self.log.result(a) for a in skipped])
+                yield threads.deferToThread(self._log_all, skipped)
             batch = usable
             if not batch:
                 return
@@ -355,6 +352,10 @@ class _Delivery:
                 if a.result is FAIL and a.user_message is None:
                     a.user_message = "local delivery failed"
         yield threads.deferToThread(self._record, batch)
+
+    def _log_all(self, addresses):
+        for a in addresses:
+            self.log.result(a)
 
     @defer.inlineCallbacks
     def _shadow(self, transport, batch):
@@ -453,8 +454,6 @@ class _Delivery:
     # -- after the attempt ------------------------------------------------------
 
     def _finish(self, plan):
-        if plan is None:
-            return
         succeeded = [a for a in self.outcome.delivered
                      if not a.transport.remote and a.top.dsn_notify
                      and bounce.dsn_wants(a.top, "SUCCESS")]
