@@ -171,6 +171,7 @@ class Logger:
         self._syslog_open = False
         self._files = {}
         self._files_lock = threading.Lock()
+        self._recent = threading.local()
 
     def selector(self, name):
         """Whether log_selector turns ``name`` on."""
@@ -235,6 +236,16 @@ class Logger:
         """Write one line to the main log."""
         now = self.clock()
         self._emit("main", self.format(text, message_id, now), now)
+        self._recent.line = (text, message_id)
+
+    def _main_copy(self, text, message_id, line, now):
+        """The main-log copy of a reject or panic line, unless this thread has just
+        written that very line with main() (a caller doing Exim's LOG_MAIN|LOG_REJECT
+        in two calls): Exim writes such a line to the main log once."""
+        if getattr(self._recent, "line", None) == (text, message_id):
+            self._recent.line = None
+            return
+        self._emit("main", line, now)
 
     def reject(self, text, message_id=None, headers=None, sender=None, recipients=None):
         """A rejection: the main log line, then the same line and the headers on the reject log.
@@ -245,7 +256,7 @@ class Logger:
         """
         now = self.clock()
         line = self.format(text, message_id, now)
-        self._emit("main", line, now)
+        self._main_copy(text, message_id, line, now)
         if not self.write_rejectlog:
             return
         extra = []
@@ -266,7 +277,7 @@ class Logger:
         """A serious error: written to the panic log and to the main log."""
         now = self.clock()
         line = self.format(text, message_id, now)
-        self._emit("main", line, now)
+        self._main_copy(text, message_id, line, now)
         if self.templates:
             self._file("panic", now).write((line + "\n").encode("utf-8", "surrogateescape"))
         if self.use_syslog:

@@ -144,6 +144,15 @@ class LoggerTests(TestCase):
         self.assertEqual(lines[1:], ["Envelope-from: <s@x.y>", "Envelope-to: <a@b.c>", "Envelope-to: <d@e.f>",
                                      '  Subject: hello "there"', "\tfolded", "I Message-ID: <abc@d>"])
 
+    def test_main_then_reject_is_one_main_line(self):
+        """main(line) then reject(line) (Exim's LOG_MAIN|LOG_REJECT in two calls) writes mainlog once."""
+        logger = Logger(log_file_path=self.path, log_selector="")
+        logger.main("H=[10.0.0.1] rejected RCPT <a@b>", message_id=None)
+        logger.reject("H=[10.0.0.1] rejected RCPT <a@b>")
+        logger.reject("H=[10.0.0.1] rejected RCPT <a@b>")
+        self.assertEqual(self.read("main").count("rejected RCPT"), 2)
+        self.assertEqual(self.read("reject").count("rejected RCPT"), 2)
+
     def test_panic_goes_to_both(self):
         """A panic is written to the panic log and the main log."""
         logger = Logger(log_file_path=self.path, log_selector="")
