@@ -5,6 +5,7 @@ condition node has ``test(ctx) -> bool``; ``negate`` is the count of ``!``
 in front of it folded into one flag.  Parsing is in parser.py.
 """
 
+import functools
 import hashlib
 import ipaddress
 import os
@@ -28,6 +29,7 @@ with warnings.catch_warnings():
         _crypt = None
 
 
+@functools.lru_cache(maxsize=4096)
 def ip_version(text, allow_mask=False):
     """4 or 6 if ``text`` is an IP address (as Exim's string_is_ip_address),
     else 0; with ``allow_mask`` a /bits suffix is accepted."""

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac as _hmac
 import os
+import re
 import subprocess
 import time
 
@@ -168,17 +169,20 @@ def get_keyed(key, s):
     return None
 
 
+_SPLITTERS = {}
+
+
 def get_tokened(field, separators, s):
     """Exim's expand_gettokened(): field N of ``s`` split on any separator char."""
     if field == 0:
         return s
-    fields = []
-    start = 0
-    for i, c in enumerate(s):
-        if c in separators:
-            fields.append(s[start:i])
-            start = i + 1
-    fields.append(s[start:])
+    splitter = _SPLITTERS.get(separators)
+    if splitter is None:
+        if len(_SPLITTERS) > 1000:
+            _SPLITTERS.clear()
+        splitter = _SPLITTERS[separators] = (
+            re.compile("[%s]" % re.escape(separators)).split if separators else None)
+    fields = splitter(s) if splitter else [s]
     if field > 0:
         return fields[field - 1] if field <= len(fields) else None
     return fields[field] if -field <= len(fields) else None
@@ -374,7 +378,6 @@ class PrvsCheck(Node):
         self.result = result
 
     def ev(self, ctx):
-        import re
         for name in ("prvscheck_result", "prvscheck_address", "prvscheck_keynum"):
             ctx.unset(name)
         subject = self.address.ev(ctx)
