@@ -13,6 +13,7 @@ import email.policy
 import glob
 import mailbox
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -27,7 +28,7 @@ from twisted.trial import unittest
 
 from exim_py.spool import Spool
 from tests.support.peers import require_command
-from tests.support.pki import standard as standard_pki
+from tests.support.pki import ServerPKI
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -271,10 +272,9 @@ class Site:
         self.config = os.path.join(self.dir, "exim.conf")
         with open(self.config, "w") as f:
             f.write(CONFIG)
-        pki = standard_pki(os.path.join(self.dir, "pki"))
-        shutil.copy(pki.ecdsa.chain_path, os.path.join(self.dir, "tls", "mx-chain.pem"))
-        shutil.copy(pki.ecdsa.key_path, os.path.join(self.dir, "tls", "mx.key"))
-        self.ca_path = pki.ca_path
+        pki = ServerPKI(os.path.join(self.dir, "tls"))
+        pki.server("mx", ["e2e.test.example"])
+        self.ca_path = pki.root.cert_path
         self.macros = ["-DE2E_DIR=" + self.dir]
         self.spool = Spool(os.path.join(self.dir, "spool"))
 
@@ -296,6 +296,10 @@ class Site:
         wait_for(lambda: "%s Completed" % message_id in self.mainlog(),
                  "%s Completed in the mainlog:\n%s" % (message_id, self.mainlog()))
 
+    def spool_size(self, message_id):
+        """The S= of a message: Exim's message size, read back from the mainlog's <= line."""
+        return int(re.search(r"%s <= .* S=(\d+)" % message_id, self.mainlog()).group(1))
+
     def maildir(self, user):
         """The messages in ``user``'s maildir (new/), oldest first, as bytes."""
         out = []
@@ -315,6 +319,151 @@ def send_message(port, sender, recipients, text):
         for rcpt in recipients:
             code, reply = s.rcpt(rcpt)
             assert code == 250, (code, reply)
-        code, reply = s.data(text.encode())
+        code, reply = s.data(text)
         assert code == 250, (code, reply)
     return re.match(rb"OK id=(\S+)", reply).group(1).decode()
+
+
+def spool_listing(site):
+    """``exim_py -bp`` output."""
+    result = site.run("-bp")
+    assert result.returncode == 0 and result.stderr == "", result
+    return result.stdout
+
+
+def parse(raw):
+    return email.message_from_bytes(raw, policy=email.policy.compat32)
+
+
+class LocalDeliveryTests(unittest.TestCase):
+    """SMTP in → spool → local delivery, submission, refusal, deferral, bounces."""
+
+    def setUp(self):
+        self.site = Site(self)
+        self.daemon = self.site.daemon().start()
+        self.addCleanup(self.daemon.stop)
+
+    def test_smtp_to_maildir_and_mbox(self):
+        """One message for a maildir user and an mbox user: both copies carry
+        Return-path, Envelope-to, Delivery-date and Exim's Received: header, the
+        mbox has its From_ line, the queue is empty and the mainlog reads as
+        Exim's (<=, => per recipient with R= and T=, Completed)."""
+        message_id = send_message(self.daemon.port, "sender@example.org",
+                                  ["alice@test.example", "mboxuser@test.example"],
+                                  "Subject: one\n\nbody one\n")
+        self.site.wait_completed(message_id)
+        self.assertEqual(normalise_log(self.site.mainlog(), message_id), (
+            "TIME ID1 <= sender@example.org H=(client.example) [127.0.0.1] P=esmtp S=209\n"
+            "TIME ID1 => alice <alice@test.example> R=maildir T=maildir\n"
+            "TIME ID1 => mboxuser <mboxuser@test.example> R=mbox T=mbox\n"
+            "TIME ID1 Completed\n"))
+        [raw] = self.site.maildir("alice")
+        box = mailbox.mbox(os.path.join(self.site.dir, "mbox", "mboxuser"))
+        [from_mbox] = list(box)
+        self.assertEqual(from_mbox.get_from().split(" ", 1)[0], "sender@example.org")
+        received = ("Received: from [127.0.0.1] (helo=client.example)\n"
+                    "\tby e2e.test.example with esmtp (Exim 4.96)\n"
+                    "\t(envelope-from <sender@example.org>)\n"
+                    "\tid %s;\n" % message_id)
+        for msg, rcpt in ((parse(raw), "alice"), (from_mbox, "mboxuser")):
+            self.assertEqual(msg["Return-path"], "<sender@example.org>")
+            self.assertEqual(msg["Envelope-to"], rcpt + "@test.example")
+            self.assertTrue(msg["Delivery-date"])
+            self.assertEqual(msg["Subject"], "one")
+            self.assertEqual(msg.get_payload(), "body one\n")
+            self.assertIn(received, msg.as_string())
+        self.assertEqual(spool_listing(self.site), "")
+
+    def test_local_submission_is_delivered(self):
+        """`echo test | exim_py -C CONF bob@test.example` (background delivery, -odb)
+        exits 0 and the message reaches bob's maildir, sent by the caller
+        qualified with qualify_domain."""
+        result = self.site.run("bob@test.example", input="test\n")
+        self.assertEqual((result.returncode, result.stdout, result.stderr), (0, "", ""))
+        wait_for(lambda: self.site.maildir("bob"), "a message in bob's maildir")
+        [raw] = self.site.maildir("bob")
+        msg = parse(raw)
+        user = pwd.getpwuid(os.getuid()).pw_name
+        self.assertEqual(msg["Return-path"], "<%s@test.example>" % user)
+        self.assertEqual(msg["Envelope-to"], "bob@test.example")
+        self.assertRegex(msg["Received"], r"^from %s by e2e\.test\.example with local \(Exim 4\.96\)" % user)
+        self.assertEqual(msg.get_payload(), "test\n")
+        [message_id] = re.findall(r"(\S+) <= ", self.site.mainlog())
+        self.site.wait_completed(message_id)
+        self.assertEqual(
+            re.sub(r"S=\d+", "S=n", normalise_log(self.site.mainlog(), message_id)),
+            "TIME ID1 <= %s@test.example U=%s P=local S=n\n"
+            "TIME ID1 => bob <bob@test.example> R=maildir T=maildir\n"
+            "TIME ID1 Completed\n" % (user, user))
+
+    def test_unknown_local_user_refused_at_rcpt(self):
+        """RCPT for a local part no router accepts gets Exim's 550, logged, and
+        nothing is queued."""
+        with smtplib.SMTP("127.0.0.1", self.daemon.port, local_hostname="client.example") as s:
+            s.ehlo()
+            s.mail("sender@example.org")
+            self.assertEqual(s.rcpt("nobody@test.example"), (550, b"Unrouteable address"))
+        wait_for(lambda: "rejected RCPT" in self.site.mainlog(), "the rejection")
+        self.assertIn(" H=(client.example) [127.0.0.1] F=<sender@example.org> rejected RCPT "
+                      "<nobody@test.example>: Unrouteable address\n", self.site.mainlog())
+        self.assertEqual(list(self.site.spool.message_ids()), [])
+
+    def test_deferred_delivery_retried_with_M(self):
+        """A :defer: redirect leaves the message queued (==, listed by -bp with
+        its recipient); -M retries it (deferred again while the problem lasts);
+        once it is fixed, -M delivers it and the queue is empty."""
+        message_id = send_message(self.daemon.port, "sender@example.org", ["later@test.example"],
+                                  "Subject: patience\n\nwait for it\n")
+        wait_for(lambda: " == " in self.site.mainlog(), "the deferral")
+        listing = spool_listing(self.site)
+        self.assertRegex(listing, r"^ *\d+[smhd] +\d+ %s <sender@example\.org>\n"
+                                  r" {10}later@test\.example\n\n$" % message_id)
+        self.assertEqual(self.site.run("-M", message_id).returncode, 0)
+        self.assertIn(message_id, spool_listing(self.site))
+        with open(os.path.join(self.site.dir, "ready"), "w"):
+            pass
+        result = self.site.run("-M", message_id)
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+        self.assertEqual(spool_listing(self.site), "")
+        [raw] = self.site.maildir("later")
+        self.assertEqual(parse(raw)["Subject"], "patience")
+        self.assertEqual(normalise_log(self.site.mainlog(), message_id), (
+            "TIME ID1 <= sender@example.org H=(client.example) [127.0.0.1] P=esmtp S=%d\n"
+            "TIME ID1 == later@test.example R=later defer (-1): mailbox not ready yet\n"
+            "TIME ID1 == later@test.example R=later defer (-1): mailbox not ready yet\n"
+            "TIME ID1 => later <later@test.example> R=maildir T=maildir\n"
+            "TIME ID1 Completed\n") % self.site.spool_size(message_id))
+
+    def test_failure_returns_rfc3464_bounce(self):
+        """A :fail: address produces a bounce to the sender: multipart/report
+        (report-type=delivery-status) with a message/delivery-status part whose
+        per-recipient fields give Final-Recipient, Action: failed and Status 5.x.x,
+        and the original message returned; the logs link the bounce to its parent."""
+        message_id = send_message(self.daemon.port, "alice@test.example", ["gone@test.example"],
+                                  "Subject: two\n\nbody two\n")
+        self.site.wait_completed(message_id)
+        [raw] = self.site.maildir("alice")
+        report = email.message_from_bytes(raw)
+        self.assertEqual(report.get_content_type(), "multipart/report")
+        self.assertEqual(report.get_param("report-type"), "delivery-status")
+        self.assertEqual(report["Return-path"], "<>")
+        self.assertEqual(report["To"], "alice@test.example")
+        self.assertEqual(report["X-Failed-Recipients"], "gone@test.example")
+        text, status, returned = report.get_payload()
+        self.assertIn("gone@test.example\n    this mailbox is closed", text.get_payload())
+        self.assertEqual(status.get_content_type(), "message/delivery-status")
+        per_message, per_recipient = status.get_payload()
+        self.assertEqual(per_message["Reporting-MTA"], "dns; e2e.test.example")
+        self.assertEqual(per_recipient["Final-Recipient"], "rfc822;gone@test.example")
+        self.assertEqual(per_recipient["Action"], "failed")
+        self.assertRegex(per_recipient["Status"], r"^5\.\d+\.\d+$")
+        self.assertEqual(returned.get_content_type(), "message/rfc822")
+        [original] = returned.get_payload()
+        self.assertEqual((original["Subject"], original.get_payload()), ("two", "body two\n"))
+        self.assertEqual(re.sub(r"S=\d+", "S=n", normalise_log(self.site.mainlog())), (
+            "TIME ID1 <= alice@test.example H=(client.example) [127.0.0.1] P=esmtp S=n\n"
+            "TIME ID1 ** gone@test.example R=gone: this mailbox is closed\n"
+            "TIME ID2 <= <> R=ID1 U=%s P=local S=n\n"
+            "TIME ID2 => alice <alice@test.example> R=maildir T=maildir\n"
+            "TIME ID2 Completed\n"
+            "TIME ID1 Completed\n") % pwd.getpwuid(os.getuid()).pw_name)
