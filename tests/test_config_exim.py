@@ -124,6 +124,8 @@ hide tls_privatekey = /secret/key
 never_users = root : daemon
 admin_groups = ${if eq{1}{1}{tty}{root}}
 qualify_domain = "tab\\there"
+primary_hostname = "a\\001b\\033c\\177 f\\303\\270 \\377 \\x41"
+qualify_recipient = f\u00f8\u00f8.example
 queue_only_load = 3
 smtp_accept_max = 017
 smtp_banner = $smtp_active_hostname ESMTP
@@ -137,7 +139,8 @@ hide addresslist secret_senders = "a@b.example : c@d.example"
 
 PRINTED = ("accept_8bitmime auto_thaw bounce_return_size_limit check_spool_space check_log_space "
            "delay_warning deliver_queue_load_max dns_dnssec_ok tls_privatekey never_users "
-           "qualify_domain queue_only_load smtp_accept_max smtp_banner timeout_frozen_after "
+           "qualify_domain primary_hostname qualify_recipient queue_only_load smtp_accept_max "
+           "smtp_banner timeout_frozen_after "
            "smtp_load_reserve admin_groups smtp_receive_timeout no_such_option "
            "+local_domains +relay_hosts +secret_senders +missing").split()
 

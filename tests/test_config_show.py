@@ -35,6 +35,14 @@ r2:
   unseen
   cannot_route_message = "no\\troute"
   transport = t2
+  headers_remove = <; A ; B
+  headers_remove = C:
+  headers_remove = D::E
+  set = a = 1 ;  b = 2;;c
+  set =   d = 4
+  set =
+  headers_add = X: 1
+  headers_add = "Y: 2\\nZ: 3"
 """
 
 

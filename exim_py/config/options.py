@@ -15,7 +15,7 @@ import re
 
 from exim_py.errors import ConfigError, ExpansionError
 from exim_py.expand import expand
-from exim_py.expand.lists import split_list
+from exim_py.expand.lists import iter_list, list_separator, split_list
 
 # Option types (see HACKING.rst for the Python type of each value).
 BOOL = "boolean"
@@ -179,9 +179,12 @@ def dequote(text):
             continue
         out.append(c)
         i += 1
+    # Escapes give bytes, as in Exim: keep those above 127 as surrogate
+    # escapes and let any that form UTF-8 become the characters they spell.
+    value = "".join(out).encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
     if i < n:
-        return "".join(out), text[i + 1:], True
-    return "".join(out), "", False
+        return value, text[i + 1:], True
+    return value, "", False
 
 
 _SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "e": "\x1b"}
@@ -194,25 +197,37 @@ def _escape(text, i):
         return _SIMPLE_ESCAPES[c], i + 1
     m = re.match(r"[0-7]{1,3}", text[i:])
     if m:
-        return chr(int(m.group(0), 8) & 0xFF), i + len(m.group(0))
+        return _byte(int(m.group(0), 8) & 0xFF), i + len(m.group(0))
     if c == "x":
         m = re.match(r"[0-9A-Fa-f]{1,2}", text[i + 1:])
         if m:
-            return chr(int(m.group(0), 16)), i + 1 + len(m.group(0))
+            return _byte(int(m.group(0), 16)), i + 1 + len(m.group(0))
     return c, i + 1
 
 
+def _byte(value):
+    """One byte as text: ASCII itself, anything above as a surrogate escape."""
+    return chr(value) if value < 128 else chr(0xDC00 + value)
+
+
 def printing(s):
-    """Exim's string_printing: non-printing characters shown as escapes (for -bP)."""
+    """Exim's string_printing: anything but printable ASCII shown as an escape (for -bP).
+
+    Bytes outside ASCII (UTF-8 text included) come out as octal escapes, as
+    Exim shows them unless print_topbitchars is set.
+    """
     out = []
-    for c in s:
-        o = ord(c)
-        if 32 <= o < 127 or o > 159:
+    for byte in s.encode("utf-8", "surrogateescape"):
+        c = chr(byte)
+        if 32 <= byte < 127:
             out.append(c)
         else:
-            out.append({"\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b", "\f": "\\f",
-                        "\v": "\\v", "\x1b": "\\e"}.get(c, "\\%03o" % o))
+            out.append(_PRINT_ESCAPES.get(c, "\\%03o" % byte))
     return "".join(out)
+
+
+_PRINT_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b", "\f": "\\f",
+                  "\v": "\\v"}
 
 
 def read_time(text, terminator=""):
@@ -412,11 +427,12 @@ class SettingParser:
             for item in split_list(value):
                 if find_group(item) is None:
                     raise self.error("group %s was not found" % item)
-        if opt.repeat and values.is_set(opt.name) and values[opt.name] is not None:
-            old = values[opt.name]
-            if opt.repeat == "condition":
-                return "${if and{{bool_lax{%s}}{bool_lax{%s}}}}" % (old, value)
-            return old + opt.repeat + value
+        if opt.repeat == "condition":
+            old = values[opt.name] if values.is_set(opt.name) else None
+            return value if old is None else "${if and{{bool_lax{%s}}{bool_lax{%s}}}}" % (old, value)
+        if opt.repeat:
+            return _append_list(values[opt.name] if values.is_set(opt.name) else None,
+                                value, opt.repeat)
         return value
 
     def _integer(self, s, name, octal=False):
@@ -509,6 +525,17 @@ class SettingParser:
         if gid is None:
             raise self.error("group %s was not found" % value)
         return gid
+
+
+def _append_list(old, value, sep):
+    """A repeatable option: each item of ``value`` (a list whose separator is
+    ``sep`` unless it starts with ``<``) is added to ``old``, separated by
+    ``sep`` (readconf.c, opt_rep_str).  Returns None while the list is empty."""
+    change, start = list_separator(value)
+    items = iter_list(value[start:], change if start else sep)
+    out = [old] if old else []
+    out.extend(item.replace(sep, sep + sep) for item in items)
+    return sep.join(out) if out else None
 
 
 def _strtol(digits, octal=False):
