@@ -344,3 +344,27 @@ class FailureModeTests(unittest.TestCase):
         self.assertEqual(result.host_error.message, "TLS session: (SSL_connect): timed out")
         self.assertTrue(result.retry_in_clear)
         self.assertEqual(server.messages, [])
+
+    @defer.inlineCallbacks
+    def test_starttls_454_goes_on_in_clear(self):
+        """A 4xx to STARTTLS with tls_tempfail_tryclear: the same session carries
+        the message in clear (TLS not required)."""
+        from exim_py.smtp.tls_client import TLSClientSettings
+        server = self.serve(EHLO="250-test.example\r\n250 STARTTLS",
+                            STARTTLS="454 TLS not available now")
+        result = yield self.send(server.port_number, tls="try", tls_settings=TLSClientSettings())
+        self.assertEqual({o.status for _, o in result.outcomes()}, {OK})
+        self.assertEqual(len(server.connections), 1)
+        self.assertIsNone(result.tls)
+
+    @defer.inlineCallbacks
+    def test_starttls_454_without_tryclear_defers(self):
+        """tls_tempfail_tryclear false: a 4xx to STARTTLS defers this host."""
+        from exim_py.smtp.tls_client import TLSClientSettings
+        server = self.serve(EHLO="250-test.example\r\n250 STARTTLS",
+                            STARTTLS="454 TLS not available now")
+        result = yield self.send(server.port_number, tls="try", tls_settings=TLSClientSettings(),
+                                 tls_tempfail_tryclear=False)
+        self.assertEqual(result.host_error.message, "SMTP error from remote mail server after "
+                         "STARTTLS: 454 TLS not available now")
+        self.assertEqual(server.messages, [])
