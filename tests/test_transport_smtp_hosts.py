@@ -243,3 +243,15 @@ class TransportHostOptionTests(_Deliveries):
         self.assertEqual(len(self.peer.messages()), 3)
         # Two connections (the fixture's readiness probe makes a third line).
         self.assertEqual(self.peer.mainlog().count("closed by QUIT"), 2)
+
+    @defer.inlineCallbacks
+    def test_generic_header_and_return_path_options(self):
+        """headers_add, headers_remove and return_path shape what the next hop gets."""
+        yield self.deliver("  hosts = 127.0.0.1\n  hosts_override\n  port = %d\n"
+                           "  headers_add = X-Added: yes\n  headers_remove = Subject\n"
+                           "  return_path = bounces@client.example" % (self.peer.port,))
+        header, body = self.peer.messages()[0]
+        self.assertIn("\n<bounces@client.example>\n", header)
+        self.assertIn("X-Added: yes\n", header)
+        self.assertNotIn("Subject:", header)
+        self.assertEqual(body, b"body\n")
