@@ -370,3 +370,37 @@ class DifferentialRemoteBounceTests(_EximComparison):
         text = re.sub(r"\d+-eximdsn-\d+", "BOUNDARY", text)
         text = re.sub(r"\d\d:\d\d:\d\d [+-]\d{4}", "TIME", text)
         return re.sub(r"127\.0\.0\.1\]:\d+|port \d+", "PORT", text)
+
+
+SELF_TEMPLATE = HEAD + """\
+begin routers
+selfish:
+  driver = manualroute
+  route_list = * 127.0.0.1
+  transport = smtp
+begin transports
+smtp:
+  driver = smtp
+begin retry
+* * F,1h,10m
+"""
+
+
+class DifferentialFreezeTests(_EximComparison):
+    """A router's self = freeze: the reason, the deferral (no T=), Frozen."""
+
+    def test_self_freeze(self):
+        """The lines match exim4's and the message is left frozen."""
+        logs = []
+        for name in ("ex", "py"):
+            d, _ = self.prepare(name)
+            conf = self.exim.write_config(SELF_TEMPLATE.replace("DIR", d), name + "-z.conf")
+            args = ["-odi", "-f", "sender@x.example", "x@self.example"]
+            if name == "ex":
+                self.exim.run(conf, args, input=MESSAGE)
+            else:
+                run_exim_py(["-C", conf] + args, input=MESSAGE)
+            logs.append(self.log_lines(d))
+            listing = run_exim_py(["-C", conf, "-bp"]).stdout
+            self.assertIn("*** frozen ***", listing)
+        self.assertEqual(logs[1], logs[0])

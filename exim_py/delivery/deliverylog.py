@@ -59,8 +59,18 @@ class DeliveryLog:
         with open(path, "ab") as f:
             f.write(("%s %s\n" % (self.logger.timestamp(), text)).encode("utf-8", "surrogateescape"))
 
-    def result(self, addr, first=True):
-        """Log the outcome of one address (after the spool records it)."""
+    def result(self, addr, first=True, routing=False):
+        """Log the outcome of one address (after the spool records it).
+
+        A failure or deferral decided by routing shows no transport, even
+        when the router had chosen one (as Exim's lines do)."""
+        if routing and addr.result.value != "OK" and addr.transport is not None \
+                and not addr.is_pfr:
+            saved, addr.transport = addr.transport, None
+            try:
+                return self.result(addr, first)
+            finally:
+                addr.transport = saved
         if addr.result.value == "OK":
             mark = "*>" if addr.suppressed else ("=>" if first else "->")
             text = log_address(addr, True) + self._delivery_fields(addr)

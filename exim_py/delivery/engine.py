@@ -98,6 +98,7 @@ class _Delivery:
         self.lock = None
         self.cancelled = None         # why every recipient fails now (timeout_frozen_after)
         self.complete = False         # every recipient done: log Completed and remove
+        self.freeze = False           # an address asked for the message to be frozen
 
     @defer.inlineCallbacks
     def run(self):
@@ -440,7 +441,7 @@ class _Delivery:
             self.envelope.non_recipients.update(finished)
         first = True
         for a in batch:
-            self.log.result(a, first or routing)
+            self.log.result(a, first or routing, routing=routing)
             if a.result is OK:
                 first = False
                 self.outcome.delivered.append(a)
@@ -449,7 +450,7 @@ class _Delivery:
             else:
                 self.outcome.deferred.append(a)
             if a.special == "freeze":
-                self.envelope.frozen = True
+                self.freeze = True
 
     # -- after the attempt ------------------------------------------------------
 
@@ -486,6 +487,10 @@ class _Delivery:
         if not remaining:
             self.complete = True
             return
+        if self.freeze and not self.envelope.frozen:
+            self.envelope.frozen = True
+            self.envelope.spool_extra["frozen"] = int(self.ctx.now())
+            self.log.main("Frozen")
         if self.outcome.deferred and not self.envelope.frozen:
             bounce.maybe_delay_warning(self)
         self.envelope.deliver_firsttime = False

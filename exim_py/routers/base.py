@@ -124,5 +124,11 @@ def apply_self(router, addr, hosts, ctx, why):
         return RouterResult(REROUTED, new=[child])
     if setting == "defer":
         return RouterResult(DEFER, why)
+    # self = freeze: the log says why, naming the address when verifying.
+    if ctx.logger is not None:
+        if ctx.message is not None:
+            ctx.logger.main("%s: %s" % (why, addr.domain), ctx.message.id)
+        else:
+            ctx.logger.main("%s: %s (while routing <%s>)" % (why, addr.domain, addr.address))
     addr.special = "freeze"
     return RouterResult(DEFER, why)
