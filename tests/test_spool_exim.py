@@ -290,8 +290,8 @@ class CrossCheckTests(TestCase):
         for _ in range(6):
             self.exim(["-odq", "a@b.example"], b"x\n")
         now = int(time.time())
-        for message_id, age in zip(self.env.exim_ids(), (89 * 60, 95 * 60, 150 * 60, 71 * 3600, 80 * 3600,
-                                                          30 * 86400)):
+        ages = (89 * 60, 95 * 60, 150 * 60, 71 * 3600, 80 * 3600, 30 * 86400)
+        for message_id, age in zip(self.env.exim_ids(), ages):
             path = os.path.join(self.env.spool, "input", message_id + "-H")
             lines = self.env.read_exim(message_id).split(b"\n")
             lines[3] = b"%d 0" % (now - age)

@@ -25,11 +25,10 @@ import fcntl
 import os
 import struct
 import threading
-import time
 
 from exim_py.errors import EximError
 from exim_py.spool import format as spoolformat
-from exim_py.spool.ids import ID_LENGTH, IdGenerator, id_time, is_message_id, split_subdir
+from exim_py.spool.ids import ID_LENGTH, IdGenerator, is_message_id, split_subdir
 from exim_py.spool.owner import inherited_owner, make_dirs
 
 SPOOL_MODE = 0o640
@@ -385,7 +384,3 @@ class Spool:
         except MessageLocked:
             return True
         return False
-
-    def age(self, message_id, now=None):
-        """Seconds since arrival, from the id as Exim's queue tools compute it."""
-        return int((now if now is not None else time.time()) - id_time(message_id))
