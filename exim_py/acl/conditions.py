@@ -7,13 +7,13 @@ List matching is exim_py.match's; address verification is delivery's
 (``exim_py.delivery.verify.verify_address``) when that module exists.
 """
 
-import re
-
 from exim_py.acl import callout, dnslists, headers, ratelimit
 from exim_py.acl.context import optional_module
 from exim_py.acl.phases import VERIFIES, WHERE_NAMES
 from exim_py.config.options import read_time
 from exim_py.errors import ExpansionError
+from exim_py.match.engine import check_list
+from exim_py.match.items import StringMatcher
 
 OK, FAIL, DEFER, ERROR = "accept", "deny", "defer", "error"
 
@@ -37,33 +37,9 @@ def _ectx(run):
 
 
 def string_list_match(run, value, liststring):
-    """Match ``value`` against a plain string list (authenticated, encrypted).
-
-    As Exim's MCL_STRING lists: the list is expanded, items are compared
-    without regard to case, ``!`` negates, ``^`` starts a regular expression
-    and ``*`` alone matches anything.
-    """
-    text = run.expand(liststring)
-    sep = ":"
-    if text.startswith("<") and len(text) > 1 and not text[1].isalnum() and not text[1].isspace():
-        sep, text = text[1], text[2:]
-    items = [i.strip().replace("\0", sep) for i in text.replace(sep * 2, "\0").split(sep)]
-    for item in items:
-        if not item:
-            continue
-        negated = False
-        while item.startswith("!"):
-            negated = not negated
-            item = item[1:].lstrip()
-        if item.startswith("^"):
-            hit = re.search(item, value, re.IGNORECASE) is not None
-        elif item == "*":
-            hit = True
-        else:
-            hit = item.lower() == value.lower()
-        if hit:
-            return not negated
-    return False
+    """Match ``value`` against a plain string list (authenticated, encrypted),
+    as Exim's MCL_STRING lists: caseless, ``!``, ``^regex``, ``*suffix``, lookups."""
+    return check_list(liststring, StringMatcher("string", value, _ectx(run)))
 
 
 def authenticated(run, item, arg):
