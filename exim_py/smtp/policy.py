@@ -186,6 +186,12 @@ class ServerPolicy:
         return None
 
     def connect(self, session):
+        try:
+            self.message_size_limit(session)
+        except OverflowError as e:
+            # Exim cannot work out its limits: every command but QUIT gets 421
+            self.log_main("%s for %s" % (e, self.host_text(session)))
+            return Reply(421, "Temporary local problem - please try later")
         if self.host_in("host_reject_connection", session):
             self.log_main("refused connection from %s (host_reject_connection)" % self.host_text(session))
             return Reply(554, "SMTP service not available", drop=True)
@@ -368,7 +374,10 @@ class ServerPolicy:
         m = re.match(r"^\s*(\d+)\s*([KkMmGg]?)\s*$", self._expand(value, session) or "")
         if not m:
             return default
-        return int(m.group(1)) * {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}[m.group(2).lower()]
+        number = int(m.group(1)) * {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}[m.group(2).lower()]
+        if number >= 2 ** 63:
+            raise OverflowError("%s: absurdly large value" % option)
+        return number
 
     def qualify_sender(self, session, address):
         if session.sender_host_address and not self.host_in("sender_unqualified_hosts", session):

@@ -86,6 +86,7 @@ class SMTPServerProtocol(protocol.Protocol):
         self._bdat_discard = False
         self._auth = None
         self._input_ended = False
+        self._refusing = None
         self.helo_seen = False
         self.esmtp = False
         self.extensions = set()     # EHLO keywords advertised in this session
@@ -114,6 +115,12 @@ class SMTPServerProtocol(protocol.Protocol):
         self._ask(self.policy.connect, self.session, then=self._after_connect)
 
     def _after_connect(self, reply):
+        if reply is not None and reply.code == 421 and not reply.drop:
+            # a local problem: refuse everything but QUIT, as Exim does
+            self._refusing = reply
+            self._send_reply(reply, 0, "")
+            self._mode = "command"
+            return
         if reply is not None and not reply.ok:
             self._send_reply(reply, 0, "")
             return self._drop()
@@ -220,6 +227,8 @@ class SMTPServerProtocol(protocol.Protocol):
             if not arg.upper().startswith(lead):
                 return self._unknown_command(line)
             arg = arg[len(lead):].strip()
+        if self._refusing is not None and verb != "QUIT":
+            return self._send_reply(self._refusing, 0, "")
         if self._bdat is not None and verb not in ("BDAT", "NOOP"):
             # RFC 3030 and Exim: between chunks only BDAT (and NOOP); anything
             # else abandons the message
