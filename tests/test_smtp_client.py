@@ -224,6 +224,33 @@ class DialogueTests(unittest.TestCase):
         self.assertEqual(server.commands[:2], [b"HELO client.example", b"MAIL FROM:<s@x.example>"])
 
     @defer.inlineCallbacks
+    def test_authenticated_sender_failure_defers(self):
+        """authenticated_sender that fails to expand defers the message, even on an
+        unauthenticated session (spec, option authenticated_sender)."""
+        from exim_py.errors import ExpansionError
+
+        def broken(result):
+            raise ExpansionError("Failed to expand authenticated_sender: unknown variable")
+        server = self.serve()
+        txn = Transaction("s@x.example", ["a@y.example"], data=MESSAGE,
+                          auth_sender_option=broken)
+        result = yield self.send(server, [txn])
+        outcome = dict(result.outcomes())["a@y.example"]
+        self.assertEqual(outcome.status, DEFER)
+        self.assertIn("Failed to expand authenticated_sender", outcome.message)
+        self.assertNotIn(b"MAIL", b" ".join(server.commands))
+
+    @defer.inlineCallbacks
+    def test_authenticated_sender_force(self):
+        """authenticated_sender_force: AUTH= goes on MAIL without authenticating."""
+        server = self.serve(EHLO="250-test.example\r\n250 AUTH PLAIN")
+        txn = Transaction("s@x.example", ["a@y.example"], data=MESSAGE,
+                          auth_sender_option=lambda result: "who@x.example",
+                          auth_sender_force=True)
+        yield self.send(server, [txn])
+        self.assertEqual(server.commands[1], b"MAIL FROM:<s@x.example> AUTH=who@x.example")
+
+    @defer.inlineCallbacks
     def test_callout_stops_after_rcpt(self):
         """A transaction without data (a callout) sends MAIL and RCPT only, then QUIT."""
         server = self.serve({"RCPT TO:<no@y.example>": "550 unknown"})

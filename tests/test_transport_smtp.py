@@ -378,3 +378,15 @@ class OptionTableTests(unittest.TestCase):
             log = f.read()
         self.assertIn("== a@test.example R=r T=t defer (0): t transport: dkim_private_key = "
                       "/nonexistent.key is not supported by exim_py", log)
+
+    @defer.inlineCallbacks
+    def test_authenticated_sender_expanded_after_starttls(self):
+        """authenticated_sender is expanded once TLS is up ($tls_out_cipher is set)
+        and sent as AUTH= after AUTH succeeded; Exim records it in its -H file."""
+        self.authenticators = ("\nbegin authenticators\n\nclient_auth:\n"
+                               + self.AUTHS["PLAIN"])
+        lines = delivery_lines((yield self.run_exim_py(
+            ["ok@test.example"], "  hosts_require_auth = *\n"
+            "  authenticated_sender = ${if def:tls_out_cipher{tls}{clear}}@client.example")))
+        self.assertTrue(lines[0].startswith("=> ok@test.example"), lines)
+        self.assertIn("\n-auth_sender tls@client.example\n", self.peer.messages()[0][0])

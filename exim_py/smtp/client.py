@@ -419,8 +419,9 @@ class ESMTPClient(LineReceiver):
             parts.append("BODY=8BITMIME")
         if txn.smtputf8:
             parts.append("SMTPUTF8")
-        if txn.auth_sender is not None and "AUTH" in ext and self.result.authenticated:
-            parts.append("AUTH=%s" % (xtext(txn.auth_sender) if txn.auth_sender else "<>",))
+        auth = self._auth_param(txn)
+        if auth is not None:
+            parts.append(auth)
         if "PRDR" in ext and s.prdr and len(txn.recipients) > 1 and txn.data is not None:
             parts.append("PRDR")
             txn.prdr_requested = True
@@ -431,6 +432,20 @@ class ESMTPClient(LineReceiver):
             if txn.dsn_envid:
                 parts.append("ENVID=%s" % (xtext(txn.dsn_envid),))
         return " ".join(parts)
+
+    def _auth_param(self, txn):
+        """The AUTH= parameter for MAIL, or None (spec, authenticated_sender)."""
+        value = txn.auth_sender
+        chosen = None
+        if txn.auth_sender_option is not None:
+            chosen = txn.auth_sender_option(self.result)
+            if chosen:
+                value = chosen
+        if "AUTH" not in self.extensions:
+            return None
+        if not (self.result.authenticated or (txn.auth_sender_force and chosen)):
+            return None
+        return "AUTH=%s" % (xtext(value) if value else "<>",)
 
     def _rcpt_command(self, txn, rcpt):
         command = "RCPT TO:<%s>" % (rcpt.address,)
@@ -445,7 +460,14 @@ class ESMTPClient(LineReceiver):
     def _send_envelope(self, txn):
         pipelining = "PIPELINING" in self.extensions and self.settings.pipelining
         self._pipelined = pipelining
-        mail = self._mail_command(txn)
+        try:
+            mail = self._mail_command(txn)
+        except EximError as exc:
+            # authenticated_sender did not expand: this message waits.
+            for r in txn.recipients:
+                txn.outcomes[r.address] = Outcome(DEFER, str(exc), None)
+            self._next_transaction()
+            return
         commands = [(mail, "mail", None)]
         commands += [(self._rcpt_command(txn, r), "rcpt", r) for r in txn.recipients]
         use_bdat = (txn.data is not None and "CHUNKING" in self.extensions

@@ -74,7 +74,8 @@ class Transaction:
     """
 
     def __init__(self, sender, recipients, data=None, size=None, body_type=None,
-                 smtputf8=False, dsn_envid=None, dsn_ret=None, auth_sender=None):
+                 smtputf8=False, dsn_envid=None, dsn_ret=None, auth_sender=None,
+                 auth_sender_option=None, auth_sender_force=False):
         self.sender = sender
         self.recipients = [r if isinstance(r, Recipient) else Recipient(r) for r in recipients]
         self.data = data
@@ -83,7 +84,13 @@ class Transaction:
         self.smtputf8 = smtputf8
         self.dsn_envid = dsn_envid
         self.dsn_ret = dsn_ret
+        # AUTH= on MAIL (RFC 4954 5): the message's authenticated sender, or
+        # what ``auth_sender_option(session_result)`` gives once TLS is up
+        # (the smtp transport's authenticated_sender; it may raise
+        # ExpansionError).  Sent only after AUTH succeeded, or when forced.
         self.auth_sender = auth_sender
+        self.auth_sender_option = auth_sender_option
+        self.auth_sender_force = auth_sender_force
         self.outcomes = {}          # address -> Outcome
         self.confirmation = None    # the reply to the end of data, for C= in the log
         self.prdr_requested = False  # PRDR was on the MAIL command

@@ -108,6 +108,10 @@ class Transport(TransportBase):
                 a.set_result(DEFER, "no hosts found for %s transport" % (self.name,))
             return
         pending = list(addresses)
+        # Only hosts from the transport's own hosts / fallback_hosts are refused
+        # when local (spec, allow_localhost); the router's hosts have been
+        # checked already, by its "self" option.
+        routed = {id(h) for h in addr.host_list}
         tried = skipped = attempts = 0
         max_try = self.options["hosts_max_try"]
         hardlimit = self.options["hosts_max_try_hardlimit"]
@@ -143,7 +147,8 @@ class Transport(TransportBase):
                 tried += 1
             last_mx = host.mx
             attempts += 1
-            if _is_local(host.address) and not self.options["allow_localhost"]:
+            if (id(host) not in routed and _is_local(host.address)
+                    and not self.options["allow_localhost"]):
                 for a in pending:
                     a.set_result(DEFER, "remote host address is the local host")
                 continue
@@ -163,6 +168,7 @@ class Transport(TransportBase):
             settings, port, interface, connect_timeout = smtp_settings.for_host(
                 self, host, addr, ctx)
             auth_sender = smtp_settings.authenticated_sender(self, host, addr, ctx)
+            force = self.options["authenticated_sender_force"]
         except (ExpansionError, LookupDefer) as exc:
             for a in addresses:
                 a.set_result(DEFER, str(exc))
@@ -172,7 +178,8 @@ class Transport(TransportBase):
         this.__dict__.update(txn.__dict__)
         this.recipients = [r for r in txn.recipients if r.address in by_address]
         this.outcomes = {}
-        this.auth_sender = auth_sender
+        this.auth_sender_option = auth_sender
+        this.auth_sender_force = force
         # More recipients than max_rcpt make several copies of the message;
         # one connection carries at most connection_max_messages of them.
         parts = client.split_by_max_rcpt([this], settings.max_rcpt)
@@ -309,4 +316,5 @@ class Transport(TransportBase):
                            body_type=getattr(envelope, "body_type", None),
                            smtputf8=getattr(envelope, "smtputf8", False),
                            dsn_envid=getattr(envelope, "dsn_envid", None),
-                           dsn_ret=getattr(envelope, "dsn_ret", None))
+                           dsn_ret=getattr(envelope, "dsn_ret", None),
+                           auth_sender=getattr(envelope, "auth_sender", None))

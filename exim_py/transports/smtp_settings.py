@@ -257,9 +257,25 @@ def for_host(transport, host, addr, ctx, callout=False):
 
 
 def authenticated_sender(transport, host, addr, ctx):
-    """The AUTH= value for MAIL, or None (spec, option authenticated_sender)."""
-    value = _expand(transport, "authenticated_sender", host, addr, ctx)
-    return value or None
+    """A callable giving the AUTH= value for MAIL from the session so far, or None.
+
+    Exim expands authenticated_sender once connected and after STARTTLS, so
+    $host and the $tls_out_* variables describe this connection.  A forced
+    failure or an empty result means "not set"; another failure raises.
+    """
+    value = transport.options["authenticated_sender"]
+    if value is None:
+        return None
+
+    def expand(result):
+        extra = result.tls.variables() if result.tls is not None else {}
+        try:
+            return ctx.expand(value, addr, transport=transport, host=host, extra=extra) or None
+        except ForcedFail:
+            return None
+        except ExpansionError as exc:
+            raise ExpansionError('Failed to expand authenticated_sender: %s' % (exc,)) from None
+    return expand
 
 
 def host_list(transport, addr, ctx):
