@@ -13,6 +13,7 @@ import ipaddress
 from exim_py.acl.engine import dequote_words, find_acl
 from exim_py.acl.parse import AclError
 from exim_py.errors import ConfigError
+from exim_py.match import split_list
 
 _BLOCKING_CONDITIONS = ("dnslists", "ratelimit", "delay", "udpsend")
 _NON_BLOCKING_VERIFIES = ("certificate", "header_syntax", "not_blind", "header_names_ascii")
@@ -59,17 +60,9 @@ def _item_blocks(config, item, seen):
     return kind is not None and _list_blocks(config, kind, value, set())
 
 
-def _list_items(value):
-    sep = ":"
-    text = value.strip()
-    if text.startswith("<") and len(text) > 1 and not text[1].isalnum():
-        sep, text = text[1], text[2:]
-    return [i.replace("\0", sep).strip().lstrip("!").strip()
-            for i in text.replace(sep * 2, "\0").split(sep)]
-
-
 def _list_blocks(config, kind, value, seen):
-    for item in _list_items(value):
+    for item in split_list(value):
+        item = item.lstrip("!").strip()
         if not item:
             continue
         if ";" in item:

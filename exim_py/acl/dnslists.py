@@ -10,6 +10,7 @@ import ipaddress
 import re
 
 from exim_py import dns
+from exim_py.match import split_list
 
 OK, FAIL, DEFER, ERROR = "accept", "deny", "defer", "error"
 
@@ -170,16 +171,6 @@ def _one_check(run, item, domain, txt_domain, key, iplist_item, defer_return):
     return OK
 
 
-def _sublist(text):
-    """Split a key list: ':' (doubled to escape) or a ``<x`` separator change."""
-    sep = ":"
-    if text.startswith("<") and len(text) > 1 and not text[1].isalnum() and \
-            not text[1].isspace():
-        sep, text = text[1], text[2:]
-    return [k.strip().replace("\0", sep) for k in text.replace(sep * 2, "\0").split(sep)
-            if k.strip()]
-
-
 def condition(run, cond_item, arg):
     """``dnslists = item : item ...``: OK as soon as one list lists the key."""
     ctx = run.ctx
@@ -187,7 +178,7 @@ def condition(run, cond_item, arg):
         ctx.set_variable(var, "")
     defer_return = FAIL
     address = ctx.session.sender_host_address
-    for text in _sublist(arg):
+    for text in [t for t in split_list(arg) if t]:
         if text in ("+include_unknown", "+exclude_unknown", "+defer_unknown"):
             defer_return = {"+include_unknown": OK, "+exclude_unknown": FAIL,
                             "+defer_unknown": DEFER}[text]
@@ -209,7 +200,7 @@ def condition(run, cond_item, arg):
                 return rc
             continue
         deferred = False
-        for key in _sublist(item.keys):
+        for key in [k for k in split_list(item.keys) if k]:
             rc = _one_check(run, item, item.domain, item.txt_domain, key, item, defer_return)
             if rc == OK:
                 return OK

@@ -12,6 +12,7 @@ import socket
 from exim_py.acl.phases import CONTROLS, WHERE_NAMES
 from exim_py.config.options import read_time
 from exim_py.log import printing
+from exim_py.match import split_list
 
 OK, ERROR = "accept", "error"
 
@@ -59,10 +60,7 @@ def _add_header(run, item, arg):
 
 
 def _remove_header(run, item, arg):
-    sep = ":"
-    if arg.startswith("<") and len(arg) > 1 and not arg[1].isalnum():
-        sep, arg = arg[1], arg[2:]
-    for name in arg.split(sep):
+    for name in split_list(arg):
         name = name.strip().rstrip(":")
         if name:
             run.effects.removed_headers.append(name)
@@ -90,8 +88,7 @@ def _logwrite(run, item, arg):
 
 def _log_reject_target(run, item, arg):
     targets = []
-    for name in arg.split(":"):
-        name = name.strip()
+    for name in split_list(arg):
         if not name:
             continue
         if name in ("main", "panic", "reject"):
