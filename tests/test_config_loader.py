@@ -146,6 +146,18 @@ class DriverTests(TestCase):
         e = self.assertRaises(ConfigError, self.routers, "a:\n driver = testdrv\n testdrv_limit = -1\n")
         self.assertIn("testdrv_limit must not be negative", str(e))
 
+    def test_validate_may_fill_computed_defaults(self):
+        """set_default() in validate() changes only options the file left unset."""
+        module = register_test_router(self, "computing")
+
+        def validate(dconf):
+            dconf.options.set_default("testdrv_text", "computed")
+            dconf.options.set_default("testdrv_limit", 99)
+        module.validate = validate
+        options = self.routers("a:\n driver = computing\n testdrv_limit = 3\n")[0].options
+        self.assertEqual((options.testdrv_text, options.testdrv_limit), ("computed", 3))
+        self.assertFalse(options.is_set("testdrv_text"))
+
     def test_repeatable_generic_options(self):
         """condition settings combine; headers_add settings accumulate, as in Exim."""
         options = self.routers("a:\n driver = testdrv\n condition = A\n condition = B\n"

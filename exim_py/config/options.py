@@ -155,6 +155,12 @@ class OptionValues:
     def items(self):
         return self._values.items()
 
+    def set_default(self, name, value):
+        """Give an option that the file did not set the default Exim works out
+        when it initialises a driver (for a driver's ``validate(dconf)``)."""
+        if name not in self._given:
+            self._values[name] = value
+
     # Mutators used only while loading.
     def _store(self, name, value, given=True):
         self._values[name] = value
