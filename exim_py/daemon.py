@@ -52,15 +52,16 @@ def build_policy(config, inv=None, host_checking=False, reactor=None):
     writer = SpoolWriter(spool, reactor=reactor)
     log_mod = _module("exim_py.log")
     logger = log_mod.Logger(config) if log_mod is not None and not host_checking else None
-    deliver = None
     engine = _module("exim_py.delivery.engine")
-    if engine is not None and hasattr(engine, "deliver_later") and not host_checking:
-        def deliver(message_id):
-            engine.deliver_later(config, spool, message_id, logger)
-    policy = ServerPolicy(config, writer, logger, host_checking=host_checking, deliver=deliver)
-    tls_mod = _module("exim_py.smtp.tls")
-    if tls_mod is not None:
-        policy.tls = tls_mod.ServerTLS.from_config(config, policy)
+    immediate = engine is not None and hasattr(engine, "deliver_later") and not host_checking
+
+    def deliver(message_id):
+        engine.deliver_later(config, spool, message_id, logger)
+
+    policy = ServerPolicy(config, writer, logger, host_checking=host_checking,
+                          deliver=deliver if immediate else None)
+    from exim_py.smtp.tls import ServerTLS
+    policy.tls = ServerTLS.from_config(config, policy)
     return policy
 
 

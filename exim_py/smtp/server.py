@@ -18,6 +18,8 @@ from zope.interface import implementer
 from exim_py.envelope import Envelope, Recipient, Session
 from exim_py.smtp import data as smtpdata
 from exim_py.smtp.params import BadAddress, parse_path, split_params, xtext_decode
+from exim_py.smtp.reply import Reply, format_reply
+from exim_py.smtp.server_security import SecurityCommands
 
 # Exim reads a command into a buffer of this size; longer lines cannot be
 # recognised commands.
@@ -34,37 +36,8 @@ MAIL_COMMANDS = frozenset(("RSET", "HELO", "EHLO", "AUTH", "MAIL", "RCPT", "DATA
 NO_ARGUMENT = frozenset(("RSET", "DATA", "QUIT", "STARTTLS"))
 
 
-class Reply:
-    """A policy's answer that replaces the default reply: code, text, whether to drop,
-    and optionally the exact ``lines`` to send (when they carry more than code and text)."""
-
-    __slots__ = ("code", "text", "drop", "lines")
-
-    def __init__(self, code, text, drop=False, lines=None):
-        self.code = int(code)
-        self.text = text
-        self.drop = drop
-        self.lines = lines
-
-    @property
-    def ok(self):
-        return 200 <= self.code < 400
-
-    def __repr__(self):
-        return "Reply(%d, %r%s)" % (self.code, self.text, ", drop" if self.drop else "")
-
-
-def format_reply(code, text):
-    """Exim's multi-line reply: every line but the last has a '-' after the code."""
-    lines = text.split("\n")
-    out = []
-    for i, line in enumerate(lines):
-        out.append("%d%s%s\r\n" % (code, "-" if i < len(lines) - 1 else " ", line))
-    return "".join(out).encode("utf-8", "surrogateescape")
-
-
 @implementer(interfaces.IHandshakeListener)
-class SMTPServerProtocol(protocol.Protocol):
+class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
     """One SMTP connection (or one -bs/-bh session on standard input)."""
 
     def __init__(self, policy, clock=None, tls_on_connect=False):
@@ -720,67 +693,6 @@ class SMTPServerProtocol(protocol.Protocol):
         if not arg:
             return self._synprot(501, "ETRN must have an argument")
         self._policy_command(self.policy.etrn, arg)
-
-    def smtp_AUTH(self, arg):
-        if "AUTH" not in self.extensions:
-            return self._synprot(503, "AUTH command used when not advertised")
-        if self.session.authenticated_id is not None:
-            return self._synprot(503, "already authenticated")
-        if self.envelope is not None:
-            return self._synprot(503, "not permitted in mail transaction")
-        exchange = self.policy.auth_exchange(self.session, arg)
-        if isinstance(exchange, Reply):
-            return self._send_reply(exchange, 0, "")
-        self._auth = exchange
-        self._mode = "auth"
-        self._auth_step(None)
-
-    def _auth_step(self, line):
-        """Drive an authenticator exchange: it yields 334 challenges and finally a Reply."""
-        def answered(step):
-            if isinstance(step, Reply):
-                self._auth = None
-                self._mode = "command"
-                if step.code == 235:
-                    self.envelope = None
-                if step.code >= 500 and step.code != 535:
-                    self._synprot(step.code, step.text)
-                else:
-                    self._send_reply(step, 0, "")
-            else:
-                self._send(334, step)
-
-        self._ask(self._auth.step, line, then=answered)
-
-    def smtp_STARTTLS(self, arg):
-        if "STARTTLS" not in self.extensions or self.tls_active:
-            return self._synprot(503, "STARTTLS command used when not advertised")
-
-        def answered(reply):
-            if reply is not None and not reply.ok:
-                self._send_reply(reply, 0, "")
-                return
-            try:
-                context = self.policy.tls_context(self.session)
-            except Exception:
-                log.err(None, "exim_py: TLS setup failed")
-                self._send(454, "TLS currently unavailable")
-                return
-            # STARTTLS injection (CVE-2011-0411 family): anything the client
-            # pipelined after STARTTLS was sent in clear and is thrown away.
-            self._buffer = b""
-            self._send(220, "TLS go ahead")
-            self.transport.startTLS(context)
-            self.tls_active = True
-            # RFC 3207 4.2: forget everything learnt before TLS.
-            self.helo_seen = False
-            self.esmtp = False
-            self.session.helo_name = None
-            self.extensions = set()
-            self.pipelining = False
-            self.envelope = None
-
-        self._ask(self.policy.starttls, self.session, then=answered)
 
 
 class SMTPServerFactory(protocol.ServerFactory):
