@@ -423,6 +423,31 @@ nowhere:
                  "RCPT TO:<x@z.example>", "QUIT"], spool=True, mode="-bhc")
 
 
+    def test_random_option(self):
+        """callout=random: a domain that takes a made-up local part takes every address
+        (and is remembered); when it refuses one, the real address is asked."""
+        routing = """
+r:
+  require verify = recipient/callout=10s,random
+  accept
+begin routers
+out:
+  driver = manualroute
+  route_list = * 127.0.0.1
+  self = send
+  transport = t
+begin transports
+t:
+  driver = smtp
+  port = %d
+""" % self.peer.port
+        commands = ["HELO x", "MAIL FROM:<ok@x.example>", "RCPT TO:<good@y.example>",
+                    "RCPT TO:<rejectuser@y.example>", "RCPT TO:<rejectuser@z.example>", "QUIT"]
+        compare(self, "acl_smtp_rcpt = r", routing, commands, spool=True, mode="-bhc")
+        compare(self, "acl_smtp_rcpt = r\ncallout_random_local_part = reject-random",
+                routing, commands, spool=True, mode="-bhc")
+
+
 class DefaultConfigurationTests(unittest.TestCase):
     """Exim's own configure.default: its RCPT ACL end to end through routing."""
 

@@ -25,7 +25,8 @@ CACHED_FAILURE = "Previous (cached) callout verification failure"
 DEFAULT_TIMEOUT = 30
 
 # Sub-options of callout=... that exim_py understands.
-_SUPPORTED = ("defer_ok", "no_cache", "use_sender", "use_postmaster", "maxwait", "connect")
+_SUPPORTED = ("defer_ok", "no_cache", "use_sender", "use_postmaster", "maxwait", "connect",
+              "random")
 
 
 class CalloutOptions:
@@ -39,6 +40,7 @@ class CalloutOptions:
         self.use_sender = False
         self.use_postmaster = False
         self.cache = True
+        self.random = False
 
 
 def parse_options(options, read_time):
@@ -82,6 +84,8 @@ def parse_options(options, read_time):
                     co.defer_ok = True
                 elif name == "no_cache":
                     co.cache = False
+                elif name == "random":
+                    co.random = True
                 elif name == "use_sender":
                     co.use_sender = True
                 elif name == "use_postmaster":
@@ -96,6 +100,7 @@ class CalloutResult:
         self.rc = rc
         self.message = message
         self.user_message = user_message
+        self.random_accepted = False      # the domain took a random local part
 
 
 def _reply(code, text):
@@ -118,18 +123,34 @@ def run(config, expand_ctx, routed, kind, sender, co):
     cache, key = _cache(config, co), routed.address
     if co.use_sender or co.use_postmaster:
         key = "%s/<%s>" % (key, sender)
+    domain = routed.address.rpartition("@")[2].lower()
+    if co.random and _cached(config, cache, "random/" + domain) == OK:
+        return CalloutResult(OK)          # the domain takes any local part
     cached = _cached(config, cache, key)
     if cached == OK:
         return CalloutResult(OK)
     if cached == FAIL:
         return CalloutResult(FAIL, None if kind == "sender" else CACHED_FAILURE, CACHED_FAILURE)
-    result = _call(config, expand_ctx, routed, kind, sender, co)
+    random_address = _random_address(config, expand_ctx, domain) if co.random else None
+    result = _call(config, expand_ctx, routed, kind, sender, co, random_address)
     if cache is not None and result.rc in (OK, FAIL):
         try:
-            cache.put(key, {"result": result.rc, "time": time.time()})
+            cache.put("random/" + domain if result.random_accepted else key,
+                      {"result": result.rc, "time": time.time()})
         except sqlite3.Error:
             pass
     return result
+
+
+def _random_address(config, expand_ctx, domain):
+    """``callout_random_local_part`` (expanded) at the address's domain."""
+    from exim_py.expand import expand
+    try:
+        text = config.main["callout_random_local_part"]
+        local = expand(text, expand_ctx) if text else None
+    except (KeyError, TypeError, AttributeError, ExpansionError, LookupDefer):
+        local = None
+    return "%s@%s" % (local, domain) if local else None
 
 
 def _cache(config, co):
@@ -160,7 +181,7 @@ def _cached(config, cache, key):
     return record["result"] if time.time() - record["time"] < lifetime else None
 
 
-def _call(config, expand_ctx, routed, kind, sender, co):
+def _call(config, expand_ctx, routed, kind, sender, co, random_address=None):
     """Ask the transport's hosts in turn; the first that answers decides."""
     from exim_py.delivery.context import DeliveryContext
     from exim_py.transports import smtp_settings
@@ -179,8 +200,12 @@ def _call(config, expand_ctx, routed, kind, sender, co):
         except (ExpansionError, LookupDefer):
             continue
         outcome = _dialogue(host, port, interface, settings.helo_data, sender,
-                            routed.address, co)
+                            routed.address, co, random_address)
         stage, code, text = outcome
+        if stage == "random" and code is None:
+            result = CalloutResult(OK)
+            result.random_accepted = True
+            return result
         if stage is None:
             # No usable answer from this host: remember why, try the next.
             if text:
@@ -189,7 +214,7 @@ def _call(config, expand_ctx, routed, kind, sender, co):
         if code is None:
             return CalloutResult(OK)
         command = ("MAIL FROM:<%s>" % sender) if stage == "mail" else \
-            ("RCPT TO:<%s>" % routed.address)
+            ("RCPT TO:<%s>" % (random_address if stage == "random" else routed.address))
         reply = _reply(code, text)
         message = "%s [%s] : SMTP error from remote mail server after %s: %s" % (
             host.name or host.address, host.address, command, reply)
@@ -204,7 +229,7 @@ def _call(config, expand_ctx, routed, kind, sender, co):
     return CalloutResult(DEFER, could_not, could_not)
 
 
-def _dialogue(host, port, interface, helo, sender, address, co):
+def _dialogue(host, port, interface, helo, sender, address, co, random_address=None):
     """(stage, code, text) of the first refusal, ("rcpt", None, None) if RCPT was
     accepted, or (None, None, why) when the host gave no usable answer."""
     source = (interface, 0) if interface else None
@@ -226,6 +251,18 @@ def _dialogue(host, port, interface, helo, sender, address, co):
         code, text = client.docmd("MAIL FROM:<%s>" % sender)
         if code >= 400:
             return "mail", code, text
+        if random_address is not None:
+            # A domain that takes a made-up local part takes anything: no
+            # point asking about the real one (spec, callout option random).
+            code, text = client.docmd("RCPT TO:<%s>" % random_address)
+            if code < 300:
+                return "random", None, None
+            if code < 500:
+                return "random", code, text
+            client.docmd("RSET")
+            code, text = client.docmd("MAIL FROM:<%s>" % sender)
+            if code >= 400:
+                return "mail", code, text
         code, text = client.docmd("RCPT TO:<%s>" % address)
         if code >= 400:
             return "rcpt", code, text
