@@ -16,6 +16,14 @@ from exim_py.acl import replies
 from exim_py.acl.context import AclContext
 from exim_py.acl.phases import DENY_WHEN_UNSET
 
+# controls that change the session: control name -> (Session attribute, value)
+SESSION_CONTROLS = {
+    "enforce_sync": ("enforce_sync", True),
+    "no_enforce_sync": ("enforce_sync", False),
+    "no_multiline_responses": ("no_multiline", True),
+    "no_pipelining": ("no_pipelining", True),
+}
+
 # controls that belong to the message, kept on the envelope until it is stored
 MESSAGE_CONTROLS = ("submission", "queue_only", "freeze", "suppress_local_fixups",
                     "fakereject", "fakedefer", "no_delay_flush", "dkim_disable_verify")
@@ -77,14 +85,9 @@ def apply_effects(result, session, envelope):
     """Controls and header changes an ACL asked for."""
     effects = result.effects
     for name, options in effects.controls:
-        if name == "enforce_sync":
-            session.enforce_sync = True
-        elif name == "no_enforce_sync":
-            session.enforce_sync = False
-        elif name == "no_multiline_responses":
-            session.no_multiline = True
-        elif name == "no_pipelining":
-            session.no_pipelining = True
+        if name in SESSION_CONTROLS:
+            attribute, value = SESSION_CONTROLS[name]
+            setattr(session, attribute, value)
         elif name in MESSAGE_CONTROLS:
             target = envelope if envelope is not None else session
             controls = getattr(target, "acl_controls", None)
