@@ -21,6 +21,7 @@ import smtplib
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -467,3 +468,112 @@ class LocalDeliveryTests(unittest.TestCase):
             "TIME ID2 => alice <alice@test.example> R=maildir T=maildir\n"
             "TIME ID2 Completed\n"
             "TIME ID1 Completed\n") % pwd.getpwuid(os.getuid()).pw_name)
+
+
+PEER_CONFIG = """\
+primary_hostname = peer.test.example
+spool_directory = {dir}/spool
+log_file_path = {dir}/log/%slog
+keep_environment =
+host_lookup =
+rfc1413_hosts =
+domainlist local_domains = relay.test.example
+acl_smtp_rcpt = acl_rcpt
+
+begin acl
+
+acl_rcpt:
+  accept  domains = +local_domains
+  deny    message = relay not permitted
+
+begin routers
+
+local:
+  driver = accept
+  domains = +local_domains
+  transport = maildir
+
+begin transports
+
+maildir:
+  driver = appendfile
+  directory = {dir}/Maildir
+  maildir_format
+  user = Debian-exim
+  return_path_add
+  envelope_to_add
+"""
+
+
+class MaildirPeer:
+    """Debian's exim4 as a listening daemon that delivers relay.test.example into
+    one maildir (it runs as Debian-exim, so its directories belong to that user)."""
+
+    def __init__(self, test):
+        self.binary = require_command("exim4", "Debian package exim4-daemon-heavy")
+        # Under /tmp, not the trial directory: exim4 works as Debian-exim and
+        # must be able to reach it.
+        self.dir = tempfile.mkdtemp(prefix="exim_py-e2e-peer-")
+        test.addCleanup(shutil.rmtree, self.dir, True)
+        os.chmod(self.dir, 0o755)
+        self.config = os.path.join(self.dir, "exim4.conf")
+        with open(self.config, "w") as f:
+            f.write(PEER_CONFIG.format(dir=self.dir))
+        os.chmod(self.config, 0o644)
+        for sub in ("spool", "log", "Maildir"):
+            os.mkdir(os.path.join(self.dir, sub))
+            shutil.chown(os.path.join(self.dir, sub), "Debian-exim", "Debian-exim")
+        self.port = free_port()
+        self.daemon = Daemon([self.binary, "-C", self.config, "-bdf", "-oX", str(self.port),
+                              "-oP", os.path.join(self.dir, "exim.pid")], self.port)
+
+    def mainlog(self):
+        return read_text(os.path.join(self.dir, "log", "mainlog"))
+
+    def messages(self):
+        return [open(p, "rb").read()
+                for p in glob.glob(os.path.join(self.dir, "Maildir", "new", "*"))]
+
+
+class RelayTests(unittest.TestCase):
+    """exim_py receives over SMTP and relays through its smtp transport to a real exim4."""
+
+    def test_relay_to_exim4_peer(self):
+        """A message for relay.test.example goes out by the manualroute router and the
+        smtp transport (=> with H= and C="250 OK id=..." naming exim4's id); exim4
+        delivers it to its maildir with both Received: headers, and exim_py's
+        queue is empty."""
+        peer = MaildirPeer(self)
+        peer.daemon.start()
+        self.addCleanup(peer.daemon.stop)
+        site = Site(self)
+        site.macros.append("-DE2E_PEER_PORT=%d" % peer.port)
+        daemon = site.daemon().start()
+        self.addCleanup(daemon.stop)
+        message_id = send_message(daemon.port, "sender@example.org", ["carol@relay.test.example"],
+                                  "Subject: onwards\n\nrelay me\n")
+        site.wait_completed(message_id)
+        [delivery] = [line for line in normalise_log(site.mainlog(), message_id).splitlines()
+                      if " => " in line]
+        # exim4 offers STARTTLS (a self-signed certificate) and CHUNKING: the
+        # smtp transport uses both, as Exim does.
+        match = re.match(r'TIME ID1 => carol@relay\.test\.example R=relay T=remote_smtp '
+                         r'H=127\.0\.0\.1 \[127\.0\.0\.1\] X=TLS1\.3:\S+:256 CV=no K '
+                         r'C="250- \d+ byte chunk, total \d+\\\\n250 OK id=ID2"$', delivery)
+        self.assertTrue(match, delivery)
+        peer_id = re.search(r'250 OK id=(\S+)"', site.mainlog()).group(1)
+        wait_for(peer.messages, "the message in exim4's maildir")
+        [raw] = peer.messages()
+        msg = parse(raw)
+        self.assertEqual(msg["Return-path"], "<sender@example.org>")
+        self.assertEqual(msg["Envelope-to"], "carol@relay.test.example")
+        self.assertEqual(msg.get_payload(), "relay me\n")
+        peer_received, our_received = msg.get_all("Received")
+        self.assertRegex(peer_received, r"^from \[127\.0\.0\.1\] \(helo=e2e\.test\.example\)\n"
+                                        r"\tby peer\.test\.example with esmtps ")
+        self.assertIn("id %s" % peer_id, peer_received)
+        self.assertRegex(our_received, r"by e2e\.test\.example with esmtp \(Exim 4\.96\)")
+        self.assertIn("id %s" % message_id, our_received)
+        self.assertIn("%s <= sender@example.org H=(e2e.test.example) [127.0.0.1]" % peer_id,
+                      peer.mainlog())
+        self.assertEqual(spool_listing(site), "")
