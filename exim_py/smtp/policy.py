@@ -491,6 +491,9 @@ class ServerPolicy:
     def tls_established(self, session, transport):
         if self.tls is not None:
             self.tls.record(session, transport)
+        # The AUTH context was made before TLS; server_advertise_condition and
+        # the authenticators must see the $tls_in_* values from now on.
+        session.auth_expand_ctx = None
 
     # -- the message -------------------------------------------------------
 
