@@ -577,3 +577,68 @@ class RelayTests(unittest.TestCase):
         self.assertIn("%s <= sender@example.org H=(e2e.test.example) [127.0.0.1]" % peer_id,
                       peer.mainlog())
         self.assertEqual(spool_listing(site), "")
+
+
+class TlsAuthTests(unittest.TestCase):
+    """STARTTLS with the test PKI's certificate, then AUTH PLAIN, into the daemon."""
+
+    def test_starttls_then_auth_plain(self):
+        """AUTH PLAIN is offered only after STARTTLS (server_advertise_condition);
+        swaks verifies the certificate against the test CA, authenticates as fred
+        and the message is delivered; the <= line carries X= and A=plain:fred and
+        the Received: header says esmtpsa."""
+        site = Site(self)
+        daemon = site.daemon().start()
+        self.addCleanup(daemon.stop)
+        common = ["--server", "127.0.0.1:%d" % daemon.port, "--helo", "client.example",
+                  "--from", "fred@example.org", "--to", "alice@test.example",
+                  "--auth", "PLAIN", "--auth-user", "fred", "--auth-password", "secret"]
+        cleartext = swaks(common, ok=False)
+        self.assertNotIn("250-AUTH", cleartext)
+        self.assertNotIn("Authentication succeeded", cleartext)
+        out = swaks(common + ["--tls", "--tls-verify", "--tls-ca-path", site.ca_path,
+                              "--tls-sni", "e2e.test.example",
+                              "--header", "Subject: secret"])
+        self.assertIn(" -> STARTTLS\n<-  220 TLS go ahead\n", out)
+        self.assertIn("<~  235 Authentication succeeded", out)
+        [message_id] = re.findall(r"<~  250 OK id=(\S+)", out)
+        site.wait_completed(message_id)
+        received = normalise_log(site.mainlog(), message_id).splitlines()[0]
+        self.assertRegex(received, r"^TIME ID1 <= fred@example\.org H=\(client\.example\) "
+                                   r"\[127\.0\.0\.1\] P=esmtpsa X=TLS1\.[23]:\S+:\d+ CV=no "
+                                   r"A=plain:fred S=\d+ id=\S+$")
+        [raw] = site.maildir("alice")
+        msg = parse(raw)
+        self.assertEqual(msg["Subject"], "secret")
+        # Exim built with OpenSSL names the version as OpenSSL does (TLSv1.3).
+        self.assertRegex(msg["Received"], r"\tby e2e\.test\.example with esmtpsa  \(TLSv1\.[23]\) "
+                                          r"tls \S+\n\t\(Exim 4\.96\)\n")
+
+
+class TwistdPluginTests(unittest.TestCase):
+    """The same daemon under twistd, through twisted/plugins/exim_py_plugin.py."""
+
+    def test_twistd_runs_exim_py(self):
+        """`twistd --help` lists exim_py, and `twistd -n exim_py -C CONF --listen
+        PORT` accepts a message over SMTP and delivers it."""
+        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+        if not os.path.exists(twistd):
+            raise unittest.SkipTest("no twistd next to " + sys.executable)
+        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        site = Site(self)
+        listing = subprocess.run([twistd, "--help"], capture_output=True, text=True, env=env,
+                                 cwd=site.dir, timeout=60)
+        self.assertRegex(listing.stdout, r"\n +exim_py +exim_py mail transfer agent")
+        port = free_port()
+        daemon = Daemon([twistd, "-n", "--pidfile=", "exim_py", "-C", site.config]
+                        + ["-D", site.macros[0][2:], "--listen", "127.0.0.1.%d" % port],
+                        port, env=env)
+        daemon.start()
+        self.addCleanup(daemon.stop)
+        message_id = send_message(port, "sender@example.org", ["alice@test.example"],
+                                  "Subject: via twistd\n\nhello\n")
+        site.wait_completed(message_id)
+        [raw] = site.maildir("alice")
+        self.assertEqual(parse(raw)["Subject"], "via twistd")
+        self.assertIn("%s => alice <alice@test.example> R=maildir T=maildir" % message_id,
+                      site.mainlog())
