@@ -4,7 +4,12 @@ The ACLs come from real configuration files; list matching and expansion are
 the project's own (exim_py.match, exim_py.expand), as in production.
 """
 
+import os
+
 from twisted.trial import unittest
+
+from exim_py.acl import replies
+from exim_py.envelope import Recipient
 
 from exim_py.acl import DEFER, ERROR, FAIL, OK
 from exim_py.envelope import Header
@@ -89,6 +94,66 @@ sender_domains_acl:
                                  env=envelope(sess, "x@good.example")), OK)
         self.assertEqual(outcome(self.config, "mail", "sender_domains_acl", sess=sess,
                                  env=envelope(sess, "x@bad.example")), FAIL)
+
+
+class ListDataTests(unittest.TestCase):
+    """A lookup in senders / recipients leaves its data in $sender_data / $recipient_data."""
+
+    def setUp(self):
+        self.table = self.mktemp()
+        with open(self.table, "w") as f:
+            f.write("me@good.example: sender-row\nboss@example.com: recipient-row\n")
+        self.config = config_from(self, """
+senders_data_acl:
+  accept senders = lsearch;%(t)s
+         set acl_m_seen = <$sender_data>
+recipients_data_acl:
+  accept recipients = lsearch;%(t)s
+         set acl_m_seen = <$recipient_data>
+""" % {"t": self.table})
+
+    def test_sender_data(self):
+        """$sender_data holds the looked-up value once senders has matched."""
+        sess = session()
+        env = envelope(sess, "me@good.example")
+        result, _ = run(self.config, "mail", "senders_data_acl", sess=sess, env=env)
+        self.assertEqual(result.rc, OK)
+        self.assertEqual(env.acl_m["acl_m_seen"], "<sender-row>")
+
+    def test_recipient_data(self):
+        """$recipient_data holds the looked-up value once recipients has matched."""
+        sess = session()
+        env = envelope(sess, "me@good.example")
+        result, _ = run(self.config, "rcpt", "recipients_data_acl", sess=sess, env=env,
+                        recipient="boss@example.com")
+        self.assertEqual(result.rc, OK)
+        self.assertEqual(env.acl_m["acl_m_seen"], "<recipient-row>")
+
+
+class RejectLogEnvelopeTests(unittest.TestCase):
+    """A rejection after DATA puts the envelope before the headers on the reject log."""
+
+    def test_envelope_lines(self):
+        """Envelope-from and Envelope-to lines precede the flagged headers, as Exim writes them."""
+        from exim_py.log import Logger
+        config = config_from(self, """
+data_acl:
+  deny message = no thanks
+""")
+        logdir = self.mktemp()
+        os.mkdir(logdir)
+        log = Logger(log_file_path=os.path.join(logdir, "%slog"), log_selector="")
+        sess = session()
+        env = envelope(sess, "me@good.example")
+        env.recipients = [Recipient("boss@example.com")]
+        env.headers = [Header("Subject: hello\n")]
+        result, ctx = run(config, "data", "data_acl", sess=sess, env=env, log=log)
+        replies.write_logs(replies.rejection(result, ctx, None), ctx)
+        with open(os.path.join(logdir, "rejectlog")) as f:
+            lines = f.read().splitlines()
+        self.assertEqual(lines[1:], ["Envelope-from: <me@good.example>",
+                                     "Envelope-to: <boss@example.com>",
+                                     "  Subject: hello"])
 
 
 class StateConditionTests(unittest.TestCase):

@@ -74,7 +74,9 @@ def local_parts(run, item, arg):
 
 
 def recipients(run, item, arg):
-    return _rc(run.ctx.matcher("match_address")(run.ctx.recipient or "", arg, _ectx(run)))
+    # A lookup in the list leaves its data in $recipient_data (spec: ACL conditions).
+    return _rc(run.ctx.matcher("match_address")(run.ctx.recipient or "", arg, _ectx(run),
+                                                data_variable="recipient_data"))
 
 
 def _sender(run):
@@ -83,7 +85,8 @@ def _sender(run):
 
 
 def senders(run, item, arg):
-    return _rc(run.ctx.matcher("match_address")(_sender(run), arg, _ectx(run)))
+    return _rc(run.ctx.matcher("match_address")(_sender(run), arg, _ectx(run),
+                                                data_variable="sender_data"))
 
 
 def sender_domains(run, item, arg):

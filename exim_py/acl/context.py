@@ -170,7 +170,10 @@ class AclContext:
         if "main" in targets:
             self.log.main(line, message_id=message_id)
         if "reject" in targets:
+            env = self.envelope
             self.log.reject(line, message_id=message_id,
-                            headers=self.envelope.headers if self.envelope else None)
+                            headers=env.headers if env else None,
+                            sender=env.sender if env else None,
+                            recipients=env.recipients if env else None)
         if "panic" in targets:
             self.log.panic(line, message_id=message_id)
