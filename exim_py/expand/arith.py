@@ -5,6 +5,8 @@ the same way, and the error texts (with the "after processing" position) are
 Exim's (spec section "Expansion operators", ``eval``).
 """
 
+import functools
+
 from exim_py.errors import ExpansionError
 
 INT_MAX = (1 << 63) - 1
@@ -173,6 +175,7 @@ _SUFFIX = {"k": 1024, "K": 1024, "m": 1024 * 1024, "M": 1024 * 1024,
            "g": 1024 * 1024 * 1024, "G": 1024 * 1024 * 1024}
 
 
+@functools.lru_cache(maxsize=4096)
 def evaluate(text, decimal=False):
     """The value of arithmetic expression ``text`` (${eval} / ${eval10})."""
     ev = _Evaluator(text, decimal)
