@@ -13,6 +13,7 @@ from exim_py.smtp.ocsp_verify import OCSP_VERIFIED, OCSPCheckFailed, check_stapl
 from tests.support.pki_client import TestPKI
 
 HOUR = datetime.timedelta(hours=1)
+DAY = datetime.timedelta(days=1)
 
 
 def now():
@@ -58,10 +59,21 @@ class StapleCheckTests(unittest.TestCase):
                                       next_update=now() - 24 * HOUR)
         self.assertFailsWith(path, "expired")
 
-    def test_no_next_update_accepted(self):
-        """Without nextUpdate there is no age limit (Exim's OCSP_check_validity use)."""
-        path = self.pki.ocsp_response("nonext", self.server, this_update=now() - 24 * HOUR,
+    def test_no_next_update_accepted_while_recent(self):
+        """Without nextUpdate a response up to 15 days old is good (Debian's exim4)."""
+        path = self.pki.ocsp_response("nonext", self.server, this_update=now() - 14 * DAY,
                                       next_update=None)
+        self.assertEqual(self.check(path), OCSP_VERIFIED)
+
+    def test_no_next_update_too_old(self):
+        """Without nextUpdate a response more than 15 days old fails."""
+        path = self.pki.ocsp_response("nonext", self.server, this_update=now() - 16 * DAY,
+                                      next_update=None)
+        self.assertFailsWith(path, "too old")
+
+    def test_responder_named_by_key_hash(self):
+        """The issuer may be named by key hash instead of by subject."""
+        path = self.pki.ocsp_response("bykey", self.server, by_key=True)
         self.assertEqual(self.check(path), OCSP_VERIFIED)
 
     def test_this_update_in_future(self):
@@ -96,11 +108,17 @@ class StapleCheckTests(unittest.TestCase):
 
     def test_signed_by_another_ca(self):
         """A response from a different CA's key does not verify."""
-        stranger = TestPKI()
+        stranger = TestPKI(name="another CA")
         self.addCleanup(shutil.rmtree, stranger.dir, True)
-        leaf = stranger.issue("s", "mx.example.com")
-        path = stranger.ocsp_response("strange", leaf)
-        self.assertFailsWith(path, "signer not found", cert=leaf.cert)
+        path = stranger.ocsp_response("strange", stranger.issue("s", "mx.example.com"))
+        self.assertFailsWith(path, "signer not found")
+
+    def test_impostor_with_the_issuers_name(self):
+        """A CA with the issuer's name but another key: the signature does not verify."""
+        impostor = TestPKI()
+        self.addCleanup(shutil.rmtree, impostor.dir, True)
+        path = impostor.ocsp_response("impostor", impostor.issue("s", "mx.example.com"))
+        self.assertFailsWith(path, "does not verify")
 
     def test_malformed(self):
         """Garbage instead of a DER response fails cleanly."""

@@ -262,6 +262,17 @@ class OCSPStaplingTests(TLSTestCase):
         self.assertEqual(result.tls.ocsp, ocsp_verify.OCSP_VERIFIED)
 
     @defer.inlineCallbacks
+    def test_old_staple_without_next_update(self):
+        """A staple without nextUpdate more than 15 days old fails a host in
+        hosts_require_ocsp (what Debian's exim4 does as a client)."""
+        path = self.pki.ocsp_response("old", self.server, next_update=None,
+                                      this_update=self.now() - 16 * DAY)
+        peer = self.start(tls_ocsp_file=path)
+        result = yield self.send(peer, verify="require", require_ocsp=True)
+        self.assertEqual(self.outcome(result).message,
+                         "TLS session: (certificate status check failed)")
+
+    @defer.inlineCallbacks
     def test_no_staple(self):
         """No tls_ocsp_file on the server: $tls_out_ocsp 1, and a required host fails."""
         peer = self.start()

@@ -14,8 +14,9 @@ passes when:
   issuer key hash) saying "good";
 - thisUpdate is not in the future and nextUpdate, when present, not in the
   past, each with Exim's five-minute allowance for clock skew.  A response
-  without nextUpdate is accepted without an age limit, as Exim's OpenSSL
-  build does (its ``OCSP_check_validity`` call passes no maximum age).
+  without nextUpdate is accepted while its thisUpdate is at most 15 days
+  old: that is what Debian's Exim 4.96 (built with GnuTLS, whose limit it
+  is) does, checked against it; Exim's OpenSSL build sets no limit.
 
 The result is one of Exim's ``$tls_out_ocsp`` codes.
 """
@@ -37,6 +38,7 @@ OCSP_FAILED = 3
 OCSP_VERIFIED = 4
 
 SKEW = datetime.timedelta(seconds=300)
+MAX_AGE_WITHOUT_NEXT_UPDATE = datetime.timedelta(days=15)
 
 
 class OCSPCheckFailed(Exception):
@@ -146,4 +148,7 @@ def check_staple(der, cert, issuer, now=None):
         raise OCSPCheckFailed("OCSP response not yet valid")
     if single.next_update_utc is not None and single.next_update_utc < now - SKEW:
         raise OCSPCheckFailed("OCSP response has expired")
+    too_old = now - MAX_AGE_WITHOUT_NEXT_UPDATE
+    if single.next_update_utc is None and single.this_update_utc < too_old:
+        raise OCSPCheckFailed("OCSP response without nextUpdate is too old")
     return OCSP_VERIFIED

@@ -98,11 +98,14 @@ class TestPKI:
         return self._save(stem, cert, key)
 
     def ocsp_response(self, stem, issued, status="good", this_update=None, next_update="default",
-                      responder=None, include_responder_cert=True):
+                      responder=None, include_responder_cert=True, by_key=False):
         """Write a DER OCSP response about ``issued`` to ``<stem>.der``; returns its path.
 
         ``status`` is good / revoked / unknown; ``next_update`` None leaves
         the field out; ``responder`` (an ``Issued``) signs instead of the CA.
+        The responder is named by its subject, as ``openssl ocsp`` does, unless
+        ``by_key`` (GnuTLS, hence Debian's exim4, cannot find a signer named by
+        key hash whose certificate the response does not carry).
         """
         this_update = this_update or _now() - datetime.timedelta(hours=1)
         if next_update == "default":
@@ -115,7 +118,8 @@ class TestPKI:
             revocation_time=this_update if status == "revoked" else None,
             revocation_reason=None)
         signer = responder or self.ca
-        builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, signer.cert)
+        encoding = ocsp.OCSPResponderEncoding.HASH if by_key else ocsp.OCSPResponderEncoding.NAME
+        builder = builder.responder_id(encoding, signer.cert)
         if responder is not None and include_responder_cert:
             builder = builder.certificates([responder.cert])
         response = builder.sign(signer.key, hashes.SHA256())
