@@ -23,6 +23,7 @@ import sys
 from twisted.application import internet, service
 from twisted.internet import defer
 
+from exim_py import daemon_workers
 from exim_py.cli import config_path
 from exim_py.errors import ConfigError, UsageError
 
@@ -135,7 +136,7 @@ def listen_addresses(config, override=None, all_tls=False):
 class SMTPListeners(service.MultiService):
     """All SMTP listening ports, sharing one policy and one connection count."""
 
-    def __init__(self, policy, addresses, reactor=None, grace=10.0):
+    def __init__(self, policy, addresses, reactor=None, grace=10.0, inherited=None):
         super().__init__()
         from exim_py.smtp.server import SMTPServerFactory
         self.policy = policy
@@ -143,7 +144,6 @@ class SMTPListeners(service.MultiService):
         self.grace = grace
         self.factories = []
         self.connections = set()
-        self.ports = []
         for address, port, tls in addresses:
             factory = SMTPServerFactory(policy, tls_on_connect=tls, connections=self.connections)
             self.factories.append(factory)
@@ -151,6 +151,11 @@ class SMTPListeners(service.MultiService):
             if reactor is not None:
                 kwargs["reactor"] = reactor
             internet.TCPServer(port, factory, **kwargs).setServiceParent(self)
+        # a worker process: the first process's sockets (daemon_workers.py)
+        for fd, tls in inherited or ():
+            factory = SMTPServerFactory(policy, tls_on_connect=tls, connections=self.connections)
+            self.factories.append(factory)
+            daemon_workers.AdoptedPort(fd, factory, reactor).setServiceParent(self)
 
     def set_policy(self, policy):
         self.policy = policy
@@ -188,12 +193,14 @@ class SMTPListeners(service.MultiService):
 
 
 class ReloadOnHangup(service.Service):
-    """SIGHUP: read the configuration again; use it only if it loads cleanly."""
+    """SIGHUP: read the configuration again; use it only if it loads cleanly
+    (and pass the signal on to worker processes)."""
 
     def __init__(self, listeners, inv, reactor=None):
         self.listeners = listeners
         self.inv = inv
         self.reactor = reactor
+        self.workers = []
 
     def startService(self):
         super().startService()
@@ -206,6 +213,7 @@ class ReloadOnHangup(service.Service):
         signal.signal(signal.SIGHUP, self._previous or signal.SIG_DFL)
 
     def reload(self):
+        daemon_workers.signal_all(self.workers, signal.SIGHUP)
         try:
             new = load_config(self.inv)
             policy = build_policy(new, self.inv, reactor=self.reactor)
@@ -216,12 +224,15 @@ class ReloadOnHangup(service.Service):
         return True
 
 
-def build_service(config, inv, reactor=None):
-    """The daemon's MultiService: SMTP listeners and, with -q<time>, the queue runner."""
+def build_service(config, inv, reactor=None, inherited=None):
+    """The daemon's MultiService: SMTP listeners and, with -q<time>, the queue runner.
+
+    ``inherited``: in a worker process, the listening sockets to adopt.
+    """
     top = service.MultiService()
     policy = build_policy(config, inv, reactor=reactor)
-    listeners = SMTPListeners(policy, listen_addresses(config, inv.listen,
-                                                       getattr(inv, "tls_on_connect", False)), reactor)
+    addresses = [] if inherited else listen_addresses(config, inv.listen, getattr(inv, "tls_on_connect", False))
+    listeners = SMTPListeners(policy, addresses, reactor, inherited=inherited)
     listeners.setName("smtp")
     listeners.setServiceParent(top)
     reloader = ReloadOnHangup(listeners, inv, reactor)
@@ -262,12 +273,23 @@ def daemon_mode(inv):
     """``exim_py -bd`` / ``-bdf``: listen for SMTP until SIGTERM."""
     from twisted.internet import reactor
 
+    inherited = daemon_workers.inherited_sockets()
     config = load_config(inv)
-    top = build_service(config, inv)
+    top = build_service(config, inv, inherited=inherited)
     top.privilegedStartService()
-    if not inv.daemon_foreground:
-        _daemonize()
-    pid_path = pid_file_path(config, inv)
+    workers = []
+    if inherited:
+        daemon_workers.die_with_parent()
+        pid_path = None
+    else:
+        if not inv.daemon_foreground:
+            _daemonize()
+        count = daemon_workers.wanted_processes()
+        if count > 1:
+            sockets = daemon_workers.listening_sockets(top.getServiceNamed("smtp"))
+            workers = daemon_workers.spawn(inv, sockets, count - 1)
+            top.getServiceNamed("reload").workers = workers
+        pid_path = pid_file_path(config, inv)
     if pid_path:
         tmp = pid_path + ".tmp%d" % os.getpid()
         with open(tmp, "w") as f:
@@ -275,6 +297,7 @@ def daemon_mode(inv):
         os.rename(tmp, pid_path)
 
     def shutdown():
+        daemon_workers.signal_all(workers, signal.SIGTERM)
         d = defer.maybeDeferred(top.stopService)
         d.addBoth(lambda _: reactor.stop())
 
@@ -282,6 +305,11 @@ def daemon_mode(inv):
     signal.signal(signal.SIGINT, lambda *a: reactor.callFromThread(shutdown))
     reactor.callWhenRunning(top.startService)
     reactor.run(installSignalHandlers=False)
+    for worker in workers:
+        try:
+            worker.wait(timeout=30)
+        except Exception:           # subprocess.TimeoutExpired: it will get SIGTERM from the kernel
+            pass
     if pid_path:
         try:
             os.unlink(pid_path)

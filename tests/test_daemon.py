@@ -120,8 +120,8 @@ class DaemonProcess:
         self.pid_file = os.path.join(self.spool_dir, "exim.pid")
         self.process = None
 
-    def start(self, timeout=20):
-        env = dict(os.environ, PYTHONPATH=ROOT)
+    def start(self, timeout=20, processes=1):
+        env = dict(os.environ, PYTHONPATH=ROOT, EXIM_PY_DAEMON_PROCESSES=str(processes))
         self.process = subprocess.Popen(
             [sys.executable, "-m", "exim_py", "-C", self.conf_path, "-bdf", "-oX", str(self.port),
              "-oP", self.pid_file], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -192,6 +192,31 @@ class DaemonProcessTests(unittest.TestCase):
             f.write(original.replace("ESMTP Exim 4.96", "reloaded banner"))
         d.process.send_signal(signal.SIGHUP)
         self.assertEqual(wait_for(lambda b: "reloaded" in b), "220 mx.test.example reloaded banner")
+
+
+class WorkerProcessTests(unittest.TestCase):
+    """EXIM_PY_DAEMON_PROCESSES: more processes on the same listening socket."""
+
+    def test_two_processes_share_the_port(self):
+        """Connections are served by both processes; SIGTERM to the first stops both."""
+        d = DaemonProcess(self, "queue_only").start(processes=2)
+        self.addCleanup(d.stop)
+        pids = set()
+        deadline = time.monotonic() + 30
+        while len(pids) < 2 and time.monotonic() < deadline:
+            with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
+                s.ehlo("c.example")
+                s.mail("a@b.example")
+                s.rcpt("c@d.example")
+                code, text = s.data("Subject: w\r\n\r\nhi\r\n")
+                self.assertEqual(code, 250)
+                # the id's middle part is the receiving process's id
+                pids.add(text.decode().split("id=")[1].split("-")[1])
+        self.assertEqual(len(pids), 2)
+        d.process.send_signal(signal.SIGTERM)
+        self.assertEqual(d.process.wait(timeout=30), 0)
+        with self.assertRaises(OSError):
+            socket.create_connection(("127.0.0.1", d.port), timeout=2).close()
 
 
 class CrashSafetyTests(unittest.TestCase):
