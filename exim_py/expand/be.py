@@ -124,7 +124,6 @@ def load_message(ctx, path):
     ctx.set("message_linecount", data.count("\n"))
 
 
-_NAME_START = re.compile(r"[A-Z_]")
 
 
 class Macros:
@@ -136,23 +135,26 @@ class Macros:
         self._index()
 
     def _index(self):
-        # Names grouped by their first two characters: a line is scanned once.
+        # Names grouped by their first two characters; one regex finds the
+        # places where a name may start, so a line is scanned once.
         self.by_prefix = {}
         for name in sorted(self.values, key=len, reverse=True):
             self.by_prefix.setdefault(name[:2], []).append(name)
+        prefixes = sorted(self.by_prefix, key=len, reverse=True)
+        self.finder = re.compile("|".join(re.escape(p) for p in prefixes)) if prefixes else None
 
     def define(self, name, value):
         self.values[name] = value
         self._index()
 
     def replace(self, text):
-        if not self.values or not _NAME_START.search(text):
+        if self.finder is None or not self.finder.search(text):
             return text
         out = []
         i = 0
         n = len(text)
         while i < n:
-            m = _NAME_START.search(text, i)
+            m = self.finder.search(text, i)
             if m is None:
                 break
             j = m.start()
