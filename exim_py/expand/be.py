@@ -124,8 +124,6 @@ def load_message(ctx, path):
     ctx.set("message_linecount", data.count("\n"))
 
 
-
-
 class Macros:
     """Replace configuration macros in a line, as Exim does in -be input: a
     macro name is replaced wherever it appears, the longest name first."""
