@@ -172,3 +172,32 @@ class StdioSessionTests(unittest.TestCase):
         self.assertEqual(len(headers), 1)
         with open(os.path.join(spool, "input", headers[0])) as f:
             self.assertIn("-received_protocol local-smtp", f.read())
+
+
+class DsnStorageTests(unittest.TestCase):
+    """DSN parameters reach the -H file exactly as exim4 stores them (xtext kept)."""
+
+    def test_dsn_lines_match_exim(self):
+        """RET, ENVID, NOTIFY and ORCPT: the same -H lines from exim4 -bs and exim_py -bs."""
+        exim = RealExim()
+        self.addCleanup(exim.cleanup)
+        dialogue = ("EHLO me\r\nMAIL FROM:<a@b.example> RET=HDRS ENVID=abc+2Bd\r\n"
+                    "RCPT TO:<c@d.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;c+2Bx@d.example\r\n"
+                    "DATA\r\nSubject: dsn\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+        found = []
+        for who in ("exim4", "exim_py"):
+            spool = tempfile.mkdtemp(prefix="dsn-%s-" % who)
+            self.addCleanup(shutil.rmtree, spool, True)
+            shutil.chown(spool, "Debian-exim")
+            conf = exim.write_config("keep_environment =\nhost_lookup =\nspool_directory = %s\n"
+                                     "dsn_advertise_hosts = *\nqueue_only\nacl_smtp_rcpt = accept\n"
+                                     % spool, who + ".conf")
+            run = exim.run(conf, ["-bs"], input=dialogue) if who == "exim4" else \
+                run_exim_py(["-C", conf, "-bs"], input=dialogue)
+            self.assertIn("250 OK id=", run.stdout)
+            (header,) = [n for n in os.listdir(os.path.join(spool, "input")) if n.endswith("-H")]
+            with open(os.path.join(spool, "input", header)) as f:
+                found.append([line for line in f.read().splitlines()
+                              if line.startswith("-dsn") or line.startswith("c@d.example")])
+        self.assertEqual(found[1], found[0])
+        self.assertIn("-dsn_envid abc+2Bd", found[0])

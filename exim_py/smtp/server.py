@@ -447,7 +447,8 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
                 return lambda: self._synprot(501, "Invalid value for RET parameter")
             env.dsn_ret = ret
         if "ENVID" in params:
-            env.dsn_envid = xtext_decode(params["ENVID"] or "")
+            # kept as xtext, as Exim stores it and passes it on
+            env.dsn_envid = params["ENVID"] or ""
         if "AUTH" in params:
             # RFC 4954 5: honoured only for an authenticated client; the
             # policy decides (acl_smtp_mailauth).
@@ -479,9 +480,7 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
             if "NEVER" in words and len(words) > 1 or not set(words) <= {"NEVER", "SUCCESS", "FAILURE", "DELAY"}:
                 return self._synprot(501, "Invalid value for NOTIFY parameter")
             notify = ",".join(words)
-        orcpt = params.get("ORCPT")
-        if orcpt is not None:
-            orcpt = xtext_decode(orcpt)
+        orcpt = params.get("ORCPT")   # kept as xtext, as Exim does
         try:
             address = parse_path(operand, allow_empty=False)
         except BadAddress as e:
