@@ -739,6 +739,11 @@ CONDITIONS = [
 ]
 
 LISTS = [
+    '${listextract{3}{<\\t\\n}}',
+    '${listextract{2}{<;}}',
+    '${listextract{1}{<\\t}}',
+    '${listextract{-1}{<;}}',
+    '${listextract{3}{<; }}',
     "${map{<; a ; b ;; c}{[$item]}}",
     "${map{a : b:: c}{[$item]}}",
     "${map{<\\n a\\nb}{[$item]}}",

@@ -206,9 +206,15 @@ class ListExtract(Node):
             if digits and not digits.isdigit():
                 raise ExpansionError('first argument of "listextract" must be numeric')
             field = int(digits or "0") * (-1 if first[0] == "-" else 1)
-            items = list(iter_list(self.lst.ev(ctx)))
+            text = self.lst.ev(ctx)
+            items = list(iter_list(text))
             value = None
-            if field > 0 and field <= len(items):
+            if not items and field >= 2 and list_separator(text)[1]:
+                # Exim quirk: after "<X" and nothing else, its next look at
+                # the list reads it again with X as the separator.
+                again = list(iter_list(text, list_separator(text)[0]))
+                value = again[0] if again else None
+            elif field > 0 and field <= len(items):
                 value = items[field - 1]
             elif field < 0 and -field <= len(items):
                 value = items[field]

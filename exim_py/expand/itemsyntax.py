@@ -142,7 +142,8 @@ def _item_extract(p, name):
             # Reported as Exim does when the item is expanded (not merely
             # scanned): which text is wrong depends on the first argument.
             raise _Syntax(p.curly_text("missing '}' closing extract"),
-                          Extract(p.s, args, starts, fail_at, json, garbage_at=p.i))
+                          Extract(p.s, args, starts, fail_at, json, garbage_at=p.i,
+                                  malformed=p.malformed))
         starts.append(p.i)
         p.i += 1
     return Extract(p.s, args, starts, fail_at, json)
@@ -189,10 +190,12 @@ class Extract(Node):
     """``${extract}``: whether the first argument is a number decides, at
     expansion time, how many of the braced strings are arguments."""
 
-    __slots__ = ("text", "args", "starts", "fail_at", "json", "variants", "garbage_at")
+    __slots__ = ("text", "args", "starts", "fail_at", "json", "variants", "garbage_at",
+                 "malformed")
 
-    def __init__(self, text, args, starts, fail_at, json, garbage_at=None):
+    def __init__(self, text, args, starts, fail_at, json, garbage_at=None, malformed=False):
         self.variants = {}       # the item for 2 or 3 arguments, built once
+        self.malformed = malformed     # a header name swallowed a '}' before
         self.garbage_at = garbage_at   # where text that cannot follow begins
         self.text = text
         self.args = args
@@ -226,6 +229,8 @@ class Extract(Node):
         return I.Extract(self.args[:need], probe, self.json).ev(ctx) == "1"
 
     def _curly(self, message):
+        if self.malformed:
+            message = "missing or misplaced { or } - could be header name not terminated by colon"
         raise ExpansionError(message)
 
     def ev(self, ctx):
