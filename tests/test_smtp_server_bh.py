@@ -49,6 +49,9 @@ DIALOGUES = {
                    "RCPT TO:<e@d.example> NOTIFY=NEVER,DELAY", "VRFY c@d.example", "ETRN #queue", "QUIT"],
     "expn": ["EHLO client.example", "EXPN postmaster", "EXPN rhubarb", "EXPN a", "VRFY a@mx.test.example",
              "VRFY rhubarb@mx.test.example", "QUIT"],
+    "headers": ["EHLO client.example", "MAIL FROM:<a@b.example>", "RCPT TO:<c@d.example>", "DATA",
+                "Subject: " + "a" * 60, "", "body", ".", "MAIL FROM:<a@b.example>", "RCPT TO:<c@d.example>",
+                "DATA"] + ["X-%d: abc" % i for i in range(20)] + ["", "body", ".", "QUIT"],
     "auth": ["EHLO client.example", "AUTH LOGIN", "AUTH PLAIN AGZyZWQAd3Jvbmc=", "AUTH PLAIN",
              "AGZyZWQAc2VjcmV0", "AUTH PLAIN", "MAIL FROM:<a@b.example> AUTH=<>", "QUIT"],
 }
@@ -77,6 +80,7 @@ local_delivery:
   file = /dev/null
 """
 EXTRA = {
+    "headers": "acl_smtp_rcpt = accept_all\nheader_maxsize = 100\nheader_line_maxsize = 50",
     "expn": "acl_smtp_expn = accept_all\nacl_smtp_vrfy = accept_all",
     "extensions": "acl_smtp_rcpt = accept_all\ndsn_advertise_hosts = *\nprdr_enable\n"
                   "acl_smtp_etrn = accept_all\nacl_smtp_vrfy = accept_all",
@@ -146,6 +150,10 @@ class HostCheckDifferentialTests(unittest.TestCase):
     def test_auth(self):
         """AUTH: unsupported mechanism, failure, success over a 334 exchange, already authenticated."""
         self.compare("auth")
+
+    def test_header_limits(self):
+        """header_line_maxsize and header_maxsize refuse the message with Exim's 552s."""
+        self.compare("headers")
 
     def test_unknown_commands(self):
         """The unknown-command limit (smtp_max_unknown_commands)."""

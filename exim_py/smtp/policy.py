@@ -505,6 +505,9 @@ class ServerPolicy:
         message is durable.
         """
         from exim_py import receive
+        too_long = self._header_limits(message)
+        if too_long is not None:
+            return too_long
         envelope.message_id = self.spool_writer.new_message_id()
         controls = acl_phase.message_controls(session, envelope)
         ctx = self.expand_context(session, envelope)
@@ -520,6 +523,21 @@ class ServerPolicy:
         if isinstance(reply, defer.Deferred):
             return reply.addCallback(self._after_data_acl, session, envelope, body, prdr)
         return self._after_data_acl(reply, session, envelope, body, prdr)
+
+    def _header_limits(self, message):
+        """header_maxsize and header_line_maxsize: Exim's 552s, or None."""
+        end = message.find(b"\n\n")
+        header = message if end < 0 else message[:end + 1]
+        limit = self._option("header_maxsize", 1024 * 1024)
+        if limit and len(header) > limit:
+            return Reply(552, "Message header is ridiculously long")
+        line_limit = self._option("header_line_maxsize", 0)
+        if line_limit:
+            from exim_py.receive import split_message
+            headers, _, _ = split_message(header + b"\n")
+            if any(len(h.text.encode("utf-8", "surrogateescape")) > line_limit for h in headers):
+                return Reply(552, "A message header line is too long")
+        return None
 
     def _after_data_acl(self, reply, session, envelope, body, prdr=None):
         if prdr is not None:
