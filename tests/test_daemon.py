@@ -93,6 +93,26 @@ class ConnectionLimitTests(unittest.TestCase):
         self.assertEqual(lines[2], "421 Too many concurrent SMTP connections; please try again later.\r\n")
 
     @defer.inlineCallbacks
+    def test_accept_reserve(self):
+        """The last smtp_accept_reserve slots are kept for smtp_reserve_hosts."""
+        for reserved, expected in (("10.0.0.0/8", "421 "), ("127.0.0.1", "220 ")):
+            policy, _ = make_policy(self, "smtp_accept_max = 2\nsmtp_accept_reserve = 1\n"
+                                          "smtp_reserve_hosts = %s" % reserved)
+            port = reactor.listenTCP(0, SMTPServerFactory(policy), interface="127.0.0.1")
+            self.addCleanup(port.stopListening)
+
+            def run():
+                socks = [socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10)
+                         for _ in range(2)]
+                lines = [s.makefile("rb").readline().decode() for s in socks]
+                for s in socks:
+                    s.close()
+                return lines
+            lines = yield threads.deferToThread(run)
+            self.assertTrue(lines[0].startswith("220 "), lines)
+            self.assertTrue(lines[1].startswith(expected), (reserved, lines))
+
+    @defer.inlineCallbacks
     def test_accept_max_per_host(self):
         """smtp_accept_max_per_host = 1: a second connection from the same address is refused."""
         policy, _ = make_policy(self, "smtp_accept_max_per_host = 1")
