@@ -336,3 +336,23 @@ class LoopbackTests(unittest.TestCase):
 def _swaks_has_bdat(swaks):
     help_text = subprocess.run([swaks, "--help"], capture_output=True, text=True).stdout
     return "--bdat" in help_text or "bdat" in help_text.lower()
+
+
+class HostileInputTests(unittest.TestCase):
+    """Odd bytes from the network get SMTP replies, never a traceback."""
+
+    def test_odd_commands(self):
+        """Non-UTF-8, NUL, control characters, huge and empty lines are all answered."""
+        samples = [b"\xff\xfe\r\n", b"HELO \xc3\x28\r\n", b"MAIL FROM:<\x00@x>\r\n", b"\r\n",
+                   b"EHLO " + b"a" * 20000 + b"\r\n", b"RCPT TO:<a@b> NOTIFY=\r\n",
+                   b"MAIL FROM:<a@b> SIZE=\r\n", b"MAIL FROM:<a@b> BODY=\r\n", b"BDAT -1\r\n",
+                   b"BDAT 99999999999999999999 LAST\r\n", b"AUTH\r\n", b"STARTTLS now\r\n",
+                   b"VRFY <>\r\n", b"EXPN\r\n", b"ETRN\r\n", b"HELP me please\r\n"]
+        for sample in samples:
+            policy, _ = make_policy(self, "smtp_max_synprot_errors = 100")
+            d = Dialogue(policy)
+            d.take()
+            d.send("EHLO c\r\n")
+            out = d.send(sample)
+            self.assertRegex(out, r"^[2-5]\d\d[ -]", repr(sample))
+        self.assertEqual(self.flushLoggedErrors(), [])
