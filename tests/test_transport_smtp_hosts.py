@@ -67,13 +67,14 @@ class _Deliveries(unittest.TestCase):
     """Stores one message and runs exim_py's delivery engine on it."""
 
     @defer.inlineCallbacks
-    def deliver(self, options="", recipient=None, envid=None):
+    def deliver(self, options="", recipient=None, envid=None, longest=0):
         config = self.load(options)
         spool = Spool(os.path.join(self.dir, "spool"))
         envelope = Envelope()
         envelope.sender = "s@client.example"
         envelope.recipients = [recipient or Recipient("user@mxtest.test")]
         envelope.dsn_envid = envid
+        envelope.max_received_linelength = longest
         envelope.headers = [Header("Subject: mx\n")]
         message_id = spool.store(envelope, b"body\n")
         yield engine.deliver_message(config, spool, message_id, logger=Logger(config))
@@ -255,3 +256,14 @@ class TransportHostOptionTests(_Deliveries):
         self.assertIn("X-Added: yes\n", header)
         self.assertNotIn("Subject:", header)
         self.assertEqual(body, b"body\n")
+
+    @defer.inlineCallbacks
+    def test_line_too_long(self):
+        """A message with a line longer than message_linelength_limit fails before any
+        connection, with Exim's text."""
+        lines = yield self.deliver("  hosts = 127.0.0.1\n  hosts_override\n  port = %d"
+                                   % (self.peer.port,), longest=1200)
+        self.assertTrue(lines[0].endswith(
+            "** user@mxtest.test R=r T=t: message has lines too long for transport"), lines)
+        # Only the bounce (sender <>) reached the peer.
+        self.assertEqual([h.split("\n")[2] for h, _ in self.peer.messages()], ["<>"])

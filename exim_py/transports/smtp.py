@@ -96,6 +96,12 @@ class Transport(TransportBase):
                 a.set_result(DEFER, "%s transport: %s = %s is not supported by exim_py" % (
                     self.name, missing, self.options[missing]))
             return
+        limit = self.options["message_linelength_limit"]
+        if limit and (getattr(message.envelope, "max_received_linelength", 0) or 0) > limit:
+            # Checked against what reception recorded, before any connection.
+            for a in addresses:
+                a.set_result(FAIL, "message has lines too long for transport")
+            return
         try:
             hosts = await threads.deferToThread(smtp_settings.host_list, self, addr, ctx)
             txn = await threads.deferToThread(self._transaction, message, addresses, ctx)
