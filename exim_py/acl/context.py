@@ -170,7 +170,9 @@ class AclContext:
         if "main" in targets:
             self.log.main(line, message_id=message_id)
         if "reject" in targets:
-            env = self.envelope
+            # Exim adds the envelope and headers only once there are headers
+            # (after DATA); an earlier rejection is the line alone.
+            env = self.envelope if self.envelope is not None and self.envelope.headers else None
             self.log.reject(line, message_id=message_id,
                             headers=env.headers if env else None,
                             sender=env.sender if env else None,
