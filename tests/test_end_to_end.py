@@ -409,8 +409,11 @@ class LocalDeliveryTests(unittest.TestCase):
             s.mail("sender@example.org")
             self.assertEqual(s.rcpt("nobody@test.example"), (550, b"Unrouteable address"))
         wait_for(lambda: "rejected RCPT" in self.site.mainlog(), "the rejection")
-        self.assertIn(" H=(client.example) [127.0.0.1] F=<sender@example.org> rejected RCPT "
-                      "<nobody@test.example>: Unrouteable address\n", self.site.mainlog())
+        rejection = ("H=(client.example) [127.0.0.1] F=<sender@example.org> rejected RCPT "
+                     "<nobody@test.example>: Unrouteable address\n")
+        self.assertEqual(normalise_log(self.site.mainlog()), "TIME " + rejection)
+        self.assertEqual(normalise_log(read_text(os.path.join(self.site.dir, "log", "rejectlog"))),
+                         "TIME " + rejection)
         self.assertEqual(list(self.site.spool.message_ids()), [])
 
     def test_deferred_delivery_retried_with_M(self):
