@@ -18,7 +18,7 @@ from exim_py.errors import ExpansionError, ForcedFail, LookupDefer
 from exim_py.expand import arith
 from exim_py.expand.conditions import wrap_error
 from exim_py.expand.lists import append_item, iter_list, list_separator
-from exim_py.expand.nodes import Node
+from exim_py.expand.nodes import Node, taint_like
 from exim_py.expand.regex import compile_regex
 from exim_py.expand.strings import (
     ascii_lower, compute_hash, compute_nhash, extract_substr, printing, split_command,
@@ -128,13 +128,15 @@ class Extract(Node):
             if numbered and not self.json:
                 field = -int(digits or "0") if first[0] == "-" else int(digits or "0")
                 seps, subject = self.args[1].ev(ctx), self.args[2].ev(ctx)
-                ctx.lookup_value = get_tokened(field, seps, subject)
+                ctx.lookup_value = taint_like(get_tokened(field, seps, subject), subject)
             elif self.json:
                 from exim_py.expand.json import extract_json
-                ctx.lookup_value = extract_json(
-                    first, numbered, self.args[1].ev(ctx), self.json == "jsons")
+                subject = self.args[1].ev(ctx)
+                ctx.lookup_value = taint_like(extract_json(
+                    first, numbered, subject, self.json == "jsons"), subject)
             else:
-                ctx.lookup_value = get_keyed(first, self.args[1].ev(ctx))
+                subject = self.args[1].ev(ctx)
+                ctx.lookup_value = taint_like(get_keyed(first, subject), subject)
             return self.yesno.choose(ctx, ctx.lookup_value is not None, saved_value)
         finally:
             ctx.numeric = saved_numeric
@@ -218,7 +220,7 @@ class ListExtract(Node):
                 value = items[field - 1]
             elif field < 0 and -field <= len(items):
                 value = items[field]
-            ctx.lookup_value = value
+            ctx.lookup_value = value = taint_like(value, text)
             return self.yesno.choose(ctx, value is not None, saved_value)
         finally:
             ctx.numeric = saved_numeric
@@ -235,6 +237,10 @@ class Args(Node):
     def values(self, ctx):
         return [a.ev(ctx) if a is not None else None for a in self.args]
 
+    def ev(self, ctx):
+        values = self.values(ctx)
+        return taint_like(self.compute(ctx, values), *[v for v in values if v is not None])
+
 
 class Substr(Args):
     """``${substr}``, ``${length}``, ``${hash}``, ``${nhash}`` with brace arguments."""
@@ -245,8 +251,8 @@ class Substr(Args):
         super().__init__(args)
         self.name = name
 
-    def ev(self, ctx):
-        sub = self.values(ctx) + [None]
+    def compute(self, ctx, values):
+        sub = list(values) + [None]
         if sub[2] is None:
             sub[2], sub[1] = sub[1], None
             if self.name == "length":
@@ -277,8 +283,8 @@ def _c_strtol(text):
 
 
 class Tr(Args):
-    def ev(self, ctx):
-        subject, frm, to = self.values(ctx)
+    def compute(self, ctx, values):
+        subject, frm, to = values
         if not to:
             return subject
         last = len(to) - 1
@@ -304,8 +310,8 @@ class Sg(Args):
     """``${sg{subject}{regex}{replacement}}``: the replacement is expanded again
     for each match, with $0..$9 set from it."""
 
-    def ev(self, ctx):
-        subject, pattern, replacement = self.values(ctx)
+    def compute(self, ctx, values):
+        subject, pattern, replacement = values
         regex = compile_regex(pattern)
         saved = ctx.numeric
         out = []
@@ -323,8 +329,8 @@ class Sg(Args):
 
 
 class ListQuote(Args):
-    def ev(self, ctx):
-        sep, text = self.values(ctx)
+    def compute(self, ctx, values):
+        sep, text = values
         if not text:
             return " "
         return text.replace(sep[:1], sep[:1] * 2) if sep else text
@@ -483,7 +489,7 @@ class ListOp(Node):
         out = []
         try:
             for item in iter_list(text):
-                ctx.iterate_item = item
+                ctx.iterate_item = item = taint_like(item, text)
                 if self.name == "filter":
                     value = ctx.lookup_value
                     try:
@@ -505,7 +511,7 @@ class ListOp(Node):
                     append_item(out, result, sep)
             if self.name == "reduce":
                 return ctx.lookup_value or ""
-            return sep.join(out)
+            return taint_like(sep.join(out), text)
         finally:
             ctx.iterate_item = saved_item
             ctx.lookup_value = saved_value

@@ -22,6 +22,23 @@ class Node:
         raise NotImplementedError
 
 
+class Tainted(str):
+    """Text that came from a message or a client (a header, the body...):
+    Exim refuses to expand it again (``${expand:}``).  Parts of exim_py that
+    set variables from untrusted data may pass values of this class."""
+
+    __slots__ = ()
+
+
+def taint_like(result, *sources):
+    """``result`` marked Tainted when it was made from tainted text."""
+    if result and result.__class__ is not Tainted:
+        for source in sources:
+            if source.__class__ is Tainted:
+                return Tainted(result)
+    return result
+
+
 class Seq(Node):
     """Concatenation of literal strings and nodes."""
 
@@ -31,10 +48,14 @@ class Seq(Node):
         self.parts = tuple(parts)
 
     def ev(self, ctx):
-        text = "".join([p if p.__class__ is str else p.ev(ctx) for p in self.parts])
+        pieces = [p if p.__class__ is str else p.ev(ctx) for p in self.parts]
+        text = "".join(pieces)
         if "\0" in text:
             # Exim's strings end at a NUL (from a \0 or \x escape).
-            return text[:text.index("\0")]
+            text = text[:text.index("\0")]
+        for piece in pieces:
+            if piece.__class__ is Tainted:
+                return Tainted(text)
         return text
 
 
@@ -116,7 +137,7 @@ class HeaderVar(Node):
             return ""
         value = find_header(ctx, self.name, raw=self.raw, as_list=self.as_list,
                             decode=self.decode)
-        return value if value is not None else ""
+        return Tainted(value) if value else ""
 
 
 class ErrorNode(Node):

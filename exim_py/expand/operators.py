@@ -289,6 +289,10 @@ def op_eval10(s, arg, ctx):
 
 def op_expand(s, arg, ctx):
     from exim_py.expand import expand
+    from exim_py.expand.nodes import Tainted
+    if s.__class__ is Tainted:
+        raise ExpansionError('internal expansion of "%s" failed: attempt to expand tainted '
+                             "string '%s'" % (s, s))
     try:
         return expand(s, ctx)
     except ExpansionError as e:

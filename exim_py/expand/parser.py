@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from exim_py.errors import ExpansionError
 from exim_py.expand import conditions as C
 from exim_py.expand.nodes import (
-    ErrorNode, HeaderVar, Node, NumVar, Partial, Steps, Text, Var, WrapErrors, YesNo,
+    ErrorNode, HeaderVar, Node, NumVar, Partial, Steps, Tainted, Text, Var, WrapErrors, YesNo,
     make_seq)
 from exim_py.expand.operators import find_operator
 from exim_py.expand.strings import interpret_escape
@@ -509,6 +509,11 @@ def cert_der(cert):
     return cert.public_bytes(Encoding.DER)
 
 
+# A digest of tainted text is not tainted (Exim: hashing de-taints).
+UNTAINTING = frozenset(("md5", "sha1", "sha2", "sha256", "sha3", "sha2_256", "sha2_384",
+                        "sha2_512", "sha3_224", "sha3_256", "sha3_384", "sha3_512"))
+
+
 class Op(Node):
     """``${name:subject}``."""
 
@@ -521,7 +526,11 @@ class Op(Node):
         self.subject = subject
 
     def ev(self, ctx):
-        return self.fn(self.subject.ev(ctx), self.arg, ctx)
+        subject = self.subject.ev(ctx)
+        result = self.fn(subject, self.arg, ctx)
+        if subject.__class__ is Tainted and result and self.name not in UNTAINTING:
+            return Tainted(result)
+        return result
 
 
 def parse(text):

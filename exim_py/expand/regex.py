@@ -133,5 +133,7 @@ def compile_regex(pattern):
 
 
 def set_numeric(ctx, m):
-    """Make $0, $1 ... the groups of match ``m``."""
-    ctx.numeric = [m.group(0)] + [g or "" for g in m.groups()]
+    """Make $0, $1 ... the groups of match ``m`` (tainted if the subject was)."""
+    from exim_py.expand.nodes import taint_like
+    subject = m.string
+    ctx.numeric = [taint_like(g or "", subject) for g in (m.group(0),) + m.groups()]

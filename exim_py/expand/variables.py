@@ -198,6 +198,15 @@ def _domain_of(var):
     return get
 
 
+def _tainted(fn):
+    """Values read from the message are tainted (see nodes.Tainted)."""
+    def get(ctx):
+        from exim_py.expand.nodes import Tainted
+        value = fn(ctx)
+        return Tainted(value) if value else value
+    return get
+
+
 def _message_body(end):
     def get(ctx):
         body = ctx.body or ""
@@ -273,9 +282,9 @@ BUILTIN = {
     "sender_address_local_part": _local_part_of("sender_address"),
     "message_body": _message_body(False),
     "message_body_end": _message_body(True),
-    "message_headers": _message_headers(False),
-    "message_headers_raw": _message_headers(True),
-    "reply_address": _reply_address,
+    "message_headers": _tainted(_message_headers(False)),
+    "message_headers_raw": _tainted(_message_headers(True)),
+    "reply_address": _tainted(_reply_address),
     "load_average": _load_average,
     "spool_space": _space("spool_directory", False),
     "spool_inodes": _space("spool_directory", True),
