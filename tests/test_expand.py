@@ -261,3 +261,24 @@ class CertificateOperatorTests(unittest.TestCase):
         import hashlib
         self.assertEqual(expand("${md5:$tls_in_peercert}", ExpandContext()),
                          hashlib.md5(b"tls_in_peercert").hexdigest())
+
+
+class TaintTests(unittest.TestCase):
+    """Untrusted text is never expanded a second time (Exim's taint checks)."""
+
+    def test_tainted_variable_not_reexpanded(self):
+        """${expand:} of a Tainted value (or text made from it) fails as in Exim."""
+        from exim_py.expand.nodes import Tainted
+        ctx = ExpandContext(variables={"local_part": Tainted("${run{/bin/true}}")})
+        for text in ("${expand:$local_part}", "${expand:x${lc:$local_part}}",
+                     "${expand:${sg{$local_part}{true}{false}}}"):
+            with self.assertRaises(ExpansionError) as cm:
+                expand(text, ctx)
+            self.assertIn("attempt to expand tainted string", str(cm.exception))
+
+    def test_digest_untaints(self):
+        """A digest of tainted text may be expanded (Exim: hashing de-taints)."""
+        from exim_py.expand.nodes import Tainted
+        ctx = ExpandContext(variables={"local_part": Tainted("fred")})
+        self.assertEqual(expand("${expand:${md5:$local_part}}", ctx),
+                         "570a90bfbf8c7eab5dc5d4e26832d5b1")
