@@ -15,7 +15,7 @@ from exim_py.smtp import client
 from exim_py.smtp.outbound import (DEFER, FAIL, OK, ClientSettings, Recipient, Transaction,
                                    to_wire, xtext)
 from tests.support.exim_peer import free_port
-from tests.support.scripted_smtp import DROP, STALL, ScriptedSMTPServer
+from tests.support.scripted_smtp import DROP, PAUSE, STALL, ScriptedSMTPServer
 
 MESSAGE = b"Subject: test\n\n.leading dot\nbody line\n"
 
@@ -331,6 +331,20 @@ class FailureModeTests(unittest.TestCase):
         outcome = dict(result.outcomes())["a@y.example"]
         self.assertEqual((outcome.status, outcome.kind), (DEFER, "message"))
         self.assertEqual(outcome.message, "SMTP timeout after end of data")
+
+    @defer.inlineCallbacks
+    def test_data_timeout_when_server_stops_reading(self):
+        """A server that stops reading the data: once the socket buffers are full,
+        data_timeout expires and the session is abandoned (a host error)."""
+        server = self.serve(DATA=PAUSE)
+        big = b"Subject: big\n\n" + (b"y" * 70 + b"\n") * 500000
+        txn = Transaction("s@x.example", ["a@y.example"], data=big)
+        result = yield client.deliver(reactor, "127.0.0.1", server.port_number,
+                                      settings(command_timeout=5, data_timeout=0.5), [txn])
+        self.assertRegex(result.host_error.message,
+                         r"^SMTP timeout after sending data block \(\d+ bytes written\)$")
+        self.assertEqual(result.host_error.errno, errno.ETIMEDOUT)
+        self.assertEqual(dict(result.outcomes())["a@y.example"].status, DEFER)
 
     @defer.inlineCallbacks
     def test_connection_dropped_mid_data(self):

@@ -134,6 +134,11 @@ class ESMTPClient(LineReceiver):
         if state == "handshake":
             self._tls_failed("TLS session: (SSL_connect): timed out")
             return
+        if self._body is not None:
+            # data_timeout: the server stopped taking the message.
+            self._host_error(DEFER, "SMTP timeout after sending data block (%d bytes written)"
+                             % (self._body_pos,), ERRNO_TIMEOUT)
+            return
         text = "SMTP timeout after %s" % (stage,)
         if state in ("mail", "rcpt", "dot", "prdr_rcpt", "prdr_final"):
             # Timeouts after MAIL, RCPT and the end of data are treated like

@@ -3,8 +3,8 @@
 Real servers cannot be made to stall after RCPT, drop the connection in the
 middle of DATA or answer EHLO with 554 on demand; this one can.  It listens on
 a free loopback port, records what the client sent, and answers each command
-with ``replies(line)``: a reply string, ``STALL`` (never answer) or ``DROP``
-(close the connection).
+with ``replies(line)``: a reply string, ``STALL`` (never answer), ``DROP``
+(close the connection) or, for DATA, ``PAUSE`` (354, then stop reading).
 """
 
 from twisted.internet import protocol, reactor
@@ -14,6 +14,8 @@ from zope.interface import implementer
 
 STALL = object()
 DROP = object()
+# As a reply to DATA: say 354, then stop reading (the client's writes back up).
+PAUSE = object()
 
 EHLO_REPLY = "250-test.example\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n250 8BITMIME"
 
@@ -72,6 +74,10 @@ class _ScriptedProtocol(LineReceiver):
             return
         self.factory.commands.append(line)
         reply = self.factory.replies(line)
+        if reply is PAUSE:
+            self.transport.write(b"354 go ahead\r\n")
+            self.transport.pauseProducing()
+            return
         if isinstance(reply, str) and reply.startswith("354"):
             self.in_data = True
         self._answer(reply)
