@@ -52,6 +52,7 @@ DIALOGUES = {
     "headers": ["EHLO client.example", "MAIL FROM:<a@b.example>", "RCPT TO:<c@d.example>", "DATA",
                 "Subject: " + "a" * 60, "", "body", ".", "MAIL FROM:<a@b.example>", "RCPT TO:<c@d.example>",
                 "DATA"] + ["X-%d: abc" % i for i in range(20)] + ["", "body", ".", "QUIT"],
+    "active": ["HELO client.example", "QUIT"],
     "auth": ["EHLO client.example", "AUTH LOGIN", "AUTH PLAIN AGZyZWQAd3Jvbmc=", "AUTH PLAIN",
              "AGZyZWQAc2VjcmV0", "AUTH PLAIN", "MAIL FROM:<a@b.example> AUTH=<>", "QUIT"],
 }
@@ -80,6 +81,8 @@ local_delivery:
   file = /dev/null
 """
 EXTRA = {
+    "active": "acl_smtp_rcpt = accept_all\nsmtp_active_hostname = ${if eq{$received_port}{-1}{bh.example}{x}}\n"
+              "smtp_banner = $smtp_active_hostname [$received_port][$interface_port][$sender_host_port]",
     "headers": "acl_smtp_rcpt = accept_all\nheader_maxsize = 100\nheader_line_maxsize = 50",
     "expn": "acl_smtp_expn = accept_all\nacl_smtp_vrfy = accept_all",
     "extensions": "acl_smtp_rcpt = accept_all\ndsn_advertise_hosts = *\nprdr_enable\n"
@@ -154,6 +157,10 @@ class HostCheckDifferentialTests(unittest.TestCase):
     def test_header_limits(self):
         """header_line_maxsize and header_maxsize refuse the message with Exim's 552s."""
         self.compare("headers")
+
+    def test_active_hostname(self):
+        """smtp_active_hostname replaces the host name in the banner, HELO and QUIT replies."""
+        self.compare("active")
 
     def test_unknown_commands(self):
         """The unknown-command limit (smtp_max_unknown_commands)."""

@@ -121,12 +121,14 @@ class ServerPolicy:
     def session_variables(self, session, envelope=None):
         from exim_py.acl.context import session_variables
         values = session_variables(session, envelope)
-        values.setdefault("smtp_active_hostname", self.primary_hostname)
+        values.setdefault("smtp_active_hostname", self.hostname(session))
         values.setdefault("primary_hostname", self.primary_hostname)
         values.setdefault("version_number", EXIM_COMPAT_VERSION)
         values["tls_in_ver"] = session.tls_version or ""
         values["tls_in_certificate_verified"] = "1" if session.tls_certificate_verified else "0"
-        values["received_port"] = str(session.interface_port or 0)
+        # Exim shows -1 when there is no listening socket (-bh, -bs)
+        port = str(session.interface_port) if session.interface_port is not None else "-1"
+        values["received_port"] = values["interface_port"] = port
         values["received_ip_address"] = session.interface_address or ""
         if getattr(session, "etrn_domain", None) is not None:
             values["domain"] = session.etrn_domain       # smtp_etrn_command sees the argument
@@ -186,6 +188,9 @@ class ServerPolicy:
         return None
 
     def connect(self, session):
+        active = self._option("smtp_active_hostname")
+        if active:
+            session.active_hostname = self._expand(active, session) or None
         try:
             self.message_size_limit(session)
         except OverflowError as e:
@@ -201,11 +206,14 @@ class ServerPolicy:
         text = self._option("smtp_banner")
         expanded = self._expand(text, session) if text else None
         if expanded is None:
-            expanded = "%s ESMTP Exim %s %s" % (self.primary_hostname, EXIM_COMPAT_VERSION, tod_full())
+            expanded = "%s ESMTP Exim %s %s" % (self.hostname(session), EXIM_COMPAT_VERSION, tod_full())
         return expanded
 
     def hostname(self, session):
-        return self.primary_hostname
+        """$smtp_active_hostname: smtp_active_hostname expanded at connection time, else
+        primary_hostname (spec: smtp_active_hostname)."""
+        active = getattr(session, "active_hostname", None)
+        return active or self.primary_hostname
 
     def enforce_sync(self, session):
         # Exim checks synchronisation only on a real socket from a host;
@@ -261,7 +269,7 @@ class ServerPolicy:
 
     def helo_greeting(self, session):
         who = session.sender_host_name or session.helo_name
-        text = "%s Hello %s%s" % (self.primary_hostname,
+        text = "%s Hello %s%s" % (self.hostname(session),
                                   session.sender_ident + " at " if session.sender_ident else "", who)
         if session.sender_host_address:
             text += " [%s]" % session.sender_host_address
