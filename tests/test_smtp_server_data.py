@@ -189,3 +189,26 @@ class BdatTests(unittest.TestCase):
             ids = list(self.spool.message_ids())
             self.assertEqual(self.spool.read_body(ids[0]), b".\n..x\n")
         return wait()
+
+
+class DataTimeoutTests(unittest.TestCase):
+    """smtp_receive_timeout while the message is arriving."""
+
+    def test_data_timeout_abandons_message(self):
+        """A client silent in the middle of DATA gets Exim's 421 and nothing is stored."""
+        from twisted.internet import task
+        policy, spool = make_policy(self)
+        clock = task.Clock()
+        d = Dialogue(policy, clock=clock)
+        d.take()
+        d.send("EHLO c\r\n")
+        d.send("MAIL FROM:<a@b.example>\r\n")
+        d.send("RCPT TO:<c@d.example>\r\n")
+        d.send("DATA\r\n")
+        d.send("Subject: half\r\n\r\nhalf a mess")
+        clock.advance(299)
+        self.assertEqual(d.take(), "")
+        clock.advance(2)
+        self.assertEqual(d.take(), "421 mx.test.example SMTP incoming data timeout - closing connection.\r\n")
+        self.assertTrue(d.transport.disconnecting)
+        self.assertEqual(list(spool.message_ids()), [])
