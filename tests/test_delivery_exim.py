@@ -112,6 +112,13 @@ class _EximComparison(unittest.TestCase):
                 return re.sub(r"\d\d:\d\d:\d\d [+-]\d{4}", "TIME", text)
         return None
 
+    @staticmethod
+    def mailbox(d, name):
+        """A delivered mbox with ids and times normalised."""
+        with open(os.path.join(d, "mail", name)) as f:
+            text = _ID.sub("ID", f.read()).replace(d, "DIR")
+        return re.sub(r"\d\d:\d\d:\d\d", "TIME", text)
+
 
 class DifferentialDeliveryTests(_EximComparison):
     """exim_py and exim4 deliver one message the same way."""
@@ -137,12 +144,6 @@ class DifferentialDeliveryTests(_EximComparison):
             self.assertEqual(self.mailbox(py_dir, mailbox_name),
                              self.mailbox(ex_dir, mailbox_name))
 
-    @staticmethod
-    def mailbox(d, name):
-        """A delivered mbox with ids and times normalised."""
-        with open(os.path.join(d, "mail", name)) as f:
-            text = _ID.sub("ID", f.read()).replace(d, "DIR")
-        return re.sub(r"\d\d:\d\d:\d\d", "TIME", text)
 
 
 RETRY_TEMPLATE = HEAD + """\
@@ -404,3 +405,58 @@ class DifferentialFreezeTests(_EximComparison):
             listing = run_exim_py(["-C", conf, "-bp"]).stdout
             self.assertIn("*** frozen ***", listing)
         self.assertEqual(logs[1], logs[0])
+
+
+GENERIC_TEMPLATE = HEAD + """\
+begin routers
+copy:
+  driver = accept
+  local_parts = user1
+  headers_add = X-Copy: yes
+  headers_remove = Subject
+  transport = archive
+  unseen
+hidden:
+  driver = redirect
+  local_parts = hidden
+  data = user2@localdomain
+  headers_add = X-Hidden: $local_part
+local:
+  driver = accept
+  local_parts = user1 : user2
+  transport = lt
+begin transports
+lt:
+  driver = appendfile
+  file = DIR/mail/$local_part_data
+  user = Debian-exim
+  envelope_to_add
+  return_path_add
+archive:
+  driver = appendfile
+  file = DIR/mail/archive
+  user = Debian-exim
+  headers_add = X-Archived: $local_part
+"""
+
+
+class DifferentialGenericTests(_EximComparison):
+    """unseen, headers_add / headers_remove on routers and transports."""
+
+    def test_unseen_and_headers(self):
+        """The unseen copy and the normal delivery, with their added and
+        removed headers, are logged and written as exim4 does."""
+        logs, boxes = [], []
+        for name in ("ex", "py"):
+            d, _ = self.prepare(name)
+            conf = self.exim.write_config(GENERIC_TEMPLATE.replace("DIR", d), name + "-g.conf")
+            args = ["-odi", "-f", "sender@x.example", "user1", "hidden"]
+            if name == "ex":
+                self.exim.run(conf, args, input=MESSAGE)
+            else:
+                run_exim_py(["-C", conf] + args, input=MESSAGE)
+            logs.append(self.log_lines(d))
+            boxes.append([self.mailbox(d, n) for n in ("user1", "user2", "archive")])
+        self.assertEqual(logs[1], logs[0])
+        self.assertEqual(boxes[1], boxes[0])
+

@@ -259,15 +259,14 @@ class _Delivery:
                 if code is REROUTED:
                     addr.state = "rerouted"
                     addr.child_list = list(outcome.new)
-                    new[0:0] = outcome.new
+                    # unseen's routed copy is queued for delivery at once,
+                    # as Exim queues the original address (route.c).
+                    for child in outcome.new:
+                        if child.routed:
+                            self._queue_routed(child, plan, local, remote)
+                    new[0:0] = [c for c in outcome.new if not c.routed]
                 elif code is OK:
-                    if addr.transport is None:
-                        addr.set_result(DEFER, "No transport set by %s router" % addr.router)
-                        plan.events.append(addr)
-                    elif addr.transport.remote:
-                        remote.insert(0, addr)
-                    else:
-                        local.insert(0, addr)
+                    self._queue_routed(addr, plan, local, remote)
                 elif code is DISCARD:
                     addr.state = "discarded"
                     plan.events.append(addr)
@@ -353,6 +352,17 @@ class _Delivery:
                 if a.result is FAIL and a.user_message is None:
                     a.user_message = "local delivery failed"
         yield threads.deferToThread(self._record, batch)
+
+    @staticmethod
+    def _queue_routed(addr, plan, local, remote):
+        """Put a routed address at the head of its delivery list."""
+        if addr.transport is None:
+            addr.set_result(DEFER, "No transport set by %s router" % addr.router)
+            plan.events.append(addr)
+        elif addr.transport.remote:
+            remote.insert(0, addr)
+        else:
+            local.insert(0, addr)
 
     def _log_all(self, addresses):
         for a in addresses:

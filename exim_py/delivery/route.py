@@ -240,8 +240,11 @@ def _child_of(parent, child):
     """Give a generated address what it inherits from its parent."""
     if child.errors_to is None:
         child.errors_to = parent.errors_to
-    child.extra_headers = list(parent.extra_headers) + child.extra_headers
-    child.remove_headers = list(parent.remove_headers) + child.remove_headers
+    if not child.routed and not child.unseen:
+        # unseen's routed copy already has them; its clone starts without
+        # any (spec: the unseen option).
+        child.extra_headers = list(parent.extra_headers) + child.extra_headers
+        child.remove_headers = list(parent.remove_headers) + child.remove_headers
     child.ignore_error = child.ignore_error or parent.ignore_error
     if child.address_data is None:
         child.address_data = parent.address_data
