@@ -18,7 +18,7 @@ from exim_py.errors import ExpansionError, ForcedFail, LookupDefer
 from exim_py.expand import arith
 from exim_py.expand.conditions import wrap_error
 from exim_py.expand.lists import append_item, iter_list, list_separator
-from exim_py.expand.nodes import Node, taint_like
+from exim_py.expand.nodes import Node, Tainted, taint_like
 from exim_py.expand.regex import compile_regex
 from exim_py.expand.strings import (
     ascii_lower, compute_hash, compute_nhash, extract_substr, printing, split_command,
@@ -87,6 +87,9 @@ def do_lookup(ctx, ltype, source, key):
     if lookups is None:
         raise ExpansionError('lookup type "%s" is not available in this version of exim_py'
                              % ltype)
+    if source.__class__ is Tainted:
+        # Exim logs this and fails the lookup (its own message is "(null)").
+        raise ExpansionError("Tainted filename for search: '%s'" % source)
     try:
         result, parts = lookups.search_wild(ltype, source, key, ctx)
     except LookupDefer as e:
@@ -341,6 +344,10 @@ class ReadFile(Args):
         if "readfile" in ctx.forbid:
             raise ExpansionError("file insertions are not permitted")
         path, eol = self.values(ctx)
+        if path.__class__ is Tainted:
+            # Exim refuses to open a file named by untrusted text.
+            raise ExpansionError("failed to open %s: Permission denied (euid=%d egid=%d)"
+                                 % (path, os.geteuid(), os.getegid()))
         try:
             with open(path, "rb") as f:
                 data = f.read().decode("latin-1")
@@ -435,7 +442,11 @@ class Run(Node):
         if "run" in ctx.forbid:
             raise ExpansionError("running a command is not permitted")
         if self.preexpand:
-            argv = split_command(self.command.ev(ctx))
+            command = self.command.ev(ctx)
+            if command.__class__ is Tainted:
+                # Exim will not run a command line made from untrusted text.
+                raise ExpansionError("couldn't create child process: Operation not permitted")
+            argv = split_command(command)
         else:
             argv = []
             for arg in split_command(self.command):
@@ -450,7 +461,8 @@ class Run(Node):
             if not argv:
                 raise FileNotFoundError("")      # nothing to run: exec fails
             # Exim uses execv(): no search of $PATH, relative to the spool.
-            proc = subprocess.run(argv, executable=os.path.join(cwd, argv[0]),
+            proc = subprocess.run([to_bytes(a) for a in argv],
+                                  executable=to_bytes(os.path.join(cwd, argv[0])),
                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   timeout=60, start_new_session=True, env=environment(ctx),
                                   cwd=cwd,
