@@ -270,8 +270,8 @@ class FailureModeTests(unittest.TestCase):
         return server
 
     def send(self, port, **kw):
-        kw.setdefault("command_timeout", 0.3)
-        kw.setdefault("final_timeout", 0.3)
+        kw.setdefault("command_timeout", 1.0)
+        kw.setdefault("final_timeout", 1.0)
         txn = Transaction("s@x.example", ["a@y.example", "b@y.example"], data=MESSAGE)
         return client.deliver(reactor, "127.0.0.1", port, settings(**kw), [txn])
 
