@@ -7,6 +7,7 @@ recipient cost only the walk.  See HACKING.rst for the contract.
 
 from exim_py.errors import ExpansionError, ForcedFail
 from exim_py.expand.context import ExpandContext
+from exim_py.expand.nodes import Tainted
 from exim_py.expand.parser import NESTED_TOO_DEEPLY, parse
 from exim_py.expand.variables import unknown_message
 
@@ -44,6 +45,8 @@ def expand(string, ctx=None):
     """Expand ``string`` in ``ctx``; raises ExpansionError (ForcedFail when forced)."""
     if "$" not in string and "\\" not in string:
         return string
+    if string.__class__ is Tainted:
+        raise ExpansionError("attempt to expand tainted string '%s'" % string)
     if ctx is None:
         ctx = ExpandContext()
     tree = _trees.get(string)
