@@ -31,11 +31,15 @@ from zope.interface import implementer
 
 from exim_py.errors import EximError
 from exim_py.smtp import tls_client
-from exim_py.smtp.outbound import (CHUNK, DEFER, ERRNO_AUTHFAIL, ERRNO_SMTPCLOSED,
+from exim_py.smtp.outbound import (DEFER, ERRNO_AUTHFAIL, ERRNO_SMTPCLOSED,
                                    ERRNO_SMTPFORMAT, ERRNO_TIMEOUT, ERRNO_TLSFAILURE,
                                    ERRNO_TLSREQUIRED, ERRNO_UTF8_FWD, FAIL, OK, ClientSettings,
                                    Outcome, SessionResult, reply_text, split_by_max_rcpt, to_wire,
                                    xtext)
+
+# Message data goes to the transport in pieces of this size, each when the
+# previous one has drained, so that data_timeout measures real progress.
+CHUNK = 64 * 1024
 
 
 @implementer(IHandshakeListener, IPullProducer)

@@ -24,8 +24,6 @@ ERRNO_AUTHFAIL = -42
 ERRNO_UTF8_FWD = -59
 ERRNO_TIMEOUT = errno.ETIMEDOUT
 
-CHUNK = 64 * 1024
-
 
 def to_wire(data, dot_stuff=True):
     """Message bytes as SMTP sends them: CRLF line ends, dot-stuffed, ending in CRLF.
