@@ -509,9 +509,12 @@ def cert_der(cert):
     return cert.public_bytes(Encoding.DER)
 
 
-# A digest of tainted text is not tainted (Exim: hashing de-taints).
-UNTAINTING = frozenset(("md5", "sha1", "sha2", "sha256", "sha3", "sha2_256", "sha2_384",
-                        "sha2_512", "sha3_224", "sha3_256", "sha3_384", "sha3_512"))
+# Operators whose result is new text (a digest, a number, an address Exim
+# formats itself) rather than a copy of the subject: not tainted.
+UNTAINTING = frozenset((
+    "md5", "sha1", "sha2", "sha256", "sha3", "strlen", "listcount", "eval", "eval10",
+    "base32", "base32d", "base62", "base62d", "mask", "ipv6norm", "ipv6denorm", "reverse_ip",
+    "time_eval", "time_interval", "randint", "stat", "nhash", "nh"))
 
 
 class Op(Node):
@@ -528,7 +531,8 @@ class Op(Node):
     def ev(self, ctx):
         subject = self.subject.ev(ctx)
         result = self.fn(subject, self.arg, ctx)
-        if subject.__class__ is Tainted and result and self.name not in UNTAINTING:
+        if subject.__class__ is Tainted and result and self.name not in UNTAINTING \
+                and self.name.partition("_")[0] not in UNTAINTING:
             return Tainted(result)
         return result
 
