@@ -53,6 +53,8 @@ DIALOGUES = {
                 "Subject: " + "a" * 60, "", "body", ".", "MAIL FROM:<a@b.example>", "RCPT TO:<c@d.example>",
                 "DATA"] + ["X-%d: abc" % i for i in range(20)] + ["", "body", ".", "QUIT"],
     "active": ["HELO client.example", "QUIT"],
+    "nohelo": ["MAIL FROM:<a@b.example>", "RCPT TO:<c@d.example>", "HELO client.example",
+               "MAIL FROM:<a@b.example>", "QUIT"],
     "auth": ["EHLO client.example", "AUTH LOGIN", "AUTH PLAIN AGZyZWQAd3Jvbmc=", "AUTH PLAIN",
              "AGZyZWQAc2VjcmV0", "AUTH PLAIN", "MAIL FROM:<a@b.example> AUTH=<>", "QUIT"],
 }
@@ -157,6 +159,10 @@ class HostCheckDifferentialTests(unittest.TestCase):
     def test_header_limits(self):
         """header_line_maxsize and header_maxsize refuse the message with Exim's 552s."""
         self.compare("headers")
+
+    def test_helo_required(self):
+        """hosts_require_helo (default *): MAIL before HELO is refused."""
+        self.compare("nohelo")
 
     def test_active_hostname(self):
         """smtp_active_hostname replaces the host name in the banner, HELO and QUIT replies."""

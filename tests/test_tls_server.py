@@ -176,7 +176,7 @@ class TLSServerTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_state_reset_after_starttls(self):
-        """RFC 3207 4.2: a MAIL given before STARTTLS is forgotten."""
+        """RFC 3207 4.2: a MAIL given before STARTTLS is forgotten, and EHLO is needed again."""
         port = self.start()
 
         def run():
@@ -186,11 +186,14 @@ class TLSServerTests(unittest.TestCase):
             c.command("MAIL FROM:<a@b.example>")
             c.command("STARTTLS")
             c.starttls(client_context(), "mx.test.example")
+            no_ehlo = c.command("MAIL FROM:<a@b.example>")
             c.command("EHLO client.example")
             out = c.command("RCPT TO:<c@d.example>")
             c.close()
-            return out
-        self.assertEqual((yield threads.deferToThread(run)), ["503 sender not yet given"])
+            return no_ehlo, out
+        no_ehlo, out = yield threads.deferToThread(run)
+        self.assertEqual(no_ehlo, ["503 HELO or EHLO required"])
+        self.assertEqual(out, ["503 sender not yet given"])
 
     @defer.inlineCallbacks
     def test_client_certificate_verified(self):

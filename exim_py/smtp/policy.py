@@ -255,7 +255,12 @@ class ServerPolicy:
         return self._run_acl("helo", "acl_smtp_helo", session, command_data=name)
 
     def helo_required(self, session):
-        return self.host_in("helo_verify_hosts", session)
+        """hosts_require_helo (default *, Exim 4.95) or helo_verify_hosts."""
+        return self.host_in("hosts_require_helo", session, "*") or self.host_in("helo_verify_hosts", session)
+
+    def log_no_helo(self, session):
+        if self.logger is not None:
+            self.logger.reject("rejected MAIL from %s: no HELO/EHLO given" % self.host_text(session))
 
     def protocol_name(self, session, esmtp):
         name = "esmtp" if esmtp else "smtp"

@@ -388,8 +388,9 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
     # -- MAIL / RCPT -------------------------------------------------------
 
     def smtp_MAIL(self, arg):
-        if self.policy.helo_required(self.session) and not self.helo_seen:
-            return self._synprot(503, "HELO or EHLO required")
+        if not self.helo_seen and self.policy.helo_required(self.session):
+            self.policy.log_no_helo(self.session)
+            return self._send(503, "HELO or EHLO required")
         if self.envelope is not None:
             return self._synprot(503, "sender already given")
         if not arg:
