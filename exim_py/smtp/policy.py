@@ -198,7 +198,7 @@ class ServerPolicy:
             self.log_main("%s for %s" % (e, self.host_text(session)))
             return Reply(421, "Temporary local problem - please try later")
         if self.host_in("host_reject_connection", session):
-            self.log_main("refused connection from %s (host_reject_connection)" % self.host_text(session))
+            self.log_reject("refused connection from %s (host_reject_connection)" % self.host_text(session))
             return Reply(554, "SMTP service not available", drop=True)
         return self._run_acl("connect", "acl_smtp_connect", session)
 
@@ -629,6 +629,11 @@ class ServerPolicy:
             parts.append("[%s]" % session.sender_host_address)
         return " ".join(parts)
 
+    def log_reject(self, line):
+        """A line for the main and reject logs (Exim's LOG_MAIN|LOG_REJECT)."""
+        if self.logger is not None:
+            self.logger.reject(line)
+
     def log_main(self, line):
         if self.logger is not None:
             self.logger.main(line)
@@ -636,15 +641,19 @@ class ServerPolicy:
     def log_sync_error(self, session, why, pending, command=None):
         text = pending[:150].decode("latin-1")
         if command is None:
-            self.log_main("SMTP protocol synchronization error (%s): rejected connection from %s input=\"%s\""
+            self.log_reject("SMTP protocol synchronization error (%s): rejected connection from %s input=\"%s\""
                           % (why, self.host_text(session), text))
         else:
-            self.log_main("SMTP protocol synchronization error (%s): rejected \"%s\" %s next input=\"%s\""
+            self.log_reject("SMTP protocol synchronization error (%s): rejected \"%s\" %s next input=\"%s\""
                           % (why, command, self.host_text(session), text))
 
     def log_synprot_drop(self, session):
-        self.log_main("SMTP call from %s dropped: too many syntax or protocol errors (last command was \"%s\")"
+        self.log_reject("SMTP call from %s dropped: too many syntax or protocol errors (last command was \"%s\")"
                       % (self.host_text(session), getattr(session, "smtp_command", "")))
+
+    def log_unknown_drop(self, session, line):
+        self.log_reject("SMTP call from %s dropped: too many unrecognized commands (last was \"%s\")"
+                        % (self.host_text(session), line))
 
     def log_timeout(self, session, mode):
         if mode in ("data", "bdat"):
@@ -653,7 +662,7 @@ class ServerPolicy:
             self.log_main("SMTP command timeout on connection from %s" % self.host_text(session))
 
     def log_too_big(self, session, envelope, size):
-        self.log_main("rejected from <%s> H=%s: message too big: read=%d max=%d"
+        self.log_reject("rejected from <%s> H=%s: message too big: read=%d max=%d"
                       % (envelope.sender, self.host_text(session), size, self.message_size_limit(session)))
 
 

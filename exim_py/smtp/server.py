@@ -275,6 +275,7 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
     def _unknown_command(self, line):
         self.unknown_commands += 1
         if self.unknown_commands > self.policy.smtp_max_unknown_commands:
+            self.policy.log_unknown_drop(self.session, line)
             self._send(500, "Too many unrecognized commands")
             return self._drop()
         self._synprot(500, "unrecognized command")
