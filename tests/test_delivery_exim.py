@@ -460,3 +460,51 @@ class DifferentialGenericTests(_EximComparison):
         self.assertEqual(logs[1], logs[0])
         self.assertEqual(boxes[1], boxes[0])
 
+
+
+OUTPUT_TEMPLATE = HEAD + """\
+begin routers
+r1:
+  driver = accept
+  local_parts = out
+  transport = out_p
+r2:
+  driver = accept
+  local_parts = fout
+  transport = fout_p
+begin transports
+out_p:
+  driver = pipe
+  command = /bin/echo some output text
+  return_output
+  user = Debian-exim
+fout_p:
+  driver = pipe
+  command = /bin/sh -c "echo failing text; exit 1"
+  return_fail_output
+  user = Debian-exim
+begin retry
+* * F,1h,10m
+"""
+
+
+class DifferentialPipeOutputTests(_EximComparison):
+    """Pipe output returned to the sender (return_output, return_fail_output)."""
+
+    def test_pipe_output_in_bounce(self):
+        """The ** lines and the bounce, with its "text was generated during
+        the delivery attempts" section, match exim4's."""
+        logs, bounces = [], []
+        for name in ("ex", "py"):
+            d, _ = self.prepare(name)
+            conf = self.exim.write_config(OUTPUT_TEMPLATE.replace("DIR", d), name + "-o.conf")
+            args = ["-odi", "-f", "sender@x.example", "out", "fout"]
+            if name == "ex":
+                self.exim.run(conf, args, input=MESSAGE)
+            else:
+                run_exim_py(["-C", conf] + args, input=MESSAGE)
+            logs.append([re.sub(r" U=\S+ P=local S=\d+", " U=* P=local S=*", ln)
+                         for ln in self.log_lines(d)])
+            bounces.append(self.bounce_body(d))
+        self.assertEqual(logs[1], logs[0])
+        self.assertEqual(bounces[1], bounces[0])

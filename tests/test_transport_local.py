@@ -152,11 +152,15 @@ class PipeTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_return_output_fails(self):
-        """With return_output, any output makes the delivery fail with that text."""
+        """With return_output, any output makes the delivery fail, and the
+        output goes back to the sender in the bounce."""
         mid = self.env.submit(["output"])
         outcome = yield self.env.deliver(mid, deliver_bounces=False)
         self.assertEqual(len(outcome.failed), 1)
-        self.assertIn("some output", outcome.failed[0].message)
+        self.assertEqual(outcome.failed[0].message, "return message generated")
+        _, report = self.env.read_queued(outcome.bounces[0])
+        self.assertIn("\n------ output@localdomain ------\n\nsome output\n",
+                      report.get_payload()[0].get_payload())
 
     @defer.inlineCallbacks
     def test_use_shell(self):

@@ -181,6 +181,7 @@ class Address:
         self.transport_count = None          # bytes the transport wrote (S=)
         self.return_path = None              # the envelope sender it used (P=)
         self.timed_out_defer = None          # (message, errno) of a deferral past its retry time
+        self.return_output = None            # a pipe's output to return in the bounce
         self.retry_skipped = False           # deferred without an attempt (retry time not reached)
         self.suppressed = False              # -N: delivery suppressed
         # engine bookkeeping: "rerouted", "discarded", "duplicate", "already" or None

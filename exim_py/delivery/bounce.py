@@ -115,7 +115,10 @@ def _describe(addr):
             lines.append("    (generated from %s)" % addr.top.address)
         if addr.host_used is not None and addr.message:
             lines.append("    host %s [%s]" % (addr.host_used.name, addr.host_used.address))
-    text = addr.user_message if addr.is_pfr else (addr.user_message or addr.message)
+    # A local transport's own error text is not passed on, only user_message.
+    local = addr.transport is not None and not addr.transport.remote \
+        and addr.timed_out_defer is None
+    text = addr.user_message if (addr.is_pfr or local) else (addr.user_message or addr.message)
     if text:
         lines.append(error_text(text))
     return lines
@@ -214,6 +217,14 @@ def build_bounce(job, target, failed, now=None):
             "\n"]
     for a in failed:
         out.append("".join(line + "\n" for line in _describe(a)))
+    outputs = [a for a in failed if a.return_output]
+    if outputs:
+        # Text from pipes with return_output / return_fail_output.
+        out.append(_item(items, 2, "\nThe following text was generated during the delivery "
+                                   "attempt%s:\n" % ("s" if len(outputs) > 1 else "")))
+        for a in outputs:
+            text = a.return_output if a.return_output.endswith("\n") else a.return_output + "\n"
+            out.append("\n------ %s ------\n\n%s" % (a.address, text))
     out += ["\n--%s\n" % boundary,
             "Content-type: message/delivery-status\n\n",
             "Reporting-MTA: dns; %s\n" % hostname]

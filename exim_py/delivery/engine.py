@@ -349,7 +349,8 @@ class _Delivery:
         if not transport.remote:
             # Bounces do not reveal why a local delivery failed (as Exim).
             for a in batch:
-                if a.result is FAIL and a.user_message is None:
+                if a.result is FAIL and a.user_message is None and \
+                        not (a.return_output and a.message == "return message generated"):
                     a.user_message = "local delivery failed"
         yield threads.deferToThread(self._record, batch)
 

@@ -166,6 +166,7 @@ class Transport(TransportBase):
         outcome, text, errno_ = self._run(argv, shown, env, uid, gid, addr, data, cwd)
         for a in addresses:
             a.set_result(outcome, text, errno_)
+            a.return_output = addr.return_output
             if outcome is DEFER:
                 a.add_retry("T:%s@%s" % (a.local_part, a.domain), error="*", message=text)
             elif outcome is OK:
@@ -220,7 +221,9 @@ class Transport(TransportBase):
         status = proc.returncode
         if status == 0 or opts["ignore_status"]:
             if opts["return_output"] and out:
-                return FAIL, "return message generated: %s" % out.strip(), None
+                # The output goes back to the sender in the bounce (Exim).
+                addr.return_output = out
+                return FAIL, "return message generated", None
             return OK, None, None
         if status < 0:
             text = "Child process of %s transport (running command \"%s\") was terminated " \
@@ -233,7 +236,7 @@ class Transport(TransportBase):
         text = "Child process of %s transport returned %d%s from command: %s" % (
             self.name, status, _meaning(status), argv[0])
         if (opts["return_fail_output"] or opts["return_output"]) and out:
-            text += "\n" + out.strip()
+            addr.return_output = out
         if opts["temp_errors"] == "*" or status in temp:
             return DEFER, text, None
         return FAIL, text, None
