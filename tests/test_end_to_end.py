@@ -562,6 +562,32 @@ class MaildirPeer:
                 for p in glob.glob(os.path.join(self.dir, "Maildir", "new", "*"))]
 
 
+class QueueRunnerTests(unittest.TestCase):
+    """The daemon's own queue runner (-q<time>) with queue_only."""
+
+    def test_queue_only_arrival_delivered_by_next_queue_run(self):
+        """With queue_only and -q2s, an arrival is only queued; the daemon's next
+        queue run (logged Start queue run / End queue run, as Exim) delivers it."""
+        site = Site(self)
+        site.macros.append("-DE2E_QUEUE_ONLY=yes")
+        daemon = site.daemon("-q2s").start()
+        self.addCleanup(daemon.stop)
+        message_id = send_message(daemon.port, "sender@example.org", ["bob@test.example"],
+                                  "Subject: queued\n\nlater, please\n")
+        site.wait_completed(message_id)
+        lines = [re.sub(r"pid=\d+", "pid=N", line)
+                 for line in normalise_log(site.mainlog()).splitlines()]
+        arrival = lines.index("TIME ID1 <= sender@example.org H=(client.example) [127.0.0.1] "
+                              "P=esmtp S=%d" % site.spool_size(message_id))
+        self.assertEqual(lines[arrival + 1:arrival + 5], [
+            "TIME Start queue run: pid=N",
+            "TIME ID1 => bob <bob@test.example> R=maildir T=maildir",
+            "TIME ID1 Completed",
+            "TIME End queue run: pid=N"])
+        [raw] = site.maildir("bob")
+        self.assertEqual(parse(raw)["Subject"], "queued")
+
+
 class RelayTests(unittest.TestCase):
     """exim_py receives over SMTP and relays through its smtp transport to a real exim4."""
 
