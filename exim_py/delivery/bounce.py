@@ -156,7 +156,8 @@ def _returned_message(job, limit):
     return_path = "Return-path: <%s>\n" % (message.sender or "")
     body_wanted = main.get("bounce_return_body", True) and (job.envelope.dsn_ret != "HDRS")
     if not body_wanted:
-        return "Content-type: text/rfc822-headers\n\n" + return_path + headers
+        # Exim writes the headers with the blank line that ends them.
+        return "Content-type: text/rfc822-headers\n\n" + return_path + headers + "\n"
     with message.open_body() as f:
         body = f.read(limit + 1 if limit else -1)
     note = ""
