@@ -120,6 +120,24 @@ class _EximComparison(unittest.TestCase):
         return re.sub(r"\d\d:\d\d:\d\d", "TIME", text)
 
 
+    def run_both(self, template, args, tag, input=MESSAGE):
+        """Run ``args`` through exim4 and exim_py, each with ``template`` in its
+        own directory; returns ([exim4 lines, exim_py lines], [bounces], [dirs])
+        with the <= line's U= and S= fields normalised."""
+        logs, bounces, dirs = [], [], []
+        for name in ("ex", "py"):
+            d, _ = self.prepare(name)
+            conf = self.exim.write_config(template.replace("DIR", d), "%s-%s.conf" % (name, tag))
+            if name == "ex":
+                self.exim.run(conf, args, input=input)
+            else:
+                run_exim_py(["-C", conf] + args, input=input)
+            logs.append([re.sub(r" U=\S+ P=local S=\d+", " U=* P=local S=*", ln)
+                         for ln in self.log_lines(d)])
+            bounces.append(self.bounce_body(d))
+            dirs.append(d)
+        return logs, bounces, dirs
+
 class DifferentialDeliveryTests(_EximComparison):
     """exim_py and exim4 deliver one message the same way."""
 
@@ -216,18 +234,8 @@ class DifferentialForbiddenTests(_EximComparison):
     def test_forbidden_pipe_and_file(self):
         """The ** lines, the bounce's own delivery before "Completed", and the
         bounce text (no reason shown for a local failure) match exim4."""
-        logs, bounces = [], []
-        for name in ("ex", "py"):
-            d, _ = self.prepare(name)
-            conf = self.exim.write_config(FORBID_TEMPLATE.replace("DIR", d), name + "-f.conf")
-            args = ["-odi", "-f", "sender@x.example", "np"]
-            if name == "ex":
-                self.exim.run(conf, args, input=MESSAGE)
-            else:
-                run_exim_py(["-C", conf] + args, input=MESSAGE)
-            logs.append([re.sub(r" U=\S+ P=local S=\d+", " U=* P=local S=*", ln)
-                         for ln in self.log_lines(d)])
-            bounces.append(self.bounce_body(d))
+        logs, bounces, _ = self.run_both(FORBID_TEMPLATE,
+                                         ["-odi", "-f", "sender@x.example", "np"], "f")
         self.assertEqual(logs[1], logs[0])
         self.assertEqual(bounces[1], bounces[0])
 
@@ -266,17 +274,8 @@ class DifferentialSelectorTests(_EximComparison):
 
     def test_optional_fields(self):
         """S=, F=, P= and a local delivery's H= appear as in Exim's lines."""
-        logs = []
-        for name in ("ex", "py"):
-            d, _ = self.prepare(name)
-            conf = self.exim.write_config(SELECTOR_TEMPLATE.replace("DIR", d), name + "-s.conf")
-            args = ["-odi", "-f", "sender@x.example", "viahost", "ff", "user2"]
-            if name == "ex":
-                self.exim.run(conf, args, input=MESSAGE)
-            else:
-                run_exim_py(["-C", conf] + args, input=MESSAGE)
-            logs.append([re.sub(r" U=\S+ P=local S=\d+", " U=* P=local S=*", ln)
-                         for ln in self.log_lines(d)])
+        logs, _, _ = self.run_both(SELECTOR_TEMPLATE, ["-odi", "-f", "sender@x.example",
+                                                       "viahost", "ff", "user2"], "s")
         self.assertEqual(logs[1], logs[0])
 
 
@@ -293,25 +292,34 @@ lt:
 """
 
 
+DEFER_TEMPLATE = HEAD + """\
+begin routers
+r1:
+  driver = redirect
+  local_parts = a : b
+  allow_defer
+  data = :defer: not now
+"""
+
+
 class DifferentialNoRetryRuleTests(_EximComparison):
     """With no retry rules a temporary error is final at once."""
 
     def test_deferral_without_rules(self):
         """The deferral is logged, then "retry timeout exceeded"; the bounce
         meets the same error and is given up ("error ignored"), as in Exim."""
-        logs = []
-        for name in ("ex", "py"):
-            d, _ = self.prepare(name)
-            conf = self.exim.write_config(NORETRY_TEMPLATE.replace("DIR", d), name + "-n.conf")
-            args = ["-odi", "-f", "sender@x.example", "user2"]
-            if name == "ex":
-                self.exim.run(conf, args, input=MESSAGE)
-            else:
-                run_exim_py(["-C", conf] + args, input=MESSAGE)
-            logs.append([re.sub(r" U=\S+ P=local S=\d+", " U=* P=local S=*", ln)
-                         for ln in self.log_lines(d)])
+        logs, _, _ = self.run_both(NORETRY_TEMPLATE,
+                                   ["-odi", "-f", "sender@x.example", "user2"], "n")
         self.assertEqual(logs[1], logs[0])
         self.assertIn("ID sender@x.example: error ignored", logs[0])
+
+    def test_several_time_outs(self):
+        """Deferrals first, then the time-outs in Exim's order; the bounce text
+        keeps the :defer: text with "retry timeout exceeded" added."""
+        logs, bounces, _ = self.run_both(DEFER_TEMPLATE,
+                                         ["-odi", "-f", "sender@x.example", "a", "b"], "d")
+        self.assertEqual(logs[1], logs[0])
+        self.assertEqual(bounces[1], bounces[0])
 
 
 REMOTE_TEMPLATE = HEAD + """\
@@ -392,19 +400,13 @@ class DifferentialFreezeTests(_EximComparison):
 
     def test_self_freeze(self):
         """The lines match exim4's and the message is left frozen."""
-        logs = []
-        for name in ("ex", "py"):
-            d, _ = self.prepare(name)
-            conf = self.exim.write_config(SELF_TEMPLATE.replace("DIR", d), name + "-z.conf")
-            args = ["-odi", "-f", "sender@x.example", "x@self.example"]
-            if name == "ex":
-                self.exim.run(conf, args, input=MESSAGE)
-            else:
-                run_exim_py(["-C", conf] + args, input=MESSAGE)
-            logs.append(self.log_lines(d))
-            listing = run_exim_py(["-C", conf, "-bp"]).stdout
-            self.assertIn("*** frozen ***", listing)
+        logs, _, dirs = self.run_both(SELF_TEMPLATE, ["-odi", "-f", "sender@x.example",
+                                                      "x@self.example"], "z")
         self.assertEqual(logs[1], logs[0])
+        for d in dirs:
+            listing = run_exim_py(["-C", os.path.join(self.exim.dir, os.path.basename(d)
+                                                      + "-z.conf"), "-bp"]).stdout
+            self.assertIn("*** frozen ***", listing)
 
 
 GENERIC_TEMPLATE = HEAD + """\
@@ -446,18 +448,10 @@ class DifferentialGenericTests(_EximComparison):
     def test_unseen_and_headers(self):
         """The unseen copy and the normal delivery, with their added and
         removed headers, are logged and written as exim4 does."""
-        logs, boxes = [], []
-        for name in ("ex", "py"):
-            d, _ = self.prepare(name)
-            conf = self.exim.write_config(GENERIC_TEMPLATE.replace("DIR", d), name + "-g.conf")
-            args = ["-odi", "-f", "sender@x.example", "user1", "hidden"]
-            if name == "ex":
-                self.exim.run(conf, args, input=MESSAGE)
-            else:
-                run_exim_py(["-C", conf] + args, input=MESSAGE)
-            logs.append(self.log_lines(d))
-            boxes.append([self.mailbox(d, n) for n in ("user1", "user2", "archive")])
+        logs, _, dirs = self.run_both(GENERIC_TEMPLATE, ["-odi", "-f", "sender@x.example",
+                                                         "user1", "hidden"], "g")
         self.assertEqual(logs[1], logs[0])
+        boxes = [[self.mailbox(d, n) for n in ("user1", "user2", "archive")] for d in dirs]
         self.assertEqual(boxes[1], boxes[0])
 
 
@@ -494,17 +488,7 @@ class DifferentialPipeOutputTests(_EximComparison):
     def test_pipe_output_in_bounce(self):
         """The ** lines and the bounce, with its "text was generated during
         the delivery attempts" section, match exim4's."""
-        logs, bounces = [], []
-        for name in ("ex", "py"):
-            d, _ = self.prepare(name)
-            conf = self.exim.write_config(OUTPUT_TEMPLATE.replace("DIR", d), name + "-o.conf")
-            args = ["-odi", "-f", "sender@x.example", "out", "fout"]
-            if name == "ex":
-                self.exim.run(conf, args, input=MESSAGE)
-            else:
-                run_exim_py(["-C", conf] + args, input=MESSAGE)
-            logs.append([re.sub(r" U=\S+ P=local S=\d+", " U=* P=local S=*", ln)
-                         for ln in self.log_lines(d)])
-            bounces.append(self.bounce_body(d))
+        logs, bounces, _ = self.run_both(OUTPUT_TEMPLATE, ["-odi", "-f", "sender@x.example",
+                                                           "out", "fout"], "o")
         self.assertEqual(logs[1], logs[0])
         self.assertEqual(bounces[1], bounces[0])

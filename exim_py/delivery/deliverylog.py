@@ -81,11 +81,9 @@ class DeliveryLog:
         if addr.retry_skipped and not self.logger.selector("retry_defer"):
             return
         if addr.result.value == "FAIL" and addr.timed_out_defer is not None:
+            # Only the deferral now; timed_out() logs the failure later.
             message, errno_ = addr.timed_out_defer
             self._deferred(addr, message, errno_)
-            text = "%s: %s" % (log_address(addr, False), addr.message)
-            self.logger.main("** " + text, self.message_id)
-            self.msglog(text)
             return
         if addr.result.value == "FAIL":
             head = log_address(addr, False)
@@ -98,6 +96,13 @@ class DeliveryLog:
             self.main("** " + body)
             return
         self._deferred(addr, addr.message, addr.basic_errno)
+
+    def timed_out(self, addr):
+        """The failure of an address whose retry time ran out; Exim logs these
+        when it applies the retry rules, after the attempt's other lines."""
+        text = "%s: %s" % (log_address(addr, False), addr.message)
+        self.logger.main("** " + text, self.message_id)
+        self.msglog(text)
 
     def _deferred(self, addr, message, errno_):
         reason = (": " + os.strerror(errno_) if errno_ is not None and errno_ > 0 else "") + \

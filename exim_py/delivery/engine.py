@@ -99,6 +99,7 @@ class _Delivery:
         self.cancelled = None         # why every recipient fails now (timeout_frozen_after)
         self.complete = False         # every recipient done: log Completed and remove
         self.freeze = False           # an address asked for the message to be frozen
+        self.timed_out = []           # failed because their retry time ran out
 
     @defer.inlineCallbacks
     def run(self):
@@ -460,12 +461,19 @@ class _Delivery:
                 self.outcome.failed.append(a)
             else:
                 self.outcome.deferred.append(a)
+            if a.timed_out_defer is not None:
+                self.timed_out.append(a)
             if a.special == "freeze":
                 self.freeze = True
 
     # -- after the attempt ------------------------------------------------------
 
     def _finish(self, plan):
+        # Time-outs are logged, and counted as failures, in Exim's order.
+        for a in reversed(self.timed_out):
+            self.log.timed_out(a)
+        self.outcome.failed = [a for a in self.outcome.failed if a not in self.timed_out] + \
+            list(reversed(self.timed_out))
         succeeded = [a for a in self.outcome.delivered
                      if not a.transport.remote and a.top.dsn_notify
                      and bounce.dsn_wants(a.top, "SUCCESS")]

@@ -209,4 +209,6 @@ def update(ctx, addresses):
                 # "retry timeout exceeded" (with no rule at all, at once).
                 addr.timed_out_defer = (addr.message, addr.basic_errno)
                 addr.set_result(FAIL, "retry timeout exceeded")
+                if addr.user_message:
+                    addr.user_message += ": retry timeout exceeded"
 
