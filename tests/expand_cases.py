@@ -770,6 +770,12 @@ LISTS = [
 ]
 
 ERRORS = [
+    '${if >={${if lti{${if lei{\\{}{<}{y}{n}}}{${extract{-1}{,}{.=$h_from\\$}{[$value]}{none}}}{y}{n}}}{${length_2:${sg{M}{x*}{<\\$0>}}}}{y}{n}}',
+    '${if eq{a}{b}{$h_subject}{x}',
+    '${if eq{a}{a}{$h_subject}{x}',
+    '${lc:$h_subject}',
+    '${if def:h_subject}',
+    '${if eq{a}{b}{${if def:h_x}}}}',
     '${extract{b}{,}{${sg{${if >={:k1}{::1B}{y}{n}}}{$}{<\\$0>}}}{[$value]}{none}}',
     '${extract{a}{a=1}{${sg{${if >={:k1}{::1B}{y}{n}}}{$}{<\\$0>}}}{[$value]}{none}}',
     '${extract{a}{a=1}{y}{${if >={x}{1}}$}}',
@@ -1326,6 +1332,12 @@ MESSAGE = (
     "Body line two\n"
 )
 HEADERS = [
+    '${if >={${if lti{${if lei{\\{}{<}{y}{n}}}{${extract{-1}{,}{.=$h_from\\$}{[$value]}{none}}}{y}{n}}}{${length_2:${sg{M}{x*}{<\\$0>}}}}{y}{n}}',
+    '${if eq{a}{b}{$h_subject}{x}',
+    '${if eq{a}{a}{$h_subject}{x}',
+    '${lc:$h_subject}',
+    '${if def:h_subject}',
+    '${if eq{a}{b}{${if def:h_x}}}}',
     '${expand:${strlen:$h_subject:}}',
     '${expand:${listcount:$h_to:}}',
     '${expand:${eval:${strlen:$h_cc:}+1}}',

@@ -54,6 +54,7 @@ def expand(string, ctx=None):
         tree = parsed(string)
     if string in _acl_refs:
         _check_acl_vars(string, ctx)
+    ctx.malformed_header = False
     try:
         return tree.ev(ctx)
     except RecursionError:

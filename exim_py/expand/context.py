@@ -32,6 +32,9 @@ class ExpandContext:
         # Exim's address parser remembers an unfinished "group:" between
         # expansions (its parse_found_group flag); ${addresses} can leave it set.
         self.parse_found_group = False
+        # A header variable whose name took a '}' found nothing (Exim's
+        # malformed_header): syntax errors then hint at a missing colon.
+        self.malformed_header = False
 
     def get(self, name, default=None):
         """The value of variable ``name`` (lazy values computed once)."""

@@ -21,8 +21,13 @@ def _item_if(p, name):
     try:
         return I.If(cond, p.yesno("if", progress))
     except _Syntax as e:
+        in_yes = "yes" not in progress
         yes, no = _branches(progress, e)
-        e.nodes = [IfBranch(cond, yes, no)]
+        node = IfBranch(cond, yes, no)
+        # Scanning the string the error is in looks its header variables up.
+        node.scan_mark = p.maybe_malformed and (in_yes or "no" not in progress)
+        node.error_in_yes = in_yes
+        e.nodes = [node]
         raise
 
 
@@ -50,15 +55,20 @@ class IfBranch(Node):
     """An ``${if}`` cut short by a syntax error: Exim still tests the
     condition and expands the branch it chose, if that branch was complete."""
 
-    __slots__ = ("cond", "yes", "no")
+    __slots__ = ("cond", "yes", "no", "scan_mark", "error_in_yes")
 
     def __init__(self, cond, yes, no):
         self.cond = cond
         self.yes = yes
         self.no = no
+        self.scan_mark = False
+        self.error_in_yes = True
 
     def ev(self, ctx):
-        branch = self.yes if self.cond.test(ctx) else self.no
+        ok = self.cond.test(ctx)
+        if self.scan_mark and ok != self.error_in_yes:
+            ctx.malformed_header = True
+        branch = self.yes if ok else self.no
         return branch.ev(ctx) if branch is not None else ""
 
 

@@ -133,26 +133,30 @@ class HeaderVar(Node):
         self.decode = prefix != "b"   # $bh_: decoded but not translated
 
     def ev(self, ctx):
-        if not ctx.headers:
-            return ""
         value = find_header(ctx, self.name, raw=self.raw, as_list=self.as_list,
-                            decode=self.decode)
+                            decode=self.decode) if ctx.headers else None
+        if value is None and "}" in self.name:
+            ctx.malformed_header = True
         return Tainted(value) if value else ""
 
 
 class ErrorNode(Node):
-    """A syntax error, raised when the scan reaches it."""
+    """A syntax error, raised when the scan reaches it.  ``alt`` is the text
+    Exim gives instead when a header variable whose name swallowed a '}'
+    was expanded and found nothing (its hint about a missing colon)."""
 
-    __slots__ = ("message", "forced")
+    __slots__ = ("message", "forced", "alt")
 
-    def __init__(self, message, forced=False):
+    def __init__(self, message, forced=False, alt=None):
         self.message = message
         self.forced = forced
+        self.alt = alt
 
     def ev(self, ctx):
+        message = self.alt if self.alt and ctx.malformed_header else self.message
         if self.forced:
-            raise ForcedFail(self.message)
-        raise ExpansionError(self.message)
+            raise ForcedFail(message)
+        raise ExpansionError(message)
 
 
 class Partial(Node):
@@ -208,7 +212,7 @@ class YesNo:
     yields "true", the others yield ``$value``.
     """
 
-    __slots__ = ("kind", "yes", "no", "fail", "bare")
+    __slots__ = ("kind", "yes", "no", "fail", "bare", "scan_marks")
 
     def __init__(self, kind, yes=None, no=None, fail=False, bare=False):
         self.kind = kind
@@ -216,10 +220,15 @@ class YesNo:
         self.no = no
         self.fail = fail
         self.bare = bare
+        # (when yes is chosen, when no is): the string not chosen has a header
+        # variable whose name took a '}' (see ErrorNode).
+        self.scan_marks = (False, False)
 
     def choose(self, ctx, ok, saved_value):
         """The text for outcome ``ok``; puts ``$value`` back to ``saved_value``
         before the "no" string, as Exim does."""
+        if self.scan_marks[0 if ok else 1]:
+            ctx.malformed_header = True
         if self.bare:
             if self.kind == "if":
                 return "true" if ok else ""

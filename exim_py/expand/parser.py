@@ -44,9 +44,12 @@ class _Syntax(Exception):
         self.message = message
         self.nodes = []
         self.error = error      # a node raising the error, when it depends on values
+        self.alt = None         # the text instead, after an empty header variable with '}' 
 
     def add_suffix(self, suffix):
         self.message += suffix
+        if self.alt is not None:
+            self.alt += suffix
         if self.error is not None:
             self.error = WrapErrors(self.error, suffix)
 
@@ -74,6 +77,8 @@ def _header_prefix(name):
 
 
 NESTED_TOO_DEEPLY = "expansion items nested too deeply"
+MALFORMED_CURLY = "missing or misplaced { or } - could be header name not terminated by colon"
+MALFORMED_END = "missing } at end of string - could be header name not terminated by colon"
 
 # Item name -> function(parser, name) -> node; filled in by itemsyntax.py.
 ITEMS = {}
@@ -84,7 +89,11 @@ class Parser:
         self.s = text
         self.n = len(text)
         self.i = 0
-        self.malformed = False     # a header name swallowed a '}'
+        # A header name swallowed a '}': certainly (def:), or if that header
+        # variable turns out empty when expanded (Exim's malformed_header).
+        self.malformed = False
+        self.maybe_malformed = False
+        self.bad_headers = 0       # header variables read whose name took a '}'
         self.acl_vars = []         # ACL variables named, for strict_acl_vars
 
     # -- low level -------------------------------------------------------
@@ -116,12 +125,15 @@ class Parser:
         raise _Syntax(message)
 
     def curly(self, message=""):
-        raise _Syntax(self.curly_text(message))
+        e = _Syntax(self.curly_text(message))
+        if self.maybe_malformed and not self.malformed:
+            e.alt = MALFORMED_CURLY
+        raise e
 
     def curly_text(self, message):
         """Exim's text for a bracketing error (EXPAND_FAILED_CURLY)."""
         if self.malformed:
-            return "missing or misplaced { or } - could be header name not terminated by colon"
+            return MALFORMED_CURLY
         return message or "missing or misplaced { or }"
 
     def curly_yesno(self, what):
@@ -169,8 +181,10 @@ class Parser:
                 self.i += 1
                 parts.append(self.dollar(parts))
             if brace_ends:
-                self.fail("missing } at end of string - could be header name not terminated "
-                          "by colon" if self.malformed else "missing } at end of string")
+                e = _Syntax(MALFORMED_END if self.malformed else "missing } at end of string")
+                if self.maybe_malformed:
+                    e.alt = MALFORMED_END
+                raise e
         return make_seq(parts)
 
     def dollar(self, done):
@@ -216,7 +230,7 @@ class Parser:
         self.fail('"${%s" is not a known operator (or a } is missing in a variable '
                   'reference)' % name)
 
-    def header_name(self, name):
+    def header_name(self, name, certain=False):
         """The rest of a header variable's name, up to and including ':'."""
         rest = name[name.index("_") + 1:]
         start = self.i
@@ -226,7 +240,11 @@ class Parser:
         if self.ch() == ":":
             self.i += 1
         if "}" in rest:
-            self.malformed = True
+            if certain:
+                self.malformed = True
+            else:
+                self.maybe_malformed = True
+                self.bad_headers += 1
         return rest + ":"
 
     def operator(self, name):
@@ -287,10 +305,13 @@ class Parser:
         if self.ch() != "{":
             self.curly_yesno("'yes' part did not start with '{'")
         self.i += 1
+        before = self.bad_headers
         yes = progress["yes"] = self.braced()
+        yes_bad = self.bad_headers > before
         self.ws()
         no = None
         fail = False
+        before = self.bad_headers
         if self.ch() == "{":
             self.i += 1
             no = progress["no"] = self.braced()
@@ -298,11 +319,15 @@ class Parser:
             if self.name("_") != "fail":
                 self.fail('syntax error in "%s" item - "fail" expected' % kind)
             fail = True
+        no_bad = self.bad_headers > before
         self.ws()
         if self.ch() != "}":
             self.curly_yesno("did not close with '}'")
         self.i += 1
-        return YesNo(kind, yes, no, fail)
+        result = YesNo(kind, yes, no, fail)
+        # Exim looks headers up even in the string it only scans.
+        result.scan_marks = (no_bad, yes_bad)
+        return result
 
     # -- conditions ------------------------------------------------------
 
@@ -392,7 +417,7 @@ class Parser:
         self.i += 1
         name = self.name("_")
         if _header_prefix(name):
-            return C.DefHeader(negate, self.header_name(name))
+            return C.DefHeader(negate, self.header_name(name, certain=True))
         if not name:
             self.fail('variable name omitted after "def:"')
         if not is_known(name):
@@ -544,7 +569,7 @@ def parse(text):
     try:
         tree = p.seq(False)
     except _Syntax as e:
-        tree = Partial(e.nodes, e.error or ErrorNode(e.message))
+        tree = Partial(e.nodes, e.error or ErrorNode(e.message, alt=e.alt))
     except RecursionError:
         tree = ErrorNode(NESTED_TOO_DEEPLY)
     return tree, tuple(p.acl_vars)
