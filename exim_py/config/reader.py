@@ -12,7 +12,6 @@ import re
 
 from exim_py.errors import ConfigError
 
-_MACRO_DEF = re.compile(r"([A-Z][A-Za-z0-9_]*)\s*(==?)\s*(.*)$", re.S)
 _CONDITIONALS = ("ifdef", "ifndef", "elifdef", "elifndef", "else", "endif")
 # Exim's state machine for conditionals: 0 reading, 1 skipping until .else or
 # .elifdef, 2 skipping until .endif.  Columns: ifdef-true, ifdef-false,
@@ -210,7 +209,7 @@ class Reader:
         try:
             yield from self._logical_lines()
         finally:
-            f.close()
+            self._current[0].close()
             for entry in self._stack:
                 entry[0].close()
 
