@@ -178,6 +178,7 @@ host_lookup =
 rfc1413_hosts =
 never_users =
 acl_smtp_rcpt = acl_rcpt
+dsn_advertise_hosts = *
 tls_certificate = E2E_DIR/tls/mx-chain.pem
 tls_privatekey = E2E_DIR/tls/mx.key
 tls_advertise_hosts = *
@@ -854,6 +855,17 @@ class SameAsEximTests(unittest.TestCase):
         wait_for(lambda: len(site.maildir("alice")) == 3 and
                  [len(lines) for lines in log_by_message(site.mainlog())] == [4, 3, 3, 2, 4, 3],
                  "every delivery and both bounces:\n" + site.mainlog())
+        # RFC 3461/3464: headers only returned, an envelope id, the original
+        # recipient, a success notification and a failure report.
+        with smtplib.SMTP("127.0.0.1", port, local_hostname="client.example") as s:
+            s.ehlo()
+            s.mail("alice@test.example", ["RET=HDRS", "ENVID=env-123"])
+            s.rcpt("bob@test.example", ["NOTIFY=SUCCESS", "ORCPT=rfc822;Bob@Test.Example"])
+            s.rcpt("gone@test.example", ["NOTIFY=FAILURE"])
+            self.assertEqual(s.data("Subject: five\n\nbody five\n")[0], 250)
+        wait_for(lambda: len(site.maildir("alice")) == 5 and
+                 [len(lines) for lines in log_by_message(site.mainlog())][6:] == [4, 3, 3],
+                 "the success notification and the failure report:\n" + site.mainlog())
         daemon.stop()
         self.assertIn(fourth, site.mainlog())
         return site
@@ -861,9 +873,10 @@ class SameAsEximTests(unittest.TestCase):
     def test_same_logs_and_mail_as_exim4(self):
         """Plain delivery to a maildir and an mbox, a :fail: address with its
         bounce, a :defer: address, and a relayed message whose recipients the
-        next hop (exim4) rejects, defers and accepts: exim_py's mainlog (per
-        message), the bounces and the maildir and mbox contents equal exim4's
-        once ids, dates and cipher names are normalised."""
+        next hop (exim4) rejects, defers and accepts, and DSN parameters (RET=HDRS,
+        ENVID, ORCPT, NOTIFY=SUCCESS / FAILURE): exim_py's mainlog (per message),
+        the bounces, the success notification and the maildir and mbox contents
+        equal exim4's once ids, dates and cipher names are normalised."""
         if os.getuid() != 0:
             raise unittest.SkipTest("exim4 with -C and local deliveries as Debian-exim need root")
         exim4 = require_command("exim4", "Debian package exim4-daemon-heavy")
@@ -873,9 +886,9 @@ class SameAsEximTests(unittest.TestCase):
         ours = self.run_site(exim_py_script(), peer)
         theirs = self.run_site(exim4, peer)
         self.assertEqual(log_by_message(ours.mainlog()), log_by_message(theirs.mainlog()))
-        for user in ("alice",):
-            self.assertEqual([normalise_mail(m) for m in ours.maildir(user)],
-                             [normalise_mail(m) for m in theirs.maildir(user)])
+        for user in ("alice", "bob"):
+            self.assertEqual(sorted(normalise_mail(m) for m in ours.maildir(user)),
+                             sorted(normalise_mail(m) for m in theirs.maildir(user)))
         self.assertEqual(normalise_mail(read_text(os.path.join(ours.dir, "mbox", "mboxuser"))),
                          normalise_mail(read_text(os.path.join(theirs.dir, "mbox", "mboxuser"))))
         # Run as root, exim_py gives the files to the transport's user, as exim4 does.
