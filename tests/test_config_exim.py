@@ -367,6 +367,28 @@ class EximTestSuiteConfigurationTests(TestCase):
                         if re.match(r"(?:no_)?(\w+)", line).group(1) not in BUILD_DEPENDENT]
             self.assertEqual(kept(out), kept(expected.stdout), name)
 
+    def test_file_setting_every_option(self):
+        """Test 0001 sets nearly every main option: -bP all must print what Exim prints."""
+        with open(os.path.join(self.confs, "0001")) as f:
+            text = "".join(line.replace("TESTNUM", "0001") for line in f
+                           if "panic_coredump" not in line)      # an Exim 4.97 option
+        with open(os.path.join(EXIM_TESTS, "aux-var-src", "0001.trusted")) as f:
+            trusted = f.read().replace("CALLER_UID", "0")
+        with open(os.path.join(self.dir, "aux-var", "0001.trusted"), "w") as f:
+            f.write(trusted)
+        exim = RealExim()
+        self.addCleanup(exim.cleanup)
+        path = exim.write_config(text)
+        defines = ["-D%s=%s" % m for m in self.macros]
+        expected = exim.run(path, defines + ["-bP"])
+        _status, out, _err = capture(print_options_mode, parse_args(["-C", path] + defines + ["-bP"]))
+
+        def kept(lines):
+            return [line for line in lines.splitlines()
+                    if re.match(r"(?:no_)?(\w+)", line).group(1) not in BUILD_DEPENDENT]
+        self.assertEqual(expected.returncode, 0, expected.stderr)
+        self.assertEqual(kept(out), kept(expected.stdout))
+
     def test_same_refusals_as_exim(self):
         """Files Exim refuses are refused with the same line and message."""
         exim = RealExim()
