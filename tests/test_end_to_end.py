@@ -828,6 +828,11 @@ def log_by_message(text):
     return list(groups.values())
 
 
+TRICKY = (b"Subject: awkward\r\n\r\n.leading dot\r\n..two dots\r\n.\r\nFrom the start\r\n"
+          b">From quoted\r\n" + b"x" * 990 + b"\r\n8bit: \xe9\xe8\r\nbare\rcr and bare\nlf\r\n"
+          b"last line without newline")
+
+
 class SameAsEximTests(unittest.TestCase):
     """The same configuration and the same SMTP traffic through exim_py and
     through Debian's exim4: the same log lines and the same delivered bytes."""
@@ -866,6 +871,17 @@ class SameAsEximTests(unittest.TestCase):
         wait_for(lambda: len(site.maildir("alice")) == 5 and
                  [len(lines) for lines in log_by_message(site.mainlog())][6:] == [4, 3, 3],
                  "the success notification and the failure report:\n" + site.mainlog())
+        # Transparency (RFC 5321 4.5.2), mbox From_ escaping, 8-bit data, bare
+        # CR and LF, a long line and a last line without its newline, to a
+        # maildir, an mbox and across SMTP to the next hop.
+        with smtplib.SMTP("127.0.0.1", port, local_hostname="client.example") as s:
+            s.ehlo()
+            s.mail("alice@test.example", ["BODY=8BITMIME"])
+            for rcpt in ("bob@test.example", "mboxuser@test.example", "ok@relay.test.example"):
+                s.rcpt(rcpt)
+            self.assertEqual(s.data(TRICKY)[0], 250)
+        wait_for(lambda: len(site.maildir("bob")) == 2 and
+                 len(log_by_message(site.mainlog())[9]) == 5, "the awkward message delivered")
         daemon.stop()
         self.assertIn(fourth, site.mainlog())
         return site
@@ -891,6 +907,9 @@ class SameAsEximTests(unittest.TestCase):
                              sorted(normalise_mail(m) for m in theirs.maildir(user)))
         self.assertEqual(normalise_mail(read_text(os.path.join(ours.dir, "mbox", "mboxuser"))),
                          normalise_mail(read_text(os.path.join(theirs.dir, "mbox", "mboxuser"))))
+        relayed = sorted(normalise_mail(m) for m in peer.messages() if b"awkward" in m)
+        self.assertEqual(len(relayed), 2)
+        self.assertEqual(relayed[0], relayed[1])
         # Run as root, exim_py gives the files to the transport's user, as exim4 does.
         exim_uid = pwd.getpwnam("Debian-exim").pw_uid
         self.assertEqual({os.stat(p).st_uid for p in glob.glob(os.path.join(
