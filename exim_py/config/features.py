@@ -7,9 +7,12 @@ Add a line here when a feature works end to end, and not before: a
 configuration that tests ``_HAVE_X`` relies on X being there.
 
     FEATURES["TLS"] = "TLS"         # name after _HAVE_ -> word shown by -bV
+
+A word of None makes the macro without a word on -bV.
 """
 
 FEATURES = {
     "TLS": "OpenSSL",                   # smtp/tls.py (server) and smtp/tls_client.py, on pyOpenSSL
+    "OPENSSL": None,                    # Exim defines it beside _HAVE_TLS for OpenSSL builds
     "PIPE_CONNECT": "PIPECONNECT",      # smtp/server.py: PIPECONNECT (pipelining_connect_advertise_hosts)
 }

@@ -20,7 +20,7 @@ def version_mode(inv):
     """-bV: what this exim_py supports, then load the configuration and report every problem."""
     out = sys.stdout
     out.write("Exim version %s (exim_py %s)\n" % (EXIM_COMPAT_VERSION, __version__))
-    out.write("Support for:%s\n" % _words(features.FEATURES.values()))
+    out.write("Support for:%s\n" % _words(w for w in features.FEATURES.values() if w))
     out.write("Lookups (built-in):%s\n" % _words(registry.available("lookup")))
     out.write("Authenticators:%s\n" % _words(registry.available("authenticator")))
     out.write("Routers:%s\n" % _words(registry.available("router")))
