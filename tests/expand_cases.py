@@ -107,6 +107,9 @@ VARIABLES = [
 ]
 
 OPERATORS = [
+    '${if <={}{${base64d:${sha3:\\{1h}}}{y}{n}}',
+    '${strlen:${base64d:AAB4}}',
+    '[${base64d:eAB5}]',
     '${base62:18446744073709551615}',
     '${base62:4294967296}',
     '${base62:99999999999}',

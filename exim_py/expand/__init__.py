@@ -55,10 +55,14 @@ def expand(string, ctx=None):
     if string in _acl_refs:
         _check_acl_vars(string, ctx)
     ctx.malformed_header = False
+    ctx.nested_expansion = ctx.expansion_depth > 0
+    ctx.expansion_depth += 1
     try:
         return tree.ev(ctx)
     except RecursionError:
         raise ExpansionError(NESTED_TOO_DEEPLY)
+    finally:
+        ctx.expansion_depth -= 1
 
 
 def expand_integer(string, ctx=None, isplus=False):

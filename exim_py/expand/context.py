@@ -34,7 +34,10 @@ class ExpandContext:
         self.parse_found_group = False
         # A header variable whose name took a '}' found nothing (Exim's
         # malformed_header): syntax errors then hint at a missing colon.
+        # A nested expansion clears it, as in Exim.
         self.malformed_header = False
+        self.nested_expansion = False
+        self.expansion_depth = 0
 
     def get(self, name, default=None):
         """The value of variable ``name`` (lazy values computed once)."""

@@ -11,7 +11,8 @@ error) are defined here.
 from exim_py.errors import ExpansionError
 from exim_py.expand import items as I
 from exim_py.expand.nodes import ErrorNode, Node, Steps, Text, YesNo
-from exim_py.expand.parser import CONDITIONS, ITEMS, Parser, _SPACE, _Syntax, _before, is_known
+from exim_py.expand.parser import (
+    CONDITIONS, ITEMS, MALFORMED_CURLY, Parser, _SPACE, _Syntax, _before, is_known)
 
 
 def _item_if(p, name):
@@ -21,13 +22,8 @@ def _item_if(p, name):
     try:
         return I.If(cond, p.yesno("if", progress))
     except _Syntax as e:
-        in_yes = "yes" not in progress
         yes, no = _branches(progress, e)
-        node = IfBranch(cond, yes, no)
-        # Scanning the string the error is in looks its header variables up.
-        node.scan_mark = p.maybe_malformed and (in_yes or "no" not in progress)
-        node.error_in_yes = in_yes
-        e.nodes = [node]
+        e.nodes = [IfBranch(cond, yes, no)]
         raise
 
 
@@ -44,7 +40,7 @@ def _branches(progress, e):
     # The error's text depends on whether Exim expands or only scans the
     # string it is in: expanded if chosen, else scanned.
     expanded = Steps(list(e.nodes) + [e.error])
-    scanned = ErrorNode(e.message)
+    scanned = ErrorNode(e.message, alt=e.alt)
     e.error = None
     if yes is None:
         return expanded, scanned
@@ -55,20 +51,15 @@ class IfBranch(Node):
     """An ``${if}`` cut short by a syntax error: Exim still tests the
     condition and expands the branch it chose, if that branch was complete."""
 
-    __slots__ = ("cond", "yes", "no", "scan_mark", "error_in_yes")
+    __slots__ = ("cond", "yes", "no")
 
     def __init__(self, cond, yes, no):
         self.cond = cond
         self.yes = yes
         self.no = no
-        self.scan_mark = False
-        self.error_in_yes = True
 
     def ev(self, ctx):
-        ok = self.cond.test(ctx)
-        if self.scan_mark and ok != self.error_in_yes:
-            ctx.malformed_header = True
-        branch = self.yes if ok else self.no
+        branch = self.yes if self.cond.test(ctx) else self.no
         return branch.ev(ctx) if branch is not None else ""
 
 
@@ -138,7 +129,8 @@ def _item_extract(p, name):
             # chosen yes/no string (expanded) or the other (scanned) is only
             # known when the first argument is.
             e.nodes = [ExtractPartial(Extract(p.s, list(args), starts, None, json),
-                                      Steps(e.nodes), e.error, e.message)]
+                                      Steps(e.nodes), e.error,
+                                      ErrorNode(e.message, alt=e.alt))]
             e.error = None
             raise
         p.ws()
@@ -151,12 +143,23 @@ def _item_extract(p, name):
         if p.ch() != "}":
             # Reported as Exim does when the item is expanded (not merely
             # scanned): which text is wrong depends on the first argument.
-            raise _Syntax(p.curly_text("missing '}' closing extract"),
-                          Extract(p.s, args, starts, fail_at, json, garbage_at=p.i,
-                                  malformed=p.malformed))
+            e = _Syntax(p.curly_text("missing '}' closing extract"),
+                        Extract(p.s, args, starts, fail_at, json, garbage_at=p.i,
+                                malformed=_malformed_state(p)))
+            if p.maybe_malformed:
+                e.alt = MALFORMED_CURLY
+            raise e
         starts.append(p.i)
         p.i += 1
     return Extract(p.s, args, starts, fail_at, json)
+
+
+def _malformed_state(p):
+    """True if a header name certainly swallowed a '}', None if that depends
+    on a header lookup, else False (see ErrorNode)."""
+    if p.malformed:
+        return True
+    return None if p.maybe_malformed else False
 
 
 class ExtractPartial(Node):
@@ -164,13 +167,13 @@ class ExtractPartial(Node):
     number len(done.args): expands what Exim expands before the error, then
     raises the error as Exim words it when expanding, or when scanning."""
 
-    __slots__ = ("done", "prefix", "error", "scan_message")
+    __slots__ = ("done", "prefix", "error", "scanned")
 
-    def __init__(self, done, prefix, error, scan_message):
+    def __init__(self, done, prefix, error, scanned):
         self.done = done
         self.prefix = prefix
         self.error = error
-        self.scan_message = scan_message
+        self.scanned = scanned
 
     def ev(self, ctx):
         args = self.done.args
@@ -193,7 +196,7 @@ class ExtractPartial(Node):
             self.prefix.ev(ctx)
             if self.error is not None:
                 self.error.ev(ctx)
-        raise ExpansionError(self.scan_message)
+        return self.scanned.ev(ctx)
 
 
 class Extract(Node):
@@ -222,49 +225,51 @@ class Extract(Node):
             if self.fail_at is not None:
                 rest = self.text[self.fail_at:]
             self._curly("curly-bracket problem in conditional yes/no parsing: 'yes' part did "
-                        "not start with '{'\n remaining string is '%s'" % rest)
+                        "not start with '{'\n remaining string is '%s'" % rest, ctx)
         if extra == 1 and self.fail_at is None:
             raise ExpansionError('syntax error in "extract" item - "fail" expected')
         if extra == 1 and not found:
             self._curly("curly-bracket problem in conditional yes/no parsing: did not close "
-                        "with '}' after forcedfail\n remaining string is '%s'" % rest)
+                        "with '}' after forcedfail\n remaining string is '%s'" % rest, ctx)
         if extra > 2:
             rest = self.text[self.starts[need + 2]:]
         self._curly("curly-bracket problem in conditional yes/no parsing: did not close "
-                    "with '}'\n remaining string is '%s'" % rest)
+                    "with '}'\n remaining string is '%s'" % rest, ctx)
 
     def found(self, ctx, need):
         """Whether the extraction finds something ($value is left as it was)."""
         probe = YesNo("extract", Text("1"), Text(""))
         return I.Extract(self.args[:need], probe, self.json).ev(ctx) == "1"
 
-    def _curly(self, message):
-        if self.malformed:
-            message = "missing or misplaced { or } - could be header name not terminated by colon"
+    def _curly(self, message, ctx=None):
+        # malformed: True (certain), None (if a header lookup says so), False.
+        if self.malformed or (self.malformed is None and ctx is not None and (
+                ctx.malformed_header or not ctx.nested_expansion)):
+            message = MALFORMED_CURLY
         raise ExpansionError(message)
 
     def ev(self, ctx):
         args = self.args
         if not args:
-            self._curly("missing '{' for arg 1 of extract")
+            self._curly("missing '{' for arg 1 of extract", ctx)
         first = args[0].ev(ctx).strip(_SPACE)
         if not first:
             raise ExpansionError('first argument of "extract" must not be empty')
         digits = first[1:] if first[0] == "-" else first
         need = 3 if (digits.isdigit() or not digits) and not self.json else 2
         if len(args) < need:
-            self._curly("missing '{' for arg %d of extract" % (len(args) + 1))
+            self._curly("missing '{' for arg %d of extract" % (len(args) + 1), ctx)
         extra = len(args) - need
         if self.garbage_at is not None:
             self.tail_error(ctx, need, extra)
         if extra == 0 and self.fail_at is not None:
             self._curly("curly-bracket problem in conditional yes/no parsing: 'yes' part did "
                         "not start with '{'\n remaining string is '%s'"
-                        % self.text[self.fail_at:])
+                        % self.text[self.fail_at:], ctx)
         if extra > 2 or (extra == 2 and self.fail_at is not None):
             at = self.starts[need + 2] if extra > 2 else self.fail_at
             self._curly("curly-bracket problem in conditional yes/no parsing: did not close "
-                        "with '}'\n remaining string is '%s'" % self.text[at:])
+                        "with '}'\n remaining string is '%s'" % self.text[at:], ctx)
         item = self.variants.get(need)
         if item is None:
             if extra == 0:

@@ -142,8 +142,9 @@ class HeaderVar(Node):
 
 class ErrorNode(Node):
     """A syntax error, raised when the scan reaches it.  ``alt`` is the text
-    Exim gives instead when a header variable whose name swallowed a '}'
-    was expanded and found nothing (its hint about a missing colon)."""
+    Exim gives instead after looking up a header variable whose name
+    swallowed a '}' (its hint about a missing colon): Exim looks headers up
+    even where it only scans, and forgets it in a nested expansion."""
 
     __slots__ = ("message", "forced", "alt")
 
@@ -153,7 +154,8 @@ class ErrorNode(Node):
         self.alt = alt
 
     def ev(self, ctx):
-        message = self.alt if self.alt and ctx.malformed_header else self.message
+        malformed = ctx.malformed_header or not ctx.nested_expansion
+        message = self.alt if self.alt and malformed else self.message
         if self.forced:
             raise ForcedFail(message)
         raise ExpansionError(message)
@@ -212,7 +214,7 @@ class YesNo:
     yields "true", the others yield ``$value``.
     """
 
-    __slots__ = ("kind", "yes", "no", "fail", "bare", "scan_marks")
+    __slots__ = ("kind", "yes", "no", "fail", "bare")
 
     def __init__(self, kind, yes=None, no=None, fail=False, bare=False):
         self.kind = kind
@@ -220,15 +222,10 @@ class YesNo:
         self.no = no
         self.fail = fail
         self.bare = bare
-        # (when yes is chosen, when no is): the string not chosen has a header
-        # variable whose name took a '}' (see ErrorNode).
-        self.scan_marks = (False, False)
 
     def choose(self, ctx, ok, saved_value):
         """The text for outcome ``ok``; puts ``$value`` back to ``saved_value``
         before the "no" string, as Exim does."""
-        if self.scan_marks[0 if ok else 1]:
-            ctx.malformed_header = True
         if self.bare:
             if self.kind == "if":
                 return "true" if ok else ""

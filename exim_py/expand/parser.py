@@ -93,7 +93,6 @@ class Parser:
         # variable turns out empty when expanded (Exim's malformed_header).
         self.malformed = False
         self.maybe_malformed = False
-        self.bad_headers = 0       # header variables read whose name took a '}'
         self.acl_vars = []         # ACL variables named, for strict_acl_vars
 
     # -- low level -------------------------------------------------------
@@ -244,7 +243,6 @@ class Parser:
                 self.malformed = True
             else:
                 self.maybe_malformed = True
-                self.bad_headers += 1
         return rest + ":"
 
     def operator(self, name):
@@ -305,13 +303,10 @@ class Parser:
         if self.ch() != "{":
             self.curly_yesno("'yes' part did not start with '{'")
         self.i += 1
-        before = self.bad_headers
         yes = progress["yes"] = self.braced()
-        yes_bad = self.bad_headers > before
         self.ws()
         no = None
         fail = False
-        before = self.bad_headers
         if self.ch() == "{":
             self.i += 1
             no = progress["no"] = self.braced()
@@ -319,15 +314,11 @@ class Parser:
             if self.name("_") != "fail":
                 self.fail('syntax error in "%s" item - "fail" expected' % kind)
             fail = True
-        no_bad = self.bad_headers > before
         self.ws()
         if self.ch() != "}":
             self.curly_yesno("did not close with '}'")
         self.i += 1
-        result = YesNo(kind, yes, no, fail)
-        # Exim looks headers up even in the string it only scans.
-        result.scan_marks = (no_bad, yes_bad)
-        return result
+        return YesNo(kind, yes, no, fail)
 
     # -- conditions ------------------------------------------------------
 
@@ -556,6 +547,8 @@ class Op(Node):
     def ev(self, ctx):
         subject = self.subject.ev(ctx)
         result = self.fn(subject, self.arg, ctx)
+        if "\0" in result:
+            result = result[:result.index("\0")]     # a C string ends there
         if subject.__class__ is Tainted and result and self.name not in UNTAINTING \
                 and self.name.partition("_")[0] not in UNTAINTING:
             return Tainted(result)
