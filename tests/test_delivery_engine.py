@@ -391,9 +391,9 @@ class OneTimeTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_pending_children_become_recipients(self):
-        """After the first attempt the deferred child is a recipient of its own,
-        logged with the original address in <>, and the alias is not expanded
-        again (mb1 is not delivered twice)."""
+        """After the first attempt the deferred child is a recipient of its own
+        (logged with the original address in <> while it is that address),
+        and the alias is not expanded again (mb1 is not delivered twice)."""
         env = MailEnv(self, config_text=ONE_TIME_CONFIG)
         mid = env.submit(["club"])
         outcome = yield env.deliver(mid)
@@ -411,4 +411,5 @@ class OneTimeTests(unittest.TestCase):
         self.assertTrue(outcome.completed)
         self.assertEqual(len(mailbox.mbox(env.path("mail", "mb1"))), 1)
         self.assertEqual(len(mailbox.mbox(env.path("mail", "mb2"))), 1)
-        self.assertIn("=> mb2 <club@localdomain> R=mbox_users T=mbox", env.mainlog())
+        self.assertIn("== later@localdomain <club@localdomain> R=alias", env.mainlog())
+        self.assertIn("=> mb2 <later@localdomain> R=mbox_users T=mbox", env.mainlog())

@@ -492,3 +492,53 @@ class DifferentialPipeOutputTests(_EximComparison):
                                                            "out", "fout"], "o")
         self.assertEqual(logs[1], logs[0])
         self.assertEqual(bounces[1], bounces[0])
+
+ONE_TIME_TEMPLATE = HEAD + """\
+begin routers
+club:
+  driver = redirect
+  local_parts = club
+  data = user1@localdomain, later@localdomain
+  one_time
+later:
+  driver = redirect
+  local_parts = later
+  allow_defer
+  data = ${if exists{DIR/ok}{user2@localdomain}{:defer: not yet}}
+local:
+  driver = accept
+  local_parts = user1 : user2
+  transport = lt
+begin transports
+lt:
+  driver = appendfile
+  file = DIR/mail/$local_part_data
+  user = Debian-exim
+begin retry
+* * F,1h,10m
+"""
+
+
+class DifferentialOneTimeTests(_EximComparison):
+    """redirect's one_time across two delivery attempts."""
+
+    def test_one_time(self):
+        """The pending child becomes a recipient; the next attempt routes it
+        alone and logs it as exim4 does."""
+        logs = []
+        for name in ("ex", "py"):
+            d, _ = self.prepare(name)
+            conf = self.exim.write_config(ONE_TIME_TEMPLATE.replace("DIR", d), name + "-1.conf")
+            if name == "ex":
+                def run(args, input=None, conf=conf):
+                    return self.exim.run(conf, args, input=input)
+            else:
+                def run(args, input=None, conf=conf):
+                    return run_exim_py(["-C", conf] + args, input=input)
+            run(["-odi", "-f", "sender@x.example", "club"], input=MESSAGE)
+            with open(os.path.join(d, "ok"), "w"):
+                pass
+            run(["-qf"])
+            logs.append([re.sub(r"pid=\d+", "pid=N", ln) for ln in self.log_lines(d)])
+        self.assertEqual(logs[1], logs[0])
+        self.assertIn("ID => user2 <later@localdomain> R=local T=lt", logs[0])

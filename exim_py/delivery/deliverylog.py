@@ -25,13 +25,13 @@ def log_address(addr, success):
         add_top = True
     else:
         text = "%s@%s" % (addr.local_part_for_log, addr.domain) if addr.domain else addr.address
-        add_top = top.onetime_parent is not None or not (
+        add_top = addr.onetime_parent is not None or not (
             text.lower() == top.address.lower()
             and text.split("@")[0] == top.address.rsplit("@", 1)[0])
     if addr.is_pfr and addr.parent is not None and addr.parent is not top:
         text += " (%s)" % addr.parent.address
     if add_top:
-        text += " <%s>" % (top.onetime_parent or top.address)
+        text += " <%s>" % (addr.onetime_parent or top.address)
     return text
 
 
