@@ -1335,6 +1335,19 @@ MESSAGE = (
     "Body line two\n"
 )
 HEADERS = [
+    '${if gti{${extract{b}{}{${lc:(c)$h_from}}{[$value]}{none}}}{${if <={${eval:12/x@y}}{$message_body>$bh_x-multi:1h}{y}{n}}}{y}{n}}',
+    '${extract{b}{}{$h_from}{[$value]}{none}}}{${if <={1}{2}{y}{n}}}{y}{n}}',
+    '${extract{b}{}{$h_from}{y}{n} x}',
+    '${extract{b}{}{$h_fr}om}{y}{n} x}',
+    '${1}-',
+    '${extract{b}{a=1}{${eval:1/0}}{no}',
+    '${extract{a}{a=1}{${eval:1/0}}{y}{z}}',
+    '${extract{b}{a=1}{${eval:1/0}}{y}{z}}',
+    '${extract{b}{a=1}{y}{${eval:1/0}}{z}}',
+    '${extract{2}{:}{${eval:1/0}}}',
+    '${extract{2}{${eval:1/0}}}',
+    '${extract{a}{a=1}{y}{n}fail}',
+    '${extract{a}{a=1}fail}',
     '${if >={${if lti{${if lei{\\{}{<}{y}{n}}}{${extract{-1}{,}{.=$h_from\\$}{[$value]}{none}}}{y}{n}}}{${length_2:${sg{M}{x*}{<\\$0>}}}}{y}{n}}',
     '${if eq{a}{b}{$h_subject}{x}',
     '${if eq{a}{a}{$h_subject}{x}',

@@ -134,24 +134,24 @@ def _item_extract(p, name):
             e.error = None
             raise
         p.ws()
-    with _before(args):
-        fail_at = None
-        if p.s.startswith("fail", p.i) and p.s[p.i + 4:p.i + 5] in ("}", " ", "\t", ""):
-            fail_at = p.i
-            p.i += 4
-            p.ws()
-        if p.ch() != "}":
-            # Reported as Exim does when the item is expanded (not merely
-            # scanned): which text is wrong depends on the first argument.
-            e = _Syntax(p.curly_text("missing '}' closing extract"),
-                        Extract(p.s, args, starts, fail_at, json, garbage_at=p.i,
-                                malformed=_malformed_state(p)))
-            if p.maybe_malformed:
-                e.alt = MALFORMED_CURLY
-            raise e
-        starts.append(p.i)
-        p.i += 1
-    return Extract(p.s, args, starts, fail_at, json)
+    # The Extract node itself expands what Exim expands before any error.
+    fail_at = None
+    if p.s.startswith("fail", p.i) and p.s[p.i + 4:p.i + 5] in ("}", " ", "\t", ""):
+        fail_at = p.i
+        p.i += 4
+        p.ws()
+    if p.ch() != "}":
+        # Reported as Exim does when the item is expanded (not merely
+        # scanned): which text is wrong depends on the first argument.
+        e = _Syntax(p.curly_text("missing '}' closing extract"),
+                    Extract(p.s, args, starts, fail_at, json, garbage_at=p.i,
+                            malformed=_malformed_state(p)))
+        if p.maybe_malformed:
+            e.alt = MALFORMED_CURLY
+        raise e
+    starts.append(p.i)
+    p.i += 1
+    return Extract(p.s, args, starts, fail_at, json, malformed=_malformed_state(p))
 
 
 def _malformed_state(p):
@@ -258,15 +258,21 @@ class Extract(Node):
         digits = first[1:] if first[0] == "-" else first
         need = 3 if (digits.isdigit() or not digits) and not self.json else 2
         if len(args) < need:
+            for arg in args[1:]:
+                arg.ev(ctx)
             self._curly("missing '{' for arg %d of extract" % (len(args) + 1), ctx)
         extra = len(args) - need
         if self.garbage_at is not None:
             self.tail_error(ctx, need, extra)
         if extra == 0 and self.fail_at is not None:
+            self.found(ctx, need)
             self._curly("curly-bracket problem in conditional yes/no parsing: 'yes' part did "
                         "not start with '{'\n remaining string is '%s'"
                         % self.text[self.fail_at:], ctx)
         if extra > 2 or (extra == 2 and self.fail_at is not None):
+            # Exim extracts and expands the string it chose before it finds
+            # what follows wrong.
+            args[need if self.found(ctx, need) else need + 1].ev(ctx)
             at = self.starts[need + 2] if extra > 2 else self.fail_at
             self._curly("curly-bracket problem in conditional yes/no parsing: did not close "
                         "with '}'\n remaining string is '%s'" % self.text[at:], ctx)
