@@ -17,9 +17,9 @@ import re
 
 from twisted.trial import unittest
 
-from tests.support.peers import require_command
+from tests.support.peers import RealExim, require_command
 from tests.test_end_to_end import (
-    ROOT, Daemon, exim_py_script, free_port, normalise_log, read_text, swaks, wait_for)
+    ROOT, Daemon, exim_py, exim_py_script, free_port, normalise_log, read_text, swaks, wait_for)
 
 CONF = os.path.join(ROOT, "etc", "exim.conf")
 
@@ -96,3 +96,36 @@ class QuickStartTests(unittest.TestCase):
         wait_for(lambda: "H=(spammer.example) [127.0.0.2] F=<spammer@example.org> rejected RCPT "
                          "<victim@remote.example>: relay not permitted" in self.mainlog(),
                  "the relay refusal in the mainlog")
+
+
+class DefaultConfigurationTests(unittest.TestCase):
+    """etc/exim.conf is an Exim 4.96 configuration: exim4 reads it and answers as exim_py does."""
+
+    def test_same_answers_as_exim4(self):
+        """exim4 -bt and -bh with etc/exim.conf give exim_py's routing and SMTP
+        replies: users of this machine are accepted and routed to the maildir,
+        others refused at RCPT, relaying allowed from 127.0.0.1 only."""
+        exim = RealExim()
+        self.addCleanup(exim.cleanup)
+        with open(CONF) as f:
+            conf = exim.write_config(f.read())
+        var = "-DEXIM_PY_VAR=" + exim.dir
+        user = pwd.getpwuid(os.getuid()).pw_name
+        addresses = [user + "@localhost", "no-such-user-xq@localhost"]
+        ours = exim_py(["-C", CONF, var, "-bt"] + addresses)
+        theirs = exim.run(conf, [var, "-bt"] + addresses)
+        self.assertEqual(ours.stdout, theirs.stdout)
+        self.assertIn("router = local_maildir, transport = local_maildir", ours.stdout)
+        dialogue = ("helo client.example\nmail from:<a@example.org>\nrcpt to:<%s@localhost>\n"
+                    "rcpt to:<no-such-user-xq@localhost>\nrcpt to:<x@remote.example>\nquit\n" % user)
+        for host in ("127.0.0.1", "127.0.0.2"):
+            ours = exim_py(["-C", CONF, var, "-bh", host], input=dialogue)
+            theirs = exim.run(conf, [var, "-bh", host], input=dialogue)
+            replies = [re.sub(r"^220 .*", "220", line) for line in ours.stdout.splitlines()
+                       if re.match(r"\d{3}[ -]", line)]
+            self.assertEqual(replies, [re.sub(r"^220 .*", "220", line)
+                                       for line in theirs.stdout.splitlines()
+                                       if re.match(r"\d{3}[ -]", line)])
+            self.assertEqual(replies[3:6], ["250 Accepted", "550 Unrouteable address",
+                                            "250 Accepted" if host == "127.0.0.1"
+                                            else "550 relay not permitted"])
