@@ -82,7 +82,7 @@ class _EximComparison(unittest.TestCase):
 
     def prepare(self, name):
         d = os.path.join(self.exim.dir, name)
-        for sub in ("spool", "log", "mail"):
+        for sub in ("spool", "log", "mail", "maildir"):
             os.makedirs(os.path.join(d, sub))
             os.chown(os.path.join(d, sub), self.exim_user.pw_uid, self.exim_user.pw_gid)
         os.chmod(d, 0o755)
@@ -542,3 +542,53 @@ class DifferentialOneTimeTests(_EximComparison):
             logs.append([re.sub(r"pid=\d+", "pid=N", ln) for ln in self.log_lines(d)])
         self.assertEqual(logs[1], logs[0])
         self.assertIn("ID => user2 <later@localdomain> R=local T=lt", logs[0])
+
+
+MAILDIR_TEMPLATE = HEAD + """\
+begin routers
+q:
+  driver = accept
+  local_parts = quota
+  transport = qt
+md:
+  driver = accept
+  local_parts = md
+  transport = mdt
+begin transports
+qt:
+  driver = appendfile
+  file = DIR/mail/$local_part_data
+  quota = 10
+  user = Debian-exim
+mdt:
+  driver = appendfile
+  directory = DIR/maildir/$local_part_data
+  maildir_format
+  user = Debian-exim
+  delivery_date_add
+  envelope_to_add
+  return_path_add
+begin retry
+* * F,1h,10m
+"""
+
+
+class DifferentialMaildirQuotaTests(_EximComparison):
+    """A maildir delivery and a quota deferral."""
+
+    def test_maildir_and_quota(self):
+        """The lines match exim4's; the maildir file has Exim's name pattern
+        and the same content."""
+        logs, _, dirs = self.run_both(MAILDIR_TEMPLATE, ["-odi", "-f", "sender@x.example",
+                                                         "quota", "md"], "m")
+        self.assertEqual(logs[1], logs[0])
+        contents = []
+        for d in dirs:
+            new = os.path.join(d, "maildir", "md", "new")
+            names = os.listdir(new)
+            self.assertEqual(len(names), 1)
+            self.assertRegex(names[0], r"^\d+\.M\d+P\d+\.myhost\.test$")
+            with open(os.path.join(new, names[0])) as f:
+                text = _ID.sub("ID", f.read())
+            contents.append(re.sub(r"\d\d:\d\d:\d\d", "TIME", text))
+        self.assertEqual(contents[1], contents[0])

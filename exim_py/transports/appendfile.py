@@ -220,8 +220,9 @@ class Transport(TransportBase):
                 current = 0
         total = current + size if self.options["quota_is_inclusive"] else current
         if total > quota:
+            # Exim's own errno for its quota (ERRNO_EXIMQUOTA), not EDQUOT.
             raise _Failure(DEFER, "mailbox is full (MTA-imposed quota exceeded while writing "
-                           "to %s)" % path, errno.EDQUOT, retry_error="quota")
+                           "to %s)" % path, -22, retry_error="quota")
 
     def _make_dirs(self, directory, uid, gid):
         if os.path.isdir(directory):
@@ -340,10 +341,12 @@ class Transport(TransportBase):
         for sub in ("", "tmp", "new", "cur"):
             self._make_dirs(os.path.join(path, sub) if sub else path, uid, gid)
         tag = self.expand_opt("maildir_tag", addr, ctx) or ""
-        host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+        # Exim's name: <seconds>.M<microseconds>P<pid>.<primary_hostname>
+        host = (ctx.config.main.get("primary_hostname") or socket.gethostname())
+        host = host.replace("/", "\\057").replace(":", "\\072")
         for attempt in range(max(self.options["maildir_retries"], 1)):
             now = time.time()
-            name = "%d.H%dP%d.%s" % (int(now), int((now % 1) * 1e6) + attempt, os.getpid(), host)
+            name = "%d.M%dP%d.%s" % (int(now), int((now % 1) * 1e6) + attempt, os.getpid(), host)
             tmp = os.path.join(path, "tmp", name)
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.options["mode"])
