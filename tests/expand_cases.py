@@ -107,6 +107,22 @@ VARIABLES = [
 ]
 
 OPERATORS = [
+    '${ipv6norm:::1}x',
+    '${ipv6norm:2001:db8::1}x',
+    '${ipv6denorm:::1}x',
+    '${mask_n:2001:db8::1/32}x',
+    '${ipv6norm:1:2:3:4:5:6:7:8}x',
+    '${ipv6norm:1.2.3.4}x',
+    '${ipv6norm:::}x',
+    '${ipv6norm:1::}x',
+    '${strlen:${ipv6norm:::1}}',
+    '${lc:${ipv6norm:::1}X}',
+    '${if eq{${ipv6norm:::1}}{::1}{y}{n}}',
+    '${if eq{${ipv6norm:::1}x}{::1}{y}{n}}',
+    '${if <={}{${base64d:${sha3:\\{1h}}}{y}{n}}',
+    '${strlen:${base64d:AAB4}}',
+    '[${base64d:eAB5}]',
+    '${from_utf8:\\xc0\\x80}x',
     '${if <={}{${base64d:${sha3:\\{1h}}}{y}{n}}',
     '${strlen:${base64d:AAB4}}',
     '[${base64d:eAB5}]',

@@ -58,7 +58,11 @@ def expand(string, ctx=None):
     ctx.nested_expansion = ctx.expansion_depth > 0
     ctx.expansion_depth += 1
     try:
-        return tree.ev(ctx)
+        result = tree.ev(ctx)
+        if "\0" in result:
+            # Exim's result is a C string: it ends at a NUL.
+            result = result[:result.index("\0")]
+        return result
     except RecursionError:
         raise ExpansionError(NESTED_TOO_DEEPLY)
     finally:

@@ -101,7 +101,8 @@ def op_base64d(s, arg, ctx):
             raise bad
         out.append(((x << 6) | y) & 0xFF)
         i += 4
-    return out.decode("latin-1")
+    # Exim appends the decoded bytes as a C string: they end at a NUL.
+    return out.split(b"\0", 1)[0].decode("latin-1")
 
 
 _B32 = "abcdefghijklmnopqrstuvwxyz234567"
@@ -388,7 +389,10 @@ def _ipv6_words(s):
 
 
 def op_ipv6norm(s, arg, ctx):
-    return _ipv6_compressed(_ipv6_words(s))
+    text = _ipv6_compressed(_ipv6_words(s))
+    # Exim counts the terminating NUL into a compressed form's length, so
+    # whatever follows in the same string is lost when it is printed.
+    return text + "\0" if text.count(":") > 0 and ("::" in text or text == ":") else text
 
 
 def op_ipv6denorm(s, arg, ctx):

@@ -143,6 +143,8 @@ class Parser:
         """An argument ``{...}`` whose '{' has been consumed; eats the '}'."""
         node = self.seq(True, dollar)
         self.i += 1
+        if isinstance(node, Op) and node.name in NUL_MAKERS:
+            node = CString(node)
         return node
 
     # -- strings ---------------------------------------------------------
@@ -525,6 +527,24 @@ def cert_der(cert):
     return cert.public_bytes(Encoding.DER)
 
 
+# Operators whose result may hold a NUL (see CString).
+NUL_MAKERS = frozenset(("ipv6norm", "from_utf8"))
+
+
+class CString(Node):
+    """An argument that is one operator: Exim takes its value as a C string,
+    so it ends at a NUL the operator left in it."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node):
+        self.node = node
+
+    def ev(self, ctx):
+        text = self.node.ev(ctx)
+        return text.split("\0", 1)[0] if "\0" in text else text
+
+
 # Operators whose result is new text (a digest, a number, an address Exim
 # formats itself) rather than a copy of the subject: not tainted.
 UNTAINTING = frozenset((
@@ -547,8 +567,6 @@ class Op(Node):
     def ev(self, ctx):
         subject = self.subject.ev(ctx)
         result = self.fn(subject, self.arg, ctx)
-        if "\0" in result:
-            result = result[:result.index("\0")]     # a C string ends there
         if subject.__class__ is Tainted and result and self.name not in UNTAINTING \
                 and self.name.partition("_")[0] not in UNTAINTING:
             return Tainted(result)
