@@ -7,7 +7,7 @@ recipient cost only the walk.  See HACKING.rst for the contract.
 
 from exim_py.errors import ExpansionError, ForcedFail
 from exim_py.expand.context import ExpandContext
-from exim_py.expand.nodes import Tainted
+from exim_py.expand.nodes import Tainted, taint_like
 from exim_py.expand.parser import NESTED_TOO_DEEPLY, parse
 from exim_py.expand.variables import unknown_message
 
@@ -61,7 +61,7 @@ def expand(string, ctx=None):
         result = tree.ev(ctx)
         if "\0" in result:
             # Exim's result is a C string: it ends at a NUL.
-            result = result[:result.index("\0")]
+            result = taint_like(result[:result.index("\0")], result)
         return result
     except RecursionError:
         raise ExpansionError(NESTED_TOO_DEEPLY)
