@@ -124,6 +124,17 @@ def _describe(addr):
     return lines
 
 
+def _status_part_head(job, boundary, hostname):
+    """The start of the message/delivery-status part: its per-message fields."""
+    head = ["\n--%s\n" % boundary,
+            "Content-type: message/delivery-status\n\n",
+            "Reporting-MTA: dns; %s\n" % hostname]
+    if job.envelope.dsn_envid:
+        head.append("Original-Envelope-ID: %s\n" % job.envelope.dsn_envid)
+    head.append("\n")
+    return head
+
+
 def _status_block(addr, action, status):
     lines = []
     if addr.top.dsn_orcpt:
@@ -226,12 +237,7 @@ def build_bounce(job, target, failed, now=None):
         for a in outputs:
             text = a.return_output if a.return_output.endswith("\n") else a.return_output + "\n"
             out.append("\n------ %s ------\n\n%s" % (a.address, text))
-    out += ["\n--%s\n" % boundary,
-            "Content-type: message/delivery-status\n\n",
-            "Reporting-MTA: dns; %s\n" % hostname]
-    if job.envelope.dsn_envid:
-        out.append("Original-Envelope-ID: %s\n" % job.envelope.dsn_envid)
-    out.append("\n")
+    out += _status_part_head(job, boundary, hostname)
     for a in reversed(failed):
         out.append("".join(line + "\n" for line in _status_block(a, "failed",
                                                                  _status_code(a, "5.0.0"))))
@@ -286,13 +292,10 @@ def build_warning(job, target, deferred, delay_text, now=None):
                         "No action is required on your part. Delivery attempts will continue for\n"
                         "some time, and this warning may be repeated at intervals if the message\n"
                         "remains undelivered. Eventually the mail delivery software will give up,\n"
-                        "and when that happens, the message will be returned to you.\n"),
-            "\n--%s\n" % boundary,
-            "Content-type: message/delivery-status\n\n",
-            "Reporting-MTA: dns; %s\n\n" % hostname]
+                        "and when that happens, the message will be returned to you.\n")]
+    out += _status_part_head(job, boundary, hostname)
     for a in deferred:
-        out.append("Action: delayed\nFinal-Recipient: rfc822;%s\nStatus: 4.0.0\n\n"
-                   % a.top.address)
+        out.append("".join(line + "\n" for line in _status_block(a, "delayed", "4.0.0")) + "\n")
     out += ["--%s\n" % boundary,
             "Content-type: text/rfc822-headers\n\n",
             "Return-path: <%s>\n" % (job.envelope.sender or ""),
@@ -324,12 +327,7 @@ def build_success(job, target, delivered, now=None):
             " ----- The following addresses had successful delivery notifications -----\n"]
     for a in delivered:
         out.append('<%s> (relayed via non "Remote SMTP" router)\n' % a.top.address)
-    out += ["\n--%s\n" % boundary,
-            "Content-type: message/delivery-status\n\n",
-            "Reporting-MTA: dns; %s\n" % hostname]
-    if job.envelope.dsn_envid:
-        out.append("Original-Envelope-ID: %s\n" % job.envelope.dsn_envid)
-    out.append("\n")
+    out += _status_part_head(job, boundary, hostname)
     for a in delivered:
         block = [ln for ln in _status_block(a, "delivered", "2.0.0")
                  if not ln.startswith(("Remote-MTA", "Diagnostic-Code"))]
