@@ -586,13 +586,4 @@ def parse(text):
     return tree, tuple(p.acl_vars)
 
 
-def parse_condition(text):
-    """A condition on its own (``${if`` without the item), for tests and tools."""
-    p = Parser(text)
-    return p.condition()
-
-
-# The item parsers register themselves in ITEMS when this is imported.
-from exim_py.expand import itemsyntax  # noqa: E402
-
-__all__ = ["parse", "parse_condition", "Parser", "ITEMS", "itemsyntax"]
+__all__ = ["parse", "Parser", "ITEMS", "itemsyntax"]
