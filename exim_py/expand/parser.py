@@ -586,4 +586,7 @@ def parse(text):
     return tree, tuple(p.acl_vars)
 
 
+# The item parsers register themselves in ITEMS when this is imported.
+from exim_py.expand import itemsyntax  # noqa: E402
+
 __all__ = ["parse", "Parser", "ITEMS", "itemsyntax"]
