@@ -251,6 +251,19 @@ class DialogueTests(unittest.TestCase):
         self.assertEqual(server.commands[1], b"MAIL FROM:<s@x.example> AUTH=who@x.example")
 
     @defer.inlineCallbacks
+    def test_ipv6_host(self):
+        """An IPv6 host address works as an IPv4 one does."""
+        try:
+            server = ScriptedSMTPServer(interface="::1")
+        except Exception as exc:
+            raise unittest.SkipTest("no IPv6 loopback here: %s" % (exc,))
+        self.addCleanup(server.stop)
+        txn = Transaction("s@x.example", ["a@y.example"], data=MESSAGE)
+        result = yield client.deliver(reactor, "::1", server.port_number, settings(), [txn])
+        self.assertEqual(dict(result.outcomes())["a@y.example"].status, OK)
+        self.assertEqual(len(server.messages), 1)
+
+    @defer.inlineCallbacks
     def test_callout_stops_after_rcpt(self):
         """A transaction without data (a callout) sends MAIL and RCPT only, then QUIT."""
         server = self.serve({"RCPT TO:<no@y.example>": "550 unknown"})

@@ -88,7 +88,7 @@ class ScriptedSMTPServer(protocol.ServerFactory):
 
     protocol = _ScriptedProtocol
 
-    def __init__(self, replies=None, overrides=None):
+    def __init__(self, replies=None, overrides=None, interface="127.0.0.1"):
         """``overrides`` maps a command verb ("RCPT"), a whole command line
         ("RCPT TO:<a@b>"), "<banner>" or "<data line>" to a reply."""
         self.overrides = {k.encode("utf-8") if isinstance(k, str) else k: v
@@ -97,7 +97,7 @@ class ScriptedSMTPServer(protocol.ServerFactory):
         self.commands = []
         self.messages = []
         self.connections = []
-        self.port = reactor.listenTCP(0, self, interface="127.0.0.1")
+        self.port = reactor.listenTCP(0, self, interface=interface)
         self.port_number = self.port.getHost().port
 
     def replies(self, line):
