@@ -147,6 +147,15 @@ class DialogueTests(unittest.TestCase):
                          "451 4.3.0 try later")
 
     @defer.inlineCallbacks
+    def test_any_3xx_to_data_starts_the_data(self):
+        """Like Exim, any 3xx reply to DATA (not only 354) is the go-ahead for the data."""
+        server = self.serve(DATA="300 go ahead")
+        txn = Transaction("s@x.example", ["a@y.example"], data=MESSAGE)
+        result = yield self.send(server, [txn])
+        self.assertEqual(server.messages, [b"Subject: test\r\n\r\n..leading dot\r\nbody line\r\n"])
+        self.assertEqual([o.status for _, o in result.outcomes()], [OK])
+
+    @defer.inlineCallbacks
     def test_two_messages_on_one_connection(self):
         """Several transactions share the connection; RSET follows a failed one."""
         server = self.serve({"MAIL FROM:<bad@x.example> SIZE=1062": "452 not now"})

@@ -551,13 +551,14 @@ class ESMTPClient(LineReceiver):
     def smtpState_data(self, code, lines, arg):
         txn = self._txn
         if self._pipelined and (self._mail_failed or not self._accepted):
-            if code == 354:
+            if code // 100 == 3:
                 # Nothing to deliver, but the server wants data: end it at once.
                 self.transport.write(b".\r\n")
                 self._expect("ignored", stage="end of data")
             self._end_transaction(reset=True)
             return
-        if code != 354:
+        # Exim takes any 3xx as the go-ahead for the data, not only 354.
+        if code // 100 != 3:
             self._fail_current(FAIL if code >= 500 else DEFER, self._smtp_error(code, lines),
                                "message", reply=reply_text(code, lines), code=code)
             self._end_transaction(reset=True)

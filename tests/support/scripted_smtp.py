@@ -78,7 +78,7 @@ class _ScriptedProtocol(LineReceiver):
             self.transport.write(b"354 go ahead\r\n")
             self.transport.pauseProducing()
             return
-        if isinstance(reply, str) and reply.startswith("354"):
+        if isinstance(reply, str) and reply[:1] == "3":
             self.in_data = True
         self._answer(reply)
 
