@@ -25,7 +25,7 @@ from twisted.internet import defer, threads
 from exim_py.delivery import bounce, drivers, retry
 from exim_py.delivery.address import Address, RouterResult, OK, DEFER, FAIL, DISCARD, REROUTED
 from exim_py.delivery.context import DeliveryContext, Message
-from exim_py.delivery.hints import HintsDB
+from exim_py.delivery import hints as hintsdb
 from exim_py.delivery.deliverylog import DeliveryLog
 from exim_py.delivery.route import route_address
 from exim_py.envelope import Recipient
@@ -86,7 +86,7 @@ class _Delivery:
             from exim_py.log import Logger
             logger = Logger(config)
         self.logger = logger
-        self.hints = hints if hints is not None else HintsDB(spool.directory)
+        self.hints = hints if hints is not None else hintsdb.for_spool(spool.directory)
         self.force = force
         self.thaw = thaw
         self.dont_deliver = dont_deliver

@@ -35,6 +35,19 @@ class RetryRecord:
             self.key, self.first_failed, self.next_try, self.expired)
 
 
+_shared = {}
+_shared_lock = threading.Lock()
+
+
+def for_spool(spool_directory):
+    """The one HintsDB of a spool directory in this process (created on first use)."""
+    with _shared_lock:
+        db = _shared.get(spool_directory)
+        if db is None:
+            db = _shared[spool_directory] = HintsDB(spool_directory)
+        return db
+
+
 class HintsDB:
     """The hints databases of one spool directory, safe to share across threads."""
 

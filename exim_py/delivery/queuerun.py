@@ -19,7 +19,7 @@ from twisted.application import service
 from twisted.internet import defer, threads
 
 from exim_py.delivery.engine import deliver_message, load_too_high, run_blocking
-from exim_py.delivery.hints import HintsDB
+from exim_py.delivery import hints as hintsdb
 
 
 class Selection:
@@ -76,7 +76,7 @@ class QueueRunner(service.Service):
         # Reading a -H file blocks, so by default it happens in a thread.
         self.reader = reader or (lambda message_id: threads.deferToThread(spool.read, message_id))
         self.max_active = max(int(config.main.get("queue_run_max") or 5), 1)
-        self.hints = HintsDB(spool.directory)
+        self.hints = hintsdb.for_spool(spool.directory)
         self.active = set()           # message ids being delivered now
         self.arrivals = []            # ids notified, waiting for a slot
         self._scan = None             # iterator over the spool during a scan
