@@ -57,7 +57,7 @@ def build_policy(config, inv=None, host_checking=False, reactor=None):
     immediate = engine is not None and hasattr(engine, "deliver_later") and not host_checking
 
     def deliver(message_id):
-        engine.deliver_later(config, spool, message_id, logger)
+        return engine.deliver_later(config, spool, message_id, logger)
 
     policy = ServerPolicy(config, writer, logger, host_checking=host_checking,
                           deliver=deliver if immediate else None)

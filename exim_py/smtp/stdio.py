@@ -9,7 +9,7 @@ import getpass
 import os
 import sys
 
-from twisted.internet import interfaces, stdio
+from twisted.internet import defer, interfaces, stdio
 from zope.interface import implementer
 
 from exim_py.smtp.server import SMTPServerProtocol
@@ -99,11 +99,33 @@ def _run(inv, host_checking):
     if host_checking:
         sys.stdout.write(HOST_CHECK_INTRO % host)
         sys.stdout.flush()
+    deliveries = _deliveries(policy, inv)
     proto = StdioSMTPProtocol(policy, caller=caller, host_address=host, host_checking=host_checking)
+    proto.finished.addBoth(lambda _: defer.DeferredList(deliveries))
     proto.finished.addBoth(lambda _: reactor.callLater(0, reactor.stop))
     stdio.StandardIO(proto)
     reactor.run()
     return proto.exit_status
+
+
+def _deliveries(policy, inv):
+    """Deliver each message received, as Exim does after -bs (unless -odq): the
+    Deferreds of the deliveries started, for the process to wait for before it
+    exits."""
+    started = []
+    deliver = policy.deliver
+    if deliver is None:
+        return started
+    if (inv.delivery_mode or "").startswith("q"):
+        policy.deliver = None
+        return started
+
+    def deliver_and_keep(message_id):
+        d = deliver(message_id)
+        if d is not None:
+            started.append(d)
+    policy.deliver = deliver_and_keep
+    return started
 
 
 def _caller_name():
