@@ -524,7 +524,10 @@ class ServerPolicy:
         envelope.message_id = self.spool_writer.new_message_id()
         controls = acl_phase.message_controls(session, envelope)
         ctx = self.expand_context(session, envelope)
-        body = receive.receive(envelope, message, self.config, submission="submission" in controls,
+        # No remote host (-bs from a local program): a local message, which
+        # gets Message-ID:, From: and Date: when missing, as Exim's receive.c.
+        body = receive.receive(envelope, message, self.config, local=not session.sender_host_address,
+                               submission="submission" in controls,
                                suppress_local_fixups="suppress_local_fixups" in controls,
                                expand=self.expand_mod.expand, ctx=ctx)
         acl_phase.add_acl_headers(envelope, session)
