@@ -934,3 +934,36 @@ class SameAsEximTests(unittest.TestCase):
         self.assertEqual({os.stat(p).st_uid for p in glob.glob(os.path.join(
             ours.dir, "mail", "alice", "Maildir", "new", "*"))}, {exim_uid})
         self.assertEqual(os.stat(os.path.join(ours.dir, "mbox", "mboxuser")).st_uid, exim_uid)
+
+    def test_bs_session_same_as_exim4(self):
+        """An SMTP session on standard input (-bs, a local program): the message
+        is delivered before the command exits, as a local message (Message-Id:,
+        From: and Date: added, P=local-esmtp); the log and the delivered message
+        equal exim4's."""
+        if os.getuid() != 0:
+            raise unittest.SkipTest("exim4 with -C and local deliveries as Debian-exim need root")
+        exim4 = require_command("exim4", "Debian package exim4-daemon-heavy")
+        dialogue = (b"EHLO me\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<alice@test.example>\r\n"
+                    b"DATA\r\nSubject: bs\r\n\r\nvia -bs\r\n.\r\nQUIT\r\n")
+        results = []
+        for command in (exim_py_script(), exim4):
+            site = Site(self, owner="Debian-exim")
+            result = subprocess.run([command, "-C", site.config, "-DE2E_DIR=" + site.dir,
+                                     "-DE2E_USER=Debian-exim", "-bs"], input=dialogue,
+                                    capture_output=True, timeout=60)
+            self.assertEqual(result.returncode, 0)
+            self.assertIn(b"\r\n221 ", result.stdout)
+            if command != exim4:
+                # exim_py delivers in the receiving process, before it exits.
+                self.assertEqual(len(site.maildir("alice")), 1)
+            # exim4 delivers in a process of its own, which may outlive the session.
+            wait_for(lambda: site.maildir("alice"), "the delivery")
+            [message_id] = re.findall(r"(\S+) <= ", site.mainlog())
+            site.wait_completed(message_id)
+            results.append((log_by_message(site.mainlog()),
+                            [normalise_mail(m) for m in site.maildir("alice")]))
+        self.assertEqual(results[0], results[1])
+        [[arrival, _, _]], [delivered] = results[0]
+        self.assertEqual(arrival, "TIME ID1 <= a@example.org U=root P=local-esmtp S=320")
+        self.assertIn("\nMessage-Id: <EID@e2e.test.example>\nFrom: a@example.org\nDate: DATE\n",
+                      delivered)
