@@ -179,12 +179,32 @@ begin retry
 """
 
 
+ROUTING_RETRY_TEMPLATE = HEAD + """\
+begin routers
+r1:
+  driver = redirect
+  local_parts = tf
+  allow_defer
+  data = :defer: not now
+begin retry
+* * F,1h,10m
+"""
+
+
 class DifferentialRetryTests(_EximComparison):
     """A temporary failure, a queue run before its retry time, and -M."""
+
+    def test_routing_retry_log_lines(self):
+        """A routing deferral, then "routing defer (-52): retry time not
+        reached" in a queue run, then a forced -M attempt, as Exim logs them."""
+        self.check_sequence(ROUTING_RETRY_TEMPLATE)
 
     def test_retry_log_lines(self):
         """defer (0) with the pipe's exit text, then defer (-53) "Retry time not
         yet reached" in a queue run, then a forced -M attempt, as Exim logs them."""
+        self.check_sequence(RETRY_TEMPLATE)
+
+    def check_sequence(self, template):
         results = []
         for name in ("ex", "py"):
             d = os.path.join(self.exim.dir, name)
@@ -192,7 +212,7 @@ class DifferentialRetryTests(_EximComparison):
                 os.makedirs(os.path.join(d, sub))
                 os.chown(os.path.join(d, sub), self.exim_user.pw_uid, self.exim_user.pw_gid)
             os.chmod(d, 0o755)
-            conf = self.exim.write_config(RETRY_TEMPLATE.replace("DIR", d), name + ".conf")
+            conf = self.exim.write_config(template.replace("DIR", d), name + ".conf")
             if name == "ex":
                 def run(args, input=None, conf=conf):
                     return self.exim.run(conf, args, input=input)

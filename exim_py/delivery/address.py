@@ -183,6 +183,7 @@ class Address:
         self.timed_out_defer = None          # (message, errno) of a deferral past its retry time
         self.return_output = None            # a pipe's output to return in the bounce
         self.retry_skipped = False           # deferred without an attempt (retry time not reached)
+        self.routing_skipped = False         # not routed: its routing retry time has not come
         self.suppressed = False              # -N: delivery suppressed
         # engine bookkeeping: "rerouted", "discarded", "duplicate", "already" or None
         self.state = None

@@ -95,6 +95,9 @@ class DeliveryLog:
             body = head + _router_transport(addr) + _fields(addr) + _reason(addr)
             self.main("** " + body)
             return
+        if addr.routing_skipped:
+            self._routing_skipped(addr)
+            return
         self._deferred(addr, addr.message, addr.basic_errno)
 
     def timed_out(self, addr):
@@ -103,6 +106,12 @@ class DeliveryLog:
         text = "%s: %s" % (log_address(addr, False), addr.message)
         self.logger.main("** " + text, self.message_id)
         self.msglog(text)
+
+    def _routing_skipped(self, addr):
+        body = "%s routing defer (%d): %s" % (log_address(addr, False), addr.basic_errno,
+                                                addr.message)
+        self.logger.main("== " + body, self.message_id)
+        self.msglog(body)
 
     def _deferred(self, addr, message, errno_):
         reason = (": " + os.strerror(errno_) if errno_ is not None and errno_ > 0 else "") + \

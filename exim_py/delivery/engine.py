@@ -250,6 +250,11 @@ class _Delivery:
                 local[0:0] = block
             new = []
             for addr in to_route:
+                if self._routing_retry_pending(addr):
+                    addr.set_result(DEFER, "retry time not reached", errno=-52)
+                    addr.routing_skipped = True
+                    plan.events.append(addr)
+                    continue
                 try:
                     outcome = route_address(addr, self.ctx, routers)
                 except Exception as e:   # a bug must defer the address, not lose it
@@ -355,6 +360,18 @@ class _Delivery:
                     a.user_message = "local delivery failed"
         yield threads.deferToThread(self._record, batch)
 
+    def _routing_retry_pending(self, addr):
+        """In a queue run (not forced), an address whose routing retry time
+        has not come is not routed at all (Exim: "routing defer")."""
+        if not self.queue_run or self.force or self.hints is None:
+            return False
+        now = self.ctx.now()
+        for key in ("R:%s" % addr.domain, "R:%s@%s" % (addr.local_part, addr.domain)):
+            record = self.hints.get_retry(key)
+            if record is not None and not record.expired and record.next_try > now:
+                return True
+        return False
+
     @staticmethod
     def _queue_routed(addr, plan, local, remote):
         """Put a routed address at the head of its delivery list."""
@@ -415,7 +432,7 @@ class _Delivery:
                 self.spool.mark_delivered(self.message_id, [unique_of(a)])
                 self.envelope.non_recipients.add(unique_of(a))
                 continue
-            if a.result is DEFER and a.setup_error is None:
+            if a.result is DEFER and a.setup_error is None and not a.routing_skipped:
                 # Routing deferrals are timed by the retry rules too (key R:domain).
                 key = "R:%s@%s" % (a.local_part, a.domain) if a.retry_use_local_part \
                     else "R:%s" % a.domain
