@@ -413,3 +413,20 @@ class OneTimeTests(unittest.TestCase):
         self.assertEqual(len(mailbox.mbox(env.path("mail", "mb2"))), 1)
         self.assertIn("== later@localdomain <club@localdomain> R=alias", env.mainlog())
         self.assertIn("=> mb2 <later@localdomain> R=mbox_users T=mbox", env.mainlog())
+
+
+class DamagedSpoolTests(unittest.TestCase):
+    """A -H file that cannot be read."""
+
+    @defer.inlineCallbacks
+    def test_damaged_header_file_is_left_alone(self):
+        """Delivery logs the read error and leaves the files for the administrator."""
+        env = MailEnv(self)
+        mid = env.submit(["mb1"])
+        with open(env.spool.header_path(mid), "w") as f:
+            f.write("%s-H\ngarbage\n" % mid)
+        outcome = yield env.deliver(mid)
+        self.assertIsNotNone(outcome.error)
+        self.assertFalse(outcome.completed)
+        self.assertIn("Spool read error for %s-H" % mid, env.mainlog())
+        self.assertTrue(os.path.exists(env.spool.body_path(mid)))

@@ -44,6 +44,7 @@ class DeliveryOutcome:
         self.failed = []
         self.deferred = []
         self.bounces = []             # ids of bounce messages created
+        self.error = None             # why the message could not be read
 
     def __repr__(self):
         return "DeliveryOutcome(%s, completed=%r, delivered=%d, failed=%d, deferred=%d)" % (
@@ -143,7 +144,17 @@ class _Delivery:
 
     @defer.inlineCallbacks
     def _run_locked(self):
-        envelope = yield threads.deferToThread(self.spool.read, self.message_id)
+        from exim_py.spool import MessageMissing
+        try:
+            envelope = yield threads.deferToThread(self.spool.read, self.message_id)
+        except MessageMissing:
+            self.outcome.missing = True
+            return
+        except Exception as e:   # a damaged -H file: leave it for the administrator
+            self.logger.main("Spool read error for %s-H: %s" % (self.message_id, e),
+                             self.message_id)
+            self.outcome.error = str(e)
+            return
         message = Message(self.message_id, envelope, self.spool.body_path(self.message_id))
         ctx = DeliveryContext(self.config, spool=self.spool, logger=self.logger,
                               message=message, hints=self.hints, clock=self.clock,
