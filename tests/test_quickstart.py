@@ -5,7 +5,7 @@ and the real swaks talks to it: mail for a user of this machine lands in a
 maildir under ``EXIM_PY_VAR`` with the headers Exim adds, unknown local
 users and relaying from a host outside ``relay_from_hosts`` are refused with
 Exim's replies.  The port and the directory are chosen per run with ``-oX``
-and ``-DEXIM_PY_VAR`` (never the fixed 2525 or /tmp/exim_py), so the test can
+and ``-DEXIM_PY_VAR`` (never the fixed 2525 or /tmp/exim_py-var), so the test can
 run next to others.
 """
 
