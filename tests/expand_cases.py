@@ -1351,6 +1351,9 @@ MESSAGE = (
     "Body line two\n"
 )
 HEADERS = [
+    '${run{$h_cc:}}',
+    '${run{/bin/echo $h_cc:}}',
+    '${readsocket{inet:$h_cc:}{x}{1s}{}{fail}}',
     '${if gti{${extract{b}{}{${lc:(c)$h_from}}{[$value]}{none}}}{${if <={${eval:12/x@y}}{$message_body>$bh_x-multi:1h}{y}{n}}}{y}{n}}',
     '${extract{b}{}{$h_from}{[$value]}{none}}}{${if <={1}{2}{y}{n}}}{y}{n}}',
     '${extract{b}{}{$h_from}{y}{n} x}',
@@ -1473,7 +1476,7 @@ EXCLUDED = {
     "${nhash_0:...}, ${nh_:...}, ${hash{N}{0}{...}}":
         "real Exim dies with a floating point exception",
     "${eval:0x}": "Exim reads an uninitialised count after sscanf fails",
-    "${readfile{$h_cc:}}, ${lookup{x}lsearch{$h_cc:}} (tainted file names)":
+    "${readfile{$h_cc:}}, ${lookup{x}lsearch{$h_cc:}}, ${readsocket{$h_cc:}{x}} (tainted names)":
         "refused as Exim refuses them; the texts name exim_py's own user and group, "
         "and a lookup says why where Exim prints '(null)'",
     "${mask:$sender_host_address/16} after -oMa": "Exim 4.96 dies with a taint mismatch",

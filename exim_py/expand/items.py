@@ -455,6 +455,8 @@ class Run(Node):
                 except ExpansionError as e:
                     raise wrap_error(e, 'Expansion of "%s" from command "%s" in ${run} '
                                         'expansion failed: %s' % (arg, self.command, e))
+        if argv and argv[0].__class__ is Tainted:
+            raise ExpansionError("couldn't create child process: Operation not permitted")
         spool = ctx.main_option("spool_directory") or "/"
         cwd = spool if os.path.isdir(spool) else "/"
         try:

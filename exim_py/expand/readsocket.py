@@ -11,7 +11,7 @@ import socket
 from exim_py.errors import ExpansionError
 from exim_py.expand.arith import read_time
 from exim_py.expand.lists import iter_list
-from exim_py.expand.nodes import Node
+from exim_py.expand.nodes import Node, Tainted
 from exim_py.expand.strings import to_bytes
 
 
@@ -28,6 +28,9 @@ class ReadSocket(Node):
         spec, request, options, eol = [a.ev(ctx) if a is not None else None
                                        for a in self.args]
         try:
+            if spec.__class__ is Tainted:
+                # Exim logs this and fails the item (its own message is "(null)").
+                raise ExpansionError("Tainted socket name for readsocket: '%s'" % spec)
             return exchange(spec, request, options, eol)
         except ExpansionError:
             if self.fail is None:
