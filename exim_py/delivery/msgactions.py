@@ -74,7 +74,12 @@ def _deliver(config, spool, logger, ids, force):
                     sys.stdout.write("Spool file is locked (another process is handling "
                                      "this message)\n")
         return go()
-    run_blocking(all_of_them)
+    try:
+        run_blocking(all_of_them)
+    except Exception as e:   # a bug: say so briefly, and it is in the panic log
+        logger.panic("delivery failed unexpectedly: %r" % (e,))
+        sys.stderr.write("exim_py: delivery failed unexpectedly: %s\n" % (e,))
+        return 1
     return 0
 
 

@@ -14,6 +14,7 @@ select messages whose recipients / sender contain a string.
 """
 
 import os
+import sys
 
 from twisted.application import service
 from twisted.internet import defer, threads
@@ -225,5 +226,9 @@ def queue_run_mode(inv):
     """exim_py -q[q][i][f[f]] / -R / -S: one queue run, then exit."""
     from exim_py import cli, config as configmod
     config = configmod.load(cli.config_path(inv), inv.macros or None)
-    run_blocking(lambda: run_queue(config, inv))
+    try:
+        run_blocking(lambda: run_queue(config, inv))
+    except Exception as e:   # a bug: say so briefly instead of a traceback
+        sys.stderr.write("exim_py: queue run failed unexpectedly: %s\n" % (e,))
+        return 1
     return 0
