@@ -49,7 +49,9 @@ _SYSLOG_CHUNK = 870
 def parse_selector(text, filename=None, line=None):
     """The set of selector names a log_selector value turns on."""
     chosen = {name for name, on in SELECTORS.items() if on}
-    for word in (text or "").split():
+    # Exim's decode_bits reads a name up to the first character that is not
+    # alphanumeric or "_", so "+a+b" (no space) is two settings.
+    for word in re.findall(r"[+-][A-Za-z0-9_]*|[^\s+-]\S*", text or ""):
         sign, name = word[:1], word[1:]
         if sign not in "+-" or not (name == "all" or name in SELECTORS):
             raise ConfigError("unknown log_selector setting: %s" % word, filename, line)

@@ -56,6 +56,13 @@ class SelectorTests(TestCase):
         self.assertIn("smtp_connection", sel)
         self.assertNotIn("msg_id", sel)
 
+    def test_settings_without_spaces(self):
+        """"+a+b" is two settings, as Exim reads names up to a non-word character."""
+        sel = parse_selector("+incoming_interface+incoming_port -msg_id")
+        self.assertIn("incoming_interface", sel)
+        self.assertIn("incoming_port", sel)
+        self.assertNotIn("msg_id", sel)
+
     def test_unknown_name(self):
         """An unknown selector is Exim's configuration error."""
         e = self.assertRaises(ConfigError, parse_selector, "+connection_id", "/etc/x.conf", 7)
