@@ -789,6 +789,15 @@ LISTS = [
 ]
 
 ERRORS = [
+    '${if eq{a}{b}{${hmac{foo}{x}{y}}}{N}}',
+    '${if eq{a}{b}{${substr{x}{y}}}{N}}',
+    '${if eq{a}{b}{${hash{1}{99}{y}}}{N}}',
+    '${if eq{a}{b}{${nhash{x}{y}}}{N}}',
+    '${if eq{a}{b}{${substr{1}{$nosuch}{y}}}{N}}',
+    '${if eq{a}{b}{${length{$primary_hostname}{y}}}{N}}',
+    '${extract{b}{:}{${length{-1}{x}}}{[$value]}{none}}',
+    '${if eq{a}{b}{${length{1 }{x}}}{N}}',
+    '${if eq{a}{b}{${substr{-1}{-1}{x}}}{N}}',
     '${if >={${if lti{${if lei{\\{}{<}{y}{n}}}{${extract{-1}{,}{.=$h_from\\$}{[$value]}{none}}}{y}{n}}}{${length_2:${sg{M}{x*}{<\\$0>}}}}{y}{n}}',
     '${if eq{a}{b}{$h_subject}{x}',
     '${if eq{a}{a}{$h_subject}{x}',

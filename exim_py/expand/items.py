@@ -18,11 +18,11 @@ from exim_py.errors import ExpansionError, ForcedFail, LookupDefer
 from exim_py.expand import arith
 from exim_py.expand.conditions import wrap_error
 from exim_py.expand.lists import append_item, iter_list, list_separator
-from exim_py.expand.nodes import Node, Tainted, taint_like
+from exim_py.expand.nodes import Node, Tainted, Text, taint_like
 from exim_py.expand.regex import compile_regex
 from exim_py.expand.strings import (
-    ascii_lower, compute_hash, compute_nhash, extract_substr, printing, split_command,
-    to_bytes)
+    HASHCODES, ascii_lower, compute_hash, compute_nhash, extract_substr, printing,
+    split_command, to_bytes)
 
 
 def _expand_again(text, ctx):
@@ -254,7 +254,17 @@ class Substr(Args):
         super().__init__(args)
         self.name = name
 
-    def compute(self, ctx, values):
+    def check_skipped(self):
+        """Exim 4.96 reads these numbers (and checks a hash count) even where
+        the item is only scanned, when its variables read as empty: raise
+        what that finds for literal arguments."""
+        values = [None if a is None else a.text if isinstance(a, Text) else ""
+                  for a in self.args]
+        sub, val = self.numbers(values)
+        if self.name == "hash" and val[1] > len(HASHCODES):
+            raise ExpansionError('hash count "%d" too big' % val[1])
+
+    def numbers(self, values):
         sub = list(values) + [None]
         if sub[2] is None:
             sub[2], sub[1] = sub[1], None
@@ -268,6 +278,10 @@ class Substr(Args):
                     raise ExpansionError('"%s" is not a%s number (in "%s" expansion)'
                                          % (sub[i], " positive" if i else "", self.name))
                 val[i] = v
+        return sub, val
+
+    def compute(self, ctx, values):
+        sub, val = self.numbers(values)
         if self.name == "hash":
             return compute_hash(sub[2], val[0], val[1])
         if self.name == "nhash":

@@ -10,6 +10,7 @@ error) are defined here.
 
 from exim_py.errors import ExpansionError
 from exim_py.expand import items as I
+from exim_py.expand.regex import compile_regex
 from exim_py.expand.nodes import ErrorNode, Node, Steps, Text, YesNo
 from exim_py.expand.parser import (
     CONDITIONS, ITEMS, MALFORMED_CURLY, Parser, _SPACE, _Syntax, _before, is_known)
@@ -498,6 +499,31 @@ def _subs_item(cls, n, m, with_name=False):
     return parse
 
 
+def _substr_item(n):
+    def parse(p, name):
+        args = p.read_subs(n, 2, True, name)
+        node = I.Substr(name, args)
+        with _before(args):
+            try:
+                node.check_skipped()
+            except ExpansionError as e:
+                p.fail(str(e))
+        return node
+    return parse
+
+
+def _item_sg(p, name):
+    args = p.read_subs(3, 3, True, name)
+    if isinstance(args[1], Text):
+        # Exim 4.96 compiles the pattern even where the item is only scanned.
+        with _before(args):
+            try:
+                compile_regex(args[1].text)
+            except ExpansionError as e:
+                p.fail(str(e))
+    return I.Sg(args)
+
+
 def _item_perl(p, name):
     p.read_subs(9, 1, True, name)
     return I.Unsupported("A setting of perl_startup is needed when using the Perl interpreter")
@@ -527,16 +553,16 @@ ITEMS.update({
     "env": _item_env,
     "extract": _item_extract,
     "filter": _item_listop,
-    "hash": _subs_item(I.Substr, 3, 2, True),
+    "hash": _substr_item(3),
     "hmac": _subs_item(I.Hmac, 3, 3),
     "if": _item_if,
     "imapfolder": _subs_item(I.ImapFolder, 3, 1),
-    "length": _subs_item(I.Substr, 2, 2, True),
+    "length": _substr_item(2),
     "listextract": _item_listextract,
     "listquote": _subs_item(I.ListQuote, 2, 2),
     "lookup": _item_lookup,
     "map": _item_listop,
-    "nhash": _subs_item(I.Substr, 3, 2, True),
+    "nhash": _substr_item(3),
     "perl": _item_perl,
     "prvs": _subs_item(I.Prvs, 3, 2),
     "prvscheck": _item_prvscheck,
@@ -544,9 +570,9 @@ ITEMS.update({
     "readsocket": _item_readsocket,
     "reduce": _item_listop,
     "run": _item_run,
-    "sg": _subs_item(I.Sg, 3, 3),
+    "sg": _item_sg,
     "sort": _item_sort,
     "srs_encode": _subs_item(I.SrsEncode, 3, 3),
-    "substr": _subs_item(I.Substr, 3, 2, True),
+    "substr": _substr_item(3),
     "tr": _subs_item(I.Tr, 3, 3),
 })
