@@ -967,3 +967,56 @@ class SameAsEximTests(unittest.TestCase):
         self.assertEqual(arrival, "TIME ID1 <= a@example.org U=root P=local-esmtp S=320")
         self.assertIn("\nMessage-Id: <EID@e2e.test.example>\nFrom: a@example.org\nDate: DATE\n",
                       delivered)
+
+    def test_remote_retry_same_as_exim4(self):
+        """A relayed message whose next hop is down: the deferral (Connection
+        refused), a queue run before the retry time (-54 retry time not reached),
+        and once the host is up a forced run (-qf) that delivers it: the same log
+        lines as exim4, and the queue empty at the end."""
+        if os.getuid() != 0:
+            raise unittest.SkipTest("exim4 with -C and local deliveries as Debian-exim need root")
+        exim4 = require_command("exim4", "Debian package exim4-daemon-heavy")
+        peer = MaildirPeer(self)          # not started yet: its port refuses connections
+        sites = []
+        for command in (exim_py_script(), exim4):
+            site = Site(self, owner="Debian-exim")
+            base = [command, "-C", site.config, "-DE2E_DIR=" + site.dir, "-DE2E_USER=Debian-exim",
+                    "-DE2E_PEER_PORT=%d" % peer.port]
+            for args, text in ((["-odi", "carol@relay.test.example"], b"Subject: retry\n\nbody\n"),
+                               (["-q"], None)):
+                result = subprocess.run(base + args, input=text, capture_output=True, timeout=60)
+                self.assertEqual(result.returncode, 0, result.stderr)
+            sites.append((site, base))
+        peer.daemon.start()
+        self.addCleanup(peer.daemon.stop)
+        logs = []
+        for site, base in sites:
+            self.assertEqual(subprocess.run(base + ["-qf"], capture_output=True,
+                                            timeout=60).returncode, 0)
+            site.wait_completed(re.search(r"(\S+) <= ", site.mainlog()).group(1))
+            self.assertEqual(subprocess.run(base + ["-bp"], capture_output=True, text=True,
+                                            timeout=60).stdout, "")
+            lines = [re.sub(r"pid=\d+", "pid=N", line) for group in log_by_message(site.mainlog())
+                     for line in group] + [
+                re.sub(r"pid=\d+", "pid=N", line)
+                for line in normalise_log(site.mainlog()).splitlines() if "queue run" in line]
+            logs.append(lines)
+        ours, theirs = logs
+        # exim4 also writes a line per failed host ("H=127.0.0.1 [127.0.0.1]
+        # Connection refused"), which exim_py's smtp transport does not write yet.
+        self.assertIn("TIME ID1 H=127.0.0.1 [127.0.0.1] Connection refused", theirs)
+        theirs.remove("TIME ID1 H=127.0.0.1 [127.0.0.1] Connection refused")
+        self.assertEqual(ours, theirs)
+        self.assertEqual(ours[:3] + ours[4:], [
+            "TIME ID1 <= root@test.example U=USER P=local S=n",
+            "TIME ID1 == carol@relay.test.example R=relay T=remote_smtp defer (111): "
+            "Connection refused",
+            "TIME ID1 == carol@relay.test.example R=relay T=remote_smtp defer (-54): "
+            "retry time not reached for any host for 'relay.test.example'",
+            "TIME ID1 Completed",
+            "TIME Start queue run: pid=N",
+            "TIME End queue run: pid=N",
+            "TIME Start queue run: pid=N -qf",
+            "TIME End queue run: pid=N -qf"])
+        self.assertTrue(ours[3].startswith("TIME ID1 => carol@relay.test.example R=relay "
+                                           "T=remote_smtp H=127.0.0.1 [127.0.0.1] "), ours[3])
