@@ -107,6 +107,13 @@ VARIABLES = [
 ]
 
 OPERATORS = [
+    '${reverse_ip:::/}',
+    '${reverse_ip:1.2.3.4/}',
+    '${mask:::/}',
+    '${mask:1.2.3.4/}',
+    '${if isip{::/}}',
+    '${mask:1.2.3.4/x}',
+    '${reverse_ip:1.2.3.4/x}',
     '${ipv6norm:::1}x',
     '${ipv6norm:2001:db8::1}x',
     '${ipv6denorm:::1}x',

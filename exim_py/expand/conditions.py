@@ -35,7 +35,7 @@ def ip_version(text, allow_mask=False):
     else 0; with ``allow_mask`` a /bits suffix is accepted."""
     if allow_mask and "/" in text:
         text, _, bits = text.partition("/")
-        if not bits.isdigit():
+        if bits and not bits.isdigit():     # an empty mask is let through
             return 0
     if ":" in text:
         try:

@@ -363,7 +363,7 @@ def op_mask(s, arg, ctx):
     if "/" not in s:
         raise ExpansionError('missing mask value in "%s"' % s)
     address, _, bits = s.partition("/")
-    mask = int(bits)
+    mask = int(bits or "0")
     if mask > (32 if version == 4 else 128):
         raise ExpansionError('mask value too big in "%s"' % s)
     count, words = _ip_words(address)
