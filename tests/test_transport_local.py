@@ -276,3 +276,27 @@ class AutoreplyTests(unittest.TestCase):
         mid = self.env.submit(["vacation"], sender="never@x.example")
         outcome = yield self.env.deliver(mid, deliver_bounces=False)
         self.assertEqual(outcome.bounces, [])
+
+
+class RouterUserTests(unittest.TestCase):
+    """A router's user option decides whose a delivered file is (as root)."""
+
+    @defer.inlineCallbacks
+    def test_router_user_owns_mailbox(self):
+        """With user = nobody on the router, the new mbox belongs to nobody."""
+        import pwd
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root to give files away")
+        config = CONFIG.replace('''mbox:
+  driver = accept
+  transport = mbox''', '''mbox:
+  driver = accept
+  user = nobody
+  transport = mbox''')
+        env = MailEnv(self, config_text=config, aliases="")
+        os.chmod(env.path("mail"), 0o777)
+        mid = env.submit(["owned"])
+        outcome = yield env.deliver(mid)
+        self.assertTrue(outcome.completed)
+        st = os.stat(env.path("mail", "owned"))
+        self.assertEqual(st.st_uid, pwd.getpwnam("nobody").pw_uid)

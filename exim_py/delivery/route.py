@@ -12,7 +12,6 @@ delivery engine calls it from a worker thread.
 
 import os
 import pwd
-import grp
 
 from exim_py.delivery.address import (Address, RouterResult, OK, DEFER, FAIL, DECLINE,
                                       PASS, DISCARD, REROUTED)
@@ -170,22 +169,20 @@ def _require_files(router, addr, ctx):
 
 def _set_ugid(router, addr, ctx):
     """The router's user/group options, else the local user's, for local transports."""
+    from exim_py.transports.local import group_id, user_ids
     opts = router.options
     if opts["user"] is not None:
-        name = ctx.expand(opts["user"], addr)
-        try:
-            pw = pwd.getpwnam(name) if not name.isdigit() else pwd.getpwuid(int(name))
-        except KeyError:
-            raise ExpansionError("user %s was not found" % name)
-        addr.uid, addr.gid = pw.pw_uid, pw.pw_gid
+        value = opts["user"]
+        if isinstance(value, str) and "$" in value:
+            value = ctx.expand(value, addr)
+        addr.uid, addr.gid = user_ids(value)
     elif addr.local_user is not None:
         addr.uid, addr.gid = addr.local_user.pw_uid, addr.local_user.pw_gid
     if opts["group"] is not None:
-        name = ctx.expand(opts["group"], addr)
-        try:
-            addr.gid = grp.getgrnam(name).gr_gid if not name.isdigit() else int(name)
-        except KeyError:
-            raise ExpansionError("group %s was not found" % name)
+        value = opts["group"]
+        if isinstance(value, str) and "$" in value:
+            value = ctx.expand(value, addr)
+        addr.gid = group_id(value)
     if opts["transport_home_directory"] is not None:
         addr.home_dir = ctx.expand(opts["transport_home_directory"], addr)
     if opts["transport_current_directory"] is not None:

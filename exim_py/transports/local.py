@@ -17,7 +17,8 @@ import pwd
 from exim_py.errors import ExpansionError
 
 
-def _uid_of(value):
+def user_ids(value):
+    """(uid, gid) for a user option's value: a uid, a name or a number as text."""
     if isinstance(value, int):
         return value, pwd.getpwuid(value).pw_gid
     value = str(value).strip()
@@ -28,7 +29,8 @@ def _uid_of(value):
     return pw.pw_uid, pw.pw_gid
 
 
-def _gid_of(value):
+def group_id(value):
+    """The gid for a group option's value: a gid, a name or a number as text."""
     if isinstance(value, int):
         return value
     value = str(value).strip()
@@ -48,14 +50,14 @@ def delivery_ids(transport, addr, ctx):
         value = opts["user"]
         if isinstance(value, str) and "$" in value:
             value = ctx.expand(value, addr, transport=transport)
-        uid, gid = _uid_of(value)
+        uid, gid = user_ids(value)
     elif addr.uid is not None:
         uid, gid = addr.uid, addr.gid
     if opts["group"] is not None:
         value = opts["group"]
         if isinstance(value, str) and "$" in value:
             value = ctx.expand(value, addr, transport=transport)
-        gid = _gid_of(value)
+        gid = group_id(value)
     if uid is not None and gid is None:
         gid = pwd.getpwuid(uid).pw_gid
     return uid, gid
