@@ -243,9 +243,10 @@ def _dialogue(host, port, interface, helo, sender, address, co, random_address=N
         if code != 220:
             return None, None, None
         client.sock.settimeout(co.timeout)
-        code, _ = client.ehlo()
+        # Exim sends the verbs in capitals (smtplib's ehlo()/helo() would not).
+        code, _ = client.docmd("EHLO", client.local_hostname)
         if code != 250:
-            code, _ = client.helo()
+            code, _ = client.docmd("HELO", client.local_hostname)
             if code != 250:
                 return None, None, None
         code, text = client.docmd("MAIL FROM:<%s>" % sender)
