@@ -219,6 +219,20 @@ gone:
   allow_fail
   no_verify
 
+specials:
+  driver = redirect
+  domains = +local_domains
+  local_parts = piped : filed
+  data = ${if eq{$local_part}{piped}{|/bin/sh -c "cat >> E2E_DIR/mbox/piped"}{E2E_DIR/mbox/filed}}
+  pipe_transport = address_pipe
+  file_transport = address_file
+
+away:
+  driver = accept
+  domains = +local_domains
+  local_parts = away
+  transport = away_reply
+
 mbox:
   driver = accept
   domains = +local_domains
@@ -254,6 +268,31 @@ maildir:
   return_path_add
   envelope_to_add
   delivery_date_add
+.ifdef E2E_USER
+  user = E2E_USER
+.endif
+
+address_pipe:
+  driver = pipe
+  return_output
+.ifdef E2E_USER
+  user = E2E_USER
+.endif
+
+address_file:
+  driver = appendfile
+  return_path_add
+  envelope_to_add
+.ifdef E2E_USER
+  user = E2E_USER
+.endif
+
+away_reply:
+  driver = autoreply
+  from = away@test.example
+  to = $sender_address
+  subject = Away: $h_subject:
+  text = I am away until next week.
 .ifdef E2E_USER
   user = E2E_USER
 .endif
@@ -901,6 +940,13 @@ class SameAsEximTests(unittest.TestCase):
             self.assertEqual(s.data(TRICKY)[0], 250)
         wait_for(lambda: len(site.maildir("bob")) == 2 and
                  len(log_by_message(site.mainlog())[9]) == 5, "the awkward message delivered")
+        # A pipe and a file from a redirect router, and an autoreply.
+        send_message(port, "alice@test.example",
+                     ["piped@test.example", "filed@test.example", "away@test.example"],
+                     "Subject: seven\n\nbody seven\n")
+        wait_for(lambda: len(site.maildir("alice")) == 6 and
+                 [len(lines) for lines in log_by_message(site.mainlog())][10:] == [5, 3],
+                 "the pipe, file and autoreply deliveries:\n" + site.mainlog())
         daemon.stop()
         self.assertIn(fourth, site.mainlog())
         return site
@@ -909,9 +955,11 @@ class SameAsEximTests(unittest.TestCase):
         """Plain delivery to a maildir and an mbox, a :fail: address with its
         bounce, a :defer: address, and a relayed message whose recipients the
         next hop (exim4) rejects, defers and accepts, and DSN parameters (RET=HDRS,
-        ENVID, ORCPT, NOTIFY=SUCCESS / FAILURE): exim_py's mainlog (per message),
-        the bounces, the success notification and the maildir and mbox contents
-        equal exim4's once ids, dates and cipher names are normalised."""
+        ENVID, ORCPT, NOTIFY=SUCCESS / FAILURE), an awkward message (dots, From_,
+        8-bit, bare CR/LF) and a pipe, a file and an autoreply from routers:
+        exim_py's mainlog (per message), the bounces, the success notification,
+        the autoreply and the maildir, mbox, file and pipe output equal exim4's
+        once ids, dates and cipher names are normalised."""
         if os.getuid() != 0:
             raise unittest.SkipTest("exim4 with -C and local deliveries as Debian-exim need root")
         exim4 = require_command("exim4", "Debian package exim4-daemon-heavy")
@@ -920,12 +968,18 @@ class SameAsEximTests(unittest.TestCase):
         self.addCleanup(peer.daemon.stop)
         ours = self.run_site(exim_py_script(), peer)
         theirs = self.run_site(exim4, peer)
-        self.assertEqual(log_by_message(ours.mainlog()), log_by_message(theirs.mainlog()))
+        self.assertEqual(log_by_message(ours.mainlog().replace(ours.dir, "DIR")),
+                         log_by_message(theirs.mainlog().replace(theirs.dir, "DIR")))
         for user in ("alice", "bob"):
             self.assertEqual(sorted(normalise_mail(m) for m in ours.maildir(user)),
                              sorted(normalise_mail(m) for m in theirs.maildir(user)))
         self.assertEqual(normalise_mail(read_text(os.path.join(ours.dir, "mbox", "mboxuser"))),
                          normalise_mail(read_text(os.path.join(theirs.dir, "mbox", "mboxuser"))))
+        for name in ("piped", "filed"):
+            self.assertEqual(normalise_mail(read_text(os.path.join(ours.dir, "mbox", name))),
+                             normalise_mail(read_text(os.path.join(theirs.dir, "mbox", name))))
+        self.assertIn("\nSubject: seven\n\nbody seven\n",
+                      read_text(os.path.join(ours.dir, "mbox", "piped")))
         relayed = sorted(normalise_mail(m) for m in peer.messages() if b"awkward" in m)
         self.assertEqual(len(relayed), 2)
         self.assertEqual(relayed[0], relayed[1])
