@@ -320,3 +320,26 @@ class TLSVariableTests(unittest.TestCase):
         stranger = yield threads.deferToThread(run, p.stranger)
         self.assertEqual(stranger, "cv=0 dn=/O=exim_py tests/CN=stranger.example ver=TLSv1.3 "
                                    "sni=mx.test.example cipher=yes")
+
+
+class OcspStaplingTests(unittest.TestCase):
+    """tls_ocsp_file: the server staples the DER response when the client asks."""
+
+    @defer.inlineCallbacks
+    def test_openssl_sees_the_staple(self):
+        """openssl s_client -status shows the stapled response as successful and good."""
+        openssl = require_command("openssl")
+        p = shared_pki()
+        proof = p.pki.server_ocsp("mx-ocsp", p.ecdsa)
+        conf = "tls_certificate = %s\ntls_privatekey = %s\ntls_ocsp_file = %s\n" % (
+            p.ecdsa.chain_path, p.ecdsa.key_path, proof)
+        policy, _ = make_policy(self, conf)
+        policy.tls = ServerTLS.from_config(policy.config, policy)
+        port = reactor.listenTCP(0, SMTPServerFactory(policy), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        result = yield threads.deferToThread(
+            subprocess.run, [openssl, "s_client", "-connect", "127.0.0.1:%d" % port.getHost().port,
+                             "-starttls", "smtp", "-status", "-nocommands", "-ign_eof"],
+            input="QUIT\r\n", capture_output=True, text=True, timeout=20)
+        self.assertIn("OCSP Response Status: successful", result.stdout)
+        self.assertIn("Cert Status: good", result.stdout)

@@ -7,8 +7,8 @@ Indication, they are expanded again with the name and the connection moves
 to a context holding the certificate chosen for it.  Client certificates are
 asked for from hosts in tls_verify_hosts (required) and
 tls_try_verify_hosts (optional) and checked against tls_verify_certificates.
-The OCSP staple (tls_ocsp_file) is a later addition; ``_ocsp_hook`` is where
-it goes.
+The OCSP staple comes from tls_ocsp_file (DER; a list matches the
+certificate list in order) when the client asks for it.
 """
 
 import datetime
@@ -93,13 +93,14 @@ class ServerTLS:
     """The server's TLS settings for one configuration."""
 
     def __init__(self, policy, certificate, privatekey, require_ciphers=None, dhparam=None,
-                 verify_certificates=None):
+                 verify_certificates=None, ocsp_file=None):
         self.policy = policy
         self.certificate = certificate
         self.privatekey = privatekey
         self.require_ciphers = require_ciphers
         self.dhparam = dhparam
         self.verify_certificates = verify_certificates
+        self.ocsp_file = ocsp_file
         self._contexts = {}
         self._self_signed = None
 
@@ -108,7 +109,7 @@ class ServerTLS:
         main = config.main
         return cls(policy, main.tls_certificate, main.tls_privatekey,
                    getattr(main, "tls_require_ciphers", None), getattr(main, "tls_dhparam", None),
-                   getattr(main, "tls_verify_certificates", None))
+                   getattr(main, "tls_verify_certificates", None), getattr(main, "tls_ocsp_file", None))
 
     # -- choosing files ----------------------------------------------------
 
@@ -153,13 +154,14 @@ class ServerTLS:
         files = tuple(self.files(session))
         verify = self._verify_mode(session)
         cas = self._expand(self.verify_certificates, session) if verify else None
-        key = (files, verify, cas)
+        proofs = tuple(_split(self._expand(self.ocsp_file, session) or "")) if self.ocsp_file else ()
+        key = (files, verify, cas, proofs)
         ctx = self._contexts.get(key)
         if ctx is None:
-            ctx = self._contexts[key] = self._build(files, verify, cas)
+            ctx = self._contexts[key] = self._build(files, verify, cas, proofs)
         return ctx
 
-    def _build(self, files, verify, cas):
+    def _build(self, files, verify, cas, proofs=()):
         ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
         ctx.set_options(SSL.OP_NO_SSLv2 | SSL.OP_NO_SSLv3 | SSL.OP_NO_COMPRESSION)
         ctx.set_session_id(b"exim_py")
@@ -192,11 +194,29 @@ class ServerTLS:
             ctx.set_verify(mode, _try_verify if verify == "try" else _strict_verify)
         if self.sni_sensitive():
             ctx.set_tlsext_servername_callback(self._servername)
-        self._ocsp_hook(ctx)
+        if proofs:
+            self._staple(ctx, files, proofs)
         return ctx
 
-    def _ocsp_hook(self, ctx):
-        """Where OCSP stapling (tls_ocsp_file) attaches to a context; not yet offered."""
+    @staticmethod
+    def _staple(ctx, files, proofs):
+        """Answer a client's status request with the tls_ocsp_file for the certificate in use."""
+        by_cert = {}
+        for (cert_path, _), proof in zip(files, proofs):
+            with open(cert_path, "rb") as f:
+                leaf = crypto.load_certificate(crypto.FILETYPE_PEM, f.read())
+            by_cert[crypto.dump_certificate(crypto.FILETYPE_ASN1, leaf)] = proof
+
+        def staple(connection, data):
+            cert = connection.get_certificate()
+            path = by_cert.get(crypto.dump_certificate(crypto.FILETYPE_ASN1, cert)) if cert else None
+            try:
+                with open(path, "rb") as f:
+                    return f.read()
+            except (OSError, TypeError):
+                return b""
+
+        ctx.set_ocsp_server_callback(staple)
 
     def _servername(self, connection):
         name = connection.get_servername()

@@ -9,7 +9,8 @@ given):
 - ``server(stem, names, rsa=False)``: a leaf for the DNS ``names`` issued by
   the intermediate, whose ``chain_path`` file holds leaf + intermediate (what
   tls_certificate points at); ``rsa=True`` for an RSA key instead of ECDSA;
-- ``client(stem, cn)``: a client certificate issued by the root.
+- ``client(stem, cn)``: a client certificate issued by the root;
+- ``server_ocsp(stem, leaf, status)``: an OCSP response for a server leaf.
 
 The fixed set most tests want comes from ``standard()``: server certificates
 for ``mx.test.example`` (ECDSA and RSA), an SNI alternate
@@ -18,6 +19,7 @@ All files are world-readable so Debian's exim4 (which runs as Debian-exim)
 can read them too.
 """
 
+import copy
 import os
 
 from cryptography import x509
@@ -61,6 +63,13 @@ class ServerPKI(TestPKI):
                 f.write(cert.public_bytes(serialization.Encoding.PEM))
         os.chmod(leaf.chain_path, 0o644)
         return leaf
+
+    def server_ocsp(self, stem, leaf, status="good"):
+        """A DER OCSP response about server ``leaf``, signed by its issuer (the
+        intermediate), for tls_ocsp_file; returns the file's path."""
+        view = copy.copy(self)
+        view.ca = self.intermediate
+        return TestPKI.ocsp_response(view, stem, leaf, status=status)
 
     def client(self, stem, cn):
         """A client certificate issued directly by the root."""
