@@ -1367,6 +1367,11 @@ MESSAGE = (
     "Body line two\n"
 )
 HEADERS = [
+    '${substr_1:${tr{${ipv6norm:^2001:db8::x@y}}{$h_from\\}q$reply_address}{b="x y"}}}',
+    '${tr{${eval:1/0}}{x}}',
+    '${hmac{md5}{${eval:1/0}}}',
+    '${tr{${eval:1/0}}{x}{y}{z}}',
+    '${tr{${eval:1/0}}{x}{y}',
     '${run{$h_cc:}}',
     '${run{/bin/echo $h_cc:}}',
     '${readsocket{inet:$h_cc:}{x}{1s}{}{fail}}',

@@ -272,26 +272,23 @@ class Parser:
         done = list(done or [])
         subs = []
         self.ws()
-        with _before(done):
+        with _before(done), _before(subs):
             for k in range(n):
                 if self.ch() != "{":
                     if k < m:
                         self.curly(few or "Not enough arguments for '%s' (min is %d)"
                                    % (name, m))
-                    subs += [None] * (n - k)
                     break
                 self.i += 1
-                with _before(subs):
-                    subs.append(self.braced())
+                subs.append(self.braced())
                 self.ws()
             if check_end:
-                with _before(subs):
-                    if self.ch() != "}":
-                        if self.ch() == "{":
-                            self.fail("Too many arguments for '%s' (max is %d)" % (name, n))
-                        self.curly("missing '}' after '%s'" % name)
+                if self.ch() != "}":
+                    if self.ch() == "{":
+                        self.fail("Too many arguments for '%s' (max is %d)" % (name, n))
+                    self.curly("missing '}' after '%s'" % name)
                 self.i += 1
-        return subs
+        return subs + [None] * (n - len(subs))
 
     def yesno(self, kind, progress=None):
         """The {yes}{no} / fail tail; ``progress`` (a dict) records the
