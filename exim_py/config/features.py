@@ -15,4 +15,6 @@ FEATURES = {
     "TLS": "OpenSSL",                   # smtp/tls.py (server) and smtp/tls_client.py, on pyOpenSSL
     "OPENSSL": None,                    # Exim defines it beside _HAVE_TLS for OpenSSL builds
     "PIPE_CONNECT": "PIPECONNECT",      # smtp/server.py: PIPECONNECT (pipelining_connect_advertise_hosts)
+    "PRDR": "PRDR",                     # smtp/server.py + acl_phase.py (server), smtp/client.py (client)
+    "OCSP": "OCSP",                     # tls_ocsp_file stapling (smtp/tls.py), client checks (tls_client.py)
 }
