@@ -10,10 +10,10 @@ error) are defined here.
 
 from exim_py.errors import ExpansionError
 from exim_py.expand import items as I
-from exim_py.expand.regex import compile_regex
 from exim_py.expand.nodes import ErrorNode, Node, Steps, Text, YesNo
 from exim_py.expand.parser import (
     CONDITIONS, ITEMS, MALFORMED_CURLY, Parser, _SPACE, _Syntax, _before, is_known)
+from exim_py.expand.regex import compile_regex
 
 
 def _item_if(p, name):
