@@ -30,6 +30,7 @@ from twisted.trial import unittest
 
 from exim_py.spool import Spool
 from tests.support.peers import require_command
+from tests.support.exim_peer import EximPeer
 from tests.support.pki import ServerPKI
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -160,11 +161,13 @@ class Daemon:
 
 # One configuration serves every scenario; behaviour is chosen by local part
 # and by -D macros (E2E_DIR for everything written, E2E_PEER_PORT for the
-# relay's next hop, E2E_QUEUE_ONLY to leave arrivals on the queue, E2E_USER
+# relay's next hop (E2E_PEER_HOST, and E2E_PEER_CA to insist on verified TLS
+# and AUTH there), E2E_QUEUE_ONLY to leave arrivals on the queue, E2E_USER
 # for the local deliveries' user, which exim4 needs).
 CONFIG = r"""
 E2E_DIR = /nonexistent
 E2E_PEER_PORT = 25
+E2E_PEER_HOST = 127.0.0.1
 
 primary_hostname = e2e.test.example
 qualify_domain = test.example
@@ -200,7 +203,7 @@ begin routers
 relay:
   driver = manualroute
   domains = +relay_to_domains
-  route_list = * 127.0.0.1::E2E_PEER_PORT byname
+  route_list = * E2E_PEER_HOST::E2E_PEER_PORT byname
   self = send
   transport = remote_smtp
 
@@ -249,6 +252,12 @@ begin transports
 
 remote_smtp:
   driver = smtp
+.ifdef E2E_PEER_CA
+  hosts_require_tls = *
+  tls_verify_certificates = E2E_PEER_CA
+  tls_verify_hosts = *
+  hosts_require_auth = *
+.endif
 
 mbox:
   driver = appendfile
@@ -309,6 +318,7 @@ plain:
   server_advertise_condition = ${if def:tls_in_cipher}
   server_condition = ${if and {{eq{$auth2}{fred}}{eq{$auth3}{secret}}}}
   server_set_id = $auth2
+  client_send = ^fred^secret
 """
 
 LOCAL_USERS = ("alice", "bob", "later", "gone", "crash")
@@ -670,6 +680,36 @@ class RelayTests(unittest.TestCase):
         self.assertIn("%s <= sender@example.org H=(e2e.test.example) [127.0.0.1]" % peer_id,
                       peer.mainlog())
         self.assertEqual(spool_listing(site), "")
+
+
+    def test_relay_requiring_verified_tls_and_auth(self):
+        """With hosts_require_tls, tls_verify_hosts and hosts_require_auth, the
+        smtp transport verifies exim4's certificate (the test PKI, name
+        localhost), authenticates as fred with PLAIN and delivers: CV=yes and
+        A=plain on exim_py's => line, P=esmtpsa and A=plain:fred on exim4's."""
+        pki = ServerPKI(tempfile.mkdtemp(prefix="exim_py-e2e-pki-"))
+        self.addCleanup(shutil.rmtree, pki.dir, True)
+        leaf = pki.server("peer", ["localhost"])
+        peer = EximPeer(tls_certificate=leaf.chain_path, tls_privatekey=leaf.key_path).start()
+        self.addCleanup(peer.stop)
+        site = Site(self)
+        site.macros += ["-DE2E_PEER_PORT=%d" % peer.port, "-DE2E_PEER_HOST=localhost",
+                        "-DE2E_PEER_CA=" + pki.root.cert_path]
+        daemon = site.daemon().start()
+        self.addCleanup(daemon.stop)
+        message_id = send_message(daemon.port, "alice@test.example", ["carol@relay.test.example"],
+                                  "Subject: secure\n\nbody\n")
+        site.wait_completed(message_id)
+        delivery = normalise_log(site.mainlog(), message_id).splitlines()[1]
+        self.assertRegex(delivery, r"^TIME ID1 => carol@relay\.test\.example R=relay T=remote_smtp "
+                                   r"H=localhost \[127\.0\.0\.1\] X=TLS1\.3:\S+ CV=yes A=plain K "
+                                   r'C="250- \d+ byte chunk, total \d+\\\\n250 OK id=ID2"$')
+        [(header, body)] = peer.messages()
+        self.assertIn("\n-received_protocol esmtpsa\n", header)
+        self.assertIn("\n--auth_id fred\n", header)
+        self.assertEqual(body, b"body\n")
+        self.assertRegex(peer.mainlog(), r" <= alice@test\.example H=\(e2e\.test\.example\) "
+                                         r"\[127\.0\.0\.1\] P=esmtpsa X=\S+ CV=no A=plain:fred ")
 
 
 class TlsAuthTests(unittest.TestCase):
