@@ -18,7 +18,7 @@ import re
 from twisted.trial import unittest
 
 from tests.support.peers import RealExim, require_command
-from tests.test_end_to_end import (
+from tests.support.end_to_end import (
     ROOT, Daemon, exim_py, exim_py_script, free_port, normalise_log, read_text, swaks, wait_for)
 
 CONF = os.path.join(ROOT, "etc", "exim.conf")
