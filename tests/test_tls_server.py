@@ -196,6 +196,23 @@ class TLSServerTests(unittest.TestCase):
         self.assertEqual(out, ["503 sender not yet given"])
 
     @defer.inlineCallbacks
+    def test_handshake_never_started(self):
+        """A client silent after STARTTLS gets a clear-text 421 when smtp_receive_timeout ends."""
+        port = self.start("smtp_receive_timeout = 1s")
+
+        def run():
+            c = Client(port)
+            c.reply()
+            c.command("EHLO client.example")
+            go = c.command("STARTTLS")
+            after = c.reply()
+            c.close()
+            return go, after
+        go, after = yield threads.deferToThread(run)
+        self.assertEqual(go, ["220 TLS go ahead"])
+        self.assertEqual(after, ["421 mx.test.example: SMTP command timeout - closing connection"])
+
+    @defer.inlineCallbacks
     def test_client_certificate_verified(self):
         """tls_verify_hosts: a client certificate from the trusted CA is accepted and recorded."""
         p = shared_pki()

@@ -11,7 +11,7 @@ Commands dispatch by name: ``smtp_MAIL`` answers MAIL.  Spec chapter "SMTP
 processing" describes the behaviour; the reply texts are Exim 4.96's.
 """
 
-from twisted.internet import defer, error, interfaces, protocol
+from twisted.internet import abstract, defer, error, interfaces, protocol
 from twisted.python import failure, log
 from zope.interface import implementer
 
@@ -59,6 +59,7 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
         self._bdat_discard = False
         self._auth = None
         self._input_ended = False
+        self._handshake_pending = False    # STARTTLS accepted, handshake not finished
         self._refusing = None
         self.helo_seen = False
         self.esmtp = False
@@ -119,6 +120,7 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
 
     def handshakeCompleted(self):
         """IHandshakeListener: TLS is up, record what it negotiated."""
+        self._handshake_pending = False
         self.policy.tls_established(self.session, self.transport)
 
     # -- input -------------------------------------------------------------
@@ -340,6 +342,17 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
 
     def _timed_out(self):
         host = self.policy.hostname(self.session)
+        if self._handshake_pending:
+            # The client never completed the TLS handshake after STARTTLS:
+            # say it in clear, as Exim does once its handshake times out.
+            self._handshake_pending = False
+            abstract.FileDescriptor.write(self.transport, format_reply(
+                421, "%s: SMTP command timeout - closing connection" % host))
+            self.policy.log_timeout(self.session, "tls")
+            self._closing = True
+            self._cancel_timeout()
+            # below the TLS layer too: flush the clear reply, then close
+            return abstract.FileDescriptor.loseConnection(self.transport)
         if self._mode in ("data", "bdat"):
             self._send(421, "%s SMTP incoming data timeout - closing connection." % host)
         else:

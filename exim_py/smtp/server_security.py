@@ -4,6 +4,7 @@ A mixin of SMTPServerProtocol: the commands that change who the client is
 or how the connection is protected, kept apart from the mail transaction.
 """
 
+from twisted.internet import abstract
 from twisted.python import log
 
 from exim_py.smtp.reply import Reply
@@ -63,6 +64,7 @@ class SecurityCommands:
             self._send(220, "TLS go ahead")
             self.transport.startTLS(context)
             self.tls_active = True
+            self._handshake_pending = isinstance(self.transport, abstract.FileDescriptor)
             # RFC 3207 4.2: forget everything learnt before TLS.
             self.helo_seen = False
             self.esmtp = False
