@@ -58,6 +58,7 @@ DIALOGUES = {
     "auth": ["EHLO client.example", "AUTH LOGIN", "AUTH PLAIN AGZyZWQAd3Jvbmc=", "AUTH PLAIN",
              "AGZyZWQAc2VjcmV0", "AUTH PLAIN", "MAIL FROM:<a@b.example> AUTH=<>", "QUIT"],
 }
+# server side of AUTH PLAIN for user fred, password secret (also used by test_smtp_server_peer)
 AUTHENTICATORS = """
 begin authenticators
 plain:

@@ -16,6 +16,7 @@ from twisted.trial import unittest
 from exim_py.smtp.server import SMTPServerFactory
 from exim_py.smtp.tls import ServerTLS
 from tests.support.peers import RealExim
+from tests.test_smtp_server_bh import AUTHENTICATORS
 from tests.test_smtp_server import make_policy
 from tests.test_tls_server import shared_pki
 
@@ -49,15 +50,6 @@ begin retry
 * * F,1m,1m
 """
 
-SERVER_AUTH = """
-begin authenticators
-plain:
-  driver = plaintext
-  public_name = PLAIN
-  server_prompts = :
-  server_condition = ${if and {{eq{$auth2}{fred}}{eq{$auth3}{secret}}}}
-  server_set_id = $auth2
-"""
 
 
 class EximClientTests(unittest.TestCase):
@@ -81,7 +73,7 @@ class EximClientTests(unittest.TestCase):
         if auth:
             # the authenticators section follows the ACLs in the test configuration
             with open(policy.config.filename, "a") as f:
-                f.write(SERVER_AUTH)
+                f.write(AUTHENTICATORS)
             from exim_py.config import load
             from exim_py.smtp.policy import ServerPolicy
             policy = ServerPolicy(load(policy.config.filename), policy.spool_writer)
