@@ -65,3 +65,38 @@ class CalloutDialogueTests(unittest.TestCase):
         thread.join(10)
         self.assertEqual(outcome, ("rcpt", 550, b"no such user"))
         self.assertEqual(received[:2], ["EHLO myhost.test.ex", "HELO myhost.test.ex"])
+
+    def test_postmaster_check(self):
+        """callout=postmaster: after the address is accepted, RSET, MAIL FROM:<>
+        and RCPT TO:<postmaster@domain> on the same connection; a 5xx fails it."""
+        co, problem = callout.parse_options(["callout=postmaster"], int)
+        self.assertIsNone(problem)
+        port, received, thread = _scripted_server(["250 OK", "250 OK", "250 OK", "250 OK",
+                                                   "250 OK", "550 NOT OK", "221 bye"])
+        plan = callout._Plan(co)
+        outcome = callout._dialogue(_Host(), port, None, "myhost.test.ex", "",
+                                    "ok@otherhost", co, None, plan)
+        thread.join(10)
+        self.assertEqual(outcome, ("postmaster", 550, b"NOT OK"))
+        self.assertEqual(received, ["EHLO myhost.test.ex", "MAIL FROM:<>",
+                                    "RCPT TO:<ok@otherhost>", "RSET", "MAIL FROM:<>",
+                                    "RCPT TO:<postmaster@otherhost>", "QUIT"])
+        self.assertEqual(plan.domain["postmaster"], callout.FAIL)
+        self.assertEqual(plan.address, callout.OK)
+
+    def test_size_on_main_mail_only(self):
+        """A known message size goes on the main MAIL as SIZE= when the host
+        lists SIZE, not on the MAIL before the random local part."""
+        co, _ = callout.parse_options(["callout=no_cache,random"], int)
+        port, received, thread = _scripted_server(["250-hi\r\n250-SIZE\r\n250 OK", "250 OK",
+                                                   "550 no", "250 OK", "250 OK", "250 OK",
+                                                   "221 bye"])
+        plan = callout._Plan(co)
+        plan.size = 420000
+        outcome = callout._dialogue(_Host(), port, None, "h", "", "z@remote.domain", co,
+                                    "random@remote.domain", plan)
+        thread.join(10)
+        self.assertEqual(outcome, ("rcpt", None, None))
+        self.assertEqual(received[1:6], ["MAIL FROM:<>", "RCPT TO:<random@remote.domain>",
+                                         "RSET", "MAIL FROM:<> SIZE=421024",
+                                         "RCPT TO:<z@remote.domain>"])

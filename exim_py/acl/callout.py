@@ -3,12 +3,17 @@
 After routing an address to the smtp transport, Exim asks the first host
 that answers whether it would take the address: EHLO (or HELO), MAIL
 FROM:<> (or the sender, or postmaster), RCPT TO:<address>, QUIT (spec
-section "Callout verification").  The ACL engine is synchronous code (run in
+section "Callout verification"); with the postmaster options, RSET, MAIL
+FROM:<postmaster_mailfrom> and RCPT TO:<postmaster@domain> follow on the same
+connection.  The ACL engine is synchronous code (run in
 the server's thread pool when it may block), so the dialogue is a plain
 blocking client here; hosts, port, interface and HELO name come from the
 transport's settings, as for a delivery.  Accepted and refused addresses are
 remembered in ``db/callout.sqlite`` for ``callout_positive_expire`` /
-``callout_negative_expire`` (not with ``no_cache``); STARTTLS is not used.
+``callout_negative_expire``, and what a domain said to MAIL FROM:<>, to a
+random local part and to postmaster for ``callout_domain_positive_expire`` /
+``callout_domain_negative_expire`` (not with ``no_cache``); STARTTLS is not
+used.
 """
 
 import smtplib
@@ -26,7 +31,7 @@ DEFAULT_TIMEOUT = 30
 
 # Sub-options of callout=... that exim_py understands.
 _SUPPORTED = ("defer_ok", "no_cache", "use_sender", "use_postmaster", "maxwait", "connect",
-              "random")
+              "random", "postmaster", "fullpostmaster", "postmaster_mailfrom")
 
 
 class CalloutOptions:
@@ -41,6 +46,10 @@ class CalloutOptions:
         self.use_postmaster = False
         self.cache = True
         self.random = False
+        # MAIL FROM for the extra RCPT TO:<postmaster@domain> check, or None
+        # for no such check; full_postmaster also tries RCPT TO:<postmaster>.
+        self.pm_mailfrom = None
+        self.full_postmaster = False
 
 
 def parse_options(options, read_time):
@@ -54,7 +63,9 @@ def parse_options(options, read_time):
         if low == "callout_defer_ok":
             co.enabled = co.defer_ok = True
         elif low == "check_postmaster":
-            return co, "callout option postmaster is not supported by exim_py"
+            # The old spelling of callout=postmaster.
+            co.enabled = True
+            co.pm_mailfrom = ""
         elif low.startswith("callout"):
             co.enabled = True
             rest = option[7:].strip()
@@ -90,6 +101,11 @@ def parse_options(options, read_time):
                     co.use_sender = True
                 elif name == "use_postmaster":
                     co.use_postmaster = True
+                elif name in ("postmaster", "fullpostmaster"):
+                    co.pm_mailfrom = ""
+                    co.full_postmaster = name == "fullpostmaster"
+                elif name == "postmaster_mailfrom":
+                    co.pm_mailfrom = value.strip()
     return co, None
 
 
@@ -121,25 +137,118 @@ def run(config, expand_ctx, routed, kind, sender, co):
     if transport is None or not getattr(transport, "remote", False):
         return CalloutResult(OK)
     cache, key = _cache(config, co), routed.address
-    if co.use_sender or co.use_postmaster:
+    if sender:
         key = "%s/<%s>" % (key, sender)
     domain = routed.address.rpartition("@")[2].lower()
-    if co.random and _cached(config, cache, "random/" + domain) == OK:
-        return CalloutResult(OK)          # the domain takes any local part
+    plan = _Plan(co)
+    if kind == "recipient" and not co.cache:
+        # Exim offers the message's size (from MAIL ... SIZE=) on the main
+        # MAIL of an uncached recipient callout, when the host lists SIZE.
+        try:
+            size = int(expand_ctx.get("message_size") or 0)
+        except (TypeError, ValueError, AttributeError):
+            size = 0
+        plan.size = size if size > 0 else None
+    cached = _from_cache(config, cache, key, domain, sender, kind, plan)
+    if cached is not None:
+        return cached
+    random_address = _random_address(config, expand_ctx, domain) if plan.random else None
+    result = _call(config, expand_ctx, routed, kind, sender, co, random_address, plan)
+    if cache is not None:
+        _remember(cache, key, domain, plan)
+    return result
+
+
+class _Plan:
+    """What this callout still has to ask, and what the answers were: the
+    domain's answers to MAIL, to a random local part and to postmaster, and
+    the address's own (Exim's domain and address cache records)."""
+
+    def __init__(self, co):
+        self.random = co.random
+        self.pm_mailfrom = co.pm_mailfrom
+        self.full_postmaster = co.full_postmaster
+        self.old_result = "accept"
+        self.domain = {"result": None, "random": None, "random_time": 0,
+                       "postmaster": None, "postmaster_time": 0}
+        self.address = None
+        self.command = None               # the command the refusal answered
+        self.size = None                  # SIZE= for the main MAIL, if known
+
+
+def _from_cache(config, cache, key, domain, sender, kind, plan):
+    """A CalloutResult the cache already gives, else None (``plan`` is
+    adjusted: a domain known to refuse random local parts is not asked again,
+    nor postmaster of a domain known to take it)."""
+    if cache is None:
+        return None
+    record = _domain_record(config, cache, domain)
+    if record is not None:
+        plan.old_result = record["result"]
+        if record["result"] == "reject" or (not sender and record["result"] == "reject_mfnull"):
+            text = "(result of an earlier callout reused)."
+            return CalloutResult(FAIL, None if kind == "sender" else text, text)
+        if plan.random:
+            if record["random"] == OK:
+                return CalloutResult(OK)
+            if record["random"] != FAIL:
+                return None
+            plan.random = False
+            plan.domain["random"], plan.domain["random_time"] = FAIL, record["random_time"]
+        if plan.pm_mailfrom is not None:
+            if record["postmaster"] == FAIL:
+                text = "(result of earlier verification reused)."
+                return CalloutResult(FAIL, None if kind == "sender" else text, text)
+            if record["postmaster"] != OK:
+                return None
+            plan.pm_mailfrom = None
+            plan.domain["postmaster"] = OK
+            plan.domain["postmaster_time"] = record["postmaster_time"]
     cached = _cached(config, cache, key)
     if cached == OK:
         return CalloutResult(OK)
     if cached == FAIL:
         return CalloutResult(FAIL, None if kind == "sender" else CACHED_FAILURE, CACHED_FAILURE)
-    random_address = _random_address(config, expand_ctx, domain) if co.random else None
-    result = _call(config, expand_ctx, routed, kind, sender, co, random_address)
-    if cache is not None and result.rc in (OK, FAIL):
-        try:
-            cache.put("random/" + domain if result.random_accepted else key,
-                      {"result": result.rc, "time": time.time()})
-        except sqlite3.Error:
-            pass
-    return result
+    return None
+
+
+def _domain_record(config, cache, domain):
+    """The domain's unexpired record (sub-results past their time forgotten), or None."""
+    try:
+        record = cache.get("domain/" + domain)
+    except (sqlite3.Error, ValueError):
+        return None
+    if record is None:
+        return None
+    negative = record["result"] != "accept" or record["postmaster"] == FAIL
+    option = "callout_domain_negative_expire" if negative else "callout_domain_positive_expire"
+    try:
+        lifetime = config.main[option]
+    except (KeyError, TypeError, AttributeError):
+        lifetime = 10800 if negative else 604800
+    now = time.time()
+    if now - record["time"] >= lifetime:
+        return None
+    for name in ("random", "postmaster"):
+        if now - record[name + "_time"] >= lifetime:
+            record[name] = None
+    return record
+
+
+def _remember(cache, key, domain, plan):
+    """Write what this callout learnt, as Exim's cache_callout_write does."""
+    now = time.time()
+    record = dict(plan.domain)
+    if record["result"] == "accept" and plan.old_result == "reject_mfnull":
+        record["result"] = "reject_mfnull"
+    try:
+        if record["result"] is not None:
+            record["time"] = now
+            cache.put("domain/" + domain, record)
+        if plan.address is not None:
+            cache.put(key, {"result": plan.address, "time": now})
+    except sqlite3.Error:
+        pass
 
 
 def _random_address(config, expand_ctx, domain):
@@ -181,10 +290,11 @@ def _cached(config, cache, key):
     return record["result"] if time.time() - record["time"] < lifetime else None
 
 
-def _call(config, expand_ctx, routed, kind, sender, co, random_address=None):
+def _call(config, expand_ctx, routed, kind, sender, co, random_address=None, plan=None):
     """Ask the transport's hosts in turn; the first that answers decides."""
     from exim_py.delivery.context import DeliveryContext
     from exim_py.transports import smtp_settings
+    plan = plan if plan is not None else _Plan(co)
     transport = routed.transport
     dctx = DeliveryContext(config, mode="verify", verify_kind=kind, base=expand_ctx)
     could_not = "Could not complete %s verify callout" % kind
@@ -200,7 +310,7 @@ def _call(config, expand_ctx, routed, kind, sender, co, random_address=None):
         except (ExpansionError, LookupDefer):
             continue
         outcome = _dialogue(host, port, interface, settings.helo_data, sender,
-                            routed.address, co, random_address)
+                            routed.address, co, random_address, plan)
         stage, code, text = outcome
         if stage == "random" and code is None:
             result = CalloutResult(OK)
@@ -213,8 +323,11 @@ def _call(config, expand_ctx, routed, kind, sender, co, random_address=None):
             continue
         if code is None:
             return CalloutResult(OK)
-        command = ("MAIL FROM:<%s>" % sender) if stage == "mail" else \
-            ("RCPT TO:<%s>" % (random_address if stage == "random" else routed.address))
+        if stage == "postmaster":
+            command = plan.command
+        else:
+            command = ("MAIL FROM:<%s>" % sender) if stage == "mail" else \
+                ("RCPT TO:<%s>" % (random_address if stage == "random" else routed.address))
         reply = _reply(code, text)
         message = "%s [%s] : SMTP error from remote mail server after %s: %s" % (
             host.name or host.address, host.address, command, reply)
@@ -229,9 +342,11 @@ def _call(config, expand_ctx, routed, kind, sender, co, random_address=None):
     return CalloutResult(DEFER, could_not, could_not)
 
 
-def _dialogue(host, port, interface, helo, sender, address, co, random_address=None):
+def _dialogue(host, port, interface, helo, sender, address, co, random_address=None, plan=None):
     """(stage, code, text) of the first refusal, ("rcpt", None, None) if RCPT was
-    accepted, or (None, None, why) when the host gave no usable answer."""
+    accepted, or (None, None, why) when the host gave no usable answer.
+    ``plan`` (a _Plan) says whether to check postmaster and collects the answers."""
+    plan = plan if plan is not None else _Plan(co)
     source = (interface, 0) if interface else None
     client = smtplib.SMTP(local_hostname=helo, timeout=co.connect_timeout or co.timeout,
                           source_address=source)
@@ -244,29 +359,43 @@ def _dialogue(host, port, interface, helo, sender, address, co, random_address=N
             return None, None, None
         client.sock.settimeout(co.timeout)
         # Exim sends the verbs in capitals (smtplib's ehlo()/helo() would not).
-        code, _ = client.docmd("EHLO", client.local_hostname)
+        code, text = client.docmd("EHLO", client.local_hostname)
+        offers_size = code == 250 and any(
+            line.split()[:1] == [b"SIZE"] for line in text.upper().splitlines()[1:])
         if code != 250:
             code, _ = client.docmd("HELO", client.local_hostname)
             if code != 250:
                 return None, None, None
-        code, text = client.docmd("MAIL FROM:<%s>" % sender)
+        plan.domain["result"] = "accept"
+        size = " SIZE=%d" % (plan.size + 1024) if plan.size and offers_size else ""
+        code, text = client.docmd("MAIL FROM:<%s>%s" % (sender, "" if random_address else size))
         if code >= 400:
+            if code >= 500 and not sender:
+                plan.domain["result"] = "reject_mfnull"
             return "mail", code, text
         if random_address is not None:
             # A domain that takes a made-up local part takes anything: no
             # point asking about the real one (spec, callout option random).
+            plan.domain["random_time"] = time.time()
             code, text = client.docmd("RCPT TO:<%s>" % random_address)
             if code < 300:
+                plan.domain["random"] = OK
                 return "random", None, None
             if code < 500:
                 return "random", code, text
+            plan.domain["random"] = FAIL
             client.docmd("RSET")
-            code, text = client.docmd("MAIL FROM:<%s>" % sender)
+            code, text = client.docmd("MAIL FROM:<%s>%s" % (sender, size))
             if code >= 400:
                 return "mail", code, text
         code, text = client.docmd("RCPT TO:<%s>" % address)
         if code >= 400:
+            if code >= 500:
+                plan.address = FAIL
             return "rcpt", code, text
+        plan.address = OK
+        if plan.pm_mailfrom is not None:
+            return _postmaster(client, address.rpartition("@")[2], plan)
         return "rcpt", None, None
     except (OSError, smtplib.SMTPException) as e:
         return None, None, getattr(e, "strerror", None) or str(e)
@@ -276,3 +405,26 @@ def _dialogue(host, port, interface, helo, sender, address, co, random_address=N
             client.close()
         except (OSError, smtplib.SMTPException):
             client.close()
+
+
+def _postmaster(client, domain, plan):
+    """The postmaster check after an accepted RCPT: RSET, MAIL FROM:<pm_mailfrom>,
+    RCPT TO:<postmaster@domain> (then RCPT TO:<postmaster> for fullpostmaster)."""
+    code, text = client.docmd("RSET")
+    if code >= 300:
+        return None, None, None
+    plan.domain["postmaster_time"] = time.time()
+    plan.command = "MAIL FROM:<%s>" % plan.pm_mailfrom
+    code, text = client.docmd(plan.command)
+    if code < 300:
+        plan.command = "RCPT TO:<postmaster@%s>" % domain
+        code, text = client.docmd(plan.command)
+    if code >= 300 and plan.full_postmaster:
+        plan.command = "RCPT TO:<postmaster>"
+        code, text = client.docmd(plan.command)
+    if code < 300:
+        plan.domain["postmaster"] = OK
+        return "rcpt", None, None
+    if code >= 500:
+        plan.domain["postmaster"] = FAIL
+    return "postmaster", code, text

@@ -53,7 +53,9 @@ def session_variables(session, envelope=None):
         values["recipients_count"] = str(len(envelope.recipients))
         values["recipients"] = ", ".join(r.address for r in envelope.recipients)
         values["message_id"] = envelope.message_id or ""
-        values["message_size"] = str(envelope.size if envelope.size else -1)
+        # Before DATA, $message_size is what MAIL's SIZE= declared (-1 without).
+        size = envelope.size or getattr(envelope, "size_declared", None)
+        values["message_size"] = str(size if size else -1)
         values.update(envelope.acl_m)
     values.update(session.acl_c)
     return values
