@@ -235,6 +235,20 @@ class CommandLineTests(unittest.TestCase):
         self.assertFalse(os.path.exists(self.env.path("mail", "mb1")))
         self.assertEqual(len(mailbox.mbox(self.env.path("mail", "mb2"))), 1)
 
+    def test_edit_sender_and_mark_all(self):
+        """-Mes changes the sender, -Mmad marks every recipient delivered."""
+        mid = self.env.submit(["mb1", "mb2"])
+        r = self.run_cli("-Mes", mid, "new@sender.example")
+        self.assertEqual(r.stdout, "Message %s has been modified\n" % mid)
+        self.assertEqual(self.env.spool.read(mid).sender, "new@sender.example")
+        r = self.run_cli("-Mmad", mid)
+        self.assertEqual(r.stdout, "Message %s has been modified\n\n" % mid)
+        env = self.env.spool.read(mid)
+        self.assertEqual(env.non_recipients, {"mb1@localdomain", "mb2@localdomain"})
+        log = self.env.mainlog()
+        self.assertIn("sender address changed to <new@sender.example> by", log)
+        self.assertIn("address <mb2@localdomain> marked delivered by", log)
+
     def test_give_up_bounces(self):
         """-Mg cancels the message and bounces its undelivered recipients."""
         mid = self.env.submit(["mb1"])

@@ -4,7 +4,7 @@ Exim command line", -M options).
 -M delivers (forced: retry times ignored, frozen messages thawed), -Mc
 delivers respecting retry times, -Mf / -Mt freeze and thaw, -Mrm removes,
 -Mg gives up (bounces what is undelivered), -Mar adds recipients, -Mmd
-marks recipients delivered, -Mvh / -Mvb / -Mvl show the header file, the
+marks recipients delivered, -Mmad all of them, -Mes changes the sender, -Mvh / -Mvb / -Mvl show the header file, the
 body file and the message log.  Messages and exit codes are Exim's.
 """
 
@@ -37,7 +37,7 @@ def message_action_mode(inv):
     spool = Spool.from_config(config)
     logger = Logger(config)
     args = list(inv.args)
-    if flag in ("-Mar", "-Mmd"):
+    if flag in ("-Mar", "-Mmd", "-Mes"):
         if len(args) < 2:
             sys.stderr.write("exim_py: %s requires a message id and addresses\n" % flag)
             return 1
@@ -197,6 +197,32 @@ def _mark_delivered(config, spool, logger, message_id, addresses, env):
 
 
 @_with_envelope
+def _edit_sender(config, spool, logger, message_id, addresses, env):
+    """-Mes ID ADDRESS: change the envelope sender."""
+    if len(addresses) != 1:
+        sys.stderr.write("exim_py: -Mes requires a message id and one address\n")
+        return 1
+    env.sender = addresses[0]
+    spool.write_header(env)
+    logger.main("sender address changed to <%s> by %s" % (addresses[0], _who()), message_id)
+    sys.stdout.write("Message %s has been modified\n" % message_id)
+    return 0
+
+
+@_with_envelope
+def _mark_all_delivered(config, spool, logger, message_id, addresses, env):
+    """-Mmad ID: mark every recipient delivered."""
+    for r in env.recipients:
+        if r.address not in env.non_recipients:
+            env.non_recipients.add(r.address)
+            logger.main("address <%s> marked delivered by %s" % (r.address, _who()), message_id)
+    spool.write_header(env)
+    # Exim follows this message with an empty line.
+    sys.stdout.write("Message %s has been modified\n\n" % message_id)
+    return 0
+
+
+@_with_envelope
 def _give_up(config, spool, logger, message_id, addresses, env):
     """-Mg: fail every undelivered recipient, bouncing them, as Exim's cancel."""
     from exim_py.delivery import bounce
@@ -260,6 +286,8 @@ ACTIONS = {
     "-Mar": _add_recipients,
     "-Mmd": _mark_delivered,
     "-Mg": _give_up,
+    "-Mes": _edit_sender,
+    "-Mmad": _mark_all_delivered,
     "-Mvh": _show("-H"),
     "-Mvb": _show("-D"),
     "-Mvl": _show("msglog"),
