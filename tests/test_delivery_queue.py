@@ -257,6 +257,9 @@ class CommandLineTests(unittest.TestCase):
         self.assertIn("%s cancelled by" % mid, log)
         self.assertIn("<= <> R=%s" % mid, log)
         self.assertNotIn(mid, self.env.queued())
+        bounce_id = self.env.queued()[0]
+        _, report = self.env.read_queued(bounce_id)
+        self.assertIn("failed:\n\n  mb1@localdomain\n\n", report.get_payload()[0].get_payload())
 
     def test_malformed_id(self):
         """A malformed id is refused as Exim refuses it."""

@@ -234,7 +234,7 @@ def _give_up(config, spool, logger, message_id, addresses, env):
         if r.address in env.non_recipients:
             continue
         a = Address(r.address)
-        a.set_result(FAIL, "delivery cancelled by administrator")
+        a.set_result(FAIL, None)      # Exim gives no reason in the report
         failed.append(a)
     message = Message(message_id, env, spool.body_path(message_id))
     job = _CancelJob(config, spool, logger, message, env)
