@@ -13,6 +13,7 @@ spec's "Errors in outgoing SMTP" describes; ``hosts_max_try`` and
 import copy
 import errno
 import ipaddress
+import os
 
 from twisted.internet import defer, reactor, threads
 
@@ -221,6 +222,12 @@ class Transport(TransportBase):
         host_key = retry.host_key(host.copy(port=port))
         err = result.host_error
         reached = err is None or err.stage not in ("connect",)
+        if not reached and (err.errno or 0) > 0 and message is not None:
+            # A host that could not be reached gets a line of its own before
+            # the addresses' == lines (Exim's smtp.c write_logs).
+            logger = getattr(ctx, "logger", None)
+            if logger is not None:
+                logger.main("%s %s" % (host_text, os.strerror(err.errno)), message_id=message.id)
         for txn, address, outcome in _outcomes(result):
             addr = by_address.get(address)
             if addr is None:
