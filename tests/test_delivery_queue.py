@@ -259,7 +259,8 @@ class CommandLineTests(unittest.TestCase):
         self.assertNotIn(mid, self.env.queued())
         bounce_id = self.env.queued()[0]
         _, report = self.env.read_queued(bounce_id)
-        self.assertIn("failed:\n\n  mb1@localdomain\n\n", report.get_payload()[0].get_payload())
+        self.assertTrue(report.get_payload()[0].get_payload().endswith(
+            "failed:\n\n  mb1@localdomain\n"))
 
     def test_malformed_id(self):
         """A malformed id is refused as Exim refuses it."""
