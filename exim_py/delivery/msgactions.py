@@ -153,7 +153,9 @@ def _remove(config, spool, logger, message_id, addresses):
     existed = os.path.exists(spool.header_path(message_id))
     if not existed:
         sys.stdout.write("Spool data file for %s does not exist\n"
-                         "Continuing, to ensure all files removed\n" % message_id)
+                         "Continuing, to ensure all files removed\n"
+                         "Spool read error for %s-H: No such file or directory\n"
+                         "Continuing to ensure all files removed\n" % (message_id, message_id))
     logger.main("removed by %s" % _who(), message_id)
     spool.remove(message_id)
     if lock is not None:
