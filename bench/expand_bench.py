@@ -51,7 +51,8 @@ MIX = [
     "${if forany{a.example:b.example:example.com}{eq{$item}{$qualify_domain}}{ours}}",
     "${length_10:${md5:$sender_address}}",
     "${if bool_lax{${if def:sender_host_address{yes}{no}}}{remote}{local}}",
-    "X-Sender-Host: ${if def:sender_host_address{[$sender_host_address]}{local}}",
+    # (-be would take a line starting with a capital as a macro definition)
+    "x-sender-host: ${if def:sender_host_address{[$sender_host_address]}{local}}",
 ]
 
 
