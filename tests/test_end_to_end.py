@@ -135,6 +135,32 @@ class LocalDeliveryTests(unittest.TestCase):
             "TIME ID1 => later <later@test.example> R=maildir T=maildir\n"
             "TIME ID1 Completed\n") % self.site.spool_size(message_id))
 
+    def test_concurrent_deliveries_to_one_mbox(self):
+        """40 messages over 8 simultaneous connections, all for one mbox user:
+        the daemon delivers them concurrently, and the mbox holds each one once,
+        intact (locking between deliveries)."""
+        tokens = ["mbox-%02d" % i for i in range(40)]
+        errors = []
+
+        def client(mine):
+            try:
+                for token in mine:
+                    send_message(self.daemon.port, "sender@example.org", ["mboxuser@test.example"],
+                                 "Subject: %s\n\n%s\n" % (token, body(token)))
+            except Exception as e:          # reported below, with the token
+                errors.append((mine, e))
+        threads = [threading.Thread(target=client, args=(tokens[i::8],)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        self.assertEqual(errors, [])
+        wait_for(lambda: self.site.mainlog().count(" Completed\n") == len(tokens),
+                 "every delivery completed")
+        box = mailbox.mbox(os.path.join(self.site.dir, "mbox", "mboxuser"))
+        got = sorted((msg["Subject"], msg.get_payload()) for msg in box)
+        self.assertEqual(got, [(token, body(token) + "\n") for token in tokens])
+
     def test_failure_returns_rfc3464_bounce(self):
         """A :fail: address produces a bounce to the sender: multipart/report
         (report-type=delivery-status) with a message/delivery-status part whose
