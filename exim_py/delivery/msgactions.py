@@ -272,7 +272,10 @@ def _show(suffix):
             with open(path, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
-            sys.stdout.write("Failed to open %s: No such file or directory\n" % path)
+            what = "msglog file" if suffix == "msglog" else "input file"
+            name = message_id if suffix == "msglog" else message_id + suffix
+            sys.stdout.write("Failed to open %s for %s: No such file or directory\n"
+                             % (what, name))
             return 1
         sys.stdout.flush()
         sys.stdout.buffer.write(data)
