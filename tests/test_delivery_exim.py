@@ -612,3 +612,20 @@ class DifferentialMaildirQuotaTests(_EximComparison):
                 text = _ID.sub("ID", f.read())
             contents.append(re.sub(r"\d\d:\d\d:\d\d", "TIME", text))
         self.assertEqual(contents[1], contents[0])
+
+
+class MessageActionTests(_EximComparison):
+    """-M actions on a message that is not there answer as exim4 does."""
+
+    def test_missing_message(self):
+        """Output and exit status of -Mf, -Mt, -Mrm, -Mvh, -Mvb, -Mvl."""
+        confs = {}
+        for name in ("ex", "py"):
+            d, _ = self.prepare(name)
+            confs[name] = self.exim.write_config(RETRY_TEMPLATE.replace("DIR", d),
+                                                 name + "-a.conf")
+        for flag in ("-Mf", "-Mt", "-Mrm", "-Mvh", "-Mvb", "-Mvl"):
+            real = self.exim.run(confs["ex"], [flag, "1xUqED-0001zz-0v"])
+            ours = run_exim_py(["-C", confs["py"], flag, "1xUqED-0001zz-0v"])
+            self.assertEqual((ours.stdout, ours.returncode), (real.stdout, real.returncode),
+                             flag)
