@@ -92,6 +92,26 @@ class DialogueTests(unittest.TestCase):
         self.assertEqual(server.commands[1], b"MAIL FROM:<s@x.example>")
 
     @defer.inlineCallbacks
+    def test_lmtp_reply_per_recipient(self):
+        """protocol = lmtp: LHLO, IGNOREQUOTA when asked and offered, and one reply
+        per accepted recipient after the data (RFC 2033), each deciding its own."""
+        server = self.serve({"LHLO": "250-test.example\r\n250-PIPELINING\r\n250 IGNOREQUOTA",
+                             ".": "250 OK\r\n440 Temporary error\r\n550 Bad user",
+                             "RCPT TO:<c@y.example> IGNOREQUOTA": "550 unknown"})
+        txn = Transaction("s@x.example", ["a@y.example", "b@y.example", "c@y.example",
+                                          "d@y.example"], data=MESSAGE)
+        result = yield self.send(server, [txn], lmtp=True, ignore_quota=True)
+        self.assertEqual(server.commands[0], b"LHLO client.example")
+        self.assertEqual(server.commands[2], b"RCPT TO:<a@y.example> IGNOREQUOTA")
+        outcomes = dict(result.outcomes())
+        self.assertEqual([outcomes[a].status for a in ("a@y.example", "b@y.example",
+                                                       "c@y.example", "d@y.example")],
+                         [OK, DEFER, FAIL, FAIL])
+        self.assertEqual(outcomes["b@y.example"].message,
+                         "LMTP error after end of data: 440 Temporary error")
+        self.assertEqual(server.commands[-1], b"QUIT")
+
+    @defer.inlineCallbacks
     def test_ehlo_rejected_falls_back_to_helo(self):
         """A non-2xx reply to EHLO makes the client try HELO (and no extensions)."""
         server = self.serve(EHLO="502 EHLO not here")

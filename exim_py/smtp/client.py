@@ -247,14 +247,16 @@ class ESMTPClient(LineReceiver):
         self._greet()
 
     def _greet(self):
-        if self.settings.esmtp:
+        if self.settings.lmtp:
+            self._send("LHLO " + self.settings.helo_data, "ehlo")
+        elif self.settings.esmtp:
             self._send("EHLO " + self.settings.helo_data, "ehlo")
         else:
             self._send("HELO " + self.settings.helo_data, "helo")
 
     def smtpState_ehlo(self, code, lines, arg):
         if code // 100 != 2:
-            if self._tls is not None:
+            if self._tls is not None or self.settings.lmtp:
                 self._host_error(FAIL if code >= 500 else DEFER, self._smtp_error(code, lines),
                                  reply=reply_text(code, lines), code=code)
                 return
@@ -458,6 +460,8 @@ class ESMTPClient(LineReceiver):
 
     def _rcpt_command(self, txn, rcpt):
         command = "RCPT TO:<%s>" % (rcpt.address,)
+        if self.settings.lmtp and self.settings.ignore_quota and "IGNOREQUOTA" in self.extensions:
+            command += " IGNOREQUOTA"
         if txn.dsn_passed:
             if rcpt.dsn_notify:
                 command += " NOTIFY=%s" % (rcpt.dsn_notify,)
@@ -615,6 +619,14 @@ class ESMTPClient(LineReceiver):
                              timeout=self.settings.final_timeout)
             self._expect("prdr_final", stage=self._stage)
             return
+        if self.settings.lmtp and self._accepted:
+            # LMTP (RFC 2033 4.2): one reply per accepted recipient, in order.
+            rcpts = list(self._accepted)
+            self.smtpState_lmtp_rcpt(code, lines, rcpts[0])
+            for rcpt in rcpts[1:]:
+                self._expect("lmtp_rcpt", rcpt, stage=self._stage,
+                             timeout=self.settings.final_timeout)
+            return
         txn.confirmation = reply
         status = OK if code // 100 == 2 else FAIL if code >= 500 else DEFER
         message = "" if status == OK else self._smtp_error(code, lines)
@@ -623,6 +635,17 @@ class ESMTPClient(LineReceiver):
                                                  "recipient" if status == OK else "message",
                                                  reply, code=code, stage="dot")
         self._end_transaction(reset=status != OK)
+
+    def smtpState_lmtp_rcpt(self, code, lines, rcpt):
+        status = OK if code // 100 == 2 else FAIL if code >= 500 else DEFER
+        reply = reply_text(code, lines)
+        message = "" if status == OK else "LMTP error after %s: %s" % (self._stage, reply)
+        self._txn.outcomes[rcpt.address] = Outcome(status, message, "recipient", reply,
+                                                   code=code, stage="dot")
+        if status == OK:
+            self._txn.confirmation = reply
+        if rcpt is self._accepted[-1]:
+            self._end_transaction()
 
     def smtpState_prdr_rcpt(self, code, lines, rcpt):
         status = OK if code // 100 == 2 else FAIL if code >= 500 else DEFER

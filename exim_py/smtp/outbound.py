@@ -135,7 +135,7 @@ class ClientSettings:
                  final_timeout=600, esmtp=True, pipelining=True, chunking=True, prdr=True,
                  size_addition=1024, tls=None, tls_settings=None, tls_tempfail_tryclear=True,
                  auth=None, authenticators=(), max_rcpt=100, dsn=True, callout=False,
-                 tls_on_connect=False):
+                 tls_on_connect=False, lmtp=False, ignore_quota=False):
         self.helo_data = helo_data
         self.command_timeout = command_timeout
         self.data_timeout = data_timeout
@@ -154,6 +154,10 @@ class ClientSettings:
         self.dsn = dsn
         self.callout = callout
         self.tls_on_connect = tls_on_connect   # protocol = smtps
+        # protocol = lmtp (RFC 2033): LHLO, and a reply per recipient after
+        # the data; ignore_quota adds IGNOREQUOTA to RCPT when offered.
+        self.lmtp = lmtp
+        self.ignore_quota = ignore_quota
 
 
 class SessionResult:

@@ -126,9 +126,12 @@ def unsupported(transport):
     for name in UNSUPPORTED:
         if transport.options[name]:
             return name
-    if transport.options["protocol"] == "lmtp":
-        return "protocol"
     return None
+
+
+def _protocol(transport):
+    """smtp, lmtp or smtps (Exim compares the option without regard to case)."""
+    return (transport.options["protocol"] or "smtp").lower()
 
 
 def _match(transport, option, host, addr, ctx):
@@ -160,11 +163,12 @@ def port_for(transport, host, addr, ctx):
     for protocol smtps when port is not set)."""
     if host.port:
         return host.port
-    if transport.options["protocol"] == "smtps" and not transport.options.is_set("port"):
+    protocol = _protocol(transport)
+    if protocol == "smtps" and not transport.options.is_set("port"):
         return 465
     text = _expand(transport, "port", host, addr, ctx)
     if not text:
-        return 465 if transport.options["protocol"] == "smtps" else 25
+        return {"smtps": 465, "lmtp": 24}.get(protocol, 25)
     if text.isdigit():
         return int(text)
     try:
@@ -206,7 +210,7 @@ def for_host(transport, host, addr, ctx, callout=False):
     def expand(option):
         return _expand(transport, option, host, addr, ctx)
 
-    smtps = opts["protocol"] == "smtps"
+    smtps = _protocol(transport) == "smtps"
     if smtps:
         tls = "require"
     elif match("hosts_avoid_tls") or (callout and match("hosts_verify_avoid_tls")):
@@ -251,7 +255,8 @@ def for_host(transport, host, addr, ctx, callout=False):
         prdr=match("hosts_try_prdr"), size_addition=opts["size_addition"], tls=tls,
         tls_settings=tls_settings, tls_tempfail_tryclear=opts["tls_tempfail_tryclear"],
         auth=auth, authenticators=authenticators, max_rcpt=max_rcpt, callout=callout,
-        tls_on_connect=smtps)
+        tls_on_connect=smtps, lmtp=_protocol(transport) == "lmtp",
+        ignore_quota=opts["lmtp_ignore_quota"])
     return (settings, port_for(transport, host, addr, ctx), _interface(transport, host, addr, ctx),
             opts["connect_timeout"])
 
