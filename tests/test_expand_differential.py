@@ -155,6 +155,10 @@ class ExpandDifferentialTests(unittest.TestCase):
         """Regular expressions: POSIX classes, \\Q..\\E, named groups, anchors, flags."""
         self.check_group("regex", expand_cases.REGEX)
 
+    def test_address_mix(self):
+        """Generated address strings in sequence: the parser state Exim keeps between them."""
+        self.check_group("address_mix", expand_cases.ADDRESS_MIX)
+
     def test_prvscheck(self):
         """${prvscheck} on plain and prvs-signed addresses, and its variables."""
         self.check_group("prvscheck", expand_cases.PRVSCHECK)

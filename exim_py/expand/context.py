@@ -29,9 +29,11 @@ class ExpandContext:
         self.lookup_cache = {}
         # Items that may not be used here (filters: ${run}, ${readfile} ...).
         self.forbid = frozenset()
-        # Exim's address parser remembers an unfinished "group:" between
-        # expansions (its parse_found_group flag); ${addresses} can leave it set.
+        # Exim's address parser keeps two flags between expansions: an
+        # unfinished "group:" (parse_found_group), and whether group syntax is
+        # allowed (parse_allow_group, which the end of a group turns on).
         self.parse_found_group = False
+        self.parse_allow_group = False
         # A header variable whose name took a '}' found nothing (Exim's
         # malformed_header): syntax errors then hint at a missing colon.
         # A nested expansion clears it, as in Exim.

@@ -160,11 +160,13 @@ def op_base62d(s, arg, ctx):
     return _decode_base(s, _B62, "base62d")
 
 
-def _extract(s, ctx, allow_group=False):
-    state = {"allow_group": allow_group, "found_group": ctx.parse_found_group}
+def _extract(s, ctx):
+    # Exim's parser flags outlive one expansion (see ExpandContext).
+    state = {"allow_group": ctx.parse_allow_group, "found_group": ctx.parse_found_group}
     try:
         return extract_address(s, state=state)
     finally:
+        ctx.parse_allow_group = state["allow_group"]
         ctx.parse_found_group = state["found_group"]
 
 
@@ -209,6 +211,7 @@ def op_addresses(s, arg, ctx):
             break
         t = t[end + 1:]
     ctx.parse_found_group = state["found_group"]
+    ctx.parse_allow_group = False
     return outsep.join(out)
 
 
