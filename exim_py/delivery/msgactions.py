@@ -35,6 +35,7 @@ def message_action_mode(inv):
     flag = inv.mode_flag
     config = configmod.load(cli.config_path(inv), inv.macros or None)
     spool = Spool.from_config(config)
+    spool.make_directories()
     logger = Logger(config)
     args = list(inv.args)
     if flag in ("-Mar", "-Mmd", "-Mes"):
