@@ -100,3 +100,16 @@ class CalloutDialogueTests(unittest.TestCase):
         self.assertEqual(received[1:6], ["MAIL FROM:<>", "RCPT TO:<random@remote.domain>",
                                          "RSET", "MAIL FROM:<> SIZE=421024",
                                          "RCPT TO:<z@remote.domain>"])
+
+    def test_lmtp_transport_says_lhlo(self):
+        """A callout through an LMTP transport greets with LHLO."""
+        port, received, thread = _scripted_server(["250 OK", "250 OK", "550 not liked",
+                                                   "221 bye"])
+        co = callout.CalloutOptions()
+        plan = callout._Plan(co)
+        plan.lmtp = True
+        outcome = callout._dialogue(_Host(), port, None, "h", "", "z@remote.lmtp", co,
+                                    None, plan)
+        thread.join(10)
+        self.assertEqual(received[0], "LHLO h")
+        self.assertEqual(outcome, ("rcpt", 550, b"not liked"))

@@ -174,6 +174,7 @@ class _Plan:
         self.address = None
         self.command = None               # the command the refusal answered
         self.size = None                  # SIZE= for the main MAIL, if known
+        self.lmtp = False                 # the transport speaks LMTP: LHLO
 
 
 def _from_cache(config, cache, key, domain, sender, kind, plan):
@@ -309,6 +310,7 @@ def _call(config, expand_ctx, routed, kind, sender, co, random_address=None, pla
                                                                   callout=True)
         except (ExpansionError, LookupDefer):
             continue
+        plan.lmtp = getattr(settings, "lmtp", False)
         outcome = _dialogue(host, port, interface, settings.helo_data, sender,
                             routed.address, co, random_address, plan)
         stage, code, text = outcome
@@ -359,9 +361,11 @@ def _dialogue(host, port, interface, helo, sender, address, co, random_address=N
             return None, None, None
         client.sock.settimeout(co.timeout)
         # Exim sends the verbs in capitals (smtplib's ehlo()/helo() would not).
-        code, text = client.docmd("EHLO", client.local_hostname)
+        code, text = client.docmd("LHLO" if plan.lmtp else "EHLO", client.local_hostname)
         offers_size = code == 250 and any(
             line.split()[:1] == [b"SIZE"] for line in text.upper().splitlines()[1:])
+        if code != 250 and plan.lmtp:
+            return None, None, None
         if code != 250:
             code, _ = client.docmd("HELO", client.local_hostname)
             if code != 250:
