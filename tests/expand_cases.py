@@ -1187,6 +1187,15 @@ MORE = [
 
 # Regular expressions (PCRE spellings Python's re lacks are translated).
 REGEX = [
+    '${if match{cAB}{\\N!(?i)ab\\N}{y}{n}}',
+    '${if match{c!AB}{\\N!(?i)ab\\N}{y}{n}}',
+    '${if match{xAbc}{\\Nx(a(?i)b)c\\N}{y}{n}}',
+    '${if match{xaBc}{\\Nx(a(?i)b)c\\N}{y}{n}}',
+    '${if match{xaBC}{\\Nx(a(?i)b)c\\N}{y}{n}}',
+    '${sg{Hello World}{\\N(?)o\\N}{0}}',
+    '${sg{aXa}{\\Nx(?i)\\N}{-}}',
+    '${if match{a.b}{\\N[(?i)]\\N}{y}{n}}',
+    '${if match{A}{\\N(a)|(?i)a\\N}{y}{n}}',
     '${sg{Hello World}{\\N(?)o\\N}{0}}',
     '${sg{abc}{\\NQb\\E\\N}{B}}',
     '${if match{ab1}{\\N^[[:alpha:]]+[[:di\\it:]:]\\$\\N}{y}{}}',

@@ -79,8 +79,47 @@ def _translate(pattern):
     out = []
     i = 0
     n = len(pattern)
+    # PCRE lets (?i) and friends appear anywhere, applying to the rest of the
+    # group; Python only takes them at the start, so later ones become a
+    # scoped (?i: ...) closed where the group ends.
+    closers = [0]           # per open group: scoped groups to close at its end
+    in_class = False
     while i < n:
         c = pattern[i]
+        if in_class:
+            if c == "\\" and i + 1 < n:
+                out.append(pattern[i:i + 2])
+                i += 2
+                continue
+            if c == "]":
+                in_class = False
+            out.append(c)
+            i += 1
+            continue
+        if c == "[":
+            in_class = True
+            out.append(c)
+            i += 1
+            if pattern[i:i + 1] == "^":
+                out.append("^")
+                i += 1
+            if pattern[i:i + 1] == "]":
+                out.append("]")
+                i += 1
+            continue
+        if pattern.startswith("(?)", i):
+            i += 3                      # an empty option setting
+            continue
+        m = _INLINE_FLAGS.match(pattern, i) if c == "(" else None
+        if m and out:
+            out.append("(?%s:" % m.group(1))
+            closers[-1] += 1
+            i = m.end()
+            continue
+        if c == "(" and not pattern.startswith("(?#", i):
+            closers.append(0)
+        elif c == ")" and len(closers) > 1:
+            out.append(")" * closers.pop())
         if c == "\\" and i + 1 < n:
             d = pattern[i + 1]
             if d == "Q":
@@ -99,16 +138,17 @@ def _translate(pattern):
                 out.append(pattern[i:i + 2])
             i += 2
             continue
-        if pattern.startswith("(?)", i):
-            i += 3                      # an empty option setting
-            continue
         if pattern.startswith("(?<", i) and i + 3 < n and pattern[i + 3] not in "=!":
             out.append("(?P<")
             i += 3
             continue
         out.append(c)
         i += 1
+    out.append(")" * closers[0])
     return "".join(out)
+
+
+_INLINE_FLAGS = re.compile(r"\(\?([imsx]+)\)")
 
 
 def compile_regex(pattern):
