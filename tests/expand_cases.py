@@ -1047,6 +1047,13 @@ SEMANTICS = [
 
 # Lookups, list matches, ${run} argument splitting, address parsing.
 MORE = [
+    '${srs_encode{secret}{User@Example.c=om}{fd.exampe}}',
+    '${srs_encode{secret}{<a@b}{x}}',
+    '${srs_encode{secret}{<a@b>c}{x}}',
+    '${srs_encode{secret}{a b}{x}}',
+    '${srs_encode{secret}{@}{x}}',
+    '${srs_encode{secret}{"a}{x}}',
+    '${srs_encode{secret}{a@}{x}}',
     '${if gei{}{x}{y}{n}}',
     '${if lti{}{x}{y}{n}}',
     '${if gti{ab}{a}{y}{n}}',

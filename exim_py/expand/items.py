@@ -672,9 +672,10 @@ class SrsEncode(Args):
                            hashlib.md5).hexdigest()[:4]
         day = (int(time.time()) // 86400) & 0x3FF
         b32 = "abcdefghijklmnopqrstuvwxyz234567"
-        parsed = extract_address(return_path)
+        errors = []
+        parsed = extract_address(return_path, errors=errors)
         if parsed is None:
-            raise ExpansionError("malformed address in srs_encode")
+            raise ExpansionError(errors[0] if errors else "malformed address")
         address, dpos = parsed
         local = address[:dpos - 1] if dpos > 0 else address
         quoted = '"' in local

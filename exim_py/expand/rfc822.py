@@ -146,9 +146,10 @@ class _Parser:
         return local + "@" + domain, len(local) + 1
 
 
-def extract_address(mailbox, state=None, allow_null=False):
+def extract_address(mailbox, state=None, allow_null=False, errors=None):
     """(address, domain offset) for ``mailbox`` (offset 0: no domain), or None.
 
+    ``errors``, a list, receives Exim's text for why it failed.
     ``state`` (a dict with ``allow_group`` / ``found_group``) carries group
     syntax between the pieces of one ${addresses} list.
     """
@@ -172,7 +173,7 @@ def extract_address(mailbox, state=None, allow_null=False):
                     # Each phrase word must be there: an empty one (at the
                     # end, or at a special character) fails the address.
                     if not p.local_part():
-                        raise _Fail("expected word or <")
+                        raise _Fail('missing or malformed local part (expected word or "<")')
                 if p.ch() == ":":
                     state["found_group"] = True
                     state["allow_group"] = False
@@ -196,7 +197,10 @@ def extract_address(mailbox, state=None, allow_null=False):
                         raise _Fail("domain missing in source-routed address")
                 for _ in range(brackets):
                     if p.ch() != ">":
-                        raise _Fail("'>' missing at end of address")
+                        if p.ch() == "":
+                            raise _Fail("'>' missing at end of address")
+                        raise _Fail("malformed address: %s may not follow %s"
+                                    % (mailbox[p.i:p.i + 32], mailbox[:p.i]))
                     p.i += 1
                 p.skip_comment()
             elif not text:
@@ -214,9 +218,12 @@ def extract_address(mailbox, state=None, allow_null=False):
                 state["found_group"] = False
                 state["allow_group"] = True
             else:
-                raise _Fail("malformed address")
+                raise _Fail("malformed address: %s may not follow %s"
+                            % (mailbox[p.i:p.i + 32], mailbox[:p.i]))
         return result
-    except _Fail:
+    except _Fail as e:
+        if errors is not None:
+            errors.append(str(e))
         if state["found_group"] and p.ch() == ";":
             state["found_group"] = False
             state["allow_group"] = True
