@@ -107,6 +107,10 @@ VARIABLES = [
 ]
 
 OPERATORS = [
+    '${quote_lsearch_:a b}',
+    '${quote_lsearch:a b}',
+    '${quote_lsearch_x:a b}',
+    '${quote_dnsdb_:a}',
     '${reverse_ip:::/}',
     '${reverse_ip:1.2.3.4/}',
     '${mask:::/}',

@@ -241,14 +241,14 @@ def op_quote_local_part(s, arg, ctx):
 
 def quote_lookup(s, arg):
     """${quote_<lookup>:} through exim_py.lookups."""
-    name, _, opt = arg.partition("_")
+    name, has_opt, opt = arg.partition("_")
     try:
         from exim_py import lookups
         quote = lookups.quote
     except ImportError:
         raise ExpansionError('unknown lookup type "%s"' % name)
     result = quote(name, s)
-    if opt:
+    if has_opt:
         # Only lookups with their own quoting take an option after the name.
         try:
             quoter = getattr(lookups._lookup(name), "quote", None)
