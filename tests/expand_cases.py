@@ -769,6 +769,14 @@ CONDITIONS = [
 ]
 
 LISTS = [
+    '[${listextract{1}{x\\\\ :y}}]',
+    '[${listextract{1}{x\\\\  :y}}]',
+    '[${listextract{1}{x\\\\\\t:y}}]',
+    '${listcount:\\\\ }',
+    '${map{a\\\\ :b}{[$item]}}',
+    '${if inlist{a\\\\ }{a\\\\ :b}{y}{n}}',
+    '[${listextract{1}{ \\\\ :y}}]',
+    '${base64:${listextract{-1}{${rxquote:\\n}}}}',
     '${listextract{3}{<\\t\\n}}',
     '${listextract{2}{<;}}',
     '${listextract{1}{<\\t}}',

@@ -25,8 +25,16 @@ def iter_list(text, sep=None):
             parts = text.split(":")
             if not parts[-1].strip(_SPACE):
                 parts.pop()
-            return [p.strip(_SPACE) for p in parts]
+            return [_trim(p.lstrip(_SPACE)) for p in parts]
     return _lists.iter_list(text, sep)
+
+
+def _trim(item):
+    """Trailing white space goes, except one escaped by a backslash."""
+    end = len(item)
+    while end and item[end - 1] in _SPACE and not (end > 1 and item[end - 2] == "\\"):
+        end -= 1
+    return item[:end]
 
 
 def append_item(out, item, sep):
