@@ -112,6 +112,17 @@ class DialogueTests(unittest.TestCase):
         self.assertEqual(server.commands[-1], b"QUIT")
 
     @defer.inlineCallbacks
+    def test_mua_wrapper_all_or_nothing(self):
+        """mua_wrapper: DATA is not pipelined; one refused RCPT fails every
+        recipient and the client says QUIT instead of DATA."""
+        server = self.serve({"RCPT TO:<b@y.example>": "550 NOTOK"})
+        txn = Transaction("s@x.example", ["a@y.example", "b@y.example"], data=MESSAGE)
+        result = yield self.send(server, [txn], mua_wrapper=True)
+        self.assertEqual(server.commands[-3:], [b"RCPT TO:<a@y.example>",
+                                                b"RCPT TO:<b@y.example>", b"QUIT"])
+        self.assertEqual([o.status for _, o in result.outcomes()], [FAIL, FAIL])
+
+    @defer.inlineCallbacks
     def test_ehlo_rejected_falls_back_to_helo(self):
         """A non-2xx reply to EHLO makes the client try HELO (and no extensions)."""
         server = self.serve(EHLO="502 EHLO not here")

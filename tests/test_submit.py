@@ -254,6 +254,17 @@ class DeliveryModeTests(TestCase):
         with open(os.path.join(self.dir, "log", "mainlog")) as f:
             self.assertEqual([line.split()[3] for line in f], ["<=", "=>", "Completed"])
 
+    def test_mua_wrapper_delivers_despite_queue_only(self):
+        """mua_wrapper delivers at once, whatever queue_only and -odq say."""
+        with open(self.config) as f:
+            text = f.read()
+        with open(self.config, "w") as f:
+            f.write("mua_wrapper\nqueue_only\n" + text)
+        result = run_exim_py(["-C", self.config, "-odq", "u@example.org"], input="Subject: now\n\nb\n")
+        self.assertEqual(result.returncode, 0)
+        with open(os.path.join(self.dir, "mbox")) as f:
+            self.assertIn("Subject: now\n", f.read())
+
     def test_odq_only_queues(self):
         """With -odq nothing is delivered."""
         run_exim_py(["-C", self.config, "-odq", "u@example.org"], input="x\n")

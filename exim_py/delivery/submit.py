@@ -237,6 +237,11 @@ def _add_acl_headers(env, *results):
 
 def deliver_after_receipt(config, spool, logger, message_id, mode, dont_deliver=False):
     """Start delivery as -od asks: -odi/-odf now, -odb (the default) in a child process."""
+    if config.main.get("mua_wrapper"):
+        # Exim as a relay for a local MUA delivers at once, in the foreground,
+        # whatever -od and queue_only say (spec chapter "Exim as a
+        # non-queueing client").
+        mode = "i"
     mode = mode or ("q" if config.main.queue_only else "b")
     if mode.startswith("q"):
         return 0

@@ -496,7 +496,7 @@ class ESMTPClient(LineReceiver):
             out.append(command.encode("utf-8") + b"\r\n")
             # Exim's error texts say "pipelined" for MAIL and DATA (not RCPT).
             self._expect(state, arg, stage=("pipelined " if state == "mail" else "") + command)
-        if txn.data is not None and not use_bdat:
+        if txn.data is not None and not use_bdat and not self.settings.mua_wrapper:
             out.append(b"DATA\r\n")
             self._expect("data", stage="pipelined DATA")
         self.transport.write(b"".join(out))
@@ -541,6 +541,16 @@ class ESMTPClient(LineReceiver):
     def _after_rcpts(self):
         """All RCPT replies are in (and DATA's, when it was not pipelined, is not)."""
         txn = self._txn
+        if self.settings.mua_wrapper and not self._mail_failed \
+                and len(self._accepted) < len(txn.recipients):
+            # One refused recipient fails them all (Exim as a non-queueing client).
+            refused = next(o for o in txn.outcomes.values() if o.status != OK)
+            for r in self._accepted:
+                txn.outcomes[r.address] = Outcome(FAIL, refused.message, "recipient",
+                                                  refused.reply, code=refused.code,
+                                                  stage="rcpt")
+            self._end_transaction(reset=True)
+            return
         if self._mail_failed or not self._accepted or txn.data is None:
             if txn.data is None:
                 for r in self._accepted:

@@ -135,7 +135,7 @@ class ClientSettings:
                  final_timeout=600, esmtp=True, pipelining=True, chunking=True, prdr=True,
                  size_addition=1024, tls=None, tls_settings=None, tls_tempfail_tryclear=True,
                  auth=None, authenticators=(), max_rcpt=100, dsn=True, callout=False,
-                 tls_on_connect=False, lmtp=False, ignore_quota=False):
+                 tls_on_connect=False, lmtp=False, ignore_quota=False, mua_wrapper=False):
         self.helo_data = helo_data
         self.command_timeout = command_timeout
         self.data_timeout = data_timeout
@@ -158,6 +158,9 @@ class ClientSettings:
         # the data; ignore_quota adds IGNOREQUOTA to RCPT when offered.
         self.lmtp = lmtp
         self.ignore_quota = ignore_quota
+        # mua_wrapper: all recipients or none; DATA only once every RCPT
+        # has been accepted, so it is never pipelined.
+        self.mua_wrapper = mua_wrapper
 
 
 class SessionResult:

@@ -256,7 +256,8 @@ def for_host(transport, host, addr, ctx, callout=False):
         tls_settings=tls_settings, tls_tempfail_tryclear=opts["tls_tempfail_tryclear"],
         auth=auth, authenticators=authenticators, max_rcpt=max_rcpt, callout=callout,
         tls_on_connect=smtps, lmtp=_protocol(transport) == "lmtp",
-        ignore_quota=opts["lmtp_ignore_quota"])
+        ignore_quota=opts["lmtp_ignore_quota"],
+        mua_wrapper=bool(transport.config.main.get("mua_wrapper")))
     return (settings, port_for(transport, host, addr, ctx), _interface(transport, host, addr, ctx),
             opts["connect_timeout"])
 
