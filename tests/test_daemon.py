@@ -183,6 +183,26 @@ class DaemonProcessTests(unittest.TestCase):
         self.assertFalse(os.path.exists(d.pid_file))
         self.assertEqual(len(list(Spool(d.spool_dir).message_ids())), 1)
 
+    def test_background_daemon(self):
+        """-bd returns at once; the daemon it left behind answers and writes the pid file."""
+        d = DaemonProcess(self, "queue_only")
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        result = subprocess.run([sys.executable, "-m", "exim_py", "-C", d.conf_path, "-bd", "-oX", str(d.port),
+                                 "-oP", d.pid_file], env=env, capture_output=True, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        deadline = time.monotonic() + 20
+        while not os.path.exists(d.pid_file) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with open(d.pid_file) as f:
+            pid = int(f.read())
+        self.addCleanup(lambda: os.kill(pid, signal.SIGKILL) if os.path.exists("/proc/%d" % pid) else None)
+        with socket.create_connection(("127.0.0.1", d.port), timeout=10) as s:
+            self.assertTrue(s.makefile("rb").readline().startswith(b"220 "))
+        os.kill(pid, signal.SIGTERM)
+        while os.path.exists("/proc/%d" % pid) and time.monotonic() < deadline + 20:
+            time.sleep(0.05)
+        self.assertFalse(os.path.exists(d.pid_file))
+
     def test_sighup_applies_only_a_clean_configuration(self):
         """SIGHUP: a broken file is ignored; a good one changes what new sessions see."""
         d = self.daemon()
