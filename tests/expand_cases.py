@@ -808,6 +808,13 @@ LISTS = [
 ]
 
 ERRORS = [
+    '${sort{a=2:b=1}{<}{${extract{2}{=}{$item}\\}}}',
+    '${listextract{}{a:b\\:c}',
+    '${listextract{}{${lc:}',
+    '${listextract{x1}{a}}',
+    '${listextract{${eval:1/0}}{${lc:}',
+    '${listextract{2}{a:b}{$value}{n}',
+    '${listextract{-}{a:b}}',
     '${if eq{a}{b}{${hmac{foo}{x}{y}}}{N}}',
     '${if eq{a}{b}{${substr{x}{y}}}{N}}',
     '${if eq{a}{b}{${hash{1}{99}{y}}}{N}}',

@@ -193,6 +193,30 @@ def get_tokened(field, separators, s):
     return fields[field] if -field <= len(fields) else None
 
 
+def list_field(text):
+    """The field number of ${listextract} from its first argument's text."""
+    first = text.strip(" \t\n\r\f\v")
+    if not first:
+        raise ExpansionError('first argument of "listextract" must not be empty')
+    digits = first[1:] if first[0] == "-" else first
+    if digits and not digits.isdigit():
+        raise ExpansionError('first argument of "listextract" must be numeric')
+    return int(digits or "0") * (-1 if first[0] == "-" else 1)
+
+
+class ListNumber(Node):
+    """${listextract}'s first argument, read as Exim reads it (for errors)."""
+
+    __slots__ = ("arg",)
+
+    def __init__(self, arg):
+        self.arg = arg
+
+    def ev(self, ctx):
+        list_field(self.arg.ev(ctx))
+        return ""
+
+
 class ListExtract(Node):
     __slots__ = ("num", "lst", "yesno")
 
@@ -204,13 +228,7 @@ class ListExtract(Node):
     def ev(self, ctx):
         saved_numeric, saved_value = ctx.numeric, ctx.lookup_value
         try:
-            first = self.num.ev(ctx).strip(" \t\n\r\f\v")
-            if not first:
-                raise ExpansionError('first argument of "listextract" must not be empty')
-            digits = first[1:] if first[0] == "-" else first
-            if digits and not digits.isdigit():
-                raise ExpansionError('first argument of "listextract" must be numeric')
-            field = int(digits or "0") * (-1 if first[0] == "-" else 1)
+            field = list_field(self.num.ev(ctx))
             text = self.lst.ev(ctx)
             items = list(iter_list(text))
             value = None

@@ -290,20 +290,27 @@ class Extract(Node):
 
 def _item_listextract(p, name):
     args = []
-    with _before(args):
+    # Exim checks the number as soon as it has read it.
+    done = []
+    with _before(done):
         for k in (1, 2):
             p.ws()
             if p.ch() != "{":
                 p.curly("missing '{' for arg %d of listextract" % k)
             p.i += 1
             args.append(p.braced())
+            done.append(I.ListNumber(args[0]) if k == 1 else args[1])
             if k == 1 and isinstance(args[0], Text):
                 # Exim checks a literal number even where it is not used.
                 first = args[0].text.strip(_SPACE)
                 digits = first[1:] if first[:1] == "-" else first
                 if digits and not digits.isdigit():
                     p.fail('first argument of "listextract" must be numeric')
+    try:
         return I.ListExtract(args[0], args[1], p.yesno("listextract"))
+    except _Syntax as e:
+        e.nodes[0:0] = [I.ListExtract(args[0], args[1], YesNo("listextract", bare=True))]
+        raise
 
 
 def _item_env(p, name):
@@ -365,7 +372,13 @@ def _item_sort(p, name):
                 p.curly("missing '{' for %s arg of sort" % what)
             p.i += 1
             start = p.i
-            parts.append(p.braced(dollar))
+            try:
+                parts.append(p.braced(dollar))
+            except _Syntax as e:
+                if what == "extractor":
+                    # Exim only scans the extractor here.
+                    e.nodes, e.error = [], None
+                raise
             if what == "comparator":
                 # The comparator is never $-expanded: check it now, as Exim does.
                 try:
