@@ -116,6 +116,12 @@ class DefaultConfigurationTests(unittest.TestCase):
         theirs = exim.run(conf, [var, "-bt"] + addresses)
         self.assertEqual(ours.stdout, theirs.stdout)
         self.assertIn("router = local_maildir, transport = local_maildir", ours.stdout)
+        # postmaster and abuse are passed on to EXIM_PY_POSTMASTER (root unless -D says otherwise).
+        roles = [var, "-DEXIM_PY_POSTMASTER=" + user, "-bt", "postmaster@localhost",
+                 "abuse@localhost"]
+        ours = exim_py(["-C", CONF] + roles)
+        self.assertEqual(ours.stdout, exim.run(conf, roles).stdout)
+        self.assertIn("<-- postmaster@localhost\n  router = local_maildir", ours.stdout)
         dialogue = ("helo client.example\nmail from:<a@example.org>\nrcpt to:<%s@localhost>\n"
                     "rcpt to:<no-such-user-xq@localhost>\nrcpt to:<x@remote.example>\nquit\n" % user)
         for host in ("127.0.0.1", "127.0.0.2"):
