@@ -17,7 +17,7 @@ import time
 from twisted.internet import defer
 
 from exim_py import EXIM_COMPAT_VERSION
-from exim_py.smtp import acl_phase
+from exim_py.smtp import acl_phase, proxy
 from exim_py.smtp.server import Reply
 
 _HELO_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9-])?\.?$")
@@ -130,6 +130,8 @@ class ServerPolicy:
         port = str(session.interface_port) if session.interface_port is not None else "-1"
         values["received_port"] = values["interface_port"] = port
         values["received_ip_address"] = session.interface_address or ""
+        if session.proxy is not None:
+            values.update(proxy.variables(session))
         if getattr(session, "etrn_domain", None) is not None:
             values["domain"] = session.etrn_domain       # smtp_etrn_command sees the argument
         return values
@@ -214,6 +216,14 @@ class ServerPolicy:
         primary_hostname (spec: smtp_active_hostname)."""
         active = getattr(session, "active_hostname", None)
         return active or self.primary_hostname
+
+    def proxy_required(self, session):
+        """hosts_proxy: does this connection start with a PROXY header?"""
+        return self.host_in("hosts_proxy", session)
+
+    @property
+    def proxy_protocol_timeout(self):
+        return self._option("proxy_protocol_timeout", 3) or 3
 
     def enforce_sync(self, session):
         # Exim checks synchronisation only on a real socket from a host;

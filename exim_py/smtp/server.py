@@ -17,6 +17,7 @@ from zope.interface import implementer
 
 from exim_py.envelope import Envelope, Recipient, Session
 from exim_py.smtp import data as smtpdata
+from exim_py.smtp import proxy
 from exim_py.smtp.params import BadAddress, parse_path, split_params, xtext_decode
 from exim_py.smtp.reply import Reply, format_reply
 from exim_py.smtp.server_security import SecurityCommands
@@ -59,6 +60,7 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
         self._bdat_discard = False
         self._auth = None
         self._input_ended = False
+        self._proxy_timer = None
         self._handshake_pending = False    # STARTTLS accepted, handshake not finished
         self._refusing = None
         self.helo_seen = False
@@ -82,11 +84,42 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
     def connectionMade(self):
         self.session.local = False
         self.policy.fill_session(self.session, self.transport)
+        self._reset_timeout()
+        if self.policy.proxy_required(self.session):
+            # hosts_proxy: a PROXY header comes first (smtp/proxy.py)
+            self._mode = "proxy"
+            self._proxy_timer = self.clock.callLater(self.policy.proxy_protocol_timeout,
+                                                     self._proxy_done, None)
+            return
+        self._start_session()
+
+    def _start_session(self):
         if self.tls_on_connect:
             self.tls_active = True
+            early, self._buffer = self._buffer, b""
             self.transport.startTLS(self.policy.tls_context(self.session))
-        self._reset_timeout()
+            if early:
+                # the TLS handshake began in the same packet as the PROXY header
+                self.transport.protocol.dataReceived(early)
+        self._mode = "banner"
         self._ask(self.policy.connect, self.session, then=self._after_connect)
+
+    def _proxy_done(self, parsed):
+        """The PROXY header was read (``parsed``), or it was bad or late (None)."""
+        if self._proxy_timer is not None and self._proxy_timer.active():
+            self._proxy_timer.cancel()
+        self._proxy_timer = None
+        if parsed is None:
+            # Exim: the session goes on, but every command is refused
+            self._buffer = b""
+            proxy.apply(self.session, None)
+            self.session.proxy["external_address"] = None
+            self._refusing = Reply(503, "Command refused, required Proxy negotiation failed")
+        else:
+            consumed, info = parsed
+            self._buffer = self._buffer[consumed:]
+            proxy.apply(self.session, info)
+        self._start_session()
 
     def _after_connect(self, reply):
         if reply is not None and reply.code == 421 and not reply.drop:
@@ -111,6 +144,8 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
 
     def connectionLost(self, reason=failure.Failure(error.ConnectionDone())):
         self._cancel_timeout()
+        if self._proxy_timer is not None and self._proxy_timer.active():
+            self._proxy_timer.cancel()
         if not self._closing:
             self.policy.notquit(self.session, self._mode == "data" or self._mode == "bdat")
         self._collector = None
@@ -150,7 +185,15 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
 
     def _process_buffer(self):
         while self._buffer and not self._busy and not self._closing:
-            if self._mode == "command":
+            if self._mode == "proxy":
+                try:
+                    parsed = proxy.parse(self._buffer)
+                except proxy.ProxyError:
+                    return self._proxy_done(None)
+                if parsed is None:
+                    return
+                self._proxy_done(parsed)
+            elif self._mode == "command":
                 eol = self._buffer.find(b"\n")
                 if eol < 0:
                     if len(self._buffer) > MAX_COMMAND:
