@@ -808,6 +808,13 @@ LISTS = [
 ]
 
 ERRORS = [
+    '${if or{{<{ax}{1}.}{eq{a}{$}}}}',
+    '${sort{}{ <}{$item}}',
+    '${sort{b:a}{ <}{$item}}',
+    '${address:<@a,:c@d>}N',
+    '${address:<@a,@b:c@d>}',
+    '${address:<,@a:c@d>}',
+    '${if and{{eq{a}{b}}{<{ax}{1}.}}}',
     '${sort{a=2:b=1}{<}{${extract{2}{=}{$item}\\}}}',
     '${listextract{}{a:b\\:c}',
     '${listextract{}{${lc:}',

@@ -395,7 +395,6 @@ def _item_sort(p, name):
 def sort_operator(text):
     """The comparison a ${sort} comparator names, or Exim's error."""
     p = Parser(text)
-    p.ws()
     op = p.condition_name()
     if not op:
         raise ExpansionError('condition name expected, but found "%s"' % text[:16])

@@ -447,11 +447,12 @@ class Parser:
             except _Syntax as e:
                 e.add_suffix(' inside "%s{...}" condition' % name)
                 raise
+            # Exim tests it before looking for the closing brace.
+            subs.append(sub)
             self.ws()
             if self.ch() != "}":
                 self.fail('missing } at end of condition inside "%s" group' % name)
             self.i += 1
-            subs.append(sub)
 
     def cond_foreach(self, negate, name):
         self.ws()

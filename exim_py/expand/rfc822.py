@@ -121,10 +121,12 @@ class _Parser:
             self.i += 1
 
     def route(self):
-        while self.ch() == "@":
-            self.i += 1
-            self.domain()
-            self.skip_comment()
+        """A source route (@a,@b:) before an address: read and dropped."""
+        while True:
+            if self.ch() == "@":
+                self.i += 1
+                self.domain()
+                self.skip_comment()
             if self.ch() == ",":
                 self.i += 1
                 self.skip_comment()
@@ -133,7 +135,6 @@ class _Parser:
                 self.i += 1
                 return
             raise _Fail("comma or colon expected in route")
-        raise _Fail("@ expected in route")
 
     def addr_spec(self, term):
         local = self.local_part()
