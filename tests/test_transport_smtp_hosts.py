@@ -186,6 +186,21 @@ class TransportHostOptionTests(_Deliveries):
         self.assertIn("=> user@mxtest.test R=r T=t H=127.0.0.1 [127.0.0.1]", lines[0])
 
     @defer.inlineCallbacks
+    def test_router_fallback_hosts_used(self):
+        """The router's own fallback_hosts are tried when its hosts fail."""
+        static = STATIC.replace("  transport = t\n", "  transport = t\n"
+                                "  fallback_hosts = 127.0.0.1::%d\n" % (self.peer.port,), 1)
+        self.load = lambda options="": self._load_text(static, options)
+        lines = yield self.deliver()
+        self.assertIn("=> user@mxtest.test R=r T=t H=127.0.0.1 [127.0.0.1]", lines[0])
+
+    def _load_text(self, template, options):
+        path = os.path.join(self.dir, "exim.conf")
+        with open(path, "w") as f:
+            f.write(template.format(dir=self.dir, route=self.route, options=options))
+        return exim_config.load(path)
+
+    @defer.inlineCallbacks
     def test_hosts_override(self):
         """hosts with hosts_override replaces the router's (refusing) host."""
         lines = yield self.deliver("  hosts = 127.0.0.1\n  hosts_override\n  port = %d"

@@ -284,6 +284,16 @@ def authenticated_sender(transport, host, addr, ctx):
     return expand
 
 
+def _router_fallback(config, addr):
+    """The fallback_hosts option of the router that routed ``addr`` ("" if none)."""
+    name = getattr(addr, "router", None)
+    name = getattr(name, "name", name)
+    for router in getattr(config, "routers", None) or ():
+        if router.name == name:
+            return router.options["fallback_hosts"] or ""
+    return ""
+
+
 def host_list(transport, addr, ctx):
     """The hosts (one per IP address) to try, in order, fallback hosts last.
 
@@ -299,6 +309,10 @@ def host_list(transport, addr, ctx):
         hosts = hostlist.parse(text)
         from_option = True
     fallback = list(getattr(addr, "fallback_hosts", None) or [])
+    if not fallback:
+        # The router's fallback_hosts (a plain host list, not expanded) go
+        # with the address it routed, as Exim copies them at routing time.
+        fallback = hostlist.parse(_router_fallback(transport.config, addr))
     if opts["fallback_hosts"] is not None:
         fallback += hostlist.parse(ctx.expand(opts["fallback_hosts"], addr, transport=transport))
     if from_option and opts["hosts_randomize"]:
