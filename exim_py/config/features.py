@@ -16,5 +16,6 @@ FEATURES = {
     "OPENSSL": None,                    # Exim defines it beside _HAVE_TLS for OpenSSL builds
     "PIPE_CONNECT": "PIPECONNECT",      # smtp/server.py: PIPECONNECT (pipelining_connect_advertise_hosts)
     "PRDR": "PRDR",                     # smtp/server.py + acl_phase.py (server), smtp/client.py (client)
+    "PROXY": "PROXY",                   # smtp/proxy.py: hosts_proxy (Proxy Protocol v1/v2)
     "OCSP": "OCSP",                     # tls_ocsp_file stapling (smtp/tls.py), client checks (tls_client.py)
 }
