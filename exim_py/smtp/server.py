@@ -52,7 +52,7 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
         self._buffer = b""
         self._busy = False          # a policy answer is outstanding
         self._closing = False
-        self._mode = "banner"       # banner, command, data, bdat
+        self._mode = "banner"       # proxy, banner, command, data, bdat, auth
         self._collector = None
         self._bdat = None           # chunks of a BDAT transfer in progress
         self._bdat_left = 0
@@ -728,7 +728,7 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
 
     def _policy_command(self, method, arg):
         def answered(reply):
-            self._send_reply(reply, 0, "")
+            self._send_reply(reply, 250, "OK")
 
         self._ask(method, self.session, arg, then=answered)
 
