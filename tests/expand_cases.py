@@ -808,6 +808,12 @@ LISTS = [
 ]
 
 ERRORS = [
+    '${certextract{suject}{$tls_inb_peercert}{y}{n}@}',
+    '${if bool{-}}',
+    '${if bool_lax{-}}',
+    '${if bool{-0}{y}{n}}',
+    '${if bool{--1}{y}{n}}',
+    '${certextract{subject}{$tls_in_cipher}{y}{n}@}',
     '${if or{{<{ax}{1}.}{eq{a}{$}}}}',
     '${sort{}{ <}{$item}}',
     '${sort{b:a}{ <}{$item}}',

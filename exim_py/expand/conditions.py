@@ -392,10 +392,11 @@ def bool_value(text, lax):
     if not t:
         return False
     digits = t[1:] if t[0] == "-" else t
-    if digits.isdigit() and digits.isascii():
+    # A lone "-" counts as a number (zero), as in Exim.
+    if (digits.isdigit() and digits.isascii()) or t == "-":
         if lax and len(t) > 1:
             return True
-        return int(t) != 0
+        return t != "-" and int(t) != 0
     low = t.lower()
     if low in ("true", "yes"):
         return True

@@ -476,7 +476,11 @@ def _item_certextract(p, name):
             p.fail('second argument of "certextract" must be a certificate variable')
         p.i += 1
         var = p.braced(dollar=False)
+    try:
         return CertExtract(field, var, p.yesno("certextract"))
+    except _Syntax as e:
+        e.nodes[0:0] = [CertExtract(field, var, YesNo("certextract", bare=True))]
+        raise
 
 
 class CertExtract(Node):
