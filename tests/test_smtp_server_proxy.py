@@ -64,3 +64,65 @@ class ProxyProtocolTests(unittest.TestCase):
         """Hosts outside hosts_proxy talk SMTP straight away."""
         d = self.dialogue("hosts_proxy = 10.0.0.1\n")
         self.assertTrue(d.take().startswith("220 "))
+
+
+class HAProxyTests(unittest.TestCase):
+    """A real HAProxy in front of the server, speaking PROXY v1 and v2."""
+
+    def test_haproxy_send_proxy(self):
+        """Through haproxy (send-proxy and send-proxy-v2) the ACL sees the proxy and the client."""
+        import os
+        import shutil
+        import subprocess
+        import tempfile
+        import time
+
+        from twisted.internet import reactor, threads
+        from exim_py.smtp.server import SMTPServerFactory
+        from tests.support.peers import require_command
+        from tests.test_daemon import free_port
+
+        haproxy = require_command("haproxy", "Debian package haproxy")
+        policy, _ = make_policy(self, SHOW.replace("192.0.2.7", "127.0.0.1"))
+        port = reactor.listenTCP(0, SMTPServerFactory(policy), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        directory = tempfile.mkdtemp(prefix="haproxy-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        fronts = {"send-proxy": free_port(), "send-proxy-v2": free_port()}
+        conf = ["global", "  maxconn 20", "defaults", "  mode tcp", "  timeout connect 5s",
+                "  timeout client 10s", "  timeout server 10s"]
+        for option, front in fronts.items():
+            conf += ["listen l%d" % front, "  bind 127.0.0.1:%d" % front,
+                     "  server s1 127.0.0.1:%d %s" % (port.getHost().port, option)]
+        path = os.path.join(directory, "haproxy.cfg")
+        with open(path, "w") as f:
+            f.write("\n".join(conf) + "\n")
+        proc = subprocess.Popen([haproxy, "-db", "-f", path], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        self.addCleanup(lambda: (proc.kill(), proc.wait()))
+
+        def talk(front):
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    s = socket.create_connection(("127.0.0.1", front), timeout=10)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            f = s.makefile("rb")
+            f.readline()
+            s.sendall(b"HELO c\r\n")
+            answer = f.readline().decode()
+            s.close()
+            return answer
+
+        def run():
+            return {option: talk(front) for option, front in fronts.items()}
+
+        def check(answers):
+            for option, answer in answers.items():
+                self.assertRegex(answer, r"^550 client=127\.0\.0\.1:\d+ proxy=127\.0\.0\.1 "
+                                         r"ext=127\.0\.0\.1:%d session=yes\r\n$" % fronts[option])
+        return threads.deferToThread(run).addCallback(check)
