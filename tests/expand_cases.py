@@ -107,6 +107,13 @@ VARIABLES = [
 ]
 
 OPERATORS = [
+    '${address:a@[1.2.\\}.4]}',
+    '${address:a@[1.2.\\314.4]}',
+    '${address:a@[a}b]}',
+    '${address:a@[(c)]}',
+    '${sha1:$tls_\\in_peercert}',
+    '${sha1:$tls_in_peer\\N\\Ncert}',
+    '${md5:$tls_in_peercert\\}',
     '${quote_lsearch_:a b}',
     '${quote_lsearch:a b}',
     '${quote_lsearch_x:a b}',

@@ -255,7 +255,11 @@ class Parser:
             end = self.s.find("}", self.i)
             if end < 0:
                 self.fail("missing } at end of string")
-            var = self.s[self.i + 1:end]
+            # Exim reads the name with backslashes interpreted, $ not.
+            try:
+                var = Parser(self.s[self.i + 1:end]).seq(False, dollar=False).ev(None)
+            except _Syntax:
+                var = ""
             if var in CERT_VARIABLES:
                 # ${md5:$tls_in_peercert}: the certificate, not a string.
                 self.i = end + 1

@@ -93,7 +93,7 @@ class _Parser:
             self.i += 1
             while self.i < len(self.s) and self.s[self.i] != "]":
                 c = self.s[self.i]
-                if ord(c) <= 32 or ord(c) == 127 or c in "[\\":
+                if ord(c) <= 32 or ord(c) >= 127 or c in "[\\":
                     raise _Fail("malformed domain literal")
                 out.append(self.s[self.i])
                 self.i += 1
