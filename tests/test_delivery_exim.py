@@ -629,3 +629,44 @@ class MessageActionTests(_EximComparison):
             ours = run_exim_py(["-C", confs["py"], flag, "1xUqED-0001zz-0v"])
             self.assertEqual((ours.stdout, ours.returncode), (real.stdout, real.returncode),
                              flag)
+
+
+TIMEOUT_TEMPLATE = HEAD + """\
+host_lookup =
+log_selector = +deliver_time
+begin routers
+r:
+  driver = manualroute
+  route_list = * 127.0.0.1::PORT
+  self = send
+  transport = t
+begin transports
+t:
+  driver = smtp
+  allow_localhost
+  command_timeout = 1s
+begin retry
+* * F,1h,10m
+"""
+
+
+class DifferentialTimeoutDeferTests(_EximComparison):
+    """A deferral with a positive errno and a host: Exim's field order."""
+
+    def test_errno_text_before_host(self):
+        """A server that accepts the connection but never greets: the ==
+        line reads "defer (110): Connection timed out H=... DT=...: SMTP
+        timeout after initial connection", as exim4 writes it."""
+        import socket
+        silent = socket.socket()
+        self.addCleanup(silent.close)
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)   # the kernel completes the handshake; nobody speaks
+        template = TIMEOUT_TEMPLATE.replace("PORT", str(silent.getsockname()[1]))
+        logs, _, _ = self.run_both(template, ["-odi", "-f", "sender@x.example",
+                                              "a@y.example"], "t")
+        deferrals = [[ln for ln in lines if " == " in ln] for lines in logs]
+        self.assertEqual(deferrals[1], deferrals[0])
+        self.assertIn("ID == a@y.example R=r T=t defer (110): Connection timed out "
+                      "H=127.0.0.1 [127.0.0.1] DT=1s: SMTP timeout after initial connection",
+                      deferrals[0])

@@ -114,10 +114,18 @@ class DeliveryLog:
         self.msglog(body)
 
     def _deferred(self, addr, message, errno_):
-        reason = (": " + os.strerror(errno_) if errno_ is not None and errno_ > 0 else "") + \
-            (": " + message if message else "")
-        body = "%s%s defer (%d)%s%s" % (log_address(addr, False), _router_transport(addr),
-                                         errno_ if errno_ is not None else 0, _fields(addr), reason)
+        # Exim's deferral_log: the errno's text comes straight after
+        # "defer (N)", then the host fields, DT= and last the message.
+        body = "%s%s defer (%d)" % (log_address(addr, False), _router_transport(addr),
+                                    errno_ if errno_ is not None else 0)
+        if errno_ is not None and errno_ > 0:
+            body += ": " + os.strerror(errno_)
+        body += _fields(addr)
+        if self.logger.selector("deliver_time") and addr.delivery_started \
+                and addr.delivery_time:
+            body += " DT=%s" % print_time(addr.delivery_time - addr.delivery_started)
+        if message:
+            body += ": " + message
         self.logger.main("== " + body, self.message_id)
         self.msglog(body)
 
