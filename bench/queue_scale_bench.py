@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""A large queue: -bpc time and time to the first delivery of -q, exim_py against exim4.
+
+The spool format is Exim's, so one generator serves both MTAs: N messages
+(2 KB, one recipient) are written as -H/-D files with exim_py.spool into a
+separate spool for each MTA (owned by Debian-exim, as Exim's own would be;
+batches of 1000 share one sync).  exim4 reading these files is itself part
+of the check: its -bpc must count N and its -Mvh must print a message's
+header file, or the script says so.  Then, for each MTA:
+
+- ``-bpc``: wall time of counting the queue (median of 3 runs, warm cache),
+  next to -bpc on an empty spool (the program's start-up cost);
+- ``-q``: a foreground queue run is started and the clock stops when the
+  first message is in the maildir; the runner's process group is then
+  killed.  This is the latency of a queue run over a big queue (reading the
+  directory, ordering, reading the first -H, delivering), not a throughput.
+
+Nothing is asserted; every step is bounded by TIMEOUT seconds.  Run as root::
+
+    /opt/venv/bin/python bench/queue_scale_bench.py [N]
+
+Environment: MSGS [100000] (or the first argument), TIMEOUT [600],
+WORK [/tmp/exim_py-queue-scale], EXIM [/usr/sbin/exim4], KEEP (leave WORK).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _common as common  # noqa: E402
+
+sys.path.insert(0, common.ROOT)
+
+from exim_py.envelope import Envelope, Header, Recipient  # noqa: E402
+from exim_py.spool import Spool  # noqa: E402
+
+MSGS = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("MSGS", "100000"))
+TIMEOUT = float(os.environ.get("TIMEOUT", "600"))
+WORK = os.environ.get("WORK", "/tmp/exim_py-queue-scale")
+BATCH = 1000
+
+CONFIG = """\
+# queue_scale_bench.py: a queue run delivers to one maildir
+primary_hostname = bench.test
+qualify_domain = bench.test
+exim_user = Debian-exim
+exim_group = Debian-exim
+never_users = root
+keep_environment =
+spool_directory = {base}/spool
+log_file_path = {base}/log/%slog
+host_lookup =
+queue_run_max = 1
+
+begin routers
+
+to_maildir:
+  driver = accept
+  domains = y.test
+  transport = maildir
+
+begin transports
+
+maildir:
+  driver = appendfile
+  directory = {base}/maildir/b
+  maildir_format
+  user = Debian-exim
+  group = Debian-exim
+
+begin retry
+*   *   F,1h,5m
+"""
+
+BODY = b"".join(b"%04d The quick brown fox jumps over the lazy dog, again.\n" % i
+                for i in range(40))[:2047] + b"\n"
+
+
+def envelope(n):
+    """Message ``n`` as exim4 would have received it over SMTP from 127.0.0.1."""
+    env = Envelope()
+    s = env.session
+    s.caller_name, s.caller_uid, s.caller_gid = "Debian-exim", 0, 0
+    s.received_protocol = "esmtp"
+    s.sender_host_address, s.sender_host_port = "127.0.0.1", 40000 + n % 20000
+    s.interface_address, s.interface_port = "127.0.0.1", 25
+    s.helo_name, s.esmtp, s.local = "client.test", True, False
+    env.sender = "a@x.test"
+    env.recipients = [Recipient("b@y.test")]
+    env.headers = [
+        Header("Received: from [127.0.0.1] (helo=client.test)\n\tby bench.test with esmtp\n"
+               "\tfor b@y.test; Sat, 21 Nov 2026 19:00:00 +0000\n", "P"),
+        Header("From: a@x.test\n", "F"),
+        Header("To: b@y.test\n", "T"),
+        Header("Subject: queue scale %d\n" % n),
+        Header("Message-Id: <qs%d@x.test>\n" % n, "I"),
+        Header("Date: Sat, 21 Nov 2026 19:00:00 +0000\n"),
+    ]
+    env.body_linecount = BODY.count(b"\n")
+    env.size = len(BODY) + sum(len(h.text) for h in env.headers)
+    return env
+
+
+def generate(base):
+    """Fill ``base``/spool with MSGS messages; returns seconds taken."""
+    spool = Spool(os.path.join(base, "spool"))
+    spool.make_directories()
+    start = time.perf_counter()
+    done = 0
+    while done < MSGS:
+        batch = min(BATCH, MSGS - done)
+        spool.store_batch([(envelope(done + i), BODY) for i in range(batch)])
+        done += batch
+    return time.perf_counter() - start
+
+
+def first_id(base):
+    with os.scandir(os.path.join(base, "spool", "input")) as it:
+        for entry in it:
+            if entry.name.endswith("-H"):
+                return entry.name[:-2]
+    return None
+
+
+def timed(argv):
+    start = time.perf_counter()
+    r = subprocess.run(argv, capture_output=True, timeout=TIMEOUT, env=common.child_env())
+    return time.perf_counter() - start, r
+
+
+def bpc(mta, conf):
+    """(median seconds of 3 -bpc runs, the count printed)."""
+    times, out = [], b""
+    for _ in range(3):
+        seconds, r = timed(common.argv_for(mta, conf, "-bpc"))
+        times.append(seconds)
+        out = r.stdout.strip() or r.stderr.strip()
+    return sorted(times)[1], out.decode(errors="replace")
+
+
+def first_delivery(mta, base, conf):
+    """Seconds from starting ``-q`` until a message is in the maildir (None: not within TIMEOUT)."""
+    new = os.path.join(base, "maildir", "b", "new")
+    start = time.perf_counter()
+    runner = common.start_group(common.argv_for(mta, conf, "-q"), os.path.join(base, "q.stderr"))
+    try:
+        deadline = start + TIMEOUT
+        while common.count_files(new) == 0 and time.perf_counter() < deadline:
+            if runner.poll() is not None and common.count_files(new) == 0:
+                return None
+            time.sleep(0.005)
+        return time.perf_counter() - start if common.count_files(new) else None
+    finally:
+        common.stop_group(runner, timeout=5)
+
+
+def main():
+    common.require_root_and_tools()
+    print("queue scale: %d queued messages of %d body bytes, one maildir; %s"
+          % (MSGS, len(BODY), common.load_line()))
+    bases = {}
+    for mta in common.MTAS:
+        base = common.make_tree(os.path.join(WORK, mta))
+        conf = common.write_conf(base, CONFIG.format(base=base))
+        seconds = generate(base)
+        print("%-8s spool written by exim_py.spool in %.1f s (%.0f msg/s)"
+              % (mta, seconds, MSGS / seconds))
+        bases[mta] = base, conf
+        sys.stdout.flush()
+    base, conf = bases["exim4"]
+    message_id = first_id(base)
+    r = subprocess.run(common.argv_for("exim4", conf, "-Mvh", message_id), capture_output=True)
+    if r.returncode or b"b@y.test" not in r.stdout:
+        print("warning: exim4 -Mvh %s did not read the generated -H file: %s"
+              % (message_id, (r.stdout + r.stderr).decode(errors="replace")[:500]))
+    else:
+        print("exim4 -Mvh reads the generated -H files (checked %s)" % message_id)
+    results = {}
+    for mta in common.MTAS:
+        empty = common.make_tree(os.path.join(WORK, mta + "-empty"))
+        empty_time, _ = bpc(mta, common.write_conf(empty, CONFIG.format(base=empty)))
+        base, conf = bases[mta]
+        count_time, count = bpc(mta, conf)
+        first = first_delivery(mta, base, conf)
+        results[mta] = count_time, first
+        print("%-8s -bpc %8.3f s (printed %s; empty spool %.3f s)   -q first delivery %s"
+              % (mta, count_time, count, empty_time,
+                 "%.3f s" % first if first is not None else "none"))
+        sys.stdout.flush()
+    (ebpc, eq), (pbpc, pq) = results["exim4"], results["exim_py"]
+    print("ratio (exim4 time / exim_py time, >1 means exim_py faster): -bpc %.2f, first delivery %s"
+          % (common.ratio(ebpc, pbpc),
+             "%.2f" % common.ratio(eq, pq) if eq and pq else "n/a"))
+    print(common.load_line())
+    if not os.environ.get("KEEP"):
+        shutil.rmtree(WORK, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
