@@ -123,6 +123,16 @@ class DialogueTests(unittest.TestCase):
         self.assertEqual([o.status for _, o in result.outcomes()], [FAIL, FAIL])
 
     @defer.inlineCallbacks
+    def test_quit_after_refused_helo(self):
+        """A refused HELO ends the session with QUIT, as Exim does, not a bare close."""
+        server = self.serve(EHLO="500 no", HELO="550 No")
+        txn = Transaction("s@x.example", ["a@y.example"], data=MESSAGE)
+        result = yield self.send(server, [txn])
+        self.assertEqual(server.commands, [b"EHLO client.example", b"HELO client.example",
+                                           b"QUIT"])
+        self.assertEqual([o.status for _, o in result.outcomes()], [FAIL])
+
+    @defer.inlineCallbacks
     def test_ehlo_rejected_falls_back_to_helo(self):
         """A non-2xx reply to EHLO makes the client try HELO (and no extensions)."""
         server = self.serve(EHLO="502 EHLO not here")

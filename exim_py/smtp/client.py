@@ -216,7 +216,13 @@ class ESMTPClient(LineReceiver):
         self.result.host_error = Outcome(status, message, kind, reply, errno_value, code,
                                          self._state)
         self._finish()
-        if self._connected:
+        if self._connected and code is not None and not self._quit_sent:
+            # The server answered, refusing: Exim still says QUIT (and reads
+            # the reply) before it closes.
+            self._quitting = True
+            self._pending = []
+            self._send("QUIT", "quit")
+        elif self._connected:
             self.transport.abortConnection()
 
     def _fail_current(self, status, message, kind, errno_value=0, reply=None, code=None,
