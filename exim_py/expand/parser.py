@@ -252,17 +252,14 @@ class Parser:
         self.i += 1
         base = name.partition("_")[0]
         if base in CERT_OPERATORS and self.ch() == "$":
-            end = self.s.find("}", self.i)
-            if end < 0:
-                self.fail("missing } at end of string")
-            # Exim reads the name with backslashes interpreted, $ not.
-            try:
-                var = Parser(self.s[self.i + 1:end]).seq(False, dollar=False).ev(None)
-            except _Syntax:
-                var = ""
+            # Exim first reads up to the '}' with backslashes interpreted
+            # and $ taken literally; a certificate variable's name there
+            # means the certificate, not a string.
+            scan = Parser(self.s)
+            scan.i = self.i + 1
+            var = scan.seq(True, dollar=False).ev(None)
             if var in CERT_VARIABLES:
-                # ${md5:$tls_in_peercert}: the certificate, not a string.
-                self.i = end + 1
+                self.i = scan.i + 1
                 return CertOp(fn, arg, var)
         subject = self.braced()
         if fn is None:

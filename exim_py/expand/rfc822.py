@@ -122,22 +122,24 @@ class _Parser:
 
     def route(self):
         """A source route (@a,@b:) before an address: read and dropped."""
-        while True:
-            if self.ch() == "@":
-                self.i += 1
-                self.domain()
-                self.skip_comment()
-            if self.ch() == ",":
-                self.i += 1
-                self.skip_comment()
-                continue
-            if self.ch() == ":":
-                self.i += 1
-                return
-            raise _Fail("comma or colon expected in route")
+        commas = False
+        while self.ch() == "@":
+            self.i += 1
+            self.domain()
+            if self.ch() != ",":
+                break
+            self.i += 1
+            commas = True
+            self.skip_comment()
+        if self.ch() == ":":
+            self.i += 1
+            return
+        raise _Fail("colon expected after route list" if commas else "no local part")
 
     def addr_spec(self, term):
         local = self.local_part()
+        if not local:
+            raise _Fail("no local part")
         if self.ch() == term and term:
             return local, 0
         if self.ch() != "@":
