@@ -670,3 +670,31 @@ class DifferentialTimeoutDeferTests(_EximComparison):
         self.assertIn("ID == a@y.example R=r T=t defer (110): Connection timed out "
                       "H=127.0.0.1 [127.0.0.1] DT=1s: SMTP timeout after initial connection",
                       deferrals[0])
+
+
+class DifferentialRemoteSizeTests(_EximComparison):
+    """S= on a remote delivery line is what went over the wire, as Exim counts it."""
+
+    def check_size(self, chunking):
+        from tests.support.exim_peer import EximPeer
+        peer = EximPeer(dsn=False, chunking=chunking).start()
+        self.addCleanup(peer.stop)
+        template = REMOTE_TEMPLATE.replace("host_lookup =\n",
+                                           "host_lookup =\nlog_selector = +delivery_size\n")
+        template = template.replace("PORT", str(peer.port))
+        logs, _, _ = self.run_both(template, ["-odi", "-f", "sender@x.example",
+                                              "good@test.example"], "k%d" % chunking,
+                                   input="Subject: size\n\n.dot line\nbody\n")
+        deliveries = [[ln for ln in lines if " => " in ln] for lines in logs]
+        self.assertEqual(deliveries[1], deliveries[0])
+        self.assertNotIn(" S=0 ", deliveries[1][0])
+        return deliveries[0][0]
+
+    def test_size_after_data(self):
+        """After DATA: CRLF line ends, the stuffed dot and the final ".CRLF"
+        are counted, giving exim4's S= value."""
+        self.assertNotIn(" K ", self.check_size(False))
+
+    def test_size_after_bdat(self):
+        """With CHUNKING: only the chunk's bytes, as exim4 counts them."""
+        self.assertIn(" K ", self.check_size(True))

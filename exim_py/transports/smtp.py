@@ -21,7 +21,7 @@ from exim_py.delivery import retry
 from exim_py.delivery.address import DEFER, FAIL, OK
 from exim_py.errors import ExpansionError, LookupDefer
 from exim_py.smtp import client, tls_client
-from exim_py.smtp.outbound import Recipient, Transaction
+from exim_py.smtp.outbound import Recipient, Transaction, to_wire
 from exim_py.transports import smtp_settings
 from exim_py.transports.base import TransportBase
 from exim_py.transports.smtp_settings import OPTIONS
@@ -33,6 +33,18 @@ ERRNO_RCPT4XX = -44
 ERRNO_MAIL4XX = -45
 ERRNO_DATA4XX = -46
 ERRNO_HRETRY = -54
+
+
+def _wire_size(txn):
+    """The bytes of message sent in ``txn``, as Exim's transport_count (``S=``
+    on the delivery line): CRLF line ends; after DATA dot-stuffed and with
+    the terminating ".CRLF" (Exim writes it with the message), after BDAT
+    just the chunk's bytes."""
+    if txn.data is None:
+        return 0
+    if txn.chunking_used:
+        return len(to_wire(txn.data, dot_stuff=False))
+    return len(to_wire(txn.data)) + 3
 
 
 def _retry_error(outcome):
@@ -241,6 +253,7 @@ class Transport(TransportBase):
                 addr.log_fields = fields + self._tls_fields(result, ctx) + \
                     self._success_fields(result, txn, outcome, ctx)
                 addr.dsn_aware = txn.dsn_passed
+                addr.transport_count = _wire_size(txn)
                 addr.add_retry(host_key, delete=True)
                 continue
             addr.log_fields = fields
