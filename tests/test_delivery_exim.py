@@ -698,3 +698,40 @@ class DifferentialRemoteSizeTests(_EximComparison):
     def test_size_after_bdat(self):
         """With CHUNKING: only the chunk's bytes, as exim4 counts them."""
         self.assertIn(" K ", self.check_size(True))
+
+
+class DifferentialMaxRcptTests(_EximComparison):
+    """max_rcpt 0 means no limit, and an expanded max_rcpt does not group by 100."""
+
+    def copies(self, max_rcpt, senders=("ex", "py")):
+        """101 recipients through one smtp transport: the number of messages
+        the receiving exim4 gets from each sender."""
+        from tests.support.exim_peer import EximPeer
+        peer = EximPeer(dsn=False).start()
+        self.addCleanup(peer.stop)
+        template = REMOTE_TEMPLATE.replace("PORT", str(peer.port)).replace(
+            "  hosts_avoid_tls = *\n", "  hosts_avoid_tls = *\n  max_rcpt = %s\n" % max_rcpt)
+        recipients = ["r%d@test.example" % i for i in range(101)]
+        copies = []
+        for name in senders:
+            d, _ = self.prepare(name)
+            conf = self.exim.write_config(template.replace("DIR", d), name + "-m.conf")
+            args = ["-odi", "-f", "sender@x.example"] + recipients
+            before = len(peer.messages())
+            if name == "ex":
+                self.exim.run(conf, args, input=MESSAGE)
+            else:
+                run_exim_py(["-C", conf] + args, input=MESSAGE)
+            copies.append(len(peer.messages()) - before)
+        return copies
+
+    def test_zero_is_unlimited(self):
+        """max_rcpt = 0: one transaction carries all 101 recipients, as from exim4."""
+        self.assertEqual(self.copies("0"), [1, 1])
+
+    def test_expanded_value(self):
+        """max_rcpt = ${if eq{1}{1}{0}} (expanded, as the reference spec allows;
+        Exim 4.96 itself takes only a number): a value that needs expanding
+        is not used to group addresses, so the default 100 does not split
+        the batch and the expanded 0 sends one copy."""
+        self.assertEqual(self.copies("${if eq{1}{1}{0}}", senders=("py",)), [1])

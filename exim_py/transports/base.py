@@ -36,14 +36,14 @@ class TransportBase(DriverBase):
         return ctx.expand(value, addr, transport=self, host=host)
 
     def max_addresses(self):
-        """How many addresses one ``deliver()`` call may take."""
-        for name in ("max_rcpt", "batch_max"):
-            if name in self.options:
-                value = self.options[name]
-                if isinstance(value, str):
-                    value = int(value or 1)
-                return max(int(value or 1), 1)
-        return 1
+        """How many addresses one ``deliver()`` call may take: a local
+        transport's ``batch_max`` (default 1).  Exim batches only while the
+        count stays below batch_max, so 0 and 1 alike mean one address per
+        delivery (spec chapter "Address batching in local transports"); the
+        smtp transport has its own rule for ``max_rcpt``."""
+        if "batch_max" not in self.options:
+            return 1
+        return max(int(self.options["batch_max"] or 1), 1)
 
     def deliver(self, message, addresses, ctx):
         raise NotImplementedError

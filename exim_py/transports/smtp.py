@@ -87,12 +87,17 @@ class Transport(TransportBase):
     remote = True
 
     def max_addresses(self):
-        # max_rcpt 0 means no limit; the client splits a large batch into
-        # several transactions on one connection.
+        # How many addresses the engine may give one call.  A constant
+        # max_rcpt limits it, 0 meaning no limit; a value that needs
+        # expanding can differ between messages, so Exim groups without a
+        # limit and the transport splits the batch into transactions of the
+        # expanded size (spec, option max_rcpt; deliver.c address_count_max).
         value = self.options["max_rcpt"]
+        if value is None or "$" in str(value):
+            return 1 << 30
         try:
             value = int(value)
-        except (TypeError, ValueError):
+        except ValueError:
             value = 100
         return value if value > 0 else 1 << 30
 
