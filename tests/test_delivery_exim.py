@@ -735,3 +735,55 @@ class DifferentialMaxRcptTests(_EximComparison):
         is not used to group addresses, so the default 100 does not split
         the batch and the expanded 0 sends one copy."""
         self.assertEqual(self.copies("${if eq{1}{1}{0}}", senders=("py",)), [1])
+
+
+DSN_TEMPLATE = REMOTE_TEMPLATE.replace(
+    "host_lookup =\n", "host_lookup =\ndsn_advertise_hosts = *\nacl_smtp_rcpt = accept\n")
+DSN_SESSION = ("EHLO x\r\nMAIL FROM:<sender@x.example>\r\n"
+               "RCPT TO:<good@test.example> NOTIFY=SUCCESS ORCPT=rfc822;good@test.example\r\n"
+               "DATA\r\nSubject: dsn\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+
+
+class DifferentialRemoteSuccessDSNTests(_EximComparison):
+    """NOTIFY=SUCCESS for a remote delivery: who sends the success DSN."""
+
+    def run_dsn(self, peer_dsn):
+        from tests.support.exim_peer import EximPeer
+        peer = EximPeer(dsn=peer_dsn).start()
+        self.addCleanup(peer.stop)
+        template = DSN_TEMPLATE.replace("PORT", str(peer.port))
+        logs, reports = [], []
+        for name in ("ex", "py"):
+            d, _ = self.prepare(name)
+            conf = self.exim.write_config(template.replace("DIR", d),
+                                          "%s-dsn%d.conf" % (name, peer_dsn))
+            if name == "ex":
+                self.exim.run(conf, ["-bs", "-odi"], input=DSN_SESSION)
+            else:
+                run_exim_py(["-C", conf, "-bs", "-odi"], input=DSN_SESSION)
+            lines = [re.sub(r" U=\S+ P=(local\S*) S=\d+", r" U=* P=\1 S=*", ln)
+                     for ln in self.log_lines(d)]
+            logs.append([re.sub(r'C="[^"]*"', 'C="..."', ln) for ln in lines])
+            # Reports from <> on the peer's queue since the previous sender ran.
+            found = [DifferentialRemoteBounceTests.normalise(body)
+                     for header, body in peer.messages() if "\n<>\n" in header]
+            reports.append(found[sum(len(r) for r in reports):])
+        self.assertEqual(logs[1], logs[0])
+        return logs[0], reports[0], reports[1]
+
+    def test_next_hop_without_dsn(self):
+        """The receiving server does not advertise DSN: the sender reports
+        the delivery itself ("relayed to non-DSN-aware mailer", Remote-MTA,
+        "250 Ok"), the report identical to exim4's."""
+        lines, theirs, ours = self.run_dsn(False)
+        self.assertIn("ID <= <> R=ID U=* P=local S=*", lines)
+        self.assertEqual(len(theirs), 1)
+        self.assertEqual(ours, theirs)
+        self.assertIn("(relayed to non-DSN-aware mailer)", ours[0])
+
+    def test_next_hop_with_dsn(self):
+        """The receiving server advertises DSN: NOTIFY goes on with the
+        message and neither exim4 nor exim_py sends a report."""
+        lines, theirs, ours = self.run_dsn(True)
+        self.assertEqual((theirs, ours), ([], []))
+        self.assertFalse([ln for ln in lines if " <= <> " in ln], lines)

@@ -326,12 +326,18 @@ def build_success(job, target, delivered, now=None):
             "This message was created automatically by mail delivery software.\n",
             " ----- The following addresses had successful delivery notifications -----\n"]
     for a in delivered:
-        out.append('<%s> (relayed via non "Remote SMTP" router)\n' % a.top.address)
+        # A remote host that did not take DSN on is a "non-DSN-aware mailer".
+        out.append("<%s> (relayed %s)\n" % (a.top.address, "to non-DSN-aware mailer"
+                                            if _remote(a) else 'via non "Remote SMTP" router'))
     out += _status_part_head(job, boundary, hostname)
     for a in delivered:
         block = [ln for ln in _status_block(a, "delivered", "2.0.0")
                  if not ln.startswith(("Remote-MTA", "Diagnostic-Code"))]
-        block.append("Diagnostic-Code: X-Exim; relayed via non SMTP router")
+        if _remote(a) and a.host_used.name:
+            # Exim reports the host with a fixed "250 Ok", not its real reply.
+            block += ["Remote-MTA: dns; %s" % a.host_used.name, "Diagnostic-Code: smtp; 250 Ok"]
+        else:
+            block.append("Diagnostic-Code: X-Exim; relayed via non SMTP router")
         out.append("".join(line + "\n" for line in block) + "\n")
     out += ["--%s\n" % boundary,
             "Content-type: text/rfc822-headers\n\n",
@@ -339,6 +345,10 @@ def build_success(job, target, delivered, now=None):
             "".join(h.text for h in job.message.headers if h.flag != "*"),
             "\n\n--%s--\n" % boundary]
     return "".join(out)
+
+
+def _remote(addr):
+    return addr.transport is not None and addr.transport.remote and addr.host_used is not None
 
 
 def send_success(job, delivered):

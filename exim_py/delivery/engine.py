@@ -502,9 +502,11 @@ class _Delivery:
             self.log.timed_out(a)
         self.outcome.failed = [a for a in self.outcome.failed if a not in self.timed_out] + \
             list(reversed(self.timed_out))
+        # A success DSN is ours to send unless the next hop took the NOTIFY
+        # on (it advertised DSN: dsn_aware), as Exim's deliver.c decides.
         succeeded = [a for a in self.outcome.delivered
-                     if not a.transport.remote and a.top.dsn_notify
-                     and bounce.dsn_wants(a.top, "SUCCESS")]
+                     if a.top.dsn_notify and bounce.dsn_wants(a.top, "SUCCESS")
+                     and not (a.transport.remote and getattr(a, "dsn_aware", False))]
         if succeeded and self.envelope.sender:
             self.outcome.bounces.append(bounce.send_success(self, succeeded))
         for a in self.outcome.failed:
