@@ -33,10 +33,11 @@ class Header:
     """One header line as Exim's spool keeps it: its full text and a type flag.
 
     ``text`` includes the name, the colon and the trailing newline, folded
-    lines included.  ``flag`` is Exim's one-character header type (' ' for
-    an ordinary header, '*' for one that was deleted, 'R' Received,
-    'P' Return-path, 'F' From, 'T' To, 'C' Cc, 'B' Bcc, 'I' Message-id,
-    'S' Sender, 'Y' Reply-to...).
+    lines included.  ``flag`` is Exim's one-character header type (spec
+    chapter "Format of spool files"): ' ' for a header Exim has no special
+    interest in, '*' for one replaced or deleted, 'B' Bcc, 'C' Cc, 'F' From,
+    'I' Message-id, 'P' Received ("postmark"), 'R' Reply-To, 'S' Sender,
+    'T' To.
     """
 
     __slots__ = ("text", "flag")
