@@ -554,6 +554,13 @@ ITEMS = [
     "${lookup lsearch{/a}}",
     "${lookup{x}dnsdb{a=x}}",
     "${lookup{x}lsearch{/nonexist}}",
+    # An empty key finds nothing, but the file is opened first (configure.default's aliases).
+    "${lookup{}lsearch{/nonexist}}",
+    "${lookup{}lsearch{FX/ls}{y}{n}}",
+    "${lookup{}dsearch{/nonexist}{y}{n}}",
+    "${lookup{}iplsearch{/}{y}{n}}",
+    "${lookup{1.2.3.4}iplsearch{/}{y}{n}}",
+    "${lookup{a}nwildlsearch{/}{y}{n}}",
     "${lookup{x}lsearch}",
     "${lookup{x}}",
     "${lookup{plain}dsearch{FX}}",

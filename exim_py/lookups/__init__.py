@@ -165,8 +165,12 @@ def search_wild(ltype, source, key, ctx=None):
     inst = _lookup(ltype.name)
     if not inst.single_key:
         return _cached_find(ltype, None, key, ctx), None
-    # The key must be non-empty for a single-key lookup to succeed.
+    # The key must be non-empty for a single-key lookup to succeed, but Exim
+    # opens the file first, so a missing file is still an error.
     if key == "":
+        check = getattr(inst, "open_check", None)
+        if check is not None:
+            check(source or "")
         return None, None
     if source is None:
         source = ""

@@ -15,12 +15,16 @@ from exim_py.lookups import defer, open_error
 class Lookup:
     single_key = True
 
-    def find(self, directory, key, options, ctx):
+    def open_check(self, directory):
+        """Fail as opening ``directory`` for a directory search fails."""
         if not os.path.isdir(directory):
             try:
                 os.listdir(directory)
             except OSError as e:
                 raise open_error(directory, "directory search", e)
+
+    def find(self, directory, key, options, ctx):
+        self.open_check(directory)
         if options.get("key") == "path":
             if ".." in key.split("/"):
                 raise defer("key for dsearch lookup contains a dotdot: %s" % key)

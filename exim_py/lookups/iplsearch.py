@@ -25,10 +25,9 @@ def _networks(entries):
 
 
 class Lookup(lsearch.Lookup):
-    type_name = "iplsearch"
 
     def find_entry(self, path, key, ctx):
-        entries = lsearch.FILES.get(path, self.type_name, _networks)
+        entries = lsearch.FILES.get(path, _networks)
         if key == "*":
             return next((e for e, _ in entries if e.key == "*"), None)
         try:

@@ -81,14 +81,16 @@ class _FileCache:
         self._lock = threading.Lock()
         self._files = {}
 
-    def get(self, path, type_name, build):
+    def get(self, path, build):
         """``build(entries)`` for file ``path``, from the cache when unchanged."""
         try:
             st = os.stat(path)
         except OSError as e:
             raise open_error(path, "linear search", e)
         if not stat.S_ISREG(st.st_mode):
-            raise ExpansionError("%s is not a regular file (%s lookup)" % (path, type_name))
+            # Exim's lsearch module opens the files of the whole family, so
+            # its message says "lsearch" for iplsearch and wildlsearch too.
+            raise ExpansionError("%s is not a regular file (lsearch lookup)" % (path,))
         stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
         with self._lock:
             hit = self._files.get((path, build))
@@ -112,7 +114,6 @@ class Lookup:
     """lsearch: literal keys, compared without regard to case."""
 
     single_key = True
-    type_name = "lsearch"
 
     def find(self, path, key, options, ctx):
         entry = self.find_entry(path, key, ctx)
@@ -124,7 +125,11 @@ class Lookup:
 
     def find_entry(self, path, key, ctx):
         """The first entry of file ``path`` whose key matches ``key``, or None."""
-        return FILES.get(path, self.type_name, _as_index).get(key.lower())
+        return FILES.get(path, _as_index).get(key.lower())
+
+    def open_check(self, path):
+        """Fail as opening ``path`` fails (a missing file, not a regular file)."""
+        FILES.get(path, _as_index)
 
 
 def as_list(entries):

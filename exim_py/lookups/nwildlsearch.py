@@ -4,5 +4,4 @@ from exim_py.lookups import wildlsearch
 
 
 class Lookup(wildlsearch.Lookup):
-    type_name = "nwildlsearch"
     expand_keys = False

@@ -10,12 +10,11 @@ from exim_py.lookups import lsearch
 
 
 class Lookup(lsearch.Lookup):
-    type_name = "wildlsearch"
     expand_keys = True
 
     def find_entry(self, path, key, ctx):
         from exim_py.match import match_string_item
-        for entry in lsearch.FILES.get(path, self.type_name, lsearch.as_list):
+        for entry in lsearch.FILES.get(path, lsearch.as_list):
             if match_string_item(key, entry.key, ctx, expand=self.expand_keys):
                 return entry
         return None
