@@ -17,25 +17,27 @@ class _Host:
     name = None
 
 
-def _scripted_server(replies):
-    """A one-connection SMTP server on a free port: (port, received lines, thread)."""
+def _scripted_server(replies, *more_connections):
+    """An SMTP server on a free port that answers one connection per list of
+    replies, closing each when its list ends: (port, received lines, thread)."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
     received = []
 
     def serve():
-        conn, _ = listener.accept()
-        with conn, conn.makefile("rwb") as f:
-            f.write(b"220 ready\r\n")
-            f.flush()
-            for reply in replies:
-                line = f.readline()
-                if not line:
-                    break
-                received.append(line.decode().rstrip("\r\n"))
-                f.write(reply.encode() + b"\r\n")
+        for script in (replies,) + more_connections:
+            conn, _ = listener.accept()
+            with conn, conn.makefile("rwb") as f:
+                f.write(b"220 ready\r\n")
                 f.flush()
+                for reply in script:
+                    line = f.readline()
+                    if not line:
+                        break
+                    received.append(line.decode().rstrip("\r\n"))
+                    f.write(reply.encode() + b"\r\n")
+                    f.flush()
         listener.close()
 
     thread = threading.Thread(target=serve, daemon=True)
@@ -113,3 +115,17 @@ class CalloutDialogueTests(unittest.TestCase):
         thread.join(10)
         self.assertEqual(received[0], "LHLO h")
         self.assertEqual(outcome, ("rcpt", 550, b"not liked"))
+
+    def test_new_connection_after_random_refusal_drops(self):
+        """A server that drops the connection after refusing the random local
+        part is called again for the real address."""
+        co, _ = callout.parse_options(["callout=random"], int)
+        port, received, thread = _scripted_server(["250 OK", "250 OK", "550 bad, dropping"],
+                                                  ["250 OK", "250 OK", "250 OK", "221 bye"])
+        plan = callout._Plan(co)
+        outcome = callout._dialogue(_Host(), port, None, "h", "", "r@two.test", co,
+                                    "random@two.test", plan)
+        thread.join(10)
+        self.assertEqual(outcome, ("rcpt", None, None))
+        self.assertEqual(received[-3:], ["MAIL FROM:<>", "RCPT TO:<r@two.test>", "QUIT"])
+        self.assertEqual(plan.domain["random"], callout.FAIL)

@@ -388,7 +388,15 @@ def _dialogue(host, port, interface, helo, sender, address, co, random_address=N
             if code < 500:
                 return "random", code, text
             plan.domain["random"] = FAIL
-            client.docmd("RSET")
+            try:
+                code, _ = client.docmd("RSET")
+            except (OSError, smtplib.SMTPException):
+                code = None
+            if code is None or code >= 300:
+                # Some servers drop the connection after refusing a recipient:
+                # Exim connects again for the real address.
+                client.close()
+                return _dialogue(host, port, interface, helo, sender, address, co, None, plan)
             code, text = client.docmd("MAIL FROM:<%s>%s" % (sender, size))
             if code >= 400:
                 return "mail", code, text
