@@ -133,6 +133,20 @@ class DialogueTests(unittest.TestCase):
         self.assertEqual([o.status for _, o in result.outcomes()], [FAIL])
 
     @defer.inlineCallbacks
+    def test_reply_code_outside_1_to_5_is_malformed(self):
+        """An 850 reply is no permanent refusal but a malformed response: the
+        address is deferred and the client says QUIT."""
+        server = self.serve(MAIL="850 RUBBISH")
+        txn = Transaction("s@x.example", ["a@y.example"], data=MESSAGE)
+        result = yield self.send(server, [txn], pipelining=False)
+        [(_, outcome)] = list(result.outcomes())
+        self.assertEqual(outcome.status, DEFER)
+        self.assertEqual(outcome.message, "SMTP error from remote mail server after "
+                                          "MAIL FROM:<s@x.example> SIZE=1062: "
+                                          "malformed response: 850 RUBBISH")
+        self.assertEqual(server.commands[-1], b"QUIT")
+
+    @defer.inlineCallbacks
     def test_ehlo_rejected_falls_back_to_helo(self):
         """A non-2xx reply to EHLO makes the client try HELO (and no extensions)."""
         server = self.serve(EHLO="502 EHLO not here")

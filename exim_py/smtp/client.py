@@ -108,6 +108,14 @@ class ESMTPClient(LineReceiver):
                              "malformed response: %s" % (self._stage, line[:100]),
                              ERRNO_SMTPFORMAT)
             return
+        if line[0] not in "12345":
+            # Exim takes only 1xx-5xx codes: anything else is a malformed
+            # response, a temporary problem (then QUIT, as for any answer).
+            where = self._pending[0][2] if self._pending else self._stage
+            self._host_error(DEFER, "SMTP error from remote mail server after %s: "
+                             "malformed response: %s" % (where, line[:100]),
+                             ERRNO_SMTPFORMAT, code=int(line[:3]))
+            return
         self._reply_lines.append(line[4:])
         if len(line) > 3 and line[3] == "-":
             return
