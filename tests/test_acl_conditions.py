@@ -294,6 +294,8 @@ delay_acl:
          delay = 1m
 bad_delay:
   accept delay = soon
+queue_control:
+  accept control = queue/first_pass_route
 controls:
   accept control = queue_only
          control = freeze/no_tell
@@ -371,6 +373,12 @@ queue_acl:
             ("no_multiline_responses", "")])
         self.assertEqual(result.effects.control("freeze"), "/no_tell")
         self.assertIsNone(result.effects.control("fakereject"))
+
+    def test_control_queue(self):
+        """control = queue[/first_pass_route] (Exim 4.96's name) queues like queue_only."""
+        result, _ = run(self.config, "rcpt", "queue_control", recipient="u@d")
+        self.assertEqual(result.rc, OK)
+        self.assertEqual(result.effects.controls, [("queue_only", "/first_pass_route")])
 
     def test_fake_responses(self):
         """fakereject / fakedefer: the text given, or Exim's default."""

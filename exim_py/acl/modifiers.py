@@ -132,6 +132,7 @@ def _control(run, item, arg):
         "submission": _submission_options_ok,
         "utf8_downconvert": lambda o: o in ("", "/1", "/0", "/-1"),
         "dscp": lambda o: o.startswith("/") and len(o) > 1,
+        "queue": lambda o: o in ("", "/only", "/first_pass_route"),
     }.get(name, lambda o: True)
     if not ok(options):
         run.log = ("bad option value for control=utf8_downconvert" if name == "utf8_downconvert"
@@ -142,6 +143,10 @@ def _control(run, item, arg):
         ctx.local_part = ctx.cc_local_part if name == "caseful_local_part" \
             else ctx.cc_local_part.lower()
         ctx.set_variable("local_part", ctx.local_part)
+    if name == "queue":
+        # control = queue is the newer name of queue_only (first_pass_route
+        # only changes how a later queue run goes about it).
+        name = "queue_only"
     run.effects.controls.append((name, options))
     return OK
 

@@ -115,6 +115,7 @@ CONTROLS = {
     "no_mbox_unspool": (False, only("mail", "rcpt", "predata", "data", "mime")),
     "no_multiline_responses": (False, _NOT_SMTP),
     "no_pipelining": (False, _NOT_SMTP),
+    "queue": (True, _MESSAGE_CONTROL),
     "queue_only": (False, _MESSAGE_CONTROL),
     "submission": (True, only("mail", "rcpt", "predata")),
     "suppress_local_fixups": (False, only("mail", "rcpt", "predata", "not_smtp_start")),
