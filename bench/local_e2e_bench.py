@@ -121,13 +121,16 @@ def run_case(mta):
         if source.returncode != 0:
             print("  %s: smtp-source failed: %s" % (mta, source.stderr.decode(errors="replace")[-500:]))
         done = common.count_files(new)
-        while done < MSGS and time.perf_counter() < deadline:
+        while done < MSGS and time.perf_counter() < deadline and server.poll() is None:
             time.sleep(0.02)
             done = common.count_files(new)
+        if server.poll() is not None:
+            print("  %s: the daemon exited with status %s" % (mta, server.returncode))
         wall = time.perf_counter() - start if done >= MSGS else None
         # and until the spool no longer holds any message (-H/-D removed)
         spool_input = os.path.join(base, "spool", "input")
-        while common.count_files(spool_input) and time.perf_counter() < deadline:
+        while (common.count_files(spool_input) and time.perf_counter() < deadline
+               and server.poll() is None):
             time.sleep(0.02)
         left = common.count_files(spool_input)
         emptied = time.perf_counter() - start if not left else None
