@@ -787,3 +787,50 @@ class DifferentialRemoteSuccessDSNTests(_EximComparison):
         lines, theirs, ours = self.run_dsn(True)
         self.assertEqual((theirs, ours), ([], []))
         self.assertFalse([ln for ln in lines if " <= <> " in ln], lines)
+
+
+NEVER_USERS_TEMPLATE = HEAD + """\
+never_users = nobody
+begin routers
+cl:
+  driver = accept
+  local_parts = root : nobody
+  check_local_user
+  transport = lt
+ru:
+  driver = accept
+  local_parts = ru
+  transport = rt
+begin transports
+lt:
+  driver = appendfile
+  file = DIR/mail/$local_part_data
+rt:
+  driver = appendfile
+  file = DIR/mail/ru
+  user = root
+begin retry
+* * F,1h,10m
+"""
+
+
+class DifferentialNeverUsersTests(_EximComparison):
+    """Local deliveries never run as root, nor as a user on never_users."""
+
+    def test_refused_users(self):
+        """root found by check_local_user, user = root on a transport and a
+        never_users entry: each is deferred with Exim's "User N set for T
+        transport is on the ... list" (-29), also written to the panic log,
+        and nothing is delivered."""
+        logs, _, dirs = self.run_both(NEVER_USERS_TEMPLATE, ["-odi", "-f", "sender@x.example",
+                                                             "root", "ru", "nobody"], "u")
+        self.assertEqual(logs[1], logs[0])
+        self.assertIn("ID == root@localdomain R=cl T=lt defer (-29): User 0 set for lt "
+                      "transport is on the fixed_never_users list", logs[1])
+        self.assertIn("ID == nobody@localdomain R=cl T=lt defer (-29): User %d set for lt "
+                      "transport is on the never_users list" % pwd.getpwnam("nobody").pw_uid,
+                      logs[1])
+        self.assertEqual(os.listdir(os.path.join(dirs[1], "mail")), [])
+        with open(os.path.join(dirs[1], "log", "paniclog")) as f:
+            self.assertIn("User 0 set for rt transport is on the fixed_never_users list",
+                          f.read())

@@ -29,6 +29,10 @@ from exim_py.delivery import hints as hintsdb
 from exim_py.delivery.deliverylog import DeliveryLog
 from exim_py.delivery.route import route_address
 from exim_py.envelope import Recipient
+from exim_py.transports import local
+
+# Exim's ERRNO_UIDWRONG: a local delivery refused for its uid (never_users).
+ERRNO_UIDWRONG = -29
 
 
 class DeliveryOutcome:
@@ -347,6 +351,10 @@ class _Delivery:
             batch = usable
             if not batch:
                 return
+        if not transport.remote:
+            batch = yield self._never_users(transport, batch)
+            if not batch:
+                return
         started = self.ctx.now()
         for a in batch:
             a.delivery_started = started
@@ -370,6 +378,22 @@ class _Delivery:
                         not (a.return_output and a.message == "return message generated"):
                     a.user_message = "local delivery failed"
         yield threads.deferToThread(self._record, batch)
+
+    @defer.inlineCallbacks
+    def _never_users(self, transport, batch):
+        """Defer the addresses whose local delivery would run as a user on
+        the never_users lists (root always), as Exim's deliver_local does:
+        a panic-log line, then "defer (-29)".  Returns the others."""
+        texts = yield threads.deferToThread(
+            lambda: [local.refused_user(transport, a, self.ctx) for a in batch])
+        refused = [(a, text) for a, text in zip(batch, texts) if text is not None]
+        for a, text in refused:
+            self.logger.panic(text, self.message_id)
+            a.set_result(DEFER, text, errno=ERRNO_UIDWRONG)
+            a.add_retry("T:%s@%s" % (a.local_part, a.domain), error="*", message=text)
+        if refused:
+            yield threads.deferToThread(self._record, [a for a, _ in refused])
+        defer.returnValue([a for a, text in zip(batch, texts) if text is None])
 
     def _routing_retry_pending(self, addr):
         """In a queue run (not forced), an address whose routing retry time

@@ -7,7 +7,9 @@ from the router (its ``user``/``group``, or the local user found by
 check_local_user).  exim_py delivers in-process, so instead of changing its
 own identity it creates files and then gives them to that user (when it
 runs as root), and runs pipe commands as that user.  With no uid set
-anywhere, the delivery runs as exim_py's own user.
+anywhere, the delivery runs as exim_py's own user.  As in Exim, a delivery
+that would run as root (FIXED_NEVER_USERS) or as a user on ``never_users``
+is deferred instead (``refused_user``).
 """
 
 import grp
@@ -61,6 +63,49 @@ def delivery_ids(transport, addr, ctx):
     if uid is not None and gid is None:
         gid = pwd.getpwuid(uid).pw_gid
     return uid, gid
+
+
+#: Exim's FIXED_NEVER_USERS as Debian builds it: never deliver as root.
+FIXED_NEVER_USERS = (0,)
+
+
+def never_users_list(uid, config, ctx):
+    """Which list forbids a delivery as ``uid``: "fixed_never_users" (root),
+    "never_users" (the main option), or None (spec, option never_users)."""
+    if uid in FIXED_NEVER_USERS:
+        return "fixed_never_users"
+    value = config.main.get("never_users")
+    if not value:
+        return None
+    if "$" in value:
+        value = ctx.expand(value)
+    for item in value.split(":"):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            listed = int(item) if item.isdigit() else pwd.getpwnam(item).pw_uid
+        except KeyError:
+            continue
+        if listed == uid:
+            return "never_users"
+    return None
+
+
+def refused_user(transport, addr, ctx):
+    """Exim's refusal text when the delivery of ``addr`` would run as a user
+    on the never_users lists, else None.  With no user set anywhere exim_py
+    delivers as itself (Exim's "exim uid" default), so that uid is checked."""
+    try:
+        uid, _ = delivery_ids(transport, addr, ctx)
+    except ExpansionError:
+        return None      # the transport reports its own error
+    if uid is None:
+        return None
+    which = never_users_list(uid, ctx.config, ctx)
+    if which is None:
+        return None
+    return "User %d set for %s transport is on the %s list" % (uid, transport.name, which)
 
 
 def give(path, uid, gid):
