@@ -16,7 +16,7 @@ import grp
 import os
 import pwd
 
-from exim_py.errors import ExpansionError
+from exim_py.errors import ExpansionError, LookupDefer
 
 
 def user_ids(value):
@@ -98,8 +98,8 @@ def refused_user(transport, addr, ctx):
     delivers as itself (Exim's "exim uid" default), so that uid is checked."""
     try:
         uid, _ = delivery_ids(transport, addr, ctx)
-    except ExpansionError:
-        return None      # the transport reports its own error
+    except (ExpansionError, LookupDefer, KeyError):
+        return None      # the transport meets and reports the same error
     if uid is None:
         return None
     which = never_users_list(uid, ctx.config, ctx)
