@@ -650,6 +650,76 @@ begin retry
 """
 
 
+def _threaded_server(test, reply_to_mail=None, banner=True):
+    """A one-port SMTP server in a thread (the MTAs under test run as
+    blocking subprocesses): it greets (unless ``banner`` is False, a silent
+    host), says 250 to everything, ``reply_to_mail`` to MAIL (None: close
+    the connection).  Returns the port."""
+    import socket
+    import threading
+    listener = socket.socket()
+    test.addCleanup(listener.close)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    if not banner:
+        return listener.getsockname()[1]   # the kernel accepts; nobody speaks
+
+    def serve(conn):
+        with conn, conn.makefile("rb") as lines:
+            conn.sendall(b"220 scripted ESMTP\r\n")
+            for line in lines:
+                verb = line[:4].upper()
+                if verb == b"MAIL":
+                    if reply_to_mail is None:
+                        return
+                    conn.sendall(reply_to_mail.encode() + b"\r\n")
+                elif verb == b"QUIT":
+                    conn.sendall(b"221 bye\r\n")
+                    return
+                else:
+                    conn.sendall(b"250 ok\r\n")
+
+    def accept():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+    threading.Thread(target=accept, daemon=True).start()
+    return listener.getsockname()[1]
+
+
+class DifferentialHostErrorLineTests(_EximComparison):
+    """A host or message error gets a line of its own, before the == line."""
+
+    def check(self, port):
+        template = TIMEOUT_TEMPLATE.replace("PORT", str(port)).replace(
+            "log_selector = +deliver_time\n", "")
+        logs, _, _ = self.run_both(template, ["-odi", "-f", "sender@x.example",
+                                              "a@y.example"], "h%d" % port)
+        self.assertEqual(logs[1], logs[0])
+        return logs[0]
+
+    def test_banner_timeout(self):
+        """No greeting: "H=... : SMTP timeout after initial connection:
+        Connection timed out", as exim4 logs it."""
+        self.assertIn("ID H=127.0.0.1 [127.0.0.1]: SMTP timeout after initial connection: "
+                      "Connection timed out", self.check(_threaded_server(self, banner=False)))
+
+    def test_mail_deferred(self):
+        """451 to MAIL (a message error): the SMTP error on the host line."""
+        self.assertIn("ID H=127.0.0.1 [127.0.0.1]: SMTP error from remote mail server after "
+                      "MAIL FROM:<sender@x.example>: 451 not now",
+                      self.check(_threaded_server(self, "451 not now")))
+
+    def test_connection_dropped(self):
+        """The server closes the connection at MAIL: "Remote host closed
+        connection in response to MAIL FROM:<...>", no errno text."""
+        self.assertIn("ID H=127.0.0.1 [127.0.0.1]: Remote host closed connection in response "
+                      "to MAIL FROM:<sender@x.example>", self.check(_threaded_server(self)))
+
+
 class DifferentialTimeoutDeferTests(_EximComparison):
     """A deferral with a positive errno and a host: Exim's field order."""
 

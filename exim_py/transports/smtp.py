@@ -245,6 +245,21 @@ class Transport(TransportBase):
             logger = getattr(ctx, "logger", None)
             if logger is not None:
                 logger.main("%s %s" % (host_text, os.strerror(err.errno)), message_id=message.id)
+        elif reached and message is not None:
+            # A host or message error after connecting gets its own line too:
+            # the host, the error and the errno's text (smtp.c write_logs).
+            # Deferred recipients (RCPT 4xx) do not.
+            for _, _, outcome in _outcomes(result):
+                if outcome is not None and outcome.status == client.DEFER \
+                        and outcome.kind in ("host", "message") \
+                        and outcome.errno != client.ERRNO_AUTHFAIL:
+                    line = "%s: %s" % (host_text, outcome.message)
+                    if (outcome.errno or 0) > 0:
+                        line += ": " + os.strerror(outcome.errno)
+                    logger = getattr(ctx, "logger", None)
+                    if logger is not None:
+                        logger.main(line, message_id=message.id)
+                    break
         for txn, address, outcome in _outcomes(result):
             addr = by_address.get(address)
             if addr is None:
