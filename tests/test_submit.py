@@ -238,17 +238,22 @@ class DeliveryModeTests(TestCase):
         self.dir = tempfile.mkdtemp(prefix="submit-odi-")
         self.addCleanup(shutil.rmtree, self.dir, True)
         self.config = os.path.join(self.dir, "exim.conf")
+        # Deliveries never run as root (never_users): the mailbox belongs to nobody.
+        os.chmod(self.dir, 0o755)
+        mail = os.path.join(self.dir, "mail")
+        os.mkdir(mail)
+        os.chmod(mail, 0o1777)
         with open(self.config, "w") as f:
             f.write(BASE_CONFIG.format(dir=self.dir, extra="") +
                     "begin routers\nr1:\n  driver = accept\n  transport = t1\n"
-                    "begin transports\nt1:\n  driver = appendfile\n  file = %s/mbox\n  user = root\n"
-                    % self.dir)
+                    "begin transports\nt1:\n  driver = appendfile\n  file = %s/mbox\n"
+                    "  user = nobody\n" % mail)
 
     def test_odi_delivers_at_once(self):
         """With -odi the message is in the mailbox and off the queue when exim_py exits."""
         result = run_exim_py(["-C", self.config, "-odi", "u@example.org"], input="Subject: now\n\nbody\n")
         self.assertEqual((result.returncode, result.stderr), (0, ""))
-        with open(os.path.join(self.dir, "mbox")) as f:
+        with open(os.path.join(self.dir, "mail", "mbox")) as f:
             self.assertIn("Subject: now\n", f.read())
         self.assertEqual(list(Spool(os.path.join(self.dir, "spool")).message_ids()), [])
         with open(os.path.join(self.dir, "log", "mainlog")) as f:
@@ -262,13 +267,13 @@ class DeliveryModeTests(TestCase):
             f.write("mua_wrapper\nqueue_only\n" + text)
         result = run_exim_py(["-C", self.config, "-odq", "u@example.org"], input="Subject: now\n\nb\n")
         self.assertEqual(result.returncode, 0)
-        with open(os.path.join(self.dir, "mbox")) as f:
+        with open(os.path.join(self.dir, "mail", "mbox")) as f:
             self.assertIn("Subject: now\n", f.read())
 
     def test_odq_only_queues(self):
         """With -odq nothing is delivered."""
         run_exim_py(["-C", self.config, "-odq", "u@example.org"], input="x\n")
-        self.assertFalse(os.path.exists(os.path.join(self.dir, "mbox")))
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "mail", "mbox")))
         self.assertEqual(len(list(Spool(os.path.join(self.dir, "spool")).message_ids())), 1)
 
 
