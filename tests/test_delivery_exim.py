@@ -817,11 +817,12 @@ DSN_SESSION = ("EHLO x\r\nMAIL FROM:<sender@x.example>\r\n"
 class DifferentialRemoteSuccessDSNTests(_EximComparison):
     """NOTIFY=SUCCESS for a remote delivery: who sends the success DSN."""
 
-    def run_dsn(self, peer_dsn):
+    def run_dsn(self, peer_dsn, template=DSN_TEMPLATE):
         from tests.support.exim_peer import EximPeer
         peer = EximPeer(dsn=peer_dsn).start()
         self.addCleanup(peer.stop)
-        template = DSN_TEMPLATE.replace("PORT", str(peer.port))
+        self.peer = peer
+        template = template.replace("PORT", str(peer.port))
         logs, reports = [], []
         for name in ("ex", "py"):
             d, _ = self.prepare(name)
@@ -857,6 +858,21 @@ class DifferentialRemoteSuccessDSNTests(_EximComparison):
         lines, theirs, ours = self.run_dsn(True)
         self.assertEqual((theirs, ours), ([], []))
         self.assertFalse([ln for ln in lines if " <= <> " in ln], lines)
+
+    def test_dsn_lasthop(self):
+        """A dsn_lasthop router: NOTIFY and ORCPT are not passed on although
+        the next hop offers DSN, and the sender reports the delivery itself
+        ("relayed via non DSN router"), as exim4 does."""
+        template = DSN_TEMPLATE.replace("  transport = t\n", "  transport = t\n  dsn_lasthop\n", 1)
+        lines, theirs, ours = self.run_dsn(True, template)
+        self.assertEqual(len(theirs), 1)
+        self.assertEqual(ours, theirs)
+        self.assertIn("(relayed via non DSN router)", ours[0])
+        originals = [header for header, _ in self.peer.messages() if "\n<>\n" not in header]
+        self.assertEqual(len(originals), 2)
+        for header in originals:
+            # The recipient line alone: no DSN flags or ORCPT reached the peer.
+            self.assertIn("\ngood@test.example\n", header)
 
 
 NEVER_USERS_TEMPLATE = HEAD + """\

@@ -163,6 +163,7 @@ class Address:
         self.dsn_notify = None
         self.dsn_orcpt = None
         self.dsn_orig = None                 # original envelope recipient (for DSN)
+        self.dsn_lasthop = False             # routed by a dsn_lasthop router
         self.retry_use_local_part = True
         self.log_as_local = False
         self.verify_only = False

@@ -327,8 +327,9 @@ def build_success(job, target, delivered, now=None):
             " ----- The following addresses had successful delivery notifications -----\n"]
     for a in delivered:
         # A remote host that did not take DSN on is a "non-DSN-aware mailer".
-        out.append("<%s> (relayed %s)\n" % (a.top.address, "to non-DSN-aware mailer"
-                                            if _remote(a) else 'via non "Remote SMTP" router'))
+        out.append("<%s> (relayed %s)\n" % (
+            a.top.address, "via non DSN router" if a.dsn_lasthop
+            else "to non-DSN-aware mailer" if _remote(a) else 'via non "Remote SMTP" router'))
     out += _status_part_head(job, boundary, hostname)
     for a in delivered:
         block = [ln for ln in _status_block(a, "delivered", "2.0.0")
@@ -337,7 +338,8 @@ def build_success(job, target, delivered, now=None):
             # Exim reports the host with a fixed "250 Ok", not its real reply.
             block += ["Remote-MTA: dns; %s" % a.host_used.name, "Diagnostic-Code: smtp; 250 Ok"]
         else:
-            block.append("Diagnostic-Code: X-Exim; relayed via non SMTP router")
+            block.append("Diagnostic-Code: X-Exim; relayed via non %s router"
+                         % ("DSN" if a.dsn_lasthop else "SMTP"))
         out.append("".join(line + "\n" for line in block) + "\n")
     out += ["--%s\n" % boundary,
             "Content-type: text/rfc822-headers\n\n",

@@ -530,7 +530,8 @@ class _Delivery:
         # on (it advertised DSN: dsn_aware), as Exim's deliver.c decides.
         succeeded = [a for a in self.outcome.delivered
                      if a.top.dsn_notify and bounce.dsn_wants(a.top, "SUCCESS")
-                     and not (a.transport.remote and getattr(a, "dsn_aware", False))]
+                     and (a.dsn_lasthop
+                          or not (a.transport.remote and getattr(a, "dsn_aware", False)))]
         if succeeded and self.envelope.sender:
             self.outcome.bounces.append(bounce.send_success(self, succeeded))
         for a in self.outcome.failed:

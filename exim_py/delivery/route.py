@@ -283,6 +283,8 @@ def route_address(addr, ctx, routers=None):
             return RouterResult(DEFER, str(e))
         last = router
         addr.router = router.name
+        # dsn_lasthop: DSN requests end here (not passed on; reported by us).
+        addr.dsn_lasthop = bool(router.options["dsn_lasthop"])
         try:
             if router.options["debug_print"] is not None:
                 ctx.debug_print(ctx.expand(router.options["debug_print"], addr))

@@ -357,7 +357,10 @@ class Transport(TransportBase):
         sender = self.return_path(message, addr, ctx)
         data = b"".join(self.message_chunks(message, addresses, ctx, eol=b"\n"))
         envelope = message.envelope
-        recipients = [Recipient(a.address, a.top.dsn_notify, a.top.dsn_orcpt) for a in addresses]
+        # A dsn_lasthop router keeps NOTIFY and ORCPT from the next hop.
+        recipients = [Recipient(a.address, None, None) if a.dsn_lasthop
+                      else Recipient(a.address, a.top.dsn_notify, a.top.dsn_orcpt)
+                      for a in addresses]
         return Transaction(sender, recipients, data=data, size=message.size(),
                            body_type=getattr(envelope, "body_type", None),
                            smtputf8=getattr(envelope, "smtputf8", False),
