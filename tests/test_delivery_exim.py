@@ -696,9 +696,16 @@ class DifferentialHostErrorLineTests(_EximComparison):
     def check(self, port):
         template = TIMEOUT_TEMPLATE.replace("PORT", str(port)).replace(
             "log_selector = +deliver_time\n", "")
-        logs, _, _ = self.run_both(template, ["-odi", "-f", "sender@x.example",
-                                              "a@y.example"], "h%d" % port)
+        logs, _, dirs = self.run_both(template, ["-odi", "-f", "sender@x.example",
+                                                 "a@y.example"], "h%d" % port)
         self.assertEqual(logs[1], logs[0])
+        # The message stays queued; its message log has the host line too.
+        msglogs = []
+        for d in dirs:
+            [name] = os.listdir(os.path.join(d, "spool", "msglog"))
+            with open(os.path.join(d, "spool", "msglog", name)) as f:
+                msglogs.append([ln[20:] for ln in f.read().splitlines()])
+        self.assertEqual(msglogs[1], msglogs[0])
         return logs[0]
 
     def test_banner_timeout(self):

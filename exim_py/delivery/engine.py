@@ -170,6 +170,7 @@ class _Delivery:
         self.message = message
         self.envelope = envelope
         self.log = DeliveryLog(self.logger, self.spool, self.message_id, self.config, envelope)
+        ctx.delivery_log = self.log      # transports' own lines reach the message log too
 
         if envelope.frozen and not self.thaw:
             process = yield threads.deferToThread(self._frozen_timeouts)

@@ -35,6 +35,18 @@ ERRNO_DATA4XX = -46
 ERRNO_HRETRY = -54
 
 
+def _host_line(ctx, message, line):
+    """A host's own log line: main log and, as Exim's write_logs does, the
+    message log (through the engine's DeliveryLog when there is one)."""
+    delivery_log = getattr(ctx, "delivery_log", None)
+    if delivery_log is not None:
+        delivery_log.main(line)
+        return
+    logger = getattr(ctx, "logger", None)
+    if logger is not None:
+        logger.main(line, message_id=message.id)
+
+
 def _wire_size(txn):
     """The bytes of message sent in ``txn``, as Exim's transport_count (``S=``
     on the delivery line): CRLF line ends; after DATA dot-stuffed and with
@@ -242,9 +254,7 @@ class Transport(TransportBase):
         if not reached and (err.errno or 0) > 0 and message is not None:
             # A host that could not be reached gets a line of its own before
             # the addresses' == lines (Exim's smtp.c write_logs).
-            logger = getattr(ctx, "logger", None)
-            if logger is not None:
-                logger.main("%s %s" % (host_text, os.strerror(err.errno)), message_id=message.id)
+            _host_line(ctx, message, "%s %s" % (host_text, os.strerror(err.errno)))
         elif reached and message is not None:
             # A host or message error after connecting gets its own line too:
             # the host, the error and the errno's text (smtp.c write_logs).
@@ -256,9 +266,7 @@ class Transport(TransportBase):
                     line = "%s: %s" % (host_text, outcome.message)
                     if (outcome.errno or 0) > 0:
                         line += ": " + os.strerror(outcome.errno)
-                    logger = getattr(ctx, "logger", None)
-                    if logger is not None:
-                        logger.main(line, message_id=message.id)
+                    _host_line(ctx, message, line)
                     break
         for txn, address, outcome in _outcomes(result):
             addr = by_address.get(address)
