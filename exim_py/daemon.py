@@ -23,8 +23,9 @@ import sys
 from twisted.application import internet, service
 from twisted.internet import defer
 
-from exim_py import daemon_workers
+from exim_py import EXIM_COMPAT_VERSION, daemon_workers
 from exim_py.cli import config_path
+from exim_py.config.options import format_time
 from exim_py.errors import ConfigError, UsageError
 
 DEFAULT_INTERFACES = "<; ::0 ; 0.0.0.0"
@@ -105,6 +106,17 @@ def _interface(item):
 def listen_addresses(config, override=None, all_tls=False):
     """[(address, port, tls_on_connect)] to listen on, from the options and -oX
     (``all_tls``: -tls-on-connect, every port starts with TLS)."""
+    result = _wanted_addresses(config, override, all_tls)
+    # A socket on :: also takes IPv4 connections (unless the system says
+    # otherwise), so binding 0.0.0.0 on the same port would fail.
+    if socket.has_ipv6:
+        v6_ports = {p for a, p, _ in result if a == "::"}
+        result = [r for r in result if not (r[0] == "0.0.0.0" and r[1] in v6_ports)]
+    return result
+
+
+def _wanted_addresses(config, override, all_tls):
+    """Every (address, port, tls_on_connect) the options ask for, in Exim's order."""
     ports = split_list(config.main.daemon_smtp_ports or "smtp")
     interfaces = split_list(config.main.local_interfaces or DEFAULT_INTERFACES)
     if override:
@@ -125,12 +137,54 @@ def listen_addresses(config, override=None, all_tls=False):
         for p in [port] if port is not None else default_ports:
             if (address, p) not in [(a, q) for a, q, _ in result]:
                 result.append((address, p, all_tls or p in tls_ports))
-    # A socket on :: also takes IPv4 connections (unless the system says
-    # otherwise), so binding 0.0.0.0 on the same port would fail.
-    if socket.has_ipv6:
-        v6_ports = {p for a, p, _ in result if a == "::"}
-        result = [r for r in result if not (r[0] == "0.0.0.0" and r[1] in v6_ports)]
     return result
+
+
+def _listening_text(addresses):
+    """One pass of the start line: wildcards as ``port P (IPv6 and IPv4)``,
+    runs of one address as ``[A]:P`` or ``[A]:{P1,P2}``, as Exim's daemon.c."""
+    words = []
+    last = None             # (address, [ports]) of the run being built
+    for address, port, _ in addresses:
+        if address == "0.0.0.0" and ("::", port) in [(a, p) for a, p, _ in addresses]:
+            continue        # said with the IPv6 wildcard on this port
+        if address in ("::", "0.0.0.0"):
+            if address == "0.0.0.0":
+                kind = "IPv4"
+            elif ("0.0.0.0", port) in [(a, p) for a, p, _ in addresses]:
+                kind = "IPv6 and IPv4"
+            else:
+                kind = "IPv6"
+            words.append("port %d (%s)" % (port, kind))
+            last = None
+        elif last is not None and last[0] == address:
+            last[1].append(port)
+        else:
+            last = (address, [port])
+            words.append(last)
+    return " ".join(w if isinstance(w, str) else
+                    "[%s]:%s" % (w[0], w[1][0] if len(w[1]) == 1
+                                 else "{%s}" % ",".join(str(p) for p in w[1]))
+                    for w in words)
+
+
+def started_line(config, inv, pid):
+    """Exim's mainlog line for a daemon start (daemon.c), e.g. ``exim 4.96 daemon
+    started: pid=N, -q30m, listening for SMTP on [127.0.0.1]:25``; SMTPS
+    (tls_on_connect) ports get their own ``and for SMTPS on`` part."""
+    version = getattr(config.main, "exim_version", None) or EXIM_COMPAT_VERSION
+    queue = "-q%s" % format_time(inv.queue_interval) if inv.queue_interval else "no queue runs"
+    wanted = _wanted_addresses(config, inv.listen, getattr(inv, "tls_on_connect", False))
+    plain = [a for a in wanted if not a[2]]
+    tls = [a for a in wanted if a[2]]
+    text = "exim %s daemon started: pid=%d, %s, listening for" % (version, pid, queue)
+    if plain:
+        text += " SMTP on " + _listening_text(plain)
+        if tls:
+            text += " and for"
+    if tls:
+        text += " SMTPS on " + _listening_text(tls)
+    return text
 
 
 class SMTPListeners(service.MultiService):
@@ -290,6 +344,10 @@ def daemon_mode(inv):
             workers = daemon_workers.spawn(inv, sockets, count - 1)
             top.getServiceNamed("reload").workers = workers
         pid_path = pid_file_path(config, inv)
+    if not inherited:
+        log_mod = _module("exim_py.log")
+        if log_mod is not None:
+            log_mod.Logger(config).main(started_line(config, inv, os.getpid()))
     if pid_path:
         tmp = pid_path + ".tmp%d" % os.getpid()
         with open(tmp, "w") as f:

@@ -18,7 +18,7 @@ from twisted.internet import defer, reactor, threads
 from twisted.trial import unittest
 
 from exim_py.cli import parse_args
-from exim_py.daemon import listen_addresses, split_list
+from exim_py.daemon import listen_addresses, split_list, started_line
 from exim_py.smtp.server import SMTPServerFactory
 from exim_py.spool import Spool
 from tests.test_smtp_server import make_config, make_policy
@@ -70,6 +70,35 @@ class ListenAddressTests(unittest.TestCase):
         """Exim lists: ':' with '::' as a literal colon, or '<X' to choose the separator."""
         self.assertEqual(split_list("a : b::c : d"), ["a", "b:c", "d"])
         self.assertEqual(split_list("<; ::1 ; 127.0.0.1"), ["::1", "127.0.0.1"])
+
+
+class StartedLineTests(unittest.TestCase):
+    """The mainlog line a daemon writes as it starts (Exim's daemon.c); the
+    expected texts are what Debian's exim4 4.96 -bdf wrote for the same options."""
+
+    def line(self, extra, argv):
+        config, _ = make_config(self, extra)
+        return started_line(config, parse_args(["-bdf"] + argv), 123)
+
+    def test_ports_of_one_address_are_braced(self):
+        """Several ports on one address read ``[A]:{P1,P2}``; SMTPS ports get their own part."""
+        got = self.line("daemon_smtp_ports = 25991 : 25992\nlocal_interfaces = 127.0.0.1 : 127.0.0.1.25993\n"
+                        "tls_on_connect_ports = 25992", [])
+        self.assertEqual(got, "exim 4.96 daemon started: pid=123, no queue runs, listening for SMTP on "
+                              "[127.0.0.1]:{25991,25993} and for SMTPS on [127.0.0.1]:25992")
+
+    def test_queue_interval_and_wildcards(self):
+        """-q<time> is printed in Exim's time format; :: with 0.0.0.0 is ``(IPv6 and IPv4)``."""
+        got = self.line("", ["-q90s", "-oX", "<; 25995 ; ::0 ; 0.0.0.0"])
+        self.assertEqual(got, "exim 4.96 daemon started: pid=123, -q1m30s, listening for SMTP on "
+                              "port 25995 (IPv6 and IPv4)")
+        self.assertTrue(self.line("", ["-oX", "0.0.0.0.26002"]).endswith("SMTP on port 26002 (IPv4)"))
+        self.assertTrue(self.line("", ["-oX", "<; ::0.26003"]).endswith("SMTP on port 26003 (IPv6)"))
+
+    def test_several_addresses(self):
+        """Different addresses are separated by spaces, each run of one address braced."""
+        got = self.line("", ["-oX", "<; 127.0.0.1.26004; 127.0.0.1.26005; 127.0.0.2.26004"])
+        self.assertTrue(got.endswith("listening for SMTP on [127.0.0.1]:{26004,26005} [127.0.0.2]:26004"), got)
 
 
 class ConnectionLimitTests(unittest.TestCase):
@@ -182,6 +211,14 @@ class DaemonProcessTests(unittest.TestCase):
         self.assertEqual(d.process.wait(timeout=20), 0)
         self.assertFalse(os.path.exists(d.pid_file))
         self.assertEqual(len(list(Spool(d.spool_dir).message_ids())), 1)
+
+    def test_start_is_logged(self):
+        """The daemon writes Exim's ``daemon started`` line, with its own pid, to the main log."""
+        d = self.daemon()
+        with open(os.path.join(d.spool_dir, "mainlog")) as f:
+            text = f.read()
+        self.assertIn(" exim 4.96 daemon started: pid=%d, no queue runs, listening for SMTP on "
+                      "port %d (IPv6 and IPv4)\n" % (d.process.pid, d.port), text)
 
     def test_background_daemon(self):
         """-bd returns at once; the daemon it left behind answers and writes the pid file."""
