@@ -27,6 +27,15 @@ accept_all:
   accept
 deny_all:
   deny    message = no such user here
+rcpt_logged:
+  deny    local_parts = bad
+          message = no bad
+  warn    logwrite = note for $local_part
+  accept
+data_logged:
+  deny    condition = ${{if match{{$message_body}}{{REJECT}}}}
+          message = rejected body $message_body_end
+  accept
 """
 
 DIALOGUES = {
@@ -55,6 +64,10 @@ DIALOGUES = {
     "active": ["HELO client.example", "QUIT"],
     "nohelo": ["MAIL FROM:<a@b.example>", "RCPT TO:<c@d.example>", "HELO client.example",
                "MAIL FROM:<a@b.example>", "QUIT"],
+    "logged": ["EHLO client.example", "MAIL FROM:<a@b.example>", "RCPT TO:<bad@d.example>",
+               "RCPT TO:<good@d.example>", "DATA", "Subject: one", "", "REJECT", ".",
+               "MAIL FROM:<a@b.example>", "RCPT TO:<good@d.example>", "DATA", "Subject: two", "", "fine", ".",
+               "QUIT"],
     "auth": ["EHLO client.example", "AUTH LOGIN", "AUTH PLAIN AGZyZWQAd3Jvbmc=", "AUTH PLAIN",
              "AGZyZWQAc2VjcmV0", "AUTH PLAIN", "MAIL FROM:<a@b.example> AUTH=<>", "QUIT"],
 }
@@ -91,6 +104,7 @@ EXTRA = {
     "extensions": "acl_smtp_rcpt = accept_all\ndsn_advertise_hosts = *\nprdr_enable\n"
                   "acl_smtp_etrn = accept_all\nacl_smtp_vrfy = accept_all",
     "rcpt_denied": "acl_smtp_rcpt = deny_all",
+    "logged": "acl_smtp_rcpt = rcpt_logged\nacl_smtp_data = data_logged\nlog_selector = +received_recipients",
     "unknown": "smtp_max_synprot_errors = 10",
 }
 
@@ -99,6 +113,10 @@ def normalise(text):
     text = re.sub(r"\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4}", "DATE", text)
     text = re.sub(r"id=\w{6}-\w{6}-\w{2}", "id=ID", text)
     return text
+
+
+def normalise_id(text):
+    return re.sub(r"\b\w{6}-\w{6}-\w{2}\b", "ID", text)
 
 
 class HostCheckDifferentialTests(unittest.TestCase):
@@ -111,7 +129,7 @@ class HostCheckDifferentialTests(unittest.TestCase):
         os.chmod(self.spool, 0o777)
         self.addCleanup(shutil.rmtree, self.spool, True)
 
-    def compare(self, name):
+    def compare(self, name, logs=False):
         extra = EXTRA.get(name, "acl_smtp_rcpt = accept_all")
         text = CONF.format(spool=self.spool, extra=extra)
         if name == "auth":
@@ -124,10 +142,25 @@ class HostCheckDifferentialTests(unittest.TestCase):
         ours = run_exim_py(["-C", path, "-bh", "192.0.2.9"], input=dialogue)
         self.assertEqual(normalise(ours.stdout), normalise(theirs.stdout),
                          "dialogue %s; exim_py stderr: %s" % (name, ours.stderr))
+        if logs:
+            def log_lines(text):
+                return [normalise_id(line) for line in text.splitlines() if line.startswith("LOG: ")]
+            self.assertEqual(log_lines(ours.stderr), log_lines(theirs.stderr), ours.stderr)
+            return log_lines(ours.stderr)
 
     def test_basic(self):
         """EHLO keywords, a message, the commands without ACLs, sequence errors, the drop."""
         self.compare("basic")
+
+    def test_log_lines_on_stderr(self):
+        """What -bh would log is shown on stderr as ``LOG: text``: RCPT and DATA
+        rejections, logwrite, and the <= line of an accepted message; the DATA
+        ACL sees $message_body."""
+        lines = self.compare("logged", logs=True)
+        self.assertIn("LOG: ID H=(client.example) [192.0.2.9] F=<a@b.example> rejected after DATA: "
+                      "rejected body REJECT ", lines)
+        self.assertIn("LOG: ID <= a@b.example H=(client.example) [192.0.2.9] P=esmtp S=217 "
+                      "for good@d.example", lines)
 
     def test_helo(self):
         """HELO/EHLO syntax errors and the parameters a HELO session may not use."""

@@ -115,8 +115,13 @@ class ServerPolicy:
 
     def expand_context(self, session, envelope=None):
         variables = self.session_variables(session, envelope)
-        return self.expand_mod.ExpandContext(config=self.config, variables=variables,
-                                             headers=envelope.headers if envelope else [])
+        ctx = self.expand_mod.ExpandContext(config=self.config, variables=variables,
+                                            headers=envelope.headers if envelope else [])
+        # From the DATA ACL on, $message_body and $message_body_end read the body.
+        body = getattr(envelope, "received_body", None)
+        if body is not None:
+            ctx.body = body.decode("utf-8", "surrogateescape")
+        return ctx
 
     def session_variables(self, session, envelope=None):
         from exim_py.acl.context import session_variables
@@ -540,6 +545,7 @@ class ServerPolicy:
                                submission="submission" in controls,
                                suppress_local_fixups="suppress_local_fixups" in controls,
                                expand=self.expand_mod.expand, ctx=ctx)
+        envelope.received_body = body
         acl_phase.add_acl_headers(envelope, session)
         prdr = acl_phase.run_prdr(self, session, envelope)
         if prdr is not None and prdr[1] == "550":
@@ -579,6 +585,10 @@ class ServerPolicy:
         if getattr(envelope, "discarded", False) and not envelope.recipients:
             return Reply(250, "OK")
         if self.host_checking:
+            # -bh stores nothing, but shows the <= line it would have logged
+            if self.logger is not None:
+                from exim_py.log import received_line
+                self.logger.main(received_line(envelope, self.logger), message_id=envelope.message_id)
             return Reply(250, "OK id=%s" % envelope.message_id)
         d = self.spool_writer.store(envelope, body)
 

@@ -68,6 +68,28 @@ class StdioSMTPProtocol(SMTPServerProtocol):
         self.transport.loseConnection()
 
 
+def host_check_logger(config, stream=None):
+    """The logger of a -bh session: nothing reaches the log files; each line
+    that would have been written is shown on standard error as ``LOG: text``
+    (without the timestamp), as Exim does when it only checks a host."""
+    from exim_py.log import Logger
+
+    class HostCheckLogger(Logger):
+        def format(self, text, message_id=None, now=None):
+            return "%s %s" % (message_id, text) if message_id else text
+
+        def _emit(self, which, line, now):
+            out = stream or sys.stderr
+            out.write("LOG: %s\n" % line)
+            out.flush()
+
+    logger = HostCheckLogger(config)
+    # The reject and panic logs are written by Logger itself when it has
+    # files; with none, their lines reach _emit only once, as the main copy.
+    logger.templates, logger.use_syslog = [], False
+    return logger
+
+
 def _session_filler(policy, inv, host_address, caller):
     """Wrap policy.fill_session with what the command line says about the caller."""
     original = policy.fill_session
@@ -94,6 +116,8 @@ def _run(inv, host_checking):
     config = load_config(inv)
     host = inv.host_check_address if host_checking else None
     policy = build_policy(config, inv, host_checking=host_checking)
+    if host_checking:
+        policy.logger = host_check_logger(config)
     caller = _caller_name()
     _session_filler(policy, inv, host, caller)
     if host_checking:
