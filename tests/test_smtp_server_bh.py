@@ -6,6 +6,7 @@ accepts a message from standard input.
 import os
 import re
 import shutil
+import socket
 import tempfile
 
 from twisted.trial import unittest
@@ -31,6 +32,9 @@ rcpt_logged:
   deny    local_parts = bad
           message = no bad
   warn    logwrite = note for $local_part
+  accept
+rcpt_callout:
+  require verify = recipient/callout=5s
   accept
 data_logged:
   deny    condition = ${{if match{{$message_body}}{{REJECT}}}}
@@ -68,6 +72,7 @@ DIALOGUES = {
                "RCPT TO:<good@d.example>", "DATA", "Subject: one", "", "REJECT", ".",
                "MAIL FROM:<a@b.example>", "RCPT TO:<good@d.example>", "DATA", "Subject: two", "", "fine", ".",
                "QUIT"],
+    "callout": ["EHLO client.example", "MAIL FROM:<a@b.example>", "RCPT TO:<u@remote.example>", "QUIT"],
     "auth": ["EHLO client.example", "AUTH LOGIN", "AUTH PLAIN AGZyZWQAd3Jvbmc=", "AUTH PLAIN",
              "AGZyZWQAc2VjcmV0", "AUTH PLAIN", "MAIL FROM:<a@b.example> AUTH=<>", "QUIT"],
 }
@@ -96,6 +101,27 @@ local_delivery:
   driver = appendfile
   file = /dev/null
 """
+# every address goes to a port on 127.0.0.1 where nothing listens
+CALLOUT_ROUTE = """
+begin routers
+r:
+  driver = manualroute
+  route_list = * 127.0.0.1 byname
+  self = send
+  transport = t
+begin transports
+t:
+  driver = smtp
+  port = {port}
+"""
+
+
+def closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 EXTRA = {
     "active": "acl_smtp_rcpt = accept_all\nsmtp_active_hostname = ${if eq{$received_port}{-1}{bh.example}{x}}\n"
               "smtp_banner = $smtp_active_hostname [$received_port][$interface_port][$sender_host_port]",
@@ -104,6 +130,7 @@ EXTRA = {
     "extensions": "acl_smtp_rcpt = accept_all\ndsn_advertise_hosts = *\nprdr_enable\n"
                   "acl_smtp_etrn = accept_all\nacl_smtp_vrfy = accept_all",
     "rcpt_denied": "acl_smtp_rcpt = deny_all",
+    "callout": "acl_smtp_rcpt = rcpt_callout",
     "logged": "acl_smtp_rcpt = rcpt_logged\nacl_smtp_data = data_logged\nlog_selector = +received_recipients",
     "unknown": "smtp_max_synprot_errors = 10",
 }
@@ -129,17 +156,19 @@ class HostCheckDifferentialTests(unittest.TestCase):
         os.chmod(self.spool, 0o777)
         self.addCleanup(shutil.rmtree, self.spool, True)
 
-    def compare(self, name, logs=False):
+    def compare(self, name, logs=False, flag="-bh"):
         extra = EXTRA.get(name, "acl_smtp_rcpt = accept_all")
         text = CONF.format(spool=self.spool, extra=extra)
+        if name == "callout":
+            text += CALLOUT_ROUTE.format(port=closed_port())
         if name == "auth":
             text += AUTHENTICATORS
         if name == "expn":
             text += ROUTERS
         path = self.exim.write_config(text, name + ".conf")
         dialogue = "".join(line + "\r\n" for line in DIALOGUES[name])
-        theirs = self.exim.run(path, ["-bh", "192.0.2.9"], input=dialogue)
-        ours = run_exim_py(["-C", path, "-bh", "192.0.2.9"], input=dialogue)
+        theirs = self.exim.run(path, [flag, "192.0.2.9"], input=dialogue)
+        ours = run_exim_py(["-C", path, flag, "192.0.2.9"], input=dialogue)
         self.assertEqual(normalise(ours.stdout), normalise(theirs.stdout),
                          "dialogue %s; exim_py stderr: %s" % (name, ours.stderr))
         if logs:
@@ -161,6 +190,13 @@ class HostCheckDifferentialTests(unittest.TestCase):
                       "rejected body REJECT ", lines)
         self.assertIn("LOG: ID <= a@b.example H=(client.example) [192.0.2.9] P=esmtp S=217 "
                       "for good@d.example", lines)
+
+    def test_callout_omitted(self):
+        """-bh omits callouts (verify = recipient/callout passes without one); -bhc makes them."""
+        self.compare("callout", logs=True)
+        lines = self.compare("callout", logs=True, flag="-bhc")
+        self.assertEqual(len(lines), 1)
+        self.assertIn("Could not complete recipient verify callout", lines[0])
 
     def test_helo(self):
         """HELO/EHLO syntax errors and the parameters a HELO session may not use."""

@@ -230,7 +230,9 @@ def _route(run, key, address, lowered, co=None):
         options={"success_on_redirect": "success_on_redirect" in lowered})
     rc = {"ok": OK, "fail": FAIL}.get(str(outcome.code).lower(), DEFER)
     user, log = outcome.user_message, outcome.message
-    if rc == OK and co is not None and co.enabled and outcome.address is not None:
+    # ctx.callouts_allowed is false under -bh (not -bhc): the callout is omitted, as Exim
+    if rc == OK and co is not None and co.enabled and outcome.address is not None \
+            and getattr(run.ctx, "callouts_allowed", True):
         result = callout.run(run.ctx.config, run.ctx.expand_ctx, outcome.address,
                              "recipient" if key == "recipient" else "sender",
                              _callout_sender(run, key, co), co)

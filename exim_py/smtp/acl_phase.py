@@ -29,6 +29,12 @@ MESSAGE_CONTROLS = ("submission", "queue_only", "freeze", "suppress_local_fixups
                     "fakereject", "fakedefer", "no_delay_flush", "dkim_disable_verify")
 
 
+def callouts_allowed(policy):
+    """Callouts are made except under -bh: that omits them unless it is -bhc
+    (spec, -bhc in "The Exim command line")."""
+    return not policy.host_checking or policy.host_checking_callout
+
+
 def run_phase(policy, where, option, session, envelope=None, recipient=None, command_data=None):
     """Run acl_smtp_<where>; returns None (go on with the default reply), a Reply,
     or a Deferred firing with one of those.
@@ -43,6 +49,7 @@ def run_phase(policy, where, option, session, envelope=None, recipient=None, com
     ctx = AclContext(policy.config, session, envelope, recipient, log=policy.logger,
                      expand_ctx=policy.expand_context(session, envelope),
                      host_checking=policy.host_checking, dns_cache=_dns_cache(session))
+    ctx.callouts_allowed = callouts_allowed(policy)
     if policy.acl_blocks(spec):
         d = threads.deferToThread(run_acl, where, spec, ctx)
         return d.addCallback(_finish, policy, where, ctx, command_data, session, envelope)
@@ -169,6 +176,7 @@ def run_prdr(policy, session, envelope):
         ctx = AclContext(policy.config, session, envelope, rcpt.address, log=policy.logger,
                          expand_ctx=policy.expand_context(session, envelope),
                          host_checking=policy.host_checking, dns_cache=_dns_cache(session))
+        ctx.callouts_allowed = callouts_allowed(policy)
         result = run_acl("data_prdr", policy._option("acl_smtp_data_prdr"), ctx)
         apply_effects(result, session, envelope)
         ok = result.rc in (OK, DISCARD)

@@ -70,6 +70,7 @@ class ServerPolicy:
         self.spool_writer = spool_writer
         self.logger = logger
         self.host_checking = host_checking
+        self.host_checking_callout = False      # -bhc: callouts are made under host checking
         self.deliver = deliver
         self.primary_hostname = primary_hostname or self._option("primary_hostname") or socket.gethostname()
         self.match = _module("exim_py.match")

@@ -118,6 +118,7 @@ def _run(inv, host_checking):
     policy = build_policy(config, inv, host_checking=host_checking)
     if host_checking:
         policy.logger = host_check_logger(config)
+        policy.host_checking_callout = inv.mode_flag == "-bhc"
     caller = _caller_name()
     _session_filler(policy, inv, host, caller)
     if host_checking:
