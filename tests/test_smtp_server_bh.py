@@ -7,11 +7,12 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import tempfile
 
 from twisted.trial import unittest
 
-from tests.support.peers import RealExim, run_exim_py
+from tests.support.peers import RealExim, exim_py_command, run_exim_py
 
 CONF = """\
 primary_hostname = mx.test.example
@@ -263,6 +264,46 @@ class StdioSessionTests(unittest.TestCase):
         self.assertEqual(len(headers), 1)
         with open(os.path.join(spool, "input", headers[0])) as f:
             self.assertIn("-received_protocol local-smtp", f.read())
+
+
+class StdioDeliveryModeTests(unittest.TestCase):
+    """-bs -odi: each message is delivered before its 250 is sent."""
+
+    def test_odi_replies_after_delivery(self):
+        """The reply to the final dot comes only once the (slow) delivery has finished."""
+        spool = tempfile.mkdtemp(prefix="exim_py-bs-odi-")
+        self.addCleanup(shutil.rmtree, spool, True)
+        os.chmod(spool, 0o755)
+        mail = os.path.join(spool, "mail")
+        os.mkdir(mail)
+        os.chmod(mail, 0o1777)          # deliveries run as nobody, never as root
+        out = os.path.join(mail, "out")
+        conf = os.path.join(spool, "exim.conf")
+        with open(conf, "w") as f:
+            f.write(CONF.format(spool=spool, extra="acl_smtp_rcpt = accept_all") +
+                    "begin routers\nr:\n  driver = accept\n  transport = slow\n"
+                    "begin transports\nslow:\n  driver = pipe\n  user = nobody\n"
+                    "  command = /bin/sh -c 'sleep 1; cat > %s'\n" % out)
+        proc = subprocess.Popen(exim_py_command() + ["-C", conf, "-bs", "-odi"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.addCleanup(proc.kill)
+        proc.stdin.write(b"HELO me\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n"
+                         b"Subject: odi\r\n\r\nhello\r\n.\r\n")
+        proc.stdin.flush()
+        while True:
+            line = proc.stdout.readline()
+            if not line:
+                self.fail("no 250: %s" % proc.stderr.read())
+            if line.startswith(b"250 OK id="):
+                break
+        self.assertTrue(os.path.exists(out), "250 sent before the delivery finished")
+        proc.stdin.write(b"QUIT\r\n")
+        proc.stdin.close()
+        self.assertEqual(proc.wait(timeout=60), 0)
+        proc.stdout.close()
+        proc.stderr.close()
+        with open(out) as f:
+            self.assertIn("Subject: odi\n", f.read())
 
 
 class DsnStorageTests(unittest.TestCase):

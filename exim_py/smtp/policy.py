@@ -71,6 +71,7 @@ class ServerPolicy:
         self.logger = logger
         self.host_checking = host_checking
         self.host_checking_callout = False      # -bhc: callouts are made under host checking
+        self.reply_after_delivery = False       # -bs -odi: reply to the dot once delivered
         self.deliver = deliver
         self.primary_hostname = primary_hostname or self._option("primary_hostname") or socket.gethostname()
         self.match = _module("exim_py.match")
@@ -603,17 +604,23 @@ class ServerPolicy:
             session.message_count = count
             per_connection = self._option("smtp_accept_queue_per_connection", 10)
             busy = per_connection and count > per_connection
+            delivery = None
             if self.deliver is not None and not self._option("queue_only", False) \
                     and "queue_only" not in controls and not envelope.frozen and not busy:
-                self.deliver(message_id)
+                delivery = self.deliver(message_id)
             fake = controls.get("fakereject"), controls.get("fakedefer")
             if fake[0] is not None or fake[1] is not None:
                 options = fake[0] if fake[0] is not None else fake[1]
                 text = options[1:] if options.startswith("/") else \
                     "Your message has been rejected but is being kept for evaluation.\n" \
                     "If it was a legitimate message, it may still be delivered to the target recipient(s)."
-                return Reply(550 if fake[0] is not None else 450, text)
-            return Reply(250, "OK id=%s" % message_id)
+                reply = Reply(550 if fake[0] is not None else 450, text)
+            else:
+                reply = Reply(250, "OK id=%s" % message_id)
+            # -bs -odi: the reply (and so the next command) waits for the delivery
+            if self.reply_after_delivery and isinstance(delivery, defer.Deferred):
+                return delivery.addBoth(lambda _: reply)
+            return reply
 
         return d.addCallback(stored)
 

@@ -149,7 +149,11 @@ def _deliveries(policy, inv):
         d = deliver(message_id)
         if d is not None:
             started.append(d)
+        return d
     policy.deliver = deliver_and_keep
+    # -odi: as exim4, the reply to the final dot waits for the delivery, and
+    # the next command is read only then
+    policy.reply_after_delivery = inv.delivery_mode in ("i", "f")
     return started
 
 
