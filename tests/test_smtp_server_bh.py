@@ -266,6 +266,44 @@ class StdioSessionTests(unittest.TestCase):
             self.assertIn("-received_protocol local-smtp", f.read())
 
 
+class StdioLineEndTests(unittest.TestCase):
+    """-bs from a program writing Unix line ends: LF.LF ends DATA, as exim4 -bs."""
+
+    def test_lf_only_session(self):
+        """Two messages in one LF-only -bs session are both stored, and exim4
+        gives the same replies for the same input."""
+        spool = tempfile.mkdtemp(prefix="exim_py-bs-lf-")
+        self.addCleanup(shutil.rmtree, spool, True)
+        conf = os.path.join(spool, "exim.conf")
+        with open(conf, "w") as f:
+            f.write(CONF.format(spool=spool, extra="acl_smtp_rcpt = accept_all\nqueue_only"))
+        os.chmod(conf, 0o644)
+        dialogue = ("HELO me\nMAIL FROM:<a@b.example>\nRCPT TO:<c@d.example>\nDATA\n"
+                    "Subject: one\n\nhello\n..dot\n.\n"
+                    "MAIL FROM:<a@b.example>\nRCPT TO:<c@d.example>\nDATA\n"
+                    "Subject: two\n\nbye\n.\nQUIT\n")
+        ours = normalise(run_exim_py(["-C", conf, "-bs"], input=dialogue).stdout).splitlines()
+        self.assertEqual(ours[-2:], ["250 OK id=ID", "221 mx.test.example closing connection"])
+        self.assertEqual(ours.count("250 OK id=ID"), 2)
+        bodies = sorted(n for n in os.listdir(os.path.join(spool, "input")) if n.endswith("-D"))
+        self.assertEqual(len(bodies), 2)
+        contents = []
+        for name in bodies:
+            with open(os.path.join(spool, "input", name), "rb") as f:
+                contents.append(f.read().split(b"\n", 1)[1])
+        self.assertIn(b"hello\n.dot\n", contents)
+        exim = RealExim()
+        self.addCleanup(exim.cleanup)
+        # Debian's exim4 drops to Debian-exim, which must own its spool and logs.
+        exim_spool = os.path.join(exim.dir, "spool")
+        os.mkdir(exim_spool)
+        shutil.chown(exim_spool, "Debian-exim", "Debian-exim")
+        exim_conf = exim.write_config(CONF.format(spool=exim_spool,
+                                                  extra="acl_smtp_rcpt = accept_all\nqueue_only"))
+        theirs = exim.run(exim_conf, ["-bs", "-odq"], input=dialogue)
+        self.assertEqual(ours[2:], normalise(theirs.stdout).splitlines()[2:])
+
+
 class StdioDeliveryModeTests(unittest.TestCase):
     """-bs -odi: each message is delivered before its 250 is sent."""
 

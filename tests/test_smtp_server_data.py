@@ -45,6 +45,30 @@ class EndOfDataTests(unittest.TestCase):
         self.assertEqual(collector.content(), b"")
 
 
+class LocalLineEndTests(unittest.TestCase):
+    """With lf_line_ends (-bs input only) a bare-LF dot line also ends DATA."""
+
+    def test_lf_dot_lf_ends_local_data(self):
+        """LF.LF and LF.CRLF end the content for a local session, split anywhere."""
+        for wire in (b"Subject: a\n\nline\n..dot\n.\nQUIT\n", b"Subject: a\n\nline\n..dot\n.\r\nQUIT\n"):
+            for i in range(len(wire)):
+                collector = DataCollector(lf_line_ends=True)
+                rest = collector.feed(wire[:i])
+                rest = collector.feed(wire[i:]) if rest is None else rest + wire[i:]
+                self.assertEqual(rest, b"QUIT\n", (wire, i))
+                self.assertEqual(collector.content(), b"Subject: a\n\nline\n..dot\n")
+
+    def test_cr_dot_cr_never_ends(self):
+        """CR.CR is content even for a local session (spec: it never terminates)."""
+        collector = DataCollector(lf_line_ends=True)
+        self.assertIsNone(collector.feed(b"Subject: a\r\n\r\nx\r.\rQUIT\r\n"))
+
+    def test_network_collector_ignores_lf_dot_lf(self):
+        """The network default keeps LF.LF as content (the smuggling rule)."""
+        collector = DataCollector()
+        self.assertIsNone(collector.feed(b"Subject: a\n\nline\n.\nQUIT\n"))
+
+
 class StoredFormTests(unittest.TestCase):
     """unstuff(): wire form to Exim's stored form."""
 

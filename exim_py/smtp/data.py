@@ -4,9 +4,15 @@ turning the wire form into the stored form.
 DATA is where SMTP smuggling happens (CVE-2023-51766): a server that ends
 the message at something other than <CR><LF>.<CR><LF> can be made to read
 the rest as new commands that a relay forwarding the message never saw as
-such.  The only terminator here is <CR><LF>.<CR><LF> (with the leading
-<CR><LF> implied at the very start); <LF>.<LF>, <LF>.<CR><LF>, <CR>.<CR>,
-<CR><LF>.<CR> and friends are message content.
+such.  Over the network the only terminator is <CR><LF>.<CR><LF> (with the
+leading <CR><LF> implied at the very start); <LF>.<LF>, <LF>.<CR><LF>,
+<CR>.<CR>, <CR><LF>.<CR> and friends are message content.
+
+A local SMTP session on a pipe (-bs) has no relay in front of it to be
+fooled, and local programs write Unix line ends: there, as in Exim, a line
+that ends in a bare LF is a line, so <LF>.<LF> and <LF>.<CR><LF> end the
+message too (spec: "a subsequent LF not preceded by CR is treated as a line
+ending").  <CR>.<CR> never does.
 
 Stored form (spec chapter "Message processing", section on line endings):
 lines end in a single LF.  CR is a line ending (a following LF is part of
@@ -21,6 +27,8 @@ that follows a real line ending.
 import re
 
 TERMINATOR = b"\r\n.\r\n"
+# For -bs input only: a dot line between line ends that may be bare LFs.
+_LF_TERMINATOR = re.compile(rb"\r?\n\.\r?\n")
 
 _LINE_SPLIT = re.compile(rb"(\r\n|\r|\n)")
 
@@ -34,8 +42,9 @@ class DataCollector:
     message costs no memory; ``too_big`` then says so.
     """
 
-    def __init__(self, limit=0):
+    def __init__(self, limit=0, lf_line_ends=False):
         self.limit = limit
+        self.lf_line_ends = lf_line_ends
         self._chunks = []
         self._kept = 0
         self.size = 0
@@ -46,20 +55,26 @@ class DataCollector:
 
     def feed(self, data):
         window = self._tail + data
-        end = window.find(TERMINATOR)
+        if self.lf_line_ends:
+            m = _LF_TERMINATOR.search(window)
+            end, length = (m.start(), m.end() - m.start()) if m else (-1, 0)
+            # The line end before the dot: CRLF or a bare LF.
+            lead = 2 if m and window[end:end + 1] == b"\r" else 1
+        else:
+            end, length, lead = window.find(TERMINATOR), len(TERMINATOR), 2
         if end < 0:
             self._keep(data)
             self._tail = window[-4:]
             return None
-        # The terminator's CRLF belongs to the last line of content.
-        content_end = end + 2 - len(self._tail)
+        # The terminator's line end belongs to the last line of content.
+        content_end = end + lead - len(self._tail)
         if content_end > 0:
             self._keep(data[:content_end])
         elif content_end < 0:
             # The terminator began in an earlier read, whose '.' (and CR)
             # were kept as content: take them back.
             self._trim(-content_end)
-        return data[end + len(TERMINATOR) - len(self._tail):]
+        return data[end + length - len(self._tail):]
 
     def _keep(self, data):
         self.size += len(data)

@@ -41,6 +41,9 @@ NO_ARGUMENT = frozenset(("RSET", "DATA", "QUIT", "STARTTLS"))
 class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
     """One SMTP connection (or one -bs/-bh session on standard input)."""
 
+    # Only CRLF.CRLF ends DATA on a network connection (smtp/data.py).
+    lf_line_ends = False
+
     def __init__(self, policy, clock=None, tls_on_connect=False):
         self.policy = policy
         if clock is None:
@@ -601,7 +604,7 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
                 self._send_reply(reply, 0, "")
                 return
             limit = self.policy.message_size_limit(self.session)
-            self._collector = smtpdata.DataCollector(limit)
+            self._collector = smtpdata.DataCollector(limit, self.lf_line_ends)
             self._mode = "data"
             self._send(354, 'Enter message, ending with "." on a line by itself')
 

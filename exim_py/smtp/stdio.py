@@ -34,6 +34,9 @@ class _StdioAddress:
 class StdioSMTPProtocol(SMTPServerProtocol):
     """The server protocol on a pipe: end of input is a lost connection, said aloud."""
 
+    # A local caller's bare-LF lines are lines, so LF.LF ends DATA (smtp/data.py).
+    lf_line_ends = True
+
     def __init__(self, policy, caller=None, host_address=None, host_checking=False):
         super().__init__(policy)
         self.caller = caller
