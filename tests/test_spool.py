@@ -109,6 +109,15 @@ class MessageIdTests(TestCase):
         self.assertEqual(len(set(results)), 16000)
 
 
+    def test_unique_across_spools(self):
+        """Two spools in one process (the SMTP side and the bounce writer, say)
+        never hand out the same id, even within one 5 ms step."""
+        first = Spool(tempfile.mkdtemp(prefix="exim_py-ids-"))
+        second = Spool(tempfile.mkdtemp(prefix="exim_py-ids-"))
+        ids = [spool.new_message_id() for _ in range(500) for spool in (first, second)]
+        self.assertEqual(len(set(ids)), len(ids))
+
+
 class HeaderFormatTests(TestCase):
     """The -H file text, both ways."""
 

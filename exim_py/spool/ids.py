@@ -63,7 +63,24 @@ def split_subdir(message_id):
 
 
 class IdGenerator:
-    """Hands out unique message ids; safe to call from several threads."""
+    """Hands out unique message ids; safe to call from several threads.
+
+    Uniqueness holds per generator, so every spool in a process must share
+    one: use :meth:`shared`, not a new instance (two generators in one
+    process would number the same 5 ms step from the same sequence).
+    """
+
+    _shared = {}
+    _shared_lock = threading.Lock()
+
+    @classmethod
+    def shared(cls, localhost_number=None):
+        """The process-wide generator for ``localhost_number``."""
+        with cls._shared_lock:
+            gen = cls._shared.get(localhost_number)
+            if gen is None:
+                gen = cls._shared[localhost_number] = cls(localhost_number)
+            return gen
 
     def __init__(self, localhost_number=None, clock=time.time, pid=None):
         self.localhost_number = localhost_number

@@ -129,7 +129,7 @@ class Spool:
     def __init__(self, directory, split=False, localhost_number=None):
         self.directory = directory
         self.split = split
-        self.ids = IdGenerator(localhost_number)
+        self.ids = IdGenerator.shared(localhost_number)
         self._made = set()
         self._made_lock = threading.Lock()
         self._owner = False   # not looked at yet
