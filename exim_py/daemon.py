@@ -55,7 +55,10 @@ def build_policy(config, inv=None, host_checking=False, reactor=None):
     log_mod = _module("exim_py.log")
     logger = log_mod.Logger(config) if log_mod is not None and not host_checking else None
     engine = _module("exim_py.delivery.engine")
-    immediate = engine is not None and hasattr(engine, "deliver_later") and not host_checking
+    # -odq: the daemon only queues, as queue_only does (spec: -odq).
+    queue_only = inv is not None and inv.delivery_mode == "q"
+    immediate = (engine is not None and hasattr(engine, "deliver_later") and not host_checking
+                 and not queue_only)
 
     def deliver(message_id):
         return engine.deliver_later(config, spool, message_id, logger)

@@ -64,6 +64,8 @@ def spawn(inv, sockets, count):
     env[ENV_PROCESSES] = "1"
     argv = [sys.executable, "-m", "exim_py", "-C", config_path(inv)]
     argv += ["-D%s=%s" % (name, value) for name, value in inv.macros.items()]
+    if inv.delivery_mode:
+        argv.append("-od" + inv.delivery_mode)
     argv += ["-bdf"]
     if getattr(inv, "tls_on_connect", False):
         argv.append("-tls-on-connect")

@@ -101,6 +101,17 @@ class StartedLineTests(unittest.TestCase):
         self.assertTrue(got.endswith("listening for SMTP on [127.0.0.1]:{26004,26005} [127.0.0.2]:26004"), got)
 
 
+class DeliveryModeTests(unittest.TestCase):
+    """-odq on the daemon's command line: accepted messages are only queued."""
+
+    def test_odq_queues_only(self):
+        """With -odq the policy hands nothing to the delivery engine; without it, it does."""
+        from exim_py.daemon import build_policy
+        config, _ = make_config(self)
+        self.assertIsNotNone(build_policy(config, parse_args(["-bdf"])).deliver)
+        self.assertIsNone(build_policy(config, parse_args(["-bdf", "-odq"])).deliver)
+
+
 class ConnectionLimitTests(unittest.TestCase):
     """smtp_accept_max and smtp_accept_max_per_host refuse extra connections with 421."""
 
