@@ -90,6 +90,24 @@ class Session:
         self.caller_name = None
 
 
+def connection_variables(session):
+    """The expansion variables a Session determines: ``$sender_host_*``,
+    ``$sender_helo_name``, ``$sender_ident``, ``$received_protocol``,
+    ``$interface_*`` and ``$authenticated_id``.  Shared by the ACL and
+    delivery contexts, each of which adds its own."""
+    return {
+        "sender_host_address": session.sender_host_address or "",
+        "sender_host_name": session.sender_host_name or "",
+        "sender_host_port": str(session.sender_host_port or 0),
+        "sender_helo_name": session.helo_name or "",
+        "sender_ident": session.sender_ident or "",
+        "received_protocol": session.received_protocol or "",
+        "interface_address": session.interface_address or "",
+        "interface_port": str(session.interface_port or 0),
+        "authenticated_id": session.authenticated_id or "",
+    }
+
+
 class Envelope:
     """One message transaction: sender, recipients, headers, and the -H metadata."""
 

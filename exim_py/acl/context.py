@@ -12,6 +12,8 @@ session and envelope, the recipient being checked at RCPT (which sets
 import importlib
 import importlib.util
 
+from exim_py.envelope import connection_variables
+
 
 def split_address(address):
     """(local_part, domain) of an address; the domain is lower-cased as Exim does."""
@@ -28,16 +30,8 @@ def session_variables(session, envelope=None):
     sender = envelope.sender if envelope is not None else None
     lp, dom = split_address(sender) if sender else ("", "")
     tls_cipher = session.tls_cipher or ""
-    values = {
-        "sender_host_address": session.sender_host_address or "",
-        "sender_host_name": session.sender_host_name or "",
-        "sender_host_port": str(session.sender_host_port or 0),
-        "sender_helo_name": session.helo_name or "",
-        "sender_ident": session.sender_ident or "",
-        "received_protocol": session.received_protocol or "",
-        "interface_address": session.interface_address or "",
-        "interface_port": str(session.interface_port or 0),
-        "authenticated_id": session.authenticated_id or "",
+    values = connection_variables(session)
+    values.update({
         "authenticated_fail_id": session.authenticated_fail_id or "",
         "sender_host_authenticated": session.auth_mechanism or "",
         "tls_in_cipher": tls_cipher,
@@ -47,7 +41,7 @@ def session_variables(session, envelope=None):
         "sender_address": sender or "",
         "sender_address_local_part": lp if sender else "",
         "sender_address_domain": dom if sender else "",
-    }
+    })
     if envelope is not None:
         values["authenticated_sender"] = envelope.auth_sender or ""
         values["recipients_count"] = str(len(envelope.recipients))

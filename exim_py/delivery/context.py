@@ -10,6 +10,8 @@ context for an address, a transport and a host.
 import os
 import time
 
+from exim_py.envelope import connection_variables
+
 
 class Message:
     """A queued message being delivered."""
@@ -53,7 +55,8 @@ def message_variables(message):
     env = message.envelope
     sess = env.session
     now = time.time()
-    return {
+    variables = connection_variables(sess)
+    variables.update({
         "message_id": message.id,
         "message_exim_id": message.id,
         "sender_address": env.sender or "",
@@ -65,21 +68,13 @@ def message_variables(message):
         "body_zerocount": str(env.body_zerocount),
         "message_age": str(int(now - env.received_time)),
         "received_time": str(int(env.received_time)),
-        "received_protocol": sess.received_protocol or "",
-        "sender_host_address": sess.sender_host_address or "",
-        "sender_host_name": sess.sender_host_name or "",
-        "sender_host_port": str(sess.sender_host_port or 0),
-        "sender_helo_name": sess.helo_name or "",
-        "sender_ident": sess.sender_ident or "",
-        "authenticated_id": sess.authenticated_id or "",
         "authenticated_sender": env.auth_sender or "",
-        "interface_address": sess.interface_address or "",
-        "interface_port": str(sess.interface_port or 0),
         "recipients_count": str(len(env.recipients)),
         "recipients": ", ".join(r.address for r in env.recipients),
         "dsn_envid": env.dsn_envid or "",
         "dsn_ret": env.dsn_ret or "",
-    }
+    })
+    return variables
 
 
 def address_variables(addr):
