@@ -22,7 +22,6 @@ import struct
 import time
 
 from exim_py import lookups
-from exim_py.dns import get_resolver
 from exim_py.errors import LookupDefer
 from exim_py.match.engine import Matcher, Unknown, check_list
 from exim_py.match.items import StringMatcher, primary_hostname
@@ -164,6 +163,7 @@ def check_mx(domain, pattern, ctx):
         ignore = rest[8:]
     elif rest:
         return None
+    from exim_py.dns import get_resolver     # dnspython only when the DNS is asked
     resolver = get_resolver(getattr(ctx, "config", None))
     try:
         mxs = resolver.mx_hosts(domain)
@@ -230,6 +230,7 @@ def host_addresses(name, ctx):
     found = [a for a, names in _etc_hosts() if low in (n.lower() for n in names)]
     if found:
         return found
+    from exim_py.dns import get_resolver     # dnspython only when the DNS is asked
     resolver = get_resolver(getattr(ctx, "config", None))
     return [normalise_address(a) for a in resolver.addresses(name)]
 
@@ -364,6 +365,7 @@ def host_names(address, ctx):
     key = ("host-names", address)
     if key in cache:
         return cache[key]
+    from exim_py.dns import get_resolver
     try:
         candidates = get_resolver(getattr(ctx, "config", None)).reverse(address)
     except LookupDefer:
