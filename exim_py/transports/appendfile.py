@@ -20,8 +20,6 @@ import socket
 import threading
 import time
 
-from twisted.internet import threads
-
 from exim_py.config.options import BOOL, INT, OCTINT, STRING, TIME, Option, OptionTable
 from exim_py.delivery.address import OK, DEFER
 from exim_py.errors import ExpansionError, ForcedFail
@@ -114,6 +112,7 @@ class Transport(TransportBase):
     """driver = appendfile"""
 
     def deliver(self, message, addresses, ctx):
+        from twisted.internet import threads     # Twisted only when delivering
         return threads.deferToThread(self.deliver_blocking, message, addresses, ctx)
 
     def deliver_blocking(self, message, addresses, ctx):

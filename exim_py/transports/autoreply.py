@@ -13,10 +13,7 @@ interpreted by exim_py, so the options are the only source of the reply.
 """
 
 import os
-import sqlite3
 import time
-
-from twisted.internet import threads
 
 from exim_py.config.options import BOOL, INT, OCTINT, STRING, Option, OptionTable
 from exim_py.delivery.address import OK, DEFER
@@ -55,6 +52,7 @@ class Transport(TransportBase):
     """driver = autoreply"""
 
     def deliver(self, message, addresses, ctx):
+        from twisted.internet import threads     # Twisted only when delivering
         return threads.deferToThread(self.deliver_blocking, message, addresses, ctx)
 
     def _opt(self, name, addr, ctx):
@@ -172,6 +170,7 @@ class Transport(TransportBase):
                     if who == recipient:
                         return int(stamp)
             return None
+        import sqlite3
         with sqlite3.connect(path) as db:
             db.execute("CREATE TABLE IF NOT EXISTS once (address TEXT PRIMARY KEY, sent INTEGER)")
             row = db.execute("SELECT sent FROM once WHERE address = ?", (recipient,)).fetchone()
@@ -192,6 +191,7 @@ class Transport(TransportBase):
             with open(path, "w") as f:
                 f.writelines(lines)
         else:
+            import sqlite3
             with sqlite3.connect(path) as db:
                 db.execute("CREATE TABLE IF NOT EXISTS once (address TEXT PRIMARY KEY,"
                            " sent INTEGER)")

@@ -15,8 +15,6 @@ import os
 import signal
 import subprocess
 
-from twisted.internet import threads
-
 from exim_py.config.options import BOOL, INT, OCTINT, STRING, TIME, Option, OptionTable
 from exim_py.delivery.address import OK, DEFER, FAIL
 from exim_py.errors import ExpansionError, ForcedFail
@@ -66,6 +64,7 @@ class Transport(TransportBase):
     """driver = pipe"""
 
     def deliver(self, message, addresses, ctx):
+        from twisted.internet import threads     # Twisted only when delivering
         return threads.deferToThread(self.deliver_blocking, message, addresses, ctx)
 
     def _argv(self, addr, ctx):
