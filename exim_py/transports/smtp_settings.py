@@ -14,7 +14,6 @@ import socket
 from exim_py.config.options import BOOL, HOSTLIST, INT, LIST, STRING, TIME, Option, OptionTable
 from exim_py.errors import ExpansionError, ForcedFail, LookupDefer
 from exim_py.smtp.outbound import ClientSettings
-from exim_py.smtp.tls_client import TLSClientSettings
 
 OPTIONS = OptionTable([
     Option("address_retry_include_sender", BOOL, True, "4xx to RCPT delays sender+recipient"),
@@ -226,6 +225,7 @@ def for_host(transport, host, addr, ctx, callout=False):
         names = None
         if verify and match("tls_verify_cert_hostnames"):
             names = [getattr(host, "certname", None) or host.name or host.address]
+        from exim_py.smtp.tls_client import TLSClientSettings    # OpenSSL when needed
         tls_settings = TLSClientSettings(
             verify=verify, verify_certificates=expand("tls_verify_certificates") or "system",
             verify_names=names, crl=expand("tls_crl"), certificate=expand("tls_certificate"),
