@@ -383,6 +383,22 @@ smtp:
 """
 
 
+# debug_print whose expansion would fail: only looked at when debugging.
+DEBUG_PRINT_CONFIG = """\
+qualify_domain = localdomain
+keep_environment =
+begin routers
+r1:
+  driver = accept
+  debug_print = R: $router_name ${lookup{x}lsearch{/nonexistent/file}}
+  transport = t1
+begin transports
+t1:
+  driver = appendfile
+  file = /dev/null
+"""
+
+
 class AddressTestTests(unittest.TestCase):
     """-bt and -bv print what real Exim prints, address by address."""
 
@@ -451,3 +467,9 @@ class AddressTestTests(unittest.TestCase):
         """-bt exits 0 when routable, 2 when an address fails, 1 when one defers."""
         for address in ("user1", "fl", "df"):
             self.compare("-bt", address)
+
+    def test_debug_print_ignored_without_debugging(self):
+        """A router's debug_print is not expanded when debugging is off, so an
+        expansion that would fail there does not defer the address."""
+        self.conf = self.exim.write_config(DEBUG_PRINT_CONFIG, "debugprint.conf")
+        self.compare_all(["-bt", "someone@localdomain"])

@@ -286,7 +286,10 @@ def route_address(addr, ctx, routers=None):
         # dsn_lasthop: DSN requests end here (not passed on; reported by us).
         addr.dsn_lasthop = bool(router.options["dsn_lasthop"])
         try:
-            if router.options["debug_print"] is not None:
+            # debug_print is expanded only when someone is listening: with
+            # debugging off Exim never looks at it (spec "Generic options
+            # for routers"), so a failing expansion there must not defer.
+            if ctx.debug is not None and router.options["debug_print"] is not None:
                 ctx.debug_print(ctx.expand(router.options["debug_print"], addr))
             if router.options["address_data"] is not None:
                 try:
