@@ -201,7 +201,12 @@ def run_acl(where, acl_spec, ctx):
     except LookupDefer as e:
         return AclResult(where, DEFER, log_message='failed to expand ACL string "%s": %s'
                          % (acl_spec, e), effects=run.effects)
-    rc = _check_internal(run, spec)
+    # ${acl} in this ACL's expansions runs a nested ACL of the same run
+    saved_runner = _install_runner(ctx.expand_ctx, lambda name, args: eval_acl(run, name, args))
+    try:
+        rc = _check_internal(run, spec)
+    finally:
+        _install_runner(ctx.expand_ctx, saved_runner)
     if rc == DISCARD and (where not in MESSAGE_WHERES or where == "predata"):
         ctx.write_log('"discard" verb not allowed in %s ACL' % WHERE_NAMES[where],
                       ("main", "panic"))
@@ -464,6 +469,63 @@ def _nested(run, arg):
         run.level -= 1
         run.narg, run.args = saved
         _publish_args(run)
+
+
+# rc_names[] in Exim: how ${acl} names an outcome in its error message
+_RC_NAMES = {OK: "ok", FAIL: "fail", DEFER: "defer", ERROR: "error", DISCARD: "discard",
+             FAIL_DROP: "fail_drop"}
+
+
+def eval_acl(run, name, args):
+    """Exim's eval_acl, for ``${acl{name}{arg}...}`` and the ``acl{{name}...}``
+    condition: run ACL ``name`` one level down with ``$acl_arg1``.. set from
+    ``args`` (at most nine), then restore the caller's arguments.  Returns
+    (outcome name, user message); the caller's own messages are untouched."""
+    args = list(args[:9])
+    saved = (run.narg, list(run.args), run.user, run.log, run.temp_details)
+    run.narg = len(args)
+    run.args = args + [""] * (9 - len(args))
+    _publish_args(run)
+    run.level += 1
+    try:
+        rc = _check_internal(run, name)
+        user = run.user
+    finally:
+        run.level -= 1
+        run.narg, run.args, run.user, run.log, run.temp_details = saved
+        _publish_args(run)
+    return _RC_NAMES[rc], user
+
+
+def _install_runner(expand_ctx, runner):
+    """Set ``expand_ctx.acl_runner``; returns the one it replaces."""
+    if expand_ctx is None:
+        return None
+    previous = getattr(expand_ctx, "acl_runner", None)
+    expand_ctx.acl_runner = runner
+    return previous
+
+
+def install_acl_runner(expand_ctx, config, session=None):
+    """Let expansions in ``expand_ctx`` outside any ACL (routers' conditions,
+    -be) run ACLs with ``${acl}``, as Exim does with acl_where "unknown".
+
+    The ACL context is made at the first ``${acl}``; it shares
+    ``expand_ctx``, so the ACL sees the caller's variables."""
+    if expand_ctx is None or getattr(expand_ctx, "acl_runner", None) is not None:
+        return
+    state = []
+
+    def runner(name, args):
+        if not state:
+            from exim_py.acl.context import AclContext
+            from exim_py.envelope import Session
+            ctx = AclContext(config, session if session is not None else Session(),
+                             expand_ctx=expand_ctx)
+            state.append(_Run("unknown", ctx))
+        return eval_acl(state[0], name, args)
+
+    expand_ctx.acl_runner = runner
 
 
 def _publish_args(run):

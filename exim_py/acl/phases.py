@@ -10,11 +10,12 @@ which the caller turns into a temporary rejection.
 """
 
 # The order matters: Exim treats every place up to and including "not_smtp"
-# as a message ACL (one that may add headers, discard, freeze ...).
+# as a message ACL (one that may add headers, discard, freeze ...).  An ACL
+# run by ${acl} from outside any ACL (a router, -be) runs in "unknown".
 WHERES = (
     "rcpt", "mail", "predata", "mime", "dkim", "data", "data_prdr", "not_smtp",
     "auth", "connect", "etrn", "expn", "helo", "mailauth", "not_smtp_start",
-    "notquit", "quit", "starttls", "vrfy",
+    "notquit", "quit", "starttls", "vrfy", "unknown",
 )
 
 # Exim's names for the places, as they appear in log lines and errors.
@@ -24,7 +25,7 @@ WHERE_NAMES = {
     "auth": "AUTH", "connect": "connection", "etrn": "ETRN", "expn": "EXPN",
     "helo": "EHLO or HELO", "mailauth": "MAILAUTH",
     "not_smtp_start": "non-SMTP-start", "notquit": "NOTQUIT", "quit": "QUIT",
-    "starttls": "STARTTLS", "vrfy": "VRFY",
+    "starttls": "STARTTLS", "vrfy": "VRFY", "unknown": "unknown",
 }
 
 # The SMTP code of a permanent rejection in each place.  VRFY gets 252

@@ -184,6 +184,7 @@ class DeliveryContext:
         ``extra`` may hold "numeric" ($0, $1 ... as a list) and "value"
         ($value), which manualroute sets from its domain match.
         """
+        from exim_py.acl.engine import install_acl_runner
         from exim_py.expand import ExpandContext
         extra = dict(extra or {})
         numeric = extra.pop("numeric", None)
@@ -198,6 +199,7 @@ class DeliveryContext:
                             variables=self.variables(addr, transport, host, extra),
                             headers=headers, first_delivery=self.first_delivery,
                             queue_running=self.queue_running)
+        install_acl_runner(ctx, self.config)      # ${acl} in routers and transports
         if numeric is not None:
             ctx.numeric = list(numeric)
         if value is not None:

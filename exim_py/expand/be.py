@@ -65,6 +65,9 @@ def split_host_port(text):
 def build_context(inv, config):
     """The context -be expands in: the caller as a local sender, -oM* values."""
     ctx = ExpandContext(config=config, first_delivery=False)
+    if config is not None:
+        from exim_py.acl.engine import install_acl_runner
+        install_acl_runner(ctx, config)           # ${acl} works in -be, as in Exim
     if config is None:
         ctx.set("config_file", "")
     from exim_py.expand.variables import qualify_domain
