@@ -9,7 +9,6 @@ list is asked about a host once per session, as Exim does.
 import ipaddress
 import re
 
-from exim_py import dns
 from exim_py.match import split_list
 
 OK, FAIL, DEFER, ERROR = "accept", "deny", "defer", "error"
@@ -21,6 +20,7 @@ class DnsDefer(Exception):
 
 def _resolver(ctx):
     if ctx.resolver is None:
+        from exim_py import dns     # dnspython only when a DNS list is asked
         ctx.resolver = dns.get_resolver(ctx.config)
     return ctx.resolver
 
@@ -42,6 +42,7 @@ def query(ctx, name, rtype):
     key = (name.lower(), rtype)
     cached = ctx.dns_cache.get(key)
     if cached is None:
+        from exim_py import dns
         answer = _resolver(ctx).query(name, rtype)
         if answer.status in (dns.AGAIN, dns.FAIL):
             cached = DnsDefer("DNS lookup of %s (%s) gave %s" % (name, rtype, answer.status))
