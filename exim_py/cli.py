@@ -30,6 +30,8 @@ usage: exim_py [-C file] [-D NAME=value ...] [options] [recipient ...]
   -bs                 an SMTP session on standard input and output
   -bh IP / -bhc IP    simulate an SMTP session from IP, running the ACLs, delivering nothing
   -bt / -bv ADDRESS   test routing / verify addresses
+  -bf / -bF FILE      test a user / system filter against a message on stdin
+                      (-bfl LOCALPART, -bfd DOMAIN, -bfp PREFIX, -bfs SUFFIX)
   -bp[c|r|u|a]        list the queue
   -q[q][i][f[f]][time] run the queue (once, or every <time> in the daemon)
   -M[c|rm|f|t|g|ar|md|vh|vb|vl] ID ...  act on queued messages
@@ -73,6 +75,11 @@ class Invocation:
         self.oM = {}                   # every -oM? value, keyed by the letter(s)
         self.argv0 = "exim_py"
         self.no_labels = False         # -n with -bP
+        self.filter_file = None        # -bf / -bF FILE
+        self.filter_local_part = None  # -bfl, -bfd, -bfp, -bfs: the -bf recipient
+        self.filter_domain = None
+        self.filter_prefix = None
+        self.filter_suffix = None
 
 
 # mode -> (module, function).  A mode whose module is not part of this build
@@ -91,6 +98,7 @@ MODES = {
     "message_action": ("exim_py.delivery.msgactions", "message_action_mode"),
     "receive": ("exim_py.delivery.submit", "receive_mode"),
     "newaliases": ("exim_py.delivery.submit", "newaliases_mode"),
+    "filter_test": ("exim_py.filter.bftest", "filter_test_mode"),
 }
 
 def parse_time(text):
@@ -152,6 +160,12 @@ def parse_args(argv):
         elif a in ("-bh", "-bhc"):
             inv.mode, inv.mode_flag = "host_check", a
             inv.host_check_address = take(a)
+        elif a in ("-bf", "-bF"):
+            inv.mode, inv.mode_flag = "filter_test", a
+            inv.filter_file = take(a)
+        elif a in ("-bfd", "-bfl", "-bfp", "-bfs"):
+            name = {"d": "domain", "l": "local_part", "p": "prefix", "s": "suffix"}[a[3]]
+            setattr(inv, "filter_" + name, take(a))
         elif a == "-bt":
             inv.mode, inv.mode_flag = "address_test", a
         elif a in ("-bv", "-bvs"):
