@@ -45,6 +45,15 @@ LOOKUPS = {
     "wildlsearch": "exim_py.lookups.wildlsearch",
 }
 
+# A driver whose module pulls in heavy dependencies (Twisted, OpenSSL) may keep
+# its OPTIONS, GENERIC_DEFAULTS and validate() in a light module named here.
+# Reading a configuration imports only that one; the driver module itself is
+# imported when an instance is built, so "-bpc" or an idle daemon that never
+# delivers over SMTP does not load the SMTP client and TLS stack.
+DECLARATIONS = {
+    ("transport", "smtp"): "exim_py.transports.smtp_settings",
+}
+
 KINDS = {
     "router": ROUTERS,
     "transport": TRANSPORTS,
@@ -65,3 +74,16 @@ def load(kind, name):
     if mod is None or importlib.util.find_spec(mod) is None:
         return None
     return importlib.import_module(mod)
+
+
+def declarations(kind, name):
+    """The module holding driver ``name``'s option table and checks, or None.
+
+    That is the driver module itself unless DECLARATIONS names a lighter one.
+    """
+    light = DECLARATIONS.get((kind, name))
+    if light is None:
+        return load(kind, name)
+    if importlib.util.find_spec(KINDS[kind][name]) is None:
+        return None
+    return importlib.import_module(light)

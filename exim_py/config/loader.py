@@ -10,6 +10,7 @@ every problem at once.
 """
 
 import collections
+import collections.abc
 import importlib
 import importlib.util
 import os
@@ -65,6 +66,32 @@ class Config:
         raise AttributeError("a loaded configuration is read-only")
 
 
+class _MacroView(collections.abc.Mapping):
+    """Config.macros: every macro in substitution order, built-ins made on first use.
+
+    Making the built-ins means reading every driver's option table, which a
+    command such as -bpc never needs.
+    """
+
+    def __init__(self, reader):
+        self._reader = reader
+        self._dict = None
+
+    def _macros(self):
+        if self._dict is None:
+            self._dict = self._reader.macro_dict()
+        return self._dict
+
+    def __getitem__(self, name):
+        return self._macros()[name]
+
+    def __iter__(self):
+        return iter(self._macros())
+
+    def __len__(self):
+        return len(self._macros())
+
+
 def builtin_macros(driver_options=True):
     """Exim's built-in macros for what this exim_py has: _HAVE_*, _DRIVER_*, _OPT_*.
 
@@ -93,9 +120,10 @@ def builtin_macros(driver_options=True):
 
 
 def _load_driver(kind, name):
-    """The driver's module, or None when it cannot be imported (reported when it is used)."""
+    """The driver's declarations (OPTIONS...), or None when they cannot be imported
+    (reported when the driver is used)."""
     try:
-        return registry.load(kind, name)
+        return registry.declarations(kind, name)
     except Exception:
         return None
 
@@ -187,7 +215,7 @@ class Loader:
             handler = getattr(self, "_read_" + section.name)
             section = handler(lines, section)
         config = Config(
-            filename=self.path, macros=self.reader.macro_dict(), main=self.main,
+            filename=self.path, macros=_MacroView(self.reader), main=self.main,
             named_lists=self.named_lists, acls=self.acls, routers=self.routers,
             transports=self.transports, authenticators=self.authenticators,
             retry=self.retry, rewrite=self.rewrite, parsed_lines=self.reader.saved)
@@ -340,7 +368,7 @@ class Loader:
         if driver is None:
             return
         try:
-            module = registry.load(kind, driver)
+            module = registry.declarations(kind, driver)
         except Exception as e:      # a driver module that does not import is a bug: say which
             raise ConfigError('%s %s: cannot load %s driver "%s": %s: %s'
                               % (kind, current[0], kind, driver, type(e).__name__, e),
