@@ -16,7 +16,6 @@ random local part and to postmaster for ``callout_domain_positive_expire`` /
 used.
 """
 
-import smtplib
 import sqlite3
 import time
 
@@ -348,6 +347,7 @@ def _dialogue(host, port, interface, helo, sender, address, co, random_address=N
     """(stage, code, text) of the first refusal, ("rcpt", None, None) if RCPT was
     accepted, or (None, None, why) when the host gave no usable answer.
     ``plan`` (a _Plan) says whether to check postmaster and collects the answers."""
+    import smtplib     # the email package only when a callout is made
     plan = plan if plan is not None else _Plan(co)
     source = (interface, 0) if interface else None
     client = smtplib.SMTP(local_hostname=helo, timeout=co.connect_timeout or co.timeout,
