@@ -1,8 +1,15 @@
-"""Queue listing details that a fresh queue does not show: old messages and big ones."""
+"""Queue listing details that a fresh queue does not show: old messages and big ones,
+and -bpc over a spool with split subdirectories and stray files."""
+
+import os
+import shutil
+import tempfile
 
 from twisted.trial.unittest import TestCase
 
-from exim_py.spool.listing import format_age, format_size, sort_key
+from exim_py.spool import Spool
+from exim_py.spool.listing import count_messages, format_age, format_size, sort_key
+from tests.support.peers import RealExim, run_exim_py
 
 
 class ListingFormatTests(TestCase):
@@ -31,3 +38,51 @@ class ListingFormatTests(TestCase):
         ids = ["1xUp2q-0001oh-2a", "1xUp2q-0001aa-2b", "1xUp2p-zzzzzz-zz", "1xUp2q-000001-2a"]
         self.assertEqual(sorted(ids, key=sort_key),
                          ["1xUp2p-zzzzzz-zz", "1xUp2q-000001-2a", "1xUp2q-0001oh-2a", "1xUp2q-0001aa-2b"])
+
+
+def _touch(path):
+    with open(path, "w") as f:
+        f.write("x\n")
+
+
+class QueueCountTests(TestCase):
+    """-bpc counts header-file names without reading them, exactly as exim4 does."""
+
+    def setUp(self):
+        self.base = tempfile.mkdtemp(prefix="exim_py-bpc-")
+        self.addCleanup(shutil.rmtree, self.base, True)
+        os.chmod(self.base, 0o755)
+        inp = os.path.join(self.base, "spool", "input")
+        for sub in ("a", "b", "zz"):
+            os.makedirs(os.path.join(inp, sub))
+        for name in ("1xUp2q-0001oh-2a-H", "1xUp2q-0001oh-2a-D", "1xUp2q-0001oi-2a-H",
+                     "a/1xUp2a-0001oh-2a-H", "b/1xUp2b-0001oh-2a-H",
+                     # not counted: a temporary header, a lone data file, a
+                     # name of the wrong length, a subdirectory that is not split_spool's
+                     "hdr.1xUp2q-0001oj-2a", "1xUp2q-0001ok-2a-D", "1xUp2q-0001ol-H",
+                     "zz/1xUp2q-0001om-2a-H",
+                     # counted, as by Exim: the right length and -H, whatever the id
+                     "xxxxxxxxxxxxxxxx-H"):
+            _touch(os.path.join(inp, name))
+        for root, dirs, files in os.walk(self.base):
+            for d in dirs:
+                os.chmod(os.path.join(root, d), 0o755)
+
+    def test_count_function(self):
+        """count_messages sees input/ and its one-letter subdirectories only."""
+        self.assertEqual(count_messages(Spool(os.path.join(self.base, "spool"))), 5)
+
+    def test_missing_spool_counts_zero(self):
+        """A spool whose input/ does not exist yet holds no messages."""
+        self.assertEqual(count_messages(Spool(os.path.join(self.base, "nothing"))), 0)
+
+    def test_same_count_as_exim4(self):
+        """exim_py -bpc prints what exim4 -bpc prints for the same spool directory."""
+        exim = RealExim()
+        self.addCleanup(exim.cleanup)
+        conf = exim.write_config("spool_directory = %s/spool\nkeep_environment =\n"
+                                 "log_file_path = %s/%%slog\n" % (self.base, self.base))
+        theirs = exim.run(conf, ["-bpc"])
+        ours = run_exim_py(["-C", conf, "-bpc"])
+        self.assertEqual((theirs.returncode, theirs.stdout), (0, "5\n"))
+        self.assertEqual((ours.returncode, ours.stdout, ours.stderr), (0, "5\n", ""))

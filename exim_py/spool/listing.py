@@ -13,9 +13,11 @@ import sys
 import time
 
 from exim_py.spool.format import SpoolFormatError, headers_size
+from exim_py.spool.ids import ID_LENGTH
 from exim_py.spool.spool import DATA_START_OFFSET, MessageMissing, Spool
 
 _LIST_ALL, _LIST_UNDELIVERED, _LIST_GENERATED = 0, 1, 2
+_HEADER_NAME_LENGTH = ID_LENGTH + 2     # <id>-H
 
 
 def sort_key(message_id):
@@ -47,6 +49,31 @@ def format_size(size):
     if size < 10 * 1024 * 1024:
         return "%4.1fM" % (size / (1024.0 * 1024.0))
     return "%4dM" % ((size + 512 * 1024) // (1024 * 1024))
+
+
+def count_messages(spool):
+    """How many messages are queued, as -bpc prints it.
+
+    Exim's -bpc only counts the names that look like header files (the right
+    length, ending in -H) in input/ and its one-letter split_spool_directory
+    subdirectories, reading none of them; so does this, with os.listdir,
+    which is several times quicker than parsing or even matching each id.
+    """
+    top = os.path.join(spool.directory, "input")
+    total = 0
+    directories = [top]
+    while directories:
+        directory = directories.pop()
+        try:
+            names = os.listdir(directory)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name in names:
+            if len(name) == _HEADER_NAME_LENGTH:
+                total += name.endswith("-H")
+            elif len(name) == 1 and directory == top and os.path.isdir(os.path.join(top, name)):
+                directories.append(os.path.join(top, name))
+    return total
 
 
 def list_message(spool, message_id, option, now, out):
@@ -96,7 +123,7 @@ def queue_list(spool, flag="-bp", selected=None, out=None, now=None):
     now = time.time() if now is None else now
     letters = flag[3:]
     if "c" in letters:
-        out.write("%d\n" % sum(1 for _ in spool.message_ids()))
+        out.write("%d\n" % count_messages(spool))
         return 0
     option = _LIST_UNDELIVERED if "u" in letters else _LIST_GENERATED if "a" in letters else _LIST_ALL
     ids = list(selected) if selected else list(spool.message_ids())
