@@ -30,7 +30,7 @@ DEFAULT_TIMEOUT = 30
 
 # Sub-options of callout=... that exim_py understands.
 _SUPPORTED = ("defer_ok", "no_cache", "use_sender", "use_postmaster", "maxwait", "connect",
-              "random", "postmaster", "fullpostmaster", "postmaster_mailfrom")
+              "random", "postmaster", "fullpostmaster", "postmaster_mailfrom", "hold")
 
 
 class CalloutOptions:
@@ -49,6 +49,8 @@ class CalloutOptions:
         # for no such check; full_postmaster also tries RCPT TO:<postmaster>.
         self.pm_mailfrom = None
         self.full_postmaster = False
+        # Keep the connection for more recipients and the delivery.
+        self.hold = False
 
 
 def parse_options(options, read_time):
@@ -100,6 +102,8 @@ def parse_options(options, read_time):
                     co.use_sender = True
                 elif name == "use_postmaster":
                     co.use_postmaster = True
+                elif name == "hold":
+                    co.hold = True
                 elif name in ("postmaster", "fullpostmaster"):
                     co.pm_mailfrom = ""
                     co.full_postmaster = name == "fullpostmaster"
@@ -125,12 +129,14 @@ def _reply(code, text):
                      for i, line in enumerate(lines))
 
 
-def run(config, expand_ctx, routed, kind, sender, co):
+def run(config, expand_ctx, routed, kind, sender, co, envelope=None):
     """Call out for the routed Address ``routed``; returns a CalloutResult.
 
     ``kind`` is "recipient" or "sender"; ``sender`` the MAIL FROM address to use.
     Only an address routed to a remote (smtp) transport is called out for;
-    any other verifies without one, as in Exim.
+    any other verifies without one, as in Exim.  ``envelope`` is the
+    transaction being received: a connection kept for it by the ``hold``
+    option is used for this recipient too, when it suits.
     """
     transport = getattr(routed, "transport", None)
     if transport is None or not getattr(transport, "remote", False):
@@ -152,6 +158,7 @@ def run(config, expand_ctx, routed, kind, sender, co):
     if cached is not None:
         return cached
     random_address = _random_address(config, expand_ctx, domain) if plan.random else None
+    plan.envelope = envelope
     result = _call(config, expand_ctx, routed, kind, sender, co, random_address, plan)
     if cache is not None:
         _remember(cache, key, domain, plan)
@@ -174,6 +181,11 @@ class _Plan:
         self.command = None               # the command the refusal answered
         self.size = None                  # SIZE= for the main MAIL, if known
         self.lmtp = False                 # the transport speaks LMTP: LHLO
+        self.envelope = None              # the transaction a held connection serves
+        # Hold the connection after an accepted RCPT (set by _call when the
+        # hold option applies); _dialogue then leaves it open in ``kept``.
+        self.hold = False
+        self.kept = None
 
 
 def _from_cache(config, cache, key, domain, sender, kind, plan):
@@ -293,6 +305,7 @@ def _cached(config, cache, key):
 def _call(config, expand_ctx, routed, kind, sender, co, random_address=None, plan=None):
     """Ask the transport's hosts in turn; the first that answers decides."""
     from exim_py.delivery.context import DeliveryContext
+    from exim_py.smtp import callout as held_connections
     from exim_py.transports import smtp_settings
     plan = plan if plan is not None else _Plan(co)
     transport = routed.transport
@@ -302,6 +315,10 @@ def _call(config, expand_ctx, routed, kind, sender, co, random_address=None, pla
         hosts = smtp_settings.host_list(transport, routed, dctx)
     except (ExpansionError, LookupDefer):
         hosts = []
+    if plan.envelope is not None:
+        result = _on_held(transport, hosts, routed, dctx, kind, sender, random_address, plan)
+        if result is not None:
+            return result
     last_error = None
     for host in hosts:
         try:
@@ -310,8 +327,12 @@ def _call(config, expand_ctx, routed, kind, sender, co, random_address=None, pla
         except (ExpansionError, LookupDefer):
             continue
         plan.lmtp = getattr(settings, "lmtp", False)
+        plan.hold = _may_hold(co, kind, random_address, plan)
         outcome = _dialogue(host, port, interface, settings.helo_data, sender,
                             routed.address, co, random_address, plan)
+        if plan.kept is not None:
+            held_connections.hold(plan.envelope, plan.kept[0], host.address, port, sender,
+                                  routed.address, plan.kept[1])
         stage, code, text = outcome
         if stage == "random" and code is None:
             result = CalloutResult(OK)
@@ -343,6 +364,52 @@ def _call(config, expand_ctx, routed, kind, sender, co, random_address=None, pla
     return CalloutResult(DEFER, could_not, could_not)
 
 
+def _may_hold(co, kind, random_address, plan):
+    """Whether an accepted RCPT keeps the connection (spec, callout option
+    hold): a recipient callout with the message's sender (use_sender), no
+    random or postmaster check, not LMTP, for the first recipient of a
+    transaction that has no held connection yet."""
+    from exim_py.smtp import callout as held_connections
+    envelope = plan.envelope
+    return (co.hold and kind == "recipient" and co.use_sender and not co.use_postmaster
+            and random_address is None and plan.pm_mailfrom is None and not plan.lmtp
+            and envelope is not None and not envelope.recipients
+            and held_connections.held_for(envelope) is None)
+
+
+def _on_held(transport, hosts, routed, dctx, kind, sender, random_address, plan):
+    """Verify the address with one more RCPT on the connection held for this
+    transaction, when it goes to one of ``hosts`` with the same sender;
+    returns a CalloutResult, or None to call out as usual (an unsuitable held
+    connection is closed first, as Exim's "incompatible connection")."""
+    from exim_py.smtp import callout as held_connections
+    from exim_py.transports import smtp_settings
+    held = held_connections.held_for(plan.envelope)
+    if held is None:
+        return None
+    suitable = (kind == "recipient" and random_address is None and plan.pm_mailfrom is None
+                and sender == held.sender)
+    for host in hosts if suitable else ():
+        try:
+            port = smtp_settings.port_for(transport, host, routed, dctx)
+        except ExpansionError:
+            continue
+        if (host.address, port) != (held.address, held.port):
+            continue
+        code, text = held.add_recipient(routed.address)
+        if code is not None and code // 100 == 2:
+            plan.address = OK
+            return CalloutResult(OK)
+        if code is not None and code >= 500:
+            plan.address = FAIL
+            reply = _reply(code, text)
+            return CalloutResult(FAIL, 'response to "RCPT TO:<%s>" was: %s' % (
+                routed.address, reply), "Callout verification failed:\n" + reply)
+        return None
+    held_connections.release(held)
+    return None
+
+
 def _dialogue(host, port, interface, helo, sender, address, co, random_address=None, plan=None):
     """(stage, code, text) of the first refusal, ("rcpt", None, None) if RCPT was
     accepted, or (None, None, why) when the host gave no usable answer.
@@ -362,6 +429,7 @@ def _dialogue(host, port, interface, helo, sender, address, co, random_address=N
         client.sock.settimeout(co.timeout)
         # Exim sends the verbs in capitals (smtplib's ehlo()/helo() would not).
         code, text = client.docmd("LHLO" if plan.lmtp else "EHLO", client.local_hostname)
+        ehlo_text = text if code == 250 else b""
         offers_size = code == 250 and any(
             line.split()[:1] == [b"SIZE"] for line in text.upper().splitlines()[1:])
         if code != 250 and plan.lmtp:
@@ -408,15 +476,23 @@ def _dialogue(host, port, interface, helo, sender, address, co, random_address=N
         plan.address = OK
         if plan.pm_mailfrom is not None:
             return _postmaster(client, address.rpartition("@")[2], plan)
+        if plan.hold:
+            plan.kept = (client, ehlo_text)
         return "rcpt", None, None
     except (OSError, smtplib.SMTPException) as e:
         return None, None, getattr(e, "strerror", None) or str(e)
     finally:
-        try:
-            client.docmd("QUIT")
-            client.close()
-        except (OSError, smtplib.SMTPException):
-            client.close()
+        # A held connection stays open for more recipients and the delivery.
+        if plan.kept is None or plan.kept[0] is not client:
+            _quit(client)
+
+
+def _quit(client):
+    try:
+        client.docmd("QUIT")
+    except OSError:             # smtplib's errors are OSErrors too
+        pass
+    client.close()
 
 
 def _postmaster(client, domain, plan):

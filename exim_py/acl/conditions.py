@@ -235,7 +235,7 @@ def _route(run, key, address, lowered, co=None):
             and getattr(run.ctx, "callouts_allowed", True):
         result = callout.run(run.ctx.config, run.ctx.expand_ctx, outcome.address,
                              "recipient" if key == "recipient" else "sender",
-                             _callout_sender(run, key, co), co)
+                             _callout_sender(run, key, co), co, envelope=run.ctx.envelope)
         rc, user, log = result.rc, result.user_message, result.message
         if rc == DEFER:
             if co.defer_ok:

@@ -8,7 +8,10 @@ client with a data-less transaction; ``hosts_verify_avoid_tls`` replaces
 ``hosts_avoid_tls``.
 """
 
-from twisted.internet import reactor, threads
+import threading
+import weakref
+
+from twisted.internet import protocol, reactor, threads
 
 from exim_py.delivery.address import DEFER, FAIL, OK
 from exim_py.errors import ExpansionError, LookupDefer
@@ -47,3 +50,158 @@ async def callout(transport, addr, ctx, sender="", timeout=30, kind="recipient")
             return FAIL, 'response to "%s" from %s [%s] was: %s' % (
                 command, host.name or host.address, host.address, outcome.reply)
     return DEFER, "Could not complete %s verify callout" % (kind,)
+
+
+# -- connections kept by ``callout=...,hold`` ---------------------------------
+#
+# Spec, callout option "hold": the connection of a recipient callout stays
+# open and serves further recipients of the same transaction and, when the
+# message is delivered at once, its delivery.  As in Exim (which treats it as
+# a continued connection), it is used only when the delivery's envelope is
+# exactly what the held connection has already sent: the same sender, and
+# RCPTs for precisely the addresses being delivered to that host and port;
+# any other delivery to that host first sends QUIT on it.
+
+_held = []
+_held_lock = threading.Lock()
+
+
+class HeldConnection:
+    """A callout connection stopped after RCPT: ``conn`` is the blocking
+    smtplib client, ``recipients`` the addresses it has had a 2xx for."""
+
+    def __init__(self, envelope, conn, address, port, sender, recipient, extensions):
+        self.envelope = weakref.ref(envelope)
+        self.conn = conn
+        self.address = address
+        self.port = port
+        self.sender = sender
+        self.recipients = [recipient]
+        self.extensions = extensions
+
+    def for_envelope(self, envelope):
+        return self.envelope() is envelope
+
+    def add_recipient(self, address):
+        """RCPT TO on the held connection: (code, text); drops it unless 2xx."""
+        try:
+            code, text = self.conn.docmd("RCPT TO:<%s>" % (address,))
+        except OSError as e:           # smtplib's errors are OSErrors too
+            release(self, quit=False)
+            return None, str(e)
+        if code // 100 == 2:
+            self.recipients.append(address)
+        else:
+            release(self)
+        return code, text
+
+    def close(self, quit=True):
+        """QUIT (reading the reply, as Exim does) and close the socket."""
+        try:
+            if quit:
+                self.conn.docmd("QUIT")
+        except OSError:
+            pass
+        self.conn.close()
+
+
+def hold(envelope, conn, address, port, sender, recipient, ehlo_text):
+    """Keep ``conn`` (a callout that just had a 2xx to RCPT) for ``envelope``."""
+    extensions = {}
+    for line in ehlo_text.decode("utf-8", "replace").splitlines()[1:]:
+        words = line.split()
+        if words:
+            extensions[words[0].upper()] = words[1:]
+    entry = HeldConnection(envelope, conn, address, port, sender, recipient, extensions)
+    with _held_lock:
+        _held.append(entry)
+    # The transaction ending without a delivery (RSET, a refused message,
+    # the client going away) frees its envelope: the connection goes too.
+    weakref.finalize(envelope, release, entry)
+    return entry
+
+
+def held_for(envelope):
+    """The connection held for ``envelope``, or None."""
+    with _held_lock:
+        for entry in _held:
+            if entry.for_envelope(envelope):
+                return entry
+    return None
+
+
+def release(entry, quit=True):
+    """Forget ``entry`` and close its connection (once)."""
+    with _held_lock:
+        if entry not in _held:
+            return
+        _held.remove(entry)
+    entry.close(quit)
+
+
+def release_all():
+    """Close every held connection (end of a -bs session: deliveries are done)."""
+    with _held_lock:
+        entries = list(_held)
+    for entry in entries:
+        release(entry)
+
+
+def _take(address, port, transactions):
+    """(entry matching this delivery or None, entries to the same host to close)."""
+    wanted = None
+    if len(transactions) == 1:
+        txn = transactions[0]
+        wanted = (txn.sender, sorted(r.address for r in txn.recipients))
+    found, others = None, []
+    with _held_lock:
+        for entry in list(_held):
+            if (entry.address, entry.port) != (address, port):
+                continue
+            _held.remove(entry)
+            if found is None and wanted == (entry.sender, sorted(entry.recipients)):
+                found = entry
+            else:
+                others.append(entry)
+    return found, others
+
+
+def deliver_or_connect(reactor, address, port, transactions, factory, connect):
+    """Run ``factory``'s session on a held connection when one matches, else
+    call ``connect()`` (after closing held connections to the same host, so
+    that a server that takes one connection at a time sees the QUIT first)."""
+    if not _held:
+        connect()
+        return
+    found, others = _take(address, port, transactions)
+    if found is not None:
+        for entry in others:
+            entry.close()
+        _resume(reactor, found, factory)
+        return
+    if not others:
+        connect()
+        return
+    d = threads.deferToThread(lambda: [entry.close() for entry in others])
+    d.addBoth(lambda _: connect())
+
+
+class _Adopted(protocol.Factory):
+    """Hands the one protocol built in advance to an adopted socket."""
+
+    def __init__(self, proto):
+        self.proto = proto
+
+    def buildProtocol(self, addr):
+        return self.proto
+
+
+def _resume(reactor, entry, factory):
+    """Carry on the held SMTP session in Twisted: the data comes next."""
+    proto = factory.buildProtocol(None)
+    proto.resume_after_envelope(entry.extensions)
+    sock = entry.conn.sock
+    sock.setblocking(False)
+    reactor.adoptStreamConnection(sock.fileno(), sock.family, _Adopted(proto))
+    # Twisted works on its own duplicate of the descriptor.
+    entry.conn.close()

@@ -77,6 +77,7 @@ class ESMTPClient(LineReceiver):
         self._mail_failed = False
         self._unsent = []
         self._dot_sent = False
+        self._resumed = None        # extensions of a held callout connection taken over
 
     # -- plumbing -------------------------------------------------------
 
@@ -163,7 +164,20 @@ class ESMTPClient(LineReceiver):
             return
         self._host_error(DEFER, text, ERRNO_TIMEOUT)
 
+    def resume_after_envelope(self, extensions):
+        """Take over a verify callout's connection (callout option hold): its
+        EHLO offered ``extensions`` and it has sent this transaction's MAIL
+        and RCPTs, all accepted, so the data comes next."""
+        self._resumed = extensions
+
     def connectionMade(self):
+        if self._resumed is not None:
+            self.extensions = self.result.extensions = self._resumed
+            self._txn = self._queue.pop(0)
+            self._txn.chunking_used = "CHUNKING" in self.extensions and self.settings.chunking
+            self._accepted = list(self._txn.recipients)
+            self._after_rcpts()
+            return
         self._stage = "initial connection"
         if self.settings.tls_on_connect:
             # protocol = smtps (RFC 8314): TLS first, then the greeting.
@@ -766,8 +780,13 @@ def deliver(reactor, address, port, settings, transactions, connect_timeout=300,
 
     The Deferred never errbacks: every failure becomes an ``Outcome``.
     """
+    from exim_py.smtp import callout
     factory = _ClientFactory(settings, transactions, reactor)
     bind = (interface, 0) if interface else None
-    reactor.connectTCP(address, port, factory, timeout=connect_timeout or 300,
-                       bindAddress=bind)
+
+    def connect():
+        reactor.connectTCP(address, port, factory, timeout=connect_timeout or 300,
+                           bindAddress=bind)
+    # A recipient callout may have kept its connection for this delivery.
+    callout.deliver_or_connect(reactor, address, port, transactions, factory, connect)
     return factory.deferred

@@ -130,10 +130,18 @@ def _run(inv, host_checking):
     deliveries = _deliveries(policy, inv)
     proto = StdioSMTPProtocol(policy, caller=caller, host_address=host, host_checking=host_checking)
     proto.finished.addBoth(lambda _: defer.DeferredList(deliveries))
+    proto.finished.addBoth(_release_held_callouts)
     proto.finished.addBoth(lambda _: reactor.callLater(0, reactor.stop))
     stdio.StandardIO(proto)
     reactor.run()
     return proto.exit_status
+
+
+def _release_held_callouts(_):
+    """The deliveries are done: connections kept by callout=...,hold that no
+    delivery took get their QUIT now, as Exim's end of delivery does."""
+    from exim_py.smtp import callout
+    callout.release_all()
 
 
 def _deliveries(policy, inv):
