@@ -9,8 +9,6 @@ address itself may contain spaces inside quotes.
 
 import re
 
-from twisted.mail.smtp import xtext_decode as _twisted_xtext_decode
-
 from exim_py.delivery.addrparse import AddressSyntaxError, extract_address
 
 _PARAM = re.compile(r"\s+([A-Za-z0-9][A-Za-z0-9-]*)(?:=(\S*))?$")
@@ -76,4 +74,6 @@ _BARE_ADDR = re.compile(r'^((?:[^\s"]|"(?:[^"\\]|\\.)*")*)(.*)$')
 
 def xtext_decode(value):
     """RFC 3461 4: decode '+XX' escapes (ORCPT, ENVID, AUTH=)."""
+    # twisted.mail is imported only when a parameter is xtext-encoded.
+    from twisted.mail.smtp import xtext_decode as _twisted_xtext_decode
     return _twisted_xtext_decode(value.encode("ascii", "replace"))[0]
