@@ -158,33 +158,13 @@ def verify(run, item, arg):
 
 
 def _verify_helo(run):
-    """verify = helo, as Exim's smtp_verify_helo (the server may have recorded the
-    outcome of helo_verify_hosts checking as ``session.helo_verified``)."""
+    """verify = helo: the outcome of the check at HELO (helo_verify_hosts,
+    helo_try_verify_hosts), else the check made now (acl/helo.py)."""
     session = run.ctx.session
-    known = getattr(session, "helo_verified", None)
-    if known is not None:
-        return _rc(known)
-    helo = session.helo_name
-    address = session.sender_host_address
-    if not helo:
-        return FAIL
-    if address is None:
-        return OK
-    if helo.startswith("["):
-        # Exim compares the start of the literal with the address.
-        body = helo[1:]
-        plain = address[7:] if address.lower().startswith("::ffff:") else None
-        return _rc(body.startswith(address) or (plain is not None and body.startswith(plain)))
-    names = [session.sender_host_name] if session.sender_host_name else []
-    try:
-        if not names:
-            names = [n for n in dnslists.reverse_names(run.ctx, address)
-                     if address in dnslists.resolve_addresses(run.ctx, n)]
-        if any(n.lower() == helo.lower() for n in names):
-            return OK
-        return _rc(address in dnslists.resolve_addresses(run.ctx, helo))
-    except dnslists.DnsDefer:
-        return FAIL
+    if getattr(session, "helo_verified", None) is None:
+        from exim_py.acl.helo import verify_helo
+        verify_helo(run.ctx)
+    return _rc(session.helo_verified)
 
 
 def _verify_reverse(run):

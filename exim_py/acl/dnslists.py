@@ -18,7 +18,8 @@ class DnsDefer(Exception):
     """A DNS question got no decisive answer (timeout, SERVFAIL)."""
 
 
-def _resolver(ctx):
+def resolver_of(ctx):
+    """The resolver for this ACL context (made once, from the configuration)."""
     if ctx.resolver is None:
         from exim_py import dns     # dnspython only when a DNS list is asked
         ctx.resolver = dns.get_resolver(ctx.config)
@@ -43,7 +44,7 @@ def query(ctx, name, rtype):
     cached = ctx.dns_cache.get(key)
     if cached is None:
         from exim_py import dns
-        answer = _resolver(ctx).query(name, rtype)
+        answer = resolver_of(ctx).query(name, rtype)
         if answer.status in (dns.AGAIN, dns.FAIL):
             cached = DnsDefer("DNS lookup of %s (%s) gave %s" % (name, rtype, answer.status))
         else:

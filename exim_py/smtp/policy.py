@@ -17,7 +17,7 @@ import time
 from twisted.internet import defer
 
 from exim_py import EXIM_COMPAT_VERSION
-from exim_py.smtp import acl_phase, proxy
+from exim_py.smtp import acl_phase, helo_check, proxy
 from exim_py.smtp.server import Reply
 
 _HELO_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9-])?\.?$")
@@ -269,7 +269,13 @@ class ServerPolicy:
         return bool(_HELO_NAME.match(checked))
 
     def helo(self, session, verb, name):
-        return self._run_acl("helo", "acl_smtp_helo", session, command_data=name)
+        """helo_verify_hosts / helo_try_verify_hosts (smtp/helo_check.py), then the HELO ACL."""
+        checked = helo_check.check(self, session, verb)
+        if isinstance(checked, defer.Deferred):
+            return checked.addCallback(
+                lambda refused: refused or self._run_acl("helo", "acl_smtp_helo", session,
+                                                         command_data=name))
+        return checked or self._run_acl("helo", "acl_smtp_helo", session, command_data=name)
 
     def helo_required(self, session):
         """hosts_require_helo (default *, Exim 4.95) or helo_verify_hosts."""

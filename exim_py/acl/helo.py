@@ -1,0 +1,87 @@
+"""Checking the name a client gave in HELO/EHLO against its address.
+
+This is Exim's smtp_verify_helo (spec: helo_try_verify_hosts,
+helo_verify_hosts, and ``verify = helo`` in "Access control lists").  The
+name verifies when it is an IP literal holding the client's address, when it
+is the client's host name (or one of its aliases) found by a reverse lookup
+that resolves back, or when its own A/AAAA records include the client's
+address.  The SMTP server runs the check at HELO for hosts in those two
+options; ``verify = helo`` runs it later if nobody has yet.
+
+The outcome lives on the session: ``helo_verified`` (None: not tried yet,
+else True/False) and ``sender_helo_dnssec`` ($sender_helo_dnssec).  A
+reverse lookup also leaves the host name in ``sender_host_name``, as Exim's
+host_name_lookup does.  All of it may block on DNS: call it from a thread.
+"""
+
+from exim_py.acl import dnslists
+
+
+def reset(session):
+    """A new HELO/EHLO forgets the last one's verification (Exim clears its flags)."""
+    session.helo_verified = None
+    session.sender_helo_dnssec = False
+
+
+def verify_helo(ctx):
+    """Verify ``ctx.session.helo_name``; ``ctx`` is an AclContext (config,
+    session, DNS cache).  Sets the session's outcome and returns False only
+    when the reverse lookup of the client could not be done (DNS deferred):
+    the server then rejects with 451 rather than 550, as Exim does."""
+    session = ctx.session
+    helo = session.helo_name
+    address = session.sender_host_address
+    complete = True
+    session.sender_helo_dnssec = False
+    if not helo:
+        verified = False
+    elif not address:
+        verified = True            # -bs without a host address: nothing to compare
+    elif helo.startswith("["):
+        # Exim compares the start of the literal with the address, also
+        # without an IPv4-mapped IPv6 prefix.
+        body = helo[1:]
+        plain = address[7:] if address.lower().startswith("::ffff:") else None
+        verified = body.startswith(address) or (plain is not None and body.startswith(plain))
+    else:
+        try:
+            names = _host_names(ctx, session, address)
+        except dnslists.DnsDefer:
+            names, complete = [], False
+        verified = any(n.lower() == helo.lower() for n in names)
+        if not verified:
+            verified, session.sender_helo_dnssec = _forward_match(ctx, helo, address)
+    session.helo_verified = verified
+    ctx.set_variable("sender_helo_dnssec", session.sender_helo_dnssec)
+    return complete
+
+
+def _host_names(ctx, session, address):
+    """The client's host name and aliases (Exim's host_name_lookup, done once):
+    PTR names that resolve back to the address.  Raises DnsDefer."""
+    if session.sender_host_name:
+        return [session.sender_host_name] + list(getattr(session, "sender_host_aliases", ()))
+    if getattr(session, "host_lookup_failed", False):
+        return []
+    names = [n for n in dnslists.reverse_names(ctx, address)
+             if address in dnslists.resolve_addresses(ctx, n)]
+    if names:
+        session.sender_host_name = names[0]
+        session.sender_host_aliases = names[1:]
+        ctx.set_variable("sender_host_name", names[0])
+    else:
+        session.host_lookup_failed = True
+    return names
+
+
+def _forward_match(ctx, name, address):
+    """(True, dnssec) when an A or AAAA record of ``name`` is ``address``."""
+    from exim_py import dns
+    resolver = dnslists.resolver_of(ctx)
+    for rtype in ("AAAA", "A"):
+        answer = resolver.query(name, rtype, dnssec=True)
+        if answer.status != dns.FOUND:
+            continue
+        if any(getattr(r, "address", None) == address for r in answer.records):
+            return True, bool(answer.secure)
+    return False, False
