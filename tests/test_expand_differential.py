@@ -268,6 +268,29 @@ class _Responder:
         os.unlink(self.path)
 
 
+class _CountingResponder(_Responder):
+    """Answers each connection with its number (from 1 since ``reset``)."""
+
+    def __init__(self, directory):
+        self.count = 0
+        super().__init__(directory)
+
+    def serve(self, srv):
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                self.count += 1
+                conn.settimeout(1)
+                try:
+                    conn.recv(1024)
+                except OSError:
+                    pass
+                conn.sendall(b"answer-%d\n" % self.count)
+
+
 class ReadSocketTests(unittest.TestCase):
     """${readsocket} against Unix and TCP sockets, with Exim's results and errors."""
 
@@ -290,3 +313,29 @@ class ReadSocketTests(unittest.TestCase):
         real, ours = _run_both("readsocket", cases)
         self.assertEqual(ours, real)
 
+    def test_readsocket_cache(self):
+        """cache=yes: a request already answered by a socket is not sent to it
+        again; another request, another socket or no cache=yes connects."""
+        exim, _, _ = _setup()
+        responder = _CountingResponder(exim.dir)
+        self.addCleanup(responder.close)
+        sock = responder.path
+        cases = [
+            "${readsocket{%s}{q1}{5s:cache=yes}}" % sock,
+            "${readsocket{%s}{q1}{5s:cache=yes}}" % sock,
+            "${readsocket{%s}{q2}{5s:cache=yes}}" % sock,
+            "${readsocket{%s.none}{q1}{5s:cache=yes}{}{failed}}" % sock,
+            "${readsocket{%s}{q1}{5s:cache=yes}{|}}" % sock,
+            "${readsocket{%s}{q1}{5s}}" % sock,
+        ]
+        args = []
+        for k, case in enumerate(cases):
+            args += [_MARK % k, case]
+        outputs = []
+        for run in (real_exim, our_exim):
+            responder.count = 0
+            rc, out = run(["-DFX=" + exim.dir, "-be"] + args)
+            outputs.append(_split(out, len(cases)))
+        self.assertEqual(outputs[1], outputs[0])
+        # The second request was answered from the cache.
+        self.assertEqual(outputs[1][:2], ["answer-1\n", "answer-1\n"])

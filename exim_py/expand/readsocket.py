@@ -3,7 +3,9 @@
 The spec is a Unix socket path or ``inet:host:port``; the request is written,
 the write side shut down (unless ``shutdown=no``), and everything read until
 the peer closes or the timeout (default 5s) passes is the result.  Failures
-give the fail string when one is there, else an expansion error.
+give the fail string when one is there, else an expansion error.  With
+``cache=yes`` a reply is kept (in the context's lookup cache, as Exim keeps it
+in its lookup cache): the same request to the same socket is not sent again.
 """
 
 import socket
@@ -31,18 +33,21 @@ class ReadSocket(Node):
             if spec.__class__ is Tainted:
                 # Exim logs this and fails the item (its own message is "(null)").
                 raise ExpansionError("Tainted socket name for readsocket: '%s'" % spec)
-            return exchange(spec, request, options, eol)
+            return exchange(spec, request, options, eol,
+                            getattr(ctx, "lookup_cache", None))
         except ExpansionError:
             if self.fail is None:
                 raise
             return self.fail.ev(ctx)
 
 
-def exchange(spec, request, options, eol):
+def exchange(spec, request, options, eol, cache=None):
     timeout = 5
     shutdown = True
+    use_cache = False
     if options:
-        for n, item in enumerate(iter_list(options, ",")):
+        # A colon list, as any Exim list: the timeout, then name=value options.
+        for n, item in enumerate(iter_list(options)):
             if n == 0 and "=" not in item:
                 t = read_time(item) if not item.isdigit() else int(item)
                 if t < 0:
@@ -50,6 +55,17 @@ def exchange(spec, request, options, eol):
                 timeout = t
             elif item == "shutdown=no":
                 shutdown = False
+            elif item == "cache=yes":
+                use_cache = cache is not None
+    # Exim passes the timeout, shutdown and eol settings to its lookup as
+    # options, so they are part of what must be identical.
+    key = ("readsocket", spec, request, timeout, shutdown, eol)
+    if use_cache and key in cache:
+        return cache[key]
+    if cache is not None and not use_cache:
+        # Spec: a request without cache=yes forgets what this socket said.
+        for old in [k for k in cache if k[:2] == ("readsocket", spec)]:
+            del cache[old]
     if spec.startswith("inet:"):
         host, _, port = spec[5:].rpartition(":")
         if host.startswith("[") and host.endswith("]"):
@@ -86,4 +102,6 @@ def exchange(spec, request, options, eol):
     text = b"".join(chunks).decode("latin-1")
     if eol:
         text = text.replace("\n", eol)
+    if use_cache:
+        cache[key] = text
     return text
