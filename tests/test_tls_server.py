@@ -4,6 +4,8 @@ the $tls_in_* values, and STARTTLS command injection.
 Clients are real: openssl s_client and Python's ssl module.
 """
 
+import os
+import re
 import socket
 import ssl
 import subprocess
@@ -360,3 +362,105 @@ class OcspStaplingTests(unittest.TestCase):
             input="QUIT\r\n", capture_output=True, text=True, timeout=20)
         self.assertIn("OCSP Response Status: successful", result.stdout)
         self.assertIn("Cert Status: good", result.stdout)
+
+
+class DhParamTests(unittest.TestCase):
+    """tls_dhparam: which Diffie-Hellman group a DHE cipher suite gets, checked
+    with openssl s_client forcing DHE-RSA-AES128-GCM-SHA256 over TLS 1.2."""
+
+    def start(self, conf):
+        p = shared_pki()
+        policy, _ = make_policy(self, "tls_certificate = %s\ntls_privatekey = %s\n%s" % (
+            p.rsa.chain_path, p.rsa.key_path, conf))
+        policy.tls = ServerTLS.from_config(policy.config, policy)
+        port = reactor.listenTCP(0, SMTPServerFactory(policy), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        return port.getHost().port
+
+    @defer.inlineCallbacks
+    def handshake(self, conf):
+        """(s_client's stderr, stdout) for a DHE-only TLS 1.2 client."""
+        openssl = require_command("openssl")
+        port = self.start(conf)
+        result = yield threads.deferToThread(
+            subprocess.run, [openssl, "s_client", "-connect", "127.0.0.1:%d" % port,
+                             "-starttls", "smtp", "-tls1_2", "-cipher", "DHE-RSA-AES128-GCM-SHA256",
+                             "-brief", "-nocommands", "-ign_eof"],
+            input="QUIT\r\n", capture_output=True, text=True, timeout=20)
+        return result.stderr, result.stdout
+
+    @defer.inlineCallbacks
+    def test_named_group(self):
+        """A standard group's name: DHE is negotiated with a prime of its size."""
+        err, out = yield self.handshake("tls_dhparam = ffdhe2048")
+        self.assertIn("Ciphersuite: DHE-RSA-AES128-GCM-SHA256", err)
+        self.assertIn("Server Temp Key: DH, 2048 bits", err)
+        self.assertIn("221 ", out)
+
+    @defer.inlineCallbacks
+    def test_group_above_max_bits(self):
+        """ffdhe3072 is used when tls_dh_max_bits allows it, and not with the
+        default limit of 2236 bits (Exim then offers no DHE at all)."""
+        err, _ = yield self.handshake("tls_dhparam = ffdhe3072\ntls_dh_max_bits = 4096")
+        self.assertIn("Server Temp Key: DH, 3072 bits", err)
+        err, _ = yield self.handshake("tls_dhparam = ffdhe3072")
+        self.assertNotIn("Ciphersuite: DHE", err)
+        self.assertIn("handshake failure", err)
+
+    @defer.inlineCallbacks
+    def test_legacy_name_and_file(self):
+        """An "ike" name (RFC 3526 group 14), and a PKCS#3 file holding a group."""
+        from exim_py.smtp import dhprimes
+        err, _ = yield self.handshake("tls_dhparam = ike14")
+        self.assertIn("Server Temp Key: DH, 2048 bits", err)
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(dhprimes.pem("ike14"))
+        err, _ = yield self.handshake("tls_dhparam = %s" % os.path.abspath(path))
+        self.assertIn("Ciphersuite: DHE-RSA-AES128-GCM-SHA256", err)
+
+    @defer.inlineCallbacks
+    def test_none_refuses_dhe(self):
+        """tls_dhparam = none: no DH group, so a client that wants DHE fails."""
+        err, _ = yield self.handshake("tls_dhparam = none")
+        self.assertNotIn("Ciphersuite: DHE", err)
+        self.assertIn("handshake failure", err)
+
+    @defer.inlineCallbacks
+    def test_unknown_name(self):
+        """A name that is no standard group: STARTTLS is answered 454, as
+        when Exim cannot set up TLS."""
+        port = self.start("tls_dhparam = no-such-group")
+
+        def run():
+            c = Client(port)
+            c.reply()
+            c.command("EHLO client.example")
+            answer = c.command("STARTTLS")
+            c.close()
+            return answer
+        self.assertEqual((yield threads.deferToThread(run)), ["454 TLS currently unavailable"])
+        self.flushLoggedErrors()
+
+
+class DhPrimeTests(unittest.TestCase):
+    """The groups tls_dhparam names are exactly OpenSSL's groups of those names."""
+
+    def test_groups_match_openssl(self):
+        """Each computed (or stored) group prints as OpenSSL's own does."""
+        from exim_py.smtp import dhprimes
+        openssl = require_command("openssl")
+        theirs = {"ffdhe2048": "ffdhe2048", "ffdhe4096": "ffdhe4096", "ffdhe8192": "ffdhe8192",
+                  "ike5": "modp_1536", "ike14": "modp_2048", "ike18": "modp_8192",
+                  "ike22": "dh_1024_160", "ike24": "dh_2048_256"}
+
+        def text(pem):
+            out = subprocess.run([openssl, "pkeyparam", "-text", "-noout"], input=pem,
+                                 capture_output=True, check=True).stdout
+            return [line for line in out.splitlines() if b"GROUP" not in line]
+        for ours, group in theirs.items():
+            pem = subprocess.run([openssl, "genpkey", "-genparam", "-algorithm", "DH",
+                                  "-pkeyopt", "group:" + group], capture_output=True, check=True).stdout
+            self.assertEqual(text(dhprimes.pem(ours)), text(pem), ours)
+            bits = int(re.search(rb"\((\d+) bit\)", text(pem)[0]).group(1))
+            self.assertEqual(dhprimes.prime_bits(dhprimes.pem(ours)), bits, ours)

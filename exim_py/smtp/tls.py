@@ -8,7 +8,10 @@ to a context holding the certificate chosen for it.  Client certificates are
 asked for from hosts in tls_verify_hosts (required) and
 tls_try_verify_hosts (optional) and checked against tls_verify_certificates.
 The OCSP staple comes from tls_ocsp_file (DER; a list matches the
-certificate list in order) when the client asks for it.
+certificate list in order) when the client asks for it.  tls_dhparam gives
+the DHE group: a PKCS#3 file, a standard group's name (smtp/dhprimes.py) or
+"none"; a group above tls_dh_max_bits is not used, as in an OpenSSL-built
+Exim.
 """
 
 import datetime
@@ -20,6 +23,7 @@ from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from zope.interface import implementer
 
 from exim_py.errors import ConfigError
+from exim_py.smtp import dhprimes
 
 _SNI_VARIABLES = ("$tls_in_sni", "${tls_in_sni}", "$tls_sni", "${tls_sni}", "$tls_out_sni", "${tls_out_sni}")
 
@@ -155,13 +159,68 @@ class ServerTLS:
         verify = self._verify_mode(session)
         cas = self._expand(self.verify_certificates, session) if verify else None
         proofs = tuple(_split(self._expand(self.ocsp_file, session) or "")) if self.ocsp_file else ()
-        key = (files, verify, cas, proofs)
+        dhparam = (self._expand(self.dhparam, session) if self.dhparam else "").strip()
+        key = (files, verify, cas, proofs, dhparam)
         ctx = self._contexts.get(key)
         if ctx is None:
-            ctx = self._contexts[key] = self._build(files, verify, cas, proofs)
+            ctx = self._contexts[key] = self._build(files, verify, cas, proofs, dhparam)
         return ctx
 
-    def _build(self, files, verify, cas, proofs=()):
+    def _dh_parameters(self, dhparam):
+        """PKCS#3 PEM data for tls_dhparam's value, or None for no DHE.
+
+        Unset (and "default") stands for Exim's own default prime, which
+        exim_py replaces with ffdhe2048 (RFC 7919), as GnuTLS-built Exims
+        use the RFC 7919 groups."""
+        if dhparam == "none":
+            return None
+        if dhparam.startswith("/"):
+            try:
+                with open(dhparam, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                raise ConfigError("could not read dhparams file %s: %s" % (dhparam, e.strerror))
+        else:
+            name = dhparam or "ffdhe2048"
+            if name == "default":
+                name = "ffdhe2048"
+            if name not in dhprimes.NAMES:
+                raise ConfigError('Unknown standard DH prime "%s"' % name)
+            if name in dhprimes.DEPRECATED_NAMES:
+                self._warn_deprecated(name)
+            data = dhprimes.pem(name)
+        bits = dhprimes.prime_bits(data)
+        if bits is None:
+            raise ConfigError("could not read dhparams file %s" % dhparam)
+        limit = self.policy._option("tls_dh_max_bits", 2236)
+        if limit and bits > limit:
+            return None            # Exim: "dhparams ... is > tls_dh_max_bits limit": no DHE
+        return data
+
+    def _warn_deprecated(self, name):
+        logger = self.policy.logger
+        if logger is None:
+            return
+        line = "WARNING: deprecated Diffie-Hellman parameter '%s' used" % name
+        # panic() writes the main log too
+        (logger.panic if name in dhprimes.FORBIDDEN_NAMES else logger.main)(line)
+
+    def _load_dh(self, ctx, dhparam):
+        data = self._dh_parameters(dhparam)
+        if data is None:
+            return
+        # pyOpenSSL reads DH parameters only from a file
+        fd, path = tempfile.mkstemp(prefix="exim_py-dh-", suffix=".pem")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            ctx.load_tmp_dh(path.encode())
+        except SSL.Error as e:
+            raise ConfigError("DH parameters from %s: %s" % (dhparam or "default", e))
+        finally:
+            os.unlink(path)
+
+    def _build(self, files, verify, cas, proofs=(), dhparam=""):
         ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
         ctx.set_options(SSL.OP_NO_SSLv2 | SSL.OP_NO_SSLv3 | SSL.OP_NO_COMPRESSION)
         ctx.set_session_id(b"exim_py")
@@ -176,8 +235,7 @@ class ServerTLS:
                 ctx.set_cipher_list(self.require_ciphers.encode("ascii"))
             except SSL.Error as e:
                 raise ConfigError("tls_require_ciphers: %s" % (e,))
-        if self.dhparam and self.dhparam.startswith("/"):
-            ctx.load_tmp_dh(self.dhparam)
+        self._load_dh(ctx, dhparam)
         if verify:
             if cas == "system":
                 ctx.set_default_verify_paths()
