@@ -14,7 +14,7 @@ filter has an error, else 0.
 import os
 import sys
 
-from exim_py.expand.be import _load_config, _login, build_context, load_message
+from exim_py.expand.be import _load_config, _login, build_context
 from exim_py.filter import filter_type
 from exim_py.filter.interpreter import (DEFER, DELIVERED, ERROR, FAIL, FREEZE,
                                         NOTDELIVERED, Interpreter)
@@ -34,32 +34,69 @@ def _out(line):
     sys.stdout.write(line + "\n")
 
 
-def _envelope(inv, ctx, out):
-    """Set the sender and recipient variables and print them as Exim does."""
-    from exim_py.expand.variables import qualify_domain
-    from exim_py.spool.spool import Spool
-    qualify = qualify_domain(ctx)
+def _sender(inv, qualify):
+    """The envelope sender: -f (``<>`` for none), else the caller."""
     sender = inv.sender
-    if sender is not None:
-        sender = "" if sender in ("<>", "") else sender.strip("<>")
-        if sender and "@" not in sender:
-            sender = "%s@%s" % (sender, qualify)
-    else:
-        sender = "%s@%s" % (_login(), qualify)
-    if not ctx.headers:
+    if sender is None:
+        return "%s@%s" % (_login(), qualify)
+    sender = "" if sender in ("<>", "") else sender.strip("<>")
+    if sender and "@" not in sender:
+        sender = "%s@%s" % (sender, qualify)
+    return sender
+
+
+def _read_message(inv, ctx, config, sender, out):
+    """Read the message on stdin as a local submission (so it gets the
+    Message-Id:, From: and Date: fixups Exim makes), and set the message
+    variables.  Returns (message id, return path)."""
+    from exim_py.delivery.submit import Caller
+    from exim_py.envelope import Envelope, Session
+    from exim_py.expand.rfc822 import extract_address
+    from exim_py.receive import receive, split_message
+    from exim_py.spool.spool import Spool
+    data = sys.stdin.buffer.read()
+    raw_headers = split_message(data)[0]
+    if not raw_headers:
         out("Warning: no message headers read")
+    session = Session()
+    session.local = True
+    session.received_protocol = "local"
+    env = Envelope(session)
+    env.sender = sender
+    env.message_id = Spool(ctx.main_option("spool_directory", "/tmp")).new_message_id()
+    caller = Caller(config)
+    originator = inv.sender_name if inv.sender_name is not None else \
+        ("" if inv.sender is not None else caller.full_name)
+    body = receive(env, data, config, local=True, originator_name=originator)
+    # Exim's -bf shows the headers as received, without a Received: line.
+    received = [h for h in env.headers if h.flag == "P"]
+    headers = env.headers[1:] if len(received) > len([h for h in raw_headers if h.flag == "P"]) \
+        else env.headers
+    ctx.headers = headers
+    ctx.body = body.decode("latin-1")
+    ctx.set("message_size", len(data) or 1)
+    ctx.set("message_body_size", len(body))
+    ctx.set("body_linecount", env.body_linecount)
+    ctx.set("message_linecount", data.count(b"\n"))
     return_path = sender
-    for h in ctx.headers:
-        if h.flag != "*" and h.text[:12].lower() == "return-path:":
-            from exim_py.expand.rfc822 import extract_address
+    for h in raw_headers:
+        if h.text[:12].lower() == "return-path:":
             found = extract_address(h.text[12:].strip(), allow_null=True)
             return_path = found[0] if found else h.text[12:].strip()
-            h.flag = "*"
             out('Return-path taken from "Return-path:" header line')
             out("Return-path = %s" % (return_path or "<>"))
             break
     else:
         out("Return-path copied from sender")
+    return env.message_id, return_path
+
+
+def _envelope(inv, ctx, config, out):
+    """Read the message, set the envelope variables and print them as Exim does."""
+    from exim_py.expand.variables import qualify_domain
+    qualify = qualify_domain(ctx)
+    sender = _sender(inv, qualify)
+    message_id, return_path = _read_message(inv, ctx, config, sender, out)
     out("Sender      = %s" % (sender or "<>"))
     local_part = inv.filter_local_part or _login()
     domain = inv.filter_domain or qualify
@@ -70,16 +107,24 @@ def _envelope(inv, ctx, out):
         out("Prefix    = %s" % prefix)
     if suffix:
         out("Suffix    = %s" % suffix)
+    # As exim -bf: $home is the caller's home directory.
+    ctx.set("home", os.environ.get("HOME") or _home())
     ctx.set("sender_address", sender)
     ctx.set("return_path", return_path)
     for name, value in (("local_part", local_part), ("domain", domain),
-                        ("local_part_prefix", prefix), ("local_part_suffix", suffix)):
+                        ("original_local_part", local_part), ("original_domain", domain),
+                        ("local_part_prefix", prefix), ("local_part_suffix", suffix),
+                        ("message_id", message_id), ("message_exim_id", message_id)):
         ctx.set(name, value)
-    spool_dir = ctx.main_option("spool_directory", "/tmp")
-    message_id = Spool(spool_dir).new_message_id()
-    ctx.set("message_id", message_id)
-    ctx.set("message_exim_id", message_id)
     return message_id, qualify
+
+
+def _home():
+    import pwd
+    try:
+        return pwd.getpwuid(os.getuid()).pw_dir
+    except KeyError:
+        return ""
 
 
 def filter_test_mode(inv):
@@ -94,8 +139,7 @@ def filter_test_mode(inv):
     config = _load_config(inv)
     ctx = build_context(inv, config)
     ctx.first_delivery = True
-    load_message(ctx, "/dev/stdin")
-    message_id, qualify = _envelope(inv, ctx, _out)
+    message_id, qualify = _envelope(inv, ctx, config, _out)
     system = inv.mode_flag == "-bF"
     kind = filter_type(text) or ("exim" if system else None)
     _out('Testing %s file "%s"\n' % ({"exim": "Exim filter", "sieve": "Sieve filter"}

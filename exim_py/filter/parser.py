@@ -181,6 +181,8 @@ def _command_list(r, conditional):
     while r.i < len(r.s) and r.terminator is None:
         _command(r, commands)
         r.skip()
+    if r.seen_force is not None or r.noerror_force:
+        r.error('"seen" or "unseen" near line %d is not followed by a command' % r.line)
     if conditional:
         r.expect_endif -= 1
         if r.terminator is None:
@@ -216,6 +218,9 @@ def _command(r, out):
         r.error('"seen", "unseen", or "noerror" found before an "%s" command near line %d'
                 % (name, line))
     if name in ("elif", "else", "endif"):
+        if forced:
+            r.error('"seen", "unseen", or "noerror" near line %d is not followed by a command'
+                    % r.line)
         if r.expect_endif <= 0:
             r.error('unexpected "%s" command near line %d of filter file' % (name, line))
         r.terminator = name
@@ -248,11 +253,11 @@ def _simple(r, cmd):
             digits += c
         cmd.mode = int(digits or "0", 8)
     elif cmd.name == "deliver":
-        save = (r.i, r.line)
+        save = r.i
         if r.word() == "errors_to":
             cmd.args.append(r.word())
         else:
-            r.i, r.line = save
+            r.i = save
 
 
 def _add(r, cmd):
@@ -282,18 +287,18 @@ def _headers(r, cmd):
 
 def _ending(r, cmd):
     """defer, fail, freeze: a message after "text", or a quoted string."""
+    if cmd.name not in r.allowed:
+        r.error('filtering command "%s" is disabled: near line %d of filter file'
+                % (cmd.name, r.line))
     quoted = r.ch() == '"'
-    save = (r.i, r.line)
+    save = r.i
     text = r.item()
     if not quoted:
         if text == "text":
             text = r.item()
         else:
-            r.i, r.line = save
+            r.i = save
             text = ""
-    if cmd.name not in r.allowed:
-        r.error('filtering command "%s" is disabled: near line %d of filter file'
-                % (cmd.name, r.line))
     cmd.args = [text]
     cmd.seen = False
 
@@ -304,7 +309,7 @@ def _finish(r, cmd):
 
 def _mail(r, cmd):
     while True:
-        save = (r.i, r.line)
+        save = r.i
         word = r.word()
         if word == "return":
             cmd.return_message = True
@@ -319,7 +324,7 @@ def _mail(r, cmd):
                 r.error('"expand" not followed by "file"  near line %d of filter file'
                         % r.line)
         if word not in MAIL_ARGS:
-            r.i, r.line = save
+            r.i = save
             break
         cmd.mail[word] = r.item()
     if cmd.name == "vacation":
@@ -432,9 +437,9 @@ def _simple_condition(r, word, positive):
     if word == "personal":
         node = Condition("personal", positive=positive)
         while True:
-            save = (r.i, r.line)
+            save = r.i
             if r.word(bracket=True) != "alias":
-                r.i, r.line = save
+                r.i = save
                 break
             node.aliases.append(r.item(bracket=True))
         return node
@@ -455,18 +460,18 @@ def _simple_condition(r, word, positive):
     if op.lower() in ("does", "is"):
         if op[0] in "iI":
             # "is" compares caselessly; "IS" (or "Is") exactly.
-            kind, after_is = ("is" if op[0] == "i" else "IS"), (r.i, r.line)
+            kind, after_is = ("is" if op[0] == "i" else "IS"), r.i
         op = r.word(bracket=True)
         if op.lower() == "not":
             positive = not positive
             if after_is is not None:
-                after_is = (r.i, r.line)
+                after_is = r.i
             op = r.word(bracket=True)
     if op in COMPARISONS:
         kind = COMPARISONS[op]
     elif after_is is not None:
         # "is" followed by something else: that is the right operand.
-        r.i, r.line = after_is
+        r.i = after_is
     else:
         r.error('unrecognized condition word "%s" near line %d of filter file' % (op, r.line))
     right = r.item(bracket=True)
