@@ -16,7 +16,6 @@ random local part and to postmaster for ``callout_domain_positive_expire`` /
 used.
 """
 
-import sqlite3
 import time
 
 from exim_py.acl.hints import hints_file
@@ -226,6 +225,7 @@ def _from_cache(config, cache, key, domain, sender, kind, plan):
 
 def _domain_record(config, cache, domain):
     """The domain's unexpired record (sub-results past their time forgotten), or None."""
+    import sqlite3     # the callout cache, only when a callout is made
     try:
         record = cache.get("domain/" + domain)
     except (sqlite3.Error, ValueError):
@@ -249,6 +249,7 @@ def _domain_record(config, cache, domain):
 
 def _remember(cache, key, domain, plan):
     """Write what this callout learnt, as Exim's cache_callout_write does."""
+    import sqlite3
     now = time.time()
     record = dict(plan.domain)
     if record["result"] == "accept" and plan.old_result == "reject_mfnull":
@@ -275,6 +276,7 @@ def _random_address(config, expand_ctx, domain):
 
 
 def _cache(config, co):
+    import sqlite3
     if not co.cache:
         return None
     try:
@@ -286,6 +288,7 @@ def _cache(config, co):
 def _cached(config, cache, key):
     """OK or FAIL from a callout remembered within callout_positive_expire /
     callout_negative_expire, else None."""
+    import sqlite3
     if cache is None:
         return None
     try:

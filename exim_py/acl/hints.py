@@ -9,7 +9,6 @@ advice: losing them changes rates and callout decisions, never mail.
 
 import json
 import os
-import sqlite3
 import threading
 
 _files = {}
@@ -30,6 +29,7 @@ class HintsFile:
     def _conn(self):
         conn = getattr(self._local, "conn", None)
         if conn is None:
+            import sqlite3     # only when a hints database is used
             conn = sqlite3.connect(self.path, timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")
             self._local.conn = conn

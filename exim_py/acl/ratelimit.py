@@ -12,7 +12,6 @@ import base64
 import hashlib
 import math
 import re
-import sqlite3
 import time
 
 from exim_py.acl.hints import hints_file
@@ -54,6 +53,7 @@ def _set_mode(mode, new):
 
 def condition(run, item, arg):
     """``ratelimit = limit / period / options / key``; OK when the client is over."""
+    import sqlite3     # the hints database, only when a rate is checked
     ctx = run.ctx
     parts = [p.strip() for p in arg.split("/")]
     limit_text = parts[0] if parts and parts[0] else None
