@@ -2,6 +2,7 @@
 
 import os
 import pwd
+import subprocess
 import sys
 
 from twisted.trial.unittest import TestCase
@@ -260,3 +261,36 @@ class CollectingTests(TestCase):
         """A good file gives its Config and no errors."""
         config, errors = load_collecting(write_config(self, "qualify_domain = a\n"))
         self.assertEqual((config.main.qualify_domain, errors), ("a", []))
+
+
+_IMPORT_PROBE = """
+import sys
+from exim_py.config import load
+config = load(sys.argv[1])
+heavy = ("twisted.internet.reactor", "OpenSSL", "dns.resolver", "exim_py.smtp.client",
+         "exim_py.transports.smtp", "sqlite3")
+print(" ".join(m for m in heavy if m in sys.modules))
+print(config.macros["_OPT_TRANSPORT_SMTP_HOSTS_REQUIRE_TLS"])
+print(" ".join(m for m in heavy if m in sys.modules))
+"""
+
+
+class LazyImportTests(TestCase):
+    """Reading a configuration imports option tables, not the machinery behind them."""
+
+    def test_reading_imports_no_network_stack(self):
+        """A configuration with smtp, appendfile, pipe and autoreply transports and a
+        dnslookup router loads without Twisted's reactor, OpenSSL, dnspython, sqlite3
+        or the SMTP client; Config.macros still has every driver option macro."""
+        path = write_config(self, "begin routers\n"
+                                  "r:\n  driver = dnslookup\n  transport = t\n"
+                                  "begin transports\n"
+                                  "t:\n  driver = smtp\n  hosts_require_tls = *\n"
+                                  "a:\n  driver = appendfile\n  file = /tmp/x\n"
+                                  "p:\n  driver = pipe\n  command = /bin/true\n"
+                                  "ar:\n  driver = autoreply\n  to = x@y\n")
+        env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__))))
+        out = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, path], env=env,
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual((out.stdout, out.stderr), ("\ny\n\n", ""))
