@@ -15,7 +15,7 @@ from exim_py.errors import ExpansionError
 from exim_py.expand import expand
 from exim_py.expand.regex import compile_regex, set_numeric
 from exim_py.expand.rfc822 import extract_address, find_address_end
-from exim_py.expand.strings import printing
+from exim_py.expand.strings import printing as _printing
 from exim_py.filter.parser import MAIL_ARGS, FilterSyntaxError, parse
 
 DELIVERED = "delivered"        # a significant action was set up
@@ -30,6 +30,11 @@ _NVAR = re.compile(r"(?<!\\)\$(?:\{(s?n[0-9])\}|(s?n[0-9])(?![A-Za-z0-9_]))")
 # Senders whose mail is not personal (besides the recipient itself).
 _NOT_PERSONAL_FROM = ("^server@", "^daemon@", "^root@", "^listserv@", "^majordomo@",
                       "^.*?-request@", "^owner-[^@]+@")
+
+
+def _shown(text):
+    """Text as Exim shows it in test output (string_printing, tabs kept)."""
+    return _printing(text, tab=True)
 
 
 class Generated:
@@ -229,7 +234,7 @@ class Interpreter:
     def _do_logwrite(self, cmd):
         (text,) = self._expanded_args(cmd)
         if self.test:
-            self._say('%sogwrite "%s"' % ("Seen l" if cmd.seen else "L", printing(text)))
+            self._say('%sogwrite "%s"' % ("Seen l" if cmd.seen else "L", _shown(text)))
             return
         if not self.real_log:
             return          # verification and address testing write nothing
@@ -250,7 +255,7 @@ class Interpreter:
         value = self._expand(cmd.args[0], "headers command")
         what = cmd.args[1]
         if self.test:
-            self._say('Headers %s "%s"' % (what, printing(value)))
+            self._say('Headers %s "%s"' % (what, _shown(value)))
         if what == "add":
             self._add_header(value)
         elif what == "remove":
@@ -276,7 +281,7 @@ class Interpreter:
     def _do_testprint(self, cmd):
         (text,) = self._expanded_args(cmd)
         if self.test:
-            self._say("Testprint: %s" % printing(text))
+            self._say("Testprint: %s" % _shown(text))
 
     def _do_finish(self, cmd):
         if self.test:
@@ -287,7 +292,7 @@ class Interpreter:
         (text,) = self._expanded_args(cmd)
         if len(text) > 1024:
             text = text[:1000] + " ... (truncated)"
-        text = printing(text)
+        text = _shown(text)
         if self.test:
             self._say('%s text "%s"' % (cmd.name.capitalize(), text))
         raise _Stop(code, text)
@@ -330,7 +335,7 @@ class Interpreter:
                                           " (noerror)" if cmd.noerror else ""))
             for key in MAIL_ARGS[1:]:
                 if key in values:
-                    self._say("%7s: %s%s" % (key, printing(values[key]),
+                    self._say("%7s: %s%s" % (key, _shown(values[key]),
                                              " (expanded)" if key == "file" and cmd.expand_file
                                              else ""))
             if cmd.return_message:
@@ -368,14 +373,14 @@ class Interpreter:
             if index > text_index:
                 if not (c.isprintable() and c.isascii()):
                     raise _Stop(ERROR, 'non-printing character in "%s" in %s command'
-                                % (printing(value), cmd.name))
+                                % (_shown(value), cmd.name))
             elif c == "\n" and not value[i + 1:i + 2].isspace():
                 if key != "extra_headers":
                     raise _Stop(ERROR, '\\n not followed by space in "%s" in %s command'
-                                % (printing(value)[:1024], cmd.name))
+                                % (_shown(value)[:1024], cmd.name))
                 if not re.match(r"[^\s:]+:", value[i + 1:]):
                     raise _Stop(ERROR, '\\n not followed by space or valid header name in '
-                                '"%s" in %s command' % (printing(value)[:1024], cmd.name))
+                                '"%s" in %s command' % (_shown(value)[:1024], cmd.name))
         return value
 
     # -- conditions --------------------------------------------------------
