@@ -86,7 +86,8 @@ class Interpreter:
     headers and the sender variables.  Keywords: ``system`` (a system
     filter), ``allowed`` (which of defer, fail, freeze may be used),
     ``test`` (a callable taking one output line: -bf mode), ``real_log``
-    (logwrite really writes), ``home`` (prepended to relative save paths),
+    (logwrite really writes), ``forbid_logwrite`` (logwrite is an error),
+    ``home`` (prepended to relative save paths),
     ``sn`` (the system filter's $n values, for $sn0..$sn9), ``message_id``
     (empty when no message is being delivered: address testing),
     ``manually_thawed``, ``first_delivery``, ``qualify`` (domain for
@@ -94,13 +95,14 @@ class Interpreter:
     """
 
     def __init__(self, ctx, system=False, allowed=(), test=None, real_log=False,
-                 home=None, sn=None, message_id="", manually_thawed=False,
+                 forbid_logwrite=False, home=None, sn=None, message_id="", manually_thawed=False,
                  first_delivery=True, qualify=None):
         self.ctx = ctx
         self.system = system
         self.allowed = allowed
         self.test = test
         self.real_log = real_log
+        self.forbid_logwrite = forbid_logwrite
         self.home = home
         self.sn = list(sn or [0] * 10)
         self.n = [0] * 10
@@ -236,6 +238,8 @@ class Interpreter:
         if self.test:
             self._say('%sogwrite "%s"' % ("Seen l" if cmd.seen else "L", _shown(text)))
             return
+        if self.forbid_logwrite:
+            raise _Stop(ERROR, "logwrite command forbidden")
         if not self.real_log:
             return          # verification and address testing write nothing
         if self.log_file is None:

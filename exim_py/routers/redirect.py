@@ -4,18 +4,22 @@ The redirection data comes from ``data`` (expanded) or ``file`` (a path,
 expanded, then read).  It is a list of items separated by commas or
 newlines: addresses, ``|command`` pipes, ``/path`` files (``/path/`` a
 directory), and the special items ``:blackhole:``, ``:fail:``, ``:defer:``,
-``:unknown:`` and ``:include:``.  Exim and Sieve filter files are not
-interpreted by exim_py: data that starts with "# Exim filter" or "# Sieve
-filter" defers the address with a message saying so.
+``:unknown:`` and ``:include:``.  With ``allow_filter``, data whose first
+line is "# Exim filter" is an Exim filter (exim_py.filter): what it sets up
+becomes child addresses, pipes, files and autoreplies just as a list's
+items do.  Sieve filters are not interpreted by exim_py: such data defers
+the address with a message saying so.
 """
-
-import re
 
 from exim_py.config.options import BOOL, OCTINT, STRING, LIST, Option, OptionTable
 from exim_py.delivery.address import (Address, RouterResult, DECLINE, DEFER, FAIL,
                                       DISCARD, REROUTED)
 from exim_py.delivery.addrparse import AddressSyntaxError, extract_address
 from exim_py.errors import ExpansionError, ForcedFail
+from exim_py.filter import filter_type
+from exim_py.filter.interpreter import (DEFER as DEFER_FILTER, DELIVERED, ERROR,
+                                        FAIL as FAIL_FILTER, FREEZE as FREEZE_FILTER,
+                                        Interpreter)
 from exim_py.routers.base import RouterBase
 
 _BOOLS = [
@@ -151,11 +155,74 @@ class Router(RouterBase):
         if data is None or not data.strip():
             return RouterResult(DECLINE)
         # Without allow_filter a filter's first line is only a comment.
-        if self.options["allow_filter"] and re.match(r"#\s*(exim|sieve) filter",
-                                                     data.lstrip().lower()):
-            return RouterResult(DEFER, "filter files are not supported by exim_py (%s router)"
-                                % self.name)
+        kind = filter_type(data) if self.options["allow_filter"] else None
+        if kind == "sieve":
+            return RouterResult(DEFER, "Sieve filter files are not supported by exim_py "
+                                "(%s router)" % self.name)
+        if kind == "exim":
+            if self.options["forbid_exim_filter"]:
+                return RouterResult(DEFER, "error in filter file: Exim filtering not enabled")
+            return self._filter(addr, ctx, data)
         return self._as_list(addr, ctx, data)
+
+    def _filter(self, addr, ctx, data):
+        """Run an Exim filter and turn its result into the router's."""
+        opts = self.options
+        ectx = ctx.expand_context(addr)
+        ectx.forbid = frozenset(name for name in ("run", "readfile", "readsocket", "lookup")
+                                if opts["forbid_filter_" + name]) | \
+            (frozenset(["exists"]) if opts["forbid_filter_existstest"] else frozenset())
+        allowed = [name for name in ("defer", "fail", "freeze") if opts["allow_" + name]]
+        message = ctx.message
+        interpreter = Interpreter(
+            ectx, allowed=allowed, real_log=ctx.mode == "deliver",
+            forbid_logwrite=opts["forbid_filter_logwrite"],
+            home=addr.home_dir if opts["filter_prepend_home"] else None,
+            sn=getattr(message, "filter_numbers", None),
+            message_id=message.id if message is not None else "",
+            first_delivery=ctx.first_delivery, qualify=self._qualify_domain(addr, ctx))
+        result = interpreter.run(data)
+        if result.code == ERROR:
+            return RouterResult(DEFER, "error in filter file: %s" % result.message)
+        if result.code == FAIL_FILTER:
+            return RouterResult(FAIL, result.message or None, user_message=result.message or None)
+        if result.code in (DEFER_FILTER, FREEZE_FILTER):
+            if result.code == FREEZE_FILTER:
+                addr.special = "freeze"
+            return RouterResult(DEFER, result.message or None)
+        children = [self._generated_child(addr, ctx, item) for item in result.generated]
+        if result.code == DELIVERED:
+            return RouterResult(REROUTED, new=children) if children else RouterResult(DISCARD)
+        if not children:
+            return RouterResult(DECLINE)
+        # Nothing "seen": the address also goes on to the next router, as
+        # with the generic unseen option.
+        clone = Address(addr.address, parent=addr)
+        clone.cc_local_part = addr.cc_local_part
+        clone.start_router = [r.name for r in ctx.config.routers].index(self.name) + 1
+        clone.unseen = True
+        return RouterResult(REROUTED, new=[clone] + children)
+
+    def _generated_child(self, addr, ctx, item):
+        """The Address for one delivery a filter set up."""
+        if item.kind == "address":
+            child = Address(item.text, parent=addr, errors_to=item.errors_to)
+        elif item.kind == "file":
+            child = self._pfr(addr, ctx, item.text,
+                              "directory" if item.text.endswith("/") else "file")
+            child.file_mode = item.mode
+        elif item.kind == "pipe":
+            child = self._pfr(addr, ctx, item.text, "pipe")
+            # The transport expands each argument of a filter's pipe command,
+            # with $thisaddress and $0... as the filter left them.
+            child.expand_pipe = True
+            child.pipe_expandn = [item.thisaddress] + list(item.numeric)
+        else:
+            child = self._pfr(addr, ctx, item.text, "reply")
+            child.forbidden = bool(self.options["forbid_filter_reply"])
+            child.reply = item.reply
+        child.ignore_error = child.ignore_error or item.noerror
+        return child
 
     def _as_list(self, addr, ctx, data):
         children = []
@@ -261,23 +328,26 @@ class Router(RouterBase):
             main.get("primary_hostname")
 
     def _pfr(self, addr, ctx, text, kind):
-        """A pipe, file or directory delivery generated by this router.
+        """A pipe, file, directory or (from a filter) autoreply delivery
+        generated by this router.
 
         A forbidden one is still generated, marked, and fails when its turn
         to be delivered comes ("delivery to pipe forbidden"), as in Exim.
         """
-        forbid = "forbid_pipe" if kind == "pipe" else "forbid_file"
         child = Address(text, parent=addr)
-        child.forbidden = bool(self.options[forbid] or self.options["one_time"])
+        if kind != "reply":
+            forbid = "forbid_pipe" if kind == "pipe" else "forbid_file"
+            child.forbidden = bool(self.options[forbid] or self.options["one_time"])
         child.local_part = child.cc_local_part = text
         child.domain = addr.domain
         child.is_pipe = kind == "pipe"
-        child.is_file = kind != "pipe"
+        child.is_file = kind in ("file", "directory")
+        child.is_reply = kind == "reply"
         child.directory = kind == "directory"
         child.router = self.name
         child.address_data = addr.address_data
         option = {"pipe": "pipe_transport", "file": "file_transport",
-                  "directory": "directory_transport"}[kind]
+                  "directory": "directory_transport", "reply": "reply_transport"}[kind]
         child.setup_error = None
         if self.options[option] is None:
             child.setup_error = "%s unset in %s router" % (option, self.name)
