@@ -68,11 +68,10 @@ def count_messages(spool):
             names = os.listdir(directory)
         except (FileNotFoundError, NotADirectoryError):
             continue
-        for name in names:
-            if len(name) == _HEADER_NAME_LENGTH:
-                total += name.endswith("-H")
-            elif len(name) == 1 and directory == top and os.path.isdir(os.path.join(top, name)):
-                directories.append(os.path.join(top, name))
+        total += len([n for n in names if len(n) == _HEADER_NAME_LENGTH and n.endswith("-H")])
+        if directory == top:
+            directories.extend(os.path.join(top, n) for n in names
+                               if len(n) == 1 and os.path.isdir(os.path.join(top, n)))
     return total
 
 
