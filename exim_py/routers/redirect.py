@@ -62,9 +62,13 @@ OPTIONS = OptionTable(
 
 
 def validate(dconf):
-    """one_time excludes header changes and unseen (spec: one_time)."""
+    """one_time excludes header changes and unseen (spec: one_time); a
+    filter needs a user to run as (spec: allow_filter)."""
     from exim_py.errors import ConfigError
     opts = dconf.options
+    if opts["allow_filter"] and opts["user"] is None and not opts["check_local_user"]:
+        raise ConfigError('"user" or "check_local_user" must be set with "allow_filter"',
+                          driver="%s router" % dconf.name)
     if opts["one_time"]:
         for name in ("headers_add", "headers_remove", "unseen"):
             if opts[name] not in (None, False):
