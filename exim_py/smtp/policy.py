@@ -17,7 +17,7 @@ import time
 from twisted.internet import defer
 
 from exim_py import EXIM_COMPAT_VERSION
-from exim_py.smtp import acl_phase, helo_check, proxy
+from exim_py.smtp import acl_phase, connlog, helo_check, proxy
 from exim_py.smtp.server import Reply
 
 _HELO_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9-])?\.?$")
@@ -502,9 +502,25 @@ class ServerPolicy:
         self._run_acl("quit", "acl_smtp_quit", session)
         return None
 
-    def notquit(self, session, in_data):
+    def notquit(self, session, in_data, envelope=None):
+        """The client went away without QUIT (``envelope``: the unfinished transaction)."""
         if self._option("acl_smtp_notquit"):
             self._run_acl("notquit", "acl_smtp_notquit", session)
+        connlog.lost(self, session, envelope, in_data)
+
+    # -- connection log lines (smtp/connlog.py) ----------------------------
+
+    def connection_opened(self, session, factory=None):
+        connlog.opened(self, session, len(factory.connections) if factory is not None else None)
+
+    def command_seen(self, session, verb):
+        connlog.command(session, verb)
+
+    def transaction_reset(self, session, envelope):
+        connlog.incomplete(self, session, envelope, "RSET")
+
+    def quit_done(self, session, envelope):
+        connlog.quit(self, session, envelope)
 
     def auth_exchange(self, session, arg):
         """An AUTH command: a Reply refusing it, or an _AuthDialogue to run (RFC 4954)."""

@@ -97,6 +97,7 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
         self._start_session()
 
     def _start_session(self):
+        self.policy.connection_opened(self.session, getattr(self, "factory", None))
         if self.tls_on_connect:
             self.tls_active = True
             early, self._buffer = self._buffer, b""
@@ -150,7 +151,7 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
         if self._proxy_timer is not None and self._proxy_timer.active():
             self._proxy_timer.cancel()
         if not self._closing:
-            self.policy.notquit(self.session, self._mode == "data" or self._mode == "bdat")
+            self.policy.notquit(self.session, self._mode == "data" or self._mode == "bdat", self.envelope)
         self._collector = None
         self._bdat = None
         if not self.finished.called:
@@ -270,6 +271,7 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
             if self.nonmail_commands > self.policy.smtp_accept_max_nonmail:
                 self._send(554, "Too many nonmail commands")
                 return self._drop()
+        self.policy.command_seen(self.session, verb)
         if verb in NO_ARGUMENT and arg:
             return self._synprot(501, "unexpected argument data")
         handler(arg)
@@ -711,6 +713,7 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
         self.rcpt_response_same = True
 
     def smtp_RSET(self, arg):
+        self.policy.transaction_reset(self.session, self.envelope)
         self._reset_transaction()
         self._send(250, "Reset OK")
 
@@ -720,6 +723,7 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
     def smtp_QUIT(self, arg):
         def answered(reply):
             self._send_reply(reply, 221, "%s closing connection" % self.policy.hostname(self.session))
+            self.policy.quit_done(self.session, self.envelope)
             self._closing = True
             self._cancel_timeout()
             self.transport.loseConnection()

@@ -64,7 +64,7 @@ class StdioSMTPProtocol(SMTPServerProtocol):
             self._send(421, "Lost incoming connection")
         else:
             self._send(421, "%s lost input connection" % self.policy.hostname(self.session))
-        self.policy.notquit(self.session, self._mode in ("data", "bdat"))
+        self.policy.notquit(self.session, self._mode in ("data", "bdat"), self.envelope)
         super().input_ended()
 
     def writeConnectionLost(self):

@@ -1,0 +1,161 @@
+"""The log lines about an SMTP connection itself, as Exim writes them.
+
+Spec "Log files", selectors smtp_connection (a line when a connection opens
+and when it closes), smtp_incomplete_transaction (a transaction abandoned by
+RSET, QUIT or a lost connection), smtp_no_mail (a session that never gave
+MAIL, with its duration and the commands it used) and
+lost_incoming_connection (on by default: a connection lost in the middle of
+a transaction or of the message data).  hosts_connection_nolog turns the
+smtp_connection lines off for the hosts it matches.
+
+The server calls ``opened``, ``command``, ``incomplete``, ``quit`` and
+``lost``; everything they need is kept on the Session
+(``connection_start``, ``commands_had``, ``mail_commands``).
+"""
+
+import time
+
+from exim_py.config.options import format_time
+from exim_py.receive import host_strings
+
+# Exim keeps the last 20 commands of a session for the C= list (SMTP_HBUFF_SIZE)
+HISTORY = 20
+
+
+def _selected(policy, name):
+    logger = policy.logger
+    return logger is not None and logger.selector(name)
+
+
+def _fullhost(policy, session):
+    """$sender_fullhost as log lines show it (with the port under +incoming_port)."""
+    return host_strings(session, _selected(policy, "incoming_port"))[0]
+
+
+def host_and_ident(policy, session, flag):
+    """Exim's host_and_ident: 'H=(helo) [ip] U=ident', or just the ident for a
+    local caller; without ``flag`` the H= and U= are left out."""
+    fullhost = _fullhost(policy, session)
+    if not fullhost:
+        return "%s%s" % ("U=" if flag else "", session.sender_ident or "unknown")
+    text = ("H=" if flag else "") + fullhost
+    if session.sender_ident:
+        text += " U=" + session.sender_ident
+    return text
+
+
+def connection_info(policy, session):
+    """Exim's smtp_get_connection_info: 'SMTP connection from ...'."""
+    if policy.host_checking:
+        return "SMTP connection from %s" % (_fullhost(policy, session) or "")
+    if session.sender_host_address is None or getattr(session, "not_socket", False):
+        return "SMTP connection from %s" % (session.sender_ident or "")
+    text = "SMTP connection from %s" % _fullhost(policy, session)
+    if _selected(policy, "incoming_interface") and session.interface_address:
+        text += " I=[%s]:%s" % (session.interface_address, session.interface_port)
+    return text
+
+
+def _log_connection(policy, session, line):
+    """A line under the smtp_connection selector (not for hosts_connection_nolog)."""
+    if _selected(policy, "smtp_connection") and not getattr(session, "connection_nolog", False):
+        policy.logger.main(line)
+
+
+def opened(policy, session, count=None):
+    """A connection starts; ``count`` is the daemon's number of open connections."""
+    session.connection_start = time.time()
+    session.commands_had = []
+    session.mail_commands = 0
+    if not _selected(policy, "smtp_connection"):
+        return
+    session.connection_nolog = policy.host_in("hosts_connection_nolog", session)
+    if count is None or policy.host_checking or getattr(session, "not_socket", False):
+        return _log_connection(policy, session, connection_info(policy, session))
+    where = "[%s]" % session.sender_host_address
+    if _selected(policy, "incoming_port"):
+        where += ":%s" % session.sender_host_port
+    if _selected(policy, "incoming_interface"):
+        where += " I=[%s]:%s" % (session.interface_address, session.interface_port)
+    _log_connection(policy, session, "SMTP connection from %s (TCP/IP connection count = %d)"
+                    % (where, count))
+
+
+def command(session, verb):
+    """Remember a recognised command for the C= list of the no-MAIL line."""
+    had = getattr(session, "commands_had", None)
+    if had is None:
+        had = session.commands_had = []
+    had.append(verb)
+    if len(had) > HISTORY:
+        del had[0]
+        session.commands_wrapped = True
+    if verb == "MAIL":
+        session.mail_commands = getattr(session, "mail_commands", 0) + 1
+
+
+def incomplete(policy, session, envelope, why):
+    """smtp_incomplete_transaction: a transaction given up (RSET, QUIT, lost)."""
+    if envelope is None or envelope.sender is None or not _selected(
+            policy, "smtp_incomplete_transaction"):
+        return
+    line = "%s incomplete transaction (%s) from <%s>" % (
+        host_and_ident(policy, session, True), why, envelope.sender)
+    if envelope.recipients:
+        line += " for " + " ".join(r.address for r in envelope.recipients)
+    policy.logger.main(line)
+
+
+def quit(policy, session, envelope):
+    """After the 221: the abandoned transaction, the close and the no-MAIL lines."""
+    incomplete(policy, session, envelope, "QUIT")
+    _log_connection(policy, session, connection_info(policy, session) + " closed by QUIT")
+    _no_mail(policy, session)
+
+
+def lost(policy, session, envelope, in_data):
+    """The client went away without QUIT."""
+    if in_data:
+        # Exim's handle_lost_connection (selectors lost_incoming_connection or smtp_connection)
+        if _selected(policy, "lost_incoming_connection") or _selected(policy, "smtp_connection"):
+            policy.logger.main(connection_info(policy, session) + " lost while reading message data")
+        return
+    incomplete(policy, session, envelope, "connection lost")
+    if envelope is not None and (envelope.sender is not None or envelope.recipients):
+        if _selected(policy, "lost_incoming_connection"):
+            policy.logger.main("unexpected %s while reading SMTP command from %s D=%s" % (
+                "disconnection" if session.sender_host_address and not getattr(
+                    session, "not_socket", False) else "EOF",
+                host_and_ident(policy, session, False), _duration(session)))
+    else:
+        _log_connection(policy, session, "%s lost D=%s" % (connection_info(policy, session),
+                                                          _duration(session)))
+    _no_mail(policy, session)
+
+
+def _duration(session):
+    start = getattr(session, "connection_start", None)
+    return format_time(int(time.time() - start) if start else 0)
+
+
+def _no_mail(policy, session):
+    """smtp_no_mail: a session without MAIL; D=, A=, TLS details and C=."""
+    if getattr(session, "mail_commands", 0) or not _selected(policy, "smtp_no_mail"):
+        return
+    parts = ["D=" + _duration(session)]
+    if session.auth_mechanism:
+        parts.append("A=" + session.auth_mechanism +
+                     (":" + session.authenticated_id if session.authenticated_id else ""))
+    if session.tls_cipher:
+        if _selected(policy, "tls_cipher"):
+            parts.append("X=" + session.tls_cipher)
+        if _selected(policy, "tls_certificate_verified"):
+            parts.append("CV=" + ("yes" if session.tls_certificate_verified else "no"))
+        if _selected(policy, "tls_peerdn") and session.tls_peerdn:
+            parts.append('DN="%s"' % session.tls_peerdn)
+    had = getattr(session, "commands_had", None) or []
+    if had:
+        prefix = "C=..." if getattr(session, "commands_wrapped", False) else "C="
+        parts.append(prefix + ",".join(had))
+    policy.logger.main("no MAIL in SMTP connection from %s %s" % (
+        host_and_ident(policy, session, False), " ".join(parts)))
