@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 
 from twisted.trial import unittest
 
@@ -305,11 +306,13 @@ class StdioLineEndTests(unittest.TestCase):
 
 
 class StdioDeliveryModeTests(unittest.TestCase):
-    """-bs -odi: each message is delivered before its 250 is sent."""
+    """-bs -odi: each message is delivered before its 250 is sent; -bs -odb
+    (the default): deliveries go on in the background after the session."""
 
-    def test_odi_replies_after_delivery(self):
-        """The reply to the final dot comes only once the (slow) delivery has finished."""
-        spool = tempfile.mkdtemp(prefix="exim_py-bs-odi-")
+    def slow_delivery(self, seconds):
+        """A configuration whose one transport takes ``seconds`` to write its
+        file: (configuration path, that file)."""
+        spool = tempfile.mkdtemp(prefix="exim_py-bs-od-")
         self.addCleanup(shutil.rmtree, spool, True)
         os.chmod(spool, 0o755)
         mail = os.path.join(spool, "mail")
@@ -321,27 +324,57 @@ class StdioDeliveryModeTests(unittest.TestCase):
             f.write(CONF.format(spool=spool, extra="acl_smtp_rcpt = accept_all") +
                     "begin routers\nr:\n  driver = accept\n  transport = slow\n"
                     "begin transports\nslow:\n  driver = pipe\n  user = nobody\n"
-                    "  command = /bin/sh -c 'sleep 1; cat > %s'\n" % out)
-        proc = subprocess.Popen(exim_py_command() + ["-C", conf, "-bs", "-odi"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                    "  command = /bin/sh -c 'sleep %d; cat > %s.tmp; mv %s.tmp %s'\n"
+                    % (seconds, out, out, out))
+        return conf, out
+
+    def session(self, conf, *flags):
+        proc = subprocess.Popen(exim_py_command() + ["-C", conf, "-bs"] + list(flags),
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.addCleanup(proc.kill)
         proc.stdin.write(b"HELO me\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n"
-                         b"Subject: odi\r\n\r\nhello\r\n.\r\n")
+                         b"Subject: od\r\n\r\nhello\r\n.\r\n")
         proc.stdin.flush()
         while True:
             line = proc.stdout.readline()
             if not line:
                 self.fail("no 250: %s" % proc.stderr.read())
             if line.startswith(b"250 OK id="):
-                break
-        self.assertTrue(os.path.exists(out), "250 sent before the delivery finished")
+                return proc
+
+    def finish(self, proc):
+        """QUIT; the 221 and the exit status."""
         proc.stdin.write(b"QUIT\r\n")
         proc.stdin.close()
-        self.assertEqual(proc.wait(timeout=60), 0)
+        last = proc.stdout.read().splitlines()[-1]
+        status = proc.wait(timeout=60)
         proc.stdout.close()
         proc.stderr.close()
+        return last, status
+
+    def test_odi_replies_after_delivery(self):
+        """The reply to the final dot comes only once the (slow) delivery has finished."""
+        conf, out = self.slow_delivery(1)
+        proc = self.session(conf, "-odi")
+        self.assertTrue(os.path.exists(out), "250 sent before the delivery finished")
+        self.assertEqual(self.finish(proc)[1], 0)
         with open(out) as f:
-            self.assertIn("Subject: odi\n", f.read())
+            self.assertIn("Subject: od\n", f.read())
+
+    def test_odb_exits_before_delivery(self):
+        """Without -odi the session ends at QUIT while the delivery is still
+        running in its own process, which then delivers the message."""
+        conf, out = self.slow_delivery(3)
+        proc = self.session(conf)
+        last, status = self.finish(proc)
+        self.assertTrue(last.startswith(b"221 "), last)
+        self.assertEqual(status, 0)
+        self.assertFalse(os.path.exists(out), "the session waited for the delivery")
+        deadline = time.monotonic() + 60
+        while not os.path.exists(out) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with open(out) as f:
+            self.assertIn("Subject: od\n", f.read())
 
 
 class DsnStorageTests(unittest.TestCase):

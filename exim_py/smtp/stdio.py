@@ -7,6 +7,7 @@ line".
 
 import getpass
 import os
+import subprocess
 import sys
 
 from twisted.internet import defer, interfaces, stdio
@@ -145,15 +146,21 @@ def _release_held_callouts(_):
 
 
 def _deliveries(policy, inv):
-    """Deliver each message received, as Exim does after -bs (unless -odq): the
-    Deferreds of the deliveries started, for the process to wait for before it
-    exits."""
+    """Deliver each message received, as Exim does after -bs (unless -odq).
+
+    With -odi/-odf the deliveries run here and their Deferreds are returned,
+    for the process to wait for before it exits.  Otherwise (-odb, the
+    default) each message gets a delivery process of its own, detached from
+    this one, and the session ends at QUIT whatever they are doing."""
     started = []
     deliver = policy.deliver
     if deliver is None:
         return started
     if (inv.delivery_mode or "").startswith("q"):
         policy.deliver = None
+        return started
+    if inv.delivery_mode not in ("i", "f"):
+        policy.deliver = _background_delivery(inv)
         return started
 
     def deliver_and_keep(message_id):
@@ -166,6 +173,25 @@ def _deliveries(policy, inv):
     # the next command is read only then
     policy.reply_after_delivery = inv.delivery_mode in ("i", "f")
     return started
+
+
+def _background_delivery(inv):
+    """A deliver(message_id) that starts ``exim_py -Mc ID`` in a new session,
+    with the same configuration file and -D macros (Exim forks a delivery
+    process for each message a -bs session accepts)."""
+    from exim_py.cli import config_path
+    argv = [sys.executable, "-m", "exim_py", "-C", config_path(inv)]
+    argv += ["-D%s=%s" % item for item in inv.macros.items()]
+    children = []
+
+    def deliver(message_id):
+        # reap the ones that have finished, so a long session leaves no zombies
+        children[:] = [c for c in children if c.poll() is None]
+        children.append(subprocess.Popen(argv + ["-Mc", message_id], stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                         start_new_session=True))
+        return None
+    return deliver
 
 
 def _caller_name():
