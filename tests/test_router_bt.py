@@ -368,6 +368,12 @@ mx:
   domains = mxa.example
   route_list = * "localhost/MX"
   transport = smtp
+sendall:
+  driver = manualroute
+  domains = sendall.example
+  route_list = * "127.0.0.1 : 192.0.2.77 : localhost" byname
+  transport = smtp
+  self = send
 rand:
   driver = manualroute
   domains = rand.example
@@ -458,10 +464,11 @@ class AddressTestTests(unittest.TestCase):
 
     def test_self_options(self):
         """self = reroute:, reroute:rewrite:, defer, and the local host later in
-        a host list (dropped with what follows it)."""
+        a host list (dropped with what follows it), unless the first host is
+        local and self = send, which keeps the whole list."""
         self.conf = self.exim.write_config(SELF_CONFIG, "self.conf")
         self.compare_all(["-bt", "x@re.example", "x@rw.example", "x@def.example",
-                          "x@second.example", "y@other.example"])
+                          "x@second.example", "y@other.example", "x@sendall.example"])
 
     def test_exit_status(self):
         """-bt exits 0 when routable, 2 when an address fails, 1 when one defers."""

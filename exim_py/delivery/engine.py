@@ -29,6 +29,7 @@ from exim_py.delivery import hints as hintsdb
 from exim_py.delivery.deliverylog import DeliveryLog
 from exim_py.delivery.route import route_address
 from exim_py.envelope import Recipient
+from exim_py.routers import hostlist
 from exim_py.transports import local
 
 # Exim's ERRNO_UIDWRONG: a local delivery refused for its uid (never_users).
@@ -663,8 +664,9 @@ def _group(addresses, ctx):
     for a in addresses:
         t = a.transport
         if t.remote:
-            key = ("r", t.name, tuple(a.host_list), a.errors_to, tuple(a.extra_headers),
-                   tuple(a.remove_headers))
+            # Exim's same_hosts(): a shuffled list is still the same hosts.
+            key = ("r", t.name, hostlist.batch_key(a.host_list), a.errors_to,
+                   tuple(a.extra_headers), tuple(a.remove_headers))
             target = remote
         else:
             key = ("l", t.name, a.domain, a.errors_to, tuple(a.extra_headers),

@@ -65,17 +65,49 @@ def _is_ip(text):
         return False
 
 
+# The MX value Exim gives the hosts of the first group of a randomized list
+# (each '+' lowers it by one): below -1, which marks "no MX" (host.c).
+_FAKE_MX = -2
+
+
 def randomize_groups(hosts):
-    """Shuffle each group between '+' items, keeping the groups in order."""
+    """Shuffle each group between '+' items, keeping the groups in order.
+
+    As Exim, each group's hosts get a made-up MX value of their own, so that
+    addresses whose lists differ only by the shuffle are still seen as going
+    to the same hosts (:func:`batch_key`); '/MX' items keep their marker.
+    """
     out, group = [], []
+    fake_mx = _FAKE_MX
     for h in hosts + [GROUP_BREAK]:
         if h is GROUP_BREAK:
             random.shuffle(group)
             out.extend(group)
             group = []
+            fake_mx -= 1
         else:
+            if h.mx is None:
+                h = h.copy(mx=fake_mx)
             group.append(h)
     return out
+
+
+def batch_key(hosts):
+    """A key that is the same for two host lists exactly when Exim's
+    same_hosts() lets their addresses share one delivery: hosts in the same
+    order, except that within a run of hosts with one MX value (real, or made
+    up for a randomized list) the order does not matter."""
+    key, i = [], 0
+    while i < len(hosts):
+        mx = hosts[i].mx
+        j = i + 1
+        if mx is not None and mx != -1:
+            while j < len(hosts) and hosts[j].mx == mx:
+                j += 1
+        key.append(tuple(sorted((h.name or "", h.address or "", h.port or 0)
+                                for h in hosts[i:j])))
+        i = j
+    return tuple(key)
 
 
 def byname(name):

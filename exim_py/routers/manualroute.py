@@ -144,6 +144,9 @@ class Router(RouterBase):
         # router then declines, and a later router may show it (-bt does).
         addr.host_list = [h.copy() for h in items]
         hosts = []
+        # Once the first host is the local host and self = send goes on, the
+        # list is kept whole (Exim stops scanning for local hosts there).
+        local_checked = False
         for index, item in enumerate(items):
             try:
                 found = hostlist.resolve(item, ctx, lookup_type)
@@ -158,7 +161,7 @@ class Router(RouterBase):
                 return self._failed(action, addr, 'lookup of host "%s" failed in %s router'
                                     % (item.name, self.name))
             found = hostlist.remove_ignored(found, self, addr, ctx)
-            local = [h for h in found if host_is_local(h, ctx)]
+            local = [] if local_checked else [h for h in found if host_is_local(h, ctx)]
             if local:
                 if index == 0 and not hosts:
                     why = "remote host address is the local host"
@@ -166,6 +169,7 @@ class Router(RouterBase):
                     if outcome is not None:
                         addr.host_list = []
                         return outcome
+                    local_checked = True
                 else:
                     break   # the local host and everything after it are dropped
             hosts.extend(found)
