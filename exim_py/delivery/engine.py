@@ -247,6 +247,11 @@ class _Delivery:
         routers = drivers.routers(self.config)
         local, remote = [], []
         new = list(plan.top)
+        if self.config.main.get("system_filter"):
+            # Run once per attempt, before any routing (spec "System-wide
+            # message filtering"); it decides what is routed.
+            from exim_py.filter.system import addresses_to_route
+            new = addresses_to_route(self, plan)
         while new:
             to_route = []
             pfr_blocks = []       # siblings stay in the order they were generated
