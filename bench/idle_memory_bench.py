@@ -5,7 +5,9 @@ Both MTAs run the shared receiver configuration
 (/work/shared/bench/exim-accept.conf, smtp_accept_max raised above the
 session count) as a daemon (-bdf -odq).  The script measures the daemon's
 whole process tree (summed Pss and Rss from /proc/PID/smaps_rollup; Exim
-forks one process per connection) once when idle, then opens N sessions
+forks one process per connection, and exim_py's worker processes, one per
+CPU unless EXIM_PY_DAEMON_PROCESSES says otherwise, are children of its
+first process, so every one is counted) once when idle, then opens N sessions
 from this process, reads each banner, sends EHLO, reads the whole reply,
 and leaves the sessions quiet for HOLD seconds before measuring again.  Pss
 charges shared pages proportionally, so the sum over the tree is the memory
@@ -132,6 +134,8 @@ def main():
             print("  %d sessions failed, first: %s" % (len(failures), failures[0]))
         sys.stdout.flush()
     (ebusy, eopen, eper), (pbusy, popen, pper) = pss["exim4"], pss["exim_py"]
+    print("exim_py daemon processes: %s" % os.environ.get(
+        "EXIM_PY_DAEMON_PROCESSES", "default (one per CPU, %d CPUs)" % os.cpu_count()))
     print("summed Pss with sessions: exim_py/exim4 = %.3f%s (target <= 0.2)" % (
         common.ratio(pbusy, ebusy),
         "" if eopen == popen else " (at %d vs %d sessions)" % (popen, eopen)))
