@@ -6,7 +6,7 @@ Both MTAs run the shared receiver configuration
 session count) as a daemon (-bdf -odq).  The script measures the daemon's
 whole process tree (summed Pss and Rss from /proc/PID/smaps_rollup; Exim
 forks one process per connection, and exim_py's worker processes, one per
-CPU unless EXIM_PY_DAEMON_PROCESSES says otherwise, are children of its
+CPU (at most 4) unless EXIM_PY_DAEMON_PROCESSES says otherwise, are children of its
 first process, so every one is counted) once when idle, then opens N sessions
 from this process, reads each banner, sends EHLO, reads the whole reply,
 and leaves the sessions quiet for HOLD seconds before measuring again.  Pss
@@ -135,7 +135,7 @@ def main():
         sys.stdout.flush()
     (ebusy, eopen, eper), (pbusy, popen, pper) = pss["exim4"], pss["exim_py"]
     print("exim_py daemon processes: %s" % os.environ.get(
-        "EXIM_PY_DAEMON_PROCESSES", "default (one per CPU, %d CPUs)" % os.cpu_count()))
+        "EXIM_PY_DAEMON_PROCESSES", "default (one per CPU, at most 4; %d CPUs)" % os.cpu_count()))
     print("summed Pss with sessions: exim_py/exim4 = %.3f%s (target <= 0.2)" % (
         common.ratio(pbusy, ebusy),
         "" if eopen == popen else " (at %d vs %d sessions)" % (popen, eopen)))
