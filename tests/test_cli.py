@@ -1,5 +1,9 @@
 """Tests for the command line front end (exim_py.cli): help, version, usage errors, dispatch."""
 
+import os
+import subprocess
+import sys
+
 from twisted.trial.unittest import TestCase
 
 from exim_py import EXIM_COMPAT_VERSION, __version__, cli
@@ -57,3 +61,32 @@ class CommandLineTests(TestCase):
         result = run_exim_py(["-Dlower=1", "-bP"])
         self.assertEqual(result.returncode, 1)
         self.assertIn("must start with an upper-case letter", result.stderr)
+
+
+_MODULES_PROBE = """
+import sys
+from exim_py import cli
+status = cli.main(["exim_py"] + sys.argv[1:])
+heavy = ("twisted.internet.reactor", "OpenSSL", "dns.resolver", "sqlite3",
+         "exim_py.smtp.client", "exim_py.transports.smtp", "exim_py.daemon")
+sys.stdout.write("status %d; loaded: %s\\n" % (status, " ".join(m for m in heavy if m in sys.modules)))
+"""
+
+
+class StartupTests(TestCase):
+    """Commands that only read the configuration and the spool start light."""
+
+    def test_read_only_modes_load_no_network_stack(self):
+        """-bpc, -bV and -bP on the shipped configuration (which names the smtp
+        transport and the dnslookup router) run without importing Twisted's
+        reactor, OpenSSL, dnspython, sqlite3, the SMTP client or the daemon."""
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        conf = os.path.join(root, "etc", "exim.conf")
+        spool = self.mktemp()
+        env = dict(os.environ, PYTHONPATH=root)
+        for flags in (["-bpc"], ["-bV"], ["-bP", "transports"]):
+            out = subprocess.run([sys.executable, "-c", _MODULES_PROBE, "-C", conf,
+                                  "-DEXIM_PY_VAR=" + spool] + flags, env=env,
+                                 capture_output=True, text=True, timeout=60)
+            self.assertEqual(out.stderr, "", flags)
+            self.assertTrue(out.stdout.endswith("status 0; loaded: \n"), (flags, out.stdout))
