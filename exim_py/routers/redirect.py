@@ -127,14 +127,10 @@ class Router(RouterBase):
     def _data(self, addr, ctx):
         """The redirection text, or None to decline."""
         if self.options["data"] is not None:
-            try:
-                return ctx.expand(self.options["data"], addr)
-            except ForcedFail:
-                return None
+            return self._expand_option("data", addr, ctx)
         if self.options["file"] is not None:
-            try:
-                path = ctx.expand(self.options["file"], addr)
-            except ForcedFail:
+            path = self._expand_option("file", addr, ctx)
+            if path is None:
                 return None
             try:
                 with open(path, encoding="utf-8", errors="surrogateescape") as f:
@@ -150,6 +146,16 @@ class Router(RouterBase):
                     return None
                 raise ExpansionError("failed to open %s (error: Permission denied)" % path)
         return None
+
+    def _expand_option(self, name, addr, ctx):
+        """data or file expanded (None for a forced failure); an error
+        names the string, as Exim's does."""
+        try:
+            return ctx.expand(self.options[name], addr)
+        except ForcedFail:
+            return None
+        except ExpansionError as e:
+            raise ExpansionError('failed to expand "%s": %s' % (self.options[name], e))
 
     def route(self, addr, ctx):
         try:
