@@ -152,8 +152,13 @@ def verify(run, item, arg):
     if key == "header_names_ascii":
         return headers.header_names_ascii(run)
     if key == "csa":
-        run.log = "verify = csa is not supported by exim_py"
-        return ERROR
+        from exim_py.acl import csa
+        status, reason, succeeds = csa.check(run.ctx, options[0] if options else None)
+        run.ctx.set_variable("csa_status", status)
+        if succeeds:
+            return OK
+        run.user = run.log = "client SMTP authorization %s" % reason
+        return FAIL
     return _verify_address(run, key, what, options)
 
 
