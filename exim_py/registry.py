@@ -48,8 +48,8 @@ LOOKUPS = {
 # A driver whose module pulls in heavy dependencies (Twisted, OpenSSL) may keep
 # its OPTIONS, GENERIC_DEFAULTS and validate() in a light module named here.
 # Reading a configuration imports only that one; the driver module itself is
-# imported when an instance is built, so "-bpc" or an idle daemon that never
-# delivers over SMTP does not load the SMTP client and TLS stack.
+# imported when an instance is built, so "-bpc" or a daemon that has not yet
+# delivered over SMTP does not load the SMTP client.
 DECLARATIONS = {
     ("transport", "smtp"): "exim_py.transports.smtp_settings",
 }

@@ -95,7 +95,8 @@ class _MacroView(collections.abc.Mapping):
 def builtin_macros(driver_options=True):
     """Exim's built-in macros for what this exim_py has: _HAVE_*, _DRIVER_*, _OPT_*.
 
-    ``driver_options`` adds _OPT_<KIND>_<DRIVER>_<NAME>, which imports every driver.
+    ``driver_options`` adds _OPT_<KIND>_<DRIVER>_<NAME>, which imports every
+    driver's declarations (registry.declarations: option tables, kept light).
     """
     macros = {}
     for name in features.FEATURES:
