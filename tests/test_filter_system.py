@@ -1,0 +1,153 @@
+"""The system filter (system_filter): run once per delivery attempt before
+routing; its deliveries, header changes and fail/defer/freeze verdicts,
+checked in the mailboxes, the spool and the log lines Exim writes."""
+
+import mailbox
+import os
+
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from tests.test_delivery_engine import MailEnv
+
+SYSTEM_CONFIG = """\
+primary_hostname = myhost.test
+qualify_domain = localdomain
+spool_directory = VAR/spool
+log_file_path = VAR/log/%slog
+never_users =
+system_filter = VAR/system.filter
+system_filter_file_transport = file
+system_filter_pipe_transport = pipe
+begin routers
+userfilter:
+  driver = redirect
+  domains = localdomain
+  local_parts = dsearch;VAR/filters
+  file = VAR/filters/$local_part_data
+  allow_filter
+  user = nobody
+  file_transport = file
+local:
+  driver = accept
+  domains = localdomain
+  transport = mbox
+begin transports
+mbox:
+  driver = appendfile
+  file = VAR/mail/${local_part}
+file:
+  driver = appendfile
+pipe:
+  driver = pipe
+begin retry
+* * F,1h,10m
+"""
+
+
+class SystemFilterTests(unittest.TestCase):
+    """Deliveries through a system filter."""
+
+    def setUp(self):
+        self.env = MailEnv(self, SYSTEM_CONFIG, aliases="")
+        os.makedirs(self.env.path("filters"))
+        os.chmod(self.env.dir, 0o777)
+
+    def system_filter(self, text):
+        with open(self.env.path("system.filter"), "w") as f:
+            f.write(text.replace("VAR", self.env.dir))
+
+    def mbox(self, name):
+        path = self.env.path("mail", name)
+        if not os.path.exists(path):
+            return []
+        return list(mailbox.mbox(path))
+
+    @defer.inlineCallbacks
+    def deliver(self, recipients, subject="test"):
+        message_id = self.env.submit(recipients, subject=subject)
+        outcome = yield self.env.deliver(message_id)
+        return message_id, outcome
+
+    @defer.inlineCallbacks
+    def test_no_action_delivers_normally_with_added_header(self):
+        """headers add/remove change the message for every recipient."""
+        self.system_filter('# Exim filter\nheaders add "X-Scanned: yes"\n'
+                           'headers remove "Subject"\n')
+        yield self.deliver(["jim", "ann"])
+        for user in ("jim", "ann"):
+            (message,) = self.mbox(user)
+            self.assertEqual(message["X-Scanned"], "yes")
+            self.assertIsNone(message["Subject"])
+
+    @defer.inlineCallbacks
+    def test_significant_delivery_replaces_recipients(self):
+        """A seen deliver/save replaces the original recipients, as the log says."""
+        self.system_filter('if $h_subject: contains "spam" then\n'
+                           '  deliver quarantine@localdomain\n  save VAR/spam.mbox\nendif\n')
+        message_id, outcome = yield self.deliver(["jim"], subject="spam offer")
+        self.assertEqual(self.mbox("jim"), [])
+        self.assertEqual(len(self.mbox("quarantine")), 1)
+        self.assertEqual(len(mailbox.mbox(self.env.path("spam.mbox"))), 1)
+        log = self.env.mainlog()
+        self.assertIn("original recipients ignored (system filter)", log)
+        self.assertIn("=> %s <system-filter> T=file" % self.env.path("spam.mbox"), log)
+        self.assertTrue(outcome.completed)
+
+    @defer.inlineCallbacks
+    def test_unseen_delivery_adds_a_copy(self):
+        """An unseen deliver sends a copy and normal delivery goes on."""
+        self.system_filter("unseen deliver archive@localdomain\n")
+        yield self.deliver(["jim"])
+        self.assertEqual(len(self.mbox("jim")), 1)
+        self.assertEqual(len(self.mbox("archive")), 1)
+
+    @defer.inlineCallbacks
+    def test_fail_bounces_every_recipient(self):
+        """fail cancels delivery; the <<log>> part goes to the log only."""
+        self.system_filter('if not error_message then\n'
+                           '  fail "<<policy 7>>We do not accept this."\nendif\n')
+        message_id, outcome = yield self.deliver(["jim", "ann"])
+        self.assertEqual(sorted(a.address for a in outcome.failed),
+                         ["ann@localdomain", "jim@localdomain"])
+        self.assertIn("cancelled by system filter: policy 7", self.env.mainlog())
+        self.assertEqual(self.mbox("jim"), [])
+
+    @defer.inlineCallbacks
+    def test_freeze_keeps_message_frozen(self):
+        """freeze leaves the message on the queue, frozen, with Exim's log line."""
+        self.system_filter('freeze text "looks odd"\n')
+        message_id, outcome = yield self.deliver(["jim"])
+        self.assertIn("Frozen by the system filter: looks odd", self.env.mainlog())
+        self.assertTrue(self.env.spool.read(message_id).frozen)
+        self.assertEqual(self.mbox("jim"), [])
+
+    @defer.inlineCallbacks
+    def test_defer_keeps_message_queued(self):
+        """defer leaves the message queued for a later attempt."""
+        self.system_filter("defer\n")
+        message_id, outcome = yield self.deliver(["jim"])
+        self.assertIn("Delivery deferred by system filter", self.env.mainlog())
+        self.assertIn(message_id, self.env.queued())
+        self.assertFalse(self.env.spool.read(message_id).frozen)
+
+    @defer.inlineCallbacks
+    def test_sn_variables_reach_user_filters(self):
+        """$n values the system filter sets are $sn values in users' filters."""
+        self.system_filter("add 7 to n3\n")
+        with open(self.env.path("filters", "jim"), "w") as f:
+            f.write('# Exim filter\nif $sn3 is 7 then save %s/seven.mbox endif\n'
+                    % self.env.dir)
+        yield self.deliver(["jim"])
+        self.assertEqual(len(mailbox.mbox(self.env.path("seven.mbox"))), 1)
+        self.assertEqual(self.mbox("jim"), [])
+
+    @defer.inlineCallbacks
+    def test_filter_error_is_logged_to_panic_log(self):
+        """A broken system filter defers delivery and reports to the panic log."""
+        self.system_filter("if 1 is 1 then save /x\n")
+        message_id, outcome = yield self.deliver(["jim"])
+        with open(self.env.path("log", "paniclog")) as f:
+            self.assertIn('Error in system filter: "endif" missing at end of filter file',
+                          f.read())
+        self.assertIn(message_id, self.env.queued())
