@@ -33,9 +33,10 @@ DIALOGUES = [
 ]
 
 
-def talk(port, commands, tail):
-    """One connection: the commands (each reply read), then ``tail`` and a hang-up."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+def talk(port, commands, tail, source="127.0.0.1"):
+    """One connection: the commands (each reply read), then ``tail`` and a
+    hang-up; with ``tail`` None, wait for the server to close first."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
     replies = sock.makefile("rb")
     replies.readline()
     for line in commands:
@@ -43,7 +44,7 @@ def talk(port, commands, tail):
         while replies.readline()[3:4] == b"-":
             pass
     if tail is None:
-        replies.read()              # the server closes after 221
+        replies.read()              # the server closes after 221, or on a timeout
     else:
         sock.sendall(tail)
     sock.close()
@@ -72,14 +73,14 @@ def wait_for_lines(read, count, timeout=10):
 class ConnectionLogTests(unittest.TestCase):
     """exim_py's daemon logs connections as exim4's daemon does."""
 
-    def test_daemon_lines_match_exim(self):
-        """Open, closed by QUIT, lost, incomplete transactions, no MAIL with
-        D= and C=, and a connection lost in the data: the same lines (times
-        and connection counts aside) from both daemons."""
-        peer = EximPeer(extra=SELECTORS, tls=False)
+    def compare(self, extra, dialogues, count):
+        """Run ``dialogues`` (commands, tail, source address) against both
+        daemons; a Deferred firing with (our lines, theirs) once each log has
+        ``count`` new lines."""
+        peer = EximPeer(extra=extra, tls=False)
         self.addCleanup(peer.stop)
         peer.start()
-        ours = DaemonProcess(self, SELECTORS).start()
+        ours = DaemonProcess(self, extra).start()
         self.addCleanup(ours.stop)
         ours_log = os.path.join(ours.spool_dir, "mainlog")
 
@@ -90,22 +91,41 @@ class ConnectionLogTests(unittest.TestCase):
         def run():
             # the start line and the three of EximPeer's own probe connection
             theirs_before = len(wait_for_lines(lambda: peer.mainlog().splitlines(), 4))
-            for commands, tail in DIALOGUES:
-                talk(peer.port, commands, tail)
-                talk(ours.port, commands, tail)
-            theirs = wait_for_lines(lambda: peer.mainlog().splitlines()[theirs_before:], 14)
-            return theirs, wait_for_lines(read_ours, 14)
-        d = threads.deferToThread(run)
+            for dialogue in dialogues:
+                talk(peer.port, *dialogue)
+                talk(ours.port, *dialogue)
+            theirs = wait_for_lines(lambda: peer.mainlog().splitlines()[theirs_before:], count)
+            return wait_for_lines(read_ours, count), theirs
+        return threads.deferToThread(run)
 
+    def test_daemon_lines_match_exim(self):
+        """Open, closed by QUIT, lost, incomplete transactions, no MAIL with
+        D= and C=, and a connection lost in the data: the same lines (times
+        and connection counts aside) from both daemons."""
         def check(result):
-            theirs, mine = result
+            mine, theirs = result
             self.maxDiff = None
             self.assertEqual(normalise(mine), normalise(theirs))
             self.assertIn("SMTP connection from [127.0.0.1] (TCP/IP connection count = 1)",
                           " ".join(mine))
             self.assertIn("no MAIL in SMTP connection from (client.example) [127.0.0.1] D=0s "
                           "C=EHLO,NOOP,HELP", " ".join(mine))
-        return d.addCallback(check)
+        return self.compare(SELECTORS, DIALOGUES, 14).addCallback(check)
+
+    def test_timeout_and_nolog_hosts(self):
+        """A command timeout is logged (without the connection's close
+        lines); hosts_connection_nolog silences the open and close lines of
+        its hosts but not their no-MAIL line."""
+        extra = SELECTORS + "\nsmtp_receive_timeout = 1s\nhosts_connection_nolog = 127.0.0.2"
+        dialogues = [(["HELO c", "MAIL FROM:<a@b.example>"], None),
+                     (["HELO c", "QUIT"], None, "127.0.0.2")]
+
+        def check(result):
+            mine, theirs = result
+            self.assertEqual(normalise(mine), normalise(theirs))
+            self.assertIn("SMTP command timeout on connection from (c) [127.0.0.1]", " ".join(mine))
+            self.assertEqual(len(mine), 3, mine)
+        return self.compare(extra, dialogues, 3).addCallback(check)
 
 
 class LocalSessionLogTests(unittest.TestCase):

@@ -709,10 +709,14 @@ class ServerPolicy:
                         % (self.host_text(session), line))
 
     def log_timeout(self, session, mode):
+        # both lines belong to the lost_incoming_connection selector (on by default)
+        if self.logger is None or not self.logger.selector("lost_incoming_connection"):
+            return
         if mode in ("data", "bdat"):
             self.log_main("SMTP data timeout (message abandoned) on connection from %s" % self.host_text(session))
         else:
-            self.log_main("SMTP command timeout on connection from %s" % self.host_text(session))
+            self.log_main("SMTP command timeout on%s connection from %s"
+                          % (" TLS" if session.tls_cipher else "", self.host_text(session)))
 
     def log_too_big(self, session, envelope, size):
         self.log_reject("rejected from <%s> H=%s: message too big: read=%d max=%d"
