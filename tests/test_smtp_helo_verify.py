@@ -10,12 +10,15 @@ server (tests/support/zones: 203.0.113.1 is a.host.test both ways,
 import os
 import re
 import shutil
+import smtplib
 import tempfile
 
+from twisted.internet import threads
 from twisted.trial import unittest
 
 from tests.support.dnsserver import shared_server
 from tests.support.peers import RealExim, run_exim_py
+from tests.test_daemon import DaemonProcess
 
 CONF = """\
 primary_hostname = mx.test.example
@@ -136,3 +139,35 @@ class HeloVerifyTests(unittest.TestCase):
         lines, _ = self.run_dns("203.0.113.200", "HELO x.servfail.test", "MAIL FROM:<a@b.example>")
         self.assertEqual(lines[1:3], ["250 mx.test.example Hello x.servfail.test [203.0.113.200]",
                                       "550 helo not verified"])
+
+
+class HeloVerifyDaemonTests(unittest.TestCase):
+    """The check over a real socket, in the daemon (its DNS questions run
+    off the reactor): 127.0.0.1 is localhost.test in the test DNS."""
+
+    def test_daemon_checks_helo(self):
+        """A matching name is greeted with the host's name; another is refused
+        with 550 and the session goes on."""
+        extra = ("helo_verify_hosts = 127.0.0.1\ndns_nameservers = <; %s"
+                 % shared_server().nameservers)
+        daemon = DaemonProcess(self, extra).start()
+        self.addCleanup(daemon.stop)
+
+        def run():
+            with smtplib.SMTP("127.0.0.1", daemon.port, timeout=20) as client:
+                refused = client.helo("a.host.test")
+                accepted = client.ehlo("localhost.test")
+            return refused, accepted
+        d = threads.deferToThread(run)
+
+        def check(result):
+            refused, accepted = result
+            self.assertEqual(refused, (550, b"HELO argument does not match calling host"))
+            self.assertEqual(accepted[0], 250)
+            self.assertTrue(accepted[1].startswith(b"mx.test.example Hello localhost.test [127.0.0.1]"),
+                            accepted)
+            with open(os.path.join(daemon.spool_dir, "mainlog")) as f:
+                # the reverse lookup made for the check names the host, as in Exim
+                self.assertIn('rejected "HELO a.host.test" from localhost.test (a.host.test) [127.0.0.1]',
+                              f.read())
+        return d.addCallback(check)
