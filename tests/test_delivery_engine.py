@@ -10,12 +10,15 @@ import mailbox
 import os
 import shutil
 import tempfile
+import threading
+import time
 
 from twisted.internet import defer
 from twisted.trial import unittest
 
 from exim_py import config as configmod
 from exim_py import receive
+from exim_py.delivery import durable
 from exim_py.delivery.engine import deliver_message
 from exim_py.envelope import Envelope, Recipient
 from exim_py.log import Logger
@@ -430,3 +433,59 @@ class DamagedSpoolTests(unittest.TestCase):
         self.assertFalse(outcome.completed)
         self.assertIn("Spool read error for %s-H" % mid, env.mainlog())
         self.assertTrue(os.path.exists(env.spool.body_path(mid)))
+
+
+class GroupSyncTests(unittest.TestCase):
+    """delivery/durable.py: concurrent deliveries share one flush."""
+
+    def setUp(self):
+        if durable._spool._syncfs is None:
+            raise unittest.SkipTest("no syncfs(2) here: each caller fsyncs its own files")
+        self.dir = tempfile.mkdtemp(prefix="exim_py-groupsync-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.flushes = []
+        self.flushing = threading.Event()
+        self.release = threading.Event()
+
+        def flush(directory):
+            self.flushes.append(directory)
+            self.flushing.set()
+            self.release.wait(10)
+            return True
+        self.patch(durable._spool, "_sync_file_system", flush)
+
+    def start(self, group):
+        thread = threading.Thread(target=group.sync, args=(self.dir,))
+        thread.start()
+        self.addCleanup(thread.join, 10)
+        return thread
+
+    def test_waiters_during_a_flush_share_the_next_one(self):
+        """Twenty threads that ask while a flush runs are all served by one
+        more flush (not twenty), and none returns before that flush."""
+        group = durable.GroupSync()
+        first = self.start(group)
+        self.assertTrue(self.flushing.wait(10))
+        waiters = [self.start(group) for _ in range(20)]
+        tickets = group._system(os.stat(self.dir).st_dev)
+        deadline = time.monotonic() + 10
+        while tickets.asked < 21 and time.monotonic() < deadline:
+            time.sleep(0.001)      # until every waiter has asked
+        self.assertEqual(len(self.flushes), 1)
+        self.assertTrue(all(t.is_alive() for t in waiters))
+        self.release.set()
+        for t in [first] + waiters:
+            t.join(10)
+        self.assertEqual(len(self.flushes), 2)
+
+    def test_failed_flush_raises(self):
+        """A flush that fails raises in the thread that asked for it, and a
+        later caller flushes again instead of trusting it."""
+        def broken(directory):
+            self.flushes.append(directory)
+            raise OSError(5, "Input/output error")
+        self.patch(durable._spool, "_sync_file_system", broken)
+        group = durable.GroupSync()
+        self.assertRaises(OSError, group.sync, self.dir)
+        self.assertRaises(OSError, group.sync, self.dir)
+        self.assertEqual(len(self.flushes), 2)

@@ -7,6 +7,9 @@ host usability, and the SQLite hints database surviving across threads.
 
 import os
 import shutil
+import sqlite3
+import subprocess
+import sys
 import tempfile
 import threading
 
@@ -18,6 +21,8 @@ from exim_py.delivery import retry
 from exim_py.delivery.address import Address, Host, DEFER, FAIL, OK
 from exim_py.delivery.context import DeliveryContext
 from exim_py.delivery.hints import HintsDB, RetryRecord
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CONFIG = """\
 primary_hostname = myhost.test
@@ -222,6 +227,35 @@ class HintsDBTests(unittest.TestCase):
         rec = HintsDB(d).get_retry("R:x@y")
         self.assertEqual((rec.first_failed, rec.next_try, rec.expired, rec.text),
                          (10, 30, True, "later"))
+
+    def test_record_written_by_another_process_is_seen(self):
+        """A key remembered as absent is looked up again once another process
+        has written it (the absent-key cache follows SQLite's data_version)."""
+        d = tempfile.mkdtemp(prefix="exim_py-hints-")
+        self.addCleanup(shutil.rmtree, d, True)
+        db = HintsDB(d)
+        self.assertIsNone(db.get_retry("T:b@y.test"))
+        code = ("from exim_py.delivery.hints import HintsDB, RetryRecord; "
+                "HintsDB(%r).put_retry(RetryRecord('T:b@y.test', 1, 2, 3))" % d)
+        subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+        self.assertEqual(db.get_retry("T:b@y.test").next_try, 3)
+        db.delete_retry("T:b@y.test")
+        self.assertEqual(HintsDB(d).retry_records(), [])
+
+    def test_deleting_an_absent_key_commits_nothing(self):
+        """A successful delivery deletes its key: when there is no record, no
+        transaction is written (another connection sees no change)."""
+        d = tempfile.mkdtemp(prefix="exim_py-hints-")
+        self.addCleanup(shutil.rmtree, d, True)
+        db = HintsDB(d)
+        watcher = sqlite3.connect(db.path)
+        self.addCleanup(watcher.close)
+        before = watcher.execute("PRAGMA data_version").fetchone()[0]
+        for _ in range(3):
+            db.delete_retry("T:b@y.test")
+        self.assertEqual(watcher.execute("PRAGMA data_version").fetchone()[0], before)
+        db.put_retry(RetryRecord("T:b@y.test", 1, 2, 3))
+        self.assertNotEqual(watcher.execute("PRAGMA data_version").fetchone()[0], before)
 
 
 class CutoffEndToEndTests(unittest.TestCase):

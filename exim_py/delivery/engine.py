@@ -22,7 +22,7 @@ import os
 
 from twisted.internet import defer, threads
 
-from exim_py.delivery import bounce, drivers, retry
+from exim_py.delivery import bounce, drivers, durable, retry
 from exim_py.delivery.address import Address, RouterResult, OK, DEFER, FAIL, DISCARD, REROUTED
 from exim_py.delivery.context import DeliveryContext, Message
 from exim_py.delivery import hints as hintsdb
@@ -106,6 +106,7 @@ class _Delivery:
         self.complete = False         # every recipient done: log Completed and remove
         self.freeze = False           # an address asked for the message to be frozen
         self.timed_out = []           # failed because their retry time ran out
+        self.remote = []              # batches for remote transports (run on the reactor)
 
     @defer.inlineCallbacks
     def run(self):
@@ -118,17 +119,20 @@ class _Delivery:
 
     @defer.inlineCallbacks
     def _run(self):
-        from exim_py.spool import MessageLocked, MessageMissing
         try:
-            self.lock = yield threads.deferToThread(self.spool.lock, self.message_id)
-        except MessageLocked:
-            self.outcome.locked = True
-            return self.outcome
-        except MessageMissing:
-            self.outcome.missing = True
-            return self.outcome
-        try:
-            yield self._run_locked()
+            # Locking, reading, routing and every local delivery happen in
+            # one worker thread; only remote deliveries and the delivery of
+            # bounces come back to the reactor (thread hand-offs cost more
+            # than the work of a small local delivery).
+            plan = yield threads.deferToThread(self._attempt)
+            if plan is not None and self.remote:
+                limit = max(int(self.config.main.get("remote_max_parallel") or 1), 1)
+                sem = defer.DeferredSemaphore(limit)
+                yield defer.DeferredList([sem.run(self._remote_batch, batch)
+                                          for batch in self.remote], consumeErrors=True)
+                yield threads.deferToThread(self._finish, plan)
+            if plan is not None:
+                self.outcome.bounces.extend(self.ctx.created)
             # Reports are delivered before this message is finished with, as
             # Exim's child process delivers them before its parent logs
             # "Completed"; failures were recorded once the reports were queued.
@@ -136,30 +140,64 @@ class _Delivery:
                 for bounce_id in self.outcome.bounces:
                     yield deliver_message(self.config, self.spool, bounce_id, self.logger,
                                           self.hints, clock=self.clock)
-            if self.complete:
+            if self.complete and not self.outcome.completed:
                 yield threads.deferToThread(self._complete)
         finally:
-            self.lock.release()
+            if self.lock is not None:
+                self.lock.release()
         return self.outcome
 
     def _complete(self):
         self.log.main("Completed")
-        self.spool.remove(self.message_id)
+        # Every recipient is in the -J journal, durably: the unlinks need no sync.
+        self.spool.remove(self.message_id, sync=False)
         self.outcome.completed = True
+        # Closing the last descriptor of the unlinked -D file frees its
+        # blocks, which takes milliseconds: keep it off the reactor.
+        self.lock.release()
 
-    @defer.inlineCallbacks
-    def _run_locked(self):
-        from exim_py.spool import MessageMissing
+    def _attempt(self):
+        """The blocking part of the attempt (runs in a worker thread): lock,
+        read, route, record routing outcomes, run the local transports and,
+        when nothing is left for remote transports, finish (and complete,
+        when no bounce has to be delivered first).  Returns the plan, or None
+        when there is nothing to deliver."""
+        from exim_py.spool import MessageLocked, MessageMissing
         try:
-            envelope = yield threads.deferToThread(self.spool.read, self.message_id)
+            self.lock = self.spool.lock(self.message_id)
+        except MessageLocked:
+            self.outcome.locked = True
+            return None
         except MessageMissing:
             self.outcome.missing = True
-            return
+            return None
+        plan = self._route_locked()
+        if plan is None:
+            return None
+        self._record_routing(plan)
+        local, self.remote = _group(plan.routed, self.ctx)
+        for batch in local:
+            self._local_batch(batch)
+        if not self.remote:
+            self._finish(plan)
+            if self.complete and not (self.deliver_bounces
+                                      and (self.outcome.bounces or self.ctx.created)):
+                self._complete()
+        return plan
+
+    def _route_locked(self):
+        """Read the locked message and route it; None when it is not to be delivered now."""
+        from exim_py.spool import MessageMissing
+        try:
+            envelope = self.spool.read(self.message_id)
+        except MessageMissing:
+            self.outcome.missing = True
+            return None
         except Exception as e:   # a damaged -H file: leave it for the administrator
             self.logger.main("Spool read error for %s-H: %s" % (self.message_id, e),
                              self.message_id)
             self.outcome.error = str(e)
-            return
+            return None
         message = Message(self.message_id, envelope, self.spool.body_path(self.message_id))
         ctx = DeliveryContext(self.config, spool=self.spool, logger=self.logger,
                               message=message, hints=self.hints, clock=self.clock,
@@ -174,19 +212,13 @@ class _Delivery:
         ctx.delivery_log = self.log      # transports' own lines reach the message log too
 
         if envelope.frozen and not self.thaw:
-            process = yield threads.deferToThread(self._frozen_timeouts)
-            if not process:
+            if not self._frozen_timeouts():
                 self.outcome.frozen = True
-                return
+                return None
         if envelope.frozen and self.thaw:
             envelope.frozen = False
             self.log.main("Unfrozen by forced delivery")
-
-        plan = yield threads.deferToThread(self._route_all)
-        yield threads.deferToThread(self._record_routing, plan)
-        yield self._transport_all(plan)
-        yield threads.deferToThread(self._finish, plan)
-        self.outcome.bounces.extend(ctx.created)
+        return self._route_all()
 
     # -- frozen messages ------------------------------------------------------
 
@@ -318,34 +350,22 @@ class _Delivery:
 
     # -- transports -------------------------------------------------------------
 
-    @defer.inlineCallbacks
-    def _transport_all(self, plan):
-        local, remote = _group(plan.routed, self.ctx)
-        for batch in local:
-            yield self._one_batch(batch)
-        limit = max(int(self.config.main.get("remote_max_parallel") or 1), 1)
-        sem = defer.DeferredSemaphore(limit)
-        yield defer.DeferredList([sem.run(self._one_batch, batch) for batch in remote],
-                                 consumeErrors=True)
-
-    @defer.inlineCallbacks
-    def _one_batch(self, batch):
+    def _local_batch(self, batch):
+        """Deliver one batch through a local transport, in the calling
+        (worker) thread, and record the outcome."""
         transport = batch[0].transport
         forbidden = [a for a in batch if a.forbidden]
         if forbidden:
             for a in forbidden:
                 a.set_result(FAIL, "delivery to %s forbidden" % ("pipe" if a.is_pipe else "file"))
-            yield threads.deferToThread(self._record, forbidden)
+            self._record(forbidden)
             batch = [a for a in batch if not a.forbidden]
             if not batch:
                 return
         if self.dont_deliver:
-            for a in batch:
-                a.set_result(OK)
-                a.suppressed = True
-            yield threads.deferToThread(self._record, batch)
+            self._suppress(batch)
             return
-        if not self.force and not transport.remote:
+        if not self.force:
             usable = [a for a in batch if retry.retry_time_reached(
                 self.ctx, "T:%s@%s" % (a.local_part, a.domain))]
             skipped = [a for a in batch if a not in usable]
@@ -353,54 +373,68 @@ class _Delivery:
                 a.set_result(DEFER, "Retry time not yet reached", errno=-53)
                 a.retry_skipped = True
                 self.outcome.deferred.append(a)
-            if skipped:
-                yield threads.deferToThread(self._log_all, skipped)
+            self._log_all(skipped)
             batch = usable
-            if not batch:
-                return
-        if not transport.remote:
-            batch = yield self._never_users(transport, batch)
-            if not batch:
-                return
-        started = self.ctx.now()
+        batch = self._never_users(transport, batch)
+        if not batch:
+            return
+        _stamp(batch, "delivery_started", self.ctx.now())
+        try:
+            _deliver_blocking(transport, self.message, batch, self.ctx)
+        except Exception as e:   # a transport bug must not lose the message
+            self._transport_failed(transport, batch, e)
+        if transport.options["shadow_transport"]:
+            self._shadow(transport, batch)
+        _stamp(batch, "delivery_time", self.ctx.now())
         for a in batch:
-            a.delivery_started = started
+            # Bounces do not reveal why a local delivery failed (as Exim).
+            if a.result is FAIL and a.user_message is None and \
+                    not (a.return_output and a.message == "return message generated"):
+                a.user_message = "local delivery failed"
+        self._record(batch)
+
+    @defer.inlineCallbacks
+    def _remote_batch(self, batch):
+        """Deliver one batch through a remote transport (on the reactor)."""
+        if self.dont_deliver:
+            yield threads.deferToThread(self._suppress, batch)
+            return
+        transport = batch[0].transport
+        _stamp(batch, "delivery_started", self.ctx.now())
         try:
             yield defer.maybeDeferred(transport.deliver, self.message, batch, self.ctx)
         except Exception as e:   # a transport bug must not lose the message
-            self.logger.panic("%s transport failed unexpectedly: %r" % (transport.name, e),
-                              self.message_id)
-            for a in batch:
-                if a.result is not OK:
-                    a.set_result(DEFER, "transport error: %s" % e)
-        if not transport.remote and transport.options["shadow_transport"]:
-            yield self._shadow(transport, batch)
-        finished = self.ctx.now()
-        for a in batch:
-            a.delivery_time = finished
-        if not transport.remote:
-            # Bounces do not reveal why a local delivery failed (as Exim).
-            for a in batch:
-                if a.result is FAIL and a.user_message is None and \
-                        not (a.return_output and a.message == "return message generated"):
-                    a.user_message = "local delivery failed"
+            self._transport_failed(transport, batch, e)
+        _stamp(batch, "delivery_time", self.ctx.now())
         yield threads.deferToThread(self._record, batch)
 
-    @defer.inlineCallbacks
+    def _suppress(self, batch):
+        """-N: every address counts as delivered, and nothing is delivered."""
+        for a in batch:
+            a.set_result(OK)
+            a.suppressed = True
+        self._record(batch)
+
+    def _transport_failed(self, transport, batch, e):
+        self.logger.panic("%s transport failed unexpectedly: %r" % (transport.name, e),
+                          self.message_id)
+        for a in batch:
+            if a.result is not OK:
+                a.set_result(DEFER, "transport error: %s" % e)
+
     def _never_users(self, transport, batch):
         """Defer the addresses whose local delivery would run as a user on
         the never_users lists (root always), as Exim's deliver_local does:
         a panic-log line, then "defer (-29)".  Returns the others."""
-        texts = yield threads.deferToThread(
-            lambda: [local.refused_user(transport, a, self.ctx) for a in batch])
+        texts = [local.refused_user(transport, a, self.ctx) for a in batch]
         refused = [(a, text) for a, text in zip(batch, texts) if text is not None]
         for a, text in refused:
             self.logger.panic(text, self.message_id)
             a.set_result(DEFER, text, errno=ERRNO_UIDWRONG)
             a.add_retry("T:%s@%s" % (a.local_part, a.domain), error="*", message=text)
         if refused:
-            yield threads.deferToThread(self._record, [a for a, _ in refused])
-        defer.returnValue([a for a, text in zip(batch, texts) if text is None])
+            self._record([a for a, _ in refused])
+        return [a for a, text in zip(batch, texts) if text is None]
 
     def _routing_retry_pending(self, addr):
         """In a queue run (not forced), an address whose routing retry time
@@ -429,7 +463,6 @@ class _Delivery:
         for a in addresses:
             self.log.result(a)
 
-    @defer.inlineCallbacks
     def _shadow(self, transport, batch):
         """Run a local transport's shadow_transport for what it delivered
         (if shadow_condition allows); its outcome only adds ST= to the log."""
@@ -457,7 +490,7 @@ class _Delivery:
             copies.append((a, copy))
         for original, copy in copies:
             try:
-                yield defer.maybeDeferred(shadow.deliver, self.message, [copy], self.ctx)
+                _deliver_blocking(shadow, self.message, [copy], self.ctx)
             except Exception as e:
                 self.logger.panic("shadow transport %s failed: %s" % (name, e), self.message_id)
                 continue
@@ -471,8 +504,7 @@ class _Delivery:
             if a.state == "discarded":
                 a.finished = True
                 self.log.discarded(a)
-                self.spool.mark_delivered(self.message_id, [unique_of(a)])
-                self.envelope.non_recipients.add(unique_of(a))
+                self._mark([unique_of(a)])
                 continue
             if a.result is DEFER and a.setup_error is None and not a.routing_skipped:
                 # Routing deferrals are timed by the retry rules too (key R:domain).
@@ -500,6 +532,13 @@ class _Delivery:
         return ignore is not None and \
             self.ctx.now() - self.envelope.received_time > ignore
 
+    def _mark(self, uniques):
+        """Record finished addresses in the -J journal, durably, before they
+        are logged; concurrent deliveries share the flush (durable.py)."""
+        if uniques:
+            self.spool.mark_delivered(self.message_id, uniques, durable=durable.GROUP.sync)
+            self.envelope.non_recipients.update(uniques)
+
     def _record(self, batch, routing=False):
         """Apply retry rules, record finished addresses durably, then log them."""
         retry.update(self.ctx, batch)
@@ -507,9 +546,7 @@ class _Delivery:
         finished = [unique_of(a) for a in batch if a.result is OK]
         for a in batch:
             a.finished = a.result is OK or (a.result is FAIL and self._bounceable(a))
-        if finished:
-            self.spool.mark_delivered(self.message_id, finished)
-            self.envelope.non_recipients.update(finished)
+        self._mark(finished)
         first = True
         for a in batch:
             self.log.result(a, first or routing, routing=routing)
@@ -549,16 +586,12 @@ class _Delivery:
         if failed:
             self._bounce(failed)
         finished = [unique_of(a) for a in self.outcome.failed if a.finished]
-        if finished:
-            self.spool.mark_delivered(self.message_id, finished)
-            self.envelope.non_recipients.update(finished)
+        self._mark(finished)
         self._one_time(plan)
         # An original recipient is done when nothing it generated is pending.
         done_tops = [t.address for t in plan.top
                      if t.address not in self.envelope.non_recipients and is_final(t)]
-        if done_tops:
-            self.spool.mark_delivered(self.message_id, done_tops)
-            self.envelope.non_recipients.update(done_tops)
+        self._mark(done_tops)
         for parent in plan.parents:
             if parent.parent is not None and is_final(parent):
                 self.log.msglog("%s: children all complete" % parent.address)
@@ -660,6 +693,22 @@ def is_final(addr):
     else:
         done = addr.finished
     return done
+
+
+def _deliver_blocking(transport, message, batch, ctx):
+    """Run a local transport from a worker thread: its blocking form
+    (``deliver_blocking``, HACKING.rst), else its ``deliver`` on the reactor."""
+    blocking = getattr(transport, "deliver_blocking", None)
+    if blocking is not None:
+        return blocking(message, batch, ctx)
+    from twisted.internet import reactor
+    return threads.blockingCallFromThread(reactor, transport.deliver, message, batch, ctx)
+
+
+def _stamp(batch, attribute, when):
+    """Set the start or end time of a delivery (for DT= and QT=)."""
+    for a in batch:
+        setattr(a, attribute, when)
 
 
 def _group(addresses, ctx):

@@ -49,13 +49,23 @@ def for_spool(spool_directory):
 
 
 class HintsDB:
-    """The hints databases of one spool directory, safe to share across threads."""
+    """The hints databases of one spool directory, safe to share across threads.
+
+    Most keys have no record (a delivery that works deletes its key), so the
+    keys known to be absent are remembered: a successful delivery then costs
+    no database write.  That knowledge is dropped whenever another
+    connection, in this process or another, has committed a change (SQLite's
+    ``PRAGMA data_version``), and whenever this object writes.
+    """
 
     def __init__(self, spool_directory):
         self.directory = os.path.join(spool_directory, "db")
         os.makedirs(self.directory, exist_ok=True)
         self.path = os.path.join(self.directory, "retry.sqlite")
         self._local = threading.local()
+        self._absent = set()
+        self._generation = 0      # bumped by every change the absent set may have missed
+        self._absent_lock = threading.Lock()
         with self._conn() as c:
             c.execute("CREATE TABLE IF NOT EXISTS retry (key TEXT PRIMARY KEY,"
                       " first_failed INTEGER, last_try INTEGER, next_try INTEGER,"
@@ -68,14 +78,41 @@ class HintsDB:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
+            self._local.version = None
         return conn
+
+    def _fresh_conn(self):
+        """This thread's connection, after forgetting absences if anything
+        was committed since this thread last looked."""
+        conn = self._conn()
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._local.version:
+            self._local.version = version
+            self._changed()
+        return conn
+
+    def _changed(self, key=None):
+        with self._absent_lock:
+            if key is None:
+                self._absent.clear()
+            else:
+                self._absent.discard(key)
+            self._generation += 1
 
     def get_retry(self, key):
         """The RetryRecord for ``key``, or None."""
-        row = self._conn().execute(
+        conn = self._fresh_conn()
+        if key in self._absent:
+            return None
+        generation = self._generation
+        row = conn.execute(
             "SELECT key, first_failed, last_try, next_try, expired, basic_errno,"
             " more_errno, text FROM retry WHERE key = ?", (key,)).fetchone()
         if row is None:
+            with self._absent_lock:
+                # not if a write (ours or another's) may have come in between
+                if generation == self._generation:
+                    self._absent.add(key)
             return None
         return RetryRecord(row[0], row[1], row[2], row[3], bool(row[4]), row[5], row[6], row[7])
 
@@ -85,10 +122,14 @@ class HintsDB:
                       (record.key, int(record.first_failed), int(record.last_try),
                        int(record.next_try), int(record.expired), record.basic_errno or 0,
                        record.more_errno or 0, record.text or ""))
+        self._changed(record.key)
 
     def delete_retry(self, key):
+        if self.get_retry(key) is None:
+            return
         with self._conn() as c:
             c.execute("DELETE FROM retry WHERE key = ?", (key,))
+        self._changed(key)
 
     def retry_records(self):
         """Every retry record (for exinext-style listing and tests)."""

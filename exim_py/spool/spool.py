@@ -279,12 +279,14 @@ class Spool:
         if os.path.exists(journal):
             os.unlink(journal)   # folded into the -H just written
 
-    def mark_delivered(self, message_id, addresses):
+    def mark_delivered(self, message_id, addresses, durable=None):
         """Record ``addresses`` (one or a list) as delivered, durably, in the -J journal.
 
         As Exim during a delivery: the lines are appended and fsync'ed (the
         directory too when the journal is new); read() applies them and
-        write_header() folds them into -H and deletes the journal.
+        write_header() folds them into -H and deletes the journal.  A
+        ``durable(path)`` callable (the delivery engine's group commit)
+        replaces those fsyncs.
         """
         if isinstance(addresses, str):
             addresses = [addresses]
@@ -295,21 +297,31 @@ class Spool:
             if new and self.owner is not None:
                 os.fchown(fd, *self.owner)
             os.write(fd, b"".join(spoolformat.encode(a) + b"\n" for a in addresses))
-            os.fsync(fd)
+            if durable is None:
+                os.fsync(fd)
         finally:
             os.close(fd)
-        if new:
+        if durable is not None:
+            durable(path)
+        elif new:
             _fsync_directory(os.path.dirname(path))
 
-    def remove(self, message_id):
-        """Take a message off the queue: -H first (then it no longer exists), then the rest."""
+    def remove(self, message_id, sync=True):
+        """Take a message off the queue: -H first (then it no longer exists), then the rest.
+
+        ``sync=False`` skips the directory fsync, for a delivery whose -J
+        journal already records every recipient durably (as Exim, which
+        does not sync the unlinks: a message that comes back after a crash
+        has nothing left to deliver).
+        """
         for path in (self.header_path(message_id), self.body_path(message_id),
                      self._find(message_id, "-J"), self.msglog_path(message_id)):
             try:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
-        _fsync_directory(self.input_dir(message_id))
+        if sync:
+            _fsync_directory(self.input_dir(message_id))
 
     # -- reading ------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import time
 
 from exim_py.config.options import BOOL, INT, OCTINT, STRING, TIME, Option, OptionTable
 from exim_py.delivery.address import OK, DEFER
+from exim_py.delivery.durable import GROUP
 from exim_py.errors import ExpansionError, ForcedFail
 from exim_py.transports import local
 from exim_py.transports.base import TransportBase
@@ -354,15 +355,18 @@ class Transport(TransportBase):
             try:
                 local.give_fd(fd, uid, gid)
                 _write_all(fd, data)
-                os.fsync(fd)
             except OSError:
                 os.close(fd)
                 os.unlink(tmp)
                 raise
             os.close(fd)
+            # The copy is durable before it appears in new/, and its name in
+            # new/ before the delivery is recorded; concurrent deliveries
+            # share these flushes (delivery/durable.py).
+            GROUP.sync(tmp)
             final = os.path.join(path, "new", name + tag)
             os.rename(tmp, final)
-            local.fsync_dir(os.path.join(path, "new"))
+            GROUP.sync(final)
             return
         raise _Failure(DEFER, "failed to create a unique file in %s/tmp" % path)
 
@@ -375,14 +379,15 @@ class Transport(TransportBase):
         try:
             local.give_fd(fd, uid, gid)
             _write_all(fd, data)
-            os.fsync(fd)
             inode = os.fstat(fd).st_ino
         finally:
             os.close(fd)
+        GROUP.sync(tmp)
         name = ctx.expand(self.options["directory_file"], addr, transport=self,
                           extra={"inode": str(inode)})
-        os.rename(tmp, os.path.join(path, name))
-        local.fsync_dir(path)
+        final = os.path.join(path, name)
+        os.rename(tmp, final)
+        GROUP.sync(final)
 
 
 # A fixed set of locks, chosen by the mailbox's path: bounded memory, and two

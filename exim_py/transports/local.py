@@ -117,11 +117,3 @@ def give(path, uid, gid):
 def give_fd(fd, uid, gid):
     if uid is not None and os.geteuid() == 0:
         os.fchown(fd, uid, gid if gid is not None else -1)
-
-
-def fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
