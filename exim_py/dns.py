@@ -218,6 +218,37 @@ def _classify(exc):
     return AGAIN
 
 
+def search_list():
+    """The resolver's search domains: $LOCALDOMAIN (as the C resolver reads
+    it), else the domain/search lines of /etc/resolv.conf."""
+    import os
+    env = os.environ.get("LOCALDOMAIN")
+    if env is not None:
+        return env.split()
+    try:
+        r = dns.resolver.Resolver(configure=True)
+    except dns.resolver.NoResolverConfiguration:
+        return []
+    names = list(r.search) or ([r.domain] if r.domain and r.domain != dns.name.root else [])
+    return [n.to_text(omit_final_dot=True) for n in names if n != dns.name.root]
+
+
+def candidate_names(name, qualify_single, search_parents):
+    """The names the C resolver would try for ``name`` (its res_search):
+    with RES_DEFNAMES (``qualify_single``) a name without a dot gets the
+    search domains; with RES_DNSRCH (``search_parents``) so does a name with
+    dots, after the name as it is."""
+    if name.endswith("."):
+        return [name.rstrip(".")]
+    dotted = "." in name
+    out = [name] if dotted else []
+    if (not dotted and qualify_single) or (dotted and search_parents):
+        out.extend("%s.%s" % (name, domain) for domain in search_list())
+    if not dotted:
+        out.append(name)
+    return out
+
+
 def reverse_name(ip):
     """The in-addr.arpa / ip6.arpa name for address ``ip`` (no final dot)."""
     return dns.reversename.from_address(ip).to_text(omit_final_dot=True)

@@ -8,6 +8,14 @@ MX hosts, it and every host of equal or lower priority are dropped; when it
 is the most preferred, the generic ``self`` option decides.  A domain that
 does not exist makes the router decline (after trying ``widen_domains``); a
 temporary DNS failure defers (or passes, with ``pass_on_timeout``).
+
+``check_srv`` looks for SRV records of the named services first (RFC 2782
+order: priority, then weighted random; a lone "." target means no such
+service).  ``qualify_single`` and ``search_parents`` let a domain be
+completed with the resolver's search domains, as the C resolver's
+RES_DEFNAMES and RES_DNSRCH do; a completed domain reroutes the address.
+``same_domain_copy_routing`` gives later addresses of the message with the
+same domain the hosts found for the first one.
 """
 
 import random
@@ -15,7 +23,7 @@ import random
 from exim_py.config.options import BOOL, DOMAINLIST, LIST, STRING, Option, OptionTable
 from exim_py.delivery.address import Address, Host, RouterResult, OK, DECLINE, DEFER, FAIL, \
     PASS, REROUTED
-from exim_py.errors import LookupDefer
+from exim_py.errors import ExpansionError, ForcedFail, LookupDefer
 from exim_py.routers import hostlist
 from exim_py.routers.base import RouterBase, apply_self, host_is_local
 
@@ -48,24 +56,57 @@ class Router(RouterBase):
 
     def route(self, addr, ctx):
         from exim_py import dns
+        copied = self._copied_routing(addr, ctx)
+        if copied is not None:
+            return self._finish(addr, ctx, copied)
         resolver = dns.get_resolver(ctx.config)
         ipv4_only = (self.expand_opt("ipv4_only", addr, ctx) or "").strip().lower() \
             in ("1", "yes", "true")
         try:
-            hosts, why = self._find_hosts(addr.domain, addr, ctx, resolver, ipv4_only)
+            services = self._services(addr, ctx)
+        except ExpansionError as e:
+            return RouterResult(DEFER, 'failed to expand "%s": %s'
+                                % (self.options["check_srv"], e))
+        hosts, why, found_name = None, "unknown domain", addr.domain
+        try:
+            for name in dns.candidate_names(addr.domain, self.options["qualify_single"],
+                                            self.options["search_parents"]):
+                hosts, why = self._find_hosts(name, addr, ctx, resolver, ipv4_only, services)
+                if hosts is not None or why == "no such service":
+                    found_name = name
+                    break
         except LookupDefer as e:
             if self.options["pass_on_timeout"]:
                 return RouterResult(PASS)
             if self._in_list("fail_defer_domains", addr.domain, addr, ctx):
                 return RouterResult(FAIL, str(e))
             return RouterResult(DEFER, str(e))
+        if why == "no such service":
+            return RouterResult(DECLINE, why)
         if hosts is None:
-            return self._widen(addr, ctx, resolver, ipv4_only, why)
+            return self._widen(addr, ctx, resolver, ipv4_only, why, services)
+        if found_name.lower() != addr.domain.lower():
+            # The resolver completed the domain: route the full address.
+            child = Address("%s@%s" % (addr.local_part, found_name), parent=addr)
+            return RouterResult(REROUTED, new=[child])
         return self._finish(addr, ctx, hosts)
 
-    def _find_hosts(self, domain, addr, ctx, resolver, ipv4_only):
+    def _services(self, addr, ctx):
+        """The check_srv service names (none when unset or forced to fail)."""
+        try:
+            text = self.expand_opt("check_srv", addr, ctx)
+        except ForcedFail:
+            return []
+        from exim_py.match import iter_list
+        return [s for s in iter_list(text or "") if s]
+
+    def _find_hosts(self, domain, addr, ctx, resolver, ipv4_only, services=()):
         """(hosts, reason): hosts None when the domain has no usable records."""
         from exim_py import dns
+        for service in services:
+            srv = self._srv_hosts(service, domain, addr, ctx, resolver, ipv4_only)
+            if srv is not None:
+                return srv
         answer = resolver.query(domain, "MX")
         if answer.status == dns.AGAIN:
             raise LookupDefer('DNS lookup of "%s" (MX) gave a temporary error' % domain)
@@ -93,14 +134,56 @@ class Router(RouterBase):
             return None, "unknown domain"
         return [Host(domain, ip) for ip in ips], None
 
-    def _widen(self, addr, ctx, resolver, ipv4_only, why):
+    def _srv_hosts(self, service, domain, addr, ctx, resolver, ipv4_only):
+        """(hosts, reason) from the SRV records of _service._tcp.domain, or
+        None when there are none (MX records are then looked for)."""
+        from exim_py import dns
+        name = "_%s._tcp.%s" % (service, domain)
+        answer = resolver.query(name, "SRV")
+        if answer.status == dns.AGAIN:
+            if self._in_list("srv_fail_domains", domain, addr, ctx):
+                return None
+            raise LookupDefer('DNS lookup of "%s" (SRV) gave a temporary error' % name)
+        if answer.status != dns.FOUND or not answer.records:
+            return None
+        targets = [r.target.to_text(omit_final_dot=True) for r in answer.records]
+        if len(answer.records) == 1 and targets[0] in ("", "."):
+            return [], "no such service"
+        hosts = []
+        for r in srv_order(answer.records):
+            target = r.target.to_text(omit_final_dot=True)
+            for ip in resolver.addresses(target, ipv4_only=ipv4_only):
+                hosts.append(Host(target, ip, port=r.port, mx=r.priority))
+        if not hosts:
+            return [], "all relevant SRV records point to non-existent hosts"
+        return hosts, None
+
+    def _copied_routing(self, addr, ctx):
+        """same_domain_copy_routing: the hosts an earlier address of this
+        message with the same domain was routed to by this router, if any."""
+        if not self.options["same_domain_copy_routing"]:
+            return None
+        hosts = ctx.__dict__.get("_copied_routes", {}).get((self.name, addr.domain.lower()))
+        return [Host(h.name, h.address, port=h.port, mx=h.mx) for h in hosts] \
+            if hosts is not None else None
+
+    def _remember_routing(self, addr, ctx):
+        # Only unchanged routing may be copied: no header changes (spec).
+        if self.options["same_domain_copy_routing"] and addr.transport is not None and \
+                addr.transport.remote and not self.options["headers_add"] and \
+                not self.options["headers_remove"]:
+            routes = ctx.__dict__.setdefault("_copied_routes", {})
+            routes.setdefault((self.name, addr.domain.lower()), list(addr.host_list))
+
+    def _widen(self, addr, ctx, resolver, ipv4_only, why, services=()):
         """widen_domains: try the domain with each suffix; a hit reroutes the address."""
         text = self.options["widen_domains"]
         if text:
             for suffix in [s.strip() for s in text.split(":") if s.strip()]:
                 wider = "%s.%s" % (addr.domain, suffix)
                 try:
-                    hosts, _ = self._find_hosts(wider, addr, ctx, resolver, ipv4_only)
+                    hosts, _ = self._find_hosts(wider, addr, ctx, resolver, ipv4_only,
+                                                services)
                 except LookupDefer:
                     continue
                 if hosts:
@@ -134,4 +217,26 @@ class Router(RouterBase):
         if failed is not None:
             return failed
         addr.host_list = hosts
+        self._remember_routing(addr, ctx)
         return RouterResult(OK)
+
+
+def srv_order(records):
+    """SRV records in RFC 2782 order: by priority, and within one priority
+    by repeated weighted random choice (weight 0 rarely first)."""
+    out = []
+    by_priority = {}
+    for r in records:
+        by_priority.setdefault(r.priority, []).append(r)
+    for priority in sorted(by_priority):
+        group = sorted(by_priority[priority], key=lambda r: r.weight)
+        while group:
+            total = sum(r.weight for r in group)
+            pick = random.randint(0, total)
+            running = 0
+            for i, r in enumerate(group):
+                running += r.weight
+                if running >= pick:
+                    out.append(group.pop(i))
+                    break
+    return out
