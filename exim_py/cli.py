@@ -75,7 +75,8 @@ class Invocation:
         self.oM = {}                   # every -oM? value, keyed by the letter(s)
         self.argv0 = "exim_py"
         self.no_labels = False         # -n with -bP
-        self.filter_file = None        # -bf / -bF FILE
+        self.filter_file = None        # -bf FILE
+        self.system_filter_file = None  # -bF FILE
         self.filter_local_part = None  # -bfl, -bfd, -bfp, -bfs: the -bf recipient
         self.filter_domain = None
         self.filter_prefix = None
@@ -161,8 +162,9 @@ def parse_args(argv):
             inv.mode, inv.mode_flag = "host_check", a
             inv.host_check_address = take(a)
         elif a in ("-bf", "-bF"):
+            # Both may be given: the system filter is tested first.
             inv.mode, inv.mode_flag = "filter_test", a
-            inv.filter_file = take(a)
+            setattr(inv, "filter_file" if a == "-bf" else "system_filter_file", take(a))
         elif a in ("-bfd", "-bfl", "-bfp", "-bfs"):
             name = {"d": "domain", "l": "local_part", "p": "prefix", "s": "suffix"}[a[3]]
             setattr(inv, "filter_" + name, take(a))

@@ -240,6 +240,16 @@ testprint "not reached"
                      'testprint "$h_x-filtered: [$h_subject:]"\nheaders charset UTF-8\n',
                      flag="-bF")
 
+    def test_system_then_user_filter(self):
+        """-bF with -bf: the system filter's header changes and $n values
+        ($sn0..$sn9) are seen by the user's filter."""
+        system = os.path.join(self.dir, "system")
+        with open(system, "w") as f:
+            f.write('add 3 to n1\nheaders add "X-S: 1"\n')
+        out = self.compare('# Exim filter\ntestprint "sn1=$sn1 n1=$n1 xs=$h_x-s:"\n',
+                           args=["-bF", system])
+        self.assertIn("Testprint: sn1=3 n1=0 xs=1", out)
+
     def test_headers_only_in_system_filter(self):
         """headers add in a user filter is a syntax error."""
         self.compare('# Exim filter\nheaders add "X-A: b"\n')

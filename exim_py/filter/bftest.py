@@ -127,36 +127,50 @@ def _home():
         return ""
 
 
-def filter_test_mode(inv):
-    """The -bf / -bF mode function (see exim_py.cli.MODES)."""
-    path = inv.filter_file
+def _read_filter(path):
     try:
         with open(path, "rb") as f:
-            text = f.read().decode("latin-1")
+            return f.read().decode("latin-1")
     except OSError as e:
         sys.stderr.write("exim: failed to open %s: %s\n" % (path, os.strerror(e.errno)))
+        return None
+
+
+def filter_test_mode(inv):
+    """The -bf / -bF mode function (see exim_py.cli.MODES)."""
+    paths = [(p, system) for p, system in ((inv.system_filter_file, True),
+                                           (inv.filter_file, False)) if p]
+    texts = [_read_filter(path) for path, _ in paths]
+    if None in texts:
         return 1
     config = _load_config(inv)
     ctx = build_context(inv, config)
     ctx.first_delivery = True
     message_id, qualify = _envelope(inv, ctx, config, _out)
-    system = inv.mode_flag == "-bF"
-    kind = filter_type(text) or ("exim" if system else None)
-    _out('Testing %s file "%s"\n' % ({"exim": "Exim filter", "sieve": "Sieve filter"}
-                                     .get(kind, "forward file"), path))
-    if kind is None:
-        return _forward_file(text, ctx, qualify)
-    if kind == "sieve":
-        _out("Filter error: Sieve filters are not supported by exim_py")
-        return 1
-    interpreter = Interpreter(ctx, system=system,
-                              allowed=("defer", "fail", "freeze") if system else (),
-                              test=_out, message_id=message_id, qualify=qualify)
-    result = interpreter.run(text)
-    if result.code == ERROR:
-        _out("Filter error: %s" % result.message)
-        return 1
-    _out(_ENDINGS[result.code])
+    numbers = None
+    for (path, system), text in zip(paths, texts):
+        kind = filter_type(text) or ("exim" if system else None)
+        _out('Testing %s file "%s"\n' % ({"exim": "Exim filter", "sieve": "Sieve filter"}
+                                          .get(kind, "forward file"), path))
+        if kind is None:
+            status = _forward_file(text, ctx, qualify)
+            if status:
+                return status
+            continue
+        if kind == "sieve":
+            _out("Filter error: Sieve filters are not supported by exim_py")
+            return 1
+        interpreter = Interpreter(ctx, system=system,
+                                  allowed=("defer", "fail", "freeze") if system else (),
+                                  test=_out, message_id=message_id, qualify=qualify,
+                                  sn=numbers)
+        result = interpreter.run(text)
+        if result.code == ERROR:
+            _out("Filter error: %s" % result.message)
+            return 1
+        _out(_ENDINGS[result.code])
+        if system:
+            numbers = result.numbers
     return 0
 
 
