@@ -515,6 +515,20 @@ class Interpreter:
         return False
 
 
+def body_for_variables(message, visible):
+    """Enough of ``message``'s body for $message_body and $message_body_end
+    (its first and last ``visible`` bytes), as text, read from the -D file."""
+    if message is None or message.body_path is None:
+        return None
+    with message.open_body() as f:
+        head = f.read(visible)
+        size = message.body_size()
+        if size > 2 * visible:
+            f.seek(-visible, os.SEEK_END)
+        tail = f.read()
+    return (head + tail).decode("latin-1")
+
+
 def _c_integer(text):
     """strtol(text, 0): decimal, 0x hex or 0 octal, with an optional sign."""
     m = re.match(r"\s*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$", text)

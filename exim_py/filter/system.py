@@ -16,7 +16,7 @@ of routing ``plan.top`` as it stands.
 
 from exim_py.delivery.address import Address, FAIL
 from exim_py.filter.interpreter import (DEFER, DELIVERED, ERROR, FREEZE,
-                                        FAIL as FILTER_FAIL, Interpreter)
+                                        FAIL as FILTER_FAIL, Interpreter, body_for_variables)
 
 # The parent the log shows for what the system filter set up: "<system-filter>".
 PARENT_NAME = "system-filter"
@@ -40,6 +40,7 @@ def addresses_to_route(delivery, plan):
     ctx = delivery.ctx
     message = delivery.message
     ectx = ctx.expand_context()
+    ectx.body = body_for_variables(message, ectx.main_option("message_body_visible", 500))
     result = Interpreter(ectx, system=True, allowed=("defer", "fail", "freeze"),
                          real_log=True, message_id=message.id,
                          manually_thawed=bool(delivery.thaw),

@@ -17,9 +17,6 @@ from exim_py.delivery.address import (Address, RouterResult, DECLINE, DEFER, FAI
 from exim_py.delivery.addrparse import AddressSyntaxError, extract_address
 from exim_py.errors import ExpansionError, ForcedFail
 from exim_py.filter import filter_type
-from exim_py.filter.interpreter import (DEFER as DEFER_FILTER, DELIVERED, ERROR,
-                                        FAIL as FAIL_FILTER, FREEZE as FREEZE_FILTER,
-                                        Interpreter)
 from exim_py.routers.base import RouterBase
 
 _BOOLS = [
@@ -177,8 +174,13 @@ class Router(RouterBase):
 
     def _filter(self, addr, ctx, data):
         """Run an Exim filter and turn its result into the router's."""
+        # Imported here: loading a configuration needs only the option table.
+        from exim_py.filter.interpreter import (DEFER as DEFER_FILTER, DELIVERED, ERROR,
+                                                FAIL as FAIL_FILTER, FREEZE as FREEZE_FILTER,
+                                                Interpreter, body_for_variables)
         opts = self.options
         ectx = ctx.expand_context(addr)
+        ectx.body = body_for_variables(ctx.message, ectx.main_option("message_body_visible", 500))
         ectx.forbid = frozenset(name for name in ("run", "readfile", "readsocket", "lookup")
                                 if opts["forbid_filter_" + name]) | \
             (frozenset(["exists"]) if opts["forbid_filter_existstest"] else frozenset())
