@@ -53,30 +53,43 @@ begin retry
 """
 
 
-class FilterDeliveryTests(unittest.TestCase):
-    """Messages delivered through a user's Exim filter."""
+class FilterMail:
+    """A mixin for trial tests: a private configuration ``CONFIG`` (VAR its
+    directory), users' filter files, mailboxes read back, deliveries."""
+
+    CONFIG = FILTER_CONFIG
 
     def setUp(self):
-        self.env = MailEnv(self, FILTER_CONFIG, aliases="")
+        self.env = MailEnv(self, self.CONFIG, aliases="")
         os.makedirs(self.env.path("filters"))
-        # The filter's files and pipes run as "nobody".
+        # Filters' files and pipes run as "nobody".
         os.chmod(self.env.dir, 0o777)
 
     def filter(self, user, text):
         with open(self.env.path("filters", user), "w") as f:
             f.write(text.replace("VAR", self.env.dir))
 
-    def mbox(self, name):
+    def messages(self, name):
         path = self.env.path("mail", name)
         if not os.path.exists(path):
             return []
-        return [m["Subject"] for m in mailbox.mbox(path)]
+        return list(mailbox.mbox(path))
+
+    def mbox(self, name):
+        """The subjects of the messages in mailbox ``name``."""
+        return [m["Subject"] for m in self.messages(name)]
 
     @defer.inlineCallbacks
-    def deliver(self, user, subject="test"):
-        message_id = self.env.submit([user], subject=subject)
+    def deliver(self, recipients, subject="test"):
+        if isinstance(recipients, str):
+            recipients = [recipients]
+        message_id = self.env.submit(recipients, subject=subject)
         outcome = yield self.env.deliver(message_id)
-        return outcome
+        return message_id, outcome
+
+
+class FilterDeliveryTests(FilterMail, unittest.TestCase):
+    """Messages delivered through a user's Exim filter."""
 
     @defer.inlineCallbacks
     def test_no_significant_action_means_normal_delivery(self):
@@ -124,7 +137,7 @@ class FilterDeliveryTests(unittest.TestCase):
     def test_fail_bounces_with_filter_text(self):
         """fail ends delivery with the filter's text in the log and bounce."""
         self.filter("jim", '# Exim filter\nfail text "jim has left ($h_subject:)"\n')
-        outcome = yield self.deliver("jim", subject="hello")
+        _, outcome = yield self.deliver("jim", subject="hello")
         self.assertEqual([a.address for a in outcome.failed], ["jim@localdomain"])
         self.assertIn("** jim@localdomain R=userfilter: jim has left (hello)",
                       self.env.mainlog())
@@ -133,7 +146,7 @@ class FilterDeliveryTests(unittest.TestCase):
     def test_defer_keeps_message(self):
         """defer leaves the message on the queue with the filter's reason."""
         self.filter("jim", '# Exim filter\ndefer text "not today"\n')
-        outcome = yield self.deliver("jim")
+        _, outcome = yield self.deliver("jim")
         self.assertEqual([a.address for a in outcome.deferred], ["jim@localdomain"])
         self.assertIn("== jim@localdomain R=userfilter defer (-1): not today",
                       self.env.mainlog())
