@@ -7,41 +7,14 @@ import mailbox
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from tests.test_router_redirect_filter import FilterMail
+from tests.test_router_redirect_filter import FILTER_CONFIG, FilterMail
 
-SYSTEM_CONFIG = """\
-primary_hostname = myhost.test
-qualify_domain = localdomain
-spool_directory = VAR/spool
-log_file_path = VAR/log/%slog
-never_users =
+# The users' filter configuration, with a system filter.
+SYSTEM_CONFIG = FILTER_CONFIG.replace("never_users =\n", """never_users =
 system_filter = VAR/system.filter
 system_filter_file_transport = file
 system_filter_pipe_transport = pipe
-begin routers
-userfilter:
-  driver = redirect
-  domains = localdomain
-  local_parts = dsearch;VAR/filters
-  file = VAR/filters/$local_part_data
-  allow_filter
-  user = nobody
-  file_transport = file
-local:
-  driver = accept
-  domains = localdomain
-  transport = mbox
-begin transports
-mbox:
-  driver = appendfile
-  file = VAR/mail/${local_part}
-file:
-  driver = appendfile
-pipe:
-  driver = pipe
-begin retry
-* * F,1h,10m
-"""
+""")
 
 
 class SystemFilterTests(FilterMail, unittest.TestCase):
