@@ -8,22 +8,27 @@ batches of 1000 share one sync).  exim4 reading these files is itself part
 of the check: its -bpc must count N and its -Mvh must print a message's
 header file, or the script says so.  Then, for each MTA:
 
-- ``-bpc``: wall time of counting the queue (median of 3 runs, warm cache),
-  next to -bpc on an empty spool (the program's start-up cost);
+- ``-bpc``: wall and CPU time of counting the queue (the best of RUNS runs,
+  warm cache), next to -bpc on an empty spool (the program's start-up cost);
 - ``-q``: a foreground queue run is started and the clock stops when the
   first message is in the maildir; the runner's process group is then
-  killed.  This is the latency of a queue run over a big queue (reading the
-  directory, ordering, reading the first -H, delivering), not a throughput.
+  killed and the maildir emptied (the best of RUNS such runs).  This is the
+  latency of a queue run over a big queue (reading the directory, ordering,
+  reading the first -H, delivering), not a throughput.
+
+The best run is the one least disturbed by whatever else the machine is
+doing (as timeit reports); the load average is printed before and after.
 
 Nothing is asserted; every step is bounded by TIMEOUT seconds.  Run as root::
 
     /opt/venv/bin/python bench/queue_scale_bench.py [N]
 
-Environment: MSGS [100000] (or the first argument), TIMEOUT [600],
+Environment: MSGS [100000] (or the first argument), RUNS [5], TIMEOUT [600],
 WORK [/tmp/exim_py-queue-scale], EXIM [/usr/sbin/exim4], KEEP (leave WORK).
 """
 
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -40,6 +45,7 @@ from exim_py.spool import Spool  # noqa: E402
 
 MSGS = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("MSGS", "100000"))
 TIMEOUT = float(os.environ.get("TIMEOUT", "600"))
+RUNS = int(os.environ.get("RUNS", "5"))
 WORK = os.environ.get("WORK", "/tmp/exim_py-queue-scale")
 BATCH = 1000
 
@@ -127,24 +133,44 @@ def first_id(base):
 
 
 def timed(argv):
+    """(wall seconds, CPU seconds (user + system), CompletedProcess) of running ``argv``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     r = subprocess.run(argv, capture_output=True, timeout=TIMEOUT, env=common.child_env())
-    return time.perf_counter() - start, r
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, r
 
 
 def bpc(mta, conf):
-    """(median seconds of 3 -bpc runs, the count printed)."""
-    times, out = [], b""
-    for _ in range(3):
-        seconds, r = timed(common.argv_for(mta, conf, "-bpc"))
-        times.append(seconds)
+    """(best wall seconds, best CPU seconds of RUNS -bpc runs, the count printed)."""
+    walls, cpus, out = [], [], b""
+    for _ in range(RUNS):
+        wall, cpu, r = timed(common.argv_for(mta, conf, "-bpc"))
+        walls.append(wall)
+        cpus.append(cpu)
         out = r.stdout.strip() or r.stderr.strip()
-    return sorted(times)[1], out.decode(errors="replace")
+    return min(walls), min(cpus), out.decode(errors="replace")
 
 
 def first_delivery(mta, base, conf):
-    """Seconds from starting ``-q`` until a message is in the maildir (None: not within TIMEOUT)."""
+    """Best seconds of RUNS queue runs from starting ``-q`` until a message is in
+    the maildir (None: one did not deliver within TIMEOUT)."""
     new = os.path.join(base, "maildir", "b", "new")
+    times = []
+    for _ in range(RUNS):
+        seconds = first_delivery_once(base, conf, mta, new)
+        if seconds is None:
+            return None
+        times.append(seconds)
+        for name in os.listdir(new):
+            os.unlink(os.path.join(new, name))
+    return min(times)
+
+
+def first_delivery_once(base, conf, mta, new):
+    """Seconds until ``-q`` has put a message into ``new`` (None: not within TIMEOUT)."""
     start = time.perf_counter()
     runner = common.start_group(common.argv_for(mta, conf, "-q"), os.path.join(base, "q.stderr"))
     try:
@@ -182,13 +208,14 @@ def main():
     results = {}
     for mta in common.MTAS:
         empty = common.make_tree(os.path.join(WORK, mta + "-empty"))
-        empty_time, _ = bpc(mta, common.write_conf(empty, CONFIG.format(base=empty)))
+        empty_time, empty_cpu, _ = bpc(mta, common.write_conf(empty, CONFIG.format(base=empty)))
         base, conf = bases[mta]
-        count_time, count = bpc(mta, conf)
+        count_time, count_cpu, count = bpc(mta, conf)
         first = first_delivery(mta, base, conf)
         results[mta] = count_time, first
-        print("%-8s -bpc %8.3f s (printed %s; empty spool %.3f s)   -q first delivery %s"
-              % (mta, count_time, count, empty_time,
+        print("%-8s -bpc %8.3f s, CPU %.3f s (printed %s; empty spool %.3f s, CPU %.3f s)"
+              "   -q first delivery %s"
+              % (mta, count_time, count_cpu, count, empty_time, empty_cpu,
                  "%.3f s" % first if first is not None else "none"))
         sys.stdout.flush()
     (ebpc, eq), (pbpc, pq) = results["exim4"], results["exim_py"]
