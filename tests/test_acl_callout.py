@@ -129,3 +129,67 @@ class CalloutDialogueTests(unittest.TestCase):
         self.assertEqual(outcome, ("rcpt", None, None))
         self.assertEqual(received[-3:], ["MAIL FROM:<>", "RCPT TO:<r@two.test>", "QUIT"])
         self.assertEqual(plan.domain["random"], callout.FAIL)
+
+
+def _pipelining_server(replies):
+    """A server offering PIPELINING that reads MAIL and RCPT both before it
+    answers either (as Exim's test 0578 server does): (port, lines, thread)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    received = []
+
+    def serve():
+        conn, _ = listener.accept()
+        with conn, conn.makefile("rwb") as f:
+            f.write(b"220 ready\r\n")
+            f.flush()
+            received.append(f.readline().decode().rstrip("\r\n"))
+            f.write(b"250-hi\r\n250-PIPELINING\r\n250 OK\r\n")
+            f.flush()
+            received.append(f.readline().decode().rstrip("\r\n"))
+            received.append(f.readline().decode().rstrip("\r\n"))
+            f.write("".join(r + "\r\n" for r in replies).encode())
+            f.flush()
+            received.append(f.readline().decode().rstrip("\r\n"))
+            f.write(b"221 bye\r\n")
+            f.flush()
+        listener.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], received, thread
+
+
+class CalloutPipeliningTests(unittest.TestCase):
+    """Callouts pipeline MAIL and RCPT when the host offers PIPELINING."""
+
+    def dialogue(self, replies, co=None, sender=""):
+        port, received, thread = _pipelining_server(replies)
+        co = co or callout.CalloutOptions()
+        co.timeout = 5
+        outcome = callout._dialogue(_Host(), port, None, "h", sender, "z@test.ex", co)
+        thread.join(10)
+        return outcome, received
+
+    def test_mail_and_rcpt_in_one_write(self):
+        """Both commands are sent before any reply is read; a 250 to each
+        verifies the address."""
+        outcome, received = self.dialogue(["250 OK mail", "250 OK rcpt"])
+        self.assertEqual(outcome, ("rcpt", None, None))
+        self.assertEqual(received, ["EHLO h", "MAIL FROM:<>", "RCPT TO:<z@test.ex>", "QUIT"])
+
+    def test_refused_mail_wins_over_rcpt_reply(self):
+        """A refused MAIL decides, and the pipelined RCPT's reply is read and
+        set aside."""
+        outcome, received = self.dialogue(["550 REJECT mail from",
+                                           "530 BAD SEQUENCE no sender accepted for rcpt"])
+        self.assertEqual(outcome, ("mail", 550, b"REJECT mail from"))
+        self.assertEqual(received[-1], "QUIT")
+
+    def test_mailfrom_option(self):
+        """callout=mailfrom=ADDRESS (for header_sender) is read as the MAIL
+        FROM address to use."""
+        co, problem = callout.parse_options(["callout=mailfrom=abcd@x.y.z"], int)
+        self.assertIsNone(problem)
+        self.assertEqual(co.mailfrom, "abcd@x.y.z")

@@ -29,7 +29,7 @@ DEFAULT_TIMEOUT = 30
 
 # Sub-options of callout=... that exim_py understands.
 _SUPPORTED = ("defer_ok", "no_cache", "use_sender", "use_postmaster", "maxwait", "connect",
-              "random", "postmaster", "fullpostmaster", "postmaster_mailfrom", "hold")
+              "random", "postmaster", "fullpostmaster", "postmaster_mailfrom", "hold", "mailfrom")
 
 
 class CalloutOptions:
@@ -50,6 +50,8 @@ class CalloutOptions:
         self.full_postmaster = False
         # Keep the connection for more recipients and the delivery.
         self.hold = False
+        # MAIL FROM for verify = header_sender callouts (instead of <>).
+        self.mailfrom = None
 
 
 def parse_options(options, read_time):
@@ -108,6 +110,8 @@ def parse_options(options, read_time):
                     co.full_postmaster = name == "fullpostmaster"
                 elif name == "postmaster_mailfrom":
                     co.pm_mailfrom = value.strip()
+                elif name == "mailfrom":
+                    co.mailfrom = value.strip()
     return co, None
 
 
@@ -140,6 +144,8 @@ def run(config, expand_ctx, routed, kind, sender, co, envelope=None):
     transport = getattr(routed, "transport", None)
     if transport is None or not getattr(transport, "remote", False):
         return CalloutResult(OK)
+    if kind == "sender" and co.mailfrom is not None:
+        sender = co.mailfrom
     cache, key = _cache(config, co), routed.address
     if sender:
         key = "%s/<%s>" % (key, sender)
@@ -180,6 +186,7 @@ class _Plan:
         self.command = None               # the command the refusal answered
         self.size = None                  # SIZE= for the main MAIL, if known
         self.lmtp = False                 # the transport speaks LMTP: LHLO
+        self.pipelining = False           # the host offered PIPELINING
         self.envelope = None              # the transaction a held connection serves
         # Hold the connection after an accepted RCPT (set by _call when the
         # hold option applies); _dialogue then leaves it open in ``kept``.
@@ -442,8 +449,12 @@ def _dialogue(host, port, interface, helo, sender, address, co, random_address=N
             if code != 250:
                 return None, None, None
         plan.domain["result"] = "accept"
+        plan.pipelining = code == 250 and any(
+            line.split()[:1] == [b"PIPELINING"] for line in text.upper().splitlines()[1:])
         size = " SIZE=%d" % (plan.size + 1024) if plan.size and offers_size else ""
-        code, text = client.docmd("MAIL FROM:<%s>%s" % (sender, "" if random_address else size))
+        (code, text), rcpt = _mail_rcpt(
+            client, "MAIL FROM:<%s>%s" % (sender, "" if random_address else size),
+            "RCPT TO:<%s>" % (address if random_address is None else random_address), plan)
         if code >= 400:
             if code >= 500 and not sender:
                 plan.domain["result"] = "reject_mfnull"
@@ -452,7 +463,7 @@ def _dialogue(host, port, interface, helo, sender, address, co, random_address=N
             # A domain that takes a made-up local part takes anything: no
             # point asking about the real one (spec, callout option random).
             plan.domain["random_time"] = time.time()
-            code, text = client.docmd("RCPT TO:<%s>" % random_address)
+            code, text = rcpt
             if code < 300:
                 plan.domain["random"] = OK
                 return "random", None, None
@@ -468,10 +479,11 @@ def _dialogue(host, port, interface, helo, sender, address, co, random_address=N
                 # Exim connects again for the real address.
                 client.close()
                 return _dialogue(host, port, interface, helo, sender, address, co, None, plan)
-            code, text = client.docmd("MAIL FROM:<%s>%s" % (sender, size))
+            (code, text), rcpt = _mail_rcpt(client, "MAIL FROM:<%s>%s" % (sender, size),
+                                            "RCPT TO:<%s>" % address, plan)
             if code >= 400:
                 return "mail", code, text
-        code, text = client.docmd("RCPT TO:<%s>" % address)
+        code, text = rcpt
         if code >= 400:
             if code >= 500:
                 plan.address = FAIL
@@ -490,6 +502,19 @@ def _dialogue(host, port, interface, helo, sender, address, co, random_address=N
             _quit(client)
 
 
+def _mail_rcpt(client, mail, rcpt, plan):
+    """MAIL then RCPT: ((code, text) for MAIL, (code, text) for RCPT or None
+    when MAIL was refused).  When the host offers PIPELINING both go in one
+    write, as Exim's callouts send them, and both replies are read."""
+    if not plan.pipelining:
+        first = client.docmd(mail)
+        return first, (client.docmd(rcpt) if first[0] < 400 else None)
+    client.send("%s\r\n%s\r\n" % (mail, rcpt))
+    first = client.getreply()
+    second = client.getreply()
+    return first, (second if first[0] < 400 else None)
+
+
 def _quit(client):
     try:
         client.docmd("QUIT")
@@ -505,11 +530,13 @@ def _postmaster(client, domain, plan):
     if code >= 300:
         return None, None, None
     plan.domain["postmaster_time"] = time.time()
-    plan.command = "MAIL FROM:<%s>" % plan.pm_mailfrom
-    code, text = client.docmd(plan.command)
-    if code < 300:
-        plan.command = "RCPT TO:<postmaster@%s>" % domain
-        code, text = client.docmd(plan.command)
+    mail = "MAIL FROM:<%s>" % plan.pm_mailfrom
+    rcpt = "RCPT TO:<postmaster@%s>" % domain
+    (code, text), answer = _mail_rcpt(client, mail, rcpt, plan)
+    plan.command = mail
+    if answer is not None:
+        plan.command = rcpt
+        code, text = answer
     if code >= 300 and plan.full_postmaster:
         plan.command = "RCPT TO:<postmaster>"
         code, text = client.docmd(plan.command)
