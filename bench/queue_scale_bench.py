@@ -27,6 +27,7 @@ Environment: MSGS [100000] (or the first argument), RUNS [5], TIMEOUT [600],
 WORK [/tmp/exim_py-queue-scale], EXIM [/usr/sbin/exim4], KEEP (leave WORK).
 """
 
+import compileall
 import os
 import resource
 import shutil
@@ -186,6 +187,10 @@ def first_delivery_once(base, conf, mta, new):
 
 def main():
     common.require_root_and_tools()
+    # Run exim_py as installed, from its bytecode cache: with
+    # PYTHONDONTWRITEBYTECODE set, a module edited since its .pyc was written
+    # would be compiled again on every start and counted as start-up time.
+    compileall.compile_dir(os.path.join(common.ROOT, "exim_py"), quiet=1)
     print("queue scale: %d queued messages of %d body bytes, one maildir; %s"
           % (MSGS, len(BODY), common.load_line()))
     bases = {}
