@@ -162,6 +162,36 @@ class FilterDeliveryTests(FilterMail, unittest.TestCase):
         self.assertEqual(self.mbox("jim"), ["logged"])
 
     @defer.inlineCallbacks
+    def test_mail_sends_an_autoreply(self):
+        """mail queues a reply built from the filter's values through the
+        router's reply_transport; the original is still delivered (unseen)."""
+        self.filter("jim", '# Exim filter\nmail to mb2@localdomain subject "Re: $h_subject:" '
+                    'text "Away until Monday\\n" extra_headers "X-Filter: jim"\n')
+        yield self.deliver("jim", subject="lunch?")
+        (reply,) = self.messages("mb2")
+        self.assertEqual((reply["Subject"], reply["X-Filter"], reply["Auto-Submitted"]),
+                         ("Re: lunch?", "jim", "auto-replied"))
+        self.assertEqual(reply.get_payload(), "Away until Monday\n")
+        self.assertEqual(self.mbox("jim"), ["lunch?"])
+
+    @defer.inlineCallbacks
+    def test_vacation_once(self):
+        """vacation answers once per sender (its once file), with the text of
+        its file expanded, and returns the message when asked."""
+        with open(self.env.path("vacation.txt"), "w") as f:
+            f.write("I am away (re: $h_subject:).\n")
+        self.filter("jim", "# Exim filter\nvacation to mb2@localdomain expand file VAR/vacation.txt "
+                    "once VAR/once.db return message\n")
+        yield self.deliver("jim", subject="first")
+        yield self.deliver("jim", subject="second")
+        (reply,) = self.messages("mb2")
+        self.assertEqual(reply["Subject"], "On vacation")
+        body = reply.get_payload()
+        self.assertIn("I am away (re: first).", body)
+        self.assertIn("Subject: first", body)
+        self.assertEqual(self.mbox("jim"), ["first", "second"])
+
+    @defer.inlineCallbacks
     def test_filter_error_defers(self):
         """A filter with a syntax error defers the address and says why."""
         self.filter("jim", "# Exim filter\nif 1 is 1 then save /x\n")

@@ -123,6 +123,9 @@ def _child(delivery, parent, item):
         return child
     try:
         child.transport = delivery.ctx.transport(delivery.ctx.expand(name, child).strip())
+        if child.is_reply:
+            from exim_py.filter.reply import for_reply
+            child.transport = for_reply(child.transport, item.reply)
     except KeyError:
         child.setup_error = "%s transport %s not found in system filter" % (option, name)
     except Exception as e:

@@ -233,6 +233,9 @@ class Router(RouterBase):
             child = self._pfr(addr, ctx, item.text, "reply")
             child.forbidden = bool(self.options["forbid_filter_reply"])
             child.reply = item.reply
+            if child.transport is not None:
+                from exim_py.filter.reply import for_reply
+                child.transport = for_reply(child.transport, item.reply, addr.home_dir)
         child.ignore_error = child.ignore_error or item.noerror
         return child
 
