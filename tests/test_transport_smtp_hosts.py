@@ -19,6 +19,7 @@ from exim_py.delivery.context import DeliveryContext, Message
 from exim_py.envelope import Envelope, Header, Recipient
 from exim_py.log import Logger
 from exim_py.spool import Spool
+from exim_py.transports import smtp_pool
 from exim_py.transports.smtp import Transport
 from tests.support.dnsserver import DNSServer
 from tests.support.exim_peer import EximPeer
@@ -257,6 +258,8 @@ class TransportHostOptionTests(_Deliveries):
         yield transport.deliver(message, addresses, DeliveryContext(config))
         self.assertEqual([a.result for a in addresses], [OK, OK, OK])
         self.assertEqual(len(self.peer.messages()), 3)
+        # The second connection was kept for a further message until now.
+        yield smtp_pool.close_idle()
         # Two connections (the fixture's readiness probe makes a third line).
         self.assertEqual(self.peer.mainlog().count("closed by QUIT"), 2)
 

@@ -124,13 +124,13 @@ class _Delivery:
             # one worker thread; only remote deliveries and the delivery of
             # bounces come back to the reactor (thread hand-offs cost more
             # than the work of a small local delivery).
-            plan = yield threads.deferToThread(self._attempt)
+            plan = yield _in_thread(self._attempt)
             if plan is not None and self.remote:
                 limit = max(int(self.config.main.get("remote_max_parallel") or 1), 1)
                 sem = defer.DeferredSemaphore(limit)
                 yield defer.DeferredList([sem.run(self._remote_batch, batch)
                                           for batch in self.remote], consumeErrors=True)
-                yield threads.deferToThread(self._finish, plan)
+                yield _in_thread(self._finish, plan)
             if plan is not None:
                 self.outcome.bounces.extend(self.ctx.created)
             # Reports are delivered before this message is finished with, as
@@ -141,7 +141,7 @@ class _Delivery:
                     yield deliver_message(self.config, self.spool, bounce_id, self.logger,
                                           self.hints, clock=self.clock)
             if self.complete and not self.outcome.completed:
-                yield threads.deferToThread(self._complete)
+                yield _in_thread(self._complete)
         finally:
             if self.lock is not None:
                 self.lock.release()
@@ -397,7 +397,7 @@ class _Delivery:
     def _remote_batch(self, batch):
         """Deliver one batch through a remote transport (on the reactor)."""
         if self.dont_deliver:
-            yield threads.deferToThread(self._suppress, batch)
+            yield _in_thread(self._suppress, batch)
             return
         transport = batch[0].transport
         _stamp(batch, "delivery_started", self.ctx.now())
@@ -406,7 +406,7 @@ class _Delivery:
         except Exception as e:   # a transport bug must not lose the message
             self._transport_failed(transport, batch, e)
         _stamp(batch, "delivery_time", self.ctx.now())
-        yield threads.deferToThread(self._record, batch)
+        yield _in_thread(self._record, batch)
 
     def _suppress(self, batch):
         """-N: every address counts as delivered, and nothing is delivered."""
@@ -695,6 +695,23 @@ def is_final(addr):
     return done
 
 
+_POOL = None
+
+
+def _in_thread(f, *args):
+    """Run ``f`` in the delivery threads (a pool of their own: many more
+    threads than cores only make them fight over the interpreter lock)."""
+    global _POOL
+    from twisted.internet import reactor
+    if _POOL is None:
+        from twisted.python.threadpool import ThreadPool
+        size = int(os.environ.get("EXIM_PY_DELIVERY_THREADS", "8"))
+        _POOL = ThreadPool(size, size, name="delivery")
+        _POOL.start()
+        reactor.addSystemEventTrigger("during", "shutdown", _POOL.stop)
+    return threads.deferToThreadPool(reactor, _POOL, f, *args)
+
+
 def _deliver_blocking(transport, message, batch, ctx):
     """Run a local transport from a worker thread: its blocking form
     (``deliver_blocking``, HACKING.rst), else its ``deliver`` on the reactor."""
@@ -779,6 +796,13 @@ def run_blocking(make_deferred):
 
     def start():
         d = defer.maybeDeferred(make_deferred)
+
+        def quit_kept_connections(result):
+            # SMTP connections kept for a further message are QUIT before
+            # the process exits, as Exim ends its last delivery's session.
+            from exim_py.transports import smtp_pool
+            return smtp_pool.close_idle().addBoth(lambda _: result)
+        d.addBoth(quit_kept_connections)
 
         def done(result):
             box["result"] = result

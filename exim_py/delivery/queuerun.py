@@ -11,6 +11,15 @@ clock (the reactor, or task.Clock in tests).
 Queue-run flags, as Exim's: ``f`` ignores retry times, ``ff`` also thaws
 frozen messages, ``i`` only tries messages never tried before; -R / -S
 select messages whose recipients / sender contain a string.
+
+``queue_run_in_order`` takes messages in lexical id order (arrival order),
+which needs the whole directory listed first.  -qq is Exim's two-stage queue
+run (spec, option -qq): a first pass routes every message and notes the
+remote host each one needs, the second delivers them with the messages for
+one host next to each other, so that they follow each other down one SMTP
+connection (transports/smtp_pool.py).  A queue run from the command line
+delivers one message at a time, as an Exim queue-runner process does, and
+QUITs the connections kept open when it ends.
 """
 
 import os
@@ -21,6 +30,7 @@ from twisted.internet import defer, threads
 
 from exim_py.delivery.engine import deliver_message, load_too_high, run_blocking
 from exim_py.delivery import hints as hintsdb
+from exim_py.transports import smtp_pool
 
 
 class Selection:
@@ -33,6 +43,7 @@ class Selection:
         self.recipient = recipient.lower() if recipient else None
         self.sender = sender.lower() if sender else None
         self.flags = flags
+        self.two_pass = flags.startswith("q")
 
     def describe(self, selector_flag=""):
         """The text Exim appends to "Start queue run: pid=N"."""
@@ -61,7 +72,8 @@ class QueueRunner(service.Service):
     """The daemon's queue runner: periodic scans plus immediate work on arrivals."""
 
     def __init__(self, config, spool, interval=None, clock=None, logger=None,
-                 selection=None, deliver=deliver_message, reader=None):
+                 selection=None, deliver=deliver_message, reader=None, max_active=None,
+                 router=None):
         self.config = config
         self.spool = spool
         self.interval = interval
@@ -76,7 +88,9 @@ class QueueRunner(service.Service):
         self.deliver = deliver
         # Reading a -H file blocks, so by default it happens in a thread.
         self.reader = reader or (lambda message_id: threads.deferToThread(spool.read, message_id))
-        self.max_active = max(int(config.main.get("queue_run_max") or 5), 1)
+        self.max_active = max_active or max(int(config.main.get("queue_run_max") or 5), 1)
+        # The -qq first pass: message id -> the host it needs (blocking).
+        self.router = router or (lambda message_id: first_remote_host(config, spool, message_id))
         self.hints = hintsdb.for_spool(spool.directory)
         self.active = set()           # message ids being delivered now
         self.arrivals = []            # ids notified, waiting for a slot
@@ -86,6 +100,7 @@ class QueueRunner(service.Service):
         self._in_flight = {}          # message id -> Deferred of its delivery
         self._source_of = {}          # message id -> "scan" or "arrival"
         self._source = None
+        self._listing = False         # the ids of a scan are being listed
 
     # -- service -------------------------------------------------------------
 
@@ -115,10 +130,48 @@ class QueueRunner(service.Service):
         if self._scan_done is not None:
             return self._scan_done
         self.logger.main("Start queue run: pid=%d%s" % (os.getpid(), self.selection.describe()))
-        self._scan = iter(self.spool.message_ids())
         done = self._scan_done = defer.Deferred()
-        self._fill()
+        self._listing = True
+        if self.selection.two_pass:
+            d = self._first_pass()
+        elif self.config.main.get("queue_run_in_order"):
+            d = threads.deferToThread(lambda: sorted(self.spool.message_ids()))
+        else:
+            d = defer.succeed(self.spool.message_ids())
+
+        def start(ids):
+            self._listing = False
+            self._scan = iter(ids)
+            self._fill()
+        d.addCallback(start)
+        d.addErrback(self._scan_failed)
         return done
+
+    def _scan_failed(self, failure):
+        self.logger.panic("queue run: %s" % (failure.getErrorMessage(),))
+        self._listing = False
+        self._scan = iter(())
+        self._fill()
+
+    @defer.inlineCallbacks
+    def _first_pass(self):
+        """-qq: route every message (nothing is delivered) and return the ids
+        with those that need the same host next to each other, in the order
+        each host was first needed; messages with no remote host come first."""
+        ids = yield threads.deferToThread(
+            lambda: sorted(self.spool.message_ids())
+            if self.config.main.get("queue_run_in_order") else list(self.spool.message_ids()))
+        groups = {}
+        for message_id in ids:
+            try:
+                host = yield threads.deferToThread(self.router, message_id)
+            except Exception:       # unreadable or unroutable now: the delivery says why
+                host = None
+            groups.setdefault(host, []).append(message_id)
+        ordered = groups.pop(None, [])
+        for members in groups.values():
+            ordered.extend(members)
+        return ordered
 
     def _schedule_next(self):
         if self.interval and self.running:
@@ -134,12 +187,16 @@ class QueueRunner(service.Service):
             if message_id is None:
                 break
             self._start(message_id)
-        if self._scan is None and self._scan_done is not None and not self._scan_active():
+        if self._scan is None and self._scan_done is not None and not self._listing \
+                and not self._scan_active():
             done, self._scan_done = self._scan_done, None
-            self.logger.main("End queue run: pid=%d%s" % (os.getpid(),
-                                                          self.selection.describe()))
-            self._schedule_next()
-            done.callback(None)
+            # Connections kept for further messages are QUIT as the run ends.
+            smtp_pool.close_idle().addBoth(lambda _: self._end_run(done))
+
+    def _end_run(self, done):
+        self.logger.main("End queue run: pid=%d%s" % (os.getpid(), self.selection.describe()))
+        self._schedule_next()
+        done.callback(None)
 
     def _scan_active(self):
         return "scan" in self._source_of.values()
@@ -201,10 +258,38 @@ class QueueRunner(service.Service):
             return None
 
 
-def run_queue(config, inv, spool=None, logger=None):
+def first_remote_host(config, spool, message_id):
+    """The first remote host (transport, host names) one of the message's
+    undelivered recipients is routed to, or None (blocking: -qq's first pass)."""
+    from exim_py.delivery.address import Address, OK, REROUTED
+    from exim_py.delivery.context import DeliveryContext, Message
+    from exim_py.delivery import drivers
+    from exim_py.delivery.route import route_address
+    envelope = spool.read(message_id)
+    message = Message(message_id, envelope, spool.body_path(message_id))
+    ctx = DeliveryContext(config, spool=spool, message=message)
+    ctx.queue_running = True
+    routers = drivers.routers(config)
+    todo = [Address(r.address) for r in envelope.recipients
+            if r.address not in envelope.non_recipients]
+    for _ in range(100):            # bounded: redirection loops end somewhere
+        if not todo:
+            break
+        addr = todo.pop(0)
+        result = route_address(addr, ctx, routers)
+        if result.code is REROUTED:
+            todo.extend(result.new)
+        elif result.code is OK and addr.transport is not None and addr.transport.remote:
+            hosts = tuple(h.address or h.name for h in addr.host_list)
+            return (addr.transport.name, hosts or (addr.transport.options["hosts"],))
+    return None
+
+
+def run_queue(config, inv, spool=None, logger=None, max_active=None):
     """One queue run as -q and friends ask, on the running reactor; returns a Deferred.
 
-    The daemon's -q<time> timer calls this too.
+    The daemon's -q<time> timer calls this too.  ``max_active`` 1 delivers
+    one message at a time (a command-line queue run, as Exim's).
     """
     from exim_py.log import Logger
     from exim_py.spool import Spool
@@ -212,7 +297,8 @@ def run_queue(config, inv, spool=None, logger=None):
     selection = Selection(inv.queue_flags or "", inv.queue_select_recipient,
                           inv.queue_select_sender)
     own_logger = logger is None
-    runner = QueueRunner(config, spool, logger=logger or Logger(config), selection=selection)
+    runner = QueueRunner(config, spool, logger=logger or Logger(config), selection=selection,
+                         max_active=max_active)
     d = runner.scan()
     if own_logger:
         def close(result):
@@ -227,7 +313,7 @@ def queue_run_mode(inv):
     from exim_py import cli, config as configmod
     config = configmod.load(cli.config_path(inv), inv.macros or None)
     try:
-        run_blocking(lambda: run_queue(config, inv))
+        run_blocking(lambda: run_queue(config, inv, max_active=1))
     except Exception as e:   # a bug: say so briefly instead of a traceback
         sys.stderr.write("exim_py: queue run failed unexpectedly: %s\n" % (e,))
         return 1

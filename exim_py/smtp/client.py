@@ -78,6 +78,15 @@ class ESMTPClient(LineReceiver):
         self._unsent = []
         self._dot_sent = False
         self._resumed = None        # extensions of a held callout connection taken over
+        # Connection reuse: ``park(self)`` is asked once every transaction
+        # is decided; True means the caller keeps the connection open for
+        # another message (see ``reuse``) instead of QUIT.
+        self.park = None
+        self.idle_lost = None       # called when a parked connection goes away
+        self._idle = False
+        self._needs_rset = False    # the last transaction ended without its data
+        self._replies = 0           # replies read in this run (0: a reused one may be stale)
+        self._close_waiters = []
 
     # -- plumbing -------------------------------------------------------
 
@@ -101,6 +110,11 @@ class ESMTPClient(LineReceiver):
         self._timer = None
 
     def lineReceived(self, line):
+        if self._idle:
+            # Nothing was asked: a parked connection the server talks on
+            # (421 before closing, say) is not worth keeping.
+            self.transport.abortConnection()
+            return
         if self._done and not self._quitting:
             return
         line = line.rstrip(b"\r").decode("utf-8", "replace")
@@ -127,6 +141,7 @@ class ESMTPClient(LineReceiver):
         state, arg, stage = self._pending.pop(0)
         self._stage = stage
         self._state = state
+        self._replies += 1
         self._disarm()
         if self._pending:
             self._arm(self.settings.command_timeout)
@@ -188,6 +203,11 @@ class ESMTPClient(LineReceiver):
     def connectionLost(self, reason=None):
         self._disarm()
         self._connected = False
+        if self._idle and self.idle_lost is not None:
+            self.idle_lost(self)
+        waiters, self._close_waiters = self._close_waiters, []
+        for d in waiters:
+            d.callback(None)
         if not self._done:
             self._lost(reason)
         self._finish()
@@ -200,6 +220,12 @@ class ESMTPClient(LineReceiver):
         if self._tls is not None and self.result.tls is None:
             self._tls_failed("TLS session: (SSL_connect): %s" % (
                 reason.getErrorMessage() if reason is not None else "connection closed",))
+        elif self.result.reused and self._replies == 0:
+            # The server had closed a connection kept from an earlier
+            # message: the caller tries again on a new one.
+            self.result.stale = True
+            self._host_error(DEFER, "Remote host closed connection in response to %s"
+                             % (where,), ERRNO_SMTPCLOSED)
         elif self._dot_sent and self._txn is not None:
             # Loss of the connection after the end of data is a message error.
             text = "Remote host closed connection in response to %s" % (where,)
@@ -435,7 +461,10 @@ class ESMTPClient(LineReceiver):
         self._accepted = []
         self._dot_sent = False
         if not self._queue:
-            self._quit()
+            if self.park is not None and self._connected and self.park(self):
+                self._park()
+            else:
+                self._quit()
             return
         txn = self._queue.pop(0)
         self._txn = txn
@@ -616,7 +645,7 @@ class ESMTPClient(LineReceiver):
         self._start_body(command.encode("ascii") + b"\r\n" + body, b"", "dot", command)
 
     def _start_body(self, body, trailer, state, stage):
-        if self._pipelined and not self._queue:
+        if self._pipelined and not self._queue and self.park is None:
             # Nothing else will go down this connection: QUIT travels with
             # the end of the data, as Exim sends it ("will pipeline QUIT").
             trailer += b"QUIT\r\n"
@@ -700,7 +729,11 @@ class ESMTPClient(LineReceiver):
     def _end_transaction(self, reset=False):
         """Move on; RSET first when the server may still hold transaction state."""
         self._dot_sent = False
+        # Exim resets a transaction that ended without its data before the
+        # next MAIL: now when one follows, else when the connection is reused.
+        self._needs_rset = reset
         if reset and self._queue:
+            self._needs_rset = False
             self._send("RSET", "rset", stage="RSET")
             return
         if self._pending:
@@ -717,6 +750,55 @@ class ESMTPClient(LineReceiver):
 
     def smtpState_resume(self, code, lines, arg):
         self._next_transaction()
+
+    def _park(self):
+        """Every transaction is decided and the connection stays open, idle,
+        for another message (``reuse``); this run's result is final."""
+        self._txn = None
+        self._finish()
+        self._idle = True
+        self.finished.callback(self.result)
+
+    def reuse(self, transactions):
+        """Send ``transactions`` down this parked connection: no new greeting,
+        EHLO, STARTTLS or AUTH (spec "connection_max_messages"); returns a
+        Deferred firing a new SessionResult (``reused``; ``stale`` when the
+        server had gone away meanwhile, before anything was accepted)."""
+        previous = self.result
+        self.result = SessionResult(split_by_max_rcpt(transactions, self.settings.max_rcpt))
+        for name in ("tls", "authenticated", "authenticator", "extensions", "greeting"):
+            setattr(self.result, name, getattr(previous, name))
+        self.result.reused = True
+        self.finished = defer.Deferred()
+        self._queue = list(self.result.transactions)
+        self._done = self._idle = False
+        self._replies = 0
+        if not self._connected:
+            self._lost(None)
+            self._finish()
+            self.finished.callback(self.result)
+        elif self._needs_rset:
+            self._needs_rset = False
+            self._send("RSET", "rset", stage="RSET")
+        else:
+            self._next_transaction()
+        return self.finished
+
+    def when_closed(self):
+        """A Deferred that fires once the connection has closed."""
+        if not self._connected:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._close_waiters.append(d)
+        return d
+
+    def quit_idle(self):
+        """QUIT a parked connection (idle too long, end of a run, shutdown)."""
+        if not self._idle or not self._connected:
+            return
+        self._idle = False
+        self._quitting = True
+        self._send("QUIT", "quit")
 
     def _quit(self):
         """Every transaction is decided: say QUIT, and close once it is answered."""
@@ -740,15 +822,17 @@ def _without_tls(settings):
 
 
 class _ClientFactory(protocol.ClientFactory):
-    def __init__(self, settings, transactions, clock):
+    def __init__(self, settings, transactions, clock, park=None):
         self.settings = settings
         self.transactions = transactions
         self.clock = clock
+        self.park = park
         self.deferred = defer.Deferred()
 
     def buildProtocol(self, addr):
         proto = ESMTPClient(self.settings, self.transactions, self.clock)
         proto.factory = self
+        proto.park = self.park
         proto.finished.chainDeferred(self.deferred)
         return proto
 
@@ -775,13 +859,15 @@ class _ClientFactory(protocol.ClientFactory):
 
 
 def deliver(reactor, address, port, settings, transactions, connect_timeout=300,
-            interface=None):
+            interface=None, park=None):
     """Connect to ``address``:``port`` and run ``transactions``; Deferred → SessionResult.
 
     The Deferred never errbacks: every failure becomes an ``Outcome``.
+    ``park(protocol)``, when given, is asked at the end whether to keep the
+    connection open for ``protocol.reuse`` rather than QUIT.
     """
     from exim_py.smtp import callout
-    factory = _ClientFactory(settings, transactions, reactor)
+    factory = _ClientFactory(settings, transactions, reactor, park)
     bind = (interface, 0) if interface else None
 
     def connect():

@@ -175,6 +175,9 @@ class SessionResult:
         self.authenticator = None   # the authenticator object that succeeded
         self.extensions = {}
         self.greeting = None
+        self.reused = False         # sent down a connection kept from earlier
+        self.stale = False          # ... which the server had closed meanwhile
+        self.continued = False      # ... which had carried another message (log: "*")
 
     def outcomes(self):
         """All (address, Outcome) pairs over every transaction."""

@@ -22,7 +22,7 @@ from exim_py.delivery.address import DEFER, FAIL, OK
 from exim_py.errors import ExpansionError, LookupDefer
 from exim_py.smtp import client, tls_client
 from exim_py.smtp.outbound import Recipient, Transaction, to_wire
-from exim_py.transports import smtp_settings
+from exim_py.transports import smtp_pool, smtp_settings
 from exim_py.transports.base import TransportBase
 from exim_py.transports.smtp_settings import OPTIONS
 
@@ -217,20 +217,66 @@ class Transport(TransportBase):
         this.auth_sender_option = auth_sender
         this.auth_sender_force = force
         # More recipients than max_rcpt make several copies of the message;
-        # one connection carries at most connection_max_messages of them.
+        # one connection carries at most connection_max_messages of them,
+        # counting those of earlier messages when it is reused.
         parts = client.split_by_max_rcpt([this], settings.max_rcpt)
-        limit = self.options["connection_max_messages"] or len(parts)
+        limit = self.options["connection_max_messages"]
+        key = self._pool_key(host, port, interface, settings)
         still = []
-        for i in range(0, len(parts), limit):
-            result = await self._session(host, port, settings, parts[i:i + limit],
-                                         connect_timeout, interface)
+        while parts:
+            conn = smtp_pool.POOL.take(key)
+            room = len(parts)
+            if limit:
+                room = min(room, limit - (conn.pool_sent if conn is not None else 0))
+            batch, parts = parts[:room], parts[room:]
+            result = await self._session(host, port, settings, batch, connect_timeout,
+                                         interface, conn, self._parker(key, message),
+                                         getattr(message, "id", None))
             still.extend(self._record(result, host, port, by_address, message, ctx))
         return still
 
-    async def _session(self, host, port, settings, transactions, connect_timeout, interface):
-        """One connection; a second one in clear when TLS broke (tls_tempfail_tryclear)."""
+    def _pool_key(self, host, port, interface, settings):
+        """What a parked connection must match to carry this delivery: the
+        host and everything that shaped the session (EHLO, TLS, AUTH)."""
+        shape = {k: v for k, v in vars(settings).items()
+                 if k not in ("authenticators", "tls_settings", "max_rcpt")}
+        tls = vars(settings.tls_settings) if settings.tls_settings is not None else {}
+        return (self.name, host.name, host.address, port, interface,
+                repr(sorted(shape.items())), repr(sorted(tls.items())),
+                tuple(a.public_name for a in settings.authenticators))
+
+    def _parker(self, key, message):
+        """The client's ``park`` hook: count what went down the connection and
+        keep it for the next message unless connection_max_messages is reached."""
+        limit = self.options["connection_max_messages"]
+        message_id = getattr(message, "id", None)
+
+        def park(proto):
+            proto.pool_sent = getattr(proto, "pool_sent", 0) + len(proto.result.transactions)
+            proto.pool_messages = getattr(proto, "pool_messages", set()) | {message_id}
+            if message_id is None or (limit and proto.pool_sent >= limit):
+                return False
+            return smtp_pool.POOL.offer(key, proto)
+        return park
+
+    async def _session(self, host, port, settings, transactions, connect_timeout, interface,
+                       conn=None, park=None, message_id=None):
+        """One connection (a parked one when ``conn`` is given); a second one
+        in clear when TLS broke (tls_tempfail_tryclear)."""
+        if conn is not None:
+            # Exim marks a message sent down a connection that carried an
+            # earlier one (its continue_sequence) with "*" in the log.
+            continued = bool(conn.pool_messages - {message_id})
+            conn.park = park
+            result = await conn.reuse(transactions)
+            if not result.stale:
+                result.continued = continued
+                return result
+            # The server had closed it while it was parked: start afresh.
+            for txn in transactions:
+                txn.outcomes = {}
         result = await client.deliver(reactor, host.address, port, settings, transactions,
-                                      connect_timeout, interface)
+                                      connect_timeout, interface, park=park)
         if result.retry_in_clear:
             # TLS failed after STARTTLS was accepted: Exim opens a new
             # connection to the same host and sends in clear.
@@ -248,6 +294,9 @@ class Transport(TransportBase):
         host_text = "H=%s [%s]" % (host.name or host.address, host.address)
         if port != 25 and self._selector(ctx, "outgoing_port"):
             host_text += ":%d" % (port,)
+        # The address lines of a message sent down a connection that carried
+        # an earlier one say so with "*" (spec, "connection_max_messages").
+        host_field = host_text + ("*" if result.continued else "")
         host_key = retry.host_key(host.copy(port=port))
         err = result.host_error
         reached = err is None or err.stage not in ("connect",)
@@ -274,7 +323,7 @@ class Transport(TransportBase):
                 continue
             # Exim names the host on every line except for a failed
             # connection and a failed (required) authentication.
-            fields = [host_text] if reached and outcome.errno != client.ERRNO_AUTHFAIL else []
+            fields = [host_field] if reached and outcome.errno != client.ERRNO_AUTHFAIL else []
             if outcome.status == client.OK:
                 addr.set_result(OK, None)
                 addr.host_used = host

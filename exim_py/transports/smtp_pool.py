@@ -1,0 +1,166 @@
+"""Idle SMTP connections kept for the next message to the same host.
+
+Exim, after delivering a message over SMTP, looks for other messages waiting
+for the same host and sends them down the same connection (spec chapter "The
+smtp transport", connection_max_messages, and "Multiple messages on a single
+connection" in the "SMTP processing" chapter).  exim_py delivers in one
+process, so the same effect comes from a pool: when the smtp transport has
+finished with a connection it parks it here, idle, keyed by everything that
+decided how it was set up (transport, host, IP, port, interface, EHLO name,
+TLS and AUTH settings); the next delivery to that key takes it instead of
+connecting, greeting, starting TLS and authenticating again.
+
+A parked connection is QUIT when it has been idle for ``IDLE_TIMEOUT``
+seconds, when a delivery run ends (``close_idle``: -q, -M, -odi) and when
+the reactor shuts down.  One the server closes while it is parked simply
+leaves the pool.
+
+``serialize_hosts`` is kept here too, since it is about connections: at most
+one connection at a time to such a host, in this process (a set of busy
+keys) and across processes (an fcntl lock on a file in the spool's db
+directory, as Exim's "misc" hints database serializes).
+"""
+
+import fcntl
+import os
+
+from twisted.internet import defer
+
+# How long a connection may wait, idle, for another message.
+IDLE_TIMEOUT = 2.0
+# At most this many idle connections are kept for one key.
+MAX_IDLE_PER_KEY = 50
+
+
+class ConnectionPool:
+    """Parked ESMTPClient protocols by key; see the module docstring."""
+
+    def __init__(self, clock=None, idle_timeout=IDLE_TIMEOUT):
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.clock = clock
+        self.idle_timeout = idle_timeout
+        self._idle = {}             # key -> [protocol, ...], most recently parked last
+        self._timers = {}           # protocol -> IDelayedCall
+        self._closing = []          # Deferreds of connections being QUIT
+        self._trigger = None
+
+    def take(self, key):
+        """An idle connection for ``key`` (which is no longer idle), or None."""
+        conns = self._idle.get(key)
+        while conns:
+            proto = conns.pop()
+            self._cancel_timer(proto)
+            proto.idle_lost = None
+            if proto._connected:
+                if not conns:
+                    del self._idle[key]
+                return proto
+        self._idle.pop(key, None)
+        return None
+
+    def offer(self, key, proto):
+        """Park ``proto`` under ``key``; False (the caller QUITs) when full."""
+        conns = self._idle.setdefault(key, [])
+        if len(conns) >= MAX_IDLE_PER_KEY:
+            return False
+        conns.append(proto)
+        proto.idle_lost = lambda p: self._forget(key, p)
+        self._timers[proto] = self.clock.callLater(self.idle_timeout, self._expire, key, proto)
+        if self._trigger is None and hasattr(self.clock, "addSystemEventTrigger"):
+            # On daemon shutdown the parked connections are QUIT first.
+            self._trigger = self.clock.addSystemEventTrigger("before", "shutdown",
+                                                             self.close_idle)
+        return True
+
+    def idle_count(self, key=None):
+        """How many connections are parked (for ``key``, or in all)."""
+        if key is not None:
+            return len(self._idle.get(key, ()))
+        return sum(len(c) for c in self._idle.values())
+
+    def close_idle(self):
+        """QUIT every parked connection; a Deferred fires once they are closed."""
+        waits = [d for d in self._closing if not d.called]
+        for key in list(self._idle):
+            for proto in self._idle.pop(key):
+                self._cancel_timer(proto)
+                waits.append(self._quit(proto))
+        return defer.DeferredList(waits) if waits else defer.succeed(None)
+
+    # -- internals -------------------------------------------------------------
+
+    def _quit(self, proto):
+        proto.idle_lost = None
+        proto.quit_idle()
+        done = proto.when_closed()
+        self._closing.append(done)
+        done.addBoth(lambda _: self._closing.remove(done))
+        return done
+
+    def _expire(self, key, proto):
+        self._timers.pop(proto, None)
+        conns = self._idle.get(key)
+        if conns and proto in conns:
+            conns.remove(proto)
+            if not conns:
+                del self._idle[key]
+            self._quit(proto)
+
+    def _forget(self, key, proto):
+        self._cancel_timer(proto)
+        conns = self._idle.get(key)
+        if conns and proto in conns:
+            conns.remove(proto)
+            if not conns:
+                del self._idle[key]
+
+    def _cancel_timer(self, proto):
+        timer = self._timers.pop(proto, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+
+
+POOL = ConnectionPool()
+
+
+def close_idle():
+    """QUIT the process's parked connections (the end of a delivery run)."""
+    return POOL.close_idle()
+
+
+class SerializeLock:
+    """One connection at a time to a host (the smtp transport's serialize_hosts).
+
+    ``acquire()`` is False when another connection, here or in another
+    process using the same spool, holds the host.  The lock lasts as long as
+    the connection: ``release()`` when it has closed.
+    """
+
+    _busy = set()                   # keys held in this process
+
+    def __init__(self, db_directory, key):
+        self.key = key
+        self.path = os.path.join(db_directory, "serialize-" + key.replace("/", "_"))
+        self._fd = None
+
+    def acquire(self):
+        if self.key in SerializeLock._busy:
+            return False
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        SerializeLock._busy.add(self.key)
+        return True
+
+    def release(self):
+        if self._fd is None:
+            return
+        SerializeLock._busy.discard(self.key)
+        os.close(self._fd)
+        self._fd = None
