@@ -65,6 +65,11 @@ async def callout(transport, addr, ctx, sender="", timeout=30, kind="recipient")
 _held = []
 _held_lock = threading.Lock()
 
+# Seconds a held connection waits for a delivery once its transaction is
+# over (the envelope is gone): the daemon starts the delivery of an accepted
+# message at once, so a connection no delivery took by then never will be.
+ORPHAN_GRACE = 5
+
 
 class HeldConnection:
     """A callout connection stopped after RCPT: ``conn`` is the blocking
@@ -115,10 +120,17 @@ def hold(envelope, conn, address, port, sender, recipient, ehlo_text):
     entry = HeldConnection(envelope, conn, address, port, sender, recipient, extensions)
     with _held_lock:
         _held.append(entry)
-    # The transaction ending without a delivery (RSET, a refused message,
-    # the client going away) frees its envelope: the connection goes too.
-    weakref.finalize(envelope, release, entry)
+    # The end of the transaction frees its envelope; unless a delivery takes
+    # the connection soon after (the message was accepted), it goes too.
+    weakref.finalize(envelope, _orphaned, entry)
     return entry
+
+
+def _orphaned(entry):
+    """Close ``entry`` ORPHAN_GRACE seconds from now if it is still held
+    (blocking work, so in the thread pool); callable from any thread."""
+    reactor.callFromThread(reactor.callLater, ORPHAN_GRACE,
+                           threads.deferToThread, release, entry)
 
 
 def held_for(envelope):
