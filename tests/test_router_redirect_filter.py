@@ -134,6 +134,18 @@ class FilterDeliveryTests(FilterMail, unittest.TestCase):
         self.assertEqual(self.mbox("jim"), [])
 
     @defer.inlineCallbacks
+    def test_pipe_arguments_are_expanded(self):
+        """A filter's pipe command is expanded argument by argument when it
+        runs, with $thisaddress and $1 as the filter left them."""
+        self.filter("jim", '# Exim filter\n'
+                    'if foranyaddress $h_to: ($thisaddress matches "^(\\\\\\\\w+)") then\n'
+                    '  pipe "/bin/sh -c \'echo $local_part $thisaddress $1 > VAR/args.out\'"\n'
+                    'endif\n')
+        yield self.deliver("jim")
+        with open(self.env.path("args.out")) as f:
+            self.assertEqual(f.read(), "jim jim jim\n")
+
+    @defer.inlineCallbacks
     def test_fail_bounces_with_filter_text(self):
         """fail ends delivery with the filter's text in the log and bounce."""
         self.filter("jim", '# Exim filter\nfail text "jim has left ($h_subject:)"\n')

@@ -123,9 +123,11 @@ def _child(delivery, parent, item):
         return child
     try:
         child.transport = delivery.ctx.transport(delivery.ctx.expand(name, child).strip())
+        from exim_py.filter.transports import for_pipe, for_reply
         if child.is_reply:
-            from exim_py.filter.reply import for_reply
             child.transport = for_reply(child.transport, item.reply)
+        elif child.is_pipe:
+            child.transport = for_pipe(child.transport)
     except KeyError:
         child.setup_error = "%s transport %s not found in system filter" % (option, name)
     except Exception as e:

@@ -229,12 +229,15 @@ class Router(RouterBase):
             # with $thisaddress and $0... as the filter left them.
             child.expand_pipe = True
             child.pipe_expandn = [item.thisaddress] + list(item.numeric)
+            if child.transport is not None:
+                from exim_py.filter.transports import for_pipe
+                child.transport = for_pipe(child.transport)
         else:
             child = self._pfr(addr, ctx, item.text, "reply")
             child.forbidden = bool(self.options["forbid_filter_reply"])
             child.reply = item.reply
             if child.transport is not None:
-                from exim_py.filter.reply import for_reply
+                from exim_py.filter.transports import for_reply
                 child.transport = for_reply(child.transport, item.reply, addr.home_dir)
         child.ignore_error = child.ignore_error or item.noerror
         return child
