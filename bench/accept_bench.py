@@ -6,7 +6,14 @@ spool, RCPT accepted for y.test from 127.0.0.1), each with its own spool and
 port.  Postfix's smtp-source sends 100 messages of 2 KB per connection at 1,
 10 and 50 concurrent connections; the script prints messages per second for
 each server and the exim_py/Exim ratio, and checks that every message is on
-the queue afterwards.
+the queue afterwards.  Both run as an admin would run them: ``-bdf -odq``,
+so exim_py uses its default number of daemon processes (one per CPU, see
+README.rst) unless EXIM_PY_DAEMON_PROCESSES says otherwise.
+
+The machine may be shared, so the script also prints the CPU time each
+server's whole process tree used per message (user + system, from the
+rusage of the reaped daemon, which includes every child it waited for):
+that figure is much less disturbed by other load than the rate is.
 
 Run as root (Exim drops to Debian-exim).  Needs exim4-daemon-heavy and
 smtp-source from the postfix .deb (see /work/shared/TESTING.md)::
@@ -21,6 +28,7 @@ WORK [/tmp/exim_py-accept-bench].
 
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -125,7 +133,13 @@ def run_source(port, conc):
     return msgs, wall
 
 
+def children_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure(kind, conc):
+    """(messages per second, CPU milliseconds per message) for one run."""
     port = free_port()
     conf, spool = write_conf(kind, port)
     proc = start(kind, conf, port)
@@ -133,24 +147,34 @@ def measure(kind, conc):
         msgs, wall = run_source(port, conc)
         time.sleep(0.2)
     finally:
+        before = children_cpu()     # smtp-source is reaped, the daemon not yet
         stop(proc)
+    cpu = children_cpu() - before
     count = queued(spool)
     if count != msgs:
         print("  warning: %s queued %d of %d messages" % (kind, count, msgs))
-    return msgs / wall
+    return msgs / wall, 1000.0 * cpu / msgs
+
+
+def median(values):
+    return sorted(values)[len(values) // 2]
 
 
 def main():
     for path in (SOURCE, EXIM, CONF):
         if not os.path.exists(path):
             sys.exit("missing %s (see the docstring)" % path)
-    print("%-12s %12s %12s %8s" % ("connections", "exim msg/s", "exim_py", "ratio"))
+    print("load average before: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
+    print("%-12s %12s %12s %8s %14s %14s" % ("connections", "exim msg/s", "exim_py", "ratio",
+                                            "exim cpu ms/m", "exim_py cpu"))
     for conc in CONCS:
         exim = [measure("exim", conc) for _ in range(REPS)]
         ours = [measure("exim_py", conc) for _ in range(REPS)]
-        e, o = sorted(exim)[len(exim) // 2], sorted(ours)[len(ours) // 2]
-        print("%-12d %12.1f %12.1f %7.2fx" % (conc, e, o, o / e))
+        e, o = median([r for r, _ in exim]), median([r for r, _ in ours])
+        ec, oc = median([c for _, c in exim]), median([c for _, c in ours])
+        print("%-12d %12.1f %12.1f %7.2fx %14.2f %14.2f" % (conc, e, o, o / e, ec, oc))
         sys.stdout.flush()
+    print("load average after: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import socket
 import sys
 
 from twisted.application import internet, service
-from twisted.internet import defer
+from twisted.internet import defer, error
 
 from exim_py import EXIM_COMPAT_VERSION, daemon_workers
 from exim_py.cli import config_path
@@ -191,9 +191,14 @@ def started_line(config, inv, pid):
 
 
 class SMTPListeners(service.MultiService):
-    """All SMTP listening ports, sharing one policy and one connection count."""
+    """All SMTP listening ports, sharing one policy and one connection count.
 
-    def __init__(self, policy, addresses, reactor=None, grace=10.0, inherited=None):
+    ``dispatch``: this is the first of several daemon processes; it accepts
+    for all of them (``daemon_workers.Dispatcher``).  ``channel``: this is
+    a worker; its connections come from the first process.
+    """
+
+    def __init__(self, policy, addresses, reactor=None, grace=10.0, channel=None, dispatch=False):
         super().__init__()
         from exim_py.smtp.server import SMTPServerFactory
         self.policy = policy
@@ -201,18 +206,25 @@ class SMTPListeners(service.MultiService):
         self.grace = grace
         self.factories = []
         self.connections = set()
+        self.dispatcher = daemon_workers.Dispatcher(self.connections, reactor) if dispatch else None
+        census = self.dispatcher.census if dispatch else None
         for address, port, tls in addresses:
-            factory = SMTPServerFactory(policy, tls_on_connect=tls, connections=self.connections)
+            factory = SMTPServerFactory(policy, tls_on_connect=tls, connections=self.connections,
+                                        census=census)
             self.factories.append(factory)
+            if dispatch:
+                daemon_workers.DispatchingPort(address, port, factory, self.dispatcher, tls,
+                                               reactor=reactor).setServiceParent(self)
+                continue
             kwargs = {"interface": address, "backlog": 1024}
             if reactor is not None:
                 kwargs["reactor"] = reactor
             internet.TCPServer(port, factory, **kwargs).setServiceParent(self)
-        # a worker process: the first process's sockets (daemon_workers.py)
-        for fd, tls in inherited or ():
-            factory = SMTPServerFactory(policy, tls_on_connect=tls, connections=self.connections)
-            self.factories.append(factory)
-            daemon_workers.AdoptedPort(fd, factory, reactor).setServiceParent(self)
+        if channel is not None:
+            factories = {tls: SMTPServerFactory(policy, tls_on_connect=tls, connections=self.connections)
+                         for tls in (False, True)}
+            self.factories.extend(factories.values())
+            daemon_workers.ChannelListener(channel, factories, reactor).setServiceParent(self)
 
     def set_policy(self, policy):
         self.policy = policy
@@ -281,15 +293,17 @@ class ReloadOnHangup(service.Service):
         return True
 
 
-def build_service(config, inv, reactor=None, inherited=None):
+def build_service(config, inv, reactor=None, channel=None, processes=1):
     """The daemon's MultiService: SMTP listeners and, with -q<time>, the queue runner.
 
-    ``inherited``: in a worker process, the listening sockets to adopt.
+    ``channel``: in a worker process, the socket on which connections
+    arrive from the first process.  ``processes``: more than one makes this
+    the first process, accepting for the workers (daemon_workers.py).
     """
     top = service.MultiService()
     policy = build_policy(config, inv, reactor=reactor)
-    addresses = [] if inherited else listen_addresses(config, inv.listen, getattr(inv, "tls_on_connect", False))
-    listeners = SMTPListeners(policy, addresses, reactor, inherited=inherited)
+    addresses = [] if channel else listen_addresses(config, inv.listen, getattr(inv, "tls_on_connect", False))
+    listeners = SMTPListeners(policy, addresses, reactor, channel=channel, dispatch=processes > 1)
     listeners.setName("smtp")
     listeners.setServiceParent(top)
     reloader = ReloadOnHangup(listeners, inv, reactor)
@@ -330,24 +344,36 @@ def daemon_mode(inv):
     """``exim_py -bd`` / ``-bdf``: listen for SMTP until SIGTERM."""
     from twisted.internet import reactor
 
-    inherited = daemon_workers.inherited_sockets()
+    channel = daemon_workers.inherited_channel()
     config = load_config(inv)
-    top = build_service(config, inv, inherited=inherited)
-    top.privilegedStartService()
+    count = 1 if channel else daemon_workers.wanted_processes()
+    top = build_service(config, inv, channel=channel, processes=count)
+    try:
+        top.privilegedStartService()
+    except error.CannotListenError as e:
+        # Exim's words (daemon.c, after its daemon_startup_retries, which
+        # exim_py does not make): panic log, main log and standard error
+        reason = e.socketError.strerror if isinstance(e.socketError, OSError) else e.socketError
+        text = "socket bind() to port %d for address %s failed: %s: daemon abandoned" % (
+            e.port, e.interface, reason)
+        logger = _module("exim_py.log").Logger(config)
+        logger.panic(text)
+        sys.stderr.write(logger.format(text) + "\n")
+        return 1
     workers = []
-    if inherited:
+    if channel:
         daemon_workers.die_with_parent()
         pid_path = None
     else:
         if not inv.daemon_foreground:
             _daemonize()
-        count = daemon_workers.wanted_processes()
         if count > 1:
-            sockets = daemon_workers.listening_sockets(top.getServiceNamed("smtp"))
-            workers = daemon_workers.spawn(inv, sockets, count - 1)
+            dispatcher = top.getServiceNamed("smtp").dispatcher
+            dispatcher.add_workers(daemon_workers.spawn(inv, count - 1))
+            workers = dispatcher.children()
             top.getServiceNamed("reload").workers = workers
         pid_path = pid_file_path(config, inv)
-    if not inherited:
+    if not channel:
         log_mod = _module("exim_py.log")
         if log_mod is not None:
             log_mod.Logger(config).main(started_line(config, inv, os.getpid()))

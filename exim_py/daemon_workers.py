@@ -1,17 +1,32 @@
-"""More reactor processes on the daemon's listening sockets (an exim_py extension).
+"""More daemon processes, so that ``exim_py -bd`` uses every core (an exim_py extension).
 
-One Python process uses one core.  With ``EXIM_PY_DAEMON_PROCESSES=N`` in
-its environment, ``exim_py -bd`` binds its sockets, then starts N-1 worker
-processes (``exim_py -bdf`` again, fresh interpreters) that inherit the
-listening sockets and accept from the same queues; the kernel spreads the
-connections.  Each worker has its own reactor, spool writer and thread pool
-and writes the same spool and logs (message ids carry the process id, so
-they stay unique).  The first process alone writes the pid file and runs the
-queue; it passes SIGTERM and SIGHUP on to the workers, and a worker whose
-parent dies is sent SIGTERM by the kernel.
+One Python process uses one core.  The first daemon process does what
+Exim's daemon process does with its children: it alone accepts connections
+and applies the connection limits with the count of the whole daemon
+(smtp_accept_max, smtp_accept_reserve, smtp_accept_max_per_host; spec
+chapter "Starting the daemon").  It then serves the connection itself or
+passes the socket to the worker process with the fewest open sessions, as
+an SCM_RIGHTS message on a Unix socket pair; the worker says when each
+session ends.  Balancing by open sessions (ties taken in turn) keeps the
+processes evenly loaded, which the kernel does not do when several
+processes accept from one shared socket (the first one awake takes a whole
+burst).
+
+Workers are ``exim_py -bdf`` again (fresh interpreters, found by
+``EXIM_PY_DAEMON_CHANNEL`` in their environment).  Each has its own
+reactor, spool writer and thread pool and writes the same spool and logs
+(message ids carry the process id, so they stay unique).  The first
+process alone writes the pid file and runs the queue; it passes SIGTERM and
+SIGHUP on to the workers, and a worker whose parent dies is sent SIGTERM by
+the kernel.  A worker that dies is not replaced: the others, and the first
+process, go on serving.
+
+How many processes: ``EXIM_PY_DAEMON_PROCESSES`` when set, else the number
+of CPUs, at most ``DEFAULT_MAX``.
 """
 
 import ctypes
+import errno
 import os
 import signal
 import socket
@@ -19,59 +34,61 @@ import subprocess
 import sys
 
 from twisted.application import service
+from twisted.internet import error
+from twisted.python import log
 
 from exim_py.cli import config_path
 
 ENV_PROCESSES = "EXIM_PY_DAEMON_PROCESSES"
-ENV_FDS = "EXIM_PY_LISTEN_FDS"
+ENV_CHANNEL = "EXIM_PY_DAEMON_CHANNEL"
+DEFAULT_MAX = 4
 _PR_SET_PDEATHSIG = 1
+# connections taken from one listening socket per turn of the reactor
+_ACCEPTS_PER_READ = 64
 
 
 def wanted_processes():
-    """How many daemon processes the environment asks for (at least one)."""
-    try:
-        return max(1, int(os.environ.get(ENV_PROCESSES, "1") or "1"))
-    except ValueError:
-        return 1
+    """How many daemon processes to run: the environment's choice, else one per CPU."""
+    text = os.environ.get(ENV_PROCESSES, "").strip()
+    if text:
+        try:
+            return max(1, int(text))
+        except ValueError:
+            pass
+    return max(1, min(os.cpu_count() or 1, DEFAULT_MAX))
 
 
-def inherited_sockets():
-    """[(fd, tls_on_connect)] when this process is a worker, else None."""
-    text = os.environ.get(ENV_FDS)
+def inherited_channel():
+    """The socket to the first process when this process is a worker, else None."""
+    text = os.environ.get(ENV_CHANNEL)
     if not text:
         return None
-    out = []
-    for item in text.split(";"):
-        fd, tls = item.split(",")
-        out.append((int(fd), tls == "1"))
-    return out
+    channel = socket.socket(fileno=int(text))
+    channel.setblocking(False)
+    return channel
 
 
-def listening_sockets(listeners):
-    """[(fd, tls_on_connect)] of a started SMTPListeners' bound ports."""
-    out = []
-    for child in listeners:
-        port = getattr(child, "_port", None)
-        if port is not None:
-            out.append((port.fileno(), child.args[1].tls_on_connect))
-    return out
-
-
-def spawn(inv, sockets, count):
-    """Start ``count`` workers sharing ``sockets``; returns their Popen objects."""
+def spawn(inv, count):
+    """Start ``count`` workers; returns [(Popen, channel socket)]."""
     env = dict(os.environ)
-    env[ENV_FDS] = ";".join("%d,%d" % (fd, 1 if tls else 0) for fd, tls in sockets)
     env[ENV_PROCESSES] = "1"
     argv = [sys.executable, "-m", "exim_py", "-C", config_path(inv)]
     argv += ["-D%s=%s" % (name, value) for name, value in inv.macros.items()]
     if inv.delivery_mode:
         argv.append("-od" + inv.delivery_mode)
     argv += ["-bdf"]
-    if getattr(inv, "tls_on_connect", False):
-        argv.append("-tls-on-connect")
-    fds = [fd for fd, _ in sockets]
-    return [subprocess.Popen(argv, env=env, pass_fds=fds, stdin=subprocess.DEVNULL)
-            for _ in range(count)]
+    started = []
+    for _ in range(count):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env[ENV_CHANNEL] = str(theirs.fileno())
+        try:
+            child = subprocess.Popen(argv, env=env, pass_fds=[theirs.fileno()],
+                                     stdin=subprocess.DEVNULL)
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        started.append((child, ours))
+    return started
 
 
 def signal_all(children, signum):
@@ -92,30 +109,289 @@ def die_with_parent():
         pass
 
 
-class AdoptedPort(service.Service):
-    """A listening socket inherited from the first daemon process."""
+def _reactor(reactor):
+    if reactor is None:
+        from twisted.internet import reactor
+    return reactor
 
-    def __init__(self, fd, factory, reactor=None):
-        self.fd = fd
-        self.factory = factory
+
+class _Remote:
+    """A session served by a worker, as the connection limits see it."""
+
+    __slots__ = ("peer_address", "worker")
+
+    def __init__(self, peer_address, worker):
+        self.peer_address = peer_address
+        self.worker = worker
+
+
+class _Peer:
+    """What ``ServerPolicy.refuse_connection`` reads of a new connection."""
+
+    __slots__ = ("host",)
+
+    def __init__(self, host):
+        self.host = host
+
+
+class Census:
+    """Every open session of the daemon: this process's and the workers'.
+
+    It is what ``refuse_connection`` counts (``len`` and iteration over
+    objects with ``peer_address``).
+    """
+
+    def __init__(self, local, remote):
+        self.local = local
+        self.remote = remote
+
+    def __len__(self):
+        return len(self.local) + len(self.remote)
+
+    def __iter__(self):
+        yield from self.local
+        yield from self.remote.values()
+
+
+class _Worker:
+    """The first process's end of one worker: its channel and its open sessions."""
+
+    def __init__(self, dispatcher, child, channel):
+        self.dispatcher = dispatcher
+        self.child = child
+        self.channel = channel
+        self.ready = False
+        self.sessions = 0
+        self.turn = 0
+
+    def fileno(self):
+        return self.channel.fileno()
+
+    def logPrefix(self):
+        return "exim_py worker %d" % self.child.pid
+
+    def doRead(self):
+        while True:
+            try:
+                message = self.channel.recv(64)
+            except BlockingIOError:
+                return
+            except OSError:
+                message = b""
+            if not message:
+                return self.dispatcher.worker_gone(self)
+            if message == b"r":
+                self.ready = True
+            elif message.startswith(b"e"):
+                self.dispatcher.session_ended(int(message[1:]))
+
+    def connectionLost(self, reason):
+        pass
+
+
+class Dispatcher:
+    """The first process's choice, per accepted connection: serve it here or
+    hand it to the least busy worker."""
+
+    def __init__(self, local_sessions, reactor=None):
+        self.local = local_sessions
+        self.remote = {}            # session number -> _Remote
+        self.census = Census(local_sessions, self.remote)
+        self.workers = []
         self.reactor = reactor
-        self._port = None
+        self._numbers = 0
+        self._turns = 0
+        self.local_turn = 0
+
+    def add_workers(self, started):
+        reactor = _reactor(self.reactor)
+        for child, channel in started:
+            worker = _Worker(self, child, channel)
+            self.workers.append(worker)
+            reactor.addReader(worker)
+
+    def children(self):
+        return [w.child for w in self.workers]
+
+    def worker_gone(self, worker):
+        _reactor(self.reactor).removeReader(worker)
+        if worker in self.workers:
+            self.workers.remove(worker)
+        for number in [n for n, r in self.remote.items() if r.worker is worker]:
+            del self.remote[number]
+        worker.channel.close()
+
+    def session_ended(self, number):
+        remote = self.remote.pop(number, None)
+        if remote is not None:
+            remote.worker.sessions -= 1
+
+    def place(self, conn, host, factory, tls):
+        """Serve the accepted socket ``conn`` here or in a worker."""
+        conn.setblocking(False)
+        target = self._choose()
+        if target is not None and factory.policy.refuse_connection(_Peer(host), self.census) is None:
+            self._numbers += 1
+            try:
+                socket.send_fds(target.channel, [b"%d %d" % (self._numbers, tls)], [conn.fileno()])
+            except OSError:
+                self.worker_gone(target)
+            else:
+                target.sessions += 1
+                self.remote[self._numbers] = _Remote(host, target)
+                conn.close()
+                return
+        self._turns += 1
+        self.local_turn = self._turns
+        try:
+            _reactor(self.reactor).adoptStreamConnection(conn.fileno(), conn.family, factory)
+        finally:
+            conn.close()
+
+    def _choose(self):
+        """The worker to use, or None for this process: fewest open sessions,
+        and on a tie the one whose turn came longest ago."""
+        best, key = None, (len(self.local), self.local_turn)
+        for worker in self.workers:
+            if worker.ready and (worker.sessions, worker.turn) < key:
+                best, key = worker, (worker.sessions, worker.turn)
+        if best is not None:
+            self._turns += 1
+            best.turn = self._turns
+        return best
+
+
+class DispatchingPort(service.Service):
+    """A listening socket of the first process: every connection goes to the Dispatcher."""
+
+    def __init__(self, address, port, factory, dispatcher, tls, backlog=1024, reactor=None):
+        self.address = address
+        self.port = port
+        self.factory = factory
+        self.dispatcher = dispatcher
+        self.tls = tls
+        self.backlog = backlog
+        self.reactor = reactor
+        self.socket = None
+
+    def privilegedStartService(self):
+        super().privilegedStartService()
+        family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
+        skt = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            skt.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            skt.bind((self.address, self.port))
+            skt.listen(self.backlog)
+        except OSError as e:
+            skt.close()
+            raise error.CannotListenError(self.address, self.port, e)
+        skt.setblocking(False)
+        self.socket = skt
 
     def startService(self):
         super().startService()
-        if self.reactor is None:
-            from twisted.internet import reactor
-        else:
-            reactor = self.reactor
-        family = socket.socket(fileno=os.dup(self.fd))
-        try:
-            address_family = family.family
-        finally:
-            family.close()
-        self._port = reactor.adoptStreamPort(self.fd, address_family, self.factory)
+        if self.socket is None:
+            self.privilegedStartService()
+        self.factory.doStart()
+        _reactor(self.reactor).addReader(self)
 
     def stopService(self):
         super().stopService()
-        if self._port is not None:
-            port, self._port = self._port, None
-            return port.stopListening()
+        if self.socket is not None:
+            _reactor(self.reactor).removeReader(self)
+            self.socket.close()
+            self.socket = None
+            self.factory.doStop()
+
+    def fileno(self):
+        return self.socket.fileno() if self.socket is not None else -1
+
+    def logPrefix(self):
+        return "exim_py listener %s.%d" % (self.address, self.port)
+
+    def getHost(self):
+        return self.socket.getsockname()
+
+    def doRead(self):
+        for _ in range(_ACCEPTS_PER_READ):
+            if self.socket is None:
+                return
+            try:
+                conn, addr = self.socket.accept()
+            except BlockingIOError:
+                return
+            except OSError as e:
+                if e.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM,
+                                   errno.ECONNABORTED, errno.EINTR):
+                    log.err(None, "exim_py: accept failed")
+                return
+            self.dispatcher.place(conn, addr[0], self.factory, self.tls)
+
+    def connectionLost(self, reason):
+        pass
+
+
+class ChannelListener(service.Service):
+    """A worker's end of the channel: adopts the connections the first process sends."""
+
+    def __init__(self, channel, factories, reactor=None):
+        self.channel = channel
+        self.factories = factories          # {tls_on_connect: factory}
+        self.reactor = reactor
+
+    def startService(self):
+        super().startService()
+        for factory in self.factories.values():
+            factory.doStart()
+        _reactor(self.reactor).addReader(self)
+        self._say(b"r")
+
+    def stopService(self):
+        super().stopService()
+        _reactor(self.reactor).removeReader(self)
+
+    def fileno(self):
+        return self.channel.fileno()
+
+    def logPrefix(self):
+        return "exim_py channel"
+
+    def doRead(self):
+        reactor = _reactor(self.reactor)
+        while True:
+            try:
+                message, fds, _, _ = socket.recv_fds(self.channel, 64, 4)
+            except BlockingIOError:
+                return
+            except OSError:
+                message, fds = b"", []
+            if not message:
+                # the first process is gone: the kernel's SIGTERM ends this one
+                reactor.removeReader(self)
+                return
+            number, tls = message.split()
+            for extra in fds[1:]:
+                os.close(extra)
+            if not fds:
+                continue
+            conn = socket.socket(fileno=fds[0])
+            try:
+                conn.set_inheritable(False)
+                transport = reactor.adoptStreamConnection(conn.fileno(), conn.family,
+                                                          self.factories[tls == b"1"])
+            finally:
+                conn.close()
+            finished = getattr(getattr(transport, "protocol", None), "finished", None)
+            if finished is None:
+                self._say(b"e" + number)
+            else:
+                finished.addBoth(lambda _, n=number: self._say(b"e" + n))
+
+    def _say(self, message):
+        try:
+            self.channel.send(message)
+        except OSError:
+            pass
+
+    def connectionLost(self, reason):
+        pass

@@ -307,12 +307,85 @@ class WorkerProcessTests(unittest.TestCase):
             socket.create_connection(("127.0.0.1", d.port), timeout=2).close()
 
 
+    def daemon(self, extra):
+        """Two processes whose banner is their process id."""
+        d = DaemonProcess(self, extra)
+        with open(d.conf_path) as f:
+            text = f.read()
+        with open(d.conf_path, "w") as f:
+            f.write(text.replace("smtp_banner = mx.test.example ESMTP Exim 4.96", "smtp_banner = $pid"))
+        d.start(processes=2)
+        self.addCleanup(d.stop)
+        self.worker_ready(d)
+        return d
+
+    def banners(self, d, count):
+        """Open ``count`` sessions at once; returns (their banners, the sockets)."""
+        socks = [socket.create_connection(("127.0.0.1", d.port), timeout=10) for _ in range(count)]
+        for s in socks:
+            self.addCleanup(s.close)
+        return [s.makefile("rb").readline().decode() for s in socks], socks
+
+    def worker_ready(self, d):
+        """Wait until a session is served by a process other than the first."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            lines, socks = self.banners(d, 1)
+            socks[0].close()
+            if lines[0].split()[1] != str(d.process.pid):
+                return
+            time.sleep(0.05)
+        self.fail("no worker process served a session")
+
+    def test_sessions_are_spread_evenly(self):
+        """Concurrent sessions go to the process with the fewest open ones."""
+        d = self.daemon("queue_only")
+        lines, _ = self.banners(d, 6)
+        pids = sorted(line.split()[1] for line in lines)
+        self.assertEqual(len(set(pids)), 2, lines)
+        self.assertEqual(pids.count(pids[0]), 3, lines)
+
+    def test_limits_count_every_process(self):
+        """smtp_accept_max_per_host counts the sessions of all the processes, as
+        Exim's daemon counts its children."""
+        d = self.daemon("queue_only\nsmtp_accept_max_per_host = 2")
+        lines, _ = self.banners(d, 3)
+        self.assertEqual(len({line.split()[1] for line in lines[:2]}), 2, lines)
+        self.assertEqual(lines[2], "421 Too many concurrent SMTP connections from this IP address; "
+                                   "please try again later.\r\n")
+
+    def test_port_in_use(self):
+        """A port that cannot be bound ends the daemon with Exim's panic line."""
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            d = DaemonProcess(self, "queue_only")
+            d.port = taken.getsockname()[1]
+            d.process = subprocess.Popen(
+                [sys.executable, "-m", "exim_py", "-C", d.conf_path, "-bdf", "-oX", "127.0.0.1.%d" % d.port],
+                env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            self.addCleanup(d.stop)
+            self.assertEqual(d.process.wait(timeout=30), 1)
+        text = "socket bind() to port %d for address 127.0.0.1 failed: Address already in use: " \
+               "daemon abandoned" % d.port
+        self.assertTrue(d.process.stderr.read().decode().rstrip().endswith(" " + text))
+        with open(os.path.join(d.spool_dir, "paniclog")) as f:
+            self.assertTrue(f.read().rstrip().endswith(" " + text))
+
+
 class CrashSafetyTests(unittest.TestCase):
     """SIGKILL mid-stream: every message that got its 250 is on the spool, intact."""
 
     def test_sigkill_loses_no_acknowledged_message(self):
         """200 messages over 20 connections, the daemon killed part way, then restarted."""
-        d = DaemonProcess(self, "queue_only").start()
+        self.crash(processes=1)
+
+    def test_sigkill_of_every_process(self):
+        """The same with two daemon processes, both killed at once."""
+        self.crash(processes=2)
+
+    def crash(self, processes):
+        d = DaemonProcess(self, "queue_only").start(processes=processes)
         self.addCleanup(d.stop)
         acked = {}
         lock = threading.Lock()
@@ -339,6 +412,11 @@ class CrashSafetyTests(unittest.TestCase):
         for w in workers:
             w.start()
         enough.wait(60)
+        with open("/proc/%d/task/%d/children" % (d.process.pid, d.process.pid)) as f:
+            children = [int(pid) for pid in f.read().split()]
+        self.assertEqual(len(children), processes - 1)
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
         d.process.send_signal(signal.SIGKILL)
         d.process.wait()
         for w in workers:

@@ -762,15 +762,18 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
 class SMTPServerFactory(protocol.ServerFactory):
     """Makes one SMTPServerProtocol per connection, all asking the same policy."""
 
-    def __init__(self, policy, clock=None, tls_on_connect=False, connections=None):
+    def __init__(self, policy, clock=None, tls_on_connect=False, connections=None, census=None):
         self.policy = policy
         self.clock = clock
         self.tls_on_connect = tls_on_connect
-        # shared by all the listeners of one daemon (smtp_accept_max counts them all)
+        # shared by all the listeners of one daemon process
         self.connections = connections if connections is not None else set()
+        # what the connection limits count (smtp_accept_max...): these
+        # sessions, or every process's (daemon_workers.Census)
+        self.census = census if census is not None else self.connections
 
     def buildProtocol(self, addr):
-        refusal = self.policy.refuse_connection(addr, self.connections)
+        refusal = self.policy.refuse_connection(addr, self.census)
         if refusal is not None:
             return _Refuse(refusal)
         p = SMTPServerProtocol(self.policy, self.clock, self.tls_on_connect)
