@@ -582,8 +582,7 @@ class ServerPolicy:
 
     def _header_limits(self, message):
         """header_maxsize and header_line_maxsize: Exim's 552s, or None."""
-        end = message.find(b"\n\n")
-        header = message if end < 0 else message[:end + 1]
+        header = _header_section(message)
         limit = self._option("header_maxsize", 1024 * 1024)
         if limit and len(header) > limit:
             return Reply(552, "Message header is ridiculously long")
@@ -750,3 +749,19 @@ class _AuthDialogue:
         if int(code) == 235:
             self.session.received_protocol = self.policy.protocol_name(self.session, self.session.esmtp)
         return Reply(int(code), text)
+
+
+def _header_section(message):
+    """The header lines at the top of ``message``: they end at a blank line,
+    or at the first line that is neither a header nor a continuation, which
+    starts the body (as receive.split_message and Exim's receive.c decide)."""
+    from exim_py.receive import _HEADER_NAME
+    pos, n = 0, len(message)
+    while pos < n:
+        end = message.find(b"\n", pos)
+        end = n if end < 0 else end
+        line = message[pos:end]
+        if not line or not (_HEADER_NAME.match(line) or (pos and line[:1] in (b" ", b"\t"))):
+            break
+        pos = end + 1
+    return message[:pos]
