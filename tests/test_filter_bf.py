@@ -250,6 +250,14 @@ testprint "not reached"
                            args=["-bF", system])
         self.assertIn("Testprint: sn1=3 n1=0 xs=1", out)
 
+    def test_headers_charset(self):
+        """headers charset changes how encoded words in header variables are
+        decoded for the rest of the filter."""
+        out = self.compare('# Exim filter\ntestprint "$h_subject:"\n'
+                           'headers charset ISO-8859-1\ntestprint "$h_subject:"\n',
+                           message="Subject: =?UTF-8?Q?caf=C3=A9?=\n\nbody\n")
+        self.assertIn("Testprint: caf\\351", out)
+
     def test_headers_only_in_system_filter(self):
         """headers add in a user filter is a syntax error."""
         self.compare('# Exim filter\nheaders add "X-A: b"\n')

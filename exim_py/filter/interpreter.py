@@ -129,6 +129,9 @@ class Interpreter:
             code, message = (DELIVERED if self.delivered else NOTDELIVERED), None
         except _Stop as stop:
             code, message = stop.code, stop.message
+        finally:
+            # "headers charset" lasts only while the filter runs.
+            self.ctx.__dict__.pop("main_option", None)
         generated = [] if code == ERROR else self.generated
         return FilterResult(code, message, generated, self.n)
 
@@ -260,12 +263,24 @@ class Interpreter:
         what = cmd.args[1]
         if self.test:
             self._say('Headers %s "%s"' % (what, _shown(value)))
-        if what == "add":
+        if what == "charset":
+            self._set_headers_charset(value)
+        elif what == "add":
             self._add_header(value)
         elif what == "remove":
             from exim_py.match import iter_list
             for name in iter_list(value):
                 self._remove_header(name)
+
+    def _set_headers_charset(self, charset):
+        """Header variables decode into ``charset`` from now on: the
+        context's headers_charset option is shadowed for this filter."""
+        ctx = self.ctx
+        main_option = type(ctx).main_option
+
+        def shadowed(name, default=None):
+            return charset if name == "headers_charset" else main_option(ctx, name, default)
+        ctx.main_option = shadowed
 
     def _add_header(self, text):
         from exim_py.envelope import Header
