@@ -634,6 +634,14 @@ class ESMTPClient(LineReceiver):
                                "message", reply=reply_text(code, lines), code=code)
             self._end_transaction(reset=True)
             return
+        if getattr(txn, "data_error", None) is not None:
+            # The message could not be produced (its transport_filter would
+            # not run): Exim learns it only now, while writing the data, and
+            # can but drop the connection.
+            self._fail_current(DEFER, txn.data_error, "message")
+            self._finish()
+            self.transport.loseConnection()
+            return
         self._start_body(to_wire(txn.data), b".\r\n", "dot", "end of data")
 
     def smtpState_ignored(self, code, lines, arg):

@@ -412,15 +412,25 @@ class Transport(TransportBase):
         """The envelope and bytes to send (blocking: reads the spool's -D file)."""
         addr = addresses[0]
         sender = self.return_path(message, addr, ctx)
-        data = b"".join(self.message_chunks(message, addresses, ctx, eol=b"\n"))
+        data_error = None
+        try:
+            data = b"".join(self.message_chunks(message, addresses, ctx, eol=b"\n"))
+        except ExpansionError as exc:
+            if "transport filter" not in str(exc):
+                raise
+            # Exim runs the filter as it writes the data, after DATA: the
+            # session goes that far first (client.smtpState_data).
+            data, data_error = b"", str(exc)
         envelope = message.envelope
         # A dsn_lasthop router keeps NOTIFY and ORCPT from the next hop.
         recipients = [Recipient(a.address, None, None) if a.dsn_lasthop
                       else Recipient(a.address, a.top.dsn_notify, a.top.dsn_orcpt)
                       for a in addresses]
-        return Transaction(sender, recipients, data=data, size=message.size(),
-                           body_type=getattr(envelope, "body_type", None),
-                           smtputf8=getattr(envelope, "smtputf8", False),
-                           dsn_envid=getattr(envelope, "dsn_envid", None),
-                           dsn_ret=getattr(envelope, "dsn_ret", None),
-                           auth_sender=getattr(envelope, "auth_sender", None))
+        txn = Transaction(sender, recipients, data=data, size=message.size(),
+                          body_type=getattr(envelope, "body_type", None),
+                          smtputf8=getattr(envelope, "smtputf8", False),
+                          dsn_envid=getattr(envelope, "dsn_envid", None),
+                          dsn_ret=getattr(envelope, "dsn_ret", None),
+                          auth_sender=getattr(envelope, "auth_sender", None))
+        txn.data_error = data_error
+        return txn
