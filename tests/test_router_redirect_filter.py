@@ -113,6 +113,14 @@ class FilterDeliveryTests(FilterMail, unittest.TestCase):
             "VAR", self.env.dir), self.env.mainlog())
 
     @defer.inlineCallbacks
+    def test_save_mode(self):
+        """save's mode argument is the mode of the file it creates."""
+        self.filter("jim", "# Exim filter\nsave VAR/folder 0640\nsave VAR/plain\n")
+        yield self.deliver("jim")
+        self.assertEqual(os.stat(self.env.path("folder")).st_mode & 0o777, 0o640)
+        self.assertEqual(os.stat(self.env.path("plain")).st_mode & 0o777, 0o600)
+
+    @defer.inlineCallbacks
     def test_deliver_and_unseen_deliver(self):
         """deliver forwards; unseen deliver forwards a copy and delivery goes on."""
         self.filter("jim", "# Exim filter\ndeliver mb2@localdomain\n")

@@ -108,14 +108,10 @@ def _child(delivery, parent, item):
     if item.kind == "file":
         option = "system_filter_directory_transport" if child.directory else \
             "system_filter_file_transport"
-        child.file_mode = item.mode
     elif item.kind == "pipe":
         option = "system_filter_pipe_transport"
-        child.expand_pipe = True
-        child.pipe_expandn = [item.thisaddress] + list(item.numeric)
     else:
         option = "system_filter_reply_transport"
-        child.reply = item.reply
     name = main.get(option)
     child.setup_error = None
     if not name:
@@ -123,11 +119,8 @@ def _child(delivery, parent, item):
         return child
     try:
         child.transport = delivery.ctx.transport(delivery.ctx.expand(name, child).strip())
-        from exim_py.filter.transports import for_pipe, for_reply
-        if child.is_reply:
-            child.transport = for_reply(child.transport, item.reply)
-        elif child.is_pipe:
-            child.transport = for_pipe(child.transport)
+        from exim_py.filter.transports import prepare
+        prepare(child, item)
     except KeyError:
         child.setup_error = "%s transport %s not found in system filter" % (option, name)
     except Exception as e:

@@ -9,12 +9,14 @@ that does exactly that: the configured autoreply transport's code, with the
 filter's values (already expanded when the filter ran) in place of the
 options they replace.
 
-A filter's ``pipe`` command is not expanded by the filter: the pipe
+A ``save`` command's mode replaces the file transport's ``mode`` option
+(``for_file``).  A filter's ``pipe`` command is not expanded by the filter: the pipe
 transport expands each of its arguments after splitting it, with
 ``$thisaddress`` and ``$0``.. as the filter left them (Exim's
 af_expand_pipe), which ``for_pipe`` arranges.
 """
 
+import copy
 import os
 
 from exim_py.transports import autoreply, pipe
@@ -117,3 +119,29 @@ def for_pipe(transport):
     if not isinstance(transport, pipe.Transport):
         return transport
     return FilterPipe(transport)
+
+
+def for_file(transport, mode):
+    """A transport for a filter's save command: its mode, when given,
+    replaces the transport's ``mode`` option."""
+    if mode is None or "mode" not in transport.options:
+        return transport
+    saving = copy.copy(transport)
+    saving.options = _Options(transport.options, {"mode": mode})
+    return saving
+
+
+def prepare(child, item, home=None):
+    """Give the address made for a filter's delivery ``item`` what its
+    transport needs: the values for expanding a pipe command, and a
+    transport that applies the filter's reply values or save mode."""
+    if item.kind == "pipe":
+        child.pipe_expandn = [item.thisaddress] + list(item.numeric)
+    if child.transport is None:
+        return
+    if item.kind == "pipe":
+        child.transport = for_pipe(child.transport)
+    elif item.kind == "reply":
+        child.transport = for_reply(child.transport, item.reply, home)
+    elif item.kind == "file":
+        child.transport = for_file(child.transport, item.mode)

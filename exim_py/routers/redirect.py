@@ -202,7 +202,11 @@ class Router(RouterBase):
             if result.code == FREEZE_FILTER:
                 addr.special = "freeze"
             return RouterResult(DEFER, result.message or None)
-        children = [self._generated_child(addr, ctx, item) for item in result.generated]
+        children = []
+        for item in result.generated:
+            child = self._generated_child(addr, ctx, item)
+            child.ignore_error = child.ignore_error or item.noerror
+            children.append(child)
         if result.code == DELIVERED:
             return RouterResult(REROUTED, new=children) if children else RouterResult(DISCARD)
         if not children:
@@ -217,29 +221,16 @@ class Router(RouterBase):
 
     def _generated_child(self, addr, ctx, item):
         """The Address for one delivery a filter set up."""
+        from exim_py.filter.transports import prepare
         if item.kind == "address":
-            child = Address(item.text, parent=addr, errors_to=item.errors_to)
-        elif item.kind == "file":
-            child = self._pfr(addr, ctx, item.text,
-                              "directory" if item.text.endswith("/") else "file")
-            child.file_mode = item.mode
-        elif item.kind == "pipe":
-            child = self._pfr(addr, ctx, item.text, "pipe")
-            # The transport expands each argument of a filter's pipe command,
-            # with $thisaddress and $0... as the filter left them.
-            child.expand_pipe = True
-            child.pipe_expandn = [item.thisaddress] + list(item.numeric)
-            if child.transport is not None:
-                from exim_py.filter.transports import for_pipe
-                child.transport = for_pipe(child.transport)
-        else:
-            child = self._pfr(addr, ctx, item.text, "reply")
+            return Address(item.text, parent=addr, errors_to=item.errors_to)
+        kind = item.kind
+        if kind == "file" and item.text.endswith("/"):
+            kind = "directory"
+        child = self._pfr(addr, ctx, item.text, kind)
+        if kind == "reply":
             child.forbidden = bool(self.options["forbid_filter_reply"])
-            child.reply = item.reply
-            if child.transport is not None:
-                from exim_py.filter.transports import for_reply
-                child.transport = for_reply(child.transport, item.reply, addr.home_dir)
-        child.ignore_error = child.ignore_error or item.noerror
+        prepare(child, item, addr.home_dir)
         return child
 
     def _as_list(self, addr, ctx, data):
