@@ -443,6 +443,7 @@ class GroupSyncTests(unittest.TestCase):
             raise unittest.SkipTest("no syncfs(2) here: each caller fsyncs its own files")
         self.dir = tempfile.mkdtemp(prefix="exim_py-groupsync-")
         self.addCleanup(shutil.rmtree, self.dir, True)
+        self.path = os.path.join(self.dir, "new-file")
         self.flushes = []
         self.flushing = threading.Event()
         self.release = threading.Event()
@@ -455,7 +456,7 @@ class GroupSyncTests(unittest.TestCase):
         self.patch(durable._spool, "_sync_file_system", flush)
 
     def start(self, group):
-        thread = threading.Thread(target=group.sync, args=(self.dir,))
+        thread = threading.Thread(target=group.sync, args=(self.path,))
         thread.start()
         self.addCleanup(thread.join, 10)
         return thread
@@ -467,7 +468,7 @@ class GroupSyncTests(unittest.TestCase):
         first = self.start(group)
         self.assertTrue(self.flushing.wait(10))
         waiters = [self.start(group) for _ in range(20)]
-        tickets = group._system(os.stat(self.dir).st_dev)
+        tickets = group._system(self.dir)
         deadline = time.monotonic() + 10
         while tickets.asked < 21 and time.monotonic() < deadline:
             time.sleep(0.001)      # until every waiter has asked
@@ -486,6 +487,6 @@ class GroupSyncTests(unittest.TestCase):
             raise OSError(5, "Input/output error")
         self.patch(durable._spool, "_sync_file_system", broken)
         group = durable.GroupSync()
-        self.assertRaises(OSError, group.sync, self.dir)
-        self.assertRaises(OSError, group.sync, self.dir)
+        self.assertRaises(OSError, group.sync, self.path)
+        self.assertRaises(OSError, group.sync, self.path)
         self.assertEqual(len(self.flushes), 2)

@@ -10,6 +10,7 @@ that generated it in parentheses.
 """
 
 import os
+import threading
 
 
 def log_address(addr, success):
@@ -45,6 +46,10 @@ class DeliveryLog:
         self.sender = envelope.sender if envelope is not None else None
         self.received_time = envelope.received_time if envelope is not None else None
         self.keep_msglog = bool(config.main.get("message_logs", True))
+        # The message log stays open for the whole attempt (one write per
+        # line, no open and close each time); close() ends it.
+        self._msglog_fd = None
+        self._msglog_lock = threading.Lock()
 
     def main(self, text, msglog=True):
         self.logger.main(text, self.message_id)
@@ -54,10 +59,24 @@ class DeliveryLog:
     def msglog(self, text):
         if not self.keep_msglog or self.spool is None:
             return
-        path = self.spool.msglog_path(self.message_id)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "ab") as f:
-            f.write(("%s %s\n" % (self.logger.timestamp(), text)).encode("utf-8", "surrogateescape"))
+        line = ("%s %s\n" % (self.logger.timestamp(), text)).encode("utf-8", "surrogateescape")
+        with self._msglog_lock:
+            if self._msglog_fd is None:
+                path = self.spool.msglog_path(self.message_id)
+                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                try:
+                    self._msglog_fd = os.open(path, flags, 0o666)
+                except FileNotFoundError:
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    self._msglog_fd = os.open(path, flags, 0o666)
+            os.write(self._msglog_fd, line)
+
+    def close(self):
+        """Close the message log (at the end of the delivery attempt)."""
+        with self._msglog_lock:
+            if self._msglog_fd is not None:
+                os.close(self._msglog_fd)
+                self._msglog_fd = None
 
     def result(self, addr, first=True, routing=False):
         """Log the outcome of one address (after the spool records it).

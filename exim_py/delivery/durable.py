@@ -34,22 +34,31 @@ class GroupSync:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._systems = {}
+        self._systems = {}        # st_dev -> _FileSystem
+        self._devices = {}        # directory -> st_dev (saves a stat per call)
 
-    def _system(self, dev):
+    def _system(self, directory):
+        dev = self._devices.get(directory)
+        if dev is None:
+            dev = os.stat(directory).st_dev
         with self._lock:
+            if len(self._devices) > 4096:
+                self._devices.clear()
+            self._devices[directory] = dev
             fs = self._systems.get(dev)
             if fs is None:
                 fs = self._systems[dev] = _FileSystem()
             return fs
 
     def sync(self, path):
-        """Return once everything this thread wrote on ``path``'s file system
-        (data, renames, unlinks) is durable; raises OSError if it cannot be."""
+        """Return once everything this thread wrote on the file system of
+        ``path`` (a file just written, renamed or unlinked) is durable: its
+        data, renames and unlinks.  Raises OSError if it cannot be."""
+        directory = os.path.dirname(path)
         if _spool._syncfs is None:
             _fsync_path(path)
             return
-        fs = self._system(os.stat(path).st_dev)
+        fs = self._system(directory)
         with fs.cond:
             fs.asked += 1
             ticket = fs.asked
@@ -62,7 +71,7 @@ class GroupSync:
                 fs.running = True
                 fs.cond.release()
                 try:
-                    _flush(path)
+                    _spool._sync_file_system(directory)
                 except BaseException:
                     # A failed flush marks nothing durable: this thread raises,
                     # and each other waiter tries again for itself.
@@ -74,10 +83,6 @@ class GroupSync:
                 fs.running = False
                 fs.done = max(fs.done, covered)
                 fs.cond.notify_all()
-
-
-def _flush(path):
-    _spool._sync_file_system(path if os.path.isdir(path) else os.path.dirname(path))
 
 
 def _fsync_path(path):

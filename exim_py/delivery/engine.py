@@ -107,6 +107,7 @@ class _Delivery:
         self.freeze = False           # an address asked for the message to be frozen
         self.timed_out = []           # failed because their retry time ran out
         self.remote = []              # batches for remote transports (run on the reactor)
+        self.log = None               # the DeliveryLog, once the message is read
 
     @defer.inlineCallbacks
     def run(self):
@@ -143,12 +144,15 @@ class _Delivery:
             if self.complete and not self.outcome.completed:
                 yield _in_thread(self._complete)
         finally:
+            if self.log is not None:
+                self.log.close()
             if self.lock is not None:
                 self.lock.release()
         return self.outcome
 
     def _complete(self):
         self.log.main("Completed")
+        self.log.close()
         # Every recipient is in the -J journal, durably: the unlinks need no sync.
         self.spool.remove(self.message_id, sync=False)
         self.outcome.completed = True

@@ -112,6 +112,10 @@ class _Failure(Exception):
 class Transport(TransportBase):
     """driver = appendfile"""
 
+    def __init__(self, dconf, config):
+        super().__init__(dconf, config)
+        self._maildirs = set()        # maildir paths known to have tmp/, new/ and cur/
+
     def deliver(self, message, addresses, ctx):
         from twisted.internet import threads     # Twisted only when delivering
         return threads.deferToThread(self.deliver_blocking, message, addresses, ctx)
@@ -338,8 +342,28 @@ class Transport(TransportBase):
     def _maildir(self, path, data, addr, ctx, uid, gid):
         """tmp/ then rename into new/ (the maildir protocol)."""
         path = path.rstrip("/")
+        # Maildirs seen complete are not looked at again (four stats per
+        # delivery); one that has gone since is made again on the retry.
+        known = path in self._maildirs
+        if not known:
+            self._make_maildir(path, uid, gid)
+        try:
+            self._maildir_write(path, data, addr, ctx, uid, gid)
+        except FileNotFoundError:
+            self._maildirs.discard(path)
+            if not known:
+                raise
+            self._make_maildir(path, uid, gid)
+            self._maildir_write(path, data, addr, ctx, uid, gid)
+
+    def _make_maildir(self, path, uid, gid):
         for sub in ("", "tmp", "new", "cur"):
             self._make_dirs(os.path.join(path, sub) if sub else path, uid, gid)
+        if len(self._maildirs) > 10000:
+            self._maildirs.clear()
+        self._maildirs.add(path)
+
+    def _maildir_write(self, path, data, addr, ctx, uid, gid):
         tag = self.expand_opt("maildir_tag", addr, ctx) or ""
         # Exim's name: <seconds>.M<microseconds>P<pid>.<primary_hostname>
         host = (ctx.config.main.get("primary_hostname") or socket.gethostname())
