@@ -324,3 +324,17 @@ class FilterRoutingTests(unittest.TestCase):
         self.assertIn(message, real.stderr)
         self.assertIn("configuration error for filt router:\n  " + message, ours.stderr)
         self.assertEqual(ours.returncode, real.returncode)
+
+    def test_sieve_filter_defers_clearly(self):
+        """Sieve filters are not interpreted by exim_py: the address defers
+        with a message that says so."""
+        exim = RealExim()
+        self.addCleanup(exim.cleanup)
+        path = os.path.join(exim.dir, "sieve")
+        with open(path, "w") as f:
+            f.write("# Sieve filter\nkeep;\n")
+        config = exim.write_config(BT_CONFIG.replace("FILTER", path).replace("OPTIONS", ""))
+        ours = run_exim_py(["-C", config, "-bt", "a@test.ex"])
+        self.assertEqual(ours.stdout, "a@test.ex cannot be resolved at this time: Sieve filter "
+                         "files are not supported by exim_py (filt router)\n")
+        self.assertEqual(ours.returncode, 1)

@@ -11,11 +11,11 @@ their line numbers.
 
 from exim_py.expand.strings import interpret_escape
 
-# Commands whose arguments are expanded, in order, before they are obeyed.
-# A command marked True counts as "seen" (a significant delivery) unless
-# "unseen" precedes it.
+# The keyword arguments of mail and vacation, in the order Exim shows them.
 MAIL_ARGS = ("to", "cc", "bcc", "from", "reply_to", "subject", "extra_headers",
              "text", "file", "log", "once", "once_repeat")
+# Every command word; one marked True counts as "seen" (a significant
+# delivery) unless "unseen" precedes it.
 COMMANDS = {
     "add": False, "defer": False, "deliver": True, "elif": False, "else": False,
     "endif": False, "finish": False, "fail": False, "freeze": False,
@@ -46,11 +46,10 @@ class Command:
     """One filter command: ``name``, ``args`` (by position or keyword),
     ``seen`` (counts as a significant delivery), ``noerror``."""
 
-    def __init__(self, name, seen=False, noerror=False, line=0):
+    def __init__(self, name, seen=False, noerror=False):
         self.name = name
         self.seen = seen
         self.noerror = noerror
-        self.line = line
         self.args = []
         self.mail = {}            # mail/vacation: keyword -> unexpanded text
         self.expand_file = False  # mail/vacation "expand file"
@@ -212,7 +211,7 @@ def _command(r, out):
         r.noerror_force = True
         return
     seen = COMMANDS[name] if r.seen_force is None else r.seen_force
-    cmd = Command(name, seen, r.noerror_force, line)
+    cmd = Command(name, seen, r.noerror_force)
     r.seen_force, r.noerror_force = None, False
     if name in ("add", "headers", "if") and forced:
         r.error('"seen", "unseen", or "noerror" found before an "%s" command near line %d'
