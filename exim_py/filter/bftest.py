@@ -14,7 +14,7 @@ filter has an error, else 0.
 import os
 import sys
 
-from exim_py.expand.be import _load_config, _login, build_context
+from exim_py.expand.be import _login, build_context
 from exim_py.filter import filter_type
 from exim_py.filter.interpreter import (DEFER, DELIVERED, ERROR, FAIL, FREEZE,
                                         NOTDELIVERED, Interpreter)
@@ -143,7 +143,9 @@ def filter_test_mode(inv):
     texts = [_read_filter(path) for path, _ in paths]
     if None in texts:
         return 1
-    config = _load_config(inv)
+    from exim_py import cli, config as configmod
+    # As Exim, -bf needs the configuration (qualify_domain and so on).
+    config = configmod.load(cli.config_path(inv), inv.macros or None)
     ctx = build_context(inv, config)
     ctx.first_delivery = True
     message_id, qualify = _envelope(inv, ctx, config, _out)
