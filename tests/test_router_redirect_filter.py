@@ -286,15 +286,15 @@ endif
 class FilterRoutingTests(unittest.TestCase):
     """-bt through a filter, compared with real exim4."""
 
-    def compare(self, options=""):
+    def compare(self, options="", text=BT_FILTER, local_parts="a u n s f d z e l"):
         exim = RealExim()
         self.addCleanup(exim.cleanup)
         path = os.path.join(exim.dir, "filter")
         with open(path, "w") as f:
-            f.write(BT_FILTER)
+            f.write(text)
         os.chmod(path, 0o644)
         config = exim.write_config(BT_CONFIG.replace("FILTER", path).replace("OPTIONS", options))
-        for lp in "a u n s f d z e l".split():
+        for lp in local_parts.split():
             argv = ["-bt", lp + "@test.ex"]
             real = exim.run(config, argv)
             ours = run_exim_py(["-C", config] + argv)
@@ -310,6 +310,14 @@ class FilterRoutingTests(unittest.TestCase):
         refuses the filter."""
         self.compare("forbid_filter_logwrite")
         self.compare("forbid_exim_filter")
+
+    def test_forbidden_expansions(self):
+        """forbid_filter_run and forbid_filter_readfile refuse those
+        expansion items inside the filter, with Exim's messages."""
+        text = ('# Exim filter\nif "${run{/bin/echo hi}}" is hi then deliver b@test.ex endif\n'
+                'if "${readfile{/etc/hostname}}" is x then deliver c@test.ex endif\n')
+        self.compare("forbid_filter_run\n  forbid_filter_readfile", text, "a")
+        self.compare("forbid_filter_readfile", text, "a")
 
     def test_filter_needs_a_user(self):
         """allow_filter without user or check_local_user is Exim's
