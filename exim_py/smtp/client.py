@@ -634,14 +634,6 @@ class ESMTPClient(LineReceiver):
                                "message", reply=reply_text(code, lines), code=code)
             self._end_transaction(reset=True)
             return
-        if getattr(txn, "data_error", None) is not None:
-            # The message could not be produced (its transport_filter would
-            # not run): Exim learns it only now, while writing the data, and
-            # can but drop the connection.
-            self._fail_current(DEFER, txn.data_error, "message")
-            self._finish()
-            self.transport.loseConnection()
-            return
         self._start_body(to_wire(txn.data), b".\r\n", "dot", "end of data")
 
     def smtpState_ignored(self, code, lines, arg):
@@ -685,6 +677,15 @@ class ESMTPClient(LineReceiver):
     def smtpState_dot(self, code, lines, arg):
         txn = self._txn
         reply = reply_text(code, lines)
+        if getattr(txn, "data_error", None) is not None:
+            # The transport_filter failed (or would not run): Exim finds out
+            # once it has written the filter's output and the dot, and defers
+            # whatever the server answered.
+            for rcpt in self._accepted:
+                txn.outcomes[rcpt.address] = Outcome(DEFER, txn.data_error, "message", reply,
+                                                     code=code, stage="dot")
+            self._end_transaction(reset=True)
+            return
         if txn.prdr_requested and code == 353:
             # PRDR: one reply per accepted recipient, in RCPT order, then a
             # reply for the message as a whole.

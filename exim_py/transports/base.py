@@ -166,7 +166,9 @@ class TransportBase(DriverBase):
         except OSError as e:
             raise ExpansionError("failed to run transport filter %s: %s" % (argv[0], e.strerror))
         if done.returncode != 0:
-            raise ExpansionError("transport filter process failed (%d)" % done.returncode)
+            error = ExpansionError("transport filter process failed (%d)" % done.returncode)
+            error.output = done.stdout      # the smtp transport still sends it, as Exim
+            raise error
         return _lines(done.stdout)
 
 

@@ -418,9 +418,13 @@ class Transport(TransportBase):
         except ExpansionError as exc:
             if "transport filter" not in str(exc):
                 raise
-            # Exim runs the filter as it writes the data, after DATA: the
-            # session goes that far first (client.smtpState_data).
-            data, data_error = b"", str(exc)
+            # Exim runs the filter as it writes the data, after DATA: what
+            # the filter wrote is sent, then the delivery defers
+            # (client.smtpState_dot).
+            data = getattr(exc, "output", b"").replace(b"\r\n", b"\n")
+            if data and not data.endswith(b"\n"):
+                data += b"\n"
+            data_error = str(exc)
         envelope = message.envelope
         # A dsn_lasthop router keeps NOTIFY and ORCPT from the next hop.
         recipients = [Recipient(a.address, None, None) if a.dsn_lasthop
