@@ -5,7 +5,9 @@
 hosts the router found for the address, with the settings of the smtp
 transport the router chose, and stop after RCPT.  This reuses the ESMTP
 client with a data-less transaction; ``hosts_verify_avoid_tls`` replaces
-``hosts_avoid_tls``.
+``hosts_avoid_tls``.  The connections that ``callout=...,hold`` keeps open
+for the message's delivery are held here too (``hold``, ``held_for``,
+``deliver_or_connect``).
 """
 
 import threading
