@@ -448,22 +448,26 @@ class GroupSyncTests(unittest.TestCase):
         self.flushing = threading.Event()
         self.release = threading.Event()
 
-        def flush(directory):
-            self.flushes.append(directory)
-            self.flushing.set()
-            self.release.wait(10)
-            return True
-        self.patch(durable._spool, "_sync_file_system", flush)
+        def flusher(kind):
+            def flush(target):
+                self.flushes.append(kind)
+                self.flushing.set()
+                self.release.wait(10)
+                return True
+            return flush
+        self.patch(durable, "_fsync_all", flusher("fsync"))
+        self.patch(durable._spool, "_sync_file_system", flusher("syncfs"))
 
     def start(self, group):
-        thread = threading.Thread(target=group.sync, args=(self.path,))
+        thread = threading.Thread(target=group.sync, args=(self.dir, [self.path]))
         thread.start()
         self.addCleanup(thread.join, 10)
         return thread
 
     def test_waiters_during_a_flush_share_the_next_one(self):
-        """Twenty threads that ask while a flush runs are all served by one
-        more flush (not twenty), and none returns before that flush."""
+        """A caller alone fsyncs its own files; twenty that ask while that
+        runs are all served by one syncfs (not twenty flushes), and none
+        returns before it."""
         group = durable.GroupSync()
         first = self.start(group)
         self.assertTrue(self.flushing.wait(10))
@@ -472,21 +476,21 @@ class GroupSyncTests(unittest.TestCase):
         deadline = time.monotonic() + 10
         while tickets.asked < 21 and time.monotonic() < deadline:
             time.sleep(0.001)      # until every waiter has asked
-        self.assertEqual(len(self.flushes), 1)
+        self.assertEqual(self.flushes, ["fsync"])
         self.assertTrue(all(t.is_alive() for t in waiters))
         self.release.set()
         for t in [first] + waiters:
             t.join(10)
-        self.assertEqual(len(self.flushes), 2)
+        self.assertEqual(self.flushes, ["fsync", "syncfs"])
 
     def test_failed_flush_raises(self):
         """A flush that fails raises in the thread that asked for it, and a
         later caller flushes again instead of trusting it."""
-        def broken(directory):
-            self.flushes.append(directory)
+        def broken(paths):
+            self.flushes.append(paths)
             raise OSError(5, "Input/output error")
-        self.patch(durable._spool, "_sync_file_system", broken)
+        self.patch(durable, "_fsync_all", broken)
         group = durable.GroupSync()
-        self.assertRaises(OSError, group.sync, self.path)
-        self.assertRaises(OSError, group.sync, self.path)
-        self.assertEqual(len(self.flushes), 2)
+        self.assertRaises(OSError, group.sync, self.dir, [self.path])
+        self.assertRaises(OSError, group.sync, self.dir, [self.path])
+        self.assertEqual(self.flushes, [[self.path], [self.path]])

@@ -4,18 +4,19 @@ A delivery must not be recorded as done before the delivered copy is on
 disk (a crash would lose it), and a message must not leave the spool before
 that record is on disk.  Exim forks a process per delivery and each one
 fsyncs its own files; exim_py delivers many messages at once in one
-process, so concurrent deliveries share the flush instead: a thread that
-needs its writes durable calls ``GroupSync.sync(path)``, and one syncfs(2)
-of that file system serves every thread that asked before it started (the
-group commit of databases).  Where syncfs is not available the caller's own
-file and directory are fsync'ed, as before.
+process, so concurrent deliveries share the flush instead.  A thread that
+needs its writes durable calls ``GroupSync.sync(directory, paths)`` naming the files
+and directories it changed.  A caller alone fsyncs just those; callers that
+wait while another flush runs are served together by one syncfs(2) of the
+file system, which covers everything written before it started (the group
+commit of databases).
 """
 
 import os
 import threading
 
 # The spool's own syncfs(2) wrapper (store_batch makes received messages
-# durable with it).
+# durable with it); None where the system has no syncfs.
 from exim_py.spool import spool as _spool
 
 
@@ -27,6 +28,7 @@ class _FileSystem:
         self.asked = 0        # tickets handed out
         self.done = 0         # every ticket up to this one is durable
         self.running = False
+        self.waiting = []     # (ticket, paths) not yet covered by a flush
 
 
 class GroupSync:
@@ -50,32 +52,36 @@ class GroupSync:
                 fs = self._systems[dev] = _FileSystem()
             return fs
 
-    def sync(self, path):
-        """Return once everything this thread wrote on the file system of
-        ``path`` (a file just written, renamed or unlinked) is durable: its
-        data, renames and unlinks.  Raises OSError if it cannot be."""
-        directory = os.path.dirname(path)
-        if _spool._syncfs is None:
-            _fsync_path(path)
-            return
+    def sync(self, directory, paths):
+        """Return once the changes to ``paths`` are durable: a file's data,
+        or a directory's entries (a file created, renamed or unlinked in
+        it).  ``directory`` is one on the same file system (where the
+        changes were made).  Raises OSError if they cannot be made durable."""
         fs = self._system(directory)
         with fs.cond:
             fs.asked += 1
             ticket = fs.asked
+            fs.waiting.append((ticket, paths))
             while fs.done < ticket:
                 if fs.running:
                     fs.cond.wait()
                     continue
                 # Everything written before this moment is covered by this flush.
-                covered = fs.asked
+                covered, group = fs.asked, fs.waiting
+                fs.waiting = []
                 fs.running = True
                 fs.cond.release()
                 try:
-                    _spool._sync_file_system(directory)
+                    if len(group) == 1 or _spool._syncfs is None:
+                        for _, wanted in group:
+                            _fsync_all(wanted)
+                    else:
+                        _spool._sync_file_system(directory)
                 except BaseException:
                     # A failed flush marks nothing durable: this thread raises,
                     # and each other waiter tries again for itself.
                     fs.cond.acquire()
+                    fs.waiting = [w for w in group if w[0] != ticket] + fs.waiting
                     fs.running = False
                     fs.cond.notify_all()
                     raise
@@ -85,10 +91,9 @@ class GroupSync:
                 fs.cond.notify_all()
 
 
-def _fsync_path(path):
-    """Without syncfs: the file itself, then its directory."""
-    for target in (path, os.path.dirname(path)):
-        fd = os.open(target, os.O_RDONLY)
+def _fsync_all(paths):
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:

@@ -299,8 +299,8 @@ class Spool:
         As Exim during a delivery: the lines are appended and fsync'ed (the
         directory too when the journal is new); read() applies them and
         write_header() folds them into -H and deletes the journal.  A
-        ``durable(path)`` callable (the delivery engine's group commit)
-        replaces those fsyncs.
+        ``durable(directory, paths)`` callable (the delivery engine's group
+        commit) replaces those fsyncs.
         """
         if isinstance(addresses, str):
             addresses = [addresses]
@@ -316,7 +316,8 @@ class Spool:
         finally:
             os.close(fd)
         if durable is not None:
-            durable(path)
+            directory = os.path.dirname(path)
+            durable(directory, [path, directory] if new else [path])
         elif new:
             _fsync_directory(os.path.dirname(path))
 

@@ -387,10 +387,10 @@ class Transport(TransportBase):
             # The copy is durable before it appears in new/, and its name in
             # new/ before the delivery is recorded; concurrent deliveries
             # share these flushes (delivery/durable.py).
-            GROUP.sync(tmp)
-            final = os.path.join(path, "new", name + tag)
-            os.rename(tmp, final)
-            GROUP.sync(final)
+            GROUP.sync(path, [tmp])
+            new = os.path.join(path, "new")
+            os.rename(tmp, os.path.join(new, name + tag))
+            GROUP.sync(path, [new])
             return
         raise _Failure(DEFER, "failed to create a unique file in %s/tmp" % path)
 
@@ -406,12 +406,11 @@ class Transport(TransportBase):
             inode = os.fstat(fd).st_ino
         finally:
             os.close(fd)
-        GROUP.sync(tmp)
+        GROUP.sync(path, [tmp])
         name = ctx.expand(self.options["directory_file"], addr, transport=self,
                           extra={"inode": str(inode)})
-        final = os.path.join(path, name)
-        os.rename(tmp, final)
-        GROUP.sync(final)
+        os.rename(tmp, os.path.join(path, name))
+        GROUP.sync(path, [path])
 
 
 # A fixed set of locks, chosen by the mailbox's path: bounded memory, and two
