@@ -279,6 +279,38 @@ testprint "not reached"
                      "# Exim filter\nadd 1 n3\n"):
             self.compare(text)
 
+    def test_nested_if_elif_else(self):
+        """Nested if/elif/else, double "not", comments inside a condition."""
+        self.compare("""# Exim filter
+if $h_subject: is "x" then testprint 1
+elif $h_subject: begins "hello" then
+  if $h_from: contains "one" then testprint 2a
+  elif $h_from: contains "two" then testprint 2b
+  else testprint 2c
+  endif
+else testprint 3
+endif
+if not not $h_to: contains root then testprint nn endif
+if ( $h_to: contains root or   # comment in condition
+     $h_to: contains nobody ) and not ( 1 is 2 ) then testprint paren endif
+""")
+
+    def test_groups_delivered_and_noerror(self):
+        """foranyaddress with group syntax and bad addresses; "delivered"
+        after unseen and seen commands; noerror prefixes."""
+        self.compare("""# Exim filter
+if foranyaddress "friends: a@b.c, d@e.f; x@y.z" ($thisaddress is x@y.z) then testprint f endif
+if foranyaddress "bad address here, <ok@x.y>" ($thisaddress ends "x.y") then
+  testprint "ok $thisaddress"
+endif
+unseen deliver a@b.c
+if delivered then testprint d1 endif
+seen testprint hi
+if delivered then testprint d2 endif
+noerror deliver x@y.z
+noerror unseen save /tmp/x
+""")
+
     def test_recipient_options(self):
         """-bfl, -bfd, -bfp and -bfs set the recipient the filter sees."""
         self.compare('# Exim filter\ntestprint "$local_part@$domain $local_part_prefix '
