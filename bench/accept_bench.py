@@ -11,9 +11,10 @@ so exim_py uses its default number of daemon processes (one per CPU, see
 README.rst) unless EXIM_PY_DAEMON_PROCESSES says otherwise.
 
 The machine may be shared, so the script also prints the CPU time each
-server's whole process tree used per message (user + system, from the
-rusage of the reaped daemon, which includes every child it waited for):
-that figure is much less disturbed by other load than the rate is.
+server's whole process tree used per message while the load ran (user +
+system from /proc, of the daemon, its living descendants and the children
+it has reaped; start-up is left out): that figure is much less disturbed by
+other load than the rate is.
 
 Run as root (Exim drops to Debian-exim).  Needs exim4-daemon-heavy and
 smtp-source from the postfix .deb (see /work/shared/TESTING.md)::
@@ -28,7 +29,6 @@ WORK [/tmp/exim_py-accept-bench].
 
 import os
 import re
-import resource
 import shutil
 import signal
 import socket
@@ -133,9 +133,18 @@ def run_source(port, conc):
     return msgs, wall
 
 
-def children_cpu():
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def tree_cpu(pid):
+    """CPU seconds used so far by process ``pid``, its descendants and the children it reaped."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            children = [int(c) for c in f.read().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    # utime stime cutime cstime are fields 14-17 of stat (11-14 after the name)
+    ticks = sum(int(x) for x in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK") + sum(tree_cpu(c) for c in children)
 
 
 def measure(kind, conc):
@@ -144,12 +153,13 @@ def measure(kind, conc):
     conf, spool = write_conf(kind, port)
     proc = start(kind, conf, port)
     try:
+        time.sleep(0.5)             # let exim_py's worker processes start
+        before = tree_cpu(proc.pid)
         msgs, wall = run_source(port, conc)
         time.sleep(0.2)
+        cpu = tree_cpu(proc.pid) - before
     finally:
-        before = children_cpu()     # smtp-source is reaped, the daemon not yet
         stop(proc)
-    cpu = children_cpu() - before
     count = queued(spool)
     if count != msgs:
         print("  warning: %s queued %d of %d messages" % (kind, count, msgs))

@@ -221,6 +221,11 @@ class Dispatcher:
             del self.remote[number]
         worker.channel.close()
 
+    def refresh(self):
+        """Read what the workers have said, so the counts are current before accepting."""
+        for worker in list(self.workers):
+            worker.doRead()
+
     def session_ended(self, number):
         remote = self.remote.pop(number, None)
         if remote is not None:
@@ -313,6 +318,7 @@ class DispatchingPort(service.Service):
         return self.socket.getsockname()
 
     def doRead(self):
+        self.dispatcher.refresh()
         for _ in range(_ACCEPTS_PER_READ):
             if self.socket is None:
                 return

@@ -11,6 +11,7 @@ messages) and prepends the Received: header built from received_header_text.
 """
 
 import email.utils
+import functools
 import os
 import re
 
@@ -63,9 +64,7 @@ def split_message(data):
         longest = max(longest, len(line))
         pos = end + 1
     body = data[pos:]
-    for line in body.split(b"\n"):
-        if len(line) > longest:
-            longest = len(line)
+    longest = max(longest, max(map(len, body.split(b"\n"))))
     out = [make_header(b"\n".join(lines).decode("utf-8", "surrogateescape")) for lines in headers]
     return out, body, longest
 
@@ -166,10 +165,15 @@ def expansion_context(env, config, ctx=None):
 
 def received_header(env, config, now, expand=None, ctx=None):
     """The Received: header: received_header_text expanded, then ";\\n\\t" and the date."""
-    from exim_py.expand.variables import tod
     if expand is None:
         from exim_py.expand import expand
-    text = expand(config.main.received_header_text, expansion_context(env, config, ctx))
+    return _received_header(config, now, expand, expansion_context(env, config, ctx))
+
+
+def _received_header(config, now, expand, ctx):
+    """received_header for a context that holds the message's variables already."""
+    from exim_py.expand.variables import tod
+    text = expand(config.main.received_header_text, ctx)
     if not text:
         return None   # an empty expansion adds no Received: header (spec, received_header_text)
     return Header("%s;\n\t%s\n" % (text, tod("full", now)), "P")
@@ -203,8 +207,14 @@ def message_id_text(env, config, expand=None, ctx=None):
 
 def _selector(config, name):
     """Whether log_selector turns ``name`` on (incoming_port changes $sender_rcvhost too)."""
+    return name in _selectors(config.main.log_selector)
+
+
+@functools.lru_cache(maxsize=16)
+def _selectors(text):
+    """log_selector parsed once per setting, not once per message."""
     from exim_py.log import parse_selector
-    return name in parse_selector(config.main.log_selector)
+    return frozenset(parse_selector(text))
 
 
 def count_body(env, body, longest):
@@ -363,8 +373,9 @@ def receive(env, data, config, local=False, submission=False, suppress_local_fix
     if (local or submission) and not suppress_local_fixups:
         local_fixups(env, config, message_id_text(env, config, expand, ctx), now or env.received_time,
                      originator_name, submission, untrusted_login)
+        expansion_context(env, config, ctx)     # the fixups may have changed the sender
     ctx.headers = env.headers
-    received = received_header(env, config, now or env.received_time, expand, ctx)
+    received = _received_header(config, now or env.received_time, expand, ctx)
     if received is not None:
         env.headers.insert(0, received)
     env.size = message_size(env, body)

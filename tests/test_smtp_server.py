@@ -214,6 +214,38 @@ class CommandReplyTests(unittest.TestCase):
         self.assertTrue(d.transport.disconnecting)
 
 
+class PolicyFailureTests(unittest.TestCase):
+    """A policy that fails (at once or later) costs the client a 451, never the session."""
+
+    def dialogue(self, failing):
+        policy, _ = make_policy(self)
+        policy.rcpt = failing
+        self.d = Dialogue(policy)
+        self.d.take()
+        self.d.send("EHLO c\r\n")
+        self.d.send("MAIL FROM:<s@c.example>\r\n")
+        return self.d
+
+    def test_policy_exception(self):
+        """An exception from the policy gives Exim's 451; the next command is answered."""
+        def rcpt(*args):
+            raise RuntimeError("broken")
+        d = self.dialogue(rcpt)
+        self.assertEqual(d.send("RCPT TO:<a@b.example>\r\n"),
+                         "451 Temporary local problem - please try later\r\n")
+        self.assertEqual(d.send("NOOP\r\n"), "250 OK\r\n")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_policy_failed_deferred(self):
+        """A Deferred that fails later gives the same 451, in order with later commands."""
+        pending = defer.Deferred()
+        d = self.dialogue(lambda *args: pending)
+        self.assertEqual(d.send("RCPT TO:<a@b.example>\r\nNOOP\r\n"), "")
+        pending.errback(RuntimeError("broken later"))
+        self.assertEqual(d.take(), "451 Temporary local problem - please try later\r\n250 OK\r\n")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
 class SynchronisationTests(unittest.TestCase):
     """smtp_enforce_sync: input that arrives too early is Exim's 554 and a drop."""
 

@@ -111,7 +111,7 @@ def unstuff(raw, dot_stuffed=True):
     else:
         data, lines = _normalise_bare(raw, dot_stuffed)
     linecount = data.count(b"\n")
-    longest = max((len(line) for line in lines), default=0)
+    longest = max(map(len, lines), default=0)
     return data, linecount, data.count(b"\0"), longest
 
 
@@ -185,4 +185,4 @@ class BdatCollector:
             raw += b"\r\n"
         data = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         lines = data.split(b"\n")
-        return data, data.count(b"\n"), data.count(b"\0"), max((len(x) for x in lines), default=0)
+        return data, data.count(b"\n"), data.count(b"\0"), max(map(len, lines), default=0)

@@ -11,7 +11,7 @@ Commands dispatch by name: ``smtp_MAIL`` answers MAIL.  Spec chapter "SMTP
 processing" describes the behaviour; the reply texts are Exim 4.96's.
 """
 
-from twisted.internet import abstract, defer, error, interfaces, protocol
+from twisted.internet import abstract, defer, error, interfaces, protocol, tcp
 from twisted.python import failure, log
 from zope.interface import implementer
 
@@ -294,7 +294,21 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
     def _send(self, code, text):
         if self._closing:
             return
-        self.transport.write(format_reply(code, text))
+        self._write(format_reply(code, text))
+
+    def _write(self, data):
+        """Send a reply now when the socket is plain TCP with nothing queued:
+        that spares the reactor a turn and two epoll changes per reply.
+        Whatever the kernel does not take at once is queued as usual."""
+        t = self.transport
+        if (type(t) is tcp.Server and not t.TLS and t.connected and not t.disconnecting
+                and not t.dataBuffer and not t._tempDataBuffer):
+            sent = t.writeSomeData(data)
+            if isinstance(sent, int) and sent > 0:
+                data = data[sent:]
+                if not data:
+                    return
+        t.write(data)
 
     def _send_reply(self, reply, default_code, default_text):
         """Send a policy's reply (or the default); returns False if the connection is dropped."""
@@ -303,8 +317,8 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
             return True
         if reply.lines:
             if not self._closing:
-                self.transport.write("".join(line + "\r\n" for line in reply.lines)
-                                     .encode("utf-8", "surrogateescape"))
+                self._write("".join(line + "\r\n" for line in reply.lines)
+                            .encode("utf-8", "surrogateescape"))
         else:
             self._send(reply.code, reply.text)
         if reply.drop:
@@ -349,28 +363,37 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
         Exim checks again after the ACL.
         """
         self._busy = True
-        d = defer.maybeDeferred(method, *args)
+        try:
+            result = method(*args)
+        except Exception:
+            return self._policy_failed(failure.Failure())
+        if isinstance(result, defer.Deferred):
+            result.addCallback(self._policy_answered, then, sync).addErrback(self._policy_failed)
+            return
+        # most answers are immediate: no Deferred to build and fire
+        try:
+            self._policy_answered(result, then, sync)
+        except Exception:
+            self._policy_failed(failure.Failure())
 
-        def done(result):
-            self._busy = False
-            if self._closing:
-                return
-            if sync is not None and self._buffer and self._needs_sync(sync):
-                return self._sync_error(sync)
-            then(result)
-            if not self._busy:
-                self._process()
+    def _policy_answered(self, result, then, sync):
+        self._busy = False
+        if self._closing:
+            return
+        if sync is not None and self._buffer and self._needs_sync(sync):
+            return self._sync_error(sync)
+        then(result)
+        if not self._busy:
+            self._process()
 
-        def failed(f):
-            self._busy = False
-            log.err(f, "exim_py: policy failure")
-            if not self._closing:
-                self._send(451, "Temporary local problem - please try later")
-                if self._mode in ("data", "bdat"):
-                    self._mode = "command"
-                self._process()
-
-        d.addCallback(done).addErrback(failed)
+    def _policy_failed(self, f):
+        self._busy = False
+        log.err(f, "exim_py: policy failure")
+        if not self._closing:
+            self._send(451, "Temporary local problem - please try later")
+            if self._mode in ("data", "bdat"):
+                self._mode = "command"
+            self._process()
 
     # -- timeouts (smtp_receive_timeout) -----------------------------------
 
