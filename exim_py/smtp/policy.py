@@ -603,7 +603,10 @@ class ServerPolicy:
             return reply
         acl_phase.add_acl_headers(envelope, session)
         controls = acl_phase.message_controls(session, envelope)
-        if "freeze" in controls:
+        # mua_wrapper ignores every queueing option and control (spec
+        # chapter "Using Exim as a non-queueing client").
+        wrapper = self._option("mua_wrapper", False)
+        if "freeze" in controls and not wrapper:
             envelope.frozen = True
         if getattr(envelope, "discarded", False) and not envelope.recipients:
             return Reply(250, "OK")
@@ -626,8 +629,9 @@ class ServerPolicy:
             per_connection = self._option("smtp_accept_queue_per_connection", 10)
             busy = per_connection and count > per_connection
             delivery = None
-            if self.deliver is not None and not self._option("queue_only", False) \
-                    and "queue_only" not in controls and not envelope.frozen and not busy:
+            queued = self._option("queue_only", False) or "queue_only" in controls \
+                or envelope.frozen or busy
+            if self.deliver is not None and (wrapper or not queued):
                 delivery = self.deliver(message_id)
             fake = controls.get("fakereject"), controls.get("fakedefer")
             if fake[0] is not None or fake[1] is not None:

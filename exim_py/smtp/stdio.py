@@ -156,10 +156,13 @@ def _deliveries(policy, inv):
     deliver = policy.deliver
     if deliver is None:
         return started
-    if (inv.delivery_mode or "").startswith("q"):
+    # mua_wrapper: every message is delivered at once, in this process,
+    # whatever -od says (spec chapter "Using Exim as a non-queueing client").
+    mode = "i" if policy.config.main.get("mua_wrapper") else inv.delivery_mode
+    if (mode or "").startswith("q"):
         policy.deliver = None
         return started
-    if inv.delivery_mode not in ("i", "f"):
+    if mode not in ("i", "f"):
         policy.deliver = _background_delivery(inv)
         return started
 
@@ -171,7 +174,7 @@ def _deliveries(policy, inv):
     policy.deliver = deliver_and_keep
     # -odi: as exim4, the reply to the final dot waits for the delivery, and
     # the next command is read only then
-    policy.reply_after_delivery = inv.delivery_mode in ("i", "f")
+    policy.reply_after_delivery = True
     return started
 
 
