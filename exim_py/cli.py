@@ -100,6 +100,7 @@ MODES = {
     "receive": ("exim_py.delivery.submit", "receive_mode"),
     "newaliases": ("exim_py.delivery.submit", "newaliases_mode"),
     "filter_test": ("exim_py.filter.bftest", "filter_test_mode"),
+    "log_line": ("exim_py.delivery.msgactions", "log_line_mode"),
 }
 
 def parse_time(text):
@@ -145,6 +146,10 @@ def parse_args(argv):
             if not re.match(r"^[A-Z][A-Za-z0-9_]*$", name):
                 raise UsageError("macro name set by -D must start with an upper-case letter: %r" % name)
             inv.macros[name] = value.strip() if eq else ""
+        elif a == "-z":
+            # -z TEXT: write TEXT to the main log (an administrator's note)
+            inv.mode, inv.mode_flag = "log_line", a
+            inv.log_text = take(a)
         elif a == "-bV":
             inv.mode, inv.mode_flag = "version", a
         elif a == "-bP":

@@ -27,6 +27,15 @@ def _who():
         return str(os.getuid())
 
 
+def log_line_mode(inv):
+    """exim_py -z TEXT: TEXT goes to the main log as a line of its own."""
+    from exim_py import cli, config as configmod
+    from exim_py.log import Logger
+    config = configmod.load(cli.config_path(inv), inv.macros or None)
+    Logger(config).main(inv.log_text)
+    return 0
+
+
 def message_action_mode(inv):
     """exim_py -M... ID ...: see the module docstring."""
     from exim_py import cli, config as configmod
