@@ -346,3 +346,54 @@ class FilterRoutingTests(unittest.TestCase):
         self.assertEqual(ours.stdout, "a@test.ex cannot be resolved at this time: Sieve filter "
                          "files are not supported by exim_py (filt router)\n")
         self.assertEqual(ours.returncode, 1)
+
+
+FILE_CHECK_CONFIG = """\
+keep_environment =
+qualify_domain = test.ex
+begin routers
+forward:
+  driver = redirect
+  file = FILE
+  allow_filter
+  check_local_user
+  file_transport = tf
+  reply_transport = tr
+  OPTIONS
+begin transports
+tf:
+  driver = appendfile
+tr:
+  driver = autoreply
+"""
+
+
+class RedirectFileCheckTests(unittest.TestCase):
+    """modemask, check_owner and check_group on a redirect file, and a
+    filter's relative save paths under the user's home, against exim4."""
+
+    def test_mode_owner_group(self):
+        """A file with forbidden mode bits, a wrong owner or a wrong group
+        defers with Exim's message; a good one is used."""
+        import grp
+        import pwd
+        exim = RealExim()
+        self.addCleanup(exim.cleanup)
+        path = os.path.join(exim.dir, "forward")
+        with open(path, "w") as f:
+            f.write("# Exim filter\nsave inbox\n")
+        nobody = pwd.getpwnam("nobody")
+        other_group = grp.getgrnam("daemon").gr_gid
+        for options in ("", "modemask = 0002", "no_check_owner"):
+            config = exim.write_config(FILE_CHECK_CONFIG.replace("FILE", path)
+                                       .replace("OPTIONS", options))
+            for mode, uid, gid in ((0o644, 0, 0), (0o664, nobody.pw_uid, other_group),
+                                   (0o666, nobody.pw_uid, nobody.pw_gid),
+                                   (0o644, nobody.pw_uid, nobody.pw_gid)):
+                os.chmod(path, mode)
+                os.chown(path, uid, gid)
+                argv = ["-bt", "nobody@test.ex"]
+                real = exim.run(config, argv)
+                ours = run_exim_py(["-C", config] + argv)
+                self.assertEqual((ours.stdout, ours.returncode),
+                                 (real.stdout, real.returncode), (options, oct(mode)))

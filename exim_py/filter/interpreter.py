@@ -374,7 +374,7 @@ class Interpreter:
             if seconds < 0:
                 raise _Stop(ERROR, 'Bad time value for "once_repeat" in mail or vacation '
                             'command: %s' % values["once_repeat"])
-        item = Generated("reply", ">" + to[:256], cmd.noerror)
+        item = Generated("reply", _reply_address(to), cmd.noerror)
         item.reply = dict(values, expand_file=cmd.expand_file,
                           return_message=cmd.return_message)
         self.generated.append(item)
@@ -542,6 +542,24 @@ def body_for_variables(message, visible):
             f.seek(-visible, os.SEEK_END)
         tail = f.read()
     return (head + tail).decode("latin-1")
+
+
+def _reply_address(to):
+    """The address an autoreply is logged as: ">" and the recipients it
+    goes to, comma-separated (cut short after 256 characters), or
+    ">**bad-reply**" when there are none, as Exim names it."""
+    recipients = []
+    length = 0
+    while to:
+        end = find_address_end(to)
+        found = extract_address(to[:end])
+        if found is not None and found[0]:
+            recipients.append(found[0])
+            length += len(found[0]) + 1
+            if length > 256:
+                return ">" + ",".join(recipients) + ", ..."
+        to = to[end + 1:].lstrip()
+    return ">" + ",".join(recipients) if recipients else ">**bad-reply**"
 
 
 def _c_integer(text):

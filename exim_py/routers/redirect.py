@@ -11,6 +11,10 @@ items do.  Sieve filters are not interpreted by exim_py: such data defers
 the address with a message saying so.
 """
 
+import grp
+import os
+import pwd
+
 from exim_py.config.options import BOOL, OCTINT, STRING, LIST, Option, OptionTable
 from exim_py.delivery.address import (Address, RouterResult, DECLINE, DEFER, FAIL,
                                       DISCARD, REROUTED)
@@ -118,6 +122,21 @@ def split_items(text):
     return [x for x in items if x]
 
 
+def _ids(liststring, lookup, field):
+    """The numeric ids in an owners / owngroups list (names or numbers)."""
+    from exim_py.match import iter_list
+    ids = set()
+    for item in iter_list(liststring or ""):
+        if item.isdigit():
+            ids.add(int(item))
+        else:
+            try:
+                ids.add(getattr(lookup(item), field))
+            except KeyError:
+                pass
+    return ids
+
+
 class Router(RouterBase):
     """driver = redirect"""
 
@@ -131,6 +150,7 @@ class Router(RouterBase):
                 return None
             try:
                 with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                    self._check_file(os.fstat(f.fileno()), path, addr)
                     return f.read()
             except FileNotFoundError:
                 return None
@@ -143,6 +163,29 @@ class Router(RouterBase):
                     return None
                 raise ExpansionError("failed to open %s (error: Permission denied)" % path)
         return None
+
+    def _check_file(self, st, path, addr):
+        """modemask, check_owner and check_group on the file (spec: those
+        options); a file that fails defers the address."""
+        opts = self.options
+        bad = st.st_mode & opts["modemask"]
+        if bad:
+            raise ExpansionError("bad mode (0%o) for %s: 0%o bit(s) unexpected"
+                                 % (st.st_mode, path, bad))
+        user = addr.local_user if opts["check_local_user"] else None
+        owners = _ids(opts["owners"], pwd.getpwnam, "pw_uid")
+        groups = _ids(opts["owngroups"], grp.getgrnam, "gr_gid")
+        if user is not None:
+            owners.add(user.pw_uid)
+            groups.add(user.pw_gid)
+        check_owner = opts["check_owner"] if opts.is_set("check_owner") else \
+            bool(user is not None or opts["owners"])
+        if check_owner and st.st_uid not in owners:
+            raise ExpansionError("bad owner for %s" % path)
+        check_group = opts["check_group"] if opts.is_set("check_group") else \
+            bool((user is not None and not opts["modemask"] & 0o020) or opts["owngroups"])
+        if check_group and st.st_gid not in groups:
+            raise ExpansionError("bad group for %s" % path)
 
     def _expand_option(self, name, addr, ctx):
         """data or file expanded (None for a forced failure); an error
