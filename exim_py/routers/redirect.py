@@ -239,12 +239,14 @@ class Router(RouterBase):
         result = interpreter.run(data)
         if result.code == ERROR:
             return RouterResult(DEFER, "error in filter file: %s" % result.message)
+        # An empty fail/defer/freeze text stays empty, as in Exim (not
+        # "Unrouteable address").
         if result.code == FAIL_FILTER:
-            return RouterResult(FAIL, result.message or None, user_message=result.message or None)
+            return RouterResult(FAIL, result.message, user_message=result.message)
         if result.code in (DEFER_FILTER, FREEZE_FILTER):
             if result.code == FREEZE_FILTER:
                 addr.special = "freeze"
-            return RouterResult(DEFER, result.message or None)
+            return RouterResult(DEFER, result.message)
         children = []
         for item in result.generated:
             child = self._generated_child(addr, ctx, item)
