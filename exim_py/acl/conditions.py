@@ -165,11 +165,10 @@ def verify(run, item, arg):
 def _verify_helo(run):
     """verify = helo: the outcome of the check at HELO (helo_verify_hosts,
     helo_try_verify_hosts), else the check made now (acl/helo.py)."""
-    session = run.ctx.session
-    if getattr(session, "helo_verified", None) is None:
-        from exim_py.acl.helo import verify_helo
-        verify_helo(run.ctx)
-    return _rc(session.helo_verified)
+    from exim_py.acl import helo
+    if not helo.known(run.ctx.session):
+        helo.verify_helo(run.ctx)
+    return _rc(run.ctx.session.helo_verified)
 
 
 def _verify_reverse(run):

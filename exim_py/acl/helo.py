@@ -9,7 +9,8 @@ address.  The SMTP server runs the check at HELO for hosts in those two
 options; ``verify = helo`` runs it later if nobody has yet.
 
 The outcome lives on the session: ``helo_verified`` (None: not tried yet,
-else True/False) and ``sender_helo_dnssec`` ($sender_helo_dnssec).  A
+else True/False) for the name in ``helo_verified_name``, and
+``sender_helo_dnssec`` ($sender_helo_dnssec).  A
 reverse lookup also leaves the host name in ``sender_host_name``, as Exim's
 host_name_lookup does.  All of it may block on DNS: call it from a thread.
 """
@@ -18,9 +19,28 @@ from exim_py.acl import dnslists
 
 
 def reset(session):
-    """A new HELO/EHLO forgets the last one's verification (Exim clears its flags)."""
+    """A new HELO/EHLO forgets the last one's verification (Exim clears its
+    flags); returns what it forgot, for ``restore``."""
+    before = outcome(session)
     session.helo_verified = None
     session.sender_helo_dnssec = False
+    return before
+
+
+def outcome(session):
+    """The recorded outcome: (verified, dnssec, for which name)."""
+    return (getattr(session, "helo_verified", None), getattr(session, "sender_helo_dnssec", False),
+            getattr(session, "helo_verified_name", None))
+
+
+def restore(session, before):
+    session.helo_verified, session.sender_helo_dnssec, session.helo_verified_name = before
+
+
+def known(session):
+    """Whether the session holds an outcome for its current HELO name."""
+    return (getattr(session, "helo_verified", None) is not None
+            and getattr(session, "helo_verified_name", None) == session.helo_name)
 
 
 def verify_helo(ctx):
@@ -52,6 +72,7 @@ def verify_helo(ctx):
         if not verified:
             verified, session.sender_helo_dnssec = _forward_match(ctx, helo, address)
     session.helo_verified = verified
+    session.helo_verified_name = helo
     ctx.set_variable("sender_helo_dnssec", session.sender_helo_dnssec)
     return complete
 

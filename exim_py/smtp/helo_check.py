@@ -11,15 +11,14 @@ and the options' entries in "Main configuration".
 from twisted.internet import threads
 
 from exim_py.acl.context import AclContext
-from exim_py.acl.helo import reset, verify_helo
+from exim_py.acl.helo import reset, restore, verify_helo
 from exim_py.smtp.reply import Reply
 
 
 def check(policy, session, verb):
     """None to go on with the HELO ACL, a Reply refusing the command, or a
     Deferred firing with one of those (the check may wait on DNS)."""
-    before = (getattr(session, "helo_verified", None), getattr(session, "sender_helo_dnssec", False))
-    reset(session)
+    before = reset(session)
     if not session.sender_host_address:
         return None          # -bs without -oMa: Exim's sender_host_unknown
     required = policy.host_in("helo_verify_hosts", session)
@@ -38,7 +37,7 @@ def _verdict(complete, policy, session, verb, required, before):
     if session.helo_verified or not required:
         return None
     # a refused HELO leaves the earlier one's outcome in place, as in Exim
-    session.helo_verified, session.sender_helo_dnssec = before
+    restore(session, before)
     policy.log_reject('%srejected "%s %s" from %s' % ("" if complete else "temporarily ", verb,
                                                       session.helo_name, policy.host_text(session)))
     return Reply(550 if complete else 451, "%s argument does not match calling host" % verb)
