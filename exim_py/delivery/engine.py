@@ -699,18 +699,20 @@ def is_final(addr):
     return done
 
 
+# Deliveries run in a pool of their own: enough threads that concurrent
+# deliveries share their flushes (delivery/durable.py), few enough that they
+# do not fight the reactor over the interpreter lock.
+DELIVERY_THREADS = 8
 _POOL = None
 
 
 def _in_thread(f, *args):
-    """Run ``f`` in the delivery threads (a pool of their own: many more
-    threads than cores only make them fight over the interpreter lock)."""
+    """Run ``f`` in a delivery thread; a Deferred firing with its result."""
     global _POOL
     from twisted.internet import reactor
     if _POOL is None:
         from twisted.python.threadpool import ThreadPool
-        size = int(os.environ.get("EXIM_PY_DELIVERY_THREADS", "8"))
-        _POOL = ThreadPool(size, size, name="delivery")
+        _POOL = ThreadPool(DELIVERY_THREADS, DELIVERY_THREADS, name="delivery")
         _POOL.start()
         reactor.addSystemEventTrigger("during", "shutdown", _POOL.stop)
     return threads.deferToThreadPool(reactor, _POOL, f, *args)
