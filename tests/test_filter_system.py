@@ -80,6 +80,18 @@ class SystemFilterTests(FilterMail, unittest.TestCase):
         self.assertEqual(self.mbox("jim"), [])
 
     @defer.inlineCallbacks
+    def test_freeze_ignored_after_manual_thaw(self):
+        """A message an administrator thawed is not frozen again by the
+        filter; manually_thawed is true for it."""
+        self.system_filter('if manually_thawed then headers add "X-Thawed: yes" endif\n'
+                           'freeze text "looks odd"\n')
+        message_id, _ = yield self.deliver(["jim"])
+        outcome = yield self.env.deliver(message_id, thaw=True, force=True)
+        self.assertTrue(outcome.completed)
+        (message,) = self.messages("jim")
+        self.assertEqual(message["X-Thawed"], "yes")
+
+    @defer.inlineCallbacks
     def test_defer_keeps_message_queued(self):
         """defer leaves the message queued for a later attempt."""
         self.system_filter("defer\n")

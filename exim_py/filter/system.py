@@ -40,10 +40,12 @@ def addresses_to_route(delivery, plan):
     ctx = delivery.ctx
     message = delivery.message
     ectx = ctx.expand_context()
+    # Forced delivery (-M) and -Mt count as manual thaws (spec: manually_thawed).
+    thawed = bool(delivery.thaw or delivery.envelope.manual_thaw)
     ectx.body = body_for_variables(message, ectx.main_option("message_body_visible", 500))
     result = Interpreter(ectx, system=True, allowed=("defer", "fail", "freeze"),
                          real_log=True, message_id=message.id,
-                         manually_thawed=bool(delivery.thaw),
+                         manually_thawed=thawed,
                          first_delivery=ctx.first_delivery,
                          qualify=main.get("qualify_recipient") or main.get("qualify_domain")
                          or main.get("primary_hostname")).run(text)
@@ -61,7 +63,8 @@ def addresses_to_route(delivery, plan):
             a.set_result(FAIL, bounced or None, user_message=bounced or None)
             plan.events.append(a)
         return generated
-    if result.code == FREEZE:
+    if result.code == FREEZE and not thawed:
+        # Ignored once an administrator has thawed the message (spec).
         envelope = delivery.envelope
         envelope.frozen = True
         envelope.spool_extra["frozen"] = int(ctx.now())
