@@ -359,6 +359,24 @@ class WorkerProcessTests(unittest.TestCase):
         self.assertEqual(lines[1], "421 Too many concurrent SMTP connections from this IP address; "
                                    "please try again later.\r\n")
 
+    def test_sighup_reaches_every_process(self):
+        """After SIGHUP to the first process, the workers use the new configuration too."""
+        d = self.daemon("queue_only")
+        self.worker_ready(d)
+        with open(d.conf_path) as f:
+            original = f.read()
+        with open(d.conf_path, "w") as f:
+            f.write(original.replace("smtp_banner = $pid", "smtp_banner = $pid reloaded"))
+        d.process.send_signal(signal.SIGHUP)
+        reloaded = set()
+        deadline = time.monotonic() + 30
+        while len(reloaded) < 2 and time.monotonic() < deadline:
+            lines, socks = self.banners(d, 2)
+            reloaded.update(line.split()[1] for line in lines if line.split()[2:] == ["reloaded"])
+            for s in socks:
+                s.close()
+        self.assertEqual(len(reloaded), 2, reloaded)
+
     def test_port_in_use(self):
         """A port that cannot be bound ends the daemon with Exim's panic line."""
         with socket.socket() as taken:

@@ -243,10 +243,14 @@ class Spool:
             return
         path = self.msglog_path(message_id)
         self.ensure_dir(os.path.dirname(path))
-        with open(path, "ab") as f:
+        # os.open rather than open(): no buffering, seeks or tty checks per message
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, SPOOL_MODE)
+        try:
             if self.owner is not None:
-                os.fchown(f.fileno(), *self.owner)
-            f.write(spoolformat.encode(line if line.endswith("\n") else line + "\n"))
+                os.fchown(fd, *self.owner)
+            os.write(fd, spoolformat.encode(line if line.endswith("\n") else line + "\n"))
+        finally:
+            os.close(fd)
 
     def store(self, envelope, body, msglog_line=None):
         """Put one message on the queue durably; returns its id.
