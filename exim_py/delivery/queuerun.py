@@ -280,7 +280,7 @@ def first_remote_host(config, spool, message_id):
         if result.code is REROUTED:
             todo.extend(result.new)
         elif result.code is OK and addr.transport is not None and addr.transport.remote:
-            hosts = tuple(h.address or h.name for h in addr.host_list)
+            hosts = tuple((h.address or h.name, h.port) for h in addr.host_list)
             return (addr.transport.name, hosts or (addr.transport.options["hosts"],))
     return None
 

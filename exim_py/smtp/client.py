@@ -625,7 +625,8 @@ class ESMTPClient(LineReceiver):
             if code // 100 == 3:
                 # Nothing to deliver, but the server wants data: end it at once.
                 self.transport.write(b".\r\n")
-                self._expect("ignored", stage="end of data")
+                self._expect("empty_data", stage="end of data")
+                return
             self._end_transaction(reset=True)
             return
         # Exim takes any 3xx as the go-ahead for the data, not only 354.
@@ -636,8 +637,10 @@ class ESMTPClient(LineReceiver):
             return
         self._start_body(to_wire(txn.data), b".\r\n", "dot", "end of data")
 
-    def smtpState_ignored(self, code, lines, arg):
-        """A reply that decides nothing (e.g. to a RSET or to an empty data phase)."""
+    def smtpState_empty_data(self, code, lines, arg):
+        """The reply to the end of a data phase that carried nothing: it
+        decides nothing, and the server's transaction is reset before the next."""
+        self._end_transaction(reset=True)
 
     def _send_bdat(self, txn):
         body = to_wire(txn.data, dot_stuff=False)

@@ -148,7 +148,7 @@ class Transport(TransportBase):
         # when local (spec, allow_localhost); the router's hosts have been
         # checked already, by its "self" option.
         routed = {id(h) for h in addr.host_list}
-        tried = skipped = attempts = 0
+        tried = skipped = serialized = attempts = 0
         max_try = self.options["hosts_max_try"]
         hardlimit = self.options["hosts_max_try_hardlimit"]
         last_mx = None
@@ -167,7 +167,13 @@ class Transport(TransportBase):
             if not retry.host_usable(ctx, probe):
                 skipped += 1
                 continue
+            lock = self._serialize(host, port, addr, ctx)
+            if lock is False:
+                serialized += 1
+                continue
             if attempts >= hardlimit:
+                if lock is not None:
+                    lock.release()
                 break
             if probe.status == "expired":
                 # Past its retry cut-off: tried, but not counted against
@@ -187,9 +193,17 @@ class Transport(TransportBase):
                     and not self.options["allow_localhost"]):
                 for a in pending:
                     a.set_result(DEFER, "remote host address is the local host")
+                if lock is not None:
+                    lock.release()
                 continue
-            pending = await self._try_host(host, message, pending, txn, ctx)
-        if pending and not attempts and skipped:
+            pending = await self._try_host(host, message, pending, txn, ctx, lock)
+        if pending and not attempts and serialized:
+            # Every usable host is serialized and busy: no retry data, so
+            # the next queue run tries again at once.
+            for a in pending:
+                a.set_result(DEFER, "connection limit reached for all hosts for '%s'"
+                             % (a.domain,), ERRNO_HRETRY)
+        elif pending and not attempts and skipped:
             for a in pending:
                 a.set_result(DEFER, "retry time not reached for any host for '%s'" % (a.domain,),
                              ERRNO_HRETRY)
@@ -197,8 +211,33 @@ class Transport(TransportBase):
 
     # -- one host ------------------------------------------------------------
 
-    async def _try_host(self, host, message, addresses, txn, ctx):
-        """Deliver ``addresses`` to ``host``; returns those still deferred."""
+    def _serialize(self, host, port, addr, ctx):
+        """serialize_hosts: None when ``host`` is not serialized (or a kept
+        connection to it can be used), a held SerializeLock, or False when
+        another connection has the host now."""
+        try:
+            if not smtp_settings.serialized(self, host, addr, ctx):
+                return None
+        except (ExpansionError, LookupDefer):
+            return None
+        if smtp_pool.POOL.has_idle((self.name, host.name, host.address, port)):
+            return None
+        db = os.path.join(self.config.main.spool_directory or ".", "db")
+        lock = smtp_pool.SerializeLock(db, "%s:%s" % (host.name or host.address, host.address))
+        return lock if lock.acquire() else False
+
+    async def _try_host(self, host, message, addresses, txn, ctx, lock=None):
+        """Deliver ``addresses`` to ``host``; returns those still deferred.
+
+        ``lock`` (serialize_hosts) lasts as long as the connection made.
+        """
+        try:
+            return await self._try_host_locked(host, message, addresses, txn, ctx, lock)
+        finally:
+            if lock is not None and not lock.kept:
+                lock.release()
+
+    async def _try_host_locked(self, host, message, addresses, txn, ctx, lock):
         addr = addresses[0]
         try:
             settings, port, interface, connect_timeout = smtp_settings.for_host(
@@ -223,14 +262,18 @@ class Transport(TransportBase):
         limit = self.options["connection_max_messages"]
         key = self._pool_key(host, port, interface, settings)
         still = []
+        # Reports (bounces, DSNs: the null sender) are delivered straight
+        # after the message that caused them, on a connection of their own,
+        # as Exim's separate delivery process for them makes one.
+        reuse = bool(getattr(message, "sender", None))
         while parts:
-            conn = smtp_pool.POOL.take(key)
+            conn = smtp_pool.POOL.take(key) if reuse else None
             room = len(parts)
             if limit:
                 room = min(room, limit - (conn.pool_sent if conn is not None else 0))
             batch, parts = parts[:room], parts[room:]
             result = await self._session(host, port, settings, batch, connect_timeout,
-                                         interface, conn, self._parker(key, message),
+                                         interface, conn, self._parker(key, message, lock),
                                          getattr(message, "id", None))
             still.extend(self._record(result, host, port, by_address, message, ctx))
         return still
@@ -245,9 +288,10 @@ class Transport(TransportBase):
                 repr(sorted(shape.items())), repr(sorted(tls.items())),
                 tuple(a.public_name for a in settings.authenticators))
 
-    def _parker(self, key, message):
+    def _parker(self, key, message, lock=None):
         """The client's ``park`` hook: count what went down the connection and
-        keep it for the next message unless connection_max_messages is reached."""
+        keep it for the next message unless connection_max_messages is reached.
+        A serialize_hosts ``lock`` then stays with the connection."""
         limit = self.options["connection_max_messages"]
         message_id = getattr(message, "id", None)
 
@@ -256,7 +300,17 @@ class Transport(TransportBase):
             proto.pool_messages = getattr(proto, "pool_messages", set()) | {message_id}
             if message_id is None or (limit and proto.pool_sent >= limit):
                 return False
-            return smtp_pool.POOL.offer(key, proto)
+            # As Exim, only a session that settled some address (delivered or
+            # failed it) is carried on: after nothing but deferrals, QUIT.
+            if not any(o is not None and o.status in (client.OK, client.FAIL)
+                       for _, o in proto.result.outcomes()):
+                return False
+            if not smtp_pool.POOL.offer(key, proto):
+                return False
+            if lock is not None:
+                lock.kept = True
+                proto.when_closed().addCallback(lambda _: lock.release())
+            return True
         return park
 
     async def _session(self, host, port, settings, transactions, connect_timeout, interface,

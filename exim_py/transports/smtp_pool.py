@@ -73,6 +73,10 @@ class ConnectionPool:
                                                              self.close_idle)
         return True
 
+    def has_idle(self, prefix):
+        """Whether a connection whose key starts with ``prefix`` is parked."""
+        return any(conns and key[:len(prefix)] == prefix for key, conns in self._idle.items())
+
     def idle_count(self, key=None):
         """How many connections are parked (for ``key``, or in all)."""
         if key is not None:
@@ -142,6 +146,7 @@ class SerializeLock:
     def __init__(self, db_directory, key):
         self.key = key
         self.path = os.path.join(db_directory, "serialize-" + key.replace("/", "_"))
+        self.kept = False           # a parked connection holds it until it closes
         self._fd = None
 
     def acquire(self):

@@ -143,6 +143,11 @@ def _match(transport, option, host, addr, ctx):
     return match_host(host, value, mctx)
 
 
+def serialized(transport, host, addr, ctx):
+    """Whether ``host`` is in serialize_hosts (one connection at a time)."""
+    return _match(transport, "serialize_hosts", host, addr, ctx)
+
+
 def _expand(transport, option, host, addr, ctx):
     """Option ``option`` expanded with $host set; a forced failure counts as unset."""
     value = transport.options[option]
