@@ -33,9 +33,9 @@ DIALOGUES = [
 ]
 
 
-def talk(port, commands, tail, source="127.0.0.1"):
+def talk(port, commands, tail, source="127.0.0.1", wait=False):
     """One connection: the commands (each reply read), then ``tail`` and a
-    hang-up; with ``tail`` None, wait for the server to close first."""
+    hang-up; with ``tail`` None or ``wait``, the server closes first."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
     replies = sock.makefile("rb")
     replies.readline()
@@ -43,10 +43,10 @@ def talk(port, commands, tail, source="127.0.0.1"):
         sock.sendall(line.encode() + b"\r\n")
         while replies.readline()[3:4] == b"-":
             pass
-    if tail is None:
-        replies.read()              # the server closes after 221, or on a timeout
-    else:
+    if tail is not None:
         sock.sendall(tail)
+    if tail is None or wait:
+        replies.read()              # the server closes after 221, or on a timeout
     sock.close()
 
 
@@ -55,6 +55,7 @@ def normalise(lines):
     for line in lines:
         line = re.sub(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", "", line)
         line = re.sub(r"count = \d+", "count = N", line)
+        line = re.sub(r"^\w{6}-\w{6}-\w{2} ", "ID ", line)
         out.append(line)
     return sorted(out)
 
@@ -113,19 +114,24 @@ class ConnectionLogTests(unittest.TestCase):
         return self.compare(SELECTORS, DIALOGUES, 14).addCallback(check)
 
     def test_timeout_and_nolog_hosts(self):
-        """A command timeout is logged (without the connection's close
-        lines); hosts_connection_nolog silences the open and close lines of
-        its hosts but not their no-MAIL line."""
+        """Command and data timeouts are logged (without the connection's
+        close lines; the data one with the message's id and sender);
+        hosts_connection_nolog silences the open and close lines of its hosts
+        but not their no-MAIL line."""
         extra = SELECTORS + "\nsmtp_receive_timeout = 1s\nhosts_connection_nolog = 127.0.0.2"
         dialogues = [(["HELO c", "MAIL FROM:<a@b.example>"], None),
+                     (["HELO c", "MAIL FROM:<a@b.example>", "RCPT TO:<x@test.example>", "DATA"],
+                      b"Subject: x\r\n\r\npartial", "127.0.0.1", True),
                      (["HELO c", "QUIT"], None, "127.0.0.2")]
 
         def check(result):
             mine, theirs = result
             self.assertEqual(normalise(mine), normalise(theirs))
             self.assertIn("SMTP command timeout on connection from (c) [127.0.0.1]", " ".join(mine))
-            self.assertEqual(len(mine), 3, mine)
-        return self.compare(extra, dialogues, 3).addCallback(check)
+            self.assertIn("SMTP data timeout (message abandoned) on connection from (c) [127.0.0.1] "
+                          "F=<a@b.example>", " ".join(mine))
+            self.assertEqual(len(mine), 5, mine)
+        return self.compare(extra, dialogues, 5).addCallback(check)
 
 
 class LocalSessionLogTests(unittest.TestCase):

@@ -429,6 +429,7 @@ class ServerPolicy:
         return self._option("qualify_recipient") or self._option("qualify_domain") or self.primary_hostname
 
     def mail(self, session, envelope):
+        session.last_mail_sender = envelope.sender      # for a data timeout's F=
         return self._run_acl("mail", "acl_smtp_mail", session, envelope,
                              command_data="<%s>" % envelope.sender)
 
@@ -716,7 +717,11 @@ class ServerPolicy:
         if self.logger is None or not self.logger.selector("lost_incoming_connection"):
             return
         if mode in ("data", "bdat"):
-            self.log_main("SMTP data timeout (message abandoned) on connection from %s" % self.host_text(session))
+            # Exim has given the message its id by now: the line carries it
+            message_id = self.spool_writer.new_message_id() if self.spool_writer is not None else None
+            self.logger.main("SMTP data timeout (message abandoned) on connection from %s F=<%s>"
+                             % (self.host_text(session), getattr(session, "last_mail_sender", "")),
+                             message_id=message_id)
         else:
             self.log_main("SMTP command timeout on%s connection from %s"
                           % (" TLS" if session.tls_cipher else "", self.host_text(session)))
