@@ -133,8 +133,12 @@ class Transport(TransportBase):
                 a.set_result(FAIL, "message has lines too long for transport")
             return
         try:
-            hosts = await threads.deferToThread(smtp_settings.host_list, self, addr, ctx)
-            txn = await threads.deferToThread(self._transaction, message, addresses, ctx)
+            # One trip to a worker thread for both blocking steps (DNS, the
+            # spool's -D file): thread hand-offs are a large part of the cost
+            # of relaying a small message.
+            hosts, txn = await threads.deferToThread(
+                lambda: (smtp_settings.host_list(self, addr, ctx),
+                         self._transaction(message, addresses, ctx)))
         except (ExpansionError, LookupDefer) as exc:
             for a in addresses:
                 a.set_result(DEFER, str(exc))
