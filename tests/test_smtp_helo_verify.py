@@ -101,6 +101,14 @@ class HeloVerifyTests(unittest.TestCase):
         lines, logged = self.compare("10.0.0.1", "MAIL FROM:<a@b.example>")
         self.assertEqual(lines[1], "503 HELO or EHLO required")
 
+    def test_own_name_makes_a_lookup(self):
+        """A client that calls itself by our name (helo_lookup_domains) gets
+        its real name looked up; here there is none, and that is logged."""
+        lines, logged = self.compare("172.16.0.1", "HELO mx.test.example", "HELO other.example")
+        self.assertEqual(lines[1:3], ["250 mx.test.example Hello mx.test.example [172.16.0.1]",
+                                      "250 mx.test.example Hello other.example [172.16.0.1]"])
+        self.assertEqual(logged, ["LOG: no host name found for IP address 172.16.0.1"])
+
     def run_dns(self, address, *commands):
         path = self.config("dns_nameservers = <; %s" % shared_server().nameservers)
         ours = run_exim_py(["-C", path, "-bh", address], input=self.dialogue(*commands))
@@ -171,3 +179,16 @@ class HeloVerifyDaemonTests(unittest.TestCase):
                 self.assertIn('rejected "HELO a.host.test" from localhost.test (a.host.test) [127.0.0.1]',
                               f.read())
         return d.addCallback(check)
+
+    def test_own_name_lookup_finds_the_name(self):
+        """Without any HELO checking, a client calling itself by our name is
+        looked up (helo_lookup_domains) and greeted by its real name."""
+        daemon = DaemonProcess(self, "dns_nameservers = <; %s" % shared_server().nameservers).start()
+        self.addCleanup(daemon.stop)
+
+        def run():
+            with smtplib.SMTP("127.0.0.1", daemon.port, timeout=20) as client:
+                return client.helo("mx.test.example")
+        d = threads.deferToThread(run)
+        d.addCallback(self.assertEqual, (250, b"mx.test.example Hello localhost.test [127.0.0.1]"))
+        return d

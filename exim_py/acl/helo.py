@@ -78,12 +78,21 @@ def verify_helo(ctx):
 
 
 def _host_names(ctx, session, address):
-    """The client's host name and aliases (Exim's host_name_lookup, done once):
-    PTR names that resolve back to the address.  Raises DnsDefer."""
+    """The client's host name and aliases, looked up once.  Raises DnsDefer."""
     if session.sender_host_name:
         return [session.sender_host_name] + list(getattr(session, "sender_host_aliases", ()))
     if getattr(session, "host_lookup_failed", False):
         return []
+    return host_name_lookup(ctx)
+
+
+def host_name_lookup(ctx):
+    """Exim's host_name_lookup for the client of AclContext ``ctx``: its PTR
+    names that resolve back to its address become ``sender_host_name`` (and
+    aliases); none is logged (selector host_lookup_failed) and remembered.
+    Returns the names; raises DnsDefer."""
+    session = ctx.session
+    address = session.sender_host_address
     names = [n for n in dnslists.reverse_names(ctx, address)
              if address in dnslists.resolve_addresses(ctx, n)]
     if names:
@@ -92,6 +101,8 @@ def _host_names(ctx, session, address):
         ctx.set_variable("sender_host_name", names[0])
     else:
         session.host_lookup_failed = True
+        if ctx.log is not None and ctx.log.selector("host_lookup_failed"):
+            ctx.write_log("no host name found for IP address %s" % address)
     return names
 
 

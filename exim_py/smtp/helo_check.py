@@ -4,14 +4,17 @@ For a host in helo_verify_hosts a name that does not verify (acl/helo.py)
 gets Exim's "550 EHLO argument does not match calling host" and a main and
 reject log line; 451 and "temporarily rejected" when the client's reverse
 lookup could not be done.  For a host in helo_try_verify_hosts the command
-goes on and the outcome waits for ``verify = helo``.  Spec "SMTP processing"
+goes on and the outcome waits for ``verify = helo``.  A name in
+helo_lookup_domains (our own, by default) makes the client's real name be
+looked up, as Exim does.  Spec "SMTP processing"
 and the options' entries in "Main configuration".
 """
 
 from twisted.internet import threads
 
 from exim_py.acl.context import AclContext
-from exim_py.acl.helo import reset, restore, verify_helo
+from exim_py.acl.dnslists import DnsDefer
+from exim_py.acl.helo import host_name_lookup, reset, restore, verify_helo
 from exim_py.smtp.reply import Reply
 
 
@@ -22,19 +25,47 @@ def check(policy, session, verb):
     if not session.sender_host_address:
         return None          # -bs without -oMa: Exim's sender_host_unknown
     required = policy.host_in("helo_verify_hosts", session)
-    if not required and not policy.host_in("helo_try_verify_hosts", session):
+    verifying = required or policy.host_in("helo_try_verify_hosts", session)
+    lookup = not session.sender_host_name and _in_lookup_domains(policy, session)
+    if not verifying and not lookup:
         return None
     ctx = AclContext(policy.config, session, log=policy.logger,
                      expand_ctx=policy.expand_context(session))
-    if session.helo_name.startswith("["):
+
+    def work():
+        if lookup:
+            # helo_lookup_domains: a client calling itself by our name gets
+            # its real name looked up, for the logs' sake
+            try:
+                host_name_lookup(ctx)
+            except DnsDefer:
+                pass
+        return verify_helo(ctx) if verifying else True
+
+    if not lookup and session.helo_name.startswith("["):
         # an IP literal is compared with the address: no DNS involved
-        return _verdict(verify_helo(ctx), policy, session, verb, required, before)
-    d = threads.deferToThread(verify_helo, ctx)
+        return _verdict(work(), policy, session, verb, required, before)
+    d = threads.deferToThread(work)
     return d.addCallback(_verdict, policy, session, verb, required, before)
 
 
+def _in_lookup_domains(policy, session):
+    """Does the HELO name match helo_lookup_domains (default "@ : @[]")?"""
+    domains = policy._option("helo_lookup_domains", "@ : @[]")
+    if not domains or policy.match is None:
+        return False
+    name = session.helo_name.lower()
+    if domains.strip() == "@ : @[]" and not name.startswith("[") \
+            and name != policy.primary_hostname.lower():
+        return False               # the default list cannot match: skip the matcher
+    try:
+        return policy.match.match_domain(session.helo_name, domains, policy.expand_context(session))
+    except Exception:              # LookupDefer: as Exim, a DEFER is not a match
+        return False
+
+
 def _verdict(complete, policy, session, verb, required, before):
-    if session.helo_verified or not required:
+    if not required or session.helo_verified:
         return None
     # a refused HELO leaves the earlier one's outcome in place, as in Exim
     restore(session, before)
