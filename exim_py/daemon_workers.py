@@ -239,6 +239,8 @@ class Dispatcher:
             self._numbers += 1
             try:
                 socket.send_fds(target.channel, [b"%d %d" % (self._numbers, tls)], [conn.fileno()])
+            except BlockingIOError:
+                pass                # that worker is far behind: serve this one here
             except OSError:
                 self.worker_gone(target)
             else:
@@ -344,6 +346,7 @@ class ChannelListener(service.Service):
         self.channel = channel
         self.factories = factories          # {tls_on_connect: factory}
         self.reactor = reactor
+        self._unsent = []                   # messages the channel had no room for
 
     def startService(self):
         super().startService()
@@ -394,10 +397,23 @@ class ChannelListener(service.Service):
                 finished.addBoth(lambda _, n=number: self._say(b"e" + n))
 
     def _say(self, message):
-        try:
-            self.channel.send(message)
-        except OSError:
-            pass
+        """Tell the first process; kept for later when the channel is full, since a
+        lost session end would leave that process counting a session forever."""
+        self._unsent.append(message)
+        if len(self._unsent) == 1:
+            self._flush()
+
+    def _flush(self):
+        while self._unsent:
+            try:
+                self.channel.send(self._unsent[0])
+            except BlockingIOError:
+                _reactor(self.reactor).callLater(0.05, self._flush)
+                return
+            except OSError:
+                self._unsent = []       # the first process is gone
+                return
+            self._unsent.pop(0)
 
     def connectionLost(self, reason):
         pass

@@ -377,6 +377,20 @@ class WorkerProcessTests(unittest.TestCase):
                 s.close()
         self.assertEqual(len(reloaded), 2, reloaded)
 
+    def test_dead_worker_is_left_out(self):
+        """A worker killed outright: the first process serves every later session and
+        no longer counts the dead worker's sessions against the limits."""
+        d = self.daemon("queue_only\nsmtp_accept_max = 3")
+        worker = int(self.worker_ready(d).split()[1])
+        os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with open("/proc/%d/stat" % worker) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+        lines, _ = self.banners(d, 3)
+        self.assertEqual([line.split()[1] for line in lines], [str(d.process.pid)] * 3, lines)
+
     def test_port_in_use(self):
         """A port that cannot be bound ends the daemon with Exim's panic line."""
         with socket.socket() as taken:
