@@ -185,3 +185,81 @@ class LocalSessionLogTests(unittest.TestCase):
             return [line for line in out.splitlines() if line.startswith("LOG: ")]
         self.assertEqual(logs(ours.stderr), logs(theirs.stderr))
         self.assertIn("LOG: SMTP connection from (x) [10.2.2.2] closed by QUIT", logs(ours.stderr))
+
+
+class RefusedConnectionTests(unittest.TestCase):
+    """smtp_accept_max, smtp_accept_reserve and smtp_accept_max_per_host:
+    the 421 and the connection_reject log line, as exim4's daemon gives them."""
+
+    def second_connection(self, port, settle=False):
+        """Hold one connection open; the reply to a second one.  With
+        ``settle``, try again until the first is accepted and the second is
+        not (exim4's daemon counts its children when it notices them, so its
+        startup probe may still count for a moment)."""
+        deadline = time.monotonic() + 10
+        while True:
+            first = socket.create_connection(("127.0.0.1", port), timeout=10)
+            banner = first.makefile("rb").readline().decode()
+            second = socket.create_connection(("127.0.0.1", port), timeout=10)
+            reply = second.makefile("rb").readline().decode()
+            second.close()
+            first.close()
+            if not settle or (banner.startswith("220") and reply.startswith("421")) \
+                    or time.monotonic() > deadline:
+                return reply
+            time.sleep(0.2)
+
+    def both(self, extra):
+        peer = EximPeer(tls=False, extra=extra)
+        # the peer's own smtp_accept_max would be a second setting of the option
+        with open(peer.config) as f:
+            text = f.read().replace("smtp_accept_max = 50\n", "")
+        with open(peer.config, "w") as f:
+            f.write(text)
+        self.addCleanup(peer.stop)
+        peer.start()
+        ours = DaemonProcess(self, extra).start()
+        self.addCleanup(ours.stop)
+
+        def read_ours():
+            with open(os.path.join(ours.spool_dir, "mainlog")) as f:
+                return [line for line in f.read().splitlines() if "daemon started" not in line]
+
+        def run():
+            theirs_before = len(wait_for_lines(lambda: peer.mainlog().splitlines(), 1))
+            replies = (self.second_connection(ours.port).replace("mx.test.example", "HOST"),
+                       self.second_connection(peer.port, True).replace("peer.test.example", "HOST"))
+            logs = (wait_for_lines(read_ours, 1),
+                    wait_for_lines(lambda: peer.mainlog().splitlines()[theirs_before:], 1))
+            return replies, logs
+        return threads.deferToThread(run)
+
+    def check(self, extra, expected_reply, expected_log):
+        def compare(result):
+            (ours, theirs), (our_log, their_log) = result
+            self.assertEqual(ours, theirs)
+            self.assertEqual(ours, expected_reply)
+            self.assertIn(expected_log, normalise(their_log))
+            self.assertEqual(normalise(our_log), [expected_log])
+        return self.both(extra).addCallback(compare)
+
+    def test_accept_max(self):
+        """Beyond smtp_accept_max: refused, with Exim's texts."""
+        return self.check("smtp_accept_max = 1",
+                          "421 Too many concurrent SMTP connections; please try again later.\r\n",
+                          "Connection from [127.0.0.1] refused: too many connections")
+
+    def test_accept_reserve(self):
+        """The reserved slots: the host name in the 421, and the counts in the log."""
+        return self.check("smtp_accept_max = 2\nsmtp_accept_reserve = 1",
+                          "421 HOST: Too many concurrent SMTP connections; please try again later\r\n",
+                          "temporarily refused connection from [127.0.0.1]: not in reserve list: "
+                          "connected=1 max=2 reserve=1")
+
+    def test_accept_max_per_host(self):
+        """smtp_accept_max_per_host: Exim's per-address texts."""
+        return self.check("smtp_accept_max_per_host = 1",
+                          "421 Too many concurrent SMTP connections from this IP address; "
+                          "please try again later.\r\n",
+                          "Connection from [127.0.0.1] refused: too many connections from that "
+                          "IP address")

@@ -177,24 +177,37 @@ class ServerPolicy:
         """
         count = len(active)
         address = getattr(addr, "host", None)
+        shown = _unmapped(address)
         limit = self.smtp_accept_max
+        # the log lines are Exim's, under the connection_reject selector
         if limit and count >= limit:
+            self._log_refusal("Connection from [%s] refused: too many connections" % shown)
             return Reply(421, "Too many concurrent SMTP connections; please try again later.")
         if limit and self.smtp_accept_reserve and count >= limit - self.smtp_accept_reserve:
             from exim_py.envelope import Session
             probe = Session()
-            probe.sender_host_address = address
+            probe.sender_host_address = shown
             if not self.host_in("smtp_reserve_hosts", probe):
-                return Reply(421, "Too many concurrent SMTP connections; please try again later.")
+                self._log_refusal("temporarily refused connection from [%s]: not in reserve list: "
+                                  "connected=%d max=%d reserve=%d"
+                                  % (shown, count, limit, self.smtp_accept_reserve))
+                return Reply(421, "%s: Too many concurrent SMTP connections; please try again later"
+                             % self.hostname(probe))
         per_host = self.smtp_accept_max_per_host
         if isinstance(per_host, str):
             per_host = int(per_host) if per_host.strip().isdigit() else 0
         if per_host and address is not None:
             same = sum(1 for p in active if getattr(p, "peer_address", None) == address)
             if same >= per_host:
+                self._log_refusal("Connection from [%s] refused: too many connections from that "
+                                  "IP address" % shown)
                 return Reply(421, "Too many concurrent SMTP connections from this IP address; "
                                   "please try again later.")
         return None
+
+    def _log_refusal(self, line):
+        if self.logger is not None and self.logger.selector("connection_reject"):
+            self.logger.main(line)
 
     def connect(self, session):
         active = self._option("smtp_active_hostname")
