@@ -141,3 +141,60 @@ class CalloutHoldTests(unittest.TestCase):
         self.assertEqual(self.send(2, ["usery@test.ex", "unverified@test.ex"]),
                          [["EHLO", "MAIL FROM", "RCPT TO", "QUIT"],
                           ["EHLO", "MAIL FROM", "RCPT TO", "RCPT TO", "DATA", "QUIT"]])
+
+
+class _Recorder:
+    """Stands in for the held smtplib client: records what is sent on it."""
+
+    def __init__(self):
+        self.sent = []
+        self.closed = False
+
+    def docmd(self, command):
+        self.sent.append(command)
+        return 221, b"bye"
+
+    def close(self):
+        self.closed = True
+
+
+class _Settings:
+    tls = "try"
+    tls_on_connect = False
+
+
+class _Factory:
+    settings = _Settings()
+
+
+class _Envelope:
+    """Something a weak reference can point at, as a real Envelope."""
+
+
+class _Txn:
+    def __init__(self, sender, addresses):
+        self.sender = sender
+        self.recipients = [type("R", (), {"address": a})() for a in addresses]
+
+
+class HeldConnectionChoiceTests(unittest.TestCase):
+    """Which deliveries may take a held connection."""
+
+    def test_not_used_when_the_delivery_would_start_tls(self):
+        """A held connection whose server offered STARTTLS is not used by a
+        delivery that would start TLS (the callout talked in clear): it gets
+        QUIT and the delivery connects afresh."""
+        from exim_py.smtp import callout as held
+        envelope, conn = _Envelope(), _Recorder()
+        entry = held.hold(envelope, conn, "127.0.0.1", 25, "a@b", "c@d",
+                          b"hi there\nSTARTTLS\nPIPELINING")
+        self.addCleanup(held.release, entry)
+        connected = []
+        held.deliver_or_connect(None, "127.0.0.1", 25, [_Txn("a@b", ["c@d"])], _Factory(),
+                                lambda: connected.append(True))
+        from twisted.internet import reactor, task
+        d = task.deferLater(reactor, 0.5, lambda: None)
+        d.addCallback(lambda _: self.assertEqual((connected, conn.sent, conn.closed),
+                                                 ([True], ["QUIT"], True)))
+        d.addCallback(lambda _: self.assertIsNone(held.held_for(envelope)))
+        return d

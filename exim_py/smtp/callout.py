@@ -131,6 +131,9 @@ def hold(envelope, conn, address, port, sender, recipient, ehlo_text):
 def _orphaned(entry):
     """Close ``entry`` ORPHAN_GRACE seconds from now if it is still held
     (blocking work, so in the thread pool); callable from any thread."""
+    with _held_lock:
+        if entry not in _held:
+            return          # a delivery took it, or it is closed already
     reactor.callFromThread(reactor.callLater, ORPHAN_GRACE,
                            threads.deferToThread, release, entry)
 
@@ -188,6 +191,12 @@ def deliver_or_connect(reactor, address, port, transactions, factory, connect):
         connect()
         return
     found, others = _take(address, port, transactions)
+    settings = getattr(factory, "settings", None)
+    if found is not None and settings is not None and (
+            settings.tls_on_connect or (settings.tls and "STARTTLS" in found.extensions)):
+        # The callout talked in clear; this delivery would use TLS.
+        others.append(found)
+        found = None
     if found is not None:
         for entry in others:
             entry.close()
