@@ -17,7 +17,8 @@ import time
 from twisted.internet import defer
 
 from exim_py import EXIM_COMPAT_VERSION
-from exim_py.smtp import acl_phase, connlog, helo_check, proxy
+from exim_py.auths.dialogue import AuthDialogue
+from exim_py.smtp import acl_phase, connlog, helo_check, limits, proxy
 from exim_py.smtp.server import Reply
 
 _HELO_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9-])?\.?$")
@@ -93,6 +94,8 @@ class ServerPolicy:
         self.smtp_accept_max = self._option("smtp_accept_max", 20)
         self.smtp_accept_reserve = self._option("smtp_accept_reserve", 0)
         self.smtp_accept_max_per_host = self._option("smtp_accept_max_per_host", 0)
+
+    unmapped = staticmethod(_unmapped)
 
     # -- options and lists -------------------------------------------------
 
@@ -170,44 +173,9 @@ class ServerPolicy:
         session.smtp_command = None
 
     def refuse_connection(self, addr, active):
-        """smtp_accept_max, smtp_accept_reserve and smtp_accept_max_per_host.
-
-        ``active`` is the collection of open sessions (each with
-        ``peer_address``).  Returns a Reply refusing the new connection, or None.
-        """
-        count = len(active)
-        address = getattr(addr, "host", None)
-        shown = _unmapped(address)
-        limit = self.smtp_accept_max
-        # the log lines are Exim's, under the connection_reject selector
-        if limit and count >= limit:
-            self._log_refusal("Connection from [%s] refused: too many connections" % shown)
-            return Reply(421, "Too many concurrent SMTP connections; please try again later.")
-        if limit and self.smtp_accept_reserve and count >= limit - self.smtp_accept_reserve:
-            from exim_py.envelope import Session
-            probe = Session()
-            probe.sender_host_address = shown
-            if not self.host_in("smtp_reserve_hosts", probe):
-                self._log_refusal("temporarily refused connection from [%s]: not in reserve list: "
-                                  "connected=%d max=%d reserve=%d"
-                                  % (shown, count, limit, self.smtp_accept_reserve))
-                return Reply(421, "%s: Too many concurrent SMTP connections; please try again later"
-                             % self.hostname(probe))
-        per_host = self.smtp_accept_max_per_host
-        if isinstance(per_host, str):
-            per_host = int(per_host) if per_host.strip().isdigit() else 0
-        if per_host and address is not None:
-            same = sum(1 for p in active if getattr(p, "peer_address", None) == address)
-            if same >= per_host:
-                self._log_refusal("Connection from [%s] refused: too many connections from that "
-                                  "IP address" % shown)
-                return Reply(421, "Too many concurrent SMTP connections from this IP address; "
-                                  "please try again later.")
-        return None
-
-    def _log_refusal(self, line):
-        if self.logger is not None and self.logger.selector("connection_reject"):
-            self.logger.main(line)
+        """smtp_accept_max and friends (smtp/limits.py): a Reply refusing the
+        new connection, or None.  ``active``: the open sessions."""
+        return limits.refuse(self, addr, active)
 
     def connect(self, session):
         active = self._option("smtp_active_hostname")
@@ -537,7 +505,7 @@ class ServerPolicy:
         connlog.quit(self, session, envelope)
 
     def auth_exchange(self, session, arg):
-        """An AUTH command: a Reply refusing it, or an _AuthDialogue to run (RFC 4954)."""
+        """An AUTH command: a Reply refusing it, or an AuthDialogue to run (RFC 4954)."""
         words = arg.split()
         if not words:
             return Reply(501, "AUTH must be followed by an authentication mechanism name", drop=False)
@@ -549,7 +517,7 @@ class ServerPolicy:
         if auth is None:
             code, text = self.auths_base.unsupported_reply(mechanism).split(" ", 1)
             return Reply(int(code), text)
-        return _AuthDialogue(self, session, auth, words[1] if len(words) > 1 else None)
+        return AuthDialogue(self, session, auth, words[1] if len(words) > 1 else None)
 
     def tls_context(self, session):
         return self.tls.context_for(session)
@@ -742,35 +710,6 @@ class ServerPolicy:
     def log_too_big(self, session, envelope, size):
         self.log_reject("rejected from <%s> H=%s: message too big: read=%d max=%d"
                       % (envelope.sender, self.host_text(session), size, self.message_size_limit(session)))
-
-
-class _AuthDialogue:
-    """One AUTH exchange: ``step(line)`` gives the next base64 challenge or the final Reply."""
-
-    def __init__(self, policy, session, auth, initial):
-        self.policy = policy
-        self.session = session
-        self.auth = auth
-        self.initial = initial
-        self.exchange = None
-
-    def step(self, line):
-        base = self.policy.auths_base
-        if self.exchange is None:
-            self.exchange = self.auth.server_start(self.initial, self.policy._auth_context(self.session))
-        else:
-            self.exchange.server_step(line)
-        if self.exchange.result is None:
-            return base.encode64(self.exchange.challenge or b"")
-        result = self.exchange.result
-        result.apply(self.session, self.auth.name)
-        failure = result.log_line(self.auth.name, self.policy.host_text(self.session))
-        if failure is not None:
-            self.policy.log_main(failure)
-        code, _, text = result.reply.partition(" ")
-        if int(code) == 235:
-            self.session.received_protocol = self.policy.protocol_name(self.session, self.session.esmtp)
-        return Reply(int(code), text)
 
 
 def _header_section(message):
