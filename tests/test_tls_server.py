@@ -13,6 +13,7 @@ import subprocess
 from twisted.internet import defer, reactor, threads
 from twisted.trial import unittest
 
+from exim_py.envelope import Session
 from exim_py.smtp.server import SMTPServerFactory
 from exim_py.smtp.tls import ServerTLS
 from tests.support import pki
@@ -425,6 +426,28 @@ class DhParamTests(unittest.TestCase):
         err, _ = yield self.handshake("tls_dhparam = none")
         self.assertNotIn("Ciphersuite: DHE", err)
         self.assertIn("handshake failure", err)
+
+    def test_deprecated_groups_are_logged(self):
+        """The RFC 8247-deprecated groups are logged: ike23 in the main log,
+        ike22 (a MUST NOT) in the panic log as well; OpenSSL then refuses
+        ike22's 1024-bit prime, so TLS cannot be set up with it."""
+        from exim_py.errors import ConfigError
+        from tests.support.acl import ListLog
+        logged = {}
+        for name in ("ike23", "ike22", "ffdhe2048"):
+            p = shared_pki()
+            policy, _ = make_policy(self, "tls_certificate = %s\ntls_privatekey = %s\n"
+                                          "tls_dhparam = %s" % (p.rsa.chain_path, p.rsa.key_path, name))
+            policy.logger = ListLog()
+            policy.tls = ServerTLS.from_config(policy.config, policy)
+            if name == "ike22":
+                self.assertRaises(ConfigError, policy.tls_context, Session())
+            else:
+                policy.tls_context(Session())
+            logged[name] = policy.logger.lines
+        line = "WARNING: deprecated Diffie-Hellman parameter '%s' used"
+        self.assertEqual(logged, {"ike23": [("main", line % "ike23")],
+                                  "ike22": [("panic", line % "ike22")], "ffdhe2048": []})
 
     @defer.inlineCallbacks
     def test_unknown_name(self):
