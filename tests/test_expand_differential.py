@@ -260,7 +260,10 @@ class _Responder:
                         data += chunk
                 except OSError:
                     pass
-                conn.sendall(b"got:" + data + b"\nline2\n")
+                conn.sendall(self.answer(data))
+
+    def answer(self, request):
+        return b"got:" + request + b"\nline2\n"
 
     def close(self):
         self.unix.close()
@@ -275,20 +278,9 @@ class _CountingResponder(_Responder):
         self.count = 0
         super().__init__(directory)
 
-    def serve(self, srv):
-        while True:
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                return
-            with conn:
-                self.count += 1
-                conn.settimeout(1)
-                try:
-                    conn.recv(1024)
-                except OSError:
-                    pass
-                conn.sendall(b"answer-%d\n" % self.count)
+    def answer(self, request):
+        self.count += 1
+        return b"answer-%d\n" % self.count
 
 
 class ReadSocketTests(unittest.TestCase):
