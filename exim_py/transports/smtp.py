@@ -280,6 +280,7 @@ class Transport(TransportBase):
                                          interface, conn, self._parker(key, message, lock),
                                          getattr(message, "id", None))
             still.extend(self._record(result, host, port, by_address, message, ctx))
+            self._waiting(result, host, port, message, ctx)
         return still
 
     def _pool_key(self, host, port, interface, settings):
@@ -345,6 +346,21 @@ class Transport(TransportBase):
             result = await client.deliver(reactor, host.address, port, clear, transactions,
                                           connect_timeout, interface)
         return result
+
+    def _waiting(self, result, host, port, message, ctx):
+        """Exim's wait-<transport> hints: a message the host could not take
+        (a host error) waits for it; once a delivery to the host succeeds and
+        the connection is kept, the messages waiting for it follow."""
+        spool = getattr(ctx, "spool", None)
+        if message is None or spool is None:
+            return
+        err = result.host_error
+        if err is not None and err.kind == "host" and err.status == client.DEFER:
+            smtp_pool.WaitList(os.path.join(spool.directory, "db"), self.name, host.address,
+                               port).add(message.id)
+        elif err is None and smtp_pool.POOL.has_idle((self.name, host.name, host.address, port)) \
+                and any(o is not None and o.status == client.OK for _, o in result.outcomes()):
+            smtp_pool.continue_waiting(ctx, self, host, port, message.id)
 
     def _record(self, result, host, port, by_address, message, ctx):
         """Outcomes → address results, retry hints and log fields; returns the deferred."""

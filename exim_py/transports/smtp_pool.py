@@ -15,6 +15,11 @@ seconds, when a delivery run ends (``close_idle``: -q, -M, -odi) and when
 the reactor shuts down.  One the server closes while it is parked simply
 leaves the pool.
 
+Messages that could not reach a host are remembered as waiting for it
+(``WaitList``, Exim's wait-<transport> hints database): when a later
+delivery to that host succeeds, they are delivered next, down the same
+connection (``continue_waiting``).
+
 ``serialize_hosts`` is kept here too, since it is about connections: at most
 one connection at a time to such a host, in this process (a set of busy
 keys) and across processes (an fcntl lock on a file in the spool's db
@@ -43,6 +48,7 @@ class ConnectionPool:
         self._idle = {}             # key -> [protocol, ...], most recently parked last
         self._timers = {}           # protocol -> IDelayedCall
         self._closing = []          # Deferreds of connections being QUIT
+        self._continuing = set()    # Deferreds of deliveries of waiting messages
         self._trigger = None
 
     def take(self, key):
@@ -83,8 +89,17 @@ class ConnectionPool:
             return len(self._idle.get(key, ()))
         return sum(len(c) for c in self._idle.values())
 
+    def continuing(self, d):
+        """``d`` delivers messages that waited for a host: ``close_idle``
+        lets it finish (it uses the parked connection) before QUITting."""
+        self._continuing.add(d)
+        d.addBoth(lambda result: (self._continuing.discard(d), result)[1])
+
     def close_idle(self):
         """QUIT every parked connection; a Deferred fires once they are closed."""
+        if self._continuing:
+            d = defer.DeferredList(list(self._continuing), consumeErrors=True)
+            return d.addBoth(lambda _: self.close_idle())
         waits = [d for d in self._closing if not d.called]
         for key in list(self._idle):
             for proto in self._idle.pop(key):
@@ -169,3 +184,63 @@ class SerializeLock:
         SerializeLock._busy.discard(self.key)
         os.close(self._fd)
         self._fd = None
+
+
+class WaitList:
+    """Message ids waiting for one host of one transport, in a file under
+    the spool's db directory (``wait-<transport>/<address>:<port>``), locked
+    while it is read or changed, so that other processes may share it."""
+
+    def __init__(self, db_directory, transport, address, port):
+        directory = os.path.join(db_directory, "wait-" + transport.replace("/", "_"))
+        self.path = os.path.join(directory, "%s:%d" % (address, port))
+
+    def _locked(self, change):
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX)
+            with os.fdopen(os.dup(fd), "r+") as f:
+                ids = [line.strip() for line in f if line.strip()]
+                new, result = change(ids)
+                if new != ids:
+                    f.seek(0)
+                    f.truncate()
+                    f.write("".join(i + "\n" for i in new))
+            return result
+        finally:
+            os.close(fd)
+
+    def add(self, message_id):
+        self._locked(lambda ids: (ids if message_id in ids else ids + [message_id], None))
+
+    def take(self, exclude=None):
+        """Every waiting id but ``exclude``; they no longer wait."""
+        return self._locked(lambda ids: ([i for i in ids if i == exclude],
+                                         [i for i in ids if i != exclude]))
+
+
+def continue_waiting(ctx, transport, host, port, message_id):
+    """After a delivery to ``host`` succeeded, deliver the messages that
+    waited for it, one after the other (each takes the parked connection)."""
+    spool = getattr(ctx, "spool", None)
+    if spool is None or getattr(ctx, "mode", "deliver") != "deliver":
+        return
+    waiting = WaitList(os.path.join(spool.directory, "db"), transport.name, host.address,
+                       port).take(exclude=message_id)
+    waiting = [i for i in waiting if os.path.exists(spool.header_path(i))]
+    if not waiting:
+        return
+    from exim_py.delivery.engine import deliver_message
+
+    @defer.inlineCallbacks
+    def run():
+        for other in waiting:
+            try:
+                yield deliver_message(transport.config, spool, other, ctx.logger, ctx.hints,
+                                      clock=ctx.clock)
+            except Exception as e:   # one message's trouble must not stop the others
+                if ctx.logger is not None:
+                    ctx.logger.panic("delivery of waiting message failed: %s" % (e,), other)
+    POOL.continuing(run())
+
