@@ -171,6 +171,34 @@ class ConnectionReuseTests(unittest.TestCase):
         self.assertEqual(smtp_pool.POOL.idle_count(), 2)
 
 
+    @defer.inlineCallbacks
+    def test_waiting_message_follows_on_kept_connection(self):
+        """A message the host could not take (connection refused) waits for
+        it; the next successful delivery to that host carries it down the same
+        connection, logged with "*" (Exim's continued delivery)."""
+        from twisted.internet import reactor
+        from exim_py.delivery import hints
+        env = self.env()
+        server = self.servers["a"]
+        yield server.port.stopListening()
+        waiting = env.submit(["u1@a.example"])
+        outcome = yield env.deliver(waiting)
+        self.assertEqual(len(outcome.deferred), 1)
+        db = hints.for_spool(env.spool.directory)
+        for record in db.retry_records():
+            db.delete_retry(record.key)
+        server.port = reactor.listenTCP(server.port_number, server, interface="127.0.0.1")
+        trigger = env.submit(["u2@a.example"])
+        outcome = yield env.deliver(trigger)
+        self.assertTrue(outcome.completed)
+        yield smtp_pool.close_idle()
+        self.assertEqual(len(server.connections), 1)
+        self.assertEqual(len(server.messages), 2)
+        self.assertEqual(env.queued(), [])
+        self.assertRegex(env.mainlog(), r"%s => u1@a.example R=to_a T=smtp "
+                         r"H=127.0.0.1 \[127.0.0.1\]\* C=" % (waiting,))
+
+
 def _tick():
     from twisted.internet import reactor
     d = defer.Deferred()
