@@ -171,13 +171,17 @@ def main():
     ensure_postfix_tools()
     print("relay end to end, %d messages of %d bytes per case%s" % (
         MSGS, SIZE, ", smtp-source " + " ".join(SOURCE_FLAGS) if SOURCE_FLAGS else ""))
-    print("%-8s %6s %12s %12s %10s" % ("mta", "conc", "e2e msg/s", "accept msg/s", "received"))
+    # The machine's load average after each case: figures taken while other
+    # work runs are not comparable with those of a quiet machine.
+    print("%-8s %6s %12s %12s %10s %7s" % ("mta", "conc", "e2e msg/s", "accept msg/s", "received",
+                                           "load1"))
     rates = {}
     for conc in CONCS:
         for mta in ("exim4", "exim_py"):
             rate, accept_rate, received = run_case(mta, conc)
             rates[mta, conc] = rate
-            print("%-8s %6d %12.1f %12.1f %10d" % (mta, conc, rate, accept_rate, received))
+            print("%-8s %6d %12.1f %12.1f %10d %7.2f" % (mta, conc, rate, accept_rate, received,
+                                                       os.getloadavg()[0]))
         print("ratio exim_py/exim4 at %d senders: %.2f" % (
             conc, rates["exim_py", conc] / rates["exim4", conc]))
 
