@@ -149,11 +149,11 @@ class LocalSessionLogTests(unittest.TestCase):
                 shutil.chown(os.path.join(path, sub), "Debian-exim", "Debian-exim")
             os.chmod(path, 0o755)
 
-    def config(self, who):
+    def config(self, who, extra=""):
         return self.exim.write_config(
             "keep_environment =\nhost_lookup =\nspool_directory = {d}/spool\n"
-            "log_file_path = {d}/log/%slog\n{sel}\nacl_smtp_rcpt = accept\n"
-            .format(d=self.dirs[who], sel=SELECTORS), who + ".conf")
+            "log_file_path = {d}/log/%slog\n{sel}\nacl_smtp_rcpt = accept\n{extra}\n"
+            .format(d=self.dirs[who], sel=SELECTORS, extra=extra), who + ".conf")
 
     def mainlog(self, who):
         path = os.path.join(self.dirs[who], "log", "mainlog")
@@ -174,6 +174,17 @@ class LocalSessionLogTests(unittest.TestCase):
         self.assertEqual(ours, self.mainlog("theirs"))
         self.assertIn("SMTP connection from root closed by QUIT", ours)
         self.assertIn("unexpected EOF while reading SMTP command from root D=0s", ours)
+
+    def test_nolog_for_local_callers(self):
+        """hosts_connection_nolog = : (an empty item) silences the connection
+        lines of -bs callers, but not of -bs -oMa sessions, which have a host."""
+        for args in (["-bs"], ["-bs", "-oMa", "10.1.1.1"]):
+            text = "EHLO x\r\nQUIT\r\n"
+            self.exim.run(self.config("theirs", "hosts_connection_nolog = :"), args, input=text)
+            run_exim_py(["-C", self.config("ours", "hosts_connection_nolog = :")] + args, input=text)
+        ours = self.mainlog("ours")
+        self.assertEqual(ours, self.mainlog("theirs"))
+        self.assertEqual(len(ours), 4, ours)
 
     def test_bh_lines_match_exim(self):
         """-bh shows the lines it would log, with the host it pretends to be."""

@@ -16,6 +16,7 @@ The server calls ``opened``, ``command``, ``incomplete``, ``quit`` and
 import time
 
 from exim_py.config.options import format_time
+from exim_py.match import split_list
 from exim_py.receive import host_strings
 
 # Exim keeps the last 20 commands of a session for the C= list (SMTP_HBUFF_SIZE)
@@ -69,7 +70,7 @@ def opened(policy, session, count=None):
     session.mail_commands = 0
     if not _selected(policy, "smtp_connection"):
         return
-    session.connection_nolog = policy.host_in("hosts_connection_nolog", session)
+    session.connection_nolog = _nolog(policy, session)
     if count is None or policy.host_checking or getattr(session, "not_socket", False):
         return _log_connection(policy, session, connection_info(policy, session))
     where = "[%s]" % session.sender_host_address
@@ -79,6 +80,15 @@ def opened(policy, session, count=None):
         where += " I=[%s]:%s" % (session.interface_address, session.interface_port)
     _log_connection(policy, session, "SMTP connection from %s (TCP/IP connection count = %d)"
                     % (where, count))
+
+
+def _nolog(policy, session):
+    """Does the client match hosts_connection_nolog?  For a local caller
+    (-bs) an empty item matches, as in any Exim host list: "hosts_connection_nolog = :"."""
+    if session.sender_host_address:
+        return policy.host_in("hosts_connection_nolog", session)
+    value = policy._option("hosts_connection_nolog")
+    return value is not None and "" in split_list(value)
 
 
 def command(session, verb):
