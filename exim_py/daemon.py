@@ -7,6 +7,10 @@ tls_on_connect_ports, or -oX) and, with -q<time>, a periodic queue run.
 runs the same tree.  Spec chapter "Starting the daemon" and section
 "Starting a listening daemon".
 
+``exim_py -bd`` runs one process per CPU unless EXIM_PY_DAEMON_PROCESSES
+says otherwise: this one accepts and shares the sessions out
+(exim_py/daemon_workers.py); ``twistd exim_py`` runs one process.
+
 Signals: SIGTERM stops listening, lets messages already being stored reach
 the disk (an acknowledged message is never lost) and exits; SIGHUP reads the
 configuration again and uses it for new connections only if it loads
