@@ -151,14 +151,16 @@ class _Delivery:
         return self.outcome
 
     def _complete(self):
-        self.log.main("Completed")
+        """Take the finished message off the queue, then log "Completed"
+        (in that order, as Exim's deliver.c)."""
         self.log.close()
         # Every recipient is in the -J journal, durably: the unlinks need no sync.
         self.spool.remove(self.message_id, sync=False)
-        self.outcome.completed = True
         # Closing the last descriptor of the unlinked -D file frees its
         # blocks, which takes milliseconds: keep it off the reactor.
         self.lock.release()
+        self.logger.main("Completed", self.message_id)
+        self.outcome.completed = True
 
     def _attempt(self):
         """The blocking part of the attempt (runs in a worker thread): lock,
@@ -714,8 +716,17 @@ def _in_thread(f, *args):
         from twisted.python.threadpool import ThreadPool
         _POOL = ThreadPool(DELIVERY_THREADS, DELIVERY_THREADS, name="delivery")
         _POOL.start()
-        reactor.addSystemEventTrigger("during", "shutdown", _POOL.stop)
+        reactor.addSystemEventTrigger("during", "shutdown", _stop_pool, _POOL)
     return threads.deferToThreadPool(reactor, _POOL, f, *args)
+
+
+def _stop_pool(pool):
+    """At reactor shutdown; as the reactor's own pool, a new one is made if
+    the reactor runs again (trial runs it once per test)."""
+    global _POOL
+    if _POOL is pool:
+        _POOL = None
+    pool.stop()
 
 
 def _deliver_blocking(transport, message, batch, ctx):
