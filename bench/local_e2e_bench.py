@@ -148,6 +148,8 @@ def main():
     common.require_root_and_tools(need_source=True)
     print("local delivery end to end: %d messages of %d bytes, %d connections (smtp-source -d), "
           "maildir, immediate delivery; %s" % (MSGS, SIZE, CONC, common.load_line()))
+    print("exim_py daemon processes: %s" % os.environ.get(
+        "EXIM_PY_DAEMON_PROCESSES", "its default (EXIM_PY_DAEMON_PROCESSES unset)"))
     print("%-8s %12s %12s %14s %10s" % ("mta", "accept/s", "e2e msg/s", "spool empty/s",
                                          "delivered"))
     rates = {}
