@@ -199,6 +199,27 @@ class ConnectionReuseTests(unittest.TestCase):
                          r"H=127.0.0.1 \[127.0.0.1\]\* C=" % (waiting,))
 
 
+    @defer.inlineCallbacks
+    def test_excess_recipients_go_in_next_transaction(self):
+        """RCPT refused with 452 (too many recipients) while another was
+        accepted: that recipient goes again in a new transaction on the same
+        connection; refused there too with nothing accepted, it is deferred."""
+        env = self.env(**{"RCPT TO:<u2@a.example>": "452 too many recipients"})
+        outcome = yield env.deliver(env.submit(["u1@a.example", "u2@a.example"]))
+        self.assertEqual([a.address for a in outcome.delivered], ["u1@a.example"])
+        self.assertEqual([a.address for a in outcome.deferred], ["u2@a.example"])
+        server = self.servers["a"]
+        self.assertEqual(len(server.connections), 1)
+        envelope = [c.split(b" SIZE=")[0] for c in server.commands
+                    if c.startswith((b"MAIL", b"RCPT"))]
+        self.assertEqual(envelope, [b"MAIL FROM:<sender@x.example>", b"RCPT TO:<u1@a.example>",
+                                    b"RCPT TO:<u2@a.example>", b"MAIL FROM:<sender@x.example>",
+                                    b"RCPT TO:<u2@a.example>"])
+        self.assertIn("== u2@a.example R=to_a T=smtp defer (-44) H=127.0.0.1 [127.0.0.1]: "
+                      "SMTP error from remote mail server after RCPT TO:<u2@a.example>: "
+                      "452 too many recipients", env.mainlog())
+
+
 def _tick():
     from twisted.internet import reactor
     d = defer.Deferred()

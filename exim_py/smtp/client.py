@@ -38,7 +38,8 @@ from exim_py.smtp.client_hello import SessionSetup
 from exim_py.smtp.outbound import (DEFER, ERRNO_AUTHFAIL, ERRNO_SMTPCLOSED,  # noqa: F401
                                    ERRNO_SMTPFORMAT, ERRNO_TIMEOUT, ERRNO_TLSREQUIRED,
                                    ERRNO_UTF8_FWD, FAIL, OK, Outcome, SessionResult,
-                                   reply_text, split_by_max_rcpt, to_wire, xtext)
+                                   Transaction, reply_text, split_by_max_rcpt, to_wire,
+                                   xtext)
 
 # Message data goes to the transport in pieces of this size, each when the
 # previous one has drained, so that data_timeout measures real progress.
@@ -90,6 +91,7 @@ class ESMTPClient(SessionSetup, LineReceiver):
         self._needs_rset = False    # the last transaction ended without its data
         self._replies = 0           # replies read in this run (0: a reused one may be stale)
         self._close_waiters = []
+        self._excess = []           # recipients of this transaction refused with 452
 
     # -- plumbing -------------------------------------------------------
 
@@ -296,6 +298,7 @@ class ESMTPClient(SessionSetup, LineReceiver):
     def _next_transaction(self):
         self._txn = None
         self._accepted = []
+        self._excess = []
         self._dot_sent = False
         if not self._queue:
             if self.park is not None and self._connected and self.park(self):
@@ -421,6 +424,8 @@ class ESMTPClient(SessionSetup, LineReceiver):
             if code // 100 == 2:
                 self._accepted.append(rcpt)
             else:
+                if code == 452:
+                    self._excess.append(rcpt)
                 txn.outcomes[rcpt.address] = Outcome(
                     FAIL if code >= 500 else DEFER, self._smtp_error(code, lines), "recipient",
                     reply_text(code, lines), code=code, stage="rcpt")
@@ -575,8 +580,31 @@ class ESMTPClient(SessionSetup, LineReceiver):
         self._txn.confirmation = reply_text(code, lines)
         self._end_transaction(reset=code // 100 != 2)
 
+    def _excess_follow_up(self):
+        """Recipients refused with 452 (too many recipients, RFC 5321 4.5.3.1.10)
+        in a transaction that delivered to others go again in a transaction of
+        their own on this connection, as Exim does; without progress they
+        keep their deferral."""
+        txn, excess, self._excess = self._txn, self._excess, []
+        if txn is None or not excess or not any(
+                txn.outcomes.get(r.address) is not None
+                and txn.outcomes[r.address].status == OK for r in self._accepted):
+            return
+        follow = Transaction.__new__(Transaction)
+        follow.__dict__.update(txn.__dict__)
+        follow.recipients = excess
+        follow.outcomes = {}
+        follow.confirmation = None
+        follow.prdr_requested = follow.prdr_used = follow.chunking_used = False
+        txn.recipients = [r for r in txn.recipients if r not in excess]
+        for r in excess:
+            del txn.outcomes[r.address]
+        self._queue.insert(0, follow)
+        self.result.transactions.append(follow)
+
     def _end_transaction(self, reset=False):
         """Move on; RSET first when the server may still hold transaction state."""
+        self._excess_follow_up()
         self._dot_sent = False
         # Exim resets a transaction that ended without its data before the
         # next MAIL: now when one follows, else when the connection is reused.

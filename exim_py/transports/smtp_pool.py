@@ -187,13 +187,14 @@ class SerializeLock:
 
 
 class WaitList:
-    """Message ids waiting for one host of one transport, in a file under
-    the spool's db directory (``wait-<transport>/<address>:<port>``), locked
-    while it is read or changed, so that other processes may share it."""
+    """Message ids waiting for one host of one transport, in a file in the
+    spool's db directory (``wait-<transport>-<address>:<port>``, plain files
+    beside Exim's, so that clearing db/* clears them too), locked while it is
+    read or changed, so that other processes may share it."""
 
     def __init__(self, db_directory, transport, address, port):
-        directory = os.path.join(db_directory, "wait-" + transport.replace("/", "_"))
-        self.path = os.path.join(directory, "%s:%d" % (address, port))
+        self.path = os.path.join(db_directory, "wait-%s-%s:%d" % (
+            transport.replace("/", "_"), address, port))
 
     def _locked(self, change):
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
