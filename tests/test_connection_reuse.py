@@ -145,6 +145,35 @@ class ConnectionReuseTests(unittest.TestCase):
         self.assertNotIn("closed connection", log)
 
     @defer.inlineCallbacks
+    def test_refused_reuse_replaced(self):
+        """A kept connection whose first reply on reuse is a refusal (421 to
+        MAIL; a failed RSET) is dropped and the message goes down a fresh
+        connection, delivered, with nothing deferred."""
+        for verb, refused, nth in ((b"MAIL", "421 closing, idle too long", 2),
+                                   (b"RSET", "421 closing", 1)):
+            seen = []
+
+            def replies(line, verb=verb, refused=refused, nth=nth, seen=seen):
+                word = line.split(b" ", 1)[0].split(b":", 1)[0].upper()
+                if word == verb:
+                    seen.append(line)
+                    if len(seen) == nth:
+                        return refused
+                if line == b"RCPT TO:<bad@a.example>":
+                    return "550 no such user"
+                return {b"EHLO": "250-test.example\r\n250 PIPELINING", b"MAIL": "250 OK",
+                        b"RCPT": "250 Accepted", b"DATA": "354 go", b".": "250 OK",
+                        b"RSET": "250 OK", b"QUIT": "221 bye"}.get(word, "500 what")
+            env = self.env(replies=replies)
+            first = ["good@a.example"] if verb == b"MAIL" else ["bad@a.example"]
+            yield env.deliver(env.submit(first))
+            outcome = yield env.deliver(env.submit(["u2@a.example"]))
+            self.assertTrue(outcome.completed, verb)
+            self.assertEqual(len(self.servers["a"].connections), 2, verb)
+            self.assertNotIn(" == ", env.mainlog())
+            yield smtp_pool.close_idle()
+
+    @defer.inlineCallbacks
     def test_closed_while_parked(self):
         """A kept connection that the server closes while it waits leaves the
         pool; the next message connects afresh."""

@@ -407,6 +407,12 @@ class ESMTPClient(SessionSetup, LineReceiver):
         return False
 
     def smtpState_mail(self, code, lines, arg):
+        if code == 421 and self.result.reused and self._replies == 1:
+            # A kept connection the server is closing (its idle timeout,
+            # say): not this message's fault; the caller connects afresh.
+            self.result.stale = True
+            self._host_error(DEFER, self._smtp_error(code, lines), ERRNO_SMTPCLOSED)
+            return
         if code // 100 != 2:
             self._fail_current(FAIL if code >= 500 else DEFER, self._smtp_error(code, lines),
                                "message", reply=reply_text(code, lines), code=code)
@@ -620,6 +626,10 @@ class ESMTPClient(SessionSetup, LineReceiver):
 
     def smtpState_rset(self, code, lines, arg):
         if code // 100 != 2:
+            if self.result.reused and self._txn is None:
+                # The RSET that opened the reuse of a kept connection: the
+                # caller drops it and tries a new connection.
+                self.result.stale = True
             self._host_error(DEFER, self._smtp_error(code, lines), reply=reply_text(code, lines),
                              code=code)
             return
