@@ -305,10 +305,12 @@ class Transport(TransportBase):
             proto.pool_messages = getattr(proto, "pool_messages", set()) | {message_id}
             if message_id is None or (limit and proto.pool_sent >= limit):
                 return False
-            # As Exim, only a session that settled some address (delivered or
-            # failed it) is carried on: after nothing but deferrals, QUIT.
-            if not any(o is not None and o.status in (client.OK, client.FAIL)
-                       for _, o in proto.result.outcomes()):
+            # As Exim, only a session that made progress (an address
+            # delivered, or refused at RCPT) is carried on: after deferrals
+            # or a refused MAIL, QUIT.
+            if not any(o is not None and (o.status == client.OK or (
+                    o.status == client.FAIL and o.kind == "recipient"))
+                    for _, o in proto.result.outcomes()):
                 return False
             if not smtp_pool.POOL.offer(key, proto):
                 return False
