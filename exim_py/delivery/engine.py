@@ -20,9 +20,9 @@ worst one duplicate of the delivery that was in flight.
 
 import os
 
-from twisted.internet import defer, threads
+from twisted.internet import defer
 
-from exim_py.delivery import bounce, drivers, durable, retry
+from exim_py.delivery import bounce, drivers, durable, retry, workers
 from exim_py.delivery.address import Address, RouterResult, OK, DEFER, FAIL, DISCARD, REROUTED
 from exim_py.delivery.context import DeliveryContext, Message
 from exim_py.delivery import hints as hintsdb
@@ -125,13 +125,13 @@ class _Delivery:
             # one worker thread; only remote deliveries and the delivery of
             # bounces come back to the reactor (thread hand-offs cost more
             # than the work of a small local delivery).
-            plan = yield _in_thread(self._attempt)
+            plan = yield workers.in_thread(self._attempt)
             if plan is not None and self.remote:
                 limit = max(int(self.config.main.get("remote_max_parallel") or 1), 1)
                 sem = defer.DeferredSemaphore(limit)
                 yield defer.DeferredList([sem.run(self._remote_batch, batch)
                                           for batch in self.remote], consumeErrors=True)
-                yield _in_thread(self._finish, plan)
+                yield workers.in_thread(self._finish, plan)
             if plan is not None:
                 self.outcome.bounces.extend(self.ctx.created)
             # Reports are delivered before this message is finished with, as
@@ -142,7 +142,7 @@ class _Delivery:
                     yield deliver_message(self.config, self.spool, bounce_id, self.logger,
                                           self.hints, clock=self.clock)
             if self.complete and not self.outcome.completed:
-                yield _in_thread(self._complete)
+                yield workers.in_thread(self._complete)
         finally:
             if self.log is not None:
                 self.log.close()
@@ -386,7 +386,7 @@ class _Delivery:
             return
         _stamp(batch, "delivery_started", self.ctx.now())
         try:
-            _deliver_blocking(transport, self.message, batch, self.ctx)
+            workers.deliver_blocking(transport, self.message, batch, self.ctx)
         except Exception as e:   # a transport bug must not lose the message
             self._transport_failed(transport, batch, e)
         if transport.options["shadow_transport"]:
@@ -403,7 +403,7 @@ class _Delivery:
     def _remote_batch(self, batch):
         """Deliver one batch through a remote transport (on the reactor)."""
         if self.dont_deliver:
-            yield _in_thread(self._suppress, batch)
+            yield workers.in_thread(self._suppress, batch)
             return
         transport = batch[0].transport
         _stamp(batch, "delivery_started", self.ctx.now())
@@ -412,7 +412,7 @@ class _Delivery:
         except Exception as e:   # a transport bug must not lose the message
             self._transport_failed(transport, batch, e)
         _stamp(batch, "delivery_time", self.ctx.now())
-        yield _in_thread(self._record, batch)
+        yield workers.in_thread(self._record, batch)
 
     def _suppress(self, batch):
         """-N: every address counts as delivered, and nothing is delivered."""
@@ -496,7 +496,7 @@ class _Delivery:
             copies.append((a, copy))
         for original, copy in copies:
             try:
-                _deliver_blocking(shadow, self.message, [copy], self.ctx)
+                workers.deliver_blocking(shadow, self.message, [copy], self.ctx)
             except Exception as e:
                 self.logger.panic("shadow transport %s failed: %s" % (name, e), self.message_id)
                 continue
@@ -699,44 +699,6 @@ def is_final(addr):
     else:
         done = addr.finished
     return done
-
-
-# Deliveries run in a pool of their own: enough threads that concurrent
-# deliveries share their flushes (delivery/durable.py), few enough that they
-# do not fight the reactor over the interpreter lock.
-DELIVERY_THREADS = 8
-_POOL = None
-
-
-def _in_thread(f, *args):
-    """Run ``f`` in a delivery thread; a Deferred firing with its result."""
-    global _POOL
-    from twisted.internet import reactor
-    if _POOL is None:
-        from twisted.python.threadpool import ThreadPool
-        _POOL = ThreadPool(DELIVERY_THREADS, DELIVERY_THREADS, name="delivery")
-        _POOL.start()
-        reactor.addSystemEventTrigger("during", "shutdown", _stop_pool, _POOL)
-    return threads.deferToThreadPool(reactor, _POOL, f, *args)
-
-
-def _stop_pool(pool):
-    """At reactor shutdown; as the reactor's own pool, a new one is made if
-    the reactor runs again (trial runs it once per test)."""
-    global _POOL
-    if _POOL is pool:
-        _POOL = None
-    pool.stop()
-
-
-def _deliver_blocking(transport, message, batch, ctx):
-    """Run a local transport from a worker thread: its blocking form
-    (``deliver_blocking``, HACKING.rst), else its ``deliver`` on the reactor."""
-    blocking = getattr(transport, "deliver_blocking", None)
-    if blocking is not None:
-        return blocking(message, batch, ctx)
-    from twisted.internet import reactor
-    return threads.blockingCallFromThread(reactor, transport.deliver, message, batch, ctx)
 
 
 def _stamp(batch, attribute, when):
