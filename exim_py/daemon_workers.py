@@ -60,9 +60,12 @@ def wanted_processes():
 
 def inherited_channel():
     """The socket to the first process when this process is a worker, else None."""
-    text = os.environ.get(ENV_CHANNEL)
+    # taken out of the environment, so that programs this worker runs
+    # (pipe deliveries, detached delivery processes) do not see it
+    text = os.environ.pop(ENV_CHANNEL, None)
     if not text:
         return None
+    os.environ.pop(ENV_PROCESSES, None)
     channel = socket.socket(fileno=int(text))
     channel.setblocking(False)
     return channel

@@ -391,6 +391,20 @@ class WorkerProcessTests(unittest.TestCase):
         lines, _ = self.banners(d, 3)
         self.assertEqual([line.split()[1] for line in lines], [str(d.process.pid)] * 3, lines)
 
+    def test_worker_environment_is_not_passed_on(self):
+        """Programs a worker runs do not see the variable that made it a worker."""
+        d = DaemonProcess(self, "queue_only")
+        with open(d.conf_path) as f:
+            text = f.read()
+        with open(d.conf_path, "w") as f:
+            f.write(text.replace("smtp_banner = mx.test.example ESMTP Exim 4.96",
+                                 "keep_environment = EXIM_PY_DAEMON_CHANNEL\nsmtp_banner = $pid "
+                                 "${run{/usr/bin/printenv EXIM_PY_DAEMON_CHANNEL}{set}{unset}}"))
+        d.start(processes=2)
+        self.addCleanup(d.stop)
+        banner = self.worker_ready(d)
+        self.assertEqual(banner.split()[2:], ["unset"])
+
     def test_port_in_use(self):
         """A port that cannot be bound ends the daemon with Exim's panic line."""
         with socket.socket() as taken:
