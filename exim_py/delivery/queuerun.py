@@ -12,7 +12,8 @@ Queue-run flags, as Exim's: ``f`` ignores retry times, ``ff`` also thaws
 frozen messages, ``i`` only tries messages never tried before; -R / -S
 select messages whose recipients / sender contain a string.
 
-``queue_run_in_order`` takes messages in lexical id order (arrival order),
+``queue_run_in_order`` takes messages in arrival order (the queue listing's
+order: second, fraction, then the pid field),
 which needs the whole directory listed first.  -qq is Exim's two-stage queue
 run (spec, option -qq): a first pass routes every message and notes the
 remote host each one needs, the second delivers them with the messages for
@@ -30,6 +31,7 @@ from twisted.internet import defer, threads
 
 from exim_py.delivery.engine import deliver_message, load_too_high, run_blocking
 from exim_py.delivery import hints as hintsdb
+from exim_py.spool.ids import sort_key
 from exim_py.transports import smtp_pool
 
 
@@ -135,7 +137,7 @@ class QueueRunner(service.Service):
         if self.selection.two_pass:
             d = self._first_pass()
         elif self.config.main.get("queue_run_in_order"):
-            d = threads.deferToThread(lambda: sorted(self.spool.message_ids()))
+            d = threads.deferToThread(lambda: sorted(self.spool.message_ids(), key=sort_key))
         else:
             d = defer.succeed(self.spool.message_ids())
 
@@ -159,7 +161,7 @@ class QueueRunner(service.Service):
         with those that need the same host next to each other, in the order
         each host was first needed; messages with no remote host come first."""
         ids = yield threads.deferToThread(
-            lambda: sorted(self.spool.message_ids())
+            lambda: sorted(self.spool.message_ids(), key=sort_key)
             if self.config.main.get("queue_run_in_order") else list(self.spool.message_ids()))
         groups = {}
         for message_id in ids:

@@ -117,3 +117,8 @@ class IdGenerator:
             middle = pid % PID_SPAN + self._sequence * PID_SPAN
             message_id = "%s-%s-%s" % (base62(seconds), base62(middle), base62(fraction, 2))
             return message_id, max(now, float(seconds))
+
+
+def sort_key(message_id):
+    """Exim's queue order: arrival second, then the fraction, then the pid field."""
+    return (message_id[:6], message_id[14:], message_id[7:13])

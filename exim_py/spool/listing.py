@@ -13,16 +13,11 @@ import sys
 import time
 
 from exim_py.spool.format import SpoolFormatError, headers_size
-from exim_py.spool.ids import ID_LENGTH
+from exim_py.spool.ids import ID_LENGTH, sort_key
 from exim_py.spool.spool import DATA_START_OFFSET, MessageMissing, Spool
 
 _LIST_ALL, _LIST_UNDELIVERED, _LIST_GENERATED = 0, 1, 2
 _HEADER_NAME_LENGTH = ID_LENGTH + 2     # <id>-H
-
-
-def sort_key(message_id):
-    """Exim's queue order: arrival second, then the fraction, then the pid field."""
-    return (message_id[:6], message_id[14:], message_id[7:13])
 
 
 def format_age(seconds):
