@@ -60,6 +60,7 @@ VARIABLES = [
     "$qualify_recipient",
     "$nosuch",
     "${nosuch}",
+    "$sender_helo_verified",
     "$acl_c0",
     "$acl_m_foo",
     "$acl_mx",
