@@ -305,6 +305,12 @@ class FilterRoutingTests(unittest.TestCase):
         filter errors route as in Exim."""
         self.compare()
 
+    def test_autoreply_shown_as_mail(self):
+        """A mail command's generated autoreply address is shown by -bt as
+        "mail <recipients>", as Exim prints it."""
+        self.compare(text='# Exim filter\nmail to bob@example.com subject "hi" text "x"\n',
+                     local_parts="a")
+
     def test_forbid_options(self):
         """forbid_filter_logwrite makes logwrite an error; forbid_exim_filter
         refuses the filter."""

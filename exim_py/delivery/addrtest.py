@@ -80,7 +80,11 @@ def format_test(top_address, result, seen=None):
     seen = set() if seen is None else seen
     for kind, addr in result.events:
         if kind == "pfr":
-            line = "%s -> %s" % (addr.parent.address, addr.address)
+            # An autoreply's address is ">recipients"; -bt shows it as "mail ...".
+            target = addr.address
+            if target.startswith(">"):
+                target = "mail " + target[1:]
+            line = "%s -> %s" % (addr.parent.address, target)
             if addr.setup_error is not None:
                 out.append(line)
                 out.append("*** Error in setting up pipe, file, or autoreply:")
