@@ -17,6 +17,7 @@ configuration again and uses it for new connections only if it loads
 without error (listening addresses stay as they were).
 """
 
+import copy
 import importlib
 import importlib.util
 import os
@@ -64,8 +65,8 @@ def build_policy(config, inv=None, host_checking=False, reactor=None):
     immediate = (engine is not None and hasattr(engine, "deliver_later") and not host_checking
                  and not queue_only)
 
-    def deliver(message_id):
-        return engine.deliver_later(config, spool, message_id, logger)
+    def deliver(message_id, envelope=None):
+        return engine.deliver_later(config, spool, message_id, logger, envelope)
 
     policy = ServerPolicy(config, writer, logger, host_checking=host_checking,
                           deliver=deliver if immediate else None)
@@ -199,10 +200,13 @@ class SMTPListeners(service.MultiService):
 
     ``dispatch``: this is the first of several daemon processes; it accepts
     for all of them (``daemon_workers.Dispatcher``).  ``channel``: this is
-    a worker; its connections come from the first process.
+    a worker; its connections come from the first process.  ``bound``:
+    {(address, port): socket} already listening (daemon_mode binds before
+    forking the workers).
     """
 
-    def __init__(self, policy, addresses, reactor=None, grace=10.0, channel=None, dispatch=False):
+    def __init__(self, policy, addresses, reactor=None, grace=10.0, channel=None, dispatch=False,
+                 bound=None):
         super().__init__()
         from exim_py.smtp.server import SMTPServerFactory
         self.policy = policy
@@ -218,7 +222,9 @@ class SMTPListeners(service.MultiService):
             self.factories.append(factory)
             if dispatch:
                 daemon_workers.DispatchingPort(address, port, factory, self.dispatcher, tls,
-                                               reactor=reactor).setServiceParent(self)
+                                               reactor=reactor,
+                                               bound=(bound or {}).get((address, port)),
+                                               ).setServiceParent(self)
                 continue
             kwargs = {"interface": address, "backlog": 1024}
             if reactor is not None:
@@ -297,17 +303,19 @@ class ReloadOnHangup(service.Service):
         return True
 
 
-def build_service(config, inv, reactor=None, channel=None, processes=1):
+def build_service(config, inv, reactor=None, channel=None, processes=1, bound=None):
     """The daemon's MultiService: SMTP listeners and, with -q<time>, the queue runner.
 
     ``channel``: in a worker process, the socket on which connections
     arrive from the first process.  ``processes``: more than one makes this
-    the first process, accepting for the workers (daemon_workers.py).
+    the first process, accepting for the workers (daemon_workers.py), on
+    the sockets in ``bound`` when given.
     """
     top = service.MultiService()
     policy = build_policy(config, inv, reactor=reactor)
     addresses = [] if channel else listen_addresses(config, inv.listen, getattr(inv, "tls_on_connect", False))
-    listeners = SMTPListeners(policy, addresses, reactor, channel=channel, dispatch=processes > 1)
+    listeners = SMTPListeners(policy, addresses, reactor, channel=channel, dispatch=processes > 1,
+                              bound=bound)
     listeners.setName("smtp")
     listeners.setServiceParent(top)
     reloader = ReloadOnHangup(listeners, inv, reactor)
@@ -344,48 +352,74 @@ def _daemonize():
         os.dup2(devnull, fd)
 
 
-def daemon_mode(inv):
-    """``exim_py -bd`` / ``-bdf``: listen for SMTP until SIGTERM."""
-    from twisted.internet import reactor
+def _bind_failed(config, e):
+    """Exim's words for a port it cannot listen on (daemon.c, after its
+    daemon_startup_retries, which exim_py does not make): panic log, main
+    log and standard error; the exit status."""
+    reason = e.socketError.strerror if isinstance(e.socketError, OSError) else e.socketError
+    text = "socket bind() to port %d for address %s failed: %s: daemon abandoned" % (
+        e.port, e.interface, reason)
+    logger = _module("exim_py.log").Logger(config)
+    logger.panic(text)
+    sys.stderr.write(logger.format(text) + "\n")
+    return 1
 
-    channel = daemon_workers.inherited_channel()
+
+def daemon_mode(inv):
+    """``exim_py -bd`` / ``-bdf``: listen for SMTP until SIGTERM.
+
+    With several processes, this one binds the listening sockets, leaves
+    the terminal (-bd), and forks the workers before the reactor is
+    installed (daemon_workers.fork_workers); each worker then builds its
+    own service tree, without listeners, pid file or queue runner.
+    """
     config = load_config(inv)
-    count = 1 if channel else daemon_workers.wanted_processes()
-    top = build_service(config, inv, channel=channel, processes=count)
+    count = daemon_workers.wanted_processes()
+    bound = None
+    workers = []
+    if count > 1:
+        wanted = listen_addresses(config, inv.listen, getattr(inv, "tls_on_connect", False))
+        bound = {}
+        try:
+            for address, port, _ in wanted:
+                bound[(address, port)] = daemon_workers.bind(address, port)
+        except error.CannotListenError as e:
+            return _bind_failed(config, e)
+        if not inv.daemon_foreground:
+            _daemonize()
+        daemon_workers.preload(config)
+        worker_inv = copy.copy(inv)
+        worker_inv.queue_interval = None
+        workers = daemon_workers.fork_workers(
+            count - 1, lambda channel: _serve(build_service(config, worker_inv, channel=channel), [], None),
+            keep_out=bound.values())
+    top = build_service(config, inv, processes=count, bound=bound)
     try:
         top.privilegedStartService()
     except error.CannotListenError as e:
-        # Exim's words (daemon.c, after its daemon_startup_retries, which
-        # exim_py does not make): panic log, main log and standard error
-        reason = e.socketError.strerror if isinstance(e.socketError, OSError) else e.socketError
-        text = "socket bind() to port %d for address %s failed: %s: daemon abandoned" % (
-            e.port, e.interface, reason)
-        logger = _module("exim_py.log").Logger(config)
-        logger.panic(text)
-        sys.stderr.write(logger.format(text) + "\n")
-        return 1
-    workers = []
-    if channel:
-        daemon_workers.die_with_parent()
-        pid_path = None
-    else:
-        if not inv.daemon_foreground:
-            _daemonize()
-        if count > 1:
-            dispatcher = top.getServiceNamed("smtp").dispatcher
-            dispatcher.add_workers(daemon_workers.spawn(inv, count - 1))
-            workers = dispatcher.children()
-            top.getServiceNamed("reload").workers = workers
-        pid_path = pid_file_path(config, inv)
-    if not channel:
-        log_mod = _module("exim_py.log")
-        if log_mod is not None:
-            log_mod.Logger(config).main(started_line(config, inv, os.getpid()))
+        return _bind_failed(config, e)
+    if count == 1 and not inv.daemon_foreground:
+        _daemonize()
+    if workers:
+        dispatcher = top.getServiceNamed("smtp").dispatcher
+        dispatcher.add_workers(workers)
+        top.getServiceNamed("reload").workers = dispatcher.children()
+    log_mod = _module("exim_py.log")
+    if log_mod is not None:
+        log_mod.Logger(config).main(started_line(config, inv, os.getpid()))
+    pid_path = pid_file_path(config, inv)
     if pid_path:
         tmp = pid_path + ".tmp%d" % os.getpid()
         with open(tmp, "w") as f:
             f.write("%d\n" % os.getpid())
         os.rename(tmp, pid_path)
+    return _serve(top, [child for child, _ in workers], pid_path)
+
+
+def _serve(top, workers, pid_path):
+    """Run the reactor for ``top`` until SIGTERM or SIGINT; then wait for the
+    ``workers`` (daemon_workers.Forked) and remove the pid file."""
+    from twisted.internet import reactor
 
     def shutdown():
         daemon_workers.signal_all(workers, signal.SIGTERM)
@@ -395,16 +429,14 @@ def daemon_mode(inv):
     signal.signal(signal.SIGTERM, lambda *a: reactor.callFromThread(shutdown))
     signal.signal(signal.SIGINT, lambda *a: reactor.callFromThread(shutdown))
     reactor.callWhenRunning(top.startService)
+    # start-up's garbage is gone once the listeners run
+    reactor.callLater(1.0, daemon_workers.release_free_memory)
     reactor.run(installSignalHandlers=False)
     for worker in workers:
-        try:
-            worker.wait(timeout=30)
-        except Exception:           # subprocess.TimeoutExpired: it will get SIGTERM from the kernel
-            pass
+        worker.wait(timeout=30)
     if pid_path:
         try:
             os.unlink(pid_path)
         except OSError:
             pass
     return 0
-

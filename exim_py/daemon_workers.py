@@ -12,9 +12,12 @@ processes evenly loaded, which the kernel does not do when several
 processes accept from one shared socket (the first one awake takes a whole
 burst).
 
-Workers are ``exim_py -bdf`` again (fresh interpreters, found by
-``EXIM_PY_DAEMON_CHANNEL`` in their environment).  Each has its own
-reactor, spool writer and thread pool and writes the same spool and logs
+Workers are forked from the first process once it has read the
+configuration and imported its code, before the reactor exists, so that
+the pages holding Python, Twisted, exim_py and the configuration stay
+shared between them (copy-on-write; ``gc.freeze`` keeps the collector
+from writing to them).  Each worker then builds its own reactor, spool
+writer, thread pool and policy, and writes the same spool and logs
 (message ids carry the process id, so they stay unique).  The first
 process alone writes the pid file and runs the queue; it passes SIGTERM and
 SIGHUP on to the workers, and a worker whose parent dies is sent SIGTERM by
@@ -27,24 +30,35 @@ of CPUs, at most ``DEFAULT_MAX``.
 
 import ctypes
 import errno
+import gc
+import importlib
+import importlib.util
 import os
 import signal
 import socket
-import subprocess
 import sys
+import time
+import traceback
 
 from twisted.application import service
 from twisted.internet import error
 from twisted.python import log
 
-from exim_py.cli import config_path
-
 ENV_PROCESSES = "EXIM_PY_DAEMON_PROCESSES"
-ENV_CHANNEL = "EXIM_PY_DAEMON_CHANNEL"
 DEFAULT_MAX = 4
 _PR_SET_PDEATHSIG = 1
 # connections taken from one listening socket per turn of the reactor
 _ACCEPTS_PER_READ = 64
+# what every daemon process imports while it starts and serves its first
+# sessions (the reactor module itself is imported, not installed; modules
+# that install the reactor when imported, such as exim_py.delivery.queuerun
+# through transports/smtp_pool.py, must not be here)
+_PRELOAD = (
+    "twisted.internet.epollreactor", "twisted.internet.tcp", "twisted.internet.ssl",
+    "twisted.application.internet", "exim_py.smtp.server", "exim_py.smtp.policy",
+    "exim_py.smtp.spoolwriter", "exim_py.smtp.tls", "exim_py.spool", "exim_py.log",
+    "exim_py.delivery.engine",
+)
 
 
 def wanted_processes():
@@ -58,40 +72,109 @@ def wanted_processes():
     return max(1, min(os.cpu_count() or 1, DEFAULT_MAX))
 
 
-def inherited_channel():
-    """The socket to the first process when this process is a worker, else None."""
-    # taken out of the environment, so that programs this worker runs
-    # (pipe deliveries, detached delivery processes) do not see it
-    text = os.environ.pop(ENV_CHANNEL, None)
-    if not text:
-        return None
-    os.environ.pop(ENV_PROCESSES, None)
-    channel = socket.socket(fileno=int(text))
-    channel.setblocking(False)
-    return channel
+def bind(address, port, backlog=1024):
+    """A listening, non-blocking TCP socket on ``address``, ``port`` (CannotListenError if not)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    skt = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        skt.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        skt.bind((address, port))
+        skt.listen(backlog)
+    except OSError as e:
+        skt.close()
+        raise error.CannotListenError(address, port, e)
+    skt.setblocking(False)
+    return skt
 
 
-def spawn(inv, count):
-    """Start ``count`` workers; returns [(Popen, channel socket)]."""
-    env = dict(os.environ)
-    env[ENV_PROCESSES] = "1"
-    argv = [sys.executable, "-m", "exim_py", "-C", config_path(inv)]
-    argv += ["-D%s=%s" % (name, value) for name, value in inv.macros.items()]
-    if inv.delivery_mode:
-        argv.append("-od" + inv.delivery_mode)
-    argv += ["-bdf"]
+def preload(config):
+    """Import what a daemon process needs before it runs, without installing
+    the reactor, and compute what the configuration computes on first use,
+    so that forked workers share these pages with this process."""
+    for name in _PRELOAD:
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
+    from exim_py.spool import Spool
+    Spool.from_config(config)
+
+
+def fork_workers(count, serve, keep_out=()):
+    """Fork ``count`` workers from this process; returns [(Forked, channel socket)].
+
+    Called once the configuration is loaded and the code imported, but
+    before the reactor is installed (a forked epoll set would be shared
+    with this process) and before any thread starts.  ``gc.freeze`` moves
+    every object made so far out of the collector's sight, so that neither
+    process's collections write to the pages they share.  In the child,
+    ``serve(channel)`` runs the worker's reactor and returns its exit
+    status; ``keep_out`` are sockets (the listening ones) the child closes.
+    """
+    if "twisted.internet.reactor" in sys.modules:
+        sys.stderr.write("exim_py: the reactor was installed before the daemon's workers "
+                         "could be forked; running one process\n")
+        return []
+    gc.freeze()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    parent = os.getpid()
     started = []
     for _ in range(count):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env[ENV_CHANNEL] = str(theirs.fileno())
-        try:
-            child = subprocess.Popen(argv, env=env, pass_fds=[theirs.fileno()],
-                                     stdin=subprocess.DEVNULL)
-        finally:
-            theirs.close()
+        pid = os.fork()
+        if pid == 0:
+            status = 70             # EX_SOFTWARE, should serve raise
+            try:
+                ours.close()
+                for skt in list(keep_out) + [c for _, c in started]:
+                    skt.close()
+                die_with_parent()
+                if os.getppid() == parent:
+                    theirs.setblocking(False)
+                    status = serve(theirs)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(status)
+        theirs.close()
         ours.setblocking(False)
-        started.append((child, ours))
+        started.append((Forked(pid), ours))
     return started
+
+
+class Forked:
+    """A forked worker, as the first process signals and waits for it."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.returncode = None
+
+    def poll(self):
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = self.pid, 0
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def send_signal(self, signum):
+        os.kill(self.pid, signum)
+
+    def wait(self, timeout):
+        deadline = time.monotonic() + timeout
+        while self.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.returncode
+
+
+def release_free_memory():
+    """glibc: give the heap's free pages back to the system (malloc_trim), once
+    start-up's temporary objects are gone."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def signal_all(children, signum):
@@ -217,6 +300,7 @@ class Dispatcher:
         return [w.child for w in self.workers]
 
     def worker_gone(self, worker):
+        worker.child.poll()         # reaped, if it has exited
         _reactor(self.reactor).removeReader(worker)
         if worker in self.workers:
             self.workers.remove(worker)
@@ -274,7 +358,8 @@ class Dispatcher:
 class DispatchingPort(service.Service):
     """A listening socket of the first process: every connection goes to the Dispatcher."""
 
-    def __init__(self, address, port, factory, dispatcher, tls, backlog=1024, reactor=None):
+    def __init__(self, address, port, factory, dispatcher, tls, backlog=1024, reactor=None,
+                 bound=None):
         self.address = address
         self.port = port
         self.factory = factory
@@ -282,21 +367,12 @@ class DispatchingPort(service.Service):
         self.tls = tls
         self.backlog = backlog
         self.reactor = reactor
-        self.socket = None
+        self.socket = bound         # already listening (bound before the workers forked)
 
     def privilegedStartService(self):
         super().privilegedStartService()
-        family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
-        skt = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            skt.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            skt.bind((self.address, self.port))
-            skt.listen(self.backlog)
-        except OSError as e:
-            skt.close()
-            raise error.CannotListenError(self.address, self.port, e)
-        skt.setblocking(False)
-        self.socket = skt
+        if self.socket is None:
+            self.socket = bind(self.address, self.port, self.backlog)
 
     def startService(self):
         super().startService()
