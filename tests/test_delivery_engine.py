@@ -20,6 +20,7 @@ from exim_py import config as configmod
 from exim_py import receive
 from exim_py.delivery import durable
 from exim_py.delivery.engine import deliver_message
+from exim_py.delivery.received import ReceivedCopy
 from exim_py.envelope import Envelope, Recipient
 from exim_py.log import Logger
 from exim_py.spool import Spool
@@ -111,13 +112,19 @@ class MailEnv:
     def submit(self, recipients, sender="sender@x.example", body="Hello.\nFrom the body\n",
                subject="test"):
         """Queue a message as local submission would; returns its id."""
+        return self.submit_envelope(recipients, sender, body, subject).message_id
+
+    def submit_envelope(self, recipients, sender="sender@x.example", body="Hello.\nFrom the body\n",
+                        subject="test"):
+        """Queue a message as local submission would; returns the Envelope stored."""
         env = Envelope()
         env.sender = sender
         env.recipients = [Recipient(r if "@" in r else r + "@localdomain") for r in recipients]
         env.message_id = self.spool.new_message_id()
         data = ("Subject: %s\nTo: %s\n\n%s" % (subject, ", ".join(recipients), body)).encode()
         stored = receive.receive(env, data, self.config, local=True)
-        return self.spool.store(env, stored)
+        self.spool.store(env, stored)
+        return env
 
     def deliver(self, message_id, **options):
         return deliver_message(self.config, self.spool, message_id, self.logger, **options)
@@ -433,6 +440,69 @@ class DamagedSpoolTests(unittest.TestCase):
         self.assertFalse(outcome.completed)
         self.assertIn("Spool read error for %s-H" % mid, env.mainlog())
         self.assertTrue(os.path.exists(env.spool.body_path(mid)))
+
+
+class ReceivedCopyTests(unittest.TestCase):
+    """The daemon's immediate delivery takes the envelope it has just stored
+    instead of reading -H back, unless another delivery changed the spool."""
+
+    def setUp(self):
+        self.env = MailEnv(self)
+
+    @defer.inlineCallbacks
+    def test_stored_envelope_is_used_without_reading_the_spool(self):
+        """With the -H file as it was stored, the delivery never reads it and
+        logs the same lines as a delivery that does."""
+        stored = self.env.submit_envelope(["mb1"])
+        received = ReceivedCopy(self.env.spool, stored)
+
+        def read(message_id):
+            raise AssertionError("-H read back for %s" % message_id)
+        self.patch(self.env.spool, "read", read)
+        outcome = yield self.env.deliver(stored.message_id, received=received)
+        self.assertTrue(outcome.completed)
+        self.assertEqual(len(mailbox.mbox(self.env.path("mail", "mb1"))), 1)
+        self.assertIn("%s => mb1 <mb1@localdomain> R=mbox_users T=mbox" % stored.message_id,
+                      self.env.mainlog())
+
+    @defer.inlineCallbacks
+    def test_rewritten_header_is_read_again(self):
+        """When another delivery rewrote -H after the copy was taken (one
+        recipient done), the spool's record wins: that recipient is not
+        delivered twice."""
+        stored = self.env.submit_envelope(["mb1", "mb2"])
+        received = ReceivedCopy(self.env.spool, stored)
+        other = self.env.spool.read(stored.message_id)
+        other.non_recipients.add("mb1@localdomain")
+        other.deliver_firsttime = False
+        self.env.spool.write_header(other)
+        outcome = yield self.env.deliver(stored.message_id, received=received)
+        self.assertTrue(outcome.completed)
+        self.assertFalse(os.path.exists(self.env.path("mail", "mb1")))
+        self.assertEqual(len(mailbox.mbox(self.env.path("mail", "mb2"))), 1)
+
+    @defer.inlineCallbacks
+    def test_journal_makes_the_copy_stale(self):
+        """A -J journal begun by another delivery is read with the -H file."""
+        stored = self.env.submit_envelope(["mb1", "mb2"])
+        received = ReceivedCopy(self.env.spool, stored)
+        self.env.spool.mark_delivered(stored.message_id, "mb2@localdomain")
+        outcome = yield self.env.deliver(stored.message_id, received=received)
+        self.assertTrue(outcome.completed)
+        self.assertEqual(len(mailbox.mbox(self.env.path("mail", "mb1"))), 1)
+        self.assertFalse(os.path.exists(self.env.path("mail", "mb2")))
+
+    def test_later_session_changes_do_not_reach_the_copy(self):
+        """The copy is taken when the message is stored: a later HELO or
+        recipient on the same SMTP session does not change it."""
+        stored = self.env.submit_envelope(["mb1"])
+        stored.session.helo_name = "first.example"
+        received = ReceivedCopy(self.env.spool, stored)
+        stored.session.helo_name = "second.example"
+        stored.recipients.append(Recipient("mb2@localdomain"))
+        copy = received.current(self.env.spool, stored.message_id)
+        self.assertEqual(copy.session.helo_name, "first.example")
+        self.assertEqual([r.address for r in copy.recipients], ["mb1@localdomain"])
 
 
 class GroupSyncTests(unittest.TestCase):

@@ -27,6 +27,7 @@ from exim_py.delivery.address import Address, RouterResult, OK, DEFER, FAIL, DIS
 from exim_py.delivery.context import DeliveryContext, Message
 from exim_py.delivery import hints as hintsdb
 from exim_py.delivery.deliverylog import DeliveryLog
+from exim_py.delivery.received import ReceivedCopy
 from exim_py.delivery.route import route_address
 from exim_py.envelope import Recipient
 from exim_py.routers import hostlist
@@ -68,16 +69,19 @@ def unique_of(addr):
 
 def deliver_message(config, spool, message_id, logger=None, hints=None, force=False,
                     thaw=False, dont_deliver=False, queue_run=False, clock=None,
-                    deliver_bounces=True, debug=None):
+                    deliver_bounces=True, debug=None, received=None):
     """Attempt delivery of ``message_id``; returns a Deferred firing a DeliveryOutcome.
 
     ``force`` ignores retry times (-M, -qf); ``thaw`` delivers even a frozen
     message (-M, -qff); ``dont_deliver`` is -N (log ``*>`` and deliver
     nothing); ``queue_run`` marks a queue-runner attempt.  Bounces created
     are themselves delivered at once unless ``deliver_bounces`` is false.
+    ``received`` is a ``ReceivedCopy`` of the envelope just stored, used
+    instead of reading -H back when the spool still holds what was stored.
     """
     job = _Delivery(config, spool, message_id, logger, hints, force, thaw, dont_deliver,
                     queue_run, clock, deliver_bounces, debug)
+    job.received = received
     return job.run()
 
 
@@ -108,6 +112,7 @@ class _Delivery:
         self.timed_out = []           # failed because their retry time ran out
         self.remote = []              # batches for remote transports (run on the reactor)
         self.log = None               # the DeliveryLog, once the message is read
+        self.received = None          # a ReceivedCopy (immediate delivery after receipt)
 
     @defer.inlineCallbacks
     def run(self):
@@ -194,8 +199,13 @@ class _Delivery:
     def _route_locked(self):
         """Read the locked message and route it; None when it is not to be delivered now."""
         from exim_py.spool import MessageMissing
+        envelope = None
+        if self.received is not None:
+            envelope = self.received.current(self.spool, self.message_id)
+            self.received = None
         try:
-            envelope = self.spool.read(self.message_id)
+            if envelope is None:
+                envelope = self.spool.read(self.message_id)
         except MessageMissing:
             self.outcome.missing = True
             return None
@@ -745,14 +755,16 @@ def load_too_high(config, option):
         return False
 
 
-def deliver_later(config, spool, message_id, logger=None):
+def deliver_later(config, spool, message_id, logger=None, envelope=None):
     """Start delivering a just-received message from the reactor thread
     (the daemon's immediate delivery): returns the Deferred, whose failure
     is logged to the panic log instead of being lost.  Above queue_only_load
-    the message is left for a queue runner, as Exim does."""
+    the message is left for a queue runner, as Exim does.  ``envelope``,
+    the one just stored, spares the delivery reading -H back (ReceivedCopy)."""
     if load_too_high(config, "queue_only_load"):
         return defer.succeed(None)
-    d = deliver_message(config, spool, message_id, logger)
+    received = ReceivedCopy(spool, envelope) if envelope is not None else None
+    d = deliver_message(config, spool, message_id, logger, received=received)
 
     def failed(f):
         log = logger

@@ -614,7 +614,7 @@ class ServerPolicy:
             queued = self._option("queue_only", False) or "queue_only" in controls \
                 or envelope.frozen or busy
             if self.deliver is not None and (wrapper or not queued):
-                delivery = self.deliver(message_id)
+                delivery = self.deliver(message_id, envelope)
             fake = controls.get("fakereject"), controls.get("fakedefer")
             if fake[0] is not None or fake[1] is not None:
                 options = fake[0] if fake[0] is not None else fake[1]

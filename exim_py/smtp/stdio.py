@@ -166,8 +166,8 @@ def _deliveries(policy, inv):
         policy.deliver = _background_delivery(inv)
         return started
 
-    def deliver_and_keep(message_id):
-        d = deliver(message_id)
+    def deliver_and_keep(message_id, envelope=None):
+        d = deliver(message_id, envelope)
         if d is not None:
             started.append(d)
         return d
@@ -187,7 +187,7 @@ def _background_delivery(inv):
     argv += ["-D%s=%s" % item for item in inv.macros.items()]
     children = []
 
-    def deliver(message_id):
+    def deliver(message_id, envelope=None):
         # reap the ones that have finished, so a long session leaves no zombies
         children[:] = [c for c in children if c.poll() is None]
         children.append(subprocess.Popen(argv + ["-Mc", message_id], stdin=subprocess.DEVNULL,

@@ -1,0 +1,57 @@
+"""Handing a just-received message to its immediate delivery in memory.
+
+The daemon delivers a message as soon as it is on the spool (unless
+queue_only); the envelope it has just written is the one the delivery would
+read back from -H, so the delivery takes a copy of it instead of reading and
+parsing the file again.
+"""
+
+import copy
+import os
+
+
+class ReceivedCopy:
+    """The envelope of a message just put on the spool, handed to its
+    immediate delivery so that the delivery need not read and parse the -H
+    file it was written to.
+
+    It is taken on the reactor thread as soon as the message is stored: the
+    SMTP session goes on to its next transaction (a later HELO changes the
+    Session), so the delivery gets copies of everything it may change or
+    read.  The -H file's identity is noted too: another delivery of the
+    message (a queue runner, another process) that got there first rewrites
+    -H or starts a -J journal, and then the spool is read as usual.
+    """
+
+    def __init__(self, spool, envelope):
+        env = copy.copy(envelope)
+        env.session = copy.copy(envelope.session)
+        env.session.acl_c = dict(envelope.session.acl_c)
+        env.recipients = list(envelope.recipients)
+        env.non_recipients = set(envelope.non_recipients)
+        env.headers = list(envelope.headers)
+        env.acl_m = dict(envelope.acl_m)
+        env.flags = set(envelope.flags)
+        env.spool_extra = dict(envelope.spool_extra)
+        env.spool_tainted = set(envelope.spool_tainted)
+        self.envelope = env
+        self.identity = _identity(spool.header_path(envelope.message_id))
+
+    def current(self, spool, message_id):
+        """The envelope when -H is still the file stored and no journal has
+        begun (call with the message locked); else None."""
+        path = spool.header_path(message_id)
+        if self.identity is None or _identity(path) != self.identity:
+            return None
+        if os.path.exists(os.path.join(os.path.dirname(path), message_id + "-J")):
+            return None
+        return self.envelope
+
+
+def _identity(path):
+    """What changes when a file is replaced or rewritten: (inode, mtime, size)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
