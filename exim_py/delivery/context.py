@@ -51,10 +51,13 @@ class Message:
 
 
 def message_variables(message):
-    """The $message_* family and friends for ``message`` (spec "Expansion variables")."""
+    """The $message_* family and friends for ``message`` (spec "Expansion variables").
+
+    A delivery expands many strings about one message, so a DeliveryContext
+    makes this once per message: what can change while it is delivered (the
+    age, the recipients, the headers) is computed when it is used."""
     env = message.envelope
     sess = env.session
-    now = time.time()
     variables = connection_variables(sess)
     variables.update({
         "message_id": message.id,
@@ -63,14 +66,15 @@ def message_variables(message):
         "return_path": env.sender or "",
         "message_size": lambda: str(message.size()),
         "message_body_size": lambda: str(message.body_size()),
-        "message_linecount": str(env.body_linecount + sum(h.text.count("\n") for h in env.headers)),
+        "message_linecount": lambda: str(env.body_linecount
+                                         + sum(h.text.count("\n") for h in env.headers)),
         "body_linecount": str(env.body_linecount),
         "body_zerocount": str(env.body_zerocount),
-        "message_age": str(int(now - env.received_time)),
+        "message_age": lambda: str(int(time.time() - env.received_time)),
         "received_time": str(int(env.received_time)),
         "authenticated_sender": env.auth_sender or "",
-        "recipients_count": str(len(env.recipients)),
-        "recipients": ", ".join(r.address for r in env.recipients),
+        "recipients_count": lambda: str(len(env.recipients)),
+        "recipients": lambda: ", ".join(r.address for r in env.recipients),
         "dsn_envid": env.dsn_envid or "",
         "dsn_ret": env.dsn_ret or "",
     })
@@ -162,7 +166,10 @@ class DeliveryContext:
         if self.base is not None:
             variables.update(self.base.variables)
         if self.message is not None:
-            variables.update(message_variables(self.message))
+            cached = self.__dict__.get("_message_variables")
+            if cached is None or cached[0] is not self.message:
+                cached = self._message_variables = (self.message, message_variables(self.message))
+            variables.update(cached[1])
         if addr is not None:
             variables.update(address_variables(addr))
         if transport is not None:
