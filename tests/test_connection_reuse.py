@@ -249,6 +249,80 @@ class ConnectionReuseTests(unittest.TestCase):
                       "452 too many recipients", env.mainlog())
 
 
+class CommandLineReuseTests(unittest.TestCase):
+    """A command-line delivery (-odi, -M, -q) keeps a connection only for
+    the next copy of the message or a message already waiting, as Exim."""
+
+    def setUp(self):
+        self.addCleanup(smtp_pool.close_idle)
+        speculative = smtp_pool.POOL.speculative
+        self.addCleanup(setattr, smtp_pool.POOL, "speculative", speculative)
+        smtp_pool.POOL.speculative = False
+        self.server = ScriptedSMTPServer()
+        self.addCleanup(self.server.stop)
+
+    def env(self, extra="", main=""):
+        # c.example goes to the same host with a header of its own, so its
+        # addresses make an address group apart from a.example's.
+        to_c = ("to_c:\n  driver = manualroute\n  domains = c.example\n"
+                "  route_list = * 127.0.0.1::PORT_A\n  self = send\n"
+                "  headers_add = X-Via: c\n  transport = smtp\nto_a:\n")
+        text = main + (CONFIG.replace("to_a:\n", to_c)
+                .replace("PORT_A", str(self.server.port_number))
+                .replace("PORT_B", str(self.server.port_number)).replace("EXTRA", extra))
+        return MailEnv(self, config_text=text)
+
+    @defer.inlineCallbacks
+    def test_quit_pipelined_with_data(self):
+        """Nothing waits for the host: QUIT goes with the end of the data
+        (Exim's pipelined QUIT) and no connection is kept."""
+        env = self.env()
+        outcome = yield env.deliver(env.submit(["u1@a.example"]))
+        self.assertTrue(outcome.completed)
+        self.assertEqual(smtp_pool.POOL.idle_count(), 0)
+        self.assertEqual(_verbs(self.server), [b"EHLO", b"MAIL", b"RCPT", b"DATA", b".",
+                                               b"QUIT"])
+
+    @defer.inlineCallbacks
+    def test_next_message_opens_new_connection(self):
+        """Two messages delivered one after the other, neither waiting for
+        the host: two connections, each ended with QUIT, no "*" logged."""
+        env = self.env()
+        for rcpt in ("u1@a.example", "u2@a.example"):
+            outcome = yield env.deliver(env.submit([rcpt]))
+            self.assertTrue(outcome.completed)
+        self.assertEqual(len(self.server.connections), 2)
+        self.assertEqual(_verbs(self.server).count(b"QUIT"), 2)
+        self.assertNotIn("]*", env.mainlog())
+
+    @defer.inlineCallbacks
+    def test_parallel_shares_and_max_rcpt_copies(self):
+        """Six addresses, max_rcpt = 2, remote_max_parallel = 2: as exim4,
+        two connections get three addresses each, sent as a copy of two
+        recipients and a copy of one down the same connection, then QUIT."""
+        env = self.env("max_rcpt = 2", main="remote_max_parallel = 2\n")
+        outcome = yield env.deliver(env.submit(["%s@a.example" % c for c in "abcdef"]))
+        self.assertTrue(outcome.completed)
+        self.assertEqual(len(self.server.connections), 2)
+        self.assertEqual(_verbs(self.server).count(b"QUIT"), 2)
+        rcpts = [c for c in self.server.commands if c.startswith(b"RCPT")]
+        self.assertEqual(len(rcpts), 6)
+        mails = _verbs(self.server).count(b"MAIL")
+        self.assertEqual(mails, 4)
+
+    @defer.inlineCallbacks
+    def test_address_groups_have_own_connections(self):
+        """Two address groups of one message (different headers_add) for
+        one host: each has its own connection, even where connections are
+        kept for later messages (a daemon), as Exim delivers each group apart."""
+        smtp_pool.POOL.speculative = True
+        env = self.env(main="remote_max_parallel = 1\n")
+        outcome = yield env.deliver(env.submit(["u1@a.example", "u2@c.example"]))
+        self.assertTrue(outcome.completed)
+        self.assertEqual(len(self.server.connections), 2)
+        self.assertNotIn("]*", env.mainlog())
+
+
 def _tick():
     from twisted.internet import reactor
     d = defer.Deferred()

@@ -721,22 +721,32 @@ def _group(addresses, ctx):
     """Split routed addresses into local batches and remote batches (see HACKING.rst)."""
     local, remote = [], []
     open_batches = {}
+    same_hosts = {}
     for a in addresses:
         t = a.transport
         if t.remote:
             # Exim's same_hosts(): a shuffled list is still the same hosts.
             key = ("r", t.name, hostlist.batch_key(a.host_list), a.errors_to,
                    tuple(a.extra_headers), tuple(a.remove_headers))
-            target = remote
-        else:
-            key = ("l", t.name, a.domain, a.errors_to, tuple(a.extra_headers),
-                   tuple(a.remove_headers), a.uid, a.gid, a.is_pfr and a.address)
-            target = local
+            same_hosts.setdefault(key, []).append(a)
+            continue
+        key = ("l", t.name, a.domain, a.errors_to, tuple(a.extra_headers),
+               tuple(a.remove_headers), a.uid, a.gid, a.is_pfr and a.address)
         batch = open_batches.get(key)
         if batch is None or len(batch) >= t.max_addresses():
             batch = open_batches[key] = []
-            target.append(batch)
+            local.append(batch)
         batch.append(a)
+    # More addresses than max_rcpt, with parallel deliveries allowed: Exim
+    # shares them out evenly among remote_max_parallel deliveries (never
+    # fewer than max_rcpt each), and each transport splits its share into
+    # max_rcpt-sized copies down its one connection (as exim4 does).
+    parallel = max(int(ctx.config.main.get("remote_max_parallel") or 1), 1)
+    for same in same_hosts.values():
+        size = same[0].transport.max_addresses()
+        if parallel > 1 and len(same) > size:
+            size = max(size, -(-len(same) // parallel))
+        remote.extend(same[i:i + size] for i in range(0, len(same), size))
     return local, remote
 
 
@@ -783,6 +793,7 @@ def run_blocking(make_deferred):
     running yet.  Raises what the Deferred failed with.
     """
     from twisted.internet import reactor
+    from exim_py.transports import smtp_pool
     box = {}
 
     def start():
@@ -791,7 +802,6 @@ def run_blocking(make_deferred):
         def quit_kept_connections(result):
             # SMTP connections kept for a further message are QUIT before
             # the process exits, as Exim ends its last delivery's session.
-            from exim_py.transports import smtp_pool
             return smtp_pool.close_idle().addBoth(lambda _: result)
         d.addBoth(quit_kept_connections)
 
@@ -800,7 +810,13 @@ def run_blocking(make_deferred):
             reactor.stop()
         d.addBoth(done)
     reactor.callWhenRunning(start)
-    reactor.run(installSignalHandlers=False)
+    # No message comes later to a command-line process: SMTP connections
+    # are kept only for messages already waiting, as Exim keeps them.
+    speculative, smtp_pool.POOL.speculative = smtp_pool.POOL.speculative, False
+    try:
+        reactor.run(installSignalHandlers=False)
+    finally:
+        smtp_pool.POOL.speculative = speculative
     result = box.get("result")
     if hasattr(result, "raiseException"):
         result.raiseException()

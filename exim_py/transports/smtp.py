@@ -270,15 +270,23 @@ class Transport(TransportBase):
         # after the message that caused them, on a connection of their own,
         # as Exim's separate delivery process for them makes one.
         reuse = bool(getattr(message, "sender", None))
+        message_id = getattr(message, "id", None)
+        first = True
         while parts:
-            conn = smtp_pool.POOL.take(key) if reuse else None
+            # A connection this message's other address groups used is not
+            # taken (Exim gives each group its own); the next copy of this
+            # group (max_rcpt) takes the one just kept.
+            conn = smtp_pool.POOL.take(key, avoid=message_id if first else None) \
+                if reuse else None
+            first = False
             room = len(parts)
             if limit:
                 room = min(room, limit - (conn.pool_sent if conn is not None else 0))
             batch, parts = parts[:room], parts[room:]
+            park = self._parker(key, message, lock) \
+                if self._may_keep(bool(parts), host, port, message, ctx) else None
             result = await self._session(host, port, settings, batch, connect_timeout,
-                                         interface, conn, self._parker(key, message, lock),
-                                         getattr(message, "id", None))
+                                         interface, conn, park, message_id)
             still.extend(self._record(result, host, port, by_address, message, ctx))
             self._waiting(result, host, port, message, ctx)
         return still
@@ -293,6 +301,20 @@ class Transport(TransportBase):
                 repr(sorted(shape.items())), repr(sorted(tls.items())),
                 tuple(a.public_name for a in settings.authenticators))
 
+    def _may_keep(self, more, host, port, message, ctx):
+        """Whether the connection may outlive this session, known before
+        the data ends so that QUIT can travel with it otherwise: for the
+        next copy of this message (``more``), for a message waiting for the
+        host (Exim's transport_check_waiting), or, in a daemon, for whatever
+        comes next (``POOL.speculative``)."""
+        if more or smtp_pool.POOL.speculative:
+            return True
+        spool = getattr(ctx, "spool", None)
+        if spool is None or getattr(ctx, "mode", "deliver") != "deliver":
+            return False
+        return smtp_pool.WaitList(os.path.join(spool.directory, "db"), self.name,
+                                  host.address, port).waiting(getattr(message, "id", None))
+
     def _parker(self, key, message, lock=None):
         """The client's ``park`` hook: count what went down the connection and
         keep it for the next message unless connection_max_messages is reached.
@@ -303,6 +325,7 @@ class Transport(TransportBase):
         def park(proto):
             proto.pool_sent = getattr(proto, "pool_sent", 0) + len(proto.result.transactions)
             proto.pool_messages = getattr(proto, "pool_messages", set()) | {message_id}
+            proto.pool_last = message_id
             if message_id is None or (limit and proto.pool_sent >= limit):
                 return False
             # As Exim, only a session that made progress (an address

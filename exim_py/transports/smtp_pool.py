@@ -10,6 +10,14 @@ decided how it was set up (transport, host, IP, port, interface, EHLO name,
 TLS and AUTH settings); the next delivery to that key takes it instead of
 connecting, greeting, starting TLS and authenticating again.
 
+Parking a connection on the chance that another message comes
+(``ConnectionPool.speculative``) is for the daemon, which lives on; a
+command-line delivery (-odi, -M, -q) keeps a connection, as Exim does, only
+for the next copy of the same message (max_rcpt) or for a message already
+waiting for the host, and otherwise sends QUIT with the end of the data.
+A parked connection is never taken by another address group of the
+message that used it last: Exim delivers each group on its own connection.
+
 A parked connection is QUIT when it has been idle for ``IDLE_TIMEOUT``
 seconds, when a delivery run ends (``close_idle``: -q, -M, -odi) and when
 the reactor shuts down.  One the server closes while it is parked simply
@@ -50,19 +58,26 @@ class ConnectionPool:
         self._closing = []          # Deferreds of connections being QUIT
         self._continuing = set()    # Deferreds of deliveries of waiting messages
         self._trigger = None
+        # Park connections for messages that may arrive later (a daemon);
+        # engine.run_blocking turns it off for command-line deliveries.
+        self.speculative = True
 
-    def take(self, key):
-        """An idle connection for ``key`` (which is no longer idle), or None."""
+    def take(self, key, avoid=None):
+        """An idle connection for ``key`` (which is no longer idle), or None.
+        One whose last message was ``avoid`` is left parked."""
         conns = self._idle.get(key)
-        while conns:
-            proto = conns.pop()
+        for proto in reversed(list(conns or ())):
+            if avoid is not None and getattr(proto, "pool_last", None) == avoid:
+                continue
+            conns.remove(proto)
             self._cancel_timer(proto)
             proto.idle_lost = None
             if proto._connected:
                 if not conns:
                     del self._idle[key]
                 return proto
-        self._idle.pop(key, None)
+        if not conns:
+            self._idle.pop(key, None)
         return None
 
     def offer(self, key, proto):
@@ -214,6 +229,16 @@ class WaitList:
 
     def add(self, message_id):
         self._locked(lambda ids: (ids if message_id in ids else ids + [message_id], None))
+
+    def waiting(self, exclude=None):
+        """Whether a message other than ``exclude`` waits (a peek: nothing
+        changes, and an empty list costs one stat)."""
+        try:
+            if os.stat(self.path).st_size == 0:
+                return False
+        except FileNotFoundError:
+            return False
+        return self._locked(lambda ids: (ids, any(i != exclude for i in ids)))
 
     def take(self, exclude=None):
         """Every waiting id but ``exclude`` (just delivered); none waits now."""
