@@ -129,6 +129,17 @@ class CommandReplyTests(unittest.TestCase):
         self.assertEqual(self.d.send("MAIL FROM:<a@b> SIZE=100 BODY=8BITMIME\r\n"), "250 OK\r\n")
         self.assertEqual(self.d.proto.envelope.body_type, "8BITMIME")
 
+    def test_size_option_expanded_or_taken_as_written(self):
+        """message_size_limit without $ or backslash is taken as written; with
+        them it is expanded per session (here for this client's address, and
+        a backslash escape), as Exim's expand_string does."""
+        for value, size in (("1M", 1048576), ("\\x31M", 1048576),
+                            ("${if eq{$sender_host_address}{192.0.2.7}{10K}{20K}}", 10240)):
+            policy, _ = make_policy(self, extra="message_size_limit = %s\n" % value)
+            d = Dialogue(policy)
+            d.take()
+            self.assertIn("250-SIZE %d\r\n" % size, d.send("EHLO c\r\n"))
+
     def test_helo_does_not_accept_parameters(self):
         """After HELO (not EHLO), SIZE= is not a parameter but junk after the address."""
         self.d.take()

@@ -22,6 +22,8 @@ from exim_py.smtp import acl_phase, connlog, helo_check, limits, proxy
 from exim_py.smtp.server import Reply
 
 _HELO_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9-])?\.?$")
+# an expanded size or integer option: digits and an optional K/M/G
+_NUMBER = re.compile(r"^\s*(\d+)\s*([KkMmGg]?)\s*$")
 
 
 class _Host:
@@ -81,6 +83,7 @@ class ServerPolicy:
             self.expand_mod = None
         self.tls = None                      # a tls.ServerTLS when TLS is configured
         self._may_block = {}
+        self._numbers = {}                   # expanded size option text -> its value
         self._etrn_running = {}             # ETRN argument -> the command started for it
         auths = _module("exim_py.auths.base")
         self.auths_base = auths
@@ -110,8 +113,10 @@ class ServerPolicy:
         """Expand an option's string for this session; None when the expansion fails."""
         if text is None:
             return None
+        if "$" not in text and "\\" not in text:
+            return text     # nothing to expand: Exim returns such a string as it is
         if self.expand_mod is None:
-            return text if "$" not in text else None
+            return None
         ctx = self.expand_context(session, envelope)
         try:
             return self.expand_mod.expand(text, ctx)
@@ -388,10 +393,16 @@ class ServerPolicy:
         value = self._option(option, default)
         if not isinstance(value, str):
             return value
-        m = re.match(r"^\s*(\d+)\s*([KkMmGg]?)\s*$", self._expand(value, session) or "")
-        if not m:
-            return default
-        number = int(m.group(1)) * {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}[m.group(2).lower()]
+        text = self._expand(value, session) or ""
+        number = self._numbers.get(text)
+        if number is None:
+            m = _NUMBER.match(text)
+            if not m:
+                return default
+            number = int(m.group(1)) * {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}[m.group(2).lower()]
+            # asked at every MAIL and DATA: keep what each text reads as
+            if len(self._numbers) < 256:
+                self._numbers[text] = number
         if number >= 2 ** 63:
             raise OverflowError("%s: absurdly large value" % option)
         return number
