@@ -103,7 +103,9 @@ def fork_workers(count, serve, keep_out=()):
 
     Called once the configuration is loaded and the code imported, but
     before the reactor is installed (a forked epoll set would be shared
-    with this process) and before any thread starts.  ``gc.freeze`` moves
+    with this process) and before any thread starts.  Start-up's garbage
+    is collected and the free heap given back first, so that it is not
+    copied into every process; then ``gc.freeze`` moves
     every object made so far out of the collector's sight, so that neither
     process's collections write to the pages they share.  In the child,
     ``serve(channel)`` runs the worker's reactor and returns its exit
@@ -113,6 +115,8 @@ def fork_workers(count, serve, keep_out=()):
         sys.stderr.write("exim_py: the reactor was installed before the daemon's workers "
                          "could be forked; running one process\n")
         return []
+    gc.collect()
+    release_free_memory()
     gc.freeze()
     sys.stdout.flush()
     sys.stderr.flush()
