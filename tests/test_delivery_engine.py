@@ -500,7 +500,7 @@ class ReceivedCopyTests(unittest.TestCase):
         received = ReceivedCopy(self.env.spool, stored)
         stored.session.helo_name = "second.example"
         stored.recipients.append(Recipient("mb2@localdomain"))
-        copy = received.current(self.env.spool, stored.message_id)
+        copy = received.current()
         self.assertEqual(copy.session.helo_name, "first.example")
         self.assertEqual([r.address for r in copy.recipients], ["mb1@localdomain"])
 

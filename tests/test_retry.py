@@ -17,7 +17,7 @@ from twisted.internet import defer, task
 from twisted.trial import unittest
 
 from exim_py import config as configmod
-from exim_py.delivery import retry
+from exim_py.delivery import hints, retry
 from exim_py.delivery.address import Address, Host, DEFER, FAIL, OK
 from exim_py.delivery.context import DeliveryContext
 from exim_py.delivery.hints import HintsDB, RetryRecord
@@ -241,6 +241,19 @@ class HintsDBTests(unittest.TestCase):
         self.assertEqual(db.get_retry("T:b@y.test").next_try, 3)
         db.delete_retry("T:b@y.test")
         self.assertEqual(HintsDB(d).retry_records(), [])
+
+    def test_absences_are_rechecked_only_after_a_while(self):
+        """Lookups in quick succession ask SQLite whether another connection
+        changed the database once, not every time (hints.RECHECK_SECONDS)."""
+        d = tempfile.mkdtemp(prefix="exim_py-hints-")
+        self.addCleanup(shutil.rmtree, d, True)
+        db = HintsDB(d)
+        self.patch(hints, "RECHECK_SECONDS", 3600)
+        statements = []
+        db._conn().set_trace_callback(statements.append)
+        for _ in range(5):
+            self.assertIsNone(db.get_retry("T:b@y.test"))
+        self.assertEqual(len([s for s in statements if "data_version" in s]), 1)
 
     def test_deleting_an_absent_key_commits_nothing(self):
         """A successful delivery deletes its key: when there is no record, no

@@ -201,7 +201,7 @@ class _Delivery:
         from exim_py.spool import MessageMissing
         envelope = None
         if self.received is not None:
-            envelope = self.received.current(self.spool, self.message_id)
+            envelope = self.received.current()
             self.received = None
         try:
             if envelope is None:

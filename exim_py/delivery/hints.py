@@ -11,6 +11,14 @@ being attempted early, never mail.
 import os
 import sqlite3
 import threading
+import time
+
+# How long a thread trusts its last look at PRAGMA data_version.  Asking
+# costs a round trip through SQLite's shared memory on every lookup (the
+# reactor thread looks up each host the smtp transport tries); a record
+# another process wrote is advice that may arrive this much later.  Writes
+# made in this process are seen at once (``_changed``).
+RECHECK_SECONDS = 0.02
 
 
 class RetryRecord:
@@ -79,12 +87,19 @@ class HintsDB:
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
             self._local.version = None
+            self._local.checked = None
         return conn
 
     def _fresh_conn(self):
         """This thread's connection, after forgetting absences if anything
-        was committed since this thread last looked."""
+        was committed by another connection since this thread last looked
+        (at most RECHECK_SECONDS ago)."""
         conn = self._conn()
+        now = time.monotonic()
+        checked = self._local.checked
+        if checked is not None and now - checked < RECHECK_SECONDS:
+            return conn
+        self._local.checked = now
         version = conn.execute("PRAGMA data_version").fetchone()[0]
         if version != self._local.version:
             self._local.version = version

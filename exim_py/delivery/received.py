@@ -35,15 +35,17 @@ class ReceivedCopy:
         env.spool_extra = dict(envelope.spool_extra)
         env.spool_tainted = set(envelope.spool_tainted)
         self.envelope = env
-        self.identity = _identity(spool.header_path(envelope.message_id))
+        # Where Spool.store has just put it: one stat, on the reactor thread.
+        self.path = os.path.join(spool.input_dir(envelope.message_id),
+                                 envelope.message_id + "-H")
+        self.identity = _identity(self.path)
 
-    def current(self, spool, message_id):
+    def current(self):
         """The envelope when -H is still the file stored and no journal has
         begun (call with the message locked); else None."""
-        path = spool.header_path(message_id)
-        if self.identity is None or _identity(path) != self.identity:
+        if self.identity is None or _identity(self.path) != self.identity:
             return None
-        if os.path.exists(os.path.join(os.path.dirname(path), message_id + "-J")):
+        if os.path.exists(self.path[:-1] + "J"):
             return None
         return self.envelope
 
