@@ -140,6 +140,20 @@ class CommandReplyTests(unittest.TestCase):
             d.take()
             self.assertIn("250-SIZE %d\r\n" % size, d.send("EHLO c\r\n"))
 
+    def test_acl_accepting_at_once_is_not_run(self):
+        """An ACL whose first statement is a bare accept (accept_all) is known
+        to accept without being run, and RCPT gets its 250 at once; an ACL
+        that starts with a condition or a deny, or is expanded, is run."""
+        self.assertTrue(self.policy.acl_accepts_at_once("accept_all"))
+        self.assertFalse(self.policy.acl_accepts_at_once("prdr_check"))
+        self.assertFalse(self.policy.acl_accepts_at_once("deny_all"))
+        self.assertFalse(self.policy.acl_accepts_at_once("$acl_c0"))
+        self.assertFalse(self.policy.acl_accepts_at_once("no_such_acl"))
+        self.d.take()
+        self.d.send("EHLO c\r\n")
+        self.d.send("MAIL FROM:<s@c.example>\r\n")
+        self.assertEqual(self.d.send("RCPT TO:<ok@b.example>\r\n"), "250 Accepted\r\n")
+
     def test_helo_does_not_accept_parameters(self):
         """After HELO (not EHLO), SIZE= is not a parameter but junk after the address."""
         self.d.take()

@@ -174,6 +174,20 @@ def find_acl(config, text):
     return "inline ACL", _inline[text]
 
 
+def accepts_at_once(config, acl_spec):
+    """Whether ``acl_spec`` names a configured ACL whose first statement is a
+    bare ``accept``: running it gives OK with nothing to log, set or control,
+    so a caller may skip building the context a run needs (the server's DATA
+    ACL is often just that)."""
+    if not acl_spec or "$" in acl_spec or "\\" in acl_spec:
+        return False
+    try:
+        _, statements = find_acl(config, acl_spec)
+    except (AclError, ConfigError):
+        return False
+    return bool(statements) and statements[0].verb == "accept" and not statements[0].items
+
+
 # -- running ---------------------------------------------------------------
 
 def run_acl(where, acl_spec, ctx):

@@ -46,6 +46,8 @@ def run_phase(policy, where, option, session, envelope=None, recipient=None, com
     spec = policy._option(option)
     if not spec and where not in DENY_WHEN_UNSET:
         return None          # an unset ACL accepts here, with no side effects
+    if policy.acl_accepts_at_once(spec):
+        return None          # so does one that starts with a bare "accept"
     ctx = AclContext(policy.config, session, envelope, recipient, log=policy.logger,
                      expand_ctx=policy.expand_context(session, envelope),
                      host_checking=policy.host_checking, dns_cache=_dns_cache(session))

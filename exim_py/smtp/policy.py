@@ -83,6 +83,7 @@ class ServerPolicy:
             self.expand_mod = None
         self.tls = None                      # a tls.ServerTLS when TLS is configured
         self._may_block = {}
+        self._accepts = {}                   # ACL spec -> does it accept at once?
         self._numbers = {}                   # expanded size option text -> its value
         self._etrn_running = {}             # ETRN argument -> the command started for it
         auths = _module("exim_py.auths.base")
@@ -659,6 +660,14 @@ class ServerPolicy:
         if answer is None:
             from exim_py.acl import acl_may_block
             answer = self._may_block[spec] = acl_may_block(self.config, spec)
+        return answer
+
+    def acl_accepts_at_once(self, spec):
+        """Whether ACL ``spec`` accepts at its first statement, unconditionally (cached)."""
+        answer = self._accepts.get(spec)
+        if answer is None:
+            from exim_py.acl.engine import accepts_at_once
+            answer = self._accepts[spec] = accepts_at_once(self.config, spec)
         return answer
 
     def _run_acl(self, where, option, session, envelope=None, recipient=None, command_data=None):
