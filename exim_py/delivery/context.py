@@ -217,6 +217,8 @@ class DeliveryContext:
         """Expand ``string`` for ``addr``; None stays None.  Raises ExpansionError."""
         if string is None:
             return None
+        if "$" not in string and "\\" not in string:
+            return string      # as expand() would, without building a context
         from exim_py.expand import expand
         return expand(string, self.expand_context(addr, transport, host, extra))
 
