@@ -54,10 +54,11 @@ _ACCEPTS_PER_READ = 64
 # that install the reactor when imported, such as exim_py.delivery.queuerun
 # through transports/smtp_pool.py, must not be here)
 _PRELOAD = (
-    "twisted.internet.epollreactor", "twisted.internet.tcp", "twisted.internet.ssl",
-    "twisted.application.internet", "exim_py.smtp.server", "exim_py.smtp.policy",
-    "exim_py.smtp.spoolwriter", "exim_py.smtp.tls", "exim_py.spool", "exim_py.log",
-    "exim_py.delivery.engine",
+    "twisted.internet.default", "twisted.internet.epollreactor", "twisted.internet.tcp",
+    "twisted.internet.ssl", "twisted.application.internet", "encodings.idna",
+    "exim_py.smtp.server", "exim_py.smtp.policy", "exim_py.smtp.spoolwriter",
+    "exim_py.smtp.tls", "exim_py.spool", "exim_py.log", "exim_py.delivery.engine",
+    "exim_py.auths.base",
 )
 
 
