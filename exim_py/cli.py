@@ -58,6 +58,7 @@ class Invocation:
         self.queue_select_recipient = None   # -R
         self.queue_select_sender = None      # -S
         self.delivery_mode = None      # -od?: "i", "b", "q", "qs", "f"
+        self.queue_smtp = False        # -odqs: route now, leave SMTP deliveries queued
         self.extract_recipients = False  # -t
         self.dot_ends = True           # -i / -oi turn this off
         self.sender = None             # -f
@@ -208,7 +209,13 @@ def parse_args(argv):
                 inv.queue_select_sender = value
             inv.queue_flags = a[2:]
             inv.mode, inv.mode_flag = "queue_run", a
-        elif re.match(r"^-od[ibqf]s?$", a) or a == "-odqs":
+        elif a == "-odqs":
+            # SMTP deliveries only are queued; a foreground -odi/-odf
+            # given with it still holds, as in Exim.
+            inv.queue_smtp = True
+            if inv.delivery_mode not in ("i", "f"):
+                inv.delivery_mode = "qs"
+        elif re.match(r"^-od[ibqf]s?$", a):
             inv.delivery_mode = a[3:]
         elif a == "-oX":
             inv.listen = take(a)

@@ -323,6 +323,62 @@ class CommandLineReuseTests(unittest.TestCase):
         self.assertNotIn("]*", env.mainlog())
 
 
+class QueueSmtpTests(unittest.TestCase):
+    """-odqs (queue_smtp): SMTP deliveries are queued, the message waits for
+    its host, and the first delivery there carries it (Exim 0333, 0209)."""
+
+    def setUp(self):
+        self.addCleanup(smtp_pool.close_idle)
+        speculative = smtp_pool.POOL.speculative
+        self.addCleanup(setattr, smtp_pool.POOL, "speculative", speculative)
+        smtp_pool.POOL.speculative = False
+        self.server = ScriptedSMTPServer(overrides={"RCPT TO:<x@a.example>": "450 not now"})
+        self.addCleanup(self.server.stop)
+        text = (CONFIG.replace("PORT_A", str(self.server.port_number))
+                .replace("PORT_B", str(self.server.port_number)).replace("EXTRA", ""))
+        self.env = MailEnv(self, config_text=text)
+
+    @defer.inlineCallbacks
+    def test_queued_message_follows_first_delivery(self):
+        """Two messages queued with -odqs make no connection and log Exim's
+        deferral; delivering the first carries the second down the same
+        connection (logged with "*"), then QUIT."""
+        env = self.env
+        first, second = env.submit(["u1@a.example"]), env.submit(["u2@a.example"])
+        for message_id in (first, second):
+            outcome = yield env.deliver(message_id, queue_smtp=True)
+            self.assertEqual(len(outcome.deferred), 1)
+        self.assertEqual(self.server.connections, [])
+        self.assertIn("%s == u1@a.example R=to_a T=smtp defer (0): SMTP delivery explicitly "
+                      "queued" % (first,), env.mainlog())
+        outcome = yield env.deliver(first, force=True)
+        self.assertTrue(outcome.completed)
+        yield smtp_pool.close_idle()
+        self.assertEqual(len(self.server.connections), 1)
+        self.assertEqual(_verbs(self.server), [b"EHLO", b"MAIL", b"RCPT", b"DATA", b".",
+                                               b"MAIL", b"RCPT", b"DATA", b".", b"QUIT"])
+        self.assertEqual(env.queued(), [])
+        self.assertRegex(env.mainlog(), r"%s => u2@a.example R=to_a T=smtp "
+                         r"H=127.0.0.1 \[127.0.0.1\]\* C=" % (second,))
+
+    @defer.inlineCallbacks
+    def test_continued_message_skips_delayed_recipient(self):
+        """A recipient refused with 4xx in the first message is not offered
+        again in the waiting message that follows in the same queue run: its
+        address retry time (recipient and sender) has not come."""
+        env = self.env
+        ids = [env.submit(["x@a.example", "y@a.example"]) for _ in range(2)]
+        for message_id in ids:
+            yield env.deliver(message_id, queue_smtp=True)
+        outcome = yield env.deliver(ids[0], queue_run=True)
+        self.assertEqual([a.address for a in outcome.delivered], ["y@a.example"])
+        yield smtp_pool.close_idle()
+        self.assertEqual(len(self.server.connections), 1)
+        rcpts = [c for c in self.server.commands if c.startswith(b"RCPT")]
+        self.assertEqual(rcpts, [b"RCPT TO:<x@a.example>", b"RCPT TO:<y@a.example>",
+                                 b"RCPT TO:<y@a.example>"])
+
+
 def _tick():
     from twisted.internet import reactor
     d = defer.Deferred()

@@ -302,3 +302,48 @@ class ArgvZeroTests(TestCase):
         with contextlib.redirect_stdout(out):
             self.assertEqual(cli.main(["mailq", "-C", path]), 0)
         self.assertRegex(out.getvalue(), r"^ 0m +\d+ \S{16} <s@x.example>\n          r@y.example\n\n$")
+
+
+class QueueSmtpSubmitTests(TestCase):
+    """-odqs: route at submission, deliver locally, leave SMTP queued."""
+
+    def test_odi_odqs_local_delivered_remote_queued(self):
+        """`exim_py -odi -odqs local remote`: the local address is delivered
+        in the foreground, the remote one is deferred with Exim's text
+        without any connection, and the message waits for its host."""
+        import socket
+        listener = socket.socket()
+        self.addCleanup(listener.close)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(0)
+        port = listener.getsockname()[1]
+        work = tempfile.mkdtemp(prefix="submit-odqs-")
+        self.addCleanup(shutil.rmtree, work, True)
+        # The local delivery runs as nobody (root is a fixed never_user).
+        os.chmod(work, 0o755)
+        os.makedirs(os.path.join(work, "mail"))
+        os.chmod(os.path.join(work, "mail"), 0o777)
+        path = os.path.join(work, "exim.conf")
+        with open(path, "w") as f:
+            f.write(BASE_CONFIG.format(dir=work, extra="") + (
+                "begin routers\nlocal:\n  driver = accept\n  domains = example.org\n"
+                "  transport = file\nremote:\n  driver = manualroute\n"
+                "  route_list = * 127.0.0.1::%d\n  self = send\n  transport = smtp\n"
+                "begin transports\nfile:\n  driver = appendfile\n"
+                "  file = %s/mail/$local_part\n  create_file = anywhere\n  user = nobody\n"
+                "smtp:\n  driver = smtp\n  hosts_try_fastopen = :\n" % (port, work)))
+        result = run_exim_py(["-C", path, "-odi", "-odqs", "user@example.org",
+                              "far@remote.example"], input="Subject: t\n\nbody\n")
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+        with open(os.path.join(work, "mail", "user")) as f:
+            self.assertIn("body", f.read())
+        with open(os.path.join(work, "log", "mainlog")) as f:
+            log = f.read()
+        self.assertIn("== far@remote.example R=remote T=smtp defer (0): "
+                      "SMTP delivery explicitly queued", log)
+        spool = Spool(os.path.join(work, "spool"))
+        [message_id] = list(spool.message_ids())
+        with open(os.path.join(work, "spool", "db", "wait-smtp-127.0.0.1:%d" % port)) as f:
+            self.assertEqual(f.read(), message_id + "\n")
+        self.assertRaises(BlockingIOError, listener.accept)

@@ -69,7 +69,7 @@ def unique_of(addr):
 
 def deliver_message(config, spool, message_id, logger=None, hints=None, force=False,
                     thaw=False, dont_deliver=False, queue_run=False, clock=None,
-                    deliver_bounces=True, debug=None, received=None):
+                    deliver_bounces=True, debug=None, received=None, queue_smtp=False):
     """Attempt delivery of ``message_id``; returns a Deferred firing a DeliveryOutcome.
 
     ``force`` ignores retry times (-M, -qf); ``thaw`` delivers even a frozen
@@ -78,10 +78,13 @@ def deliver_message(config, spool, message_id, logger=None, hints=None, force=Fa
     are themselves delivered at once unless ``deliver_bounces`` is false.
     ``received`` is a ``ReceivedCopy`` of the envelope just stored, used
     instead of reading -H back when the spool still holds what was stored.
+    ``queue_smtp`` (-odqs) routes and delivers locally, but leaves SMTP
+    deliveries for a queue run (the smtp transport records the wait).
     """
     job = _Delivery(config, spool, message_id, logger, hints, force, thaw, dont_deliver,
                     queue_run, clock, deliver_bounces, debug)
     job.received = received
+    job.queue_smtp = queue_smtp
     return job.run()
 
 
@@ -113,6 +116,7 @@ class _Delivery:
         self.remote = []              # batches for remote transports (run on the reactor)
         self.log = None               # the DeliveryLog, once the message is read
         self.received = None          # a ReceivedCopy (immediate delivery after receipt)
+        self.queue_smtp = False       # -odqs: SMTP deliveries only queued
 
     @defer.inlineCallbacks
     def run(self):
@@ -137,6 +141,10 @@ class _Delivery:
                 yield defer.DeferredList([sem.run(self._remote_batch, batch)
                                           for batch in self.remote], consumeErrors=True)
                 yield workers.in_thread(self._finish, plan)
+                # Messages waiting for a host used here follow down its kept
+                # connection now that this one's retry data is written.
+                for follow in self.ctx.continuations:
+                    follow()
             if plan is not None:
                 self.outcome.bounces.extend(self.ctx.created)
             # Reports are delivered before this message is finished with, as
@@ -221,6 +229,8 @@ class _Delivery:
         ctx.force = self.force
         ctx.first_delivery = envelope.deliver_firsttime
         ctx.queue_running = self.queue_run
+        ctx.queue_smtp = self.queue_smtp
+        ctx.continuations = []           # started once this delivery is recorded
         self.ctx = ctx
         self.message = message
         self.envelope = envelope
@@ -458,8 +468,13 @@ class _Delivery:
         if not self.queue_run or self.force or self.hints is None:
             return False
         now = self.ctx.now()
-        for key in ("R:%s" % addr.domain, "R:%s@%s" % (addr.local_part, addr.domain)):
+        address_key = "R:%s@%s" % (addr.local_part, addr.domain)
+        for key in ("R:%s" % addr.domain, address_key):
             record = self.hints.get_retry(key)
+            if record is None and key == address_key:
+                # The smtp transport's key after a 4xx to RCPT has the
+                # sender too (address_retry_include_sender), as Exim looks.
+                record = self.hints.get_retry("%s:<%s>" % (key, self.envelope.sender or ""))
             if record is not None and not record.expired and record.next_try > now:
                 return True
         return False

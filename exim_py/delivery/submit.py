@@ -235,14 +235,25 @@ def _add_acl_headers(env, *results):
             env.headers.extend(make_header(text) for _, text in result.effects.added_headers)
 
 
-def deliver_after_receipt(config, spool, logger, message_id, mode, dont_deliver=False):
-    """Start delivery as -od asks: -odi/-odf now, -odb (the default) in a child process."""
+def deliver_after_receipt(config, spool, logger, message_id, mode, dont_deliver=False,
+                          queue_smtp=False):
+    """Start delivery as -od asks: -odi/-odf now, -odb (the default) in a child process.
+
+    -odqs (``queue_smtp``, mode "qs" when alone) routes the message and
+    makes its local deliveries, in the background unless -odi/-odf came
+    too, and leaves its SMTP deliveries queued (spec, option -odqs).
+    """
     if config.main.get("mua_wrapper"):
         # Exim as a relay for a local MUA delivers at once, in the foreground,
         # whatever -od and queue_only say (spec chapter "Exim as a
         # non-queueing client").
-        mode = "i"
+        mode, queue_smtp = "i", False
+    if mode == "qs":
+        mode, queue_smtp = "b", True
     mode = mode or ("q" if config.main.queue_only else "b")
+    options = {"dont_deliver": dont_deliver}
+    if queue_smtp:
+        options["queue_smtp"] = True
     if mode.startswith("q"):
         return 0
     if importlib.util.find_spec("exim_py.delivery.engine") is None:
@@ -258,12 +269,12 @@ def deliver_after_receipt(config, spool, logger, message_id, mode, dont_deliver=
             os.dup2(null, fd)
         status = 0
         try:
-            engine.deliver_now(config, spool, message_id, logger, dont_deliver=dont_deliver)
+            engine.deliver_now(config, spool, message_id, logger, **options)
         except Exception as e:
             logger.panic("delivery failed unexpectedly: %s" % e, message_id)
             status = 1
         os._exit(status)
-    engine.deliver_now(config, spool, message_id, logger, dont_deliver=dont_deliver)
+    engine.deliver_now(config, spool, message_id, logger, **options)
     return 0
 
 
@@ -367,7 +378,7 @@ class Submission:
             return 0   # accepted and thrown away, as "discard" does
         message_id = self.store(env, body)
         return deliver_after_receipt(config, self.spool, self.logger, message_id, inv.delivery_mode,
-                                     inv.dont_deliver)
+                                     inv.dont_deliver, inv.queue_smtp)
 
     def store(self, env, body):
         env.spool_extra["received_time_complete"] = "%.6f" % time.time()

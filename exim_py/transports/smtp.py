@@ -147,6 +147,9 @@ class Transport(TransportBase):
             for a in addresses:
                 a.set_result(DEFER, "no hosts found for %s transport" % (self.name,))
             return
+        if getattr(ctx, "queue_smtp", False) and not getattr(ctx, "force", False):
+            self._queue_only(message, addresses, hosts, addr, ctx)
+            return
         pending = list(addresses)
         # Only hosts from the transport's own hosts / fallback_hosts are refused
         # when local (spec, allow_localhost); the router's hosts have been
@@ -212,6 +215,22 @@ class Transport(TransportBase):
                 a.set_result(DEFER, "retry time not reached for any host for '%s'" % (a.domain,),
                              ERRNO_HRETRY)
                 a.retry_skipped = True
+
+    def _queue_only(self, message, addresses, hosts, addr, ctx):
+        """-odqs: nothing is sent now; the message waits for each of its
+        hosts (Exim's transport_update_waiting), so that the first delivery
+        to one of them carries it down the same connection."""
+        spool = getattr(ctx, "spool", None)
+        if spool is not None and self.options["connection_max_messages"] != 1:
+            db = os.path.join(spool.directory, "db")
+            for host in hosts:
+                try:
+                    port = smtp_settings.port_for(self, host, addr, ctx)
+                except ExpansionError:
+                    continue
+                smtp_pool.WaitList(db, self.name, host.address, port).add(message.id)
+        for a in addresses:
+            a.set_result(DEFER, "SMTP delivery explicitly queued", errno=0)
 
     # -- one host ------------------------------------------------------------
 
@@ -450,7 +469,9 @@ class Transport(TransportBase):
                 addr.add_retry("%s:%s" % (host_key, message.id), error=error,
                                more_errno=outcome.code, message=outcome.message)
             elif outcome.kind == "recipient":
-                key = addr.address_retry_key
+                # Always the address (not the router's retry_use_local_part
+                # choice): the recipient, or with the sender too, is delayed.
+                key = "R:%s@%s" % (addr.local_part, addr.domain)
                 if self.options["address_retry_include_sender"] and message is not None:
                     key = "%s:<%s>" % (key, message.sender or "")
                 addr.add_retry(key, error="rcpt_4xx", more_errno=outcome.code,

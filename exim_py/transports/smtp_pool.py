@@ -267,10 +267,21 @@ def continue_waiting(ctx, transport, host, port, message_id):
     def run():
         for other in waiting:
             try:
+                # A continued delivery is still part of the queue run that
+                # started it: address retry times are respected (Exim 0209).
                 yield deliver_message(transport.config, spool, other, ctx.logger, ctx.hints,
-                                      clock=ctx.clock)
+                                      clock=ctx.clock,
+                                      queue_run=getattr(ctx, "queue_running", False))
             except Exception as e:   # one message's trouble must not stop the others
                 if ctx.logger is not None:
                     ctx.logger.panic("delivery of waiting message failed: %s" % (e,), other)
-    POOL.continuing(run())
+    def start():
+        POOL.continuing(run())
+    # The engine starts them once this message's results (retry data
+    # included) are recorded; a bare transport call starts them at once.
+    later = getattr(ctx, "continuations", None)
+    if later is None:
+        start()
+    else:
+        later.append(start)
 
