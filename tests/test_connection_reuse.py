@@ -489,7 +489,12 @@ class QueueRunGroupingTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_two_pass_groups_by_host(self):
         """-qq: the first pass routes everything, the second delivers the
-        messages for one host one after the other, down one connection."""
+        messages for one host one after the other, down one connection,
+        in a command-line run too (where connections are otherwise kept
+        only for messages already waiting)."""
+        speculative = smtp_pool.POOL.speculative
+        self.addCleanup(setattr, smtp_pool.POOL, "speculative", speculative)
+        smtp_pool.POOL.speculative = False
         runner = QueueRunner(self.env.config, self.env.spool, logger=self.env.logger,
                              selection=Selection("q"), max_active=1)
         yield runner.scan()
@@ -500,6 +505,7 @@ class QueueRunGroupingTests(unittest.TestCase):
         # The run ends with the kept connections closed.
         self.assertEqual(smtp_pool.POOL.idle_count(), 0)
         self.assertEqual(_verbs(self.a)[-1], b"QUIT")
+        self.assertFalse(smtp_pool.POOL.speculative)
 
 
 class RealEximReuseTests(unittest.TestCase):

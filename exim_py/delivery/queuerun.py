@@ -98,6 +98,7 @@ class QueueRunner(service.Service):
         self.arrivals = []            # ids notified, waiting for a slot
         self._scan = None             # iterator over the spool during a scan
         self._scan_done = None        # Deferred fired when a scan finishes
+        self._speculative = None      # the pool's setting to restore after a -qq run
         self._timer = None
         self._in_flight = {}          # message id -> Deferred of its delivery
         self._source_of = {}          # message id -> "scan" or "arrival"
@@ -135,6 +136,11 @@ class QueueRunner(service.Service):
         done = self._scan_done = defer.Deferred()
         self._listing = True
         if self.selection.two_pass:
+            # The second pass takes the messages for one host one after the
+            # other, each one waiting for the host as Exim's first pass
+            # records it: every connection is kept for the next message.
+            self._speculative = smtp_pool.POOL.speculative
+            smtp_pool.POOL.speculative = True
             d = self._first_pass()
         elif self.config.main.get("queue_run_in_order"):
             d = threads.deferToThread(lambda: sorted(self.spool.message_ids(), key=sort_key))
@@ -196,6 +202,8 @@ class QueueRunner(service.Service):
             smtp_pool.close_idle().addBoth(lambda _: self._end_run(done))
 
     def _end_run(self, done):
+        if self._speculative is not None:
+            smtp_pool.POOL.speculative, self._speculative = self._speculative, None
         self.logger.main("End queue run: pid=%d%s" % (os.getpid(), self.selection.describe()))
         self._schedule_next()
         done.callback(None)
