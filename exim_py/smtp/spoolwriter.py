@@ -1,15 +1,30 @@
 """Putting accepted messages on the spool without blocking the reactor.
 
 Every message must be durable before its 250 is sent.  Writing runs in the
-reactor's thread pool: up to ``max_parallel`` writes are under way at once
+writer's own threads: up to ``max_parallel`` writes are under way at once
 (the disk merges concurrent fsyncs into shared journal commits, as it does
 for Exim's one-process-per-connection writes), and messages that arrive
 while every writer is busy go together in the next ``Spool.store_batch``,
 sharing its directory fsync (DESIGN: "Disk writes that must be durable ...
 may be batched").
+
+The threads are plain ones fed by a queue, each reporting a finished batch
+with one ``callFromThread``: a message costs the reactor a queue put and one
+wake-up, not the Deferred, context and coordinator hops of Twisted's thread
+pool.  They are started when first needed, in the process that writes (a
+daemon worker forked after the writer was made starts its own), and leave
+after a few idle seconds.
 """
 
-from twisted.internet import defer, threads
+import os
+import queue
+import threading
+
+from twisted.internet import defer
+from twisted.python import failure
+
+# seconds a writer thread waits for work before it leaves
+IDLE_SECONDS = 5.0
 
 
 class SpoolWriter:
@@ -18,14 +33,16 @@ class SpoolWriter:
     def __init__(self, spool, reactor=None, max_batch=64, max_parallel=16):
         if reactor is None:
             from twisted.internet import reactor
-        # the writers block in fsync, not on the GIL: let enough of them run
-        reactor.suggestThreadPoolSize(max(10, max_parallel + 4))
         self.spool = spool
         self.reactor = reactor
         self.max_batch = max_batch
         self.max_parallel = max_parallel
         self._waiting = []          # (envelope, body, Deferred)
-        self._in_flight = 0
+        self._in_flight = 0         # batches handed to the threads, not yet reported
+        self._lock = threading.Lock()
+        self._jobs = None           # the queue the threads take batches from
+        self._threads = 0
+        self._pid = None
 
     def new_message_id(self):
         return self.spool.new_message_id()
@@ -43,25 +60,48 @@ class SpoolWriter:
         if not batch:
             return
         self._in_flight += 1
-        pairs = [(env, body) for env, body, _ in batch]
-        work = threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
-                                         self.spool.store_batch, pairs)
+        with self._lock:
+            if self._pid != os.getpid():
+                # threads do not survive fork(): this process starts afresh
+                self._pid, self._jobs, self._threads = os.getpid(), queue.SimpleQueue(), 0
+            start = self._threads < self._in_flight
+            if start:
+                self._threads += 1
+            # under the lock: a thread about to leave sees this batch and stays
+            self._jobs.put(batch)
+        if start:
+            threading.Thread(target=self._writer, args=(self._jobs,),
+                             name="exim_py spool writer", daemon=True).start()
 
-        def written(ids):
-            for (_, _, d), message_id in zip(batch, ids):
-                d.callback(message_id)
+    def _writer(self, jobs):
+        """One writer thread: store batches until none comes for IDLE_SECONDS."""
+        while True:
+            try:
+                batch = jobs.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    if jobs.empty():
+                        if jobs is self._jobs:
+                            self._threads -= 1
+                        return
+                continue
+            try:
+                result = self.spool.store_batch([(env, body) for env, body, _ in batch])
+            except Exception:
+                result = failure.Failure()
+            self.reactor.callFromThread(self._written, batch, result)
 
-        def failed(f):
+    def _written(self, batch, result):
+        """In the reactor: answer a stored batch's messages, then send the next batch."""
+        self._in_flight -= 1
+        if isinstance(result, failure.Failure):
             for _, _, d in batch:
-                d.errback(f)
-
-        def next_batch(_):
-            self._in_flight -= 1
-            if self._waiting and self._in_flight < self.max_parallel:
-                self._write_next()
-
-        work.addCallbacks(written, failed)
-        work.addBoth(next_batch)
+                d.errback(result)
+        else:
+            for (_, _, d), message_id in zip(batch, result):
+                d.callback(message_id)
+        if self._waiting and self._in_flight < self.max_parallel:
+            self._write_next()
 
     def flush(self):
         """A Deferred that fires once nothing is queued or being written (for shutdown)."""
