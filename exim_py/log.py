@@ -91,6 +91,8 @@ def log_paths(template, spool_directory):
 
 def file_name(template, which, now=None):
     """One log's file name: %s → main/reject/panic; %D/%M datestamps (never on the panic log)."""
+    if "%D" not in template and "%M" not in template:
+        return template.replace("%s", which)
     if which == "panic":
         # Drop the datestamp and one separator next to it (spec "Datestamped log files").
         template = re.sub(r"(?<=/)%[DM][^A-Za-z0-9]?|[^A-Za-z0-9/]?%[DM]", "", template)
@@ -174,6 +176,7 @@ class Logger:
         self._files = {}
         self._files_lock = threading.Lock()
         self._recent = threading.local()
+        self._second = (None, None, None)    # (second, its localtime, its timestamp text)
 
     def selector(self, name):
         """Whether log_selector turns ``name`` on."""
@@ -183,8 +186,15 @@ class Logger:
 
     def timestamp(self, now=None):
         now = self.clock() if now is None else now
-        t = time.localtime(now)
-        text = time.strftime("%Y-%m-%d %H:%M:%S", t)
+        second = (int(now), os.environ.get("TZ"))
+        cached = self._second
+        if cached[0] == second:
+            t, text = cached[1], cached[2]
+        else:
+            # one conversion per second (and time zone), however many lines it logs
+            t = time.localtime(now)
+            text = time.strftime("%Y-%m-%d %H:%M:%S", t)
+            self._second = (second, t, text)
         if self.selector("millisec"):
             text += ".%03d" % int((now - int(now)) * 1000)
         if self.log_timezone:

@@ -139,6 +139,32 @@ class LoggerTests(TestCase):
         logger.main("x")
         self.assertRegex(self.read("main"), r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.250 \[%d\] x\n$" % os.getpid())
 
+    def test_time_stamps_follow_the_clock(self):
+        """Each line carries its own second and milliseconds, and a change of
+        TZ between lines is seen at once (the per-second stamp is reused only
+        for the same second in the same zone)."""
+        saved = os.environ.get("TZ")
+
+        def restore():
+            if saved is None:
+                os.environ.pop("TZ", None)
+            else:
+                os.environ["TZ"] = saved
+            time.tzset()
+        self.addCleanup(restore)
+        os.environ["TZ"] = "UTC"
+        time.tzset()
+        now = [1795282727.25]
+        logger = Logger(log_file_path=self.path, log_selector="+millisec", clock=lambda: now[0])
+        for t in (1795282727.25, 1795282727.75, 1795282728.5):
+            now[0] = t
+            logger.main("x")
+        os.environ["TZ"] = "Asia/Kolkata"
+        time.tzset()
+        logger.main("y")
+        self.assertEqual(self.read("main"), "2026-11-21 17:38:47.250 x\n2026-11-21 17:38:47.750 x\n"
+                         "2026-11-21 17:38:48.500 x\n2026-11-21 23:08:48.500 y\n")
+
     def test_reject_log_has_headers(self):
         """A rejection goes to mainlog and, with the envelope and flagged headers, to rejectlog."""
         logger = Logger(log_file_path=self.path, log_selector="")
