@@ -36,6 +36,19 @@ def smtp_envelope():
     return env
 
 
+def keep_timezone(testcase):
+    """Put TZ back as it was once ``testcase`` is over."""
+    saved = os.environ.get("TZ")
+
+    def restore():
+        if saved is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
+    testcase.addCleanup(restore)
+
+
 class SelectorTests(TestCase):
     """log_selector parsing."""
 
@@ -117,15 +130,7 @@ class LoggerTests(TestCase):
     def test_timezone_option(self):
         """timezone = sets TZ for the log's time stamps (and every other one)."""
         from exim_py import config as config_module
-        saved = os.environ.get("TZ")
-
-        def restore():
-            if saved is None:
-                os.environ.pop("TZ", None)
-            else:
-                os.environ["TZ"] = saved
-            time.tzset()
-        self.addCleanup(restore)
+        keep_timezone(self)
         path = os.path.join(self.dir, "exim.conf")
         with open(path, "w") as f:
             f.write("spool_directory = %s\nlog_file_path = %s\ntimezone = Asia/Kolkata\n" % (self.dir, self.path))
@@ -143,15 +148,7 @@ class LoggerTests(TestCase):
         """Each line carries its own second and milliseconds, and a change of
         TZ between lines is seen at once (the per-second stamp is reused only
         for the same second in the same zone)."""
-        saved = os.environ.get("TZ")
-
-        def restore():
-            if saved is None:
-                os.environ.pop("TZ", None)
-            else:
-                os.environ["TZ"] = saved
-            time.tzset()
-        self.addCleanup(restore)
+        keep_timezone(self)
         os.environ["TZ"] = "UTC"
         time.tzset()
         now = [1795282727.25]
