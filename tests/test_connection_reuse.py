@@ -311,6 +311,26 @@ class CommandLineReuseTests(unittest.TestCase):
         self.assertEqual(mails, 4)
 
     @defer.inlineCallbacks
+    def test_pieces_share_connection_without_parallelism(self):
+        """remote_max_parallel = 1, max_rcpt = 2, three addresses: as exim4,
+        one connection carries both pieces (2 and 1 recipients), then QUIT."""
+        env = self.env("max_rcpt = 2", main="remote_max_parallel = 1\n")
+        outcome = yield env.deliver(env.submit(["%s@a.example" % c for c in "abc"]))
+        self.assertTrue(outcome.completed)
+        self.assertEqual(len(self.server.connections), 1)
+        self.assertEqual(_verbs(self.server), [b"EHLO", b"MAIL", b"RCPT", b"RCPT", b"DATA",
+                                               b".", b"MAIL", b"RCPT", b"DATA", b".", b"QUIT"])
+
+    @defer.inlineCallbacks
+    def test_max_rcpt_one_connects_for_each(self):
+        """max_rcpt = 1 with no parallelism: each address has a connection
+        of its own, as exim4 delivers them."""
+        env = self.env("max_rcpt = 1", main="remote_max_parallel = 1\n")
+        outcome = yield env.deliver(env.submit(["a@a.example", "b@a.example"]))
+        self.assertTrue(outcome.completed)
+        self.assertEqual(len(self.server.connections), 2)
+
+    @defer.inlineCallbacks
     def test_address_groups_have_own_connections(self):
         """Two address groups of one message (different headers_add) for
         one host: each has its own connection, even where connections are

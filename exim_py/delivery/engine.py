@@ -757,11 +757,19 @@ def _group(addresses, ctx):
     # fewer than max_rcpt each), and each transport splits its share into
     # max_rcpt-sized copies down its one connection (as exim4 does).
     parallel = max(int(ctx.config.main.get("remote_max_parallel") or 1), 1)
-    for same in same_hosts.values():
+    for group, same in enumerate(same_hosts.values()):
         size = same[0].transport.max_addresses()
         if parallel > 1 and len(same) > size:
             size = max(size, -(-len(same) // parallel))
-        remote.extend(same[i:i + size] for i in range(0, len(same), size))
+        pieces = [same[i:i + size] for i in range(0, len(same), size)]
+        for n, piece in enumerate(pieces):
+            for a in piece:
+                # Which group, and whether a later piece of it follows once
+                # this one is done: the smtp transport keeps its connection
+                # for that piece (one connection, as exim4 with no
+                # parallelism; with max_rcpt 1 exim4 connects for each).
+                a.remote_group = (group, size > 1 and n + parallel < len(pieces))
+        remote.extend(pieces)
     return local, remote
 
 

@@ -290,20 +290,21 @@ class Transport(TransportBase):
         # as Exim's separate delivery process for them makes one.
         reuse = bool(getattr(message, "sender", None))
         message_id = getattr(message, "id", None)
-        first = True
+        # The engine's piece of an address group, and whether another piece
+        # of the group follows (then the connection is kept for it).
+        group, more_pieces = getattr(addr, "remote_group", (None, False))
         while parts:
             # A connection this message's other address groups used is not
-            # taken (Exim gives each group its own); the next copy of this
-            # group (max_rcpt) takes the one just kept.
-            conn = smtp_pool.POOL.take(key, avoid=message_id if first else None) \
-                if reuse else None
-            first = False
+            # taken (Exim gives each group its own); the group's next copy
+            # (max_rcpt) takes the one just kept.
+            conn = smtp_pool.POOL.take(key, message_id, group) if reuse else None
             room = len(parts)
             if limit:
                 room = min(room, limit - (conn.pool_sent if conn is not None else 0))
             batch, parts = parts[:room], parts[room:]
-            park = self._parker(key, message, lock) \
-                if self._may_keep(bool(parts), host, port, message, ctx) else None
+            park = self._parker(key, message, lock, group) \
+                if self._may_keep(bool(parts) or more_pieces, host, port, message, ctx) \
+                else None
             result = await self._session(host, port, settings, batch, connect_timeout,
                                          interface, conn, park, message_id)
             still.extend(self._record(result, host, port, by_address, message, ctx))
@@ -334,7 +335,7 @@ class Transport(TransportBase):
         return smtp_pool.WaitList(os.path.join(spool.directory, "db"), self.name,
                                   host.address, port).waiting(getattr(message, "id", None))
 
-    def _parker(self, key, message, lock=None):
+    def _parker(self, key, message, lock=None, group=None):
         """The client's ``park`` hook: count what went down the connection and
         keep it for the next message unless connection_max_messages is reached.
         A serialize_hosts ``lock`` then stays with the connection."""
@@ -344,7 +345,7 @@ class Transport(TransportBase):
         def park(proto):
             proto.pool_sent = getattr(proto, "pool_sent", 0) + len(proto.result.transactions)
             proto.pool_messages = getattr(proto, "pool_messages", set()) | {message_id}
-            proto.pool_last = message_id
+            proto.pool_last = (message_id, group)
             if message_id is None or (limit and proto.pool_sent >= limit):
                 return False
             # As Exim, only a session that made progress (an address

@@ -62,12 +62,14 @@ class ConnectionPool:
         # engine.run_blocking turns it off for command-line deliveries.
         self.speculative = True
 
-    def take(self, key, avoid=None):
+    def take(self, key, message_id=None, group=None):
         """An idle connection for ``key`` (which is no longer idle), or None.
-        One whose last message was ``avoid`` is left parked."""
+        One that last carried another address group of ``message_id`` is
+        left parked."""
         conns = self._idle.get(key)
         for proto in reversed(list(conns or ())):
-            if avoid is not None and getattr(proto, "pool_last", None) == avoid:
+            last = getattr(proto, "pool_last", (None, None))
+            if message_id is not None and last[0] == message_id and last[1] != group:
                 continue
             conns.remove(proto)
             self._cancel_timer(proto)
