@@ -331,6 +331,20 @@ class CommandLineReuseTests(unittest.TestCase):
         self.assertEqual(len(self.server.connections), 2)
 
     @defer.inlineCallbacks
+    def test_no_quit_pipelined_before_452_follow_up(self):
+        """A recipient refused with 452 while another was accepted goes
+        again after the data: QUIT is not sent with the data, but after
+        the follow-up transaction (Exim 0217)."""
+        self.server = ScriptedSMTPServer(overrides={"RCPT TO:<u2@a.example>": "452 excess"})
+        self.addCleanup(self.server.stop)
+        env = self.env()
+        yield env.deliver(env.submit(["u1@a.example", "u2@a.example"]))
+        self.assertEqual(len(self.server.connections), 1)
+        self.assertEqual(_verbs(self.server), [b"EHLO", b"MAIL", b"RCPT", b"RCPT", b"DATA",
+                                               b".", b"MAIL", b"RCPT", b"DATA", b".",
+                                               b"QUIT"])
+
+    @defer.inlineCallbacks
     def test_address_groups_have_own_connections(self):
         """Two address groups of one message (different headers_add) for
         one host: each has its own connection, even where connections are
