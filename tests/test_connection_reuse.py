@@ -396,6 +396,22 @@ class QueueSmtpTests(unittest.TestCase):
                          r"H=127.0.0.1 \[127.0.0.1\]\* C=" % (second,))
 
     @defer.inlineCallbacks
+    def test_chain_of_three_on_one_connection(self):
+        """Three queued messages: the first delivery carries the second,
+        which keeps the connection for the third (Exim's chain of continued
+        deliveries, 0440); QUIT only after the last."""
+        env = self.env
+        ids = [env.submit(["u%d@a.example" % n]) for n in range(3)]
+        for message_id in ids:
+            yield env.deliver(message_id, queue_smtp=True)
+        yield env.deliver(ids[0], queue_run=True)
+        yield smtp_pool.close_idle()
+        self.assertEqual(len(self.server.connections), 1)
+        self.assertEqual(_verbs(self.server).count(b"MAIL"), 3)
+        self.assertEqual(_verbs(self.server)[-1], b"QUIT")
+        self.assertEqual(env.queued(), [])
+
+    @defer.inlineCallbacks
     def test_continued_message_skips_delayed_recipient(self):
         """A recipient refused with 4xx in the first message is not offered
         again in the waiting message that follows in the same queue run: its

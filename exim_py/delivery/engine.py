@@ -141,10 +141,6 @@ class _Delivery:
                 yield defer.DeferredList([sem.run(self._remote_batch, batch)
                                           for batch in self.remote], consumeErrors=True)
                 yield workers.in_thread(self._finish, plan)
-                # Messages waiting for a host used here follow down its kept
-                # connection now that this one's retry data is written.
-                for follow in self.ctx.continuations:
-                    follow()
             if plan is not None:
                 self.outcome.bounces.extend(self.ctx.created)
             # Reports are delivered before this message is finished with, as
@@ -161,6 +157,13 @@ class _Delivery:
                 self.log.close()
             if self.lock is not None:
                 self.lock.release()
+        # Messages waiting for a host used here follow down its kept
+        # connection once this one is finished with (retry data written,
+        # "Completed" logged), as Exim's continued deliveries; the caller
+        # (a queue run) waits for them before it moves on.
+        follows = getattr(getattr(self, "ctx", None), "continuations", None)
+        if follows:
+            yield defer.DeferredList([follow() for follow in follows])
         return self.outcome
 
     def _complete(self):

@@ -229,38 +229,48 @@ class WaitList:
         finally:
             os.close(fd)
 
+    def _empty(self):
+        """The usual case, seen with one stat and no lock."""
+        try:
+            return os.stat(self.path).st_size == 0
+        except FileNotFoundError:
+            return True
+
     def add(self, message_id):
         self._locked(lambda ids: (ids if message_id in ids else ids + [message_id], None))
 
     def waiting(self, exclude=None):
         """Whether a message other than ``exclude`` waits (a peek: nothing
         changes, and an empty list costs one stat)."""
-        try:
-            if os.stat(self.path).st_size == 0:
-                return False
-        except FileNotFoundError:
+        if self._empty():
             return False
         return self._locked(lambda ids: (ids, any(i != exclude for i in ids)))
 
-    def take(self, exclude=None):
-        """Every waiting id but ``exclude`` (just delivered); none waits now."""
-        try:
-            if os.stat(self.path).st_size == 0:
-                return []       # the usual case, checked without a lock
-        except FileNotFoundError:
+    def take_one(self, usable):
+        """The first waiting id for which ``usable(id)`` holds, taken off
+        the list with those before it that are not; [] when there is none."""
+        if self._empty():
             return []
-        return self._locked(lambda ids: ([], [i for i in ids if i != exclude]))
+
+        def change(ids):
+            for n, i in enumerate(ids):
+                if usable(i):
+                    return ids[n + 1:], [i]
+            return [], []
+        return self._locked(change)
 
 
 def continue_waiting(ctx, transport, host, port, message_id):
-    """After a delivery to ``host`` succeeded, deliver the messages that
-    waited for it, one after the other (each takes the parked connection)."""
+    """After a delivery to ``host`` succeeded, deliver the next message that
+    waited for it down the parked connection; the others stay listed, so
+    that that delivery keeps the connection for the next, as Exim's chain
+    of continued deliveries does."""
     spool = getattr(ctx, "spool", None)
     if spool is None or getattr(ctx, "mode", "deliver") != "deliver":
         return
     waiting = WaitList(os.path.join(spool.directory, "db"), transport.name, host.address,
-                       port).take(exclude=message_id)
-    waiting = [i for i in waiting if os.path.exists(spool.header_path(i))]
+                       port).take_one(lambda i: i != message_id
+                                      and os.path.exists(spool.header_path(i)))
     if not waiting:
         return
     from exim_py.delivery.engine import deliver_message
@@ -278,9 +288,12 @@ def continue_waiting(ctx, transport, host, port, message_id):
                 if ctx.logger is not None:
                     ctx.logger.panic("delivery of waiting message failed: %s" % (e,), other)
     def start():
-        POOL.continuing(run())
-    # The engine starts them once this message's results (retry data
-    # included) are recorded; a bare transport call starts them at once.
+        d = run()
+        POOL.continuing(d)
+        return d
+    # The engine starts them once this message is finished with (its retry
+    # data written) and waits for them; a bare transport call starts them
+    # at once.
     later = getattr(ctx, "continuations", None)
     if later is None:
         start()
