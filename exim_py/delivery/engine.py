@@ -759,7 +759,8 @@ def _group(addresses, ctx):
     # shares them out evenly among remote_max_parallel deliveries (never
     # fewer than max_rcpt each), and each transport splits its share into
     # max_rcpt-sized copies down its one connection (as exim4 does).
-    parallel = max(int(ctx.config.main.get("remote_max_parallel") or 1), 1)
+    parallel = max(int(ctx.config.main.get("remote_max_parallel") or 1), 1) \
+        if ctx is not None else 1
     for group, same in enumerate(same_hosts.values()):
         size = same[0].transport.max_addresses()
         if parallel > 1 and len(same) > size:
