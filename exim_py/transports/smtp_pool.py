@@ -260,6 +260,10 @@ class WaitList:
         return self._locked(change)
 
 
+# Messages whose continued deliveries are under way in this process.
+_CHAINED = set()
+
+
 def continue_waiting(ctx, transport, host, port, message_id):
     """After a delivery to ``host`` succeeded, deliver the next message that
     waited for it down the parked connection; the others stay listed, so
@@ -268,8 +272,10 @@ def continue_waiting(ctx, transport, host, port, message_id):
     spool = getattr(ctx, "spool", None)
     if spool is None or getattr(ctx, "mode", "deliver") != "deliver":
         return
+    # A message earlier in this chain (still being delivered, its lock
+    # held) is not taken again, though it may wait for the host too.
     waiting = WaitList(os.path.join(spool.directory, "db"), transport.name, host.address,
-                       port).take_one(lambda i: i != message_id
+                       port).take_one(lambda i: i != message_id and i not in _CHAINED
                                       and os.path.exists(spool.header_path(i)))
     if not waiting:
         return
@@ -277,6 +283,14 @@ def continue_waiting(ctx, transport, host, port, message_id):
 
     @defer.inlineCallbacks
     def run():
+        _CHAINED.add(message_id)
+        try:
+            yield deliver_all()
+        finally:
+            _CHAINED.discard(message_id)
+
+    @defer.inlineCallbacks
+    def deliver_all():
         for other in waiting:
             try:
                 # A continued delivery is still part of the queue run that
