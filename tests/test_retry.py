@@ -219,6 +219,26 @@ class HintsDBTests(unittest.TestCase):
             t.join()
         self.assertEqual(len(HintsDB(d).retry_records()), 200)
 
+    def test_processes_open_a_new_database_together(self):
+        """Several processes (a daemon's workers) opening the same new hints
+        database at once all get it: none fails with "database is locked"
+        while another switches it to WAL mode."""
+        script = ("import sys, time\n"
+                  "from exim_py.delivery.hints import HintsDB\n"
+                  "start = float(sys.argv[2])\n"
+                  "time.sleep(max(0, start - time.time()))\n"
+                  "print(HintsDB(sys.argv[1]).get_retry('R:x@y'))\n")
+        for _round in range(5):
+            d = tempfile.mkdtemp(prefix="exim_py-hints-")
+            self.addCleanup(shutil.rmtree, d, True)
+            start = "%.3f" % (__import__("time").time() + 0.5)
+            procs = [subprocess.Popen([sys.executable, "-c", script, d, start],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for _ in range(6)]
+            results = [p.communicate(timeout=60) for p in procs]
+            self.assertEqual([(p.returncode, out, err) for p, (out, err) in zip(procs, results)],
+                             [(0, "None\n", "")] * 6)
+
     def test_survives_reopen(self):
         """A record is still there when the database is opened again (a restart)."""
         d = tempfile.mkdtemp(prefix="exim_py-hints-")

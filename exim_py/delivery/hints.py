@@ -56,6 +56,21 @@ def for_spool(spool_directory):
         return db
 
 
+def _set_wal(conn, attempts=300):
+    """Put the database in WAL mode.  Switching the journal mode needs an
+    exclusive lock, and SQLite answers "database is locked" at once, without
+    its busy handler, while another process (a daemon's other worker) opens
+    the same new database; so wait and try again."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or attempt == attempts - 1:
+                raise
+            time.sleep(0.01)
+
+
 class HintsDB:
     """The hints databases of one spool directory, safe to share across threads.
 
@@ -83,7 +98,7 @@ class HintsDB:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _set_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
             self._local.version = None
