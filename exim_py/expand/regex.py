@@ -58,19 +58,25 @@ def _posix_classes(pattern):
                 in_class = False
         elif c == "[":
             in_class = True
-            out.append(c)
-            i += 1
-            # A ']' first in a class (after an optional '^') is a literal.
-            if pattern[i:i + 1] == "^":
-                out.append("^")
-                i += 1
-            if pattern[i:i + 1] == "]":
-                out.append("]")
-                i += 1
+            i = _open_class(pattern, i, out)
             continue
         out.append(c)
         i += 1
     return "".join(out)
+
+
+def _open_class(pattern, i, out):
+    """Copy the '[' at ``i`` with an optional '^' after it and, first in the
+    class, a ']' (a literal in PCRE); return the index after them."""
+    out.append("[")
+    i += 1
+    if pattern[i:i + 1] == "^":
+        out.append("^")
+        i += 1
+    if pattern[i:i + 1] == "]":
+        out.append("]")
+        i += 1
+    return i
 
 
 def _translate(pattern):
@@ -98,14 +104,7 @@ def _translate(pattern):
             continue
         if c == "[":
             in_class = True
-            out.append(c)
-            i += 1
-            if pattern[i:i + 1] == "^":
-                out.append("^")
-                i += 1
-            if pattern[i:i + 1] == "]":
-                out.append("]")
-                i += 1
+            i = _open_class(pattern, i, out)
             continue
         if pattern.startswith("(?)", i):
             i += 3                      # an empty option setting
