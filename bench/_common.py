@@ -9,7 +9,6 @@ itself must be root-owned and not group/world writable.
 
 import os
 import pwd
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +23,8 @@ SOURCE = os.path.join(PFX, "usr/sbin/smtp-source")
 PFX_ENV = dict(os.environ, LD_LIBRARY_PATH=os.path.join(PFX, "usr/lib/postfix"))
 EXIM_USER = "Debian-exim"
 MTAS = ("exim4", "exim_py")
+# Where finished runs' trees go instead of being deleted (see retire()).
+TRASH = os.environ.get("BENCH_TRASH", "/tmp/exim_py-bench-trash")
 
 
 def require_root_and_tools(need_source=False):
@@ -43,9 +44,28 @@ def free_port():
         return s.getsockname()[1]
 
 
+def retire(path):
+    """Move ``path`` (a finished run's tree) into TRASH rather than deleting it.
+
+    On ext4 without a journal (these machines), an inode freed in the last
+    one to five minutes is skipped when a new file is created, and the
+    allocator tests every such inode in turn (ext4 ``recently_deleted()``).
+    Deleting ten thousand spool files just before a run therefore makes each
+    file the next run creates cost a long scan in the kernel, whichever MTA
+    is measured; the figures then say more about the previous run than about
+    this one.  So nothing is deleted while benchmarks run: empty TRASH
+    afterwards (``rm -rf /tmp/exim_py-bench-trash``) when the machine is idle.
+    """
+    if not os.path.lexists(path):
+        return
+    os.makedirs(TRASH, exist_ok=True)
+    os.rename(path, os.path.join(TRASH, "%s-%d-%d" % (
+        os.path.basename(path.rstrip("/")), os.getpid(), time.monotonic_ns())))
+
+
 def make_tree(base, subdirs=("spool", "log", "maildir")):
     """A fresh ``base`` (0755) whose ``subdirs`` belong to the Exim user."""
-    shutil.rmtree(base, ignore_errors=True)
+    retire(base)
     os.makedirs(base)
     os.chmod(base, 0o755)
     user = pwd.getpwnam(EXIM_USER)

@@ -36,6 +36,10 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _common as common  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PFX = os.environ.get("PFX", "/tmp/pfx")
@@ -59,7 +63,7 @@ def free_port():
 def write_conf(name, port):
     """The shared configuration with this run's directories and port."""
     base = os.path.join(WORK, name)
-    shutil.rmtree(base, ignore_errors=True)
+    common.retire(base)
     for sub in ("spool", "log"):
         os.makedirs(os.path.join(base, sub))
         shutil.chown(os.path.join(base, sub), "Debian-exim", "Debian-exim")

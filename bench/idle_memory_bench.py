@@ -27,7 +27,6 @@ import asyncio
 import compileall
 import os
 import re
-import shutil
 import sys
 import time
 
@@ -144,7 +143,7 @@ def main():
         "" if eopen == popen else " (at %d vs %d sessions)" % (popen, eopen)))
     print("Pss per session: exim_py/exim4 = %.3f" % common.ratio(pper, eper))
     print(common.load_line())
-    shutil.rmtree(WORK, ignore_errors=True)
+    common.retire(WORK)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ PFX [/tmp/pfx], EXIM [/usr/sbin/exim4].
 """
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -167,7 +166,7 @@ def main():
           % (rates["exim4"], rates["exim_py"], common.ratio(rates["exim_py"], rates["exim4"])))
     print(common.load_line())
     if not os.environ.get("KEEP"):
-        shutil.rmtree(WORK, ignore_errors=True)
+        common.retire(WORK)
 
 
 if __name__ == "__main__":

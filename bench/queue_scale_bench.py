@@ -30,7 +30,6 @@ WORK [/tmp/exim_py-queue-scale], EXIM [/usr/sbin/exim4], KEEP (leave WORK).
 import compileall
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import time
@@ -229,7 +228,7 @@ def main():
              "%.2f" % common.ratio(eq, pq) if eq and pq else "n/a"))
     print(common.load_line())
     if not os.environ.get("KEEP"):
-        shutil.rmtree(WORK, ignore_errors=True)
+        common.retire(WORK)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,10 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _common as common  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 SHARED_CONF = os.path.join(REPO, "..", "shared", "bench", "exim-relay.conf")
@@ -161,7 +165,7 @@ def run_case(mta, conc):
     finally:
         server.stop()
         sink.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+        common.retire(directory)
     return MSGS / wall, MSGS / accepted, received
 
 

@@ -56,7 +56,7 @@ def build_policy(config, inv=None, host_checking=False, reactor=None):
     from exim_py.spool import Spool
 
     spool = Spool.from_config(config)
-    writer = SpoolWriter(spool, reactor=reactor)
+    writer = SpoolWriter(spool, reactor=reactor, max_parallel=1)
     log_mod = _module("exim_py.log")
     logger = log_mod.Logger(config) if log_mod is not None and not host_checking else None
     engine = _module("exim_py.delivery.engine")
