@@ -42,8 +42,12 @@ def ip_and_mask(text):
         return None
 
 
+@functools.lru_cache(maxsize=4096)
 def normalise_address(address):
-    """IPv4-mapped IPv6 (``::ffff:1.2.3.4``) becomes plain IPv4, as Exim does."""
+    """IPv4-mapped IPv6 (``::ffff:1.2.3.4``) becomes plain IPv4, as Exim does.
+
+    Every host list check of a session asks this for the same client, so
+    answers are kept (parsing an address costs more than the list check)."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -51,6 +55,12 @@ def normalise_address(address):
     if ip.version == 6 and ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)
     return str(ip)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_address(address):
+    """``ipaddress.ip_address`` of a normalised address, kept for the same reason."""
+    return ipaddress.ip_address(address)
 
 
 def masked_key(address, bits, sep):
@@ -246,9 +256,9 @@ class HostMatcher(Matcher):
         self.iponly = getattr(host, "name", None) == ""
         self.subject = self.address
 
-    @functools.cached_property
+    @property
     def ip(self):
-        return ipaddress.ip_address(self.address)
+        return _parsed_address(self.address)
 
     def check(self, ss):
         if ss == "*":

@@ -15,6 +15,8 @@ from exim_py.acl import DISCARD, OK, run_acl
 from exim_py.acl import replies
 from exim_py.acl.context import AclContext
 from exim_py.acl.phases import DENY_WHEN_UNSET
+from exim_py.receive import make_header
+from exim_py.smtp.reply import Reply
 
 # controls that change the session: control name -> (Session attribute, value)
 SESSION_CONTROLS = {
@@ -59,10 +61,8 @@ def run_phase(policy, where, option, session, envelope=None, recipient=None, com
 
 
 def _finish(result, policy, where, ctx, command_data, session, envelope):
-    from exim_py.smtp.server import Reply
-
     apply_effects(result, session, envelope)
-    reply = _reply(where, result, ctx, command_data, session, Reply)
+    reply = _reply(where, result, ctx, command_data, session)
     delay = result.effects.delay
     if delay and not policy.host_checking:
         from twisted.internet import reactor
@@ -77,7 +77,7 @@ def _dns_cache(session):
     return cache
 
 
-def _reply(where, result, ctx, command_data, session, Reply):
+def _reply(where, result, ctx, command_data, session):
     if result.rc in (OK, DISCARD):
         if result.rc == DISCARD and ctx.envelope is not None and where == "rcpt":
             ctx.envelope.discarded = True
@@ -127,17 +127,20 @@ def message_controls(session, envelope):
 def add_acl_headers(envelope, session=None):
     """Put the headers ACLs added into the message (spec: add_header positions) and
     mark the removed ones deleted, as Exim does before and after the DATA ACL."""
-    from exim_py.receive import make_header
-    added = []
+    added, removed = [], []
     for holder in (session, envelope):
-        if holder is not None:
-            added.extend(getattr(holder, "acl_added_headers", None) or [])
+        if holder is None:
+            continue
+        more = getattr(holder, "acl_added_headers", None)
+        if more:
+            added.extend(more)
             holder.acl_added_headers = []
-    removed = []
-    for holder in (session, envelope):
-        if holder is not None:
-            removed.extend(getattr(holder, "acl_removed_headers", None) or [])
+        more = getattr(holder, "acl_removed_headers", None)
+        if more:
+            removed.extend(more)
             holder.acl_removed_headers = []
+    if not added and not removed:
+        return      # the usual case: no ACL asked for a header change
     headers = envelope.headers
     for name in removed:
         for h in headers:

@@ -99,18 +99,22 @@ def unstuff(raw, dot_stuffed=True):
 
     Returns ``(data, linecount, zerocount, max_linelength)``.
     """
-    bare = raw.count(b"\r") != raw.count(b"\r\n") or raw.count(b"\n") != raw.count(b"\r\n")
-    if not bare:
-        data = raw
+    # The usual content has only CRLF line ends: turning each into LF
+    # removes exactly one byte per LF and leaves no CR behind.  Anything
+    # else (a bare CR or LF) takes the slow path.  This runs for every
+    # message, so it is done with whole-buffer operations.
+    linecount = raw.count(b"\n")
+    data = raw.replace(b"\r\n", b"\n")
+    if len(raw) - len(data) == linecount and b"\r" not in data:
         if dot_stuffed:
             if data.startswith(b"."):
                 data = data[1:]
-            data = data.replace(b"\r\n.", b"\r\n")
-        lines = data.split(b"\r\n")
-        data = b"\n".join(lines)
+            if b"\n." in data:
+                data = data.replace(b"\n.", b"\n")
+        lines = data.split(b"\n")
     else:
         data, lines = _normalise_bare(raw, dot_stuffed)
-    linecount = data.count(b"\n")
+        linecount = data.count(b"\n")
     longest = max(map(len, lines), default=0)
     return data, linecount, data.count(b"\0"), longest
 

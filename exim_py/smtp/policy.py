@@ -16,8 +16,10 @@ import time
 
 from twisted.internet import defer
 
-from exim_py import EXIM_COMPAT_VERSION
+from exim_py import EXIM_COMPAT_VERSION, receive as receiving
+from exim_py.acl.context import session_variables as _session_variables
 from exim_py.auths.dialogue import AuthDialogue
+from exim_py.log import received_line
 from exim_py.smtp import acl_phase, connlog, helo_check, limits, proxy
 from exim_py.smtp.server import Reply
 
@@ -135,8 +137,7 @@ class ServerPolicy:
         return ctx
 
     def session_variables(self, session, envelope=None):
-        from exim_py.acl.context import session_variables
-        values = session_variables(session, envelope)
+        values = _session_variables(session, envelope)
         values.setdefault("smtp_active_hostname", self.hostname(session))
         values.setdefault("primary_hostname", self.primary_hostname)
         values.setdefault("version_number", EXIM_COMPAT_VERSION)
@@ -550,7 +551,6 @@ class ServerPolicy:
         reply carries the message id; the 250 is not sent before the
         message is durable.
         """
-        from exim_py import receive
         too_long = self._header_limits(message)
         if too_long is not None:
             return too_long
@@ -559,7 +559,7 @@ class ServerPolicy:
         ctx = self.expand_context(session, envelope)
         # No remote host (-bs from a local program): a local message, which
         # gets Message-ID:, From: and Date: when missing, as Exim's receive.c.
-        body = receive.receive(envelope, message, self.config, local=not session.sender_host_address,
+        body = receiving.receive(envelope, message, self.config, local=not session.sender_host_address,
                                submission="submission" in controls,
                                suppress_local_fixups="suppress_local_fixups" in controls,
                                expand=self.expand_mod.expand, ctx=ctx)
@@ -582,8 +582,7 @@ class ServerPolicy:
             return Reply(552, "Message header is ridiculously long")
         line_limit = self._option("header_line_maxsize", 0)
         if line_limit:
-            from exim_py.receive import split_message
-            headers, _, _ = split_message(header + b"\n")
+            headers, _, _ = receiving.split_message(header + b"\n")
             if any(len(h.text.encode("utf-8", "surrogateescape")) > line_limit for h in headers):
                 return Reply(552, "A message header line is too long")
         return None
@@ -607,14 +606,12 @@ class ServerPolicy:
         if self.host_checking:
             # -bh stores nothing, but shows the <= line it would have logged
             if self.logger is not None:
-                from exim_py.log import received_line
                 self.logger.main(received_line(envelope, self.logger), message_id=envelope.message_id)
             return Reply(250, "OK id=%s" % envelope.message_id)
         d = self.spool_writer.store(envelope, body)
 
         def stored(message_id):
             if self.logger is not None:
-                from exim_py.log import received_line
                 self.logger.main(received_line(envelope, self.logger), message_id=message_id)
             # smtp_accept_queue_per_connection: beyond that many messages in
             # one session, leave them for the queue runner
@@ -736,13 +733,13 @@ def _header_section(message):
     """The header lines at the top of ``message``: they end at a blank line,
     or at the first line that is neither a header nor a continuation, which
     starts the body (as receive.split_message and Exim's receive.c decide)."""
-    from exim_py.receive import _HEADER_NAME
+    header_name = receiving._HEADER_NAME
     pos, n = 0, len(message)
     while pos < n:
         end = message.find(b"\n", pos)
         end = n if end < 0 else end
         line = message[pos:end]
-        if not line or not (_HEADER_NAME.match(line) or (pos and line[:1] in (b" ", b"\t"))):
+        if not line or not (header_name.match(line) or (pos and line[:1] in (b" ", b"\t"))):
             break
         pos = end + 1
     return message[:pos]
