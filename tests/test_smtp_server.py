@@ -17,6 +17,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
 from exim_py.config import load
+from exim_py.log import Logger
 from exim_py.smtp.policy import ServerPolicy
 from exim_py.smtp.server import SMTPServerFactory, SMTPServerProtocol
 from exim_py.smtp.spoolwriter import SpoolWriter
@@ -269,6 +270,30 @@ class PolicyFailureTests(unittest.TestCase):
         pending.errback(RuntimeError("broken later"))
         self.assertEqual(d.take(), "451 Temporary local problem - please try later\r\n250 OK\r\n")
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_policy_failure_paniclog(self):
+        """The cause of the 451 goes to the panic log and the main log, with
+        the client and the command, as Exim logs its internal errors."""
+        policy, _ = make_policy(self)
+        spool = policy.config.main.spool_directory
+        policy.logger = Logger(policy.config)
+        self.addCleanup(policy.logger.close)
+
+        def rcpt(*args):
+            raise RuntimeError("broken\nbadly")
+        policy.rcpt = rcpt
+        d = Dialogue(policy)
+        d.send("EHLO c\r\n")
+        d.send("MAIL FROM:<s@c.example>\r\n")
+        self.assertEqual(d.send("RCPT TO:<a@b.example>\r\n"),
+                         "451 Temporary local problem - please try later\r\n")
+        self.flushLoggedErrors(RuntimeError)
+        expected = ('H=(c) [192.0.2.7] internal error while answering "RCPT TO:<a@b.example>": '
+                    'RuntimeError: broken\\nbadly')
+        for name in ("paniclog", "mainlog"):
+            with open(os.path.join(spool, name)) as f:
+                lines = [line.rstrip("\n").split(" ", 2)[2] for line in f]
+            self.assertIn(expected, lines, name)
 
 
 class SynchronisationTests(unittest.TestCase):

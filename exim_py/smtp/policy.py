@@ -19,7 +19,7 @@ from twisted.internet import defer
 from exim_py import EXIM_COMPAT_VERSION, receive as receiving
 from exim_py.acl.context import session_variables as _session_variables
 from exim_py.auths.dialogue import AuthDialogue
-from exim_py.log import received_line
+from exim_py.log import printing, received_line
 from exim_py.smtp import acl_phase, connlog, helo_check, limits, proxy
 from exim_py.smtp.server import Reply
 
@@ -709,6 +709,17 @@ class ServerPolicy:
     def log_unknown_drop(self, session, line):
         self.log_reject("SMTP call from %s dropped: too many unrecognized commands (last was \"%s\")"
                         % (self.host_text(session), line))
+
+    def log_policy_failure(self, session, error):
+        """An internal error while answering a command (the client is told
+        451): Exim writes its own internal errors to the panic log and the
+        main log (LOG_MAIN|LOG_PANIC), with the connection and the command."""
+        if self.logger is None:
+            return
+        cause = "%s: %s" % (type(error).__name__, error) if str(error) else type(error).__name__
+        self.logger.panic('%s internal error while answering "%s": %s'
+                          % (connlog.host_and_ident(self, session, True),
+                             printing(getattr(session, "smtp_command", None) or ""), printing(cause)))
 
     def log_timeout(self, session, mode):
         # both lines belong to the lost_incoming_connection selector (on by default)

@@ -37,7 +37,7 @@ MAIL_COMMANDS = frozenset(("RSET", "HELO", "EHLO", "AUTH", "MAIL", "RCPT", "DATA
 NO_ARGUMENT = frozenset(("RSET", "DATA", "QUIT", "STARTTLS"))
 
 
-@implementer(interfaces.IHandshakeListener)
+@implementer(interfaces.IHandshakeListener, interfaces.IHalfCloseableProtocol)
 class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
     """One SMTP connection (or one -bs/-bh session on standard input)."""
 
@@ -182,8 +182,29 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
         if self._input_ended and not self._busy and not self._closing:
             self.input_ended()
 
+    def readConnectionLost(self):
+        """The client shut down its side of the connection.
+
+        What it sent before is still answered: Exim's own client sends QUIT
+        right behind the final dot and then shuts down its side (spec
+        "Use of PIPELINING"), and waits for the 250 and 221.
+        """
+        self._input_ended = True
+        if not self._busy:
+            self._process()
+
+    def writeConnectionLost(self):
+        self.transport.loseConnection()
+
     def input_ended(self):
-        """The client closed its side and every earlier command has been answered."""
+        """The client closed its side and every earlier command has been
+        answered: a lost connection, which Exim answers with 421 (the client
+        may still be reading) and logs."""
+        if self._mode in ("data", "bdat"):
+            self._send(421, "Lost incoming connection")
+        else:
+            self._send(421, "%s lost input connection" % self.policy.hostname(self.session))
+        self.policy.notquit(self.session, self._mode in ("data", "bdat"), self.envelope)
         self._closing = True
         self.transport.loseConnection()
 
@@ -389,6 +410,11 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
     def _policy_failed(self, f):
         self._busy = False
         log.err(f, "exim_py: policy failure")
+        try:
+            self.policy.log_policy_failure(self.session, f.value)
+        except Exception:
+            # the log itself is failing: the traceback above is all there is
+            log.err(None, "exim_py: could not log the policy failure")
         if not self._closing:
             self._send(451, "Temporary local problem - please try later")
             if self._mode in ("data", "bdat"):
