@@ -34,19 +34,22 @@ def make_header(text):
     return Header(text, header_flag(text.split(":", 1)[0]))
 
 
-def split_message(data):
+def split_message(data, longest=None):
     """Message bytes → (list of Header, body bytes, longest line length).
 
     The header section ends at an empty line (which belongs to neither part)
     or at the first line that is neither a header nor a continuation: that
     line starts the body, as in Exim.  A missing final newline is supplied.
+    ``longest``: the longest line, when the caller has measured it already
+    (the SMTP server does while it unstuffs the data).
     """
+    known = longest is not None
     if data and not data.endswith(b"\n"):
         data += b"\n"
     headers = []
     current = None
     pos = 0
-    longest = 0
+    longest = longest or 0
     n = len(data)
     while pos < n:
         end = data.index(b"\n", pos)
@@ -61,10 +64,12 @@ def split_message(data):
             headers.append(current)
         else:
             break
-        longest = max(longest, len(line))
+        if not known:
+            longest = max(longest, len(line))
         pos = end + 1
     body = data[pos:]
-    longest = max(longest, max(map(len, body.split(b"\n"))))
+    if not known:
+        longest = max(longest, max(map(len, body.split(b"\n"))))
     out = [make_header(b"\n".join(lines).decode("utf-8", "surrogateescape")) for lines in headers]
     return out, body, longest
 
@@ -355,13 +360,15 @@ def message_size(env, body):
 
 
 def receive(env, data, config, local=False, submission=False, suppress_local_fixups=False,
-            extract=False, originator_name=None, now=None, expand=None, ctx=None, untrusted_login=None):
+            extract=False, originator_name=None, now=None, expand=None, ctx=None, untrusted_login=None,
+            longest=None):
     """Build ``env``'s headers and counts from ``data``; returns the body bytes for the -D file.
 
     ``env.message_id`` must already be set (the Received: and Message-ID:
     headers carry it); ``env.received_time`` is the time in Received:.
+    ``longest``: the longest line of ``data`` when already known.
     """
-    headers, body, longest = split_message(data)
+    headers, body, longest = split_message(data, longest)
     env.headers = headers
     count_body(env, body, longest)
     remove_transit_headers(env, config)

@@ -69,6 +69,10 @@ class DefVar(Cond):
         self.name = name
 
     def check(self, ctx):
+        # a plain string value is the usual case (as in nodes.Var)
+        value = ctx.variables.get(self.name)
+        if value.__class__ is str and self.name not in ("value", "item"):
+            return value != ""
         try:
             return value_of(ctx, self.name) != ""
         except ExpansionError:      # an unset ACL variable with strict_acl_vars

@@ -141,10 +141,24 @@ def _tod(fmt):
     return lambda ctx: tod(fmt)
 
 
+# the last tod_full text: (second, TZ, text); every message's Received:
+# header asks for it, so it is formatted once a second
+_last_full = (None, None, None)
+
+
 def tod(which, now=None):
     """Exim's tod_stamp() formats of the current time."""
+    global _last_full
     if now is None:
         now = time.time()
+    if which == "full":
+        second, zone_name = int(now), os.environ.get("TZ")
+        last = _last_full
+        if last[0] == second and last[1] == zone_name:
+            return last[2]
+        text = _tod_full(time.localtime(now))
+        _last_full = (second, zone_name, text)
+        return text
     lt = time.localtime(now)
     zone = time.strftime("%z", lt)
     if which == "log":
@@ -162,9 +176,13 @@ def tod(which, now=None):
     if which == "bsdinbox":
         return "%s %2d %s" % (time.strftime("%a %b", lt), lt.tm_mday,
                               time.strftime("%H:%M:%S %Y", lt))
-    # tod_full, RFC 5322 date: "Sat, 21 Nov 2026 17:39:34 +0000"
+    return _tod_full(lt)
+
+
+def _tod_full(lt):
+    """tod_full, the RFC 5322 date: "Sat, 21 Nov 2026 17:39:34 +0000"."""
     return "%s, %d %s %s" % (time.strftime("%a", lt), lt.tm_mday,
-                             time.strftime("%b %Y %H:%M:%S", lt), zone)
+                             time.strftime("%b %Y %H:%M:%S", lt), time.strftime("%z", lt))
 
 
 def primary_hostname(ctx):

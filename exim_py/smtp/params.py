@@ -47,6 +47,11 @@ def parse_path(operand, allow_empty):
     checked by the same parser -bt and redirection use.
     """
     text = operand.strip()
+    simple = _SIMPLE_PATH.fullmatch(text)
+    if simple:
+        # <dot-atom@dot-atom>, as nearly every client sends: the full parser
+        # would return just what is between the brackets.
+        return simple.group(1)
     m = _ROUTE_ADDR.match(text)
     if m:
         path, trailing = m.group(1), m.group(2).strip()
@@ -66,6 +71,10 @@ def parse_path(operand, allow_empty):
     return address
 
 
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+# "<local@domain>" with dot-atoms on both sides: no quotes, comments,
+# source route or white space, so nothing for the full parser to do
+_SIMPLE_PATH = re.compile(r"<(%s(?:\.%s)*@%s(?:\.%s)*)>" % ((_ATOM,) * 4))
 # "<...>" (quoted strings may hold '>') and whatever follows it
 _ROUTE_ADDR = re.compile(r'^(<(?:[^<>"]|"(?:[^"\\]|\\.)*")*>)(.*)$')
 # a bare address: up to the first unquoted space

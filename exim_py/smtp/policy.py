@@ -544,12 +544,13 @@ class ServerPolicy:
 
     # -- the message -------------------------------------------------------
 
-    def receive(self, session, envelope, message):
+    def receive(self, session, envelope, message, longest=None):
         """After the data: headers built (exim_py.receive), the DATA ACL, then the spool.
 
-        ``message`` is the stored form (dot-unstuffed, LF line ends).  The
-        reply carries the message id; the 250 is not sent before the
-        message is durable.
+        ``message`` is the stored form (dot-unstuffed, LF line ends);
+        ``longest`` its longest line when the caller knows it.  The reply
+        carries the message id; the 250 is not sent before the message is
+        durable.
         """
         too_long = self._header_limits(message)
         if too_long is not None:
@@ -562,7 +563,7 @@ class ServerPolicy:
         body = receiving.receive(envelope, message, self.config, local=not session.sender_host_address,
                                submission="submission" in controls,
                                suppress_local_fixups="suppress_local_fixups" in controls,
-                               expand=self.expand_mod.expand, ctx=ctx)
+                               expand=self.expand_mod.expand, ctx=ctx, longest=longest)
         envelope.received_body = body
         acl_phase.add_acl_headers(envelope, session)
         prdr = acl_phase.run_prdr(self, session, envelope)

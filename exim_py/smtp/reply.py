@@ -23,6 +23,8 @@ class Reply:
 
 def format_reply(code, text):
     """Exim's multi-line reply: every line but the last has a '-' after the code."""
+    if "\n" not in text:
+        return ("%d %s\r\n" % (code, text)).encode("utf-8", "surrogateescape")
     lines = text.split("\n")
     out = []
     for i, line in enumerate(lines):

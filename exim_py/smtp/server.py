@@ -686,7 +686,7 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
                 self.messages += 1
             self._send_reply(reply, 250, "OK")
 
-        self._ask(self.policy.receive, self.session, env, message, then=answered)
+        self._ask(self.policy.receive, self.session, env, message, longest, then=answered)
 
     def smtp_BDAT(self, arg):
         if "CHUNKING" not in self.extensions:
