@@ -28,7 +28,7 @@ import sys
 from twisted.application import internet, service
 from twisted.internet import defer, error
 
-from exim_py import EXIM_COMPAT_VERSION, daemon_workers
+from exim_py import EXIM_COMPAT_VERSION, daemon_imports, daemon_workers
 from exim_py.cli import config_path
 from exim_py.config.options import format_time
 from exim_py.errors import ConfigError, UsageError
@@ -56,7 +56,7 @@ def build_policy(config, inv=None, host_checking=False, reactor=None):
     from exim_py.spool import Spool
 
     spool = Spool.from_config(config)
-    writer = SpoolWriter(spool, reactor=reactor, max_parallel=1)
+    writer = SpoolWriter(spool, reactor=reactor)
     log_mod = _module("exim_py.log")
     logger = log_mod.Logger(config) if log_mod is not None and not host_checking else None
     engine = _module("exim_py.delivery.engine")
@@ -70,8 +70,7 @@ def build_policy(config, inv=None, host_checking=False, reactor=None):
 
     policy = ServerPolicy(config, writer, logger, host_checking=host_checking,
                           deliver=deliver if immediate else None)
-    from exim_py.smtp.tls import ServerTLS
-    policy.tls = ServerTLS.from_config(config, policy)
+    policy.tls = daemon_imports.server_tls(config, policy, inv)
     return policy
 
 
@@ -374,6 +373,9 @@ def daemon_mode(inv):
     own service tree, without listeners, pid file or queue runner.
     """
     config = load_config(inv)
+    tls = daemon_imports.server_tls_wanted(config, inv)
+    if not tls:
+        daemon_imports.defer_twisted_tls()
     count = daemon_workers.wanted_processes()
     bound = None
     workers = []
@@ -387,7 +389,7 @@ def daemon_mode(inv):
             return _bind_failed(config, e)
         if not inv.daemon_foreground:
             _daemonize()
-        daemon_workers.preload(config)
+        daemon_imports.preload(config, tls)
         worker_inv = copy.copy(inv)
         worker_inv.queue_interval = None
         workers = daemon_workers.fork_workers(
@@ -430,7 +432,7 @@ def _serve(top, workers, pid_path):
     signal.signal(signal.SIGINT, lambda *a: reactor.callFromThread(shutdown))
     reactor.callWhenRunning(top.startService)
     # start-up's garbage is gone once the listeners run
-    reactor.callLater(1.0, daemon_workers.release_free_memory)
+    reactor.callLater(1.0, daemon_imports.release_free_memory)
     reactor.run(installSignalHandlers=False)
     for worker in workers:
         worker.wait(timeout=30)

@@ -31,8 +31,6 @@ of CPUs, at most ``DEFAULT_MAX``.
 import ctypes
 import errno
 import gc
-import importlib
-import importlib.util
 import os
 import signal
 import socket
@@ -44,22 +42,13 @@ from twisted.application import service
 from twisted.internet import error
 from twisted.python import log
 
+from exim_py.daemon_imports import release_free_memory
+
 ENV_PROCESSES = "EXIM_PY_DAEMON_PROCESSES"
 DEFAULT_MAX = 4
 _PR_SET_PDEATHSIG = 1
 # connections taken from one listening socket per turn of the reactor
 _ACCEPTS_PER_READ = 64
-# what every daemon process imports while it starts and serves its first
-# sessions (the reactor module itself is imported, not installed; modules
-# that install the reactor when imported, such as exim_py.delivery.queuerun
-# through transports/smtp_pool.py, must not be here)
-_PRELOAD = (
-    "twisted.internet.default", "twisted.internet.epollreactor", "twisted.internet.tcp",
-    "twisted.internet.ssl", "twisted.application.internet", "encodings.idna",
-    "exim_py.smtp.server", "exim_py.smtp.policy", "exim_py.smtp.spoolwriter",
-    "exim_py.smtp.tls", "exim_py.spool", "exim_py.log", "exim_py.delivery.engine",
-    "exim_py.auths.base",
-)
 
 
 def wanted_processes():
@@ -86,17 +75,6 @@ def bind(address, port, backlog=1024):
         raise error.CannotListenError(address, port, e)
     skt.setblocking(False)
     return skt
-
-
-def preload(config):
-    """Import what a daemon process needs before it runs, without installing
-    the reactor, and compute what the configuration computes on first use,
-    so that forked workers share these pages with this process."""
-    for name in _PRELOAD:
-        if importlib.util.find_spec(name) is not None:
-            importlib.import_module(name)
-    from exim_py.spool import Spool
-    Spool.from_config(config)
 
 
 def fork_workers(count, serve, keep_out=()):
@@ -171,15 +149,6 @@ class Forked:
         while self.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         return self.returncode
-
-
-def release_free_memory():
-    """glibc: give the heap's free pages back to the system (malloc_trim), once
-    start-up's temporary objects are gone."""
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def signal_all(children, signum):

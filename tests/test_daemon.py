@@ -413,9 +413,9 @@ class WorkerProcessTests(unittest.TestCase):
         code = ("import sys\n"
                 "from exim_py.daemon import load_config\n"
                 "from exim_py.cli import parse_args\n"
-                "from exim_py import daemon_workers\n"
+                "from exim_py import daemon_imports\n"
                 "inv = parse_args(['-C', sys.argv[1], '-bdf'])\n"
-                "daemon_workers.preload(load_config(inv))\n"
+                "daemon_imports.preload(load_config(inv))\n"
                 "print('twisted.internet.reactor' in sys.modules)\n")
         config, _ = make_config(self, "queue_only")
         out = subprocess.run([sys.executable, "-c", code, config.filename], cwd=ROOT,

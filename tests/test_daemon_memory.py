@@ -1,0 +1,104 @@
+"""What daemon processes load (exim_py/daemon_imports.py): a daemon that
+offers TLS to no client runs without pyOpenSSL and cryptography, and still
+starts TLS when a reloaded configuration offers it.
+"""
+
+import signal
+import smtplib
+import subprocess
+import time
+
+from twisted.trial import unittest
+
+from tests.support.peers import require_command
+from tests.test_daemon import DaemonProcess
+
+# the shared library of the cryptography package, which pyOpenSSL needs
+CRYPTOGRAPHY_LIBRARY = "cryptography/hazmat/bindings/_rust"
+
+
+def process_tree(pid):
+    """``pid`` and its children (the daemon's workers)."""
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+        return [pid] + [int(p) for p in f.read().split()]
+
+
+def maps_text(pid):
+    with open("/proc/%d/maps" % pid) as f:
+        return f.read()
+
+
+class DeferredTLSTests(unittest.TestCase):
+    """pyOpenSSL is imported only by a process that needs TLS."""
+
+    def daemon(self, extra, processes=1):
+        d = DaemonProcess(self, extra)
+        with open(d.conf_path) as f:
+            text = f.read()
+        with open(d.conf_path, "w") as f:
+            f.write(text.replace("smtp_banner = mx.test.example ESMTP Exim 4.96", "smtp_banner = $pid"))
+        d.start(processes=processes)
+        self.addCleanup(d.stop)
+        return d
+
+    def send(self, d):
+        """One message; returns (the pid in the banner, the EHLO keywords, the reply to DATA)."""
+        with smtplib.SMTP(timeout=20) as s:
+            pid = int(s.connect("127.0.0.1", d.port)[1].split()[0])
+            s.ehlo("client.example")
+            features = set(s.esmtp_features)
+            s.mail("a@b.example")
+            s.rcpt("c@d.example")
+            return pid, features, s.data("Subject: t\r\n\r\nhi\r\n")
+
+    def test_no_tls_libraries_without_tls(self):
+        """With tls_advertise_hosts empty, neither the first process nor the
+        worker maps cryptography's library, even after each received a message."""
+        d = self.daemon("queue_only\ntls_advertise_hosts =", processes=2)
+        served = set()
+        deadline = time.monotonic() + 30
+        while len(served) < 2 and time.monotonic() < deadline:
+            pid, features, (code, _) = self.send(d)
+            self.assertEqual(code, 250)
+            self.assertNotIn("starttls", features)
+            served.add(pid)
+        pids = process_tree(d.process.pid)
+        self.assertEqual(served, set(pids))
+        for pid in pids:
+            self.assertNotIn(CRYPTOGRAPHY_LIBRARY, maps_text(pid), pid)
+
+    def test_tls_libraries_when_tls_is_offered(self):
+        """When STARTTLS is advertised (tls_advertise_hosts unset means *), the
+        libraries are loaded before the first session, as before."""
+        d = self.daemon("queue_only")
+        _, features, (code, _) = self.send(d)
+        self.assertEqual(code, 250)
+        self.assertIn("starttls", features)
+        self.assertIn(CRYPTOGRAPHY_LIBRARY, maps_text(d.process.pid))
+
+    def test_starttls_after_reload_offering_tls(self):
+        """A daemon started without the TLS libraries, reloaded (SIGHUP) with
+        tls_advertise_hosts = *, completes STARTTLS with a real client (swaks)
+        and accepts the message over TLS."""
+        swaks = require_command("swaks")
+        d = self.daemon("queue_only\ntls_advertise_hosts =")
+        self.assertNotIn(CRYPTOGRAPHY_LIBRARY, maps_text(d.process.pid))
+        with open(d.conf_path) as f:
+            text = f.read()
+        with open(d.conf_path, "w") as f:
+            f.write(text.replace("tls_advertise_hosts =", "tls_advertise_hosts = *"))
+        d.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with smtplib.SMTP("127.0.0.1", d.port, timeout=20) as s:
+                s.ehlo("client.example")
+                if s.has_extn("starttls"):
+                    break
+            time.sleep(0.05)
+        out = subprocess.run([swaks, "--tls", "-s", "127.0.0.1", "-p", str(d.port), "-f", "a@b.example",
+                              "-t", "c@d.example", "--timeout", "20"], capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertIn("TLS started", out.stdout)
+        self.assertIn(CRYPTOGRAPHY_LIBRARY, maps_text(d.process.pid))
+        with open(d.spool_dir + "/mainlog") as f:
+            self.assertRegex(f.read(), r" <= a@b\.example .* X=TLS1\.\d:")
