@@ -1,12 +1,13 @@
 """The server's spool writer: messages stored durably off the reactor, in
-parallel and in batches, each answered only once it is on the spool."""
+batches, each answered only once it is on the spool."""
 
 import os
+import pwd
 import shutil
 import tempfile
 
 from twisted.internet import defer, reactor, task
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
 from exim_py.envelope import Envelope, Recipient, Session
 from exim_py.smtp import spoolwriter
@@ -82,3 +83,28 @@ class SpoolWriterTests(TestCase):
         self.assertEqual(writer._threads, 0)
         message_id = yield writer.store(envelope(2), b"two\n")
         self.assertEqual(self.spool.read(message_id).sender, "s2@example.org")
+
+    @defer.inlineCallbacks
+    def test_files_belong_to_spool_owner_without_chown(self):
+        """Root writing a spool that belongs to another user: the writer's
+        thread creates the directories, -D, -H and msglog as that user
+        (its own file-system identity), so no chown is made."""
+        if os.geteuid() != 0:
+            raise SkipTest("needs root: it hands files to another user")
+        nobody = pwd.getpwnam("nobody")
+        owner = (nobody.pw_uid, nobody.pw_gid)
+        os.chmod(self.directory, 0o755)
+        directory = os.path.join(self.directory, "spool")
+        os.mkdir(directory, 0o750)
+        os.chown(directory, *owner)
+        chowns = []
+        for name in ("chown", "fchown"):
+            self.patch(os, name, lambda *a, real=getattr(os, name): (chowns.append(a), real(*a)))
+        spool = Spool(directory)
+        self.patch(spool, "_received_line", lambda env: "received")   # a msglog, as message_logs does
+        writer = SpoolWriter(spool)
+        message_id = yield writer.store(envelope(1), b"one\n")
+        paths = [spool.input_dir(message_id), spool.body_path(message_id),
+                 spool.header_path(message_id), spool.msglog_path(message_id)]
+        self.assertEqual([(os.stat(p).st_uid, os.stat(p).st_gid) for p in paths], [owner] * 4)
+        self.assertEqual(chowns, [])

@@ -300,9 +300,18 @@ class SpoolTests(TestCase):
                 events.append("rename %s %s" % m.groups())
         return out.stdout.split(), events
 
-    def test_fsync_order(self):
-        """-D and hdr.<id> are fsync'ed before the rename to -H, the directory after it (strace)."""
+    def test_single_message_sync_order(self):
+        """One message: -D and hdr.<id> are made durable by one syncfs before
+        the rename to -H, and the directory is fsync'ed after it (strace)."""
         [message_id], events = self.traced_store("print(spool.store(env(), b'x\\n'))")
+        self.assertEqual(events, ["syncfs input", "rename hdr.%s %s-H" % (message_id, message_id),
+                                  "fsync input"])
+
+    def test_fsync_order_without_syncfs(self):
+        """Where syncfs does not exist, -D and hdr.<id> are each fsync'ed
+        before the rename to -H, as Exim does (strace)."""
+        [message_id], events = self.traced_store("import exim_py.spool.spool as s; s._syncfs = None\n"
+                                                 "print(spool.store(env(), b'x\\n'))")
         self.assertEqual(events, ["fsync %s-D" % message_id, "fsync hdr.%s" % message_id,
                                   "rename hdr.%s %s-H" % (message_id, message_id), "fsync input"])
 
@@ -310,7 +319,7 @@ class SpoolTests(TestCase):
         """store_batch makes every file durable with one syncfs before the first -H rename."""
         ids, events = self.traced_store("print(*spool.store_batch([(env(), b'x\\n') for _ in range(5)]))")
         self.assertEqual(len(ids), 5)
-        self.assertEqual(events, ["syncfs %s" % os.path.basename(self.dir)] +
+        self.assertEqual(events, ["syncfs input"] +
                          ["rename hdr.%s %s-H" % (i, i) for i in ids] + ["fsync input"])
 
     def test_killed_writer_loses_nothing_acknowledged(self):
@@ -348,15 +357,28 @@ class SpoolTests(TestCase):
             envs.append((env, b"body\n"))
         import exim_py.spool.spool as spoolmodule
         calls = []
-        real = spoolmodule._fsync_directory
-        spoolmodule._fsync_directory = lambda path: (calls.append(path), real(path))
-        try:
-            ids = self.spool.store_batch(envs)
-        finally:
-            spoolmodule._fsync_directory = real
+        real = spoolmodule._fsync_open_directory
+        self.patch(spoolmodule, "_fsync_open_directory", lambda fd: (calls.append(fd), real(fd)))
+        ids = self.spool.store_batch(envs)
         self.assertEqual(len(set(ids)), 10)
         self.assertEqual(set(self.spool.message_ids()), set(ids))
-        self.assertEqual(calls, [os.path.join(self.dir, "input")])
+        self.assertEqual(len(calls), 1)
+
+    def test_split_batch_syncs_each_directory(self):
+        """With split_spool_directory a batch spans subdirectories: one
+        syncfs covers the files, then every subdirectory is fsync'ed after
+        its renames (strace)."""
+        code = ("spool.split = True\n"
+                "import time\n"
+                "envs = []\n"
+                "while len({e.message_id[5] for e in envs}) < 2:\n"
+                "    e = env(); e.message_id = spool.new_message_id(); envs.append(e); time.sleep(0.3)\n"
+                "print(*spool.store_batch([(e, b'x\\n') for e in envs]))")
+        ids, events = self.traced_store(code)
+        subdirs = sorted({i[5] for i in ids})
+        self.assertEqual(events[0], "syncfs %s" % ids[0][5])
+        self.assertEqual(events[1:len(ids) + 1], ["rename hdr.%s %s-H" % (i, i) for i in ids])
+        self.assertEqual(sorted(events[len(ids) + 1:]), ["fsync %s" % d for d in subdirs])
 
     def test_lock_excludes_threads_and_processes(self):
         """One lock per message: a second lock in this process or another one fails."""
