@@ -176,7 +176,7 @@ class Logger:
         self._files = {}
         self._files_lock = threading.Lock()
         self._recent = threading.local()
-        self._second = (None, None, None)    # (second, its localtime, its timestamp text)
+        self._second = (None, None, None, None)  # (second, time.tzname, its localtime, its text)
 
     def selector(self, name):
         """Whether log_selector turns ``name`` on."""
@@ -186,15 +186,17 @@ class Logger:
 
     def timestamp(self, now=None):
         now = self.clock() if now is None else now
-        second = (int(now), os.environ.get("TZ"))
+        # time.tzname is replaced by each time.tzset(), the only thing that
+        # changes the zone localtime() uses (reading TZ costs more)
+        second, zone = int(now), time.tzname
         cached = self._second
-        if cached[0] == second:
-            t, text = cached[1], cached[2]
+        if cached[0] == second and cached[1] is zone:
+            t, text = cached[2], cached[3]
         else:
             # one conversion per second (and time zone), however many lines it logs
             t = time.localtime(now)
             text = time.strftime("%Y-%m-%d %H:%M:%S", t)
-            self._second = (second, t, text)
+            self._second = (second, zone, t, text)
         if self.selector("millisec"):
             text += ".%03d" % int((now - int(now)) * 1000)
         if self.log_timezone:

@@ -347,3 +347,32 @@ class HostListAddressTests(unittest.TestCase):
         self.assertFalse(match.match_host(Host("203.0.113.254"), "@[]", self.ctx))
         self.assertTrue(match.match_domain("[127.0.0.1]", "@[]", self.ctx))
         self.assertFalse(match.match_domain("[203.0.113.254]", "@[]", self.ctx))
+
+
+class RepeatedCheckTests(unittest.TestCase):
+    """Lists checked again and again (every RCPT) give each subject its own
+    answer and data, however often they are asked."""
+
+    def test_static_lists_answer_each_subject(self):
+        """A list of literal items answers every subject on its own, with the
+        matching item as $domain_data, on the first and later checks."""
+        ctx = make_context(self)
+        for _ in range(3):
+            for subject, expected in (("y.test", True), ("Y.TEST", True), ("z.test", False),
+                                      ("a.w.test", True)):
+                self.assertEqual(match.match_domain(subject, "y.test : *.w.test", ctx), expected)
+            found = match.match_list("domain", "a.w.test", "y.test : *.w.test", ctx)
+            self.assertEqual((found.value, found.numeric), ("*.w.test", ["a.w.test", "a"]))
+            for address, expected in (("127.0.0.1", True), ("127.0.0.2", False), ("10.1.2.3", True),
+                                      ("", False)):
+                self.assertEqual(match.match_host(Host(address), "127.0.0.1 : 10.0.0.0/8", ctx),
+                                 expected)
+
+    def test_lists_that_read_variables_are_asked_again(self):
+        """A list that expands a variable follows the variable's changes."""
+        ctx = make_context(self)
+        ctx.set("acl_m_ok", "y.test")
+        self.assertTrue(match.match_domain("y.test", "$acl_m_ok", ctx))
+        ctx.set("acl_m_ok", "z.test")
+        self.assertFalse(match.match_domain("y.test", "$acl_m_ok", ctx))
+        self.assertTrue(match.match_domain("z.test", "$acl_m_ok", ctx))

@@ -141,7 +141,7 @@ def _tod(fmt):
     return lambda ctx: tod(fmt)
 
 
-# the last tod_full text: (second, TZ, text); every message's Received:
+# the last tod_full text: (second, time.tzname, text); every message's Received:
 # header asks for it, so it is formatted once a second
 _last_full = (None, None, None)
 
@@ -152,12 +152,14 @@ def tod(which, now=None):
     if now is None:
         now = time.time()
     if which == "full":
-        second, zone_name = int(now), os.environ.get("TZ")
+        # time.tzname is a new tuple after each time.tzset(), which alone
+        # changes the zone localtime() uses
+        second, zone = int(now), time.tzname
         last = _last_full
-        if last[0] == second and last[1] == zone_name:
+        if last[0] == second and last[1] is zone:
             return last[2]
         text = _tod_full(time.localtime(now))
-        _last_full = (second, zone_name, text)
+        _last_full = (second, zone, text)
         return text
     lt = time.localtime(now)
     zone = time.strftime("%z", lt)

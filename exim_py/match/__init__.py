@@ -14,7 +14,7 @@ them.  ``split_list`` is Exim's list splitting, for any list option.
 """
 
 from exim_py.match.engine import check_list
-from exim_py.match.hosts import HostMatcher, host_names
+from exim_py.match.hosts import HostMatcher, host_names, ip_and_mask
 from exim_py.match.items import (AddressMatcher, LocalPartMatcher, StringMatcher,
                                  match_string_item)
 from exim_py.match.lists import iter_list, join_list, list_separator, split_list
@@ -60,9 +60,58 @@ def match_list(kind, subject, liststring, ctx, caseless=True, expand=True):
     ``.name``), "address" or "localpart".  Returns a ``Match``; raises
     ``LookupDefer`` for DEFER.  ``expand=False`` takes the list as it is.
     """
+    key = None
+    if kind in _STATIC_KINDS and liststring and _is_static(kind, liststring):
+        # The same few lists are checked against the same few subjects at
+        # every RCPT of every message: a list whose answer cannot change
+        # is answered from memory.
+        key = (kind, liststring, caseless,
+               getattr(subject, "address", None) if kind == "host" else subject)
+        known = _answers.get(key)
+        if known is not None:
+            matched, value, numeric = known
+            return Match(matched, value, list(numeric) if numeric is not None else None)
     m = _matcher(kind, subject, ctx, caseless)
     matched = check_list(liststring, m, expand=expand)
-    return Match(matched, m.value if matched else None, m.numeric if matched else None)
+    result = Match(matched, m.value if matched else None, m.numeric if matched else None)
+    if key is not None:
+        if len(_answers) >= _MAX_ANSWERS:
+            _answers.clear()
+        _answers[key] = (result.matched, result.value,
+                         list(result.numeric) if result.numeric is not None else None)
+    return result
+
+
+# Lists whose answer depends only on the subject (see _is_static), and the
+# answers they gave: (kind, list, caseless, subject) -> (matched, value, numeric).
+_STATIC_KINDS = ("domain", "host")
+_static = {}
+_answers = {}
+_MAX_ANSWERS = 10000
+
+
+def _is_static(kind, liststring):
+    """Whether every item of ``liststring`` is compared with the subject
+    alone: no expansion, named list, file, lookup, ``@`` item, +flag, or (in
+    host lists) host name needing the DNS.  Such a list gives the same
+    answer for the same subject every time."""
+    answer = _static.get((kind, liststring))
+    if answer is None:
+        answer = "$" not in liststring and "\\" not in liststring and all(
+            _static_item(kind, item) for item in iter_list(liststring))
+        if len(_static) >= _MAX_ANSWERS:
+            _static.clear()
+        _static[(kind, liststring)] = answer
+    return answer
+
+
+def _static_item(kind, item):
+    pattern = item[1:].lstrip(" \t\n\r\f\v") if item.startswith("!") else item
+    if pattern[:1] in ("@", "/", "+") or ";" in pattern:
+        return False
+    if kind == "host":
+        return pattern in ("", "*") or ip_and_mask(pattern) is not None
+    return True
 
 
 def _set_data(ctx, variable, result):

@@ -388,7 +388,7 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
             result = method(*args)
         except Exception:
             return self._policy_failed(failure.Failure())
-        if isinstance(result, defer.Deferred):
+        if result is not None and result.__class__ is not Reply and isinstance(result, defer.Deferred):
             result.addCallback(self._policy_answered, then, sync).addErrback(self._policy_failed)
             return
         # most answers are immediate: no Deferred to build and fire
