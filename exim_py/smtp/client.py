@@ -28,7 +28,7 @@ open, idle, and ``reuse`` sends further messages down it (connection reuse,
 import errno
 
 from twisted.internet import defer, error, protocol
-from twisted.internet.interfaces import IHandshakeListener, IPullProducer
+from twisted.internet.interfaces import IHalfCloseableDescriptor, IHandshakeListener, IPullProducer
 from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
@@ -44,6 +44,9 @@ from exim_py.smtp.outbound import (DEFER, ERRNO_AUTHFAIL, ERRNO_SMTPCLOSED,  # n
 # Message data goes to the transport in pieces of this size, each when the
 # previous one has drained, so that data_timeout measures real progress.
 CHUNK = 64 * 1024
+
+# Exim gives the reply to QUIT one second, then closes (transports/smtp.c).
+QUIT_TIMEOUT = 1
 
 
 @implementer(IHandshakeListener, IPullProducer)
@@ -76,6 +79,7 @@ class ESMTPClient(SessionSetup, LineReceiver):
         self._state = None
         self._quitting = False
         self._quit_sent = False
+        self._quitting_with_data = False     # QUIT is pipelined behind the data
         self._connected = True
         self._pipelined = False
         self._mail_failed = False
@@ -272,9 +276,8 @@ class ESMTPClient(SessionSetup, LineReceiver):
         if self._connected and code is not None and not self._quit_sent:
             # The server answered, refusing: Exim still says QUIT (and reads
             # the reply) before it closes.
-            self._quitting = True
             self._pending = []
-            self._send("QUIT", "quit")
+            self._send_quit()
         elif self._connected:
             self.transport.abortConnection()
 
@@ -502,6 +505,7 @@ class ESMTPClient(SessionSetup, LineReceiver):
             # end of the data, as Exim sends it ("will pipeline QUIT").
             trailer += b"QUIT\r\n"
             self._quit_sent = True
+            self._quitting_with_data = True
         self._body = body + trailer
         self._body_pos = 0
         self._body_state = (state, stage)
@@ -518,6 +522,8 @@ class ESMTPClient(SessionSetup, LineReceiver):
         self._arm(self.settings.data_timeout)
         if self._body_pos >= len(self._body):
             self._body = None
+            if self._quitting_with_data:
+                self._shutdown_write()
             self.transport.unregisterProducer()
             state, stage = self._body_state
             self._disarm()
@@ -685,18 +691,35 @@ class ESMTPClient(SessionSetup, LineReceiver):
         if not self._idle or not self._connected:
             return
         self._idle = False
-        self._quitting = True
-        self._send("QUIT", "quit")
+        self._send_quit()
 
     def _quit(self):
         """Every transaction is decided: say QUIT, and close once it is answered."""
         self._txn = None
         self._finish()
-        self._quitting = True
         if self._quit_sent:
-            self._expect("quit", stage="QUIT")
+            self._quitting = True
+            self._expect("quit", timeout=QUIT_TIMEOUT, stage="QUIT")
         else:
-            self._send("QUIT", "quit")
+            self._send_quit()
+
+    def _send_quit(self):
+        """Say QUIT and shut down our side with it: Exim sends its FIN right
+        behind the QUIT, so that the client, not the busier server, holds
+        the TIME_WAIT state; the reply gets a second."""
+        self._quitting = True
+        self._quit_sent = True
+        self.transport.write(b"QUIT\r\n")
+        self._shutdown_write()
+        self._expect("quit", timeout=QUIT_TIMEOUT, stage="QUIT")
+
+    def _shutdown_write(self):
+        """Send FIN once what is written has gone.  Plain TCP only: under TLS
+        Exim would send a close_notify first, which Twisted's TLS layer
+        cannot do without closing both ways."""
+        if (IHalfCloseableDescriptor.providedBy(self.transport)
+                and not getattr(self.transport, "TLS", False)):
+            self.transport.loseWriteConnection()
 
     def smtpState_quit(self, code, lines, arg):
         self.transport.loseConnection()

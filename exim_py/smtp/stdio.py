@@ -10,8 +10,7 @@ import os
 import subprocess
 import sys
 
-from twisted.internet import defer, interfaces, stdio
-from zope.interface import implementer
+from twisted.internet import defer, stdio
 
 from exim_py.smtp.server import SMTPServerProtocol
 
@@ -31,9 +30,8 @@ class _StdioAddress:
     port = None
 
 
-@implementer(interfaces.IHalfCloseableProtocol)
 class StdioSMTPProtocol(SMTPServerProtocol):
-    """The server protocol on a pipe: end of input is a lost connection, said aloud."""
+    """The server protocol on a pipe (-bs, -bh): addresses come from the caller."""
 
     # A local caller's bare-LF lines are lines, so LF.LF ends DATA (smtp/data.py).
     lf_line_ends = True
@@ -54,22 +52,6 @@ class StdioSMTPProtocol(SMTPServerProtocol):
         super()._send(code, text)
         if self.host_checking and code == 250 and text.startswith("OK id="):
             self.transport.write(NOT_REAL_ID.encode("ascii"))
-
-    def readConnectionLost(self):
-        self._input_ended = True
-        if not self._busy:
-            self._process()
-
-    def input_ended(self):
-        if self._mode in ("data", "bdat"):
-            self._send(421, "Lost incoming connection")
-        else:
-            self._send(421, "%s lost input connection" % self.policy.hostname(self.session))
-        self.policy.notquit(self.session, self._mode in ("data", "bdat"), self.envelope)
-        super().input_ended()
-
-    def writeConnectionLost(self):
-        self.transport.loseConnection()
 
 
 def host_check_logger(config, stream=None):

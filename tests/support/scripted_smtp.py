@@ -35,8 +35,10 @@ class _ScriptedProtocol(LineReceiver):
 
     def readConnectionLost(self):
         # Exim sends QUIT right after the final dot and then shuts down its
-        # side: the replies already written must still reach it.
-        self.transport.loseConnection()
+        # side: the replies already written must still reach it.  A server
+        # stuck on a command does not notice.
+        if not self.stalled:
+            self.transport.loseConnection()
 
     def writeConnectionLost(self):
         self.transport.loseConnection()
