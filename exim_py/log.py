@@ -335,7 +335,7 @@ def received_fields(env, logger, incoming_port=None):
     """
     from exim_py.receive import host_strings
     s = env.session
-    sel = logger.selector
+    sel = logger.selectors.__contains__     # logger.selector, without a call per field
     port = sel("incoming_port") if incoming_port is None else incoming_port
     fullhost, _ = host_strings(s, port)
     out = [env.sender or "<>"]
@@ -397,13 +397,19 @@ def received_fields(env, logger, incoming_port=None):
 
 def _message_id(env):
     """The Message-ID (or Resent-Message-ID) value without its angle brackets."""
-    names = ("resent-message-id", "message-id")
-    for name in names:
-        for h in env.headers:
-            if h.flag != "*" and h.name.lower() == name:
-                value = h.value.strip()
-                return value[1:-1] if value.startswith("<") and value.endswith(">") else value
-    return None
+    found = {}
+    for h in env.headers:
+        # only names starting with m or r can be either (a header's name
+        # costs more to work out than its first letter)
+        if h.flag != "*" and h.text[:1] in "MmRr \t":
+            name = h.name.lower()
+            if name in ("resent-message-id", "message-id") and name not in found:
+                found[name] = h
+    h = found.get("resent-message-id") or found.get("message-id")
+    if h is None:
+        return None
+    value = h.value.strip()
+    return value[1:-1] if value.startswith("<") and value.endswith(">") else value
 
 
 def received_line(env, logger):

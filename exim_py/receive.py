@@ -163,8 +163,8 @@ def expansion_context(env, config, ctx=None):
     if ctx is None:
         from exim_py.expand import ExpandContext
         ctx = ExpandContext(config=config, headers=env.headers)
-    for name, value in received_variables(env, _selector(config, "incoming_port")).items():
-        ctx.set(name, value)
+    # ExpandContext.set stores into ``variables``: one update sets them all
+    ctx.variables.update(received_variables(env, _selector(config, "incoming_port")))
     return ctx
 
 
@@ -230,14 +230,25 @@ def count_body(env, body, longest):
 
 def remove_transit_headers(env, config):
     """Mark Return-path:, Envelope-to:, Delivery-date: as deleted (spec "Message processing")."""
-    main = config.main
-    doomed = {name for name, option in (("return-path", "return_path_remove"),
-                                        ("envelope-to", "envelope_to_remove"),
-                                        ("delivery-date", "delivery_date_remove"))
-              if getattr(main, option)}
+    doomed, initials = _transit_headers(config.main)
+    if not doomed:
+        return
     for h in env.headers:
-        if h.name.lower() in doomed:
+        # most headers are passed over on their first letter (each message
+        # comes this way; working out a header's name costs more)
+        first = h.text[:1].lower()
+        if (first in initials or first.isspace()) and h.name.lower() in doomed:
             h.flag = "*"
+
+
+@functools.lru_cache(maxsize=16)
+def _transit_headers(main):
+    """The header names the *_remove options remove, and their first letters."""
+    doomed = frozenset(name for name, option in (("return-path", "return_path_remove"),
+                                                 ("envelope-to", "envelope_to_remove"),
+                                                 ("delivery-date", "delivery_date_remove"))
+                       if getattr(main, option))
+    return doomed, frozenset(name[0] for name in doomed)
 
 
 def extract_recipients(env, config, remove_arguments=None):
