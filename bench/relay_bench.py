@@ -17,7 +17,12 @@ CONCS ["10 50"], PFX [/tmp/pfx], TIMEOUT [300] seconds per case,
 SOURCE_FLAGS [""] extra smtp-source flags: by default each message has its
 own connection, where Exim holds every QUIT reply up to 200 ms (see the
 shared ANCHORS.md), which caps it near 4.8 messages/s per sender;
-SOURCE_FLAGS=-d keeps each sender's messages on one connection.
+SOURCE_FLAGS=-d keeps each sender's messages on one connection;
+MTAS ["exim4 exim_py"] which MTAs to run (``MTAS=exim_py`` for quick
+iterations).  Besides the rates, each case prints the CPU milliseconds per
+message spent by the MTA's whole process tree (its daemon, workers and
+delivery processes, reaped ones included): on a shared machine that figure
+is steadier than the rate.
 """
 
 import glob
@@ -43,6 +48,8 @@ SIZE = int(os.environ.get("SIZE", "2048"))
 CONCS = [int(c) for c in os.environ.get("CONCS", "10 50").split()]
 TIMEOUT = float(os.environ.get("TIMEOUT", "300"))
 SOURCE_FLAGS = os.environ.get("SOURCE_FLAGS", "").split()
+MTAS = os.environ.get("MTAS", "exim4 exim_py").split()
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 EXIM = "/usr/sbin/exim4"
 PFX_ENV = dict(os.environ, LD_LIBRARY_PATH=os.path.join(PFX, "usr/lib/postfix"))
 
@@ -88,6 +95,25 @@ def write_config(directory, relay_port, sink_port):
         f.write(text)
     os.chmod(path, 0o644)
     return path
+
+
+def cpu_seconds(pid):
+    """CPU time (user + system) of ``pid``'s process tree, its reaped children included.
+
+    A live process's own time and the time of the children it has reaped
+    (cutime, cstime) are disjoint, so the sum over the tree counts each
+    process once, whether it has exited yet or not.
+    """
+    ticks = 0
+    for p in common.process_tree(pid):
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        ticks += sum(int(v) for v in fields[11:15])
+    return ticks / CLOCK_TICK
 
 
 def sink_count(path):
@@ -151,6 +177,7 @@ def run_case(mta, conc):
     try:
         wait_port(sink_port)
         wait_port(relay_port)
+        cpu_before = cpu_seconds(server.proc.pid)
         start = time.perf_counter()
         subprocess.run([os.path.join(PFX, "usr/sbin/smtp-source")] + SOURCE_FLAGS + ["-l", str(SIZE),
                         "-f", "a@x.test", "-t", "b@y.test", "-s", str(conc), "-m", str(MSGS),
@@ -162,11 +189,12 @@ def run_case(mta, conc):
             time.sleep(0.02)
         wall = time.perf_counter() - start
         received = sink_count(sink_out)
+        cpu = cpu_seconds(server.proc.pid) - cpu_before
     finally:
         server.stop()
         sink.stop()
         common.retire(directory)
-    return MSGS / wall, MSGS / accepted, received
+    return MSGS / wall, MSGS / accepted, received, cpu * 1000.0 / MSGS
 
 
 def main():
@@ -177,15 +205,17 @@ def main():
         MSGS, SIZE, ", smtp-source " + " ".join(SOURCE_FLAGS) if SOURCE_FLAGS else ""))
     # The machine's load average after each case: figures taken while other
     # work runs are not comparable with those of a quiet machine.
-    print("%-8s %6s %12s %12s %10s %7s" % ("mta", "conc", "e2e msg/s", "accept msg/s", "received",
-                                           "load1"))
+    print("%-8s %6s %12s %12s %10s %10s %7s" % ("mta", "conc", "e2e msg/s", "accept msg/s",
+                                                 "received", "cpu ms/msg", "load1"))
     rates = {}
     for conc in CONCS:
-        for mta in ("exim4", "exim_py"):
-            rate, accept_rate, received = run_case(mta, conc)
+        for mta in MTAS:
+            rate, accept_rate, received, cpu_ms = run_case(mta, conc)
             rates[mta, conc] = rate
-            print("%-8s %6d %12.1f %12.1f %10d %7.2f" % (mta, conc, rate, accept_rate, received,
-                                                       os.getloadavg()[0]))
+            print("%-8s %6d %12.1f %12.1f %10d %10.2f %7.2f" % (
+                mta, conc, rate, accept_rate, received, cpu_ms, os.getloadavg()[0]), flush=True)
+        if len(MTAS) < 2:
+            continue
         print("ratio exim_py/exim4 at %d senders: %.2f" % (
             conc, rates["exim_py", conc] / rates["exim4", conc]))
 

@@ -18,6 +18,7 @@ but skips what is recorded, so a crash means a retry, never a loss, and at
 worst one duplicate of the delivery that was in flight.
 """
 
+import contextlib
 import os
 
 from twisted.internet import defer
@@ -117,6 +118,8 @@ class _Delivery:
         self.log = None               # the DeliveryLog, once the message is read
         self.received = None          # a ReceivedCopy (immediate delivery after receipt)
         self.queue_smtp = False       # -odqs: SMTP deliveries only queued
+        self.pending_marks = None     # finished addresses not yet in -J (_journal_deferred)
+        self.header_written = False   # -H rewritten with every finished address
 
     @defer.inlineCallbacks
     def run(self):
@@ -135,7 +138,11 @@ class _Delivery:
             # bounces come back to the reactor (thread hand-offs cost more
             # than the work of a small local delivery).
             plan = yield workers.in_thread(self._attempt)
-            if plan is not None and self.remote:
+            if plan is not None and len(self.remote) == 1:
+                # One remote batch (a relayed message): its outcome, the end
+                # of the attempt and the removal are one trip to a thread.
+                yield self._remote_batch(self.remote[0], plan)
+            elif plan is not None and self.remote:
                 limit = max(int(self.config.main.get("remote_max_parallel") or 1), 1)
                 sem = defer.DeferredSemaphore(limit)
                 yield defer.DeferredList([sem.run(self._remote_batch, batch)
@@ -170,7 +177,8 @@ class _Delivery:
         """Take the finished message off the queue, then log "Completed"
         (in that order, as Exim's deliver.c)."""
         self.log.close()
-        # Every recipient is in the -J journal, durably: the unlinks need no sync.
+        # Every recipient is in the -J journal, durably, or (_journal_deferred)
+        # none is and a lost unlink means one more delivery: no sync needed.
         self.spool.remove(self.message_id, sync=False)
         # Closing the last descriptor of the unlinked -D file frees its
         # blocks, which takes milliseconds: keep it off the reactor.
@@ -198,14 +206,48 @@ class _Delivery:
             return None
         self._record_routing(plan)
         local, self.remote = _group(plan.routed, self.ctx)
-        for batch in local:
-            self._local_batch(batch)
-        if not self.remote:
-            self._finish(plan)
-            if self.complete and not (self.deliver_bounces
-                                      and (self.outcome.bounces or self.ctx.created)):
-                self._complete()
+        if self.remote:
+            for batch in local:
+                self._local_batch(batch)
+        else:
+            with self._journal_deferred():
+                for batch in local:
+                    self._local_batch(batch)
+                self._finish_attempt(plan)
         return plan
+
+    def _finish_attempt(self, plan):
+        """End the attempt; when every recipient is done, take the message
+        off the queue now unless reports must be delivered first."""
+        self._finish(plan)
+        if self.complete and not (self.deliver_bounces
+                                  and (self.outcome.bounces or self.ctx.created)):
+            self._complete()
+
+    @contextlib.contextmanager
+    def _journal_deferred(self):
+        """Within this block, finished addresses are not written to the -J
+        journal one batch at a time: if the attempt ends with the message
+        complete, removing -H is their record and no journal is created
+        (a file created and fsync'ed per message, for nothing); otherwise
+        they are written, durably, when the block ends (or folded into the
+        -H rewrite that ends an incomplete attempt).  A crash inside the
+        block leaves the message queued with those addresses undelivered:
+        they are delivered again, never lost, as after a crash between a
+        delivery and its journal line in Exim."""
+        self.pending_marks = []
+        try:
+            yield
+        except BaseException:
+            pending, self.pending_marks = self.pending_marks, None
+            # What was delivered before the error is still recorded, unless
+            # the message was already being taken off the queue.
+            if pending and os.path.exists(self.spool.header_path(self.message_id)):
+                self._mark(pending)
+            raise
+        pending, self.pending_marks = self.pending_marks, None
+        if pending and not self.outcome.completed and not self.header_written:
+            self._mark(pending)
 
     def _route_locked(self):
         """Read the locked message and route it; None when it is not to be delivered now."""
@@ -423,8 +465,9 @@ class _Delivery:
         self._record(batch)
 
     @defer.inlineCallbacks
-    def _remote_batch(self, batch):
-        """Deliver one batch through a remote transport (on the reactor)."""
+    def _remote_batch(self, batch, plan=None):
+        """Deliver one batch through a remote transport (on the reactor);
+        with ``plan``, the attempt's only batch, and the attempt ends with it."""
         if self.dont_deliver:
             yield workers.in_thread(self._suppress, batch)
             return
@@ -435,7 +478,16 @@ class _Delivery:
         except Exception as e:   # a transport bug must not lose the message
             self._transport_failed(transport, batch, e)
         _stamp(batch, "delivery_time", self.ctx.now())
-        yield workers.in_thread(self._record, batch)
+        if plan is None:
+            yield workers.in_thread(self._record, batch)
+        else:
+            yield workers.in_thread(self._record_and_finish, batch, plan)
+
+    def _record_and_finish(self, batch, plan):
+        """The outcome of the attempt's only remote batch, then its end."""
+        with self._journal_deferred():
+            self._record(batch)
+            self._finish_attempt(plan)
 
     def _suppress(self, batch):
         """-N: every address counts as delivered, and nothing is delivered."""
@@ -569,9 +621,13 @@ class _Delivery:
     def _mark(self, uniques):
         """Record finished addresses in the -J journal, durably, before they
         are logged; concurrent deliveries share the flush (durable.py)."""
-        if uniques:
+        if not uniques:
+            return
+        if self.pending_marks is not None:
+            self.pending_marks.extend(uniques)
+        else:
             self.spool.mark_delivered(self.message_id, uniques, durable=durable.GROUP.sync)
-            self.envelope.non_recipients.update(uniques)
+        self.envelope.non_recipients.update(uniques)
 
     def _record(self, batch, routing=False):
         """Apply retry rules, record finished addresses durably, then log them."""
@@ -645,6 +701,7 @@ class _Delivery:
         if self.envelope.frozen:
             self.outcome.frozen = True
         self.spool.write_header(self.envelope)
+        self.header_written = True
 
     def _one_time(self, plan):
         """redirect's one_time: addresses a one_time router generated that are
