@@ -13,6 +13,7 @@ from exim_py.envelope import Envelope, Recipient, Session
 from exim_py.smtp import spoolwriter
 from exim_py.smtp.spoolwriter import SpoolWriter
 from exim_py.spool import Spool
+from exim_py.spool.spool import SpoolBatch
 
 
 def envelope(n):
@@ -35,9 +36,9 @@ class SpoolWriterTests(TestCase):
 
     @defer.inlineCallbacks
     def test_many_messages_all_stored_before_answered(self):
-        """More messages than writers at once: every one is answered with its
+        """More messages than one batch holds: every one is answered with its
         id, and by then its -H and -D files are on the spool with its sender."""
-        writer = SpoolWriter(self.spool, max_parallel=4, max_batch=8)
+        writer = SpoolWriter(self.spool, max_batch=8)
         envs = [envelope(n) for n in range(40)]
         for env in envs:
             env.message_id = writer.new_message_id()
@@ -66,21 +67,21 @@ class SpoolWriterTests(TestCase):
         self.assertEqual([ok for ok, _ in results], [False, False, False])
         self.assertTrue(all(isinstance(f.value, OSError) for _, f in results))
         yield writer.flush()
-        self.assertEqual(writer._in_flight, 0)
+        self.assertEqual(writer._unanswered, 0)
 
     @defer.inlineCallbacks
     def test_idle_threads_leave_and_come_back(self):
-        """Writer threads leave after IDLE_SECONDS without work, and the next
-        message starts a new one."""
+        """The writer thread leaves after IDLE_SECONDS without work, and the
+        next message starts a new one."""
         self.patch(spoolwriter, "IDLE_SECONDS", 0.05)
         writer = SpoolWriter(self.spool)
         yield writer.store(envelope(1), b"one\n")
-        self.assertEqual(writer._threads, 1)
+        self.assertTrue(writer._running)
         for _ in range(200):
-            if writer._threads == 0:
+            if not writer._running:
                 break
             yield task.deferLater(reactor, 0.01, lambda: None)
-        self.assertEqual(writer._threads, 0)
+        self.assertFalse(writer._running)
         message_id = yield writer.store(envelope(2), b"two\n")
         self.assertEqual(self.spool.read(message_id).sender, "s2@example.org")
 
@@ -108,3 +109,42 @@ class SpoolWriterTests(TestCase):
                  spool.header_path(message_id), spool.msglog_path(message_id)]
         self.assertEqual([(os.stat(p).st_uid, os.stat(p).st_gid) for p in paths], [owner] * 4)
         self.assertEqual(chowns, [])
+
+    @defer.inlineCallbacks
+    def test_overlapped_batches_keep_the_durability_order(self):
+        """Under load one flush covers a batch's files and the renames of
+        the batch before it, so there are fewer flushes than two per batch;
+        still each batch's files are durable before its renames, and its
+        renames are durable before any of its messages is answered."""
+        events = []   # ("flushed", written, renamed) after a flush returns; ("rename", batch) before
+        real_flush, real_rename = self.spool.make_durable, SpoolBatch.rename
+
+        def make_durable(written=None, renamed=None):
+            real_flush(written=written, renamed=renamed)
+            events.append(("flushed", written, renamed))
+
+        def rename(batch):
+            events.append(("rename", batch))
+            real_rename(batch)
+
+        self.patch(self.spool, "make_durable", make_durable)
+        self.patch(SpoolBatch, "rename", rename)
+        writer = SpoolWriter(self.spool, max_batch=4)
+
+        def check(message_id):
+            seen = list(events)
+            [(at, batch)] = [(i, e[1]) for i, e in enumerate(seen) if e[0] == "rename"
+                             and message_id in [env.message_id for env in e[1].envelopes]]
+            self.assertTrue(any(e[0] == "flushed" and e[1] is batch for e in seen[:at]))
+            self.assertTrue(any(e[0] == "flushed" for e in seen[at + 1:]))
+
+        envs = [envelope(n) for n in range(40)]
+        for env in envs:
+            env.message_id = writer.new_message_id()
+        yield defer.gatherResults([writer.store(env, b"body\n").addCallback(check) for env in envs])
+        batches = sum(1 for e in events if e[0] == "rename")
+        flushes = [e for e in events if e[0] == "flushed"]
+        self.assertGreater(batches, 1)
+        self.assertLess(len(flushes), 2 * batches)
+        self.assertTrue(any(written is not None and renamed is not None for _, written, renamed in flushes))
+        self.assertEqual(sorted(self.spool.message_ids()), sorted(env.message_id for env in envs))

@@ -1,22 +1,20 @@
 """Putting accepted messages on the spool without blocking the reactor.
 
-Every message must be durable before its 250 is sent.  Writing runs in the
-writer's own thread, and messages that arrive while it is busy go together
-in its next ``Spool.store_batch``, which makes them all durable with one
-flush (DESIGN: "Disk writes that must be durable ... may be batched").
-One thread is the default because it measured best at 1, 10 and 50
-connections: batches grow by themselves under load, while a second
-writer thread only adds contention for the GIL and a flush of its own
-(``max_parallel`` allows more, for a spool on a device that gains from
-parallel flushes).
+Every message must be durable before its 250 is sent.  Writing runs in one
+thread of the writer's own: messages that arrive while it is busy go
+together in its next batch, and batches overlap so that under load one
+flush serves two of them (``SpoolWriter._writer``; DESIGN: "Disk writes
+that must be durable ... may be batched").  One thread measured best at 1,
+10 and 50 connections: batches grow by themselves under load, while more
+writer threads only added contention for the GIL and flushes of their own.
 
-The threads are plain ones fed by a queue, each reporting a finished batch
-with one ``callFromThread``: a message costs the reactor a queue put and one
-wake-up, not the Deferred, context and coordinator hops of Twisted's thread
-pool.  They are started when first needed, in the process that writes (a
-daemon worker forked after the writer was made starts its own), and leave
-after a few idle seconds.  When root writes a spool that belongs to the
-Exim user, each thread takes that user's file-system identity
+The thread is a plain one fed by a queue, reporting each finished batch
+with one ``callFromThread``: a message costs the reactor a queue put and
+one wake-up, not the Deferred, context and coordinator hops of Twisted's
+thread pool.  It is started when first needed, in the process that writes
+(a daemon worker forked after the writer was made starts its own), and
+leaves after a few idle seconds.  When root writes a spool that belongs to
+the Exim user, the thread takes that user's file-system identity
 (spool/owner.py), so the files it creates need no chown.
 """
 
@@ -34,20 +32,18 @@ IDLE_SECONDS = 5.0
 
 
 class SpoolWriter:
-    """Stores (envelope, body) pairs through a Spool, in batches."""
+    """Stores (envelope, body) pairs through a Spool, in batches, in a thread of its own."""
 
-    def __init__(self, spool, reactor=None, max_batch=64, max_parallel=1):
+    def __init__(self, spool, reactor=None, max_batch=64):
         if reactor is None:
             from twisted.internet import reactor
         self.spool = spool
         self.reactor = reactor
         self.max_batch = max_batch
-        self.max_parallel = max_parallel
-        self._waiting = []          # (envelope, body, Deferred)
-        self._in_flight = 0         # batches handed to the threads, not yet reported
+        self._unanswered = 0        # messages handed to the thread and not answered yet
         self._lock = threading.Lock()
-        self._jobs = None           # the queue the threads take batches from
-        self._threads = 0
+        self._jobs = None           # (envelope, body, Deferred) for the thread
+        self._running = False       # whether this process's thread is alive
         self._pid = None
 
     def new_message_id(self):
@@ -56,66 +52,120 @@ class SpoolWriter:
     def store(self, envelope, body):
         """A Deferred firing with the message id once -H and -D are durable."""
         d = defer.Deferred()
-        self._waiting.append((envelope, body, d))
-        if self._in_flight < self.max_parallel:
-            self._write_next()
-        return d
-
-    def _write_next(self):
-        batch, self._waiting = self._waiting[:self.max_batch], self._waiting[self.max_batch:]
-        if not batch:
-            return
-        self._in_flight += 1
+        self._unanswered += 1
         with self._lock:
             if self._pid != os.getpid():
                 # threads do not survive fork(): this process starts afresh
-                self._pid, self._jobs, self._threads = os.getpid(), queue.SimpleQueue(), 0
-            start = self._threads < self._in_flight
-            if start:
-                self._threads += 1
-            # under the lock: a thread about to leave sees this batch and stays
-            self._jobs.put(batch)
+                self._pid, self._jobs, self._running = os.getpid(), queue.SimpleQueue(), False
+            # under the lock: a thread about to leave sees this message and stays
+            self._jobs.put((envelope, body, d))
+            start, self._running = not self._running, True
         if start:
             threading.Thread(target=self._writer, args=(self._jobs,),
                              name="exim_py spool writer", daemon=True).start()
+        return d
 
     def _writer(self, jobs):
-        """One writer thread: store batches until none comes for IDLE_SECONDS."""
+        """The writer thread: store what comes, in batches, until nothing does for IDLE_SECONDS.
+
+        Batches overlap.  Once a batch is renamed into place, its names
+        must be flushed before its messages are answered; if more messages
+        are waiting, their files are written first, and the one flush that
+        makes those files durable makes the renames durable too.  Under
+        load a batch then costs one flush instead of two; with nothing
+        waiting, the renames get their own directory fsync at once.
+        """
         create_as(self.spool.owner, self.spool.directory)
+        renamed = None     # (SpoolBatch, items): on the queue, its names not yet durable
+        while True:
+            items = self._take(jobs, wait=renamed is None)
+            if items is None:
+                if renamed is None:
+                    return
+                self._settle(*renamed)
+                renamed = None
+                continue
+            batch = None
+            try:
+                batch = self.spool.write_batch([(env, body) for env, body, _ in items])
+                self.spool.make_durable(written=batch, renamed=renamed[0] if renamed else None)
+            except Exception:
+                if batch is not None:
+                    batch.close()
+                self._answer(items, failure.Failure())
+                continue   # the renamed batch, if any, gets a flush of its own next
+            if renamed is not None:
+                self._finish(*renamed)
+            try:
+                batch.rename()
+            except Exception:
+                batch.close()
+                self._answer(items, failure.Failure())
+                renamed = None
+                continue
+            renamed = (batch, items)
+
+    def _take(self, jobs, wait):
+        """Up to max_batch queued messages; None when there are none (with
+        ``wait``, after IDLE_SECONDS, and then this thread must leave)."""
         while True:
             try:
-                batch = jobs.get(timeout=IDLE_SECONDS)
+                first = jobs.get(timeout=IDLE_SECONDS) if wait else jobs.get_nowait()
+                break
             except queue.Empty:
+                if not wait:
+                    return None
                 with self._lock:
                     if jobs.empty():
                         if jobs is self._jobs:
-                            self._threads -= 1
-                        return
-                continue
+                            self._running = False
+                        return None
+        items = [first]
+        while len(items) < self.max_batch:
             try:
-                result = self.spool.store_batch([(env, body) for env, body, _ in batch])
-            except Exception:
-                result = failure.Failure()
-            self.reactor.callFromThread(self._written, batch, result)
+                items.append(jobs.get_nowait())
+            except queue.Empty:
+                break
+        return items
 
-    def _written(self, batch, result):
-        """In the reactor: answer a stored batch's messages, then send the next batch."""
-        self._in_flight -= 1
+    def _settle(self, batch, items):
+        """Flush a renamed batch's names on their own, then answer it."""
+        try:
+            self.spool.make_durable(renamed=batch)
+        except Exception:
+            batch.close()
+            self._answer(items, failure.Failure())
+            return
+        self._finish(batch, items)
+
+    def _finish(self, batch, items):
+        """A batch whose names are durable: its message logs, then its answers."""
+        batch.close()
+        try:
+            result = batch.finish()
+        except Exception:
+            result = failure.Failure()
+        self._answer(items, result)
+
+    def _answer(self, items, result):
+        self.reactor.callFromThread(self._written, items, result)
+
+    def _written(self, items, result):
+        """In the reactor: answer a stored batch's messages."""
+        self._unanswered -= len(items)
         if isinstance(result, failure.Failure):
-            for _, _, d in batch:
+            for _, _, d in items:
                 d.errback(result)
         else:
-            for (_, _, d), message_id in zip(batch, result):
+            for (_, _, d), message_id in zip(items, result):
                 d.callback(message_id)
-        if self._waiting and self._in_flight < self.max_parallel:
-            self._write_next()
 
     def flush(self):
         """A Deferred that fires once nothing is queued or being written (for shutdown)."""
         idle = defer.Deferred()
 
         def check():
-            if self._in_flight or self._waiting:
+            if self._unanswered:
                 self.reactor.callLater(0.01, check)
             else:
                 idle.callback(None)

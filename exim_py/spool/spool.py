@@ -146,6 +146,34 @@ def _read_all(path):
         os.close(fd)
 
 
+class SpoolBatch:
+    """Messages whose files are written (Spool.write_batch), on their way onto the queue."""
+
+    def __init__(self, spool, envelopes, msglog_lines):
+        self.spool = spool
+        self.envelopes = envelopes
+        self.msglog_lines = msglog_lines
+        self.renames = []        # (hdr.<id>, <id>-H)
+        self.directories = {}    # input directory -> open descriptor (for its fsync)
+
+    def rename(self):
+        """Make each message exist: hdr.<id> becomes <id>-H (its files must be durable first)."""
+        for temp, final in self.renames:
+            os.rename(temp, final)
+
+    def close(self):
+        for fd in self.directories.values():
+            os.close(fd)
+        self.directories = {}
+
+    def finish(self):
+        """After the renames are durable: start each message log; returns the ids."""
+        ids = [env.message_id for env in self.envelopes]
+        for env, line in zip(self.envelopes, self.msglog_lines):
+            self.spool._write_msglog(env.message_id, line if line is not None else self.spool._received_line(env))
+        return ids
+
+
 class Spool:
     """One spool directory.  Methods that touch the disk block: call them in a thread."""
 
@@ -279,28 +307,53 @@ class Spool:
         still less than Exim's three flushes per message; where syncfs()
         does not exist each file is fsync'ed as Exim does.
         """
-        prepared = [self._prepare(env, body, sync=_syncfs is None) for env, body in messages]
-        directories = {}   # directory -> an open descriptor, syncfs'ed and then fsync'ed
+        batch = self.write_batch(messages, msglog_lines)
         try:
-            for _, _, directory in prepared:
-                if directory not in directories:
-                    directories[directory] = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-            if _syncfs is not None:
-                first = next(iter(directories))
-                _syncfs_open(directories[first], first)
-            for temp, final, _ in prepared:
-                os.rename(temp, final)
-            for fd in directories.values():
-                _fsync_open_directory(fd)
+            self.make_durable(written=batch)
+            batch.rename()
+            self.make_durable(renamed=batch)
         finally:
-            for fd in directories.values():
-                os.close(fd)
-        ids = [env.message_id for env, _ in messages]
-        if msglog_lines is None or msglog_lines == [None]:
-            msglog_lines = [self._received_line(env) for env, _ in messages]
-        for message_id, line in zip(ids, msglog_lines):
-            self._write_msglog(message_id, line)
-        return ids
+            batch.close()
+        return batch.finish()
+
+    def write_batch(self, messages, msglog_lines=None):
+        """Write the -D and hdr.<id> files of ``messages``: a SpoolBatch, not yet on the queue.
+
+        The steps after this, for a caller that overlaps batches (the spool
+        writer): ``make_durable(written=batch)``, ``batch.rename()``,
+        ``make_durable(renamed=batch)`` (or the next batch's
+        ``make_durable(written=next, renamed=batch)``: one flush serves
+        both), ``batch.close()`` and ``batch.finish()``.
+        """
+        if msglog_lines is None:
+            msglog_lines = [None] * len(messages)   # None: the "Received from" line, when message_logs
+        batch = SpoolBatch(self, [env for env, _ in messages], msglog_lines)
+        try:
+            for env, body in messages:
+                temp, final, directory = self._prepare(env, body, sync=_syncfs is None)
+                batch.renames.append((temp, final))
+                if directory not in batch.directories:
+                    batch.directories[directory] = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        except BaseException:
+            batch.close()
+            raise
+        return batch
+
+    @staticmethod
+    def make_durable(written=None, renamed=None):
+        """One flush: the files of the batch ``written`` and the renames of the batch ``renamed``.
+
+        With syncfs both take one call (everything written to the file
+        system before it is durable after it); a rename alone takes an
+        fsync of its directories, which writes less.  Without syncfs the
+        files were fsync'ed as they were written.
+        """
+        if written is not None and _syncfs is not None:
+            directory, fd = next(iter(written.directories.items()))
+            _syncfs_open(fd, directory)
+        elif renamed is not None:
+            for fd in renamed.directories.values():
+                _fsync_open_directory(fd)
 
     def write_header(self, envelope):
         """Rewrite a queued message's -H atomically (temporary name, fsync, rename, directory fsync)."""
