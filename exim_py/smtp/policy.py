@@ -577,11 +577,13 @@ class ServerPolicy:
 
     def _header_limits(self, message):
         """header_maxsize and header_line_maxsize: Exim's 552s, or None."""
-        header = _header_section(message)
         limit = self._option("header_maxsize", 1024 * 1024)
+        line_limit = self._option("header_line_maxsize", 0)
+        if not line_limit and len(message) <= limit:
+            return None     # the header section is part of the message
+        header = _header_section(message)
         if limit and len(header) > limit:
             return Reply(552, "Message header is ridiculously long")
-        line_limit = self._option("header_line_maxsize", 0)
         if line_limit:
             headers, _, _ = receiving.split_message(header + b"\n")
             if any(len(h.text.encode("utf-8", "surrogateescape")) > line_limit for h in headers):
