@@ -29,6 +29,7 @@ TRANSPORTS = {
 
 AUTHENTICATORS = {
     "cram_md5": "exim_py.auths.cram_md5",
+    "dovecot": "exim_py.auths.dovecot",
     "plaintext": "exim_py.auths.plaintext",
 }
 

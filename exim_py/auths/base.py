@@ -149,6 +149,9 @@ class ServerExchange:
         if line.strip() == "*":
             self._finish(CANCELLED)
             return self
+        if self.auth.relays_base64:
+            self._advance(line.strip())
+            return self
         try:
             data = decode64(line)
         except BadBase64:
@@ -183,6 +186,12 @@ class AuthenticatorBase:
     #: drivers set them in __init__ from their own required options.
     server_enabled = False
     client_enabled = False
+    #: True for a driver whose server exchange waits on another process
+    #: (dovecot): the SMTP server runs it off the reactor.
+    blocking = False
+    #: True for a driver that passes the client's base64 on untouched and
+    #: yields base64 challenges (dovecot): nothing is decoded or encoded here.
+    relays_base64 = False
 
     def __init__(self, dconf, config):
         self.dconf = dconf

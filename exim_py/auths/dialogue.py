@@ -2,6 +2,8 @@
 the client's lines and sends back what it returns.
 """
 
+from twisted.internet import threads
+
 from exim_py.smtp.reply import Reply
 
 
@@ -21,13 +23,24 @@ class AuthDialogue:
         self.exchange = None
 
     def step(self, line):
-        base = self.policy.auths_base
+        """The next challenge (base64 text) or the final Reply; a Deferred
+        of it for a driver that waits on another process."""
+        if self.auth.blocking:
+            return threads.deferToThread(self._advance, line).addCallback(self._answer)
+        self._advance(line)
+        return self._answer(None)
+
+    def _advance(self, line):
         if self.exchange is None:
             self.exchange = self.auth.server_start(self.initial, self.policy._auth_context(self.session))
         else:
             self.exchange.server_step(line)
+
+    def _answer(self, _):
         if self.exchange.result is None:
-            return base.encode64(self.exchange.challenge or b"")
+            if self.auth.relays_base64:
+                return self.exchange.challenge or ""
+            return self.policy.auths_base.encode64(self.exchange.challenge or b"")
         result = self.exchange.result
         result.apply(self.session, self.auth.name)
         failure = result.log_line(self.auth.name, self.policy.host_text(self.session))
