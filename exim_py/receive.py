@@ -21,6 +21,8 @@ from exim_py.envelope import Header, Recipient
 HEADER_FLAGS = {"bcc": "B", "cc": "C", "from": "F", "message-id": "I", "received": "P",
                 "reply-to": "R", "sender": "S", "to": "T"}
 _HEADER_NAME = re.compile(rb"^[\x21-\x39\x3b-\x7e]+[ \t]*:")
+# the same, for pattern.match(data, pos, end) on a line inside a buffer
+_HEADER_NAME_AT = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
 
 
 def header_flag(name):
@@ -46,31 +48,38 @@ def split_message(data, longest=None):
     known = longest is not None
     if data and not data.endswith(b"\n"):
         data += b"\n"
-    headers = []
-    current = None
+    spans = []          # (start, end) of each header line with its continuations
+    start = None
+    header_end = 0      # just after the last header or continuation line
     pos = 0
     longest = longest or 0
     n = len(data)
     while pos < n:
         end = data.index(b"\n", pos)
-        line = data[pos:end]
-        if current is not None and line[:1] in (b" ", b"\t"):
-            current.append(line)
-        elif line == b"":
-            pos = end + 1
+        if start is not None and data[pos:pos + 1] in (b" ", b"\t"):
+            pass            # a continuation: the header goes on
+        elif end == pos:
+            pos = end + 1   # the blank line ending the header
             break
-        elif _HEADER_NAME.match(line):
-            current = [line]
-            headers.append(current)
+        elif _HEADER_NAME_AT.match(data, pos, end):
+            if start is not None:
+                spans.append((start, header_end))
+            start = pos
         else:
             break
         if not known:
-            longest = max(longest, len(line))
-        pos = end + 1
+            longest = max(longest, end - pos)
+        pos = header_end = end + 1
+    if start is not None:
+        spans.append((start, header_end))
     body = data[pos:]
     if not known:
         longest = max(longest, max(map(len, body.split(b"\n"))))
-    out = [make_header(b"\n".join(lines).decode("utf-8", "surrogateescape")) for lines in headers]
+    # a header's text is its lines as they are, each ending in LF
+    out = []
+    for first, last in spans:
+        text = data[first:last].decode("utf-8", "surrogateescape")
+        out.append(Header(text, header_flag(text[:text.index(":")])))
     return out, body, longest
 
 
