@@ -143,6 +143,17 @@ def lost(policy, session, envelope, in_data):
     _no_mail(policy, session)
 
 
+def tls_failed(policy, session, why):
+    """Exim's smtp_log_tls_fail line for a failed handshake (always logged),
+    then the lines of a connection closed by the client."""
+    if policy.logger is None:
+        return
+    info = connection_info(policy, session)
+    policy.logger.main("TLS error on %s %s" % (info[len("SMTP "):], why))
+    _log_connection(policy, session, info + " closed by EOF")
+    _no_mail(policy, session)
+
+
 def _duration(session):
     start = getattr(session, "connection_start", None)
     return format_time(int(time.time() - start) if start else 0)

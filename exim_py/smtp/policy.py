@@ -535,6 +535,18 @@ class ServerPolicy:
     def tls_context(self, session):
         return self.tls.context_for(session)
 
+    def tls_failed(self, session, transport, reason):
+        """The TLS handshake after STARTTLS failed and took the connection
+        with it: Exim's "TLS error on connection from ..." line."""
+        from exim_py.smtp.tls import handshake_failure
+        if self._option("acl_smtp_notquit"):
+            self._run_acl("notquit", "acl_smtp_notquit", session)
+        try:
+            connection = transport.getHandle()
+        except AttributeError:
+            connection = None
+        connlog.tls_failed(self, session, handshake_failure(reason, connection))
+
     def tls_established(self, session, transport):
         if self.tls is not None:
             self.tls.record(session, transport)

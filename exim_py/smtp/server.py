@@ -150,7 +150,11 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
         self._cancel_timeout()
         if self._proxy_timer is not None and self._proxy_timer.active():
             self._proxy_timer.cancel()
-        if not self._closing:
+        if self._handshake_pending:
+            # the STARTTLS handshake failed (or the client went away in it)
+            self._handshake_pending = False
+            self.policy.tls_failed(self.session, self.transport, reason)
+        elif not self._closing:
             self.policy.notquit(self.session, self._mode == "data" or self._mode == "bdat", self.envelope)
         self._collector = None
         self._bdat = None
@@ -160,6 +164,7 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
     def handshakeCompleted(self):
         """IHandshakeListener: TLS is up, record what it negotiated."""
         self._handshake_pending = False
+        self.session.helo_name = None
         self.policy.tls_established(self.session, self.transport)
 
     # -- input -------------------------------------------------------------

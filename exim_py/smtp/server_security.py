@@ -65,10 +65,13 @@ class SecurityCommands:
             self.transport.startTLS(context)
             self.tls_active = True
             self._handshake_pending = isinstance(self.transport, abstract.FileDescriptor)
-            # RFC 3207 4.2: forget everything learnt before TLS.
+            # RFC 3207 4.2: forget everything learnt before TLS.  The HELO
+            # name goes once the handshake has worked: Exim's line for a
+            # failed one still shows it.
             self.helo_seen = False
             self.esmtp = False
-            self.session.helo_name = None
+            if not self._handshake_pending:
+                self.session.helo_name = None
             self.extensions = set()
             self.pipelining = False
             self.envelope = None

@@ -15,6 +15,7 @@ Exim.
 """
 
 import datetime
+import functools
 import os
 import tempfile
 
@@ -54,6 +55,47 @@ def self_signed(hostname):
         f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                   serialization.NoEncryption()))
     return path
+
+
+# OpenSSL reasons after which Exim names the protocol version in the error
+# (tls-openssl.c, tls_server_start).
+_VERSION_REASONS = frozenset(("wrong version number", "unsupported protocol", "unknown protocol",
+                              "version too low"))
+
+
+def handshake_failure(reason, connection):
+    """Exim's text for a failed SSL_accept: ``(SSL_accept): `` and the OpenSSL
+    error as ERR_error_string writes it, or the peer's close."""
+    error = getattr(reason, "value", None)
+    if isinstance(error, SSL.Error) and error.args and error.args[0]:
+        library, function, why = error.args[0][0]
+        where = "SSL_accept"
+        if why in _VERSION_REASONS and connection is not None:
+            where += " (%s)" % connection.get_protocol_version_name()
+        return "(%s): %s" % (where, openssl_error_string(library, function, why))
+    return "SSL_accept: TCP connection closed by peer"
+
+
+@functools.lru_cache(maxsize=64)
+def openssl_error_string(library, function, why):
+    """ERR_error_string's "error:0A00010B:SSL routines::wrong version number".
+
+    pyOpenSSL keeps only the texts of an error, so the packed code (OpenSSL 3:
+    library << 23 | reason) is found again by asking OpenSSL for the texts
+    of the candidate codes."""
+    from OpenSSL._util import ffi, lib
+
+    def text(function_pointer):
+        return ffi.string(function_pointer).decode("ascii", "replace") \
+            if function_pointer != ffi.NULL else None
+
+    for number in range(1, 128):
+        if text(lib.ERR_lib_error_string(number << 23)) == library:
+            for code in range(number << 23, (number << 23) + 4096):
+                if text(lib.ERR_reason_error_string(code)) == why:
+                    return "error:%08X:%s:%s:%s" % (code, library, function, why)
+            break
+    return "error:%s:%s:%s" % (library, function, why)
 
 
 def peer_dn(x509name):
