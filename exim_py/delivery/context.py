@@ -20,6 +20,7 @@ class Message:
         self.id = message_id
         self.envelope = envelope
         self.body_path = body_path
+        self._body_size = None
 
     @property
     def sender(self):
@@ -36,12 +37,18 @@ class Message:
         return f
 
     def body_size(self):
-        """Bytes of body (the -D file without its identifying first line)."""
+        """Bytes of body (the -D file without its identifying first line).
+
+        Worked out once: the body does not change while the message is
+        being delivered, and $message_size, SIZE= and the size checks all
+        ask for it."""
         if self.body_path is None:
             return 0
-        with open(self.body_path, "rb") as f:
-            first = f.readline()
-            return os.fstat(f.fileno()).st_size - len(first)
+        if self._body_size is None:
+            with open(self.body_path, "rb") as f:
+                first = f.readline()
+                self._body_size = os.fstat(f.fileno()).st_size - len(first)
+        return self._body_size
 
     def header_size(self):
         return sum(len(h.text) for h in self.envelope.headers if h.flag != "*")

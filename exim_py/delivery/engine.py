@@ -120,6 +120,7 @@ class _Delivery:
         self.queue_smtp = False       # -odqs: SMTP deliveries only queued
         self.pending_marks = None     # finished addresses not yet in -J (_journal_deferred)
         self.header_written = False   # -H rewritten with every finished address
+        self.prepared = None          # the only remote batch's prepare_blocking result
 
     @defer.inlineCallbacks
     def run(self):
@@ -209,6 +210,8 @@ class _Delivery:
         if self.remote:
             for batch in local:
                 self._local_batch(batch)
+            if len(self.remote) == 1 and not self.dont_deliver:
+                self.prepared = _prepare(self.remote[0], self.message, self.ctx)
         else:
             with self._journal_deferred():
                 for batch in local:
@@ -473,8 +476,10 @@ class _Delivery:
             return
         transport = batch[0].transport
         _stamp(batch, "delivery_started", self.ctx.now())
+        extra = {} if self.prepared is None else {"prepared": self.prepared}
+        self.prepared = None
         try:
-            yield defer.maybeDeferred(transport.deliver, self.message, batch, self.ctx)
+            yield defer.maybeDeferred(transport.deliver, self.message, batch, self.ctx, **extra)
         except Exception as e:   # a transport bug must not lose the message
             self._transport_failed(transport, batch, e)
         _stamp(batch, "delivery_time", self.ctx.now())
@@ -790,6 +795,20 @@ def _stamp(batch, attribute, when):
     """Set the start or end time of a delivery (for DT= and QT=)."""
     for a in batch:
         setattr(a, attribute, when)
+
+
+def _prepare(batch, message, ctx):
+    """A remote transport's blocking preparation of ``batch`` (HACKING.rst:
+    ``prepare_blocking``), done in the attempt's worker thread to spare the
+    transport a trip of its own; None when the transport has none, or when
+    it raised (its deliver then meets the error where it handles it)."""
+    prepare = getattr(batch[0].transport, "prepare_blocking", None)
+    if prepare is None:
+        return None
+    try:
+        return prepare(message, batch, ctx)
+    except Exception:
+        return None
 
 
 def _group(addresses, ctx):

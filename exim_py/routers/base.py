@@ -8,6 +8,8 @@ here are the pieces several drivers need: choosing the transport, and
 looking a host list up by name or in the DNS.
 """
 
+import time
+
 from exim_py.delivery.drivers import DriverBase
 from exim_py.delivery.address import RouterResult, DEFER, FAIL
 from exim_py.errors import ExpansionError, ForcedFail
@@ -61,12 +63,30 @@ class RouterBase(DriverBase):
         return None
 
 
+# Exim finds the interfaces once per process (host_find_interfaces), and
+# its delivery processes live for one message; a daemon lives for months,
+# so its list is read again when it is this many seconds old.
+LOCAL_ADDRESSES_TTL = 10.0
+_local_cache = (None, frozenset())      # (monotonic time read, addresses)
+
+
 def local_addresses():
     """The IP addresses of this host's interfaces (Exim's idea of "the local host").
 
     Read from /proc (IPv4 from fib_trie's LOCAL entries, IPv6 from
-    if_inet6), so that no socket or subprocess is needed.
+    if_inet6), so that no socket or subprocess is needed, at most once
+    every LOCAL_ADDRESSES_TTL seconds (every remote routing asks).
     """
+    global _local_cache
+    now = time.monotonic()
+    when, found = _local_cache
+    if when is None or not 0 <= now - when < LOCAL_ADDRESSES_TTL:
+        found = frozenset(_read_local_addresses())
+        _local_cache = (now, found)
+    return found
+
+
+def _read_local_addresses():
     found = {"127.0.0.1", "::1"}
     try:
         with open("/proc/net/fib_trie") as f:

@@ -115,10 +115,23 @@ class Transport(TransportBase):
 
     # -- entry point ---------------------------------------------------------
 
-    def deliver(self, message, addresses, ctx):
-        return defer.ensureDeferred(self._deliver(message, addresses, ctx))
+    def deliver(self, message, addresses, ctx, prepared=None):
+        """Deliver ``addresses``; ``prepared`` is what prepare_blocking
+        returned for them, when the engine has already called it."""
+        return defer.ensureDeferred(self._deliver(message, addresses, ctx, prepared))
 
-    async def _deliver(self, message, addresses, ctx):
+    def prepare_blocking(self, message, addresses, ctx):
+        """The blocking steps of a delivery (the host list, which may ask the
+        DNS; the message, read from the spool's -D file), for a worker
+        thread: (hosts, transaction), or the ExpansionError / LookupDefer
+        that defers the addresses."""
+        try:
+            return (smtp_settings.host_list(self, addresses[0], ctx),
+                    self._transaction(message, addresses, ctx))
+        except (ExpansionError, LookupDefer) as exc:
+            return exc
+
+    async def _deliver(self, message, addresses, ctx, prepared=None):
         addr = addresses[0]
         missing = smtp_settings.unsupported(self)
         if missing is not None:
@@ -132,17 +145,16 @@ class Transport(TransportBase):
             for a in addresses:
                 a.set_result(FAIL, "message has lines too long for transport")
             return
-        try:
-            # One trip to a worker thread for both blocking steps (DNS, the
-            # spool's -D file): thread hand-offs are a large part of the cost
-            # of relaying a small message.
-            hosts, txn = await threads.deferToThread(
-                lambda: (smtp_settings.host_list(self, addr, ctx),
-                         self._transaction(message, addresses, ctx)))
-        except (ExpansionError, LookupDefer) as exc:
+        if prepared is None:
+            # One trip to a worker thread for both blocking steps: thread
+            # hand-offs are a large part of the cost of relaying a small
+            # message (the engine saves this one when it can).
+            prepared = await threads.deferToThread(self.prepare_blocking, message, addresses, ctx)
+        if isinstance(prepared, Exception):
             for a in addresses:
-                a.set_result(DEFER, str(exc))
+                a.set_result(DEFER, str(prepared))
             return
+        hosts, txn = prepared
         if not hosts:
             for a in addresses:
                 a.set_result(DEFER, "no hosts found for %s transport" % (self.name,))
