@@ -249,6 +249,23 @@ class SpoolTests(TestCase):
         self.assertEqual(list(Spool(self.dir).message_ids()), [message_id])
         self.assertEqual(Spool(self.dir).read(message_id).message_id, message_id)
 
+    def test_other_layout_lock_journal_and_remove(self):
+        """A message written split is locked, its journal read and it is
+        removed by an unsplit spool (and the reverse): each file is tried
+        where the layout puts it, then in the other place."""
+        for written, used in ((True, False), (False, True)):
+            message_id = self.store(Spool(self.dir, split=written))
+            spool = Spool(self.dir, split=used)
+            Spool(self.dir, split=written).mark_delivered(message_id, "a@b.example")
+            with spool.lock(message_id):
+                self.assertTrue(Spool(self.dir, split=written).is_locked(message_id))
+            self.assertEqual(spool.read(message_id).non_recipients, {"a@b.example"})
+            spool.remove(message_id)
+            self.assertEqual(list(Spool(self.dir, split=written).message_ids()), [])
+            self.assertFalse(os.path.exists(Spool(self.dir, split=written).body_path(message_id)))
+            self.assertRaises(MessageMissing, spool.read, message_id)
+            self.assertRaises(MessageMissing, spool.lock, message_id)
+
     def test_message_ids_is_lazy(self):
         """message_ids() is a generator over the directory, not a list built first."""
         ids = {self.store() for _ in range(5)}

@@ -214,14 +214,29 @@ class Spool:
         return os.path.join(self.directory, "msglog", sub, message_id) if sub else \
             os.path.join(self.directory, "msglog", message_id)
 
+    def _places(self, message_id, suffix):
+        """Where ``<id><suffix>`` may be: in this spool's layout, then in the other one."""
+        name = message_id + suffix
+        flat = os.path.join(self.directory, "input", name)
+        split = os.path.join(self.directory, "input", split_subdir(message_id), name)
+        return (split, flat) if self.split else (flat, split)
+
     def _find(self, message_id, suffix):
         """The path of ``<id><suffix>``, looking in the other layout when it is not where expected."""
-        path = os.path.join(self.input_dir(message_id), message_id + suffix)
+        path, other = self._places(message_id, suffix)
         if os.path.exists(path):
             return path
-        other = os.path.join(self.directory, "input", split_subdir(message_id), message_id + suffix) \
-            if not self.split else os.path.join(self.directory, "input", message_id + suffix)
         return other if os.path.exists(other) else path
+
+    def _first(self, message_id, suffix, call):
+        """``call(path)`` on the first place of ``<id><suffix>`` where it does
+        not raise FileNotFoundError (no stat first: the usual place is tried
+        directly); re-raises the last one when the file is in neither."""
+        path, other = self._places(message_id, suffix)
+        try:
+            return call(path), path
+        except FileNotFoundError:
+            return call(other), other
 
     def body_path(self, message_id):
         return self._find(message_id, "-D")
@@ -402,12 +417,15 @@ class Spool:
         does not sync the unlinks: a message that comes back after a crash
         has nothing left to deliver).
         """
-        for path in (self.header_path(message_id), self.body_path(message_id),
-                     self._find(message_id, "-J"), self.msglog_path(message_id)):
+        for suffix in ("-H", "-D", "-J"):
             try:
-                os.unlink(path)
+                self._first(message_id, suffix, os.unlink)
             except FileNotFoundError:
                 pass
+        try:
+            os.unlink(self.msglog_path(message_id))
+        except FileNotFoundError:
+            pass
         if sync:
             _fsync_directory(self.input_dir(message_id))
 
@@ -415,9 +433,8 @@ class Spool:
 
     def read(self, message_id):
         """The Envelope of a queued message, with delivered addresses from any -J journal."""
-        header = self.header_path(message_id)
         try:
-            data = _read_all(header)
+            data, header = self._first(message_id, "-H", _read_all)
         except FileNotFoundError:
             raise MessageMissing("spool file %s-H not found" % message_id)
         envelope = spoolformat.parse_header_file(data, message_id)
@@ -467,7 +484,7 @@ class Spool:
     def lock(self, message_id):
         """Lock a message for delivery or change; raises MessageLocked or MessageMissing."""
         try:
-            fd = os.open(self.body_path(message_id), os.O_RDWR)
+            fd, _ = self._first(message_id, "-D", lambda path: os.open(path, os.O_RDWR))
         except FileNotFoundError:
             raise MessageMissing("spool file %s-D not found" % message_id)
         flock = struct.pack("hhqqixxxx", fcntl.F_WRLCK, os.SEEK_SET, 0, DATA_START_OFFSET, 0)
