@@ -99,7 +99,8 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
         self._was_rcpt = self._last_was_rcpt = False
         self._was_rej_mail = self._last_was_rej_mail = False
         self.messages = 0
-        self._timeout = None
+        self._timeout = None            # the smtp_receive_timeout timer
+        self._last_input = 0.0          # when input last came (clock.seconds())
         self.finished = defer.Deferred()   # fires when the connection is gone
 
     # -- connection --------------------------------------------------------
@@ -452,10 +453,19 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
         seconds = self.policy.smtp_receive_timeout
         if not seconds:
             return
-        if self._timeout is not None and self._timeout.active():
-            self._timeout.reset(seconds)
+        # Input comes often and timeouts rarely: note when it came, and let
+        # the timer, when it goes off, see how long ago that was.
+        self._last_input = self.clock.seconds()
+        if self._timeout is None:
+            self._timeout = self.clock.callLater(seconds, self._timeout_due)
+
+    def _timeout_due(self):
+        self._timeout = None
+        left = self._last_input + self.policy.smtp_receive_timeout - self.clock.seconds()
+        if left > 0:
+            self._timeout = self.clock.callLater(left, self._timeout_due)
         else:
-            self._timeout = self.clock.callLater(seconds, self._timed_out)
+            self._timed_out()
 
     def _cancel_timeout(self):
         if self._timeout is not None and self._timeout.active():
