@@ -10,6 +10,7 @@ import time
 
 from twisted.trial import unittest
 
+from tests.support.end_to_end import MaildirPeer, Site, normalise_log, send_message
 from tests.support.peers import require_command
 from tests.test_daemon import DaemonProcess
 
@@ -102,3 +103,26 @@ class DeferredTLSTests(unittest.TestCase):
         self.assertIn(CRYPTOGRAPHY_LIBRARY, maps_text(d.process.pid))
         with open(d.spool_dir + "/mainlog") as f:
             self.assertRegex(f.read(), r" <= a@b\.example .* X=TLS1\.\d:")
+
+    def test_outgoing_starttls_without_server_tls(self):
+        """A daemon that offers TLS to no client still relays over STARTTLS:
+        its smtp transport loads the TLS libraries when the next hop (a real
+        exim4) offers STARTTLS, and the => line shows the TLS it used."""
+        peer = MaildirPeer(self)
+        peer.daemon.start()
+        self.addCleanup(peer.daemon.stop)
+        site = Site(self)
+        with open(site.config) as f:
+            text = f.read()
+        with open(site.config, "w") as f:
+            f.write(text.replace("tls_advertise_hosts = *", "tls_advertise_hosts ="))
+        site.macros.append("-DE2E_PEER_PORT=%d" % peer.port)
+        daemon = site.daemon().start()
+        self.addCleanup(daemon.stop)
+        self.assertNotIn(CRYPTOGRAPHY_LIBRARY, maps_text(daemon.process.pid))
+        message_id = send_message(daemon.port, "sender@example.org", ["carol@relay.test.example"],
+                                  "Subject: onwards\n\nrelay me\n")
+        site.wait_completed(message_id)
+        [delivery] = [line for line in normalise_log(site.mainlog(), message_id).splitlines()
+                      if " => " in line]
+        self.assertRegex(delivery, r" T=remote_smtp H=127\.0\.0\.1 \[127\.0\.0\.1\] X=TLS1\.3:\S+:256 ")
