@@ -40,6 +40,7 @@ def session_variables(session, envelope=None):
         "tls_in_sni": session.tls_sni or "",
         "sender_address": sender or "",
         "sender_helo_dnssec": bool(getattr(session, "sender_helo_dnssec", False)),
+        "sender_host_dnssec": bool(getattr(session, "sender_host_dnssec", False)),
         "sender_address_local_part": lp if sender else "",
         "sender_address_domain": dom if sender else "",
     })

@@ -40,33 +40,59 @@ def query(ctx, name, rtype):
     An empty list means no such name or no such record; DnsDefer means the
     question got no decisive answer (Exim's DNS_AGAIN and DNS_FAIL).
     """
-    key = (name.lower(), rtype)
+    return _cached_query(ctx, name, rtype, False)[0]
+
+
+def query_dnssec(ctx, name, rtype):
+    """``query`` asking for DNSSEC: (records, whether the resolver said they
+    were authenticated, its AD bit)."""
+    return _cached_query(ctx, name, rtype, True)
+
+
+def _cached_query(ctx, name, rtype, dnssec):
+    """(records, authenticated) from the connection's cache, or asked for.
+    Plain answers are cached as their records, DNSSEC ones with the flag."""
+    key = (name.lower(), rtype, "dnssec") if dnssec else (name.lower(), rtype)
     cached = ctx.dns_cache.get(key)
     if cached is None:
         from exim_py import dns
-        answer = resolver_of(ctx).query(name, rtype)
+        answer = resolver_of(ctx).query(name, rtype, dnssec=dnssec)
         if answer.status in (dns.AGAIN, dns.FAIL):
             cached = DnsDefer("DNS lookup of %s (%s) gave %s" % (name, rtype, answer.status))
         else:
-            cached = [_text(rtype, r) for r in answer.records]
+            records = [_text(rtype, r) for r in answer.records]
+            cached = (records, bool(answer.secure)) if dnssec else records
         ctx.dns_cache[key] = cached
     if isinstance(cached, DnsDefer):
         raise cached
-    return cached
+    return cached if dnssec else (cached, False)
 
 
 def resolve_addresses(ctx, name):
     """The IPv4 and IPv6 addresses of host ``name``."""
+    return _resolve(ctx, name, False)[0]
+
+
+def resolve_addresses_dnssec(ctx, name):
+    """(the addresses of host ``name``, whether every answer was authenticated)."""
+    return _resolve(ctx, name, True)
+
+
+def _resolve(ctx, name, dnssec):
     found = []
+    secure = True
     deferred = None
     for rtype in ("A", "AAAA"):
         try:
-            found.extend(query(ctx, name, rtype))
+            records, authenticated = _cached_query(ctx, name, rtype, dnssec)
         except DnsDefer as e:
-            deferred = e
+            deferred, secure = e, False
+            continue
+        found.extend(records)
+        secure = secure and authenticated
     if not found and deferred is not None:
         raise deferred
-    return found
+    return found, secure
 
 
 def reverse_names(ctx, address):

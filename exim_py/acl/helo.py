@@ -15,6 +15,8 @@ reverse lookup also leaves the host name in ``sender_host_name``, as Exim's
 host_name_lookup does.  All of it may block on DNS: call it from a thread.
 """
 
+import ipaddress
+
 from exim_py.acl import dnslists
 
 
@@ -69,7 +71,10 @@ def verify_helo(ctx):
         except dnslists.DnsDefer:
             names, complete = [], False
         verified = any(n.lower() == helo.lower() for n in names)
-        if not verified:
+        if verified:
+            # the name came from the reverse lookup: as trustworthy as that was
+            session.sender_helo_dnssec = bool(getattr(session, "sender_host_dnssec", False))
+        else:
             verified, session.sender_helo_dnssec = _forward_match(ctx, helo, address)
     session.helo_verified = verified
     session.helo_verified_name = helo
@@ -90,11 +95,21 @@ def host_name_lookup(ctx):
     """Exim's host_name_lookup for the client of AclContext ``ctx``: its PTR
     names that resolve back to its address become ``sender_host_name`` (and
     aliases); none is logged (selector host_lookup_failed) and remembered.
+    ``sender_host_dnssec`` is true when the PTR records and every forward
+    lookup that confirmed a name came with the resolver's AD bit.
     Returns the names; raises DnsDefer."""
     session = ctx.session
     address = session.sender_host_address
-    names = [n for n in dnslists.reverse_names(ctx, address)
-             if address in dnslists.resolve_addresses(ctx, n)]
+    candidates, secure = dnslists.query_dnssec(
+        ctx, ipaddress.ip_address(address).reverse_pointer, "PTR")
+    names = []
+    for name in candidates:
+        found, forward_secure = dnslists.resolve_addresses_dnssec(ctx, name)
+        if address in found:
+            names.append(name)
+            secure = secure and forward_secure
+    session.sender_host_dnssec = bool(names) and secure
+    ctx.set_variable("sender_host_dnssec", session.sender_host_dnssec)
     if names:
         session.sender_host_name = names[0]
         session.sender_host_aliases = names[1:]

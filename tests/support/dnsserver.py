@@ -5,7 +5,9 @@ syntax, one zone per file, named after its origin) plus any zones a test
 adds, over UDP and TCP on one free port.  Every name under a "servfail"
 origin (``servfail.test`` by default) is answered SERVFAIL, to exercise
 temporary DNS errors, and names under a "silent" origin (``timeout.test``)
-are never answered, for timeouts.
+are never answered, for timeouts.  Answers about names under a "secure"
+origin (none by default) carry the AD bit, as a validating resolver's
+would, for $sender_host_dnssec and friends.
 
 The server runs in a child process, so code under test may make blocking
 dnspython queries from the test's own thread.  Use from a trial test::
@@ -41,10 +43,11 @@ SILENT = ("timeout.test",)
 class DNSServer:
     """A child process serving zones on 127.0.0.1:``port`` (UDP and TCP)."""
 
-    def __init__(self, zones=None, servfail=SERVFAIL, silent=SILENT, stock=True):
+    def __init__(self, zones=None, servfail=SERVFAIL, silent=SILENT, stock=True, secure=()):
         self.extra_zones = dict(zones or {})
         self.servfail = tuple(servfail)
         self.silent = tuple(silent)
+        self.secure = tuple(secure)
         self.stock = stock
         self.port = None
         self._proc = None
@@ -75,6 +78,8 @@ class DNSServer:
             args += ["--servfail", origin]
         for origin in self.silent:
             args += ["--silent", origin]
+        for origin in self.secure:
+            args += ["--secure", origin]
         files = self.zone_files()
         args += files if files else ["--no-zones"]
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -203,13 +208,24 @@ def _resolver_class():
     return ZoneResolver
 
 
-def _serve(zone_paths, servfail, silent, port):
+def _serve(zone_paths, servfail, silent, port, secure=()):
+    import dns.name
     from twisted.internet import reactor
     from twisted.names import dns as tdns
     from twisted.names import server
 
+    secure = [dns.name.from_text(o) for o in secure]
+
+    class Factory(server.DNSServerFactory):
+        def _responseFromMessage(self, message, *args, **kwargs):
+            response = super()._responseFromMessage(message, *args, **kwargs)
+            names = [dns.name.from_text(q.name.name.decode()) for q in message.queries]
+            response.authenticData = bool(names) and all(
+                any(n.is_subdomain(o) for o in secure) for n in names)
+            return response
+
     resolver = _resolver_class()(_load_zones(zone_paths), servfail, silent)
-    factory = server.DNSServerFactory(authorities=[resolver])
+    factory = Factory(authorities=[resolver])
     factory.noisy = False
     # One port number for both transports: bind TCP first (port 0 picks one),
     # then UDP on the same number; retry if UDP's is taken.
@@ -241,13 +257,16 @@ def main(argv=None):
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--servfail", action="append", default=[])
     parser.add_argument("--silent", action="append", default=[])
+    parser.add_argument("--secure", action="append", default=[],
+                        help="answers under this origin carry the AD bit")
     parser.add_argument("--no-zones", action="store_true", help="serve nothing at all")
     parser.add_argument("zones", nargs="*", help="zone files (default: the stock zones)")
     args = parser.parse_args(argv)
     zones = args.zones
     if not zones and not args.no_zones:
         zones = [os.path.join(ZONE_DIR, n) for n in sorted(os.listdir(ZONE_DIR))]
-    _serve(zones, args.servfail or list(SERVFAIL), args.silent or list(SILENT), args.port)
+    _serve(zones, args.servfail or list(SERVFAIL), args.silent or list(SILENT), args.port,
+           args.secure)
 
 
 if __name__ == "__main__":
