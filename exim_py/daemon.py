@@ -59,11 +59,11 @@ def build_policy(config, inv=None, host_checking=False, reactor=None):
     writer = SpoolWriter(spool, reactor=reactor)
     log_mod = _module("exim_py.log")
     logger = log_mod.Logger(config) if log_mod is not None and not host_checking else None
-    engine = _module("exim_py.delivery.engine")
-    # -odq: the daemon only queues, as queue_only does (spec: -odq).
+    # -odq: the daemon only queues, as queue_only does (spec: -odq); the
+    # delivery code is then imported by a queue run, if one comes.
     queue_only = inv is not None and inv.delivery_mode == "q"
-    immediate = (engine is not None and hasattr(engine, "deliver_later") and not host_checking
-                 and not queue_only)
+    engine = None if host_checking or queue_only else _module("exim_py.delivery.engine")
+    immediate = engine is not None and hasattr(engine, "deliver_later")
 
     def deliver(message_id, envelope=None):
         return engine.deliver_later(config, spool, message_id, logger, envelope)
@@ -389,7 +389,7 @@ def daemon_mode(inv):
             return _bind_failed(config, e)
         if not inv.daemon_foreground:
             _daemonize()
-        daemon_imports.preload(config, tls)
+        daemon_imports.preload(config, tls, deliver=inv.delivery_mode != "q")
         worker_inv = copy.copy(inv)
         worker_inv.queue_interval = None
         workers = daemon_workers.fork_workers(

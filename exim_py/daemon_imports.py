@@ -32,10 +32,12 @@ _PRELOAD = (
     "twisted.internet.default", "twisted.internet.epollreactor", "twisted.internet.tcp",
     "twisted.application.internet", "encodings.idna",
     "exim_py.smtp.server", "exim_py.smtp.policy", "exim_py.smtp.spoolwriter",
-    "exim_py.spool", "exim_py.log", "exim_py.delivery.engine", "exim_py.auths.base",
+    "exim_py.spool", "exim_py.log", "exim_py.auths.base",
 )
-# ... and those that serve TLS to clients, when the configuration does
+# ... those that serve TLS to clients, when the configuration does
 _PRELOAD_TLS = ("twisted.internet.ssl", "exim_py.smtp.tls")
+# ... and those that deliver, unless the daemon only queues (-odq)
+_PRELOAD_DELIVERY = ("exim_py.delivery.engine",)
 
 # Twisted's modules that import twisted.protocols.tls (and through it
 # pyOpenSSL) when they load, in the order they import each other.
@@ -120,12 +122,13 @@ def defer_twisted_tls():
         vars(twisted.internet).pop("ssl", None)
 
 
-def preload(config, tls=True):
+def preload(config, tls=True, deliver=True):
     """Import what a daemon process needs before it runs, without installing
     the reactor, and compute what the configuration computes on first use,
     so that forked workers share these pages with this process.  ``tls``:
-    also what serving TLS needs."""
-    for name in _PRELOAD + (_PRELOAD_TLS if tls else ()):
+    also what serving TLS needs; ``deliver``: also the delivery engine."""
+    wanted = _PRELOAD + (_PRELOAD_TLS if tls else ()) + (_PRELOAD_DELIVERY if deliver else ())
+    for name in wanted:
         if importlib.util.find_spec(name) is not None:
             importlib.import_module(name)
     from exim_py.spool import Spool
