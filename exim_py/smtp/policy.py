@@ -24,6 +24,7 @@ from exim_py.smtp import acl_phase, connlog, helo_check, limits, proxy
 from exim_py.smtp.server import Reply
 
 _HELO_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9-])?\.?$")
+_UNKNOWN = object()
 # an expanded size or integer option: digits and an optional K/M/G
 _NUMBER = re.compile(r"^\s*(\d+)\s*([KkMmGg]?)\s*$")
 
@@ -72,6 +73,7 @@ class ServerPolicy:
                  primary_hostname=None, deliver=None):
         self.config = config
         self.main = config.main
+        self._options = {}                   # (option, default) -> value, see _option
         self.spool_writer = spool_writer
         self.logger = logger
         self.host_checking = host_checking
@@ -106,11 +108,18 @@ class ServerPolicy:
     # -- options and lists -------------------------------------------------
 
     def _option(self, name, default=None):
-        try:
-            value = self.main[name]
-        except (KeyError, AttributeError):
-            return default
-        return default if value is None and default is not None else value
+        # asked several times per message; the configuration never changes
+        key = (name, default)
+        value = self._options.get(key, _UNKNOWN)
+        if value is _UNKNOWN:
+            try:
+                value = self.main[name]
+            except (KeyError, AttributeError):
+                value = default
+            if value is None and default is not None:
+                value = default
+            self._options[key] = value
+        return value
 
     def _expand(self, text, session, envelope=None):
         """Expand an option's string for this session; None when the expansion fails."""
