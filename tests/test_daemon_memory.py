@@ -1,18 +1,24 @@
-"""What daemon processes load (exim_py/daemon_imports.py): a daemon that
-offers TLS to no client runs without pyOpenSSL and cryptography, and still
-starts TLS when a reloaded configuration offers it.
+"""Memory of daemon processes: what they load (exim_py/daemon_imports.py:
+a daemon that offers TLS to no client runs without pyOpenSSL and
+cryptography, and still starts TLS when it needs it) and what each idle
+session holds.  The figures are bench/idle_memory_bench.py's.
 """
 
+import copy
+import os
 import signal
 import smtplib
 import subprocess
+import sys
 import time
 
 from twisted.trial import unittest
 
+from exim_py.envelope import Session
 from tests.support.end_to_end import MaildirPeer, Site, normalise_log, send_message
 from tests.support.peers import require_command
-from tests.test_daemon import DaemonProcess
+from tests.test_daemon import ROOT, DaemonProcess
+from tests.test_smtp_server import Dialogue, make_policy
 
 # the shared library of the cryptography package, which pyOpenSSL needs
 CRYPTOGRAPHY_LIBRARY = "cryptography/hazmat/bindings/_rust"
@@ -27,6 +33,38 @@ def process_tree(pid):
 def maps_text(pid):
     with open("/proc/%d/maps" % pid) as f:
         return f.read()
+
+
+class DeferTwistedTLSTests(unittest.TestCase):
+    """daemon_imports.defer_twisted_tls on its own, in a fresh interpreter."""
+
+    def run_python(self, code):
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                             env=dict(os.environ, PYTHONPATH=ROOT), timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return out.stdout.split()
+
+    def test_reactor_modules_without_openssl(self):
+        """Twisted's TCP transports keep startTLS, pyOpenSSL stays unimported, and a
+        later import of twisted.protocols.tls gives the real module."""
+        self.assertEqual(self.run_python(
+            "import sys\n"
+            "from exim_py import daemon_imports\n"
+            "print(daemon_imports.defer_twisted_tls())\n"
+            "from twisted.internet import _newtls, tcp\n"
+            "import twisted.internet.epollreactor\n"
+            "print(tcp.Server.startTLS is _newtls.ConnectionMixin.startTLS)\n"
+            "print('OpenSSL' in sys.modules)\n"
+            "from twisted.protocols import tls\n"
+            "print(hasattr(tls, 'TLSMemoryBIOProtocol'), 'OpenSSL' in sys.modules)\n"),
+            ["True", "True", "False", "True", "True"])
+
+    def test_too_late_is_refused(self):
+        """Once Twisted's TCP module is imported (with pyOpenSSL), nothing is changed."""
+        self.assertEqual(self.run_python(
+            "from twisted.internet import tcp\n"
+            "from exim_py import daemon_imports\n"
+            "print(daemon_imports.defer_twisted_tls())\n"), ["False"])
 
 
 class DeferredTLSTests(unittest.TestCase):
@@ -126,3 +164,28 @@ class DeferredTLSTests(unittest.TestCase):
         [delivery] = [line for line in normalise_log(site.mainlog(), message_id).splitlines()
                       if " => " in line]
         self.assertRegex(delivery, r" T=remote_smtp H=127\.0\.0\.1 \[127\.0\.0\.1\] X=TLS1\.3:\S+:256 ")
+
+
+class IdleSessionStateTests(unittest.TestCase):
+    """What each open session holds stays small (slots, shared EHLO keywords)
+    without changing what the rest of exim_py can do with it."""
+
+    def test_sessions_share_their_ehlo_keywords(self):
+        """Two sessions offered the same EHLO keywords hold one set between them."""
+        policy, _ = make_policy(self)
+        first, second = Dialogue(policy), Dialogue(policy)
+        for dialogue in (first, second):
+            self.assertTrue(dialogue.take().startswith("220 "))
+            self.assertTrue(dialogue.send("EHLO client.example\r\n").startswith("250-"))
+        self.assertIn("PIPELINING", first.proto.extensions)
+        self.assertIs(first.proto.extensions, second.proto.extensions)
+
+    def test_session_takes_other_attributes_and_copies(self):
+        """A Session keeps its fields in slots, still takes attributes other
+        modules add, and copy.copy (the Received: header builder's) keeps both."""
+        session = Session()
+        session.sender_host_address = "192.0.2.1"
+        session.helo_verified = True
+        clone = copy.copy(session)
+        self.assertEqual((clone.sender_host_address, clone.helo_verified), ("192.0.2.1", True))
+        self.assertFalse(hasattr(Session(), "helo_verified"))
