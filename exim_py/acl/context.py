@@ -30,24 +30,22 @@ def session_variables(session, envelope=None):
     sender = envelope.sender if envelope is not None else None
     lp, dom = split_address(sender) if sender else ("", "")
     tls_cipher = session.tls_cipher or ""
+    # built for every ACL run: stored one by one rather than through update()
     values = connection_variables(session)
-    values.update({
-        "authenticated_fail_id": session.authenticated_fail_id or "",
-        "sender_host_authenticated": session.auth_mechanism or "",
-        "tls_in_cipher": tls_cipher,
-        "tls_cipher": tls_cipher,
-        "tls_in_peerdn": session.tls_peerdn or "",
-        "tls_in_sni": session.tls_sni or "",
-        "sender_address": sender or "",
-        "sender_helo_dnssec": bool(getattr(session, "sender_helo_dnssec", False)),
-        "sender_host_dnssec": bool(getattr(session, "sender_host_dnssec", False)),
-        "sender_address_local_part": lp if sender else "",
-        "sender_address_domain": dom if sender else "",
-    })
+    values["authenticated_fail_id"] = session.authenticated_fail_id or ""
+    values["sender_host_authenticated"] = session.auth_mechanism or ""
+    values["tls_in_cipher"] = values["tls_cipher"] = tls_cipher
+    values["tls_in_peerdn"] = session.tls_peerdn or ""
+    values["tls_in_sni"] = session.tls_sni or ""
+    values["sender_address"] = sender or ""
+    values["sender_helo_dnssec"] = bool(getattr(session, "sender_helo_dnssec", False))
+    values["sender_host_dnssec"] = bool(getattr(session, "sender_host_dnssec", False))
+    values["sender_address_local_part"] = lp if sender else ""
+    values["sender_address_domain"] = dom if sender else ""
     if envelope is not None:
         values["authenticated_sender"] = envelope.auth_sender or ""
         values["recipients_count"] = str(len(envelope.recipients))
-        values["recipients"] = ", ".join(r.address for r in envelope.recipients)
+        values["recipients"] = ", ".join([r.address for r in envelope.recipients])
         values["message_id"] = envelope.message_id or ""
         # Before DATA, $message_size is what MAIL's SIZE= declared (-1 without).
         size = envelope.size or getattr(envelope, "size_declared", None)

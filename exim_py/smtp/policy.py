@@ -147,9 +147,12 @@ class ServerPolicy:
 
     def session_variables(self, session, envelope=None):
         values = _session_variables(session, envelope)
-        values.setdefault("smtp_active_hostname", self.hostname(session))
-        values.setdefault("primary_hostname", self.primary_hostname)
-        values.setdefault("version_number", EXIM_COMPAT_VERSION)
+        if "smtp_active_hostname" not in values:
+            values["smtp_active_hostname"] = self.hostname(session)
+        if "primary_hostname" not in values:
+            values["primary_hostname"] = self.primary_hostname
+        if "version_number" not in values:
+            values["version_number"] = EXIM_COMPAT_VERSION
         values["tls_in_ver"] = session.tls_version or ""
         values["tls_in_certificate_verified"] = "1" if session.tls_certificate_verified else "0"
         # Exim shows -1 when there is no listening socket (-bh, -bs)
