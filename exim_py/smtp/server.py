@@ -83,6 +83,9 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
         self._bdat_discard = False
         self._auth = None
         self._input_ended = False
+        # Exim's pipe_connect_acceptable: a host that may use PIPECONNECT is
+        # not held to synchronisation until its first DATA or BDAT.
+        self._early_pipe = False
         self._proxy_timer = None
         self._handshake_pending = False    # STARTTLS accepted, handshake not finished
         self._refusing = None
@@ -159,7 +162,8 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
         # Input before the banner is a synchronisation error unless the host
         # may use PIPECONNECT (spec: smtp_enforce_sync; RFC 2920 has no
         # early talking).
-        if self._buffer and self.policy.enforce_sync(self.session) and not self.policy.pipe_connect(self.session):
+        self._early_pipe = self.policy.pipe_connect(self.session)
+        if self._buffer and self.policy.enforce_sync(self.session) and not self._early_pipe:
             self.policy.log_sync_error(self.session, "input sent without waiting for greeting", self._buffer)
             self._send(554, "SMTP synchronization error")
             return self._drop()
@@ -305,7 +309,7 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
             return self._synprot(503, "only BDAT permissible after non-LAST BDAT")
         handler = getattr(self, "smtp_" + verb, None) if verb.isalpha() else None
         if handler is None:
-            if pending and self.policy.enforce_sync(self.session):
+            if pending and not self._early_pipe and self.policy.enforce_sync(self.session):
                 # Exim enforces synchronisation after unknown commands too
                 return self._sync_error(line)
             return self._unknown_command(line)
@@ -330,7 +334,7 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
         self._drop()
 
     def _needs_sync(self, verb):
-        if not self.policy.enforce_sync(self.session):
+        if self._early_pipe or not self.policy.enforce_sync(self.session):
             return False
         if verb in SYNC_ALWAYS:
             return True
@@ -683,9 +687,11 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
 
     def smtp_DATA(self, arg):
         if self.envelope is None or not self.envelope.recipients:
+            self._early_pipe = False
             return self._no_valid_rcpt("DATA")
 
         def answered(reply):
+            self._early_pipe = False
             if reply is not None and not reply.ok:
                 self._send_reply(reply, 0, "")
                 return
@@ -724,6 +730,7 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
         self._ask(self.policy.receive, self.session, env, message, longest, then=answered)
 
     def smtp_BDAT(self, arg):
+        self._early_pipe = False
         if "CHUNKING" not in self.extensions:
             return self._synprot(503, "BDAT command used when CHUNKING not advertised")
         words = arg.split()
