@@ -133,13 +133,26 @@ def _protocol(transport):
     return (transport.options["protocol"] or "smtp").lower()
 
 
-def _match(transport, option, host, addr, ctx):
-    """Whether ``host`` is in host-list option ``option`` (unset or empty: no)."""
+def _match(transport, option, host, addr, ctx, shared=None):
+    """Whether ``host`` is in host-list option ``option`` (unset or empty: no).
+
+    ``shared``, a list, keeps the expansion context made for the first
+    option matched, for the next ones about the same host and address."""
     value = transport.options[option]
     if not value:
         return False
+    if value == "*":
+        # Every host: the default of several options, asked for each delivery.
+        return True
     from exim_py.match import match_host
-    mctx = ctx.expand_context(addr, transport, host)
+    if shared:
+        mctx = shared[0]
+        mctx.numeric = []
+        mctx.lookup_value = None
+    else:
+        mctx = ctx.expand_context(addr, transport, host)
+        if shared is not None:
+            shared.append(mctx)
     return match_host(host, value, mctx)
 
 
@@ -207,9 +220,10 @@ def _interface(transport, host, addr, ctx):
 def for_host(transport, host, addr, ctx, callout=False):
     """(ClientSettings, port, interface, connect_timeout) for delivering to ``host``."""
     opts = transport.options
+    contexts = []
 
     def match(option):
-        return _match(transport, option, host, addr, ctx)
+        return _match(transport, option, host, addr, ctx, contexts)
 
     def expand(option):
         return _expand(transport, option, host, addr, ctx)
