@@ -148,3 +148,37 @@ class SpoolWriterTests(TestCase):
         self.assertLess(len(flushes), 2 * batches)
         self.assertTrue(any(written is not None and renamed is not None for _, written, renamed in flushes))
         self.assertEqual(sorted(self.spool.message_ids()), sorted(env.message_id for env in envs))
+
+    @defer.inlineCallbacks
+    def test_failed_shared_flush_answers_each_batch_rightly(self):
+        """When the flush shared by a new batch's files and the previous
+        batch's renames fails, the new batch's messages get the error (451)
+        and the previous batch still gets a flush of its own and is
+        answered with its ids."""
+        real_flush = self.spool.make_durable
+        failed = []
+
+        def make_durable(written=None, renamed=None):
+            if written is not None and renamed is not None and not failed:
+                failed.append(written)
+                raise OSError(5, "Input/output error")
+            real_flush(written=written, renamed=renamed)
+
+        self.patch(self.spool, "make_durable", make_durable)
+        writer = SpoolWriter(self.spool, max_batch=2)
+        envs = [envelope(n) for n in range(12)]
+        for env in envs:
+            env.message_id = writer.new_message_id()
+        results = yield defer.DeferredList([writer.store(env, b"body\n") for env in envs], consumeErrors=True)
+        [lost] = failed
+        lost_ids = {env.message_id for env in lost.envelopes}
+        for env, (ok, value) in zip(envs, results):
+            if env.message_id in lost_ids:
+                self.assertFalse(ok)
+                self.assertIsInstance(value.value, OSError)
+            else:
+                self.assertTrue(ok)
+                self.assertEqual(value, env.message_id)
+        self.assertEqual(set(self.spool.message_ids()), {env.message_id for env in envs} - lost_ids)
+        yield writer.flush()
+        self.assertEqual(writer._unanswered, 0)
