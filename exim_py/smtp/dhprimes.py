@@ -7,7 +7,9 @@ are defined by a formula over the binary digits of pi and e; we compute them
 (exactly, with the decimal module) rather than carry their digits.  The RFC
 5114 groups ("ike22" to "ike24") have no such formula: they are kept below
 as PKCS#3 DER in base64, as ``openssl genpkey -genparam -algorithm DH
--pkeyopt group:dh_2048_224`` (and dh_1024_160, dh_2048_256) writes them.
+-pkeyopt group:dh_2048_224`` (and dh_1024_160, dh_2048_256) writes them;
+so are Exim's own three primes ("exim.dev.20160529.1" to ".3", the third
+also called "default").
 """
 
 import base64
@@ -64,11 +66,47 @@ _RFC5114 = {
         "S1I9HbJGwy9jB4SQ8A741kfRSNR5VFFeIyfP75jFgmZLTA9sxBZZ"),
 }
 
+# Exim's own 2048-bit primes (made with "openssl dhparam -2 2048" by an
+# Exim developer in 2016, so without a formula either); "default" names the
+# third, which is also what an OpenSSL-built Exim uses when tls_dhparam is
+# unset.
+_EXIM_DEV = {
+    "exim.dev.20160529.1": (
+        "MIIBCAKCAQEA8ZMf89Gaye4bDEX1BXZ9+2edkXym9EK0GxmFilHEGpnhgLNmCk+H"
+        "cCb+zn8Ed5bpCOmRuEv9N/VKPjSpno8jYiQbFgUL3vh8uKvQLJNTzDVDbpd3YO7E"
+        "tiS0L0qWL57zIf8b3VZTMRsH4Orz2Rla61wVl6XpxE5WRfGqPS264Vvfew7xmCoi"
+        "INaFzIU6zwk2WeD6K5asctYlQG/UtgY1nRFkQTebIOpm03a6/hw7F14l3yUZgXfv"
+        "I3m4MFaWvxGcuZxddTijXw3VfjMdWvdH3Iz7IcqD32uEzK6Rgi/t4OVSw1kE2oDt"
+        "cFThPUCWb7O4TVq9Xt2UZqZFNU6kUAkv2wIBAg=="),
+    "exim.dev.20160529.2": (
+        "MIIBCAKCAQEAot84eqyfSb5l8GRCN2ioWP5T85Z/2lVX9A9r9JzwDfvliAAqm6Vp"
+        "UcHdAfVt54kc8DsmLiHdDhxY1I/wo+DcBylfVx13cmkroAocowOD5dwQMYk6iXjV"
+        "ys4heRJhYlAHgt8QZH8dA8c/HLs+rlAHhSUPnetsZmcoPE0LRsjigJsiVXasm+sl"
+        "g/77u5FCkgSrFILcD9PLPto1ciIXp2y8cjXQDk+D9FH1HaSCXLCLkuHxhQXxjTYO"
+        "C3Q53aNLkDJ4zpPt7Kc9NxQFBVlNc260IFDOHTWhgV2zpyG6oIzQoHSmmiLAAfcF"
+        "HrG7I06uZBLjuNGGaM0eeuxHNhs2G2EduwIBAg=="),
+    "exim.dev.20160529.3": (
+        "MIIBCAKCAQEAkbRYVoge2PtrmV1eKCKluSBFELgckuLSnkuH0TffqbmfoYM34lFu"
+        "2vPM2LhnzKvEBQlIICOTzQD29kROacRfSKpsNINRXhXKUqI6sFXzUZu4Flk69XKG"
+        "ZOSDYvWkI5pSn1amQ4Nnvn6s+uwn/f0ZDZDiKLW9TgntxJV4A2+yeymaeoGCbIXX"
+        "5q8WgajFhAeut36RL93HBnXT1hT7Eja1Y81w9fOzQrwBuXhyfCkAdiMA/VCp0UD4"
+        "0p7uf+okpckVnwD6WnUCHMij8nGlVblZELFYzNi0udtzIrSwlALbZXIeAqhbZXJO"
+        "lCuYspJhzV0Vs0lDJwrxvNwtdg1ernVIowIBAg=="),
+}
+_ALIASES = {"default": "exim.dev.20160529.3"}
+
 # RFC 8247 deprecates these four for IPsec: Exim warns in its main log when
 # one is used, and also in the panic log for the MUST NOT pair
 DEPRECATED_NAMES = frozenset(("ike1", "ike22", "ike23", "ike24"))
 FORBIDDEN_NAMES = frozenset(("ike1", "ike22"))
-NAMES = frozenset(_FORMULA) | frozenset(_RFC5114)
+NAMES = frozenset(_FORMULA) | frozenset(_RFC5114) | frozenset(_EXIM_DEV) | frozenset(_ALIASES)
+
+
+def canonical(name):
+    """The group a tls_dhparam name stands for: names are not case-sensitive,
+    and "default" is an alias."""
+    name = name.lower()
+    return _ALIASES.get(name, name)
 
 
 def _constant(which, digits):
@@ -121,8 +159,10 @@ def _der_length(n):
 @functools.lru_cache(maxsize=None)
 def pem(name):
     """PKCS#3 PEM ("BEGIN DH PARAMETERS") for a standard group; KeyError if unknown."""
-    if name in _RFC5114:
-        der = base64.b64decode("".join(_RFC5114[name]))
+    name = canonical(name)
+    stored = _RFC5114.get(name) or _EXIM_DEV.get(name)
+    if stored:
+        der = base64.b64decode("".join(stored))
     else:
         body = _der_integer(_formula_prime(*_FORMULA[name])) + _der_integer(2)
         der = b"\x30" + _der_length(len(body)) + body

@@ -211,9 +211,8 @@ class ServerTLS:
     def _dh_parameters(self, dhparam):
         """PKCS#3 PEM data for tls_dhparam's value, or None for no DHE.
 
-        Unset (and "default") stands for Exim's own default prime, which
-        exim_py replaces with ffdhe2048 (RFC 7919), as GnuTLS-built Exims
-        use the RFC 7919 groups."""
+        Unset (and "default") stands for Exim's own default prime,
+        exim.dev.20160529.3, as in an OpenSSL-built Exim."""
         if dhparam == "none":
             return None
         if dhparam.startswith("/"):
@@ -223,11 +222,9 @@ class ServerTLS:
             except OSError as e:
                 raise ConfigError("could not read dhparams file %s: %s" % (dhparam, e.strerror))
         else:
-            name = dhparam or "ffdhe2048"
-            if name == "default":
-                name = "ffdhe2048"
+            name = dhprimes.canonical(dhparam or "default")
             if name not in dhprimes.NAMES:
-                raise ConfigError('Unknown standard DH prime "%s"' % name)
+                raise ConfigError('Unknown standard DH prime "%s"' % dhparam)
             if name in dhprimes.DEPRECATED_NAMES:
                 self._warn_deprecated(name)
             data = dhprimes.pem(name)
