@@ -16,6 +16,7 @@ import os
 import re
 
 from exim_py.envelope import Header, Recipient
+from exim_py.expand.variables import tod
 
 # One-letter header types of the -H file (spec chapter "Format of spool files").
 HEADER_FLAGS = {"bcc": "B", "cc": "C", "from": "F", "message-id": "I", "received": "P",
@@ -186,7 +187,6 @@ def received_header(env, config, now, expand=None, ctx=None):
 
 def _received_header(config, now, expand, ctx):
     """received_header for a context that holds the message's variables already."""
-    from exim_py.expand.variables import tod
     text = expand(config.main.received_header_text, ctx)
     if not text:
         return None   # an empty expansion adds no Received: header (spec, received_header_text)
@@ -306,7 +306,6 @@ def local_fixups(env, config, message_id, now, originator_name=None, submission=
     is True or the domain of ``control = submission/domain=...``.  For an
     untrusted local caller (``untrusted_login``) the Sender: rules apply too.
     """
-    from exim_py.expand.variables import tod
     headers = env.headers
     resent = any(h.name.lower().startswith("resent-") for h in headers if h.flag != "*")
     prefix = "Resent-" if resent else ""
