@@ -222,3 +222,20 @@ class ClientQuitTests(unittest.TestCase):
         self.assertEqual([o.status for _, o in result.outcomes()], [OK])
         self.assertLess(time.monotonic() - started, 10)
         self.assertEqual(server.commands[-1], b"QUIT")
+
+    @defer.inlineCallbacks
+    def test_quit_pipelined_only_for_smtp(self):
+        """Behind the final dot QUIT is pipelined to an SMTP server that offers
+        PIPELINING, but not to an LMTP one, whose replies come one per
+        recipient (Exim pipelines QUIT only once the message is complete)."""
+        sent = {}
+        for lmtp in (False, True):
+            server = ScriptedSMTPServer(overrides={
+                ".": STALL, "LHLO": "250-test.example\r\n250-PIPELINING\r\n250 OK"})
+            self.addCleanup(server.stop)
+            settings = ClientSettings(helo_data="client.example", command_timeout=5,
+                                      final_timeout=1, lmtp=lmtp)
+            txn = Transaction("s@x.example", ["a@y.example"], data=b"Subject: t\n\nbody\n")
+            yield client.deliver(reactor, "127.0.0.1", server.port_number, settings, [txn])
+            sent[lmtp] = server.commands[server.commands.index(b"."):]
+        self.assertEqual(sent, {False: [b".", b"QUIT"], True: [b"."]})

@@ -499,10 +499,12 @@ class ESMTPClient(SessionSetup, LineReceiver):
         self._start_body(command.encode("ascii") + b"\r\n" + body, b"", "dot", command)
 
     def _start_body(self, body, trailer, state, stage):
-        if self._pipelined and not self._queue and not self._excess and self.park is None:
+        if (self._pipelined and not self._queue and not self._excess and self.park is None
+                and not self.settings.lmtp):
             # Nothing else will go down this connection (no recipients
             # refused with 452 wait for a follow-up): QUIT travels with the
-            # end of the data, as Exim sends it ("will pipeline QUIT").
+            # end of the data, as Exim sends it ("will pipeline QUIT"); not
+            # under LMTP, whose replies come one per recipient.
             trailer += b"QUIT\r\n"
             self._quit_sent = True
             self._quitting_with_data = True
