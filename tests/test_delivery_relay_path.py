@@ -99,6 +99,18 @@ class RelayedAttemptTests(unittest.TestCase):
         self.assertEqual(len(self.peer.messages()), 1)
 
     @defer.inlineCallbacks
+    def test_dont_deliver_finishes_the_attempt(self):
+        """-N: the address is logged "*>" as if delivered, nothing reaches
+        the peer, and the attempt still ends with the message removed."""
+        message_id = self.env.submit(["one@remote.example"])
+        outcome = yield self.env.deliver(message_id, dont_deliver=True)
+        self.assertTrue(outcome.completed)
+        self.assertEqual(self.env.queued(), [])
+        self.assertEqual(self.peer.messages(), [])
+        self.assertIn("%s *> one@remote.example R=to_peer T=to_peer_smtp" % message_id,
+                      self.env.mainlog())
+
+    @defer.inlineCallbacks
     def test_only_remote_batch_needs_no_transport_thread(self):
         """The engine prepares the attempt's only remote batch in its own
         worker thread: the smtp transport does not go to a thread again."""

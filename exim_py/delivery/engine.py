@@ -472,7 +472,10 @@ class _Delivery:
         """Deliver one batch through a remote transport (on the reactor);
         with ``plan``, the attempt's only batch, and the attempt ends with it."""
         if self.dont_deliver:
-            yield workers.in_thread(self._suppress, batch)
+            if plan is None:
+                yield workers.in_thread(self._suppress, batch)
+            else:
+                yield workers.in_thread(self._record_and_finish, batch, plan, self._suppress)
             return
         transport = batch[0].transport
         _stamp(batch, "delivery_started", self.ctx.now())
@@ -488,10 +491,11 @@ class _Delivery:
         else:
             yield workers.in_thread(self._record_and_finish, batch, plan)
 
-    def _record_and_finish(self, batch, plan):
-        """The outcome of the attempt's only remote batch, then its end."""
+    def _record_and_finish(self, batch, plan, record=None):
+        """The outcome of the attempt's only remote batch (``record``: how
+        it is recorded, _record unless -N), then the end of the attempt."""
         with self._journal_deferred():
-            self._record(batch)
+            (record or self._record)(batch)
             self._finish_attempt(plan)
 
     def _suppress(self, batch):
