@@ -175,6 +175,12 @@ def pem(name):
 def prime_bits(pem_bytes):
     """The size in bits of the prime in PKCS#3 PEM data (for tls_dh_max_bits);
     None when the data is not DH parameters."""
+    p = prime(pem_bytes)
+    return None if p is None else p.bit_length()
+
+
+def prime(pem_bytes):
+    """The prime in PKCS#3 PEM data; None when the data is not DH parameters."""
     lines = pem_bytes.decode("ascii", "replace").splitlines()
     try:
         start = lines.index("-----BEGIN DH PARAMETERS-----")
@@ -183,7 +189,7 @@ def prime_bits(pem_bytes):
         if der[0] != 0x30 or der[pos] != 0x02:
             return None
         length, pos = _read_length(der, pos + 1)
-        return int.from_bytes(der[pos:pos + length], "big").bit_length()
+        return int.from_bytes(der[pos:pos + length], "big")
     except (ValueError, IndexError):
         return None
 
