@@ -87,7 +87,7 @@ def _reachable(directory, uid):
             if parent == path:
                 return False
             path = parent
-        except PermissionError:
+        except OSError:   # not allowed in, or not a directory: no identity to take
             return False
     return st.st_uid == uid and st.st_mode & 0o700 == 0o700
 

@@ -162,16 +162,20 @@ class SpoolBatch:
             os.rename(temp, final)
 
     def close(self):
+        """Close the directory descriptors (never raises: the writer's thread must go on)."""
         for fd in self.directories.values():
-            os.close(fd)
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         self.directories = {}
 
     def finish(self):
         """After the renames are durable: start each message log; returns the ids."""
-        ids = [env.message_id for env in self.envelopes]
+        spool = self.spool
         for env, line in zip(self.envelopes, self.msglog_lines):
-            self.spool._write_msglog(env.message_id, line if line is not None else self.spool._received_line(env))
-        return ids
+            spool._write_msglog(env.message_id, line if line is not None else spool._received_line(env))
+        return [env.message_id for env in self.envelopes]
 
 
 class Spool:
@@ -363,7 +367,7 @@ class Spool:
         fsync of its directories, which writes less.  Without syncfs the
         files were fsync'ed as they were written.
         """
-        if written is not None and _syncfs is not None:
+        if written is not None and written.directories and _syncfs is not None:
             directory, fd = next(iter(written.directories.items()))
             _syncfs_open(fd, directory)
         elif renamed is not None:
