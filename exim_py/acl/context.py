@@ -40,6 +40,7 @@ def session_variables(session, envelope=None):
     values["sender_address"] = sender or ""
     values["sender_helo_dnssec"] = bool(getattr(session, "sender_helo_dnssec", False))
     values["sender_host_dnssec"] = bool(getattr(session, "sender_host_dnssec", False))
+    values["smtp_notquit_reason"] = getattr(session, "notquit_reason", "")
     values["sender_address_local_part"] = lp if sender else ""
     values["sender_address_domain"] = dom if sender else ""
     if envelope is not None:

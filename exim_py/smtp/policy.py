@@ -19,6 +19,7 @@ from twisted.internet import defer
 from exim_py import EXIM_COMPAT_VERSION, receive as receiving
 from exim_py.acl.context import session_variables as _session_variables
 from exim_py.auths.dialogue import AuthDialogue
+from exim_py.expand.strings import printing as string_printing
 from exim_py.log import printing, received_line
 from exim_py.smtp import acl_phase, connlog, helo_check, limits, proxy
 from exim_py.smtp.server import Reply
@@ -509,11 +510,16 @@ class ServerPolicy:
         self._run_acl("quit", "acl_smtp_quit", session)
         return None
 
-    def notquit(self, session, in_data, envelope=None):
-        """The client went away without QUIT (``envelope``: the unfinished transaction)."""
+    def notquit(self, session, in_data, envelope=None, reason="connection-lost"):
+        """The session ends without QUIT (``envelope``: the unfinished
+        transaction): the client went away, or we end it for ``reason``
+        (Exim's $smtp_notquit_reason words: synchronization-error,
+        bad-commands, command-timeout, data-timeout)."""
+        session.notquit_reason = reason
         if self._option("acl_smtp_notquit"):
             self._run_acl("notquit", "acl_smtp_notquit", session)
-        connlog.lost(self, session, envelope, in_data)
+        if reason == "connection-lost":
+            connlog.lost(self, session, envelope, in_data)
 
     # -- connection log lines (smtp/connlog.py) ----------------------------
 
@@ -551,6 +557,7 @@ class ServerPolicy:
         """The TLS handshake after STARTTLS failed and took the connection
         with it: Exim's "TLS error on connection from ..." line."""
         from exim_py.smtp.tls import handshake_failure
+        session.notquit_reason = "tls-failed"
         if self._option("acl_smtp_notquit"):
             self._run_acl("notquit", "acl_smtp_notquit", session)
         try:
@@ -721,12 +728,13 @@ class ServerPolicy:
             self.logger.main(line)
 
     def log_sync_error(self, session, why, pending, command=None):
-        text = pending[:150].decode("latin-1")
+        # Exim: host_and_ident(TRUE) (so "H=") and string_printing of the input
+        text = string_printing(pending[:150].decode("latin-1"), tab=True)
         if command is None:
-            self.log_reject("SMTP protocol synchronization error (%s): rejected connection from %s input=\"%s\""
+            self.log_reject("SMTP protocol synchronization error (%s): rejected connection from H=%s input=\"%s\""
                           % (why, self.host_text(session), text))
         else:
-            self.log_reject("SMTP protocol synchronization error (%s): rejected \"%s\" %s next input=\"%s\""
+            self.log_reject("SMTP protocol synchronization error (%s): rejected \"%s\" H=%s next input=\"%s\""
                           % (why, command, self.host_text(session), text))
 
     def log_synprot_drop(self, session):

@@ -320,6 +320,7 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
         if verb not in MAIL_COMMANDS and self.policy.limit_nonmail(self.session):
             self.nonmail_commands += 1
             if self.nonmail_commands > self.policy.smtp_accept_max_nonmail:
+                self.policy.notquit(self.session, False, self.envelope, "bad-commands")
                 self._send(554, "Too many nonmail commands")
                 return self._drop()
         self.policy.command_seen(self.session, verb)
@@ -330,6 +331,7 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
     def _sync_error(self, line):
         self.policy.log_sync_error(self.session, "next input sent too soon: pipelining was%s advertised"
                                    % ("" if self.pipelining else " not"), self._buffer, line)
+        self.policy.notquit(self.session, False, self.envelope, "synchronization-error")
         self._send(554, "SMTP synchronization error")
         self._drop()
 
@@ -381,6 +383,7 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
         """A syntax or protocol error; too many of them end the session (smtp_max_synprot_errors)."""
         self.synprot_errors += 1
         if self.synprot_errors > self.policy.smtp_max_synprot_errors:
+            self.policy.notquit(self.session, False, self.envelope, "bad-commands")
             self.policy.log_synprot_drop(self.session)
             self._send(code, text + "\n" + "Too many syntax or protocol errors")
             self._drop()
@@ -390,6 +393,7 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
     def _unknown_command(self, line):
         self.unknown_commands += 1
         if self.unknown_commands > self.policy.smtp_max_unknown_commands:
+            self.policy.notquit(self.session, False, self.envelope, "bad-commands")
             self.policy.log_unknown_drop(self.session, line)
             self._send(500, "Too many unrecognized commands")
             return self._drop()
@@ -494,6 +498,8 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
         else:
             self._send(421, "%s: SMTP command timeout - closing connection" % host)
         self.policy.log_timeout(self.session, self._mode)
+        self.policy.notquit(self.session, False, self.envelope,
+                            "data-timeout" if self._mode in ("data", "bdat") else "command-timeout")
         self._drop()
 
     # -- HELO / EHLO -------------------------------------------------------
