@@ -1,6 +1,7 @@
 """Queue listing details that a fresh queue does not show: old messages and big ones,
 and -bpc over a spool with split subdirectories and stray files."""
 
+import io
 import os
 import shutil
 import tempfile
@@ -8,8 +9,9 @@ import tempfile
 from twisted.trial.unittest import TestCase
 
 from exim_py.spool import Spool
-from exim_py.spool.listing import count_messages, format_age, format_size, sort_key
+from exim_py.spool.listing import count_messages, format_age, format_size, list_message, sort_key
 from tests.support.peers import RealExim, run_exim_py
+from tests.test_spool import sample_envelope
 
 
 class ListingFormatTests(TestCase):
@@ -23,6 +25,20 @@ class ListingFormatTests(TestCase):
         self.assertEqual(format_age(72 * 3600), "72h")
         self.assertEqual(format_age(73 * 3600), " 3d")
         self.assertEqual(format_age(400 * 86400), "400d")
+
+    def test_age_counts_whole_seconds(self):
+        """The age is the current second less the arrival second, as Exim
+        counts it: a message that arrived at .9 of a second, listed 89
+        minutes and half a second later by the clock, is 89m old (not 88m)."""
+        directory = tempfile.mkdtemp(prefix="exim_py-listing-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        spool = Spool(directory)
+        env = sample_envelope()
+        env.received_time = 1795282727.9
+        spool.store(env, b"x\n")
+        out = io.StringIO()
+        list_message(spool, env.message_id, None, 1795282727 + 89 * 60 + 0.5, out)
+        self.assertEqual(out.getvalue()[:3], "89m")
 
     def test_size(self):
         """Bytes below 1K, one decimal below 10K/10M, whole K or M above."""

@@ -91,7 +91,8 @@ def list_message(spool, message_id, option, now, out):
         size += os.stat(spool.body_path(message_id)).st_size - DATA_START_OFFSET + 1
     except OSError:
         pass
-    line = "%s %s %s <%s>" % (format_age(now - env.received_time), format_size(size), message_id,
+    # whole seconds on both sides, as Exim (time(NULL) less the -H time's tv_sec)
+    line = "%s %s %s <%s>" % (format_age(int(now) - int(env.received_time)), format_size(size), message_id,
                               env.sender or "")
     if "sender_set_untrusted" in env.flags:
         line += " (%s)" % env.session.caller_name
