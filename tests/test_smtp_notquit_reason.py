@@ -33,7 +33,7 @@ host_lookup =
 tls_advertise_hosts =
 """ + SETTINGS
 
-KEEP = re.compile(r"notquit|synchronization error|dropped|timeout")
+KEEP = re.compile(r"notquit|synchronization error|dropped|timeout|rejected|NOTQUIT")
 
 
 def play(port, flights):
@@ -123,3 +123,28 @@ class NotquitReasonTests(unittest.TestCase):
                 time.sleep(0.3)
         lines = yield self.both([b"EHLO client.example\r\n"], 1, play=lost)
         self.assertEqual(lines, ["notquit reason=connection-lost"])
+
+
+class AclDropTests(unittest.TestCase):
+    """An ACL's drop ends the session: the not-QUIT ACL runs with acl-drop."""
+
+    def test_rcpt_acl_drop(self):
+        """drop in the RCPT ACL: the rejection is logged, then the ACL runs."""
+        directory = os.path.realpath(self.mktemp())
+        for sub in ("spool", "log"):
+            os.makedirs(os.path.join(directory, sub))
+        config = os.path.join(directory, "exim.conf")
+        with open(config, "w") as f:
+            f.write(CONF.format(dir=directory) + "acl_smtp_rcpt = drop message = go away\n")
+        port = free_port()
+        daemon = Daemon([exim_py_script(), "-C", config, "-oX", "127.0.0.1.%d" % port, "-bdf"],
+                        port).start()
+        self.addCleanup(daemon.stop)
+        mainlog = os.path.join(directory, "log", "mainlog")
+        wait_for(lambda: "notquit" in read_text(mainlog), "the start-up probe's line")
+        play(port, [b"EHLO client.example\r\n", b"MAIL FROM:<a@b.example>\r\n",
+                    b"RCPT TO:<c@d.example>\r\n"])
+        wait_for(lambda: "acl-drop" in read_text(mainlog), "the notquit line")
+        lines = [line.split(" ", 2)[2] for line in read_text(mainlog).splitlines()][-2:]
+        self.assertEqual(lines, ["H=(client.example) [127.0.0.1] F=<a@b.example> rejected RCPT "
+                                 "<c@d.example>: go away", "notquit reason=acl-drop"])

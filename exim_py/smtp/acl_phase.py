@@ -78,6 +78,9 @@ def _dns_cache(session):
 
 
 def _reply(where, result, ctx, command_data, session):
+    if where == "notquit":
+        # Exim ignores the not-QUIT ACL's verdict: nothing is said or logged
+        return None
     if result.rc in (OK, DISCARD):
         if result.rc == DISCARD and ctx.envelope is not None and where == "rcpt":
             ctx.envelope.discarded = True

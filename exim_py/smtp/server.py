@@ -375,6 +375,10 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
         else:
             self._send(reply.code, reply.text)
         if reply.drop:
+            if self._mode != "banner":
+                # an ACL's drop (a refusal at connect time is no session yet)
+                self.policy.notquit(self.session, self._mode in ("data", "bdat"), self.envelope,
+                                    "acl-drop")
             self._drop()
             return False
         return True
