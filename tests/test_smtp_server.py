@@ -239,6 +239,22 @@ class CommandReplyTests(unittest.TestCase):
         self.assertEqual(d.take(), "421 mx.test.example: SMTP command timeout - closing connection\r\n")
         self.assertTrue(d.transport.disconnecting)
 
+    def test_timeout_counts_from_last_input(self):
+        """The timeout runs from the client's last input, however often it wrote."""
+        clock = task.Clock()
+        d = Dialogue(self.policy, clock=clock)
+        d.take()
+        clock.advance(200)
+        self.assertEqual(d.send("NOOP\r\n"), "250 OK\r\n")
+        clock.advance(150)
+        self.assertEqual(d.send("NOOP\r\n"), "250 OK\r\n")
+        clock.advance(299)
+        self.assertEqual(d.take(), "")
+        self.assertFalse(d.transport.disconnecting)
+        clock.advance(2)
+        self.assertEqual(d.take(), "421 mx.test.example: SMTP command timeout - closing connection\r\n")
+        self.assertTrue(d.transport.disconnecting)
+
 
 class PolicyFailureTests(unittest.TestCase):
     """A policy that fails (at once or later) costs the client a 451, never the session."""
