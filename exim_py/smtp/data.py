@@ -54,17 +54,26 @@ class DataCollector:
         self._tail = b"\r\n"
 
     def feed(self, data):
-        window = self._tail + data
+        tail = self._tail
         if self.lf_line_ends:
+            window = tail + data
             m = _LF_TERMINATOR.search(window)
             end, length = (m.start(), m.end() - m.start()) if m else (-1, 0)
             # The line end before the dot: CRLF or a bare LF.
             lead = 2 if m and window[end:end + 1] == b"\r" else 1
         else:
-            end, length, lead = window.find(TERMINATOR), len(TERMINATOR), 2
+            # Positions are in tail + data, without building it: a terminator
+            # that began in the tail is within its first bytes and comes
+            # before any that lies wholly in this read.
+            length, lead = len(TERMINATOR), 2
+            end = (tail + data[:length - 1]).find(TERMINATOR)
+            if end < 0:
+                end = data.find(TERMINATOR)
+                if end >= 0:
+                    end += len(tail)
         if end < 0:
             self._keep(data)
-            self._tail = window[-4:]
+            self._tail = (tail + data)[-4:] if len(data) < 4 else data[-4:]
             return None
         # The terminator's line end belongs to the last line of content.
         content_end = end + lead - len(self._tail)
