@@ -487,10 +487,15 @@ class ReceivedCopyTests(unittest.TestCase):
         stored = self.env.submit_envelope(["mb1", "mb2"])
         received = ReceivedCopy(self.env.spool, stored)
         self.env.spool.mark_delivered(stored.message_id, "mb2@localdomain")
+        journal = os.path.join(self.env.spool.input_dir(stored.message_id),
+                               stored.message_id + "-J")
+        self.assertTrue(os.path.exists(journal))
         outcome = yield self.env.deliver(stored.message_id, received=received)
         self.assertTrue(outcome.completed)
         self.assertEqual(len(mailbox.mbox(self.env.path("mail", "mb1"))), 1)
         self.assertFalse(os.path.exists(self.env.path("mail", "mb2")))
+        # The completed message takes its journal with it.
+        self.assertFalse(os.path.exists(journal))
 
     def test_later_session_changes_do_not_reach_the_copy(self):
         """The copy is taken when the message is stored: a later HELO or

@@ -14,7 +14,9 @@ import os
 from twisted.internet import defer
 from twisted.trial import unittest
 
+from exim_py.delivery.received import ReceivedCopy
 from exim_py.routers import base as router_base
+from exim_py.spool import spool as spool_module
 from exim_py.transports import smtp as smtp_transport
 from tests.support.exim_peer import EximPeer
 from tests.test_delivery_engine import MailEnv
@@ -97,6 +99,26 @@ class RelayedAttemptTests(unittest.TestCase):
         outcome = yield self.env.deliver(message_id, force=True)
         self.assertEqual(outcome.delivered, [])
         self.assertEqual(len(self.peer.messages()), 1)
+
+    @defer.inlineCallbacks
+    def test_just_received_message_is_removed_without_looking_for_a_journal(self):
+        """Delivered straight after receipt (the daemon's received copy, so
+        no journal existed) and completed without one: removal unlinks -H,
+        -D and the message log, and tries no -J file in either layout."""
+        stored = self.env.submit_envelope(["one@remote.example"])
+        received = ReceivedCopy(self.env.spool, stored)
+        unlinked = []
+        real_unlink = os.unlink
+
+        def unlink(path, *args, **kwargs):
+            unlinked.append(os.path.basename(path))
+            return real_unlink(path, *args, **kwargs)
+        self.patch(spool_module.os, "unlink", unlink)
+        outcome = yield self.env.deliver(stored.message_id, received=received)
+        self.assertTrue(outcome.completed)
+        self.assertEqual(self.env.queued(), [])
+        self.assertEqual(sorted(unlinked), sorted(stored.message_id + suffix
+                                                  for suffix in ("-H", "-D", "")))
 
     @defer.inlineCallbacks
     def test_dont_deliver_finishes_the_attempt(self):

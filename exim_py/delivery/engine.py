@@ -121,6 +121,7 @@ class _Delivery:
         self.pending_marks = None     # finished addresses not yet in -J (_journal_deferred)
         self.header_written = False   # -H rewritten with every finished address
         self.prepared = None          # the only remote batch's prepare_blocking result
+        self.journal = True           # a -J journal may exist (removal tries it)
 
     @defer.inlineCallbacks
     def run(self):
@@ -180,7 +181,7 @@ class _Delivery:
         self.log.close()
         # Every recipient is in the -J journal, durably, or (_journal_deferred)
         # none is and a lost unlink means one more delivery: no sync needed.
-        self.spool.remove(self.message_id, sync=False)
+        self.spool.remove(self.message_id, sync=False, journal=self.journal)
         # Closing the last descriptor of the unlinked -D file frees its
         # blocks, which takes milliseconds: keep it off the reactor.
         self.lock.release()
@@ -259,6 +260,9 @@ class _Delivery:
         if self.received is not None:
             envelope = self.received.current()
             self.received = None
+            # The copy is current only while no journal exists; one
+            # written later in this attempt sets self.journal (_mark).
+            self.journal = envelope is None
         try:
             if envelope is None:
                 envelope = self.spool.read(self.message_id)
@@ -635,6 +639,7 @@ class _Delivery:
         if self.pending_marks is not None:
             self.pending_marks.extend(uniques)
         else:
+            self.journal = True
             self.spool.mark_delivered(self.message_id, uniques, durable=durable.GROUP.sync)
         self.envelope.non_recipients.update(uniques)
 

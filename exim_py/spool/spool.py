@@ -413,15 +413,16 @@ class Spool:
         elif new:
             _fsync_directory(os.path.dirname(path))
 
-    def remove(self, message_id, sync=True):
+    def remove(self, message_id, sync=True, journal=True):
         """Take a message off the queue: -H first (then it no longer exists), then the rest.
 
         ``sync=False`` skips the directory fsync, for a delivery whose -J
         journal already records every recipient durably (as Exim, which
         does not sync the unlinks: a message that comes back after a crash
-        has nothing left to deliver).
+        has nothing left to deliver).  ``journal=False`` is for a caller
+        that knows the message has no -J file (two failed unlinks saved).
         """
-        for suffix in ("-H", "-D", "-J"):
+        for suffix in ("-H", "-D", "-J") if journal else ("-H", "-D"):
             try:
                 self._first(message_id, suffix, os.unlink)
             except FileNotFoundError:
