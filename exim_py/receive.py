@@ -389,6 +389,8 @@ def receive(env, data, config, local=False, submission=False, suppress_local_fix
     """
     headers, body, longest = split_message(data, longest)
     env.headers = headers
+    # -H's -host_lookup_failed flag: the name lookup made for this session failed
+    env.host_lookup_failed = bool(getattr(env.session, "host_lookup_failed", False))
     count_body(env, body, longest)
     remove_transit_headers(env, config)
     if extract:

@@ -92,20 +92,43 @@ def _host_names(ctx, session, address):
 
 
 def host_name_lookup(ctx):
-    """Exim's host_name_lookup for the client of AclContext ``ctx``: its PTR
-    names that resolve back to its address become ``sender_host_name`` (and
-    aliases); none is logged (selector host_lookup_failed) and remembered.
-    ``sender_host_dnssec`` is true when the PTR records and every forward
-    lookup that confirmed a name came with the resolver's AD bit.
-    Returns the names; raises DnsDefer."""
+    """Exim's host_name_lookup for the client of AclContext ``ctx``.
+
+    The sources in host_lookup_order are tried in turn until one gives
+    names: ``bydns`` asks for PTR records, ``byaddr`` reads /etc/hosts (what
+    the system's gethostbyaddr does here).  A name is kept only when its own
+    addresses include the client's (spec "Reverse DNS lookups"); the first
+    one kept becomes ``sender_host_name``, the others its aliases.  None
+    kept is remembered as ``host_lookup_failed`` (and logged when there was
+    no name at all).  A PTR lookup that gets no decisive answer sets
+    ``host_lookup_deferred`` and raises DnsDefer, without a log line, as in
+    Exim; so does a forward lookup that cannot be answered.  ``sender_host_dnssec`` is true when the PTR records and every
+    forward lookup that confirmed a name came with the resolver's AD bit.
+    Returns the names."""
     session = ctx.session
     address = session.sender_host_address
-    candidates, secure = dnslists.query_dnssec(
-        ctx, ipaddress.ip_address(address).reverse_pointer, "PTR")
+    candidates, secure = [], False
+    for source in _lookup_order(ctx):
+        if source == "bydns":
+            try:
+                candidates, secure = dnslists.query_dnssec(
+                    ctx, ipaddress.ip_address(address).reverse_pointer, "PTR")
+            except dnslists.DnsDefer:
+                session.host_lookup_deferred = True
+                raise
+        else:
+            candidates, secure = _etc_hosts_names(address), False
+        if candidates:
+            break
     names = []
     for name in candidates:
-        found, forward_secure = dnslists.resolve_addresses_dnssec(ctx, name)
-        if address in found:
+        try:
+            confirmed, forward_secure = _confirm(ctx, name, address)
+        except dnslists.DnsDefer:
+            # Exim gives up, keeping no name, as for a PTR that defers
+            session.host_lookup_deferred = True
+            raise
+        if confirmed:
             names.append(name)
             secure = secure and forward_secure
     session.sender_host_dnssec = bool(names) and secure
@@ -116,9 +139,46 @@ def host_name_lookup(ctx):
         ctx.set_variable("sender_host_name", names[0])
     else:
         session.host_lookup_failed = True
-        if ctx.log is not None and ctx.log.selector("host_lookup_failed"):
+        ctx.set_variable("host_lookup_failed", "1")
+        # Exim logs only when no source gave a name at all; names that do
+        # not resolve back fail silently (spec, log selector host_lookup_failed)
+        if not candidates and ctx.log is not None and ctx.log.selector("host_lookup_failed"):
             ctx.write_log("no host name found for IP address %s" % address)
     return names
+
+
+def client_name_lookup(ctx):
+    """The lookup main option host_lookup asks for when a session starts:
+    host_name_lookup, with a temporary DNS failure left as
+    ``host_lookup_deferred`` rather than raised."""
+    try:
+        host_name_lookup(ctx)
+    except dnslists.DnsDefer:
+        pass
+
+
+def _lookup_order(ctx):
+    """host_lookup_order as a list ("bydns", "byaddr")."""
+    from exim_py.match import iter_list
+    try:
+        text = ctx.config.main["host_lookup_order"]
+    except KeyError:
+        text = None
+    order = [item.strip().lower() for item in iter_list(text or "bydns:byaddr")]
+    return [item for item in order if item in ("bydns", "byaddr")] or ["bydns", "byaddr"]
+
+
+def _etc_hosts_names(address):
+    """The names /etc/hosts gives ``address``: the system's gethostbyaddr."""
+    from exim_py.match.hosts import etc_hosts
+    return [n for a, names in etc_hosts() if a == address for n in names]
+
+
+def _confirm(ctx, name, address):
+    """(does ``name`` resolve to ``address``, was that DNSSEC-authenticated).
+    Exim confirms through the DNS alone, even for a name from /etc/hosts."""
+    found, secure = dnslists.resolve_addresses_dnssec(ctx, name)
+    return address in found, secure
 
 
 def _forward_match(ctx, name, address):

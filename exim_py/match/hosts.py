@@ -219,7 +219,7 @@ class _AddressOnly:
         self.name = ""
 
 
-def _etc_hosts():
+def etc_hosts():
     """(address, [names]) for each line of /etc/hosts."""
     out = []
     try:
@@ -237,7 +237,7 @@ def host_addresses(name, ctx):
     """Addresses of host ``name``: /etc/hosts first, as the system resolver
     does, then the DNS.  LookupDefer on a temporary DNS error."""
     low = name.lower()
-    found = [a for a, names in _etc_hosts() if low in (n.lower() for n in names)]
+    found = [a for a, names in etc_hosts() if low in (n.lower() for n in names)]
     if found:
         return found
     from exim_py.dns import get_resolver     # dnspython only when the DNS is asked
@@ -375,13 +375,20 @@ def host_names(address, ctx):
     key = ("host-names", address)
     if key in cache:
         return cache[key]
+    variables = getattr(ctx, "variables", None) or {}
+    if (variables.get("host_lookup_failed") == "1"
+            and variables.get("sender_host_address") == address):
+        # the lookup host_lookup made as the session started found nothing:
+        # Exim does not ask again
+        cache[key] = []
+        return []
     from exim_py.dns import get_resolver
     try:
         candidates = get_resolver(getattr(ctx, "config", None)).reverse(address)
     except LookupDefer:
         candidates = []
     if not candidates:
-        candidates = [n for a, names in _etc_hosts() if a == address for n in names]
+        candidates = [n for a, names in etc_hosts() if a == address for n in names]
     confirmed = []
     for name in candidates:
         try:

@@ -14,10 +14,11 @@ import re
 import socket
 import time
 
-from twisted.internet import defer
+from twisted.internet import defer, threads
 
 from exim_py import EXIM_COMPAT_VERSION, receive as receiving
-from exim_py.acl.context import session_variables as _session_variables
+from exim_py.acl import helo
+from exim_py.acl.context import AclContext, session_variables as _session_variables
 from exim_py.auths.dialogue import AuthDialogue
 from exim_py.expand.strings import printing as string_printing
 from exim_py.log import printing, received_line
@@ -154,6 +155,10 @@ class ServerPolicy:
             values["primary_hostname"] = self.primary_hostname
         if "version_number" not in values:
             values["version_number"] = EXIM_COMPAT_VERSION
+        if getattr(session, "host_lookup_failed", False):
+            values["host_lookup_failed"] = "1"
+        if getattr(session, "host_lookup_deferred", False):
+            values["host_lookup_deferred"] = "1"
         values["tls_in_ver"] = session.tls_version or ""
         values["tls_in_certificate_verified"] = "1" if session.tls_certificate_verified else "0"
         # Exim shows -1 when there is no listening socket (-bh, -bs)
@@ -198,6 +203,24 @@ class ServerPolicy:
         return limits.refuse(self, addr, active)
 
     def connect(self, session):
+        if (self._option("host_lookup") and session.sender_host_address
+                and not session.sender_host_name and self.host_in("host_lookup", session)):
+            # Exim looks the client's name up as the session starts, before
+            # host_reject_connection and acl_smtp_connect (spec, main option
+            # host_lookup); it may wait on the DNS, so off the reactor.
+            d = threads.deferToThread(helo.client_name_lookup, self._lookup_context(session))
+            return d.addCallback(lambda _: self._connected(session))
+        return self._connected(session)
+
+    def _lookup_context(self, session):
+        """An AclContext for the connection-time name lookup: its DNS answers
+        stay in the session's cache for the ACLs that follow."""
+        if getattr(session, "dns_cache", None) is None:
+            session.dns_cache = {}
+        return AclContext(self.config, session, log=self.logger, expand_ctx=self.expand_context(session),
+                          host_checking=self.host_checking, dns_cache=session.dns_cache)
+
+    def _connected(self, session):
         active = self._option("smtp_active_hostname")
         if active:
             session.active_hostname = self._expand(active, session) or None

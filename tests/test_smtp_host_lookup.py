@@ -1,0 +1,161 @@
+"""host_lookup: the client's name is looked up as the session starts.
+
+Loopback dialogues are compared with Debian's exim4 (``-bh`` and a real
+daemon), which here finds "localhost" for 127.0.0.1 in /etc/hosts but no
+address for it in the DNS, so the name is refused.  Names that do resolve
+back come from the test DNS server (tests/support/zones: 203.0.113.1 is
+a.host.test both ways, 203.0.113.99 has a PTR whose name has no address,
+127.0.0.1 is localhost.test), through ``exim_py -bh`` and a daemon.
+"""
+
+import os
+import re
+import shutil
+import smtplib
+import tempfile
+
+from twisted.trial import unittest
+
+from tests.support.dnsserver import SERVFAIL, DNSServer, shared_server
+from tests.support.peers import RealExim, run_exim_py
+from tests.test_daemon import DaemonProcess
+
+CONF = """\
+primary_hostname = mx.test.example
+keep_environment =
+host_lookup = {lookup}
+spool_directory = {spool}
+log_file_path = {spool}/%slog
+acl_smtp_connect = connect
+{extra}
+begin acl
+connect:
+  warn    logwrite = name=<$sender_host_name> failed=$host_lookup_failed \\
+                     deferred=$host_lookup_deferred
+  deny    hosts = *.host.test
+          message = named $sender_host_name
+  accept
+"""
+
+
+def logs(text):
+    return [line for line in text.splitlines() if line.startswith("LOG: ")]
+
+
+def replies(text):
+    return [re.sub(r"\w{3}, \d\d \w{3} \d{4} [\d:]{8} [+-]\d{4}", "DATE", line)
+            for line in text.splitlines() if line[:3].isdigit()]
+
+
+class HostLookupCheckingTests(unittest.TestCase):
+    """The connection-time lookup as ``-bh`` shows it."""
+
+    def setUp(self):
+        self.spool = tempfile.mkdtemp(prefix="exim_py-hostlookup-")
+        os.chmod(self.spool, 0o777)
+        self.addCleanup(shutil.rmtree, self.spool, True)
+
+    def write(self, lookup="*", extra=""):
+        path = os.path.join(self.spool, "exim.conf")
+        with open(path, "w") as f:
+            f.write(CONF.format(spool=self.spool, lookup=lookup, extra=extra))
+        return path
+
+    def bh(self, address, lookup="*", extra=""):
+        result = run_exim_py(["-C", self.write(lookup, extra), "-bh", address], input="QUIT\r\n")
+        return replies(result.stdout), logs(result.stderr)
+
+    def with_dns(self, server=None):
+        return "dns_nameservers = %s" % (server or shared_server()).nameservers
+
+    def test_loopback_matches_exim(self):
+        """On 127.0.0.1 exim_py sets the same variables and logs the same
+        lines as exim4: /etc/hosts names "localhost", which the DNS does
+        not confirm, so the lookup fails without a log line."""
+        exim = RealExim()
+        self.addCleanup(exim.cleanup)
+        text = CONF.format(spool=self.spool, lookup="*", extra="")
+        path = exim.write_config(text)
+        theirs = exim.run(path, ["-bh", "127.0.0.1"], input="QUIT\r\n")
+        ours = run_exim_py(["-C", path, "-bh", "127.0.0.1"], input="QUIT\r\n")
+        self.assertEqual(logs(ours.stderr), logs(theirs.stderr))
+        self.assertEqual(logs(ours.stderr), ["LOG: name=<> failed=1 deferred=0"])
+        self.assertEqual(replies(ours.stdout), replies(theirs.stdout))
+
+    def test_confirmed_name_before_connect_acl(self):
+        """A PTR name that resolves back is $sender_host_name in the connect
+        ACL, and name patterns in host lists match it."""
+        got, log = self.bh("203.0.113.1", extra=self.with_dns())
+        self.assertEqual(log, ["LOG: name=<a.host.test> failed=0 deferred=0",
+                               'LOG: H=a.host.test [203.0.113.1] rejected connection in "connect" ACL: '
+                               'named a.host.test'])
+        self.assertEqual(got[0], "550 named a.host.test")
+
+    def test_unconfirmed_name_is_refused_silently(self):
+        """A PTR name without the client's address is not taken: the lookup
+        failed, but nothing is logged, since a name was found."""
+        _, log = self.bh("203.0.113.99", extra=self.with_dns())
+        self.assertEqual(log, ["LOG: name=<> failed=1 deferred=0"])
+
+    def test_no_name_is_logged(self):
+        """No PTR and nothing in /etc/hosts: Exim's host_lookup_failed line."""
+        _, log = self.bh("203.0.113.77", extra=self.with_dns())
+        self.assertEqual(log, ["LOG: no host name found for IP address 203.0.113.77",
+                               "LOG: name=<> failed=1 deferred=0"])
+
+    def test_selector_off_hides_the_line(self):
+        """log_selector = -host_lookup_failed leaves the failure unlogged."""
+        _, log = self.bh("203.0.113.77", extra=self.with_dns() + "\nlog_selector = -host_lookup_failed")
+        self.assertEqual(log, ["LOG: name=<> failed=1 deferred=0"])
+
+    def test_servfail_defers(self):
+        """A PTR lookup that gets SERVFAIL sets $host_lookup_deferred, not
+        $host_lookup_failed, and logs nothing."""
+        server = DNSServer(servfail=SERVFAIL + ("10.in-addr.arpa",)).start()
+        self.addCleanup(server.stop)
+        _, log = self.bh("10.1.2.3", extra=self.with_dns(server))
+        self.assertEqual(log, ["LOG: name=<> failed=0 deferred=1"])
+
+    def test_unmatched_host_is_not_looked_up(self):
+        """A client outside host_lookup gets no lookup: the name stays empty
+        and neither flag is set, even though its PTR would confirm."""
+        _, log = self.bh("203.0.113.1", lookup="10.0.0.0/8", extra=self.with_dns())
+        self.assertEqual(log[0], "LOG: name=<> failed=0 deferred=0")
+
+
+class HostLookupDaemonTests(unittest.TestCase):
+    """The looked-up name in a daemon's log lines and Received: header."""
+
+    def deliver(self, extra):
+        d = DaemonProcess(self, "queue_only\nhost_lookup = *\n" + extra).start()
+        self.addCleanup(d.stop)
+        with smtplib.SMTP("127.0.0.1", d.port, timeout=20) as s:
+            s.ehlo("client.example")
+            s.sendmail("a@b.example", ["c@d.example"], "Subject: x\r\n\r\nhi\r\n")
+        with open(os.path.join(d.spool_dir, "mainlog")) as f:
+            log = f.read()
+        headers = ""
+        input_dir = os.path.join(d.spool_dir, "input")
+        for root, _, files in os.walk(input_dir):
+            for name in files:
+                if name.endswith("-H"):
+                    with open(os.path.join(root, name), encoding="latin-1") as f:
+                        headers += f.read()
+        return log, headers
+
+    def test_confirmed_name_in_log_and_received(self):
+        """127.0.0.1 named localhost.test by the test DNS: H= carries the
+        name, HELO and address, and Received: says "from NAME ([IP] helo=)"."""
+        log, spool = self.deliver("dns_nameservers = %s" % shared_server().nameservers)
+        self.assertIn(" <= a@b.example H=localhost.test (client.example) [127.0.0.1] ", log)
+        self.assertIn("Received: from localhost.test ([127.0.0.1] helo=client.example)", spool)
+        self.assertIn("\n--host_name localhost.test\n", spool)
+        self.assertNotIn("-host_lookup_failed", spool)
+
+    def test_failed_lookup_flag_in_spool(self):
+        """Without a confirmed name the -H file carries -host_lookup_failed
+        and the log shows only the HELO name and address, as exim4 does."""
+        log, spool = self.deliver("")
+        self.assertIn(" <= a@b.example H=(client.example) [127.0.0.1] ", log)
+        self.assertIn("Received: from [127.0.0.1] (helo=client.example)", spool)
+        self.assertIn("\n-host_lookup_failed\n", spool)
