@@ -151,13 +151,21 @@ class MxItemTests(unittest.TestCase):
 
 class HostsFileTests(unittest.TestCase):
     def test_hosts_file_fallback(self):
-        """With no PTR record, names come from /etc/hosts, as Exim's byaddr does."""
-        server = DNSServer(stock=False).start()
-        self.addCleanup(server.stop)
-        path = self.mktemp()
-        with open(path, "w") as f:
-            f.write("dns_nameservers = %s\n" % server.nameservers)
-        ctx = ExpandContext(config=configmod.load(path))
+        """With no PTR record, names come from /etc/hosts, as Exim's byaddr
+        does; as in Exim, such a name counts only when the DNS gives it the
+        address back."""
+        def context(zones):
+            server = DNSServer(zones=zones, stock=False).start()
+            self.addCleanup(server.stop)
+            path = self.mktemp()
+            with open(path, "w") as f:
+                f.write("dns_nameservers = %s\n" % server.nameservers)
+            return ExpandContext(config=configmod.load(path))
+        ctx = context({"localhost": "$ORIGIN localhost.\n$TTL 300\n"
+                                    "@ SOA ns.test. hostmaster.test. 1 3600 600 86400 300\n"
+                                    "@ NS ns.test.\n@ A 127.0.0.1\n"})
         self.assertTrue(match.match_host(Host("127.0.0.1"), "localhost", ctx))
         self.assertTrue(match.match_host(Host("127.0.0.1"), "^localhost", ctx))
         self.assertFalse(match.match_host(Host("127.0.0.2"), "^localhost", ctx))
+        unconfirmed = context({})
+        self.assertFalse(match.match_host(Host("127.0.0.1"), "^localhost", unconfirmed))

@@ -159,3 +159,22 @@ class HostLookupDaemonTests(unittest.TestCase):
         self.assertIn(" <= a@b.example H=(client.example) [127.0.0.1] ", log)
         self.assertIn("Received: from [127.0.0.1] (helo=client.example)", spool)
         self.assertIn("\n-host_lookup_failed\n", spool)
+
+
+class LazyHostLookupTests(unittest.TestCase):
+    """Without host_lookup, a host list item that needs the name looks it up."""
+
+    def test_name_pattern_on_loopback_matches_exim(self):
+        """``hosts = *host`` on 127.0.0.1 does not match in exim4 (the
+        /etc/hosts name "localhost" is not confirmed by the DNS), nor in
+        exim_py: the same replies and log lines."""
+        exim = RealExim()
+        self.addCleanup(exim.cleanup)
+        path = exim.write_config("keep_environment =\nhost_lookup =\nacl_smtp_connect = connect\n"
+                                 "begin acl\nconnect:\n  deny hosts = *host\n"
+                                 "       message = named <$sender_host_name>\n  accept\n")
+        theirs = exim.run(path, ["-bh", "127.0.0.1"], input="QUIT\r\n")
+        ours = run_exim_py(["-C", path, "-bh", "127.0.0.1"], input="QUIT\r\n")
+        self.assertEqual(replies(ours.stdout), replies(theirs.stdout))
+        self.assertEqual(logs(ours.stderr), logs(theirs.stderr))
+        self.assertTrue(replies(ours.stdout)[0].startswith("220 "), ours.stdout)

@@ -18,6 +18,7 @@ host_name_lookup does.  All of it may block on DNS: call it from a thread.
 import ipaddress
 
 from exim_py.acl import dnslists
+from exim_py.match import hosts
 
 
 def reset(session):
@@ -92,45 +93,26 @@ def _host_names(ctx, session, address):
 
 
 def host_name_lookup(ctx):
-    """Exim's host_name_lookup for the client of AclContext ``ctx``.
+    """Exim's host_name_lookup for the client of AclContext ``ctx``
+    (``match.hosts.confirmed_names`` through the connection's DNS cache).
 
-    The sources in host_lookup_order are tried in turn until one gives
-    names: ``bydns`` asks for PTR records, ``byaddr`` reads /etc/hosts (what
-    the system's gethostbyaddr does here).  A name is kept only when its own
-    addresses include the client's (spec "Reverse DNS lookups"); the first
-    one kept becomes ``sender_host_name``, the others its aliases.  None
-    kept is remembered as ``host_lookup_failed`` (and logged when there was
-    no name at all).  A PTR lookup that gets no decisive answer sets
-    ``host_lookup_deferred`` and raises DnsDefer, without a log line, as in
-    Exim; so does a forward lookup that cannot be answered.  ``sender_host_dnssec`` is true when the PTR records and every
-    forward lookup that confirmed a name came with the resolver's AD bit.
-    Returns the names."""
+    The first name that resolves back becomes ``sender_host_name``, the
+    others its aliases.  None kept is remembered as ``host_lookup_failed``
+    (and logged when there was no name at all).  A lookup that gets no
+    decisive answer, reverse or forward, sets ``host_lookup_deferred`` and
+    raises DnsDefer, without a log line, as in Exim.  ``sender_host_dnssec``
+    is true when the PTR records and every forward lookup that confirmed a
+    name came with the resolver's AD bit.  Returns the names."""
     session = ctx.session
     address = session.sender_host_address
-    candidates, secure = [], False
-    for source in _lookup_order(ctx):
-        if source == "bydns":
-            try:
-                candidates, secure = dnslists.query_dnssec(
-                    ctx, ipaddress.ip_address(address).reverse_pointer, "PTR")
-            except dnslists.DnsDefer:
-                session.host_lookup_deferred = True
-                raise
-        else:
-            candidates, secure = _etc_hosts_names(address), False
-        if candidates:
-            break
-    names = []
-    for name in candidates:
-        try:
-            confirmed, forward_secure = _confirm(ctx, name, address)
-        except dnslists.DnsDefer:
-            # Exim gives up, keeping no name, as for a PTR that defers
-            session.host_lookup_deferred = True
-            raise
-        if confirmed:
-            names.append(name)
-            secure = secure and forward_secure
+    try:
+        candidates, names, secure = hosts.confirmed_names(
+            address, hosts.lookup_order(ctx.config),
+            lambda a: dnslists.query_dnssec(ctx, ipaddress.ip_address(a).reverse_pointer, "PTR"),
+            lambda name: dnslists.resolve_addresses_dnssec(ctx, name))
+    except dnslists.DnsDefer:
+        session.host_lookup_deferred = True
+        raise
     session.sender_host_dnssec = bool(names) and secure
     ctx.set_variable("sender_host_dnssec", session.sender_host_dnssec)
     if names:
@@ -155,30 +137,6 @@ def client_name_lookup(ctx):
         host_name_lookup(ctx)
     except dnslists.DnsDefer:
         pass
-
-
-def _lookup_order(ctx):
-    """host_lookup_order as a list ("bydns", "byaddr")."""
-    from exim_py.match import iter_list
-    try:
-        text = ctx.config.main["host_lookup_order"]
-    except KeyError:
-        text = None
-    order = [item.strip().lower() for item in iter_list(text or "bydns:byaddr")]
-    return [item for item in order if item in ("bydns", "byaddr")] or ["bydns", "byaddr"]
-
-
-def _etc_hosts_names(address):
-    """The names /etc/hosts gives ``address``: the system's gethostbyaddr."""
-    from exim_py.match.hosts import etc_hosts
-    return [n for a, names in etc_hosts() if a == address for n in names]
-
-
-def _confirm(ctx, name, address):
-    """(does ``name`` resolve to ``address``, was that DNSSEC-authenticated).
-    Exim confirms through the DNS alone, even for a name from /etc/hosts."""
-    found, secure = dnslists.resolve_addresses_dnssec(ctx, name)
-    return address in found, secure
 
 
 def _forward_match(ctx, name, address):

@@ -360,11 +360,49 @@ class HostMatcher(Matcher):
         return names
 
 
+def lookup_order(config):
+    """host_lookup_order as a list of "bydns" / "byaddr" (unknown words are
+    dropped; Exim's default when nothing is left)."""
+    try:
+        text = config.main["host_lookup_order"]
+    except (KeyError, AttributeError):
+        text = None
+    order = [item.strip().lower() for item in iter_list(text or "bydns:byaddr")]
+    return [item for item in order if item in ("bydns", "byaddr")] or ["bydns", "byaddr"]
+
+
+def confirmed_names(address, order, by_dns, forward):
+    """The core of Exim's host_name_lookup (spec "Reverse DNS lookups").
+
+    The sources in ``order`` are tried until one gives names: ``bydns`` is
+    ``by_dns(address) -> (names, secure)`` (PTR records), ``byaddr`` reads
+    /etc/hosts, as the system's gethostbyaddr does here.  A name is kept
+    when ``forward(name) -> (addresses, secure)`` includes the address;
+    Exim confirms in the DNS only, even a name from /etc/hosts.  Either
+    callable raises its own exception for an answer that cannot be had.
+    Returns (candidates, kept names, every answer authenticated)."""
+    candidates, secure = [], False
+    for source in order:
+        if source == "bydns":
+            candidates, secure = by_dns(address)
+        else:
+            candidates = [n for a, names in etc_hosts() if a == address for n in names]
+            secure = False
+        if candidates:
+            break
+    names = []
+    for name in candidates:
+        found, forward_secure = forward(name)
+        if address in found:
+            names.append(name)
+            secure = secure and forward_secure
+    return candidates, names, secure
+
+
 def host_names(address, ctx):
-    """Names of ``address``, kept only when they resolve back to it (Exim's
-    host_name_lookup with host_lookup_order bydns:byaddr): PTR records,
-    else /etc/hosts.  A failed lookup, temporary or not, finds no name, as
-    in Exim.  Cached in the context."""
+    """Names of ``address`` for host-list items that need one, when the
+    session has none: ``confirmed_names`` through the resolver.  A failed
+    lookup, temporary or not, finds no name.  Cached in the context."""
     cache = getattr(ctx, "match_cache", None)
     if cache is None:
         cache = {}
@@ -383,18 +421,13 @@ def host_names(address, ctx):
         cache[key] = []
         return []
     from exim_py.dns import get_resolver
+    config = getattr(ctx, "config", None)
+    resolver = get_resolver(config)
     try:
-        candidates = get_resolver(getattr(ctx, "config", None)).reverse(address)
+        _, confirmed, _ = confirmed_names(
+            address, lookup_order(config), lambda a: (resolver.reverse(a), False),
+            lambda name: ([normalise_address(a) for a in resolver.addresses(name)], False))
     except LookupDefer:
-        candidates = []
-    if not candidates:
-        candidates = [n for a, names in etc_hosts() if a == address for n in names]
-    confirmed = []
-    for name in candidates:
-        try:
-            if address in host_addresses(name, ctx):
-                confirmed.append(name)
-        except LookupDefer:
-            continue
+        confirmed = []
     cache[key] = confirmed
     return confirmed
