@@ -17,6 +17,7 @@ import tempfile
 from twisted.trial import unittest
 
 from tests.support.dnsserver import SERVFAIL, DNSServer, shared_server
+from tests.support.exim_peer import EximPeer
 from tests.support.peers import RealExim, run_exim_py
 from tests.test_daemon import DaemonProcess
 
@@ -134,14 +135,7 @@ class HostLookupDaemonTests(unittest.TestCase):
             s.sendmail("a@b.example", ["c@d.example"], "Subject: x\r\n\r\nhi\r\n")
         with open(os.path.join(d.spool_dir, "mainlog")) as f:
             log = f.read()
-        headers = ""
-        input_dir = os.path.join(d.spool_dir, "input")
-        for root, _, files in os.walk(input_dir):
-            for name in files:
-                if name.endswith("-H"):
-                    with open(os.path.join(root, name), encoding="latin-1") as f:
-                        headers += f.read()
-        return log, headers
+        return log, _spool_text(os.path.join(d.spool_dir, "input"))
 
     def test_confirmed_name_in_log_and_received(self):
         """127.0.0.1 named localhost.test by the test DNS: H= carries the
@@ -178,3 +172,59 @@ class LazyHostLookupTests(unittest.TestCase):
         self.assertEqual(replies(ours.stdout), replies(theirs.stdout))
         self.assertEqual(logs(ours.stderr), logs(theirs.stderr))
         self.assertTrue(replies(ours.stdout)[0].startswith("220 "), ours.stdout)
+
+
+def _spool_text(directory):
+    """Every -H file under ``directory``, joined."""
+    text = ""
+    for root, _, files in os.walk(directory):
+        for name in sorted(files):
+            if name.endswith("-H"):
+                with open(os.path.join(root, name), encoding="latin-1") as f:
+                    text += f.read()
+    return text
+
+
+def _host_facts(log, spool):
+    """What the lookup decides in a log and a -H file: the H= of the
+    arrival line, the Received: first line and the -H host lines."""
+    arrival = re.search(r" <= \S+ (H=.*?) P=", log)
+    received = re.search(r"Received: (from .*)", spool)
+    flags = sorted(set(re.findall(r"^-+host_(?:name|lookup_failed).*$", spool, re.M)))
+    return (arrival and arrival.group(1), received and received.group(1), flags)
+
+
+class HostLookupAgainstEximTests(unittest.TestCase):
+    """exim_py's daemon and exim4's, both with host_lookup = *, take the
+    same message from 127.0.0.1 and record the client the same way."""
+
+    def send(self, port):
+        with smtplib.SMTP("127.0.0.1", port, timeout=20) as s:
+            s.ehlo("client.example")
+            s.sendmail("a@b.example", ["c@d.example"], "Subject: x\r\n\r\nhi\r\n")
+
+    def test_log_received_and_spool_agree(self):
+        """H=(helo) [ip], "Received: from [ip] (helo=...)" and the -H flag
+        -host_lookup_failed are the same as exim4's."""
+        theirs = EximPeer(tls=False)
+        # the peer's configuration turns host_lookup off, and Exim refuses an
+        # option set twice: turn it on in the written file
+        with open(theirs.config) as f:
+            text = f.read()
+        with open(theirs.config, "w") as f:
+            f.write(text.replace("\nhost_lookup =\n", "\nhost_lookup = *\n"))
+        theirs.start()
+        self.addCleanup(theirs.stop)
+        ours = DaemonProcess(self, "queue_only\nhost_lookup = *\n").start()
+        self.addCleanup(ours.stop)
+        self.send(theirs.port)
+        self.send(ours.port)
+        their_spool = "".join(header for header, _ in theirs.messages())
+        with open(os.path.join(ours.spool_dir, "mainlog")) as f:
+            our_log = f.read()
+        expected = _host_facts(theirs.mainlog(), their_spool)
+        self.assertEqual(expected, ("H=(client.example) [127.0.0.1]",
+                                    "from [127.0.0.1] (helo=client.example)",
+                                    ["-host_lookup_failed"]))
+        self.assertEqual(_host_facts(our_log, _spool_text(os.path.join(ours.spool_dir, "input"))),
+                         expected)
