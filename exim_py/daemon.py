@@ -257,6 +257,11 @@ class SMTPListeners(service.MultiService):
     def _drain(self):
         from twisted.internet import reactor as default_reactor
         reactor = self.reactor or default_reactor
+        # Exim's session processes end at once on SIGTERM when they wait
+        # for a command; one busy with a message gets the grace to finish it
+        for p in list(self.connections):
+            if p.waiting_for_command():
+                p.shutdown()
         waits = [p.finished for p in list(self.connections)]
         if not waits:
             return self.policy.spool_writer.flush()

@@ -526,6 +526,12 @@ class ServerPolicy:
                                                    start_new_session=True)
         return Reply(250, "OK")
 
+    def signal_exit(self, session, envelope):
+        """The daemon ends the session on SIGTERM: Exim logs "closed after
+        SIGTERM" whatever the selectors, then runs acl_smtp_notquit."""
+        self.log_main(connlog.connection_info(self, session) + " closed after SIGTERM")
+        self.notquit(session, False, envelope, "signal-exit")
+
     def starttls(self, session):
         return self._run_acl("starttls", "acl_smtp_starttls", session)
 

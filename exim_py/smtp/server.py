@@ -404,10 +404,17 @@ class SMTPServerProtocol(SecurityCommands, protocol.Protocol):
         self._synprot(500, "unrecognized command")
 
     def shutdown(self):
-        """The daemon is stopping: Exim's 421 and close; an unfinished message is abandoned."""
+        """The daemon is stopping (SIGTERM): as Exim's session process does on
+        SIGTERM, log the close, run the not-QUIT ACL with signal-exit, say 421
+        and close; an unfinished message is abandoned."""
         if not self._closing:
+            self.policy.signal_exit(self.session, self.envelope)
             self._send(421, "%s: Service not available - closing connection" % self.policy.hostname(self.session))
             self._drop()
+
+    def waiting_for_command(self):
+        """Idle between commands: nothing read, no answer outstanding."""
+        return self._mode == "command" and not self._busy and not self._closing and not self._buffer
 
     def _drop(self):
         self._closing = True

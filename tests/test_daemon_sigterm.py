@@ -1,0 +1,93 @@
+"""SIGTERM with a session open, as exim4 handles it.
+
+Exim's session process, told SIGTERM while it waits for a command, logs
+"SMTP connection from ... closed after SIGTERM", runs acl_smtp_notquit with
+$smtp_notquit_reason "signal-exit" and says 421.  exim_py's daemon and
+exim4's get the same session and the same signal; the client's last reply
+and the main log lines must agree.
+"""
+
+import os
+import re
+import signal
+import socket
+import time
+
+from twisted.trial import unittest
+
+from tests.support.exim_peer import EximPeer
+from tests.test_daemon import DaemonProcess
+
+NOTQUIT = "acl_smtp_notquit = warn logwrite = notquit reason=$smtp_notquit_reason\n"
+# (exim4's start-up probe leaves a connection-lost run before them)
+KEEP = re.compile(r"closed after SIGTERM|notquit reason=signal")
+
+
+def open_session(port):
+    """A session that has said EHLO and now waits."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=20)
+    f = s.makefile("rb")
+    f.readline()
+    s.sendall(b"EHLO client.example\r\n")
+    while not f.readline().startswith(b"250 "):
+        pass
+    return s, f
+
+
+def wanted(text):
+    """The SIGTERM lines of a main log, without time and host names."""
+    out = []
+    for line in text.splitlines():
+        line = line.split(" ", 2)[-1]
+        if KEEP.search(line):
+            out.append(line)
+    return out
+
+
+def wait_for(condition, what, timeout=20):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("no %s after %ss" % (what, timeout))
+        time.sleep(0.05)
+
+
+class SigtermSessionTests(unittest.TestCase):
+    """A daemon stopped while a client waits between commands."""
+
+    def test_idle_session_ends_like_exim(self):
+        """Both daemons answer the waiting client 421 "Service not
+        available" at once and log the close and the signal-exit ACL run."""
+        theirs = EximPeer(tls=False, extra=NOTQUIT)
+        self.addCleanup(theirs.stop)
+        theirs.start()
+        ours = DaemonProcess(self, "queue_only\n" + NOTQUIT).start()
+        self.addCleanup(ours.stop)
+        our_log = os.path.join(ours.spool_dir, "mainlog")
+
+        their_socket, their_file = open_session(theirs.port)
+        self.addCleanup(their_socket.close)
+        os.killpg(theirs.process.pid, signal.SIGTERM)
+        their_reply = their_file.readline()
+
+        our_socket, our_file = open_session(ours.port)
+        self.addCleanup(our_socket.close)
+        started = time.monotonic()
+        ours.process.send_signal(signal.SIGTERM)
+        our_reply = our_file.readline()
+        # at once, not after the grace given to sessions storing a message
+        self.assertLess(time.monotonic() - started, 5)
+
+        for reply in (their_reply, our_reply):
+            self.assertRegex(reply, rb"^421 \S+: Service not available - closing connection\r\n$")
+        wait_for(lambda: len(wanted(theirs.mainlog())) >= 2, "exim4 log lines")
+
+        def ours_logged():
+            with open(our_log) as f:
+                return len(wanted(f.read())) >= 2
+        wait_for(ours_logged, "exim_py log lines")
+        with open(our_log) as f:
+            mine = wanted(f.read())
+        self.assertEqual(mine, wanted(theirs.mainlog()))
+        self.assertEqual(mine, ["SMTP connection from (client.example) [127.0.0.1] closed after SIGTERM",
+                                "notquit reason=signal-exit"])
