@@ -124,6 +124,14 @@ class HostLookupCheckingTests(unittest.TestCase):
         self.assertEqual(log[0], "LOG: name=<> failed=0 deferred=0")
 
 
+    def test_name_found_for_an_option_list_is_kept(self):
+        """host_reject_connection with a name item looks the name up; as in
+        Exim it is then $sender_host_name for the connect ACL."""
+        _, log = self.bh("203.0.113.1", lookup="",
+                         extra=self.with_dns() + "\nhost_reject_connection = *.nowhere.test")
+        self.assertEqual(log[0], "LOG: name=<a.host.test> failed=0 deferred=0")
+
+
 class HostLookupDaemonTests(unittest.TestCase):
     """The looked-up name in a daemon's log lines and Received: header."""
 

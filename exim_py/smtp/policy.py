@@ -185,6 +185,11 @@ class ServerPolicy:
             return self.match.match_host(host, value, self.expand_context(session))
         except Exception:              # LookupDefer: Exim treats a DEFER as "not in the list"
             return False
+        finally:
+            if host.name and not session.sender_host_name:
+                # a name item made the list look the name up: Exim keeps it
+                # as $sender_host_name for the rest of the session
+                session.sender_host_name = host.name
 
     # -- connection --------------------------------------------------------
 
