@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 
 from exim_py.envelope import connection_variables
+from exim_py.receive import host_strings
 
 
 def split_address(address):
@@ -38,6 +39,7 @@ def session_variables(session, envelope=None):
     values["tls_in_peerdn"] = session.tls_peerdn or ""
     values["tls_in_sni"] = session.tls_sni or ""
     values["sender_address"] = sender or ""
+    values["sender_fullhost"], values["sender_rcvhost"] = _host_strings(session)
     values["sender_helo_dnssec"] = bool(getattr(session, "sender_helo_dnssec", False))
     values["sender_host_dnssec"] = bool(getattr(session, "sender_host_dnssec", False))
     values["smtp_notquit_reason"] = getattr(session, "notquit_reason", "")
@@ -54,6 +56,19 @@ def session_variables(session, envelope=None):
         values.update(envelope.acl_m)
     values.update(session.acl_c)
     return values
+
+
+def _host_strings(session):
+    """($sender_fullhost, $sender_rcvhost) for an ACL: Exim sets them as the
+    connection starts and again after HELO and the host name lookup.  The
+    pair is kept on the session while the facts it is built from stay."""
+    key = (session.sender_host_address, session.sender_host_name,
+           session.helo_name, session.sender_ident)
+    kept = getattr(session, "acl_host_strings", None)
+    if kept is None or kept[0] != key:
+        fullhost, rcvhost = host_strings(session)
+        kept = session.acl_host_strings = (key, (fullhost or "", rcvhost or ""))
+    return kept[1]
 
 
 _modules = {}

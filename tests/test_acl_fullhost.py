@@ -1,0 +1,65 @@
+"""$sender_fullhost and $sender_rcvhost in the ACLs before DATA.
+
+Exim sets both as the connection starts and rebuilds them after HELO (and
+after the host name lookup), so a connect, MAIL or RCPT ACL can already log
+them.  The same configuration and dialogue go through ``exim4 -bh`` and
+``exim_py -bh``; the lines the ACLs write must be the same.
+"""
+
+from twisted.trial import unittest
+
+from tests.support.peers import RealExim, require_command, run_exim_py
+
+CONF = """\
+primary_hostname = mx.test.example
+keep_environment =
+host_lookup =
+rfc1413_hosts =
+tls_advertise_hosts =
+acl_smtp_connect = a_conn
+acl_smtp_mail = a_mail
+acl_smtp_rcpt = a_rcpt
+begin acl
+a_conn:
+  warn logwrite = C FH=<$sender_fullhost> RH=<$sender_rcvhost>
+  accept
+a_mail:
+  warn logwrite = M FH=<$sender_fullhost> RH=<$sender_rcvhost>
+  accept
+a_rcpt:
+  warn logwrite = R FH=<$sender_fullhost> RH=<$sender_rcvhost>
+  accept
+"""
+
+
+def acl_lines(text):
+    return [line for line in text.splitlines() if line.startswith("LOG: ") and "FH=<" in line]
+
+
+class SenderFullhostTests(unittest.TestCase):
+    """The host strings ACLs see before DATA match exim4's."""
+
+    def setUp(self):
+        require_command("exim4")
+        self.exim = RealExim()
+        self.addCleanup(self.exim.cleanup)
+        self.conf = self.exim.write_config(CONF)
+
+    def compare(self, commands):
+        dialogue = "".join(c + "\r\n" for c in commands)
+        theirs = acl_lines(self.exim.run(self.conf, ["-bh", "10.1.2.3"], input=dialogue).stderr)
+        ours = run_exim_py(["-C", self.conf, "-bh", "10.1.2.3"], input=dialogue)
+        self.assertEqual(len(theirs), 3)
+        self.assertEqual(acl_lines(ours.stdout + ours.stderr), theirs)
+        return theirs
+
+    def test_set_at_connect_and_after_helo(self):
+        """Before HELO they are the bracketed address; after EHLO they carry the name."""
+        lines = self.compare(["EHLO client.example", "MAIL FROM:<a@b.example>",
+                              "RCPT TO:<c@d.example>", "QUIT"])
+        self.assertIn("C FH=<[10.1.2.3]>", lines[0])
+        self.assertIn("(client.example) [10.1.2.3]", lines[1])
+
+    def test_ip_literal_helo(self):
+        """A HELO that is the connection's own IP literal is left out of $sender_rcvhost."""
+        self.compare(["HELO [10.1.2.3]", "MAIL FROM:<a@b.example>", "RCPT TO:<c@d.example>", "QUIT"])
