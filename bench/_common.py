@@ -7,6 +7,7 @@ writes (spool, log, mail) is owned by that user; the configuration file
 itself must be root-owned and not group/world writable.
 """
 
+import errno
 import os
 import pwd
 import signal
@@ -54,13 +55,23 @@ def retire(path):
     file the next run creates cost a long scan in the kernel, whichever MTA
     is measured; the figures then say more about the previous run than about
     this one.  So nothing is deleted while benchmarks run: empty TRASH
-    afterwards (``rm -rf /tmp/exim_py-bench-trash``) when the machine is idle.
+    afterwards (``rm -rf /tmp/exim_py-bench-trash``, or the
+    ``.exim_py-bench-trash`` beside a tree on another file system) when the
+    machine is idle.
     """
     if not os.path.lexists(path):
         return
+    name = "%s-%d-%d" % (os.path.basename(path.rstrip("/")), os.getpid(), time.monotonic_ns())
     os.makedirs(TRASH, exist_ok=True)
-    os.rename(path, os.path.join(TRASH, "%s-%d-%d" % (
-        os.path.basename(path.rstrip("/")), os.getpid(), time.monotonic_ns())))
+    try:
+        os.rename(path, os.path.join(TRASH, name))
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        # another file system (TMPDIR elsewhere): a trash directory beside the tree
+        trash = os.path.join(os.path.dirname(os.path.abspath(path)), ".exim_py-bench-trash")
+        os.makedirs(trash, exist_ok=True)
+        os.rename(path, os.path.join(trash, name))
 
 
 def make_tree(base, subdirs=("spool", "log", "maildir")):
