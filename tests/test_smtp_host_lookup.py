@@ -117,11 +117,12 @@ class HostLookupCheckingTests(unittest.TestCase):
         _, log = self.bh("10.1.2.3", extra=self.with_dns(server))
         self.assertEqual(log, ["LOG: name=<> failed=0 deferred=1"])
 
-    def test_unmatched_host_is_not_looked_up(self):
-        """A client outside host_lookup gets no lookup: the name stays empty
-        and neither flag is set, even though its PTR would confirm."""
+    def test_unmatched_host_is_looked_up_when_named(self):
+        """A client outside host_lookup gets no lookup as the session
+        starts, but the connect ACL's $sender_host_name asks for it then,
+        as in exim4 (tests/test_acl_host_name.py has the details)."""
         _, log = self.bh("203.0.113.1", lookup="10.0.0.0/8", extra=self.with_dns())
-        self.assertEqual(log[0], "LOG: name=<> failed=0 deferred=0")
+        self.assertEqual(log[0], "LOG: name=<a.host.test> failed=0 deferred=0")
 
 
     def test_name_found_for_an_option_list_is_kept(self):

@@ -71,6 +71,76 @@ def _host_strings(session):
     return kept[1]
 
 
+class HostNameLookup:
+    """Exim's host_name_lookup made when the client's name is first needed.
+
+    Without ``host_lookup`` the name is not known as a session starts; the
+    first reference to ``$sender_host_name`` (spec, "Expansion variables")
+    or the first host-list item that needs a name (spec, "Host lists")
+    looks it up then.  The outcome stays on the session: the name and its
+    aliases, or ``host_lookup_failed``, so neither a later expansion nor a
+    later ACL asks again.  A deferred lookup is not kept (Exim tries again
+    at the next reference), but its DNS answers are, in the session's cache.
+
+    One is installed on an ExpandContext as ``host_name_lookup`` (the
+    ``match.hosts`` lazy path uses it for the session's client) and, while
+    the name is unknown, as the lazy value of ``$sender_host_name``.
+    ``make_context`` gives the AclContext the lookup runs with (its
+    configuration, logger and DNS cache).  It may wait on the DNS: the
+    server runs ACLs that can ask for it in a thread (acl/blocking.py).
+    """
+
+    def __init__(self, session, variables, make_context):
+        self.session = session
+        self.variables = variables
+        self.make_context = make_context
+        self.address = session.sender_host_address
+
+    def names(self):
+        """The client's name and aliases, looked up now if need be; [] when
+        the lookup failed or was deferred."""
+        session = self.session
+        if not session.sender_host_name and not getattr(session, "host_lookup_failed", False):
+            from exim_py.acl import dnslists, helo
+            try:
+                helo.host_name_lookup(self.make_context())
+            except dnslists.DnsDefer:
+                pass
+            self._publish()
+        if session.sender_host_name:
+            return [session.sender_host_name] + list(getattr(session, "sender_host_aliases", ()))
+        return []
+
+    def __call__(self):
+        """The value of ``$sender_host_name``."""
+        names = self.names()
+        return names[0] if names else ""
+
+    def _publish(self):
+        """What the lookup found, for the rest of the expansion: Exim also
+        rebuilds $sender_fullhost and $sender_rcvhost after a lookup."""
+        session, values = self.session, self.variables
+        values["sender_host_name"] = session.sender_host_name or ""
+        values["sender_host_dnssec"] = bool(getattr(session, "sender_host_dnssec", False))
+        if getattr(session, "host_lookup_failed", False):
+            values["host_lookup_failed"] = "1"
+        if getattr(session, "host_lookup_deferred", False):
+            values["host_lookup_deferred"] = "1"
+        values["sender_fullhost"], values["sender_rcvhost"] = _host_strings(session)
+
+
+def install_host_name_lookup(expand_ctx, session, make_context):
+    """Give ``expand_ctx`` the session's on-demand name lookup (see
+    HostNameLookup), unless it has one or there is no client address."""
+    if (expand_ctx is None or not session.sender_host_address
+            or getattr(expand_ctx, "host_name_lookup", None) is not None):
+        return
+    lookup = HostNameLookup(session, expand_ctx.variables, make_context)
+    expand_ctx.host_name_lookup = lookup
+    if not session.sender_host_name and not getattr(session, "host_lookup_failed", False):
+        expand_ctx.variables["sender_host_name"] = lookup
+
+
 _modules = {}
 
 
@@ -130,6 +200,7 @@ class AclContext:
             headers = envelope.headers if envelope is not None else []
             expand_ctx = new_expand_context(config, variables, headers)
         self.expand_ctx = expand_ctx
+        install_host_name_lookup(expand_ctx, session, lambda: self)
         if recipient is not None:
             self.set_variable("local_part", self.local_part)
             self.set_variable("domain", self.domain)

@@ -342,15 +342,23 @@ class HostMatcher(Matcher):
         """The host's name and aliases, looked up from its address when unknown."""
         if self.iponly:
             raise Unknown("host name not permitted in an IP-only list")
-        name = getattr(self.host, "name", None)
-        if name:
-            # Aliases found by an earlier reverse lookup are in the cache.
-            cached = (getattr(self.ctx, "match_cache", None) or {}).get(
-                ("host-names", self.address))
-            if cached and cached[0] == name:
-                return cached
-            return [name] + list(getattr(self.host, "aliases", None) or [])
-        names = host_names(self.address, self.ctx)
+        session_lookup = getattr(self.ctx, "host_name_lookup", None)
+        if (session_lookup is not None
+                and normalise_address(session_lookup.address) == self.address):
+            # the session's client: its own lookup, done once and kept (with
+            # a failure) for $sender_host_name and every later list, as Exim's
+            # host_name_lookup keeps sender_host_name / host_lookup_failed
+            names = session_lookup.names()
+        else:
+            name = getattr(self.host, "name", None)
+            if name:
+                # Aliases found by an earlier reverse lookup are in the cache.
+                cached = (getattr(self.ctx, "match_cache", None) or {}).get(
+                    ("host-names", self.address))
+                if cached and cached[0] == name:
+                    return cached
+                return [name] + list(getattr(self.host, "aliases", None) or [])
+            names = host_names(self.address, self.ctx)
         if not names:
             raise Unknown("failed to find host name for %s" % self.address)
         try:

@@ -18,7 +18,7 @@ from twisted.internet import defer, threads
 
 from exim_py import EXIM_COMPAT_VERSION, receive as receiving
 from exim_py.acl import helo
-from exim_py.acl.context import AclContext, session_variables as _session_variables
+from exim_py.acl.context import AclContext, install_host_name_lookup, session_variables as _session_variables
 from exim_py.auths.dialogue import AuthDialogue
 from exim_py.expand.strings import printing as string_printing
 from exim_py.log import printing, received_line
@@ -141,6 +141,9 @@ class ServerPolicy:
         variables = self.session_variables(session, envelope)
         ctx = self.expand_mod.ExpandContext(config=self.config, variables=variables,
                                             headers=envelope.headers if envelope else [])
+        # $sender_host_name and name items in host lists look the client up
+        # when first needed, once per session (acl.context.HostNameLookup)
+        install_host_name_lookup(ctx, session, lambda: self._lookup_context(session))
         # From the DATA ACL on, $message_body and $message_body_end read the body.
         body = getattr(envelope, "received_body", None)
         if body is not None:
@@ -185,11 +188,6 @@ class ServerPolicy:
             return self.match.match_host(host, value, self.expand_context(session))
         except Exception:              # LookupDefer: Exim treats a DEFER as "not in the list"
             return False
-        finally:
-            if host.name and not session.sender_host_name:
-                # a name item made the list look the name up: Exim keeps it
-                # as $sender_host_name for the rest of the session
-                session.sender_host_name = host.name
 
     # -- connection --------------------------------------------------------
 
