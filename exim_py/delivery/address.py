@@ -62,8 +62,9 @@ class Host:
         self.addresses = None
 
     def copy(self, **changes):
-        other = Host(self.name, self.address, self.port, self.mx)
-        for name in self.__slots__:
+        # Every slot is set by __init__ and copied here, so __init__ is not run.
+        other = object.__new__(type(self))
+        for name in Host.__slots__:
             setattr(other, name, getattr(self, name))
         for name, value in changes.items():
             setattr(other, name, value)

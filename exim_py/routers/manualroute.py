@@ -62,6 +62,15 @@ class Router(RouterBase):
                 raise ConfigError("unrecognized setting for %s in %s router" % (name, self.name),
                                   dconf.filename, dconf.line)
 
+    def _rules(self):
+        """route_list split into rules and words, once per router instance
+        (one per configuration): the option is not expanded as a whole."""
+        rules = self.__dict__.get("_route_rules")
+        if rules is None:
+            rules = self._route_rules = [split_words(rule) for rule in
+                                         split_rules(self.options["route_list"] or "")]
+        return rules
+
     def _find_rule(self, addr, ctx):
         """(host list text, option words, extra variables) or None to decline."""
         if self.options["route_data"] is not None:
@@ -74,9 +83,13 @@ class Router(RouterBase):
                 return None
             return words[0], words[1:], {}
         from exim_py import match
-        for rule in split_rules(self.options["route_list"] or ""):
-            words = split_words(rule)
+        for words in self._rules():
             pattern = words[0]
+            if pattern == "*":
+                # Every domain, with nothing captured: no expansion context
+                # is needed to say so.
+                return (words[1] if len(words) > 1 else ""), words[2:], \
+                    {"numeric": [addr.domain]}
             mctx = ctx.expand_context(addr)
             if match.match_domain(addr.domain, pattern, mctx):
                 numeric = list(mctx.numeric) or [addr.domain]

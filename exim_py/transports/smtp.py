@@ -325,13 +325,20 @@ class Transport(TransportBase):
 
     def _pool_key(self, host, port, interface, settings):
         """What a parked connection must match to carry this delivery: the
-        host and everything that shaped the session (EHLO, TLS, AUTH)."""
-        shape = {k: v for k, v in vars(settings).items()
-                 if k not in ("authenticators", "tls_settings", "max_rcpt")}
-        tls = vars(settings.tls_settings) if settings.tls_settings is not None else {}
-        return (self.name, host.name, host.address, port, interface,
-                repr(sorted(shape.items())), repr(sorted(tls.items())),
+        host and everything that shaped the session (EHLO, TLS, AUTH).
+
+        The settings' part is worked out once per settings object, which
+        for_host may hand out for many messages to the same host."""
+        shape = settings.__dict__.get("_pool_shape")
+        if shape is None:
+            fields = {k: v for k, v in vars(settings).items()
+                      if k not in ("authenticators", "tls_settings", "max_rcpt")
+                      and not k.startswith("_")}
+            tls = vars(settings.tls_settings) if settings.tls_settings is not None else {}
+            shape = settings._pool_shape = (
+                repr(sorted(fields.items())), repr(sorted(tls.items())),
                 tuple(a.public_name for a in settings.authenticators))
+        return (self.name, host.name, host.address, port, interface) + shape
 
     def _may_keep(self, more, host, port, message, ctx):
         """Whether the connection may outlive this session, known before
@@ -398,6 +405,7 @@ class Transport(TransportBase):
             # connection to the same host and sends in clear.
             clear = copy.copy(settings)
             clear.tls = None
+            clear.__dict__.pop("_pool_shape", None)    # describes the TLS settings
             for txn in transactions:
                 txn.outcomes = {}
             result = await client.deliver(reactor, host.address, port, clear, transactions,

@@ -9,6 +9,7 @@ options.
 """
 
 import ipaddress
+import re
 import socket
 
 from exim_py.config.options import BOOL, HOSTLIST, INT, LIST, STRING, TIME, Option, OptionTable
@@ -217,8 +218,82 @@ def _interface(transport, host, addr, ctx):
     return None
 
 
+# The options for_host reads.  When none of them can give a different
+# answer for another message to the same host, the answer is kept on the
+# transport instance (one per configuration, so a new configuration after
+# SIGHUP starts afresh): a relay then works them out once per host rather
+# than once per message.
+_HOST_LISTS = ("hosts_avoid_tls", "hosts_verify_avoid_tls", "hosts_require_tls",
+               "tls_verify_hosts", "tls_try_verify_hosts", "tls_verify_cert_hostnames",
+               "hosts_request_ocsp", "hosts_require_ocsp", "tls_resumption_hosts",
+               "hosts_require_auth", "hosts_try_auth", "hosts_avoid_esmtp",
+               "hosts_avoid_pipelining", "hosts_try_chunking", "hosts_try_prdr")
+_STRINGS = ("tls_verify_certificates", "tls_crl", "tls_certificate", "tls_privatekey",
+            "tls_sni", "tls_require_ciphers", "max_rcpt", "port", "interface")
+
+
+def _static_host_list(value):
+    """Whether matching host-list ``value`` depends only on the host.
+
+    Unset, and lists of "*", IP addresses and networks (negated or not)
+    qualify; names (looked up in the DNS), expansions, lookups, named
+    lists and "@" do not."""
+    if not value:
+        return True
+    if value.startswith("<"):
+        return False
+    for item in value.split(":"):
+        item = item.strip().lstrip("!").strip()
+        if item == "*":
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            return False
+    return True
+
+
+def _cacheable(transport):
+    """Whether for_host's answer for a host is the same for every message
+    (computed once per transport instance)."""
+    known = transport.__dict__.get("_host_settings_cacheable")
+    if known is None:
+        opts = transport.options
+        # helo_data's default names a variable that only the configuration
+        # sets; any other expansion may differ per message.
+        helo = opts["helo_data"]
+        known = (all(_static_host_list(opts[name]) for name in _HOST_LISTS)
+                 and all(opts[name] is None or ("$" not in opts[name] and "\\" not in opts[name])
+                         for name in _STRINGS)
+                 and (helo is None or helo == "$primary_hostname"
+                      or ("$" not in helo and "\\" not in helo)))
+        transport._host_settings_cacheable = known
+    return known
+
+
 def for_host(transport, host, addr, ctx, callout=False):
-    """(ClientSettings, port, interface, connect_timeout) for delivering to ``host``."""
+    """(ClientSettings, port, interface, connect_timeout) for delivering to ``host``.
+
+    Deliveries (not callouts, whose caller adjusts the settings) reuse the
+    answer for the same host while the options allow it (``_cacheable``).
+    """
+    if callout or not _cacheable(transport):
+        return _for_host(transport, host, addr, ctx, callout)
+    cache = transport.__dict__.setdefault("_host_settings", {})
+    key = (host.name, host.address, host.port, getattr(host, "certname", None))
+    found = cache.get(key)
+    if found is None:
+        found = _for_host(transport, host, addr, ctx, callout)
+        if found[0].auth is None:
+            # Authenticators are built with an expansion context of this
+            # message; with them the settings are made afresh each time.
+            if len(cache) > 1000:
+                cache.clear()
+            cache[key] = found
+    return found
+
+
+def _for_host(transport, host, addr, ctx, callout):
     opts = transport.options
     contexts = []
 
