@@ -118,9 +118,9 @@ def _preconditions(router, addr, ctx):
     if ctx.mode != "verify" and opts["verify_only"]:
         raise _Skip("verify_only set")
 
-    mctx = ctx.expand_context(addr)
     from exim_py import match
     if opts["domains"] is not None:
+        mctx = ctx.expand_context(addr)
         if not match.match_domain(addr.domain, opts["domains"], mctx):
             raise _Skip("domains mismatch")
         addr.domain_data = mctx.get("domain_data") or addr.domain_data
