@@ -5,6 +5,7 @@ item") and dnslookup (MX and address records).  Lookups go through
 exim_py.dns for DNS and the system resolver (getaddrinfo) for ``byname``.
 """
 
+import functools
 import ipaddress
 import random
 import re
@@ -57,7 +58,9 @@ def parse(text):
     return hosts
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_ip(text):
+    # Remembered: a relay parses the same host list for every message.
     try:
         ipaddress.ip_address(text)
         return True
