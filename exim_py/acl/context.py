@@ -90,6 +90,9 @@ class HostNameLookup:
     server runs ACLs that can ask for it in a thread (acl/blocking.py).
     """
 
+    # one is made for every session ExpandContext: kept small and quick
+    __slots__ = ("session", "variables", "make_context", "address")
+
     def __init__(self, session, variables, make_context):
         self.session = session
         self.variables = variables
