@@ -159,7 +159,7 @@ helo:
         self.assertEqual((result.rc, result.log_message),
                          (FAIL, "host lookup failed for reverse lookup check (203.0.113.99 "
                                 "does not match any IP address for notreally.test)"))
-        log = ListLog()
+        log = ListLog(selectors=("host_lookup_failed",))     # on by default in Exim
         result, _ = run(self.config, "mail", "reverse", sess=session("203.0.113.77"), log=log)
         self.assertEqual((result.rc, result.log_message),
                          (FAIL, "host lookup failed for reverse lookup check (failed to find "

@@ -84,12 +84,11 @@ class _Checking:
         result = run_exim_py(["-C", path, "-bh", address], input=dialogue)
         return replies(result.stdout), logs(result.stderr)
 
-    def against_exim(self, template):
+    def against_exim(self, template, dialogue="HELO client.example\r\nQUIT\r\n"):
         """exim_py's and exim4's replies and log lines for 127.0.0.1."""
         exim = RealExim()
         self.addCleanup(exim.cleanup)
         path = exim.write_config(self.conf(template))
-        dialogue = "HELO client.example\r\nQUIT\r\n"
         theirs = exim.run(path, ["-bh", "127.0.0.1"], input=dialogue)
         ours = run_exim_py(["-C", path, "-bh", "127.0.0.1"], input=dialogue)
         self.assertEqual(replies(ours.stdout), replies(theirs.stdout))
@@ -177,6 +176,62 @@ class HostListLookupTests(_Checking, unittest.TestCase):
         self.assertEqual(log, ["LOG: no host name found for IP address 203.0.113.77",
                                "LOG: A name=<> failed=1 full=[203.0.113.77]",
                                "LOG: C name=<> failed=1"])
+
+
+# verify = reverse_host_lookup at HELO (optional) and MAIL.
+REVERSE_CONF = """\
+keep_environment =
+host_lookup =
+spool_directory = {spool}
+acl_smtp_mail = mail
+{extra}
+begin acl
+helo:
+  warn !verify = reverse_host_lookup
+       logwrite = V failed=$host_lookup_failed name=<$sender_host_name>
+  accept
+mail:
+  deny !verify = reverse_host_lookup
+  accept
+"""
+REVERSE_HELO_CONF = REVERSE_CONF.replace("{extra}", "{extra}\nacl_smtp_helo = helo")
+MAIL_DIALOGUE = "HELO client.example\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n"
+
+
+class ReverseVerifyTests(_Checking, unittest.TestCase):
+    """verify = reverse_host_lookup is the session's lookup too."""
+
+    def test_loopback_failure_matches_exim(self):
+        """127.0.0.1: the /etc/hosts name does not resolve back; exim4's
+        log line, reason and reply, and no "no host name found" line."""
+        log = self.against_exim(REVERSE_HELO_CONF, MAIL_DIALOGUE)
+        self.assertEqual(log, ["LOG: V failed=1 name=<>",
+                               "LOG: H=(client.example) [127.0.0.1] rejected MAIL <a@b.example>: "
+                               "host lookup failed (127.0.0.1 does not match any IP address for "
+                               "localhost)"])
+
+    def test_first_lookup_reason_matches_exim(self):
+        """Without the HELO check, MAIL makes the lookup itself and says so."""
+        log = self.against_exim(REVERSE_CONF, MAIL_DIALOGUE)
+        self.assertEqual(log, ["LOG: H=(client.example) [127.0.0.1] rejected MAIL <a@b.example>: "
+                               "host lookup failed for reverse lookup check (127.0.0.1 does not "
+                               "match any IP address for localhost)"])
+
+    def test_confirmed_name_passes_and_stays(self):
+        """203.0.113.1 verifies; its name is then $sender_host_name."""
+        got, log = self.bh(REVERSE_HELO_CONF,
+                           "203.0.113.1", self.with_dns(), MAIL_DIALOGUE)
+        self.assertEqual(log, [])
+        self.assertEqual(got[1:3], ["250 vm Hello a.host.test [203.0.113.1]", "250 OK"])
+
+    def test_no_name_reason(self):
+        """No PTR: the failure is logged once, and the reason says no
+        name was found."""
+        _, log = self.bh(REVERSE_CONF, "203.0.113.77", self.with_dns(), MAIL_DIALOGUE)
+        self.assertEqual(log, ["LOG: no host name found for IP address 203.0.113.77",
+                               "LOG: H=(client.example) [203.0.113.77] rejected MAIL <a@b.example>: "
+                               "host lookup failed for reverse lookup check (failed to find host "
+                               "name from IP address)"])
 
 
 class DaemonTests(unittest.TestCase):

@@ -7,11 +7,14 @@ List matching is exim_py.match's; address verification is delivery's
 (``exim_py.delivery.verify.verify_address``) when that module exists.
 """
 
+import ipaddress
+
 from exim_py.acl import callout, dnslists, headers, ratelimit
 from exim_py.acl.context import optional_module
 from exim_py.acl.phases import VERIFIES, WHERE_NAMES
 from exim_py.config.options import read_time
 from exim_py.errors import ExpansionError
+from exim_py.match import hosts as hostlists
 from exim_py.match.engine import check_list
 from exim_py.match.items import StringMatcher
 
@@ -172,29 +175,41 @@ def _verify_helo(run):
 
 
 def _verify_reverse(run):
-    """verify = reverse_host_lookup: a PTR name of the client must resolve back to it."""
+    """verify = reverse_host_lookup (Exim's acl_verify_reverse): the client
+    must have a name that resolves back to it.  This is the session's own
+    lookup (acl.context.HostNameLookup), made now if nobody has yet; its
+    name, or its failure, stays for the rest of the session."""
     session = run.ctx.session
-    address = session.sender_host_address
-    if not address or session.sender_host_name:
+    if not session.sender_host_address or session.sender_host_name:
         return OK
-    failed = "host lookup failed for reverse lookup check (%s)"
-    try:
-        names = dnslists.reverse_names(run.ctx, address)
-        for name in names:
-            if address in dnslists.resolve_addresses(run.ctx, name):
-                # As in Exim, the verified name becomes $sender_host_name.
-                session.sender_host_name = name
-                run.ctx.set_variable("sender_host_name", name)
-                return OK
-    except dnslists.DnsDefer:
+    if getattr(session, "host_lookup_failed", False):
+        run.log = "host lookup failed" + _lookup_failure(run)
+        return FAIL
+    if run.ctx.expand_ctx.host_name_lookup.names():
+        return OK
+    if not getattr(session, "host_lookup_failed", False):
         run.log = "host lookup deferred for reverse lookup check"
         return DEFER
-    if not names:
-        run.ctx.write_log("no host name found for IP address %s" % address)
-        run.log = failed % "failed to find host name from IP address"
-    else:
-        run.log = failed % ("%s does not match any IP address for %s" % (address, names[0]))
+    run.log = "host lookup failed for reverse lookup check" + _lookup_failure(run)
     return FAIL
+
+
+def _lookup_failure(run):
+    """Why the client's name lookup failed, as Exim's host_lookup_msg: no
+    name at all, or the first one found does not resolve back.  The
+    names are asked again without confirming them; the answers are in the
+    session's DNS cache."""
+    address = run.ctx.session.sender_host_address
+    try:
+        candidates, _, _ = hostlists.confirmed_names(
+            address, hostlists.lookup_order(run.ctx.config),
+            lambda a: dnslists.query_dnssec(run.ctx, ipaddress.ip_address(a).reverse_pointer, "PTR"),
+            lambda name: ([], False))
+    except dnslists.DnsDefer:
+        candidates = []
+    if not candidates:
+        return " (failed to find host name from IP address)"
+    return " (%s does not match any IP address for %s)" % (address, candidates[0])
 
 
 _VERIFY_OPTIONS = ("defer_ok", "no_details", "success_on_redirect")
