@@ -169,6 +169,13 @@ class HostListLookupTests(_Checking, unittest.TestCase):
                                "LOG: C name=<a.host.test> failed=0"])
         self.assertEqual(got[1], "250 vm Hello a.host.test [203.0.113.1]")
 
+    def test_aliases_kept_for_later_acls(self):
+        """The confirmed aliases stay too: a pattern in the HELO ACL that
+        only an alias of 203.0.113.20 (friend.test) fits matches there."""
+        conf = HOSTS_CONF.replace("!hosts = *.nowhere.test", "hosts = *-alias.test")
+        _, log = self.bh(conf, "203.0.113.20", self.with_dns())
+        self.assertEqual(log[-1], "LOG: C name=<friend.test> failed=0")
+
     def test_failure_kept_for_later_acls(self):
         """No PTR: one host_lookup_failed line for the whole session,
         although two ACLs have name items."""
