@@ -93,6 +93,9 @@ class MXFallbackTests(_Deliveries):
         self.addCleanup(self.dns.stop)
         self.peer = EximPeer().start()
         self.addCleanup(self.peer.stop)
+        # Deliveries here keep their connection for a later message (as a
+        # daemon does); it is ended before the peer, not left to its close.
+        self.addCleanup(smtp_pool.close_idle)
         self.dir = tempfile.mkdtemp(prefix="exim-py-mx-")
         self.addCleanup(shutil.rmtree, self.dir, True)
 
@@ -170,6 +173,9 @@ class TransportHostOptionTests(_Deliveries):
     def setUp(self):
         self.peer = EximPeer().start()
         self.addCleanup(self.peer.stop)
+        # Deliveries here keep their connection for a later message (as a
+        # daemon does); it is ended before the peer, not left to its close.
+        self.addCleanup(smtp_pool.close_idle)
         self.dir = tempfile.mkdtemp(prefix="exim-py-hosts-")
         self.addCleanup(shutil.rmtree, self.dir, True)
         self.route = "127.0.0.2::%d" % (self.peer.port,)
