@@ -63,3 +63,36 @@ class SenderFullhostTests(unittest.TestCase):
     def test_ip_literal_helo(self):
         """A HELO that is the connection's own IP literal is left out of $sender_rcvhost."""
         self.compare(["HELO [10.1.2.3]", "MAIL FROM:<a@b.example>", "RCPT TO:<c@d.example>", "QUIT"])
+
+
+AUTHRESULTS_CONF = """\
+primary_hostname = mx.test.example
+keep_environment =
+host_lookup =
+rfc1413_hosts =
+tls_advertise_hosts =
+acl_smtp_connect = a_conn
+begin acl
+a_conn:
+  warn logwrite = AR ${authresults{vm}}
+  accept
+"""
+
+
+class AuthResultsLookupTests(unittest.TestCase):
+    """${authresults} uses the host name as known; it starts no lookup."""
+
+    def test_no_lookup_for_authresults(self):
+        """Without host_lookup, exim4 writes no iprev clause for 127.0.0.1; neither may exim_py."""
+        require_command("exim4")
+        exim = RealExim()
+        self.addCleanup(exim.cleanup)
+        conf = exim.write_config(AUTHRESULTS_CONF)
+
+        def lines(text):
+            return [line for line in text.splitlines() if line.startswith("LOG: AR")]
+
+        theirs = lines(exim.run(conf, ["-bh", "127.0.0.1"], input="QUIT\r\n").stderr)
+        ours = run_exim_py(["-C", conf, "-bh", "127.0.0.1"], input="QUIT\r\n")
+        self.assertEqual(theirs, ["LOG: AR Authentication-Results: vm"])
+        self.assertEqual(lines(ours.stdout + ours.stderr), theirs)

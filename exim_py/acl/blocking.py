@@ -19,7 +19,7 @@ _BLOCKING_CONDITIONS = ("dnslists", "ratelimit", "delay", "udpsend")
 _NON_BLOCKING_VERIFIES = ("certificate", "header_syntax", "not_blind", "header_names_ascii")
 _BLOCKING_TEXT = ("${lookup", "${run", "${readsocket", "${readfile", "${acl", "${perl",
                   "${dlfunc", "${prvscheck", "${imapfolder", "$sender_host_name",
-                  "${sender_host_name", "$host_data")
+                  "${sender_host_name", "def:sender_host_name", "$host_data")
 _LIST_KINDS = {"hosts": "host", "domains": "domain", "sender_domains": "domain",
                "local_parts": "localpart", "senders": "address", "recipients": "address"}
 

@@ -711,7 +711,11 @@ class AuthResults(Args):
         (name,) = self.values(ctx)
         from exim_py.expand.variables import value_of
         out = "Authentication-Results: " + name
-        host = value_of(ctx, "sender_host_name")
+        # The name as already known: Exim does not look the client up for
+        # ${authresults} (a reference to $sender_host_name would).
+        stored = getattr(ctx, "variables", {}).get("sender_host_name")
+        host = stored if isinstance(stored, str) else \
+            ("" if stored is not None else value_of(ctx, "sender_host_name"))
         address = value_of(ctx, "sender_host_address")
         if host:
             out += ";\n\tiprev=pass (%s)" % host
