@@ -10,12 +10,15 @@ from twisted.trial import unittest
 
 from tests.support.peers import RealExim, require_command, run_exim_py
 
-CONF = """\
+MAIN = """\
 primary_hostname = mx.test.example
 keep_environment =
 host_lookup =
 rfc1413_hosts =
 tls_advertise_hosts =
+"""
+
+CONF = MAIN + """\
 acl_smtp_connect = a_conn
 acl_smtp_mail = a_mail
 acl_smtp_rcpt = a_rcpt
@@ -65,12 +68,7 @@ class SenderFullhostTests(unittest.TestCase):
         self.compare(["HELO [10.1.2.3]", "MAIL FROM:<a@b.example>", "RCPT TO:<c@d.example>", "QUIT"])
 
 
-AUTHRESULTS_CONF = """\
-primary_hostname = mx.test.example
-keep_environment =
-host_lookup =
-rfc1413_hosts =
-tls_advertise_hosts =
+AUTHRESULTS_CONF = MAIN + """\
 acl_smtp_connect = a_conn
 begin acl
 a_conn:
