@@ -34,6 +34,19 @@ def open_session(port):
     return s, f
 
 
+def session_process(daemon_pid, timeout=10):
+    """The pid of the exim4 process serving the one open session (the daemon's child)."""
+    path = "/proc/%d/task/%d/children" % (daemon_pid, daemon_pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(path) as f:
+            children = f.read().split()
+        if len(children) == 1:
+            return int(children[0])
+        time.sleep(0.05)
+    raise AssertionError("exim4's daemon has %d children, not one session process" % len(children))
+
+
 def wanted(text):
     """The SIGTERM lines of a main log, without time and host names."""
     out = []
@@ -67,7 +80,9 @@ class SigtermSessionTests(unittest.TestCase):
 
         their_socket, their_file = open_session(theirs.port)
         self.addCleanup(their_socket.close)
-        os.killpg(theirs.process.pid, signal.SIGTERM)
+        # the signal goes to exim4's session process only: a SIGTERM to the
+        # whole group reaches the daemon as well, which then races the session
+        os.kill(session_process(theirs.process.pid), signal.SIGTERM)
         their_reply = their_file.readline()
 
         our_socket, our_file = open_session(ours.port)
