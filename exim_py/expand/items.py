@@ -709,13 +709,12 @@ class SrsEncode(Args):
 class AuthResults(Args):
     def ev(self, ctx):
         (name,) = self.values(ctx)
-        from exim_py.expand.variables import value_of
+        from exim_py.expand.variables import format_value, value_of
         out = "Authentication-Results: " + name
-        # The name as already known: Exim does not look the client up for
-        # ${authresults} (a reference to $sender_host_name would).
-        stored = getattr(ctx, "variables", {}).get("sender_host_name")
-        host = stored if isinstance(stored, str) else \
-            ("" if stored is not None else value_of(ctx, "sender_host_name"))
+        # The name as already known: a lazy (callable) $sender_host_name is a
+        # lookup not made yet, which Exim does not make for ${authresults}.
+        stored = ctx.variables.get("sender_host_name")
+        host = "" if callable(stored) else format_value(stored)
         address = value_of(ctx, "sender_host_address")
         if host:
             out += ";\n\tiprev=pass (%s)" % host
