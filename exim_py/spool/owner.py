@@ -21,16 +21,17 @@ import threading
 _thread = threading.local()   # .owner: the (uid, gid) this thread creates files as
 
 
-def _fs_id_functions():
-    """libc's setfsuid and setfsgid, or (None, None) where they do not exist."""
+def libc_functions(*names):
+    """The C library's functions ``names`` (errno kept for ctypes.get_errno),
+    all of them, or a None for each where one does not exist."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return libc.setfsuid, libc.setfsgid
+        return tuple(getattr(libc, name) for name in names)
     except (OSError, AttributeError):
-        return None, None
+        return (None,) * len(names)
 
 
-_setfsuid, _setfsgid = _fs_id_functions()
+_setfsuid, _setfsgid = libc_functions("setfsuid", "setfsgid")
 
 
 def inherited_owner(path):

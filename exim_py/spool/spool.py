@@ -20,7 +20,6 @@ also between threads of one process.
 """
 
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import os
@@ -30,7 +29,7 @@ import threading
 from exim_py.errors import EximError
 from exim_py.spool import format as spoolformat
 from exim_py.spool.ids import ID_LENGTH, IdGenerator, is_message_id, split_subdir
-from exim_py.spool.owner import inherited_owner, make_dirs, open_new
+from exim_py.spool.owner import inherited_owner, libc_functions, make_dirs, open_new
 
 SPOOL_MODE = 0o640
 DIR_MODE = 0o750
@@ -82,16 +81,8 @@ def _fsync_directory(path):
         os.close(fd)
 
 
-def _syncfs_function():
-    """Linux syncfs(2): flushes one file system in one call (None where unavailable)."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return libc.syncfs
-    except (OSError, AttributeError):
-        return None
-
-
-_syncfs = _syncfs_function()
+# Linux syncfs(2): flushes one file system in one call (None where unavailable)
+(_syncfs,) = libc_functions("syncfs")
 
 
 def _syncfs_open(fd, name):
