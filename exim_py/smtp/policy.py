@@ -546,7 +546,8 @@ class ServerPolicy:
         """The session ends without QUIT (``envelope``: the unfinished
         transaction): the client went away, or we end it for ``reason``
         (Exim's $smtp_notquit_reason words: synchronization-error,
-        bad-commands, command-timeout, data-timeout)."""
+        bad-commands, command-timeout, data-timeout, tls-failed,
+        signal-exit); only a lost connection gets the "lost" log line here."""
         session.notquit_reason = reason
         if self._option("acl_smtp_notquit"):
             self._run_acl("notquit", "acl_smtp_notquit", session)
@@ -589,9 +590,7 @@ class ServerPolicy:
         """The TLS handshake after STARTTLS failed and took the connection
         with it: Exim's "TLS error on connection from ..." line."""
         from exim_py.smtp.tls import handshake_failure
-        session.notquit_reason = "tls-failed"
-        if self._option("acl_smtp_notquit"):
-            self._run_acl("notquit", "acl_smtp_notquit", session)
+        self.notquit(session, False, None, "tls-failed")
         try:
             connection = transport.getHandle()
         except AttributeError:
