@@ -10,28 +10,17 @@ and the main log lines must agree.
 import os
 import re
 import signal
-import socket
 import time
 
 from twisted.trial import unittest
 
 from tests.support.exim_peer import EximPeer
+from tests.support.peers import ehlo_session
 from tests.test_daemon import DaemonProcess
 
 NOTQUIT = "acl_smtp_notquit = warn logwrite = notquit reason=$smtp_notquit_reason\n"
 # (exim4's start-up probe leaves a connection-lost run before them)
 KEEP = re.compile(r"closed after SIGTERM|notquit reason=signal")
-
-
-def open_session(port):
-    """A session that has said EHLO and now waits."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=20)
-    f = s.makefile("rb")
-    f.readline()
-    s.sendall(b"EHLO client.example\r\n")
-    while not f.readline().startswith(b"250 "):
-        pass
-    return s, f
 
 
 def session_process(daemon_pid, timeout=10):
@@ -87,7 +76,7 @@ class SigtermSessionTests(unittest.TestCase):
         self.addCleanup(ours.stop)
         our_log = os.path.join(ours.spool_dir, "mainlog")
 
-        their_socket, their_file = open_session(theirs.port)
+        their_socket, their_file = ehlo_session(theirs.port)
         self.addCleanup(their_socket.close)
         # the signal goes to exim4's session process only: a SIGTERM to the
         # whole group reaches the daemon as well, which then races the session
@@ -100,7 +89,7 @@ class SigtermSessionTests(unittest.TestCase):
         os.kill(session, signal.SIGTERM)
         their_reply = their_file.readline()
 
-        our_socket, our_file = open_session(ours.port)
+        our_socket, our_file = ehlo_session(ours.port)
         self.addCleanup(our_socket.close)
         started = time.monotonic()
         ours.process.send_signal(signal.SIGTERM)

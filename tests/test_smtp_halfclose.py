@@ -23,6 +23,7 @@ from exim_py.smtp import client
 from exim_py.smtp.outbound import OK, ClientSettings, Transaction
 from tests.support.end_to_end import Daemon, exim_py_script, free_port, read_text
 from tests.support.exim_peer import EximPeer
+from tests.support.peers import ehlo_session
 from tests.support.scripted_smtp import STALL, ScriptedSMTPServer
 
 SERVER_CONF = """\
@@ -45,12 +46,8 @@ def dialogue(port, first, rest):
     """EHLO and wait for its reply; then ``first`` and wait for the replies
     it asks for (None: send nothing more first); then ``rest`` followed by
     a shutdown of our side.  Returns every reply line after EHLO's."""
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
-        f = s.makefile("rb")
-        f.readline()
-        s.sendall(b"EHLO client.example\r\n")
-        while f.readline()[3:4] == b"-":
-            pass
+    s, f = ehlo_session(port)
+    with s:
         replies = []
         if first:
             s.sendall(first)

@@ -10,7 +10,6 @@ the library: the host is the one before STARTTLS, HELO name included.
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 
@@ -19,7 +18,7 @@ from twisted.trial import unittest
 
 from tests.support.end_to_end import Daemon, exim_py_script, free_port, read_text, wait_for
 from tests.support.exim_peer import EximPeer
-from tests.support.peers import require_command
+from tests.support.peers import ehlo_session, require_command
 from tests.support.pki import ServerPKI
 
 CONF = """\
@@ -37,12 +36,8 @@ PREFIX = "TLS error on connection from (client.example) [127.0.0.1] "
 
 def starttls_then(port, after):
     """EHLO, STARTTLS; then ``after`` in clear (None: close at once)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
-        f = s.makefile("rb")
-        f.readline()
-        s.sendall(b"EHLO client.example\r\n")
-        while f.readline()[3:4] == b"-":
-            pass
+    s, f = ehlo_session(port)
+    with s:
         s.sendall(b"STARTTLS\r\n")
         assert f.readline().startswith(b"220 "), "STARTTLS refused"
         if after is not None:

@@ -6,6 +6,7 @@ CI=true it fails, because CI installs every peer and a missing one is a bug.
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -66,3 +67,16 @@ class RealExim:
 
     def cleanup(self):
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def ehlo_session(port, timeout=20):
+    """A raw client session on 127.0.0.1:``port`` that has read the banner,
+    said ``EHLO client.example`` and read the whole reply: (socket, its
+    binary reading file)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    f = s.makefile("rb")
+    f.readline()
+    s.sendall(b"EHLO client.example\r\n")
+    while f.readline()[3:4] == b"-":
+        pass
+    return s, f
