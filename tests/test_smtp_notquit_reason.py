@@ -49,21 +49,27 @@ def play(port, flights):
         f.read()
 
 
+def start_daemon(testcase, extra=""):
+    """An exim_py daemon on CONF (plus ``extra``), stopped at the test's end:
+    (Daemon, the path of its main log)."""
+    directory = os.path.realpath(testcase.mktemp())
+    for sub in ("spool", "log"):
+        os.makedirs(os.path.join(directory, sub))
+    config = os.path.join(directory, "exim.conf")
+    with open(config, "w") as f:
+        f.write(CONF.format(dir=directory) + extra)
+    port = free_port()
+    daemon = Daemon([exim_py_script(), "-C", config, "-oX", "127.0.0.1.%d" % port, "-bdf"],
+                    port).start()
+    testcase.addCleanup(daemon.stop)
+    return daemon, os.path.join(directory, "log", "mainlog")
+
+
 class NotquitReasonTests(unittest.TestCase):
     """Why the session ended, as the not-QUIT ACL sees it."""
 
     def setUp(self):
-        directory = os.path.realpath(self.mktemp())
-        for sub in ("spool", "log"):
-            os.makedirs(os.path.join(directory, sub))
-        config = os.path.join(directory, "exim.conf")
-        with open(config, "w") as f:
-            f.write(CONF.format(dir=directory))
-        self.mainlog = os.path.join(directory, "log", "mainlog")
-        port = free_port()
-        self.ours = Daemon([exim_py_script(), "-C", config, "-oX", "127.0.0.1.%d" % port, "-bdf"],
-                           port).start()
-        self.addCleanup(self.ours.stop)
+        self.ours, self.mainlog = start_daemon(self)
         self.theirs = EximPeer(tls=False, extra=SETTINGS).start()
         self.addCleanup(self.theirs.stop)
         # each start-up probe (connect, close) is a lost connection too
@@ -130,17 +136,8 @@ class AclDropTests(unittest.TestCase):
 
     def test_rcpt_acl_drop(self):
         """drop in the RCPT ACL: the rejection is logged, then the ACL runs."""
-        directory = os.path.realpath(self.mktemp())
-        for sub in ("spool", "log"):
-            os.makedirs(os.path.join(directory, sub))
-        config = os.path.join(directory, "exim.conf")
-        with open(config, "w") as f:
-            f.write(CONF.format(dir=directory) + "acl_smtp_rcpt = drop message = go away\n")
-        port = free_port()
-        daemon = Daemon([exim_py_script(), "-C", config, "-oX", "127.0.0.1.%d" % port, "-bdf"],
-                        port).start()
-        self.addCleanup(daemon.stop)
-        mainlog = os.path.join(directory, "log", "mainlog")
+        daemon, mainlog = start_daemon(self, "acl_smtp_rcpt = drop message = go away\n")
+        port = daemon.port
         wait_for(lambda: "notquit" in read_text(mainlog), "the start-up probe's line")
         play(port, [b"EHLO client.example\r\n", b"MAIL FROM:<a@b.example>\r\n",
                     b"RCPT TO:<c@d.example>\r\n"])
