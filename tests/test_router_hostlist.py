@@ -4,7 +4,7 @@ remote delivery may carry (Exim's same_hosts() in deliver.c)."""
 from twisted.trial import unittest
 
 from exim_py.delivery.address import Address, Host
-from exim_py.delivery.engine import _group
+from exim_py.delivery.plan import group
 from exim_py.routers import hostlist
 
 
@@ -69,5 +69,5 @@ class GroupingTests(unittest.TestCase):
             byname = {h.name: h for h in shuffled}
             addr.host_list = [byname[items[i].name] for i in order]
             addresses.append(addr)
-        local, remote = _group(addresses, None)
+        local, remote = group(addresses, None)
         self.assertEqual((len(local), [len(b) for b in remote]), (0, [3]))
