@@ -19,7 +19,10 @@ own connection, where Exim holds every QUIT reply up to 200 ms (see the
 shared ANCHORS.md), which caps it near 4.8 messages/s per sender;
 SOURCE_FLAGS=-d keeps each sender's messages on one connection;
 MTAS ["exim4 exim_py"] which MTAs to run (``MTAS=exim_py`` for quick
-iterations).  Besides the rates, each case prints the CPU milliseconds per
+iterations), WORK [the system's temporary directory] where each case's
+directory is made (give each concurrent user their own), TREE [this
+checkout] the exim_py source tree to run (an older worktree, to compare
+before and after a change).  Besides the rates, each case prints the CPU milliseconds per
 message spent by the MTA's whole process tree (its daemon, workers and
 delivery processes, reaped ones included): on a shared machine that figure
 is steadier than the rate.
@@ -49,6 +52,8 @@ CONCS = [int(c) for c in os.environ.get("CONCS", "10 50").split()]
 TIMEOUT = float(os.environ.get("TIMEOUT", "300"))
 SOURCE_FLAGS = os.environ.get("SOURCE_FLAGS", "").split()
 MTAS = os.environ.get("MTAS", "exim4 exim_py").split()
+WORK = os.environ.get("WORK") or None
+TREE = os.environ.get("TREE", REPO)
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 EXIM = "/usr/sbin/exim4"
 PFX_ENV = dict(os.environ, LD_LIBRARY_PATH=os.path.join(PFX, "usr/lib/postfix"))
@@ -158,7 +163,9 @@ class Process:
 
 
 def run_case(mta, conc):
-    directory = tempfile.mkdtemp(prefix="relay-bench-%s-" % mta)
+    if WORK is not None:
+        os.makedirs(WORK, exist_ok=True)
+    directory = tempfile.mkdtemp(prefix="relay-bench-%s-" % mta, dir=WORK)
     os.chmod(directory, 0o755)
     for sub in ("spool", "log"):
         os.mkdir(os.path.join(directory, sub))
@@ -173,7 +180,8 @@ def run_case(mta, conc):
         argv = [EXIM, "-C", conf, "-bdf"]
     else:
         argv = [sys.executable, "-m", "exim_py", "-C", conf, "-bdf"]
-    server = Process(argv, cwd=REPO)
+    # python -m finds exim_py in its working directory before site-packages.
+    server = Process(argv, cwd=TREE)
     try:
         wait_port(sink_port)
         wait_port(relay_port)
