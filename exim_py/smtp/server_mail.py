@@ -1,0 +1,292 @@
+"""The mail transaction commands of the SMTP server: MAIL, RCPT, DATA, BDAT, RSET.
+
+A mixin of SMTPServerProtocol: what builds, checks and hands on one
+envelope (exim_py.envelope.Envelope), kept apart from reading commands,
+timeouts and the session's other commands (smtp/server.py).  Spec chapter
+"SMTP processing"; RFC 5321 4.1.1, RFC 1870 (SIZE), RFC 3461 (DSN),
+RFC 3030 (CHUNKING).
+"""
+
+from exim_py.envelope import Envelope, Recipient
+from exim_py.smtp import data as smtpdata
+from exim_py.smtp.params import BadAddress, parse_path, split_params, xtext_decode
+from exim_py.smtp.reply import Reply
+
+
+class TransactionCommands:
+    """smtp_MAIL ... smtp_RSET; see SMTPServerProtocol for the attributes used."""
+
+    __slots__ = ()
+
+    # -- MAIL / RCPT -------------------------------------------------------
+
+    def smtp_MAIL(self, arg):
+        if not self.helo_seen and self.policy.helo_required(self.session):
+            self.policy.log_no_helo(self.session)
+            return self._send(503, "HELO or EHLO required")
+        if self.envelope is not None:
+            return self._synprot(503, "sender already given")
+        if not arg:
+            return self._synprot(501, "MAIL must have an address operand")
+        if self.messages >= self.policy.smtp_accept_max_per_connection > 0:
+            self._send(421, "%s too many messages in this connection" % self.policy.hostname(self.session))
+            return self._drop()
+        known = self.policy.mail_params(self.extensions) if self.esmtp else ()
+        operand, params = split_params(arg, known)
+        env = Envelope(self.session)
+        problem = self._mail_params(env, params)
+        if problem:
+            return problem()
+        try:
+            env.sender = parse_path(operand, allow_empty=True)
+        except BadAddress as e:
+            return self._synprot(501, "%s: %s" % (operand, e))
+        if env.sender and "@" not in env.sender:
+            qualified = self.policy.qualify_sender(self.session, env.sender)
+            if qualified is None:
+                return self._send(501, "%s: sender address must contain a domain" % operand)
+            env.sender = qualified
+
+        def answered(reply):
+            if reply is None or reply.ok:
+                self.envelope = env
+                self.rcpt_response = None
+                self.rcpt_response_same = True
+            else:
+                self._was_rej_mail = True
+            self._send_reply(reply, 250, "OK")
+
+        self._ask(self.policy.mail, self.session, env, then=answered, sync="MAIL")
+
+    def _mail_params(self, env, params):
+        """Apply MAIL's ESMTP parameters; returns a callable sending the error, or None."""
+        if "SIZE" in params:
+            value = params["SIZE"] or ""
+            if not value.isdigit():
+                return lambda: self._synprot(501, "invalid data for SIZE")
+            env.size_declared = int(value)
+            limit = self.policy.message_size_limit(self.session)
+            if limit and env.size_declared > limit:
+                return lambda: self._send(552, "Message size exceeds maximum permitted")
+        if "BODY" in params:
+            body = (params["BODY"] or "").upper()
+            if body not in ("7BIT", "8BITMIME"):
+                return lambda: self._synprot(501, "invalid data for BODY")
+            env.body_type = body
+        if "SMTPUTF8" in params:
+            env.smtputf8 = True
+        if "RET" in params:
+            ret = (params["RET"] or "").upper()
+            if ret not in ("FULL", "HDRS"):
+                return lambda: self._synprot(501, "Invalid value for RET parameter")
+            env.dsn_ret = ret
+        if "ENVID" in params:
+            # kept as xtext, as Exim stores it and passes it on
+            env.dsn_envid = params["ENVID"] or ""
+        if "AUTH" in params:
+            # RFC 4954 5: honoured only for an authenticated client; the
+            # policy decides (acl_smtp_mailauth).
+            env.auth_param = xtext_decode(params["AUTH"] or "")
+        if "PRDR" in params:
+            env.prdr = True
+        return None
+
+    def smtp_RCPT(self, arg):
+        self._was_rcpt = True
+        if self.envelope is None:
+            # After a rejected MAIL a pipelining client's RCPTs are not its fault.
+            self._note_rcpt_response("503 sender not yet given")
+            if self.pipelining and self._last_was_rej_mail:
+                self._was_rej_mail = True
+                return self._send(503, "sender not yet given")
+            self._was_rcpt = False
+            return self._synprot(503, "sender not yet given")
+        if not arg:
+            self._was_rcpt = False
+            self._note_rcpt_response("501 RCPT must have an address operand")
+            return self._synprot(501, "RCPT must have an address operand")
+        env = self.envelope
+        known = self.policy.rcpt_params(self.extensions) if self.esmtp else ()
+        operand, params = split_params(arg, known)
+        notify = params.get("NOTIFY")
+        if notify is not None:
+            words = notify.upper().split(",")
+            if "NEVER" in words and len(words) > 1 or not set(words) <= {"NEVER", "SUCCESS", "FAILURE", "DELAY"}:
+                return self._synprot(501, "Invalid value for NOTIFY parameter")
+            notify = ",".join(words)
+        orcpt = params.get("ORCPT")   # kept as xtext, as Exim does
+        try:
+            address = parse_path(operand, allow_empty=False)
+        except BadAddress as e:
+            if operand == "":
+                return self._rcpt_failed(501, "empty address")
+            return self._rcpt_failed(501, "%s: %s" % (operand, e))
+        if "@" not in address:
+            qualified = self.policy.qualify_recipient(self.session, address)
+            if qualified is None:
+                return self._rcpt_failed(501, "%s: recipient address must contain a domain" % operand)
+            address = qualified
+        limit = self.policy.recipients_max(self.session)
+        if limit and len(env.recipients) >= limit:
+            if self.policy.recipients_max_reject:
+                return self._rcpt_failed(552, "too many recipients")
+            return self._rcpt_failed(452, "too many recipients")
+        rcpt = Recipient(address, dsn_notify=notify, orcpt=orcpt)
+
+        def answered(reply):
+            if reply is None or reply.ok:
+                env.recipients.append(rcpt)
+                self._note_rcpt_response("250 Accepted" if reply is None else reply.text)
+            else:
+                self._note_rcpt_response(reply.text)
+            self._send_reply(reply, 250, "Accepted")
+
+        self._ask(self.policy.rcpt, self.session, env, rcpt, then=answered, sync="RCPT")
+
+    def _rcpt_failed(self, code, text):
+        self._note_rcpt_response("%d %s" % (code, text))
+        self._send(code, text)
+
+    def _note_rcpt_response(self, text):
+        """Remember RCPT replies: a reply Exim formats itself is kept with its
+        code, an ACL's message without it (as Exim's rcpt_smtp_response)."""
+        if self.rcpt_response is None:
+            self.rcpt_response = text
+        elif self.rcpt_response != text:
+            self.rcpt_response_same = False
+
+    # -- DATA / BDAT -------------------------------------------------------
+
+    def _no_valid_rcpt(self, verb):
+        """Exim's answer to DATA/BDAT without an accepted recipient."""
+        lines = []
+        if self.rcpt_response is not None and self.rcpt_response_same:
+            lines = ["All RCPT commands were rejected with this error:", self.rcpt_response]
+        if self.pipelining and self._last_was_rcpt:
+            # a pipelining client could not know: not counted as an error
+            self._send(503, "\n".join(lines + ["Valid RCPT command must precede %s" % verb]))
+        else:
+            self._synprot(503, "\n".join(lines + ["valid RCPT command must precede %s" % verb]))
+
+    def smtp_DATA(self, arg):
+        if self.envelope is None or not self.envelope.recipients:
+            self._early_pipe = False
+            return self._no_valid_rcpt("DATA")
+
+        def answered(reply):
+            self._early_pipe = False
+            if reply is not None and not reply.ok:
+                self._send_reply(reply, 0, "")
+                return
+            limit = self.policy.message_size_limit(self.session)
+            self._collector = smtpdata.DataCollector(limit, self.lf_line_ends)
+            self._mode = "data"
+            self._send(354, 'Enter message, ending with "." on a line by itself')
+
+        self._ask(self.policy.predata, self.session, self.envelope, then=answered, sync="DATA")
+
+    def _end_of_data(self):
+        collector, self._collector = self._collector, None
+        self._mode = "command"
+        env = self.envelope
+        if collector.too_big:
+            self.envelope = None
+            self.policy.log_too_big(self.session, env, collector.size)
+            self._send(552, "Message size exceeds maximum permitted")
+            return
+        message, linecount, zerocount, longest = smtpdata.unstuff(collector.content())
+        self._accept_message(env, message, linecount, zerocount, longest)
+
+    def _accept_message(self, env, message, linecount, zerocount, longest, first_line=None):
+        def answered(reply):
+            if first_line is not None and reply is not None and reply.ok and not reply.lines:
+                # BDAT LAST: Exim acknowledges the chunk, then the message
+                reply = Reply(reply.code, reply.text, reply.drop,
+                              lines=[first_line, "%d %s" % (reply.code, reply.text)])
+            self.envelope = None
+            self.rcpt_response = None
+            self.rcpt_response_same = True
+            if reply is None or reply.ok:
+                self.messages += 1
+            self._send_reply(reply, 250, "OK")
+
+        self._ask(self.policy.receive, self.session, env, message, longest, then=answered)
+
+    def smtp_BDAT(self, arg):
+        self._early_pipe = False
+        if "CHUNKING" not in self.extensions:
+            return self._synprot(503, "BDAT command used when CHUNKING not advertised")
+        words = arg.split()
+        if not words or not words[0].isdigit():
+            return self._synprot(501, "missing size for BDAT command")
+        last = len(words) > 1 and words[1].upper() == "LAST"
+        if len(words) > 2 or (len(words) == 2 and not last):
+            return self._synprot(501, "unexpected argument data")
+        if int(words[0]) == 0 and not last:
+            self._reset_transaction()
+            return self._synprot(504, "zero size for BDAT command")
+        if self.envelope is None or not self.envelope.recipients:
+            # the chunk must still be read and thrown away
+            self._skip_chunk(int(words[0]))
+            return self._no_valid_rcpt("BDAT")
+        if self._bdat is None:
+            self._bdat = smtpdata.BdatCollector(self.policy.message_size_limit(self.session))
+        self._bdat_left = int(words[0])
+        self._bdat_last = last
+        self._mode = "bdat"
+        if self._bdat_left == 0:
+            self._mode = "command"
+            self._end_of_chunk()
+
+    def _skip_chunk(self, size):
+        self._bdat = smtpdata.BdatCollector(1)
+        self._bdat_left = size
+        self._bdat_last = True
+        self._mode = "bdat" if size else "command"
+        self._bdat_discard = True
+
+    def _end_of_chunk(self):
+        chunks = self._bdat
+        chunks.chunk_done()
+        if self._bdat_discard:
+            self._bdat = None
+            self._bdat_discard = False
+            return
+        if not self._bdat_last:
+            # without PIPELINING the next BDAT must wait for this reply
+            if self._buffer and not self.pipelining and self.policy.enforce_sync(self.session):
+                return self._sync_error("BDAT")
+            self._send(250, "%d byte chunk received" % chunks.last_size)
+            return
+        self._bdat = None
+        env = self.envelope
+        if chunks.too_big:
+            self.envelope = None
+            self.policy.log_too_big(self.session, env, chunks.size)
+            self._send(552, "Message size exceeds maximum permitted")
+            return
+
+        def answered(reply):
+            if reply is not None and not reply.ok:
+                self.envelope = None
+                self._send_reply(reply, 0, "")
+                return
+            message, linecount, zerocount, longest = chunks.content()
+            self._accept_message(env, message, linecount, zerocount, longest,
+                                 first_line="250- %d byte chunk, total %d" % (chunks.last_size, chunks.size))
+
+        # Exim runs the DATA-time checks for BDAT too, after the last chunk.
+        self._ask(self.policy.predata, self.session, env, then=answered)
+
+    # -- the end of a transaction -----------------------------------------
+
+    def _reset_transaction(self):
+        self.envelope = None
+        self._bdat = None
+        self.rcpt_response = None
+        self.rcpt_response_same = True
+
+    def smtp_RSET(self, arg):
+        self.policy.transaction_reset(self.session, self.envelope)
+        self._reset_transaction()
+        self._send(250, "Reset OK")
