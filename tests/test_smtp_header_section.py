@@ -12,7 +12,7 @@ import tempfile
 
 from twisted.trial import unittest
 
-from exim_py.smtp.policy import _header_section
+from exim_py.smtp.policy_message import _header_section
 from tests.support.peers import run_exim_py
 
 CONFIG = """\

@@ -2,8 +2,10 @@
 
 ``ServerPolicy`` answers every question ``SMTPServerProtocol`` asks (the
 banner, the EHLO keywords, each ACL phase, where an accepted message goes).
-It reads the main options of an ``exim_py.config`` Config, runs ACLs with
-``exim_py.acl.run_acl``, and stores messages through a ``SpoolWriter``.
+It reads the main options of an ``exim_py.config`` Config and runs ACLs with
+``exim_py.acl.run_acl``; what becomes of a message once its data is in
+(the DATA ACL, the spool through a ``SpoolWriter``) is in
+smtp/policy_message.py.
 Spec chapters "SMTP processing" and "Access control lists".
 """
 
@@ -16,14 +18,15 @@ import time
 
 from twisted.internet import defer, threads
 
-from exim_py import EXIM_COMPAT_VERSION, receive as receiving
+from exim_py import EXIM_COMPAT_VERSION
 from exim_py.acl import helo
 from exim_py.acl.context import AclContext, install_host_name_lookup, session_variables as _session_variables
 from exim_py.auths.dialogue import AuthDialogue
 from exim_py.expand.strings import printing as string_printing
-from exim_py.log import printing, received_line
+from exim_py.log import printing
 from exim_py.smtp import acl_phase, connlog, helo_check, limits, proxy
-from exim_py.smtp.server import Reply
+from exim_py.smtp.policy_message import MessagePolicy
+from exim_py.smtp.reply import Reply
 
 _HELO_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9-])?\.?$")
 _UNKNOWN = object()
@@ -63,7 +66,7 @@ def _module(name):
     return importlib.import_module(name)
 
 
-class ServerPolicy:
+class ServerPolicy(MessagePolicy):
     """The server's decisions for one configuration.
 
     ``spool_writer`` stores accepted messages (see exim_py.smtp.spoolwriter);
@@ -604,116 +607,6 @@ class ServerPolicy:
         # the authenticators must see the $tls_in_* values from now on.
         session.auth_expand_ctx = None
 
-    # -- the message -------------------------------------------------------
-
-    def receive(self, session, envelope, message, longest=None):
-        """After the data: headers built (exim_py.receive), the DATA ACL, then the spool.
-
-        ``message`` is the stored form (dot-unstuffed, LF line ends);
-        ``longest`` its longest line when the caller knows it.  The reply
-        carries the message id; the 250 is not sent before the message is
-        durable.
-        """
-        too_long = self._header_limits(message)
-        if too_long is not None:
-            return too_long
-        envelope.message_id = self.spool_writer.new_message_id()
-        controls = acl_phase.message_controls(session, envelope)
-        ctx = self.expand_context(session, envelope)
-        # No remote host (-bs from a local program): a local message, which
-        # gets Message-ID:, From: and Date: when missing, as Exim's receive.c.
-        body = receiving.receive(envelope, message, self.config, local=not session.sender_host_address,
-                               submission="submission" in controls,
-                               suppress_local_fixups="suppress_local_fixups" in controls,
-                               expand=self.expand_mod.expand, ctx=ctx, longest=longest)
-        envelope.received_body = body
-        acl_phase.add_acl_headers(envelope, session)
-        prdr = acl_phase.run_prdr(self, session, envelope)
-        if prdr is not None and prdr[1] == "550":
-            return Reply(550, "", lines=["353 PRDR content analysis beginning"] + prdr[0]
-                         + ["550 id=%s %s" % (envelope.message_id, prdr[2])])
-        reply = self._run_acl("data", "acl_smtp_data", session, envelope)
-        if isinstance(reply, defer.Deferred):
-            return reply.addCallback(self._after_data_acl, session, envelope, body, prdr)
-        return self._after_data_acl(reply, session, envelope, body, prdr)
-
-    def _header_limits(self, message):
-        """header_maxsize and header_line_maxsize: Exim's 552s, or None."""
-        limit = self._option("header_maxsize", 1024 * 1024)
-        line_limit = self._option("header_line_maxsize", 0)
-        if not line_limit and len(message) <= limit:
-            return None     # the header section is part of the message
-        header = _header_section(message)
-        if limit and len(header) > limit:
-            return Reply(552, "Message header is ridiculously long")
-        if line_limit:
-            headers, _, _ = receiving.split_message(header + b"\n")
-            if any(len(h.text.encode("utf-8", "surrogateescape")) > line_limit for h in headers):
-                return Reply(552, "A message header line is too long")
-        return None
-
-    def _after_data_acl(self, reply, session, envelope, body, prdr=None):
-        if prdr is not None:
-            # the per-recipient replies go first, whatever the DATA ACL says
-            final = self._after_data_acl(reply, session, envelope, body)
-            return defer.maybeDeferred(lambda: final).addCallback(self._prdr_reply, envelope, prdr)
-        if reply is not None and not reply.ok:
-            return reply
-        acl_phase.add_acl_headers(envelope, session)
-        controls = acl_phase.message_controls(session, envelope)
-        # mua_wrapper ignores every queueing option and control (spec
-        # chapter "Using Exim as a non-queueing client").
-        wrapper = self._option("mua_wrapper", False)
-        if "freeze" in controls and not wrapper:
-            envelope.frozen = True
-        if getattr(envelope, "discarded", False) and not envelope.recipients:
-            return Reply(250, "OK")
-        if self.host_checking:
-            # -bh stores nothing, but shows the <= line it would have logged
-            if self.logger is not None:
-                self.logger.main(received_line(envelope, self.logger), message_id=envelope.message_id)
-            return Reply(250, "OK id=%s" % envelope.message_id)
-        d = self.spool_writer.store(envelope, body)
-
-        def stored(message_id):
-            if self.logger is not None:
-                self.logger.main(received_line(envelope, self.logger), message_id=message_id)
-            # smtp_accept_queue_per_connection: beyond that many messages in
-            # one session, leave them for the queue runner
-            count = getattr(session, "message_count", 0) + 1
-            session.message_count = count
-            per_connection = self._option("smtp_accept_queue_per_connection", 10)
-            busy = per_connection and count > per_connection
-            delivery = None
-            queued = self._option("queue_only", False) or "queue_only" in controls \
-                or envelope.frozen or busy
-            if self.deliver is not None and (wrapper or not queued):
-                delivery = self.deliver(message_id, envelope)
-            fake = controls.get("fakereject"), controls.get("fakedefer")
-            if fake[0] is not None or fake[1] is not None:
-                options = fake[0] if fake[0] is not None else fake[1]
-                text = options[1:] if options.startswith("/") else \
-                    "Your message has been rejected but is being kept for evaluation.\n" \
-                    "If it was a legitimate message, it may still be delivered to the target recipient(s)."
-                reply = Reply(550 if fake[0] is not None else 450, text)
-            else:
-                reply = Reply(250, "OK id=%s" % message_id)
-            # -bs -odi: the reply (and so the next command) waits for the delivery
-            if self.reply_after_delivery and isinstance(delivery, defer.Deferred):
-                return delivery.addBoth(lambda _: reply)
-            return reply
-
-        return d.addCallback(stored)
-
-    @staticmethod
-    def _prdr_reply(final, envelope, prdr):
-        lines = ["353 PRDR content analysis beginning"] + prdr[0]
-        if final.ok and final.text.startswith("OK id="):
-            lines.append("%s id=%s %s" % (prdr[1], envelope.message_id, prdr[2]))
-        else:
-            lines.extend(final.lines or ["%d %s" % (final.code, final.text)])
-        return Reply(final.code, final.text, drop=final.drop, lines=lines)
-
     # -- ACLs --------------------------------------------------------------
 
     def acl_blocks(self, spec):
@@ -804,19 +697,3 @@ class ServerPolicy:
     def log_too_big(self, session, envelope, size):
         self.log_reject("rejected from <%s> H=%s: message too big: read=%d max=%d"
                       % (envelope.sender, self.host_text(session), size, self.message_size_limit(session)))
-
-
-def _header_section(message):
-    """The header lines at the top of ``message``: they end at a blank line,
-    or at the first line that is neither a header nor a continuation, which
-    starts the body (as receive.split_message and Exim's receive.c decide)."""
-    header_name = receiving._HEADER_NAME
-    pos, n = 0, len(message)
-    while pos < n:
-        end = message.find(b"\n", pos)
-        end = n if end < 0 else end
-        line = message[pos:end]
-        if not line or not (header_name.match(line) or (pos and line[:1] in (b" ", b"\t"))):
-            break
-        pos = end + 1
-    return message[:pos]
