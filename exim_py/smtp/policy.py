@@ -209,24 +209,27 @@ class ServerPolicy(MessagePolicy):
         return limits.refuse(self, addr, active)
 
     def connect(self, session):
+        """The session starts: the host name lookup (host_lookup), the checks
+        before the connect ACL (``_admit``), then that ACL."""
+        if session.sender_host_address and (
+                self._option("host_lookup") or self._option("host_reject_connection")
+                or "$" in (self._option("smtp_active_hostname") or "")):
+            # The lookup, and any name item in host_reject_connection or
+            # $sender_host_name in smtp_active_hostname (which look the name
+            # up when the session has none), may wait on the DNS: off the
+            # reactor, which must go on serving the other sessions.
+            d = threads.deferToThread(self._admit, session)
+            return d.addCallback(self._connect_acl, session)
+        return self._connect_acl(self._admit(session), session)
+
+    def _admit(self, session):
+        """What Exim does as a session starts, before acl_smtp_connect: a
+        Reply refusing the session, or None.  May block (see connect)."""
         if (self._option("host_lookup") and session.sender_host_address
                 and not session.sender_host_name and self.host_in("host_lookup", session)):
-            # Exim looks the client's name up as the session starts, before
-            # host_reject_connection and acl_smtp_connect (spec, main option
-            # host_lookup); it may wait on the DNS, so off the reactor.
-            d = threads.deferToThread(helo.client_name_lookup, self._lookup_context(session))
-            return d.addCallback(lambda _: self._connected(session))
-        return self._connected(session)
-
-    def _lookup_context(self, session):
-        """An AclContext for the connection-time name lookup: its DNS answers
-        stay in the session's cache for the ACLs that follow."""
-        if getattr(session, "dns_cache", None) is None:
-            session.dns_cache = {}
-        return AclContext(self.config, session, log=self.logger, expand_ctx=self.expand_context(session),
-                          host_checking=self.host_checking, dns_cache=session.dns_cache)
-
-    def _connected(self, session):
+            # the name is looked up before host_reject_connection and
+            # acl_smtp_connect see it (spec, main option host_lookup)
+            helo.client_name_lookup(self._lookup_context(session))
         active = self._option("smtp_active_hostname")
         if active:
             session.active_hostname = self._expand(active, session) or None
@@ -239,10 +242,32 @@ class ServerPolicy(MessagePolicy):
         if self.host_in("host_reject_connection", session):
             self.log_reject("refused connection from %s (host_reject_connection)" % self.host_text(session))
             return Reply(554, "SMTP service not available", drop=True)
+        return None
+
+    def _connect_acl(self, refusal, session):
+        if refusal is not None:
+            return refusal
         return self._run_acl("connect", "acl_smtp_connect", session)
 
+    def _lookup_context(self, session):
+        """An AclContext for the connection-time name lookup: its DNS answers
+        stay in the session's cache for the ACLs that follow."""
+        if getattr(session, "dns_cache", None) is None:
+            session.dns_cache = {}
+        return AclContext(self.config, session, log=self.logger, expand_ctx=self.expand_context(session),
+                          host_checking=self.host_checking, dns_cache=session.dns_cache)
+
     def banner(self, session):
+        """The text of the 220 greeting (smtp_banner), or a Deferred firing
+        with it when expanding it would look the client's name up: that
+        lookup waits on the DNS in a thread, not on the reactor."""
         text = self._option("smtp_banner")
+        if (text and "sender_host_name" in text and session.sender_host_address
+                and not session.sender_host_name and not getattr(session, "host_lookup_failed", False)):
+            return threads.deferToThread(self._banner_text, text, session)
+        return self._banner_text(text, session)
+
+    def _banner_text(self, text, session):
         expanded = self._expand(text, session) if text else None
         if expanded is None:
             expanded = "%s ESMTP Exim %s %s" % (self.hostname(session), EXIM_COMPAT_VERSION, tod_full())

@@ -163,17 +163,20 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
         if reply is not None and not reply.ok:
             self._send_reply(reply, 0, "")
             return self._drop()
+        self._early_pipe = self.policy.pipe_connect(self.session)
+        # the banner may wait for the client's name ($sender_host_name)
+        self._ask(self.policy.banner, self.session, then=self._greet)
+
+    def _greet(self, banner):
         # Input before the banner is a synchronisation error unless the host
         # may use PIPECONNECT (spec: smtp_enforce_sync; RFC 2920 has no
         # early talking).
-        self._early_pipe = self.policy.pipe_connect(self.session)
         if self._buffer and self.policy.enforce_sync(self.session) and not self._early_pipe:
             self.policy.log_sync_error(self.session, "input sent without waiting for greeting", self._buffer)
             self._send(554, "SMTP synchronization error")
             return self._drop()
-        self._send(220, self.policy.banner(self.session))
+        self._send(220, banner)
         self._mode = "command"
-        self._process()
 
     def connectionLost(self, reason=failure.Failure(error.ConnectionDone())):
         self._cancel_timeout()
