@@ -37,6 +37,8 @@ SELECTORS = {
     "smtp_confirmation": True, "smtp_connection": False,
     "smtp_incomplete_transaction": False, "smtp_mailauth": False,
     "smtp_no_mail": False, "smtp_protocol_error": False, "smtp_syntax_error": False,
+    # not in 4.96: Exim's current SPF items on <= lines (acl/spf.py)
+    "spf": False, "spf_verbose": False,
     "subject": False, "tls_certificate_verified": True, "tls_cipher": True,
     "tls_peerdn": False, "tls_resumption": False, "tls_sni": False,
     "unknown_in_list": False,
@@ -377,6 +379,11 @@ def received_fields(env, logger, incoming_port=None):
     if sel("receive_time"):
         complete = float(env.spool_extra.get("received_time_complete", env.received_time))
         out.append("RT=%.3fs" % max(0.0, complete - env.received_time))
+    if getattr(env, "spf", None):
+        from exim_py.acl.spf import log_field
+        field = log_field(env, sel)
+        if field:
+            out.append(field)
     msgid = _message_id(env)
     if msgid:
         created = "message_id_created" in env.flags

@@ -43,6 +43,7 @@ LOOKUPS = {
     "nwildlsearch": "exim_py.lookups.nwildlsearch",
     "passwd": "exim_py.lookups.passwd",
     "sqlite": "exim_py.lookups.sqlite",
+    "spf": "exim_py.lookups.spf",
     "wildlsearch": "exim_py.lookups.wildlsearch",
 }
 

@@ -15,7 +15,7 @@ from exim_py.acl.parse import AclError
 from exim_py.errors import ConfigError
 from exim_py.match import split_list
 
-_BLOCKING_CONDITIONS = ("dnslists", "ratelimit", "delay", "udpsend")
+_BLOCKING_CONDITIONS = ("dnslists", "ratelimit", "delay", "udpsend", "spf", "spf_guess")
 _NON_BLOCKING_VERIFIES = ("certificate", "header_syntax", "not_blind", "header_names_ascii")
 _BLOCKING_TEXT = ("${lookup", "${run", "${readsocket", "${readfile", "${acl", "${perl",
                   "${dlfunc", "${prvscheck", "${imapfolder", "$sender_host_name",

@@ -9,7 +9,7 @@ List matching is exim_py.match's; address verification is delivery's
 
 import ipaddress
 
-from exim_py.acl import callout, dnslists, headers, ratelimit
+from exim_py.acl import callout, dnslists, headers, ratelimit, spf
 from exim_py.acl.context import optional_module
 from exim_py.acl.phases import VERIFIES, WHERE_NAMES
 from exim_py.config.options import read_time
@@ -324,6 +324,8 @@ _CHECKS = {
     "recipients": recipients,
     "sender_domains": sender_domains,
     "senders": senders,
+    "spf": spf.condition,
+    "spf_guess": spf.condition,
     "verify": verify,
 }
 

@@ -54,6 +54,9 @@ def session_variables(session, envelope=None):
         size = envelope.size or getattr(envelope, "size_declared", None)
         values["message_size"] = str(size if size else -1)
         values.update(envelope.acl_m)
+        spf = getattr(envelope, "spf", None)     # $spf_*, set by acl/spf.py
+        if spf:
+            values.update(spf)
     values.update(session.acl_c)
     return values
 

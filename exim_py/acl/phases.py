@@ -56,6 +56,9 @@ _MESSAGE_HEADERS = only("mail", "rcpt", "predata", "data", "data_prdr", "mime",
                         "not_smtp", "dkim", "not_smtp_start")
 _SENDER_FORBIDDEN = frozenset(("auth", "connect", "helo", "mailauth", "quit", "etrn",
                                "expn", "starttls", "vrfy"))
+# SPF needs the request set up at HELO and the sender (spec section SECSPF)
+_SPF_FORBIDDEN = frozenset(("auth", "connect", "helo", "mailauth", "etrn", "expn",
+                            "starttls", "vrfy", "not_smtp", "not_smtp_start"))
 
 # For each condition and modifier: (is_modifier, expand_at_top, forbidden places).
 # Conditions whose argument is a list are expanded by the list matcher itself.
@@ -86,6 +89,8 @@ CONDITIONS = {
     "sender_domains": (False, False, _SENDER_FORBIDDEN),
     "senders": (False, False, _SENDER_FORBIDDEN),
     "set": (True, True, frozenset()),
+    "spf": (False, True, _SPF_FORBIDDEN),
+    "spf_guess": (False, True, _SPF_FORBIDDEN),
     "udpsend": (True, True, frozenset()),
     "verify": (False, True, frozenset()),
 }

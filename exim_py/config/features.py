@@ -18,4 +18,5 @@ FEATURES = {
     "PRDR": "PRDR",                     # smtp/server.py + acl_phase.py (server), smtp/client.py (client)
     "PROXY": "PROXY",                   # smtp/proxy.py: hosts_proxy (Proxy Protocol v1/v2)
     "OCSP": "OCSP",                     # tls_ocsp_file stapling (smtp/tls.py), client checks (tls_client.py)
+    "SPF": "SPF",                       # acl/spf.py + mailauth/spf.py (libspf2's results and texts)
 }

@@ -734,7 +734,15 @@ class AuthResults(Args):
                 out += " smtp.auth=" + authid
         spf = value_of(ctx, "spf_result")
         if spf:
-            out += ";\n\tspf=%s smtp.mailfrom=%s" % (spf, value_of(ctx, "sender_address_domain"))
+            # Exim's authres_spf: a guessed result says so; the null sender
+            # names the HELO domain instead
+            out += ";\n\tspf=" + spf
+            if value_of(ctx, "spf_result_guessed") == "yes":
+                out += " (best guess record for domain)"
+            domain = value_of(ctx, "sender_address_domain")
+            helo = value_of(ctx, "sender_helo_name")
+            out += (" smtp.mailfrom=" + domain if domain else
+                    " smtp.helo=" + helo if helo else " smtp.mailfrom=<>")
         return out
 
 

@@ -300,6 +300,7 @@ BUILTIN = {
     "initial_cwd": lambda ctx: os.getcwd(),
     "sender_address_domain": _domain_of("sender_address"),
     "sender_address_local_part": _local_part_of("sender_address"),
+    "spf_guess": lambda ctx: ctx.main_option("spf_guess", ""),
     "message_body": _message_body(False),
     "message_body_end": _message_body(True),
     "message_headers": _tainted(_message_headers(False)),
