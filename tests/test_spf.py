@@ -213,6 +213,18 @@ class SpfAclTests(_Checking, unittest.TestCase):
         self.assertEqual(self.bh(acl, "a@softfail.spf.test")[0][-2], "250 Accepted")
         self.assertEqual(self.bh(acl, "a@double.spf.test")[0][-2], "550 not fail")
         self.assertEqual(self.bh(acl, "a@fail.spf.test")[0][-2], "550 fail")
+        star = "  deny spf = *\n         message = any result\n"
+        self.assertEqual(self.bh(star, "a@syntax.spf.test")[0][-2], "550 any result")
+
+    def test_runs_off_the_reactor(self):
+        """An ACL with spf or spf_guess asks the DNS, so the server runs it
+        in its thread pool (acl.blocking.acl_may_block)."""
+        from exim_py.acl.blocking import acl_may_block
+        from exim_py.config import load
+        for condition in ("spf", "spf_guess"):
+            config = load(self.write("  accept %s = pass\n" % condition))
+            self.assertTrue(acl_may_block(config, "check_rcpt"))
+        self.assertFalse(acl_may_block(load(self.write("  accept hosts = *\n")), "check_rcpt"))
 
     def test_variables_and_authresults(self):
         """$spf_result, $spf_header_comment, $spf_smtp_comment,
