@@ -258,10 +258,10 @@ class SMTPListeners(service.MultiService):
         from twisted.internet import reactor as default_reactor
         reactor = self.reactor or default_reactor
         # Exim's session processes end at once on SIGTERM when they wait
-        # for a command; one busy with a message gets the grace to finish it
+        # for a command; one busy with a message gets the grace to finish
+        # it, and ends as soon as it waits for a command again (stop())
         for p in list(self.connections):
-            if p.waiting_for_command():
-                p.shutdown()
+            p.stop()
         waits = [p.finished for p in list(self.connections)]
         if not waits:
             return self.policy.spool_writer.flush()

@@ -14,6 +14,7 @@ import time
 
 from twisted.trial import unittest
 
+from exim_py.spool import Spool
 from tests.support.exim_peer import EximPeer
 from tests.support.peers import ehlo_session
 from tests.test_daemon import DaemonProcess
@@ -110,3 +111,115 @@ class SigtermSessionTests(unittest.TestCase):
         self.assertEqual(mine, wanted(theirs.mainlog()))
         self.assertEqual(mine, ["SMTP connection from (client.example) [127.0.0.1] closed after SIGTERM",
                                 "notquit reason=signal-exit"])
+
+
+def message_session(port):
+    """A raw session that has said MAIL, RCPT and DATA and sent the start of
+    a message: (socket, its reading file)."""
+    s, f = ehlo_session(port)
+    for command in (b"MAIL FROM:<a@b.example>", b"RCPT TO:<c@d.example>", b"DATA"):
+        s.sendall(command + b"\r\n")
+        f.readline()
+    s.sendall(b"Subject: x\r\n\r\nthe first line\r\n")
+    return s, f
+
+
+def connection_of(sock, process):
+    """The pid of the exim4 process (a child of ``process``) serving the
+    connection ``sock`` is the client end of."""
+    port = sock.getsockname()[1]
+    inodes = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[2].endswith(":%04X" % port):
+                inodes.add("socket:[%s]" % fields[9])
+    with open("/proc/%d/task/%d/children" % (process.pid, process.pid)) as f:
+        children = [int(pid) for pid in f.read().split()]
+    for pid in children:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                if os.readlink("/proc/%d/fd/%s" % (pid, fd)) in inodes:
+                    return pid
+            except OSError:
+                continue
+    raise AssertionError("no exim4 process holds the connection from port %d" % port)
+
+
+class SigtermMessageTests(unittest.TestCase):
+    """A daemon stopped while a client is sending a message."""
+
+    def daemon(self, extra=""):
+        ours = DaemonProcess(self, "queue_only\n" + NOTQUIT + extra).start()
+        self.addCleanup(ours.stop)
+        return ours
+
+    def assert_ended_by_sigterm(self, daemon):
+        """The daemon exited cleanly, having logged the session's close for
+        SIGTERM and its not-QUIT ACL run (signal-exit)."""
+        self.assertEqual(daemon.process.wait(timeout=20), 0)
+        with open(os.path.join(daemon.spool_dir, "mainlog")) as f:
+            self.assertEqual(wanted(f.read()), [
+                "SMTP connection from (client.example) [127.0.0.1] closed after SIGTERM",
+                "notquit reason=signal-exit"])
+
+    def test_message_in_progress_is_still_taken(self):
+        """exim4 keeps reading a message when its session is told SIGTERM
+        in DATA, and takes it; so does exim_py, which then ends the session
+        at once as one waiting for a command: 421, "closed after SIGTERM"
+        and the not-QUIT ACL with signal-exit."""
+        theirs = EximPeer(tls=False, extra=NOTQUIT)
+        self.addCleanup(theirs.stop)
+        theirs.start()
+        their_socket, their_file = message_session(theirs.port)
+        self.addCleanup(their_socket.close)
+        session = connection_of(their_socket, theirs.process)
+        wait_for(lambda: reading(session), "exim4 reading the message")
+        os.kill(session, signal.SIGTERM)
+        time.sleep(0.3)
+        their_socket.sendall(b".\r\n")
+        their_reply = their_file.readline()
+
+        ours = self.daemon()
+        our_socket, our_file = message_session(ours.port)
+        self.addCleanup(our_socket.close)
+        started = time.monotonic()
+        ours.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        our_socket.sendall(b".\r\n")
+        our_reply = our_file.readline()
+        for reply in (their_reply, our_reply):
+            self.assertRegex(reply, rb"^250 OK id=\S+\r\n$")
+        self.assertRegex(our_file.readline(), rb"^421 \S+: Service not available - closing connection\r\n$")
+        self.assertLess(time.monotonic() - started, 5)
+        self.assert_ended_by_sigterm(ours)
+
+    def test_session_busy_storing_ends_once_answered(self):
+        """A session whose message is still being checked (a DATA ACL
+        delay stands in for a slow spool write) when SIGTERM comes gets its
+        250, then 421 at once, not at the end of the daemon's grace."""
+        ours = self.daemon("acl_smtp_data = accept delay = 1s\n")
+        s, f = message_session(ours.port)
+        self.addCleanup(s.close)
+        s.sendall(b".\r\n")
+        time.sleep(0.3)
+        started = time.monotonic()
+        ours.process.send_signal(signal.SIGTERM)
+        self.assertRegex(f.readline(), rb"^250 OK id=\S+\r\n$")
+        self.assertRegex(f.readline(), rb"^421 \S+: Service not available - closing connection\r\n$")
+        self.assertLess(time.monotonic() - started, 5)
+        self.assert_ended_by_sigterm(ours)
+
+    def test_unfinished_message_is_abandoned(self):
+        """A message still unfinished when the daemon's grace runs out is
+        abandoned as Exim's receive_bomb_out does it: "closed after
+        SIGTERM", the not-QUIT ACL with signal-exit, and receive.c's 421;
+        nothing is stored."""
+        ours = self.daemon()
+        s, f = message_session(ours.port)
+        self.addCleanup(s.close)
+        ours.process.send_signal(signal.SIGTERM)
+        self.assertEqual(f.readline(), b"421 mx.test.example Service not available - SIGTERM or SIGINT "
+                                       b"received - closing connection.\r\n")
+        self.assert_ended_by_sigterm(ours)
+        self.assertEqual(list(Spool(ours.spool_dir).message_ids()), [])

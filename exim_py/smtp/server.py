@@ -62,7 +62,7 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
     # elsewhere (Twisted's transport, connected...) still go to __dict__.
     __slots__ = ("policy", "clock", "tls_on_connect", "session", "envelope", "_buffer", "_busy",
                  "_closing", "_mode", "_early_pipe", "_collector", "_bdat", "_bdat_left", "_bdat_last",
-                 "_bdat_discard", "_auth", "_input_ended", "_proxy_timer", "_handshake_pending",
+                 "_bdat_discard", "_auth", "_when_idle", "_proxy_timer", "_handshake_pending",
                  "_refusing", "helo_seen", "esmtp", "extensions", "pipelining", "tls_active",
                  "synprot_errors", "unknown_commands", "nonmail_commands", "rcpt_response",
                  "rcpt_response_same", "_was_rcpt", "_last_was_rcpt", "_was_rej_mail",
@@ -86,7 +86,9 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
         self._bdat_last = False
         self._bdat_discard = False
         self._auth = None
-        self._input_ended = False
+        # what to do once every command so far is answered: input_ended
+        # (the client closed its side) or _stop_if_idle (the daemon stops)
+        self._when_idle = None
         # Exim's pipe_connect_acceptable: a host that may use PIPECONNECT is
         # not held to synchronisation until its first DATA or BDAT.
         self._early_pipe = False
@@ -216,8 +218,8 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
     def _process(self):
         """Handle buffered input until it runs out or a policy answer is awaited."""
         self._process_buffer()
-        if self._input_ended and not self._busy and not self._closing:
-            self.input_ended()
+        if self._when_idle is not None and not self._busy and not self._closing:
+            self._when_idle()
 
     def readConnectionLost(self):
         """The client shut down its side of the connection.
@@ -226,7 +228,7 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
         right behind the final dot and then shuts down its side (spec
         "Use of PIPELINING"), and waits for the 250 and 221.
         """
-        self._input_ended = True
+        self._when_idle = self.input_ended
         if not self._busy:
             self._process()
 
@@ -410,18 +412,35 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
             return self._drop()
         self._synprot(500, "unrecognized command")
 
-    def shutdown(self):
-        """The daemon is stopping (SIGTERM): as Exim's session process does on
-        SIGTERM, log the close, run the not-QUIT ACL with signal-exit, say 421
-        and close; an unfinished message is abandoned."""
-        if not self._closing:
-            self.policy.signal_exit(self.session, self.envelope)
-            self._send(421, "%s: Service not available - closing connection" % self.policy.hostname(self.session))
-            self._drop()
+    def stop(self):
+        """The daemon is stopping (SIGTERM).  Exim's session process notices
+        the signal when it next waits for the client: a session waiting
+        for a command ends now; one busy with a command (an ACL, the spool
+        write) ends once that is answered, and one receiving a message once
+        the message is in, or when the daemon's grace runs out (shutdown)."""
+        if self._when_idle is None:
+            self._when_idle = self._stop_if_idle
+        if not self._busy and not self._closing:
+            self._stop_if_idle()
 
-    def waiting_for_command(self):
-        """Idle between commands: nothing read, no answer outstanding."""
-        return self._mode == "command" and not self._busy and not self._closing and not self._buffer
+    def _stop_if_idle(self):
+        if self._mode != "data" and self._mode != "bdat":
+            self.shutdown()
+
+    def shutdown(self):
+        """End the session for SIGTERM, as Exim's session process does: log
+        the close, run the not-QUIT ACL with signal-exit, say 421 and
+        close; an unfinished message is abandoned, with receive.c's words
+        when it was arriving."""
+        if self._closing:
+            return
+        self.policy.signal_exit(self.session, self.envelope)
+        host = self.policy.hostname(self.session)
+        if self._mode == "data" or self._mode == "bdat":
+            self._send(421, "%s Service not available - SIGTERM or SIGINT received - closing connection." % host)
+        else:
+            self._send(421, "%s: Service not available - closing connection" % host)
+        self._drop()
 
     def _drop(self):
         self._closing = True
