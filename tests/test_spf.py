@@ -2,8 +2,8 @@
 ${authresults}, the spf lookup and the <= line's SPF items (spec section
 "SPF (Sender Policy Framework)").
 
-Records come from the test DNS server's stock zone tests/support/zones/spf.test;
-the clients are 192.0.2.2 (inside pass.spf.test's 192.0.2.0/24),
+Records come from the test DNS server's stock zone tests/support/zones/spf.example;
+the clients are 192.0.2.2 (inside pass.spf.example's 192.0.2.0/24),
 2001:db8::5 and 127.0.0.1, which libspf2, and so Exim, always lets pass.
 The texts are those Debian's exim4 shows (test_spf_exim.py compares them
 with it directly).
@@ -50,7 +50,7 @@ check_rcpt:
 """
 
 
-def check(sender, ip="192.0.2.2", helo="helo.spf.test", record=None):
+def check(sender, ip="192.0.2.2", helo="helo.spf.example", record=None):
     """The Response of mailauth.spf.check against the test DNS server."""
     server = shared_server()
     resolver = edns.Resolver(nameservers=edns.parse_nameservers(server.nameservers))
@@ -69,35 +69,35 @@ class SpfCheckTests(unittest.TestCase):
     def test_results_of_qualifiers(self):
         """The matching term's qualifier decides: +, -, ~ and ? give pass,
         fail, softfail and neutral."""
-        self.assertResult("a@pass.spf.test", "pass")
-        self.assertResult("a@fail.spf.test", "fail")
-        self.assertResult("a@softfail.spf.test", "softfail")
-        self.assertResult("a@neutral.spf.test", "neutral")
+        self.assertResult("a@pass.spf.example", "pass")
+        self.assertResult("a@fail.spf.example", "fail")
+        self.assertResult("a@softfail.spf.example", "softfail")
+        self.assertResult("a@neutral.spf.example", "neutral")
 
     def test_no_record_is_none(self):
         """No such domain, no TXT record, only TXT records that are not
         v=spf1 (spf2.0/pra too): none."""
-        for sender in ("a@nxdomain.spf.test", "a@guess.spf.test", "a@nospf.spf.test",
-                       "a@spf2.spf.test"):
+        for sender in ("a@nxdomain.spf.example", "a@guess.spf.example", "a@nospf.spf.example",
+                       "a@spf2.spf.example"):
             self.assertResult(sender, "none")
 
     def test_mechanisms(self):
         """mx, include:, redirect=, exists: with a macro, a/24, ip6, a
         version tag in mixed case and a record split into strings."""
-        self.assertResult("a@mx.spf.test", "pass")
-        self.assertResult("a@include.spf.test", "pass")
-        self.assertResult("a@redirect.spf.test", "fail")
-        self.assertResult("a@exists.spf.test", "pass")
-        self.assertResult("a@anet.spf.test", "pass")
-        self.assertResult("a@upper.spf.test", "pass")
-        self.assertResult("a@split.spf.test", "pass")
-        self.assertResult("a@six.spf.test", "fail")
-        self.assertResult("a@six.spf.test", "pass", ip="2001:db8::5")
-        self.assertResult("a@pass.spf.test", "fail", ip="2001:db8::5")
+        self.assertResult("a@mx.spf.example", "pass")
+        self.assertResult("a@include.spf.example", "pass")
+        self.assertResult("a@redirect.spf.example", "fail")
+        self.assertResult("a@exists.spf.example", "pass")
+        self.assertResult("a@anet.spf.example", "pass")
+        self.assertResult("a@upper.spf.example", "pass")
+        self.assertResult("a@split.spf.example", "pass")
+        self.assertResult("a@six.spf.example", "fail")
+        self.assertResult("a@six.spf.example", "pass", ip="2001:db8::5")
+        self.assertResult("a@pass.spf.example", "fail", ip="2001:db8::5")
 
     def test_no_match_is_neutral_by_default(self):
         """A record whose terms all miss gives neutral, reason "default"."""
-        response = self.assertResult("a@nodefault.spf.test", "neutral")
+        response = self.assertResult("a@nodefault.spf.example", "neutral")
         self.assertEqual(response.smtp_comment("Why"), "Why : Reason: default")
 
     def test_permerror(self):
@@ -111,14 +111,14 @@ class SpfCheckTests(unittest.TestCase):
             "void11": "Mechanisms used too many DNS lookups",
         }
         for name, text in texts.items():
-            response = self.assertResult("a@%s.spf.test" % name, "permerror")
+            response = self.assertResult("a@%s.spf.example" % name, "permerror")
             self.assertTrue(response.header_comment().endswith(": " + text),
                             response.header_comment())
 
     def test_syntax_error_is_invalid(self):
         """A record libspf2 cannot compile (unknown mechanism, prefix
         length 33) gives "(invalid)" and no texts, as Exim shows it."""
-        for sender in ("a@syntax.spf.test", "a@badcidr.spf.test"):
+        for sender in ("a@syntax.spf.example", "a@badcidr.spf.example"):
             response = self.assertResult(sender, "(invalid)")
             self.assertEqual((response.header_comment(), response.received(),
                               response.smtp_comment("Why")), ("", "", ""))
@@ -127,54 +127,54 @@ class SpfCheckTests(unittest.TestCase):
         """SERVFAIL for the sender's domain, or for a domain it includes,
         is temperror."""
         self.assertResult("a@x.servfail.test", "temperror")
-        response = self.assertResult("a@temp.spf.test", "temperror")
+        response = self.assertResult("a@temp.spf.example", "temperror")
         self.assertEqual(response.header_comment(),
                          "myhost.test.ex: encountered temporary error during SPF "
-                         "processing of domain of temp.spf.test")
+                         "processing of domain of temp.spf.example")
 
     def test_loopback_always_passes(self):
         """127.0.0.1 and ::1 pass whatever the record says."""
         for ip in ("127.0.0.1", "::1"):
-            response = self.assertResult("a@fail.spf.test", "pass", ip=ip)
+            response = self.assertResult("a@fail.spf.example", "pass", ip=ip)
             self.assertEqual(response.header_comment(),
                              "myhost.test.ex: localhost is always allowed.")
 
     def test_texts(self):
         """Header comment, Received-SPF: and SMTP comment as libspf2 words them."""
-        response = check("a@fail.spf.test")
+        response = check("a@fail.spf.example")
         self.assertEqual(response.header_comment(),
-                         "myhost.test.ex: domain of fail.spf.test does not designate "
+                         "myhost.test.ex: domain of fail.spf.example does not designate "
                          "192.0.2.2 as permitted sender")
         self.assertEqual(response.received(),
-                         "Received-SPF: fail (myhost.test.ex: domain of fail.spf.test does "
+                         "Received-SPF: fail (myhost.test.ex: domain of fail.spf.example does "
                          "not designate 192.0.2.2 as permitted sender) client-ip=192.0.2.2; "
-                         "envelope-from=a@fail.spf.test; helo=helo.spf.test;")
+                         "envelope-from=a@fail.spf.example; helo=helo.spf.example;")
         self.assertEqual(response.smtp_comment("Please%_see%_http://x.example/Why?s=%{S}"),
-                         "Please see http://x.example/Why?s=a%40fail.spf.test : "
+                         "Please see http://x.example/Why?s=a%40fail.spf.example : "
                          "Reason: mechanism")
-        self.assertEqual(check("a@softfail.spf.test").header_comment(),
-                         "myhost.test.ex: transitioning domain of softfail.spf.test does "
+        self.assertEqual(check("a@softfail.spf.example").header_comment(),
+                         "myhost.test.ex: transitioning domain of softfail.spf.example does "
                          "not designate 192.0.2.2 as permitted sender")
-        self.assertEqual(check("a@neutral.spf.test").header_comment(),
+        self.assertEqual(check("a@neutral.spf.example").header_comment(),
                          "myhost.test.ex: 192.0.2.2 is neither permitted nor denied by "
-                         "domain of neutral.spf.test")
-        self.assertEqual(check("a@nospf.spf.test").header_comment(),
-                         "myhost.test.ex: domain of nospf.spf.test does not provide an "
+                         "domain of neutral.spf.example")
+        self.assertEqual(check("a@nospf.spf.example").header_comment(),
+                         "myhost.test.ex: domain of nospf.spf.example does not provide an "
                          "SPF record")
-        self.assertEqual(check("a@pass.spf.test").smtp_comment("Why"), "")
+        self.assertEqual(check("a@pass.spf.example").smtp_comment("Why"), "")
 
     def test_null_sender_checks_the_helo_name(self):
         """MAIL FROM:<> checks postmaster@<HELO name>."""
-        response = check("", helo="helo.spf.test")
+        response = check("", helo="helo.spf.example")
         self.assertEqual(response.result, "pass")
-        self.assertIn("envelope-from=postmaster@helo.spf.test;", response.received())
+        self.assertIn("envelope-from=postmaster@helo.spf.example;", response.received())
 
     def test_guess_record(self):
         """The spf_guess record evaluated for a domain without a record:
         its a/24 takes in the client, or nothing does and ?all answers."""
         guess = "v=spf1 a/24 mx/24 ptr ?all"
-        self.assertEqual(check("a@guess.spf.test", record=guess).result, "pass")
-        self.assertEqual(check("a@far.spf.test", record=guess).result, "neutral")
+        self.assertEqual(check("a@guess.spf.example", record=guess).result, "pass")
+        self.assertEqual(check("a@far.spf.example", record=guess).result, "neutral")
 
 
 class _Checking:
@@ -192,7 +192,7 @@ class _Checking:
                                 extra=extra, acl=acl))
         return path
 
-    def bh(self, acl, sender, extra="", ip="192.0.2.2", helo="HELO helo.spf.test\r\n"):
+    def bh(self, acl, sender, extra="", ip="192.0.2.2", helo="HELO helo.spf.example\r\n"):
         dialogue = "%sMAIL FROM:<%s>\r\nRCPT TO:<x@y.example>\r\nQUIT\r\n" % (helo, sender)
         result = run_exim_py(["-C", self.write(acl, extra), "-bh", ip], input=dialogue)
         replies = [line for line in result.stdout.splitlines() if line[:3].isdigit()]
@@ -210,11 +210,11 @@ class SpfAclTests(_Checking, unittest.TestCase):
                "  deny   spf = !fail\n"
                "         message = not fail\n"
                "  deny   message = fail\n")
-        self.assertEqual(self.bh(acl, "a@softfail.spf.test")[0][-2], "250 Accepted")
-        self.assertEqual(self.bh(acl, "a@double.spf.test")[0][-2], "550 not fail")
-        self.assertEqual(self.bh(acl, "a@fail.spf.test")[0][-2], "550 fail")
+        self.assertEqual(self.bh(acl, "a@softfail.spf.example")[0][-2], "250 Accepted")
+        self.assertEqual(self.bh(acl, "a@double.spf.example")[0][-2], "550 not fail")
+        self.assertEqual(self.bh(acl, "a@fail.spf.example")[0][-2], "550 fail")
         star = "  deny spf = *\n         message = any result\n"
-        self.assertEqual(self.bh(star, "a@syntax.spf.test")[0][-2], "550 any result")
+        self.assertEqual(self.bh(star, "a@syntax.spf.example")[0][-2], "550 any result")
 
     def test_runs_off_the_reactor(self):
         """An ACL with spf or spf_guess asks the DNS, so the server runs it
@@ -230,30 +230,30 @@ class SpfAclTests(_Checking, unittest.TestCase):
         """$spf_result, $spf_header_comment, $spf_smtp_comment,
         $spf_received and ${authresults} after a fail."""
         _, logs = self.bh("  warn spf = pass\n" + SHOW.format() + "  accept\n",
-                          "a@fail.spf.test")
+                          "a@fail.spf.example")
         self.assertEqual(logs, [
             "result <fail> guessed <no>",
-            "header_comment <myhost.test.ex: domain of fail.spf.test does not designate "
+            "header_comment <myhost.test.ex: domain of fail.spf.example does not designate "
             "192.0.2.2 as permitted sender>",
             "smtp_comment <Please see http://www.open-spf.org/Why : Reason: mechanism>",
-            "received <Received-SPF: fail (myhost.test.ex: domain of fail.spf.test does not "
+            "received <Received-SPF: fail (myhost.test.ex: domain of fail.spf.example does not "
             "designate 192.0.2.2 as permitted sender) client-ip=192.0.2.2; "
-            "envelope-from=a@fail.spf.test; helo=helo.spf.test;>",
+            "envelope-from=a@fail.spf.example; helo=helo.spf.example;>",
             "ar <Authentication-Results: myhost.test.ex;\\n\\tspf=fail "
-            "smtp.mailfrom=fail.spf.test>"])
+            "smtp.mailfrom=fail.spf.example>"])
 
     def test_guess(self):
         """spf_guess on a domain without a record uses the spf_guess
         option's record and says so in $spf_result_guessed and
         ${authresults}; the option can be changed."""
         acl = "  warn spf_guess = pass\n" + SHOW.format() + "  accept\n"
-        _, logs = self.bh(acl, "a@guess.spf.test")
+        _, logs = self.bh(acl, "a@guess.spf.example")
         self.assertEqual(logs[0], "result <pass> guessed <yes>")
-        self.assertIn("spf=pass (best guess record for domain) smtp.mailfrom=guess.spf.test",
+        self.assertIn("spf=pass (best guess record for domain) smtp.mailfrom=guess.spf.example",
                       logs[4])
-        _, logs = self.bh(acl, "a@guess.spf.test", extra="spf_guess = v=spf1 -all")
+        _, logs = self.bh(acl, "a@guess.spf.example", extra="spf_guess = v=spf1 -all")
         self.assertEqual(logs[0], "result <fail> guessed <yes>")
-        _, logs = self.bh(acl, "a@pass.spf.test")
+        _, logs = self.bh(acl, "a@pass.spf.example")
         self.assertEqual(logs[0], "result <pass> guessed <no>")
 
     def test_temperror_defers(self):
@@ -270,7 +270,7 @@ class SpfAclTests(_Checking, unittest.TestCase):
                "check_data:\n"
                "  accept logwrite = data sees $spf_result\n")
         path = self.write(acl, extra="acl_smtp_data = check_data")
-        dialogue = ("HELO helo.spf.test\r\nMAIL FROM:<a@pass.spf.test>\r\n"
+        dialogue = ("HELO helo.spf.example\r\nMAIL FROM:<a@pass.spf.example>\r\n"
                     "RCPT TO:<x@y.example>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n")
         result = run_exim_py(["-C", path, "-bh", "192.0.2.2"], input=dialogue)
         self.assertRegex(result.stderr, r"LOG: \S+ data sees pass\n")
@@ -286,10 +286,10 @@ class SpfAclTests(_Checking, unittest.TestCase):
         """${lookup {sender} spf {ip}}: the result word for that client."""
         path = self.write("  accept\n")
         result = run_exim_py(["-C", path, "-be",
-                              "${lookup {a@fail.spf.test} spf {192.0.2.2}}",
-                              "${lookup {a@six.spf.test} spf {2001:db8::5}}",
-                              "${lookup {a@fail.spf.test} spf {127.0.0.1}}",
-                              "${lookup {a@fail.spf.test} spf {not-an-ip}{$value}{failed}}"])
+                              "${lookup {a@fail.spf.example} spf {192.0.2.2}}",
+                              "${lookup {a@six.spf.example} spf {2001:db8::5}}",
+                              "${lookup {a@fail.spf.example} spf {127.0.0.1}}",
+                              "${lookup {a@fail.spf.example} spf {not-an-ip}{$value}{failed}}"])
         self.assertEqual(result.stdout.splitlines(), ["fail", "pass", "pass", "failed"])
 
 
@@ -303,7 +303,7 @@ class SpfLogSelectorTests(unittest.TestCase):
     """The <= line's SPF items, over a real connection to the daemon (from
     127.0.0.1, which always passes)."""
 
-    def received_line(self, selector, sender="a@fail.spf.test"):
+    def received_line(self, selector, sender="a@fail.spf.example"):
         spool = tempfile.mkdtemp(prefix="exim_py-spflog-")
         self.addCleanup(shutil.rmtree, spool, True)
         path = os.path.join(spool, "exim.conf")
@@ -322,7 +322,7 @@ class SpfLogSelectorTests(unittest.TestCase):
         deadline = time.monotonic() + 20
         while not os.path.exists(pid_file) and time.monotonic() < deadline:
             time.sleep(0.05)
-        with smtplib.SMTP("127.0.0.1", port, local_hostname="helo.spf.test", timeout=20) as s:
+        with smtplib.SMTP("127.0.0.1", port, local_hostname="helo.spf.example", timeout=20) as s:
             s.sendmail(sender, ["x@y.example"], "Subject: x\r\n\r\nhi\r\n")
         with open(os.path.join(spool, "mainlog")) as f:
             return [line for line in f if " <= " in line][0]
@@ -347,7 +347,7 @@ class SpfLogSelectorTests(unittest.TestCase):
                 f.write(CONF.format(spool=spool, dns=shared_server().nameservers,
                                     extra="log_selector = " + selector,
                                     acl="  accept spf = pass : fail\n"))
-            dialogue = ("HELO helo.spf.test\r\nMAIL FROM:<a@fail.spf.test>\r\n"
+            dialogue = ("HELO helo.spf.example\r\nMAIL FROM:<a@fail.spf.example>\r\n"
                         "RCPT TO:<x@y.example>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\n"
                         "QUIT\r\n")
             result = run_exim_py(["-C", path, "-bh", "192.0.2.2"], input=dialogue)

@@ -4,7 +4,7 @@ exim4 has no dns_nameservers option: it asks the resolver in
 /etc/resolv.conf, on port 53.  So exim4 runs in a private network and mount
 namespace (``unshare -n -m``, as root) where the loopback interface is up,
 /etc/resolv.conf names 127.0.0.1, and the test DNS server serves the stock
-zones (tests/support/zones, spf.test among them) on 127.0.0.1:53.  exim_py
+zones (tests/support/zones, spf.example among them) on 127.0.0.1:53.  exim_py
 runs outside with dns_nameservers pointing at the shared test server, which
 serves the same zones.  Both take the same ``-bh`` dialogue: one HELO and a
 MAIL/RCPT/RSET transaction per sender.
@@ -95,7 +95,7 @@ json.dump(out, sys.stdout)
 
 
 def dialogue(senders):
-    lines = ["HELO helo.spf.test"]
+    lines = ["HELO helo.spf.example"]
     for sender in senders:
         lines += ["MAIL FROM:<%s>" % sender, "RCPT TO:<x@y.example>", "RSET"]
     return "\r\n".join(lines + ["QUIT", ""])
@@ -144,7 +144,7 @@ class SpfAgainstEximTests(unittest.TestCase):
         return json.loads(result.stdout)
 
     def compare(self, condition):
-        senders = ["a@%s.spf.test" % name for name in SENDERS] + [""]
+        senders = ["a@%s.spf.example" % name for name in SENDERS] + [""]
         text = dialogue(senders)
         theirs_conf = self.exim.write_config(
             CONF.format(spool=self.spool, extra="", condition=condition), "exim4.conf")
