@@ -37,6 +37,7 @@ CONF = """\
 keep_environment =
 host_lookup =
 smtp_accept_max_nonmail_hosts =
+spf_smtp_comment_template = Why?s=%{{S}}&l=%{{l}}&o=%{{o}}&d=%{{d}}&i=%{{I}}&c=%{{c}}&h=%{{h}}&r=%{{r}}&v=%{{v}}&x=%{{d2r}}%_%%
 primary_hostname = myhost.test.ex
 spool_directory = {spool}
 log_file_path = {spool}/%slog

@@ -68,11 +68,12 @@ class Response:
     "mechanism", "default", "localhost" or None) and ``error`` (the text of
     a permerror), with the request's facts the texts are made from."""
 
-    def __init__(self, request, result, reason=None, error=None):
+    def __init__(self, request, result, reason=None, error=None, domain=None):
         self.request = request
         self.result = result
         self.reason = reason
         self.error = error
+        self.domain = domain            # whose record decided: %{d} in the explanation
 
     @property
     def result_text(self):
@@ -115,8 +116,8 @@ class Response:
         results that deny or doubt the client; empty for the others."""
         if self.result not in ("fail", "softfail", "neutral"):
             return ""
-        return "%s : Reason: %s" % (expand_macros(explanation, self.request, explanation=True),
-                                    self.reason)
+        text = expand_macros(explanation, self.request, domain=self.domain, explanation=True)
+        return "%s : Reason: %s" % (text, self.reason)
 
 
 class Request:
@@ -157,7 +158,7 @@ def check(request, query, record=None):
         return Response(request, "invalid")
     except _Outcome as o:
         return Response(request, o.result, None, o.error)
-    return Response(request, result, reason)
+    return Response(request, result, reason, domain=ev.decided)
 
 
 class _Evaluation:
@@ -167,6 +168,7 @@ class _Evaluation:
         self.request = request
         self.query = query
         self.voids = 0
+        self.decided = None
 
     def _ask(self, name, rdtype):
         status, records = self.query(name, rdtype)
@@ -201,12 +203,14 @@ class _Evaluation:
         try:
             for qualifier, name, arg, cidr in terms:
                 if self.matches(name, arg, cidr, domain, depth):
+                    self.decided = domain
                     return _QUALIFIERS[qualifier], "mechanism"
         finally:
             self.voids = outer_voids
         if redirect is not None:
             target = self.expand(redirect, domain)
             return self.run(target, None, depth + 1)
+        self.decided = domain
         return "neutral", "default"
 
     def expand(self, spec, domain):
