@@ -171,3 +171,19 @@ class SpfAgainstEximTests(unittest.TestCase):
         """The same with spf_guess: domains without a record get the
         spf_guess record's result, marked as a guess."""
         self.compare("spf_guess")
+
+    def test_lookup(self):
+        """${lookup {sender} spf {ip}} gives exim4's word for every record."""
+        items = ["${lookup {a@%s.spf.example} spf {%s}}" % (name, ip)
+                 for name in SENDERS for ip in ("192.0.2.2", V6)]
+        ours_conf = self.exim.write_config(
+            CONF.format(spool=self.spool, condition="spf",
+                        extra="dns_nameservers = " + shared_server().nameservers), "ours.conf")
+        theirs_conf = self.exim.write_config(
+            CONF.format(spool=self.spool, extra="", condition="spf"), "exim4.conf")
+        theirs = self.run_exim4([{"argv": [self.exim.binary, "-C", theirs_conf, "-be"] + items,
+                                  "input": ""}])[0]
+        ours = run_exim_py(["-C", ours_conf, "-be"] + items)
+        self.assertEqual(ours.stdout.splitlines(), theirs["stdout"].splitlines())
+        self.assertIn("softfail", ours.stdout.splitlines())
+
