@@ -62,13 +62,14 @@ check_rcpt:
 # referral (TRY_AGAIN), so NODATA answers get the AA bit the server's
 # zones entitle them to.
 NAMESPACE_RUNNER = r"""
-import json, subprocess, sys, tempfile
+import json, os, subprocess, sys, tempfile
 jobs = json.load(sys.stdin)
 subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 resolv = tempfile.NamedTemporaryFile("w", suffix=".resolv", delete=False)
 resolv.write("nameserver 127.0.0.1\n")
 resolv.close()
 subprocess.run(["mount", "--bind", resolv.name, "/etc/resolv.conf"], check=True)
+os.unlink(resolv.name)      # the mount keeps the file while it lasts
 server_code = '''
 import sys
 from twisted.names import server
