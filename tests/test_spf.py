@@ -50,10 +50,11 @@ check_rcpt:
 """
 
 
-def check(sender, ip="192.0.2.2", helo="helo.spf.example", record=None):
+def check(sender, ip="192.0.2.2", helo="helo.spf.example", record=None, timeout=None):
     """The Response of mailauth.spf.check against the test DNS server."""
     server = shared_server()
-    resolver = edns.Resolver(nameservers=edns.parse_nameservers(server.nameservers))
+    resolver = edns.Resolver(nameservers=edns.parse_nameservers(server.nameservers),
+                             timeout=timeout, retries=1 if timeout else None)
     request = spf.Request(ip, sender, helo, RECEIVER)
     return spf.check(request, spf.resolver_query(resolver, {}), record=record)
 
@@ -131,6 +132,10 @@ class SpfCheckTests(unittest.TestCase):
         self.assertEqual(response.header_comment(),
                          "myhost.test.ex: encountered temporary error during SPF "
                          "processing of domain of temp.spf.example")
+
+    def test_dns_timeout_is_temperror(self):
+        """No answer at all for the sender's domain is temperror too."""
+        self.assertEqual(check("a@x.timeout.test", timeout=0.3).result, "temperror")
 
     def test_loopback_always_passes(self):
         """127.0.0.1 and ::1 pass whatever the record says."""
@@ -274,6 +279,20 @@ class SpfAclTests(_Checking, unittest.TestCase):
                     "RCPT TO:<x@y.example>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n")
         result = run_exim_py(["-C", path, "-bh", "192.0.2.2"], input=dialogue)
         self.assertRegex(result.stderr, r"LOG: \S+ data sees pass\n")
+
+    def test_mail_acl(self):
+        """spf in the MAIL ACL; the RCPT ACL of the same transaction sees
+        its results, and after RSET they are gone (Exim's spf_smtp_reset)."""
+        path = self.write("  accept logwrite = rcpt sees <$spf_result>\n"
+                          "check_mail:\n  accept senders = a@pass.spf.example\n"
+                          "  accept spf = fail\n",
+                          extra="acl_smtp_mail = check_mail")
+        dialogue = ("HELO helo.spf.example\r\nMAIL FROM:<a@fail.spf.example>\r\n"
+                    "RCPT TO:<x@y.example>\r\nRSET\r\nMAIL FROM:<a@pass.spf.example>\r\n"
+                    "RCPT TO:<x@y.example>\r\nQUIT\r\n")
+        result = run_exim_py(["-C", path, "-bh", "192.0.2.2"], input=dialogue)
+        self.assertEqual([line for line in result.stderr.splitlines() if "sees" in line],
+                         ["LOG: rcpt sees <fail>", "LOG: rcpt sees <>"])
 
     def test_not_allowed_at_connect(self):
         """spf in the connect ACL is Exim's "cannot test" error."""
