@@ -7,44 +7,22 @@ flush then never holds up an acknowledgement, and the number of threads
 that compete for the interpreter lock stays bounded.
 """
 
-import os
-
 from twisted.internet import threads
+
+from exim_py.workers import Pool
 
 # Enough threads that concurrent deliveries share their flushes
 # (delivery/durable.py), few enough not to fight the reactor for the GIL.
 DELIVERY_THREADS = 8
-_POOL = None
+# Each delivery hops to a thread twice or more: exim_py.workers' pool
+# costs a fraction of Twisted's ThreadPool per hop.  It stops at reactor
+# shutdown and starts again if the reactor runs again (trial, once per test).
+_POOL = Pool(DELIVERY_THREADS, "delivery")
 
 
 def in_thread(f, *args):
     """Run ``f`` in a delivery thread; a Deferred firing with its result."""
-    global _POOL
-    from twisted.internet import reactor
-    if _POOL is None:
-        from twisted.python.threadpool import ThreadPool
-        _POOL = ThreadPool(DELIVERY_THREADS, DELIVERY_THREADS, name="delivery")
-        _POOL.start()
-        reactor.addSystemEventTrigger("during", "shutdown", _stop_pool, _POOL)
-    return threads.deferToThreadPool(reactor, _POOL, f, *args)
-
-
-def _stop_pool(pool):
-    """At reactor shutdown; as the reactor's own pool, a new one is made if
-    the reactor runs again (trial runs it once per test)."""
-    global _POOL
-    if _POOL is pool:
-        _POOL = None
-    pool.stop()
-
-
-def _forget_pool():
-    """In a forked child (-odb): the parent's threads are not there."""
-    global _POOL
-    _POOL = None
-
-
-os.register_at_fork(after_in_child=_forget_pool)
+    return _POOL.run(f, *args)
 
 
 def deliver_blocking(transport, message, batch, ctx):
