@@ -33,7 +33,11 @@ class Message:
     def open_body(self):
         """The -D file opened in binary, positioned after its first line (``<id>-D``)."""
         f = open(self.body_path, "rb")
-        f.readline()
+        first = f.readline()
+        if self._body_size is None:
+            # The size is known now at the cost of one fstat (body_size
+            # would open the file again).
+            self._body_size = os.fstat(f.fileno()).st_size - len(first)
         return f
 
     def body_size(self):

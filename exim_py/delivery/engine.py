@@ -113,14 +113,12 @@ class _Delivery:
         self.prepared = None          # the only remote batch's prepare_blocking result
         self.journal = True           # a -J journal may exist (removal tries it)
 
-    @defer.inlineCallbacks
     def run(self):
-        try:
-            outcome = yield self._run()
-        finally:
-            if self.own_logger:
-                self.logger.close()     # files opened for this delivery only
-        return outcome
+        d = self._run()
+        if self.own_logger:
+            # files opened for this delivery only
+            d.addBoth(lambda result: (self.logger.close(), result)[1])
+        return d
 
     @defer.inlineCallbacks
     def _run(self):

@@ -6,8 +6,12 @@ read back from -H, so the delivery takes a copy of it instead of reading and
 parsing the file again.
 """
 
-import copy
 import os
+
+from exim_py.envelope import Envelope, Session
+
+# The Session's own attributes (it keeps most in slots, the rest in __dict__).
+_SESSION_SLOTS = tuple(n for n in Session.__slots__ if n not in ("__dict__", "__weakref__"))
 
 
 class ReceivedCopy:
@@ -24,8 +28,8 @@ class ReceivedCopy:
     """
 
     def __init__(self, spool, envelope):
-        env = copy.copy(envelope)
-        env.session = copy.copy(envelope.session)
+        env = _shallow_copy(envelope)
+        env.session = _copy_session(envelope.session)
         env.session.acl_c = dict(envelope.session.acl_c)
         env.recipients = list(envelope.recipients)
         env.non_recipients = set(envelope.non_recipients)
@@ -48,6 +52,26 @@ class ReceivedCopy:
         if os.path.exists(self.path[:-1] + "J"):
             return None
         return self.envelope
+
+
+def _shallow_copy(envelope):
+    """copy.copy of an Envelope (a plain object), without copy's generic
+    reduce protocol: this runs on the reactor for every message received."""
+    env = Envelope.__new__(type(envelope))
+    env.__dict__.update(envelope.__dict__)
+    return env
+
+
+def _copy_session(session):
+    """copy.copy of a Session: its slots, then what is in its __dict__."""
+    new = Session.__new__(type(session))
+    for name in _SESSION_SLOTS:
+        try:
+            setattr(new, name, getattr(session, name))
+        except AttributeError:      # a slot never set stays unset
+            pass
+    new.__dict__.update(session.__dict__)
+    return new
 
 
 def _identity(path):

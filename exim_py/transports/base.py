@@ -116,8 +116,12 @@ class TransportBase(DriverBase):
                 line = b"." + line
             return line + eol
 
-        lines = self._raw_lines(message, addresses, ctx)
-        if self.options["transport_filter"] is not None:
+        filtered = self.options["transport_filter"] is not None
+        # With nothing to change inside lines, the body is converted in
+        # blocks rather than line by line (the same bytes, less work).
+        plain = not (filtered or check or dot_stuff)
+        lines = self._raw_lines(message, addresses, ctx, with_body=not plain)
+        if filtered:
             lines = self._filtered(b"".join(lines), addresses[0], ctx)
         buf, size = [], 0
         for line in lines:
@@ -129,9 +133,13 @@ class TransportBase(DriverBase):
                 buf, size = [], 0
         if buf:
             yield b"".join(buf)
+        if plain and not self.options["headers_only"]:
+            with message.open_body() as body:
+                yield from _body_blocks(body, eol)
 
-    def _raw_lines(self, message, addresses, ctx):
-        """The message's lines as the transport sends it, LF-terminated."""
+    def _raw_lines(self, message, addresses, ctx, with_body=True):
+        """The message's lines as the transport sends it, LF-terminated
+        (without the body's lines unless ``with_body``)."""
         addr = addresses[0]
         headers_only = self.options["headers_only"]
         if not self.options["body_only"]:
@@ -147,7 +155,7 @@ class TransportBase(DriverBase):
                 yield from _lines(text.encode())
             if not headers_only:
                 yield b"\n"
-        if headers_only:
+        if headers_only or not with_body:
             return
         with message.open_body() as body:
             yield from body
@@ -170,6 +178,33 @@ class TransportBase(DriverBase):
             error.output = done.stdout      # the smtp transport still sends it, as Exim
             raise error
         return _lines(done.stdout)
+
+
+def _body_blocks(body, eol):
+    """The body file's bytes in blocks of about 64 KB, each line ending in
+    ``eol``: what message_chunks' per-line conversion makes of lines that
+    need no escaping (a CR before a line's LF is dropped; a last line
+    without a newline gets one)."""
+    carry = b""
+    last = b"\n"
+    while True:
+        block = body.read(65536)
+        if not block:
+            break
+        block = carry + block
+        # A CR at the end of a block may be the first half of a CR LF.
+        carry = b"\r" if block.endswith(b"\r") else b""
+        if carry:
+            block = block[:-1]
+        if not block:
+            continue
+        last = block[-1:]
+        block = block.replace(b"\r\n", b"\n")
+        yield block if eol == b"\n" else block.replace(b"\n", eol)
+    if carry:
+        yield carry + eol
+    elif last != b"\n":
+        yield eol
 
 
 def _lines(data):
