@@ -50,9 +50,10 @@ class SlowLookupTests(unittest.TestCase):
         self.dns = DNSServer(silent=("1.0.0.127.in-addr.arpa",)).start()
         self.addCleanup(self.dns.stop)
 
-    def race(self, extra, banner, fast_greeting, slow_greeting):
+    def race(self, extra, banner, fast_greeting, slow_greeting, slow_sessions=1):
         """Start a daemon with ``extra`` and smtp_banner = ``banner``.
-        Connect from 127.0.0.1 (whose lookup hangs), then from 127.0.0.2:
+        Connect from 127.0.0.1 (whose lookup hangs; ``slow_sessions``
+        times), then from 127.0.0.2:
         the second must get ``fast_greeting`` and its EHLO reply promptly,
         the first ``slow_greeting`` once the DNS has timed out."""
         daemon = DaemonProcess(self, "queue_only\ndns_nameservers = %s\ndns_retrans = %ds\n"
@@ -63,9 +64,10 @@ class SlowLookupTests(unittest.TestCase):
             f.write(re.sub(r"(?m)^smtp_banner = .*$", "smtp_banner = " + banner, text))
         daemon.start()
         self.addCleanup(daemon.stop)
-        slow, slow_file = connect(daemon.port, "127.0.0.1")
-        self.addCleanup(slow.close)
         started = time.monotonic()
+        for _ in range(slow_sessions):
+            slow, slow_file = connect(daemon.port, "127.0.0.1")
+            self.addCleanup(slow.close)
         # let the daemon take the first connection and start its lookup
         time.sleep(0.3)
         fast, fast_file = connect(daemon.port, "127.0.0.2")
@@ -100,3 +102,9 @@ class SlowLookupTests(unittest.TestCase):
         """A name item in host_reject_connection looks the name up before
         the connect ACL; that too waits off the reactor."""
         self.race("host_lookup =\nhost_reject_connection = *.nowhere.test", "ready", b"ready", b"ready")
+
+    def test_more_slow_lookups_than_default_threads(self):
+        """Twelve sessions waiting on the DNS (more than the reactor's ten
+        threads by default) still leave a thread for the next session: the
+        pool has one for every session smtp_accept_max allows."""
+        self.race("host_lookup = *", "ready", b"ready", b"ready", slow_sessions=12)

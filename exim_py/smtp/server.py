@@ -635,6 +635,23 @@ class SMTPServerFactory(protocol.ServerFactory):
         # sessions, or every process's (daemon_workers.Census)
         self.census = census if census is not None else self.connections
 
+    def startFactory(self):
+        """Give the reactor's thread pool a thread for every session
+        smtp_accept_max allows (a hundred when it allows any number).  A
+        session has at most one blocking step (a name lookup, an ACL that
+        may block) in the pool at a time; so one client's slow DNS never
+        makes another session wait for a thread, as with Exim's process
+        per session.  Threads start only when work comes."""
+        reactor = self.clock
+        if reactor is None:
+            from twisted.internet import reactor
+        if not hasattr(reactor, "getThreadPool"):
+            return          # a test's task.Clock
+        pool = reactor.getThreadPool()
+        wanted = self.policy.smtp_accept_max or 100
+        if pool.max < wanted:
+            pool.adjustPoolsize(maxthreads=wanted)
+
     def buildProtocol(self, addr):
         refusal = self.policy.refuse_connection(addr, self.census)
         if refusal is not None:
