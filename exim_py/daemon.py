@@ -197,6 +197,22 @@ def started_line(config, inv, pid):
     return text
 
 
+class _NoDelayTCPServer(internet.TCPServer):
+    """A listening port of a one-process daemon, with TCP_NODELAY set on it
+    (inherited by each connection it accepts) unless tcp_nodelay is false,
+    as Exim sets it on its listening sockets (spec: main option tcp_nodelay)."""
+
+    def __init__(self, nodelay, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.nodelay = nodelay
+
+    def _getPort(self):
+        port = super()._getPort()
+        if self.nodelay:
+            port.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return port
+
+
 class SMTPListeners(service.MultiService):
     """All SMTP listening ports, sharing one policy and one connection count.
 
@@ -226,12 +242,14 @@ class SMTPListeners(service.MultiService):
                 daemon_workers.DispatchingPort(address, port, factory, self.dispatcher, tls,
                                                reactor=reactor,
                                                bound=(bound or {}).get((address, port)),
+                                               nodelay=policy.config.main.tcp_nodelay,
                                                ).setServiceParent(self)
                 continue
             kwargs = {"interface": address, "backlog": 1024}
             if reactor is not None:
                 kwargs["reactor"] = reactor
-            internet.TCPServer(port, factory, **kwargs).setServiceParent(self)
+            _NoDelayTCPServer(policy.config.main.tcp_nodelay, port, factory,
+                              **kwargs).setServiceParent(self)
         if channel is not None:
             factories = {tls: SMTPServerFactory(policy, tls_on_connect=tls, connections=self.connections)
                          for tls in (False, True)}
@@ -392,7 +410,8 @@ def daemon_mode(inv):
         bound = {}
         try:
             for address, port, _ in wanted:
-                bound[(address, port)] = daemon_workers.bind(address, port)
+                bound[(address, port)] = daemon_workers.bind(address, port,
+                                                             nodelay=config.main.tcp_nodelay)
         except error.CannotListenError as e:
             return _bind_failed(config, e)
         if not inv.daemon_foreground:

@@ -62,12 +62,18 @@ def wanted_processes():
     return max(1, min(os.cpu_count() or 1, DEFAULT_MAX))
 
 
-def bind(address, port, backlog=1024):
-    """A listening, non-blocking TCP socket on ``address``, ``port`` (CannotListenError if not)."""
+def bind(address, port, backlog=1024, nodelay=True):
+    """A listening, non-blocking TCP socket on ``address``, ``port`` (CannotListenError if not).
+
+    ``nodelay``: TCP_NODELAY, which the connections accepted on it inherit
+    (main option tcp_nodelay).
+    """
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     skt = socket.socket(family, socket.SOCK_STREAM)
     try:
         skt.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if nodelay:
+            skt.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         skt.bind((address, port))
         skt.listen(backlog)
     except OSError as e:
@@ -333,7 +339,7 @@ class DispatchingPort(service.Service):
     """A listening socket of the first process: every connection goes to the Dispatcher."""
 
     def __init__(self, address, port, factory, dispatcher, tls, backlog=1024, reactor=None,
-                 bound=None):
+                 bound=None, nodelay=True):
         self.address = address
         self.port = port
         self.factory = factory
@@ -342,11 +348,12 @@ class DispatchingPort(service.Service):
         self.backlog = backlog
         self.reactor = reactor
         self.socket = bound         # already listening (bound before the workers forked)
+        self.nodelay = nodelay
 
     def privilegedStartService(self):
         super().privilegedStartService()
         if self.socket is None:
-            self.socket = bind(self.address, self.port, self.backlog)
+            self.socket = bind(self.address, self.port, self.backlog, self.nodelay)
 
     def startService(self):
         super().startService()
