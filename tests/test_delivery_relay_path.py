@@ -14,6 +14,7 @@ import os
 from twisted.internet import defer
 from twisted.trial import unittest
 
+from exim_py.delivery.deliverylog import DeliveryLog
 from exim_py.delivery.received import ReceivedCopy
 from exim_py.routers import base as router_base
 from exim_py.spool import spool as spool_module
@@ -99,6 +100,36 @@ class RelayedAttemptTests(unittest.TestCase):
         outcome = yield self.env.deliver(message_id, force=True)
         self.assertEqual(outcome.delivered, [])
         self.assertEqual(len(self.peer.messages()), 1)
+
+    @defer.inlineCallbacks
+    def test_completed_message_log_is_not_appended_to(self):
+        """The lines of an attempt that completes the message are not
+        written to its message log, which is removed with the message."""
+        written = []
+        real_write = DeliveryLog._write_msglog
+
+        def write(log, line):
+            written.append(line)
+            return real_write(log, line)
+        self.patch(DeliveryLog, "_write_msglog", write)
+        message_id = self.env.submit(["one@remote.example"])
+        outcome = yield self.env.deliver(message_id)
+        self.assertTrue(outcome.completed)
+        self.assertEqual(written, [])
+        self.assertFalse(os.path.exists(self.env.spool.msglog_path(message_id)))
+
+    @defer.inlineCallbacks
+    def test_message_left_queued_has_its_message_log_lines(self):
+        """An attempt that leaves a recipient deferred writes the lines it
+        held back to the message log, in order: the delivery, then the
+        deferral."""
+        message_id = self.env.submit(["good@remote.example", "deferme@remote.example"])
+        yield self.env.deliver(message_id)
+        with open(self.env.spool.msglog_path(message_id)) as f:
+            text = f.read()
+        delivered = text.index("good@remote.example: to_peer_smtp transport succeeded")
+        deferred = text.index("deferme@remote.example R=to_peer T=to_peer_smtp defer")
+        self.assertLess(delivered, deferred)
 
     @defer.inlineCallbacks
     def test_just_received_message_is_removed_without_looking_for_a_journal(self):

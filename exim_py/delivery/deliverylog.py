@@ -50,6 +50,7 @@ class DeliveryLog:
         # line, no open and close each time); close() ends it.
         self._msglog_fd = None
         self._msglog_lock = threading.Lock()
+        self._held = None             # lines kept back (hold), or None
 
     def main(self, text, msglog=True):
         self.logger.main(text, self.message_id)
@@ -61,15 +62,36 @@ class DeliveryLog:
             return
         line = ("%s %s\n" % (self.logger.timestamp(), text)).encode("utf-8", "surrogateescape")
         with self._msglog_lock:
-            if self._msglog_fd is None:
-                path = self.spool.msglog_path(self.message_id)
-                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
-                try:
-                    self._msglog_fd = os.open(path, flags, 0o666)
-                except FileNotFoundError:
-                    os.makedirs(os.path.dirname(path), exist_ok=True)
-                    self._msglog_fd = os.open(path, flags, 0o666)
-            os.write(self._msglog_fd, line)
+            if self._held is not None:
+                self._held.append(line)
+                return
+            self._write_msglog(line)
+
+    def hold(self):
+        """Keep message-log lines back until release()."""
+        with self._msglog_lock:
+            if self._held is None:
+                self._held = []
+
+    def release(self, drop=False):
+        """Write the lines kept back since hold() in one write, or, with
+        ``drop`` (the message and its log are being removed), forget them."""
+        with self._msglog_lock:
+            lines, self._held = self._held, None
+            if lines and not drop:
+                self._write_msglog(b"".join(lines))
+
+    def _write_msglog(self, line):
+        """Append to the message log (call with the lock held)."""
+        if self._msglog_fd is None:
+            path = self.spool.msglog_path(self.message_id)
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+            try:
+                self._msglog_fd = os.open(path, flags, 0o666)
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                self._msglog_fd = os.open(path, flags, 0o666)
+        os.write(self._msglog_fd, line)
 
     def close(self):
         """Close the message log (at the end of the delivery attempt)."""

@@ -226,8 +226,13 @@ class _Delivery:
         -H rewrite that ends an incomplete attempt).  A crash inside the
         block leaves the message queued with those addresses undelivered:
         they are delivered again, never lost, as after a crash between a
-        delivery and its journal line in Exim."""
+        delivery and its journal line in Exim.
+
+        The message log's lines wait the same way (DeliveryLog.hold): the
+        message log of a message taken off the queue is removed with it,
+        so they are written only if it stays."""
         self.pending_marks = []
+        self.log.hold()
         try:
             yield
         except BaseException:
@@ -236,10 +241,12 @@ class _Delivery:
             # the message was already being taken off the queue.
             if pending and os.path.exists(self.spool.header_path(self.message_id)):
                 self._mark(pending)
+            self.log.release(drop=self.outcome.completed)
             raise
         pending, self.pending_marks = self.pending_marks, None
         if pending and not self.outcome.completed and not self.header_written:
             self._mark(pending)
+        self.log.release(drop=self.outcome.completed)
 
     def _route_locked(self):
         """Read the locked message and route it; None when it is not to be delivered now."""
