@@ -7,7 +7,8 @@ for as long as dns_retrans and dns_retry allow; the daemon must go on
 answering its other sessions meanwhile, as exim4's one process per session
 does.  The test DNS server never answers the PTR query for 127.0.0.1, so a
 client connecting from there waits; one from 127.0.0.2 (answered at once)
-must get its banner and its EHLO reply without waiting for it.
+must get its banner and its EHLO reply without waiting for it.  What the
+banner's lookup finds is compared with exim4's under ``-bh``.
 """
 
 import re
@@ -17,6 +18,7 @@ import time
 from twisted.trial import unittest
 
 from tests.support.dnsserver import DNSServer
+from tests.support.peers import RealExim, run_exim_py
 from tests.test_daemon import DaemonProcess
 
 # each DNS try waits this long for an answer, and there are two (dns_retry = 1)
@@ -108,3 +110,22 @@ class SlowLookupTests(unittest.TestCase):
         threads by default) still leave a thread for the next session: the
         pool has one for every session smtp_accept_max allows."""
         self.race("host_lookup = *", "ready", b"ready", b"ready", slow_sessions=12)
+
+
+class BannerLookupAgainstEximTests(unittest.TestCase):
+    """The banner's own lookup, made in a thread, finds what exim4's does."""
+
+    def test_banner_lookup_matches_exim(self):
+        """Without host_lookup, ``-bh 127.0.0.1`` with $sender_host_name in
+        smtp_banner: exim4 and exim_py both look the name up as the banner
+        is expanded ("localhost" from /etc/hosts is not confirmed by the
+        DNS, so it fails), and greet alike."""
+        exim = RealExim()
+        self.addCleanup(exim.cleanup)
+        path = exim.write_config("primary_hostname = mx.test.example\nkeep_environment =\nhost_lookup =\n"
+                                 "smtp_banner = name=<$sender_host_name> failed=$host_lookup_failed\n")
+        theirs = exim.run(path, ["-bh", "127.0.0.1"], input="QUIT\r\n")
+        ours = run_exim_py(["-C", path, "-bh", "127.0.0.1"], input="QUIT\r\n")
+        greeting = [line for line in theirs.stdout.splitlines() if line.startswith("220 ")]
+        self.assertEqual(greeting, ["220 name=<> failed=1"])
+        self.assertEqual([line for line in ours.stdout.splitlines() if line.startswith("220 ")], greeting)
