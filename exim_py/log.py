@@ -263,16 +263,20 @@ class Logger:
             return
         self._emit("main", line, now)
 
-    def reject(self, text, message_id=None, headers=None, sender=None, recipients=None):
+    def reject(self, text, message_id=None, headers=None, sender=None, recipients=None,
+               main=True):
         """A rejection: the main log line, then the same line and the headers on the reject log.
 
+        With ``main`` false the main log does not get its copy (Exim's
+        log_write with LOG_REJECT but not LOG_MAIN, as ``logwrite = :reject:``).
         ``headers`` are the message's Header objects (their original ones);
         they follow the line as Exim writes them, each with its flag letter,
         after the envelope addresses when known.
         """
         now = self.clock()
         line = self.format(text, message_id, now)
-        self._main_copy(text, message_id, line, now)
+        if main:
+            self._main_copy(text, message_id, line, now)
         if not self.write_rejectlog:
             return
         extra = []
@@ -289,11 +293,13 @@ class Logger:
         if self.use_syslog and self.syslog_duplication:
             self._syslog("reject", "\n".join([line] + extra))
 
-    def panic(self, text, message_id=None):
-        """A serious error: written to the panic log and to the main log."""
+    def panic(self, text, message_id=None, main=True):
+        """A serious error: written to the panic log and (unless ``main`` is
+        false) to the main log."""
         now = self.clock()
         line = self.format(text, message_id, now)
-        self._main_copy(text, message_id, line, now)
+        if main:
+            self._main_copy(text, message_id, line, now)
         if self.templates:
             self._file("panic", now).write((line + "\n").encode("utf-8", "surrogateescape"))
         if self.use_syslog:
@@ -311,21 +317,24 @@ def _quoted(text):
     return '"%s"' % text.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def printing(text):
-    """Exim's string_printing: control characters as C escapes (\\n, \\t, \\ooo)."""
+_C_ESCAPES = {10: "\\n", 13: "\\r", 8: "\\b", 11: "\\v", 12: "\\f"}
+
+
+def printing(text, topbit=False):
+    """Exim's string_printing(), for text on its way to a log: bytes outside
+    32-126 become C escapes (\\n, \\r ...) or octal ones (\\ooo); a tab stays a
+    tab.  Bytes above 127 are kept only with ``topbit`` (print_topbitchars,
+    spec "Main configuration").  The bytes are the ones the log writer would
+    write: the text's UTF-8 form, with surrogate escapes as raw bytes."""
+    if text.isascii() and text.isprintable():
+        return text
     out = []
-    for ch in text:
-        if ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 32 or ord(ch) == 127:
-            out.append("\\%03o" % ord(ch))
+    for byte in text.encode("utf-8", "surrogateescape"):
+        if 32 <= byte < 127 or byte == 9 or (topbit and byte > 127):
+            out.append(byte)
         else:
-            out.append(ch)
-    return "".join(out)
+            out.extend(_C_ESCAPES.get(byte, "\\%03o" % byte).encode("ascii"))
+    return bytes(out).decode("utf-8", "surrogateescape")
 
 
 def received_fields(env, logger, incoming_port=None):

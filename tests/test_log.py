@@ -241,7 +241,7 @@ class ReceivedLineTests(TestCase):
                                "I=[10.0.0.1]:25 P=esmtpsa "
                                "X=TLS1.3:ECDHE_X25519__RSA_PSS_RSAE_SHA256__AES_256_GCM:256 CV=no "
                                'DN="CN=x \\"y\\"" A=plain:joe S=220 M8S=0 RT=0.250s id=abc@d '
-                               'T="hello \\"there\\"\\n\\tfolded" from <s@x.y> for a@b.c d@e.f')
+                               'T="hello \\"there\\"\\n\tfolded" from <s@x.y> for a@b.c d@e.f')
 
     def test_local_message(self):
         """A local message: the null sender as <>, U=, P=local, no H=."""
@@ -265,8 +265,12 @@ class ReceivedLineTests(TestCase):
                          "<= a@b P=local S=1 id*=E1xUp31-0001tl-03@mx")
 
     def test_printing(self):
-        """Control characters are shown as C escapes, as Exim's string_printing does."""
-        self.assertEqual(printing("a\x01b\tc\n"), "a\\001b\\tc\\n")
+        """Control characters are shown as C escapes and a tab stays a tab, as
+        Exim's string_printing does; bytes above 127 are octal escapes unless
+        print_topbitchars is on."""
+        self.assertEqual(printing("a\x01b\tc\n\x7f"), "a\\001b\tc\\n\\177")
+        self.assertEqual(printing("\u00e9\udce9"), "\\303\\251\\351")
+        self.assertEqual(printing("\u00e9\udce9", topbit=True), "\u00e9\udce9")
 
 
 class SyslogTests(TestCase):

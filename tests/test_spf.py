@@ -244,7 +244,7 @@ class SpfAclTests(_Checking, unittest.TestCase):
             "received <Received-SPF: fail (myhost.test.ex: domain of fail.spf.example does not "
             "designate 192.0.2.2 as permitted sender) client-ip=192.0.2.2; "
             "envelope-from=a@fail.spf.example; helo=helo.spf.example;>",
-            "ar <Authentication-Results: myhost.test.ex;\\n\\tspf=fail "
+            "ar <Authentication-Results: myhost.test.ex;\\n\tspf=fail "
             "smtp.mailfrom=fail.spf.example>"])
 
     def test_guess(self):

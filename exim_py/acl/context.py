@@ -256,7 +256,10 @@ class AclContext:
             return
         # Once a message has an id (from DATA on), Exim puts it on every line.
         message_id = self.envelope.message_id if self.envelope is not None else None
-        if "main" in targets:
+        # Only the logs named: a line for the reject or panic log alone does
+        # not reach the main log (Exim's log_write flags).
+        main = "main" in targets
+        if main:
             self.log.main(line, message_id=message_id)
         if "reject" in targets:
             # Exim adds the envelope and headers only once there are headers
@@ -265,6 +268,6 @@ class AclContext:
             self.log.reject(line, message_id=message_id,
                             headers=env.headers if env else None,
                             sender=env.sender if env else None,
-                            recipients=env.recipients if env else None)
+                            recipients=env.recipients if env else None, main=main)
         if "panic" in targets:
-            self.log.panic(line, message_id=message_id)
+            self.log.panic(line, message_id=message_id, main=main)

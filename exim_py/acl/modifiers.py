@@ -68,7 +68,10 @@ def _remove_header(run, item, arg):
 
 
 def _logwrite(run, item, arg):
-    """``logwrite = [:main,reject,panic:] text`` (spec "ACL modifiers")."""
+    """``logwrite = [:main,reject,panic:] text`` (spec "ACL modifiers"): the
+    text goes to exactly the logs named (the main log alone by default),
+    with its non-printing characters escaped as Exim's string_printing does
+    (a tab stays a tab; top-bit bytes as print_topbitchars says)."""
     targets = []
     text = arg
     if text.startswith(":") and ":" in text[1:]:
@@ -79,10 +82,11 @@ def _logwrite(run, item, arg):
                 targets.append(name)
             else:
                 targets = ["main", "panic"]
-                text = ':unknown log name in "%s" in "logwrite" in %s ACL' % (
+                text = 'unknown log name in "%s" in "logwrite" in %s ACL' % (
                     arg, WHERE_NAMES[run.where])
                 break
-    run.ctx.write_log(printing(text.lstrip()), tuple(targets or ["main"]))
+    topbit = bool(run.ctx.config.main.get("print_topbitchars"))
+    run.ctx.write_log(printing(text.lstrip(), topbit), tuple(targets or ["main"]))
     return OK
 
 

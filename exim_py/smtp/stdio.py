@@ -69,9 +69,18 @@ def host_check_logger(config, stream=None):
             out.write("LOG: %s\n" % line)
             out.flush()
 
+        # Whatever logs a line is for, it is shown once: as the main copy
+        # (which _main_copy leaves out when main() has just shown it).
+        def reject(self, text, message_id=None, headers=None, sender=None, recipients=None,
+                   main=True):
+            super().reject(text, message_id, main=True)
+
+        def panic(self, text, message_id=None, main=True):
+            super().panic(text, message_id, main=True)
+
     logger = HostCheckLogger(config)
-    # The reject and panic logs are written by Logger itself when it has
-    # files; with none, their lines reach _emit only once, as the main copy.
+    # With no files, Logger writes the reject and panic lines nowhere but
+    # their main copy.
     logger.templates, logger.use_syslog = [], False
     return logger
 

@@ -20,10 +20,11 @@ class ListLog:
     def main(self, text, message_id=None):
         self.lines.append(("main", text))
 
-    def reject(self, text, message_id=None, headers=None, sender=None, recipients=None):
+    def reject(self, text, message_id=None, headers=None, sender=None, recipients=None,
+               main=True):
         self.lines.append(("reject", text))
 
-    def panic(self, text, message_id=None):
+    def panic(self, text, message_id=None, main=True):
         self.lines.append(("panic", text))
 
     def selector(self, name):

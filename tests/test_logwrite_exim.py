@@ -1,0 +1,117 @@
+"""The ``logwrite`` ACL modifier, byte for byte against Debian's exim4.
+
+Exim passes the text through string_printing before it logs it: control
+characters become C or octal escapes, a tab stays a real tab, bytes above 127
+are octal escapes unless print_topbitchars is set.  The text goes to exactly
+the logs named between colons (the main log alone by default).  ``-bh`` shows
+each line once on standard error as ``LOG: text``; ``-bs`` writes the log
+files.  The same configuration and dialogue go through exim4 and exim_py.
+"""
+
+import os
+import pwd
+import re
+
+from twisted.trial import unittest
+
+from tests.support.peers import RealExim, require_command, run_exim_py
+
+ACLS = r"""
+acl_smtp_helo = helo_acl
+begin acl
+helo_acl:
+  warn logwrite = tab[\t]nl[\n]cr[\r]bell[\x07]esc[\x1b]del[\x7f]bs[\\]quote["]
+  warn logwrite = utf8[é] helo[$sender_helo_name]
+  warn logwrite = :main,reject: to both tab[\t]
+  warn logwrite = :panic: panic only[\t]
+  warn logwrite = :reject:   reject only[\t]\nnext
+  warn logwrite = :bogus: x
+  accept
+"""
+
+MAIN = """\
+primary_hostname = mx.test.example
+keep_environment =
+host_lookup =
+rfc1413_hosts =
+tls_advertise_hosts =
+log_file_path = %(dir)s/log/%%slog
+spool_directory = %(dir)s/spool
+"""
+
+DIALOGUE = "HELO ab\r\nQUIT\r\n"
+
+
+def log_lines(stderr):
+    return [line for line in stderr.splitlines() if line.startswith("LOG: ")]
+
+
+class LogwriteHostCheckTests(unittest.TestCase):
+    """``-bh``: the LOG: lines logwrite makes are exim4's."""
+
+    def setUp(self):
+        require_command("exim4")
+        self.exim = RealExim()
+        self.addCleanup(self.exim.cleanup)
+
+    def compare(self, extra=""):
+        conf = self.exim.write_config(MAIN % {"dir": self.exim.dir} + extra + ACLS)
+        theirs = log_lines(self.exim.run(conf, ["-bh", "127.0.0.1"], input=DIALOGUE).stderr)
+        ours = log_lines(run_exim_py(["-C", conf, "-bh", "127.0.0.1"], input=DIALOGUE).stderr)
+        self.assertEqual(ours, theirs)
+        return theirs
+
+    def test_escapes_and_real_tab(self):
+        """Control characters are escaped, a tab stays a tab, UTF-8 bytes are octal,
+        every line is shown once whatever its logs, an unknown log name is reported."""
+        lines = self.compare()
+        self.assertEqual(lines[0], 'LOG: tab[\t]nl[\\n]cr[\\r]bell[\\007]esc[\\033]del[\\177]'
+                                   'bs[\\]quote["]')
+        self.assertEqual(lines[1], "LOG: utf8[\\303\\251] helo[ab]")
+        self.assertEqual(lines[-1], 'LOG: unknown log name in ":bogus: x" in "logwrite" '
+                                    'in EHLO or HELO ACL')
+        self.assertEqual(len(lines), 6)
+
+    def test_print_topbitchars(self):
+        """With print_topbitchars the UTF-8 bytes are written as they are."""
+        lines = self.compare("print_topbitchars = true\n")
+        self.assertEqual(lines[1], "LOG: utf8[é] helo[ab]")
+
+
+class LogwriteFilesTests(unittest.TestCase):
+    """``-bs``: the main, reject and panic logs get what exim4's get."""
+
+    def setUp(self):
+        require_command("exim4")
+        self.exim = RealExim()
+        self.addCleanup(self.exim.cleanup)
+
+    def run_one(self, name, command):
+        """Run ``command`` (exim4's argv maker or run_exim_py) on a config
+        whose logs and spool are under a directory of its own; the three logs'
+        lines without their timestamps."""
+        base = os.path.join(self.exim.dir, name)
+        exim_user = pwd.getpwnam("Debian-exim")
+        for sub in ("", "log", "spool"):
+            os.mkdir(os.path.join(base, sub))
+            os.chown(os.path.join(base, sub), exim_user.pw_uid, exim_user.pw_gid)
+        conf = self.exim.write_config(MAIN % {"dir": base} + ACLS, name + ".conf")
+        command(conf)
+        logs = {}
+        for which in ("main", "reject", "panic"):
+            path = os.path.join(base, "log", which + "log")
+            with open(path, "rb") if os.path.exists(path) else open(os.devnull, "rb") as f:
+                logs[which] = [re.sub(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", b"", line)
+                               for line in f.read().splitlines()]
+        return logs
+
+    def test_each_log_gets_its_lines(self):
+        """A line goes to the logs named only: :panic: and :reject: lines stay
+        out of the main log; the escaped text is exim4's byte for byte."""
+        theirs = self.run_one("exim4", lambda conf: self.exim.run(conf, ["-bs"], input=DIALOGUE))
+        ours = self.run_one("exim_py", lambda conf: run_exim_py(["-C", conf, "-bs"], input=DIALOGUE))
+        self.assertEqual(ours, theirs)
+        self.assertIn(b"reject only[\t]\\nnext", theirs["reject"])
+        self.assertNotIn(b"reject only[\t]\\nnext", theirs["main"])
+        self.assertIn(b"panic only[\t]", theirs["panic"])
+        self.assertNotIn(b"panic only[\t]", theirs["main"])
