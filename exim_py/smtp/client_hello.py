@@ -12,7 +12,6 @@ import base64
 import binascii
 
 from exim_py.errors import EximError
-from exim_py.smtp import tls_client
 from exim_py.smtp.outbound import (DEFER, ERRNO_AUTHFAIL, ERRNO_TLSFAILURE, ERRNO_TLSREQUIRED,
                                    FAIL, ClientSettings, reply_text)
 
@@ -106,6 +105,9 @@ class SessionSetup:
         self._start_tls()
 
     def _start_tls(self):
+        # pyOpenSSL and cryptography are loaded by the first session that
+        # starts TLS, not by every process that may deliver by SMTP.
+        from exim_py.smtp import tls_client
         try:
             self._tls = tls_client.ClientTLS(self.settings.tls_settings)
         except tls_client.TLSFailure as exc:
@@ -122,6 +124,7 @@ class SessionSetup:
             self._tls_failed("TLS session: (SSL_connect): %s" % (exc,))
 
     def handshakeCompleted(self):
+        from exim_py.smtp import tls_client
         if self._pending and self._pending[0][0] == "handshake":
             self._pending.pop(0)
             self._disarm()

@@ -20,7 +20,7 @@ from twisted.internet import defer, reactor, threads
 from exim_py.delivery import retry
 from exim_py.delivery.address import DEFER, FAIL, OK
 from exim_py.errors import ExpansionError, LookupDefer
-from exim_py.smtp import client, tls_client
+from exim_py.smtp import client
 from exim_py.smtp.outbound import Recipient, Transaction, to_wire
 from exim_py.transports import smtp_pool, smtp_settings
 from exim_py.transports.base import TransportBase
@@ -519,7 +519,8 @@ class Transport(TransportBase):
         fields = []
         if result.tls is not None:
             if self._selector(ctx, "tls_cipher"):
-                resumed = result.tls.resumption & tls_client.RESUME_USED
+                from exim_py.smtp.tls_client import RESUME_USED    # loaded by the session
+                resumed = result.tls.resumption & RESUME_USED
                 fields.append("X=%s%s" % (result.tls.cipher, "*" if resumed and self._selector(
                     ctx, "tls_resumption") else ""))
             if self._selector(ctx, "tls_certificate_verified"):
