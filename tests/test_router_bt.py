@@ -389,6 +389,36 @@ smtp:
 """
 
 
+# $domain_data and $local_part_data from the domains and local_parts
+# preconditions, next to fixed lists that need no expansion context.
+DATA_CONFIG = """\
+qualify_domain = localdomain
+keep_environment =
+begin routers
+fixed:
+  driver = manualroute
+  domains = fixed.example
+  route_list = * 127.0.0.9
+  transport = smtp
+by_domain:
+  driver = manualroute
+  domains = lsearch;DIR/domains
+  route_list = * $domain_data
+  transport = smtp
+by_user:
+  driver = accept
+  domains = users.example
+  local_parts = lsearch;DIR/users
+  transport = ${local_part_data}
+begin transports
+smtp:
+  driver = smtp
+lt:
+  driver = appendfile
+  file = /dev/null
+"""
+
+
 # debug_print whose expansion would fail: only looked at when debugging.
 DEBUG_PRINT_CONFIG = """\
 qualify_domain = localdomain
@@ -469,6 +499,21 @@ class AddressTestTests(unittest.TestCase):
         self.conf = self.exim.write_config(SELF_CONFIG, "self.conf")
         self.compare_all(["-bt", "x@re.example", "x@rw.example", "x@def.example",
                           "x@second.example", "y@other.example", "x@sendall.example"])
+
+    def test_precondition_data(self):
+        """A domains or local_parts lookup sets $domain_data or
+        $local_part_data for the router's options; a fixed list routes as
+        before (and needs no expansion context)."""
+        d = self.exim.dir
+        for name, text in (("domains", "looked.example: 127.0.0.7\n"), ("users", "bob: lt\n")):
+            with open(os.path.join(d, name), "w") as f:
+                f.write(text)
+            os.chmod(os.path.join(d, name), 0o644)
+        self.conf = self.exim.write_config(DATA_CONFIG.replace("DIR", d), "data.conf")
+        self.compare_all(["-bt", "x@fixed.example", "x@looked.example", "bob@users.example",
+                          "eve@users.example"])
+        self.assertIn("127.0.0.7", run_exim_py(["-C", self.conf, "-bt",
+                                                "x@looked.example"]).stdout)
 
     def test_exit_status(self):
         """-bt exits 0 when routable, 2 when an address fails, 1 when one defers."""

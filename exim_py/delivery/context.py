@@ -224,6 +224,13 @@ class DeliveryContext:
             ctx.lookup_value = value
         return ctx
 
+    def lazy_expand_context(self, addr):
+        """A stand-in for ``expand_context(addr)`` that builds it only when
+        something asks more of it than to set and read back a variable
+        (a router's ``domains`` list that is one fixed domain needs no
+        context: the match answers from memory)."""
+        return _LazyExpandContext(lambda: self.expand_context(addr))
+
     def expand(self, string, addr=None, transport=None, host=None, extra=None):
         """Expand ``string`` for ``addr``; None stays None.  Raises ExpansionError."""
         if string is None:
@@ -253,3 +260,38 @@ class DeliveryContext:
             from exim_py.delivery.drivers import make_transport
             cache[name] = make_transport(self.config, name)
         return cache[name]
+
+
+class _LazyExpandContext:
+    """An ExpandContext made on first real use (DeliveryContext.lazy_expand_context).
+
+    ``set`` before then is remembered and applied to the context when it is
+    made; ``value(name)`` reads a variable back without making it."""
+
+    def __init__(self, make):
+        self._make = make
+        self._real = None
+        self._set = {}
+
+    def _context(self):
+        if self._real is None:
+            self._real = self._make()
+            for name, value in self._set.items():
+                self._real.set(name, value)
+        return self._real
+
+    def set(self, name, value):
+        if self._real is None:
+            self._set[name] = value
+        else:
+            self._real.set(name, value)
+
+    def value(self, name):
+        """What ``name`` was set to (None if it was not), or, once the
+        context exists, its value there."""
+        if self._real is None:
+            return self._set.get(name)
+        return self._real.get(name)
+
+    def __getattr__(self, name):
+        return getattr(self._context(), name)

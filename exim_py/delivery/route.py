@@ -120,16 +120,16 @@ def _preconditions(router, addr, ctx):
 
     from exim_py import match
     if opts["domains"] is not None:
-        mctx = ctx.expand_context(addr)
+        mctx = ctx.lazy_expand_context(addr)
         if not match.match_domain(addr.domain, opts["domains"], mctx):
             raise _Skip("domains mismatch")
-        addr.domain_data = mctx.get("domain_data") or addr.domain_data
+        addr.domain_data = mctx.value("domain_data") or addr.domain_data
     if opts["local_parts"] is not None:
-        mctx = ctx.expand_context(addr)
+        mctx = ctx.lazy_expand_context(addr)
         if not match.match_localpart(addr.local_part, opts["local_parts"], mctx,
                                      caseless=not caseful):
             raise _Skip("local_parts mismatch")
-        addr.local_part_data = mctx.get("local_part_data") or addr.local_part_data
+        addr.local_part_data = mctx.value("local_part_data") or addr.local_part_data
     if opts["check_local_user"]:
         try:
             addr.local_user = pwd.getpwnam(addr.local_part)
