@@ -486,3 +486,30 @@ class FailureModeTests(unittest.TestCase):
         self.assertEqual(result.host_error.message, "SMTP error from remote mail server after "
                          "STARTTLS: 454 TLS not available now")
         self.assertEqual(server.messages, [])
+
+
+class ReplyTimerTests(unittest.TestCase):
+    """command_timeout counts from the last reply, not from the session's start."""
+
+    def test_each_reply_restarts_the_timeout(self):
+        """Replies that each come just inside command_timeout never time
+        out, however long the session lasts; silence after the last
+        command awaited does (one timer per session, moved at each reply)."""
+        from twisted.internet import task
+        from twisted.internet.testing import StringTransport
+        clock = task.Clock()
+        txn = Transaction("s@x.example", ["a@y.example"], data=MESSAGE)
+        proto = client.ESMTPClient(settings(command_timeout=5), [txn], clock)
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        for reply in (b"220 test.example ESMTP", b"250 test.example"):
+            clock.advance(4.9)
+            proto.dataReceived(reply + b"\r\n")
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        self.assertEqual(dict(proto.result.outcomes())["a@y.example"], None)
+        clock.advance(4.9)
+        self.assertFalse(transport.disconnecting)
+        clock.advance(0.2)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(dict(proto.result.outcomes())["a@y.example"].message,
+                         "SMTP timeout after MAIL FROM:<s@x.example>")

@@ -110,8 +110,13 @@ class ESMTPClient(SessionSetup, LineReceiver):
             self._arm(timeout or self.settings.command_timeout)
 
     def _arm(self, seconds):
-        self._disarm()
-        self._timer = self.clock.callLater(seconds, self._timed_out)
+        """(Re)start the timeout for the reply or data awaited."""
+        if self._timer is not None and self._timer.active():
+            # Moving a pending timer is cheaper than cancelling it and
+            # scheduling another, which every reply would otherwise do.
+            self._timer.reset(seconds)
+        else:
+            self._timer = self.clock.callLater(seconds, self._timed_out)
 
     def _disarm(self):
         if self._timer is not None and self._timer.active():
@@ -151,9 +156,10 @@ class ESMTPClient(SessionSetup, LineReceiver):
         self._stage = stage
         self._state = state
         self._replies += 1
-        self._disarm()
         if self._pending:
             self._arm(self.settings.command_timeout)
+        else:
+            self._disarm()
         getattr(self, "smtpState_" + state)(code, lines, arg)
 
     def lineLengthExceeded(self, line):
