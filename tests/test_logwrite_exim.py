@@ -14,7 +14,7 @@ import re
 
 from twisted.trial import unittest
 
-from tests.support.peers import RealExim, require_command, run_exim_py
+from tests.support.peers import QUIET_MAIN, RealExim, require_command, run_exim_py
 
 ACLS = r"""
 acl_smtp_helo = helo_acl
@@ -29,12 +29,7 @@ helo_acl:
   accept
 """
 
-MAIN = """\
-primary_hostname = mx.test.example
-keep_environment =
-host_lookup =
-rfc1413_hosts =
-tls_advertise_hosts =
+MAIN = QUIET_MAIN + """\
 log_file_path = %(dir)s/log/%%slog
 spool_directory = %(dir)s/spool
 """

@@ -42,6 +42,19 @@ def run_exim_py(args, input=None, timeout=60, env=None):
                           text=True, timeout=timeout, env=full_env)
 
 
+# The start of a configuration that exim4 and exim_py both run quietly as a
+# host checker or a peer: no environment warning, no DNS or ident lookup of
+# the client, no TLS or SMTPUTF8 on offer.
+QUIET_MAIN = """\
+primary_hostname = mx.test.example
+keep_environment =
+host_lookup =
+rfc1413_hosts =
+tls_advertise_hosts =
+smtputf8_advertise_hosts =
+"""
+
+
 class RealExim:
     """Debian's exim4 binary used as an oracle (-be, -bP, -bt, -bh) or as a peer.
 
