@@ -123,14 +123,24 @@ def quit(policy, session, envelope):
     _no_mail(policy, session)
 
 
-def lost(policy, session, envelope, in_data):
-    """The client went away without QUIT."""
+def lost_before_acl(policy, session, envelope, in_data):
+    """The client went away without QUIT: the lines Exim writes before it
+    runs the not-QUIT ACL (then lost_after_acl)."""
     if in_data:
-        # Exim's handle_lost_connection (selectors lost_incoming_connection or smtp_connection)
+        # Exim's handle_lost_connection (selectors lost_incoming_connection
+        # or smtp_connection); "(after header)" when the data stopped in the
+        # header section (message_abandoned noted it)
         if _selected(policy, "lost_incoming_connection") or _selected(policy, "smtp_connection"):
-            policy.logger.main(connection_info(policy, session) + " lost while reading message data")
+            policy.logger.main(connection_info(policy, session) + " lost while reading message data"
+                               + (" (after header)" if getattr(envelope, "lost_in_header", False) else ""))
         return
     incomplete(policy, session, envelope, "connection lost")
+
+
+def lost_after_acl(policy, session, envelope, in_data):
+    """The rest of the lines for a client gone without QUIT."""
+    if in_data:
+        return
     if envelope is not None and (envelope.sender is not None or envelope.recipients):
         if _selected(policy, "lost_incoming_connection"):
             policy.logger.main("unexpected %s while reading SMTP command from %s D=%s" % (

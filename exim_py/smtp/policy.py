@@ -560,7 +560,10 @@ class ServerPolicy(MessagePolicy):
     def signal_exit(self, session, envelope):
         """The daemon ends the session on SIGTERM: Exim logs "closed after
         SIGTERM" whatever the selectors, then runs acl_smtp_notquit."""
-        self.log_main(connlog.connection_info(self, session) + " closed after SIGTERM")
+        if self.logger is not None:
+            # a message abandoned once it had its id: the line carries it
+            self.logger.main(connlog.connection_info(self, session) + " closed after SIGTERM",
+                             message_id=envelope.message_id if envelope is not None else None)
         self.notquit(session, False, envelope, "signal-exit")
 
     def starttls(self, session):
@@ -575,12 +578,17 @@ class ServerPolicy(MessagePolicy):
         transaction): the client went away, or we end it for ``reason``
         (Exim's $smtp_notquit_reason words: synchronization-error,
         bad-commands, command-timeout, data-timeout, tls-failed,
-        signal-exit); only a lost connection gets the "lost" log line here."""
+        signal-exit); only a lost connection gets the "lost" log line here.
+        The ACL sees the transaction ($sender_address, $recipients_count,
+        and $message_id once an abandoned message has one), as in Exim."""
         session.notquit_reason = reason
+        lost = reason == "connection-lost"
+        if lost:
+            connlog.lost_before_acl(self, session, envelope, in_data)
         if self._option("acl_smtp_notquit"):
-            self._run_acl("notquit", "acl_smtp_notquit", session)
-        if reason == "connection-lost":
-            connlog.lost(self, session, envelope, in_data)
+            self._run_acl("notquit", "acl_smtp_notquit", session, envelope)
+        if lost:
+            connlog.lost_after_acl(self, session, envelope, in_data)
 
     # -- connection log lines (smtp/connlog.py) ----------------------------
 
@@ -705,16 +713,15 @@ class ServerPolicy(MessagePolicy):
                           % (connlog.host_and_ident(self, session, True),
                              printing(getattr(session, "smtp_command", None) or ""), printing(cause)))
 
-    def log_timeout(self, session, mode):
+    def log_timeout(self, session, mode, envelope=None):
         # both lines belong to the lost_incoming_connection selector (on by default)
         if self.logger is None or not self.logger.selector("lost_incoming_connection"):
             return
         if mode in ("data", "bdat"):
-            # Exim has given the message its id by now: the line carries it
-            message_id = self.spool_writer.new_message_id() if self.spool_writer is not None else None
+            # with the message's id once it has one (message_abandoned)
             self.logger.main("SMTP data timeout (message abandoned) on connection from %s F=<%s>"
                              % (self.host_text(session), getattr(session, "last_mail_sender", "")),
-                             message_id=message_id)
+                             message_id=envelope.message_id if envelope is not None else None)
         else:
             self.log_main("SMTP command timeout on%s connection from %s"
                           % (" TLS" if session.tls_cipher else "", self.host_text(session)))

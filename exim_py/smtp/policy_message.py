@@ -19,6 +19,22 @@ from exim_py.smtp.reply import Reply
 class MessagePolicy:
     """``receive`` and its steps; see ServerPolicy for the attributes used."""
 
+    def message_abandoned(self, envelope, partial, lost=False):
+        """A message is given up before its end: a data timeout or SIGTERM,
+        or (``lost``) the client gone.  ``partial`` is the wire data so far
+        (None when not known, for BDAT).  Exim gives a message its id once
+        it has read the header section; a timeout or SIGTERM after that is
+        logged with the id, the not-QUIT ACL's lines included, so the
+        envelope gets one.  A lost connection drops the id first, and its
+        line says whether the data stopped in the header section."""
+        if envelope is None:
+            return
+        header_read = partial is None or _header_read(partial)
+        if lost:
+            envelope.lost_in_header = not header_read
+        elif header_read and not envelope.message_id and self.spool_writer is not None:
+            envelope.message_id = self.spool_writer.new_message_id()
+
     def receive(self, session, envelope, message, longest=None):
         """After the data: headers built (exim_py.receive), the DATA ACL, then the spool.
 
@@ -126,6 +142,13 @@ class MessagePolicy:
         else:
             lines.extend(final.lines or ["%d %s" % (final.code, final.text)])
         return Reply(final.code, final.text, drop=final.drop, lines=lines)
+
+
+def _header_read(partial):
+    """Whether wire data ``partial`` holds the end of the header section
+    (whole lines only: a header line still arriving is not yet read)."""
+    lines = partial[:partial.rfind(b"\n") + 1].replace(b"\r\n", b"\n")
+    return len(_header_section(lines)) < len(lines)
 
 
 def _header_section(message):

@@ -189,7 +189,10 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
             self._handshake_pending = False
             self.policy.tls_failed(self.session, self.transport, reason)
         elif not self._closing:
-            self.policy.notquit(self.session, self._mode == "data" or self._mode == "bdat", self.envelope)
+            in_data = self._mode == "data" or self._mode == "bdat"
+            if in_data:
+                self._message_abandoned(lost=True)
+            self.policy.notquit(self.session, in_data, self.envelope)
         self._collector = None
         self._bdat = None
         if not self.finished.called:
@@ -239,11 +242,13 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
         """The client closed its side and every earlier command has been
         answered: a lost connection, which Exim answers with 421 (the client
         may still be reading) and logs."""
-        if self._mode in ("data", "bdat"):
+        in_data = self._mode == "data" or self._mode == "bdat"
+        if in_data:
             self._send(421, "Lost incoming connection")
+            self._message_abandoned(lost=True)
         else:
             self._send(421, "%s lost input connection" % self.policy.hostname(self.session))
-        self.policy.notquit(self.session, self._mode in ("data", "bdat"), self.envelope)
+        self.policy.notquit(self.session, in_data, self.envelope)
         self._closing = True
         self.transport.loseConnection()
 
@@ -434,13 +439,22 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
         when it was arriving."""
         if self._closing:
             return
+        in_data = self._mode == "data" or self._mode == "bdat"
+        if in_data:
+            self._message_abandoned()
         self.policy.signal_exit(self.session, self.envelope)
         host = self.policy.hostname(self.session)
-        if self._mode == "data" or self._mode == "bdat":
+        if in_data:
             self._send(421, "%s Service not available - SIGTERM or SIGINT received - closing connection." % host)
         else:
             self._send(421, "%s: Service not available - closing connection" % host)
         self._drop()
+
+    def _message_abandoned(self, lost=False):
+        """The message being sent is given up: a timeout or SIGTERM, or
+        (``lost``) the client gone (see policy.message_abandoned)."""
+        partial = self._collector.content() if self._mode == "data" else None
+        self.policy.message_abandoned(self.envelope, partial, lost)
 
     def _drop(self):
         self._closing = True
@@ -532,9 +546,10 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
             return abstract.FileDescriptor.loseConnection(self.transport)
         if self._mode in ("data", "bdat"):
             self._send(421, "%s SMTP incoming data timeout - closing connection." % host)
+            self._message_abandoned()
         else:
             self._send(421, "%s: SMTP command timeout - closing connection" % host)
-        self.policy.log_timeout(self.session, self._mode)
+        self.policy.log_timeout(self.session, self._mode, self.envelope)
         self.policy.notquit(self.session, False, self.envelope,
                             "data-timeout" if self._mode in ("data", "bdat") else "command-timeout")
         self._drop()
