@@ -7,7 +7,10 @@ origin (``servfail.test`` by default) is answered SERVFAIL, to exercise
 temporary DNS errors, and names under a "silent" origin (``timeout.test``)
 are never answered, for timeouts.  Answers about names under a "secure"
 origin (none by default) carry the AD bit, as a validating resolver's
-would, for $sender_host_dnssec and friends.
+would, for $sender_host_dnssec and friends.  Every answer about a name in a
+zone it serves has the AA bit, the empty ones (NXDOMAIN, NODATA) included,
+as a real authoritative server's: a stub resolver such as glibc's takes an
+empty answer with neither AA nor RA for a lame referral, a temporary error.
 
 The server runs in a child process, so code under test may make blocking
 dnspython queries from the test's own thread.  Use from a trial test::
@@ -157,6 +160,10 @@ def _resolver_class():
             self.servfail = [dns.name.from_text(o) for o in servfail]
             self.silent = [dns.name.from_text(o) for o in silent]
 
+        def is_authoritative(self, name):
+            """Whether ``name`` (a dns.name.Name) is in a zone served here."""
+            return self._zone_for(name) is not None
+
         def _zone_for(self, name):
             best = None
             for origin, zone in self.zones.items():
@@ -215,6 +222,7 @@ def _serve(zone_paths, servfail, silent, port, secure=()):
     from twisted.names import server
 
     secure = [dns.name.from_text(o) for o in secure]
+    resolver = _resolver_class()(_load_zones(zone_paths), servfail, silent)
 
     class Factory(server.DNSServerFactory):
         def _responseFromMessage(self, message, *args, **kwargs):
@@ -222,9 +230,14 @@ def _serve(zone_paths, servfail, silent, port, secure=()):
             names = [dns.name.from_text(q.name.name.decode()) for q in message.queries]
             response.authenticData = bool(names) and all(
                 any(n.is_subdomain(o) for o in secure) for n in names)
+            # Twisted sets AA only when an answer record carries it; an
+            # authoritative server sets it on its NXDOMAIN and NODATA
+            # answers too (RFC 1035 4.1.1, RFC 2308 2).
+            if response.rCode in (tdns.OK, tdns.ENAME) and names and all(
+                    resolver.is_authoritative(n) for n in names):
+                response.auth = True
             return response
 
-    resolver = _resolver_class()(_load_zones(zone_paths), servfail, silent)
     factory = Factory(authorities=[resolver])
     factory.noisy = False
     # One port number for both transports: bind TCP first (port 0 picks one),
