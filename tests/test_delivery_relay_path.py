@@ -14,6 +14,7 @@ import os
 from twisted.internet import defer
 from twisted.trial import unittest
 
+from exim_py.delivery import context as delivery_context
 from exim_py.delivery.deliverylog import DeliveryLog
 from exim_py.delivery.received import ReceivedCopy
 from exim_py.routers import base as router_base
@@ -130,6 +131,28 @@ class RelayedAttemptTests(unittest.TestCase):
         delivered = text.index("good@remote.example: to_peer_smtp transport succeeded")
         deferred = text.index("deferme@remote.example R=to_peer T=to_peer_smtp defer")
         self.assertLess(delivered, deferred)
+
+    @defer.inlineCallbacks
+    def test_body_is_read_through_the_lock(self):
+        """The -D file the delivery holds locked is read through that
+        descriptor: the body reaches the peer intact and -D is not opened
+        again by name (nor looked for: no stat of it)."""
+        opened = []
+        real_open = open
+
+        def tracking_open(path, *args, **kwargs):
+            opened.append(path)
+            return real_open(path, *args, **kwargs)
+        delivery_context.open = tracking_open       # shadows the built-in there
+        self.addCleanup(delattr, delivery_context, "open")
+        self.patch(self.env.spool, "body_path", lambda message_id: opened.append(message_id))
+        body = "".join("line %d of the body\n" % n for n in range(200))
+        message_id = self.env.submit(["one@remote.example"], body=body)
+        outcome = yield self.env.deliver(message_id)
+        self.assertTrue(outcome.completed)
+        self.assertEqual(opened, [])
+        [(_, received)] = self.peer.messages()
+        self.assertTrue(received.endswith(body.encode()))
 
     @defer.inlineCallbacks
     def test_just_received_message_is_removed_without_looking_for_a_journal(self):

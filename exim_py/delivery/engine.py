@@ -269,7 +269,10 @@ class _Delivery:
                              self.message_id)
             self.outcome.error = str(e)
             return None
-        message = Message(self.message_id, envelope, self.spool.body_path(self.message_id))
+        # The -D file is open already (the lock): its name is looked for
+        # only if something needs it.
+        message = Message(self.message_id, envelope, lock=self.lock,
+                          find_body=lambda: self.spool.body_path(self.message_id))
         ctx = DeliveryContext(self.config, spool=self.spool, logger=self.logger,
                               message=message, hints=self.hints, clock=self.clock,
                               debug=self.debug)
