@@ -13,9 +13,10 @@ import sqlite3
 import threading
 import time
 
-# How long a thread trusts its last look at PRAGMA data_version.  Asking
-# costs a round trip through SQLite's shared memory on every lookup (the
-# reactor thread looks up each host the smtp transport tries); a record
+# How long this process trusts its last look at PRAGMA data_version (by
+# any of its threads).  Asking costs a round trip through SQLite's shared
+# memory and its file locks (the reactor thread looks up each host the smtp
+# transport tries, each delivery thread the keys it clears); a record
 # another process wrote is advice that may arrive this much later.  Writes
 # made in this process are seen at once (``_changed``).
 RECHECK_SECONDS = 0.02
@@ -89,6 +90,7 @@ class HintsDB:
         self._absent = set()
         self._generation = 0      # bumped by every change the absent set may have missed
         self._absent_lock = threading.Lock()
+        self._checked = None      # when a thread last asked for data_version
         with self._conn() as c:
             c.execute("CREATE TABLE IF NOT EXISTS retry (key TEXT PRIMARY KEY,"
                       " first_failed INTEGER, last_try INTEGER, next_try INTEGER,"
@@ -102,19 +104,22 @@ class HintsDB:
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
             self._local.version = None
-            self._local.checked = None
         return conn
 
     def _fresh_conn(self):
         """This thread's connection, after forgetting absences if anything
-        was committed by another connection since this thread last looked
-        (at most RECHECK_SECONDS ago)."""
+        was committed by another connection since one of this process's
+        threads last looked (at most RECHECK_SECONDS ago).
+
+        One look serves every thread: each connection compares the version
+        with what it saw itself last time, so the first look after another
+        connection's commit, by whichever thread, sees it."""
         conn = self._conn()
         now = time.monotonic()
-        checked = self._local.checked
+        checked = self._checked
         if checked is not None and now - checked < RECHECK_SECONDS:
             return conn
-        self._local.checked = now
+        self._checked = now
         version = conn.execute("PRAGMA data_version").fetchone()[0]
         if version != self._local.version:
             self._local.version = version
