@@ -513,3 +513,29 @@ class ReplyTimerTests(unittest.TestCase):
         self.assertTrue(transport.disconnecting)
         self.assertEqual(dict(proto.result.outcomes())["a@y.example"].message,
                          "SMTP timeout after MAIL FROM:<s@x.example>")
+
+
+class DirectWriteTests(unittest.TestCase):
+    """Commands and a small message go to a plain TCP socket at once."""
+
+    @defer.inlineCallbacks
+    def test_small_session_bypasses_the_write_buffer(self):
+        """Over plain TCP with nothing queued, every command, the envelope
+        and a small message are handed to the kernel when written (not
+        queued for the reactor's next turn), and arrive intact."""
+        from twisted.internet import tcp
+        server = ScriptedSMTPServer()
+        self.addCleanup(server.stop)
+        buffered = []
+        real_write = tcp.Client.write
+
+        def write(transport, data):
+            buffered.append(data)
+            return real_write(transport, data)
+        self.patch(tcp.Client, "write", write)
+        txn = Transaction("s@x.example", ["a@y.example", "b@y.example"], data=MESSAGE)
+        result = yield client.deliver(reactor, "127.0.0.1", server.port_number, settings(),
+                                      [txn])
+        self.assertEqual([o.status for _, o in result.outcomes()], [OK, OK])
+        self.assertEqual(server.messages, [b"Subject: test\r\n\r\n..leading dot\r\nbody line\r\n"])
+        self.assertEqual(buffered, [])

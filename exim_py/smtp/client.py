@@ -27,7 +27,7 @@ open, idle, and ``reuse`` sends further messages down it (connection reuse,
 
 import errno
 
-from twisted.internet import defer, error, protocol
+from twisted.internet import defer, error, protocol, tcp
 from twisted.internet.interfaces import IHalfCloseableDescriptor, IHandshakeListener, IPullProducer
 from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
@@ -47,6 +47,25 @@ CHUNK = 64 * 1024
 
 # Exim gives the reply to QUIT one second, then closes (transports/smtp.c).
 QUIT_TIMEOUT = 1
+
+
+def write_now(transport, data):
+    """Write ``data`` to ``transport``, handing it to the kernel at once when
+    the socket is plain TCP (client or server side) with nothing queued:
+    that spares the reactor a turn and two epoll changes per write.
+    Whatever the kernel does not take at once is queued as usual."""
+    t = transport
+    if (type(t) in _PLAIN_TCP and not t.TLS and t.connected and not t.disconnecting
+            and not t.dataBuffer and not t._tempDataBuffer):
+        sent = t.writeSomeData(data)
+        if isinstance(sent, int) and sent > 0:
+            data = data[sent:]
+            if not data:
+                return
+    t.write(data)
+
+
+_PLAIN_TCP = (tcp.Client, tcp.Server)
 
 
 @implementer(IHandshakeListener, IPullProducer)
@@ -101,8 +120,11 @@ class ESMTPClient(SessionSetup, LineReceiver):
 
     def _send(self, line, state, arg=None, timeout=None, stage=None):
         """Write one command and remember which state method handles its reply."""
-        self.transport.write(line.encode("utf-8") + b"\r\n")
+        self._write(line.encode("utf-8") + b"\r\n")
         self._expect(state, arg, timeout, stage or line)
+
+    def _write(self, data):
+        write_now(self.transport, data)
 
     def _expect(self, state, arg=None, timeout=None, stage=None):
         self._pending.append((state, arg, stage))
@@ -405,7 +427,7 @@ class ESMTPClient(SessionSetup, LineReceiver):
         if txn.data is not None and not use_bdat and not self.settings.mua_wrapper:
             out.append(b"DATA\r\n")
             self._expect("data", stage="pipelined DATA")
-        self.transport.write(b"".join(out))
+        self._write(b"".join(out))
 
     def _send_next_unsent(self):
         """Without PIPELINING: send the next RCPT, or move on to the data."""
@@ -526,7 +548,11 @@ class ESMTPClient(SessionSetup, LineReceiver):
             return
         chunk = self._body[self._body_pos:self._body_pos + CHUNK]
         self._body_pos += len(chunk)
-        self.transport.write(chunk)
+        if self._body_pos >= len(self._body):
+            # The last chunk: nothing waits for the transport to ask for more.
+            self._write(chunk)
+        else:
+            self.transport.write(chunk)
         self._arm(self.settings.data_timeout)
         if self._body_pos >= len(self._body):
             self._body = None
