@@ -166,10 +166,14 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
             self._send_reply(reply, 0, "")
             return self._drop()
         self._early_pipe = self.policy.pipe_connect(self.session)
+        if reply is not None:
+            # the connect ACL's accept message is the greeting
+            return self._greet(reply)
         # the banner may wait for the client's name ($sender_host_name)
         self._ask(self.policy.banner, self.session, then=self._greet)
 
-    def _greet(self, banner):
+    def _greet(self, greeting):
+        """Send the greeting: the banner's text, or the connect ACL's Reply."""
         # Input before the banner is a synchronisation error unless the host
         # may use PIPECONNECT (spec: smtp_enforce_sync; RFC 2920 has no
         # early talking).
@@ -177,7 +181,10 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
             self.policy.log_sync_error(self.session, "input sent without waiting for greeting", self._buffer)
             self._send(554, "SMTP synchronization error")
             return self._drop()
-        self._send(220, banner)
+        if greeting.__class__ is Reply:
+            self._send_reply(greeting, 0, "")
+        else:
+            self._send(220, greeting)
         self._mode = "command"
 
     def connectionLost(self, reason=failure.Failure(error.ConnectionDone())):
