@@ -2,7 +2,8 @@
 
 Exim passes the text through string_printing before it logs it: control
 characters become C or octal escapes, a tab stays a real tab, bytes above 127
-are octal escapes unless print_topbitchars is set.  The text goes to exactly
+are octal escapes unless print_topbitchars is set (and so is a warn
+statement's log_message).  The logwrite text goes to exactly
 the logs named between colons (the main log alone by default).  ``-bh`` shows
 each line once on standard error as ``LOG: text``; ``-bs`` writes the log
 files.  The same configuration and dialogue go through exim4 and exim_py.
@@ -26,6 +27,7 @@ helo_acl:
   warn logwrite = :panic: panic only[\t]
   warn logwrite = :reject:   reject only[\t]\nnext
   warn logwrite = :bogus: x
+  warn log_message = warned tab[\t]nl[\n]bell[\x07]utf8[é]
   accept
 """
 
@@ -63,9 +65,14 @@ class LogwriteHostCheckTests(unittest.TestCase):
         self.assertEqual(lines[0], 'LOG: tab[\t]nl[\\n]cr[\\r]bell[\\007]esc[\\033]del[\\177]'
                                    'bs[\\]quote["]')
         self.assertEqual(lines[1], "LOG: utf8[\\303\\251] helo[ab]")
-        self.assertEqual(lines[-1], 'LOG: unknown log name in ":bogus: x" in "logwrite" '
+        self.assertEqual(lines[-2], 'LOG: unknown log name in ":bogus: x" in "logwrite" '
                                     'in EHLO or HELO ACL')
-        self.assertEqual(len(lines), 6)
+        self.assertEqual(len(lines), 7)
+
+    def test_warn_log_message(self):
+        """A warn statement's log_message is escaped in the same way."""
+        self.assertEqual(self.compare()[-1], "LOG: H=(ab) [127.0.0.1] Warning: warned "
+                                             "tab[\t]nl[\\n]bell[\\007]utf8[\\303\\251]")
 
     def test_print_topbitchars(self):
         """With print_topbitchars the UTF-8 bytes are written as they are."""

@@ -406,7 +406,7 @@ def _warn(run, user, log):
     """A "warn" statement whose conditions held: log once, add the message as a header."""
     ctx = run.ctx
     if log is not None and log != user:
-        line = "%s Warning: %s" % (host_and_ident(ctx), log)
+        line = "%s Warning: %s" % (host_and_ident(ctx), modifiers.log_printing(run, log))
         # Exim logs each distinct warning once per message (per connection
         # before MAIL), whichever ACL run it comes from.
         holder = ctx.envelope if ctx.envelope is not None else ctx.session

@@ -85,9 +85,14 @@ def _logwrite(run, item, arg):
                 text = 'unknown log name in "%s" in "logwrite" in %s ACL' % (
                     arg, WHERE_NAMES[run.where])
                 break
-    topbit = bool(run.ctx.config.main.get("print_topbitchars"))
-    run.ctx.write_log(printing(text.lstrip(), topbit), tuple(targets or ["main"]))
+    run.ctx.write_log(log_printing(run, text.lstrip()), tuple(targets or ["main"]))
     return OK
+
+
+def log_printing(run, text):
+    """``text`` made printable for a log line, as Exim's string_printing
+    (honouring print_topbitchars): logwrite text and warn log_message."""
+    return printing(text, bool(run.ctx.config.main.get("print_topbitchars")))
 
 
 def _log_reject_target(run, item, arg):
