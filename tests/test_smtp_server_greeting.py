@@ -1,10 +1,11 @@
-"""The greeting when the connect ACL accepts with a message.
+"""The greeting: an accepting connect ACL's message, or smtp_banner.
 
 Exim greets with an accepting connect ACL's ``message`` instead of
 smtp_banner; a reply code at the message's start is used when it is a 2xx
 one (with its enhanced code), and any other is dropped with a panic-log
-line.  Each case is played to exim4 and exim_py under ``-bh``: the replies
-and log lines must be the same.
+line.  A banner that cannot be expanded is logged and the connection closed
+without a greeting.  Each case is played to exim4 and exim_py under
+``-bh``: the replies and log lines must be the same.
 """
 
 from twisted.trial import unittest
@@ -15,7 +16,7 @@ CONF = """\
 primary_hostname = mx.test.example
 keep_environment =
 host_lookup =
-smtp_banner = the banner
+smtp_banner = {banner}
 acl_smtp_connect = {acl}
 """
 
@@ -27,16 +28,17 @@ def session(result):
     return replies, logs
 
 
-class ConnectGreetingTests(unittest.TestCase):
+class GreetingTests(unittest.TestCase):
     """What the client is greeted with, as exim4 greets it."""
 
     def setUp(self):
         self.exim = RealExim()
         self.addCleanup(self.exim.cleanup)
 
-    def greet(self, acl):
-        """Both greetings for connect ACL ``acl``, compared; exim_py's."""
-        path = self.exim.write_config(CONF.format(acl=acl))
+    def greet(self, acl="accept", banner="the banner"):
+        """Both sessions' (replies, log lines) for this connect ACL and
+        banner, compared; exim_py's."""
+        path = self.exim.write_config(CONF.format(acl=acl, banner=banner))
         theirs = session(self.exim.run(path, ["-bh", "127.0.0.1"], input="QUIT\r\n"))
         ours = session(run_exim_py(["-C", path, "-bh", "127.0.0.1"], input="QUIT\r\n"))
         self.assertEqual(ours, theirs)
@@ -60,3 +62,18 @@ class ConnectGreetingTests(unittest.TestCase):
         self.assertEqual(replies[0], "220 nope")
         self.assertEqual(logs, ['LOG: configured error code starts with incorrect digit (expected 2) '
                                 'in "550 nope"'])
+
+    def test_forced_failure_closes_without_greeting(self):
+        """A banner whose expansion is forced to fail is logged and the
+        connection closed: no reply at all."""
+        self.assertEqual(self.greet(banner="x${if eq{a}{b}{y}fail}"), ([], [
+            'LOG: Expansion of "x${if eq{a}{b}{y}fail}" (smtp_banner) failed: '
+            '"if" failed and "fail" requested']))
+
+    def test_bad_expansion_closes_without_greeting(self):
+        """So is one that cannot be expanded (also a panic-log line)."""
+        replies, logs = self.greet(banner="x${nosuchop{a}}")
+        self.assertEqual(replies, [])
+        self.assertEqual(len(logs), 1)
+        self.assertTrue(logs[0].startswith('LOG: Expansion of "x${nosuchop{a}}" (smtp_banner) failed: '),
+                        logs)

@@ -22,6 +22,7 @@ from exim_py import EXIM_COMPAT_VERSION
 from exim_py.acl import helo, replies
 from exim_py.acl.context import AclContext, install_host_name_lookup, session_variables as _session_variables
 from exim_py.auths.dialogue import AuthDialogue
+from exim_py.errors import ExpansionError, LookupDefer
 from exim_py.expand.strings import printing as string_printing
 from exim_py.log import printing
 from exim_py.smtp import acl_phase, connlog, helo_check, limits, proxy
@@ -275,7 +276,9 @@ class ServerPolicy(MessagePolicy):
     def banner(self, session):
         """The text of the 220 greeting (smtp_banner), or a Deferred firing
         with it when expanding it would look the client's name up: that
-        lookup waits on the DNS in a thread, not on the reactor."""
+        lookup waits on the DNS in a thread, not on the reactor.  None when
+        the expansion fails: Exim logs that and closes the connection
+        without a greeting."""
         text = self._option("smtp_banner")
         if (text and "sender_host_name" in text and session.sender_host_address
                 and not session.sender_host_name and not getattr(session, "host_lookup_failed", False)):
@@ -283,10 +286,21 @@ class ServerPolicy(MessagePolicy):
         return self._banner_text(text, session)
 
     def _banner_text(self, text, session):
-        expanded = self._expand(text, session) if text else None
-        if expanded is None:
-            expanded = "%s ESMTP Exim %s %s" % (self.hostname(session), EXIM_COMPAT_VERSION, tod_full())
-        return expanded
+        if text is None or self.expand_mod is None:
+            return "%s ESMTP Exim %s %s" % (self.hostname(session), EXIM_COMPAT_VERSION, tod_full())
+        if "$" not in text and "\\" not in text:
+            return text
+        try:
+            return self.expand_mod.expand(text, self.expand_context(session))
+        except (ExpansionError, LookupDefer) as e:
+            # a forced failure goes to the main log; any other to the panic log too
+            line = 'Expansion of "%s" (smtp_banner) failed: %s' % (text, e)
+            if self.logger is not None:
+                if getattr(e, "forced", False):
+                    self.logger.main(line)
+                else:
+                    self.logger.panic(line)
+            return None
 
     def hostname(self, session):
         """$smtp_active_hostname: smtp_active_hostname expanded at connection time, else

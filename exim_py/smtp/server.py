@@ -173,7 +173,10 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
         self._ask(self.policy.banner, self.session, then=self._greet)
 
     def _greet(self, greeting):
-        """Send the greeting: the banner's text, or the connect ACL's Reply."""
+        """Send the greeting: the banner's text, or the connect ACL's Reply
+        (None: the banner could not be expanded, and the session ends)."""
+        if greeting is None:
+            return self._drop()
         # Input before the banner is a synchronisation error unless the host
         # may use PIPECONNECT (spec: smtp_enforce_sync; RFC 2920 has no
         # early talking).
