@@ -27,7 +27,7 @@ open, idle, and ``reuse`` sends further messages down it (connection reuse,
 
 import errno
 
-from twisted.internet import defer, error, protocol, tcp
+from twisted.internet import defer, error, protocol
 from twisted.internet.interfaces import IHalfCloseableDescriptor, IHandshakeListener, IPullProducer
 from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
@@ -40,6 +40,7 @@ from exim_py.smtp.outbound import (DEFER, ERRNO_AUTHFAIL, ERRNO_SMTPCLOSED,  # n
                                    ERRNO_UTF8_FWD, FAIL, OK, Outcome, SessionResult,
                                    Transaction, reply_text, split_by_max_rcpt, to_wire,
                                    xtext)
+from exim_py.smtp.sendnow import write_now
 
 # Message data goes to the transport in pieces of this size, each when the
 # previous one has drained, so that data_timeout measures real progress.
@@ -47,25 +48,6 @@ CHUNK = 64 * 1024
 
 # Exim gives the reply to QUIT one second, then closes (transports/smtp.c).
 QUIT_TIMEOUT = 1
-
-
-def write_now(transport, data):
-    """Write ``data`` to ``transport``, handing it to the kernel at once when
-    the socket is plain TCP (client or server side) with nothing queued:
-    that spares the reactor a turn and two epoll changes per write.
-    Whatever the kernel does not take at once is queued as usual."""
-    t = transport
-    if (type(t) in _PLAIN_TCP and not t.TLS and t.connected and not t.disconnecting
-            and not t.dataBuffer and not t._tempDataBuffer):
-        sent = t.writeSomeData(data)
-        if isinstance(sent, int) and sent > 0:
-            data = data[sent:]
-            if not data:
-                return
-    t.write(data)
-
-
-_PLAIN_TCP = (tcp.Client, tcp.Server)
 
 
 @implementer(IHandshakeListener, IPullProducer)

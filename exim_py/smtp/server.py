@@ -15,13 +15,14 @@ rest.  Spec chapter "SMTP processing" describes the behaviour; the reply
 texts are Exim 4.96's.
 """
 
-from twisted.internet import abstract, defer, error, interfaces, protocol, tcp
+from twisted.internet import abstract, defer, error, interfaces, protocol
 from twisted.python import failure, log
 from zope.interface import implementer
 
 from exim_py.envelope import Session
 from exim_py.smtp import proxy
 from exim_py.smtp.params import BadAddress, parse_path
+from exim_py.smtp.sendnow import write_now
 from exim_py.smtp.reply import Reply, format_reply
 from exim_py.smtp.server_mail import TransactionCommands
 from exim_py.smtp.server_security import SecurityCommands
@@ -374,18 +375,7 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
         self._write(format_reply(code, text))
 
     def _write(self, data):
-        """Send a reply now when the socket is plain TCP with nothing queued:
-        that spares the reactor a turn and two epoll changes per reply.
-        Whatever the kernel does not take at once is queued as usual."""
-        t = self.transport
-        if (type(t) is tcp.Server and not t.TLS and t.connected and not t.disconnecting
-                and not t.dataBuffer and not t._tempDataBuffer):
-            sent = t.writeSomeData(data)
-            if isinstance(sent, int) and sent > 0:
-                data = data[sent:]
-                if not data:
-                    return
-        t.write(data)
+        write_now(self.transport, data)
 
     def _send_reply(self, reply, default_code, default_text):
         """Send a policy's reply (or the default); returns False if the connection is dropped."""
