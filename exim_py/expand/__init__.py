@@ -9,9 +9,10 @@ from exim_py.errors import ExpansionError, ForcedFail
 from exim_py.expand.context import ExpandContext
 from exim_py.expand.nodes import Tainted, taint_like
 from exim_py.expand.parser import NESTED_TOO_DEEPLY, parse
+from exim_py.expand.strings import from_latin, to_latin
 from exim_py.expand.variables import unknown_message
 
-__all__ = ["expand", "expand_condition", "expand_integer", "ExpandContext",
+__all__ = ["expand", "expand_condition", "expand_integer", "expand_latin", "ExpandContext",
            "ExpansionError", "ForcedFail", "parsed"]
 
 _trees = {}
@@ -42,7 +43,27 @@ def _check_acl_vars(string, ctx):
 
 
 def expand(string, ctx=None):
-    """Expand ``string`` in ``ctx``; raises ExpansionError (ForcedFail when forced)."""
+    """Expand ``string`` in ``ctx``; raises ExpansionError (ForcedFail when forced).
+
+    ``string`` and the result are exim_py's usual text (UTF-8, other bytes
+    as surrogate escapes); inside, the engine works on bytes (strings.to_latin).
+    """
+    if "$" not in string and "\\" not in string:
+        return string
+    if string.__class__ is Tainted:
+        raise ExpansionError("attempt to expand tainted string '%s'" % string)
+    try:
+        return from_latin(expand_latin(to_latin(string), ctx))
+    except ExpansionError as e:
+        message = str(e)
+        if not message.isascii():
+            e.args = (from_latin(message),)
+        raise
+
+
+def expand_latin(string, ctx=None):
+    """expand() for a string already in the engine's byte form (one character
+    per byte), with the result in that form: ${expand:} and friends."""
     if "$" not in string and "\\" not in string:
         return string
     if string.__class__ is Tainted:

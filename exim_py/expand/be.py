@@ -103,7 +103,9 @@ def load_message(ctx, path):
     """Read a message file for -bem: header variables, body and size variables."""
     from exim_py.envelope import Header
     with open(path, "rb") as f:
-        data = f.read().decode("latin-1")
+        raw = f.read()
+    # Held as the spool holds a message: UTF-8, other bytes surrogate escapes.
+    data = raw.decode("utf-8", "surrogateescape")
     lines = data.split("\n")
     headers = []
     i = 0
@@ -121,8 +123,8 @@ def load_message(ctx, path):
     ctx.headers = [Header(text, header_type(text.split(":", 1)[0].strip()))
                    for text in headers]
     ctx.body = body
-    ctx.set("message_size", len(data))
-    ctx.set("message_body_size", len(body))
+    ctx.set("message_size", len(raw))
+    ctx.set("message_body_size", len(body.encode("utf-8", "surrogateescape")))
     ctx.set("body_linecount", body.count("\n"))
     ctx.set("message_linecount", data.count("\n"))
 
@@ -241,7 +243,7 @@ def _read_logical_line(stream):
         raw = stream.readline(LINE_MAX)
         if not raw:
             return "".join(pieces) if not first else None
-        line = raw.decode("latin-1").rstrip(" \t\n\r\f\v")
+        line = raw.decode("utf-8", "surrogateescape").rstrip(" \t\n\r\f\v")
         if not first:
             line = line.lstrip(" \t\n\r\f\v")
         first = False
@@ -257,11 +259,7 @@ def _c_string(text):
 
 
 def _out(text):
-    try:
-        data = text.encode("latin-1")
-    except UnicodeEncodeError:
-        data = text.encode("utf-8", "surrogateescape")
-    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.write(text.encode("utf-8", "surrogateescape"))
 
 
 def expand_mode(inv):
@@ -283,7 +281,7 @@ def expand_mode(inv):
                 sys.stderr.write("exim_py: length limit exceeded (%d > %d) for: recipient\n"
                                  % (len(data), ARG_MAX))
                 return 1
-            result = tester.line(data.decode("latin-1"))
+            result = tester.line(data.decode("utf-8", "surrogateescape"))
             if result is not None:
                 _out(_c_string(result) + "\n")
         sys.stdout.flush()

@@ -95,7 +95,7 @@ def _word_bytes(m):
 
 
 def decode_2047(text, charset="UTF-8"):
-    """Decode RFC 2047 encoded words (strings hold one byte per character).
+    """Decode RFC 2047 encoded words in header text.
 
     The decoded text is converted to ``charset`` (the headers_charset
     option); with None (``$bh_``) the bytes of the declared charset are
@@ -116,6 +116,7 @@ def decode_2047(text, charset="UTF-8"):
                 data = data.decode(declared, "replace").encode(charset, "replace")
             except LookupError:
                 pass
-        return data.decode("latin-1")
+        # Header text is UTF-8 with surrogate escapes, as the spool holds it.
+        return data.decode("utf-8", "surrogateescape")
 
     return _ENCODED_WORD.sub(replace, text)

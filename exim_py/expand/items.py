@@ -21,13 +21,13 @@ from exim_py.expand.lists import append_item, iter_list, list_separator
 from exim_py.expand.nodes import Node, Tainted, Text, taint_like
 from exim_py.expand.regex import compile_regex
 from exim_py.expand.strings import (
-    HASHCODES, ascii_lower, compute_hash, compute_nhash, extract_substr, printing,
-    split_command, to_bytes)
+    HASHCODES, ascii_lower, compute_hash, compute_nhash, extract_substr, from_latin, printing,
+    split_command, to_bytes, to_latin)
 
 
 def _expand_again(text, ctx):
-    from exim_py.expand import expand
-    return expand(text, ctx)
+    from exim_py.expand import expand_latin
+    return expand_latin(text, ctx)
 
 
 class If(Node):
@@ -90,13 +90,16 @@ def do_lookup(ctx, ltype, source, key):
     if source.__class__ is Tainted:
         # Exim logs this and fails the lookup (its own message is "(null)").
         raise ExpansionError("Tainted filename for search: '%s'" % source)
+    # Lookups deal in exim_py's usual text; the engine in bytes.
     try:
-        result, parts = lookups.search_wild(ltype, source, key, ctx)
+        result, parts = lookups.search_wild(ltype, source and from_latin(source),
+                                            from_latin(key), ctx)
     except LookupDefer as e:
         raise ExpansionError('lookup of "%s" gave DEFER: %s' % (printing(key, tab=True), e))
     if parts is not None:
-        ctx.numeric = [ctx.numeric[0] if ctx.numeric else "", parts[0], parts[1]]
-    return result
+        ctx.numeric = [ctx.numeric[0] if ctx.numeric else "",
+                       to_latin(parts[0]), to_latin(parts[1])]
+    return result if result is None else to_latin(result)
 
 
 def lookup_kind(ltype):

@@ -11,6 +11,7 @@ same earlier errors win, in the same order.
 from exim_py.errors import ExpansionError, ForcedFail
 from exim_py.expand import variables
 from exim_py.expand.headers import find_header
+from exim_py.expand.strings import to_latin
 
 
 class Node:
@@ -104,8 +105,14 @@ class Var(Node):
     def ev(self, ctx):
         value = ctx.variables.get(self.name)
         if value is not None and value.__class__ is str:
-            return value
-        return variables.value_of(ctx, self.name)
+            return value if value.isascii() else to_latin(value)
+        if self.name in _ENGINE_VARIABLES:
+            return variables.value_of(ctx, self.name)
+        return to_latin(variables.value_of(ctx, self.name))
+
+
+# Variables the engine itself sets, already in its byte form.
+_ENGINE_VARIABLES = frozenset(("value", "item"))
 
 
 class NumVar(Node):
@@ -137,7 +144,7 @@ class HeaderVar(Node):
                             decode=self.decode) if ctx.headers else None
         if value is None and "}" in self.name:
             ctx.malformed_header = True
-        return Tainted(value) if value else ""
+        return Tainted(to_latin(value)) if value else ""
 
 
 class ErrorNode(Node):

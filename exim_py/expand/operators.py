@@ -292,13 +292,13 @@ def op_eval10(s, arg, ctx):
 
 
 def op_expand(s, arg, ctx):
-    from exim_py.expand import expand
+    from exim_py.expand import expand_latin
     from exim_py.expand.nodes import Tainted
     if s.__class__ is Tainted:
         raise ExpansionError('internal expansion of "%s" failed: attempt to expand tainted '
                              "string '%s'" % (s, s))
     try:
-        return expand(s, ctx)
+        return expand_latin(s, ctx)
     except ExpansionError as e:
         raise e.__class__('internal expansion of "%s" failed: %s' % (s, e))
 

@@ -5,6 +5,8 @@ negative offsets, the textual and numeric hashes, printable escaping, and the
 quoting rules of keyed data and of ${run} command lines.
 """
 
+import codecs
+
 from exim_py.errors import ExpansionError
 
 _SPACE = " \t\n\r\f\v"
@@ -24,6 +26,40 @@ def ascii_lower(s):
 
 def ascii_upper(s):
     return s.upper() if s.isascii() else s.translate(_UPPER)
+
+
+def _utf8_bytes(error):
+    """Encoding error handler: a character beyond one byte goes out as its
+    UTF-8 form (a surrogate escape as the byte it stands for)."""
+    return error.object[error.start:error.end].encode("utf-8", "surrogateescape"), error.end
+
+
+codecs.register_error("exim_py.utf8", _utf8_bytes)
+
+
+# The expansion engine works on byte strings as Exim does: inside it, one
+# character stands for one byte (latin-1), so lengths, substrings, hashes and
+# the bytes that \x and octal escapes make come out as Exim's.  Everywhere
+# else exim_py holds text as UTF-8 with other bytes as surrogate escapes (the
+# configuration, the spool, the logs).  These two convert at the border:
+# expand() takes and returns the outside form, variables and headers are
+# converted as they are read.
+
+def to_latin(s):
+    """Outside text (UTF-8, surrogate escapes) as the engine's byte string."""
+    if s.isascii():
+        return s
+    converted = s.encode("utf-8", "surrogateescape").decode("latin-1")
+    return converted if s.__class__ is str else s.__class__(converted)
+
+
+def from_latin(s):
+    """The engine's byte string as outside text: bytes that form UTF-8 become
+    the characters they spell, any others surrogate escapes."""
+    if s.isascii():
+        return s
+    converted = s.encode("latin-1", "exim_py.utf8").decode("utf-8", "surrogateescape")
+    return converted if s.__class__ is str else s.__class__(converted)
 
 
 def to_bytes(s):

@@ -73,7 +73,7 @@ def _read_message(inv, ctx, config, sender, out):
     headers = env.headers[1:] if len(received) > len([h for h in raw_headers if h.flag == "P"]) \
         else env.headers
     ctx.headers = headers
-    ctx.body = body.decode("latin-1")
+    ctx.body = body.decode("utf-8", "surrogateescape")
     ctx.set("message_size", len(data) or 1)
     ctx.set("message_body_size", len(body))
     ctx.set("body_linecount", env.body_linecount)

@@ -12,7 +12,7 @@ import os
 import re
 
 from exim_py.errors import ExpansionError
-from exim_py.expand import expand
+from exim_py.expand import expand_latin
 from exim_py.expand.regex import compile_regex, set_numeric
 from exim_py.expand.rfc822 import extract_address, find_address_end
 from exim_py.expand.strings import printing as _printing
@@ -144,7 +144,7 @@ class Interpreter:
             numbers = self.sn if name.startswith("s") else self.n
             return str(numbers[int(name[-1])])
         try:
-            return expand(_NVAR.sub(value, string), self.ctx)
+            return expand_latin(_NVAR.sub(value, string), self.ctx)
         except ExpansionError as e:
             raise _Stop(ERROR, 'failed to expand "%s" in %s: %s' % (string, what, e))
 

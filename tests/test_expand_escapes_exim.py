@@ -1,0 +1,125 @@
+"""Backslash escapes in expansion strings make bytes, as in Exim.
+
+``\\xe9`` and ``\\351`` give the single byte 0xE9 (not the two UTF-8 bytes of
+the character U+00E9), escapes that spell a UTF-8 sequence give those
+bytes, and 8-bit text written literally keeps its bytes; byte-counting
+operators see bytes.  Each test compares exim_py with Debian's exim4 byte
+for byte: ``-be`` output, a ``logwrite`` line under ``-bh`` and a header
+added by an ACL as the -H spool file stores it.
+"""
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+
+from twisted.trial import unittest
+
+from tests.support.peers import QUIET_MAIN, RealExim, exim_py_command
+
+
+def _exim_py(args, input=None):
+    """exim_py run from this checkout: (stdout bytes, stderr bytes)."""
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run(exim_py_command() + list(args), input=input, capture_output=True,
+                          timeout=60, env=env)
+    return proc.stdout, proc.stderr
+
+
+def _exim4(exim, conf, args, input=None):
+    proc = subprocess.run([exim.binary, "-C", conf] + list(args), input=input,
+                          capture_output=True, timeout=60)
+    return proc.stdout, proc.stderr
+
+
+# Strings whose bytes depend on how escapes and 8-bit text are read.
+CASES = [
+    "\\xe9",
+    "\\351",
+    "a\\xe9b\\351c",
+    "\\xc3\\xa9",
+    "\\303\\251",
+    "é",
+    "${strlen:\\xe9}",
+    "${strlen:é}",
+    "${length_1:é}",
+    "${hex2b64:${md5:\\xe9}}",
+    "${escape:\\xe9é\\x01}",
+    "${tr{\\xe9}{\\xe9}{e}}",
+    "${if eq{\\xc3\\xa9}{é}{same}{different}}",
+    "${lc:\\xc9}",
+    "${str2b64:\\xe9\\xff}",
+]
+
+
+class EscapeBytesTests(unittest.TestCase):
+    """Escapes and 8-bit text through -be, logwrite and add_header."""
+
+    def setUp(self):
+        self.exim = RealExim()
+        self.addCleanup(self.exim.cleanup)
+
+    def test_be_output_bytes(self):
+        """Every case prints the same bytes under exim_py -be as under exim4 -be."""
+        conf = self.exim.write_config(QUIET_MAIN)
+        for case in CASES:
+            theirs = _exim4(self.exim, conf, ["-be", case])[0]
+            ours = _exim_py(["-C", conf, "-be", case])[0]
+            self.assertEqual(ours, theirs, case)
+
+    def test_be_stdin_bytes(self):
+        """Lines read from standard input keep their 8-bit bytes as exim4 does."""
+        conf = self.exim.write_config(QUIET_MAIN)
+        data = "\n".join(CASES).encode("utf-8") + b"\n\xe9${strlen:\xe9}\n"
+        self.assertEqual(_exim_py(["-C", conf, "-be"], data)[0],
+                         _exim4(self.exim, conf, ["-be"], data)[0])
+
+    def test_logwrite_bytes(self):
+        """A logwrite string with escapes and UTF-8 text logs Exim's octal escapes
+        for the same bytes (\\351 for \\xe9, \\303\\251 for é)."""
+        conf = self.exim.write_config(
+            QUIET_MAIN + "acl_smtp_rcpt = r\nbegin acl\nr:\n"
+            "  warn logwrite = A\\xe9B\\351C é \\xc3\\xa9 ${length_1:é} ${strlen:é}\n"
+            "  deny\n")
+        dialogue = b"HELO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nQUIT\r\n"
+
+        def logwrite_line(stderr):
+            lines = [line for line in stderr.splitlines() if line.startswith(b"LOG: A")]
+            self.assertEqual(len(lines), 1, stderr)
+            return lines[0]
+
+        theirs = logwrite_line(_exim4(self.exim, conf, ["-bh", "127.0.0.1"], dialogue)[1])
+        ours = logwrite_line(_exim_py(["-C", conf, "-bh", "127.0.0.1"], dialogue)[1])
+        self.assertEqual(theirs, b"LOG: A\\351B\\351C \\303\\251 \\303\\251 \\303 2")
+        self.assertEqual(ours, theirs)
+
+    def test_add_header_bytes(self):
+        """A header added by an ACL holds the escaped byte itself, as exim4's
+        -H file does."""
+        def spool_header(run, owner):
+            spool = tempfile.mkdtemp(prefix="exim_py-escapes-")
+            self.addCleanup(shutil.rmtree, spool, True)
+            if owner:
+                os.chown(spool, pwd.getpwnam(owner).pw_uid, -1)
+            conf = self.exim.write_config(
+                QUIET_MAIN + "spool_directory = %s\nlog_file_path = %s/%%slog\n"
+                "acl_smtp_rcpt = r\nbegin acl\nr:\n"
+                "  accept add_header = X-Esc: a\\xe9b \\303\\251 é\n" % (spool, spool),
+                name="%s.conf" % os.path.basename(spool))
+            run(conf, ["-odq", "-bs"],
+                b"HELO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n"
+                b"Subject: t\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+            files = glob.glob(os.path.join(spool, "input", "*-H"))
+            self.assertEqual(len(files), 1, spool)
+            with open(files[0], "rb") as f:
+                return [line for line in f.read().splitlines() if b"X-Esc:" in line]
+
+        theirs = spool_header(lambda conf, args, data: _exim4(self.exim, conf, args, data),
+                              "Debian-exim")
+        ours = spool_header(lambda conf, args, data: _exim_py(["-C", conf] + args, data), None)
+        self.assertEqual(theirs, [b"017  X-Esc: a\xe9b \xc3\xa9 \xc3\xa9"])
+        self.assertEqual(ours, theirs)
