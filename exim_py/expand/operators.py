@@ -164,7 +164,8 @@ def _extract(s, ctx):
     # Exim's parser flags outlive one expansion (see ExpandContext).
     state = {"allow_group": ctx.parse_allow_group, "found_group": ctx.parse_found_group}
     try:
-        return extract_address(s, state=state)
+        return extract_address(s, state=state, allow_domain_literals=ctx.main_option(
+            "allow_domain_literals", False))
     finally:
         ctx.parse_allow_group = state["allow_group"]
         ctx.parse_found_group = state["found_group"]
@@ -199,9 +200,10 @@ def op_addresses(s, arg, ctx):
         outsep, t = t[1], t[2:]
     out = []
     state = {"allow_group": True, "found_group": ctx.parse_found_group}
+    literals = ctx.main_option("allow_domain_literals", False)
     while True:
         end = find_address_end(t)
-        parsed = extract_address(t[:end], state=state)
+        parsed = extract_address(t[:end], state=state, allow_domain_literals=literals)
         if parsed:
             address = parsed[0].replace(outsep, outsep + outsep)
             if out and address.startswith(outsep):

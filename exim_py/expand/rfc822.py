@@ -25,9 +25,13 @@ def _is_atom_char(c):
 
 
 class _Parser:
-    def __init__(self, s):
+    def __init__(self, s, literals=True):
         self.s = s
         self.i = 0
+        # allow_domain_literals: without it a literal in a route-addr or a
+        # source route fails (an addr-spec outside <> keeps it: Exim does
+        # not look at that error there).
+        self.literals = literals
 
     def ch(self, k=0):
         j = self.i + k
@@ -85,10 +89,12 @@ class _Parser:
             out.append(".")
             self.i += 1
 
-    def domain(self):
+    def domain(self, checked=True):
         out = []
         self.skip_comment()
         if self.ch() == "[":
+            if checked and not self.literals:
+                raise _Fail("domain literals not allowed")
             out.append("[")
             self.i += 1
             while self.i < len(self.s) and self.s[self.i] != "]":
@@ -139,7 +145,7 @@ class _Parser:
     def addr_spec(self, term):
         local = self.local_part()
         if not local:
-            raise _Fail("no local part")
+            raise _Fail("missing or malformed local part")
         if self.ch() == term and term:
             return local, 0
         if self.ch() != "@":
@@ -149,10 +155,12 @@ class _Parser:
         return local + "@" + domain, len(local) + 1
 
 
-def extract_address(mailbox, state=None, allow_null=False, errors=None):
+def extract_address(mailbox, state=None, allow_null=False, errors=None,
+                    allow_domain_literals=True):
     """(address, domain offset) for ``mailbox`` (offset 0: no domain), or None.
 
     ``errors``, a list, receives Exim's text for why it failed.
+    ``allow_domain_literals`` is the main option of that name.
     ``state`` (a dict with ``allow_group`` / ``found_group``) carries group
     syntax between the pieces of one ${addresses} list.
     """
@@ -161,7 +169,7 @@ def extract_address(mailbox, state=None, allow_null=False, errors=None):
         return mailbox, m.end(1) + 1
     if state is None:
         state = {"allow_group": False, "found_group": False}
-    p = _Parser(mailbox)
+    p = _Parser(mailbox, allow_domain_literals)
     try:
         while True:
             p.skip_comment()
@@ -213,7 +221,7 @@ def extract_address(mailbox, state=None, allow_null=False, errors=None):
                     raise _Fail("domain missing in source-routed address")
             else:
                 p.i += 1
-                domain = p.domain()
+                domain = p.domain(checked=False)
                 result = (text + "@" + domain, len(text) + 1)
             break
         if p.ch():

@@ -9,7 +9,7 @@ address itself may contain spaces inside quotes.
 
 import re
 
-from exim_py.delivery.addrparse import AddressSyntaxError, extract_address
+from exim_py.expand.rfc822 import extract_address
 
 _PARAM = re.compile(r"\s+([A-Za-z0-9][A-Za-z0-9-]*)(?:=(\S*))?$")
 
@@ -39,12 +39,15 @@ class BadAddress(ValueError):
     """An address operand Exim would refuse; ``str()`` is the text after '<operand>: '."""
 
 
-def parse_path(operand, allow_empty):
+def parse_path(operand, allow_empty, domain_literals=True):
     """Extract the mailbox from a MAIL/RCPT operand: ``<a@b>``, ``a@b``, ``<@r1,@r2:a@b>``.
 
     Returns the address ('' for ``<>`` when ``allow_empty``).  Raises
-    BadAddress with Exim's explanation otherwise.  The address itself is
-    checked by the same parser -bt and redirection use.
+    BadAddress with Exim's explanation otherwise: the operand goes through
+    the port of Exim's parse_extract_address that ${address} uses, so the
+    texts are its own ('"@" or "." expected after "c"', "unmatched
+    doublequote in local part"...).  ``domain_literals`` is the
+    allow_domain_literals option.
     """
     text = operand.strip()
     simple = _SIMPLE_PATH.fullmatch(text)
@@ -52,33 +55,21 @@ def parse_path(operand, allow_empty):
         # <dot-atom@dot-atom>, as nearly every client sends: the full parser
         # would return just what is between the brackets.
         return simple.group(1)
-    m = _ROUTE_ADDR.match(text)
-    if m:
-        path, trailing = m.group(1), m.group(2).strip()
-    elif text.startswith("<"):
-        raise BadAddress("'>' missing at end of address")
-    else:
-        words = _BARE_ADDR.match(text)
-        path, trailing = words.group(1), words.group(2).strip()
-    if trailing:
-        raise BadAddress("malformed address: %s may not follow %s " % (trailing, path))
-    try:
-        address = extract_address(path)
-    except AddressSyntaxError as e:
-        raise BadAddress(str(e).split(" (expected")[0])
-    if address == "" and not allow_empty:
-        raise BadAddress("missing or malformed local part")
-    return address
+    errors = []
+    parsed = extract_address(text, allow_null=allow_empty, errors=errors,
+                             allow_domain_literals=domain_literals)
+    if parsed is None:
+        raise BadAddress(errors[0])
+    return parsed[0]
 
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-# "<local@domain>" with dot-atoms on both sides: no quotes, comments,
-# source route or white space, so nothing for the full parser to do
-_SIMPLE_PATH = re.compile(r"<(%s(?:\.%s)*@%s(?:\.%s)*)>" % ((_ATOM,) * 4))
-# "<...>" (quoted strings may hold '>') and whatever follows it
-_ROUTE_ADDR = re.compile(r'^(<(?:[^<>"]|"(?:[^"\\]|\\.)*")*>)(.*)$')
-# a bare address: up to the first unquoted space
-_BARE_ADDR = re.compile(r'^((?:[^\s"]|"(?:[^"\\]|\\.)*")*)(.*)$')
+# RFC 821's rule for a domain, as Exim applies it: letters, digits and
+# hyphens, not starting with a hyphen
+_LABEL = r"[A-Za-z0-9][A-Za-z0-9-]*"
+# "<local@domain>": a dot-atom, and labels; no quotes, comments, source
+# route or white space, so nothing for the full parser to do
+_SIMPLE_PATH = re.compile(r"<(%s(?:\.%s)*@%s(?:\.%s)*)>" % (_ATOM, _ATOM, _LABEL, _LABEL))
 
 
 def xtext_decode(value):

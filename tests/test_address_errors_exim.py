@@ -1,0 +1,94 @@
+"""Why a MAIL or RCPT address is malformed, in Exim's words.
+
+Exim answers a broken address with ``501 <operand>: <reason>``, the reason
+coming from its RFC 2822 parser (parse_extract_address): '"@" or "."
+expected after "c"', "unmatched doublequote in local part", "no local
+part"...  These tests send the same broken addresses to Debian's exim4 and
+to exim_py, both under ``-bh``, and compare the replies.
+"""
+
+import os
+import subprocess
+
+from twisted.trial import unittest
+
+from tests.support.peers import QUIET_MAIN, RealExim, exim_py_command
+
+CONFIG = QUIET_MAIN + """\
+acl_smtp_mail = accept
+acl_smtp_rcpt = accept
+smtp_max_synprot_errors = 1000
+smtp_accept_max_nonmail = 10000
+"""
+
+# Addresses Exim refuses for their syntax, and some it takes although they
+# look odd (so that exim_py does not refuse them either).
+ADDRESSES = [
+    b"<c\x01@d>", b'<"abc@d>', b'<abc"@d>', b"<a@b", b"a@b>", b"<<a@b>>", b"<a@>",
+    b"<a@b.>", b"<a@b..c>", b"<a..b@c>", b"<.a@b>", b"<a.@b>", b"<@>", b"<@a,@b:c@d>",
+    b"<@a,@b:c>", b"<\xe9@d>", b"<a@\xe9>", b"<@d>", b"<(x)a@b>", b"<a@b(x)>", b"<a@.b>",
+    b'<""@b>', b"<a@@b>", b"<a@b@c>", b"<:a@b>", b"<@a:b@c>", b"<@a,b:c@d>", b"<a\\@b@c>",
+    b"<a@b\\c>", b"<a,b@c>", b"<a;b@c>", b"<a@b;c>", b"<a@-b>", b"<a:b@c>", b"<(a@b>",
+    b"<a@b)>", b'<"a\x01"@b>', b"<a@b,c@d>", b"<@a:>", b"<a>", b"a",
+]
+
+
+def _replies(stdout):
+    """The replies after the greeting and EHLO, one line each."""
+    lines = [line for line in stdout.split(b"\r\n") if line[:3].isdigit()]
+    return [line for line in lines if not line.startswith((b"220", b"250-", b"250 HELP"))]
+
+
+def _dialogue(verb):
+    commands = [b"EHLO client.example"]
+    for address in ADDRESSES:
+        if verb == "MAIL":
+            commands += [b"MAIL FROM:" + address, b"RSET"]
+        else:
+            commands += [b"MAIL FROM:<>", b"RCPT TO:" + address, b"RSET"]
+    return b"".join(c + b"\r\n" for c in commands + [b"QUIT"])
+
+
+class AddressErrorTests(unittest.TestCase):
+    """MAIL and RCPT replies to broken addresses match exim4's."""
+
+    def setUp(self):
+        self.exim = RealExim()
+        self.addCleanup(self.exim.cleanup)
+        self.conf = self.exim.write_config(CONFIG)
+
+    def run_both(self, data):
+        """(exim4's replies, exim_py's replies) to the dialogue ``data``."""
+        theirs = subprocess.run([self.exim.binary, "-C", self.conf, "-bh", "127.0.0.1"],
+                                input=data, capture_output=True, timeout=60).stdout
+        env = dict(os.environ)
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        ours = subprocess.run(exim_py_command() + ["-C", self.conf, "-bh", "127.0.0.1"],
+                              input=data, capture_output=True, timeout=60, env=env).stdout
+        return _replies(theirs), _replies(ours)
+
+    def compare(self, verb):
+        theirs, ours = self.run_both(_dialogue(verb))
+        self.assertEqual(len(ours), len(theirs), (ours, theirs))
+        for mine, real in zip(ours, theirs):
+            self.assertEqual(mine, real)
+        return theirs
+
+    def test_mail_addresses(self):
+        """MAIL FROM with each broken address gets exim4's 501 text (or its 250)."""
+        theirs = self.compare("MAIL")
+        self.assertIn(b'501 <c\x01@d>: "@" or "." expected after "c"', theirs)
+
+    def test_rcpt_addresses(self):
+        """RCPT TO with each broken address gets exim4's 501 text (or its 250),
+        "<>" included, which a recipient may not be."""
+        theirs = self.compare("RCPT")
+        self.assertIn(b'501 <"abc@d>: unmatched doublequote in local part', theirs)
+
+    def test_rcpt_null(self):
+        """RCPT TO:<> is a missing local part, as exim4 says."""
+        theirs, ours = self.run_both(
+            b"EHLO client.example\r\nMAIL FROM:<>\r\nRCPT TO:<>\r\nQUIT\r\n")
+        self.assertIn(b"501 <>: missing or malformed local part", theirs)
+        self.assertEqual(ours, theirs)
