@@ -21,6 +21,7 @@ from exim_py.config.options import find_group, find_user
 from exim_py.match.lists import split_list
 from exim_py.delivery.addrparse import AddressSyntaxError, extract_address, qualify
 from exim_py.envelope import Envelope, Recipient, Session
+from exim_py.hostport import checked_address
 from exim_py.log import Logger, received_line
 from exim_py.receive import make_header, receive, split_message
 from exim_py.spool import Spool
@@ -69,14 +70,6 @@ def _strip_brackets(address):
     if address.startswith("<") and address.endswith(">"):
         address = address[1:-1].strip()
     return address
-
-
-def split_host_port(text):
-    """-oMa's ``ip.port`` (IPv4 or IPv6), or a bare address."""
-    host, _, port = text.rpartition(".")
-    if port.isdigit() and (host.count(".") == 3 or ":" in host):
-        return host, int(port)
-    return text, None
 
 
 class BadRecipient(ValueError):
@@ -304,7 +297,8 @@ class Submission:
         """-oMa, -oMs, -oMr, -oMt: a trusted caller may say where the message came from."""
         inv = self.inv
         if inv.sender_host_address:
-            session.sender_host_address, session.sender_host_port = split_host_port(inv.sender_host_address)
+            session.sender_host_address, session.sender_host_port = checked_address(
+                inv.sender_host_address)
             session.local = False
             session.origin_tainted = True
         session.sender_host_name = inv.sender_host_name

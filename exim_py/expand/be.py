@@ -19,6 +19,7 @@ import sys
 from exim_py.errors import ExpansionError
 from exim_py.expand import ExpandContext, expand
 from exim_py.expand.headers import header_type
+from exim_py.hostport import checked_address
 
 
 def _load_config(inv):
@@ -51,17 +52,6 @@ _OM_VARIABLES = {
 }
 
 
-def split_host_port(text):
-    """(address, port or None) from -oMa / -oMi: "[ip]:port", "ip.port" or "ip"."""
-    if text.startswith("[") and "]" in text:
-        address, _, rest = text[1:].partition("]")
-        return address, rest[1:] if rest.startswith(":") and rest[1:].isdigit() else None
-    head, dot, tail = text.rpartition(".")
-    if dot and tail.isdigit() and (head.count(".") == 3 or ":" in head):
-        return head, tail
-    return text, None
-
-
 def build_context(inv, config):
     """The context -be expands in: the caller as a local sender, -oM* values."""
     ctx = ExpandContext(config=config, first_delivery=False)
@@ -82,14 +72,12 @@ def build_context(inv, config):
     for key, names in ((("a",), ("sender_host_address", "sender_host_port")),
                        (("i",), ("interface_address", "interface_port"))):
         if key[0] in oM:
-            address, port = split_host_port(oM[key[0]])
+            address, port = checked_address(oM[key[0]])
             ctx.set(names[0], address)
-            if port is not None:
-                ctx.set(names[1], int(port))
+            ctx.set(names[1], port)
             if key[0] == "i":
                 ctx.set("received_ip_address", address)
-                if port is not None:
-                    ctx.set("received_port", int(port))
+                ctx.set("received_port", port)
     for key, names in _OM_VARIABLES.items():
         if key in oM:
             for name in names:
