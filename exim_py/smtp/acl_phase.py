@@ -15,8 +15,12 @@ from exim_py.acl import DISCARD, OK, run_acl
 from exim_py.acl import replies
 from exim_py.acl.context import AclContext
 from exim_py.acl.phases import DENY_WHEN_UNSET
+from exim_py.log import printing
 from exim_py.receive import make_header
 from exim_py.smtp.reply import Reply
+
+# the default reply an accepting ACL's message replaces, where it is not 250
+ACCEPT_CODES = {"connect": "220", "predata": "354"}
 
 # controls that change the session: control name -> (Session attribute, value)
 SESSION_CONTROLS = {
@@ -84,13 +88,39 @@ def _reply(where, result, ctx, command_data, session):
     if result.rc in (OK, DISCARD):
         if result.rc == DISCARD and ctx.envelope is not None and where == "rcpt":
             ctx.envelope.discarded = True
-        if result.user_message and where not in ("predata",):
-            return Reply(250, result.user_message)
+        if result.user_message:
+            return accepted_reply(where, result.user_message, ctx.log)
         return None
     reply = replies.rejection(result, ctx, command_data,
                               no_multiline=getattr(session, "no_multiline", False))
     replies.write_logs(reply, ctx)
     return Reply(int(reply.code), reply.text, drop=reply.close, lines=reply.lines)
+
+
+def accepted_reply(where, message, log):
+    """An accepting ACL's ``message`` as the reply that replaces the default
+    one (smtp_in.c's smtp_user_msg, spec chapter "Access control lists",
+    the message modifier).
+
+    A code at the message's start is used when its first digit is the
+    default's (2 for most phases, 3 for the DATA command's 354); another
+    is dropped with a main and panic log line.  HELO and EHLO take one line
+    only: the code goes on every EHLO line, its enhanced code on the first,
+    and a message with a newline is cut there, with a panic log line.
+    """
+    code, text, _, panic = replies.message_code(ACCEPT_CODES.get(where, "250"), message, None, False)
+    if panic is not None and log is not None:
+        log.panic(panic)
+    if where == "helo":
+        enhanced = code[4:]
+        cut = min((i for i in (text.find("\r"), text.find("\n")) if i >= 0), default=-1)
+        if cut >= 0:
+            if log is not None:
+                log.panic("EHLO/HELO response must not contain newlines: message truncated: %s"
+                          % printing("%s %s%s" % (code[:3], enhanced, text)))
+            text = text[:cut]
+        return Reply(int(code[:3]), enhanced + text)
+    return Reply(int(code[:3]), text, lines=replies.respond_lines(code, text))
 
 
 def apply_effects(result, session, envelope):

@@ -19,7 +19,7 @@ import time
 from twisted.internet import defer, threads
 
 from exim_py import EXIM_COMPAT_VERSION
-from exim_py.acl import helo, replies
+from exim_py.acl import helo
 from exim_py.acl.context import AclContext, install_host_name_lookup, session_variables as _session_variables
 from exim_py.auths.dialogue import AuthDialogue
 from exim_py.errors import ExpansionError, LookupDefer
@@ -246,24 +246,12 @@ class ServerPolicy(MessagePolicy):
         return None
 
     def _connect_acl(self, refusal, session):
+        """The connect ACL's answer; an accepting one's message is the
+        greeting in place of smtp_banner (Exim's smtp_start_session, the
+        code taken as acl_phase.accepted_reply says)."""
         if refusal is not None:
             return refusal
-        reply = self._run_acl("connect", "acl_smtp_connect", session)
-        if isinstance(reply, defer.Deferred):
-            return reply.addCallback(self._greeting)
-        return self._greeting(reply)
-
-    def _greeting(self, reply):
-        """An accepting connect ACL's message is the greeting, in place of
-        smtp_banner (Exim's smtp_start_session); a code at its start counts
-        when it is a 2xx one, as smtp_message_code decides (another is
-        dropped, with a panic-log line)."""
-        if reply is None or not reply.ok or reply.lines is not None:
-            return reply
-        code, text, _, panic = replies.message_code("220", reply.text, None, False)
-        if panic is not None and self.logger is not None:
-            self.logger.panic(panic)
-        return Reply(int(code[:3]), text, lines=replies.respond_lines(code, text))
+        return self._run_acl("connect", "acl_smtp_connect", session)
 
     def _lookup_context(self, session):
         """An AclContext for the connection-time name lookup: its DNS answers

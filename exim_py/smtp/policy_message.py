@@ -97,11 +97,13 @@ class MessagePolicy:
             envelope.frozen = True
         if getattr(envelope, "discarded", False) and not envelope.recipients:
             return Reply(250, "OK")
+        # an accepting DATA ACL's message replaces "OK id=..." (receive.c)
+        accepted = reply if reply is not None and reply.lines else None
         if self.host_checking:
             # -bh stores nothing, but shows the <= line it would have logged
             if self.logger is not None:
                 self.logger.main(received_line(envelope, self.logger), message_id=envelope.message_id)
-            return Reply(250, "OK id=%s" % envelope.message_id)
+            return accepted or Reply(250, "OK id=%s" % envelope.message_id)
         d = self.spool_writer.store(envelope, body)
 
         def stored(message_id):
@@ -126,7 +128,7 @@ class MessagePolicy:
                     "If it was a legitimate message, it may still be delivered to the target recipient(s)."
                 reply = Reply(550 if fake[0] is not None else 450, text)
             else:
-                reply = Reply(250, "OK id=%s" % message_id)
+                reply = accepted or Reply(250, "OK id=%s" % message_id)
             # -bs -odi: the reply (and so the next command) waits for the delivery
             if self.reply_after_delivery and isinstance(delivery, defer.Deferred):
                 return delivery.addBoth(lambda _: reply)

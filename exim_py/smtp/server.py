@@ -573,18 +573,19 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
             self.session.received_protocol = self.policy.protocol_name(self.session, self.esmtp)
             self.envelope = None
             self._bdat = None
-            greeting = self.policy.helo_greeting(self.session)
+            code, greeting = 250, self.policy.helo_greeting(self.session)
             if reply is not None and reply.text:
-                greeting = reply.text
+                # an accepting ACL's message, with its code on every EHLO line
+                code, greeting = reply.code, reply.text
             if self.esmtp:
                 self.extensions = shared_keywords(self.policy.ehlo_extensions(self.session))
                 self.pipelining = "PIPELINING" in self.extensions
                 lines = [greeting] + self.policy.ehlo_lines(self.session, self.extensions)
-                self._send(250, "\n".join(lines))
+                self._send(code, "\n".join(lines))
             else:
                 self.extensions = set()
                 self.pipelining = False
-                self._send(250, greeting)
+                self._send(code, greeting)
 
         # the HELO ACL sees the new name as $sender_helo_name
         self.session.helo_name = arg

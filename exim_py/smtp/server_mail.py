@@ -181,7 +181,7 @@ class TransactionCommands:
             limit = self.policy.message_size_limit(self.session)
             self._collector = smtpdata.DataCollector(limit, self.lf_line_ends)
             self._mode = "data"
-            self._send(354, 'Enter message, ending with "." on a line by itself')
+            self._send_reply(reply, 354, 'Enter message, ending with "." on a line by itself')
 
         self._ask(self.policy.predata, self.session, self.envelope, then=answered, sync="DATA")
 
@@ -206,11 +206,17 @@ class TransactionCommands:
             self.envelope = None
             self.rcpt_response = None
             self.rcpt_response_same = True
-            if reply is None or reply.ok:
+            accepted = reply is None or reply.ok
+            if accepted:
                 self.messages += 1
-            self._send_reply(reply, 250, "OK")
+            if self._send_reply(reply, 250, "OK") and accepted:
+                self._message_accepted()
 
         self._ask(self.policy.receive, self.session, env, message, longest, then=answered)
+
+    def _message_accepted(self):
+        """Called once a message's positive reply is sent (-bh's protocol
+        adds its note that the id is not real)."""
 
     def smtp_BDAT(self, arg):
         self._early_pipe = False

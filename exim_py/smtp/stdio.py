@@ -49,9 +49,9 @@ class StdioSMTPProtocol(SMTPServerProtocol):
         self.transport.getHost = _StdioAddress
         super().connectionMade()
 
-    def _send(self, code, text):
-        super()._send(code, text)
-        if self.host_checking and code == 250 and text.startswith("OK id="):
+    def _message_accepted(self):
+        # Exim's receive.c notes this after any reply accepting the message
+        if self.host_checking:
             self.transport.write(NOT_REAL_ID.encode("ascii"))
 
 
