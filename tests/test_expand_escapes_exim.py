@@ -71,6 +71,21 @@ class EscapeBytesTests(unittest.TestCase):
             ours = _exim_py(["-C", conf, "-be", case])[0]
             self.assertEqual(ours, theirs, case)
 
+    def test_config_text_bytes(self):
+        """8-bit text from the configuration (a named list, an ACL's message)
+        and arguments handed to ${acl} and to list matching keep their bytes."""
+        conf = self.exim.write_config(
+            QUIET_MAIN + "domainlist dl = é.example : b\nbegin acl\na:\n"
+            "  accept message = got $acl_arg1 ${strlen:$acl_arg1} \\xe9\n")
+        cases = ["${listnamed:dl}", "${strlen:${listnamed:dl}}", "${acl{a}{é}}",
+                 "${acl{a}{\\xe9}}", "${if match_domain{é.example}{+dl}{y$value}{n}}",
+                 "${if match_domain{\\xc3\\xa9.example}{+dl}{y}{n}}",
+                 "${if match_domain{\\xe9.example}{+dl}{y}{n}}"]
+        for case in cases:
+            theirs = _exim4(self.exim, conf, ["-be", case])[0]
+            ours = _exim_py(["-C", conf, "-be", case])[0]
+            self.assertEqual(ours, theirs, case)
+
     def test_be_stdin_bytes(self):
         """Lines read from standard input keep their 8-bit bytes as exim4 does."""
         conf = self.exim.write_config(QUIET_MAIN)

@@ -18,7 +18,7 @@ from exim_py.expand.headers import find_header
 from exim_py.expand.lists import iter_list
 from exim_py.expand.nodes import Node
 from exim_py.expand.regex import compile_regex, set_numeric
-from exim_py.expand.strings import ascii_lower, to_bytes
+from exim_py.expand.strings import ascii_lower, from_latin, to_bytes, to_latin
 from exim_py.expand.variables import unknown_message, value_of
 
 with warnings.catch_warnings():
@@ -230,6 +230,8 @@ def _list_match(ctx, name, subject, liststring):
         from exim_py.match import match_list
     except ImportError:
         raise ExpansionError('"%s" needs exim_py.match, which is not available' % name)
+    # List matching deals in exim_py's usual text; the engine in bytes.
+    subject, liststring = from_latin(subject), from_latin(liststring)
     if name == "match_ip":
         if subject and not ip_version(subject):
             raise ExpansionError('"%s" is not an IP address' % subject)
@@ -245,9 +247,9 @@ def _list_match(ctx, name, subject, liststring):
         raise ExpansionError('unable to complete match against "%s": %s'
                              % (liststring, reason))
     if result:
-        ctx.lookup_value = result.value
+        ctx.lookup_value = result.value if result.value is None else to_latin(result.value)
         if result.numeric:
-            ctx.numeric = list(result.numeric)
+            ctx.numeric = [to_latin(n) if n.__class__ is str else n for n in result.numeric]
     return bool(result)
 
 

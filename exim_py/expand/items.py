@@ -672,7 +672,10 @@ def call_acl(ctx, args):
     runner = getattr(ctx, "acl_runner", None)
     if runner is None:
         raise ExpansionError('ACLs cannot be run from expansions here ("%s")' % args[0])
-    verdict, message = runner(args[0], args[1:])
+    # The ACL engine deals in exim_py's usual text; the engine in bytes.
+    verdict, message = runner(from_latin(args[0]), [from_latin(a) for a in args[1:]])
+    if message:
+        message = to_latin(message)
     if verdict in ("accept", "ok"):
         return True, message
     if verdict in ("deny", "fail"):

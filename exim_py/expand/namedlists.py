@@ -6,6 +6,7 @@ Items of a list that uses another separator are re-quoted for colons, and
 
 from exim_py.errors import ExpansionError
 from exim_py.expand.lists import iter_list, list_separator
+from exim_py.expand.strings import to_latin
 
 _KINDS = {"a": "address", "d": "domain", "h": "host", "l": "localpart"}
 
@@ -32,6 +33,7 @@ def list_named(ctx, name, suffix):
     if value is None:
         raise ExpansionError('"%s" is not a %snamed list'
                              % (name, (kind + " ") if kind else ""))
+    value = to_latin(value)        # configuration text, as the engine holds it
     sep = list_separator(value)[0]
     out = []
     for item in iter_list(value):
