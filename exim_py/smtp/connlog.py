@@ -99,9 +99,18 @@ def command(session, verb):
     had.append(verb)
     if len(had) > HISTORY:
         del had[0]
-        session.commands_wrapped = True
     if verb == "MAIL":
         session.mail_commands = getattr(session, "mail_commands", 0) + 1
+
+
+def commands_had(session):
+    """Exim's C= list of the commands a session used, the last 20; empty
+    when there were none.  Exim keeps them in a ring of 20 and writes
+    "C=..." once the ring is full, even when nothing was dropped yet."""
+    had = getattr(session, "commands_had", None)
+    if not had:
+        return ""
+    return ("C=..." if len(had) >= HISTORY else "C=") + ",".join(had)
 
 
 def incomplete(policy, session, envelope, why):
@@ -184,9 +193,8 @@ def _no_mail(policy, session):
             parts.append("CV=" + ("yes" if session.tls_certificate_verified else "no"))
         if _selected(policy, "tls_peerdn") and session.tls_peerdn:
             parts.append('DN="%s"' % session.tls_peerdn)
-    had = getattr(session, "commands_had", None) or []
+    had = commands_had(session)
     if had:
-        prefix = "C=..." if getattr(session, "commands_wrapped", False) else "C="
-        parts.append(prefix + ",".join(had))
+        parts.append(had)
     policy.logger.main("no MAIL in SMTP connection from %s %s" % (
         host_and_ident(policy, session, False), " ".join(parts)))

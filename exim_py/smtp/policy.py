@@ -711,13 +711,29 @@ class ServerPolicy(MessagePolicy):
             self.log_reject("SMTP protocol synchronization error (%s): rejected \"%s\" H=%s next input=\"%s\""
                           % (why, command, self.host_text(session), text))
 
+    def log_printing(self, text):
+        """Client text on its way to a log, as Exim's string_printing."""
+        return printing(text, self._option("print_topbitchars", False))
+
+    def log_helo_invalid(self, session, verb, name):
+        """Exim's main and reject log line for a HELO/EHLO argument that is
+        not a valid name (smtp_in.c), the name through string_printing."""
+        self.log_reject("rejected %s from %s: syntactically invalid argument(s): %s" % (
+            verb, connlog.host_and_ident(self, session, False),
+            self.log_printing(name) if name else "(no argument given)"))
+
     def log_synprot_drop(self, session):
-        self.log_reject("SMTP call from %s dropped: too many syntax or protocol errors (last command was \"%s\")"
-                      % (self.host_text(session), getattr(session, "smtp_command", "")))
+        # smtp_in.c: the command through string_printing, then a blank and
+        # the C= list (so two blanks after the comma)
+        self.log_reject("SMTP call from %s dropped: too many syntax or protocol errors "
+                        "(last command was \"%s\", %s)" % (
+                            connlog.host_and_ident(self, session, False),
+                            self.log_printing(getattr(session, "smtp_command", "")),
+                            " " + connlog.commands_had(session) if getattr(session, "commands_had", None) else ""))
 
     def log_unknown_drop(self, session, line):
         self.log_reject("SMTP call from %s dropped: too many unrecognized commands (last was \"%s\")"
-                        % (self.host_text(session), line))
+                        % (connlog.host_and_ident(self, session, False), self.log_printing(line)))
 
     def log_policy_failure(self, session, error):
         """An internal error while answering a command (the client is told

@@ -397,13 +397,16 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
             return False
         return True
 
-    def _synprot(self, code, text):
-        """A syntax or protocol error; too many of them end the session (smtp_max_synprot_errors)."""
+    def _synprot(self, code, text, say_why=True):
+        """A syntax or protocol error; too many of them end the session
+        (smtp_max_synprot_errors).  Without ``say_why`` the reply does not
+        add why the session ends (Exim's HELO/EHLO check counts the error
+        itself, without its synprot_error's extra line)."""
         self.synprot_errors += 1
         if self.synprot_errors > self.policy.smtp_max_synprot_errors:
             self.policy.notquit(self.session, False, self.envelope, "bad-commands")
             self.policy.log_synprot_drop(self.session)
-            self._send(code, text + "\n" + "Too many syntax or protocol errors")
+            self._send(code, text + "\n" + "Too many syntax or protocol errors" if say_why else text)
             self._drop()
             return
         self._send(code, text)
@@ -558,7 +561,8 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
 
     def smtp_HELO(self, arg, verb="HELO"):
         if not self.policy.helo_syntax_ok(self.session, arg):
-            return self._synprot(501, "Syntactically invalid %s argument(s)" % verb)
+            self.policy.log_helo_invalid(self.session, verb, arg)
+            return self._synprot(501, "Syntactically invalid %s argument(s)" % verb, say_why=False)
 
         previous = self.session.helo_name
 
