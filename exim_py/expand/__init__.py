@@ -53,12 +53,13 @@ def expand(string, ctx=None):
     if string.__class__ is Tainted:
         raise ExpansionError("attempt to expand tainted string '%s'" % string)
     try:
-        return from_latin(expand_latin(to_latin(string), ctx))
+        result = _evaluate(string if string.isascii() else to_latin(string), ctx)
     except ExpansionError as e:
         message = str(e)
         if not message.isascii():
             e.args = (from_latin(message),)
         raise
+    return result if result.isascii() else from_latin(result)
 
 
 def expand_latin(string, ctx=None):
@@ -68,6 +69,11 @@ def expand_latin(string, ctx=None):
         return string
     if string.__class__ is Tainted:
         raise ExpansionError("attempt to expand tainted string '%s'" % string)
+    return _evaluate(string, ctx)
+
+
+def _evaluate(string, ctx):
+    """Walk the tree for engine-form ``string`` (which has a '$' or a '\\')."""
     if ctx is None:
         ctx = ExpandContext()
     tree = _trees.get(string)
