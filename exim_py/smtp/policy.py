@@ -67,6 +67,11 @@ def _module(name):
     return importlib.import_module(name)
 
 
+# connect()'s answer when the session ends before the greeting with nothing
+# said to the client (Exim's smtp_start_session giving up)
+NO_GREETING = Reply(421, "", drop=True)
+
+
 class ServerPolicy(MessagePolicy):
     """The server's decisions for one configuration.
 
@@ -233,7 +238,13 @@ class ServerPolicy(MessagePolicy):
             helo.client_name_lookup(self._lookup_context(session))
         active = self._option("smtp_active_hostname")
         if active:
-            session.active_hostname = self._expand(active, session) or None
+            try:
+                session.active_hostname = self._expand_active_hostname(active, session)
+            except (ExpansionError, LookupDefer) as e:
+                # Exim's smtp_start_session gives up: logged, and no greeting
+                if self.logger is not None:
+                    self.logger.panic('failed to expand "%s" (smtp_active_hostname): %s' % (active, e))
+                return NO_GREETING
         try:
             self.message_size_limit(session)
         except OverflowError as e:
@@ -244,6 +255,18 @@ class ServerPolicy(MessagePolicy):
             self.log_reject("refused connection from %s (host_reject_connection)" % self.host_text(session))
             return Reply(554, "SMTP service not available", drop=True)
         return None
+
+    def _expand_active_hostname(self, text, session):
+        """smtp_active_hostname for this session; None (primary_hostname is
+        used) when empty or forced to fail; other failures raise."""
+        if "$" not in text and "\\" not in text or self.expand_mod is None:
+            return text
+        try:
+            return self.expand_mod.expand(text, self.expand_context(session)) or None
+        except ExpansionError as e:
+            if e.forced:
+                return None
+            raise
 
     def _connect_acl(self, refusal, session):
         """The connect ACL's answer; an accepting one's message is the

@@ -22,6 +22,7 @@ from zope.interface import implementer
 from exim_py.envelope import Session
 from exim_py.smtp import proxy
 from exim_py.smtp.params import BadAddress, parse_path
+from exim_py.smtp.policy import NO_GREETING
 from exim_py.smtp.sendnow import write_now
 from exim_py.smtp.reply import Reply, format_reply
 from exim_py.smtp.server_mail import TransactionCommands
@@ -157,6 +158,8 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
         self._start_session()
 
     def _after_connect(self, reply):
+        if reply is NO_GREETING:
+            return self._drop()
         if reply is not None and reply.code == 421 and not reply.drop:
             # a local problem: refuse everything but QUIT, as Exim does
             self._refusing = reply
