@@ -5,7 +5,8 @@ Exim answers 501, and writes a main and reject log line naming the client
 ("(no argument given)" when there is none).  The error counts towards
 smtp_max_synprot_errors; the one that passes the limit closes the session
 with the 501 alone and the "dropped" line with the C= list of commands.
-Each dialogue is played to exim4 and exim_py under ``-bh``.
+Each dialogue is played to exim4 and exim_py under ``-bh``.  A local
+caller's EHLO (``-bs``) is compared too: PIPECONNECT needs a client address.
 """
 
 from twisted.trial import unittest
@@ -63,3 +64,19 @@ class InvalidHeloTests(unittest.TestCase):
         self.assertEqual(replies[-1], "501 Syntactically invalid EHLO argument(s)")
         self.assertEqual(logs[-1], 'LOG: SMTP call from [127.0.0.1] dropped: too many syntax or protocol '
                                    'errors (last command was "EHLO",  C=EHLO,HELO,HELO,EHLO)')
+
+
+class EhloLocalCallerTests(unittest.TestCase):
+    """``-bs``: the EHLO reply to a local caller, as exim4 gives it."""
+
+    def test_no_pipeconnect_without_an_address(self):
+        """PIPECONNECT needs a client address: offered under -bs only with -oMa."""
+        exim = RealExim()
+        self.addCleanup(exim.cleanup)
+        path = exim.write_config(CONF)
+        dialogue = "EHLO x\r\nQUIT\r\n"
+        for extra in ([], ["-oMa", "10.0.0.1"]):
+            theirs = exim.run(path, ["-bs"] + extra, input=dialogue).stdout.splitlines()[1:]
+            ours = run_exim_py(["-C", path, "-bs"] + extra, input=dialogue).stdout.splitlines()[1:]
+            self.assertEqual(ours, theirs)
+            self.assertEqual("250-PIPECONNECT" in ours, bool(extra))

@@ -338,7 +338,11 @@ class ServerPolicy(MessagePolicy):
         return bool(self._option("smtp_enforce_sync", True))
 
     def pipe_connect(self, session):
-        return self.host_in("pipelining_connect_advertise_hosts", session, "*")
+        """May this client pipeline from the start (PIPECONNECT)?  Never a
+        local caller without an address (-bs): Exim's smtp_in.c asks for a
+        sender host address before it looks at the list."""
+        return bool(session.sender_host_address) and self.host_in(
+            "pipelining_connect_advertise_hosts", session, "*")
 
     def limit_nonmail(self, session):
         return bool(self.smtp_accept_max_nonmail) and self.host_in("smtp_accept_max_nonmail_hosts", session, "*")
