@@ -14,7 +14,7 @@ from twisted.internet import task, threads
 from exim_py.acl import DISCARD, OK, run_acl
 from exim_py.acl import replies
 from exim_py.acl.context import AclContext
-from exim_py.acl.phases import DENY_WHEN_UNSET
+from exim_py.acl.phases import DENY_WHEN_UNSET, WHERE_NAMES
 from exim_py.log import printing
 from exim_py.receive import make_header
 from exim_py.smtp.reply import Reply
@@ -86,8 +86,8 @@ def _reply(where, result, ctx, command_data, session):
         # Exim ignores the not-QUIT ACL's verdict: nothing is said or logged
         return None
     if result.rc in (OK, DISCARD):
-        if result.rc == DISCARD and ctx.envelope is not None and where == "rcpt":
-            ctx.envelope.discarded = True
+        if result.rc == DISCARD and ctx.envelope is not None and where in ("mail", "rcpt", "data"):
+            _discard(where, result, ctx, command_data)
         if result.user_message:
             return accepted_reply(where, result.user_message, ctx.log)
         return None
@@ -95,6 +95,26 @@ def _reply(where, result, ctx, command_data, session):
                               no_multiline=getattr(session, "no_multiline", False))
     replies.write_logs(reply, ctx)
     return Reply(int(reply.code), reply.text, drop=reply.close, lines=reply.lines)
+
+
+def _discard(where, result, ctx, command_data):
+    """What ``discard`` drops (spec "Access control lists", the discard
+    verb): at MAIL every recipient to come, at RCPT this one (logged to the
+    main and reject logs), after DATA all of them.  The envelope remembers
+    which ACL did it (``discarded``: "MAIL", "RCPT" or "DATA") for the
+    message's "=> blackhole" line, and MAIL's log message for the lines of
+    the recipients it drops; the server leaves a recipient out when
+    ``rcpt_discarded`` is set."""
+    env = ctx.envelope
+    env.discarded = WHERE_NAMES[where]
+    if where == "mail":
+        env.discard_log = result.log_message
+    elif where == "rcpt":
+        env.rcpt_discarded = True
+        ctx.write_log(replies.discard_line(ctx, command_data, where, result.log_message), ("main", "reject"))
+    else:
+        env.discard_log = result.log_message
+        env.recipients = []
 
 
 def accepted_reply(where, message, log):

@@ -19,7 +19,7 @@ import time
 from twisted.internet import defer, threads
 
 from exim_py import EXIM_COMPAT_VERSION
-from exim_py.acl import helo
+from exim_py.acl import helo, replies
 from exim_py.acl.context import AclContext, install_host_name_lookup, session_variables as _session_variables
 from exim_py.auths.dialogue import AuthDialogue
 from exim_py.errors import ExpansionError, LookupDefer
@@ -539,6 +539,14 @@ class ServerPolicy(MessagePolicy):
                              command_data="<%s>" % envelope.sender)
 
     def rcpt(self, session, envelope, recipient):
+        if getattr(envelope, "discarded", None) == "MAIL":
+            # Exim runs no RCPT ACL once MAIL's discarded: each recipient is
+            # dropped, with the MAIL ACL's log message on its line
+            envelope.rcpt_discarded = True
+            ctx = AclContext(self.config, session, envelope, recipient.address, log=self.logger)
+            ctx.write_log(replies.discard_line(ctx, "<%s>" % recipient.address, "mail",
+                                               envelope.discard_log), ("main", "reject"))
+            return None
         return self._run_acl("rcpt", "acl_smtp_rcpt", session, envelope, recipient.address,
                              command_data="<%s>" % recipient.address)
 

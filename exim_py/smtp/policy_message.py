@@ -61,7 +61,8 @@ class MessagePolicy:
         if prdr is not None and prdr[1] == "550":
             return Reply(550, "", lines=["353 PRDR content analysis beginning"] + prdr[0]
                          + ["550 id=%s %s" % (envelope.message_id, prdr[2])])
-        reply = self._run_acl("data", "acl_smtp_data", session, envelope)
+        # nothing left to ask about when every recipient was discarded (receive.c)
+        reply = self._run_acl("data", "acl_smtp_data", session, envelope) if envelope.recipients else None
         if isinstance(reply, defer.Deferred):
             return reply.addCallback(self._after_data_acl, session, envelope, body, prdr)
         return self._after_data_acl(reply, session, envelope, body, prdr)
@@ -95,10 +96,19 @@ class MessagePolicy:
         wrapper = self._option("mua_wrapper", False)
         if "freeze" in controls and not wrapper:
             envelope.frozen = True
-        if getattr(envelope, "discarded", False) and not envelope.recipients:
-            return Reply(250, "OK")
         # an accepting DATA ACL's message replaces "OK id=..." (receive.c)
         accepted = reply if reply is not None and reply.lines else None
+        if not envelope.recipients:
+            # every recipient discarded: Exim logs the arrival and its end,
+            # and keeps nothing
+            if self.logger is not None:
+                log_msg = getattr(envelope, "discard_log", None) if envelope.discarded == "DATA" else None
+                for line in (received_line(envelope, self.logger),
+                             "=> blackhole (%s ACL discarded recipients)%s" % (
+                                 envelope.discarded, ": " + log_msg if log_msg else ""),
+                             "Completed"):
+                    self.logger.main(line, message_id=envelope.message_id)
+            return accepted or Reply(250, "OK id=%s" % envelope.message_id)
         if self.host_checking:
             # -bh stores nothing, but shows the <= line it would have logged
             if self.logger is not None:

@@ -135,7 +135,12 @@ class TransactionCommands:
 
         def answered(reply):
             if reply is None or reply.ok:
-                env.recipients.append(rcpt)
+                if getattr(env, "rcpt_discarded", False):
+                    # an ACL's discard: accepted, and left out (acl_phase)
+                    env.rcpt_discarded = False
+                    env.recipients_dropped = True
+                else:
+                    env.recipients.append(rcpt)
                 self._note_rcpt_response("250 Accepted" if reply is None else reply.text)
             else:
                 self._note_rcpt_response(reply.text)
@@ -168,8 +173,14 @@ class TransactionCommands:
         else:
             self._synprot(503, "\n".join(lines + ["valid RCPT command must precede %s" % verb]))
 
+    def _no_recipients(self):
+        """No transaction, or no recipient accepted (one accepted and then
+        discarded counts: Exim takes the message and drops it)."""
+        env = self.envelope
+        return env is None or not env.recipients and not getattr(env, "recipients_dropped", False)
+
     def smtp_DATA(self, arg):
-        if self.envelope is None or not self.envelope.recipients:
+        if self._no_recipients():
             self._early_pipe = False
             return self._no_valid_rcpt("DATA")
 
@@ -231,7 +242,7 @@ class TransactionCommands:
         if int(words[0]) == 0 and not last:
             self._reset_transaction()
             return self._synprot(504, "zero size for BDAT command")
-        if self.envelope is None or not self.envelope.recipients:
+        if self._no_recipients():
             # the chunk must still be read and thrown away
             self._skip_chunk(int(words[0]))
             return self._no_valid_rcpt("BDAT")
