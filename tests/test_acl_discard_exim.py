@@ -12,11 +12,11 @@ exim_py under ``-bh``; a ``-bs`` run shows what reaches exim_py's spool.
 
 import glob
 import os
-import re
 
 from twisted.trial import unittest
 
 from tests.support.peers import QUIET_MAIN, RealExim, run_exim_py
+from tests.test_acl_message_code_exim import session
 
 ACLS = """\
 smtp_banner = mx ready
@@ -43,20 +43,10 @@ a_data:
   accept
 """
 
-_ID = re.compile(r"\b[0-9A-Za-z]{6}-[0-9A-Za-z]{6}-[0-9A-Za-z]{2}\b")
-
-
 def message(sender, recipients, subject="s"):
     """One transaction's commands and data."""
     return ("MAIL FROM:<%s>\r\n" % sender + "".join("RCPT TO:<%s>\r\n" % r for r in recipients)
             + "DATA\r\nSubject: %s\r\n\r\nbody\r\n.\r\n" % subject)
-
-
-def session(result):
-    """The replies and LOG: lines of a -bh run, message ids replaced."""
-    replies = [_ID.sub("ID", line) for line in result.stdout.splitlines() if line[:3].isdigit()]
-    logs = [_ID.sub("ID", line) for line in result.stderr.splitlines() if line.startswith("LOG: ")]
-    return replies, logs
 
 
 class DiscardHostCheckTests(unittest.TestCase):

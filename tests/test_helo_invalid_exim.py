@@ -12,15 +12,9 @@ caller's EHLO (``-bs``) is compared too: PIPECONNECT needs a client address.
 from twisted.trial import unittest
 
 from tests.support.peers import QUIET_MAIN, RealExim, run_exim_py
+from tests.test_acl_message_code_exim import session
 
 CONF = QUIET_MAIN + "smtp_banner = mx ready\n"
-
-
-def session(result):
-    """The replies and LOG: lines of a -bh run."""
-    replies = [line for line in result.stdout.splitlines() if line[:3].isdigit()]
-    logs = [line for line in result.stderr.splitlines() if line.startswith("LOG: ")]
-    return replies, logs
 
 
 class InvalidHeloTests(unittest.TestCase):
