@@ -43,6 +43,7 @@ a_data:
   accept
 """
 
+
 def message(sender, recipients, subject="s"):
     """One transaction's commands and data."""
     return ("MAIL FROM:<%s>\r\n" % sender + "".join("RCPT TO:<%s>\r\n" % r for r in recipients)
