@@ -33,6 +33,14 @@ ADDRESSES = [
 ]
 
 
+def _stdout(argv, data=None):
+    """Standard output of ``argv`` (exim_py from this checkout, or exim4)."""
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run(argv, input=data, capture_output=True, timeout=60, env=env).stdout
+
+
 def _replies(stdout):
     """The replies after the greeting and EHLO, one line each."""
     lines = [line for line in stdout.split(b"\r\n") if line[:3].isdigit()]
@@ -59,13 +67,9 @@ class AddressErrorTests(unittest.TestCase):
 
     def run_both(self, data):
         """(exim4's replies, exim_py's replies) to the dialogue ``data``."""
-        theirs = subprocess.run([self.exim.binary, "-C", self.conf, "-bh", "127.0.0.1"],
-                                input=data, capture_output=True, timeout=60).stdout
-        env = dict(os.environ)
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-        ours = subprocess.run(exim_py_command() + ["-C", self.conf, "-bh", "127.0.0.1"],
-                              input=data, capture_output=True, timeout=60, env=env).stdout
+        argv = ["-C", self.conf, "-bh", "127.0.0.1"]
+        theirs = _stdout([self.exim.binary] + argv, data)
+        ours = _stdout(exim_py_command() + argv, data)
         return _replies(theirs), _replies(ours)
 
     def compare(self, verb):
@@ -91,4 +95,36 @@ class AddressErrorTests(unittest.TestCase):
         theirs, ours = self.run_both(
             b"EHLO client.example\r\nMAIL FROM:<>\r\nRCPT TO:<>\r\nQUIT\r\n")
         self.assertIn(b"501 <>: missing or malformed local part", theirs)
+        self.assertEqual(ours, theirs)
+
+
+class AddressTestModeTests(unittest.TestCase):
+    """-bt and redirection data parse addresses as MAIL and RCPT do."""
+
+    def setUp(self):
+        self.exim = RealExim()
+        self.addCleanup(self.exim.cleanup)
+
+    def run_both(self, config, args):
+        """(exim4's standard output, exim_py's) for ``-bt`` with ``args``."""
+        conf = self.exim.write_config(config)
+        argv = ["-C", conf, "-bt"] + list(args)
+        return _stdout([self.exim.binary] + argv), _stdout(exim_py_command() + argv)
+
+    def test_bt_syntax_errors(self):
+        """-bt prints exim4's "syntax error:" reason for each broken argument
+        (a phrase word's error gets '(expected word or "<")' added)."""
+        theirs, ours = self.run_both(CONFIG, [
+            "<c@d", 'c"@d', '"abc@d', "<@a,@b:c>", "a@b..c", "@d", "<>", "a b \"c@d",
+            "Name <a@b.example>", "a(c)@b.example"])
+        self.assertIn(b'syntax error: unmatched doublequote in local part (expected word or "<")',
+                      theirs)
+        self.assertEqual(ours, theirs)
+
+    def test_redirect_null_address(self):
+        """A "<>" item in redirection data is Exim's missing local part error."""
+        theirs, ours = self.run_both(
+            CONFIG + "begin routers\nr:\n  driver = redirect\n  data = <>, a@b.example\n",
+            ["x@y.example"])
+        self.assertIn(b'missing or malformed local part in "<>"', theirs)
         self.assertEqual(ours, theirs)

@@ -6,77 +6,27 @@ Errors carry Exim's wording ("missing or malformed local part (expected
 word or "<")"), because -bt prints them and bounces quote them.
 """
 
-import re
-
 from exim_py.delivery.address import find_at
-
-_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+"
-_LOCAL_RE = re.compile(r'^(?:%s(?:\.%s)*|"(?:[^"\\]|\\.)*")(?:\.(?:%s|"(?:[^"\\]|\\.)*"))*$'
-                       % (_ATOM, _ATOM, _ATOM))
-_DOMAIN_RE = re.compile(r"^(?:%s(?:\.%s)*|\[[^\[\]]*\])$" % (_ATOM, _ATOM))
+from exim_py.expand.rfc822 import extract_address as _parse
 
 
 class AddressSyntaxError(ValueError):
     """An address that does not parse; ``str()`` is Exim's reason."""
 
 
-def _strip_comments(text):
-    out, depth, in_quote, i = [], 0, False, 0
-    while i < len(text):
-        c = text[i]
-        if c == "\\" and i + 1 < len(text):
-            if depth == 0:
-                out.append(text[i:i + 2])
-            i += 2
-            continue
-        if c == '"' and depth == 0:
-            in_quote = not in_quote
-        elif c == "(" and not in_quote:
-            depth += 1
-            i += 1
-            continue
-        elif c == ")" and not in_quote and depth:
-            depth -= 1
-            i += 1
-            continue
-        if depth == 0:
-            out.append(c)
-        i += 1
-    return "".join(out)
-
-
-def extract_address(text, allow_unqualified=True):
+def extract_address(text):
     """The address inside ``text`` (route-addr or addr-spec); raises AddressSyntaxError.
 
-    Returns "" for an empty route-addr ``<>`` (the null sender).
+    The parse is expand/rfc822.py's port of Exim's parse_extract_address,
+    the one MAIL and RCPT use, so the reasons are Exim's; as in Exim's -bt
+    and redirection lists, ``<>`` is no address ("missing or malformed
+    local part").
     """
-    text = _strip_comments(text).strip()
-    if not text:
-        raise AddressSyntaxError("empty address")
-    m = re.search(r"<([^<>]*)>\s*$", text)
-    if m:
-        inner = m.group(1).strip()
-        if inner == "":
-            return ""
-        # A source route (@a,@b:user@c) is accepted and ignored, as Exim does.
-        if inner.startswith("@") and ":" in inner:
-            inner = inner.split(":", 1)[1]
-        text = inner
-    elif "<" in text:
-        # Inside a route-addr the local part must start at once.
-        raise AddressSyntaxError("missing or malformed local part")
-    elif ">" in text:
-        raise AddressSyntaxError('"<" missing at start of route-addr')
-    local, at, domain = _split(text)
-    if not local or not _LOCAL_RE.match(local):
-        raise AddressSyntaxError('missing or malformed local part (expected word or "<")')
-    if at:
-        if not domain or not _DOMAIN_RE.match(domain):
-            raise AddressSyntaxError("domain missing or malformed")
-        return local + "@" + domain
-    if not allow_unqualified:
-        raise AddressSyntaxError("unqualified address not permitted")
-    return local
+    errors = []
+    parsed = _parse(text, errors=errors)
+    if parsed is None:
+        raise AddressSyntaxError(errors[0])
+    return parsed[0]
 
 
 def _split(text):

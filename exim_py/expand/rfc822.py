@@ -183,7 +183,11 @@ def extract_address(mailbox, state=None, allow_null=False, errors=None,
                 while p.ch() != "<" and not (state["allow_group"] and p.ch() == ":"):
                     # Each phrase word must be there: an empty one (at the
                     # end, or at a special character) fails the address.
-                    if not p.local_part():
+                    try:
+                        word = p.local_part()
+                    except _Fail as e:
+                        raise _Fail('%s (expected word or "<")' % e)
+                    if not word:
                         raise _Fail('missing or malformed local part (expected word or "<")')
                 if p.ch() == ":":
                     state["found_group"] = True
