@@ -384,7 +384,7 @@ class ReadFile(Args):
             raise ExpansionError("failed to open %s: Permission denied (euid=%d egid=%d)"
                                  % (path, os.geteuid(), os.getegid()))
         try:
-            with open(path, "rb") as f:
+            with open(to_bytes(path), "rb") as f:       # the file name's own bytes
                 data = f.read().decode("latin-1")
         except IsADirectoryError:
             data = ""       # fopen() works on a directory; reading gives nothing
