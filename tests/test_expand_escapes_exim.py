@@ -86,9 +86,9 @@ class EscapeBytesTests(unittest.TestCase):
             ours = _exim_py(["-C", conf, "-be", case])[0]
             self.assertEqual(ours, theirs, case)
 
-    def test_readfile_name_bytes(self):
-        """${readfile} opens the file whose name has the bytes the string has:
-        \\xe9 names a different file from é."""
+    def test_file_name_bytes(self):
+        """${readfile}, exists and ${stat} use the file whose name has the
+        bytes the string has: \\xe9 names a different file from é."""
         conf = self.exim.write_config(QUIET_MAIN)
         for name, text in ((b"f\xe9", b"latin\n"), (b"f\xc3\xa9", b"utf8\n")):
             path = os.path.join(os.fsencode(self.exim.dir), name)
@@ -96,6 +96,9 @@ class EscapeBytesTests(unittest.TestCase):
                 f.write(text)
             os.chmod(path, 0o644)
         for case in ("${readfile{%s/f\\xe9}}" % self.exim.dir,
+                     "${if exists{%s/f\\xe9}{y}{n}}" % self.exim.dir,
+                     "${if exists{%s/f\\xe8}{y}{n}}" % self.exim.dir,
+                     "${extract{size}{${stat:%s/f\\xe9}}}" % self.exim.dir,
                      "${readfile{%s/fé}}" % self.exim.dir):
             theirs = _exim4(self.exim, conf, ["-be", case])[0]
             ours = _exim_py(["-C", conf, "-be", case])[0]

@@ -122,7 +122,7 @@ class OneArg(Cond):
         if name == "exists":
             if "exists" in ctx.forbid:
                 raise ExpansionError("File existence tests are not permitted")
-            return os.path.exists(value)
+            return os.path.exists(to_bytes(value))
         if name == "isip":
             return ip_version(value) != 0
         if name == "isip4":

@@ -504,7 +504,7 @@ def op_stat(s, arg, ctx):
     if "exists" in ctx.forbid:
         raise ExpansionError("Use of the stat() expansion is not permitted")
     try:
-        st = os.stat(s)
+        st = os.stat(to_bytes(s))
     except OSError as e:
         raise ExpansionError("stat(%s) failed: %s" % (s, e.strerror))
     return ("mode=%04o smode=%s inode=%d device=%d links=%d uid=%d gid=%d size=%d "
