@@ -67,6 +67,10 @@ def _module(name):
     return importlib.import_module(name)
 
 
+INT_MAX = 2 ** 31 - 1
+
+MAIL_PARAMS = frozenset(("SIZE", "BODY", "AUTH", "PRDR", "RET", "ENVID", "SMTPUTF8"))
+
 # connect()'s answer when the session ends before the greeting with nothing
 # said to the client (Exim's smtp_start_session giving up)
 NO_GREETING = Reply(421, "", drop=True)
@@ -481,16 +485,10 @@ class ServerPolicy(MessagePolicy):
     # -- MAIL / RCPT -------------------------------------------------------
 
     def mail_params(self, ext):
-        known = {"SIZE", "AUTH"}
-        if "8BITMIME" in ext:
-            known.add("BODY")
-        if "DSN" in ext:
-            known |= {"RET", "ENVID"}
-        if "PRDR" in ext:
-            known.add("PRDR")
-        if "SMTPUTF8" in ext:
-            known.add("SMTPUTF8")
-        return known
+        """The MAIL parameters Exim knows, offered or not (smtp_in.c's
+        env_mail_type_list): one that was not offered is ignored (see
+        TransactionCommands._mail_params), any other name is not a parameter."""
+        return MAIL_PARAMS
 
     def rcpt_params(self, ext):
         return {"NOTIFY", "ORCPT"} if "DSN" in ext else set()
@@ -553,9 +551,11 @@ class ServerPolicy(MessagePolicy):
     def predata(self, session, envelope):
         return self._run_acl("predata", "acl_smtp_predata", session, envelope)
 
-    def vrfy(self, session, arg):
-        """VRFY: the ACL, then routing the address as verification does."""
-        reply = self._run_acl("vrfy", "acl_smtp_vrfy", session, recipient=arg)
+    def vrfy(self, session, arg, command_data=None):
+        """VRFY: the ACL, then routing the address as verification does.
+        ``command_data``: the argument as received, for the log."""
+        reply = self._run_acl("vrfy", "acl_smtp_vrfy", session, recipient=arg,
+                              command_data=arg if command_data is None else command_data)
         if reply is not None:
             return reply
         from exim_py.delivery.verify import verify_address
@@ -569,7 +569,7 @@ class ServerPolicy(MessagePolicy):
 
     def expn(self, session, arg):
         """EXPN: the ACL, then one level of routing; a redirection lists what it generated."""
-        reply = self._run_acl("expn", "acl_smtp_expn", session, recipient=arg)
+        reply = self._run_acl("expn", "acl_smtp_expn", session, recipient=arg, command_data=arg)
         if reply is not None:
             return reply
         from exim_py.delivery.address import REROUTED, OK, Address
@@ -587,7 +587,9 @@ class ServerPolicy(MessagePolicy):
 
     def etrn(self, session, arg):
         """ETRN: the ACL, then smtp_etrn_command (or, without one, a '#' argument is just noted)."""
-        reply = self._run_acl("etrn", "acl_smtp_etrn", session)
+        if self.logger is not None and self.logger.selector("etrn"):
+            self.logger.main("ETRN %s received from %s" % (arg, connlog.host_and_ident(self, session, False)))
+        reply = self._run_acl("etrn", "acl_smtp_etrn", session, command_data=arg)
         if reply is not None:
             return reply
         command = self._option("smtp_etrn_command")
@@ -745,6 +747,14 @@ class ServerPolicy(MessagePolicy):
         else:
             self.log_reject("SMTP protocol synchronization error (%s): rejected \"%s\" H=%s next input=\"%s\""
                           % (why, command, self.host_text(session), text))
+
+    def log_size_reject(self, session, sender, size, limit):
+        """MAIL's SIZE over the limit (selector size_reject): Exim's line,
+        the size held in a C int (so "size>=2147483647" beyond it)."""
+        if self.logger is not None and self.logger.selector("size_reject"):
+            self.log_reject("rejected MAIL FROM:<%s> %s: message too big: size%s=%d max=%d" % (
+                sender, connlog.host_and_ident(self, session, True),
+                ">" if size >= INT_MAX else "", min(size, INT_MAX), limit))
 
     def log_printing(self, text):
         """Client text on its way to a log, as Exim's string_printing."""

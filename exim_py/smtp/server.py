@@ -619,11 +619,11 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
     def smtp_HELP(self, arg):
         self._send(214, "Commands supported:\n" + self.policy.help_text(self.session, self.tls_active))
 
-    def _policy_command(self, method, arg):
+    def _policy_command(self, method, *args):
         def answered(reply):
             self._send_reply(reply, 250, "OK")
 
-        self._ask(method, self.session, arg, then=answered)
+        self._ask(method, self.session, *args, then=answered)
 
     def smtp_VRFY(self, arg):
         try:
@@ -632,7 +632,7 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
             return self._send(501, "%s: %s" % (arg, e) if arg else "empty address")
         if "@" not in address:
             return self._send(501, "%s: recipient address must contain a domain" % arg)
-        self._policy_command(self.policy.vrfy, address)
+        self._policy_command(self.policy.vrfy, address, arg)
 
     def smtp_EXPN(self, arg):
         self._policy_command(self.policy.expn, arg)

@@ -13,6 +13,15 @@ from exim_py.smtp.params import BadAddress, parse_path, split_params, xtext_deco
 from exim_py.smtp.reply import Reply
 
 
+def _prdr_requested(reply):
+    """MAIL's positive reply notes a PRDR request (Exim's smtp_in.c adds
+    it to the text, an ACL's message too)."""
+    if reply is None:
+        return Reply(250, "OK, PRDR Requested")
+    lines = reply.lines[:-1] + [reply.lines[-1] + ", PRDR Requested"] if reply.lines else None
+    return Reply(reply.code, reply.text + ", PRDR Requested", reply.drop, lines)
+
+
 class TransactionCommands:
     """smtp_MAIL ... smtp_RSET; see SMTPServerProtocol for the attributes used."""
 
@@ -41,6 +50,12 @@ class TransactionCommands:
             env.sender = parse_path(operand, allow_empty=True)
         except BadAddress as e:
             return self._synprot(501, "%s: %s" % (operand, e))
+        declared = getattr(env, "size_declared", None)
+        if declared:
+            limit = self.policy.message_size_limit(self.session)
+            if limit and declared > limit:
+                self.policy.log_size_reject(self.session, env.sender, declared, limit)
+                return self._send(552, "Message size exceeds maximum permitted")
         if env.sender and "@" not in env.sender:
             qualified = self.policy.qualify_sender(self.session, env.sender)
             if qualified is None:
@@ -52,6 +67,8 @@ class TransactionCommands:
                 self.envelope = env
                 self.rcpt_response = None
                 self.rcpt_response_same = True
+                if env.prdr:
+                    reply = _prdr_requested(reply)
             else:
                 self._was_rej_mail = True
             self._send_reply(reply, 250, "OK")
@@ -59,15 +76,24 @@ class TransactionCommands:
         self._ask(self.policy.mail, self.session, env, then=answered, sync="MAIL")
 
     def _mail_params(self, env, params):
-        """Apply MAIL's ESMTP parameters; returns a callable sending the error, or None."""
+        """Apply MAIL's ESMTP parameters; returns a callable sending the error, or None.
+
+        As Exim, a SIZE that is not a number, and a parameter of an
+        extension that was not offered, are ignored; SMTPUTF8 is refused."""
+        offered = self.extensions
         if "SIZE" in params:
             value = params["SIZE"] or ""
-            if not value.isdigit():
-                return lambda: self._synprot(501, "invalid data for SIZE")
-            env.size_declared = int(value)
-            limit = self.policy.message_size_limit(self.session)
-            if limit and env.size_declared > limit:
-                return lambda: self._send(552, "Message size exceeds maximum permitted")
+            if value.isdigit():
+                env.size_declared = int(value)
+        if "SMTPUTF8" in params and "SMTPUTF8" not in offered:
+            return lambda: self._synprot(501, "SMTPUTF8 used when not advertised")
+        if "8BITMIME" not in offered:
+            params.pop("BODY", None)
+        if "DSN" not in offered:
+            params.pop("RET", None)
+            params.pop("ENVID", None)
+        if "PRDR" not in offered:
+            params.pop("PRDR", None)
         if "BODY" in params:
             body = (params["BODY"] or "").upper()
             if body not in ("7BIT", "8BITMIME"):
