@@ -131,6 +131,26 @@ class EscapeBytesTests(unittest.TestCase):
         self.assertEqual(theirs, b"LOG: A\\351B\\351C \\303\\251 \\303\\251 \\303 2")
         self.assertEqual(ours, theirs)
 
+    def test_reject_message_bytes(self):
+        """A deny's message and log_message, and a warn's log_message, carry the
+        bytes exim4 gives them: on the 550 reply, and on the -bh LOG lines."""
+        conf = self.exim.write_config(
+            QUIET_MAIN + "acl_smtp_rcpt = r\nbegin acl\nr:\n"
+            "  warn log_message = LM é \\xe9 \\x01\n"
+            "  deny message = DM é \\xe9\n       log_message = DL é \\xe9\n")
+        dialogue = b"HELO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nQUIT\r\n"
+
+        def lines(run):
+            out, err = run
+            return ([line for line in out.split(b"\r\n") if line.startswith(b"550")],
+                    [line for line in err.splitlines() if b"LOG: " in line and b" M=" not in line
+                     and (b"LM" in line or b"DL" in line)])
+
+        theirs = lines(_exim4(self.exim, conf, ["-bh", "127.0.0.1"], dialogue))
+        ours = lines(_exim_py(["-C", conf, "-bh", "127.0.0.1"], dialogue))
+        self.assertEqual(theirs[0], [b"550 DM \xc3\xa9 \xe9"])
+        self.assertEqual(ours, theirs)
+
     def test_add_header_bytes(self):
         """A header added by an ACL holds the escaped byte itself, as exim4's
         -H file does."""

@@ -66,9 +66,16 @@ def host_check_logger(config, stream=None):
             return "%s %s" % (message_id, text) if message_id else text
 
         def _emit(self, which, line, now):
-            out = stream or sys.stderr
-            out.write("LOG: %s\n" % line)
-            out.flush()
+            text = "LOG: %s\n" % line
+            if stream is not None:
+                stream.write(text)
+                stream.flush()
+                return
+            # Bytes that are no UTF-8 (surrogate escapes) go out as themselves,
+            # as they would to a log file.
+            sys.stderr.flush()
+            sys.stderr.buffer.write(text.encode("utf-8", "surrogateescape"))
+            sys.stderr.buffer.flush()
 
         # Whatever logs a line is for, it is shown once: as the main copy
         # (which _main_copy leaves out when main() has just shown it).
