@@ -6,7 +6,9 @@ RSET, QUIT or a lost connection), smtp_no_mail (a session that never gave
 MAIL, with its duration and the commands it used) and
 lost_incoming_connection (on by default: a connection lost in the middle of
 a transaction or of the message data).  hosts_connection_nolog turns the
-smtp_connection lines off for the hosts it matches.
+smtp_connection lines off for the hosts it matches.  The lines about a client's
+errors (an invalid HELO name, a session dropped for too many errors, a
+declared size over the limit) are here too.
 
 The server calls ``opened``, ``command``, ``incomplete``, ``quit`` and
 ``lost``; everything they need is kept on the Session
@@ -16,11 +18,15 @@ The server calls ``opened``, ``command``, ``incomplete``, ``quit`` and
 import time
 
 from exim_py.config.options import format_time
+from exim_py.log import printing
 from exim_py.match import split_list
 from exim_py.receive import host_strings
 
 # Exim keeps the last 20 commands of a session for the C= list (SMTP_HBUFF_SIZE)
 HISTORY = 20
+
+# a declared message size is held in a C int
+INT_MAX = 2 ** 31 - 1
 
 
 def _selected(policy, name):
@@ -198,3 +204,44 @@ def _no_mail(policy, session):
         parts.append(had)
     policy.logger.main("no MAIL in SMTP connection from %s %s" % (
         host_and_ident(policy, session, False), " ".join(parts)))
+
+
+# -- lines about a client's errors (smtp_in.c), main and reject logs -----
+
+def _printing(policy, text):
+    """Client text on its way to a log, as Exim's string_printing."""
+    return printing(text, policy._option("print_topbitchars", False))
+
+
+def helo_invalid(policy, session, verb, name):
+    """A HELO/EHLO argument that is not a valid name."""
+    policy.log_reject("rejected %s from %s: syntactically invalid argument(s): %s" % (
+        verb, host_and_ident(policy, session, False),
+        _printing(policy, name) if name else "(no argument given)"))
+
+
+def synprot_drop(policy, session):
+    """The session ends for too many syntax or protocol errors: the last
+    command escaped, then a blank and the C= list (so two blanks after the
+    comma)."""
+    had = commands_had(session)
+    policy.log_reject("SMTP call from %s dropped: too many syntax or protocol errors "
+                      "(last command was \"%s\", %s)" % (
+                          host_and_ident(policy, session, False),
+                          _printing(policy, getattr(session, "smtp_command", None) or ""),
+                          " " + had if had else ""))
+
+
+def unknown_drop(policy, session, line):
+    """The session ends for too many unknown commands (no C= list here)."""
+    policy.log_reject("SMTP call from %s dropped: too many unrecognized commands (last was \"%s\")"
+                      % (host_and_ident(policy, session, False), _printing(policy, line)))
+
+
+def size_reject(policy, session, sender, size, limit):
+    """MAIL's SIZE over the limit (selector size_reject); beyond a C int
+    the size shows as ">=2147483647"."""
+    if _selected(policy, "size_reject"):
+        policy.log_reject("rejected MAIL FROM:<%s> %s: message too big: size%s=%d max=%d" % (
+            sender, host_and_ident(policy, session, True),
+            ">" if size >= INT_MAX else "", min(size, INT_MAX), limit))

@@ -67,8 +67,6 @@ def _module(name):
     return importlib.import_module(name)
 
 
-INT_MAX = 2 ** 31 - 1
-
 MAIL_PARAMS = frozenset(("SIZE", "BODY", "AUTH", "PRDR", "RET", "ENVID", "SMTPUTF8"))
 
 # connect()'s answer when the session ends before the greeting with nothing
@@ -747,38 +745,6 @@ class ServerPolicy(MessagePolicy):
         else:
             self.log_reject("SMTP protocol synchronization error (%s): rejected \"%s\" H=%s next input=\"%s\""
                           % (why, command, self.host_text(session), text))
-
-    def log_size_reject(self, session, sender, size, limit):
-        """MAIL's SIZE over the limit (selector size_reject): Exim's line,
-        the size held in a C int (so "size>=2147483647" beyond it)."""
-        if self.logger is not None and self.logger.selector("size_reject"):
-            self.log_reject("rejected MAIL FROM:<%s> %s: message too big: size%s=%d max=%d" % (
-                sender, connlog.host_and_ident(self, session, True),
-                ">" if size >= INT_MAX else "", min(size, INT_MAX), limit))
-
-    def log_printing(self, text):
-        """Client text on its way to a log, as Exim's string_printing."""
-        return printing(text, self._option("print_topbitchars", False))
-
-    def log_helo_invalid(self, session, verb, name):
-        """Exim's main and reject log line for a HELO/EHLO argument that is
-        not a valid name (smtp_in.c), the name through string_printing."""
-        self.log_reject("rejected %s from %s: syntactically invalid argument(s): %s" % (
-            verb, connlog.host_and_ident(self, session, False),
-            self.log_printing(name) if name else "(no argument given)"))
-
-    def log_synprot_drop(self, session):
-        # smtp_in.c: the command through string_printing, then a blank and
-        # the C= list (so two blanks after the comma)
-        self.log_reject("SMTP call from %s dropped: too many syntax or protocol errors "
-                        "(last command was \"%s\", %s)" % (
-                            connlog.host_and_ident(self, session, False),
-                            self.log_printing(getattr(session, "smtp_command", "")),
-                            " " + connlog.commands_had(session) if getattr(session, "commands_had", None) else ""))
-
-    def log_unknown_drop(self, session, line):
-        self.log_reject("SMTP call from %s dropped: too many unrecognized commands (last was \"%s\")"
-                        % (connlog.host_and_ident(self, session, False), self.log_printing(line)))
 
     def log_policy_failure(self, session, error):
         """An internal error while answering a command (the client is told

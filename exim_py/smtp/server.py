@@ -20,7 +20,7 @@ from twisted.python import failure, log
 from zope.interface import implementer
 
 from exim_py.envelope import Session
-from exim_py.smtp import proxy
+from exim_py.smtp import connlog, proxy
 from exim_py.smtp.params import BadAddress, parse_path
 from exim_py.smtp.policy import NO_GREETING
 from exim_py.smtp.sendnow import write_now
@@ -408,7 +408,7 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
         self.synprot_errors += 1
         if self.synprot_errors > self.policy.smtp_max_synprot_errors:
             self.policy.notquit(self.session, False, self.envelope, "bad-commands")
-            self.policy.log_synprot_drop(self.session)
+            connlog.synprot_drop(self.policy, self.session)
             self._send(code, text + "\n" + "Too many syntax or protocol errors" if say_why else text)
             self._drop()
             return
@@ -418,7 +418,7 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
         self.unknown_commands += 1
         if self.unknown_commands > self.policy.smtp_max_unknown_commands:
             self.policy.notquit(self.session, False, self.envelope, "bad-commands")
-            self.policy.log_unknown_drop(self.session, line)
+            connlog.unknown_drop(self.policy, self.session, line)
             self._send(500, "Too many unrecognized commands")
             return self._drop()
         self._synprot(500, "unrecognized command")
@@ -564,7 +564,7 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
 
     def smtp_HELO(self, arg, verb="HELO"):
         if not self.policy.helo_syntax_ok(self.session, arg):
-            self.policy.log_helo_invalid(self.session, verb, arg)
+            connlog.helo_invalid(self.policy, self.session, verb, arg)
             return self._synprot(501, "Syntactically invalid %s argument(s)" % verb, say_why=False)
 
         previous = self.session.helo_name

@@ -8,7 +8,7 @@ RFC 3030 (CHUNKING).
 """
 
 from exim_py.envelope import Envelope, Recipient
-from exim_py.smtp import data as smtpdata
+from exim_py.smtp import connlog, data as smtpdata
 from exim_py.smtp.params import BadAddress, parse_path, split_params, xtext_decode
 from exim_py.smtp.reply import Reply
 
@@ -54,7 +54,7 @@ class TransactionCommands:
         if declared:
             limit = self.policy.message_size_limit(self.session)
             if limit and declared > limit:
-                self.policy.log_size_reject(self.session, env.sender, declared, limit)
+                connlog.size_reject(self.policy, self.session, env.sender, declared, limit)
                 return self._send(552, "Message size exceeds maximum permitted")
         if env.sender and "@" not in env.sender:
             qualified = self.policy.qualify_sender(self.session, env.sender)
