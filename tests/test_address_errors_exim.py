@@ -90,6 +90,19 @@ class AddressErrorTests(unittest.TestCase):
         theirs = self.compare("RCPT")
         self.assertIn(b'501 <"abc@d>: unmatched doublequote in local part', theirs)
 
+    def test_domain_literals(self):
+        """With allow_domain_literals, a literal in <> holds only an IPv6:/IPv4:
+        tag, dots, colons and hex digits, or it is a "malformed domain literal"."""
+        self.conf = self.exim.write_config(CONFIG + "allow_domain_literals = true\n")
+        commands = [b"EHLO client.example"]
+        for address in (b"<a@[192.0.2.1]>", b"<a@[1.2.3.x]>", b"<a@[IPv6:::1]>",
+                        b"<a@[ipv4:1.2.3.4]>", b"<@[1.2.3.4]:a@b>", b"<a@[1.2.3.4>",
+                        b"<a@[1.2 .3.4]>", b"<a@[1.2.3.4](c)>"):
+            commands += [b"MAIL FROM:" + address, b"RSET"]
+        theirs, ours = self.run_both(b"".join(c + b"\r\n" for c in commands + [b"QUIT"]))
+        self.assertIn(b"501 <a@[1.2.3.4>: malformed domain literal", theirs)
+        self.assertEqual(ours, theirs)
+
     def test_rcpt_null(self):
         """RCPT TO:<> is a missing local part, as exim4 says."""
         theirs, ours = self.run_both(

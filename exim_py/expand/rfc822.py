@@ -95,6 +95,8 @@ class _Parser:
         if self.ch() == "[":
             if checked and not self.literals:
                 raise _Fail("domain literals not allowed")
+            if checked:
+                return self.checked_literal()
             out.append("[")
             self.i += 1
             while self.i < len(self.s) and self.s[self.i] != "]":
@@ -125,6 +127,22 @@ class _Parser:
                 return "".join(out)
             out.append(".")
             self.i += 1
+
+    def checked_literal(self):
+        """A domain literal where Exim checks it: an optional IPv6: or IPv4:
+        tag, then only dots, colons and hex digits up to the ']'."""
+        start = self.i
+        self.i += 1
+        if self.s[self.i:self.i + 5].lower() in ("ipv6:", "ipv4:"):
+            self.i += 5
+        while self.ch() and self.ch() in ".:0123456789abcdefABCDEF":
+            self.i += 1
+        if self.ch() != "]":
+            raise _Fail("malformed domain literal")
+        self.i += 1
+        literal = self.s[start:self.i]
+        self.skip_comment()
+        return literal
 
     def route(self):
         """A source route (@a,@b:) before an address: read and dropped."""
