@@ -82,12 +82,11 @@ class DropLineFilesTests(unittest.TestCase):
 class DropLineHostTests(unittest.TestCase):
     """``-bh``: a remote client is named by address and HELO name."""
 
-    def test_host_form(self):
-        """``SMTP call from (x) [127.0.0.1] dropped: ...`` with C=."""
+    def logs(self, dialogue):
+        """Both -bh runs' LOG: lines, compared; exim4's."""
         exim = RealExim()
         self.addCleanup(exim.cleanup)
         path = exim.write_config(QUIET_MAIN)
-        dialogue = "HELO x\r\n" + MAIL * 5 + "QUIT\r\n"
 
         def logs(result):
             return [line for line in result.stderr.splitlines() if line.startswith("LOG: ")]
@@ -95,6 +94,17 @@ class DropLineHostTests(unittest.TestCase):
         theirs = logs(exim.run(path, ["-bh", "127.0.0.1"], input=dialogue))
         ours = logs(run_exim_py(["-C", path, "-bh", "127.0.0.1"], input=dialogue))
         self.assertEqual(ours, theirs)
-        self.assertEqual(theirs, ['LOG: SMTP call from (x) [127.0.0.1] dropped: too many syntax or protocol '
-                                  'errors (last command was "MAIL FROM:<a@b.example>",  '
-                                  'C=HELO,MAIL,MAIL,MAIL,MAIL,MAIL)'])
+        return theirs
+
+    def test_host_form(self):
+        """``SMTP call from (x) [127.0.0.1] dropped: ...`` with C=."""
+        self.assertEqual(self.logs("HELO x\r\n" + MAIL * 5 + "QUIT\r\n"), [
+            'LOG: SMTP call from (x) [127.0.0.1] dropped: too many syntax or protocol '
+            'errors (last command was "MAIL FROM:<a@b.example>",  C=HELO,MAIL,MAIL,MAIL,MAIL,MAIL)'])
+
+    def test_command_with_unexpected_argument_not_listed(self):
+        """DATA or QUIT with an argument is refused before it counts as a
+        command: it is not in the C= list."""
+        self.assertEqual(self.logs("HELO x\r\nDATA x\r\nQUIT x\r\nRSET x\r\nRSET y\r\nQUIT\r\n"), [
+            'LOG: SMTP call from (x) [127.0.0.1] dropped: too many syntax or protocol '
+            'errors (last command was "RSET y",  C=HELO)'])

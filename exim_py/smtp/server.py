@@ -351,9 +351,11 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
                 self.policy.notquit(self.session, False, self.envelope, "bad-commands")
                 self._send(554, "Too many nonmail commands")
                 return self._drop()
-        self.policy.command_seen(self.session, verb)
         if verb in NO_ARGUMENT and arg:
+            # Exim's command reader turns these into a bad-argument command,
+            # which stays out of the C= list
             return self._synprot(501, "unexpected argument data")
+        self.policy.command_seen(self.session, verb)
         handler(arg)
 
     def _sync_error(self, line):
