@@ -108,3 +108,26 @@ class DropLineHostTests(unittest.TestCase):
         self.assertEqual(self.logs("HELO x\r\nDATA x\r\nQUIT x\r\nRSET x\r\nRSET y\r\nQUIT\r\n"), [
             'LOG: SMTP call from (x) [127.0.0.1] dropped: too many syntax or protocol '
             'errors (last command was "RSET y",  C=HELO)'])
+
+
+class LostInDataTests(unittest.TestCase):
+    """``-bh`` ending in the message data: where Exim says it stopped."""
+
+    def test_where_the_data_stopped(self):
+        """" (header)" before a whole line, " (after header)" while the last
+        line read may still be a header, nothing once the body has begun."""
+        exim = RealExim()
+        self.addCleanup(exim.cleanup)
+        path = exim.write_config(QUIET_MAIN + "acl_smtp_rcpt = accept\n")
+        start = "EHLO x\r\n" + MAIL + "RCPT TO:<c@d.example>\r\nDATA\r\n"
+        cases = {"": " (header)", "Subj": " (header)", "Subject: x\r\n": " (after header)",
+                 "QUIT\r\n": " (after header)", "Subject: x\r\nmore\r\n": " (after header)",
+                 "QUIT\r\nmore\r\n": "", "Subject: x\r\n\r\n": ""}
+        for data, where in cases.items():
+            lines = []
+            for result in (exim.run(path, ["-bh", "127.0.0.1"], input=start + data),
+                           run_exim_py(["-C", path, "-bh", "127.0.0.1"], input=start + data)):
+                lines.append([line for line in result.stderr.splitlines() if " lost " in line])
+            self.assertEqual(lines[1], lines[0], data)
+            self.assertEqual(lines[0], ["LOG: SMTP connection from (x) [127.0.0.1] lost while reading "
+                                        "message data" + where], data)

@@ -143,11 +143,11 @@ def lost_before_acl(policy, session, envelope, in_data):
     runs the not-QUIT ACL (then lost_after_acl)."""
     if in_data:
         # Exim's handle_lost_connection (selectors lost_incoming_connection
-        # or smtp_connection); "(after header)" when the data stopped in the
-        # header section (message_abandoned noted it)
+        # or smtp_connection), with where the data stopped (" (header)",
+        # " (after header)" or nothing: message_abandoned noted it)
         if _selected(policy, "lost_incoming_connection") or _selected(policy, "smtp_connection"):
             policy.logger.main(connection_info(policy, session) + " lost while reading message data"
-                               + (" (after header)" if getattr(envelope, "lost_in_header", False) else ""))
+                               + getattr(envelope, "lost_where", ""))
         return
     incomplete(policy, session, envelope, "connection lost")
 

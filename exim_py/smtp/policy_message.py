@@ -29,10 +29,10 @@ class MessagePolicy:
         line says whether the data stopped in the header section."""
         if envelope is None:
             return
-        header_read = partial is None or _header_read(partial)
         if lost:
-            envelope.lost_in_header = not header_read
-        elif header_read and not envelope.message_id and self.spool_writer is not None:
+            envelope.lost_where = "" if partial is None else _lost_where(partial)
+        elif (partial is None or _header_read(partial)) and not envelope.message_id \
+                and self.spool_writer is not None:
             envelope.message_id = self.spool_writer.new_message_id()
 
     def receive(self, session, envelope, message, longest=None):
@@ -161,6 +161,25 @@ def _header_read(partial):
     (whole lines only: a header line still arriving is not yet read)."""
     lines = partial[:partial.rfind(b"\n") + 1].replace(b"\r\n", b"\n")
     return len(_header_section(lines)) < len(lines)
+
+
+def _lost_where(partial):
+    """What Exim's "lost while reading message data" line adds for wire
+    data ``partial``: " (header)" before a whole line came, "" once the
+    body has started, else " (after header)".  Exim knows a header line
+    has ended only when it sees the next line's first character, so the
+    last line read is still in the header section unless it is blank."""
+    end = partial.rfind(b"\n")
+    if end < 0:
+        return " (header)"
+    lines = partial[:end + 1].replace(b"\r\n", b"\n")[:-1].split(b"\n")
+    header_name = receiving._HEADER_NAME
+    for i, line in enumerate(lines):
+        if not line:
+            return ""
+        if not (header_name.match(line) or (i and line[:1] in (b" ", b"\t"))):
+            return "" if i < len(lines) - 1 else " (after header)"
+    return " (after header)"
 
 
 def _header_section(message):
