@@ -115,7 +115,8 @@ def connection_variables(session):
         "sender_ident": session.sender_ident or "",
         "received_protocol": session.received_protocol or "",
         "interface_address": session.interface_address or "",
-        "interface_port": str(session.interface_port or 0),
+        # Exim starts it at -1: no interface (-bm, -be)
+        "interface_port": str(-1 if session.interface_port is None else session.interface_port),
         "authenticated_id": session.authenticated_id or "",
     }
 

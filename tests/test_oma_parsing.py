@@ -89,7 +89,7 @@ class OmaTests(unittest.TestCase):
         conf = self.exim.write_config(
             QUIET_MAIN + "spool_directory = %s\nlog_file_path = %s/%%slog\n"
             "acl_not_smtp = n\nbegin acl\nn:\n  warn logwrite = oma %s\n  accept\n"
-            % (spool, spool, SHOW_SENDER), name="%s.conf" % os.path.basename(spool))
+            % (spool, spool, SHOW), name="%s.conf" % os.path.basename(spool))
         proc = _run(argv_prefix + ["-C", conf, "-oMa", value, "-odq", "-bm", "a@b.example"],
                     b"Subject: x\n\nbody\n")
         self.assertEqual(proc.returncode, 0, proc.stderr)

@@ -78,17 +78,20 @@ KNOWN = frozenset(_NAMES.split())
 _INT_ZERO = frozenset("""
 acl_narg authentication_failed av_failed body_linecount body_zerocount
 bounce_return_size_limit dkim_key_length event_defer_errno host_lookup_deferred
-host_lookup_failed host_port inode interface_port localhost_number
+host_lookup_failed host_port inode localhost_number
 max_received_linelength message_age message_body_size message_linecount
 message_size mime_anomaly_level mime_content_size mime_is_coverletter
 mime_is_multipart mime_is_rfc822 mime_part_count proxy_external_port
 proxy_local_port rcpt_count rcpt_defer_count rcpt_fail_count received_count
-received_port received_time recipients_count regex_cachesize return_size_limit
+received_time recipients_count regex_cachesize return_size_limit
 runrc sender_host_port sending_port smtp_count_at_connection_start tls_bits
 tls_certificate_verified tls_in_bits tls_in_certificate_verified tls_in_ocsp
 tls_in_resumption tls_out_bits tls_out_certificate_verified tls_out_ocsp
 tls_out_resumption tls_out_tlsa_usage
 """.split())
+# The interface a message came in on, when there was none (-be, -bm): Exim
+# starts these at -1.
+_UNKNOWN_PORT = frozenset(("interface_port", "received_port"))
 _BOOL_NO = frozenset("""
 message_smtputf8 prdr_requested proxy_session sender_helo_dnssec
 sender_host_dnssec spf_result_guessed tls_out_dane
@@ -339,6 +342,8 @@ def value_of(ctx, name):
         return fn(ctx)
     if name in _INT_ZERO:
         return "0"
+    if name in _UNKNOWN_PORT:
+        return "-1"
     if name in _BOOL_NO:
         return "no"
     return ""
