@@ -5,7 +5,8 @@ ENVID, SMTPUTF8): one whose extension was not offered is ignored (SMTPUTF8
 is refused), a SIZE that is not a number is ignored, a declared size over
 the limit is refused after the address is read and logged (size_reject),
 and a PRDR request is noted in the 250.  VRFY, EXPN and ETRN refusals log
-the argument as received; ETRN is logged as it arrives.  Each dialogue is
+the argument as received; ETRN is logged as it arrives.  A message sent
+with BDAT is flagged K on its "<=" line.  Each dialogue is
 played to exim4 and exim_py under ``-bh``.
 """
 
@@ -74,3 +75,10 @@ class MailParameterTests(unittest.TestCase):
                                 "LOG: H=(x) [127.0.0.1] rejected EXPN list",
                                 "LOG: ETRN #x received from (x) [127.0.0.1]",
                                 "LOG: H=(x) [127.0.0.1] rejected ETRN #x"])
+
+    def test_bdat_message_flagged_k(self):
+        """A message sent with BDAT has K on its <= line, and BDAT's replies."""
+        replies, logs = self.play(["MAIL FROM:<a@b.example>", "RCPT TO:<c@d.example>",
+                                   "BDAT 17 LAST\r\nSubject: s\r\n\r\nb"])
+        self.assertEqual(replies[-1], "250 OK id=ID")
+        self.assertRegex(logs[-1], r"^LOG: ID <= a@b\.example .* P=esmtp K S=\d+$")

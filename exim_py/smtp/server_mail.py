@@ -315,6 +315,7 @@ class TransactionCommands:
                 self._send_reply(reply, 0, "")
                 return
             message, linecount, zerocount, longest = chunks.content()
+            env.flags.add("chunking")      # K on the <= line
             self._accept_message(env, message, linecount, zerocount, longest,
                                  first_line="250- %d byte chunk, total %d" % (chunks.last_size, chunks.size))
 
