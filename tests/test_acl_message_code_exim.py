@@ -135,3 +135,55 @@ class AcceptMessageCodeTests(unittest.TestCase):
                                 "Subject: s", "", "body", "."],
                                predata="352 send it", data="251 2.6.0 queued")
         self.assertEqual(replies[-3:-1], ["352 send it", "251 2.6.0 queued"])
+
+
+OTHER_CONF = """\
+primary_hostname = mx.test.example
+keep_environment =
+host_lookup =
+smtputf8_advertise_hosts =
+smtp_banner = mx ready
+acl_smtp_quit = a_quit
+acl_smtp_vrfy = a_msg
+acl_smtp_expn = a_msg
+acl_smtp_etrn = a_msg
+
+begin acl
+
+a_quit:
+  {quit}
+
+a_msg:
+  accept message = 252 2.1.0 maybe
+"""
+
+
+class OtherCommandMessageTests(unittest.TestCase):
+    """QUIT, VRFY, EXPN and ETRN with an accepting ACL's message, as exim4."""
+
+    def play(self, quit):
+        """Both -bh sessions (replies after EHLO, log lines), compared."""
+        exim = RealExim()
+        self.addCleanup(exim.cleanup)
+        path = exim.write_config(OTHER_CONF.format(quit=quit))
+        script = "EHLO x\r\nVRFY a@b.example\r\nEXPN x\r\nETRN #x\r\nQUIT\r\n"
+        theirs = session(exim.run(path, ["-bh", "127.0.0.1"], input=script))
+        ours = session(run_exim_py(["-C", path, "-bh", "127.0.0.1"], input=script))
+        self.assertEqual(ours, theirs)
+        return [line for line in ours[0] if not line.startswith("250-")][2:], ours[1]
+
+    def test_messages(self):
+        """VRFY and EXPN go on to verify and expand; ETRN takes the code;
+        QUIT puts 221 before the whole message; a failed VRFY is logged."""
+        replies, logs = self.play("accept message = 221 2.0.0 bye now")
+        self.assertEqual(replies, ["550 <a@b.example> Unrouteable address",
+                                   "553 x@mx.test.example is undeliverable",
+                                   "252 2.1.0 maybe", "221 221 2.0.0 bye now"])
+        self.assertEqual(logs[0], "LOG: VRFY failed for a@b.example H=(x) [127.0.0.1]")
+
+    def test_quit_acl_may_not_fail(self):
+        """A deny in the QUIT ACL is an error, logged; the reply is the usual 221."""
+        replies, logs = self.play("deny message = 550 no")
+        self.assertEqual(replies[-1], "221 550 no")
+        self.assertEqual(logs[-1], "LOG: ACL for QUIT returned ERROR: QUIT or not-QUIT toplevel ACL "
+                                   "may not fail ('deny' verb used incorrectly)")

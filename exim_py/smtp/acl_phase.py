@@ -12,6 +12,7 @@ the header lines to add or remove when the message arrives.
 from twisted.internet import task, threads
 
 from exim_py.acl import DISCARD, OK, run_acl
+from exim_py.acl.engine import ERROR
 from exim_py.acl import replies
 from exim_py.acl.context import AclContext
 from exim_py.acl.phases import DENY_WHEN_UNSET, WHERE_NAMES
@@ -85,10 +86,18 @@ def _reply(where, result, ctx, command_data, session):
     if where == "notquit":
         # Exim ignores the not-QUIT ACL's verdict: nothing is said or logged
         return None
+    if where == "quit":
+        # whatever the verdict, 221, before the ACL's message as it is
+        if result.rc == ERROR and ctx.log is not None:
+            ctx.log.panic("ACL for QUIT returned ERROR: %s" % result.log_message)
+        message = result.user_message
+        return Reply(221, message, lines=replies.respond_lines("221", message)) if message else None
     if result.rc in (OK, DISCARD):
         if result.rc == DISCARD and ctx.envelope is not None and where in ("mail", "rcpt", "data"):
             _discard(where, result, ctx, command_data)
-        if result.user_message:
+        if result.user_message and where not in ("vrfy", "expn"):
+            # (Exim verifies or expands after an accepting VRFY/EXPN ACL,
+            # whatever its message)
             return accepted_reply(where, result.user_message, ctx.log)
         return None
     reply = replies.rejection(result, ctx, command_data,

@@ -552,8 +552,8 @@ class ServerPolicy(MessagePolicy):
     def vrfy(self, session, arg, command_data=None):
         """VRFY: the ACL, then routing the address as verification does.
         ``command_data``: the argument as received, for the log."""
-        reply = self._run_acl("vrfy", "acl_smtp_vrfy", session, recipient=arg,
-                              command_data=arg if command_data is None else command_data)
+        command_data = arg if command_data is None else command_data
+        reply = self._run_acl("vrfy", "acl_smtp_vrfy", session, recipient=arg, command_data=command_data)
         if reply is not None:
             return reply
         from exim_py.delivery.verify import verify_address
@@ -563,6 +563,7 @@ class ServerPolicy(MessagePolicy):
             return Reply(250, "<%s> is deliverable" % arg)
         if result.code is DEFER:
             return Reply(451, "<%s> cannot be verified at this time" % arg)
+        self.log_main("VRFY failed for %s %s" % (command_data, connlog.host_and_ident(self, session, True)))
         return Reply(550, "<%s> %s" % (arg, result.user_message or "Unrouteable address"))
 
     def expn(self, session, arg):
@@ -622,8 +623,8 @@ class ServerPolicy(MessagePolicy):
         return self._run_acl("starttls", "acl_smtp_starttls", session)
 
     def quit(self, session):
-        self._run_acl("quit", "acl_smtp_quit", session)
-        return None
+        """QUIT: the ACL runs, and only its message counts (acl_phase)."""
+        return self._run_acl("quit", "acl_smtp_quit", session)
 
     def notquit(self, session, in_data, envelope=None, reason="connection-lost"):
         """The session ends without QUIT (``envelope``: the unfinished
