@@ -238,6 +238,12 @@ def unknown_drop(policy, session, line):
                       % (host_and_ident(policy, session, False), _printing(policy, line)))
 
 
+def nonmail_drop(policy, session, verb):
+    """The session ends for too many non-mail commands: the verb as sent."""
+    policy.log_reject("SMTP call from %s dropped: too many nonmail commands (last was \"%s\")"
+                      % (host_and_ident(policy, session, False), _printing(policy, verb)))
+
+
 def size_reject(policy, session, sender, size, limit):
     """MAIL's SIZE over the limit (selector size_reject); beyond a C int
     the size shows as ">=2147483647"."""

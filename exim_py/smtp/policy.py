@@ -110,6 +110,7 @@ class ServerPolicy(MessagePolicy):
         self.smtp_max_unknown_commands = self._option("smtp_max_unknown_commands", 3)
         self.smtp_receive_timeout = self._option("smtp_receive_timeout", 300)
         self.smtp_accept_max_nonmail = self._option("smtp_accept_max_nonmail", 10)
+        self.allow_domain_literals = bool(self._option("allow_domain_literals", False))
         self.smtp_accept_max_per_connection = self._option("smtp_accept_max_per_connection", 1000)
         self.recipients_max_reject = bool(self._option("recipients_max_reject", False))
         self.smtp_accept_max = self._option("smtp_accept_max", 20)
@@ -347,7 +348,8 @@ class ServerPolicy(MessagePolicy):
             "pipelining_connect_advertise_hosts", session, "*")
 
     def limit_nonmail(self, session):
-        return bool(self.smtp_accept_max_nonmail) and self.host_in("smtp_accept_max_nonmail_hosts", session, "*")
+        # 0 is a limit too (no counted command at all), as in Exim
+        return self.host_in("smtp_accept_max_nonmail_hosts", session, "*")
 
     # -- HELO / EHLO -------------------------------------------------------
 

@@ -37,8 +37,13 @@ MAX_COMMAND = 16384
 # RCPT and RSET.  RFC 2920 3.1.
 SYNC_ALWAYS = frozenset(("HELO", "EHLO", "DATA", "VRFY", "EXPN", "NOOP", "ETRN", "STARTTLS"))
 SYNC_UNLESS_PIPELINING = frozenset(("MAIL", "RCPT", "RSET"))
-# Commands that do not count towards smtp_accept_max_nonmail.
-MAIL_COMMANDS = frozenset(("RSET", "HELO", "EHLO", "AUTH", "MAIL", "RCPT", "DATA", "BDAT", "QUIT", "NOOP"))
+# smtp_accept_max_nonmail counts every command but these, and, as Exim
+# counts, one RSET, one HELO or EHLO and one STARTTLS while a new message is
+# expected, an EHLO after STARTTLS and the first AUTH (before and after TLS).
+MAIL_COMMANDS = frozenset(("MAIL", "RCPT", "DATA", "BDAT", "QUIT"))
+UNCOUNTED_AT_START = frozenset(("RSET", "HELO", "EHLO", "STARTTLS", "AUTH"))
+UNCOUNTED_PER_MESSAGE = frozenset(("RSET", "HELO", "EHLO", "STARTTLS"))
+UNCOUNTED_AFTER_TLS = frozenset(("EHLO", "AUTH"))
 # Commands that take no argument ("501 unexpected argument data").
 NO_ARGUMENT = frozenset(("RSET", "DATA", "QUIT", "STARTTLS"))
 
@@ -66,7 +71,7 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
                  "_closing", "_mode", "_early_pipe", "_collector", "_bdat", "_bdat_left", "_bdat_last",
                  "_bdat_discard", "_auth", "_when_idle", "_proxy_timer", "_handshake_pending",
                  "_refusing", "helo_seen", "esmtp", "extensions", "pipelining", "tls_active",
-                 "synprot_errors", "unknown_commands", "nonmail_commands", "rcpt_response",
+                 "synprot_errors", "unknown_commands", "nonmail_commands", "uncounted", "rcpt_response",
                  "rcpt_response_same", "_was_rcpt", "_last_was_rcpt", "_was_rej_mail",
                  "_last_was_rej_mail", "messages", "_timeout", "_last_input", "finished")
 
@@ -105,6 +110,7 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
         self.synprot_errors = 0
         self.unknown_commands = 0
         self.nonmail_commands = 0
+        self.uncounted = UNCOUNTED_AT_START     # commands not counted as nonmail just now
         self.rcpt_response = None       # the first reply to a RCPT of this transaction
         self.rcpt_response_same = True  # ... and every later RCPT got the same one
         self._was_rcpt = self._last_was_rcpt = False
@@ -212,10 +218,16 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
         if not self.finished.called:
             self.finished.callback(None)
 
+    def _new_message_expected(self):
+        """A message is over: one RSET, HELO/EHLO and STARTTLS are free again
+        (smtp_accept_max_nonmail; Exim's smtp_setup_msg)."""
+        self.uncounted = self.uncounted | UNCOUNTED_PER_MESSAGE
+
     def handshakeCompleted(self):
         """IHandshakeListener: TLS is up, record what it negotiated."""
         self._handshake_pending = False
         self.session.helo_name = None
+        self.uncounted = self.uncounted | UNCOUNTED_AFTER_TLS
         self.policy.tls_established(self.session, self.transport)
 
     # -- input -------------------------------------------------------------
@@ -345,9 +357,13 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
             return self._synprot(501, "NUL characters are not allowed in SMTP commands")
         if pending and self._needs_sync(verb):
             return self._sync_error(line)
-        if verb not in MAIL_COMMANDS and self.policy.limit_nonmail(self.session):
+        if verb in self.uncounted:
+            # used up: HELO and EHLO share their turn
+            self.uncounted = self.uncounted - ({"HELO", "EHLO"} if verb in ("HELO", "EHLO") else {verb})
+        elif verb not in MAIL_COMMANDS and self.policy.limit_nonmail(self.session):
             self.nonmail_commands += 1
             if self.nonmail_commands > self.policy.smtp_accept_max_nonmail:
+                connlog.nonmail_drop(self.policy, self.session, line.partition(" ")[0])
                 self.policy.notquit(self.session, False, self.envelope, "bad-commands")
                 self._send(554, "Too many nonmail commands")
                 return self._drop()
@@ -629,7 +645,7 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
 
     def smtp_VRFY(self, arg):
         try:
-            address = parse_path(arg, allow_empty=False)
+            address = parse_path(arg, allow_empty=False, domain_literals=self.policy.allow_domain_literals)
         except BadAddress as e:
             return self._send(501, "%s: %s" % (arg, e) if arg else "empty address")
         if "@" not in address:

@@ -47,7 +47,8 @@ class TransactionCommands:
         if problem:
             return problem()
         try:
-            env.sender = parse_path(operand, allow_empty=True)
+            env.sender = parse_path(operand, allow_empty=True,
+                                    domain_literals=self.policy.allow_domain_literals)
         except BadAddress as e:
             return self._synprot(501, "%s: %s" % (operand, e))
         declared = getattr(env, "size_declared", None)
@@ -142,7 +143,8 @@ class TransactionCommands:
             notify = ",".join(words)
         orcpt = params.get("ORCPT")   # kept as xtext, as Exim does
         try:
-            address = parse_path(operand, allow_empty=False)
+            address = parse_path(operand, allow_empty=False,
+                                 domain_literals=self.policy.allow_domain_literals)
         except BadAddress as e:
             if operand == "":
                 return self._rcpt_failed(501, "empty address")
@@ -228,6 +230,7 @@ class TransactionCommands:
         env = self.envelope
         if collector.too_big:
             self.envelope = None
+            self._new_message_expected()
             self.policy.log_too_big(self.session, env, collector.size)
             self._send(552, "Message size exceeds maximum permitted")
             return
@@ -243,6 +246,7 @@ class TransactionCommands:
             self.envelope = None
             self.rcpt_response = None
             self.rcpt_response_same = True
+            self._new_message_expected()
             accepted = reply is None or reply.ok
             if accepted:
                 self.messages += 1

@@ -62,6 +62,13 @@ class SecurityCommands:
             # pipelined after STARTTLS was sent in clear and is thrown away.
             self._buffer = b""
             self._send(220, "TLS go ahead")
+            if not hasattr(self.transport, "startTLS"):
+                # -bh, -bs: standard input cannot carry a handshake.  Exim
+                # says go ahead, its handshake fails on what comes next, and
+                # the session ends with the TLS error line (connectionLost).
+                self._handshake_pending = True
+                self._drop()
+                return
             self.transport.startTLS(context)
             self.tls_active = True
             self._handshake_pending = isinstance(self.transport, abstract.FileDescriptor)
