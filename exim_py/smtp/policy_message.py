@@ -61,7 +61,8 @@ class MessagePolicy:
         if prdr is not None and prdr[1] == "550":
             return Reply(550, "", lines=["353 PRDR content analysis beginning"] + prdr[0]
                          + ["550 id=%s %s" % (envelope.message_id, prdr[2])])
-        # nothing left to ask about when every recipient was discarded (receive.c)
+        # nothing left to ask about when every recipient was discarded or
+        # refused by the PRDR ACL (receive.c)
         reply = self._run_acl("data", "acl_smtp_data", session, envelope) if envelope.recipients else None
         if isinstance(reply, defer.Deferred):
             return reply.addCallback(self._after_data_acl, session, envelope, body, prdr)
@@ -100,8 +101,8 @@ class MessagePolicy:
         accepted = reply if reply is not None and reply.lines else None
         if not envelope.recipients:
             # every recipient discarded: Exim logs the arrival and its end,
-            # and keeps nothing
-            if self.logger is not None:
+            # and keeps nothing; refused by the PRDR ACL: nothing more to log
+            if self.logger is not None and getattr(envelope, "discarded", None):
                 log_msg = getattr(envelope, "discard_log", None) if envelope.discarded == "DATA" else None
                 for line in (received_line(envelope, self.logger),
                              "=> blackhole (%s ACL discarded recipients)%s" % (
