@@ -10,7 +10,6 @@ files.  The same configuration and dialogue go through exim4 and exim_py.
 """
 
 import os
-import pwd
 import re
 
 from twisted.trial import unittest
@@ -92,11 +91,7 @@ class LogwriteFilesTests(unittest.TestCase):
         """Run ``command`` (exim4's argv maker or run_exim_py) on a config
         whose logs and spool are under a directory of its own; the three logs'
         lines without their timestamps."""
-        base = os.path.join(self.exim.dir, name)
-        exim_user = pwd.getpwnam("Debian-exim")
-        for sub in ("", "log", "spool"):
-            os.mkdir(os.path.join(base, sub))
-            os.chown(os.path.join(base, sub), exim_user.pw_uid, exim_user.pw_gid)
+        base = self.exim.exim_user_dirs(name)
         conf = self.exim.write_config(MAIN % {"dir": base} + ACLS, name + ".conf")
         command(conf)
         logs = {}

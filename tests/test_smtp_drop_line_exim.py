@@ -36,11 +36,7 @@ class DropLineFilesTests(unittest.TestCase):
     def logs(self, name, command):
         """Run ``command`` on a config with its own logs; the main and reject
         log lines without timestamps."""
-        base = os.path.join(self.exim.dir, name)
-        exim_user = pwd.getpwnam("Debian-exim")
-        for sub in ("", "log", "spool"):
-            os.mkdir(os.path.join(base, sub))
-            os.chown(os.path.join(base, sub), exim_user.pw_uid, exim_user.pw_gid)
+        base = self.exim.exim_user_dirs(name)
         conf = self.exim.write_config(FILES % {"dir": base}, name + ".conf")
         command(conf)
         found = {}

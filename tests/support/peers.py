@@ -74,6 +74,16 @@ class RealExim:
         os.chmod(path, 0o644)
         return path
 
+    def exim_user_dirs(self, name):
+        """A directory ``name`` here, with ``log`` and ``spool`` below it, all
+        belonging to the Exim user (exim4 writes its logs and spool as that
+        user); returns its path."""
+        base = os.path.join(self.dir, name)
+        for sub in ("", "log", "spool"):
+            os.mkdir(os.path.join(base, sub))
+            shutil.chown(os.path.join(base, sub), "Debian-exim", "Debian-exim")
+        return base
+
     def run(self, config_path, args, input=None, timeout=60):
         return subprocess.run([self.binary, "-C", config_path] + list(args), input=input,
                               capture_output=True, text=True, timeout=timeout)
