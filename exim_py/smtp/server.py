@@ -603,7 +603,12 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
                 # an accepting ACL's message, with its code on every EHLO line
                 code, greeting = reply.code, reply.text
             if self.esmtp:
-                self.extensions = shared_keywords(self.policy.ehlo_extensions(self.session))
+                offered = self.policy.ehlo_extensions(self.session)
+                if not self._early_pipe and "PIPECONNECT" in offered:
+                    # once a DATA or BDAT has been seen Exim's early pipelining
+                    # is over, and a later EHLO no longer offers it
+                    offered.discard("PIPECONNECT")
+                self.extensions = shared_keywords(offered)
                 self.pipelining = "PIPELINING" in self.extensions
                 lines = [greeting] + self.policy.ehlo_lines(self.session, self.extensions)
                 self._send(code, "\n".join(lines))
