@@ -7,6 +7,7 @@ comparison.
 """
 
 import os
+import signal
 import smtplib
 import socket
 import subprocess
@@ -25,8 +26,11 @@ NODELAY_CALL = "TCP_NODELAY, [1]"
 def traced(argv, trace_file, env=None, ready=None, timeout=20):
     """Run ``argv`` under strace (setsockopt calls only) until ``ready()`` is
     true; then end it and return the trace's setsockopt lines."""
+    # its own process group: strace, the daemon and every process the daemon
+    # forks end together (killing strace alone would leave the daemon running)
     process = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=setsockopt", "-o", trace_file] + argv,
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               start_new_session=True)
     try:
         deadline = time.monotonic() + timeout
         while not ready():
@@ -36,7 +40,7 @@ def traced(argv, trace_file, env=None, ready=None, timeout=20):
                 raise AssertionError("daemon not ready after %ss" % timeout)
             time.sleep(0.05)
     finally:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         process.stderr.close()
     with open(trace_file) as f:
