@@ -30,6 +30,7 @@ from twisted.application import internet, service
 from twisted.internet import defer, error
 
 from exim_py import EXIM_COMPAT_VERSION, daemon_imports, daemon_workers
+from exim_py import reactor as exim_reactor
 from exim_py.cli import config_path
 from exim_py.config.options import format_time
 from exim_py.errors import ConfigError, UsageError
@@ -420,8 +421,10 @@ def daemon_mode(inv):
         worker_inv = copy.copy(inv)
         worker_inv.queue_interval = None
         workers = daemon_workers.fork_workers(
-            count - 1, lambda channel: _serve(build_service(config, worker_inv, channel=channel), [], None),
+            count - 1, lambda channel: _serve(_service_in_worker(config, worker_inv, channel), [], None),
             keep_out=bound.values())
+    # after the fork: each process has a reactor (epoll set, waker) of its own
+    exim_reactor.install()
     top = build_service(config, inv, processes=count, bound=bound)
     try:
         top.privilegedStartService()
@@ -443,6 +446,11 @@ def daemon_mode(inv):
             f.write("%d\n" % os.getpid())
         os.rename(tmp, pid_path)
     return _serve(top, [child for child, _ in workers], pid_path)
+
+
+def _service_in_worker(config, inv, channel):
+    exim_reactor.install()
+    return build_service(config, inv, channel=channel)
 
 
 def _serve(top, workers, pid_path):
