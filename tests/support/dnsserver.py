@@ -5,7 +5,9 @@ syntax, one zone per file, named after its origin) plus any zones a test
 adds, over UDP and TCP on one free port.  Every name under a "servfail"
 origin (``servfail.test`` by default) is answered SERVFAIL, to exercise
 temporary DNS errors, and names under a "silent" origin (``timeout.test``)
-are never answered, for timeouts.  Answers about names under a "secure"
+are never answered, for timeouts; names under a "delayed" origin are
+answered after the given number of seconds (``delayed={origin: seconds}``),
+for a slow DNS that does answer.  Answers about names under a "secure"
 origin (none by default) carry the AD bit, as a validating resolver's
 would, for $sender_host_dnssec and friends.  Every answer about a name in a
 zone it serves has the AA bit, the empty ones (NXDOMAIN, NODATA) included,
@@ -46,10 +48,12 @@ SILENT = ("timeout.test",)
 class DNSServer:
     """A child process serving zones on 127.0.0.1:``port`` (UDP and TCP)."""
 
-    def __init__(self, zones=None, servfail=SERVFAIL, silent=SILENT, stock=True, secure=()):
+    def __init__(self, zones=None, servfail=SERVFAIL, silent=SILENT, stock=True, secure=(),
+                 delayed=None):
         self.extra_zones = dict(zones or {})
         self.servfail = tuple(servfail)
         self.silent = tuple(silent)
+        self.delayed = dict(delayed or {})
         self.secure = tuple(secure)
         self.stock = stock
         self.port = None
@@ -83,6 +87,8 @@ class DNSServer:
             args += ["--silent", origin]
         for origin in self.secure:
             args += ["--secure", origin]
+        for origin, seconds in self.delayed.items():
+            args += ["--delay", "%s=%s" % (origin, seconds)]
         files = self.zone_files()
         args += files if files else ["--no-zones"]
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -146,19 +152,27 @@ def _resolver_class():
     import dns.name
     import dns.rdataclass
     import dns.rdatatype
-    from twisted.internet import defer
+    from twisted.internet import defer, reactor, task
     from twisted.names import common
     from twisted.names import dns as tdns
     from twisted.names import error
 
     class ZoneResolver(common.ResolverBase):
-        """Answers from dnspython zones, with CNAME chasing, SERVFAIL and silent origins."""
+        """Answers from dnspython zones, with CNAME chasing, SERVFAIL, silent and delayed origins."""
 
-        def __init__(self, zones, servfail, silent):
+        def __init__(self, zones, servfail, silent, delayed=()):
             super().__init__()
             self.zones = zones
             self.servfail = [dns.name.from_text(o) for o in servfail]
             self.silent = [dns.name.from_text(o) for o in silent]
+            self.delayed = [(dns.name.from_text(o), float(s)) for o, s in delayed]
+
+        def _lookup(self, name, cls, qtype, timeout=None):
+            qname = dns.name.from_text(name.decode() if isinstance(name, bytes) else name)
+            for origin, seconds in self.delayed:
+                if qname.is_subdomain(origin):
+                    return task.deferLater(reactor, seconds, self._answer, name, cls, qtype)
+            return self._answer(name, cls, qtype)
 
         def is_authoritative(self, name):
             """Whether ``name`` (a dns.name.Name) is in a zone served here."""
@@ -182,7 +196,7 @@ def _resolver_class():
             rdataset = zone.find_rdataset(zone.origin, dns.rdatatype.SOA)
             return [self._rr(zone.origin, rdataset, r) for r in rdataset]
 
-        def _lookup(self, name, cls, qtype, timeout=None):
+        def _answer(self, name, cls, qtype):
             qname = dns.name.from_text(name.decode() if isinstance(name, bytes) else name)
             if any(qname.is_subdomain(o) for o in self.servfail):
                 return defer.fail(RuntimeError("configured to fail: %s" % qname))
@@ -215,14 +229,14 @@ def _resolver_class():
     return ZoneResolver
 
 
-def _serve(zone_paths, servfail, silent, port, secure=()):
+def _serve(zone_paths, servfail, silent, port, secure=(), delayed=()):
     import dns.name
     from twisted.internet import reactor
     from twisted.names import dns as tdns
     from twisted.names import server
 
     secure = [dns.name.from_text(o) for o in secure]
-    resolver = _resolver_class()(_load_zones(zone_paths), servfail, silent)
+    resolver = _resolver_class()(_load_zones(zone_paths), servfail, silent, delayed)
 
     class Factory(server.DNSServerFactory):
         def _responseFromMessage(self, message, *args, **kwargs):
@@ -272,6 +286,8 @@ def main(argv=None):
     parser.add_argument("--silent", action="append", default=[])
     parser.add_argument("--secure", action="append", default=[],
                         help="answers under this origin carry the AD bit")
+    parser.add_argument("--delay", action="append", default=[], metavar="ORIGIN=SECONDS",
+                        help="answer names under ORIGIN after SECONDS")
     parser.add_argument("--no-zones", action="store_true", help="serve nothing at all")
     parser.add_argument("zones", nargs="*", help="zone files (default: the stock zones)")
     args = parser.parse_args(argv)
@@ -279,7 +295,7 @@ def main(argv=None):
     if not zones and not args.no_zones:
         zones = [os.path.join(ZONE_DIR, n) for n in sorted(os.listdir(ZONE_DIR))]
     _serve(zones, args.servfail or list(SERVFAIL), args.silent or list(SILENT), args.port,
-           args.secure)
+           args.secure, [item.rsplit("=", 1) for item in args.delay])
 
 
 if __name__ == "__main__":
