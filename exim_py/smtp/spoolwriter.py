@@ -18,13 +18,13 @@ the Exim user, the thread takes that user's file-system identity
 (spool/owner.py), so the files it creates need no chown.
 """
 
-import os
 import queue
 import threading
 
 from twisted.internet import defer
 from twisted.python import failure
 
+from exim_py import procid
 from exim_py.spool.owner import create_as
 
 # seconds a writer thread waits for work before it leaves
@@ -54,9 +54,9 @@ class SpoolWriter:
         d = defer.Deferred()
         self._unanswered += 1
         with self._lock:
-            if self._pid != os.getpid():
+            if self._pid != procid.current():
                 # threads do not survive fork(): this process starts afresh
-                self._pid, self._jobs, self._running = os.getpid(), queue.SimpleQueue(), False
+                self._pid, self._jobs, self._running = procid.current(), queue.SimpleQueue(), False
             # under the lock: a thread about to leave sees this message and stays
             self._jobs.put((envelope, body, d))
             start, self._running = not self._running, True

@@ -16,10 +16,11 @@ process nor with another process's ids, and every field keeps Exim's width,
 alphabet and ordering, so Exim's queue tools parse them.
 """
 
-import os
 import re
 import threading
 import time
+
+from exim_py import procid
 
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 ID_LENGTH = 16
@@ -97,7 +98,7 @@ class IdGenerator:
             now = self.clock()
             step = int(now * STEPS_PER_SECOND)
             # A forked child (exim_py -odb delivering) has a new pid and its own sequence.
-            pid = os.getpid() if self.pid is None else self.pid
+            pid = procid.current() if self.pid is None else self.pid
             if pid != self._last_pid:
                 self._last_pid, self._last_step = pid, None
             if self._last_step is not None and step <= self._last_step:
