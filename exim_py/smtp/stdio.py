@@ -12,7 +12,9 @@ import sys
 
 from twisted.internet import defer, stdio
 
+from exim_py.errors import ConfigError
 from exim_py.hostport import NotAnIPAddress, command_line_address
+from exim_py.smtp.policy import NO_GREETING
 from exim_py.smtp.server import SMTPServerProtocol
 
 HOST_CHECK_INTRO = (
@@ -22,6 +24,8 @@ HOST_CHECK_INTRO = (
     "**** This is not for real!\n"
     "\n")
 NOT_REAL_ID = "\n**** SMTP testing: that is not a real message id!\n\n"
+# What Exim's die() says to an SMTP caller after a panic that ends the process
+DIE_TEXT = "Unexpected failure, please try later"
 
 
 class _StdioAddress:
@@ -48,6 +52,64 @@ class StdioSMTPProtocol(SMTPServerProtocol):
         self.transport.getPeer = _StdioAddress
         self.transport.getHost = _StdioAddress
         super().connectionMade()
+
+    # -- Exim's die(): a start-up failure that ends the process ---------------
+
+    def _after_connect(self, reply):
+        if reply is NO_GREETING:
+            # smtp_active_hostname would not expand: Exim's panic-and-die
+            # comes before the session has any input or output.
+            self.exit_status = 1
+        super()._after_connect(reply)
+
+    def _greet(self, greeting):
+        if greeting is None:
+            # smtp_banner would not expand (logged by the policy): Exim dies
+            # with smtp_closedown's text.
+            return self._closedown(DIE_TEXT)
+        super()._greet(greeting)
+
+    def _closedown(self, text):
+        """Exim's smtp_closedown before it exits with status 1: ``421 text``,
+        then every command read until QUIT or the end of the input gets
+        ``421 text`` again, except RSET (250) and QUIT (221)."""
+        self.exit_status = 1
+        self._closedown_text = text
+        self._mode = "closedown"
+        self._send(421, text)
+        self._process_buffer()
+
+    def _process_buffer(self):
+        if self._mode != "closedown":
+            return super()._process_buffer()
+        while not self._closing:
+            eol = self._buffer.find(b"\n")
+            if eol < 0:
+                return
+            line, self._buffer = self._buffer[:eol], self._buffer[eol + 1:]
+            verb = line.strip().split(b" ", 1)[0].upper()
+            if verb == b"QUIT":
+                self._send(221, "%s closing connection" % self.policy.hostname(self.session))
+                self._drop()
+            elif verb == b"RSET":
+                self._send(250, "Reset OK")
+            else:
+                self._send(421, self._closedown_text)
+
+    def input_ended(self):
+        if self._mode == "closedown":
+            # the end of the input ends smtp_closedown's loop without a word
+            return self._drop()
+        if not self.host_checking:
+            # -bs input that ends without QUIT is a lost connection, which
+            # Exim answers by exiting with status 1 (-bh exits 0)
+            self.exit_status = 1
+        super().input_ended()
+
+    def _timed_out(self):
+        # a command or data timeout ends Exim with status 1, -bs or -bh
+        self.exit_status = 1
+        super()._timed_out()
 
     def _message_accepted(self):
         # Exim's receive.c notes this after any reply accepting the message
@@ -93,6 +155,22 @@ def host_check_logger(config, stream=None):
     return logger
 
 
+def _panics_to_stderr(logger):
+    """A -bs caller sees each panic log line on standard error as well, with
+    its timestamp, as Exim's log_write shows panics to a process whose
+    standard error is still open.  The logger is the one the deliveries of
+    the session use too, so their panics are shown in the same way."""
+    panic = logger.panic
+
+    def panic_and_show(text, message_id=None, main=True):
+        panic(text, message_id, main)
+        sys.stderr.flush()
+        sys.stderr.buffer.write((logger.format(text, message_id) + "\n")
+                                .encode("utf-8", "surrogateescape"))
+        sys.stderr.buffer.flush()
+    logger.panic = panic_and_show
+
+
 def _session_filler(policy, inv, host_address, caller, remote=(None, None)):
     """Wrap policy.fill_session with what the command line says about the
     caller: ``host_address`` is the -bh address, ``remote`` the (address,
@@ -134,6 +212,8 @@ def _run(inv, host_checking):
     if host_checking:
         policy.logger = host_check_logger(config)
         policy.host_checking_callout = inv.mode_flag == "-bhc"
+    elif policy.logger is not None:
+        _panics_to_stderr(policy.logger)
     caller = _caller_name()
     _session_filler(policy, inv, host, caller, remote)
     if host_checking:
@@ -215,9 +295,41 @@ def _caller_name():
         return str(os.getuid())
 
 
+def _configuration_error(inv, error):
+    """A -bs run whose configuration is broken: Exim reports it as a panic
+    that ends the process, with nothing on standard output; the panic log
+    is the one named by the options read before the error (else the
+    default), standard error gets the line with its timestamp; status 1."""
+    from exim_py.cli import config_path
+    from exim_py.config.loader import Loader, computed_defaults
+    from exim_py.log import Logger
+
+    # Exim's text names itself where the error has a place in the file
+    text = str(error)
+    text = "Exim " + text if error.filename is not None or error.driver is not None else error.message
+    loader = Loader(config_path(inv), inv.macros or None)
+    try:
+        loader.load()
+    except ConfigError:
+        pass
+    main = loader.main
+    defaults = computed_defaults(main)
+    log_file_path = main["log_file_path"] or defaults.get("log_file_path")
+    logger = Logger(None, log_file_path=log_file_path,
+                    spool_directory=main["spool_directory"] or defaults.get("spool_directory"))
+    if "$" not in log_file_path:
+        # an unexpanded path would name a file nobody meant
+        logger.panic(text, main=False)
+    sys.stderr.write(logger.format(text) + "\n")
+    return 1
+
+
 def smtp_stdio_mode(inv):
     """``exim_py -bs``: one SMTP session on standard input and output."""
-    return _run(inv, host_checking=False)
+    try:
+        return _run(inv, host_checking=False)
+    except ConfigError as e:
+        return _configuration_error(inv, e)
 
 
 def host_check_mode(inv):

@@ -1,0 +1,206 @@
+"""``-bs`` when things go wrong at the start or the end of the session,
+differentially against Debian's exim4.
+
+The same configuration (each side with its own log and spool directories)
+and the same input go to ``exim4 -bs`` and ``exim_py -bs``; what each prints
+on standard output, its exit status, what it writes on standard error and
+the lines of its main, reject and panic logs must be the same (timestamps,
+dates and message ids aside).  The cases: a broken configuration, a
+connect ACL that refuses, an smtp_banner or smtp_active_hostname that will
+not expand (Exim panics and dies: smtp_closedown's 421 loop, status 1), a
+panic log line (also shown on standard error), and the exit status after
+QUIT, an ACL drop, the end of the input and a timeout.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+from twisted.trial import unittest
+
+from tests.support.peers import (QUIET_MAIN, RealExim, exim_py_command, require_command,
+                                 run_exim_py)
+
+MAIN = QUIET_MAIN + """\
+log_file_path = %(dir)s/log/%%slog
+spool_directory = %(dir)s/spool
+"""
+
+HELO_QUIT = "HELO client.example\r\nQUIT\r\n"
+MESSAGE = ("HELO client.example\r\nMAIL FROM:<a@client.example>\r\nRCPT TO:<b@mx.test.example>\r\n"
+           "DATA\r\nSubject: test\r\n\r\nbody\r\n.\r\n")
+
+STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
+
+
+def _normalised(text, base):
+    """Lines of ``text`` without timestamps, the banner's date, message ids
+    or the side's own directory."""
+    text = text.replace(base, "DIR")
+    text = re.sub(r"(ESMTP Exim 4\.96) .*", r"\1 DATE", text)
+    text = re.sub(r"\b\w{6}-\w{6}-\w{2}\b", "MSGID", text)
+    return [STAMP.sub("", line) for line in text.splitlines()]
+
+
+class _Differential(unittest.TestCase):
+    """Runs one configuration and input through exim4 -bs and exim_py -bs."""
+
+    maxDiff = None
+
+    def setUp(self):
+        require_command("exim4")
+        self.exim = RealExim()
+        self.addCleanup(self.exim.cleanup)
+
+    def _side(self, name, settings, dialogue, args, run):
+        base = self.exim.exim_user_dirs(name)
+        conf = self.exim.write_config(MAIN % {"dir": base} + settings, name + ".conf")
+        result = run(conf, list(args) + ["-bs"], dialogue)
+        seen = {"status": result.returncode,
+                "stdout": _normalised(result.stdout, base),
+                "stderr": _normalised(result.stderr, base)}
+        for which in ("main", "reject", "panic"):
+            path = os.path.join(base, "log", which + "log")
+            text = ""
+            if os.path.exists(path):
+                with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                    text = f.read()
+            seen[which] = _normalised(text, base)
+        return seen
+
+    def compare(self, settings, dialogue=HELO_QUIT, args=()):
+        """exim4's and exim_py's results (asserted equal); exim4's is returned."""
+        theirs = self._side("exim4", settings, dialogue, args,
+                            lambda conf, argv, text: self.exim.run(conf, argv, input=text))
+        ours = self._side("exim_py", settings, dialogue, args,
+                          lambda conf, argv, text: run_exim_py(["-C", conf] + argv, input=text))
+        self.assertEqual(ours, theirs)
+        return theirs
+
+
+class ConfigurationErrorTests(_Differential):
+    """A configuration that will not load."""
+
+    def test_unknown_main_option(self):
+        """Nothing on standard output, status 1, the error with a timestamp
+        on standard error and in the panic log named by the options read
+        before it, as 'Exim configuration error in line N of FILE:'."""
+        seen = self.compare("no_such_option = 1\n")
+        self.assertEqual(seen["status"], 1)
+        self.assertEqual(seen["stdout"], [])
+        self.assertEqual(seen["panic"], ["Exim configuration error in line 9 of DIR.conf:",
+                                         '  main option "no_such_option" unknown'])
+        self.assertEqual(seen["stderr"], seen["panic"])
+
+    def test_error_in_acl_section(self):
+        """An error after the main section is reported in the same way."""
+        seen = self.compare("begin acl\nconnect:\n  deny nosuch = x\n")
+        self.assertEqual(seen["status"], 1)
+        self.assertEqual(seen["panic"][1],
+                         '  error in ACL: unknown ACL condition/modifier in "deny nosuch = x"')
+
+
+class StartupRefusalTests(_Differential):
+    """The connect ACL answers before any greeting; the process ends with 0."""
+
+    def test_connect_acl_deny(self):
+        """deny: its message with 550 instead of the banner, logged with U=caller."""
+        seen = self.compare("acl_smtp_connect = c\nbegin acl\nc:\n  deny message = go away\n")
+        self.assertEqual((seen["status"], seen["stdout"]), (0, ["550 go away"]))
+        self.assertEqual(seen["reject"], ['U=root rejected connection in "connect" ACL: go away'])
+
+    def test_connect_acl_defer(self):
+        """defer: 451 and a 'temporarily rejected connection' line."""
+        seen = self.compare("acl_smtp_connect = c\nbegin acl\nc:\n  defer message = later\n")
+        self.assertEqual((seen["status"], seen["stdout"]), (0, ["451 later"]))
+
+    def test_connect_acl_missing(self):
+        """A connect ACL that does not exist is a temporary local problem."""
+        seen = self.compare("acl_smtp_connect = nosuch\n")
+        self.assertEqual(seen["stdout"], ["451 Temporary local problem - please try later"])
+
+
+class PanicDieTests(_Differential):
+    """A panic that ends Exim: logged (main, panic and standard error), then
+    smtp_closedown's answers, status 1."""
+
+    BANNER = "smtp_banner = ${lookup{x}lsearch{/nonexistent/file}}\n"
+
+    def test_banner_expansion_failure(self):
+        """421 instead of the banner, 421 for each command until QUIT's 221."""
+        seen = self.compare(self.BANNER)
+        self.assertEqual(seen["status"], 1)
+        self.assertEqual(seen["stdout"], ["421 Unexpected failure, please try later"] * 2
+                         + ["221 mx.test.example closing connection"])
+        line = ('Expansion of "${lookup{x}lsearch{/nonexistent/file}}" (smtp_banner) failed: '
+                'failed to open /nonexistent/file for linear search: No such file or directory')
+        self.assertEqual((seen["main"], seen["panic"], seen["stderr"]), ([line], [line], [line]))
+
+    def test_closedown_answers_rset_and_stops_at_end_of_input(self):
+        """During smtp_closedown RSET gets 250 and the end of the input ends it quietly."""
+        seen = self.compare(self.BANNER, "HELO x\r\nRSET\r\nNOOP\r\n")
+        self.assertEqual(seen["stdout"], ["421 Unexpected failure, please try later"] * 2
+                         + ["250 Reset OK", "421 Unexpected failure, please try later"])
+        self.assertEqual(seen["status"], 1)
+
+    def test_active_hostname_expansion_failure(self):
+        """smtp_active_hostname that fails: logged, no output at all, status 1."""
+        seen = self.compare("smtp_active_hostname = ${lookup{x}lsearch{/nonexistent/file}}\n")
+        self.assertEqual((seen["status"], seen["stdout"]), (1, []))
+        self.assertEqual(len(seen["panic"]), 1)
+        self.assertEqual(seen["stderr"], seen["panic"])
+
+
+class PanicLineTests(_Differential):
+    """A panic that does not end the process."""
+
+    def test_panic_line_shown_on_standard_error(self):
+        """A ':panic:' logwrite goes to the panic log and, timestamped, to standard error."""
+        seen = self.compare("acl_smtp_helo = h\nbegin acl\nh:\n  warn logwrite = :panic: oops\n"
+                            "  accept\n")
+        self.assertEqual((seen["panic"], seen["stderr"], seen["status"]), (["oops"], ["oops"], 0))
+
+
+class ExitStatusTests(_Differential):
+    """How the session ends decides the exit status."""
+
+    ACLS = ("acl_smtp_rcpt = r\nbegin acl\nr:\n  drop local_parts = drop\n  accept\n")
+
+    def test_quit_after_message(self):
+        """QUIT after an accepted message: 0."""
+        self.assertEqual(self.compare(self.ACLS, MESSAGE + "QUIT\r\n", ["-odq"])["status"], 0)
+
+    def test_end_of_input_without_quit(self):
+        """The input ends without QUIT: 421 lost input connection, status 1."""
+        seen = self.compare(self.ACLS, MESSAGE, ["-odq"])
+        self.assertEqual(seen["status"], 1)
+        self.assertEqual(seen["stdout"][-1], "421 mx.test.example lost input connection")
+
+    def test_end_of_input_in_data(self):
+        """The input ends inside the message data: status 1."""
+        seen = self.compare(self.ACLS, MESSAGE[:-3], ["-odq"])
+        self.assertEqual((seen["status"], seen["stdout"][-1]), (1, "421 Lost incoming connection"))
+
+    def test_acl_drop(self):
+        """An ACL's drop ends the session with status 0."""
+        seen = self.compare(self.ACLS, MESSAGE.replace("<b@", "<drop@"), ["-odq"])
+        self.assertEqual(seen["status"], 0)
+
+    def test_command_timeout(self):
+        """smtp_receive_timeout while waiting for a command: 421 and status 1."""
+        settings = "smtp_receive_timeout = 1s\n"
+        # a client that says HELO and then nothing for longer than the timeout
+        sleeper = "import sys, time; sys.stdout.write('HELO x\\r\\n'); sys.stdout.flush(); time.sleep(3)"
+        statuses = []
+        for name, argv in (("exim4", [self.exim.binary]), ("exim_py", exim_py_command())):
+            base = self.exim.exim_user_dirs(name)
+            conf = self.exim.write_config(MAIN % {"dir": base} + settings, name + ".conf")
+            feeder = subprocess.Popen([sys.executable, "-c", sleeper], stdout=subprocess.PIPE)
+            result = subprocess.run(argv + ["-C", conf, "-bs"], stdin=feeder.stdout,
+                                    capture_output=True, text=True, timeout=30)
+            feeder.stdout.close()
+            feeder.wait()
+            statuses.append((result.returncode, _normalised(result.stdout, base)[-1]))
+        self.assertEqual(statuses[1], statuses[0])
+        self.assertEqual(statuses[0], (1, "421 mx.test.example: SMTP command timeout - closing connection"))
