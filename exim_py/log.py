@@ -433,9 +433,12 @@ def received_line(env, logger):
     return "<= " + received_fields(env, logger)
 
 
-def msglog_received_line(env, logger):
-    """The first line of the per-message log: "Received from" and the same fields."""
-    return "%s Received from %s" % (logger.timestamp(), received_fields(env, logger))
+def msglog_received_line(env, logger, fields=None):
+    """The first line of the per-message log: "Received from" and the same
+    fields (``fields``: those already made for the <= line)."""
+    if fields is None:
+        fields = received_fields(env, logger)
+    return "%s Received from %s" % (logger.timestamp(), fields)
 
 
 def _expand_path(value, config, spool_directory):

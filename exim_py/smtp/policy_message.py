@@ -11,7 +11,7 @@ Spec chapters "SMTP processing" (message reception), "Access control lists"
 from twisted.internet import defer
 
 from exim_py import receive as receiving
-from exim_py.log import received_line
+from exim_py.log import msglog_received_line, received_fields, received_line
 from exim_py.smtp import acl_phase
 from exim_py.smtp.reply import Reply
 
@@ -68,6 +68,15 @@ class MessagePolicy:
             return reply.addCallback(self._after_data_acl, session, envelope, body, prdr)
         return self._after_data_acl(reply, session, envelope, body, prdr)
 
+    def _msglog_line(self, envelope, fields):
+        """The message log's "Received from" line, from the <= line's fields
+        when both logs select the same (None: the spool makes it, or there
+        are no message logs)."""
+        msglog = getattr(getattr(self.spool_writer, "spool", None), "msglog_logger", None)
+        if msglog is None or fields is None or msglog.selectors != self.logger.selectors:
+            return None
+        return msglog_received_line(envelope, msglog, fields)
+
     def _header_limits(self, message):
         """header_maxsize and header_line_maxsize: Exim's 552s, or None."""
         limit = self._option("header_maxsize", 1024 * 1024)
@@ -115,11 +124,13 @@ class MessagePolicy:
             if self.logger is not None:
                 self.logger.main(received_line(envelope, self.logger), message_id=envelope.message_id)
             return accepted or Reply(250, "OK id=%s" % envelope.message_id)
-        d = self.spool_writer.store(envelope, body)
+        # the <= line's fields, made once for the main log and the message log
+        fields = received_fields(envelope, self.logger) if self.logger is not None else None
+        d = self.spool_writer.store(envelope, body, self._msglog_line(envelope, fields))
 
         def stored(message_id):
-            if self.logger is not None:
-                self.logger.main(received_line(envelope, self.logger), message_id=message_id)
+            if fields is not None:
+                self.logger.main("<= " + fields, message_id=message_id)
             # smtp_accept_queue_per_connection: beyond that many messages in
             # one session, leave them for the queue runner
             count = getattr(session, "message_count", 0) + 1

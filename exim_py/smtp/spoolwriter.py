@@ -49,8 +49,11 @@ class SpoolWriter:
     def new_message_id(self):
         return self.spool.new_message_id()
 
-    def store(self, envelope, body):
-        """A Deferred firing with the message id once -H and -D are durable."""
+    def store(self, envelope, body, msglog_line=None):
+        """A Deferred firing with the message id once -H and -D are durable.
+
+        ``msglog_line``: the message log's first line when the caller has
+        it (None: the spool builds its "Received from" line)."""
         d = defer.Deferred()
         self._unanswered += 1
         with self._lock:
@@ -58,7 +61,7 @@ class SpoolWriter:
                 # threads do not survive fork(): this process starts afresh
                 self._pid, self._jobs, self._running = procid.current(), queue.SimpleQueue(), False
             # under the lock: a thread about to leave sees this message and stays
-            self._jobs.put((envelope, body, d))
+            self._jobs.put((envelope, body, d, msglog_line))
             start, self._running = not self._running, True
         if start:
             threading.Thread(target=self._writer, args=(self._jobs,),
@@ -87,7 +90,8 @@ class SpoolWriter:
                 continue
             batch = None
             try:
-                batch = self.spool.write_batch([(env, body) for env, body, _ in items])
+                batch = self.spool.write_batch([(env, body) for env, body, _, _ in items],
+                                               [line for _, _, _, line in items])
                 self.spool.make_durable(written=batch, renamed=renamed[0] if renamed else None)
             except Exception:
                 if batch is not None:
@@ -154,10 +158,10 @@ class SpoolWriter:
         """In the reactor: answer a stored batch's messages."""
         self._unanswered -= len(items)
         if isinstance(result, failure.Failure):
-            for _, _, d in items:
+            for _, _, d, _ in items:
                 d.errback(result)
         else:
-            for (_, _, d), message_id in zip(items, result):
+            for (_, _, d, _), message_id in zip(items, result):
                 d.callback(message_id)
 
     def flush(self):
