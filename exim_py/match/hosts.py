@@ -368,6 +368,52 @@ class HostMatcher(Matcher):
         return names
 
 
+# How checking a host against a host list may use the DNS (dns_need)
+NO_DNS, CLIENT_NAME, ANY_DNS = 0, 1, 2
+
+
+def dns_need(liststring, config=None, _seen=None):
+    """How matching a host against host list ``liststring`` may use the DNS.
+
+    NO_DNS: addresses, networks, ``*``, ``@[]`` and ``net-`` file lookups
+    only.  CLIENT_NAME: some item needs the host's name (``*suffix``,
+    ``^regex``, a single-key ``type;file``), which for a session's client
+    is its reverse lookup, made once.  ANY_DNS: an item asks the DNS each
+    time (a plain host name or ``@`` looked up forwards, a query-style
+    lookup such as dnsdb), or the list is expanded or read from a file,
+    so anything may happen.  Named lists (``+name``) count with their items.
+    """
+    if not liststring:
+        return NO_DNS
+    if "$" in liststring:
+        return ANY_DNS
+    need = NO_DNS
+    for item in iter_list(liststring):
+        item = item.lstrip("!").strip()
+        if not item or item in ("*", "@[]") or ip_and_mask(item) is not None:
+            continue
+        if item.startswith("+"):
+            named = (getattr(config, "named_lists", None) or {}).get("host", {}).get(item[1:])
+            seen = _seen if _seen is not None else set()
+            if named is not None and item not in seen:
+                seen.add(item)
+                need = max(need, dns_need(named.value, config, seen))
+        elif ";" in item:
+            typetext = item[:item.find(";")]
+            net = re.match(r"net\d*-", typetext)
+            try:
+                query = lookups.is_query_style(
+                    lookups.parse_type(typetext[net.end():] if net else typetext).name)
+            except Exception:                  # Exim's error at match time, not here
+                query = True
+            need = max(need, ANY_DNS if query else NO_DNS if net else CLIENT_NAME)
+        elif item[0] in "*^":
+            need = max(need, CLIENT_NAME)
+        elif item[0] == "/" or not _MALFORMED_V4.match(item):
+            return ANY_DNS                       # a host name, @, or a file of items
+    return need
+
+
 def lookup_order(config):
     """host_lookup_order as a list of "bydns" / "byaddr" (unknown words are
     dropped; Exim's default when nothing is left)."""

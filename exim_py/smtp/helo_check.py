@@ -15,6 +15,7 @@ from twisted.internet import threads
 from exim_py.acl.context import AclContext
 from exim_py.acl.dnslists import DnsDefer
 from exim_py.acl.helo import host_name_lookup, reset, restore, verify_helo
+from exim_py.smtp import session_hosts
 from exim_py.smtp.reply import Reply
 
 
@@ -24,8 +25,9 @@ def check(policy, session, verb):
     before = reset(session)
     if not session.sender_host_address:
         return None          # -bs without -oMa: Exim's sender_host_unknown
-    required = policy.host_in("helo_verify_hosts", session)
-    verifying = required or policy.host_in("helo_try_verify_hosts", session)
+    # which of the two lists the client is in was found as the session started
+    required = session_hosts.session_host(policy, "helo_verify_hosts", session)
+    verifying = required or session_hosts.session_host(policy, "helo_try_verify_hosts", session)
     lookup = not session.sender_host_name and _in_lookup_domains(policy, session)
     if not verifying and not lookup:
         return None

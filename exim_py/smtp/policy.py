@@ -25,7 +25,7 @@ from exim_py.auths.dialogue import AuthDialogue
 from exim_py.errors import ExpansionError, LookupDefer
 from exim_py.expand.strings import printing as string_printing
 from exim_py.log import printing
-from exim_py.smtp import acl_phase, connlog, helo_check, limits, proxy
+from exim_py.smtp import acl_phase, connlog, helo_check, limits, proxy, session_hosts
 from exim_py.smtp.policy_message import MessagePolicy
 from exim_py.smtp.reply import Reply
 
@@ -100,6 +100,8 @@ class ServerPolicy(MessagePolicy):
             self.expand_mod = None
         self.tls = None                      # a tls.ServerTLS when TLS is configured
         self._may_block = {}
+        self.host_list_needs = {}            # host list option -> match.hosts.dns_need
+        self.ehlo_dns_lists = None           # those of EHLO's lists that may use the DNS
         self._accepts = {}                   # ACL spec -> does it accept at once?
         self._numbers = {}                   # expanded size option text -> its value
         self._etrn_running = {}             # ETRN argument -> the command started for it
@@ -186,8 +188,15 @@ class ServerPolicy(MessagePolicy):
             values["domain"] = session.etrn_domain       # smtp_etrn_command sees the argument
         return values
 
-    def host_in(self, option, session, default=None):
-        """Does the calling host match host-list option ``option``?"""
+    def host_in(self, option, session, default=None, on_defer=False):
+        """Does the calling host match host-list option ``option``?  A DEFER
+        (a DNS lookup that could not be done) counts as ``on_defer``: true
+        where Exim asks "not FAIL" rather than "OK".  While the session
+        keeps ``host_answers`` (smtp/session_hosts.py) an answer found
+        there is taken, and a new one kept."""
+        answers = getattr(session, "host_answers", None)
+        if answers is not None and option in answers:
+            return answers[option]
         value = self._option(option, default)
         if value is None or value.strip() in ("", ":"):
             return False
@@ -197,9 +206,14 @@ class ServerPolicy(MessagePolicy):
             return False
         host = _Host(session.sender_host_address, session.sender_host_name)
         try:
-            return self.match.match_host(host, value, self.expand_context(session))
-        except Exception:              # LookupDefer: Exim treats a DEFER as "not in the list"
-            return False
+            found = self.match.match_host(host, value, self.expand_context(session))
+        except LookupDefer:
+            found = on_defer
+        except Exception:              # an expansion failure: not in the list
+            found = False
+        if answers is not None:
+            answers[option] = found
+        return found
 
     # -- connection --------------------------------------------------------
 
@@ -222,14 +236,20 @@ class ServerPolicy(MessagePolicy):
         before the connect ACL (``_admit``), then that ACL."""
         if session.sender_host_address and (
                 self._option("host_lookup") or self._option("host_reject_connection")
-                or "$" in (self._option("smtp_active_hostname") or "")):
+                or "$" in (self._option("smtp_active_hostname") or "")
+                or session_hosts.start_lists_dns(self, session)):
             # The lookup, and any name item in host_reject_connection or
             # $sender_host_name in smtp_active_hostname (which look the name
             # up when the session has none), may wait on the DNS: off the
             # reactor, which must go on serving the other sessions.
             d = threads.deferToThread(self._admit, session)
-            return d.addCallback(self._connect_acl, session)
-        return self._connect_acl(self._admit(session), session)
+            d.addCallback(self._connect_acl, session)
+        else:
+            d = self._connect_acl(self._admit(session), session)
+        # then whether the client may use PIPECONNECT, before the banner
+        if isinstance(d, defer.Deferred):
+            return d.addCallback(session_hosts.pipe_connect, self, session)
+        return session_hosts.pipe_connect(d, self, session)
 
     def _admit(self, session):
         """What Exim does as a session starts, before acl_smtp_connect: a
@@ -257,6 +277,7 @@ class ServerPolicy(MessagePolicy):
         if self.host_in("host_reject_connection", session):
             self.log_reject("refused connection from %s (host_reject_connection)" % self.host_text(session))
             return Reply(554, "SMTP service not available", drop=True)
+        session_hosts.check_at_start(self, session)
         return None
 
     def _expand_active_hostname(self, text, session):
@@ -323,7 +344,10 @@ class ServerPolicy(MessagePolicy):
         return active or self.primary_hostname
 
     def proxy_required(self, session):
-        """hosts_proxy: does this connection start with a PROXY header?"""
+        """hosts_proxy: does this connection start with a PROXY header?  A
+        Deferred when the check may wait on the DNS."""
+        if session_hosts.list_dns(self, "hosts_proxy", session):
+            return threads.deferToThread(self.host_in, "hosts_proxy", session)
         return self.host_in("hosts_proxy", session)
 
     @property
@@ -343,20 +367,30 @@ class ServerPolicy(MessagePolicy):
     def pipe_connect(self, session):
         """May this client pipeline from the start (PIPECONNECT)?  Never a
         local caller without an address (-bs): Exim's smtp_in.c asks for a
-        sender host address before it looks at the list."""
-        return bool(session.sender_host_address) and self.host_in(
-            "pipelining_connect_advertise_hosts", session, "*")
+        sender host address before it looks at the list.  Decided once per
+        session, as Exim's pipe_connect_acceptable (see connect)."""
+        acceptable = getattr(session, "pipe_connect_ok", None)
+        if acceptable is None:
+            acceptable = session.pipe_connect_ok = bool(session.sender_host_address) and self.host_in(
+                "pipelining_connect_advertise_hosts", session, "*")
+        return acceptable
 
     def limit_nonmail(self, session):
-        # 0 is a limit too (no counted command at all), as in Exim
-        return self.host_in("smtp_accept_max_nonmail_hosts", session, "*")
+        """Are this client's non-mail commands counted?  Exim checks the
+        list at the first such command and keeps the answer; a DEFER counts
+        them.  0 is a limit too (no counted command at all), as in Exim."""
+        counted = getattr(session, "count_nonmail", None)
+        if counted is None:
+            counted = session.count_nonmail = self.host_in("smtp_accept_max_nonmail_hosts", session, "*",
+                                                           on_defer=True)
+        return counted
 
     # -- HELO / EHLO -------------------------------------------------------
 
     def helo_syntax_ok(self, session, name):
         if not name or " " in name:
             return False
-        if self.host_in("helo_accept_junk_hosts", session):
+        if session_hosts.session_host(self, "helo_accept_junk_hosts", session):
             return True
         if name.startswith("[") and name.endswith("]"):
             literal = name[1:-1]
@@ -372,17 +406,29 @@ class ServerPolicy(MessagePolicy):
         return bool(_HELO_NAME.match(checked))
 
     def helo(self, session, verb, name):
-        """helo_verify_hosts / helo_try_verify_hosts (smtp/helo_check.py), then the HELO ACL."""
+        """helo_verify_hosts / helo_try_verify_hosts (smtp/helo_check.py),
+        the HELO ACL, then for EHLO the host lists of its reply."""
+        if getattr(session, "host_answers", None) is not None:
+            session.host_answers = None         # each HELO/EHLO checks its lists anew
         checked = helo_check.check(self, session, verb)
         if isinstance(checked, defer.Deferred):
-            return checked.addCallback(
-                lambda refused: refused or self._run_acl("helo", "acl_smtp_helo", session,
-                                                         command_data=name))
-        return checked or self._run_acl("helo", "acl_smtp_helo", session, command_data=name)
+            return checked.addCallback(self._helo_acl, session, verb, name)
+        return self._helo_acl(checked, session, verb, name)
+
+    def _helo_acl(self, refused, session, verb, name):
+        if refused:
+            return refused
+        reply = self._run_acl("helo", "acl_smtp_helo", session, command_data=name)
+        if verb != "EHLO":
+            return reply
+        if isinstance(reply, defer.Deferred):
+            return reply.addCallback(session_hosts.ehlo_lists, self, session)
+        return session_hosts.ehlo_lists(reply, self, session)
 
     def helo_required(self, session):
         """hosts_require_helo (default *, Exim 4.95) or helo_verify_hosts."""
-        return self.host_in("hosts_require_helo", session, "*") or self.host_in("helo_verify_hosts", session)
+        return self.host_in("hosts_require_helo", session, "*") or session_hosts.session_host(
+            self, "helo_verify_hosts", session)
 
     def log_no_helo(self, session):
         if self.logger is not None:
@@ -411,7 +457,7 @@ class ServerPolicy(MessagePolicy):
         ext = {"SIZE", "HELP"}
         if self._option("accept_8bitmime", True):
             ext.add("8BITMIME")
-        if self.host_in("dsn_advertise_hosts", session):
+        if self.host_in("dsn_advertise_hosts", session, on_defer=True):
             ext.add("DSN")
         for name in ("etrn", "vrfy", "expn"):
             if self._option("acl_smtp_" + name):
@@ -420,17 +466,19 @@ class ServerPolicy(MessagePolicy):
             ext.add("PIPELINING")
             if self.pipe_connect(session):
                 ext.add("PIPECONNECT")
-        if self.host_in("chunking_advertise_hosts", session, "*"):
+        if self.host_in("chunking_advertise_hosts", session, "*", on_defer=True):
             ext.add("CHUNKING")
         if self.auth_mechanisms(session):
             ext.add("AUTH")
-        if self.tls is not None and session.tls_cipher is None and self.host_in("tls_advertise_hosts", session, "*"):
+        if self.tls is not None and session.tls_cipher is None and self.host_in(
+                "tls_advertise_hosts", session, "*", on_defer=True):
             ext.add("STARTTLS")
         if self._option("prdr_enable", False):
             ext.add("PRDR")
         # Exim's I18N support is a build option; a configuration that does
         # not mention smtputf8_advertise_hosts gets the non-I18N behaviour.
-        if self.main_is_set("smtputf8_advertise_hosts") and self.host_in("smtputf8_advertise_hosts", session):
+        if self.main_is_set("smtputf8_advertise_hosts") and self.host_in(
+                "smtputf8_advertise_hosts", session, on_defer=True):
             ext.add("SMTPUTF8")
         return ext
 
@@ -457,8 +505,17 @@ class ServerPolicy(MessagePolicy):
         return lines
 
     def help_text(self, session, tls_active):
+        """HELP's list of commands; a Deferred firing with it when
+        tls_advertise_hosts, checked for STARTTLS, may wait on the DNS."""
+        if self.tls is not None and not tls_active and session_hosts.list_dns(
+                self, "tls_advertise_hosts", session, "*"):
+            return threads.deferToThread(self._help_text, session, tls_active)
+        return self._help_text(session, tls_active)
+
+    def _help_text(self, session, tls_active):
         words = ["AUTH"]
-        if self.tls is not None and not tls_active and self.host_in("tls_advertise_hosts", session, "*"):
+        if self.tls is not None and not tls_active and self.host_in(
+                "tls_advertise_hosts", session, "*", on_defer=True):
             words.append("STARTTLS")
         words += ["HELO", "EHLO", "MAIL", "RCPT", "DATA", "BDAT", "NOOP", "QUIT", "RSET", "HELP"]
         for name in ("etrn", "expn", "vrfy"):
@@ -519,12 +576,14 @@ class ServerPolicy(MessagePolicy):
         return number
 
     def qualify_sender(self, session, address):
-        if session.sender_host_address and not self.host_in("sender_unqualified_hosts", session):
+        if session.sender_host_address and not session_hosts.session_host(
+                self, "sender_unqualified_hosts", session):
             return None
         return address + "@" + (self._option("qualify_domain") or self.primary_hostname)
 
     def qualify_recipient(self, session, address):
-        if session.sender_host_address and not self.host_in("recipient_unqualified_hosts", session):
+        if session.sender_host_address and not session_hosts.session_host(
+                self, "recipient_unqualified_hosts", session):
             return None
         return address + "@" + self._recipient_domain()
 
@@ -622,7 +681,15 @@ class ServerPolicy(MessagePolicy):
         self.notquit(session, False, envelope, "signal-exit")
 
     def starttls(self, session):
-        return self._run_acl("starttls", "acl_smtp_starttls", session)
+        """The STARTTLS ACL; then, when tls_verify_hosts or
+        tls_try_verify_hosts (checked as the handshake is set up) may wait
+        on the DNS, those in a thread first, their answers kept."""
+        reply = self._run_acl("starttls", "acl_smtp_starttls", session)
+        if self.tls is None:
+            return reply
+        if isinstance(reply, defer.Deferred):
+            return reply.addCallback(session_hosts.tls_verify_lists, self, session)
+        return session_hosts.tls_verify_lists(reply, self, session)
 
     def quit(self, session):
         """QUIT: the ACL runs, and only its message counts (acl_phase)."""

@@ -94,6 +94,12 @@ def apply(session, info):
              "external_address": None, "external_port": None}
     if info is not None:
         src, sport, dst, dport = info
+        if src != session.sender_host_address:
+            # a name looked up for the proxy (a name item in hosts_proxy) is
+            # not the client's: the client's is looked up when needed
+            session.sender_host_name = None
+            for attribute in ("host_lookup_failed", "host_lookup_deferred", "sender_host_aliases"):
+                session.__dict__.pop(attribute, None)
         session.sender_host_address, session.sender_host_port = src, sport
         proxy["external_address"], proxy["external_port"] = dst, dport
     session.proxy = proxy

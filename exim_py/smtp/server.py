@@ -126,7 +126,11 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
         self.session.local = False
         self.policy.fill_session(self.session, self.transport)
         self._reset_timeout()
-        if self.policy.proxy_required(self.session):
+        # (hosts_proxy may wait on the DNS: the answer may come later)
+        self._ask(self.policy.proxy_required, self.session, then=self._proxy_or_start)
+
+    def _proxy_or_start(self, required):
+        if required:
             # hosts_proxy: a PROXY header comes first (smtp/proxy.py)
             self._mode = "proxy"
             self._proxy_timer = self.clock.callLater(self.policy.proxy_protocol_timeout,
@@ -640,7 +644,9 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
         self._ask(self.policy.quit, self.session, then=answered)
 
     def smtp_HELP(self, arg):
-        self._send(214, "Commands supported:\n" + self.policy.help_text(self.session, self.tls_active))
+        # (tls_advertise_hosts may wait on the DNS: the text may come later)
+        self._ask(self.policy.help_text, self.session, self.tls_active,
+                  then=lambda text: self._send(214, "Commands supported:\n" + text))
 
     def _policy_command(self, method, *args):
         def answered(reply):
