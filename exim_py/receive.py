@@ -15,8 +15,9 @@ import functools
 import os
 import re
 
+from exim_py.config.main_options import RECEIVED_HEADER_TEXT
 from exim_py.envelope import Header, Recipient
-from exim_py.expand.variables import tod
+from exim_py.expand.variables import tod, value_of
 
 # One-letter header types of the -H file (spec chapter "Format of spool files").
 HEADER_FLAGS = {"bcc": "B", "cc": "C", "from": "F", "message-id": "I", "received": "P",
@@ -187,10 +188,57 @@ def received_header(env, config, now, expand=None, ctx=None):
 
 def _received_header(config, now, expand, ctx):
     """received_header for a context that holds the message's variables already."""
-    text = expand(config.main.received_header_text, ctx)
+    option = config.main.received_header_text
+    text = _default_received_text(ctx) if option == RECEIVED_HEADER_TEXT else None
+    if text is None:
+        text = expand(option, ctx)
     if not text:
         return None   # an empty expansion adds no Received: header (spec, received_header_text)
     return Header("%s;\n\t%s\n" % (text, tod("full", now)), "P")
+
+
+def _default_received_text(ctx):
+    """received_header_text's default, evaluated without walking its expansion:
+    every message gets this header, and the default is what nearly every
+    configuration uses.  The same text the expansion gives (the tests hold
+    both to it); None for the rare case left to the engine, an ident with
+    no host (``${quote_local_part:}``), or a value with a NUL in it."""
+    variables = ctx.variables
+
+    def value(name):
+        found = variables.get(name)
+        return found if found.__class__ is str else value_of(ctx, name)
+
+    out = ["Received: "]
+    rcvhost = value("sender_rcvhost")
+    if rcvhost:
+        out += ("from ", rcvhost, "\n\t")
+    else:
+        if value("sender_ident"):
+            return None
+        helo = value("sender_helo_name")
+        if helo:
+            out += ("(helo=", helo, ")\n\t")
+    out += ("by ", value("primary_hostname"), " ")
+    protocol = value("received_protocol")
+    if protocol:
+        out += ("with ", protocol, " ")
+    version = value("tls_in_ver")
+    if version:
+        out += (" (", version, ")")
+    cipher = value("tls_in_cipher_std")
+    if cipher:
+        out += (" tls ", cipher, "\n\t")
+    out += ("(Exim ", value("version_number"), ")\n\t")
+    sender = value("sender_address")
+    if sender:
+        out += ("(envelope-from <", sender, ">)\n\t")
+    out += ("id ", value("message_exim_id"))
+    received_for = value("received_for")
+    if received_for:
+        out += ("\n\tfor ", received_for)
+    text = "".join(out)
+    return None if "\0" in text else text
 
 
 def _optional_expansion(option, expand, ctx):

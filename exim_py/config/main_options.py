@@ -32,7 +32,7 @@ _DNS_CHECK_NAMES_PATTERN = (
     r'(?i)^(?>(?(1)\.|())[^\W](?>[a-z0-9/_-]*[^\W])?)+(\.?)$'
 )
 
-_RECEIVED_HEADER_TEXT = (
+RECEIVED_HEADER_TEXT = (
     'Received: ${if def:sender_rcvhost {from $sender_rcvhost\n\t}{${if '
     'def:sender_ident {from ${quote_local_part:$sender_ident} }}${if '
     'def:sender_helo_name {(helo=$sender_helo_name)\n\t}}}}by $primary_hostname '
@@ -276,7 +276,7 @@ MAIN_OPTIONS = OptionTable([
     Option("queue_smtp_domains", DOMAINLIST, None,
            "domains routed but not delivered until a queue run"),
     Option("receive_timeout", TIME, 0, "time limit for reading a non-SMTP message"),
-    Option("received_header_text", STRING, _RECEIVED_HEADER_TEXT,
+    Option("received_header_text", STRING, RECEIVED_HEADER_TEXT,
            "the Received: header added to messages", expand=True),
     Option("received_headers_max", INT, 30, "Received: headers allowed before a loop is assumed"),
     Option("recipient_unqualified_hosts", HOSTLIST, None,
