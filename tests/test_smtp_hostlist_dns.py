@@ -1,0 +1,311 @@
+"""Host lists checked during a session wait on the DNS off the reactor.
+
+A host list item that is a name pattern (``*.client.hl.test``) needs the
+client's name, a reverse lookup; a plain host name needs a forward lookup.
+Exim makes them in its own process per session; exim_py must make them in
+a thread, so that one client's slow DNS holds up only its own session.  The
+test DNS server answers the PTR query for 127.0.0.1 (slow.client.hl.test)
+after DELAY seconds, and the names under slowfwd.hl.test as late; other
+clients (127.0.0.2 quick.other.hl.test, 127.0.0.3 quick.client.hl.test)
+are answered at once.  Each test has a slow session wait on the DNS while
+another session on the same daemon gets its banner and replies promptly,
+then checks that the slow answers still decided what the slow session was
+told.  The same lists are compared with exim4 -bh where the names come
+from /etc/hosts (exim4 cannot be pointed at the test DNS server).
+"""
+
+import re
+import socket
+import time
+
+from twisted.internet import threads
+from twisted.trial import unittest
+
+from tests.support.dnsserver import DNSServer
+from tests.support.peers import RealExim, run_exim_py
+from tests.test_daemon import DaemonProcess
+
+# how long the slow answers take
+DELAY = 2.0
+# what a session that waits on nothing may take at most, on a loaded machine
+PROMPT = 1.5
+
+REVERSE = """\
+$TTL 300
+@       SOA   ns.hl.test. hostmaster.hl.test. 1 3600 600 86400 300
+@       NS    ns.hl.test.
+1       PTR   slow.client.hl.test.
+2       PTR   quick.other.hl.test.
+3       PTR   quick.client.hl.test.
+"""
+
+FORWARD = """\
+$TTL 300
+@               SOA   ns.hl.test. hostmaster.hl.test. 1 3600 600 86400 300
+@               NS    ns.hl.test.
+ns              A     127.0.0.1
+slow.client     A     127.0.0.1
+quick.other     A     127.0.0.2
+quick.client    A     127.0.0.3
+late.slowfwd    A     127.0.0.1
+"""
+
+
+def connect(port, source):
+    """A client socket from address ``source`` and its reading file."""
+    s = socket.socket()
+    s.settimeout(20)
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", port))
+    return s, s.makefile("rb")
+
+
+def read_reply(f):
+    """One whole SMTP reply, as a list of str lines without CRLF."""
+    lines = [f.readline().decode()]
+    while lines[-1][3:4] == "-":
+        lines.append(f.readline().decode())
+    return [line.rstrip("\r\n") for line in lines]
+
+
+def keywords(reply):
+    """The EHLO keywords of a reply (its first line is the greeting)."""
+    return [line[4:] for line in reply[1:]]
+
+
+class Client:
+    """One SMTP session from ``source``, timed from its connection."""
+
+    def __init__(self, testcase, port, source):
+        self.sock, self.file = connect(port, source)
+        testcase.addCleanup(self.sock.close)
+        self.started = time.monotonic()
+
+    def reply(self):
+        return read_reply(self.file)
+
+    def command(self, line):
+        self.sock.sendall(line.encode() + b"\r\n")
+        return self.reply()
+
+    def elapsed(self):
+        return time.monotonic() - self.started
+
+
+class SlowListTests(unittest.TestCase):
+    """While one session's host list waits on the DNS, others go on."""
+
+    def setUp(self):
+        self.dns = DNSServer(zones={"0.0.127.in-addr.arpa": REVERSE, "hl.test": FORWARD}, stock=False,
+                             delayed={"1.0.0.127.in-addr.arpa": DELAY, "slowfwd.hl.test": DELAY}).start()
+        self.addCleanup(self.dns.stop)
+
+    def daemon(self, extra):
+        daemon = DaemonProcess(self, "queue_only\nhost_lookup =\ndns_nameservers = %s\n%s"
+                               % (self.dns.nameservers, extra)).start()
+        self.addCleanup(daemon.stop)
+        return daemon
+
+    def in_thread(self, work):
+        """Run the blocking client ``work`` away from the test's reactor."""
+        return threads.deferToThread(work)
+
+    def test_ehlo_lists_need_the_name(self):
+        """Name patterns in the advertise lists: the slow client's EHLO
+        waits for its PTR answer while a second client is greeted and
+        answered at once; the name found then decides, as for the quick
+        clients: PIPELINING for *.client.hl.test, CHUNKING for the others."""
+        daemon = self.daemon("pipelining_advertise_hosts = *.client.hl.test\n"
+                             "chunking_advertise_hosts = !*.client.hl.test : *\n")
+
+        def run():
+            slow = Client(self, daemon.port, "127.0.0.1")
+            self.assertTrue(slow.reply()[0].startswith("220 "))
+            slow.sock.sendall(b"EHLO slow.example\r\n")
+            time.sleep(0.3)                 # its lookup has started
+            other = Client(self, daemon.port, "127.0.0.2")
+            self.assertTrue(other.reply()[0].startswith("220 "))
+            other_ehlo = other.command("EHLO other.example")
+            self.assertLess(other.elapsed(), PROMPT)
+            self.assertNotIn("PIPELINING", keywords(other_ehlo))
+            self.assertIn("CHUNKING", keywords(other_ehlo))
+            quick = Client(self, daemon.port, "127.0.0.3")
+            quick.reply()
+            quick_ehlo = quick.command("EHLO quick.example")
+            self.assertLess(quick.elapsed(), PROMPT)
+            self.assertIn("PIPELINING", keywords(quick_ehlo))
+            self.assertNotIn("CHUNKING", keywords(quick_ehlo))
+            slow_ehlo = slow.reply()
+            self.assertGreater(slow.elapsed(), DELAY)
+            self.assertEqual(slow_ehlo[0], "250-mx.test.example Hello slow.client.hl.test "
+                                           "[127.0.0.1]")
+            self.assertIn("PIPELINING", keywords(slow_ehlo))
+            self.assertNotIn("CHUNKING", keywords(slow_ehlo))
+            # the name is kept: a second EHLO asks no more
+            slow.started = time.monotonic()
+            self.assertEqual(slow.command("EHLO slow.example"), slow_ehlo)
+            self.assertLess(slow.elapsed(), PROMPT)
+        return self.in_thread(run)
+
+    def test_forward_lookup_in_order(self):
+        """A plain host name is looked up forwards, and only when the list
+        gets to it: 127.0.0.2 matches the address before it and is answered
+        at once; 127.0.0.1 waits for late.slowfwd.hl.test, which is its
+        address, and is offered DSN."""
+        daemon = self.daemon("dsn_advertise_hosts = 127.0.0.2 : late.slowfwd.hl.test\n")
+
+        def run():
+            slow = Client(self, daemon.port, "127.0.0.1")
+            slow.reply()
+            slow.sock.sendall(b"EHLO slow.example\r\n")
+            time.sleep(0.3)
+            other = Client(self, daemon.port, "127.0.0.2")
+            other.reply()
+            self.assertIn("DSN", keywords(other.command("EHLO other.example")))
+            self.assertLess(other.elapsed(), PROMPT)
+            slow_ehlo = slow.reply()
+            self.assertGreater(slow.elapsed(), DELAY)
+            self.assertIn("DSN", keywords(slow_ehlo))
+        return self.in_thread(run)
+
+    def test_session_start_lists(self):
+        """sender_unqualified_hosts and recipient_unqualified_hosts are
+        checked as the session starts, as Exim does: the slow client's
+        banner waits for its name, the other's does not; the slow client,
+        in the lists by name, may then use unqualified addresses and the
+        other may not."""
+        daemon = self.daemon("sender_unqualified_hosts = *.client.hl.test\n"
+                             "recipient_unqualified_hosts = *.client.hl.test\n")
+
+        def run():
+            slow = Client(self, daemon.port, "127.0.0.1")
+            time.sleep(0.3)
+            other = Client(self, daemon.port, "127.0.0.2")
+            self.assertTrue(other.reply()[0].startswith("220 "))
+            other.command("EHLO other.example")
+            self.assertEqual(other.command("MAIL FROM:<someone>"),
+                             ["501 <someone>: sender address must contain a domain"])
+            self.assertLess(other.elapsed(), PROMPT)
+            self.assertTrue(slow.reply()[0].startswith("220 "))
+            self.assertGreater(slow.elapsed(), DELAY)
+            slow.command("EHLO slow.example")
+            self.assertEqual(slow.command("MAIL FROM:<someone>"), ["250 OK"])
+            self.assertEqual(slow.command("RCPT TO:<postmaster>"), ["250 Accepted"])
+        return self.in_thread(run)
+
+    def test_helo_lists(self):
+        """helo_accept_junk_hosts by name: junk in EHLO is taken from the
+        slow client once its name is known, and refused from the other,
+        which is answered while the slow one waits."""
+        daemon = self.daemon("helo_accept_junk_hosts = *.client.hl.test\n")
+
+        def slow_dialogue(slow):
+            slow.reply()
+            return slow.command("EHLO junk_name!")
+
+        def other_dialogue(other):
+            other.reply()
+            self.assertEqual(other.command("EHLO junk_name!"),
+                             ["501 Syntactically invalid EHLO argument(s)"])
+
+        slow_ehlo = self.alongside(daemon, slow_dialogue, other_dialogue)
+        return slow_ehlo.addCallback(lambda reply: self.assertTrue(reply[0].startswith("250-"), reply))
+
+    def test_nonmail_list(self):
+        """smtp_accept_max_nonmail_hosts by name: the other client, not in
+        the list, may send more non-mail commands than the limit while the
+        slow one waits; the slow one, in it, is cut off at the limit."""
+        daemon = self.daemon("smtp_accept_max_nonmail = 2\n"
+                             "smtp_accept_max_nonmail_hosts = *.client.hl.test\n")
+
+        def slow_dialogue(slow):
+            slow.reply()
+            return [slow.command("NOOP") for _ in range(3)]
+
+        def other_dialogue(other):
+            other.reply()
+            for _ in range(4):
+                self.assertEqual(other.command("NOOP"), ["250 OK"])
+
+        d = self.alongside(daemon, slow_dialogue, other_dialogue)
+        return d.addCallback(self.assertEqual, [["250 OK"], ["250 OK"], ["554 Too many nonmail commands"]])
+
+    def alongside(self, daemon, slow_dialogue, other_dialogue):
+        """Run ``slow_dialogue(client)`` from 127.0.0.1, which waits on the
+        DNS at some point, and meanwhile ``other_dialogue(client)`` from
+        127.0.0.2, which must be over promptly.  Fires with what the slow
+        dialogue returned, which took longer than DELAY."""
+        slow = Client(self, daemon.port, "127.0.0.1")
+        slow_done = threads.deferToThread(slow_dialogue, slow)
+
+        def other():
+            time.sleep(0.3)                 # the slow session waits by now
+            client = Client(self, daemon.port, "127.0.0.2")
+            other_dialogue(client)
+            self.assertLess(client.elapsed(), PROMPT)
+
+        def slow_result(result):
+            self.assertGreater(slow.elapsed(), DELAY)
+            return result
+        return threads.deferToThread(other).addCallback(lambda _: slow_done).addCallback(slow_result)
+
+
+class DeferTests(unittest.TestCase):
+    """A forward lookup that gets SERVFAIL is a DEFER: Exim advertises an
+    extension whose list it checks for "not FAIL" (CHUNKING, DSN) and not
+    one it checks for "OK" (PIPELINING)."""
+
+    def test_deferred_forward_lookup(self):
+        """EHLO under -bh, the lists naming a host under servfail.test."""
+        dns = DNSServer().start()
+        self.addCleanup(dns.stop)
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("primary_hostname = mx.test.example\nkeep_environment =\nhost_lookup =\n"
+                    "dns_nameservers = %s\n"
+                    "pipelining_advertise_hosts = a.servfail.test\n"
+                    "chunking_advertise_hosts = a.servfail.test\n"
+                    "dsn_advertise_hosts = a.servfail.test\n" % dns.nameservers)
+        ours = run_exim_py(["-C", path, "-bh", "192.0.2.9"], input="EHLO x.example\r\nQUIT\r\n")
+        lines = [line[4:] for line in ours.stdout.splitlines() if line.startswith("250")]
+        self.assertIn("DSN", lines, ours.stdout)
+        self.assertIn("CHUNKING", lines)
+        self.assertNotIn("PIPELINING", lines)
+
+
+def replies(text):
+    """The reply lines of a -bh transcript, the banner's date left out."""
+    return [re.sub(r"\w{3}, \d\d \w{3} \d{4} [\d:]{8} [+-]\d{4}", "DATE", line)
+            for line in text.splitlines() if line[:3].isdigit()]
+
+
+class AgainstEximTests(unittest.TestCase):
+    """The same lists, names from /etc/hosts, against exim4 -bh 127.0.0.1:
+    "localhost" is found forwards (from /etc/hosts) and matches; the name
+    patterns need a reverse lookup that fails (localhost is not confirmed
+    by the DNS), so they do not match, unless +include_unknown says so."""
+
+    def test_lists_match_exim(self):
+        """EHLO keywords, junk HELO, unqualified addresses and the
+        non-mail limit, reply for reply."""
+        exim = RealExim()
+        self.addCleanup(exim.cleanup)
+        path = exim.write_config(
+            "primary_hostname = mx.test.example\nkeep_environment =\nhost_lookup =\n"
+            "pipelining_advertise_hosts = *.nowhere.test\n"
+            "chunking_advertise_hosts = localhost\n"
+            "dsn_advertise_hosts = +include_unknown : *.nowhere.test\n"
+            "pipelining_connect_advertise_hosts = :\nsmtputf8_advertise_hosts =\n"
+            "helo_accept_junk_hosts = localhost\n"
+            "sender_unqualified_hosts = *.nowhere.test\n"
+            "recipient_unqualified_hosts = localhost\n"
+            "smtp_accept_max_nonmail = 1\n"
+            "smtp_accept_max_nonmail_hosts = !localhost : *\n"
+            "acl_smtp_rcpt = accept\n")
+        dialogue = ("EHLO junk_name!\r\nNOOP\r\nNOOP\r\nMAIL FROM:<someone>\r\n"
+                    "MAIL FROM:<someone@else.example>\r\nRCPT TO:<postmaster>\r\nQUIT\r\n")
+        theirs = exim.run(path, ["-bh", "127.0.0.1"], input=dialogue)
+        ours = run_exim_py(["-C", path, "-bh", "127.0.0.1"], input=dialogue)
+        self.assertIn("250-CHUNKING", replies(theirs.stdout))
+        self.assertIn("250-DSN", replies(theirs.stdout))
+        self.assertEqual(replies(ours.stdout), replies(theirs.stdout), ours.stderr)
