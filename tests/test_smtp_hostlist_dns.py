@@ -15,12 +15,15 @@ from /etc/hosts (exim4 cannot be pointed at the test DNS server).
 """
 
 import re
+import shutil
 import socket
+import ssl
 import time
 
 from twisted.internet import threads
 from twisted.trial import unittest
 
+from tests.support import pki
 from tests.support.dnsserver import DNSServer
 from tests.support.peers import RealExim, run_exim_py
 from tests.test_daemon import DaemonProcess
@@ -229,6 +232,84 @@ class SlowListTests(unittest.TestCase):
 
         d = self.alongside(daemon, slow_dialogue, other_dialogue)
         return d.addCallback(self.assertEqual, [["250 OK"], ["250 OK"], ["554 Too many nonmail commands"]])
+
+    def test_hosts_proxy(self):
+        """hosts_proxy by name: the proxy at 127.0.0.1 waits for its name
+        before its PROXY header is read, while a client outside the list
+        is greeted at once (its name, found for the check, stays, as in
+        Exim).  The proxied client is then the session's host, and the
+        proxy's name is not taken for the client's."""
+        daemon = self.daemon("hosts_proxy = *.client.hl.test\n")
+
+        def slow_dialogue(slow):
+            slow.sock.sendall(b"PROXY TCP4 192.0.2.1 127.0.0.1 40001 25\r\n")
+            slow.reply()
+            return slow.command("EHLO proxied.example")[0]
+
+        def other_dialogue(other):
+            other.reply()
+            self.assertEqual(other.command("EHLO other.example")[0],
+                             "250-mx.test.example Hello quick.other.hl.test [127.0.0.2]")
+
+        d = self.alongside(daemon, slow_dialogue, other_dialogue)
+        return d.addCallback(self.assertEqual, "250-mx.test.example Hello proxied.example [192.0.2.1]")
+
+    def tls_daemon(self, extra):
+        keys = pki.standard()
+        self.addCleanup(shutil.rmtree, keys.dir, True)
+        return self.daemon("tls_certificate = %s\ntls_privatekey = %s\n%s"
+                           % (keys.ecdsa.chain_path, keys.ecdsa.key_path, extra))
+
+    def test_help_lists_starttls(self):
+        """HELP names STARTTLS for a host in tls_advertise_hosts: the slow
+        client's HELP waits for its name (and gets STARTTLS), the other's
+        is answered meanwhile (without)."""
+        daemon = self.tls_daemon("tls_advertise_hosts = *.client.hl.test\n")
+
+        def slow_dialogue(slow):
+            slow.reply()
+            return slow.command("HELP")
+
+        def other_dialogue(other):
+            other.reply()
+            self.assertEqual(other.command("HELP"), [
+                "214-Commands supported:",
+                "214 AUTH HELO EHLO MAIL RCPT DATA BDAT NOOP QUIT RSET HELP"])
+
+        d = self.alongside(daemon, slow_dialogue, other_dialogue)
+        return d.addCallback(self.assertEqual, [
+            "214-Commands supported:",
+            "214 AUTH STARTTLS HELO EHLO MAIL RCPT DATA BDAT NOOP QUIT RSET HELP"])
+
+    def test_starttls_verify_list(self):
+        """tls_verify_hosts by name, checked as STARTTLS sets up the
+        handshake: the slow client waits for its name there, and, in the
+        list without a certificate, fails the handshake; the other, not in
+        it, gets TLS meanwhile."""
+        daemon = self.tls_daemon("tls_verify_hosts = *.client.hl.test\n")
+
+        def starttls(client):
+            client.reply()
+            client.command("EHLO client.example")
+            go_ahead = client.command("STARTTLS")
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            try:
+                wrapped = context.wrap_socket(client.sock)
+                # TLS 1.3: a refused client certificate shows at the first read
+                wrapped.sendall(b"NOOP\r\n")
+                answer = wrapped.recv(100)
+            except (ssl.SSLError, OSError) as e:
+                answer = type(e).__name__
+            return go_ahead, answer
+
+        def other_dialogue(other):
+            self.assertEqual(starttls(other), (["220 TLS go ahead"], b"250 OK\r\n"))
+
+        d = self.alongside(daemon, starttls, other_dialogue)
+        return d.addCallback(lambda result: self.assertEqual(result[0], ["220 TLS go ahead"])
+                             or self.assertNotEqual(result[1], b"250 OK\r\n"))
 
     def alongside(self, daemon, slow_dialogue, other_dialogue):
         """Run ``slow_dialogue(client)`` from 127.0.0.1, which waits on the
