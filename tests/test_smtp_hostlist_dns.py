@@ -16,7 +16,6 @@ from /etc/hosts (exim4 cannot be pointed at the test DNS server).
 
 import re
 import shutil
-import socket
 import ssl
 import time
 
@@ -27,6 +26,7 @@ from tests.support import pki
 from tests.support.dnsserver import DNSServer
 from tests.support.peers import RealExim, run_exim_py
 from tests.test_daemon import DaemonProcess
+from tests.test_host_lookup_reactor import connect
 
 # how long the slow answers take
 DELAY = 2.0
@@ -52,15 +52,6 @@ quick.other     A     127.0.0.2
 quick.client    A     127.0.0.3
 late.slowfwd    A     127.0.0.1
 """
-
-
-def connect(port, source):
-    """A client socket from address ``source`` and its reading file."""
-    s = socket.socket()
-    s.settimeout(20)
-    s.bind((source, 0))
-    s.connect(("127.0.0.1", port))
-    return s, s.makefile("rb")
 
 
 def read_reply(f):
