@@ -8,7 +8,7 @@ same answers, which are Exim's.
 
 from twisted.trial import unittest
 
-from exim_py.smtp.params import BadAddress, parse_path, split_params
+from exim_py.smtp.params import BadAddress, OptionScanner, parse_path
 
 
 class ParsePathTests(unittest.TestCase):
@@ -43,7 +43,8 @@ class ParsePathTests(unittest.TestCase):
             self.assertEqual(str(caught.exception), reason, operand)
 
     def test_parameters_then_path(self):
-        """Known ESMTP parameters come off the end; the path is what is left."""
-        operand, params = split_params("<a@b.example> SIZE=10 BODY=8BITMIME", {"SIZE", "BODY"})
-        self.assertEqual((parse_path(operand, allow_empty=False), params),
-                         ("a@b.example", {"SIZE": "10", "BODY": "8BITMIME"}))
+        """ESMTP parameters come off the end, the last first; the path is what is left."""
+        scan = OptionScanner("<a@b.example> SIZE=10 BODY=8BITMIME")
+        self.assertEqual([scan.next(), scan.next(), scan.next()],
+                         [("BODY", "8BITMIME"), ("SIZE", "10"), None])
+        self.assertEqual(parse_path(scan.operand, allow_empty=False), "a@b.example")

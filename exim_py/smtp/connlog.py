@@ -63,6 +63,42 @@ def connection_info(policy, session):
     return text
 
 
+class _LastMessageLog:
+    """The -bh logger once a message has been accepted: Exim's -bh loop never
+    clears its global message_id after a message, so every later line of the
+    session starts with that id, until the next message's reception clears
+    it (a daemon or -bs session clears it when the message is done, so only
+    -bh shows this).  A line that names its own id keeps it."""
+
+    def __init__(self, logger):
+        self._logger = logger
+        self.message_id = None
+
+    def __getattr__(self, name):
+        return getattr(self._logger, name)
+
+    def main(self, text, message_id=None):
+        self._logger.main(text, message_id or self.message_id)
+
+    def reject(self, text, message_id=None, **kwargs):
+        self._logger.reject(text, message_id or self.message_id, **kwargs)
+
+    def panic(self, text, message_id=None, main=True):
+        self._logger.panic(text, message_id or self.message_id, main)
+
+
+def host_check_message_id(policy, message_id):
+    """Under -bh, the id later lines of the session start with: the id of
+    a message just accepted, or None once the next message's data begins
+    (or when one is refused or all its recipients were discarded)."""
+    logger = policy.logger
+    if not policy.host_checking or logger is None:
+        return
+    if not isinstance(logger, _LastMessageLog):
+        logger = policy.logger = _LastMessageLog(logger)
+    logger.message_id = message_id
+
+
 def _log_connection(policy, session, line):
     """A line under the smtp_connection selector (not for hosts_connection_nolog)."""
     if _selected(policy, "smtp_connection") and not getattr(session, "connection_nolog", False):
@@ -158,9 +194,10 @@ def lost_after_acl(policy, session, envelope, in_data):
         return
     if envelope is not None and (envelope.sender is not None or envelope.recipients):
         if _selected(policy, "lost_incoming_connection"):
+            # "EOF" when there is no remote host (Exim's sender_host_unknown:
+            # -bs without -oMa); -bh and -bs -oMa have one
             policy.logger.main("unexpected %s while reading SMTP command from %s D=%s" % (
-                "disconnection" if session.sender_host_address and not getattr(
-                    session, "not_socket", False) else "EOF",
+                "disconnection" if session.sender_host_address else "EOF",
                 host_and_ident(policy, session, False), _duration(session)))
     else:
         _log_connection(policy, session, "%s lost D=%s" % (connection_info(policy, session),
@@ -218,6 +255,31 @@ def helo_invalid(policy, session, verb, name):
     policy.log_reject("rejected %s from %s: syntactically invalid argument(s): %s" % (
         verb, host_and_ident(policy, session, False),
         _printing(policy, name) if name else "(no argument given)"))
+
+
+def synprot_error(policy, session, kind, text):
+    """Exim's synprot_error line for a command refused as a syntax or a
+    protocol error (``kind``), under selector smtp_syntax_error or
+    smtp_protocol_error: the command as received, then the reason."""
+    if _selected(policy, "smtp_%s_error" % kind):
+        policy.logger.main('SMTP %s error in "%s" %s %s' % (
+            kind, _printing(policy, getattr(session, "smtp_command", None) or ""),
+            host_and_ident(policy, session, True), text))
+
+
+def unqualified(policy, session, what, address):
+    """A sender or recipient ("what") without a domain, from a host not
+    allowed to send one (smtp_syntax_error; main and reject logs)."""
+    if _selected(policy, "smtp_syntax_error"):
+        policy.log_reject("unqualified %s rejected: <%s> %s" % (
+            what, address, host_and_ident(policy, session, True)))
+
+
+def auth_ignored(policy, session, value, why):
+    """MAIL's AUTH= value is not taken (a main log line, always)."""
+    if policy.logger is not None:
+        policy.logger.main("ignoring AUTH=%s from %s (%s)" % (
+            value, host_and_ident(policy, session, True), why))
 
 
 def synprot_drop(policy, session):

@@ -21,7 +21,7 @@ from zope.interface import implementer
 
 from exim_py.envelope import Session
 from exim_py.smtp import connlog, proxy
-from exim_py.smtp.params import BadAddress, parse_path
+from exim_py.smtp.params import C_SPACE, BadAddress, parse_path
 from exim_py.smtp.policy import NO_GREETING
 from exim_py.smtp.sendnow import write_now
 from exim_py.smtp.reply import Reply, format_reply
@@ -330,27 +330,28 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
         if len(raw) > MAX_COMMAND:
             return self._unknown_command(raw[:MAX_COMMAND].decode("latin-1"))
         line = raw.decode("utf-8", "surrogateescape")
-        self.session.smtp_command = line
+        # without the white space at its end, as Exim's command buffer
+        self.session.smtp_command = line.rstrip(C_SPACE)
         # Exim's last_was_rcpt / last_was_rej_mail: what the previous command was
         self._last_was_rcpt, self._was_rcpt = self._was_rcpt, False
         self._last_was_rej_mail, self._was_rej_mail = self._was_rej_mail, False
-        verb, _, arg = line.partition(" ")
+        verb, _, rest = line.partition(" ")
         verb = verb.upper()
-        arg = arg.strip()
-        # MAIL and RCPT are recognised with their "FROM:"/"TO:" (Exim's
-        # command table holds "mail from:" and "rcpt to:").
+        arg = rest.strip(C_SPACE)
+        # MAIL and RCPT are recognised with their "FROM:"/"TO:" right after
+        # one space (Exim's command table holds "mail from:" and "rcpt to:").
         if verb in ("MAIL", "RCPT"):
             lead = "FROM:" if verb == "MAIL" else "TO:"
-            if not arg.upper().startswith(lead):
+            if not rest[:len(lead)].upper() == lead:
                 return self._unknown_command(line)
-            arg = arg[len(lead):].strip()
+            arg = rest[len(lead):].strip(C_SPACE)
         if self._refusing is not None and verb != "QUIT":
             return self._send_reply(self._refusing, 0, "")
         if self._bdat is not None and verb not in ("BDAT", "NOOP"):
             # RFC 3030 and Exim: between chunks only BDAT (and NOOP); anything
             # else abandons the message
             self._reset_transaction()
-            return self._synprot(503, "only BDAT permissible after non-LAST BDAT")
+            return self._synprot(503, "only BDAT permissible after non-LAST BDAT", kind="protocol")
         handler = getattr(self, "smtp_" + verb, None) if verb.isalpha() else None
         if handler is None:
             if pending and not self._early_pipe and self.policy.enforce_sync(self.session):
@@ -422,11 +423,19 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
             return False
         return True
 
-    def _synprot(self, code, text, say_why=True):
+    def _synprot(self, code, text, say_why=True, kind="syntax", data=None):
         """A syntax or protocol error; too many of them end the session
         (smtp_max_synprot_errors).  Without ``say_why`` the reply does not
         add why the session ends (Exim's HELO/EHLO check counts the error
-        itself, without its synprot_error's extra line)."""
+        itself, without its synprot_error's extra line or log line).
+        ``kind`` is "syntax" or "protocol", for the log line; ``data`` goes
+        before the text in the reply ("<data>: text"), not in the log."""
+        if say_why:
+            # a preamble before the last line is no part of the error (Exim
+            # prints it separately)
+            connlog.synprot_error(self.policy, self.session, kind, text.rpartition("\n")[2])
+        if data is not None:
+            text = "%s: %s" % (data, text)
         self.synprot_errors += 1
         if self.synprot_errors > self.policy.smtp_max_synprot_errors:
             self.policy.notquit(self.session, False, self.envelope, "bad-commands")
@@ -668,9 +677,8 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
 
     def smtp_ETRN(self, arg):
         if self.envelope is not None:
-            return self._synprot(503, "ETRN is not permitted inside a transaction")
-        if not arg:
-            return self._synprot(501, "ETRN must have an argument")
+            return self._synprot(503, "ETRN is not permitted inside a transaction", kind="protocol")
+        # an empty argument too goes to the ACL (and then fails the "#" check)
         self._policy_command(self.policy.etrn, arg)
 
 

@@ -9,7 +9,7 @@ RFC 3030 (CHUNKING).
 
 from exim_py.envelope import Envelope, Recipient
 from exim_py.smtp import connlog, data as smtpdata
-from exim_py.smtp.params import BadAddress, parse_path, split_params, xtext_decode
+from exim_py.smtp.params import BadAddress, OptionScanner, c_strtoul, parse_path, xtext_decode_strict
 from exim_py.smtp.reply import Reply
 
 
@@ -30,27 +30,28 @@ class TransactionCommands:
     # -- MAIL / RCPT -------------------------------------------------------
 
     def smtp_MAIL(self, arg):
+        # until it is accepted, a MAIL counts as rejected for the RCPTs a
+        # pipelining client sends after it (Exim's was_rej_mail)
+        self._was_rej_mail = True
         if not self.helo_seen and self.policy.helo_required(self.session):
             self.policy.log_no_helo(self.session)
             return self._send(503, "HELO or EHLO required")
         if self.envelope is not None:
-            return self._synprot(503, "sender already given")
+            return self._synprot(503, "sender already given", kind="protocol")
         if not arg:
-            return self._synprot(501, "MAIL must have an address operand")
+            return self._synprot(501, "MAIL must have an address operand", kind="protocol")
         if self.messages >= self.policy.smtp_accept_max_per_connection > 0:
             self._send(421, "%s too many messages in this connection" % self.policy.hostname(self.session))
             return self._drop()
-        known = self.policy.mail_params(self.extensions) if self.esmtp else ()
-        operand, params = split_params(arg, known)
         env = Envelope(self.session)
-        problem = self._mail_params(env, params)
+        operand, problem = self._mail_params(env, arg) if self.esmtp else (arg, None)
         if problem:
-            return problem()
+            return self._synprot(501, problem)
         try:
             env.sender = parse_path(operand, allow_empty=True,
                                     domain_literals=self.policy.allow_domain_literals)
         except BadAddress as e:
-            return self._synprot(501, "%s: %s" % (operand, e))
+            return self._synprot(501, str(e), data=operand)
         declared = getattr(env, "size_declared", None)
         if declared:
             limit = self.policy.message_size_limit(self.session)
@@ -60,63 +61,79 @@ class TransactionCommands:
         if env.sender and "@" not in env.sender:
             qualified = self.policy.qualify_sender(self.session, env.sender)
             if qualified is None:
+                connlog.unqualified(self.policy, self.session, "sender", env.sender)
                 return self._send(501, "%s: sender address must contain a domain" % operand)
             env.sender = qualified
 
         def answered(reply):
             if reply is None or reply.ok:
+                self._was_rej_mail = False
                 self.envelope = env
                 self.rcpt_response = None
                 self.rcpt_response_same = True
                 if env.prdr:
                     reply = _prdr_requested(reply)
-            else:
-                self._was_rej_mail = True
             self._send_reply(reply, 250, "OK")
 
         self._ask(self.policy.mail, self.session, env, then=answered, sync="MAIL")
 
-    def _mail_params(self, env, params):
-        """Apply MAIL's ESMTP parameters; returns a callable sending the error, or None.
+    def _mail_params(self, env, arg):
+        """Take MAIL's ESMTP parameters off the end of ``arg`` and apply them,
+        as Exim's loop over extract_option: (the address operand left, the
+        501 text or None).
 
-        As Exim, a SIZE that is not a number, and a parameter of an
-        extension that was not offered, are ignored; SMTPUTF8 is refused."""
+        The rightmost parameter comes first, so of two the leftmost wins.
+        A name Exim does not know, a SIZE that is not a number, BODY when
+        8BITMIME was not offered and an empty value end the loop; the
+        first two stay in the operand, which then is malformed, the others
+        are dropped.  RET, ENVID and PRDR not offered are dropped and the
+        loop goes on; SMTPUTF8 not offered is refused."""
         offered = self.extensions
-        if "SIZE" in params:
-            value = params["SIZE"] or ""
-            if value.isdigit():
-                env.size_declared = int(value)
-        if "SMTPUTF8" in params and "SMTPUTF8" not in offered:
-            return lambda: self._synprot(501, "SMTPUTF8 used when not advertised")
-        if "8BITMIME" not in offered:
-            params.pop("BODY", None)
-        if "DSN" not in offered:
-            params.pop("RET", None)
-            params.pop("ENVID", None)
-        if "PRDR" not in offered:
-            params.pop("PRDR", None)
-        if "BODY" in params:
-            body = (params["BODY"] or "").upper()
-            if body not in ("7BIT", "8BITMIME"):
-                return lambda: self._synprot(501, "invalid data for BODY")
-            env.body_type = body
-        if "SMTPUTF8" in params:
-            env.smtputf8 = True
-        if "RET" in params:
-            ret = (params["RET"] or "").upper()
-            if ret not in ("FULL", "HDRS"):
-                return lambda: self._synprot(501, "Invalid value for RET parameter")
-            env.dsn_ret = ret
-        if "ENVID" in params:
-            # kept as xtext, as Exim stores it and passes it on
-            env.dsn_envid = params["ENVID"] or ""
-        if "AUTH" in params:
-            # RFC 4954 5: honoured only for an authenticated client; the
-            # policy decides (acl_smtp_mailauth).
-            env.auth_param = xtext_decode(params["AUTH"] or "")
-        if "PRDR" in params:
-            env.prdr = True
-        return None
+        scan = OptionScanner(arg)
+        for name, value in scan.known(self.policy.mail_params(offered)):
+            if value == "" and name not in ("PRDR", "SMTPUTF8"):
+                break
+            if name == "SIZE":
+                size = c_strtoul(value)
+                if size is None:
+                    break
+                env.size_declared = size
+            elif name == "BODY":
+                if "8BITMIME" not in offered:
+                    break
+                body = value.upper()
+                if body not in ("7BIT", "8BITMIME"):
+                    return None, "invalid data for BODY"
+                env.body_type = body
+            elif name == "RET" and "DSN" in offered:
+                if env.dsn_ret:
+                    return None, "RET can be specified once only"
+                env.dsn_ret = value.upper()
+                if env.dsn_ret not in ("FULL", "HDRS"):
+                    return None, "Value for RET is invalid"
+            elif name == "ENVID" and "DSN" in offered:
+                if env.dsn_envid is not None:
+                    return None, "ENVID can be specified once only"
+                # kept as xtext, as Exim stores it and passes it on
+                env.dsn_envid = value
+            elif name == "AUTH" and value != "<>":
+                # RFC 4954 5: honoured only for an authenticated client; the
+                # policy decides (acl_smtp_mailauth).
+                env.auth_param = xtext_decode_strict(value)
+                if env.auth_param is None:
+                    return None, "invalid data for AUTH"
+                if self.session.authenticated_id is None and not self.policy.config.main.get(
+                        "acl_smtp_mailauth"):
+                    # without acl_smtp_mailauth only an authenticated client's is taken
+                    env.auth_param = None
+                    connlog.auth_ignored(self.policy, self.session, value, "client not authenticated")
+            elif name == "PRDR" and "PRDR" in offered:
+                env.prdr = True
+            elif name == "SMTPUTF8":
+                if "SMTPUTF8" not in offered:
+                    return None, "SMTPUTF8 used when not advertised"
+                env.smtputf8 = True
+        return scan.operand, None
 
     def smtp_RCPT(self, arg):
         self._was_rcpt = True
@@ -127,31 +144,29 @@ class TransactionCommands:
                 self._was_rej_mail = True
                 return self._send(503, "sender not yet given")
             self._was_rcpt = False
-            return self._synprot(503, "sender not yet given")
+            return self._synprot(503, "sender not yet given", kind="protocol")
         if not arg:
-            self._was_rcpt = False
             self._note_rcpt_response("501 RCPT must have an address operand")
             return self._synprot(501, "RCPT must have an address operand")
         env = self.envelope
-        known = self.policy.rcpt_params(self.extensions) if self.esmtp else ()
-        operand, params = split_params(arg, known)
-        notify = params.get("NOTIFY")
-        if notify is not None:
-            words = notify.upper().split(",")
-            if "NEVER" in words and len(words) > 1 or not set(words) <= {"NEVER", "SUCCESS", "FAILURE", "DELAY"}:
-                return self._synprot(501, "Invalid value for NOTIFY parameter")
-            notify = ",".join(words)
-        orcpt = params.get("ORCPT")   # kept as xtext, as Exim does
+        operand, notify, orcpt = arg, None, None
+        if self.esmtp:
+            operand, notify, orcpt = self._rcpt_params(arg)
+            if operand is None:
+                return self._synprot(501, notify)
         try:
             address = parse_path(operand, allow_empty=False,
                                  domain_literals=self.policy.allow_domain_literals)
         except BadAddress as e:
             if operand == "":
                 return self._rcpt_failed(501, "empty address")
-            return self._rcpt_failed(501, "%s: %s" % (operand, e))
+            # a syntax error, counted as one (Exim's synprot_error)
+            self._note_rcpt_response("501 %s: %s" % (operand, e))
+            return self._synprot(501, str(e), data=operand)
         if "@" not in address:
             qualified = self.policy.qualify_recipient(self.session, address)
             if qualified is None:
+                connlog.unqualified(self.policy, self.session, "recipient", address)
                 return self._rcpt_failed(501, "%s: recipient address must contain a domain" % operand)
             address = qualified
         limit = self.policy.recipients_max(self.session)
@@ -176,6 +191,28 @@ class TransactionCommands:
 
         self._ask(self.policy.rcpt, self.session, env, rcpt, then=answered, sync="RCPT")
 
+    def _rcpt_params(self, arg):
+        """Take RCPT's NOTIFY and ORCPT (DSN offered) off the end of ``arg``,
+        as Exim's loop over extract_option: (operand, NOTIFY, ORCPT), or
+        (None, the 501 text).  Anything else ends the loop and stays in the
+        operand (a bare word joined to it by "=", as Exim puts it back)."""
+        scan = OptionScanner(arg)
+        notify = orcpt = None
+        for name, value in scan.known(self.policy.rcpt_params(self.extensions), rcpt=True):
+            if name == "ORCPT":
+                if orcpt is not None:
+                    return None, "ORCPT can be specified once only", None
+                orcpt = value   # kept as xtext, as Exim does
+            elif notify:
+                return None, "NOTIFY can be specified once only", None
+            else:
+                # NEVER alone, or a list of the others (an empty value sets nothing)
+                words = value.upper().split(",") if value else []
+                if words != ["NEVER"] and not set(words) <= {"SUCCESS", "FAILURE", "DELAY"}:
+                    return None, "Invalid value for NOTIFY parameter", None
+                notify = ",".join(words) or None
+        return scan.operand, notify, orcpt
+
     def _rcpt_failed(self, code, text):
         self._note_rcpt_response("%d %s" % (code, text))
         self._send(code, text)
@@ -199,7 +236,7 @@ class TransactionCommands:
             # a pipelining client could not know: not counted as an error
             self._send(503, "\n".join(lines + ["Valid RCPT command must precede %s" % verb]))
         else:
-            self._synprot(503, "\n".join(lines + ["valid RCPT command must precede %s" % verb]))
+            self._synprot(503, "\n".join(lines + ["valid RCPT command must precede %s" % verb]), kind="protocol")
 
     def _no_recipients(self):
         """No transaction, or no recipient accepted (one accepted and then
@@ -250,9 +287,12 @@ class TransactionCommands:
             accepted = reply is None or reply.ok
             if accepted:
                 self.messages += 1
+            connlog.host_check_message_id(self.policy, env.message_id if accepted and env.recipients
+                                          else None)
             if self._send_reply(reply, 250, "OK") and accepted:
                 self._message_accepted()
 
+        connlog.host_check_message_id(self.policy, None)
         self._ask(self.policy.receive, self.session, env, message, longest, then=answered)
 
     def _message_accepted(self):
@@ -262,10 +302,10 @@ class TransactionCommands:
     def smtp_BDAT(self, arg):
         self._early_pipe = False
         if "CHUNKING" not in self.extensions:
-            return self._synprot(503, "BDAT command used when CHUNKING not advertised")
+            return self._synprot(503, "BDAT command used when CHUNKING not advertised", kind="protocol")
         words = arg.split()
         if not words or not words[0].isdigit():
-            return self._synprot(501, "missing size for BDAT command")
+            return self._synprot(501, "missing size for BDAT command", kind="protocol")
         last = len(words) > 1 and words[1].upper() == "LAST"
         if len(words) > 2 or (len(words) == 2 and not last):
             return self._synprot(501, "unexpected argument data")

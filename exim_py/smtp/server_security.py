@@ -15,11 +15,11 @@ class SecurityCommands:
 
     def smtp_AUTH(self, arg):
         if "AUTH" not in self.extensions:
-            return self._synprot(503, "AUTH command used when not advertised")
+            return self._synprot(503, "AUTH command used when not advertised", kind="protocol")
         if self.session.authenticated_id is not None:
-            return self._synprot(503, "already authenticated")
+            return self._synprot(503, "already authenticated", kind="protocol")
         if self.envelope is not None:
-            return self._synprot(503, "not permitted in mail transaction")
+            return self._synprot(503, "not permitted in mail transaction", kind="protocol")
         exchange = self.policy.auth_exchange(self.session, arg)
         if isinstance(exchange, Reply):
             return self._send_reply(exchange, 0, "")
@@ -46,7 +46,7 @@ class SecurityCommands:
 
     def smtp_STARTTLS(self, arg):
         if "STARTTLS" not in self.extensions or self.tls_active:
-            return self._synprot(503, "STARTTLS command used when not advertised")
+            return self._synprot(503, "STARTTLS command used when not advertised", kind="protocol")
 
         def answered(reply):
             if reply is not None and not reply.ok:
