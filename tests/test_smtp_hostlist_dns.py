@@ -86,6 +86,14 @@ class Client:
         return time.monotonic() - self.started
 
 
+def _client_context():
+    """A TLS client without a certificate that takes any server's."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class SlowListTests(unittest.TestCase):
     """While one session's host list waits on the DNS, others go on."""
 
@@ -283,11 +291,8 @@ class SlowListTests(unittest.TestCase):
             client.reply()
             client.command("EHLO client.example")
             go_ahead = client.command("STARTTLS")
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
             try:
-                wrapped = context.wrap_socket(client.sock)
+                wrapped = _client_context().wrap_socket(client.sock)
                 # TLS 1.3: a refused client certificate shows at the first read
                 wrapped.sendall(b"NOOP\r\n")
                 answer = wrapped.recv(100)
@@ -301,6 +306,36 @@ class SlowListTests(unittest.TestCase):
         d = self.alongside(daemon, starttls, other_dialogue)
         return d.addCallback(lambda result: self.assertEqual(result[0], ["220 TLS go ahead"])
                              or self.assertNotEqual(result[1], b"250 OK\r\n"))
+
+    def test_tls_on_connect_verify_list(self):
+        """The same list on a TLS-on-connect port, checked before the
+        handshake: the slow client's handshake waits for its name (and
+        fails, without a certificate), the other's goes through at once."""
+        keys = pki.standard()
+        self.addCleanup(shutil.rmtree, keys.dir, True)
+        daemon = DaemonProcess(self, "queue_only\nhost_lookup =\ndns_nameservers = %s\n"
+                                     "tls_certificate = %s\ntls_privatekey = %s\n"
+                                     "tls_verify_hosts = *.client.hl.test\n"
+                               % (self.dns.nameservers, keys.ecdsa.chain_path, keys.ecdsa.key_path))
+        with open(daemon.conf_path) as f:
+            text = f.read()
+        with open(daemon.conf_path, "w") as f:
+            f.write(text.replace("begin acl", "tls_on_connect_ports = %d\nbegin acl" % daemon.port, 1))
+        daemon.start()
+        self.addCleanup(daemon.stop)
+
+        def banner_over_tls(client):
+            try:
+                wrapped = _client_context().wrap_socket(client.sock)
+                return wrapped.recv(100)
+            except (ssl.SSLError, OSError) as e:
+                return type(e).__name__.encode()
+
+        def other_dialogue(other):
+            self.assertTrue(banner_over_tls(other).startswith(b"220 "))
+
+        d = self.alongside(daemon, banner_over_tls, other_dialogue)
+        return d.addCallback(lambda banner: self.assertFalse(banner.startswith(b"220 "), banner))
 
     def alongside(self, daemon, slow_dialogue, other_dialogue):
         """Run ``slow_dialogue(client)`` from 127.0.0.1, which waits on the

@@ -691,6 +691,11 @@ class ServerPolicy(MessagePolicy):
             return reply.addCallback(session_hosts.tls_verify_lists, self, session)
         return session_hosts.tls_verify_lists(reply, self, session)
 
+    def tls_lists(self, session):
+        """Before a TLS-on-connect handshake: None, or a Deferred when
+        tls_verify_hosts or tls_try_verify_hosts may wait on the DNS."""
+        return session_hosts.tls_verify_lists(None, self, session)
+
     def quit(self, session):
         """QUIT: the ACL runs, and only its message counts (acl_phase)."""
         return self._run_acl("quit", "acl_smtp_quit", session)

@@ -141,12 +141,18 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
     def _start_session(self):
         self.policy.connection_opened(self.session, getattr(self, "factory", None))
         if self.tls_on_connect:
-            self.tls_active = True
-            early, self._buffer = self._buffer, b""
-            self.transport.startTLS(self.policy.tls_context(self.session))
-            if early:
-                # the TLS handshake began in the same packet as the PROXY header
-                self.transport.protocol.dataReceived(early)
+            # (the handshake's host lists may wait on the DNS first)
+            return self._ask(self.policy.tls_lists, self.session, then=self._start_tls_session)
+        self._mode = "banner"
+        self._ask(self.policy.connect, self.session, then=self._after_connect)
+
+    def _start_tls_session(self, _):
+        self.tls_active = True
+        early, self._buffer = self._buffer, b""
+        self.transport.startTLS(self.policy.tls_context(self.session))
+        if early:
+            # the TLS handshake began in the same packet as the PROXY header
+            self.transport.protocol.dataReceived(early)
         self._mode = "banner"
         self._ask(self.policy.connect, self.session, then=self._after_connect)
 
