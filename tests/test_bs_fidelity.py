@@ -37,7 +37,8 @@ STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
 def _normalised(text, base):
     """Lines of ``text`` without timestamps, the banner's date, message ids
     or the side's own directory."""
-    text = text.replace(base, "DIR")
+    if base:
+        text = text.replace(base, "DIR")
     text = re.sub(r"(ESMTP Exim 4\.96) .*", r"\1 DATE", text)
     text = re.sub(r"\b\w{6}-\w{6}-\w{2}\b", "MSGID", text)
     return [STAMP.sub("", line) for line in text.splitlines()]
@@ -152,6 +153,22 @@ class PanicDieTests(_Differential):
         self.assertEqual(seen["stderr"], seen["panic"])
 
 
+class HostCheckDieTests(_Differential):
+    """-bh meets the same panic: no closedown replies, status 1."""
+
+    def test_banner_expansion_failure(self):
+        """Only the -bh commentary on standard output, the LOG: line, status 1."""
+        conf = self.exim.write_config(MAIN % {"dir": self.exim.dir} + PanicDieTests.BANNER)
+        theirs = self.exim.run(conf, ["-bh", "192.0.2.1"], input=HELO_QUIT)
+        ours = run_exim_py(["-C", conf, "-bh", "192.0.2.1"], input=HELO_QUIT)
+        logs = [[line for line in r.stderr.splitlines() if line.startswith("LOG: ")]
+                for r in (theirs, ours)]
+        self.assertEqual((ours.stdout, ours.returncode, logs[1]),
+                         (theirs.stdout, theirs.returncode, logs[0]))
+        self.assertEqual(theirs.returncode, 1)
+        self.assertNotIn("421", theirs.stdout)
+
+
 class PanicLineTests(_Differential):
     """A panic that does not end the process."""
 
@@ -204,3 +221,70 @@ class ExitStatusTests(_Differential):
             statuses.append((result.returncode, _normalised(result.stdout, base)[-1]))
         self.assertEqual(statuses[1], statuses[0])
         self.assertEqual(statuses[0], (1, "421 mx.test.example: SMTP command timeout - closing connection"))
+
+
+def _inetd_session(argv, commands):
+    """Run ``argv`` as inetd would for an accepted connection (the socket as
+    standard input and output), play ``commands`` as the client and return
+    (the replies, each as a list of lines; the exit status)."""
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    client = socket.create_connection(listener.getsockname(), timeout=30)
+    accepted, _ = listener.accept()
+    listener.close()
+    process = subprocess.Popen(argv, stdin=accepted.fileno(), stdout=accepted.fileno(),
+                               stderr=subprocess.DEVNULL)
+    accepted.close()
+    replies = []
+    with client, client.makefile("rb") as f:
+        def reply():
+            lines = []
+            while True:
+                line = f.readline().decode("utf-8", "replace").rstrip("\r\n")
+                lines.append(line)
+                if line[3:4] != "-":
+                    return lines
+        replies.append(reply())
+        for command in commands:
+            client.sendall(command.encode("ascii") + b"\r\n")
+            replies.append(reply())
+    return replies, process.wait(timeout=30)
+
+
+class InetdTests(_Differential):
+    """-bs with a TCP connection as standard input and output (inetd)."""
+
+    def test_remote_session(self):
+        """The client is a remote host: its address in the EHLO greeting,
+        PIPECONNECT on offer, H= (no U=) and P=esmtp on the <= line, the
+        caller on the -H file's first line, only CRLF.CRLF ending DATA."""
+        commands = ["EHLO client.example", "MAIL FROM:<a@client.example>",
+                    "RCPT TO:<b@mx.test.example>", "DATA",
+                    "Subject: test\r\n\r\nbare LF\n.\nstill data\r\n.", "QUIT"]
+        seen = []
+        for name, argv in (("exim4", [self.exim.binary]), ("exim_py", exim_py_command())):
+            base = self.exim.exim_user_dirs(name)
+            conf = self.exim.write_config(MAIN % {"dir": base} + "acl_smtp_rcpt = accept\n",
+                                          name + ".conf")
+            replies, status = _inetd_session(argv + ["-C", conf, "-odq", "-bs"], commands)
+            with open(os.path.join(base, "log", "mainlog")) as f:
+                log = _normalised(f.read(), base)
+            spool = os.path.join(base, "spool", "input")
+            header = [name for name in os.listdir(spool) if name.endswith("-H")]
+            with open(os.path.join(spool, header[0])) as f:
+                lines = f.read().splitlines()
+            kept = [re.sub(r"\]:\d+$", "]:PORT", line) for line in lines[1:]
+                    if not line.startswith(("-received_time", "1"))
+                    and "-Id: " not in line and "\tid " not in line
+                    and not re.match(r"\t\w{3}, \d", line)]
+            seen.append(("\n".join("\n".join(r) for r in replies), status, log, kept))
+        ours, theirs = seen[1], seen[0]
+        self.assertEqual(_normalised(ours[0], None), _normalised(theirs[0], None))
+        self.assertEqual(ours[1:], theirs[1:])
+        self.assertIn("250-mx.test.example Hello client.example [127.0.0.1]", theirs[0])
+        self.assertIn("250-PIPECONNECT", theirs[0])
+        self.assertEqual(theirs[2][0], "MSGID <= a@client.example H=(client.example) [127.0.0.1] "
+                                       "P=esmtp S=%s" % theirs[2][0].rsplit("S=", 1)[1])
+        self.assertEqual(theirs[3][0], "root 0 0")

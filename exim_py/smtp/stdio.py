@@ -7,6 +7,7 @@ line".
 
 import getpass
 import os
+import socket
 import subprocess
 import sys
 
@@ -64,8 +65,11 @@ class StdioSMTPProtocol(SMTPServerProtocol):
 
     def _greet(self, greeting):
         if greeting is None:
-            # smtp_banner would not expand (logged by the policy): Exim dies
-            # with smtp_closedown's text.
+            # smtp_banner would not expand (logged by the policy): Exim dies,
+            # under -bs with smtp_closedown's text, under -bh without a word.
+            if self.host_checking:
+                self.exit_status = 1
+                return self._drop()
             return self._closedown(DIE_TEXT)
         super()._greet(greeting)
 
@@ -171,14 +175,54 @@ def _panics_to_stderr(logger):
     logger.panic = panic_and_show
 
 
-def _session_filler(policy, inv, host_address, caller, remote=(None, None)):
+def inetd_addresses():
+    """When standard input is a TCP connection (-bs started by inetd):
+    ((client address, port), (local address, port)); else None."""
+    try:
+        sock = socket.socket(fileno=os.dup(0))
+    except OSError:
+        return None                     # not a socket at all
+    try:
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return None
+        return _unmapped(sock.getpeername()), _unmapped(sock.getsockname())
+    except OSError:
+        return None
+    finally:
+        sock.close()                    # the duplicate only
+
+
+def _unmapped(address):
+    """(address, port) of a socket name, an IPv4-mapped IPv6 address as IPv4."""
+    host, port = address[0], address[1]
+    if host.lower().startswith("::ffff:") and "." in host:
+        host = host[7:]
+    return host, port
+
+
+def _session_filler(policy, inv, host_address, caller, remote=(None, None), interface=None):
     """Wrap policy.fill_session with what the command line says about the
     caller: ``host_address`` is the -bh address, ``remote`` the (address,
-    port) the session is from (-bh or -oMa)."""
+    port) the session is from (-bh, -oMa or the inetd connection),
+    ``interface`` the local end of an inetd connection."""
     original = policy.fill_session
+    login, uid, gid = caller, os.getuid(), os.getgid()
 
     def fill(session, transport):
         original(session, transport)
+        if host_address is None and inv.sender_ident is None:
+            # the process's owner, on the first line of each -H file (left
+            # out under -oMt: the ACLs' U= would name the caller, not the ident)
+            session.caller_name, session.caller_uid, session.caller_gid = login, uid, gid
+        if interface is not None:
+            # -bs from inetd: a remote client on a real socket, with no
+            # caller's ident (Exim's is_inetd)
+            session.sender_host_address, session.sender_host_port = remote
+            session.interface_address, session.interface_port = interface
+            session.is_inetd = True
+            if inv.received_protocol:
+                session.received_protocol = inv.received_protocol
+            return
         session.not_socket = True
         if remote[0] is not None:
             session.sender_host_address, session.sender_host_port = remote
@@ -208,19 +252,31 @@ def _run(inv, host_checking):
     except NotAnIPAddress as e:
         sys.stderr.write("exim abandoned: %s\n" % e)
         return 1
+    inetd = None if host_checking or inv.sender_host_address is not None else inetd_addresses()
+    if inetd is not None:
+        remote = inetd[0]
+        # inetd hands the connection over as standard error too: nothing
+        # meant for a local caller may reach the client (Exim reopens its
+        # standard error on /dev/null)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
     policy = build_policy(config, inv, host_checking=host_checking)
     if host_checking:
         policy.logger = host_check_logger(config)
         policy.host_checking_callout = inv.mode_flag == "-bhc"
-    elif policy.logger is not None:
+    elif policy.logger is not None and inetd is None:
         _panics_to_stderr(policy.logger)
     caller = _caller_name()
-    _session_filler(policy, inv, host, caller, remote)
+    _session_filler(policy, inv, host, caller, remote, inetd and inetd[1])
     if host_checking:
         sys.stdout.write(HOST_CHECK_INTRO % host)
         sys.stdout.flush()
     deliveries = _deliveries(policy, inv)
     proto = StdioSMTPProtocol(policy, caller=caller, host_address=host, host_checking=host_checking)
+    if inetd is not None:
+        # a network client: only CRLF.CRLF ends its DATA, as on the daemon's sockets
+        proto.lf_line_ends = False
     proto.finished.addBoth(lambda _: defer.DeferredList(deliveries))
     proto.finished.addBoth(_release_held_callouts)
     proto.finished.addBoth(lambda _: reactor.callLater(0, reactor.stop))
