@@ -37,9 +37,12 @@ class _StdioAddress:
 
 
 class StdioSMTPProtocol(SMTPServerProtocol):
-    """The server protocol on a pipe (-bs, -bh): addresses come from the caller."""
+    """The server protocol on standard input and output (-bs, -bh): the
+    addresses come from the command line or, under inetd, from the socket;
+    the exit status is the one Exim would end with."""
 
-    # A local caller's bare-LF lines are lines, so LF.LF ends DATA (smtp/data.py).
+    # A local caller's bare-LF lines are lines, so LF.LF ends DATA (smtp/data.py);
+    # an inetd session sets this back to False.
     lf_line_ends = True
 
     def __init__(self, policy, caller=None, host_address=None, host_checking=False):
@@ -119,6 +122,41 @@ class StdioSMTPProtocol(SMTPServerProtocol):
         # Exim's receive.c notes this after any reply accepting the message
         if self.host_checking:
             self.transport.write(NOT_REAL_ID.encode("ascii"))
+        elif self._wrapped_delivery_failed:
+            # mua_wrapper: Exim exits once the reply is out, reading no more
+            self.exit_status = 1
+            self._drop()
+
+    _wrapped_delivery_failed = False
+
+    def wrapped_delivery_done(self, outcome):
+        """mua_wrapper: a message not delivered to every recipient (a
+        deferral counts as a failure) is reported on standard error as
+        Exim's deliver_message reports it, and ends the session."""
+        undelivered = list(getattr(outcome, "failed", ())) + list(getattr(outcome, "deferred", ()))
+        if undelivered:
+            self._wrapped_delivery_failed = True
+            sys.stderr.write("Delivery failed: %s\n" % _failure_text(undelivered[0]))
+            sys.stderr.flush()
+        return outcome
+
+
+def _failure_text(address):
+    """Why ``address`` failed, as Exim's mua_wrapper tells the MUA: the
+    error number's text, the host used, the message."""
+    text = address.user_message or address.message
+    errno = address.basic_errno
+    parts = []
+    if isinstance(errno, int) and errno > 0:
+        parts.append(os.strerror(errno) + (": " if text else ""))
+    host = address.host_used
+    if host is not None:
+        parts.append("H=%s [%s]: " % (host.name, host.address))
+    if text:
+        parts.append(text)
+    elif not (isinstance(errno, int) and errno > 0):
+        parts.append("unknown error")
+    return "".join(parts)
 
 
 def host_check_logger(config, stream=None):
@@ -272,8 +310,8 @@ def _run(inv, host_checking):
     if host_checking:
         sys.stdout.write(HOST_CHECK_INTRO % host)
         sys.stdout.flush()
-    deliveries = _deliveries(policy, inv)
     proto = StdioSMTPProtocol(policy, caller=caller, host_address=host, host_checking=host_checking)
+    deliveries = _deliveries(policy, inv, proto)
     if inetd is not None:
         # a network client: only CRLF.CRLF ends its DATA, as on the daemon's sockets
         proto.lf_line_ends = False
@@ -292,7 +330,7 @@ def _release_held_callouts(_):
     callout.release_all()
 
 
-def _deliveries(policy, inv):
+def _deliveries(policy, inv, proto):
     """Deliver each message received, as Exim does after -bs (unless -odq).
 
     With -odi/-odf the deliveries run here and their Deferreds are returned,
@@ -305,7 +343,8 @@ def _deliveries(policy, inv):
         return started
     # mua_wrapper: every message is delivered at once, in this process,
     # whatever -od says (spec chapter "Using Exim as a non-queueing client").
-    mode = "i" if policy.config.main.get("mua_wrapper") else inv.delivery_mode
+    wrapper = policy.config.main.get("mua_wrapper")
+    mode = "i" if wrapper else inv.delivery_mode
     if (mode or "").startswith("q"):
         policy.deliver = None
         return started
@@ -316,6 +355,8 @@ def _deliveries(policy, inv):
     def deliver_and_keep(message_id, envelope=None):
         d = deliver(message_id, envelope)
         if d is not None:
+            if wrapper:
+                d.addCallback(proto.wrapped_delivery_done)
             started.append(d)
         return d
     policy.deliver = deliver_and_keep
