@@ -100,7 +100,7 @@ class ServerPolicy(MessagePolicy):
             self.expand_mod = None
         self.tls = None                      # a tls.ServerTLS when TLS is configured
         self._may_block = {}
-        self.host_list_needs = {}            # host list option -> match.hosts.dns_need
+        self.host_list_needs = {}            # smtp/session_hosts.py: option -> dns_need, ...
         self.ehlo_dns_lists = None           # those of EHLO's lists that may use the DNS
         self._accepts = {}                   # ACL spec -> does it accept at once?
         self._numbers = {}                   # expanded size option text -> its value
@@ -247,7 +247,7 @@ class ServerPolicy(MessagePolicy):
         else:
             d = self._connect_acl(self._admit(session), session)
         # then whether the client may use PIPECONNECT, before the banner
-        if isinstance(d, defer.Deferred):
+        if d is not None and d.__class__ is not Reply:          # a Deferred
             return d.addCallback(session_hosts.pipe_connect, self, session)
         return session_hosts.pipe_connect(d, self, session)
 
@@ -348,7 +348,7 @@ class ServerPolicy(MessagePolicy):
         Deferred when the check may wait on the DNS."""
         if session_hosts.list_dns(self, "hosts_proxy", session):
             return threads.deferToThread(self.host_in, "hosts_proxy", session)
-        return self.host_in("hosts_proxy", session)
+        return bool(self.host_in("hosts_proxy", session))
 
     @property
     def proxy_protocol_timeout(self):
@@ -421,7 +421,7 @@ class ServerPolicy(MessagePolicy):
         reply = self._run_acl("helo", "acl_smtp_helo", session, command_data=name)
         if verb != "EHLO":
             return reply
-        if isinstance(reply, defer.Deferred):
+        if reply is not None and reply.__class__ is not Reply:  # a Deferred
             return reply.addCallback(session_hosts.ehlo_lists, self, session)
         return session_hosts.ehlo_lists(reply, self, session)
 

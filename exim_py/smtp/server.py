@@ -126,8 +126,12 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
         self.session.local = False
         self.policy.fill_session(self.session, self.transport)
         self._reset_timeout()
-        # (hosts_proxy may wait on the DNS: the answer may come later)
-        self._ask(self.policy.proxy_required, self.session, then=self._proxy_or_start)
+        required = self.policy.proxy_required(self.session)
+        if required.__class__ is bool:
+            self._proxy_or_start(required)
+        else:
+            # hosts_proxy waits on the DNS: a Deferred
+            self._ask(lambda: required, then=self._proxy_or_start)
 
     def _proxy_or_start(self, required):
         if required:

@@ -33,7 +33,9 @@ EHLO_HOST_LISTS = (("dsn_advertise_hosts", None), ("pipelining_advertise_hosts",
                    ("chunking_advertise_hosts", "*"), ("auth_advertise_hosts", "*"),
                    ("tls_advertise_hosts", "*"), ("smtputf8_advertise_hosts", None))
 
-_MATCHED = {}           # the few distinct sets of SESSION_HOST_LISTS matched, shared
+_START_LISTS = tuple((option, None) for option in SESSION_HOST_LISTS)
+_NONE = frozenset()
+_MATCHED = {_NONE: _NONE}       # the few distinct sets of SESSION_HOST_LISTS matched, shared
 
 
 def list_dns(policy, option, session, default=None):
@@ -67,12 +69,38 @@ def off_reactor(session, work, *args):
     return threads.deferToThread(run)
 
 
+def _in_use(policy, group):
+    """The options of ``group`` set to a list that can match (a
+    configuration sets few of them: the others cost nothing per session)."""
+    used = policy.host_list_needs.get(group)
+    if used is None:
+        used = policy.host_list_needs[group] = tuple(
+            option for option in group if (policy._option(option) or "").strip() not in ("", ":"))
+    return used
+
+
+def _with_dns(policy, group):
+    """The (option, default) pairs of ``group`` whose lists can use the DNS
+    at all (most configurations have none)."""
+    key = ("dns",) + group
+    found = policy.host_list_needs.get(key)
+    if found is None:
+        found = policy.host_list_needs[key] = tuple(
+            (option, default) for option, default in group
+            if dns_need(policy._option(option, default), policy.config) != NO_DNS)
+    return found
+
+
+def _group_dns(policy, session, group):
+    lists = _with_dns(policy, group)
+    return bool(lists) and any(list_dns(policy, option, session, default) for option, default in lists)
+
+
 def start_lists_dns(policy, session):
     """Whether a list checked as the session starts (or, for
     LATER_HOST_LISTS, once in it) may wait on the DNS: ServerPolicy.connect
     then makes its checks in a thread."""
-    return (any(list_dns(policy, option, session) for option in SESSION_HOST_LISTS)
-            or any(list_dns(policy, option, session, default) for option, default in LATER_HOST_LISTS))
+    return _group_dns(policy, session, _START_LISTS) or _group_dns(policy, session, LATER_HOST_LISTS)
 
 
 def check_at_start(policy, session):
@@ -82,16 +110,19 @@ def check_at_start(policy, session):
     LATER_HOST_LISTS that may wait on the DNS, their answers kept for the
     command that needs them (a non-mail command count's for the session,
     hosts_require_helo's until the first HELO or EHLO)."""
-    matched = []
-    if session.sender_host_address:
-        for option in SESSION_HOST_LISTS:
+    used = _in_use(policy, SESSION_HOST_LISTS) if session.sender_host_address else ()
+    if not used:
+        session.hosts_matched = _NONE
+    else:
+        matched = []
+        for option in used:
             if option == "helo_try_verify_hosts" and "helo_verify_hosts" in matched:
                 continue
             if policy.host_in(option, session):
                 matched.append(option)
-    matched = frozenset(matched)
-    session.hosts_matched = _MATCHED.setdefault(matched, matched)
-    if any(list_dns(policy, option, session, default) for option, default in LATER_HOST_LISTS):
+        matched = frozenset(matched)
+        session.hosts_matched = _MATCHED.setdefault(matched, matched)
+    if _group_dns(policy, session, LATER_HOST_LISTS):
         session.host_answers = {}
         policy.limit_nonmail(session)
         policy.host_in("hosts_require_helo", session, "*")
@@ -123,18 +154,16 @@ def ehlo_lists(reply, policy, session):
     wait on the DNS they are all checked first in a thread, as
     ehlo_extensions checks them, and the reply is made from the answers
     kept.  AUTH goes by the same answers, as Exim goes by what it advertised."""
-    if reply is not None and not reply.ok:
-        return reply
     lists = policy.ehlo_dns_lists
     if lists is None:
         # those that can matter in this configuration
         lists = policy.ehlo_dns_lists = tuple(
-            (option, default) for option, default in EHLO_HOST_LISTS
-            if dns_need(policy._option(option, default), policy.config) != NO_DNS
-            and (option != "auth_advertise_hosts" or policy.authenticators)
+            (option, default) for option, default in _with_dns(policy, EHLO_HOST_LISTS)
+            if (option != "auth_advertise_hosts" or policy.authenticators)
             and (option != "tls_advertise_hosts" or policy.tls is not None)
             and (option != "smtputf8_advertise_hosts" or policy.main_is_set(option)))
-    if not any(list_dns(policy, option, session, default) for option, default in lists):
+    if not lists or (reply is not None and not reply.ok) or not any(
+            list_dns(policy, option, session, default) for option, default in lists):
         return reply
     return off_reactor(session, policy.ehlo_extensions, session).addCallback(lambda _: reply)
 
