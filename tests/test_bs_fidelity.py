@@ -341,3 +341,47 @@ class MuaWrapperFailureTests(_Differential):
         self.assertEqual(theirs[2], ["Delivery failed: H=127.0.0.1 [127.0.0.1]: SMTP error from "
                                      "remote mail server after RCPT TO:<a@x.y>: 550 5.1.1 no such "
                                      "user"])
+
+
+class CommandLineOriginTests(_Differential):
+    """-oMa and -oMi: where the message came from, as a trusted caller says."""
+
+    def header_file(self, name, args):
+        base = self.exim.exim_user_dirs(name)
+        conf = self.exim.write_config(MAIN % {"dir": base} + "acl_smtp_rcpt = accept\n",
+                                      name + ".conf")
+        argv = ["-odq"] + args + ["-bs"]
+        if name == "exim4":
+            self.exim.run(conf, argv, input=MESSAGE + "QUIT\r\n")
+        else:
+            run_exim_py(["-C", conf] + argv, input=MESSAGE + "QUIT\r\n")
+        spool = os.path.join(base, "spool", "input")
+        [header] = [n for n in os.listdir(spool) if n.endswith("-H")]
+        with open(os.path.join(spool, header)) as f:
+            lines = f.read().splitlines()
+        return [line for line in lines[1:] if line.startswith(("-", "root"))
+                and not line.startswith("-received_time")]
+
+    def test_spool_marks_command_line_addresses_tainted(self):
+        """The -H file names the caller first and marks the -oMa and -oMi
+        addresses tainted ('--'), with their ports."""
+        args = ["-oMa", "192.0.2.1.25", "-oMi", "192.0.2.2.2525"]
+        theirs = self.header_file("exim4", args)
+        self.assertEqual(self.header_file("exim_py", args), theirs)
+        self.assertIn("--host_address [192.0.2.1]:25", theirs)
+        self.assertIn("--interface_address [192.0.2.2]:2525", theirs)
+        self.assertEqual(theirs[0], "root 0 0")
+
+    def test_host_check_interface(self):
+        """-bh with -oMi: $interface_address, $interface_port and
+        $received_port are the given interface."""
+        conf = self.exim.write_config(
+            MAIN % {"dir": self.exim.dir} + "acl_smtp_helo = h\nbegin acl\nh:\n"
+            "  warn logwrite = [$interface_address]:$interface_port $received_port\n  accept\n")
+        args = ["-bh", "192.0.2.1.25", "-oMi", "192.0.2.2.2525"]
+        theirs = self.exim.run(conf, args, input=HELO_QUIT)
+        ours = run_exim_py(["-C", conf] + args, input=HELO_QUIT)
+        logs = [[line for line in r.stderr.splitlines() if line.startswith("LOG: [")]
+                for r in (theirs, ours)]
+        self.assertEqual(logs[1], logs[0])
+        self.assertEqual(logs[0], ["LOG: [192.0.2.2]:2525 2525"])

@@ -238,11 +238,12 @@ def _unmapped(address):
     return host, port
 
 
-def _session_filler(policy, inv, host_address, caller, remote=(None, None), interface=None):
+def _session_filler(policy, inv, host_address, caller, remote=(None, None), interface=None,
+                    inetd=False):
     """Wrap policy.fill_session with what the command line says about the
     caller: ``host_address`` is the -bh address, ``remote`` the (address,
-    port) the session is from (-bh, -oMa or the inetd connection),
-    ``interface`` the local end of an inetd connection."""
+    port) the session is from (-bh, -oMa or the ``inetd`` connection),
+    ``interface`` the local end (-oMi or the inetd connection)."""
     original = policy.fill_session
     login, uid, gid = caller, os.getuid(), os.getgid()
 
@@ -253,10 +254,11 @@ def _session_filler(policy, inv, host_address, caller, remote=(None, None), inte
             # out under -oMt: the ACLs' U= would name the caller, not the ident)
             session.caller_name, session.caller_uid, session.caller_gid = login, uid, gid
         if interface is not None:
+            session.interface_address, session.interface_port = interface
+        if inetd:
             # -bs from inetd: a remote client on a real socket, with no
             # caller's ident (Exim's is_inetd)
             session.sender_host_address, session.sender_host_port = remote
-            session.interface_address, session.interface_port = interface
             session.is_inetd = True
             if inv.received_protocol:
                 session.received_protocol = inv.received_protocol
@@ -264,6 +266,8 @@ def _session_filler(policy, inv, host_address, caller, remote=(None, None), inte
         session.not_socket = True
         if remote[0] is not None:
             session.sender_host_address, session.sender_host_port = remote
+            # addresses given on the command line are tainted in -H, as Exim's
+            session.origin_tainted = host_address is None
         session.sender_host_name = inv.sender_host_name
         if host_address is None:
             session.sender_ident = inv.sender_ident or caller
@@ -280,19 +284,21 @@ def _run(inv, host_checking):
     from exim_py.daemon import build_policy, load_config
 
     config = load_config(inv)
-    host, remote = None, (None, None)
+    host, remote, interface = None, (None, None), None
     try:
         if host_checking:
             remote = command_line_address(inv.host_check_address, canonical=True)
             host = remote[0]
         elif inv.sender_host_address is not None:
             remote = command_line_address(inv.sender_host_address)
+        if "i" in inv.oM:
+            interface = command_line_address(inv.oM["i"])
     except NotAnIPAddress as e:
         sys.stderr.write("exim abandoned: %s\n" % e)
         return 1
     inetd = None if host_checking or inv.sender_host_address is not None else inetd_addresses()
     if inetd is not None:
-        remote = inetd[0]
+        remote, interface = inetd
         # inetd hands the connection over as standard error too: nothing
         # meant for a local caller may reach the client (Exim reopens its
         # standard error on /dev/null)
@@ -306,7 +312,7 @@ def _run(inv, host_checking):
     elif policy.logger is not None and inetd is None:
         _panics_to_stderr(policy.logger)
     caller = _caller_name()
-    _session_filler(policy, inv, host, caller, remote, inetd and inetd[1])
+    _session_filler(policy, inv, host, caller, remote, interface, inetd is not None)
     if host_checking:
         sys.stdout.write(HOST_CHECK_INTRO % host)
         sys.stdout.flush()
