@@ -253,6 +253,23 @@ class SlowListTests(unittest.TestCase):
         d = self.alongside(daemon, slow_dialogue, other_dialogue)
         return d.addCallback(self.assertEqual, "250-mx.test.example Hello proxied.example [192.0.2.1]")
 
+    def test_acl_hosts_condition(self):
+        """A name pattern in an ACL's hosts condition (the MAIL ACL here)
+        is checked with the ACL, in a thread: the slow client's MAIL waits
+        for its name and is refused; the other's is accepted meanwhile."""
+        daemon = self.daemon("acl_smtp_mail = accept hosts = !*.client.hl.test\n")
+
+        def dialogue(client):
+            client.reply()
+            client.command("EHLO client.example")
+            return client.command("MAIL FROM:<someone@example.com>")
+
+        def other_dialogue(other):
+            self.assertEqual(dialogue(other), ["250 OK"])
+
+        d = self.alongside(daemon, dialogue, other_dialogue)
+        return d.addCallback(self.assertEqual, ["550 Administrative prohibition"])
+
     def tls_daemon(self, extra):
         keys = pki.standard()
         self.addCleanup(shutil.rmtree, keys.dir, True)
