@@ -4,7 +4,8 @@ Exim checks some host lists once as a session starts (smtp_start_session:
 sender_unqualified_hosts ... helo_accept_junk_hosts), one after the connect
 ACL (pipelining_connect_advertise_hosts), some when a command first needs
 them (smtp_accept_max_nonmail_hosts, hosts_require_helo) and some at each
-EHLO (the *_advertise_hosts), HELP and STARTTLS (tls_verify_hosts).  A list
+EHLO (the *_advertise_hosts), HELP (tls_advertise_hosts) and STARTTLS
+(tls_verify_hosts, tls_try_verify_hosts).  A list
 with a host name pattern needs the client's name (a reverse lookup, made
 once per session), and a plain host name a forward lookup each time: either
 may wait on the DNS, which in exim_py would stall every other session of
@@ -108,8 +109,8 @@ def check_at_start(policy, session):
     an address only (not -bs without -oMa); helo_try_verify_hosts is not
     looked at for a host in helo_verify_hosts.  Then those of
     LATER_HOST_LISTS that may wait on the DNS, their answers kept for the
-    command that needs them (a non-mail command count's for the session,
-    hosts_require_helo's until the first HELO or EHLO)."""
+    command that needs them (whether non-mail commands are counted, for the
+    whole session; hosts_require_helo, until the first HELO or EHLO)."""
     used = _in_use(policy, SESSION_HOST_LISTS) if session.sender_host_address else ()
     if not used:
         session.hosts_matched = _NONE
