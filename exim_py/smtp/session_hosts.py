@@ -5,14 +5,14 @@ sender_unqualified_hosts ... helo_accept_junk_hosts), one after the connect
 ACL (pipelining_connect_advertise_hosts), some when a command first needs
 them (smtp_accept_max_nonmail_hosts, hosts_require_helo) and some at each
 EHLO (the *_advertise_hosts), HELP (tls_advertise_hosts) and STARTTLS
-(tls_verify_hosts, tls_try_verify_hosts).  A list
-with a host name pattern needs the client's name (a reverse lookup, made
-once per session), and a plain host name a forward lookup each time: either
-may wait on the DNS, which in exim_py would stall every other session of
-the process.  So a check that may wait (``list_dns``) is made in a thread
-before the command's reply is built, and its answer kept on the session
-(``host_answers``, read by ServerPolicy.host_in) for the checks the reply
-makes on the reactor.  A list of addresses alone is checked inline, as before.
+(tls_verify_hosts, tls_try_verify_hosts).  A list with a host name pattern
+needs the client's name (a reverse lookup, made once per session), and a
+plain host name a forward lookup each time: either may wait on the DNS,
+which in exim_py would stall every other session of the process.  So a
+check that may wait (``list_dns``) is made in a thread before the command's
+reply is built, and its answer kept on the session (``host_answers``, read
+by ServerPolicy.host_in) for the checks the reply makes on the reactor.  A
+list of addresses alone is checked inline, as before.
 Spec chapters "SMTP processing" and "Domain, host, address, and local part
 lists" (host name lookups).
 """
