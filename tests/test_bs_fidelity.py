@@ -40,7 +40,7 @@ def _normalised(text, base):
     if base:
         text = text.replace(base, "DIR")
     text = re.sub(r"(ESMTP Exim 4\.96) .*", r"\1 DATE", text)
-    text = re.sub(r"\b\w{6}-\w{6}-\w{2}\b", "MSGID", text)
+    text = re.sub(r"\w{6}-\w{6}-\w{2}\b", "MSGID", text)
     return [STAMP.sub("", line) for line in text.splitlines()]
 
 
@@ -385,3 +385,30 @@ class CommandLineOriginTests(_Differential):
                 for r in (theirs, ours)]
         self.assertEqual(logs[1], logs[0])
         self.assertEqual(logs[0], ["LOG: [192.0.2.2]:2525 2525"])
+
+
+class LocalSpoolTests(_Differential):
+    """What a local -bs caller's message looks like on the spool."""
+
+    def test_header_file_is_exim4s(self):
+        """The whole -H file (times and ids aside) is exim4's: the caller on
+        the first line, -ident, local-smtp, and the allow_unqualified flags
+        a local caller has."""
+        files = []
+        for name, run in (("exim4", lambda conf, argv: self.exim.run(conf, argv, input=MESSAGE)),
+                          ("exim_py", lambda conf, argv: run_exim_py(["-C", conf] + argv,
+                                                                     input=MESSAGE))):
+            base = self.exim.exim_user_dirs(name)
+            conf = self.exim.write_config(MAIN % {"dir": base} + "acl_smtp_rcpt = accept\n",
+                                          name + ".conf")
+            run(conf, ["-odq", "-bs"])
+            spool = os.path.join(base, "spool", "input")
+            [header] = [n for n in os.listdir(spool) if n.endswith("-H")]
+            with open(os.path.join(spool, header)) as f:
+                text = f.read()
+            files.append([line for line in _normalised(text, base)[1:]
+                          if not line.startswith(("-received_time", "1"))
+                          and not re.match(r"\t\w{3}, \d|\d{3}  Date: ", line)])
+        self.assertEqual(files[1], files[0])
+        self.assertIn("-allow_unqualified_recipient", files[0])
+        self.assertIn("-ident root", files[0])

@@ -279,6 +279,20 @@ def _session_filler(policy, inv, host_address, caller, remote=(None, None), inte
     policy.fill_session = fill
 
 
+def _unqualified_allowed(policy):
+    """Messages from a local -bs caller (no host address) may carry
+    unqualified addresses, and their -H files say so: Exim's
+    allow_unqualified_sender and _recipient start true, and only the host
+    lists of a session from a host turn them off."""
+    receive = policy.receive
+
+    def receive_local(session, envelope, *args, **kwargs):
+        if session.sender_host_address is None:
+            envelope.flags.update(("allow_unqualified_recipient", "allow_unqualified_sender"))
+        return receive(session, envelope, *args, **kwargs)
+    policy.receive = receive_local
+
+
 def _run(inv, host_checking):
     from twisted.internet import reactor
     from exim_py.daemon import build_policy, load_config
@@ -312,6 +326,7 @@ def _run(inv, host_checking):
     elif policy.logger is not None and inetd is None:
         _panics_to_stderr(policy.logger)
     caller = _caller_name()
+    _unqualified_allowed(policy)
     _session_filler(policy, inv, host, caller, remote, interface, inetd is not None)
     if host_checking:
         sys.stdout.write(HOST_CHECK_INTRO % host)
