@@ -11,8 +11,11 @@ Under load, as when every delivery of a relay hops to a thread twice,
 that is a small fraction of the CPU Twisted's pool spends per call (see
 bench/relay_bench.py); results are delivered in the order they finish.
 
-A pool starts its threads on first use and stops them when the reactor
-shuts down (``stop``); a forked child starts threads of its own.
+A pool starts its threads on first use and ends them when the reactor
+shuts down; a forked child starts threads of its own.  Shutdown waits for
+the calls already queued while the reactor still runs, so that a call
+which needs the reactor (``blockingCallFromThread``, as a local transport
+without a blocking form uses) can finish instead of deadlocking the exit.
 """
 
 import collections
@@ -24,16 +27,21 @@ import weakref
 from twisted.internet import defer
 from twisted.python import failure
 
-_STOP = object()
 _POOLS = weakref.WeakSet()
+# How long reactor shutdown waits for the calls already queued.  A call
+# still running then is abandoned with its thread (a daemon thread, gone
+# with the process): a delivery cut short that way is one that crashed,
+# and the next queue run retries its deferred addresses.
+SHUTDOWN_WAIT = 5.0
 
 
 class Pool:
     """Up to ``size`` threads named ``name``-N that run calls for the reactor."""
 
-    def __init__(self, size, name):
+    def __init__(self, size, name, shutdown_wait=SHUTDOWN_WAIT):
         self.size = size
         self.name = name
+        self.shutdown_wait = shutdown_wait
         self._calls = queue.SimpleQueue()
         self._results = collections.deque()
         self._lock = threading.Lock()
@@ -56,29 +64,63 @@ class Pool:
         if self._reactor is None:
             from twisted.internet import reactor
             self._reactor = reactor
-            reactor.addSystemEventTrigger("during", "shutdown", self.stop)
+            reactor.addSystemEventTrigger("before", "shutdown", self._shutdown)
         for n in range(self.size):
-            thread = threading.Thread(target=self._work, name="%s-%d" % (self.name, n),
-                                      daemon=True)
+            thread = threading.Thread(target=self._work, args=(self._calls,),
+                                      name="%s-%d" % (self.name, n), daemon=True)
             thread.start()
             self._threads.append(thread)
 
     def stop(self):
         """Let the threads finish the calls already queued, then end them
-        (at reactor shutdown; the next ``run`` starts new ones)."""
-        threads, self._threads = self._threads, []
-        for _ in threads:
-            self._calls.put(_STOP)
+        (the next ``run`` starts new ones).  This blocks: not for use while
+        the reactor runs a call that may need it."""
+        threads = self._retire(None)
         for thread in threads:
             thread.join()
 
-    def _work(self):
-        calls, results = self._calls, self._results
+    def _shutdown(self):
+        """The reactor's before-shutdown trigger: a Deferred that fires when
+        every thread has run the calls queued before it and ended, or after
+        ``shutdown_wait`` seconds.  The reactor runs on until it fires (a
+        "during" trigger's Deferred would not keep it running); joining the
+        threads here instead would block the reactor, and with it any call
+        waiting on the reactor, for ever.  Trial fires shutdown after every
+        test, and the next test's ``run`` starts new threads."""
+        ended = defer.Deferred()
+        left = [0]
+
+        def one_ended():
+            left[0] -= 1
+            if not left[0] and not ended.called:
+                ended.callback(None)
+        left[0] = len(self._retire(one_ended))
+        if not left[0]:
+            return None
+        return ended.addTimeout(self.shutdown_wait, self._reactor,
+                                onTimeoutCancel=lambda result, timeout: None)
+
+    def _retire(self, ended):
+        """Hand the threads their ends, after the calls already queued for
+        them, and give the threads ``run`` starts next a queue of their own
+        (so that they cannot take an end meant for one of these); the
+        threads retired.  Each calls ``ended`` (if given) on the reactor as
+        it ends."""
+        threads, calls = self._threads, self._calls
+        self._threads, self._calls = [], queue.SimpleQueue()
+        for _ in threads:
+            calls.put((None, ended, ()))
+        return threads
+
+    def _work(self, calls):
+        results = self._results
         while True:
-            call = calls.get()
-            if call is _STOP:
+            d, f, args = calls.get()
+            if d is None:
+                # The end of this thread; f, when given, tells the reactor.
+                if f is not None:
+                    self._reactor.callFromThread(f)
                 return
-            d, f, args = call
             try:
                 outcome = (True, f(*args))
             except BaseException:
