@@ -10,6 +10,8 @@ import os
 from twisted.trial import unittest
 
 from exim_py.acl import DEFER, DISCARD, ERROR, FAIL, FAIL_DROP, OK
+from exim_py.acl import replies
+from exim_py.smtp.acl_phase import accepted_reply
 from tests.support.acl import ListLog, config_from, envelope, run, session, write_config
 
 
@@ -376,32 +378,36 @@ lookup:
         self.assertTrue(acl_may_block(self.config, os.path.join("/", "etc", "acl")))
 
 
-class SmtpReplyTests(unittest.TestCase):
-    """replies.smtp_reply: the code/text form used by the SMTP server."""
+class ReplyTextTests(unittest.TestCase):
+    """The replies the SMTP server sends for an ACL's verdict: a rejection's
+    through replies.rejection, an accepting message's through
+    acl_phase.accepted_reply."""
 
     def setUp(self):
         self.config = config_from(self, "r:\n  deny message = 554 5.7.1 one\\ntwo\n")
 
     def test_rejection_text(self):
         """A multi-line message with a code: the lines keep the enhanced code."""
-        from exim_py.acl.replies import smtp_reply
         result, _ = run(self.config, "rcpt", "r", recipient="u@d")
-        self.assertEqual(smtp_reply("rcpt", result), (554, "5.7.1 one\n5.7.1 two", False))
+        answer = replies.rejection(result, None)
+        self.assertEqual((answer.code, answer.lines, answer.close),
+                         ("554", ["554-5.7.1 one", "554 5.7.1 two"], False))
 
-    def test_accepted_is_none(self):
-        """An accepting ACL leaves the reply to the server."""
-        from exim_py.acl.replies import smtp_reply
+    def test_accepted_without_message(self):
+        """An accepting ACL without a message leaves the server's own reply."""
         result, _ = run(self.config, "mail", "accept")
-        self.assertIsNone(smtp_reply("mail", result))
+        self.assertTrue(result.accepted)
+        self.assertIsNone(result.user_message)
 
     def test_accept_with_message(self):
         """accept with a message at RCPT replaces the 250 text (code may be given)."""
-        from exim_py.acl.replies import smtp_reply
         config = config_from(self, "r:\n  accept message = 251 forwarded\nm:\n  accept message = ok then\n")
         result, _ = run(config, "rcpt", "r", recipient="u@d")
-        self.assertEqual(smtp_reply("rcpt", result), (251, "forwarded", False))
+        reply = accepted_reply("rcpt", result.user_message, None)
+        self.assertEqual((reply.code, reply.lines), (251, ["251 forwarded"]))
         result, _ = run(config, "mail", "m")
-        self.assertEqual(smtp_reply("mail", result), (250, "ok then", False))
+        reply = accepted_reply("mail", result.user_message, None)
+        self.assertEqual((reply.code, reply.lines), (250, ["250 ok then"]))
 
 
 class DataLogTests(unittest.TestCase):
@@ -409,8 +415,6 @@ class DataLogTests(unittest.TestCase):
 
     def test_message_id_on_data_rejection(self):
         """The rejection and warn lines of the DATA ACL go out with the message id."""
-        from exim_py.acl import replies
-
         class IdLog(ListLog):
             def main(self, text, message_id=None):
                 self.lines.append(("main", "%s %s" % (message_id, text)))

@@ -200,34 +200,6 @@ def write_logs(reply, ctx):
         ctx.write_log(line, targets)
 
 
-def smtp_reply(where, result):
-    """(code, text, close) for a rejection, or for an acceptance with a message;
-    None when the server's own acceptance reply applies.
-
-    For callers that format replies themselves: ``text`` holds one line per
-    reply line (enhanced code included), as ``rejection`` would send it.
-    ``rejection`` is the full form, with the log lines.
-    """
-    if result.accepted:
-        return acceptance(result)
-    answer = rejection(result, None)
-    return int(answer.code), "\n".join(line[4:] for line in answer.lines), answer.close
-
-
-# Phases where an accepting ACL's message replaces the positive reply text.
-_ACCEPT_CODES = {"mail": "250", "rcpt": "250", "predata": "354", "data": "250",
-                 "data_prdr": "250"}
-
-
-def acceptance(result):
-    """(code, text, False) when ``accept message = ...`` replaces the positive reply."""
-    default = _ACCEPT_CODES.get(result.where)
-    if default is None or not result.user_message:
-        return None
-    code, text, _, _ = message_code(default, result.user_message, None, False)
-    return int(code[:3]), "\n".join(line[4:] for line in respond_lines(code, text)), False
-
-
 def discard_line(ctx, command_data, where, log_message=None):
     """The log line for a recipient accepted but dropped by ``discard``.
 

@@ -15,6 +15,7 @@ import re
 
 from exim_py.errors import ConfigError, ExpansionError
 from exim_py.expand import expand
+from exim_py.expand.arith import read_time
 from exim_py.expand.lists import iter_list, list_separator, split_list
 
 # Option types (see HACKING.rst for the Python type of each value).
@@ -45,7 +46,6 @@ _INT_MAX = 2 ** 31 - 1
 # What C's strtol accepts: base 0 (0x hex, leading-0 octal, decimal) or base 8.
 _C_INTEGER = r"\s*[+-]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)"
 _OCTAL = r"\s*[+-]?[0-7]+"
-_UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
 class Option:
@@ -234,23 +234,6 @@ def printing(s):
 
 _PRINT_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b", "\f": "\\f",
                   "\v": "\\v"}
-
-
-def read_time(text, terminator=""):
-    """Exim's readconf_readtime: ``1d2h30m10s`` → seconds, or -1 when malformed.
-
-    Every number needs a unit, and at least one number is required.
-    """
-    pos = 0
-    total = 0
-    while True:
-        m = re.match(r"(\d+)([wdhms])", text[pos:])
-        if not m:
-            return -1
-        total += int(m.group(1)) * _UNITS[m.group(2)]
-        pos += len(m.group(0))
-        if text[pos:pos + 1] == terminator or (terminator == "" and pos == len(text)):
-            return total
 
 
 def format_time(seconds):

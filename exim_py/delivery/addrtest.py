@@ -136,8 +136,6 @@ def _run(inv, full):
             sys.stdout.write("syntax error: %s\n" % e)
             status = 2
             continue
-        if address == "":
-            continue
         given = address
         address = qualify(address, qualify_domain)
         ctx = DeliveryContext(config, mode="test" if full else "verify")

@@ -6,12 +6,15 @@ Exim's (spec section "Expansion operators", ``eval``).
 """
 
 import functools
+import re
 
 from exim_py.errors import ExpansionError
 
 INT_MAX = (1 << 63) - 1
 INT_MIN = -(1 << 63)
 _SPACE = " \t\n\r\f\v"
+_TIME_PART = re.compile(r"([0-9]+)([wdhms])")
+_TIME_UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
 def wrap64(x):
@@ -225,23 +228,19 @@ def string_integer(s, isplus=False):
 
 
 def read_time(s):
-    """Exim's time interval ('1h30m', '2d'): seconds, or -1 if malformed."""
-    units = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+    """Exim's time interval (readconf_readtime): ``1d2h30m10s`` -> seconds,
+    or -1 when malformed.  Every number needs its unit, and there must be
+    at least one; the digits are ASCII ones, as C's isdigit() sees them.
+    The configuration's time options are read with it too."""
     total = 0
-    i = 0
-    n = len(s)
+    pos = 0
     while True:
-        if i >= n or not s[i].isdigit():
+        m = _TIME_PART.match(s, pos)
+        if m is None:
             return -1
-        j = i
-        while j < n and s[j].isdigit():
-            j += 1
-        value = int(s[i:j])
-        if j >= n or s[j] not in units:
-            return -1
-        total += value * units[s[j]]
-        i = j + 1
-        if i >= n:
+        total += int(m.group(1)) * _TIME_UNITS[m.group(2)]
+        pos = m.end()
+        if pos == len(s):
             return total
 
 
