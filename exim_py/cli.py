@@ -46,6 +46,7 @@ class Invocation:
     def __init__(self):
         self.mode = "receive"          # see MODES
         self.mode_flag = ""            # the flag that chose the mode, e.g. "-bpc", "-Mrm"
+        self.modes_given = set()       # every mode a flag asked for, the last one winning
         self.args = []                 # arguments after the options (recipients, ids, strings...)
         self.config_file = None
         self.macros = {}               # -D NAME=value, in order
@@ -181,7 +182,9 @@ def parse_args(argv):
         elif re.match(r"^-bp[acru]*$", a):
             inv.mode, inv.mode_flag = "queue_list", a
         elif a == "-bm":
-            inv.mode, inv.mode_flag = "receive", a
+            # reading a message is what Exim does anyway: -bm changes no other mode
+            if inv.mode == "receive":
+                inv.mode_flag = a
         elif a == "-bi":
             inv.mode, inv.mode_flag = "newaliases", a
         elif re.match(r"^-M(c|rm|f|t|g|ar|md|vh|vb|vl|es|mad)?$", a):
@@ -263,9 +266,22 @@ def parse_args(argv):
             pass  # likewise ignored; -B/-X/-h take their values attached
         else:
             raise UsageError("unknown, unsupported or incomplete option: %s" % a)
+        inv.modes_given.add(inv.mode)
         i += 1
     inv.args = args[i:]
     return inv
+
+
+# Modes Exim refuses to combine with -bs (its check of the options as a whole).
+NOT_WITH_SMTP_INPUT = {"address_test", "verify", "print_options", "daemon", "newaliases",
+                       "filter_test", "queue_run"}
+
+
+def incompatible(inv):
+    """Does the command line combine -bs with what Exim refuses alongside it
+    (-f, -t, -bt, -bv, -bP, -bd, -bi, -bf/-bF, a queue run)?"""
+    return "smtp_stdio" in inv.modes_given and bool(
+        inv.sender is not None or inv.extract_recipients or inv.modes_given & NOT_WITH_SMTP_INPUT)
 
 
 def config_path(inv):
@@ -296,6 +312,9 @@ def main(argv=None):
         sys.stderr.write("exim_py: %s\n%s" % (e, USAGE))
         return 1
     inv.argv0 = name
+    if incompatible(inv):
+        sys.stderr.write("exim: incompatible command-line options or arguments\n")
+        return 1
     _argv0_defaults(inv, name)
     if inv.mode == "help":
         sys.stdout.write(USAGE)

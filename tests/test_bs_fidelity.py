@@ -412,3 +412,28 @@ class LocalSpoolTests(_Differential):
         self.assertEqual(files[1], files[0])
         self.assertIn("-allow_unqualified_recipient", files[0])
         self.assertIn("-ident root", files[0])
+
+
+class IncompatibleOptionsTests(_Differential):
+    """Options Exim refuses alongside -bs, before it reads the configuration."""
+
+    def test_refused_combinations(self):
+        """-f, -t, -bt, -bv, -bP, -bd, -bi, -bf and queue runs with -bs
+        (either order): exim4's message on standard error and status 1;
+        -F, -i, -bm and recipients are accepted."""
+        conf = self.exim.write_config(MAIN % {"dir": self.exim.dir})
+        combinations = [["-f", "a@b.example", "-bs"], ["-bs", "-t"], ["-bt", "-bs"],
+                        ["-bs", "-bv"], ["-bs", "-bP"], ["-bs", "-bd"], ["-bs", "-bi"],
+                        ["-bs", "-bf", "/dev/null"], ["-bs", "-qf"], ["-bs", "-R", "x"],
+                        ["-F", "Name", "-bs"], ["-bs", "-i"], ["-bs", "-bm"], ["-bs", "a@b.c"]]
+        seen = {}
+        for args in combinations:
+            theirs = self.exim.run(conf, args, input="QUIT\r\n")
+            ours = run_exim_py(["-C", conf] + args, input="QUIT\r\n")
+            seen[" ".join(args)] = [(r.returncode, r.stderr.splitlines()[:1], r.stdout[:4])
+                                    for r in (theirs, ours)]
+        for args, (theirs, ours) in seen.items():
+            self.assertEqual(ours, theirs, args)
+        self.assertEqual(seen["-bs -t"][0][:2],
+                         (1, ["exim: incompatible command-line options or arguments"]))
+        self.assertEqual(seen["-bs -bm"][0][2], "220 ")
