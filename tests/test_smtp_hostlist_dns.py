@@ -102,11 +102,39 @@ class SlowListTests(unittest.TestCase):
                              delayed={"1.0.0.127.in-addr.arpa": DELAY, "slowfwd.hl.test": DELAY}).start()
         self.addCleanup(self.dns.stop)
 
-    def daemon(self, extra):
+    def daemon(self, extra, pipe_connect=None):
+        """A daemon with ``extra`` main options (and ``pipe_connect`` for
+        pipelining_connect_advertise_hosts, which the base configuration
+        sets empty)."""
         daemon = DaemonProcess(self, "queue_only\nhost_lookup =\ndns_nameservers = %s\n%s"
-                               % (self.dns.nameservers, extra)).start()
+                               % (self.dns.nameservers, extra))
+        if pipe_connect is not None:
+            with open(daemon.conf_path) as f:
+                text = f.read()
+            with open(daemon.conf_path, "w") as f:
+                f.write(text.replace("pipelining_connect_advertise_hosts = :",
+                                     "pipelining_connect_advertise_hosts = " + pipe_connect, 1))
+        daemon.start()
         self.addCleanup(daemon.stop)
         return daemon
+
+    def test_pipe_connect_list(self):
+        """pipelining_connect_advertise_hosts by name, decided after the
+        connect ACL: the slow client's banner waits for its name and its
+        EHLO then offers PIPECONNECT; the other client, not in the list, is
+        greeted at once and not offered it."""
+        daemon = self.daemon("", pipe_connect="*.client.hl.test")
+
+        def slow_dialogue(slow):
+            slow.reply()
+            return keywords(slow.command("EHLO slow.example"))
+
+        def other_dialogue(other):
+            other.reply()
+            self.assertNotIn("PIPECONNECT", keywords(other.command("EHLO other.example")))
+
+        d = self.alongside(daemon, slow_dialogue, other_dialogue)
+        return d.addCallback(lambda offered: self.assertIn("PIPECONNECT", offered))
 
     def in_thread(self, work):
         """Run the blocking client ``work`` away from the test's reactor."""

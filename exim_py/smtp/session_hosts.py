@@ -70,30 +70,30 @@ def off_reactor(session, work, *args):
     return threads.deferToThread(run)
 
 
-def _in_use(policy, group):
-    """The options of ``group`` set to a list that can match (a
+def _in_use(policy):
+    """Those of SESSION_HOST_LISTS set to a list that can match (a
     configuration sets few of them: the others cost nothing per session)."""
-    used = policy.host_list_needs.get(group)
+    used = policy.host_list_needs.get("in use")
     if used is None:
-        used = policy.host_list_needs[group] = tuple(
-            option for option in group if (policy._option(option) or "").strip() not in ("", ":"))
+        used = policy.host_list_needs["in use"] = tuple(
+            option for option in SESSION_HOST_LISTS
+            if (policy._option(option) or "").strip() not in ("", ":"))
     return used
 
 
-def _with_dns(policy, group):
-    """The (option, default) pairs of ``group`` whose lists can use the DNS
-    at all (most configurations have none)."""
-    key = ("dns",) + group
-    found = policy.host_list_needs.get(key)
+def _with_dns(policy, name, group):
+    """The (option, default) pairs of ``group`` (kept as ``name``) whose
+    lists can use the DNS at all (most configurations have none)."""
+    found = policy.host_list_needs.get(name)
     if found is None:
-        found = policy.host_list_needs[key] = tuple(
+        found = policy.host_list_needs[name] = tuple(
             (option, default) for option, default in group
             if dns_need(policy._option(option, default), policy.config) != NO_DNS)
     return found
 
 
-def _group_dns(policy, session, group):
-    lists = _with_dns(policy, group)
+def _group_dns(policy, session, name, group):
+    lists = _with_dns(policy, name, group)
     return bool(lists) and any(list_dns(policy, option, session, default) for option, default in lists)
 
 
@@ -101,7 +101,7 @@ def start_lists_dns(policy, session):
     """Whether a list checked as the session starts (or, for
     LATER_HOST_LISTS, once in it) may wait on the DNS: ServerPolicy.connect
     then makes its checks in a thread."""
-    return _group_dns(policy, session, _START_LISTS) or _group_dns(policy, session, LATER_HOST_LISTS)
+    return _group_dns(policy, session, "start", _START_LISTS + LATER_HOST_LISTS)
 
 
 def check_at_start(policy, session):
@@ -111,7 +111,7 @@ def check_at_start(policy, session):
     LATER_HOST_LISTS that may wait on the DNS, their answers kept for the
     command that needs them (whether non-mail commands are counted, for the
     whole session; hosts_require_helo, until the first HELO or EHLO)."""
-    used = _in_use(policy, SESSION_HOST_LISTS) if session.sender_host_address else ()
+    used = _in_use(policy) if session.sender_host_address else ()
     if not used:
         session.hosts_matched = _NONE
     else:
@@ -123,7 +123,7 @@ def check_at_start(policy, session):
                 matched.append(option)
         matched = frozenset(matched)
         session.hosts_matched = _MATCHED.setdefault(matched, matched)
-    if _group_dns(policy, session, LATER_HOST_LISTS):
+    if _group_dns(policy, session, "later", LATER_HOST_LISTS):
         session.host_answers = {}
         policy.limit_nonmail(session)
         policy.host_in("hosts_require_helo", session, "*")
@@ -142,11 +142,9 @@ def session_host(policy, option, session):
 def pipe_connect(reply, policy, session):
     """After the connect ACL (``reply``): whether the client may use
     PIPECONNECT, decided in a thread when that may wait on the DNS."""
-    if reply is not None and not reply.ok:
-        return reply
-    if not list_dns(policy, "pipelining_connect_advertise_hosts", session, "*"):
-        policy.pipe_connect(session)
-        return reply
+    if ((reply is not None and not reply.ok)
+            or not _group_dns(policy, session, "pipe", (("pipelining_connect_advertise_hosts", "*"),))):
+        return reply       # (the server asks at once, on the reactor)
     return threads.deferToThread(policy.pipe_connect, session).addCallback(lambda _: reply)
 
 
@@ -159,7 +157,7 @@ def ehlo_lists(reply, policy, session):
     if lists is None:
         # those that can matter in this configuration
         lists = policy.ehlo_dns_lists = tuple(
-            (option, default) for option, default in _with_dns(policy, EHLO_HOST_LISTS)
+            (option, default) for option, default in _with_dns(policy, "ehlo", EHLO_HOST_LISTS)
             if (option != "auth_advertise_hosts" or policy.authenticators)
             and (option != "tls_advertise_hosts" or policy.tls is not None)
             and (option != "smtputf8_advertise_hosts" or policy.main_is_set(option)))
