@@ -94,6 +94,17 @@ def _client_context():
     return context
 
 
+AUTHENTICATORS = """
+begin authenticators
+plain:
+  driver = plaintext
+  public_name = PLAIN
+  server_prompts = :
+  server_condition = ${if and{{eq{$auth2}{user}}{eq{$auth3}{secret}}}}
+  server_set_id = $auth2
+"""
+
+
 class SlowListTests(unittest.TestCase):
     """While one session's host list waits on the DNS, others go on."""
 
@@ -102,21 +113,66 @@ class SlowListTests(unittest.TestCase):
                              delayed={"1.0.0.127.in-addr.arpa": DELAY, "slowfwd.hl.test": DELAY}).start()
         self.addCleanup(self.dns.stop)
 
-    def daemon(self, extra, pipe_connect=None):
-        """A daemon with ``extra`` main options (and ``pipe_connect`` for
+    def daemon(self, extra, pipe_connect=None, tail=""):
+        """A daemon with ``extra`` main options (``pipe_connect`` for
         pipelining_connect_advertise_hosts, which the base configuration
-        sets empty)."""
+        sets empty) and ``tail`` after its last section."""
         daemon = DaemonProcess(self, "queue_only\nhost_lookup =\ndns_nameservers = %s\n%s"
                                % (self.dns.nameservers, extra))
+        with open(daemon.conf_path) as f:
+            text = f.read()
         if pipe_connect is not None:
-            with open(daemon.conf_path) as f:
-                text = f.read()
-            with open(daemon.conf_path, "w") as f:
-                f.write(text.replace("pipelining_connect_advertise_hosts = :",
-                                     "pipelining_connect_advertise_hosts = " + pipe_connect, 1))
+            text = text.replace("pipelining_connect_advertise_hosts = :",
+                                "pipelining_connect_advertise_hosts = " + pipe_connect, 1)
+        with open(daemon.conf_path, "w") as f:
+            f.write(text + tail)
         daemon.start()
         self.addCleanup(daemon.stop)
         return daemon
+
+    def test_auth_list(self):
+        """auth_advertise_hosts by name: the slow client's EHLO waits for its
+        name and offers AUTH, which it may then use (the answer found for
+        the EHLO serves the AUTH command, as Exim goes by what it
+        advertised); the other client is not offered AUTH and may not use
+        it, and is answered meanwhile."""
+        daemon = self.daemon("auth_advertise_hosts = *.client.hl.test\n", tail=AUTHENTICATORS)
+
+        def slow_dialogue(slow):
+            slow.reply()
+            offered = keywords(slow.command("EHLO slow.example"))
+            return offered, slow.command("AUTH PLAIN AHVzZXIAc2VjcmV0")
+
+        def other_dialogue(other):
+            other.reply()
+            self.assertNotIn("AUTH PLAIN", keywords(other.command("EHLO other.example")))
+            self.assertEqual(other.command("AUTH PLAIN AHVzZXIAc2VjcmV0"),
+                             ["503 AUTH command used when not advertised"])
+
+        def check(result):
+            offered, auth = result
+            self.assertIn("AUTH PLAIN", offered)
+            self.assertEqual(auth, ["235 Authentication succeeded"])
+        return self.alongside(daemon, slow_dialogue, other_dialogue).addCallback(check)
+
+    def test_require_helo_list(self):
+        """hosts_require_helo by name (Exim checks it at a MAIL before any
+        HELO; one that needs the DNS is checked as the session starts): the
+        slow client's banner waits for its name, and its MAIL without HELO
+        is refused; the other client, not in the list, is greeted and its
+        MAIL accepted meanwhile."""
+        daemon = self.daemon("hosts_require_helo = *.client.hl.test\n")
+
+        def slow_dialogue(slow):
+            slow.reply()
+            return slow.command("MAIL FROM:<someone@example.com>")
+
+        def other_dialogue(other):
+            other.reply()
+            self.assertEqual(other.command("MAIL FROM:<someone@example.com>"), ["250 OK"])
+
+        d = self.alongside(daemon, slow_dialogue, other_dialogue)
+        return d.addCallback(self.assertEqual, ["503 HELO or EHLO required"])
 
     def test_pipe_connect_list(self):
         """pipelining_connect_advertise_hosts by name, decided after the
