@@ -51,6 +51,7 @@ slow.client     A     127.0.0.1
 quick.other     A     127.0.0.2
 quick.client    A     127.0.0.3
 late.slowfwd    A     127.0.0.1
+mx.slowfwd      MX    10 slow.client.hl.test.
 """
 
 
@@ -173,6 +174,26 @@ class SlowListTests(unittest.TestCase):
 
         d = self.alongside(daemon, slow_dialogue, other_dialogue)
         return d.addCallback(self.assertEqual, ["503 HELO or EHLO required"])
+
+    def test_helo_lookup_domains_mx(self):
+        """helo_lookup_domains with @mx_any (a domain list, asked at HELO):
+        a client naming a domain whose MX is this host waits for the MX
+        answer, then for its own name, which the greeting shows; another
+        client is answered meanwhile."""
+        daemon = self.daemon("helo_lookup_domains = @ : @[] : @mx_any\n")
+
+        def slow_dialogue(slow):
+            slow.reply()
+            return slow.command("EHLO mx.slowfwd.hl.test")[0]
+
+        def other_dialogue(other):
+            other.reply()
+            self.assertEqual(other.command("EHLO other.example")[0],
+                             "250-mx.test.example Hello other.example [127.0.0.2]")
+
+        d = self.alongside(daemon, slow_dialogue, other_dialogue)
+        return d.addCallback(self.assertEqual,
+                             "250-mx.test.example Hello slow.client.hl.test [127.0.0.1]")
 
     def test_pipe_connect_list(self):
         """pipelining_connect_advertise_hosts by name, decided after the

@@ -28,14 +28,19 @@ def check(policy, session, verb):
     # which of the two lists the client is in was found as the session started
     required = session_hosts.session_host(policy, "helo_verify_hosts", session)
     verifying = required or session_hosts.session_host(policy, "helo_try_verify_hosts", session)
-    lookup = not session.sender_host_name and _in_lookup_domains(policy, session)
-    if not verifying and not lookup:
+    if session.sender_host_name:
+        lookup = False
+    elif _lookup_domains_may_block(policy):
+        lookup = None             # checked in the thread, before the verification
+    else:
+        lookup = _in_lookup_domains(policy, session)
+    if not verifying and lookup is False:
         return None
     ctx = AclContext(policy.config, session, log=policy.logger,
                      expand_ctx=policy.expand_context(session))
 
     def work():
-        if lookup:
+        if lookup or (lookup is None and _in_lookup_domains(policy, session)):
             # helo_lookup_domains: a client calling itself by our name gets
             # its real name looked up, for the logs' sake
             try:
@@ -44,11 +49,18 @@ def check(policy, session, verb):
                 pass
         return verify_helo(ctx) if verifying else True
 
-    if not lookup and session.helo_name.startswith("["):
+    if lookup is False and session.helo_name.startswith("["):
         # an IP literal is compared with the address: no DNS involved
         return _verdict(work(), policy, session, verb, required, before)
     d = threads.deferToThread(work)
     return d.addCallback(_verdict, policy, session, verb, required, before)
+
+
+def _lookup_domains_may_block(policy):
+    """Whether checking helo_lookup_domains may wait on the DNS or a file:
+    an @mx_ item, a lookup, a file of items or an expansion."""
+    domains = policy._option("helo_lookup_domains", "@ : @[]") or ""
+    return any(token in domains for token in ("@mx_", ";", "/", "$"))
 
 
 def _in_lookup_domains(policy, session):
