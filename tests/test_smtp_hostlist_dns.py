@@ -14,6 +14,7 @@ told.  The same lists are compared with exim4 -bh where the names come
 from /etc/hosts (exim4 cannot be pointed at the test DNS server).
 """
 
+import os
 import re
 import shutil
 import ssl
@@ -194,6 +195,28 @@ class SlowListTests(unittest.TestCase):
         d = self.alongside(daemon, slow_dialogue, other_dialogue)
         return d.addCallback(self.assertEqual,
                              "250-mx.test.example Hello slow.client.hl.test [127.0.0.1]")
+
+    def test_connection_nolog_list(self):
+        """hosts_connection_nolog by name, checked for the connection's log
+        line: the slow client's banner waits for its name and its
+        connection is not logged; the other's is logged and it is greeted
+        meanwhile."""
+        daemon = self.daemon("log_selector = +smtp_connection\n"
+                             "hosts_connection_nolog = *.client.hl.test\n")
+
+        def slow_dialogue(slow):
+            return slow.reply()[0][:4]
+
+        def other_dialogue(other):
+            self.assertTrue(other.reply()[0].startswith("220 "))
+
+        def check(greeting):
+            self.assertEqual(greeting, "220 ")
+            with open(os.path.join(daemon.spool_dir, "mainlog")) as f:
+                log = f.read()
+            self.assertIn("SMTP connection from [127.0.0.2]", log)
+            self.assertNotIn("SMTP connection from [127.0.0.1]", log)
+        return self.alongside(daemon, slow_dialogue, other_dialogue).addCallback(check)
 
     def test_pipe_connect_list(self):
         """pipelining_connect_advertise_hosts by name, decided after the

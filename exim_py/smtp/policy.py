@@ -720,7 +720,14 @@ class ServerPolicy(MessagePolicy):
     # -- connection log lines (smtp/connlog.py) ----------------------------
 
     def connection_opened(self, session, factory=None):
-        connlog.opened(self, session, len(factory.connections) if factory is not None else None)
+        """The connection's log line; a Deferred when hosts_connection_nolog,
+        checked for it, may wait on the DNS (Exim's daemon checks it before
+        it forks: here the other sessions must not wait)."""
+        count = len(factory.connections) if factory is not None else None
+        if (self.logger is not None and self.logger.selector("smtp_connection")
+                and session_hosts.list_dns(self, "hosts_connection_nolog", session)):
+            return threads.deferToThread(connlog.opened, self, session, count)
+        connlog.opened(self, session, count)
 
     def command_seen(self, session, verb):
         connlog.command(session, verb)

@@ -143,7 +143,13 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
         self._start_session()
 
     def _start_session(self):
-        self.policy.connection_opened(self.session, getattr(self, "factory", None))
+        opened = self.policy.connection_opened(self.session, getattr(self, "factory", None))
+        if opened is not None:
+            # hosts_connection_nolog waits on the DNS: a Deferred
+            return self._ask(lambda: opened, then=self._session_opened)
+        self._session_opened(None)
+
+    def _session_opened(self, _):
         if self.tls_on_connect:
             # (the handshake's host lists may wait on the DNS first)
             return self._ask(self.policy.tls_lists, self.session, then=self._start_tls_session)
