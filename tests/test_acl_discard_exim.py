@@ -15,8 +15,8 @@ import os
 
 from twisted.trial import unittest
 
-from tests.support.peers import QUIET_MAIN, RealExim, run_exim_py
-from tests.test_acl_message_code_exim import session
+from tests.support.bh import oracle, same_session
+from tests.support.peers import QUIET_MAIN, run_exim_py
 
 ACLS = """\
 smtp_banner = mx ready
@@ -54,17 +54,13 @@ class DiscardHostCheckTests(unittest.TestCase):
     """``-bh``: replies and log lines of discarding ACLs, as exim4's."""
 
     def setUp(self):
-        self.exim = RealExim()
-        self.addCleanup(self.exim.cleanup)
+        self.exim = oracle(self)
 
     def play(self, transactions):
         """Both programs' -bh sessions, compared; exim4's log lines."""
         path = self.exim.write_config(QUIET_MAIN + ACLS)
         script = "EHLO x\r\n" + "".join(transactions) + "QUIT\r\n"
-        theirs = session(self.exim.run(path, ["-bh", "127.0.0.1"], input=script))
-        ours = session(run_exim_py(["-C", path, "-bh", "127.0.0.1"], input=script))
-        self.assertEqual(ours, theirs)
-        return theirs[1]
+        return same_session(self, self.exim, path, script)[1]
 
     def test_rcpt_discard(self):
         """A discarded recipient is logged and left out; with none left the

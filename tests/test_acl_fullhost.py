@@ -8,7 +8,7 @@ them.  The same configuration and dialogue go through ``exim4 -bh`` and
 
 from twisted.trial import unittest
 
-from tests.support.peers import RealExim, require_command, run_exim_py
+from tests.support.bh import host_checks, oracle, script
 
 MAIN = """\
 primary_hostname = mx.test.example
@@ -43,15 +43,12 @@ class SenderFullhostTests(unittest.TestCase):
     """The host strings ACLs see before DATA match exim4's."""
 
     def setUp(self):
-        require_command("exim4")
-        self.exim = RealExim()
-        self.addCleanup(self.exim.cleanup)
+        self.exim = oracle(self)
         self.conf = self.exim.write_config(CONF)
 
     def compare(self, commands):
-        dialogue = "".join(c + "\r\n" for c in commands)
-        theirs = acl_lines(self.exim.run(self.conf, ["-bh", "10.1.2.3"], input=dialogue).stderr)
-        ours = run_exim_py(["-C", self.conf, "-bh", "10.1.2.3"], input=dialogue)
+        theirs, ours = host_checks(self.exim, self.conf, script(commands), "10.1.2.3")
+        theirs = acl_lines(theirs.stderr)
         self.assertEqual(len(theirs), 3)
         self.assertEqual(acl_lines(ours.stdout + ours.stderr), theirs)
         return theirs
@@ -82,15 +79,13 @@ class AuthResultsLookupTests(unittest.TestCase):
 
     def test_no_lookup_for_authresults(self):
         """Without host_lookup, exim4 writes no iprev clause for 127.0.0.1; neither may exim_py."""
-        require_command("exim4")
-        exim = RealExim()
-        self.addCleanup(exim.cleanup)
+        exim = oracle(self)
         conf = exim.write_config(AUTHRESULTS_CONF)
 
         def lines(text):
             return [line for line in text.splitlines() if line.startswith("LOG: AR")]
 
-        theirs = lines(exim.run(conf, ["-bh", "127.0.0.1"], input="QUIT\r\n").stderr)
-        ours = run_exim_py(["-C", conf, "-bh", "127.0.0.1"], input="QUIT\r\n")
+        theirs, ours = host_checks(exim, conf, "QUIT\r\n")
+        theirs = lines(theirs.stderr)
         self.assertEqual(theirs, ["LOG: AR Authentication-Results: vm"])
         self.assertEqual(lines(ours.stdout + ours.stderr), theirs)

@@ -20,9 +20,10 @@ import tempfile
 from twisted.trial import unittest
 
 from tests.support.dnsserver import SERVFAIL, DNSServer, shared_server
-from tests.support.peers import RealExim, run_exim_py
+from tests.support.bh import oracle, same_session, session
+from tests.support.peers import run_exim_py
 from tests.test_daemon import DaemonProcess
-from tests.test_smtp_host_lookup import _spool_text, logs, replies
+from tests.test_smtp_host_lookup import _spool_text
 
 # Both configurations: no lookup as the session starts, two ACLs.
 HEAD = """\
@@ -81,19 +82,13 @@ class _Checking:
         path = os.path.join(self.spool, "exim.conf")
         with open(path, "w") as f:
             f.write(self.conf(template, extra))
-        result = run_exim_py(["-C", path, "-bh", address], input=dialogue)
-        return replies(result.stdout), logs(result.stderr)
+        return session(run_exim_py(["-C", path, "-bh", address], input=dialogue))
 
     def against_exim(self, template, dialogue="HELO client.example\r\nQUIT\r\n"):
         """exim_py's and exim4's replies and log lines for 127.0.0.1."""
-        exim = RealExim()
-        self.addCleanup(exim.cleanup)
+        exim = oracle(self)
         path = exim.write_config(self.conf(template))
-        theirs = exim.run(path, ["-bh", "127.0.0.1"], input=dialogue)
-        ours = run_exim_py(["-C", path, "-bh", "127.0.0.1"], input=dialogue)
-        self.assertEqual(replies(ours.stdout), replies(theirs.stdout))
-        self.assertEqual(logs(ours.stderr), logs(theirs.stderr))
-        return logs(ours.stderr)
+        return same_session(self, exim, path, dialogue)[1]
 
     def with_dns(self, server=None):
         return "dns_nameservers = %s" % (server or shared_server()).nameservers

@@ -10,11 +10,9 @@ cuts the message with a panic-log line.  Each case is played to exim4 and
 exim_py under ``-bh``; replies and log lines must be the same.
 """
 
-import re
-
 from twisted.trial import unittest
 
-from tests.support.peers import RealExim, run_exim_py
+from tests.support.bh import oracle, same_session, script
 
 CONF = """\
 primary_hostname = mx.test.example
@@ -58,31 +56,16 @@ a_data:
   accept message = {data}
 """
 
-_ID = re.compile(r"\b[0-9A-Za-z]{6}-[0-9A-Za-z]{6}-[0-9A-Za-z]{2}\b")
-
-
-def session(result):
-    """The replies and LOG: lines of a -bh run, message ids replaced."""
-    replies = [_ID.sub("ID", line) for line in result.stdout.splitlines() if line[:3].isdigit()]
-    logs = [_ID.sub("ID", line) for line in result.stderr.splitlines() if line.startswith("LOG: ")]
-    return replies, logs
-
-
 class AcceptMessageCodeTests(unittest.TestCase):
     """Codes at the start of an accepting ACL's message, as exim4 uses them."""
 
     def setUp(self):
-        self.exim = RealExim()
-        self.addCleanup(self.exim.cleanup)
+        self.exim = oracle(self)
 
     def play(self, commands, helo="hello", mail="sender ok", predata="go ahead", data="got it"):
         """Both -bh sessions' (replies, log lines), compared; exim_py's."""
         path = self.exim.write_config(CONF.format(helo=helo, mail=mail, predata=predata, data=data))
-        script = "".join(c + "\r\n" for c in commands + ["QUIT"])
-        theirs = session(self.exim.run(path, ["-bh", "127.0.0.1"], input=script))
-        ours = session(run_exim_py(["-C", path, "-bh", "127.0.0.1"], input=script))
-        self.assertEqual(ours, theirs)
-        return ours
+        return same_session(self, self.exim, path, script(commands + ["QUIT"]))
 
     def test_rcpt_2xx_codes_are_the_reply(self):
         """``251 forwarded`` is sent as such, an enhanced code is kept, a
@@ -163,13 +146,9 @@ class OtherCommandMessageTests(unittest.TestCase):
 
     def play(self, quit):
         """Both -bh sessions (replies after EHLO, log lines), compared."""
-        exim = RealExim()
-        self.addCleanup(exim.cleanup)
+        exim = oracle(self)
         path = exim.write_config(OTHER_CONF.format(quit=quit))
-        script = "EHLO x\r\nVRFY a@b.example\r\nEXPN x\r\nETRN #x\r\nQUIT\r\n"
-        theirs = session(exim.run(path, ["-bh", "127.0.0.1"], input=script))
-        ours = session(run_exim_py(["-C", path, "-bh", "127.0.0.1"], input=script))
-        self.assertEqual(ours, theirs)
+        ours = same_session(self, exim, path, "EHLO x\r\nVRFY a@b.example\r\nEXPN x\r\nETRN #x\r\nQUIT\r\n")
         return [line for line in ours[0] if not line.startswith("250-")][2:], ours[1]
 
     def test_messages(self):

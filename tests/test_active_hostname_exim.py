@@ -8,7 +8,6 @@ logs) and the connection is closed before the greeting, with nothing said.
 exim_py listener shows the socket closing without a greeting.
 """
 
-import re
 import socket
 
 from twisted.internet import reactor, threads
@@ -16,35 +15,23 @@ from twisted.trial import unittest
 
 from exim_py.smtp.server import SMTPServerFactory
 from tests.support.acl import ListLog
-from tests.support.peers import QUIET_MAIN, RealExim, run_exim_py
+from tests.support.bh import oracle, same_session
+from tests.support.peers import QUIET_MAIN
 from tests.test_smtp_server import make_policy
 
 BAD = "x${nosuchop{a}}"
-
-
-def session(result):
-    """The replies (timestamps cut) and LOG: lines of a -bh run."""
-    replies = [re.sub(r" \d\d:\d\d:\d\d [-+]\d{4}$", "", line)
-               for line in result.stdout.splitlines() if line[:3].isdigit()]
-    logs = [line for line in result.stderr.splitlines() if line.startswith("LOG: ")]
-    return replies, logs
 
 
 class ActiveHostnameHostCheckTests(unittest.TestCase):
     """``-bh``: what exim4 does with each kind of expansion result."""
 
     def setUp(self):
-        self.exim = RealExim()
-        self.addCleanup(self.exim.cleanup)
+        self.exim = oracle(self)
 
     def play(self, value):
         """Both programs' -bh sessions for this smtp_active_hostname, compared."""
         path = self.exim.write_config(QUIET_MAIN + "smtp_active_hostname = %s\n" % value)
-        dialogue = "EHLO x\r\nQUIT\r\n"
-        theirs = session(self.exim.run(path, ["-bh", "127.0.0.1"], input=dialogue))
-        ours = session(run_exim_py(["-C", path, "-bh", "127.0.0.1"], input=dialogue))
-        self.assertEqual(ours, theirs)
-        return ours
+        return same_session(self, self.exim, path, "EHLO x\r\nQUIT\r\n")
 
     def test_failure_closes_without_greeting(self):
         """An expansion error: a log line and no reply at all."""

@@ -11,8 +11,8 @@ caller's EHLO (``-bs``) is compared too: PIPECONNECT needs a client address.
 
 from twisted.trial import unittest
 
-from tests.support.peers import QUIET_MAIN, RealExim, run_exim_py
-from tests.test_acl_message_code_exim import session
+from tests.support.bh import oracle, same_session
+from tests.support.peers import QUIET_MAIN, run_exim_py
 
 CONF = QUIET_MAIN + "smtp_banner = mx ready\n"
 
@@ -21,16 +21,12 @@ class InvalidHeloTests(unittest.TestCase):
     """What exim4 says and logs for a bad HELO/EHLO argument."""
 
     def setUp(self):
-        self.exim = RealExim()
-        self.addCleanup(self.exim.cleanup)
+        self.exim = oracle(self)
 
     def play(self, dialogue):
         """Both -bh sessions' (replies, log lines), compared; exim_py's."""
         path = self.exim.write_config(CONF)
-        theirs = session(self.exim.run(path, ["-bh", "127.0.0.1"], input=dialogue))
-        ours = session(run_exim_py(["-C", path, "-bh", "127.0.0.1"], input=dialogue))
-        self.assertEqual(ours, theirs)
-        return ours
+        return same_session(self, self.exim, path, dialogue)
 
     def test_control_character_is_escaped_in_the_log(self):
         """``EHLO a<ctrl-A>b``: 501 and the argument as ``a\\001b``."""
@@ -65,8 +61,7 @@ class EhloLocalCallerTests(unittest.TestCase):
 
     def test_no_pipeconnect_without_an_address(self):
         """PIPECONNECT needs a client address: offered under -bs only with -oMa."""
-        exim = RealExim()
-        self.addCleanup(exim.cleanup)
+        exim = oracle(self)
         path = exim.write_config(CONF)
         dialogue = "EHLO x\r\nQUIT\r\n"
         for extra in ([], ["-oMa", "10.0.0.1"]):

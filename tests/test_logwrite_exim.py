@@ -9,12 +9,10 @@ each line once on standard error as ``LOG: text``; ``-bs`` writes the log
 files.  The same configuration and dialogue go through exim4 and exim_py.
 """
 
-import os
-import re
-
 from twisted.trial import unittest
 
-from tests.support.peers import QUIET_MAIN, RealExim, require_command, run_exim_py
+from tests.support.bh import logged, oracle, same_session
+from tests.support.peers import QUIET_MAIN, run_exim_py
 
 ACLS = r"""
 acl_smtp_helo = helo_acl
@@ -38,24 +36,15 @@ spool_directory = %(dir)s/spool
 DIALOGUE = "HELO ab\r\nQUIT\r\n"
 
 
-def log_lines(stderr):
-    return [line for line in stderr.splitlines() if line.startswith("LOG: ")]
-
-
 class LogwriteHostCheckTests(unittest.TestCase):
     """``-bh``: the LOG: lines logwrite makes are exim4's."""
 
     def setUp(self):
-        require_command("exim4")
-        self.exim = RealExim()
-        self.addCleanup(self.exim.cleanup)
+        self.exim = oracle(self)
 
     def compare(self, extra=""):
         conf = self.exim.write_config(MAIN % {"dir": self.exim.dir} + extra + ACLS)
-        theirs = log_lines(self.exim.run(conf, ["-bh", "127.0.0.1"], input=DIALOGUE).stderr)
-        ours = log_lines(run_exim_py(["-C", conf, "-bh", "127.0.0.1"], input=DIALOGUE).stderr)
-        self.assertEqual(ours, theirs)
-        return theirs
+        return same_session(self, self.exim, conf, DIALOGUE, summary=logged)
 
     def test_escapes_and_real_tab(self):
         """Control characters are escaped, a tab stays a tab, UTF-8 bytes are octal,
@@ -83,9 +72,7 @@ class LogwriteFilesTests(unittest.TestCase):
     """``-bs``: the main, reject and panic logs get what exim4's get."""
 
     def setUp(self):
-        require_command("exim4")
-        self.exim = RealExim()
-        self.addCleanup(self.exim.cleanup)
+        self.exim = oracle(self)
 
     def run_one(self, name, command):
         """Run ``command`` (exim4's argv maker or run_exim_py) on a config
@@ -94,13 +81,7 @@ class LogwriteFilesTests(unittest.TestCase):
         base = self.exim.exim_user_dirs(name)
         conf = self.exim.write_config(MAIN % {"dir": base} + ACLS, name + ".conf")
         command(conf)
-        logs = {}
-        for which in ("main", "reject", "panic"):
-            path = os.path.join(base, "log", which + "log")
-            with open(path, "rb") if os.path.exists(path) else open(os.devnull, "rb") as f:
-                logs[which] = [re.sub(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", b"", line)
-                               for line in f.read().splitlines()]
-        return logs
+        return self.exim.logs(base, ("main", "reject", "panic"))
 
     def test_each_log_gets_its_lines(self):
         """A line goes to the logs named only: :panic: and :reject: lines stay

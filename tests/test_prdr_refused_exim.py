@@ -8,8 +8,8 @@ path's blackhole lines do not apply either.
 
 from twisted.trial import unittest
 
-from tests.support.peers import QUIET_MAIN, RealExim, run_exim_py
-from tests.test_acl_message_code_exim import session
+from tests.support.bh import oracle, same_session
+from tests.support.peers import QUIET_MAIN
 
 CONF = QUIET_MAIN + """\
 smtp_banner = mx ready
@@ -36,13 +36,10 @@ class PrdrAllRefusedTests(unittest.TestCase):
     def test_replies_and_log_as_exim4(self):
         """Both refused (a deferral twice): the same 353, 450 lines, final
         reply and log lines as exim4: the PRDR lines only."""
-        exim = RealExim()
-        self.addCleanup(exim.cleanup)
+        exim = oracle(self)
         path = exim.write_config(CONF)
         dialogue = ("EHLO x\r\nMAIL FROM:<> PRDR\r\nRCPT TO:<usery@test.example>\r\n"
                     "RCPT TO:<usery@test.example>\r\nDATA\r\nSender: s@some.where\r\n.\r\nQUIT\r\n")
-        theirs = session(exim.run(path, ["-bh", "127.0.0.1"], input=dialogue))
-        ours = session(run_exim_py(["-C", path, "-bh", "127.0.0.1"], input=dialogue))
-        self.assertEqual(ours, theirs)
+        ours = same_session(self, exim, path, dialogue)
         self.assertEqual(ours[0][-4:-2], ["450 PRDR R=<usery@test.example> temporary refusal"] * 2)
         self.assertEqual(ours[1], ["LOG: ID PRDR R=<usery@test.example> temporary refusal"] * 2)

@@ -11,11 +11,11 @@ a shorter line without C=.  ``-bs`` is compared through the log files,
 
 import os
 import pwd
-import re
 
 from twisted.trial import unittest
 
-from tests.support.peers import QUIET_MAIN, RealExim, run_exim_py
+from tests.support.bh import host_checks, logged, oracle, same_session
+from tests.support.peers import QUIET_MAIN, run_exim_py
 
 FILES = QUIET_MAIN + """\
 log_file_path = %(dir)s/log/%%slog
@@ -30,8 +30,7 @@ class DropLineFilesTests(unittest.TestCase):
     """``-bs``: the main and reject logs get exim4's dropped lines."""
 
     def setUp(self):
-        self.exim = RealExim()
-        self.addCleanup(self.exim.cleanup)
+        self.exim = oracle(self)
 
     def logs(self, name, command):
         """Run ``command`` on a config with its own logs; the main and reject
@@ -39,13 +38,7 @@ class DropLineFilesTests(unittest.TestCase):
         base = self.exim.exim_user_dirs(name)
         conf = self.exim.write_config(FILES % {"dir": base}, name + ".conf")
         command(conf)
-        found = {}
-        for which in ("main", "reject"):
-            path = os.path.join(base, "log", which + "log")
-            with open(path, "rb") if os.path.exists(path) else open(os.devnull, "rb") as f:
-                found[which] = [re.sub(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", b"", line)
-                                for line in f.read().splitlines()]
-        return found
+        return self.exim.logs(base, ("main", "reject"))
 
     def compare(self, dialogue):
         """Both programs' logs for a -bs dialogue, compared; exim4's main log."""
@@ -80,17 +73,9 @@ class DropLineHostTests(unittest.TestCase):
 
     def logs(self, dialogue):
         """Both -bh runs' LOG: lines, compared; exim4's."""
-        exim = RealExim()
-        self.addCleanup(exim.cleanup)
+        exim = oracle(self)
         path = exim.write_config(QUIET_MAIN)
-
-        def logs(result):
-            return [line for line in result.stderr.splitlines() if line.startswith("LOG: ")]
-
-        theirs = logs(exim.run(path, ["-bh", "127.0.0.1"], input=dialogue))
-        ours = logs(run_exim_py(["-C", path, "-bh", "127.0.0.1"], input=dialogue))
-        self.assertEqual(ours, theirs)
-        return theirs
+        return same_session(self, exim, path, dialogue, summary=logged)
 
     def test_host_form(self):
         """``SMTP call from (x) [127.0.0.1] dropped: ...`` with C=."""
@@ -112,8 +97,7 @@ class LostInDataTests(unittest.TestCase):
     def test_where_the_data_stopped(self):
         """" (header)" before a whole line, " (after header)" while the last
         line read may still be a header, nothing once the body has begun."""
-        exim = RealExim()
-        self.addCleanup(exim.cleanup)
+        exim = oracle(self)
         path = exim.write_config(QUIET_MAIN + "acl_smtp_rcpt = accept\n")
         start = "EHLO x\r\n" + MAIL + "RCPT TO:<c@d.example>\r\nDATA\r\n"
         cases = {"": " (header)", "Subj": " (header)", "Subject: x\r\n": " (after header)",
@@ -121,8 +105,7 @@ class LostInDataTests(unittest.TestCase):
                  "QUIT\r\nmore\r\n": "", "Subject: x\r\n\r\n": ""}
         for data, where in cases.items():
             lines = []
-            for result in (exim.run(path, ["-bh", "127.0.0.1"], input=start + data),
-                           run_exim_py(["-C", path, "-bh", "127.0.0.1"], input=start + data)):
+            for result in host_checks(exim, path, start + data):
                 lines.append([line for line in result.stderr.splitlines() if " lost " in line])
             self.assertEqual(lines[1], lines[0], data)
             self.assertEqual(lines[0], ["LOG: SMTP connection from (x) [127.0.0.1] lost while reading "

@@ -8,7 +8,6 @@ server (tests/support/zones: 203.0.113.1 is a.host.test both ways,
 """
 
 import os
-import re
 import shutil
 import smtplib
 import tempfile
@@ -17,7 +16,8 @@ from twisted.internet import threads
 from twisted.trial import unittest
 
 from tests.support.dnsserver import shared_server
-from tests.support.peers import RealExim, run_exim_py
+from tests.support.bh import host_checks, log_lines, oracle, reply_lines, script, session
+from tests.support.peers import run_exim_py
 from tests.test_daemon import DaemonProcess
 
 CONF = """\
@@ -42,22 +42,11 @@ mail:
 """
 
 
-def replies(text):
-    """The reply lines of a -bh transcript, the date in the banner left out."""
-    return [re.sub(r"\w{3}, \d\d \w{3} \d{4} [\d:]{8} [+-]\d{4}", "DATE", line)
-            for line in text.splitlines() if line[:3].isdigit()]
-
-
-def logs(text):
-    return [line for line in text.splitlines() if line.startswith("LOG: ")]
-
-
 class HeloVerifyTests(unittest.TestCase):
     """HELO names checked against the client's address, as Exim checks them."""
 
     def setUp(self):
-        self.exim = RealExim()
-        self.addCleanup(self.exim.cleanup)
+        self.exim = oracle(self)
         self.spool = tempfile.mkdtemp(prefix="exim_py-helo-")
         os.chmod(self.spool, 0o777)
         self.addCleanup(shutil.rmtree, self.spool, True)
@@ -66,17 +55,16 @@ class HeloVerifyTests(unittest.TestCase):
         return self.exim.write_config(CONF.format(spool=self.spool, extra=extra))
 
     def dialogue(self, *commands):
-        return "".join(c + "\r\n" for c in commands + ("QUIT",))
+        return script(commands + ("QUIT",))
 
     def compare(self, address, *commands):
         """exim_py -bh and exim4 -bh give the same replies and log lines."""
         path = self.config()
         dialogue = self.dialogue(*commands)
-        theirs = self.exim.run(path, ["-bh", address], input=dialogue)
-        ours = run_exim_py(["-C", path, "-bh", address], input=dialogue)
-        self.assertEqual(replies(ours.stdout), replies(theirs.stdout), ours.stderr)
-        self.assertEqual(logs(ours.stderr), logs(theirs.stderr))
-        return replies(ours.stdout), logs(ours.stderr)
+        theirs, ours = host_checks(self.exim, path, dialogue, address)
+        self.assertEqual(reply_lines(ours.stdout), reply_lines(theirs.stdout), ours.stderr)
+        self.assertEqual(log_lines(ours.stderr), log_lines(theirs.stderr))
+        return session(ours)
 
     def test_literal_refused_for_helo_verify_hosts(self):
         """A literal that is not the client's address gets 550 and a reject log
@@ -111,8 +99,7 @@ class HeloVerifyTests(unittest.TestCase):
 
     def run_dns(self, address, *commands):
         path = self.config("dns_nameservers = <; %s" % shared_server().nameservers)
-        ours = run_exim_py(["-C", path, "-bh", address], input=self.dialogue(*commands))
-        return replies(ours.stdout), logs(ours.stderr)
+        return session(run_exim_py(["-C", path, "-bh", address], input=self.dialogue(*commands)))
 
     def test_name_from_reverse_lookup(self):
         """The client's PTR name (confirmed forwards) verifies and becomes its host name."""

@@ -18,7 +18,8 @@ from twisted.trial import unittest
 
 from tests.support.dnsserver import SERVFAIL, DNSServer, shared_server
 from tests.support.exim_peer import EximPeer
-from tests.support.peers import RealExim, run_exim_py
+from tests.support.bh import oracle, same_session, session
+from tests.support.peers import run_exim_py
 from tests.test_daemon import DaemonProcess
 
 CONF = """\
@@ -39,15 +40,6 @@ connect:
 """
 
 
-def logs(text):
-    return [line for line in text.splitlines() if line.startswith("LOG: ")]
-
-
-def replies(text):
-    return [re.sub(r"\w{3}, \d\d \w{3} \d{4} [\d:]{8} [+-]\d{4}", "DATE", line)
-            for line in text.splitlines() if line[:3].isdigit()]
-
-
 class HostLookupCheckingTests(unittest.TestCase):
     """The connection-time lookup as ``-bh`` shows it."""
 
@@ -64,7 +56,7 @@ class HostLookupCheckingTests(unittest.TestCase):
 
     def bh(self, address, lookup="*", extra=""):
         result = run_exim_py(["-C", self.write(lookup, extra), "-bh", address], input="QUIT\r\n")
-        return replies(result.stdout), logs(result.stderr)
+        return session(result)
 
     def with_dns(self, server=None):
         return "dns_nameservers = %s" % (server or shared_server()).nameservers
@@ -73,15 +65,10 @@ class HostLookupCheckingTests(unittest.TestCase):
         """On 127.0.0.1 exim_py sets the same variables and logs the same
         lines as exim4: /etc/hosts names "localhost", which the DNS does
         not confirm, so the lookup fails without a log line."""
-        exim = RealExim()
-        self.addCleanup(exim.cleanup)
-        text = CONF.format(spool=self.spool, lookup="*", extra="")
-        path = exim.write_config(text)
-        theirs = exim.run(path, ["-bh", "127.0.0.1"], input="QUIT\r\n")
-        ours = run_exim_py(["-C", path, "-bh", "127.0.0.1"], input="QUIT\r\n")
-        self.assertEqual(logs(ours.stderr), logs(theirs.stderr))
-        self.assertEqual(logs(ours.stderr), ["LOG: name=<> failed=1 deferred=0"])
-        self.assertEqual(replies(ours.stdout), replies(theirs.stdout))
+        exim = oracle(self)
+        path = exim.write_config(CONF.format(spool=self.spool, lookup="*", extra=""))
+        replies, logs = same_session(self, exim, path, "QUIT\r\n")
+        self.assertEqual(logs, ["LOG: name=<> failed=1 deferred=0"])
 
     def test_confirmed_name_before_connect_acl(self):
         """A PTR name that resolves back is $sender_host_name in the connect
@@ -171,16 +158,12 @@ class LazyHostLookupTests(unittest.TestCase):
         """``hosts = *host`` on 127.0.0.1 does not match in exim4 (the
         /etc/hosts name "localhost" is not confirmed by the DNS), nor in
         exim_py: the same replies and log lines."""
-        exim = RealExim()
-        self.addCleanup(exim.cleanup)
+        exim = oracle(self)
         path = exim.write_config("keep_environment =\nhost_lookup =\nacl_smtp_connect = connect\n"
                                  "begin acl\nconnect:\n  deny hosts = *host\n"
                                  "       message = named <$sender_host_name>\n  accept\n")
-        theirs = exim.run(path, ["-bh", "127.0.0.1"], input="QUIT\r\n")
-        ours = run_exim_py(["-C", path, "-bh", "127.0.0.1"], input="QUIT\r\n")
-        self.assertEqual(replies(ours.stdout), replies(theirs.stdout))
-        self.assertEqual(logs(ours.stderr), logs(theirs.stderr))
-        self.assertTrue(replies(ours.stdout)[0].startswith("220 "), ours.stdout)
+        replies, _ = same_session(self, exim, path, "QUIT\r\n")
+        self.assertTrue(replies[0].startswith("220 "), replies)
 
 
 def _spool_text(directory):

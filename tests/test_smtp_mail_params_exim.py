@@ -12,8 +12,8 @@ played to exim4 and exim_py under ``-bh``.
 
 from twisted.trial import unittest
 
-from tests.support.peers import QUIET_MAIN, RealExim, run_exim_py
-from tests.test_acl_message_code_exim import session
+from tests.support.bh import oracle, same_session, script
+from tests.support.peers import QUIET_MAIN
 
 CONF = QUIET_MAIN + """\
 smtp_banner = mx ready
@@ -30,17 +30,12 @@ class MailParameterTests(unittest.TestCase):
     """What exim4 answers and logs for MAIL's parameters."""
 
     def setUp(self):
-        self.exim = RealExim()
-        self.addCleanup(self.exim.cleanup)
+        self.exim = oracle(self)
 
     def play(self, commands, extra=""):
         """Both -bh sessions' (replies, log lines) after EHLO, compared."""
         path = self.exim.write_config(CONF.format(extra=extra))
-        script = "EHLO x\r\n" + "".join(c + "\r\n" for c in commands) + "QUIT\r\n"
-        theirs = session(self.exim.run(path, ["-bh", "127.0.0.1"], input=script))
-        ours = session(run_exim_py(["-C", path, "-bh", "127.0.0.1"], input=script))
-        self.assertEqual(ours, theirs)
-        replies, logs = ours
+        replies, logs = same_session(self, self.exim, path, script(["EHLO x"] + commands + ["QUIT"]))
         return [line for line in replies if not line.startswith("250-")][2:-1], logs
 
     def test_parameters_not_offered_are_ignored(self):

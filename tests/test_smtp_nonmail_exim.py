@@ -11,9 +11,9 @@ allow_domain_literals is set.
 
 from twisted.trial import unittest
 
-from tests.support.peers import QUIET_MAIN, RealExim, run_exim_py
+from tests.support.bh import host_checks, oracle, same_session, session
+from tests.support.peers import QUIET_MAIN
 from tests.support.pki import ServerPKI
-from tests.test_acl_message_code_exim import session
 
 CONF = QUIET_MAIN + """\
 smtp_banner = mx ready
@@ -29,16 +29,12 @@ class NonmailLimitTests(unittest.TestCase):
     """Which commands count towards smtp_accept_max_nonmail, as exim4 counts."""
 
     def setUp(self):
-        self.exim = RealExim()
-        self.addCleanup(self.exim.cleanup)
+        self.exim = oracle(self)
 
     def play(self, dialogue, limit=0, extra=""):
         """Both -bh sessions' (replies, log lines), compared; exim_py's."""
         path = self.exim.write_config(CONF.format(limit=limit, extra=extra))
-        theirs = session(self.exim.run(path, ["-bh", "127.0.0.1"], input=dialogue))
-        ours = session(run_exim_py(["-C", path, "-bh", "127.0.0.1"], input=dialogue))
-        self.assertEqual(ours, theirs)
-        return ours
+        return same_session(self, self.exim, path, dialogue)
 
     def test_zero_lets_no_counted_command_through(self):
         """Limit 0: the first EHLO and RSET are free, the second RSET (sent in
@@ -61,9 +57,9 @@ class NonmailLimitTests(unittest.TestCase):
         message's id on the dropped line, which exim_py does not yet.)"""
         dialogue = "EHLO x\r\nRSET\r\n" + MESSAGE + "RSET\r\nHELO y\r\nRSET\r\nQUIT\r\n"
         path = self.exim.write_config(CONF.format(limit=0, extra=""))
-        theirs = session(self.exim.run(path, ["-bh", "127.0.0.1"], input=dialogue))
-        replies, _ = session(run_exim_py(["-C", path, "-bh", "127.0.0.1"], input=dialogue))
-        self.assertEqual(replies, theirs[0])
+        theirs, ours = host_checks(self.exim, path, dialogue)
+        replies, _ = session(ours)
+        self.assertEqual(replies, session(theirs)[0])
         self.assertEqual(replies[-3:], ["250 Reset OK", "250 mx.test.example Hello y [127.0.0.1]",
                                         "554 Too many nonmail commands"])
 
@@ -77,17 +73,13 @@ class DomainLiteralTests(unittest.TestCase):
     """allow_domain_literals (default false) in MAIL, RCPT and VRFY."""
 
     def setUp(self):
-        self.exim = RealExim()
-        self.addCleanup(self.exim.cleanup)
+        self.exim = oracle(self)
 
     def play(self, extra):
         dialogue = ("EHLO x\r\nMAIL FROM:<a@[192.0.2.1]>\r\nMAIL FROM:<a@b.example>\r\n"
                     "RCPT TO:<c@[192.0.2.1]>\r\nQUIT\r\n")
         path = self.exim.write_config(CONF.format(limit=10, extra=extra))
-        theirs = session(self.exim.run(path, ["-bh", "127.0.0.1"], input=dialogue))
-        ours = session(run_exim_py(["-C", path, "-bh", "127.0.0.1"], input=dialogue))
-        self.assertEqual(ours, theirs)
-        return ours[0]
+        return same_session(self, self.exim, path, dialogue)[0]
 
     def test_refused_by_default(self):
         """``<a@[192.0.2.1]>`` gets "501 ...: domain literals not allowed"."""
@@ -107,16 +99,14 @@ class StartTlsUnderBhTests(unittest.TestCase):
     fails on what follows, and the session ends with the TLS error line."""
 
     def test_go_ahead_then_the_session_ends(self):
-        exim = RealExim()
-        self.addCleanup(exim.cleanup)
+        exim = oracle(self)
         leaf = ServerPKI().server("mx", ["mx.test.example"])
         conf = CONF.replace("tls_advertise_hosts =\n", "tls_advertise_hosts = *\n")
         path = exim.write_config(conf.format(limit=10, extra="tls_certificate = %s\ntls_privatekey = %s"
                                              % (leaf.chain_path, leaf.key_path)))
         dialogue = "EHLO x\r\nSTARTTLS\r\nQUIT\r\n"
-        theirs = session(exim.run(path, ["-bh", "127.0.0.1"], input=dialogue))
-        result = run_exim_py(["-C", path, "-bh", "127.0.0.1"], input=dialogue)
-        ours = session(result)
+        theirs, result = host_checks(exim, path, dialogue)
+        theirs, ours = session(theirs), session(result)
         self.assertNotIn("Traceback", result.stderr)
         self.assertEqual(ours[0], theirs[0])
         self.assertEqual(ours[0][-1], "220 TLS go ahead")

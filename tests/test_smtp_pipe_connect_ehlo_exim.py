@@ -8,8 +8,8 @@ MAIL and RSET, still offers it.
 
 from twisted.trial import unittest
 
-from tests.support.peers import QUIET_MAIN, RealExim, run_exim_py
-from tests.test_acl_message_code_exim import session
+from tests.support.bh import oracle, reply_lines, same_session
+from tests.support.peers import QUIET_MAIN
 
 CONF = QUIET_MAIN + "smtp_banner = mx ready\nacl_smtp_rcpt = accept\n"
 
@@ -18,13 +18,10 @@ class PipeConnectLaterEhloTests(unittest.TestCase):
     """How many EHLO replies offer PIPECONNECT, as exim4 counts them."""
 
     def offers(self, dialogue):
-        exim = RealExim()
-        self.addCleanup(exim.cleanup)
+        exim = oracle(self)
         path = exim.write_config(CONF)
-        theirs = session(exim.run(path, ["-bh", "127.0.0.1"], input=dialogue))
-        ours = session(run_exim_py(["-C", path, "-bh", "127.0.0.1"], input=dialogue))
-        self.assertEqual(ours[0], theirs[0])
-        return sum(1 for reply in ours[0] if reply.endswith("PIPECONNECT"))
+        replies = same_session(self, exim, path, dialogue, summary=lambda result: reply_lines(result.stdout))
+        return sum(1 for reply in replies if reply.endswith("PIPECONNECT"))
 
     def test_second_ehlo_before_data_offers_it(self):
         """EHLO, MAIL, RSET, EHLO: both replies offer PIPECONNECT."""

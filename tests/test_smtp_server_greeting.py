@@ -10,7 +10,7 @@ without a greeting.  Each case is played to exim4 and exim_py under
 
 from twisted.trial import unittest
 
-from tests.support.peers import RealExim, run_exim_py
+from tests.support.bh import oracle, same_session
 
 CONF = """\
 primary_hostname = mx.test.example
@@ -21,28 +21,17 @@ acl_smtp_connect = {acl}
 """
 
 
-def session(result):
-    """The reply and LOG: lines of a -bh run."""
-    replies = [line for line in result.stdout.splitlines() if line[:3].isdigit()]
-    logs = [line for line in result.stderr.splitlines() if line.startswith("LOG: ")]
-    return replies, logs
-
-
 class GreetingTests(unittest.TestCase):
     """What the client is greeted with, as exim4 greets it."""
 
     def setUp(self):
-        self.exim = RealExim()
-        self.addCleanup(self.exim.cleanup)
+        self.exim = oracle(self)
 
     def greet(self, acl="accept", banner="the banner"):
         """Both sessions' (replies, log lines) for this connect ACL and
         banner, compared; exim_py's."""
         path = self.exim.write_config(CONF.format(acl=acl, banner=banner))
-        theirs = session(self.exim.run(path, ["-bh", "127.0.0.1"], input="QUIT\r\n"))
-        ours = session(run_exim_py(["-C", path, "-bh", "127.0.0.1"], input="QUIT\r\n"))
-        self.assertEqual(ours, theirs)
-        return ours
+        return same_session(self, self.exim, path, "QUIT\r\n")
 
     def test_accept_message_replaces_the_banner(self):
         """``accept message = ...`` is the 220 text."""

@@ -5,6 +5,7 @@ CI=true it fails, because CI installs every peer and a missing one is a bug.
 """
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -14,6 +15,8 @@ import tempfile
 from twisted.trial.unittest import SkipTest
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# The date and time at the start of a log line.
+_LOG_STAMP = re.compile(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
 
 
 def require_command(name, why=""):
@@ -83,6 +86,18 @@ class RealExim:
             os.mkdir(os.path.join(base, sub))
             shutil.chown(os.path.join(base, sub), "Debian-exim", "Debian-exim")
         return base
+
+    @staticmethod
+    def logs(base, names):
+        """{name: lines} of the logs ``names`` ("main", "reject", "panic")
+        under ``base`` (as ``exim_user_dirs`` makes it), as bytes without
+        their timestamps; a log not written has no lines."""
+        found = {}
+        for name in names:
+            path = os.path.join(base, "log", name + "log")
+            with open(path, "rb") if os.path.exists(path) else open(os.devnull, "rb") as f:
+                found[name] = [_LOG_STAMP.sub(b"", line) for line in f.read().splitlines()]
+        return found
 
     def run(self, config_path, args, input=None, timeout=60):
         return subprocess.run([self.binary, "-C", config_path] + list(args), input=input,
