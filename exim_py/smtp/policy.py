@@ -724,8 +724,8 @@ class ServerPolicy(MessagePolicy):
         checked for it, may wait on the DNS (Exim's daemon checks it before
         it forks: here the other sessions must not wait)."""
         count = len(factory.connections) if factory is not None else None
-        if (self.logger is not None and self.logger.selector("smtp_connection")
-                and session_hosts.list_dns(self, "hosts_connection_nolog", session)):
+        if (session_hosts.list_dns(self, "hosts_connection_nolog", session)
+                and self.logger is not None and self.logger.selector("smtp_connection")):
             return threads.deferToThread(connlog.opened, self, session, count)
         connlog.opened(self, session, count)
 
