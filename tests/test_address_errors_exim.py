@@ -7,12 +7,10 @@ part"...  These tests send the same broken addresses to Debian's exim4 and
 to exim_py, both under ``-bh``, and compare the replies.
 """
 
-import os
-import subprocess
-
 from twisted.trial import unittest
 
-from tests.support.peers import QUIET_MAIN, RealExim, exim_py_command
+from tests.support.bh import oracle
+from tests.support.peers import QUIET_MAIN, both_outputs
 
 CONFIG = QUIET_MAIN + """\
 acl_smtp_mail = accept
@@ -31,14 +29,6 @@ ADDRESSES = [
     b"<a@b\\c>", b"<a,b@c>", b"<a;b@c>", b"<a@b;c>", b"<a@-b>", b"<a:b@c>", b"<(a@b>",
     b"<a@b)>", b'<"a\x01"@b>', b"<a@b,c@d>", b"<@a:>", b"<a>", b"a",
 ]
-
-
-def _stdout(argv, data=None):
-    """Standard output of ``argv`` (exim_py from this checkout, or exim4)."""
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run(argv, input=data, capture_output=True, timeout=60, env=env).stdout
 
 
 def _replies(stdout):
@@ -61,15 +51,12 @@ class AddressErrorTests(unittest.TestCase):
     """MAIL and RCPT replies to broken addresses match exim4's."""
 
     def setUp(self):
-        self.exim = RealExim()
-        self.addCleanup(self.exim.cleanup)
+        self.exim = oracle(self)
         self.conf = self.exim.write_config(CONFIG)
 
     def run_both(self, data):
         """(exim4's replies, exim_py's replies) to the dialogue ``data``."""
-        argv = ["-C", self.conf, "-bh", "127.0.0.1"]
-        theirs = _stdout([self.exim.binary] + argv, data)
-        ours = _stdout(exim_py_command() + argv, data)
+        theirs, ours = both_outputs(self.exim, self.conf, ["-bh", "127.0.0.1"], data)
         return _replies(theirs), _replies(ours)
 
     def compare(self, verb):
@@ -115,14 +102,11 @@ class AddressTestModeTests(unittest.TestCase):
     """-bt and redirection data parse addresses as MAIL and RCPT do."""
 
     def setUp(self):
-        self.exim = RealExim()
-        self.addCleanup(self.exim.cleanup)
+        self.exim = oracle(self)
 
     def run_both(self, config, args):
         """(exim4's standard output, exim_py's) for ``-bt`` with ``args``."""
-        conf = self.exim.write_config(config)
-        argv = ["-C", conf, "-bt"] + list(args)
-        return _stdout([self.exim.binary] + argv), _stdout(exim_py_command() + argv)
+        return both_outputs(self.exim, self.exim.write_config(config), ["-bt"] + list(args))
 
     def test_bt_syntax_errors(self):
         """-bt prints exim4's "syntax error:" reason for each broken argument

@@ -12,28 +12,12 @@ import glob
 import os
 import pwd
 import shutil
-import subprocess
 import tempfile
 
 from twisted.trial import unittest
 
-from tests.support.peers import QUIET_MAIN, RealExim, exim_py_command
-
-
-def _exim_py(args, input=None):
-    """exim_py run from this checkout: (stdout bytes, stderr bytes)."""
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(exim_py_command() + list(args), input=input, capture_output=True,
-                          timeout=60, env=env)
-    return proc.stdout, proc.stderr
-
-
-def _exim4(exim, conf, args, input=None):
-    proc = subprocess.run([exim.binary, "-C", conf] + list(args), input=input,
-                          capture_output=True, timeout=60)
-    return proc.stdout, proc.stderr
+from tests.support.bh import oracle
+from tests.support.peers import QUIET_MAIN, both_outputs, run_both, runners
 
 
 # Strings whose bytes depend on how escapes and 8-bit text are read.
@@ -60,15 +44,13 @@ class EscapeBytesTests(unittest.TestCase):
     """Escapes and 8-bit text through -be, logwrite and add_header."""
 
     def setUp(self):
-        self.exim = RealExim()
-        self.addCleanup(self.exim.cleanup)
+        self.exim = oracle(self)
 
     def test_be_output_bytes(self):
         """Every case prints the same bytes under exim_py -be as under exim4 -be."""
         conf = self.exim.write_config(QUIET_MAIN)
         for case in CASES:
-            theirs = _exim4(self.exim, conf, ["-be", case])[0]
-            ours = _exim_py(["-C", conf, "-be", case])[0]
+            theirs, ours = both_outputs(self.exim, conf, ["-be", case])
             self.assertEqual(ours, theirs, case)
 
     def test_config_text_bytes(self):
@@ -82,8 +64,7 @@ class EscapeBytesTests(unittest.TestCase):
                  "${if match_domain{\\xc3\\xa9.example}{+dl}{y}{n}}",
                  "${if match_domain{\\xe9.example}{+dl}{y}{n}}"]
         for case in cases:
-            theirs = _exim4(self.exim, conf, ["-be", case])[0]
-            ours = _exim_py(["-C", conf, "-be", case])[0]
+            theirs, ours = both_outputs(self.exim, conf, ["-be", case])
             self.assertEqual(ours, theirs, case)
 
     def test_file_name_bytes(self):
@@ -100,8 +81,7 @@ class EscapeBytesTests(unittest.TestCase):
                      "${if exists{%s/f\\xe8}{y}{n}}" % self.exim.dir,
                      "${extract{size}{${stat:%s/f\\xe9}}}" % self.exim.dir,
                      "${readfile{%s/fé}}" % self.exim.dir):
-            theirs = _exim4(self.exim, conf, ["-be", case])[0]
-            ours = _exim_py(["-C", conf, "-be", case])[0]
+            theirs, ours = both_outputs(self.exim, conf, ["-be", case])
             self.assertEqual(ours, theirs, case)
         self.assertEqual(theirs, b"utf8\n\n")
 
@@ -109,8 +89,8 @@ class EscapeBytesTests(unittest.TestCase):
         """Lines read from standard input keep their 8-bit bytes as exim4 does."""
         conf = self.exim.write_config(QUIET_MAIN)
         data = "\n".join(CASES).encode("utf-8") + b"\n\xe9${strlen:\xe9}\n"
-        self.assertEqual(_exim_py(["-C", conf, "-be"], data)[0],
-                         _exim4(self.exim, conf, ["-be"], data)[0])
+        theirs, ours = both_outputs(self.exim, conf, ["-be"], data)
+        self.assertEqual(ours, theirs)
 
     def test_logwrite_bytes(self):
         """A logwrite string with escapes and UTF-8 text logs Exim's octal escapes
@@ -126,8 +106,8 @@ class EscapeBytesTests(unittest.TestCase):
             self.assertEqual(len(lines), 1, stderr)
             return lines[0]
 
-        theirs = logwrite_line(_exim4(self.exim, conf, ["-bh", "127.0.0.1"], dialogue)[1])
-        ours = logwrite_line(_exim_py(["-C", conf, "-bh", "127.0.0.1"], dialogue)[1])
+        theirs, ours = (logwrite_line(result.stderr) for result in
+                        run_both(self.exim, conf, ["-bh", "127.0.0.1"], dialogue, text=False))
         self.assertEqual(theirs, b"LOG: A\\351B\\351C \\303\\251 \\303\\251 \\303 2")
         self.assertEqual(ours, theirs)
 
@@ -140,14 +120,13 @@ class EscapeBytesTests(unittest.TestCase):
             "  deny message = DM é \\xe9\n       log_message = DL é \\xe9\n")
         dialogue = b"HELO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nQUIT\r\n"
 
-        def lines(run):
-            out, err = run
-            return ([line for line in out.split(b"\r\n") if line.startswith(b"550")],
-                    [line for line in err.splitlines() if b"LOG: " in line and b" M=" not in line
-                     and (b"LM" in line or b"DL" in line)])
+        def lines(result):
+            return ([line for line in result.stdout.split(b"\r\n") if line.startswith(b"550")],
+                    [line for line in result.stderr.splitlines() if b"LOG: " in line
+                     and b" M=" not in line and (b"LM" in line or b"DL" in line)])
 
-        theirs = lines(_exim4(self.exim, conf, ["-bh", "127.0.0.1"], dialogue))
-        ours = lines(_exim_py(["-C", conf, "-bh", "127.0.0.1"], dialogue))
+        theirs, ours = (lines(result) for result in
+                        run_both(self.exim, conf, ["-bh", "127.0.0.1"], dialogue, text=False))
         self.assertEqual(theirs[0], [b"550 DM \xc3\xa9 \xe9"])
         self.assertEqual(ours, theirs)
 
@@ -172,8 +151,8 @@ class EscapeBytesTests(unittest.TestCase):
             with open(files[0], "rb") as f:
                 return [line for line in f.read().splitlines() if b"X-Esc:" in line]
 
-        theirs = spool_header(lambda conf, args, data: _exim4(self.exim, conf, args, data),
-                              "Debian-exim")
-        ours = spool_header(lambda conf, args, data: _exim_py(["-C", conf] + args, data), None)
+        exim4, exim_py = runners(self.exim, text=False)
+        theirs = spool_header(exim4, "Debian-exim")
+        ours = spool_header(exim_py, None)
         self.assertEqual(theirs, [b"017  X-Esc: a\xe9b \xc3\xa9 \xc3\xa9"])
         self.assertEqual(ours, theirs)

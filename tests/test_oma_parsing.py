@@ -12,13 +12,13 @@ import os
 import pwd
 import re
 import shutil
-import subprocess
 import tempfile
 
 from twisted.trial import unittest
 
 from exim_py.hostport import NotAnIPAddress, command_line_address
-from tests.support.peers import QUIET_MAIN, RealExim, exim_py_command
+from tests.support.bh import oracle
+from tests.support.peers import QUIET_MAIN, run_both, runners
 
 # Values of -oMa whose port is easy to misread: an IPv4-mapped IPv6 address
 # has dots after its last colon but no port.
@@ -27,13 +27,6 @@ VALUES = ["::ffff:1.2.3.4", "2001:db8::5.25", "1.2.3.4.25", "[1.2.3.4]:26", "1.2
 
 SHOW_SENDER = "[$sender_host_address] [$sender_host_port]"
 SHOW = SHOW_SENDER + " [$interface_address] [$interface_port]"
-
-
-def _run(argv, input=None):
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run(argv, input=input, capture_output=True, timeout=60, env=env)
 
 
 class CommandLineAddressTests(unittest.TestCase):
@@ -58,30 +51,28 @@ class OmaTests(unittest.TestCase):
     """-oMa / -oMi under -be and -bm, against exim4."""
 
     def setUp(self):
-        self.exim = RealExim()
-        self.addCleanup(self.exim.cleanup)
+        self.exim = oracle(self)
 
     def test_be_variables(self):
         """-be shows the same address and port variables as exim4 -be for each value."""
         conf = self.exim.write_config(QUIET_MAIN)
         for value in VALUES:
-            args = ["-C", conf, "-oMa", value, "-oMi", value, "-be", SHOW]
-            theirs = _run([self.exim.binary] + args).stdout
-            ours = _run(exim_py_command() + args).stdout
+            theirs, ours = (result.stdout for result in
+                            run_both(self.exim, conf, ["-oMa", value, "-oMi", value, "-be", SHOW],
+                                     text=False))
             self.assertEqual(ours, theirs, value)
 
     def test_be_abandons(self):
         """An -oMa that is no IP address ends -be with Exim's message and status 1."""
         conf = self.exim.write_config(QUIET_MAIN)
-        args = ["-C", conf, "-oMa", "1.2.3.4.x", "-be", SHOW]
-        theirs = _run([self.exim.binary] + args)
-        ours = _run(exim_py_command() + args)
+        theirs, ours = run_both(self.exim, conf, ["-oMa", "1.2.3.4.x", "-be", SHOW], text=False)
         self.assertEqual((ours.returncode, ours.stdout, ours.stderr),
                          (theirs.returncode, theirs.stdout, theirs.stderr))
         self.assertEqual(ours.stderr, b'exim abandoned: "1.2.3.4.x" is not an IP address\n')
 
-    def submit(self, argv_prefix, owner, value):
-        """(-H host_address line, the logwrite line) after -bm with ``-oMa value``."""
+    def submit(self, run, owner, value):
+        """(-H host_address line, the logwrite line) after -bm with ``-oMa value``
+        by ``run`` (the configuration's path, arguments, input)."""
         spool = tempfile.mkdtemp(prefix="exim_py-oma-")
         self.addCleanup(shutil.rmtree, spool, True)
         if owner:
@@ -90,8 +81,7 @@ class OmaTests(unittest.TestCase):
             QUIET_MAIN + "spool_directory = %s\nlog_file_path = %s/%%slog\n"
             "acl_not_smtp = n\nbegin acl\nn:\n  warn logwrite = oma %s\n  accept\n"
             % (spool, spool, SHOW), name="%s.conf" % os.path.basename(spool))
-        proc = _run(argv_prefix + ["-C", conf, "-oMa", value, "-odq", "-bm", "a@b.example"],
-                    b"Subject: x\n\nbody\n")
+        proc = run(conf, ["-oMa", value, "-odq", "-bm", "a@b.example"], b"Subject: x\n\nbody\n")
         self.assertEqual(proc.returncode, 0, proc.stderr)
         headers = glob.glob(os.path.join(spool, "input", "*-H"))
         self.assertEqual(len(headers), 1)
@@ -105,7 +95,8 @@ class OmaTests(unittest.TestCase):
         """-bm spools and shows the address and port exim4 does (the mapped
         address with port 0, the IPv6 one with port 25)."""
         for value in ("::ffff:1.2.3.4", "2001:db8::5.25"):
-            theirs = self.submit([self.exim.binary], "Debian-exim", value)
-            ours = self.submit(exim_py_command(), None, value)
+            exim4, exim_py = runners(self.exim, text=False)
+            theirs = self.submit(exim4, "Debian-exim", value)
+            ours = self.submit(exim_py, None, value)
             self.assertEqual(ours, theirs, value)
         self.assertEqual(theirs[0], [b"--host_address [2001:db8::5]:25"])

@@ -10,7 +10,7 @@ accepts it; exim_py reads the same file.
 
 import re
 
-from tests.support.peers import RealExim, run_exim_py
+from tests.support.peers import RealExim, run_both
 
 # Exim's message id (spec chapter "How Exim receives and delivers mail")
 # and the RFC 5322 date in the default smtp_banner.
@@ -57,9 +57,7 @@ def logged(result):
 def host_checks(exim, path, dialogue, address="127.0.0.1"):
     """(exim4's, exim_py's) finished runs of ``-bh address`` with the
     configuration at ``path``, each given ``dialogue`` on standard input."""
-    theirs = exim.run(path, ["-bh", address], input=dialogue)
-    ours = run_exim_py(["-C", path, "-bh", address], input=dialogue)
-    return theirs, ours
+    return run_both(exim, path, ["-bh", address], dialogue)
 
 
 def same_session(testcase, exim, path, dialogue, address="127.0.0.1", summary=session):

@@ -35,14 +35,15 @@ def exim_py_command():
     return [sys.executable, "-m", "exim_py"]
 
 
-def run_exim_py(args, input=None, timeout=60, env=None):
-    """Run exim_py with ``args``; returns CompletedProcess with text stdout/stderr."""
+def run_exim_py(args, input=None, timeout=60, env=None, text=True):
+    """Run exim_py with ``args``; returns CompletedProcess with text (or,
+    with ``text=False``, bytes) stdout/stderr."""
     full_env = dict(os.environ)
     full_env.update(env or {})
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     full_env["PYTHONPATH"] = root + os.pathsep + full_env.get("PYTHONPATH", "")
     return subprocess.run(exim_py_command() + list(args), input=input, capture_output=True,
-                          text=True, timeout=timeout, env=full_env)
+                          text=text, timeout=timeout, env=full_env)
 
 
 # The start of a configuration that exim4 and exim_py both run quietly as a
@@ -99,12 +100,32 @@ class RealExim:
                 found[name] = [_LOG_STAMP.sub(b"", line) for line in f.read().splitlines()]
         return found
 
-    def run(self, config_path, args, input=None, timeout=60):
+    def run(self, config_path, args, input=None, timeout=60, text=True):
         return subprocess.run([self.binary, "-C", config_path] + list(args), input=input,
-                              capture_output=True, text=True, timeout=timeout)
+                              capture_output=True, text=text, timeout=timeout)
 
     def cleanup(self):
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def runners(exim, text=True):
+    """(exim4's, exim_py's) ``run(config_path, args, input=None)``: each
+    runs its program on a configuration and returns the finished process.
+    ``exim`` is the RealExim that wrote the configurations."""
+    return (lambda config_path, args, input=None: exim.run(config_path, args, input, text=text),
+            lambda config_path, args, input=None: run_exim_py(["-C", config_path] + list(args), input,
+                                                              text=text))
+
+
+def run_both(exim, config_path, args, input=None, text=True):
+    """(exim4's, exim_py's) finished runs of the same ``args`` with the
+    configuration at ``config_path``, each given ``input``."""
+    return tuple(run(config_path, args, input) for run in runners(exim, text))
+
+
+def both_outputs(exim, config_path, args, input=None):
+    """(exim4's, exim_py's) standard output, as bytes, for the same ``args``."""
+    return tuple(result.stdout for result in run_both(exim, config_path, args, input, text=False))
 
 
 def ehlo_session(port, timeout=20):
