@@ -8,8 +8,10 @@ the lines of its main, reject and panic logs must be the same (timestamps,
 dates and message ids aside).  The cases: a broken configuration, a
 connect ACL that refuses, an smtp_banner or smtp_active_hostname that will
 not expand (Exim panics and dies: smtp_closedown's 421 loop, status 1), a
-panic log line (also shown on standard error), and the exit status after
-QUIT, an ACL drop, the end of the input and a timeout.
+panic log line (also shown on standard error), the exit status after QUIT,
+an ACL drop, the end of the input and a timeout; -bs started by inetd,
+mua_wrapper's failed delivery, -oMa/-oMi and the -H file, and the options
+Exim refuses alongside -bs.
 """
 
 import os
@@ -32,6 +34,14 @@ MESSAGE = ("HELO client.example\r\nMAIL FROM:<a@client.example>\r\nRCPT TO:<b@mx
            "DATA\r\nSubject: test\r\n\r\nbody\r\n.\r\n")
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
+
+
+def _spooled_header(base):
+    """The lines of the one -H file in the spool under ``base``."""
+    spool = os.path.join(base, "spool", "input")
+    [header] = [name for name in os.listdir(spool) if name.endswith("-H")]
+    with open(os.path.join(spool, header)) as f:
+        return f.read().splitlines()
 
 
 def _normalised(text, base):
@@ -271,10 +281,7 @@ class InetdTests(_Differential):
             replies, status = _inetd_session(argv + ["-C", conf, "-odq", "-bs"], commands)
             with open(os.path.join(base, "log", "mainlog")) as f:
                 log = _normalised(f.read(), base)
-            spool = os.path.join(base, "spool", "input")
-            header = [name for name in os.listdir(spool) if name.endswith("-H")]
-            with open(os.path.join(spool, header[0])) as f:
-                lines = f.read().splitlines()
+            lines = _spooled_header(base)
             kept = [re.sub(r"\]:\d+$", "]:PORT", line) for line in lines[1:]
                     if not line.startswith(("-received_time", "1"))
                     and "-Id: " not in line and "\tid " not in line
@@ -355,11 +362,7 @@ class CommandLineOriginTests(_Differential):
             self.exim.run(conf, argv, input=MESSAGE + "QUIT\r\n")
         else:
             run_exim_py(["-C", conf] + argv, input=MESSAGE + "QUIT\r\n")
-        spool = os.path.join(base, "spool", "input")
-        [header] = [n for n in os.listdir(spool) if n.endswith("-H")]
-        with open(os.path.join(spool, header)) as f:
-            lines = f.read().splitlines()
-        return [line for line in lines[1:] if line.startswith(("-", "root"))
+        return [line for line in _spooled_header(base)[1:] if line.startswith(("-", "root"))
                 and not line.startswith("-received_time")]
 
     def test_spool_marks_command_line_addresses_tainted(self):
@@ -402,10 +405,7 @@ class LocalSpoolTests(_Differential):
             conf = self.exim.write_config(MAIN % {"dir": base} + "acl_smtp_rcpt = accept\n",
                                           name + ".conf")
             run(conf, ["-odq", "-bs"])
-            spool = os.path.join(base, "spool", "input")
-            [header] = [n for n in os.listdir(spool) if n.endswith("-H")]
-            with open(os.path.join(spool, header)) as f:
-                text = f.read()
+            text = "\n".join(_spooled_header(base))
             files.append([line for line in _normalised(text, base)[1:]
                           if not line.startswith(("-received_time", "1"))
                           and not re.match(r"\t\w{3}, \d|\d{3}  Date: ", line)])
