@@ -10,13 +10,12 @@ import atexit
 import os
 import re
 import socket
-import subprocess
 import threading
 
 from twisted.trial import unittest
 
 from tests import expand_cases
-from tests.support.peers import RealExim, exim_py_command
+from tests.support.peers import RealExim, runners
 
 _MARK = "@@@%d@@@"
 _MARK_RE = re.compile(r"^@@@(\d+)@@@\n", re.M)
@@ -42,24 +41,21 @@ def _setup():
     return _runs["exim"]
 
 
-def _run(argv, input_text=None):
-    """(exit status, stdout as one character per byte) of ``argv``."""
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+def _run(which, args, input_text, conf):
+    """(exit status, stdout as one character per byte) of exim4 (``which``
+    0) or exim_py (1) with ``args``."""
+    exim, default, _ = _setup()
     data = input_text.encode("latin-1") if input_text is not None else None
-    proc = subprocess.run(argv, input=data, capture_output=True, timeout=120, env=env)
+    proc = runners(exim, text=False, timeout=120)[which](conf or default, args, data)
     return proc.returncode, proc.stdout.decode("latin-1")
 
 
 def real_exim(args, input_text=None, conf=None):
-    exim, default, _ = _setup()
-    return _run([exim.binary, "-C", conf or default] + list(args), input_text)
+    return _run(0, args, input_text, conf)
 
 
 def our_exim(args, input_text=None, conf=None):
-    _, default, _ = _setup()
-    return _run(exim_py_command() + ["-C", conf or default] + list(args), input_text)
+    return _run(1, args, input_text, conf)
 
 
 def _split(output, count):

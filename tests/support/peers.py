@@ -108,13 +108,13 @@ class RealExim:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def runners(exim, text=True):
+def runners(exim, text=True, timeout=60):
     """(exim4's, exim_py's) ``run(config_path, args, input=None)``: each
     runs its program on a configuration and returns the finished process.
     ``exim`` is the RealExim that wrote the configurations."""
-    return (lambda config_path, args, input=None: exim.run(config_path, args, input, text=text),
+    return (lambda config_path, args, input=None: exim.run(config_path, args, input, timeout, text),
             lambda config_path, args, input=None: run_exim_py(["-C", config_path] + list(args), input,
-                                                              text=text))
+                                                              timeout, text=text))
 
 
 def run_both(exim, config_path, args, input=None, text=True):
