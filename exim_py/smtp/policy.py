@@ -18,7 +18,7 @@ import time
 
 from twisted.internet import defer, threads
 
-from exim_py import EXIM_COMPAT_VERSION
+from exim_py import EXIM_COMPAT_VERSION, receive as receiving
 from exim_py.acl import helo, replies
 from exim_py.acl.context import AclContext, install_host_name_lookup, session_variables as _session_variables
 from exim_py.auths.dialogue import AuthDialogue
@@ -852,6 +852,16 @@ class ServerPolicy(MessagePolicy):
             self.log_main("SMTP command timeout on%s connection from %s"
                           % (" TLS" if session.tls_cipher else "", self.host_text(session)))
 
-    def log_too_big(self, session, envelope, size):
-        self.log_reject("rejected from <%s> H=%s: message too big: read=%d max=%d"
-                      % (envelope.sender, self.host_text(session), size, self.message_size_limit(session)))
+    def log_too_big(self, session, envelope, size, message=None):
+        """A message refused for its size.  Exim has read its header
+        section and given it an id by then: the reject log line has the id
+        (under -bh no later line keeps it) and is followed by the envelope
+        and the header lines of ``message`` (the part kept, stored form)."""
+        connlog.host_check_message_id(self, None)
+        if self.logger is not None:
+            self.logger.reject("rejected from <%s> H=%s: message too big: read=%d max=%d"
+                               % (envelope.sender, self.host_text(session), size,
+                                  self.message_size_limit(session)),
+                               message_id=self.spool_writer.new_message_id() if self.spool_writer else None,
+                               headers=receiving.split_message(message)[0] if message else None,
+                               sender=envelope.sender, recipients=envelope.recipients)

@@ -268,7 +268,8 @@ class TransactionCommands:
         if collector.too_big:
             self.envelope = None
             self._new_message_expected()
-            self.policy.log_too_big(self.session, env, collector.size)
+            self.policy.log_too_big(self.session, env, collector.size,
+                                    smtpdata.unstuff(collector.content())[0])
             self._send(552, "Message size exceeds maximum permitted")
             return
         message, linecount, zerocount, longest = smtpdata.unstuff(collector.content())
@@ -349,7 +350,7 @@ class TransactionCommands:
         env = self.envelope
         if chunks.too_big:
             self.envelope = None
-            self.policy.log_too_big(self.session, env, chunks.size)
+            self.policy.log_too_big(self.session, env, chunks.size, chunks.content()[0])
             self._send(552, "Message size exceeds maximum permitted")
             return
 
