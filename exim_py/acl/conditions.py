@@ -15,6 +15,7 @@ from exim_py.acl.phases import VERIFIES, WHERE_NAMES
 from exim_py.config.options import read_time
 from exim_py.errors import ExpansionError
 from exim_py.match import hosts as hostlists
+from exim_py.match import match_static
 from exim_py.match.engine import check_list
 from exim_py.match.items import StringMatcher
 
@@ -67,8 +68,20 @@ def condition(run, item, arg):
     return DEFER
 
 
+def _static_rc(run, result, data_variable):
+    """The condition's answer from a list that needed no expansion context
+    (match_static); a match sets its data variable as match_domain/match_host do."""
+    if result.matched:
+        run.ctx.set_variable(data_variable, result.value)
+    return _rc(result.matched)
+
+
 def domains(run, item, arg):
-    return _rc(run.ctx.matcher("match_domain")(run.ctx.domain or "", arg, _ectx(run)))
+    domain = run.ctx.domain or ""
+    known = match_static("domain", domain, arg)
+    if known is not None:
+        return _static_rc(run, known, "domain_data")
+    return _rc(run.ctx.matcher("match_domain")(domain, arg, _ectx(run)))
 
 
 def local_parts(run, item, arg):
@@ -101,6 +114,9 @@ def sender_domains(run, item, arg):
 def hosts(run, item, arg):
     session = run.ctx.session
     host = HostInfo(session.sender_host_address or "", session.sender_host_name)
+    known = match_static("host", host, arg)
+    if known is not None:
+        return _static_rc(run, known, "host_data")
     return _rc(run.ctx.matcher("match_host")(host, arg, _ectx(run)))
 
 

@@ -180,7 +180,8 @@ class AclContext:
     """
 
     def __init__(self, config, session, envelope=None, recipient=None, log=None,
-                 expand_ctx=None, host_checking=False, dns_cache=None, resolver=None):
+                 expand_ctx=None, host_checking=False, dns_cache=None, resolver=None,
+                 make_expand_ctx=None):
         self.config = config
         self.session = session
         self.envelope = envelope
@@ -201,15 +202,45 @@ class AclContext:
         # restores the original (spec "control = caseful_local_part").
         self.cc_local_part, self.domain = split_address(recipient)
         self.local_part = self.cc_local_part.lower() if recipient is not None else None
-        if expand_ctx is None:
-            variables = session_variables(session, envelope)
-            headers = envelope.headers if envelope is not None else []
-            expand_ctx = new_expand_context(config, variables, headers)
-        self.expand_ctx = expand_ctx
-        install_host_name_lookup(expand_ctx, session, lambda: self)
+        # The expansion context is made when something first needs it: an
+        # ACL whose conditions are literal lists (hosts = 127.0.0.1, domains
+        # = +local_domains...) expands nothing, and making the context
+        # (every $sender_host_*, $tls_in_* ... variable) is most of what such
+        # an ACL costs.  Until then, variables set wait in _pending.
+        self._expand_ctx = expand_ctx
+        self._make_expand_ctx = make_expand_ctx
+        self._pending = [] if expand_ctx is None else None
+        self._acl_runner = None
+        if expand_ctx is not None:
+            install_host_name_lookup(expand_ctx, session, lambda: self)
         if recipient is not None:
             self.set_variable("local_part", self.local_part)
             self.set_variable("domain", self.domain)
+
+    @property
+    def expand_ctx(self):
+        """The ExpandContext of this run (made now if it was not yet)."""
+        ctx = self._expand_ctx
+        if ctx is None and self._pending is not None:
+            if self._make_expand_ctx is not None:
+                ctx = self._make_expand_ctx()
+            else:
+                envelope = self.envelope
+                ctx = new_expand_context(self.config, session_variables(self.session, envelope),
+                                         envelope.headers if envelope is not None else [])
+            pending, self._pending = self._pending, None
+            self._expand_ctx = ctx
+            if ctx is not None:
+                install_host_name_lookup(ctx, self.session, lambda: self)
+                for name, value in pending:
+                    ctx.set(name, value)
+                if self._acl_runner is not None:
+                    ctx.acl_runner = self._acl_runner
+        return ctx
+
+    @expand_ctx.setter
+    def expand_ctx(self, ctx):
+        self._expand_ctx, self._pending = ctx, None
 
     # -- variables ---------------------------------------------------------
 
@@ -219,13 +250,26 @@ class AclContext:
             self.session.acl_c[name] = value
         elif name.startswith("acl_m") and self.envelope is not None:
             self.envelope.acl_m[name] = value
-        if self.expand_ctx is not None:
-            self.expand_ctx.set(name, value)
+        if self._expand_ctx is not None:
+            self._expand_ctx.set(name, value)
+        elif self._pending is not None:
+            self._pending.append((name, value))
 
     def get_variable(self, name):
         if self.expand_ctx is None:
             return None
         return self.expand_ctx.get(name)
+
+    def install_acl_runner(self, runner):
+        """Let ``${acl}`` in this run's expansions call ``runner``; returns
+        the runner it replaces (the context gets it when it is made)."""
+        ctx = self._expand_ctx
+        if ctx is None:
+            previous, self._acl_runner = self._acl_runner, runner
+            return previous
+        previous = getattr(ctx, "acl_runner", None)
+        ctx.acl_runner = runner
+        return previous
 
     # -- services from other parts ----------------------------------------
 
@@ -235,6 +279,8 @@ class AclContext:
 
     def expand(self, string):
         """Expand ``string`` (ExpansionError / ForcedFail / LookupDefer propagate)."""
+        if "$" not in string and "\\" not in string and string.__class__ is str:
+            return string       # as expand() returns it, without making the context
         mod = self._module("exim_py.expand")
         if mod is None or self.expand_ctx is None:
             from exim_py.errors import ExpansionError

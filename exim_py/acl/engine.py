@@ -216,11 +216,11 @@ def run_acl(where, acl_spec, ctx):
         return AclResult(where, DEFER, log_message='failed to expand ACL string "%s": %s'
                          % (acl_spec, e), effects=run.effects)
     # ${acl} in this ACL's expansions runs a nested ACL of the same run
-    saved_runner = _install_runner(ctx.expand_ctx, lambda name, args: eval_acl(run, name, args))
+    saved_runner = ctx.install_acl_runner(lambda name, args: eval_acl(run, name, args))
     try:
         rc = _check_internal(run, spec)
     finally:
-        _install_runner(ctx.expand_ctx, saved_runner)
+        ctx.install_acl_runner(saved_runner)
     if rc == DISCARD and (where not in MESSAGE_WHERES or where == "predata"):
         ctx.write_log('"discard" verb not allowed in %s ACL' % WHERE_NAMES[where],
                       ("main", "panic"))
@@ -509,15 +509,6 @@ def eval_acl(run, name, args):
         run.narg, run.args, run.user, run.log, run.temp_details = saved
         _publish_args(run)
     return _RC_NAMES[rc], user
-
-
-def _install_runner(expand_ctx, runner):
-    """Set ``expand_ctx.acl_runner``; returns the one it replaces."""
-    if expand_ctx is None:
-        return None
-    previous = getattr(expand_ctx, "acl_runner", None)
-    expand_ctx.acl_runner = runner
-    return previous
 
 
 def install_acl_runner(expand_ctx, config, session=None):

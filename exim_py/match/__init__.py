@@ -82,6 +82,15 @@ def match_list(kind, subject, liststring, ctx, caseless=True, expand=True):
     return result
 
 
+def match_static(kind, subject, liststring, caseless=True):
+    """match_list's Match for a list that needs no expansion context (see
+    _is_static: literal domains, IP addresses and networks), or None when
+    the list may need one.  Lets a caller skip making the context."""
+    if kind in _STATIC_KINDS and liststring and _is_static(kind, liststring):
+        return match_list(kind, subject, liststring, None, caseless)
+    return None
+
+
 # Lists whose answer depends only on the subject (see _is_static), and the
 # answers they gave: (kind, list, caseless, subject) -> (matched, value, numeric).
 _STATIC_KINDS = ("domain", "host")

@@ -56,7 +56,7 @@ def run_phase(policy, where, option, session, envelope=None, recipient=None, com
     if policy.acl_accepts_at_once(spec):
         return None          # so does one that starts with a bare "accept"
     ctx = AclContext(policy.config, session, envelope, recipient, log=policy.logger,
-                     expand_ctx=policy.expand_context(session, envelope),
+                     make_expand_ctx=lambda: policy.expand_context(session, envelope),
                      host_checking=policy.host_checking, dns_cache=_dns_cache(session))
     ctx.callouts_allowed = callouts_allowed(policy)
     if policy.acl_blocks(spec):
