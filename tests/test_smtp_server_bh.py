@@ -13,7 +13,8 @@ import time
 
 from twisted.trial import unittest
 
-from tests.support.peers import RealExim, exim_py_command, run_exim_py
+from tests.support.bh import host_checks, log_lines, oracle, script
+from tests.support.peers import exim_py_command, run_exim_py
 
 CONF = """\
 primary_hostname = mx.test.example
@@ -144,16 +145,11 @@ def normalise(text):
     return text
 
 
-def normalise_id(text):
-    return re.sub(r"\b\w{6}-\w{6}-\w{2}\b", "ID", text)
-
-
 class HostCheckDifferentialTests(unittest.TestCase):
     """exim_py -bh answers every line exactly as exim4 -bh does."""
 
     def setUp(self):
-        self.exim = RealExim()
-        self.addCleanup(self.exim.cleanup)
+        self.exim = oracle(self)
         self.spool = tempfile.mkdtemp(prefix="exim_py-bh-")
         os.chmod(self.spool, 0o777)
         self.addCleanup(shutil.rmtree, self.spool, True)
@@ -168,14 +164,10 @@ class HostCheckDifferentialTests(unittest.TestCase):
         if name == "expn":
             text += ROUTERS
         path = self.exim.write_config(text, name + ".conf")
-        dialogue = "".join(line + "\r\n" for line in DIALOGUES[name])
-        theirs = self.exim.run(path, [flag, "192.0.2.9"], input=dialogue)
-        ours = run_exim_py(["-C", path, flag, "192.0.2.9"], input=dialogue)
+        theirs, ours = host_checks(self.exim, path, script(DIALOGUES[name]), "192.0.2.9", flag)
         self.assertEqual(normalise(ours.stdout), normalise(theirs.stdout),
                          "dialogue %s; exim_py stderr: %s" % (name, ours.stderr))
         if logs:
-            def log_lines(text):
-                return [normalise_id(line) for line in text.splitlines() if line.startswith("LOG: ")]
             self.assertEqual(log_lines(ours.stderr), log_lines(theirs.stderr), ours.stderr)
             return log_lines(ours.stderr)
 
@@ -293,8 +285,7 @@ class StdioLineEndTests(unittest.TestCase):
             with open(os.path.join(spool, "input", name), "rb") as f:
                 contents.append(f.read().split(b"\n", 1)[1])
         self.assertIn(b"hello\n.dot\n", contents)
-        exim = RealExim()
-        self.addCleanup(exim.cleanup)
+        exim = oracle(self)
         # Debian's exim4 drops to Debian-exim, which must own its spool and logs.
         exim_spool = os.path.join(exim.dir, "spool")
         os.mkdir(exim_spool)
@@ -382,8 +373,7 @@ class DsnStorageTests(unittest.TestCase):
 
     def test_dsn_lines_match_exim(self):
         """RET, ENVID, NOTIFY and ORCPT: the same -H lines from exim4 -bs and exim_py -bs."""
-        exim = RealExim()
-        self.addCleanup(exim.cleanup)
+        exim = oracle(self)
         dialogue = ("EHLO me\r\nMAIL FROM:<a@b.example> RET=HDRS ENVID=abc+2Bd\r\n"
                     "RCPT TO:<c@d.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;c+2Bx@d.example\r\n"
                     "DATA\r\nSubject: dsn\r\n\r\nbody\r\n.\r\nQUIT\r\n")

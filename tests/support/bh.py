@@ -54,10 +54,11 @@ def logged(result):
     return log_lines(result.stderr)
 
 
-def host_checks(exim, path, dialogue, address="127.0.0.1"):
-    """(exim4's, exim_py's) finished runs of ``-bh address`` with the
-    configuration at ``path``, each given ``dialogue`` on standard input."""
-    return run_both(exim, path, ["-bh", address], dialogue)
+def host_checks(exim, path, dialogue, address="127.0.0.1", flag="-bh"):
+    """(exim4's, exim_py's) finished runs of ``-bh address`` (or ``-bhc``)
+    with the configuration at ``path``, each given ``dialogue`` on standard
+    input."""
+    return run_both(exim, path, [flag, address], dialogue)
 
 
 def same_session(testcase, exim, path, dialogue, address="127.0.0.1", summary=session):
