@@ -33,8 +33,20 @@ PID_SPAN = 1 << 22
 _MAX_SEQUENCE = 62 ** 6 // PID_SPAN
 
 
+# every two-digit group, so a message id's fields take a few lookups
+_PAIRS = [a + b for a in BASE62 for b in BASE62]
+_PAIR = 62 * 62
+
+
 def base62(number, width=6):
-    """``number`` in Exim's base 62, zero padded to ``width`` digits."""
+    """``number`` in Exim's base 62, zero padded to ``width`` digits (its
+    lowest ``width`` digits when it has more)."""
+    if width == 6:
+        high, low = divmod(number % (_PAIR ** 3), _PAIR)
+        top, middle = divmod(high, _PAIR)
+        return _PAIRS[top] + _PAIRS[middle] + _PAIRS[low]
+    if width == 2:
+        return _PAIRS[number % _PAIR]
     digits = []
     for _ in range(width):
         number, rem = divmod(number, 62)
