@@ -10,7 +10,8 @@ import tempfile
 
 from twisted.trial import unittest
 
-from tests.support.peers import RealExim, run_exim_py
+from tests.support.bh import oracle
+from tests.support.peers import run_both
 
 CONF = """\
 primary_hostname = mx.test.example
@@ -50,16 +51,14 @@ class AclExpansionTests(unittest.TestCase):
     """${acl} gives the same answers as exim4 wherever an expansion can run it."""
 
     def setUp(self):
-        self.exim = RealExim()
-        self.addCleanup(self.exim.cleanup)
+        self.exim = oracle(self)
         spool = tempfile.mkdtemp(prefix="exim_py-aclexp-")
         os.chmod(spool, 0o777)
         self.addCleanup(shutil.rmtree, spool, True)
         self.conf = self.exim.write_config(CONF.format(spool=spool))
 
     def both(self, args, input=None):
-        theirs = self.exim.run(self.conf, args, input=input)
-        ours = run_exim_py(["-C", self.conf] + args, input=input)
+        theirs, ours = run_both(self.exim, self.conf, args, input)
         return ours, theirs
 
     def test_be_results_and_failures(self):

@@ -20,8 +20,8 @@ import time
 
 from twisted.trial import unittest
 
-from tests.support.peers import (QUIET_MAIN, RealExim, exim_py_command, require_command,
-                                 run_exim_py)
+from tests.support.bh import host_checks, oracle
+from tests.support.peers import QUIET_MAIN, exim_py_command, require_command, run_both
 
 ACLS = """\
 acl_smtp_connect = c_acl
@@ -51,14 +51,11 @@ class HostCheckAddressTests(unittest.TestCase):
     """``exim_py -bh ARG`` treats ARG as ``exim4 -bh ARG`` does."""
 
     def setUp(self):
-        require_command("exim4")
-        self.exim = RealExim()
-        self.addCleanup(self.exim.cleanup)
+        self.exim = oracle(self)
         self.conf = self.exim.write_config(QUIET_MAIN + ACLS)
 
     def compare(self, argument):
-        theirs = self.exim.run(self.conf, ["-bh", argument], input=DIALOGUE)
-        ours = run_exim_py(["-C", self.conf, "-bh", argument], input=DIALOGUE)
+        theirs, ours = host_checks(self.exim, self.conf, DIALOGUE, argument)
         self.assertEqual(comparable(ours.stdout, ours.stderr),
                          comparable(theirs.stdout, theirs.stderr))
         self.assertEqual(ours.returncode, theirs.returncode)
@@ -104,8 +101,7 @@ class HostCheckAddressTests(unittest.TestCase):
     def test_oMa_keeps_short_form(self):
         """-bs with -oMa: the address is used as it is given, as exim4 does."""
         args = ["-bs", "-oMa", "2001:db8::5.25"]
-        theirs = self.exim.run(self.conf, args, input=DIALOGUE)
-        ours = run_exim_py(["-C", self.conf] + args, input=DIALOGUE)
+        theirs, ours = run_both(self.exim, self.conf, args, DIALOGUE)
         greeting = [line for line in theirs.stdout.splitlines() if "Hello" in line]
         self.assertEqual(greeting, ["250-mx.test.example Hello root at client.example "
                                     "[2001:db8::5]"])
