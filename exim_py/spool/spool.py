@@ -175,6 +175,9 @@ class Spool:
     def __init__(self, directory, split=False, localhost_number=None):
         self.directory = directory
         self.split = split
+        # joined once: every stored message names files in these
+        self._input = os.path.join(directory, "input")
+        self._msglog = os.path.join(directory, "msglog")
         self.ids = IdGenerator.shared(localhost_number)
         self._made = set()
         self._made_lock = threading.Lock()
@@ -202,12 +205,14 @@ class Spool:
 
     def input_dir(self, message_id=None):
         sub = self._subdir(message_id) if message_id else ""
-        return os.path.join(self.directory, "input", sub) if sub else os.path.join(self.directory, "input")
+        return self._input + "/" + sub if sub else self._input
+
+    def msglog_dir(self, message_id):
+        sub = self._subdir(message_id)
+        return self._msglog + "/" + sub if sub else self._msglog
 
     def msglog_path(self, message_id):
-        sub = self._subdir(message_id)
-        return os.path.join(self.directory, "msglog", sub, message_id) if sub else \
-            os.path.join(self.directory, "msglog", message_id)
+        return self.msglog_dir(message_id) + "/" + message_id
 
     def _places(self, message_id, suffix):
         """Where ``<id><suffix>`` may be: in this spool's layout, then in the other one."""
@@ -273,11 +278,12 @@ class Spool:
         message_id = envelope.message_id
         directory = self.input_dir(message_id)
         self.ensure_dir(directory)
-        data_path = os.path.join(directory, message_id + "-D")
-        _write_new(data_path, [b"%s-D\n" % message_id.encode("ascii"), body], sync=sync, owner=self.owner)
-        temp = os.path.join(directory, "hdr." + message_id)
-        _write_new(temp, [spoolformat.format_header_file(envelope)], sync=sync, owner=self.owner)
-        return temp, os.path.join(directory, message_id + "-H"), directory
+        owner = self.owner
+        _write_new(directory + "/" + message_id + "-D", [b"%s-D\n" % message_id.encode("ascii"), body],
+                   sync=sync, owner=owner)
+        temp = directory + "/hdr." + message_id
+        _write_new(temp, [spoolformat.format_header_file(envelope)], sync=sync, owner=owner)
+        return temp, directory + "/" + message_id + "-H", directory
 
     def _received_line(self, envelope):
         if self.msglog_logger is None:
@@ -288,8 +294,9 @@ class Spool:
     def _write_msglog(self, message_id, line):
         if line is None:
             return
-        path = self.msglog_path(message_id)
-        self.ensure_dir(os.path.dirname(path))
+        directory = self.msglog_dir(message_id)
+        self.ensure_dir(directory)
+        path = directory + "/" + message_id
         # os.open rather than open(): no buffering, seeks or tty checks per message
         fd = open_new(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, SPOOL_MODE, self.owner)
         try:
