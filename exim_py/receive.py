@@ -114,6 +114,21 @@ def host_strings(session, incoming_port=False):
     ip = session.sender_host_address
     if not ip:
         return None, None
+    # asked for twice per message (Received: and the <= line) with the same facts
+    key = (ip, bool(incoming_port), session.sender_host_port if incoming_port else None,
+           session.sender_host_name, session.helo_name, session.sender_ident)
+    kept = getattr(session, "received_host_strings", None)
+    if kept is not None and kept[0] == key:
+        return kept[1]
+    strings = _host_strings(session, ip, incoming_port)
+    try:
+        session.received_host_strings = (key, strings)
+    except AttributeError:
+        pass            # a session object that takes no new attributes
+    return strings
+
+
+def _host_strings(session, ip, incoming_port):
     address = "[%s]" % ip
     if incoming_port and session.sender_host_port is not None:
         address += ":%d" % session.sender_host_port

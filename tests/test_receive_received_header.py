@@ -97,3 +97,21 @@ class DefaultReceivedHeaderTests(unittest.TestCase):
             "by mx.example with esmtp (Exim 4.96)\n\t"
             "(envelope-from <a@x.example>)\n\t"
             "id 1xUzHW-018SZz-1v\n\tfor b@y.example;\n\t"), header.text)
+
+
+class HostStringsTests(unittest.TestCase):
+
+    def test_follow_the_session(self):
+        """$sender_fullhost/$sender_rcvhost are kept per session between messages,
+        but a new HELO name, a looked-up host name or the incoming port show at once."""
+        env = _envelope()
+        s = env.session
+        self.assertEqual(receive.host_strings(s), ("(client.example) [192.0.2.7]",
+                                                   "[192.0.2.7] (helo=client.example)"))
+        s.helo_name = "other.example"
+        self.assertEqual(receive.host_strings(s)[0], "(other.example) [192.0.2.7]")
+        s.sender_host_name = "host.example"
+        self.assertEqual(receive.host_strings(s)[1], "host.example ([192.0.2.7] helo=other.example)")
+        self.assertEqual(receive.host_strings(s, incoming_port=True)[0],
+                         "host.example (other.example) [192.0.2.7]:40000")
+        self.assertEqual(receive.host_strings(s)[0], "host.example (other.example) [192.0.2.7]")
