@@ -10,7 +10,7 @@ Spec chapters "SMTP processing" (message reception), "Access control lists"
 
 from twisted.internet import defer
 
-from exim_py import receive as receiving
+from exim_py import EXIM_COMPAT_VERSION, receive as receiving
 from exim_py.log import msglog_received_line, received_fields, received_line
 from exim_py.smtp import acl_phase
 from exim_py.smtp.reply import Reply
@@ -48,10 +48,11 @@ class MessagePolicy:
             return too_long
         envelope.message_id = self.spool_writer.new_message_id()
         controls = acl_phase.message_controls(session, envelope)
-        ctx = self.expand_context(session, envelope)
         # No remote host (-bs from a local program): a local message, which
         # gets Message-ID:, From: and Date: when missing, as Exim's receive.c.
-        body = receiving.receive(envelope, message, self.config, local=not session.sender_host_address,
+        local = not session.sender_host_address
+        ctx = self._receive_context(session, envelope, local or "submission" in controls)
+        body = receiving.receive(envelope, message, self.config, local=local,
                                submission="submission" in controls,
                                suppress_local_fixups="suppress_local_fixups" in controls,
                                expand=self.expand_mod.expand, ctx=ctx, longest=longest)
@@ -67,6 +68,17 @@ class MessagePolicy:
         if isinstance(reply, defer.Deferred):
             return reply.addCallback(self._after_data_acl, session, envelope, body, prdr)
         return self._after_data_acl(reply, session, envelope, body, prdr)
+
+    def _receive_context(self, session, envelope, fixups):
+        """The expansion context the headers are made in.  The default
+        Received: text reads only the message's own variables (which
+        receiving.receive adds) and these two, so a remote, non-submission
+        message does without the session's full set of variables."""
+        if fixups or self._option("received_header_text") != receiving.RECEIVED_HEADER_TEXT:
+            return self.expand_context(session, envelope)
+        return self.expand_mod.ExpandContext(
+            config=self.config, headers=envelope.headers,
+            variables={"primary_hostname": self.primary_hostname, "version_number": EXIM_COMPAT_VERSION})
 
     def _msglog_line(self, envelope, fields):
         """The message log's "Received from" line, from the <= line's fields
