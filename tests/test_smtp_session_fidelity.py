@@ -367,6 +367,17 @@ class ParameterErrorTests(HostCheckCase):
             "LOG: unqualified sender rejected: <x> H=(x) [127.0.0.1]"])
 
 
+    def test_etrn_argument_checked_as_syntax(self):
+        """Without smtp_etrn_command an ETRN argument, empty or not, must
+        start with "#": a syntax error, logged after the ETRN line."""
+        conf = HOST_CHECK.replace("begin acl", "acl_smtp_etrn = accept\n\nbegin acl")
+        replies, logs = self.play(["ETRN", "ETRN x", "ETRN #x"], conf)
+        self.assertEqual(replies, ["501 argument must begin with #"] * 2 + ["250 OK"])
+        self.assertEqual(logs[:2], ["LOG: ETRN  received from (x) [127.0.0.1]",
+                                    'LOG: SMTP syntax error in "ETRN" H=(x) [127.0.0.1] argument must '
+                                    'begin with #'])
+
+
 class LocalSessionEndTests(unittest.TestCase):
     """-bs: how the end of the input is named."""
 

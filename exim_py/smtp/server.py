@@ -695,7 +695,14 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
         if self.envelope is not None:
             return self._synprot(503, "ETRN is not permitted inside a transaction", kind="protocol")
         # an empty argument too goes to the ACL (and then fails the "#" check)
-        self._policy_command(self.policy.etrn, arg)
+        def answered(reply):
+            if reply is not None and reply.code == 501:
+                # without smtp_etrn_command an argument must start with "#":
+                # a syntax error (the only 501 the policy gives ETRN)
+                return self._synprot(501, reply.text)
+            self._send_reply(reply, 250, "OK")
+
+        self._ask(self.policy.etrn, self.session, arg, then=answered)
 
 
 class SMTPServerFactory(protocol.ServerFactory):
