@@ -254,6 +254,16 @@ class Logger:
         self._emit("main", self.format(text, message_id, now), now)
         self._recent.line = (text, message_id)
 
+    def main_many(self, entries):
+        """Write several main log lines, ``(text, message_id)`` each, with one write."""
+        now = self.clock()
+        lines = [self.format(text, message_id, now) for text, message_id in entries]
+        if self.templates:
+            self._file("main", now).write(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
+        if self.use_syslog:
+            for line in lines:
+                self._syslog("main", line)
+
     def _main_copy(self, text, message_id, line, now):
         """The main-log copy of a reject or panic line, unless this thread has just
         written that very line with main() (a caller doing Exim's LOG_MAIN|LOG_REJECT

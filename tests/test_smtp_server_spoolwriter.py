@@ -182,3 +182,50 @@ class SpoolWriterTests(TestCase):
         self.assertEqual(set(self.spool.message_ids()), {env.message_id for env in envs} - lost_ids)
         yield writer.flush()
         self.assertEqual(writer._unanswered, 0)
+
+
+class ArrivalLogTests(TestCase):
+    """The <= lines the writer thread logs for a stored batch."""
+
+    def setUp(self):
+        self.directory = tempfile.mkdtemp(prefix="exim_py-writer-")
+        self.addCleanup(shutil.rmtree, self.directory, True)
+        self.spool = Spool(self.directory)
+
+    @defer.inlineCallbacks
+    def test_logged_before_answered(self):
+        """Each message's <= line is in the main log when its store is answered,
+        with its id, and the batch's lines are all there."""
+        from exim_py.log import Logger
+        logger = Logger(log_file_path=os.path.join(self.directory, "%slog"), log_selector="")
+        writer = SpoolWriter(self.spool, max_batch=4)
+        envs = [envelope(n) for n in range(10)]
+        for env in envs:
+            env.message_id = writer.new_message_id()
+        seen = []
+
+        def check(message_id, env):
+            with open(os.path.join(self.directory, "mainlog")) as f:
+                text = f.read()
+            self.assertIn("%s <= %s arrival" % (message_id, env.sender), text)
+            seen.append(message_id)
+
+        yield defer.gatherResults([
+            writer.store(env, b"body\n", arrival=(logger, "<= %s arrival" % env.sender))
+            .addCallback(check, env) for env in envs])
+        self.assertEqual(len(seen), 10)
+
+    @defer.inlineCallbacks
+    def test_log_failure_keeps_the_message(self):
+        """A main log that cannot be written does not fail the stored messages."""
+        class Broken:
+            def main_many(self, entries):
+                raise OSError(28, "No space left on device")
+
+        writer = SpoolWriter(self.spool)
+        env = envelope(1)
+        env.message_id = writer.new_message_id()
+        message_id = yield writer.store(env, b"body\n", arrival=(Broken(), "<= x"))
+        self.assertEqual(message_id, env.message_id)
+        self.assertTrue(os.path.exists(self.spool.header_path(message_id)))
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)

@@ -138,11 +138,10 @@ class MessagePolicy:
             return accepted or Reply(250, "OK id=%s" % envelope.message_id)
         # the <= line's fields, made once for the main log and the message log
         fields = received_fields(envelope, self.logger) if self.logger is not None else None
-        d = self.spool_writer.store(envelope, body, self._msglog_line(envelope, fields))
+        d = self.spool_writer.store(envelope, body, self._msglog_line(envelope, fields),
+                                    (self.logger, "<= " + fields) if fields is not None else None)
 
         def stored(message_id):
-            if fields is not None:
-                self.logger.main("<= " + fields, message_id=message_id)
             # smtp_accept_queue_per_connection: beyond that many messages in
             # one session, leave them for the queue runner
             count = getattr(session, "message_count", 0) + 1

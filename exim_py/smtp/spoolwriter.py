@@ -22,7 +22,7 @@ import queue
 import threading
 
 from twisted.internet import defer
-from twisted.python import failure
+from twisted.python import failure, log
 
 from exim_py import procid
 from exim_py.spool.owner import create_as
@@ -49,11 +49,14 @@ class SpoolWriter:
     def new_message_id(self):
         return self.spool.new_message_id()
 
-    def store(self, envelope, body, msglog_line=None):
+    def store(self, envelope, body, msglog_line=None, arrival=None):
         """A Deferred firing with the message id once -H and -D are durable.
 
         ``msglog_line``: the message log's first line when the caller has
-        it (None: the spool builds its "Received from" line)."""
+        it (None: the spool builds its "Received from" line).  ``arrival``:
+        (Logger, text) for the main log's <= line, which this thread writes
+        once the message is durable and before it is answered, with the
+        rest of its batch in one write."""
         d = defer.Deferred()
         self._unanswered += 1
         with self._lock:
@@ -61,7 +64,7 @@ class SpoolWriter:
                 # threads do not survive fork(): this process starts afresh
                 self._pid, self._jobs, self._running = procid.current(), queue.SimpleQueue(), False
             # under the lock: a thread about to leave sees this message and stays
-            self._jobs.put((envelope, body, d, msglog_line))
+            self._jobs.put((envelope, body, d, msglog_line, arrival))
             start, self._running = not self._running, True
         if start:
             threading.Thread(target=self._writer, args=(self._jobs,),
@@ -90,8 +93,8 @@ class SpoolWriter:
                 continue
             batch = None
             try:
-                batch = self.spool.write_batch([(env, body) for env, body, _, _ in items],
-                                               [line for _, _, _, line in items])
+                batch = self.spool.write_batch([(env, body) for env, body, _, _, _ in items],
+                                               [line for _, _, _, line, _ in items])
                 self.spool.make_durable(written=batch, renamed=renamed[0] if renamed else None)
             except Exception:
                 if batch is not None:
@@ -149,6 +152,8 @@ class SpoolWriter:
             result = batch.finish()
         except Exception:
             result = failure.Failure()
+        else:
+            _log_arrivals(items, result)
         self._answer(items, result)
 
     def _answer(self, items, result):
@@ -158,10 +163,10 @@ class SpoolWriter:
         """In the reactor: answer a stored batch's messages."""
         self._unanswered -= len(items)
         if isinstance(result, failure.Failure):
-            for _, _, d, _ in items:
+            for _, _, d, _, _ in items:
                 d.errback(result)
         else:
-            for (_, _, d, _), message_id in zip(items, result):
+            for (_, _, d, _, _), message_id in zip(items, result):
                 d.callback(message_id)
 
     def flush(self):
@@ -176,3 +181,18 @@ class SpoolWriter:
 
         check()
         return idle
+
+
+def _log_arrivals(items, message_ids):
+    """The <= lines of a stored batch, one write per log (Exim logs an arrival
+    before its 250).  A log that cannot be written does not unmake the
+    messages: the failure goes to Twisted's log."""
+    by_logger = {}
+    for (_, _, _, _, arrival), message_id in zip(items, message_ids):
+        if arrival is not None:
+            by_logger.setdefault(id(arrival[0]), (arrival[0], []))[1].append((arrival[1], message_id))
+    for logger, entries in by_logger.values():
+        try:
+            logger.main_many(entries)
+        except Exception:
+            log.err(None, "exim_py: could not log arrivals")
