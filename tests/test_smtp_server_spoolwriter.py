@@ -187,10 +187,7 @@ class SpoolWriterTests(TestCase):
 class ArrivalLogTests(TestCase):
     """The <= lines the writer thread logs for a stored batch."""
 
-    def setUp(self):
-        self.directory = tempfile.mkdtemp(prefix="exim_py-writer-")
-        self.addCleanup(shutil.rmtree, self.directory, True)
-        self.spool = Spool(self.directory)
+    setUp = SpoolWriterTests.setUp
 
     @defer.inlineCallbacks
     def test_logged_before_answered(self):
