@@ -1,13 +1,21 @@
 """exim_py.workers.Pool, the thread pool deliveries hop to for their blocking steps."""
 
+import os
+import shutil
+import signal
+import smtplib
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from exim_py.workers import Pool
+from exim_py.spool import Spool
+from exim_py.workers import SHUTDOWN_WAIT, Pool
+from tests.support.end_to_end import Daemon, exim_py_script, free_port, read_text, wait_for
 
 
 class PoolTests(unittest.TestCase):
@@ -113,3 +121,61 @@ class PoolShutdownTests(unittest.TestCase):
         seconds only: the process exits without its result."""
         lines, status = self.run_script(0.3, "stuck")
         self.assertEqual((lines, status), (["exited"], 0))
+
+
+SLOW_PIPE_CONF = """\
+primary_hostname = mx.test.example
+keep_environment =
+host_lookup =
+spool_directory = {dir}/spool
+log_file_path = {dir}/%slog
+acl_smtp_rcpt = accept
+begin routers
+r:
+  driver = accept
+  transport = slow
+begin transports
+slow:
+  driver = pipe
+  user = nobody
+  command = /bin/sh -c 'echo \\$\\$ > {dir}/run/pid; exec sleep 60'
+"""
+
+
+class DaemonStopTests(unittest.TestCase):
+    """SIGTERM to a daemon whose delivery thread is busy."""
+
+    def test_sigterm_during_a_slow_local_delivery(self):
+        """A pipe command that would run for a minute holds the daemon's
+        exit for ``workers.SHUTDOWN_WAIT`` seconds only (it used to wait for
+        the command); the message stays on the spool for a later delivery."""
+        directory = tempfile.mkdtemp(prefix="exim_py-stop-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        os.chmod(directory, 0o755)
+        os.mkdir(os.path.join(directory, "run"))
+        os.chmod(os.path.join(directory, "run"), 0o1777)   # the command runs as nobody
+        conf = os.path.join(directory, "exim.conf")
+        with open(conf, "w") as f:
+            f.write(SLOW_PIPE_CONF.format(dir=directory))
+        port = free_port()
+        daemon = Daemon([exim_py_script(), "-C", conf, "-bdf", "-oX", str(port)], port).start()
+        self.addCleanup(daemon.kill)
+        with smtplib.SMTP("127.0.0.1", port, timeout=20) as client:
+            client.sendmail("a@b.example", ["c@d.example"], "Subject: s\r\n\r\nbody\r\n")
+        pid_file = os.path.join(directory, "run", "pid")
+        wait_for(lambda: read_text(pid_file).strip(),
+                 "the pipe command to start")
+        self.addCleanup(_kill, int(read_text(pid_file)))
+        started = time.monotonic()
+        daemon.process.send_signal(signal.SIGTERM)
+        daemon.process.wait(timeout=30)
+        self.assertLess(time.monotonic() - started, SHUTDOWN_WAIT + 10)
+        self.assertEqual(len(list(Spool(os.path.join(directory, "spool")).message_ids())), 1)
+
+
+def _kill(pid):
+    """End a process that may have ended already."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
