@@ -437,3 +437,52 @@ class IncompatibleOptionsTests(_Differential):
         self.assertEqual(seen["-bs -t"][0][:2],
                          (1, ["exim: incompatible command-line options or arguments"]))
         self.assertEqual(seen["-bs -bm"][0][2], "220 ")
+
+
+class MessageSizeTests(_Differential):
+    """message_size_limit measures the stored form (LF line ends, stuffing
+    dots removed), as Exim does, not the bytes on the wire."""
+
+    def body(self):
+        # CRLF lines, every other one dot-stuffed: header and body are 975
+        # bytes stored, 1337 on the wire
+        lines = "".join("..ab\r\n" if i % 2 else "xyz\r\n" for i in range(240))
+        return MESSAGE.replace("body\r\n", lines)
+
+    def outcome(self, limit):
+        """(status, replies, the read= and max= of a too-big line) of exim4 and exim_py."""
+        sides = []
+        for name, run in (("exim4", lambda conf, argv, text: self.exim.run(conf, argv, input=text)),
+                          ("exim_py", lambda conf, argv, text: run_exim_py(["-C", conf] + argv,
+                                                                          input=text))):
+            seen = self._side("%s-%d" % (name, limit),
+                              "acl_smtp_rcpt = accept\nmessage_size_limit = %d\n" % limit,
+                              self.body() + "QUIT\r\n", ["-odq"], run)
+            sizes = [m.group(0) for m in map(re.compile(r"read=\d+ max=\d+").search, seen["main"])
+                     if m]
+            sides.append((seen["status"], seen["stdout"], sizes))
+        self.assertEqual(sides[1], sides[0])
+        return sides[0]
+
+    def test_limit_on_the_stored_size(self):
+        """One byte below the stored size the message is refused with
+        exim4's read= and max=; at the stored size it is accepted."""
+        status, replies, sizes = self.outcome(974)
+        self.assertIn("552 Message size exceeds maximum permitted", replies)
+        self.assertEqual(sizes, ["read=975 max=974"])
+        status, replies, sizes = self.outcome(975)
+        self.assertIn("250 OK id=MSGID", replies)
+
+    def test_count_does_not_depend_on_reads(self):
+        """Fed a byte at a time, the collector counts what it counts when
+        fed the content at once (line ends and dots split across reads)."""
+        from exim_py.smtp.data import DataCollector
+        wire = self.body().split("DATA\r\n", 1)[1].encode("ascii")
+        sizes = []
+        for pieces in ([wire], [wire[i:i + 1] for i in range(len(wire))]):
+            collector = DataCollector(974)
+            for piece in pieces:
+                if collector.feed(piece) is not None:
+                    break
+            sizes.append((collector.size, collector.too_big))
+        self.assertEqual(sizes, [(975, True)] * 2)

@@ -47,7 +47,11 @@ class DataCollector:
         self.lf_line_ends = lf_line_ends
         self._chunks = []
         self._kept = 0
+        # Bytes on the wire, until that passes the limit; from then on the
+        # stored form's size, which is what Exim compares and logs (read=).
         self.size = 0
+        self._counting = False
+        self._before = b"\n"      # the byte before the next one counted
         self.too_big = False
         # The last few bytes seen, prefixed with the CRLF that precedes the
         # content, so a terminator split across reads is still found.
@@ -86,14 +90,39 @@ class DataCollector:
         return data[end + length - len(self._tail):]
 
     def _keep(self, data):
-        self.size += len(data)
-        if self.limit and self.size > self.limit:
+        if not self._counting:
+            self.size += len(data)
+            if not (self.limit and self.size > self.limit):
+                self._chunks.append(data)
+                return
+            # Past message_size_limit on the wire.  Exim measures the stored
+            # form (LF line ends, stuffing dots removed), which is smaller:
+            # count that from here on, and refuse only when it is over too.
+            self._counting = True
+            kept = b"".join(self._chunks)
+            self._chunks = [kept]
+            self.size = self._stored_length(kept)
+        self.size += self._stored_length(data)
+        if self.size > self.limit:
             self.too_big = True
-            return
-        self._chunks.append(data)
+        if not self.too_big:
+            self._chunks.append(data)
+
+    def _stored_length(self, data):
+        """The stored size of ``data``: CRLF is one byte and a dot that
+        starts a line none.  A CR at the end is counted with the next read,
+        when it is known whether an LF follows it."""
+        before = self._before
+        window = before + data
+        self._before = window[-1:]
+        return (len(data) - window.count(b"\r\n") - window.count(b"\n.")
+                + (before == b"\r") - data.endswith(b"\r"))
 
     def _trim(self, count):
-        self.size -= count
+        # The '.' (and CR) of a terminator begun in an earlier read: in the
+        # stored count its '.' was a stuffing dot and a last CR not yet counted.
+        if not self._counting:
+            self.size -= count
         if not self.too_big:
             data = b"".join(self._chunks)
             self._chunks = [data[:len(data) - count]]
