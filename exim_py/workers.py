@@ -12,10 +12,11 @@ that is a small fraction of the CPU Twisted's pool spends per call (see
 bench/relay_bench.py); results are delivered in the order they finish.
 
 A pool starts its threads on first use and ends them when the reactor
-shuts down; a forked child starts threads of its own.  Shutdown waits for
-the calls already queued while the reactor still runs, so that a call
-which needs the reactor (``blockingCallFromThread``, as a local transport
-without a blocking form uses) can finish instead of deadlocking the exit.
+shuts down; a forked child starts threads of its own.  Shutdown waits,
+``shutdown_wait`` seconds at most, for the calls already queued while the
+reactor still runs: a call which needs the reactor (``blockingCallFromThread``,
+as a local transport without a blocking form uses) can finish instead of
+deadlocking the exit, and a call that does not end cannot hold it.
 """
 
 import collections
