@@ -180,18 +180,22 @@ class BdatTests(unittest.TestCase):
 
     def test_chunks_then_only_bdat(self):
         """After a non-LAST chunk NOOP is allowed; any other command is refused and
-        abandons the message (Exim's bdat_getc)."""
+        abandons the message, and then only RSET is (Exim's bdat_getc)."""
         self.d.send("MAIL FROM:<a@b.example>\r\n")
         self.d.send("RCPT TO:<c@d.example>\r\n")
         self.assertEqual(self.d.send("BDAT 12\r\nSubject: a\r\n"), "250 12 byte chunk received\r\n")
         self.assertEqual(self.d.send("NOOP\r\n"), "250 OK\r\n")
         self.assertEqual(self.d.send("DATA\r\n"), "503 only BDAT permissible after non-LAST BDAT\r\n")
+        self.assertEqual(self.d.send("BDAT 1 LAST\r\n"), "503 only RSET accepted now\r\n")
+        self.assertEqual(self.d.send("RSET\r\n"), "250 Reset OK\r\n")
         self.assertEqual(self.d.send("BDAT 1 LAST\r\nx"), "503 valid RCPT command must precede BDAT\r\n")
 
     def test_zero_size_chunk(self):
-        """A zero-size chunk that is not LAST is refused with 504."""
+        """An empty first chunk is taken; a later zero-size chunk that is
+        not LAST is refused with 504."""
         self.d.send("MAIL FROM:<a@b.example>\r\n")
         self.d.send("RCPT TO:<c@d.example>\r\n")
+        self.assertEqual(self.d.send("BDAT 0\r\n"), "250 0 byte chunk received\r\n")
         self.assertEqual(self.d.send("BDAT 0\r\n"), "504 zero size for BDAT command\r\n")
 
     def test_bdat_data_is_not_dot_unstuffed(self):

@@ -95,13 +95,16 @@ class HostCheckCase(unittest.TestCase):
         self.exim = RealExim()
         self.addCleanup(self.exim.cleanup)
 
-    def play(self, commands, conf=HOST_CHECK):
+    def play(self, commands, conf=HOST_CHECK, leave_out=None):
         """Both runs' (replies, LOG: lines) after the greeting and EHLO,
-        compared; exim4's."""
+        compared, without the replies that match regex ``leave_out``; exim4's."""
         path = self.exim.write_config(conf)
         script = "EHLO x\r\n" + "".join(c + "\r\n" for c in commands) + "QUIT\r\n"
-        theirs = normalised(self.exim.run(path, ["-bh", "127.0.0.1"], input=script))
-        ours = normalised(run_exim_py(["-C", path, "-bh", "127.0.0.1"], input=script))
+        theirs, ours = [(
+            [line for line in replies if leave_out is None or not re.search(leave_out, line)], logs)
+            for replies, logs in (normalised(self.exim.run(path, ["-bh", "127.0.0.1"], input=script)),
+                                  normalised(run_exim_py(["-C", path, "-bh", "127.0.0.1"],
+                                                         input=script)))]
         self.maxDiff = None
         self.assertEqual(ours, theirs)
         replies, logs = theirs
@@ -376,6 +379,45 @@ class ParameterErrorTests(HostCheckCase):
         self.assertEqual(logs[:2], ["LOG: ETRN  received from (x) [127.0.0.1]",
                                     'LOG: SMTP syntax error in "ETRN" H=(x) [127.0.0.1] argument must '
                                     'begin with #'])
+
+
+class BdatArgumentTests(HostCheckCase):
+    """BDAT's argument read as Exim's sscanf("%u %n"), and a transfer given up."""
+
+    def test_size_then_last_or_anything(self):
+        """An empty first chunk is taken; the chunk is the last only when
+        "LAST" alone follows the size, anything else there is ignored.
+        (The running total in the last chunk's reply is left out: exim4
+        -bh's differs.)"""
+        replies, _ = self.play(["MAIL FROM:<a@b.example>", "RCPT TO:<c@d.example>", "BDAT 0",
+                                "BDAT 1 LAST x\r\nx" + "BDAT 1 2\r\ny" + "BDAT 1x\r\nz"
+                                + "BDAT 0 last"], leave_out=r"^250- \d+ byte chunk, total")
+        self.assertEqual(replies, ["250 OK", "250 Accepted", "250 0 byte chunk received",
+                                   "250 1 byte chunk received", "250 1 byte chunk received",
+                                   "250 1 byte chunk received", "250 OK id=ID"])
+
+    def test_refused_transfer_takes_only_rset(self):
+        """A later empty chunk, or another command between chunks, ends
+        the transfer: then every command gets "only RSET accepted now" (a
+        protocol error; a BDAT's data is read as commands).  (How exim4
+        4.96 ends such a session, QUIT answered twice and RSET crashing it,
+        is not copied.)"""
+        path = self.exim.write_config(HOST_CHECK)
+        script = ("EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nBDAT 1\r\nx"
+                  "BDAT 0\r\nNOOP\r\nBDAT 1 LAST\r\nx\r\nRCPT TO:<c@d.example>\r\nBDAT 1\r\nx"
+                  "FOO\r\nEHLO y\r\n")
+        runs = [normalised(self.exim.run(path, ["-bh", "127.0.0.1"], input=script)),
+                normalised(run_exim_py(["-C", path, "-bh", "127.0.0.1"], input=script))]
+        # up to the end of the input
+        theirs, ours = [([line for line in replies if not line.startswith("250-")][2:-1],
+                         [line for line in logs if "lost" not in line]) for replies, logs in runs]
+        self.assertEqual(ours, theirs)
+        self.assertEqual(theirs[0], ["250 OK", "250 Accepted", "250 1 byte chunk received",
+                                     "504 zero size for BDAT command"]
+                         + ["503 only RSET accepted now"] * 7)
+        self.assertEqual(theirs[1][1:3], [
+            'LOG: SMTP protocol error in "BDAT 0" H=(x) [127.0.0.1] zero size for BDAT command',
+            'LOG: SMTP protocol error in "NOOP" H=(x) [127.0.0.1] only RSET accepted now'])
 
 
 class LocalSessionEndTests(unittest.TestCase):

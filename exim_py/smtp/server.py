@@ -69,7 +69,7 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
     # elsewhere (Twisted's transport, connected...) still go to __dict__.
     __slots__ = ("policy", "clock", "tls_on_connect", "session", "envelope", "_buffer", "_busy",
                  "_closing", "_mode", "_early_pipe", "_collector", "_bdat", "_bdat_left", "_bdat_last",
-                 "_bdat_discard", "_auth", "_when_idle", "_proxy_timer", "_handshake_pending",
+                 "_bdat_discard", "_rset_only", "_auth", "_when_idle", "_proxy_timer", "_handshake_pending",
                  "_refusing", "helo_seen", "esmtp", "extensions", "pipelining", "tls_active",
                  "synprot_errors", "unknown_commands", "nonmail_commands", "uncounted", "rcpt_response",
                  "rcpt_response_same", "_was_rcpt", "_last_was_rcpt", "_was_rej_mail",
@@ -92,6 +92,7 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
         self._bdat_left = 0
         self._bdat_last = False
         self._bdat_discard = False
+        self._rset_only = False     # a BDAT transfer was refused: RSET (or QUIT) next
         self._auth = None
         # what to do once every command so far is answered: input_ended
         # (the client closed its side) or _stop_if_idle (the daemon stops)
@@ -363,11 +364,12 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
             arg = rest[len(lead):].strip(C_SPACE)
         if self._refusing is not None and verb != "QUIT":
             return self._send_reply(self._refusing, 0, "")
-        if self._bdat is not None and verb not in ("BDAT", "NOOP"):
-            # RFC 3030 and Exim: between chunks only BDAT (and NOOP); anything
-            # else abandons the message
-            self._reset_transaction()
-            return self._synprot(503, "only BDAT permissible after non-LAST BDAT", kind="protocol")
+        if self._rset_only and verb not in ("RSET", "QUIT"):
+            return self._synprot(503, "only RSET accepted now", kind="protocol")
+        if self._bdat is not None and verb not in ("BDAT", "NOOP", "RSET"):
+            # RFC 3030 and Exim: between chunks only BDAT (and NOOP, or RSET
+            # to give up); anything else abandons the message
+            return self._refuse_chunking(503, "only BDAT permissible after non-LAST BDAT")
         handler = getattr(self, "smtp_" + verb, None) if verb.isalpha() else None
         if handler is None:
             if pending and not self._early_pipe and self.policy.enforce_sync(self.session):

@@ -7,10 +7,15 @@ timeouts and the session's other commands (smtp/server.py).  Spec chapter
 RFC 3030 (CHUNKING).
 """
 
+import re
+
 from exim_py.envelope import Envelope, Recipient
 from exim_py.smtp import connlog, data as smtpdata
 from exim_py.smtp.params import BadAddress, OptionScanner, c_strtoul, parse_path, xtext_decode_strict
 from exim_py.smtp.reply import Reply
+
+
+_BDAT_ARGUMENT = re.compile(r"([0-9]+)\s*(.*)", re.ASCII | re.DOTALL)
 
 
 def _prdr_requested(reply):
@@ -236,7 +241,8 @@ class TransactionCommands:
             # a pipelining client could not know: not counted as an error
             self._send(503, "\n".join(lines + ["Valid RCPT command must precede %s" % verb]))
         else:
-            self._synprot(503, "\n".join(lines + ["valid RCPT command must precede %s" % verb]), kind="protocol")
+            self._synprot(503, "\n".join(lines + ["valid RCPT command must precede %s" % verb]),
+                          kind="protocol")
 
     def _no_recipients(self):
         """No transaction, or no recipient accepted (one accepted and then
@@ -304,29 +310,40 @@ class TransactionCommands:
         self._early_pipe = False
         if "CHUNKING" not in self.extensions:
             return self._synprot(503, "BDAT command used when CHUNKING not advertised", kind="protocol")
-        words = arg.split()
-        if not words or not words[0].isdigit():
+        # Exim reads the argument with sscanf("%u %n"): the size, then the
+        # chunk is the last one when all that follows is "LAST"; anything
+        # else after the size is ignored
+        m = _BDAT_ARGUMENT.match(arg)
+        if m is None:
             return self._synprot(501, "missing size for BDAT command", kind="protocol")
-        last = len(words) > 1 and words[1].upper() == "LAST"
-        if len(words) > 2 or (len(words) == 2 and not last):
-            return self._synprot(501, "unexpected argument data")
-        if int(words[0]) == 0 and not last:
-            self._reset_transaction()
-            return self._synprot(504, "zero size for BDAT command")
+        size, last = int(m.group(1)), m.group(2).upper() == "LAST"
+        if size == 0 and not last and self._bdat is not None:
+            # an empty first chunk is fine, a later one is not
+            return self._refuse_chunking(504, "zero size for BDAT command")
         if self._no_recipients():
             # the chunk must still be read and thrown away
-            self._skip_chunk(int(words[0]))
+            self._skip_chunk(size)
             return self._no_valid_rcpt("BDAT")
         if self._bdat is None:
             self._bdat = smtpdata.BdatCollector(self.policy.message_size_limit(self.session))
-        self._bdat_left = int(words[0])
+        self._bdat_left = size
         self._bdat_last = last
         self._mode = "bdat"
         if self._bdat_left == 0:
             self._mode = "command"
             self._end_of_chunk()
 
+    def _refuse_chunking(self, code, text):
+        """A BDAT transfer given up (Exim's bdat_getc): the transaction is
+        gone, and until RSET every command but QUIT gets "only RSET
+        accepted now"."""
+        self._reset_transaction()
+        self._rset_only = True
+        self._synprot(code, text, kind="protocol")
+
     def _skip_chunk(self, size):
+        if not size:
+            return
         self._bdat = smtpdata.BdatCollector(1)
         self._bdat_left = size
         self._bdat_last = True
@@ -378,4 +395,5 @@ class TransactionCommands:
     def smtp_RSET(self, arg):
         self.policy.transaction_reset(self.session, self.envelope)
         self._reset_transaction()
+        self._rset_only = False
         self._send(250, "Reset OK")
