@@ -30,7 +30,6 @@ from twisted.application import internet, service
 from twisted.internet import defer, error
 
 from exim_py import EXIM_COMPAT_VERSION, daemon_imports, daemon_workers
-from exim_py import reactor as exim_reactor
 from exim_py.cli import config_path
 from exim_py.config.options import format_time
 from exim_py.errors import ConfigError, UsageError
@@ -424,7 +423,7 @@ def daemon_mode(inv):
             count - 1, lambda channel: _serve(_service_in_worker(config, worker_inv, channel), [], None),
             keep_out=bound.values())
     # after the fork: each process has a reactor (epoll set, waker) of its own
-    exim_reactor.install()
+    _install_reactor()
     top = build_service(config, inv, processes=count, bound=bound)
     try:
         top.privilegedStartService()
@@ -448,8 +447,15 @@ def daemon_mode(inv):
     return _serve(top, [child for child, _ in workers], pid_path)
 
 
+def _install_reactor():
+    # imported here, not at the top: the reactor's modules must load after
+    # daemon_imports.defer_twisted_tls has decided whether TLS comes along
+    from exim_py import reactor
+    reactor.install()
+
+
 def _service_in_worker(config, inv, channel):
-    exim_reactor.install()
+    _install_reactor()
     return build_service(config, inv, channel=channel)
 
 
