@@ -29,7 +29,8 @@ import types
 # that install the reactor when imported, such as exim_py.delivery.queuerun
 # through transports/smtp_pool.py, must not be here)
 _PRELOAD = (
-    "twisted.internet.default", "twisted.internet.epollreactor", "twisted.internet.tcp", "exim_py.reactor",
+    "twisted.internet.default", "twisted.internet.epollreactor", "twisted.internet.tcp",
+    "exim_py.reactor",
     "twisted.application.internet", "encodings.idna",
     "exim_py.smtp.server", "exim_py.smtp.policy", "exim_py.smtp.spoolwriter",
     "exim_py.spool", "exim_py.log", "exim_py.auths.base",
