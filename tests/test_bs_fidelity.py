@@ -449,15 +449,16 @@ class MessageSizeTests(_Differential):
         lines = "".join("..ab\r\n" if i % 2 else "xyz\r\n" for i in range(240))
         return MESSAGE.replace("body\r\n", lines)
 
-    def outcome(self, limit):
+    def outcome(self, limit, dialogue=None):
         """(status, replies, the read= and max= of a too-big line) of exim4 and exim_py."""
+        dialogue = dialogue or self.body() + "QUIT\r\n"
         sides = []
         for name, run in (("exim4", lambda conf, argv, text: self.exim.run(conf, argv, input=text)),
                           ("exim_py", lambda conf, argv, text: run_exim_py(["-C", conf] + argv,
                                                                           input=text))):
             seen = self._side("%s-%d" % (name, limit),
                               "acl_smtp_rcpt = accept\nmessage_size_limit = %d\n" % limit,
-                              self.body() + "QUIT\r\n", ["-odq"], run)
+                              dialogue, ["-odq"], run)
             sizes = [m.group(0) for m in map(re.compile(r"read=\d+ max=\d+").search, seen["main"])
                      if m]
             sides.append((seen["status"], seen["stdout"], sizes))
@@ -472,6 +473,19 @@ class MessageSizeTests(_Differential):
         self.assertEqual(sizes, ["read=975 max=974"])
         status, replies, sizes = self.outcome(975)
         self.assertIn("250 OK id=MSGID", replies)
+
+    def test_bdat_limit_on_the_stored_size(self):
+        """BDAT: CRLF counts one byte against the limit; BDAT LAST's total
+        is the bytes the chunks carried."""
+        content = "Subject: x\r\n\r\n" + "abc\r\n" * 200     # 1014 bytes, 812 stored
+        dialogue = ("EHLO client.example\r\nMAIL FROM:<a@client.example>\r\n"
+                    "RCPT TO:<b@mx.test.example>\r\nBDAT %d LAST\r\n%sQUIT\r\n"
+                    % (len(content), content))
+        status, replies, sizes = self.outcome(811, dialogue)
+        self.assertIn("552 Message size exceeds maximum permitted", replies)
+        self.assertEqual(sizes, ["read=812 max=811"])
+        status, replies, sizes = self.outcome(812, dialogue)
+        self.assertIn("250- 1014 byte chunk, total 1014", replies)
 
     def test_count_does_not_depend_on_reads(self):
         """Fed a byte at a time, the collector counts what it counts when

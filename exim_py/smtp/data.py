@@ -109,14 +109,8 @@ class DataCollector:
             self._chunks.append(data)
 
     def _stored_length(self, data):
-        """The stored size of ``data``: CRLF is one byte and a dot that
-        starts a line none.  A CR at the end is counted with the next read,
-        when it is known whether an LF follows it."""
-        before = self._before
-        window = before + data
-        self._before = window[-1:]
-        return (len(data) - window.count(b"\r\n") - window.count(b"\n.")
-                + (before == b"\r") - data.endswith(b"\r"))
+        size, self._before = stored_length(self._before, data, dot_stuffed=True)
+        return size
 
     def _trim(self, count):
         # The '.' (and CR) of a terminator begun in an earlier read: in the
@@ -197,24 +191,54 @@ def _normalise_bare(raw, dot_stuffed):
     return b"\n".join(out), out
 
 
+def stored_length(before, data, dot_stuffed):
+    """(the stored size of ``data``, the byte to pass as ``before`` with the
+    next read): CRLF is one byte, and with ``dot_stuffed`` a dot that starts
+    a line is none.  ``before`` is the byte that preceded ``data`` (an LF at
+    the start).  A CR at the end is counted with the next read, when it is
+    known whether an LF follows it."""
+    window = before + data
+    size = (len(data) - window.count(b"\r\n") + (before == b"\r") - data.endswith(b"\r"))
+    if dot_stuffed:
+        size -= window.count(b"\n.")
+    return size, window[-1:]
+
+
 class BdatCollector:
-    """The chunks of one BDAT transfer (RFC 3030), kept until BDAT LAST."""
+    """The chunks of one BDAT transfer (RFC 3030), kept until BDAT LAST.
+
+    ``size`` is the bytes the chunks carried (BDAT LAST's "total"), or for a
+    message over the limit its stored size, which is what Exim compares
+    with message_size_limit and logs."""
 
     def __init__(self, limit):
         self.limit = limit
-        self.size = 0
         self.last_size = 0
         self.too_big = False
+        self._wire = 0
+        self._stored = None       # counted once the wire size passes the limit
         self._chunks = []
         self._this = 0
+        self._before = b"\n"
+
+    @property
+    def size(self):
+        return self._stored if self.too_big else self._wire
 
     def feed_chunk(self, data):
-        self.size += len(data)
         self._this += len(data)
-        if self.limit and self.size > self.limit:
+        self._wire += len(data)
+        if self._stored is None:
+            if not (self.limit and self._wire > self.limit):
+                self._chunks.append(data)
+                return
+            self._stored, self._before = stored_length(b"\n", b"".join(self._chunks), False)
+        size, self._before = stored_length(self._before, data, False)
+        self._stored += size
+        if self._stored > self.limit:
             self.too_big = True
             self._chunks = []
-        else:
+        elif not self.too_big:
             self._chunks.append(data)
 
     def chunk_done(self):
