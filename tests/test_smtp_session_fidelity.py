@@ -332,6 +332,33 @@ class OperandWhiteSpaceTests(HostCheckCase):
                                    '<c@d.example> ')
 
 
+    def test_white_space_after_a_command(self):
+        """White space at the end of a command line goes before the command
+        is recognised."""
+        replies, _ = self.play(["NOOP\t", "RSET \t", "HELO x\t"])
+        self.assertEqual(replies, ["250 OK", "250 Reset OK", "250 mx.test.example Hello x [127.0.0.1]"])
+
+
+class UnqualifiedRecipientTests(HostCheckCase):
+    """Addresses without a domain in RCPT and VRFY."""
+
+    def test_postmaster_and_others(self):
+        """A bare postmaster (any case) is qualified for any client; another
+        local part is refused with a line of its own; VRFY's address is
+        checked in the same way, and a malformed one is answered with the
+        reason alone."""
+        conf = HOST_CHECK.replace("begin acl", "acl_smtp_vrfy = accept\n\nbegin acl")
+        replies, logs = self.play(["MAIL FROM:<a@b.example>", "RCPT TO:<postmaster>",
+                                   "RCPT TO:<PostMaster>", "RCPT TO:<x>", "VRFY y", "VRFY <a b@c>",
+                                   "VRFY postmaster"], conf)
+        self.assertEqual(replies[1:6], ["250 Accepted", "250 Accepted",
+                                        "501 <x>: recipient address must contain a domain",
+                                        "501 y: recipient address must contain a domain",
+                                        '501 "@" or "." expected after "a"'])
+        self.assertEqual(logs[1:3], ["LOG: unqualified recipient rejected: <x> H=(x) [127.0.0.1]",
+                                     "LOG: unqualified verify rejected: <y> H=(x) [127.0.0.1]"])
+
+
 class ParameterErrorTests(HostCheckCase):
     """DSN and AUTH parameters given twice or with bad values."""
 

@@ -582,8 +582,10 @@ class ServerPolicy(MessagePolicy):
         return address + "@" + (self._option("qualify_domain") or self.primary_hostname)
 
     def qualify_recipient(self, session, address):
-        if session.sender_host_address and not session_hosts.session_host(
-                self, "recipient_unqualified_hosts", session):
+        # a bare "postmaster" is qualified whoever sends it (RFC 5321 4.5.1;
+        # Exim's qualify_recipient)
+        if session.sender_host_address and address.lower() != "postmaster" and \
+                not session_hosts.session_host(self, "recipient_unqualified_hosts", session):
             return None
         return address + "@" + self._recipient_domain()
 

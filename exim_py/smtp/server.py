@@ -346,9 +346,9 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
     def _command(self, raw, pending):
         if len(raw) > MAX_COMMAND:
             return self._unknown_command(raw[:MAX_COMMAND].decode("latin-1"))
-        line = raw.decode("utf-8", "surrogateescape")
         # without the white space at its end, as Exim's command buffer
-        self.session.smtp_command = line.rstrip(C_SPACE)
+        line = raw.decode("utf-8", "surrogateescape").rstrip(C_SPACE)
+        self.session.smtp_command = line
         # Exim's last_was_rcpt / last_was_rej_mail: what the previous command was
         self._last_was_rcpt, self._was_rcpt = self._was_rcpt, False
         self._last_was_rej_mail, self._was_rej_mail = self._was_rej_mail, False
@@ -685,9 +685,13 @@ class SMTPServerProtocol(TransactionCommands, SecurityCommands, protocol.Protoco
         try:
             address = parse_path(arg, allow_empty=False, domain_literals=self.policy.allow_domain_literals)
         except BadAddress as e:
-            return self._send(501, "%s: %s" % (arg, e) if arg else "empty address")
+            return self._send(501, str(e) if arg else "empty address")
         if "@" not in address:
-            return self._send(501, "%s: recipient address must contain a domain" % arg)
+            qualified = self.policy.qualify_recipient(self.session, address)
+            if qualified is None:
+                connlog.unqualified(self.policy, self.session, "verify", address)
+                return self._send(501, "%s: recipient address must contain a domain" % arg)
+            address = qualified
         self._policy_command(self.policy.vrfy, address, arg)
 
     def smtp_EXPN(self, arg):
