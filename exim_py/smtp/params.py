@@ -16,6 +16,7 @@ from exim_py.expand.rfc822 import extract_address
 # C's isspace() and isalpha() in the C locale
 C_SPACE = " \t\n\v\f\r"
 _SPACE = frozenset(C_SPACE)
+_SPACE_AT = re.compile("[%s]" % C_SPACE)
 _ALPHA = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 # a declared size is held in a C int
 INT_MAX = 2 ** 31 - 1
@@ -54,6 +55,9 @@ class OptionScanner:
         while v > 0 and text[v] in _SPACE:
             v -= 1
         self._end = v + 1
+        if _SPACE_AT.search(text, 0, v) is None:
+            # one word: no option can follow it (the usual bare "<a@b>")
+            return None
         while v > 0 and text[v] != "=" and text[v] not in _SPACE:
             if text[v] == '"':
                 v -= 1
