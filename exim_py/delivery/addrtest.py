@@ -15,6 +15,7 @@ from exim_py.delivery.addrparse import AddressSyntaxError, extract_address, qual
 from exim_py.delivery.address import FAIL, DEFER, OK
 from exim_py.delivery.context import DeliveryContext
 from exim_py.delivery.verify import verify_address
+from exim_py.expand.rfc822 import find_address_end
 
 
 def _load(inv):
@@ -23,15 +24,49 @@ def _load(inv):
 
 
 def _addresses(inv):
-    """The addresses to test: the arguments, else lines of standard input."""
+    """The addresses to test, taken as Exim's test mode takes them (exim.c):
+    each argument is a comma-separated list, else each line of standard
+    input is one address."""
     if inv.args:
         for arg in inv.args:
-            yield arg
-        return
-    for line in sys.stdin:
-        line = line.strip()
-        if line:
-            yield line
+            yield from _argument_addresses(arg)
+    else:
+        yield from _input_lines()
+
+
+def _argument_addresses(text):
+    """The addresses of one argument: split where an address ends at a
+    comma, the commas and white space after it skipped; an empty argument
+    has none, but an empty item before a comma is tested (and refused)."""
+    while text:
+        end = find_address_end(text)
+        yield text[:end]
+        text = text[end + 1:].lstrip(", \t\n\r\f\v")
+
+
+def _input_lines():
+    """Standard input's lines, each after a "> " prompt (no readline here),
+    a line ending in a backslash joined to the next; a blank line is tested
+    too.  At the end of input the prompt gets its newline."""
+    while True:
+        sys.stdout.write("> ")
+        sys.stdout.flush()
+        parts = []
+        while True:
+            line = sys.stdin.readline()
+            if not line:
+                break
+            text = line.rstrip()
+            if parts:
+                text = text.lstrip()
+            if not text.endswith("\\"):
+                parts.append(text)
+                break
+            parts.append(text[:-1])
+        if not parts:
+            sys.stdout.write("\n")
+            return
+        yield "".join(parts)
 
 
 def _reason(addr):
@@ -128,8 +163,6 @@ def _run(inv, full):
     status = 0
     seen = set()
     for raw in _addresses(inv):
-        if not raw.strip():
-            continue
         try:
             address = extract_address(raw)
         except AddressSyntaxError as e:
