@@ -375,6 +375,31 @@ class CommandLineOriginTests(_Differential):
         self.assertIn("--interface_address [192.0.2.2]:2525", theirs)
         self.assertEqual(theirs[0], "root 0 0")
 
+    def test_authentication_from_the_command_line(self):
+        """-oMai and -oMaa stay in force: the <= line has A=name:id for a
+        session from a host (-oMa), none for a local one, and the -H file
+        carries the tainted auth_id either way."""
+        for extra, arrival in ((["-oMa", "192.0.2.1"], " A=plainx:joe "), ([], None)):
+            args = extra + ["-oMaa", "plainx", "-oMai", "joe"]
+            seen = [self._side(name, "acl_smtp_rcpt = accept\n", MESSAGE + "QUIT\r\n",
+                               ["-odq"] + args, run)
+                    for name, run in (
+                        ("exim4-%d" % len(extra),
+                         lambda conf, argv, text: self.exim.run(conf, argv, input=text)),
+                        ("exim_py-%d" % len(extra),
+                         lambda conf, argv, text: run_exim_py(["-C", conf] + argv, input=text)))]
+            self.assertEqual(seen[1]["main"], seen[0]["main"])
+            line = seen[0]["main"][0]
+            self.assertIn(" <= ", line)
+            if arrival:
+                self.assertIn(arrival, line)
+            else:
+                self.assertNotIn(" A=", line)
+            headers = [_spooled_header(self.exim.dir + "/" + name + "-%d" % len(extra))
+                       for name in ("exim4", "exim_py")]
+            auth = [[h for h in lines if "auth_id" in h] for lines in headers]
+            self.assertEqual(auth, [["--auth_id joe"]] * 2)
+
     def test_host_check_interface(self):
         """-bh with -oMi: $interface_address, $interface_port and
         $received_port are the given interface."""

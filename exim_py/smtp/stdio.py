@@ -264,7 +264,12 @@ def _session_filler(policy, inv, host_address, caller, remote=(None, None), inte
                 session.received_protocol = inv.received_protocol
             return
         session.not_socket = True
+        # -oMai and -oMaa (a trusted caller's word that the client
+        # authenticated) stay in force for -bs and -bh, as in Exim; the
+        # authenticator (A= on the <= line) only for a session from a host
+        session.authenticated_id = inv.oM.get("ai")
         if remote[0] is not None:
+            session.auth_mechanism = inv.oM.get("aa")
             session.sender_host_address, session.sender_host_port = remote
             # addresses given on the command line are tainted in -H, as Exim's
             session.origin_tainted = host_address is None
