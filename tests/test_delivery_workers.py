@@ -15,7 +15,7 @@ from twisted.trial import unittest
 
 from exim_py.spool import Spool
 from exim_py.workers import SHUTDOWN_WAIT, Pool
-from tests.support.end_to_end import Daemon, exim_py_script, free_port, read_text, wait_for
+from tests.support.end_to_end import ROOT, Daemon, exim_py_script, free_port, read_text, wait_for
 
 
 class PoolTests(unittest.TestCase):
@@ -105,7 +105,8 @@ class PoolShutdownTests(unittest.TestCase):
     def run_script(self, wait, call):
         """The script's output and exit status (it is killed after 30 s)."""
         proc = subprocess.run([sys.executable, "-c", SHUTDOWN_SCRIPT, str(wait), call],
-                              capture_output=True, text=True, timeout=30)
+                              capture_output=True, text=True, timeout=30,
+                              env=dict(os.environ, PYTHONPATH=ROOT))
         return proc.stdout.splitlines(), proc.returncode
 
     def test_call_that_needs_the_reactor_finishes(self):
