@@ -15,7 +15,8 @@ import re
 
 from exim_py.errors import ConfigError, ExpansionError
 from exim_py.expand import expand
-from exim_py.expand.arith import read_time
+# Exim's readconf_readtime and readconf_printtime, shared with the expansions.
+from exim_py.expand.arith import print_time as format_time, read_time
 from exim_py.expand.lists import iter_list, list_separator, split_list
 
 # Option types (see HACKING.rst for the Python type of each value).
@@ -234,21 +235,6 @@ def printing(s):
 
 _PRINT_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b", "\f": "\\f",
                   "\v": "\\v"}
-
-
-def format_time(seconds):
-    """Exim's readconf_printtime: 90061 → ``1d1h1m1s``, 0 → ``0s``."""
-    sign = ""
-    if seconds < 0:
-        sign, seconds = "-", -seconds
-    w, rest = divmod(seconds, 7 * 86400)
-    d, rest = divmod(rest, 86400)
-    h, rest = divmod(rest, 3600)
-    m, s = divmod(rest, 60)
-    out = "".join("%d%s" % (n, u) for n, u in ((w, "w"), (d, "d"), (h, "h"), (m, "m")) if n)
-    if s or not out:
-        out += "%ds" % s
-    return sign + out
 
 
 def find_user(name):
