@@ -152,6 +152,10 @@ def _host_strings(session, ip, incoming_port):
         sep = "\n\t" if len(details) > 2 else " "
         rcvhost = "%s%s(%s)" % (name, sep, " ".join(details))
     else:
+        # without a name the port goes inside the comment (spec, $sender_rcvhost)
+        if incoming_port and session.sender_host_port is not None:
+            address = "[%s]" % ip
+            details.insert(0, "port=%d" % session.sender_host_port)
         rcvhost = address + (" (%s)" % " ".join(details) if details else "")
     return fullhost, rcvhost
 

@@ -115,3 +115,22 @@ class HostStringsTests(unittest.TestCase):
         self.assertEqual(receive.host_strings(s, incoming_port=True)[0],
                          "host.example (other.example) [192.0.2.7]:40000")
         self.assertEqual(receive.host_strings(s)[0], "host.example (other.example) [192.0.2.7]")
+
+
+class IncomingPortExim4Tests(unittest.TestCase):
+    """$sender_rcvhost and $sender_fullhost with log_selector = +incoming_port,
+    against exim4 -bh."""
+
+    def test_port_in_host_strings(self):
+        """Without a host name the port goes into $sender_rcvhost's comment
+        ("port=N"), and after the address in $sender_fullhost, as exim4 shows."""
+        from tests.support import bh
+        exim = bh.oracle(self)
+        path = exim.write_config(
+            "log_selector = +incoming_port\nhost_lookup =\nacl_smtp_helo = acl_helo\n"
+            "begin acl\nacl_helo:\n"
+            "  warn logwrite = RCV [$sender_rcvhost] FULL [$sender_fullhost]\n  accept\n")
+        lines = bh.same_session(self, exim, path, bh.script(["EHLO client.example", "QUIT"]),
+                                address="192.0.2.7.4321", summary=bh.logged)
+        self.assertIn("LOG: RCV [[192.0.2.7] (port=4321 helo=client.example)] "
+                      "FULL [(client.example) [192.0.2.7]:4321]", lines)

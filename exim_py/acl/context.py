@@ -63,15 +63,10 @@ def session_variables(session, envelope=None):
 
 def _host_strings(session):
     """($sender_fullhost, $sender_rcvhost) for an ACL: Exim sets them as the
-    connection starts and again after HELO and the host name lookup.  The
-    pair is kept on the session while the facts it is built from stay."""
-    key = (session.sender_host_address, session.sender_host_name,
-           session.helo_name, session.sender_ident)
-    kept = getattr(session, "acl_host_strings", None)
-    if kept is None or kept[0] != key:
-        fullhost, rcvhost = host_strings(session)
-        kept = session.acl_host_strings = (key, (fullhost or "", rcvhost or ""))
-    return kept[1]
+    connection starts and again after HELO and the host name lookup
+    (receive.host_strings keeps the pair while its facts stay)."""
+    fullhost, rcvhost = host_strings(session, getattr(session, "incoming_port_logged", False))
+    return fullhost or "", rcvhost or ""
 
 
 class HostNameLookup:

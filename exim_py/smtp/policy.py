@@ -225,6 +225,9 @@ class ServerPolicy(MessagePolicy):
         session.interface_port = getattr(host, "port", None)
         session.received_protocol = "smtp"
         session.smtp_command = None
+        # log_selector +incoming_port puts the client's port in $sender_fullhost
+        # and $sender_rcvhost as well as on log lines
+        session.incoming_port_logged = self.logger is not None and self.logger.selector("incoming_port")
 
     def refuse_connection(self, addr, active):
         """smtp_accept_max and friends (smtp/limits.py): a Reply refusing the
