@@ -142,10 +142,15 @@ class HostStringTests(TestCase):
                    "host.name.example\n\t([10.1.2.3] helo=helo.example ident=root)")
 
     def test_port(self):
-        """With incoming_port the remote port follows the address."""
+        """With incoming_port the remote port follows the address in
+        $sender_fullhost; without a host name $sender_rcvhost has it as
+        "port=N" in its comment (as exim4 -bh shows)."""
         s = Session()
         s.sender_host_address, s.sender_host_port = "10.1.2.3", 4567
-        self.assertEqual(host_strings(s, incoming_port=True), ("[10.1.2.3]:4567", "[10.1.2.3]:4567"))
+        self.assertEqual(host_strings(s, incoming_port=True), ("[10.1.2.3]:4567", "[10.1.2.3] (port=4567)"))
+        s.sender_host_name = "host.example"
+        self.assertEqual(host_strings(s, incoming_port=True),
+                         ("host.example [10.1.2.3]:4567", "host.example ([10.1.2.3]:4567)"))
 
     def test_local(self):
         """A local message has neither."""
