@@ -26,6 +26,14 @@ def envelope(n):
     return env
 
 
+def envelopes(writer, count):
+    """``count`` envelopes, each with a message id from ``writer``."""
+    envs = [envelope(n) for n in range(count)]
+    for env in envs:
+        env.message_id = writer.new_message_id()
+    return envs
+
+
 class SpoolWriterTests(TestCase):
     """SpoolWriter.store and its threads."""
 
@@ -39,9 +47,7 @@ class SpoolWriterTests(TestCase):
         """More messages than one batch holds: every one is answered with its
         id, and by then its -H and -D files are on the spool with its sender."""
         writer = SpoolWriter(self.spool, max_batch=8)
-        envs = [envelope(n) for n in range(40)]
-        for env in envs:
-            env.message_id = writer.new_message_id()
+        envs = envelopes(writer, 40)
         checked = []
 
         def check(message_id, env):
@@ -138,9 +144,7 @@ class SpoolWriterTests(TestCase):
             self.assertTrue(any(e[0] == "flushed" and e[1] is batch for e in seen[:at]))
             self.assertTrue(any(e[0] == "flushed" for e in seen[at + 1:]))
 
-        envs = [envelope(n) for n in range(40)]
-        for env in envs:
-            env.message_id = writer.new_message_id()
+        envs = envelopes(writer, 40)
         yield defer.gatherResults([writer.store(env, b"body\n").addCallback(check) for env in envs])
         batches = sum(1 for e in events if e[0] == "rename")
         flushes = [e for e in events if e[0] == "flushed"]
@@ -166,9 +170,7 @@ class SpoolWriterTests(TestCase):
 
         self.patch(self.spool, "make_durable", make_durable)
         writer = SpoolWriter(self.spool, max_batch=2)
-        envs = [envelope(n) for n in range(12)]
-        for env in envs:
-            env.message_id = writer.new_message_id()
+        envs = envelopes(writer, 12)
         results = yield defer.DeferredList([writer.store(env, b"body\n") for env in envs], consumeErrors=True)
         [lost] = failed
         lost_ids = {env.message_id for env in lost.envelopes}
@@ -196,9 +198,7 @@ class ArrivalLogTests(TestCase):
         from exim_py.log import Logger
         logger = Logger(log_file_path=os.path.join(self.directory, "%slog"), log_selector="")
         writer = SpoolWriter(self.spool, max_batch=4)
-        envs = [envelope(n) for n in range(10)]
-        for env in envs:
-            env.message_id = writer.new_message_id()
+        envs = envelopes(writer, 10)
         seen = []
 
         def check(message_id, env):
