@@ -223,11 +223,13 @@ class Logger:
                 f = self._files[path] = _LogFile(path)
             return f
 
-    def _emit(self, which, line, now):
+    def _emit(self, which, lines, now):
+        """Write formatted ``lines`` to one log: a single write to its file."""
         if self.templates:
-            self._file(which, now).write((line + "\n").encode("utf-8", "surrogateescape"))
+            self._file(which, now).write(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
         if self.use_syslog:
-            self._syslog(which, line)
+            for line in lines:
+                self._syslog(which, line)
 
     def _syslog(self, which, line):
         if not self._syslog_open:
@@ -251,18 +253,13 @@ class Logger:
     def main(self, text, message_id=None):
         """Write one line to the main log."""
         now = self.clock()
-        self._emit("main", self.format(text, message_id, now), now)
+        self._emit("main", [self.format(text, message_id, now)], now)
         self._recent.line = (text, message_id)
 
     def main_many(self, entries):
         """Write several main log lines, ``(text, message_id)`` each, with one write."""
         now = self.clock()
-        lines = [self.format(text, message_id, now) for text, message_id in entries]
-        if self.templates:
-            self._file("main", now).write(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
-        if self.use_syslog:
-            for line in lines:
-                self._syslog("main", line)
+        self._emit("main", [self.format(text, message_id, now) for text, message_id in entries], now)
 
     def _main_copy(self, text, message_id, line, now):
         """The main-log copy of a reject or panic line, unless this thread has just
@@ -271,7 +268,7 @@ class Logger:
         if getattr(self._recent, "line", None) == (text, message_id):
             self._recent.line = None
             return
-        self._emit("main", line, now)
+        self._emit("main", [line], now)
 
     def reject(self, text, message_id=None, headers=None, sender=None, recipients=None,
                main=True):

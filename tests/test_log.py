@@ -309,3 +309,28 @@ class SyslogTests(TestCase):
         parts = self.receive(2)
         self.assertIn("[1/2] ", parts[0])
         self.assertIn("[2/2] ", parts[1])
+
+
+class MainManyTests(TestCase):
+    """Logger.main_many: several main log lines in one write, through the same
+    output as main() (a subclass that redirects the lines gets them all)."""
+
+    def test_one_write_to_the_file(self):
+        """Both lines reach the main log, each with its timestamp and id."""
+        directory = self.mktemp()
+        os.makedirs(directory)
+        logger = Logger(log_file_path=os.path.join(directory, "%slog"), log_selector="")
+        logger.main_many([("<= a@x", "1xUzHW-018SZz-1v"), ("<= b@x", None)])
+        with open(os.path.join(directory, "mainlog")) as f:
+            lines = f.read().splitlines()
+        self.assertEqual(len(lines), 2)
+        self.assertRegex(lines[0], r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d 1xUzHW-018SZz-1v <= a@x$")
+        self.assertRegex(lines[1], r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d <= b@x$")
+
+    def test_host_check_logger_shows_them(self):
+        """Under -bh nothing reaches a file: each line is shown as LOG:."""
+        import io
+        from exim_py.smtp.stdio import host_check_logger
+        stream = io.StringIO()
+        host_check_logger(None, stream).main_many([("a", None), ("b", "1xUzHW-018SZz-1v")])
+        self.assertEqual(stream.getvalue(), "LOG: a\nLOG: 1xUzHW-018SZz-1v b\n")

@@ -169,8 +169,8 @@ def host_check_logger(config, stream=None):
         def format(self, text, message_id=None, now=None):
             return "%s %s" % (message_id, text) if message_id else text
 
-        def _emit(self, which, line, now):
-            text = "LOG: %s\n" % line
+        def _emit(self, which, lines, now):
+            text = "".join("LOG: %s\n" % line for line in lines)
             if stream is not None:
                 stream.write(text)
                 stream.flush()
