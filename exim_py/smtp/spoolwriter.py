@@ -18,6 +18,7 @@ the Exim user, the thread takes that user's file-system identity
 (spool/owner.py), so the files it creates need no chown.
 """
 
+import collections
 import queue
 import threading
 
@@ -26,6 +27,9 @@ from twisted.python import failure, log
 
 from exim_py import procid
 from exim_py.spool.owner import create_as
+
+# one message handed to the writer thread (see SpoolWriter.store)
+_Job = collections.namedtuple("_Job", "envelope body deferred msglog_line arrival")
 
 # seconds a writer thread waits for work before it leaves
 IDLE_SECONDS = 5.0
@@ -64,7 +68,7 @@ class SpoolWriter:
                 # threads do not survive fork(): this process starts afresh
                 self._pid, self._jobs, self._running = procid.current(), queue.SimpleQueue(), False
             # under the lock: a thread about to leave sees this message and stays
-            self._jobs.put((envelope, body, d, msglog_line, arrival))
+            self._jobs.put(_Job(envelope, body, d, msglog_line, arrival))
             start, self._running = not self._running, True
         if start:
             threading.Thread(target=self._writer, args=(self._jobs,),
@@ -93,8 +97,8 @@ class SpoolWriter:
                 continue
             batch = None
             try:
-                batch = self.spool.write_batch([(env, body) for env, body, _, _, _ in items],
-                                               [line for _, _, _, line, _ in items])
+                batch = self.spool.write_batch([(job.envelope, job.body) for job in items],
+                                               [job.msglog_line for job in items])
                 self.spool.make_durable(written=batch, renamed=renamed[0] if renamed else None)
             except Exception:
                 if batch is not None:
@@ -163,11 +167,11 @@ class SpoolWriter:
         """In the reactor: answer a stored batch's messages."""
         self._unanswered -= len(items)
         if isinstance(result, failure.Failure):
-            for _, _, d, _, _ in items:
-                d.errback(result)
+            for job in items:
+                job.deferred.errback(result)
         else:
-            for (_, _, d, _, _), message_id in zip(items, result):
-                d.callback(message_id)
+            for job, message_id in zip(items, result):
+                job.deferred.callback(message_id)
 
     def flush(self):
         """A Deferred that fires once nothing is queued or being written (for shutdown)."""
@@ -188,9 +192,10 @@ def _log_arrivals(items, message_ids):
     before its 250).  A log that cannot be written does not unmake the
     messages: the failure goes to Twisted's log."""
     by_logger = {}
-    for (_, _, _, _, arrival), message_id in zip(items, message_ids):
-        if arrival is not None:
-            by_logger.setdefault(id(arrival[0]), (arrival[0], []))[1].append((arrival[1], message_id))
+    for job, message_id in zip(items, message_ids):
+        if job.arrival is not None:
+            logger, text = job.arrival
+            by_logger.setdefault(id(logger), (logger, []))[1].append((text, message_id))
     for logger, entries in by_logger.values():
         try:
             logger.main_many(entries)
