@@ -17,6 +17,7 @@ twistd's choice (``twistd --reactor``).
 """
 
 import errno
+import sys
 
 from twisted.internet import epollreactor
 from twisted.python import log
@@ -59,7 +60,6 @@ def _prefix(selectable):
 
 def install():
     """Install LeanEPollReactor, unless a reactor is installed already."""
-    import sys
     if "twisted.internet.reactor" in sys.modules:
         return
     from twisted.internet.main import installReactor

@@ -217,8 +217,8 @@ class Spool:
     def _places(self, message_id, suffix):
         """Where ``<id><suffix>`` may be: in this spool's layout, then in the other one."""
         name = message_id + suffix
-        flat = os.path.join(self.directory, "input", name)
-        split = os.path.join(self.directory, "input", split_subdir(message_id), name)
+        flat = self._input + "/" + name
+        split = self._input + "/" + split_subdir(message_id) + "/" + name
         return (split, flat) if self.split else (flat, split)
 
     def _find(self, message_id, suffix):
@@ -459,7 +459,7 @@ class Spool:
 
     def message_ids(self):
         """Ids of queued messages (those with a -H file), yielded as the directory is read."""
-        top = os.path.join(self.directory, "input")
+        top = self._input
         yield from self._scan(top)
         try:
             entries = os.scandir(top)
